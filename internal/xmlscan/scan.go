@@ -1,0 +1,921 @@
+// Package xmlscan reads an XMPP stream (RFC 6120 section 4 and 11) one
+// top-level element at a time.
+//
+// It is a byte-level scanner, not a general XML parser: it checks that each
+// element is well-formed and uses only the restricted XML that RFC 6120
+// section 11.1 allows, enforces a size limit, and returns the element's raw
+// bytes together with the few facts routing needs (its name, attributes, the
+// first child's name and namespace). The element is parsed once; modules that
+// need more decode Raw lazily. An element costs a handful of allocations, none
+// per token.
+package xmlscan
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// Errors returned by the scanner. Each maps to a stream error condition of
+// RFC 6120 section 4.9.3.
+var (
+	// ErrNotWellFormed: the data is not well-formed XML (not-well-formed).
+	ErrNotWellFormed = errors.New("xmlscan: not well-formed")
+	// ErrRestrictedXML: a comment, processing instruction, DTD or entity
+	// reference that RFC 6120 forbids (restricted-xml).
+	ErrRestrictedXML = errors.New("xmlscan: restricted XML")
+	// ErrTooLarge: an element exceeded the size limit (policy-violation).
+	ErrTooLarge = errors.New("xmlscan: element too large")
+	// ErrBadPrefix: an element uses a namespace prefix it does not declare
+	// itself (bad-namespace-prefix).
+	ErrBadPrefix = errors.New("xmlscan: undeclared namespace prefix")
+	// ErrUnsupportedEncoding: the XML declaration names an encoding other
+	// than UTF-8 (unsupported-encoding).
+	ErrUnsupportedEncoding = errors.New("xmlscan: unsupported encoding")
+	// ErrStreamEnd: the peer closed the stream with </stream:stream>.
+	ErrStreamEnd = errors.New("xmlscan: end of stream")
+)
+
+// Attr is one attribute of an element's start tag.
+type Attr struct {
+	// Name is the qualified name as written ("to", "xml:lang", "xmlns:x").
+	Name string
+	// Value is the attribute value with entities resolved.
+	Value string
+	// off and end delimit the attribute in Element.Raw, including the
+	// whitespace before it.
+	off, end int
+}
+
+// Element is one top-level element of the stream.
+type Element struct {
+	// Raw is the element exactly as received.
+	Raw string
+	// Name is the element's qualified name as written ("message",
+	// "stream:error").
+	Name string
+	// Attrs are the attributes of the start tag in document order.
+	Attrs []Attr
+	// TagEnd is the offset in Raw just past the start tag's name, where
+	// attributes begin.
+	TagEnd int
+	// StartEnd is the offset in Raw just past the start tag ('>' or "/>").
+	StartEnd int
+	// Empty reports a self-closing element (<x/>).
+	Empty bool
+	// Child is the qualified name of the first child element, or "".
+	Child string
+	// ChildNS is the xmlns attribute of the first child element, or "".
+	ChildNS string
+
+	attrs [6]Attr
+}
+
+// Attr returns the value of the named attribute and whether it is present.
+func (e *Element) Attr(name string) (string, bool) {
+	for i := range e.Attrs {
+		if e.Attrs[i].Name == name {
+			return e.Attrs[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// NS returns the value of the element's own xmlns attribute, or "".
+func (e *Element) NS() string {
+	v, _ := e.Attr("xmlns")
+	return v
+}
+
+// Local returns the local part of the element's name.
+func (e *Element) Local() string {
+	if i := strings.IndexByte(e.Name, ':'); i >= 0 {
+		return e.Name[i+1:]
+	}
+	return e.Name
+}
+
+// Inner returns the element's content between its start and end tag.
+func (e *Element) Inner() string {
+	if e.Empty {
+		return ""
+	}
+	end := strings.LastIndexByte(e.Raw, '<')
+	if end < e.StartEnd {
+		return ""
+	}
+	return e.Raw[e.StartEnd:end]
+}
+
+// AppendWithout appends the element to dst with the named attributes removed
+// and extra (which must start with a space, e.g. ` from='a@b/c'`) inserted
+// right after the element name. It serves to stamp or rewrite addresses
+// without re-serialising the element.
+func (e *Element) AppendWithout(dst []byte, extra string, names ...string) []byte {
+	dst = append(dst, e.Raw[:e.TagEnd]...)
+	dst = append(dst, extra...)
+	pos := e.TagEnd
+	for i := range e.Attrs {
+		a := &e.Attrs[i]
+		for _, n := range names {
+			if a.Name == n {
+				dst = append(dst, e.Raw[pos:a.off]...)
+				pos = a.end
+				break
+			}
+		}
+	}
+	return append(dst, e.Raw[pos:]...)
+}
+
+// Scanner reads top-level elements from a stream.
+type Scanner struct {
+	r   io.Reader
+	max int
+
+	buf   []byte // buf[:n] holds data; buf[pos:n] is unread
+	n     int
+	pos   int
+	start int // start of the element being scanned
+	rerr  error
+
+	streamName string // qualified name of the stream element
+	// scratch for element scanning, reused between elements
+	stack   []span
+	prefix  []prefixDecl
+	attrTmp []rawAttr
+}
+
+type span struct{ off, end int }
+
+type prefixDecl struct {
+	name  string
+	depth int
+}
+
+type rawAttr struct {
+	name, val span
+	off, end  int
+	escaped   bool
+}
+
+// NewScanner returns a scanner reading from r that refuses elements larger
+// than max bytes (max <= 0 means 256 KiB).
+func NewScanner(r io.Reader, max int) *Scanner {
+	if max <= 0 {
+		max = 256 << 10
+	}
+	return &Scanner{r: r, max: max, buf: make([]byte, 4096)}
+}
+
+// Reset makes the scanner read from r with an empty buffer, as needed after
+// STARTTLS or a SASL stream restart. It keeps the size limit.
+func (s *Scanner) Reset(r io.Reader) {
+	s.r = r
+	s.n, s.pos, s.start = 0, 0, 0
+	s.rerr = nil
+	s.streamName = ""
+}
+
+// Buffered returns the number of bytes read from the connection but not yet
+// consumed. After <starttls/> it must be zero: bytes sent before the TLS
+// handshake must not be processed as if they were protected.
+func (s *Scanner) Buffered() int { return s.n - s.pos }
+
+// StreamName returns the qualified name of the stream element read by Header.
+func (s *Scanner) StreamName() string { return s.streamName }
+
+func (s *Scanner) fill() error {
+	if s.rerr != nil {
+		return s.rerr
+	}
+	if s.pos-s.start > s.max {
+		return ErrTooLarge
+	}
+	if s.n == len(s.buf) {
+		if s.start > 0 {
+			// Compact: offsets recorded during scanning are relative to
+			// s.start, so moving the element to the front is safe.
+			copy(s.buf, s.buf[s.start:s.n])
+			s.n -= s.start
+			s.pos -= s.start
+			s.start = 0
+		}
+		if s.n == len(s.buf) {
+			size := 2 * len(s.buf)
+			if size > s.max+4096 {
+				size = s.max + 4096
+			}
+			if size <= len(s.buf) {
+				return ErrTooLarge
+			}
+			nb := make([]byte, size)
+			copy(nb, s.buf[:s.n])
+			s.buf = nb
+		}
+	}
+	m, err := s.r.Read(s.buf[s.n:])
+	s.n += m
+	if err != nil {
+		s.rerr = err
+		if m > 0 {
+			return nil
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+			s.rerr = err
+		}
+		return err
+	}
+	return nil
+}
+
+// next returns the next byte.
+func (s *Scanner) next() (byte, error) {
+	for s.pos >= s.n {
+		if err := s.fill(); err != nil {
+			return 0, err
+		}
+	}
+	b := s.buf[s.pos]
+	s.pos++
+	return b, nil
+}
+
+func (s *Scanner) peek() (byte, error) {
+	for s.pos >= s.n {
+		if err := s.fill(); err != nil {
+			return 0, err
+		}
+	}
+	return s.buf[s.pos], nil
+}
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
+
+func isNameStart(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b == '_' || b == ':' || b >= 0x80
+}
+
+func isNameChar(b byte) bool {
+	return isNameStart(b) || b >= '0' && b <= '9' || b == '-' || b == '.'
+}
+
+// skipSpace skips whitespace and returns the first other byte.
+func (s *Scanner) skipSpace() (byte, error) {
+	for {
+		b, err := s.next()
+		if err != nil || !isSpace(b) {
+			return b, err
+		}
+	}
+}
+
+// name scans a name whose first byte b has been consumed, returning its span
+// (relative to s.start) and the byte following it.
+func (s *Scanner) name(b byte) (span, byte, error) {
+	if !isNameStart(b) || b == ':' {
+		return span{}, 0, ErrNotWellFormed
+	}
+	off := s.pos - 1 - s.start
+	for {
+		c, err := s.next()
+		if err != nil {
+			return span{}, 0, err
+		}
+		if !isNameChar(c) {
+			return span{off, s.pos - 1 - s.start}, c, nil
+		}
+	}
+}
+
+func (s *Scanner) text(sp span) []byte { return s.buf[s.start+sp.off : s.start+sp.end] }
+
+// Header reads the optional XML declaration and the stream's opening tag and
+// returns the tag as an Element (Raw holds only the start tag). The element
+// must be named stream in the namespace http://etherx.jabber.org/streams;
+// checking its default namespace and attributes is the caller's job.
+func (s *Scanner) Header() (*Element, error) {
+	s.start = s.pos
+	b, err := s.skipSpace()
+	if err != nil {
+		return nil, err
+	}
+	if b != '<' {
+		return nil, ErrNotWellFormed
+	}
+	c, err := s.peek()
+	if err != nil {
+		return nil, err
+	}
+	if c == '?' {
+		if err := s.xmlDecl(); err != nil {
+			return nil, err
+		}
+		if b, err = s.skipSpace(); err != nil {
+			return nil, err
+		}
+		if b != '<' {
+			return nil, ErrNotWellFormed
+		}
+	}
+	s.start = s.pos - 1
+	b, err = s.next()
+	if err != nil {
+		return nil, err
+	}
+	if b == '!' || b == '?' {
+		return nil, ErrRestrictedXML
+	}
+	nm, c, err := s.name(b)
+	if err != nil {
+		return nil, err
+	}
+	s.attrTmp = s.attrTmp[:0]
+	c, err = s.attrs(c, 0)
+	if err != nil {
+		return nil, err
+	}
+	if c != '>' {
+		return nil, ErrNotWellFormed
+	}
+	el := s.finish(nm, true)
+	el.Empty = false
+	el.StartEnd = len(el.Raw)
+	qn := el.Name
+	prefix := ""
+	if i := strings.IndexByte(qn, ':'); i >= 0 {
+		prefix = qn[:i]
+	}
+	ns := ""
+	if prefix == "" {
+		ns, _ = el.Attr("xmlns")
+	} else {
+		ns, _ = el.Attr("xmlns:" + prefix)
+	}
+	if el.Local() != "stream" || ns != "http://etherx.jabber.org/streams" {
+		return el, ErrBadStreamHeader
+	}
+	s.streamName = qn
+	return el, nil
+}
+
+// ErrBadStreamHeader reports an opening tag that is not a stream element in
+// the streams namespace (invalid-namespace).
+var ErrBadStreamHeader = errors.New("xmlscan: not a stream header")
+
+// xmlDecl consumes "?xml ...?>" after '<'.
+func (s *Scanner) xmlDecl() error {
+	s.pos++ // '?'
+	off := s.pos
+	for i := 0; ; i++ {
+		if i > 200 {
+			return ErrNotWellFormed
+		}
+		b, err := s.next()
+		if err != nil {
+			return err
+		}
+		if b == '>' {
+			break
+		}
+	}
+	decl := s.buf[off : s.pos-1]
+	if !bytes.HasPrefix(decl, []byte("xml")) || len(decl) < 4 || !isSpace(decl[3]) || decl[len(decl)-1] != '?' {
+		return ErrRestrictedXML
+	}
+	if i := bytes.Index(decl, []byte("encoding")); i >= 0 {
+		rest := bytes.TrimLeft(decl[i+len("encoding"):], " \t\r\n=")
+		if len(rest) < 6 || !bytes.EqualFold(rest[1:6], []byte("utf-8")) || rest[6] != rest[0] {
+			return ErrUnsupportedEncoding
+		}
+	}
+	return nil
+}
+
+// attrs scans attributes starting at c (the byte after the name) and returns
+// the byte that ends the tag: '>' or '/' (already checked to be followed by
+// '>').
+func (s *Scanner) attrs(c byte, first int) (byte, error) {
+	var err error
+	for {
+		sawSpace := false
+		for isSpace(c) {
+			sawSpace = true
+			if c, err = s.next(); err != nil {
+				return 0, err
+			}
+		}
+		switch c {
+		case '>':
+			return c, nil
+		case '/':
+			if c, err = s.next(); err != nil {
+				return 0, err
+			}
+			if c != '>' {
+				return 0, ErrNotWellFormed
+			}
+			return '/', nil
+		}
+		if !sawSpace {
+			return 0, ErrNotWellFormed
+		}
+		var a rawAttr
+		// the attribute's span starts at the whitespace before it
+		a.off = s.pos - 1 - s.start
+		for a.off > 0 && isSpace(s.buf[s.start+a.off-1]) {
+			a.off--
+		}
+		if a.name, c, err = s.name(c); err != nil {
+			return 0, err
+		}
+		for isSpace(c) {
+			if c, err = s.next(); err != nil {
+				return 0, err
+			}
+		}
+		if c != '=' {
+			return 0, ErrNotWellFormed
+		}
+		if c, err = s.skipSpace(); err != nil {
+			return 0, err
+		}
+		if c != '"' && c != '\'' {
+			return 0, ErrNotWellFormed
+		}
+		q := c
+		a.val.off = s.pos - s.start
+		for {
+			if c, err = s.next(); err != nil {
+				return 0, err
+			}
+			if c == q {
+				break
+			}
+			switch {
+			case c == '<':
+				return 0, ErrNotWellFormed
+			case c == '&':
+				a.escaped = true
+				if err := s.entity(); err != nil {
+					return 0, err
+				}
+			case c == '\t' || c == '\n' || c == '\r':
+				a.escaped = true
+			case c < 0x20:
+				return 0, ErrNotWellFormed
+			}
+		}
+		a.val.end = s.pos - 1 - s.start
+		a.end = s.pos - s.start
+		nm := s.text(a.name)
+		for i := first; i < len(s.attrTmp); i++ {
+			if bytes.Equal(s.text(s.attrTmp[i].name), nm) {
+				return 0, ErrNotWellFormed
+			}
+		}
+		s.attrTmp = append(s.attrTmp, a)
+		if c, err = s.next(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// entity checks an entity reference after '&'.
+func (s *Scanner) entity() error {
+	var ref [12]byte
+	n := 0
+	for {
+		c, err := s.next()
+		if err != nil {
+			return err
+		}
+		if c == ';' {
+			break
+		}
+		if n == len(ref) || !isNameChar(c) && c != '#' {
+			return ErrNotWellFormed
+		}
+		ref[n] = c
+		n++
+	}
+	r := ref[:n]
+	switch string(r) {
+	case "lt", "gt", "amp", "quot", "apos":
+		return nil
+	}
+	if n >= 2 && r[0] == '#' {
+		if _, ok := charRef(r[1:]); ok {
+			return nil
+		}
+		return ErrNotWellFormed
+	}
+	if n > 0 && isNameStart(r[0]) {
+		return ErrRestrictedXML
+	}
+	return ErrNotWellFormed
+}
+
+func charRef(r []byte) (rune, bool) {
+	var v rune
+	if len(r) > 1 && r[0] == 'x' {
+		for _, c := range r[1:] {
+			switch {
+			case c >= '0' && c <= '9':
+				v = v*16 + rune(c-'0')
+			case c >= 'a' && c <= 'f':
+				v = v*16 + rune(c-'a'+10)
+			case c >= 'A' && c <= 'F':
+				v = v*16 + rune(c-'A'+10)
+			default:
+				return 0, false
+			}
+			if v > 0x10FFFF {
+				return 0, false
+			}
+		}
+	} else {
+		if len(r) == 0 {
+			return 0, false
+		}
+		for _, c := range r {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + rune(c-'0')
+			if v > 0x10FFFF {
+				return 0, false
+			}
+		}
+	}
+	return v, isChar(v)
+}
+
+func isChar(r rune) bool {
+	return r == 0x9 || r == 0xA || r == 0xD || r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
+}
+
+// Next reads the next top-level element. Whitespace between elements is
+// skipped. At </stream:stream> it returns ErrStreamEnd.
+func (s *Scanner) Next() (*Element, error) {
+	// Drop the previous element from the buffer.
+	if s.pos == s.n {
+		s.pos, s.n = 0, 0
+	}
+	s.start = s.pos
+	b, err := s.skipSpace()
+	if err != nil {
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		return nil, err
+	}
+	if b != '<' {
+		return nil, ErrNotWellFormed
+	}
+	s.start = s.pos - 1
+	b, err = s.next()
+	if err != nil {
+		return nil, err
+	}
+	switch b {
+	case '/':
+		c, err := s.next()
+		if err != nil {
+			return nil, err
+		}
+		nm, c, err := s.name(c)
+		if err != nil {
+			return nil, err
+		}
+		for isSpace(c) {
+			if c, err = s.next(); err != nil {
+				return nil, err
+			}
+		}
+		if c != '>' || string(s.text(nm)) != s.streamName {
+			return nil, ErrNotWellFormed
+		}
+		return nil, ErrStreamEnd
+	case '!', '?':
+		return nil, ErrRestrictedXML
+	}
+	return s.element(b)
+}
+
+func (s *Scanner) element(b byte) (*Element, error) {
+	s.stack = s.stack[:0]
+	s.prefix = s.prefix[:0]
+	s.attrTmp = s.attrTmp[:0]
+	var top span
+	startEnd := 0
+	child := span{-1, -1}
+	var childNS rawAttr
+	hasChildNS := false
+	for {
+		// b is the first byte of a name after '<'.
+		nm, c, err := s.name(b)
+		if err != nil {
+			return nil, err
+		}
+		depth := len(s.stack)
+		attrStart := len(s.attrTmp)
+		if c, err = s.attrs(c, attrStart); err != nil {
+			return nil, err
+		}
+		if err := s.checkPrefixes(nm, s.attrTmp[attrStart:], depth); err != nil {
+			return nil, err
+		}
+		if depth == 1 && child.off < 0 {
+			child = nm
+			for _, a := range s.attrTmp[attrStart:] {
+				if string(s.text(a.name)) == "xmlns" {
+					childNS, hasChildNS = a, true
+				}
+			}
+		}
+		if depth == 0 {
+			top = nm
+			startEnd = s.pos - s.start
+		} else {
+			// keep only the top element's attributes
+			s.attrTmp = s.attrTmp[:attrStart]
+		}
+		if c == '/' {
+			s.popPrefixes(depth)
+			if depth == 0 {
+				return s.done(top, startEnd, child, childNS, hasChildNS, true)
+			}
+		} else {
+			s.stack = append(s.stack, nm)
+		}
+		// content until the next start tag or the end of the top element
+		for {
+			c, err := s.content()
+			if err != nil {
+				return nil, err
+			}
+			if c != '/' {
+				b = c
+				break
+			}
+			if c, err = s.next(); err != nil {
+				return nil, err
+			}
+			en, c, err := s.name(c)
+			if err != nil {
+				return nil, err
+			}
+			for isSpace(c) {
+				if c, err = s.next(); err != nil {
+					return nil, err
+				}
+			}
+			if c != '>' {
+				return nil, ErrNotWellFormed
+			}
+			open := s.stack[len(s.stack)-1]
+			if !bytes.Equal(s.text(open), s.text(en)) {
+				return nil, ErrNotWellFormed
+			}
+			s.stack = s.stack[:len(s.stack)-1]
+			s.popPrefixes(len(s.stack))
+			if len(s.stack) == 0 {
+				return s.done(top, startEnd, child, childNS, hasChildNS, false)
+			}
+		}
+	}
+}
+
+// content scans character data up to '<' and returns the byte after it
+// ('/' for an end tag or the first byte of a child's name).
+func (s *Scanner) content() (byte, error) {
+	for {
+		c, err := s.next()
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case c == '<':
+			c, err := s.next()
+			if err != nil {
+				return 0, err
+			}
+			switch c {
+			case '?':
+				return 0, ErrRestrictedXML
+			case '!':
+				if err := s.cdata(); err != nil {
+					return 0, err
+				}
+				continue
+			}
+			return c, nil
+		case c == '&':
+			if err := s.entity(); err != nil {
+				return 0, err
+			}
+		case c == '>':
+			if s.pos-s.start >= 3 && s.buf[s.pos-2] == ']' && s.buf[s.pos-3] == ']' {
+				return 0, ErrNotWellFormed
+			}
+		case c < 0x20 && c != '\t' && c != '\n' && c != '\r':
+			return 0, ErrNotWellFormed
+		}
+	}
+}
+
+// cdata consumes a CDATA section after "<!"; anything else there (comment,
+// DTD) is restricted XML.
+func (s *Scanner) cdata() error {
+	const open = "[CDATA["
+	for i := 0; i < len(open); i++ {
+		c, err := s.next()
+		if err != nil {
+			return err
+		}
+		if c != open[i] {
+			return ErrRestrictedXML
+		}
+	}
+	var p1, p2 byte
+	for {
+		c, err := s.next()
+		if err != nil {
+			return err
+		}
+		if c == '>' && p1 == ']' && p2 == ']' {
+			return nil
+		}
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return ErrNotWellFormed
+		}
+		p2, p1 = p1, c
+	}
+}
+
+// checkPrefixes records xmlns:p declarations of a start tag and checks that
+// every prefix used by the tag and its attributes is declared in the element
+// itself (the stream's own declarations do not travel with a routed stanza).
+func (s *Scanner) checkPrefixes(nm span, attrs []rawAttr, depth int) error {
+	for _, a := range attrs {
+		n := s.text(a.name)
+		if len(n) > 6 && string(n[:6]) == "xmlns:" {
+			s.prefix = append(s.prefix, prefixDecl{string(n[6:]), depth})
+		}
+	}
+	if err := s.checkPrefix(s.text(nm), depth == 0); err != nil {
+		return err
+	}
+	for _, a := range attrs {
+		n := s.text(a.name)
+		if i := bytes.IndexByte(n, ':'); i >= 0 {
+			p := n[:i]
+			if string(p) == "xmlns" || string(p) == "xml" {
+				continue
+			}
+			if err := s.checkPrefix(n, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Scanner) checkPrefix(n []byte, top bool) error {
+	i := bytes.IndexByte(n, ':')
+	if i < 0 {
+		return nil
+	}
+	p := n[:i]
+	if top && s.streamName != "" {
+		if j := strings.IndexByte(s.streamName, ':'); j >= 0 && string(p) == s.streamName[:j] {
+			return nil // stream:error, stream:features
+		}
+	}
+	for _, d := range s.prefix {
+		if d.name == string(p) {
+			return nil
+		}
+	}
+	return ErrBadPrefix
+}
+
+// popPrefixes drops the declarations of elements at depth or deeper.
+func (s *Scanner) popPrefixes(depth int) {
+	for len(s.prefix) > 0 && s.prefix[len(s.prefix)-1].depth >= depth {
+		s.prefix = s.prefix[:len(s.prefix)-1]
+	}
+}
+
+// done builds the Element for buf[start:pos].
+func (s *Scanner) done(top span, startEnd int, child span, childNS rawAttr, hasChildNS, empty bool) (*Element, error) {
+	raw := s.buf[s.start:s.pos]
+	if len(raw) > s.max {
+		return nil, ErrTooLarge
+	}
+	if !validUTF8(raw) {
+		return nil, ErrNotWellFormed
+	}
+	el := s.finish(top, empty)
+	el.StartEnd = startEnd
+	if child.off >= 0 {
+		el.Child = el.Raw[child.off:child.end]
+		if hasChildNS {
+			el.ChildNS = attrValue(el.Raw, childNS)
+		}
+	}
+	return el, nil
+}
+
+// finish copies the element out of the buffer and builds its Element.
+func (s *Scanner) finish(top span, empty bool) *Element {
+	el := &Element{Raw: string(s.buf[s.start:s.pos]), Empty: empty}
+	el.Name = el.Raw[top.off:top.end]
+	el.TagEnd = top.end
+	el.Attrs = el.attrs[:0]
+	for _, a := range s.attrTmp {
+		el.Attrs = append(el.Attrs, Attr{
+			Name:  el.Raw[a.name.off:a.name.end],
+			Value: attrValue(el.Raw, a),
+			off:   a.off,
+			end:   a.end,
+		})
+	}
+	return el
+}
+
+func attrValue(raw string, a rawAttr) string {
+	v := raw[a.val.off:a.val.end]
+	if !a.escaped {
+		return v
+	}
+	return Unescape(v)
+}
+
+// Unescape resolves the predefined entities and character references of an
+// attribute value or character data known to be well-formed, and normalises
+// tab, newline and carriage return to spaces as XML requires for attributes.
+func Unescape(v string) string {
+	var b strings.Builder
+	b.Grow(len(v))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch c {
+		case '\t', '\n', '\r':
+			b.WriteByte(' ')
+		case '&':
+			j := strings.IndexByte(v[i:], ';')
+			if j < 0 {
+				b.WriteByte(c)
+				continue
+			}
+			ref := v[i+1 : i+j]
+			i += j
+			switch ref {
+			case "lt":
+				b.WriteByte('<')
+			case "gt":
+				b.WriteByte('>')
+			case "amp":
+				b.WriteByte('&')
+			case "quot":
+				b.WriteByte('"')
+			case "apos":
+				b.WriteByte('\'')
+			default:
+				if len(ref) > 1 && ref[0] == '#' {
+					if r, ok := charRef([]byte(ref[1:])); ok {
+						b.WriteRune(r)
+					}
+				}
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// validUTF8 reports whether b is UTF-8 without the non-characters U+FFFE and
+// U+FFFF (surrogates are already invalid UTF-8).
+func validUTF8(b []byte) bool {
+	ascii := true
+	for _, c := range b {
+		if c >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return true
+	}
+	if !utf8.Valid(b) {
+		return false
+	}
+	return !bytes.Contains(b, []byte("\xef\xbf\xbe")) && !bytes.Contains(b, []byte("\xef\xbf\xbf"))
+}

@@ -1,0 +1,185 @@
+// Package storage defines the small, per-concern interfaces through which
+// Treff and its modules keep data, and the errors they share.
+//
+// A backend implements some or all of these interfaces. Store composes the
+// ones the server core needs; modules declare the narrower interface they
+// consume (for example only Rosters) and find it by type assertion, so a
+// backend can grow one concern at a time.
+//
+// Backends shipped with Treff are storage/memstore (in memory, for tests and
+// embedding) and storage/boltstore (bbolt, the default). Any backend,
+// including a plugin author's, checks itself with storagetest.Run.
+//
+// Conventions for every interface in this package:
+//   - Every method takes a context.Context first and is safe for concurrent
+//     use.
+//   - Users and contacts are identified by their normalised bare JID as a
+//     string ("alice@example.org"); callers normalise (PRECIS) before calling,
+//     backends compare bytes.
+//   - Missing records are reported with ErrNotFound, duplicates with
+//     ErrExists, wrapped with %w where context helps; callers test with
+//     errors.Is.
+//   - Values passed in and returned are copies: a caller may keep or modify
+//     what it got back without affecting the store.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors shared by all backends.
+var (
+	// ErrNotFound reports that the requested record does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrExists reports that a record to be created exists already.
+	ErrExists = errors.New("storage: already exists")
+	// ErrQuotaExceeded reports that a per-user limit would be exceeded.
+	ErrQuotaExceeded = errors.New("storage: quota exceeded")
+	// ErrClosed reports use of a store after Close.
+	ErrClosed = errors.New("storage: store closed")
+)
+
+// Store is the composition of the stores the server core needs. Later
+// features (group chat, archives, ...) define their own interfaces that a
+// backend may implement in addition.
+type Store interface {
+	Accounts
+	Rosters
+	Offline
+	io.Closer
+}
+
+// Credential is one set of SCRAM salted credentials (RFC 5802) for one hash
+// function. It never contains the password or anything from which the
+// password itself can be recovered; StoredKey and ServerKey are what a server
+// needs to verify a SCRAM proof and to prove itself to the client.
+type Credential struct {
+	// Mechanism is the SASL mechanism name, e.g. "SCRAM-SHA-256".
+	Mechanism string
+	// Salt is the per-user random salt.
+	Salt []byte
+	// Iterations is the PBKDF2 iteration count.
+	Iterations int
+	// StoredKey is H(HMAC(SaltedPassword, "Client Key")).
+	StoredKey []byte
+	// ServerKey is HMAC(SaltedPassword, "Server Key").
+	ServerKey []byte
+}
+
+// Account is a user account on one virtual host.
+type Account struct {
+	// JID is the normalised bare JID of the account, e.g. "alice@example.org".
+	JID string
+	// Credentials holds one entry per SCRAM mechanism. It may be empty for
+	// accounts whose passwords an external authenticator checks.
+	Credentials []Credential
+	// Created is when the account was created (UTC).
+	Created time.Time
+	// LastLogin is the time of the last successful login (UTC), truncated to
+	// the day by the server; zero if the user never logged in.
+	LastLogin time.Time
+}
+
+// Accounts stores user accounts.
+type Accounts interface {
+	// CreateAccount stores a new account. It returns ErrExists if an account
+	// with the same JID exists.
+	CreateAccount(ctx context.Context, a Account) error
+	// Account returns the account with the given bare JID, or ErrNotFound.
+	Account(ctx context.Context, jid string) (Account, error)
+	// UpdateAccount replaces an existing account's data (credentials, last
+	// login). It returns ErrNotFound if the account does not exist.
+	UpdateAccount(ctx context.Context, a Account) error
+	// DeleteAccount removes the account and returns ErrNotFound if it did
+	// not exist. Data of other concerns (roster, offline messages) is removed
+	// by the caller through their own interfaces.
+	DeleteAccount(ctx context.Context, jid string) error
+	// ListAccounts returns the accounts of one domain, or of all domains if
+	// domain is empty, sorted by JID.
+	ListAccounts(ctx context.Context, domain string) ([]Account, error)
+}
+
+// Subscription is the subscription state of a roster item (RFC 6121 2.1.2.5).
+type Subscription string
+
+// Subscription states.
+const (
+	SubNone Subscription = "none"
+	SubTo   Subscription = "to"
+	SubFrom Subscription = "from"
+	SubBoth Subscription = "both"
+)
+
+// RosterItem is one contact in a user's roster (RFC 6121 section 2).
+type RosterItem struct {
+	// JID is the contact's normalised bare JID.
+	JID string
+	// Name is the user-assigned handle, possibly empty.
+	Name string
+	// Groups are the roster groups the item is in, in the order given.
+	Groups []string
+	// Subscription is the subscription state.
+	Subscription Subscription
+	// PendingOut reports an outbound subscription request awaiting an answer
+	// (shown to clients as ask='subscribe').
+	PendingOut bool
+	// PendingIn reports an inbound subscription request the user has not
+	// answered yet.
+	PendingIn bool
+	// Approved reports a subscription pre-approval (RFC 6121 3.4).
+	Approved bool
+}
+
+// Rosters stores each user's contact list with a version (XEP-0237) that
+// changes on every modification.
+type Rosters interface {
+	// Roster returns all items of the user's roster, sorted by JID, and the
+	// current roster version. An empty roster has an empty slice and a
+	// version that is still valid for comparison.
+	Roster(ctx context.Context, user string) (items []RosterItem, ver string, err error)
+	// RosterItem returns one item, or ErrNotFound.
+	RosterItem(ctx context.Context, user, contact string) (RosterItem, error)
+	// PutRosterItem creates or replaces an item and returns the new roster
+	// version.
+	PutRosterItem(ctx context.Context, user string, item RosterItem) (ver string, err error)
+	// DeleteRosterItem removes an item and returns the new roster version, or
+	// ErrNotFound if the item did not exist.
+	DeleteRosterItem(ctx context.Context, user, contact string) (ver string, err error)
+	// DeleteRoster removes the whole roster of a user (for account removal).
+	// Deleting a roster that does not exist is not an error.
+	DeleteRoster(ctx context.Context, user string) error
+}
+
+// OfflineMessage is a message stored for a user who had no available
+// resource when it arrived (XEP-0160).
+type OfflineMessage struct {
+	// ID identifies the message within the user's offline store; assigned by
+	// the backend on push, increasing in arrival order.
+	ID uint64
+	// Received is the arrival time (UTC), used for the XEP-0203 delay stamp.
+	Received time.Time
+	// Stanza is the serialised <message/> element as it would have been
+	// delivered.
+	Stanza []byte
+}
+
+// Offline stores messages for users without an available resource.
+type Offline interface {
+	// PushOffline appends a message to the user's offline store, setting its
+	// ID. If the user already has limit or more messages stored it stores
+	// nothing and returns ErrQuotaExceeded; limit <= 0 means no limit. The
+	// check and the append are atomic.
+	PushOffline(ctx context.Context, user string, msg OfflineMessage, limit int) (id uint64, err error)
+	// OfflineMessages returns the user's stored messages in arrival order.
+	OfflineMessages(ctx context.Context, user string) ([]OfflineMessage, error)
+	// DeleteOfflineMessages removes the messages with the given IDs; IDs that
+	// do not exist are ignored.
+	DeleteOfflineMessages(ctx context.Context, user string, ids []uint64) error
+	// CountOffline returns the number of stored messages for the user.
+	CountOffline(ctx context.Context, user string) (int, error)
+	// DeleteOffline removes all stored messages of the user.
+	DeleteOffline(ctx context.Context, user string) error
+}
