@@ -919,3 +919,25 @@ func validUTF8(b []byte) bool {
 	}
 	return !bytes.Contains(b, []byte("\xef\xbf\xbe")) && !bytes.Contains(b, []byte("\xef\xbf\xbf"))
 }
+
+// Parse parses raw as one complete element (with optional surrounding
+// whitespace) under the same rules as a stream's top-level element. max <= 0
+// means 256 KiB.
+func Parse(raw []byte, max int) (*Element, error) {
+	s := NewScanner(bytes.NewReader(raw), max)
+	el, err := s.Next()
+	if err != nil {
+		if err == io.EOF || err == ErrStreamEnd {
+			err = ErrNotWellFormed
+		}
+		return nil, err
+	}
+	if _, err := s.skipSpace(); err != io.ErrUnexpectedEOF {
+		return nil, ErrNotWellFormed
+	}
+	return el, nil
+}
+
+// Restart prepares the scanner for a new stream header on the same
+// connection (after SASL success), keeping data already buffered.
+func (s *Scanner) Restart() { s.streamName = "" }

@@ -1,0 +1,658 @@
+package treff
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/text/secure/precis"
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff/internal/scram"
+	"github.com/treff-im/treff/internal/xmlscan"
+)
+
+// idleConn sets a read deadline before every read: the idle timeout from
+// now, but never later than a hard deadline (negotiation, shutdown).
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+	hard atomic.Int64 // unix nanoseconds; 0 = none
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	var d time.Time
+	if c.idle > 0 {
+		d = time.Now().Add(c.idle)
+	}
+	if h := c.hard.Load(); h != 0 && (d.IsZero() || h < d.UnixNano()) {
+		d = time.Unix(0, h)
+	}
+	c.Conn.SetReadDeadline(d)
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) setHard(t time.Time) {
+	if t.IsZero() {
+		c.hard.Store(0)
+		return
+	}
+	c.hard.Store(t.UnixNano())
+}
+
+// conn is one client connection, from accept to close. Until a resource is
+// bound its goroutine negotiates the stream and writes directly; after that
+// all writes go through the Session's queue.
+type conn struct {
+	srv       *Server
+	nc        net.Conn
+	ic        *idleConn
+	rw        net.Conn // ic, or the TLS connection on top of it
+	sc        *xmlscan.Scanner
+	directTLS bool
+	secure    bool
+	host      string
+	streamID  string
+	user      jid.JID // authenticated bare JID
+	failures  int
+	shutting  atomic.Bool
+	sess      atomic.Pointer[Session]
+	wmu       sync.Mutex // direct writes before bind
+}
+
+func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
+	idle := durationOr(srv.IdleTimeout, 10*time.Minute)
+	if idle < 0 {
+		idle = 0
+	}
+	ic := &idleConn{Conn: nc, idle: idle}
+	return &conn{srv: srv, nc: nc, ic: ic, rw: ic, directTLS: directTLS}
+}
+
+// streamError is a stream error condition (RFC 6120 4.9.3).
+type streamError struct {
+	cond, text string
+}
+
+func (e streamError) Error() string { return "treff: stream error " + e.cond }
+
+func (e streamError) xml() string {
+	s := "<stream:error><" + e.cond + " xmlns='" + nsStreams + "'/>"
+	if e.text != "" {
+		s += "<text xmlns='" + nsStreams + "'>" + string(AppendEscaped(nil, e.text)) + "</text>"
+	}
+	return s + "</stream:error>"
+}
+
+func scanError(err error) (streamError, bool) {
+	switch {
+	case errors.Is(err, xmlscan.ErrNotWellFormed):
+		return streamError{cond: "not-well-formed"}, true
+	case errors.Is(err, xmlscan.ErrRestrictedXML):
+		return streamError{cond: "restricted-xml"}, true
+	case errors.Is(err, xmlscan.ErrTooLarge):
+		return streamError{cond: "policy-violation", text: "stanza too large"}, true
+	case errors.Is(err, xmlscan.ErrBadPrefix):
+		return streamError{cond: "bad-namespace-prefix"}, true
+	case errors.Is(err, xmlscan.ErrUnsupportedEncoding):
+		return streamError{cond: "unsupported-encoding"}, true
+	case errors.Is(err, xmlscan.ErrBadStreamHeader):
+		return streamError{cond: "invalid-namespace"}, true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return streamError{cond: "connection-timeout"}, true
+	}
+	return streamError{}, false
+}
+
+// write writes directly to the connection (negotiation phase only).
+func (c *conn) write(s string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.rw.SetWriteDeadline(time.Now().Add(durationOr(c.srv.WriteTimeout, 30*time.Second)))
+	_, err := io.WriteString(c.rw, s)
+	return err
+}
+
+func (c *conn) header(from string) string {
+	var b strings.Builder
+	b.WriteString("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='" + nsStream + "' id='")
+	b.WriteString(c.streamID)
+	b.WriteString("'")
+	if from != "" {
+		b.WriteString(" from='")
+		b.Write(AppendEscaped(nil, from))
+		b.WriteString("'")
+	}
+	b.WriteString(" version='1.0' xml:lang='en'>")
+	return b.String()
+}
+
+func newID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// fail sends a stream error (with a header first if none was sent yet) and
+// the closing tag, then closes the connection.
+func (c *conn) fail(e streamError, headerSent bool) {
+	s := ""
+	if !headerSent {
+		c.streamID = newID()
+		s = c.header(c.host)
+	}
+	c.write(s + e.xml() + "</stream:stream>")
+	c.srv.logger().Debug("stream closed with error", "cond", e.cond, "user", c.user.String())
+	c.nc.Close()
+}
+
+// shutdown is called by Server.Shutdown.
+func (c *conn) shutdown() {
+	c.shutting.Store(true)
+	if s := c.sess.Load(); s != nil {
+		s.closeStream(streamError{cond: "system-shutdown"})
+		return
+	}
+	// Interrupt the negotiation's read; it sends the stream error itself.
+	c.ic.setHard(time.Now())
+	c.nc.SetReadDeadline(time.Now())
+}
+
+func (c *conn) serve() {
+	defer c.nc.Close()
+	srv := c.srv
+	c.ic.setHard(time.Now().Add(durationOr(srv.NegotiationTimeout, 30*time.Second)))
+	if c.directTLS {
+		tc := tls.Server(c.ic, srv.tlsBase)
+		ctx, cancel := context.WithTimeout(context.Background(), durationOr(srv.NegotiationTimeout, 30*time.Second))
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		c.rw, c.secure = tc, true
+	}
+	c.sc = xmlscan.NewScanner(c.rw, srv.MaxStanzaSize)
+	for {
+		next, err := c.negotiate()
+		if err != nil {
+			var se streamError
+			if errors.As(err, &se) {
+				c.fail(se, true)
+			}
+			return
+		}
+		if next == nil {
+			continue // stream restart
+		}
+		next.run()
+		return
+	}
+}
+
+// readStreamHeader reads the client's stream header and answers with ours.
+func (c *conn) readStreamHeader() error {
+	hdr, err := c.sc.Header()
+	if err != nil {
+		if se, ok := c.readErr(err); ok {
+			c.fail(se, false)
+		}
+		return err
+	}
+	to, _ := hdr.Attr("to")
+	if d, err := jid.Parse(to); err == nil && d.Localpart() == "" && d.Resourcepart() == "" {
+		to = d.Domainpart()
+	}
+	if c.host != "" && to != c.host {
+		// A restarted stream must be for the same host.
+		c.fail(streamError{cond: "host-unknown"}, false)
+		return io.EOF
+	}
+	if _, ok := c.srv.hosts[to]; !ok {
+		c.host = ""
+		c.fail(streamError{cond: "host-unknown", text: "this server does not serve that domain"}, false)
+		return io.EOF
+	}
+	c.host = to
+	if ns := hdr.NS(); ns != nsClient {
+		c.fail(streamError{cond: "invalid-namespace"}, false)
+		return io.EOF
+	}
+	if v, _ := hdr.Attr("version"); !versionOK(v) {
+		c.fail(streamError{cond: "unsupported-version"}, false)
+		return io.EOF
+	}
+	c.streamID = newID()
+	return nil
+}
+
+// versionOK reports whether the stream version is 1.x (RFC 6120 4.7.5).
+func versionOK(v string) bool {
+	major, _, ok := strings.Cut(v, ".")
+	return ok && major == "1"
+}
+
+// readErr maps a read error to a stream error to send, if any.
+func (c *conn) readErr(err error) (streamError, bool) {
+	if c.shutting.Load() {
+		return streamError{cond: "system-shutdown"}, true
+	}
+	return scanError(err)
+}
+
+// negotiate runs one stream (from header to restart). It returns the bound
+// session when negotiation is complete, or nil for a restart.
+func (c *conn) negotiate() (*Session, error) {
+	if err := c.readStreamHeader(); err != nil {
+		return nil, err
+	}
+	srv := c.srv
+	var feats strings.Builder
+	feats.WriteString(c.header(c.host))
+	feats.WriteString("<stream:features>")
+	switch {
+	case !c.secure:
+		feats.WriteString("<starttls xmlns='" + nsTLS + "'><required/></starttls>")
+	case c.user.Equal(jid.JID{}):
+		feats.WriteString("<mechanisms xmlns='" + nsSASL + "'>")
+		if _, ok := srv.Authenticator.(SCRAMAuthenticator); ok {
+			feats.WriteString("<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism>")
+		}
+		feats.WriteString("<mechanism>PLAIN</mechanism></mechanisms>")
+		for _, f := range srv.mods.streamFeats {
+			if f.Phase == BeforeAuth {
+				feats.WriteString(f.XML)
+			}
+		}
+	default:
+		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>")
+		for _, f := range srv.mods.streamFeats {
+			if f.Phase == AfterAuth {
+				feats.WriteString(f.XML)
+			}
+		}
+	}
+	feats.WriteString("</stream:features>")
+	if err := c.write(feats.String()); err != nil {
+		return nil, err
+	}
+	for {
+		el, err := c.sc.Next()
+		if err != nil {
+			if se, ok := c.readErr(err); ok {
+				return nil, se
+			}
+			if errors.Is(err, xmlscan.ErrStreamEnd) {
+				c.write("</stream:stream>")
+			}
+			return nil, err
+		}
+		ns := el.NS()
+		switch {
+		case !c.secure:
+			if el.Name == "starttls" && ns == nsTLS {
+				return nil, c.startTLS()
+			}
+			if el.Name == "auth" && ns == nsSASL {
+				c.write("<failure xmlns='" + nsSASL + "'><encryption-required/></failure>")
+				continue
+			}
+			return nil, streamError{cond: "policy-violation", text: "STARTTLS is required"}
+		case c.user.Equal(jid.JID{}):
+			switch {
+			case el.Name == "auth" && ns == nsSASL:
+				ok, err := c.sasl(el)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					c.sc.Restart()
+					return nil, nil
+				}
+			case el.Name == "iq" && (ns == "" || ns == nsClient):
+				if err := c.preAuthIQ(el); err != nil {
+					return nil, err
+				}
+			default:
+				return nil, streamError{cond: "not-authorized"}
+			}
+		default:
+			if el.Name != "iq" || (ns != "" && ns != nsClient) {
+				return nil, streamError{cond: "not-authorized", text: "bind a resource first"}
+			}
+			s, err := c.bindIQ(el)
+			if s != nil || err != nil {
+				return s, err
+			}
+		}
+	}
+}
+
+func (c *conn) startTLS() error {
+	if c.sc.Buffered() != 0 {
+		// Data sent after <starttls/> but before the handshake must not be
+		// processed as if TLS protected it.
+		return streamError{cond: "policy-violation", text: "data after starttls"}
+	}
+	if err := c.write("<proceed xmlns='" + nsTLS + "'/>"); err != nil {
+		return err
+	}
+	tc := tls.Server(c.ic, c.srv.tlsFor(c.host))
+	ctx, cancel := context.WithTimeout(context.Background(), durationOr(c.srv.NegotiationTimeout, 30*time.Second))
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	c.rw, c.secure = tc, true
+	c.sc.Reset(tc)
+	return nil
+}
+
+// preAuthIQ handles an IQ on a secure but unauthenticated stream.
+func (c *conn) preAuthIQ(el *xmlscan.Element) error {
+	st, err := stanzaFrom(el)
+	if err != nil || (st.Type != "get" && st.Type != "set") || st.ID == "" {
+		return streamError{cond: "not-authorized"}
+	}
+	e, ok := c.srv.mods.preAuthIQ[st.Payload.Space]
+	if !ok {
+		return streamError{cond: "not-authorized"}
+	}
+	st.raw = []byte(el.Raw)
+	st.To = jid.JID{}
+	payload, herr := e.h.HandleIQ(context.Background(), st)
+	if herr == ErrNoReply {
+		return nil
+	}
+	var out []byte
+	if herr != nil {
+		out = AppendError(nil, st, c.srv.stanzaErr(herr, e.module))
+	} else {
+		out = AppendResult(nil, st, payload)
+	}
+	return c.write(string(out))
+}
+
+func (srv *Server) stanzaErr(err error, module string) *StanzaError {
+	var se *StanzaError
+	if errors.As(err, &se) {
+		return se
+	}
+	srv.logger().Error("handler failed", "module", module, "err", err)
+	return ErrInternalServerError
+}
+
+func saslFailure(cond, text string) string {
+	s := "<failure xmlns='" + nsSASL + "'><" + cond + "/>"
+	if text != "" {
+		s += "<text xml:lang='en'>" + text + "</text>"
+	}
+	return s + "</failure>"
+}
+
+// mechanism is one running SASL exchange.
+type mechanism interface {
+	step(in []byte) (out []byte, done bool, err error)
+}
+
+// sasl runs one SASL exchange (RFC 6120 6.4) and reports success.
+func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
+	srv := c.srv
+	name, _ := el.Attr("mechanism")
+	var m mechanism
+	switch name {
+	case "PLAIN":
+		m = &plain{c: c}
+	case scram.SHA256, scram.SHA1:
+		if sa, ok := srv.Authenticator.(SCRAMAuthenticator); ok {
+			m = &scramMech{c: c, sa: sa, s: scram.NewServer(name, c.scramLookup(sa, name), c.fakeKeys)}
+		}
+	}
+	if m == nil {
+		return false, c.write(saslFailure("invalid-mechanism", ""))
+	}
+	data, err := saslData(el)
+	for i := 0; ; i++ {
+		if err != nil {
+			return false, c.saslFailed("incorrect-encoding")
+		}
+		out, done, serr := m.step(data)
+		if serr != nil {
+			switch {
+			case errors.Is(serr, scram.ErrMalformed):
+				return false, c.saslFailed("malformed-request")
+			case errors.Is(serr, scram.ErrAuthzid):
+				return false, c.saslFailed("invalid-authzid")
+			case errors.Is(serr, scram.ErrNotAuthorized), errors.Is(serr, ErrNotAuthorized):
+				return false, c.saslFailed("not-authorized")
+			}
+			srv.logger().Error("authentication backend failed", "mechanism", name)
+			return false, c.saslFailed("temporary-auth-failure")
+		}
+		if done {
+			s := "<success xmlns='" + nsSASL + "'"
+			if len(out) > 0 {
+				s += ">" + base64.StdEncoding.EncodeToString(out) + "</success>"
+			} else {
+				s += "/>"
+			}
+			srv.logger().Info("authenticated", "user", c.user.String(), "mechanism", name)
+			return true, c.write(s)
+		}
+		if i > 4 {
+			return false, c.saslFailed("malformed-request")
+		}
+		if err := c.write("<challenge xmlns='" + nsSASL + "'>" + base64.StdEncoding.EncodeToString(out) + "</challenge>"); err != nil {
+			return false, err
+		}
+		resp, rerr := c.sc.Next()
+		if rerr != nil {
+			if se, ok := c.readErr(rerr); ok {
+				return false, se
+			}
+			return false, rerr
+		}
+		if resp.NS() != nsSASL {
+			return false, streamError{cond: "not-authorized", text: "SASL exchange expected"}
+		}
+		switch resp.Name {
+		case "abort":
+			return false, c.write(saslFailure("aborted", ""))
+		case "response":
+			data, err = saslData(resp)
+		default:
+			return false, c.saslFailed("malformed-request")
+		}
+	}
+}
+
+// saslFailed answers a failed attempt and closes the stream after too many.
+func (c *conn) saslFailed(cond string) error {
+	c.failures++
+	c.user = jid.JID{}
+	max := c.srv.MaxAuthFailures
+	if max <= 0 {
+		max = 3
+	}
+	c.srv.logger().Info("authentication failed", "cond", cond)
+	if err := c.write(saslFailure(cond, "")); err != nil {
+		return err
+	}
+	if c.failures >= max {
+		return streamError{cond: "policy-violation", text: "too many failed authentication attempts"}
+	}
+	return nil
+}
+
+// saslData decodes the base64 content of <auth/> or <response/>; "=" is an
+// empty response (RFC 6120 6.4.2).
+func saslData(el *xmlscan.Element) ([]byte, error) {
+	s := strings.TrimSpace(el.Inner())
+	if s == "" || s == "=" {
+		return nil, nil
+	}
+	return base64.StdEncoding.DecodeString(s)
+}
+
+// account normalises a SASL username to the account's bare JID on this host.
+func (c *conn) account(username string) (jid.JID, error) {
+	return jid.New(username, c.host, "")
+}
+
+type plain struct{ c *conn }
+
+func (p *plain) step(in []byte) ([]byte, bool, error) {
+	c := p.c
+	if in == nil {
+		// No initial response: send an empty challenge.
+		return nil, false, nil
+	}
+	parts := strings.Split(string(in), "\x00")
+	if len(parts) != 3 {
+		return nil, false, scram.ErrMalformed
+	}
+	user, err := c.account(parts[1])
+	if err != nil {
+		return nil, false, ErrNotAuthorized
+	}
+	if parts[0] != "" && parts[0] != user.String() {
+		return nil, false, scram.ErrAuthzid
+	}
+	if c.srv.Authenticator == nil {
+		return nil, false, ErrNotAuthorized
+	}
+	pw, err := precis.OpaqueString.String(parts[2])
+	if err != nil {
+		return nil, false, ErrNotAuthorized
+	}
+	if err := c.srv.Authenticator.CheckPassword(context.Background(), user.String(), pw); err != nil {
+		return nil, false, err
+	}
+	c.user = user
+	return nil, true, nil
+}
+
+type scramMech struct {
+	c  *conn
+	sa SCRAMAuthenticator
+	s  *scram.Server
+}
+
+func (m *scramMech) step(in []byte) ([]byte, bool, error) {
+	if in == nil {
+		// SCRAM is client-first: an empty initial response is malformed.
+		return nil, false, scram.ErrMalformed
+	}
+	out, done, err := m.s.Step(in)
+	if done {
+		user, _ := m.c.account(m.s.Username())
+		m.c.user = user
+	}
+	return out, done, err
+}
+
+func (c *conn) scramLookup(sa SCRAMAuthenticator, mech string) scram.Lookup {
+	return func(username, authzid string) (scram.Keys, bool, error) {
+		user, err := c.account(username)
+		if err != nil {
+			return scram.Keys{}, false, nil
+		}
+		if authzid != "" && authzid != user.String() {
+			return scram.Keys{}, false, scram.ErrAuthzid
+		}
+		cred, err := sa.SCRAMCredential(context.Background(), user.String(), mech)
+		if errors.Is(err, ErrNotAuthorized) {
+			return scram.Keys{}, false, nil
+		}
+		if err != nil {
+			return scram.Keys{}, false, err
+		}
+		return scram.Keys{Salt: cred.Salt, Iterations: cred.Iterations, StoredKey: cred.StoredKey, ServerKey: cred.ServerKey}, true, nil
+	}
+}
+
+// fakeKeys returns stable made-up keys for an unknown user, so that the
+// exchange looks the same as for a real one.
+func (c *conn) fakeKeys(username string) scram.Keys {
+	m := hmac.New(sha256.New, c.srv.secret[:])
+	m.Write([]byte(c.host + "\x00" + username))
+	sum := m.Sum(nil)
+	return scram.Keys{Salt: sum[:16], Iterations: 4096, StoredKey: sum, ServerKey: sum}
+}
+
+// bindIQ handles IQs between authentication and binding: resource binding
+// (RFC 6120 7) and the legacy session request (RFC 3921 3).
+func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
+	st, err := stanzaFrom(el)
+	if err != nil {
+		return nil, streamError{cond: "bad-format"}
+	}
+	st.raw = []byte(el.Raw)
+	st.To = jid.JID{}
+	if st.Type != "set" || st.ID == "" || st.Payload.Space != nsBind || st.Payload.Local != "bind" {
+		if st.Payload.Space == nsSession && st.Type == "set" {
+			return nil, c.write(string(AppendResult(nil, st, nil)))
+		}
+		return nil, c.write(string(AppendError(nil, st, &StanzaError{Condition: "not-allowed", Text: "bind a resource first"})))
+	}
+	res, err := bindResource(el.Raw)
+	if err != nil {
+		return nil, c.write(string(AppendError(nil, st, ErrBadRequest)))
+	}
+	if res == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		res = "treff-" + hex.EncodeToString(b[:])
+	}
+	full, err := jid.New(c.user.Localpart(), c.user.Domainpart(), res)
+	if err != nil {
+		return nil, c.write(string(AppendError(nil, st, &StanzaError{Condition: "bad-request", Text: "invalid resource"})))
+	}
+	s := newSession(c, full)
+	// The reply goes through the queue so that it precedes anything routed
+	// to the new session.
+	var b []byte
+	b = append(b, "<iq type='result' id='"...)
+	b = AppendEscaped(b, st.ID)
+	b = append(b, "'><bind xmlns='"+nsBind+"'><jid>"...)
+	b = AppendEscaped(b, full.String())
+	b = append(b, "</jid></bind></iq>"...)
+	s.Send(b)
+	c.ic.setHard(time.Time{})
+	c.sess.Store(s)
+	if c.shutting.Load() {
+		s.closeStream(streamError{cond: "system-shutdown"})
+	}
+	if old := c.srv.table.Add(s); old != nil {
+		if os, ok := old.(*Session); ok {
+			os.closeStream(streamError{cond: "conflict", text: "replaced by a new connection with the same resource"})
+		}
+	}
+	return s, nil
+}
+
+// bindResource extracts the requested resource from a bind IQ.
+func bindResource(raw string) (string, error) {
+	var v struct {
+		Bind struct {
+			Resource string `xml:"resource"`
+		} `xml:"urn:ietf:params:xml:ns:xmpp-bind bind"`
+	}
+	if err := xml.Unmarshal([]byte(raw), &v); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(v.Bind.Resource), nil
+}

@@ -1,0 +1,248 @@
+package treff
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// Module adds a feature to a Server: IQ handlers, stream features, service
+// discovery entries and hooks. Built-in features are modules on this same
+// API; a plugin author needs nothing else.
+//
+// Modules are values listed in Server.Modules; there is no global registry,
+// so two servers in one process can run different modules.
+type Module interface {
+	// Name identifies the module in logs and errors, e.g. "roster".
+	Name() string
+	// Setup is called once, before the server accepts connections, in the
+	// order of Server.Modules. It registers everything the module needs on
+	// r and may keep r.Server() for later use. An error stops the server
+	// from starting.
+	Setup(ctx context.Context, r *Registry) error
+}
+
+// Stopper is implemented by modules that hold resources (goroutines,
+// timers, files). Stop is called once during Shutdown or Close, after all
+// sessions ended, and also after a failed start-up, so it must cope with a
+// module whose Setup did not run or failed.
+type Stopper interface {
+	Stop(ctx context.Context) error
+}
+
+// IQHandler answers IQ get and set requests for one payload namespace.
+//
+// HandleIQ returns the serialised payload of the result (nil for an empty
+// result) or an error: a *StanzaError is sent to the requester as is, any
+// other error is logged and answered with <internal-server-error/>. Return
+// ErrNoReply after answering (or arranging to answer) yourself through
+// Server.Route. HandleIQ is called concurrently, from the sending session's
+// goroutine: keep it short, and never block on the sender's own queue.
+type IQHandler interface {
+	HandleIQ(ctx context.Context, iq *Stanza) ([]byte, error)
+}
+
+// IQHandlerFunc adapts a function to an IQHandler.
+type IQHandlerFunc func(ctx context.Context, iq *Stanza) ([]byte, error)
+
+// HandleIQ calls f(ctx, iq).
+func (f IQHandlerFunc) HandleIQ(ctx context.Context, iq *Stanza) ([]byte, error) {
+	return f(ctx, iq)
+}
+
+// ErrNoReply is returned by an IQHandler that has sent or will send the
+// response itself.
+var ErrNoReply = fmt.Errorf("treff: handler replies itself")
+
+// StanzaHandler receives every stanza addressed to a domain registered with
+// Registry.HandleDomain (a service such as conference.example.org).
+type StanzaHandler interface {
+	HandleStanza(ctx context.Context, st *Stanza)
+}
+
+// StanzaHandlerFunc adapts a function to a StanzaHandler.
+type StanzaHandlerFunc func(ctx context.Context, st *Stanza)
+
+// HandleStanza calls f(ctx, st).
+func (f StanzaHandlerFunc) HandleStanza(ctx context.Context, st *Stanza) { f(ctx, st) }
+
+// SessionHook is called with a client session at a point of its life.
+type SessionHook func(ctx context.Context, s *Session)
+
+// StanzaHook inspects a stanza at a point of its way through the server. It
+// returns true if it consumed the stanza, which then goes no further (and
+// later hooks do not see it).
+type StanzaHook func(ctx context.Context, st *Stanza) (handled bool)
+
+// Identity is a service discovery identity (XEP-0030).
+type Identity struct {
+	Category, Type, Name string
+}
+
+// Phase says when a stream feature is offered.
+type Phase uint8
+
+// Stream feature phases.
+const (
+	// BeforeAuth features are offered with the SASL mechanisms on a secure
+	// stream that is not authenticated yet (e.g. in-band registration).
+	BeforeAuth Phase = iota + 1
+	// AfterAuth features are offered with resource binding (e.g. stream
+	// management).
+	AfterAuth
+)
+
+// StreamFeature is a stream feature a module offers (RFC 6120 4.3).
+type StreamFeature struct {
+	// Phase says when to offer it.
+	Phase Phase
+	// XML is the serialised feature element, e.g.
+	// <register xmlns='http://jabber.org/features/iq-register'/>.
+	XML string
+}
+
+// Registry is what a Module registers its parts on during Setup. It is not
+// safe for use after Setup returns.
+type Registry struct {
+	srv    *Server
+	module string
+	m      *modules
+}
+
+// modules holds everything registered by all modules. It is built during
+// start-up and read-only afterwards, so lookups need no lock.
+type modules struct {
+	iq           map[string]iqEntry // by payload namespace, addressed to a host
+	accountIQ    map[string]iqEntry // by namespace, addressed to an account
+	preAuthIQ    map[string]iqEntry // on an authenticated-less stream
+	domains      map[string]StanzaHandler
+	remote       StanzaHandler
+	features     []string
+	accountFeats []string
+	identities   []Identity
+	streamFeats  []StreamFeature
+	bound        []SessionHook
+	closed       []SessionHook
+	fromClient   []StanzaHook
+	toAccount    []StanzaHook
+	undeliver    []StanzaHook
+}
+
+type iqEntry struct {
+	module string
+	h      IQHandler
+}
+
+// Server returns the server the module is being set up for.
+func (r *Registry) Server() *Server { return r.srv }
+
+func (r *Registry) addIQ(m *map[string]iqEntry, kind, ns string, h IQHandler) {
+	if *m == nil {
+		*m = make(map[string]iqEntry)
+	}
+	if old, ok := (*m)[ns]; ok {
+		panic(fmt.Sprintf("treff: module %s registers %s IQ handler for %q, already registered by %s", r.module, kind, ns, old.module))
+	}
+	(*m)[ns] = iqEntry{r.module, h}
+}
+
+// HandleIQ registers h for IQ get/set requests with a payload in namespace
+// ns addressed to one of the server's hosts (or with no 'to' when no account
+// handler takes the namespace). It panics if ns is already taken: that is a
+// programming error found at start-up.
+func (r *Registry) HandleIQ(ns string, h IQHandler) { r.addIQ(&r.m.iq, "host", ns, h) }
+
+// HandleAccountIQ registers h for IQ get/set requests with a payload in
+// namespace ns addressed to a local account's bare JID, or with no 'to'
+// (RFC 6120 10.3.3: the server answers on behalf of the account, e.g. roster
+// or vCard). The handler finds the account in iq.To, or in iq.From's bare
+// JID when iq.To is empty.
+func (r *Registry) HandleAccountIQ(ns string, h IQHandler) {
+	r.addIQ(&r.m.accountIQ, "account", ns, h)
+}
+
+// HandlePreAuthIQ registers h for IQ requests in namespace ns that a client
+// sends on a TLS-protected stream before it authenticates (XEP-0077
+// in-band registration). The stanza has no From; iq.To is the host.
+func (r *Registry) HandlePreAuthIQ(ns string, h IQHandler) {
+	r.addIQ(&r.m.preAuthIQ, "pre-auth", ns, h)
+}
+
+// HandleDomain makes the server accept stanzas for domain (usually a
+// subdomain of a host, like conference.example.org) and hand all of them to
+// h. It panics if the domain is taken.
+func (r *Registry) HandleDomain(domain string, h StanzaHandler) {
+	if r.m.domains == nil {
+		r.m.domains = make(map[string]StanzaHandler)
+	}
+	if _, ok := r.m.domains[domain]; ok {
+		panic(fmt.Sprintf("treff: module %s registers domain %q twice", r.module, domain))
+	}
+	r.m.domains[domain] = h
+}
+
+// HandleRemote makes h receive every stanza addressed to a domain that is
+// neither a host nor a service domain (the server-to-server module). It
+// panics if another module registered already. Without it such stanzas are
+// answered with <remote-server-not-found/>.
+func (r *Registry) HandleRemote(h StanzaHandler) {
+	if r.m.remote != nil {
+		panic(fmt.Sprintf("treff: module %s registers a remote handler twice", r.module))
+	}
+	r.m.remote = h
+}
+
+// AddFeature adds a service discovery feature of the server's hosts.
+func (r *Registry) AddFeature(feature string) {
+	if !slices.Contains(r.m.features, feature) {
+		r.m.features = append(r.m.features, feature)
+	}
+}
+
+// AddAccountFeature adds a service discovery feature of every account (for
+// disco#info queries to a bare JID).
+func (r *Registry) AddAccountFeature(feature string) {
+	if !slices.Contains(r.m.accountFeats, feature) {
+		r.m.accountFeats = append(r.m.accountFeats, feature)
+	}
+}
+
+// AddIdentity adds a service discovery identity of the server's hosts.
+func (r *Registry) AddIdentity(id Identity) { r.m.identities = append(r.m.identities, id) }
+
+// AddStreamFeature offers f in stream negotiation.
+func (r *Registry) AddStreamFeature(f StreamFeature) { r.m.streamFeats = append(r.m.streamFeats, f) }
+
+// OnSessionBound registers a hook run when a client session has bound a
+// resource, before it processes any stanza.
+func (r *Registry) OnSessionBound(h SessionHook) { r.m.bound = append(r.m.bound, h) }
+
+// OnSessionClosed registers a hook run when a bound client session ends,
+// after it left the routing table. The hook must not send to the session.
+func (r *Registry) OnSessionClosed(h SessionHook) { r.m.closed = append(r.m.closed, h) }
+
+// OnClientStanza registers a hook run for every stanza a local client sends,
+// after its 'from' has been stamped and before routing.
+func (r *Registry) OnClientStanza(h StanzaHook) { r.m.fromClient = append(r.m.fromClient, h) }
+
+// OnAccountStanza registers a hook run for every message and presence
+// addressed to an existing local account (bare or full JID), before the
+// delivery rules pick sessions.
+func (r *Registry) OnAccountStanza(h StanzaHook) { r.m.toAccount = append(r.m.toAccount, h) }
+
+// OnUndeliverable registers a hook run for a message to an existing local
+// account that no session may receive (RFC 6121 8.5.2.2, e.g. to store it
+// offline). If no hook handles it, the sender gets the error the rules say.
+func (r *Registry) OnUndeliverable(h StanzaHook) { r.m.undeliver = append(r.m.undeliver, h) }
+
+// Features returns the service discovery features registered by modules for
+// the server's hosts (account is false) or for accounts (account is true).
+func (srv *Server) Features(account bool) []string {
+	if account {
+		return slices.Clone(srv.mods.accountFeats)
+	}
+	return slices.Clone(srv.mods.features)
+}
+
+// Identities returns the service discovery identities registered by modules.
+func (srv *Server) Identities() []Identity { return slices.Clone(srv.mods.identities) }

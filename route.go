@@ -1,0 +1,223 @@
+package treff
+
+import (
+	"context"
+	"errors"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/storage"
+)
+
+// Route delivers a stanza built by a module (see NewStanza) as if it had
+// arrived from st.From: to local sessions by the rules of RFC 6121 section
+// 8, to a module's service domain, or to another server. Errors go back to
+// st.From. Route never blocks on a slow recipient.
+func (srv *Server) Route(ctx context.Context, st *Stanza) { srv.route(ctx, st, nil) }
+
+// route delivers st; from is the sending session for stanzas from local
+// clients (nil otherwise).
+func (srv *Server) route(ctx context.Context, st *Stanza, from *Session) {
+	to := st.To
+	if to.Equal(jid.JID{}) {
+		srv.toSelf(ctx, st, from)
+		return
+	}
+	domain := to.Domainpart()
+	if h, ok := srv.mods.domains[domain]; ok {
+		h.HandleStanza(ctx, st)
+		return
+	}
+	if _, ok := srv.hosts[domain]; !ok {
+		if srv.mods.remote != nil {
+			srv.mods.remote.HandleStanza(ctx, st)
+			return
+		}
+		srv.bounce(ctx, st, ErrRemoteNotFound)
+		return
+	}
+	if to.Localpart() == "" {
+		srv.toHost(ctx, st)
+		return
+	}
+	srv.toAccount(ctx, st)
+}
+
+// toSelf handles a stanza without 'to' from a client: it is addressed to
+// the sender's own account (RFC 6120 10.3.3).
+func (srv *Server) toSelf(ctx context.Context, st *Stanza, from *Session) {
+	switch st.Kind {
+	case KindIQ:
+		if st.Type != "get" && st.Type != "set" {
+			return
+		}
+		if e, ok := srv.mods.accountIQ[st.Payload.Space]; ok {
+			srv.callIQ(ctx, e, st)
+			return
+		}
+		if e, ok := srv.mods.iq[st.Payload.Space]; ok {
+			srv.callIQ(ctx, e, st)
+			return
+		}
+		srv.bounce(ctx, st, ErrServiceUnavailable)
+	case KindMessage:
+		// A message without 'to' is for the sender's bare JID.
+		if from != nil {
+			st.To = from.jid.Bare()
+			srv.toAccount(ctx, st)
+		}
+	case KindPresence:
+		// Broadcast presence; distributing it is the presence module's
+		// work (OnClientStanza).
+	}
+}
+
+// toHost handles stanzas addressed to one of the server's hosts.
+func (srv *Server) toHost(ctx context.Context, st *Stanza) {
+	if st.Kind != KindIQ {
+		// Messages and presence to the server itself go to modules through
+		// OnClientStanza; nothing else is done with them.
+		return
+	}
+	if st.Type != "get" && st.Type != "set" {
+		return // responses to server-initiated requests
+	}
+	if e, ok := srv.mods.iq[st.Payload.Space]; ok {
+		srv.callIQ(ctx, e, st)
+		return
+	}
+	srv.bounce(ctx, st, ErrServiceUnavailable)
+}
+
+func (srv *Server) callIQ(ctx context.Context, e iqEntry, st *Stanza) {
+	payload, err := e.h.HandleIQ(ctx, st)
+	if err == ErrNoReply {
+		return
+	}
+	if err != nil {
+		srv.bounce(ctx, st, srv.stanzaErr(err, e.module))
+		return
+	}
+	srv.deliverReply(ctx, st, AppendResult(nil, st, payload))
+}
+
+// deliverReply routes a response the server generated for st.
+func (srv *Server) deliverReply(ctx context.Context, st *Stanza, raw []byte) {
+	reply, err := NewStanza(raw)
+	if err != nil {
+		srv.logger().Error("bad reply built", "err", err)
+		return
+	}
+	if reply.To.Equal(jid.JID{}) {
+		return
+	}
+	srv.route(ctx, reply, nil)
+}
+
+// bounce answers st with a stanza error unless st is itself an error (which
+// is never answered, so that errors cannot loop).
+func (srv *Server) bounce(ctx context.Context, st *Stanza, e *StanzaError) {
+	if st.Type == "error" || st.From.Equal(jid.JID{}) {
+		return
+	}
+	srv.logger().Debug("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", st.Kind, "why", e.Condition)
+	reply := *st
+	if reply.To.Equal(jid.JID{}) {
+		reply.To, _ = jid.New("", st.From.Domainpart(), "")
+	}
+	srv.deliverReply(ctx, st, AppendError(nil, &reply, e))
+}
+
+// accountExists reports whether a local account exists.
+func (srv *Server) accountExists(ctx context.Context, bare jid.JID) bool {
+	if srv.Storage == nil {
+		return false
+	}
+	_, err := srv.Storage.Account(ctx, bare.String())
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		srv.logger().Error("account lookup failed", "err", err)
+	}
+	return err == nil
+}
+
+// sender is what a routing table entry must implement to receive stanzas.
+type sender interface{ Send(raw []byte) error }
+
+// toAccount applies RFC 6121 8.5 to a stanza for a local account.
+func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
+	bare := st.To.Bare()
+	var buf [8]router.Entry
+	sessions := srv.table.Resources(buf[:0], bare)
+	if len(sessions) == 0 && !srv.accountExists(ctx, bare) {
+		// 8.5.1: no such user.
+		switch st.Kind {
+		case KindIQ:
+			if st.Type == "get" || st.Type == "set" {
+				srv.bounce(ctx, st, ErrServiceUnavailable)
+			}
+		case KindMessage:
+			srv.bounce(ctx, st, ErrServiceUnavailable)
+		}
+		return
+	}
+	if st.Kind == KindIQ && st.To.Resourcepart() == "" {
+		// 8.5.2.1.3 / 10.3.3: the server answers for the account.
+		if st.Type != "get" && st.Type != "set" {
+			return
+		}
+		if e, ok := srv.mods.accountIQ[st.Payload.Space]; ok {
+			srv.callIQ(ctx, e, st)
+			return
+		}
+		srv.bounce(ctx, st, ErrServiceUnavailable)
+		return
+	}
+	if st.Kind != KindIQ {
+		for _, h := range srv.mods.toAccount {
+			if h(ctx, st) {
+				return
+			}
+		}
+	}
+	var out [8]router.Entry
+	targets := out[:0]
+	var act, fallback router.Action
+	if res := st.To.Resourcepart(); res != "" {
+		var target router.Entry
+		for _, e := range sessions {
+			if e.JID().Resourcepart() == res {
+				target = e
+				break
+			}
+		}
+		act, fallback = router.SelectFull(target, st.Kind, st.Type)
+		if act == router.Deliver {
+			targets = append(targets, target)
+		} else if act == router.Undeliverable {
+			// 8.5.3.2.1: fall back to the bare-JID rules.
+			targets, act, fallback = router.SelectBare(targets, sessions, st.Kind, st.Type)
+		}
+	} else {
+		targets, act, fallback = router.SelectBare(targets, sessions, st.Kind, st.Type)
+	}
+	switch act {
+	case router.Deliver:
+		for _, e := range targets {
+			if s, ok := e.(sender); ok {
+				s.Send(st.raw)
+			}
+		}
+	case router.Undeliverable:
+		for _, h := range srv.mods.undeliver {
+			if h(ctx, st) {
+				return
+			}
+		}
+		if fallback == router.ErrorReply {
+			srv.bounce(ctx, st, ErrServiceUnavailable)
+		}
+	case router.ErrorReply:
+		srv.bounce(ctx, st, ErrServiceUnavailable)
+	}
+}

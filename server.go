@@ -1,0 +1,419 @@
+package treff
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/storage"
+)
+
+// ErrServerClosed is returned by Serve, ServeTLS, ListenAndServe and
+// ListenAndServeTLS after Shutdown or Close.
+var ErrServerClosed = errors.New("treff: server closed")
+
+// Host is a virtual host (an XMPP domain) served by a Server.
+type Host struct {
+	// Domain is the host's domain, e.g. "example.org".
+	Domain string
+	// Certificates are offered to clients that connect to Domain (chosen by
+	// the stream's 'to' for STARTTLS and by SNI for direct TLS). If empty,
+	// Server.TLSConfig must provide certificates.
+	Certificates []tls.Certificate
+}
+
+// Server is an XMPP server. Configure it through its exported fields, then
+// call Serve, ServeTLS, ListenAndServe or ListenAndServeTLS (several at once
+// for several listeners). The fields must not change once serving started.
+//
+// The zero value serves no host; set at least Hosts and Authenticator.
+// Every stream must be TLS-protected before authentication: STARTTLS is
+// required on Serve's listeners and TLS comes first on ServeTLS's.
+type Server struct {
+	// Hosts are the virtual hosts served. A stream to any other domain is
+	// refused with <host-unknown/>.
+	Hosts []Host
+
+	// Addr is the address ListenAndServe listens on; "" means ":5222".
+	Addr string
+	// TLSAddr is the address ListenAndServeTLS listens on (direct TLS,
+	// XEP-0368); "" means ":5223".
+	TLSAddr string
+	// TLSConfig is the base TLS configuration. nil means a default with TLS
+	// 1.2 as minimum. Certificates come from Hosts unless TLSConfig has
+	// Certificates or GetCertificate set.
+	TLSConfig *tls.Config
+
+	// Authenticator checks credentials. nil admits nobody.
+	Authenticator Authenticator
+	// Storage keeps accounts, rosters and offline messages. nil means no
+	// account exists (every local address is unknown) and nothing is stored.
+	Storage storage.Store
+	// Modules add features, set up in order when serving starts.
+	Modules []Module
+	// Table is the table of online sessions. nil means an in-process
+	// router.Local.
+	Table router.Table
+	// Logger receives the server's logs. nil means slog.Default(). The
+	// server never logs passwords, SASL data, message bodies or IP
+	// addresses.
+	Logger *slog.Logger
+
+	// MaxStanzaSize is the largest top-level element accepted, in bytes;
+	// larger ones close the stream with <policy-violation/>. 0 means 256 KiB.
+	MaxStanzaSize int
+	// NegotiationTimeout bounds the time from connect to a bound resource.
+	// 0 means 30 seconds.
+	NegotiationTimeout time.Duration
+	// IdleTimeout closes a stream after that long without any data from the
+	// client (whitespace keepalives count). 0 means 10 minutes; negative
+	// means never.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to a client; a client that does not
+	// read for that long is disconnected. 0 means 30 seconds.
+	WriteTimeout time.Duration
+	// MaxQueue is the most bytes waiting in a session's outbound queue; a
+	// client that falls that far behind is disconnected so that it never
+	// holds up the senders. 0 means 1 MiB.
+	MaxQueue int
+	// MaxAuthFailures is how many failed SASL attempts a stream may make
+	// before it is closed. 0 means 3.
+	MaxAuthFailures int
+
+	initOnce sync.Once
+	stopOnce sync.Once
+	initErr  error
+	hosts    map[string]*Host
+	mods     modules
+	table    router.Table
+	secret   [32]byte // for fake SCRAM salts of unknown users
+	tlsBase  *tls.Config
+
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   atomic.Bool
+	wg        sync.WaitGroup // connection goroutines
+	done      chan struct{}
+}
+
+func (srv *Server) logger() *slog.Logger {
+	if srv.Logger != nil {
+		return srv.Logger
+	}
+	return slog.Default()
+}
+
+func durationOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func (srv *Server) init() error {
+	srv.initOnce.Do(func() {
+		srv.initErr = srv.setup()
+		if srv.initErr != nil {
+			srv.stopModules(context.Background())
+		}
+	})
+	return srv.initErr
+}
+
+func (srv *Server) setup() error {
+	if len(srv.Hosts) == 0 {
+		return errors.New("treff: no hosts configured")
+	}
+	srv.hosts = make(map[string]*Host, len(srv.Hosts))
+	for i := range srv.Hosts {
+		h := &srv.Hosts[i]
+		d, err := jid.New("", h.Domain, "")
+		if err != nil || d.String() != h.Domain {
+			return fmt.Errorf("treff: invalid host domain %q", h.Domain)
+		}
+		if _, dup := srv.hosts[h.Domain]; dup {
+			return fmt.Errorf("treff: host %q configured twice", h.Domain)
+		}
+		srv.hosts[h.Domain] = h
+	}
+	if _, err := rand.Read(srv.secret[:]); err != nil {
+		return fmt.Errorf("treff: %w", err)
+	}
+	srv.table = srv.Table
+	if srv.table == nil {
+		srv.table = new(router.Local)
+	}
+	srv.done = make(chan struct{})
+	srv.tlsBase = srv.tlsConfig()
+	ctx := context.Background()
+	for _, m := range srv.Modules {
+		r := &Registry{srv: srv, module: m.Name(), m: &srv.mods}
+		if err := m.Setup(ctx, r); err != nil {
+			return fmt.Errorf("treff: module %s: %w", m.Name(), err)
+		}
+	}
+	for d := range srv.mods.domains {
+		if _, ok := srv.hosts[d]; ok {
+			return fmt.Errorf("treff: domain %q is both a host and a service", d)
+		}
+	}
+	return nil
+}
+
+func (srv *Server) tlsConfig() *tls.Config {
+	var cfg *tls.Config
+	if srv.TLSConfig != nil {
+		cfg = srv.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
+		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+			if h := srv.hosts[name]; h != nil && len(h.Certificates) > 0 {
+				return &h.Certificates[0], nil
+			}
+			// No or unknown SNI: a single-host server (the common case)
+			// answers with its only certificate; the stream's 'to' decides.
+			for _, h := range srv.hosts {
+				if len(h.Certificates) > 0 {
+					return &h.Certificates[0], nil
+				}
+			}
+			return nil, errors.New("treff: no certificate")
+		}
+	}
+	return cfg
+}
+
+// tlsFor returns the TLS configuration for a STARTTLS stream to domain.
+func (srv *Server) tlsFor(domain string) *tls.Config {
+	h := srv.hosts[domain]
+	if h == nil || len(h.Certificates) == 0 || len(srv.tlsBase.Certificates) > 0 {
+		return srv.tlsBase
+	}
+	cfg := srv.tlsBase.Clone()
+	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return &h.Certificates[0], nil
+	}
+	return cfg
+}
+
+// Serve accepts connections on l and serves XMPP client streams that must
+// be upgraded with STARTTLS before authentication. It returns a non-nil
+// error, ErrServerClosed after Shutdown or Close, and closes l.
+func (srv *Server) Serve(l net.Listener) error { return srv.serve(l, false) }
+
+// ServeTLS accepts connections on l and serves client streams over direct
+// TLS (XEP-0368): the TLS handshake comes before the stream. It returns a
+// non-nil error, ErrServerClosed after Shutdown or Close, and closes l.
+func (srv *Server) ServeTLS(l net.Listener) error { return srv.serve(l, true) }
+
+// ListenAndServe listens on srv.Addr and calls Serve.
+func (srv *Server) ListenAndServe() error {
+	if srv.closing.Load() {
+		return ErrServerClosed
+	}
+	addr := srv.Addr
+	if addr == "" {
+		addr = ":5222"
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return srv.Serve(l)
+}
+
+// ListenAndServeTLS listens on srv.TLSAddr and calls ServeTLS.
+func (srv *Server) ListenAndServeTLS() error {
+	if srv.closing.Load() {
+		return ErrServerClosed
+	}
+	addr := srv.TLSAddr
+	if addr == "" {
+		addr = ":5223"
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return srv.ServeTLS(l)
+}
+
+func (srv *Server) serve(l net.Listener, directTLS bool) error {
+	defer l.Close()
+	if err := srv.init(); err != nil {
+		return err
+	}
+	if !srv.trackListener(&l, true) {
+		return ErrServerClosed
+	}
+	defer srv.trackListener(&l, false)
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if srv.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				srv.logger().Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := srv.newConn(nc, directTLS)
+		if !srv.trackConn(c, true) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer srv.wg.Done()
+			defer srv.trackConn(c, false)
+			c.serve()
+		}()
+	}
+}
+
+func (srv *Server) trackListener(l *net.Listener, add bool) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if add {
+		if srv.closing.Load() {
+			return false
+		}
+		if srv.listeners == nil {
+			srv.listeners = make(map[*net.Listener]struct{})
+		}
+		srv.listeners[l] = struct{}{}
+	} else {
+		delete(srv.listeners, l)
+	}
+	return true
+}
+
+func (srv *Server) trackConn(c *conn, add bool) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if add {
+		if srv.closing.Load() {
+			return false
+		}
+		if srv.conns == nil {
+			srv.conns = make(map[*conn]struct{})
+		}
+		srv.conns[c] = struct{}{}
+		srv.wg.Add(1)
+	} else {
+		delete(srv.conns, c)
+	}
+	return true
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, closes
+// every stream with a <system-shutdown/> stream error, waits for the
+// sessions to end and then stops the modules. If ctx ends first, remaining
+// connections are closed abruptly and ctx's error is returned. A server
+// that was shut down cannot be reused.
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.closing.Store(true)
+	srv.mu.Lock()
+	for l := range srv.listeners {
+		(*l).Close()
+	}
+	conns := make([]*conn, 0, len(srv.conns))
+	for c := range srv.conns {
+		conns = append(conns, c)
+	}
+	srv.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	waited := make(chan struct{})
+	go func() {
+		srv.wg.Wait()
+		close(waited)
+	}()
+	var err error
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		err = ctx.Err()
+		srv.closeConns()
+		<-waited
+	}
+	srv.stopModules(ctx)
+	return err
+}
+
+// Close stops the server at once: listeners and connections are closed
+// without a stream error. Use Shutdown for a graceful stop.
+func (srv *Server) Close() error {
+	srv.closing.Store(true)
+	srv.mu.Lock()
+	for l := range srv.listeners {
+		(*l).Close()
+	}
+	srv.mu.Unlock()
+	srv.closeConns()
+	srv.wg.Wait()
+	srv.stopModules(context.Background())
+	return nil
+}
+
+func (srv *Server) closeConns() {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for c := range srv.conns {
+		c.nc.Close()
+	}
+}
+
+func (srv *Server) stopModules(ctx context.Context) {
+	srv.stopOnce.Do(func() { srv.stopModulesNow(ctx) })
+}
+
+func (srv *Server) stopModulesNow(ctx context.Context) {
+	for i := len(srv.Modules) - 1; i >= 0; i-- {
+		if s, ok := srv.Modules[i].(Stopper); ok {
+			if err := s.Stop(ctx); err != nil {
+				srv.logger().Error("module stop failed", "module", srv.Modules[i].Name(), "err", err)
+			}
+		}
+	}
+}
+
+// IsLocal reports whether domain is one of the server's hosts.
+func (srv *Server) IsLocal(domain string) bool {
+	_, ok := srv.hosts[domain]
+	return ok
+}
+
+// Sessions returns the client sessions currently bound to the bare JID.
+func (srv *Server) Sessions(bare jid.JID) []*Session {
+	entries := srv.table.Resources(nil, bare.Bare())
+	out := make([]*Session, 0, len(entries))
+	for _, e := range entries {
+		if s, ok := e.(*Session); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}

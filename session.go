@@ -1,0 +1,332 @@
+package treff
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/router"
+)
+
+// ErrSessionClosed is returned by Session.Send after the session ended or
+// started closing.
+var ErrSessionClosed = errors.New("treff: session closed")
+
+// Session is a client's stream with a bound resource. Modules receive it in
+// session hooks and may send to it; the server owns its life.
+type Session struct {
+	c        *conn
+	jid      jid.JID
+	fromAttr string // " from='full'" for stamping
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	available atomic.Bool
+	priority  atomic.Int32
+
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int
+	writing bool
+	closed  bool // no more Send
+	final   bool // the closing tag is queued
+	idle    chan struct{} // closed and replaced when the writer stops
+}
+
+var _ router.Entry = (*Session)(nil)
+
+func newSession(c *conn, full jid.JID) *Session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Session{c: c, jid: full, ctx: ctx, cancel: cancel}
+	s.fromAttr = " from='" + string(AppendEscaped(nil, full.String())) + "'"
+	return s
+}
+
+// JID returns the session's full JID.
+func (s *Session) JID() jid.JID { return s.jid }
+
+// Available reports whether the session has sent available presence.
+func (s *Session) Available() bool { return s.available.Load() }
+
+// Priority returns the priority of the session's last available presence.
+func (s *Session) Priority() int { return int(s.priority.Load()) }
+
+// Context returns a context that is cancelled when the session ends.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Send queues serialised XML (a stanza or nonza) for the client and returns
+// at once; the session's own writer goroutine writes it. It never blocks on
+// the network. If the client lags more than Server.MaxQueue bytes behind,
+// the session is closed with a <policy-violation/> stream error and Send
+// returns an error. raw must not be modified after the call.
+func (s *Session) Send(raw []byte) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSessionClosed
+	}
+	max := s.c.srv.MaxQueue
+	if max <= 0 {
+		max = 1 << 20
+	}
+	if s.queued+len(raw) > max {
+		s.mu.Unlock()
+		s.c.srv.logger().Warn("closing slow session", "jid", s.jid.String(), "queued", s.queued)
+		s.closeStream(streamError{cond: "policy-violation", text: "too slow to read"})
+		return ErrSessionClosed
+	}
+	s.enqueueLocked(raw)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Session) enqueueLocked(raw []byte) {
+	s.queue = append(s.queue, raw)
+	s.queued += len(raw)
+	if !s.writing {
+		s.writing = true
+		s.idle = make(chan struct{})
+		go s.writeLoop()
+	}
+}
+
+// closeStream queues a stream error (unless cond is empty) and the closing
+// tag, refuses further sends and gives the client a moment to close its
+// side before the connection is dropped.
+func (s *Session) closeStream(e streamError) {
+	s.mu.Lock()
+	if s.final {
+		s.mu.Unlock()
+		return
+	}
+	s.closed, s.final = true, true
+	tail := "</stream:stream>"
+	if e.cond != "" {
+		tail = e.xml() + tail
+	}
+	s.enqueueLocked([]byte(tail))
+	s.mu.Unlock()
+	// The reader goroutine waits for the client's </stream:stream> at most
+	// this long.
+	s.c.ic.setHard(time.Now().Add(2 * time.Second))
+	s.c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+}
+
+// Close ends the session with the given stream error condition (e.g.
+// "policy-violation"; empty for none). It returns at once.
+func (s *Session) Close(condition, text string) {
+	s.closeStream(streamError{cond: condition, text: text})
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (s *Session) writeLoop() {
+	srv := s.c.srv
+	wt := durationOr(srv.WriteTimeout, 30*time.Second)
+	var batch [][]byte
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.writing = false
+			close(s.idle)
+			s.mu.Unlock()
+			return
+		}
+		batch, s.queue = s.queue, batch[:0]
+		s.queued = 0
+		s.mu.Unlock()
+
+		bp := bufPool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		for i, b := range batch {
+			buf = append(buf, b...)
+			batch[i] = nil
+		}
+		s.c.rw.SetWriteDeadline(time.Now().Add(wt))
+		_, err := s.c.rw.Write(buf)
+		if cap(buf) <= 64<<10 {
+			*bp = buf
+			bufPool.Put(bp)
+		}
+		if err != nil {
+			s.mu.Lock()
+			s.closed, s.final = true, true
+			s.queue, s.queued = nil, 0
+			s.mu.Unlock()
+			s.c.nc.Close()
+		}
+	}
+}
+
+// waitWritten waits until the writer has written everything queued.
+func (s *Session) waitWritten() {
+	s.mu.Lock()
+	idle, writing := s.idle, s.writing
+	s.mu.Unlock()
+	if writing {
+		<-idle
+	}
+}
+
+// run is the session's read loop.
+func (s *Session) run() {
+	c := s.c
+	srv := c.srv
+	defer s.end()
+	for _, h := range srv.mods.bound {
+		h(s.ctx, s)
+	}
+	for {
+		el, err := c.sc.Next()
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		ns := el.NS()
+		if ns != "" && ns != nsClient || el.Name != "message" && el.Name != "presence" && el.Name != "iq" {
+			s.closeStream(streamError{cond: "unsupported-stanza-type"})
+			continue
+		}
+		s.handle(el)
+	}
+}
+
+func (s *Session) readFailed(err error) {
+	s.mu.Lock()
+	final := s.final
+	s.mu.Unlock()
+	if final {
+		return // we were closing; whatever ended the read is fine
+	}
+	if errors.Is(err, xmlscan.ErrStreamEnd) {
+		s.closeStream(streamError{})
+		return
+	}
+	if se, ok := s.c.readErr(err); ok {
+		s.closeStream(se)
+		return
+	}
+	// connection lost: nothing more can be written
+	s.mu.Lock()
+	s.closed, s.final = true, true
+	s.mu.Unlock()
+}
+
+// end removes the session and closes the connection.
+func (s *Session) end() {
+	srv := s.c.srv
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	srv.table.Remove(s)
+	wasAvailable := s.available.Swap(false)
+	_ = wasAvailable
+	done := make(chan struct{})
+	go func() { s.waitWritten(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(durationOr(srv.WriteTimeout, 30*time.Second)):
+	}
+	s.c.nc.Close()
+	s.cancel()
+	for _, h := range srv.mods.closed {
+		h(context.Background(), s)
+	}
+	srv.logger().Debug("session ended", "jid", s.jid.String())
+}
+
+// handle processes one stanza from the client.
+func (s *Session) handle(el *xmlscan.Element) {
+	srv := s.c.srv
+	st, err := stanzaFrom(el)
+	if st == nil {
+		s.closeStream(streamError{cond: "bad-format"})
+		return
+	}
+	st.From = s.jid
+	// Stamp 'from' (RFC 6120 8.1.2.1): whatever the client wrote is replaced.
+	st.raw = el.AppendWithout(make([]byte, 0, len(el.Raw)+len(s.fromAttr)), s.fromAttr, "from")
+	if err != nil {
+		st.To = jid.JID{}
+		s.replyError(st, ErrJIDMalformed)
+		return
+	}
+	if st.Kind == KindIQ {
+		switch st.Type {
+		case "get", "set":
+			if st.ID == "" || st.Payload.Local == "" {
+				s.replyError(st, ErrBadRequest)
+				return
+			}
+		case "result", "error":
+			if st.ID == "" {
+				s.replyError(st, ErrBadRequest)
+				return
+			}
+		default:
+			s.replyError(st, ErrBadRequest)
+			return
+		}
+	}
+	if st.Kind == KindPresence && st.To.Equal(jid.JID{}) {
+		s.updatePresence(st)
+	}
+	for _, h := range srv.mods.fromClient {
+		if h(s.ctx, st) {
+			return
+		}
+	}
+	srv.route(s.ctx, st, s)
+}
+
+func (s *Session) replyError(st *Stanza, e *StanzaError) {
+	if st.Type == "error" {
+		return
+	}
+	// The error comes from the server: 'from' is the addressee or the host.
+	from := st.To
+	if from.Equal(jid.JID{}) {
+		from, _ = jid.New("", s.jid.Domainpart(), "")
+	}
+	reply := *st
+	reply.To = from
+	s.Send(AppendError(nil, &reply, e))
+}
+
+// updatePresence tracks availability and priority of the session's own
+// broadcast presence (RFC 6121 4.2, 4.5).
+func (s *Session) updatePresence(st *Stanza) {
+	switch st.Type {
+	case "":
+		s.priority.Store(int32(presencePriority(st.Inner())))
+		s.available.Store(true)
+	case "unavailable":
+		s.available.Store(false)
+	}
+}
+
+// presencePriority extracts <priority/> from presence content (0 if absent
+// or invalid, clamped to -128..127).
+func presencePriority(inner string) int {
+	i := strings.Index(inner, "<priority>")
+	if i < 0 {
+		return 0
+	}
+	rest := inner[i+len("<priority>"):]
+	j := strings.IndexByte(rest, '<')
+	if j < 0 {
+		return 0
+	}
+	p, err := strconv.Atoi(strings.TrimSpace(rest[:j]))
+	if err != nil {
+		return 0
+	}
+	return max(-128, min(127, p))
+}

@@ -1,0 +1,303 @@
+package treff
+
+import (
+	"encoding/xml"
+	"errors"
+	"strings"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/router"
+)
+
+// Kind is the kind of a stanza: message, presence or IQ.
+type Kind = router.Kind
+
+// Stanza kinds.
+const (
+	KindMessage  = router.Message
+	KindPresence = router.Presence
+	KindIQ       = router.IQ
+)
+
+// Stanza is a message, presence or IQ stanza as the server routes it.
+//
+// The element is parsed once when it arrives: the addressing attributes and
+// the name of the first child are at hand, the rest stays serialised and is
+// forwarded as bytes. A module that needs the content decodes it from Raw
+// (with encoding/xml, for example). A Stanza is immutable once routed and may
+// be shared between goroutines; to change it, build a new one with
+// NewStanza.
+type Stanza struct {
+	// Kind is message, presence or IQ.
+	Kind Kind
+	// To is the addressee; the zero JID if the stanza had no 'to'.
+	To jid.JID
+	// From is the sender as stamped by the server for stanzas from local
+	// clients, or as given for stanzas a module builds.
+	From jid.JID
+	// Type is the value of the 'type' attribute ("" if absent).
+	Type string
+	// ID is the value of the 'id' attribute ("" if absent).
+	ID string
+	// Payload is the name of the first child element, with the namespace
+	// declared on it (the IQ payload, or the first extension of a message).
+	Payload xml.Name
+
+	el  *xmlscan.Element
+	raw []byte
+}
+
+// Raw returns the serialised stanza as it is delivered. The caller must not
+// modify it.
+func (st *Stanza) Raw() []byte { return st.raw }
+
+// Attr returns the value of an attribute of the stanza's own element.
+func (st *Stanza) Attr(name string) (string, bool) { return st.el.Attr(name) }
+
+// Inner returns the stanza's content between its start and end tags.
+func (st *Stanza) Inner() string { return st.el.Inner() }
+
+// Decoder returns a decoder over the stanza, positioned before its start
+// element, for modules that need its full content.
+func (st *Stanza) Decoder() *xml.Decoder {
+	return xml.NewDecoder(strings.NewReader(st.el.Raw))
+}
+
+// String returns the stanza's XML.
+func (st *Stanza) String() string { return string(st.raw) }
+
+// ErrBadStanza is returned by NewStanza for input that is not one
+// well-formed message, presence or iq element with valid addresses.
+var ErrBadStanza = errors.New("treff: not a valid stanza")
+
+// NewStanza parses one serialised message, presence or iq element in the
+// jabber:client namespace (written without an xmlns attribute, as it appears
+// on a client stream) for routing with Server.Route.
+func NewStanza(raw []byte) (*Stanza, error) {
+	el, err := xmlscan.Parse(raw, 0)
+	if err != nil {
+		return nil, errors.Join(ErrBadStanza, err)
+	}
+	st, err := stanzaFrom(el)
+	if err != nil {
+		return nil, err
+	}
+	st.raw = raw
+	return st, nil
+}
+
+// stanzaFrom fills a Stanza from a scanned element without setting raw.
+func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
+	st := &Stanza{el: el}
+	switch el.Name {
+	case "message":
+		st.Kind = KindMessage
+	case "presence":
+		st.Kind = KindPresence
+	case "iq":
+		st.Kind = KindIQ
+	default:
+		return nil, ErrBadStanza
+	}
+	if ns := el.NS(); ns != "" && ns != nsClient {
+		return nil, ErrBadStanza
+	}
+	var err error
+	for i := range el.Attrs {
+		a := &el.Attrs[i]
+		switch a.Name {
+		case "to":
+			if st.To, err = parseJID(a.Value); err != nil {
+				return st, errJIDMalformed
+			}
+		case "from":
+			if st.From, err = parseJID(a.Value); err != nil {
+				return st, errJIDMalformed
+			}
+		case "type":
+			st.Type = a.Value
+		case "id":
+			st.ID = a.Value
+		}
+	}
+	if el.Child != "" {
+		st.Payload = xml.Name{Space: el.ChildNS, Local: el.Child}
+		if i := strings.IndexByte(el.Child, ':'); i >= 0 {
+			st.Payload.Local = el.Child[i+1:]
+		}
+	}
+	return st, nil
+}
+
+var errJIDMalformed = errors.New("treff: malformed JID")
+
+// parseJID parses and normalises a JID. Plain lower-case ASCII JIDs, the
+// common case, skip the PRECIS machinery.
+func parseJID(s string) (jid.JID, error) {
+	return jid.Parse(s)
+}
+
+const (
+	nsClient   = "jabber:client"
+	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
+	nsStream   = "http://etherx.jabber.org/streams"
+	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
+	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
+	nsBind     = "urn:ietf:params:xml:ns:xmpp-bind"
+	nsSession  = "urn:ietf:params:xml:ns:xmpp-session"
+	nsXMLSpace = "http://www.w3.org/XML/1998/namespace"
+)
+
+// ErrorType is the type of a stanza error (RFC 6120 8.3.2).
+type ErrorType string
+
+// Stanza error types.
+const (
+	ErrorAuth     ErrorType = "auth"
+	ErrorCancel   ErrorType = "cancel"
+	ErrorContinue ErrorType = "continue"
+	ErrorModify   ErrorType = "modify"
+	ErrorWait     ErrorType = "wait"
+)
+
+// StanzaError is an XMPP stanza error (RFC 6120 8.3). IQ handlers return one
+// to answer with an error; any other error becomes
+// <internal-server-error/>.
+type StanzaError struct {
+	// Type is the error type; empty means the condition's usual type.
+	Type ErrorType
+	// Condition is the defined condition, e.g. "item-not-found".
+	Condition string
+	// Text is an optional human-readable description.
+	Text string
+}
+
+// Error implements error.
+func (e *StanzaError) Error() string {
+	if e.Text != "" {
+		return "treff: stanza error " + e.Condition + ": " + e.Text
+	}
+	return "treff: stanza error " + e.Condition
+}
+
+// Common stanza errors.
+var (
+	ErrBadRequest          = &StanzaError{Condition: "bad-request"}
+	ErrFeatureNotImpl      = &StanzaError{Condition: "feature-not-implemented"}
+	ErrForbidden           = &StanzaError{Condition: "forbidden"}
+	ErrItemNotFound        = &StanzaError{Condition: "item-not-found"}
+	ErrJIDMalformed        = &StanzaError{Condition: "jid-malformed"}
+	ErrNotAllowed          = &StanzaError{Condition: "not-allowed"}
+	ErrServiceUnavailable  = &StanzaError{Condition: "service-unavailable"}
+	ErrInternalServerError = &StanzaError{Condition: "internal-server-error"}
+	ErrRemoteNotFound      = &StanzaError{Condition: "remote-server-not-found"}
+	ErrResourceConstraint  = &StanzaError{Condition: "resource-constraint"}
+)
+
+func defaultErrorType(cond string) ErrorType {
+	switch cond {
+	case "bad-request", "jid-malformed", "not-acceptable", "policy-violation", "resource-constraint":
+		if cond == "resource-constraint" {
+			return ErrorWait
+		}
+		return ErrorModify
+	case "forbidden", "not-authorized", "registration-required", "subscription-required":
+		return ErrorAuth
+	case "internal-server-error", "recipient-unavailable", "remote-server-timeout", "unexpected-request":
+		return ErrorWait
+	}
+	return ErrorCancel
+}
+
+// AppendError appends to dst the error response to st (RFC 6120 8.3.1):
+// the same kind and id, addresses swapped, type 'error', and the error
+// element. The original payload is not echoed.
+func AppendError(dst []byte, st *Stanza, e *StanzaError) []byte {
+	typ := e.Type
+	if typ == "" {
+		typ = defaultErrorType(e.Condition)
+	}
+	name := st.el.Name
+	dst = append(dst, '<')
+	dst = append(dst, name...)
+	dst = append(dst, " type='error'"...)
+	if st.ID != "" {
+		dst = appendAttr(dst, "id", st.ID)
+	}
+	if !st.From.Equal(jid.JID{}) {
+		dst = appendAttr(dst, "to", st.From.String())
+	}
+	if !st.To.Equal(jid.JID{}) {
+		dst = appendAttr(dst, "from", st.To.String())
+	}
+	dst = append(dst, "><error type='"...)
+	dst = append(dst, typ...)
+	dst = append(dst, "'><"...)
+	dst = append(dst, e.Condition...)
+	dst = append(dst, " xmlns='"+nsStanzas+"'/>"...)
+	if e.Text != "" {
+		dst = append(dst, "<text xmlns='"+nsStanzas+"'>"...)
+		dst = AppendEscaped(dst, e.Text)
+		dst = append(dst, "</text>"...)
+	}
+	dst = append(dst, "</error></"...)
+	dst = append(dst, name...)
+	return append(dst, '>')
+}
+
+// AppendResult appends to dst the result response to the IQ st with the given
+// serialised payload (which may be empty).
+func AppendResult(dst []byte, st *Stanza, payload []byte) []byte {
+	dst = append(dst, "<iq type='result'"...)
+	dst = appendAttr(dst, "id", st.ID)
+	if !st.From.Equal(jid.JID{}) {
+		dst = appendAttr(dst, "to", st.From.String())
+	}
+	if !st.To.Equal(jid.JID{}) {
+		dst = appendAttr(dst, "from", st.To.String())
+	}
+	if len(payload) == 0 {
+		return append(dst, "/>"...)
+	}
+	dst = append(dst, '>')
+	dst = append(dst, payload...)
+	return append(dst, "</iq>"...)
+}
+
+func appendAttr(dst []byte, name, val string) []byte {
+	dst = append(dst, ' ')
+	dst = append(dst, name...)
+	dst = append(dst, "='"...)
+	dst = AppendEscaped(dst, val)
+	return append(dst, '\'')
+}
+
+// AppendEscaped appends s to dst escaped for use in XML character data or
+// in an attribute value quoted with either quote.
+func AppendEscaped(dst []byte, s string) []byte {
+	last := 0
+	for i := 0; i < len(s); i++ {
+		var esc string
+		switch s[i] {
+		case '<':
+			esc = "&lt;"
+		case '>':
+			esc = "&gt;"
+		case '&':
+			esc = "&amp;"
+		case '\'':
+			esc = "&apos;"
+		case '"':
+			esc = "&quot;"
+		default:
+			continue
+		}
+		dst = append(dst, s[last:i]...)
+		dst = append(dst, esc...)
+		last = i + 1
+	}
+	return append(dst, s[last:]...)
+}
