@@ -35,8 +35,8 @@ type Session struct {
 	queue   [][]byte
 	queued  int
 	writing bool
-	closed  bool // no more Send
-	final   bool // the closing tag is queued
+	closed  bool          // no more Send
+	final   bool          // the closing tag is queued
 	idle    chan struct{} // closed and replaced when the writer stops
 }
 
