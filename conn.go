@@ -507,8 +507,17 @@ func saslData(el *xmlscan.Element) ([]byte, error) {
 	return base64.StdEncoding.DecodeString(s)
 }
 
-// account normalises a SASL username to the account's bare JID on this host.
+// account normalises a SASL username (the localpart, RFC 6120 6.3.8) to
+// the account's bare JID on this host. A bare JID on this host, which some
+// clients send, is accepted too.
 func (c *conn) account(username string) (jid.JID, error) {
+	if i := strings.IndexByte(username, '@'); i >= 0 {
+		j, err := jid.Parse(username)
+		if err != nil || j.Domainpart() != c.host || j.Resourcepart() != "" {
+			return jid.JID{}, ErrNotAuthorized
+		}
+		return j, nil
+	}
 	return jid.New(username, c.host, "")
 }
 

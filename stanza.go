@@ -104,17 +104,18 @@ func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
 	if ns := el.NS(); ns != "" && ns != nsClient {
 		return nil, ErrBadStanza
 	}
-	var err error
+	var bad error
 	for i := range el.Attrs {
 		a := &el.Attrs[i]
+		var err error
 		switch a.Name {
 		case "to":
 			if st.To, err = parseJID(a.Value); err != nil {
-				return st, errJIDMalformed
+				bad = errJIDMalformed
 			}
 		case "from":
 			if st.From, err = parseJID(a.Value); err != nil {
-				return st, errJIDMalformed
+				bad = errJIDMalformed
 			}
 		case "type":
 			st.Type = a.Value
@@ -128,7 +129,7 @@ func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
 			st.Payload.Local = el.Child[i+1:]
 		}
 	}
-	return st, nil
+	return st, bad
 }
 
 var errJIDMalformed = errors.New("treff: malformed JID")
