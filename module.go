@@ -237,7 +237,11 @@ func (r *Registry) OnUndeliverable(h StanzaHook) { r.m.undeliver = append(r.m.un
 
 // Features returns the service discovery features registered by modules for
 // the server's hosts (account is false) or for accounts (account is true).
+// It sets up the modules if serving has not started yet.
 func (srv *Server) Features(account bool) []string {
+	if srv.init() != nil {
+		return nil
+	}
 	if account {
 		return slices.Clone(srv.mods.accountFeats)
 	}
@@ -245,4 +249,9 @@ func (srv *Server) Features(account bool) []string {
 }
 
 // Identities returns the service discovery identities registered by modules.
-func (srv *Server) Identities() []Identity { return slices.Clone(srv.mods.identities) }
+func (srv *Server) Identities() []Identity {
+	if srv.init() != nil {
+		return nil
+	}
+	return slices.Clone(srv.mods.identities)
+}

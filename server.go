@@ -402,12 +402,18 @@ func (srv *Server) stopModulesNow(ctx context.Context) {
 
 // IsLocal reports whether domain is one of the server's hosts.
 func (srv *Server) IsLocal(domain string) bool {
+	if srv.init() != nil {
+		return false
+	}
 	_, ok := srv.hosts[domain]
 	return ok
 }
 
 // Sessions returns the client sessions currently bound to the bare JID.
 func (srv *Server) Sessions(bare jid.JID) []*Session {
+	if srv.init() != nil {
+		return nil
+	}
 	entries := srv.table.Resources(nil, bare.Bare())
 	out := make([]*Session, 0, len(entries))
 	for _, e := range entries {
