@@ -74,7 +74,7 @@ type conn struct {
 }
 
 func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
-	idle := durationOr(srv.IdleTimeout, 10*time.Minute)
+	idle := durationOr(srv.IdleTimeout, 14*time.Minute)
 	if idle < 0 {
 		idle = 0
 	}
@@ -449,7 +449,7 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 			} else {
 				s += "/>"
 			}
-			srv.logger().Info("authenticated", "user", c.user.String(), "mechanism", name)
+			srv.logger().Debug("authenticated", "user", c.user.String(), "mechanism", name)
 			return true, c.write(s)
 		}
 		if i > 4 {

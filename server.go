@@ -77,8 +77,8 @@ type Server struct {
 	// 0 means 30 seconds.
 	NegotiationTimeout time.Duration
 	// IdleTimeout closes a stream after that long without any data from the
-	// client (whitespace keepalives count). 0 means 10 minutes; negative
-	// means never.
+	// client (whitespace keepalives count). 0 means 14 minutes (as
+	// Prosody); negative means never.
 	IdleTimeout time.Duration
 	// WriteTimeout bounds each write to a client; a client that does not
 	// read for that long is disconnected. 0 means 30 seconds.

@@ -189,6 +189,9 @@ func (s *Session) run() {
 			s.readFailed(err)
 			return
 		}
+		if s.closing() {
+			continue // wait for the client's </stream:stream>; process nothing
+		}
 		ns := el.NS()
 		if ns != "" && ns != nsClient || el.Name != "message" && el.Name != "presence" && el.Name != "iq" {
 			s.closeStream(streamError{cond: "unsupported-stanza-type"})
@@ -196,6 +199,13 @@ func (s *Session) run() {
 		}
 		s.handle(el)
 	}
+}
+
+// closing reports whether the closing tag has been queued.
+func (s *Session) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.final
 }
 
 func (s *Session) readFailed(err error) {
@@ -226,8 +236,7 @@ func (s *Session) end() {
 	s.closed = true
 	s.mu.Unlock()
 	srv.table.Remove(s)
-	wasAvailable := s.available.Swap(false)
-	_ = wasAvailable
+	s.available.Store(false)
 	done := make(chan struct{})
 	go func() { s.waitWritten(); close(done) }()
 	select {
