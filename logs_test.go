@@ -1,0 +1,69 @@
+package treff_test
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/treff-im/treff"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The server's logs, even at debug level, never contain IP addresses,
+// passwords, SASL data or message bodies.
+func TestLogsKeepSecrets(t *testing.T) {
+	var logs lockedBuffer
+	ts := newTestServer(t, func(s *treff.Server) {
+		s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	r := dialRaw(t, ts, ts.Addr)
+	r.startTLS()
+	r.send(header("localhost"))
+	r.expect(`</stream:features>`)
+	r.send(plainAuth("alice", "wrong-secret-pw"))
+	r.expect(`<not-authorized/>`)
+	r.send(plainAuth("alice", "alicepw"))
+	r.expect(`<success`)
+	b := dialRaw(t, ts, ts.Addr)
+	b.login("bob@localhost", "bobpw", "x")
+	b.send("<presence/>")
+	r.send(header("localhost"))
+	r.expect(`</stream:features>`)
+	r.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+	r.expect(`</iq>`)
+	r.send("<message to='nobody@localhost'><body>secret-body-text</body></message>")
+	r.expect(`service-unavailable`)
+	r.send("<message to='bob@localhost'><body>another-secret-body</body></message>")
+	b.expect(`another-secret-body`)
+	r.send("<bogus/>")
+	r.expect(`unsupported-stanza-type`)
+	ts.Close()
+	out := logs.String()
+	if !strings.Contains(out, "authentication failed") {
+		t.Fatalf("expected some logs, got %q", out)
+	}
+	for _, secret := range []string{"127.0.0.1", "wrong-secret-pw", "alicepw", "bobpw", "secret-body-text", "another-secret-body",
+		"AGFsaWNl" /* base64 of the PLAIN payload's start */} {
+		if strings.Contains(out, secret) {
+			t.Errorf("logs contain %q:\n%s", secret, out)
+		}
+	}
+}
