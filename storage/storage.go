@@ -21,6 +21,12 @@
 //     errors.Is.
 //   - Values passed in and returned are copies: a caller may keep or modify
 //     what it got back without affecting the store.
+//   - Reading data a user does not have (an empty roster, no offline
+//     messages) gives an empty result, not ErrNotFound; deleting it is not
+//     an error either.
+//   - Times are returned in UTC. Empty JIDs are refused with an error.
+//   - A cancelled context makes a method return an error wrapping
+//     ctx.Err(). After Close, methods return ErrClosed.
 package storage
 
 import (
@@ -90,8 +96,9 @@ type Accounts interface {
 	CreateAccount(ctx context.Context, a Account) error
 	// Account returns the account with the given bare JID, or ErrNotFound.
 	Account(ctx context.Context, jid string) (Account, error)
-	// UpdateAccount replaces an existing account's data (credentials, last
-	// login). It returns ErrNotFound if the account does not exist.
+	// UpdateAccount replaces all fields of an existing account (callers
+	// read, modify and write back). It returns ErrNotFound if the account
+	// does not exist.
 	UpdateAccount(ctx context.Context, a Account) error
 	// DeleteAccount removes the account and returns ErrNotFound if it did
 	// not exist. Data of other concerns (roster, offline messages) is removed
@@ -134,7 +141,9 @@ type RosterItem struct {
 }
 
 // Rosters stores each user's contact list with a version (XEP-0237) that
-// changes on every modification.
+// changes on every modification. Versions are never empty and never repeat
+// for a user, not even after DeleteRoster (a re-created account must not
+// match a version an old client cached).
 type Rosters interface {
 	// Roster returns all items of the user's roster, sorted by JID, and the
 	// current roster version. An empty roster has an empty slice and a
@@ -157,9 +166,11 @@ type Rosters interface {
 // resource when it arrived (XEP-0160).
 type OfflineMessage struct {
 	// ID identifies the message within the user's offline store; assigned by
-	// the backend on push, increasing in arrival order.
+	// the backend on push (the value passed in is ignored), never 0, and
+	// increasing in arrival order, also across deletions.
 	ID uint64
-	// Received is the arrival time (UTC), used for the XEP-0203 delay stamp.
+	// Received is the arrival time, set by the caller and used for the
+	// XEP-0203 delay stamp.
 	Received time.Time
 	// Stanza is the serialised <message/> element as it would have been
 	// delivered.
