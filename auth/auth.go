@@ -132,6 +132,12 @@ func (s *Store) CheckPassword(ctx context.Context, user, password string) error 
 		// Fall back to any credential the account has.
 		c, err = s.SCRAMCredential(ctx, user, scram.SHA1)
 	}
+	if errors.Is(err, treff.ErrNotAuthorized) {
+		// Spend the same time as for a real account, so that response
+		// times do not tell which accounts exist.
+		scram.Derive(scram.SHA256, password, make([]byte, 16), s.iterations())
+		return err
+	}
 	if err != nil {
 		return err
 	}
