@@ -31,6 +31,7 @@ type idleConn struct {
 	net.Conn
 	idle time.Duration
 	hard atomic.Int64 // unix nanoseconds; 0 = none
+	last atomic.Int64 // unix nanoseconds of the last read that returned data
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
@@ -42,7 +43,11 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		d = time.Unix(0, h)
 	}
 	c.Conn.SetReadDeadline(d)
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 func (c *idleConn) setHard(t time.Time) {
@@ -274,14 +279,14 @@ func (c *conn) negotiate() (*Session, error) {
 		feats.WriteString("<mechanism>PLAIN</mechanism></mechanisms>")
 		for _, f := range srv.mods.streamFeats {
 			if f.Phase == BeforeAuth {
-				feats.WriteString(f.XML)
+				feats.WriteString(f.xml())
 			}
 		}
 	default:
 		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>")
 		for _, f := range srv.mods.streamFeats {
 			if f.Phase == AfterAuth {
-				feats.WriteString(f.XML)
+				feats.WriteString(f.xml())
 			}
 		}
 	}

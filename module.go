@@ -99,6 +99,23 @@ type StreamFeature struct {
 	// XML is the serialised feature element, e.g.
 	// <register xmlns='http://jabber.org/features/iq-register'/>.
 	XML string
+	// Render, if set, is called instead of using XML each time the feature
+	// is offered, for features that depend on what all modules registered
+	// (such as entity capabilities) or that change at run time.
+	Render func() string
+}
+
+func (f StreamFeature) xml() string {
+	if f.Render != nil {
+		return f.Render()
+	}
+	return f.XML
+}
+
+// Item is a service discovery item of the server's hosts (XEP-0030
+// disco#items), such as a group chat service.
+type Item struct {
+	JID, Node, Name string
 }
 
 // Registry is what a Module registers its parts on during Setup. It is not
@@ -120,6 +137,7 @@ type modules struct {
 	features     []string
 	accountFeats []string
 	identities   []Identity
+	items        []Item
 	streamFeats  []StreamFeature
 	bound        []SessionHook
 	closed       []SessionHook
@@ -210,6 +228,9 @@ func (r *Registry) AddAccountFeature(feature string) {
 // AddIdentity adds a service discovery identity of the server's hosts.
 func (r *Registry) AddIdentity(id Identity) { r.m.identities = append(r.m.identities, id) }
 
+// AddItem adds a service discovery item of the server's hosts.
+func (r *Registry) AddItem(it Item) { r.m.items = append(r.m.items, it) }
+
 // AddStreamFeature offers f in stream negotiation.
 func (r *Registry) AddStreamFeature(f StreamFeature) { r.m.streamFeats = append(r.m.streamFeats, f) }
 
@@ -246,6 +267,14 @@ func (srv *Server) Features(account bool) []string {
 		return slices.Clone(srv.mods.accountFeats)
 	}
 	return slices.Clone(srv.mods.features)
+}
+
+// Items returns the service discovery items registered by modules.
+func (srv *Server) Items() []Item {
+	if srv.init() != nil {
+		return nil
+	}
+	return slices.Clone(srv.mods.items)
 }
 
 // Identities returns the service discovery identities registered by modules.

@@ -81,7 +81,8 @@ func (srv *Server) toHost(ctx context.Context, st *Stanza) {
 		return
 	}
 	if st.Type != "get" && st.Type != "set" {
-		return // responses to server-initiated requests
+		srv.iqResponse(st)
+		return
 	}
 	if e, ok := srv.mods.iq[st.Payload.Space]; ok {
 		srv.callIQ(ctx, e, st)
@@ -219,5 +220,63 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		}
 	case router.ErrorReply:
 		srv.bounce(ctx, st, ErrServiceUnavailable)
+	}
+}
+
+// pendingIQ is a request sent with SendIQ awaiting its response.
+type pendingIQ struct {
+	to jid.JID
+	ch chan *Stanza
+}
+
+// ErrNotIQRequest is returned by SendIQ for a stanza that is not an IQ get
+// or set with an id and a 'to'.
+var ErrNotIQRequest = errors.New("treff: not an IQ request")
+
+// SendIQ routes an IQ get or set that a module built (with 'from' set to
+// one of the server's hosts, so that the response comes back to the
+// server) and waits for the response, which is of type result or error.
+// An unreachable addressee yields the error response the router
+// generates. It returns ctx's error if ctx ends first.
+func (srv *Server) SendIQ(ctx context.Context, st *Stanza) (*Stanza, error) {
+	if st.Kind != KindIQ || (st.Type != "get" && st.Type != "set") || st.ID == "" || st.To.Equal(jid.JID{}) {
+		return nil, ErrNotIQRequest
+	}
+	p := &pendingIQ{to: st.To, ch: make(chan *Stanza, 1)}
+	srv.pendingMu.Lock()
+	if srv.pending == nil {
+		srv.pending = make(map[string]*pendingIQ)
+	}
+	srv.pending[st.ID] = p
+	srv.pendingMu.Unlock()
+	defer func() {
+		srv.pendingMu.Lock()
+		if srv.pending[st.ID] == p {
+			delete(srv.pending, st.ID)
+		}
+		srv.pendingMu.Unlock()
+	}()
+	srv.Route(ctx, st)
+	select {
+	case r := <-p.ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// iqResponse hands a result or error addressed to a host to the SendIQ
+// call waiting for it; other responses are dropped.
+func (srv *Server) iqResponse(st *Stanza) {
+	srv.pendingMu.Lock()
+	p := srv.pending[st.ID]
+	if p != nil && st.From.Equal(p.to) {
+		delete(srv.pending, st.ID)
+	} else {
+		p = nil
+	}
+	srv.pendingMu.Unlock()
+	if p != nil {
+		p.ch <- st
 	}
 }

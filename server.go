@@ -100,6 +100,9 @@ type Server struct {
 	secret   [32]byte // for fake SCRAM salts of unknown users
 	tlsBase  *tls.Config
 
+	pendingMu sync.Mutex
+	pending   map[string]*pendingIQ
+
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
 	conns     map[*conn]struct{}

@@ -58,6 +58,10 @@ func (s *Session) Available() bool { return s.available.Load() }
 // Priority returns the priority of the session's last available presence.
 func (s *Session) Priority() int { return int(s.priority.Load()) }
 
+// LastActivity returns when the client last sent anything (including
+// whitespace keepalives).
+func (s *Session) LastActivity() time.Time { return time.Unix(0, s.c.ic.last.Load()) }
+
 // Context returns a context that is cancelled when the session ends.
 func (s *Session) Context() context.Context { return s.ctx }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/storage/memstore"
+	"github.com/treff-im/treff/trefftest"
 )
 
 // Each virtual host presents its own certificate: chosen by the stream's
@@ -56,7 +57,7 @@ func TestVirtualHosts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("direct TLS to %s: %v", domain, err)
 			}
-			r = &raw{t: t, conn: c}
+			r = trefftest.NewClient(t, c, domain, cfg)
 			t.Cleanup(func() { c.Close() })
 		} else {
 			c, err := net.Dial("tcp", l1.Addr().String())
@@ -64,50 +65,32 @@ func TestVirtualHosts(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { c.Close() })
-			r = &raw{t: t, conn: c}
-			r.send(header(domain))
-			r.expect(`</stream:features>`)
-			r.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-			r.expect(`<proceed`)
-			tc := tls.Client(c, cfg)
-			if err := tc.Handshake(); err != nil {
-				t.Fatalf("STARTTLS to %s: %v", domain, err)
-			}
-			r.conn = tc
-			r.buf.Reset()
+			r = trefftest.NewClient(t, c, domain, cfg)
+			r.StartTLS()
 		}
-		r.send(header(domain))
-		r.expect(`</stream:features>`)
-		r.send(plainAuth(user, "pw"))
-		r.expect(`<success`)
-		r.send(header(domain))
-		r.expect(`</stream:features>`)
-		r.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>")
-		r.expect(`</iq>`)
+		r.Send(header(domain))
+		r.Expect(`</stream:features>`)
+		r.Send(plainAuth(user, "pw"))
+		r.Expect(`<success`)
+		r.Send(header(domain))
+		r.Expect(`</stream:features>`)
+		r.Send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>")
+		r.Expect(`</iq>`)
 		return r
 	}
 	alice := login("a.test", "alice", false)
 	bob := login("b.test", "bob", true)
-	bob.send("<presence/>")
+	bob.Send("<presence/>")
 	time.Sleep(50 * time.Millisecond)
-	alice.send("<message to='bob@b.test' id='x'><body>hi</body></message>")
-	bob.expect(`<message from='alice@a.test/r' to='bob@b.test' id='x'>`)
+	alice.Send("<message to='bob@b.test' id='x'><body>hi</body></message>")
+	bob.Expect(`<message from='alice@a.test/r' to='bob@b.test' id='x'>`)
 	// alice cannot log in on the other host.
 	c, _ := net.Dial("tcp", l1.Addr().String())
 	defer c.Close()
-	r := &raw{t: t, conn: c}
-	r.send(header("b.test"))
-	r.expect(`</stream:features>`)
-	r.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-	r.expect(`<proceed`)
-	tc := tls.Client(c, &tls.Config{RootCAs: pool, ServerName: "b.test"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	r.conn = tc
-	r.buf.Reset()
-	r.send(header("b.test"))
-	r.expect(`</stream:features>`)
-	r.send(plainAuth("alice", "pw"))
-	r.expect(`<not-authorized/>`)
+	r := trefftest.NewClient(t, c, "b.test", &tls.Config{RootCAs: pool, ServerName: "b.test"})
+	r.StartTLS()
+	r.Send(header("b.test"))
+	r.Expect(`</stream:features>`)
+	r.Send(plainAuth("alice", "pw"))
+	r.Expect(`<not-authorized/>`)
 }
