@@ -122,7 +122,8 @@ func (srv *Server) bounce(ctx context.Context, st *Stanza, e *StanzaError) {
 	if st.Type == "error" || st.From.Equal(jid.JID{}) {
 		return
 	}
-	srv.logger().Debug("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", st.Kind, "why", e.Condition)
+	// Delivery failures are logged as who, whom and why, never content.
+	srv.logger().Info("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", kindName(st.Kind), "why", e.Condition)
 	reply := *st
 	if reply.To.Equal(jid.JID{}) {
 		reply.To, _ = jid.New("", st.From.Domainpart(), "")
@@ -279,4 +280,14 @@ func (srv *Server) iqResponse(st *Stanza) {
 	if p != nil {
 		p.ch <- st
 	}
+}
+
+func kindName(k Kind) string {
+	switch k {
+	case KindMessage:
+		return "message"
+	case KindPresence:
+		return "presence"
+	}
+	return "iq"
 }

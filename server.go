@@ -111,6 +111,9 @@ type Server struct {
 	done      chan struct{}
 }
 
+// Log returns the logger the server and its modules write to.
+func (srv *Server) Log() *slog.Logger { return srv.logger() }
+
 func (srv *Server) logger() *slog.Logger {
 	if srv.Logger != nil {
 		return srv.Logger

@@ -1,0 +1,186 @@
+// Package offline implements XEP-0160: Best Practices for Handling Offline
+// Messages for a Treff server.
+//
+// A message of type normal or chat for an account with no available
+// resource (RFC 6121 8.5.2.2) is stored with its arrival time. When the
+// user next sends initial presence with a non-negative priority, the
+// stored messages are delivered to that resource, each with a XEP-0203
+// <delay/> stamp, and deleted from storage. A per-user limit protects the
+// server: beyond it the sender gets <resource-constraint/>.
+//
+// Messages without a body (chat states, receipts) are dropped silently
+// rather than stored or bounced, unless the sender asks with a XEP-0334
+// <store/> hint; <no-store/> and <no-permanent-store/> hints are honoured
+// the same way.
+package offline
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/storage"
+)
+
+// NS is the feature advertised for offline message storage (XEP-0160
+// refers to the legacy msgoffline feature).
+const NS = "msgoffline"
+
+// Module stores and delivers offline messages.
+type Module struct {
+	// Store keeps the messages. nil means the server's Storage.
+	Store storage.Offline
+	// Limit is the most messages kept per user. 0 means 1000; negative
+	// means no limit.
+	Limit int
+
+	srv     *treff.Server
+	initial sync.Map // *treff.Session -> struct{}: initial presence seen
+	now     func() time.Time
+}
+
+var _ treff.Module = (*Module)(nil)
+
+// Name implements treff.Module.
+func (m *Module) Name() string { return "offline" }
+
+// Setup implements treff.Module.
+func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	m.srv = r.Server()
+	if m.Store == nil {
+		if m.srv.Storage == nil {
+			return errors.New("offline: no storage")
+		}
+		m.Store = m.srv.Storage
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	r.AddFeature(NS)
+	r.OnUndeliverable(m.store)
+	r.OnClientStanza(m.presence)
+	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.initial.Delete(s) })
+	return nil
+}
+
+func (m *Module) limit() int {
+	switch {
+	case m.Limit == 0:
+		return 1000
+	case m.Limit < 0:
+		return 0
+	}
+	return m.Limit
+}
+
+// storable reports whether a message is worth keeping.
+func storable(st *treff.Stanza) bool {
+	inner := st.Inner()
+	if strings.Contains(inner, "urn:xmpp:hints") {
+		if strings.Contains(inner, "<no-store") || strings.Contains(inner, "<no-permanent-store") {
+			return false
+		}
+		if strings.Contains(inner, "<store") {
+			return true
+		}
+	}
+	return strings.Contains(inner, "<body")
+}
+
+func (m *Module) store(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindMessage || st.Type != "" && st.Type != "normal" && st.Type != "chat" {
+		return false
+	}
+	if !storable(st) {
+		return true // nothing worth keeping or bouncing
+	}
+	user := st.To.Bare().String()
+	_, err := m.Store.PushOffline(ctx, user, storage.OfflineMessage{Received: m.now().UTC(), Stanza: st.Raw()}, m.limit())
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, storage.ErrQuotaExceeded):
+		m.bounce(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: "the recipient's offline storage is full"})
+		m.srv.Log().Info("stanza not delivered", "from", st.From.String(), "to", user, "why", "offline quota")
+		return true
+	default:
+		m.srv.Log().Error("offline store failed", "to", user, "err", err)
+		m.bounce(ctx, st, treff.ErrInternalServerError)
+		return true
+	}
+}
+
+func (m *Module) bounce(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+	reply, err := treff.NewStanza(treff.AppendError(nil, st, e))
+	if err == nil {
+		m.srv.Route(ctx, reply)
+	}
+}
+
+// presence delivers stored messages on a session's initial presence.
+func (m *Module) presence(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindPresence || st.Type != "" || !st.To.Equal(jid.JID{}) {
+		return false
+	}
+	var sess *treff.Session
+	for _, s := range m.srv.Sessions(st.From) {
+		if s.JID().Equal(st.From) {
+			sess = s
+		}
+	}
+	if sess == nil || sess.Priority() < 0 {
+		return false
+	}
+	if _, seen := m.initial.LoadOrStore(sess, struct{}{}); seen {
+		return false
+	}
+	m.Deliver(ctx, sess)
+	return false
+}
+
+// Deliver sends the user's stored messages to s and deletes them.
+func (m *Module) Deliver(ctx context.Context, s *treff.Session) {
+	user := s.JID().Bare().String()
+	msgs, err := m.Store.OfflineMessages(ctx, user)
+	if err != nil {
+		m.srv.Log().Error("offline read failed", "user", user, "err", err)
+		return
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	ids := make([]uint64, 0, len(msgs))
+	domain := s.JID().Domainpart()
+	for _, msg := range msgs {
+		if s.Send(withDelay(msg.Stanza, domain, msg.Received)) != nil {
+			break
+		}
+		ids = append(ids, msg.ID)
+	}
+	if err := m.Store.DeleteOfflineMessages(ctx, user, ids); err != nil {
+		m.srv.Log().Error("offline delete failed", "user", user, "err", err)
+	}
+}
+
+// withDelay inserts a XEP-0203 delay element at the end of a message.
+func withDelay(raw []byte, from string, t time.Time) []byte {
+	delay := "<delay xmlns='urn:xmpp:delay' from='" + from + "' stamp='" + t.UTC().Format("2006-01-02T15:04:05.000Z") + "'>Offline storage</delay>"
+	s := string(raw)
+	out := make([]byte, 0, len(raw)+len(delay)+16)
+	if i := strings.LastIndex(s, "</"); i > 0 && strings.HasSuffix(strings.TrimSpace(s), ">") && !strings.HasSuffix(strings.TrimSpace(s), "/>") {
+		out = append(out, s[:i]...)
+		out = append(out, delay...)
+		return append(out, s[i:]...)
+	}
+	// self-closing <message .../>
+	s = strings.TrimSpace(s)
+	out = append(out, strings.TrimSuffix(s, "/>")...)
+	out = append(out, '>')
+	out = append(out, delay...)
+	return append(out, "</message>"...)
+}

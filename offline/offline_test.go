@@ -1,0 +1,110 @@
+package offline_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/storage/boltstore"
+	"github.com/treff-im/treff/trefftest"
+)
+
+func TestOfflineDelivery(t *testing.T) {
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&offline.Module{Limit: 3}}
+	})
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	ctx := context.Background()
+
+	a := ts.Login(t, "alice", "pw", "r")
+	a.Send("<message to='bob@localhost' type='chat' id='m1'><body>first</body></message>")
+	a.Send("<message to='bob@localhost' id='m2'><body>second &amp; more</body></message>")
+	a.Send("<message to='bob@localhost' type='chat' id='cs'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+	a.Send("<message to='bob@localhost' type='headline' id='h'><body>news</body></message>")
+	a.Send("<message to='bob@localhost' type='chat' id='m3'><body>third</body></message>")
+	a.Send("<message to='bob@localhost' type='chat' id='m4'><body>too many</body></message>")
+	a.Expect(`<message type='error' id='m4' to='alice@localhost/r' from='bob@localhost'><error type='wait'><resource-constraint .*?</message>`)
+	if strings.Contains(a.Pending(), "error") {
+		t.Errorf("unexpected error: %s", a.Pending())
+	}
+	if n, _ := ts.Store.CountOffline(ctx, "bob@localhost"); n != 3 {
+		t.Fatalf("stored %d, want 3", n)
+	}
+
+	// A negative-priority login does not receive them.
+	neg := ts.Login(t, "bob", "pw", "bot")
+	neg.Send("<presence><priority>-1</priority></presence>")
+	b := ts.Login(t, "bob", "pw", "phone")
+	if n, _ := ts.Store.CountOffline(ctx, "bob@localhost"); n != 3 {
+		t.Fatalf("delivered before initial presence: %d left", n)
+	}
+	b.Send("<presence/>")
+	got := b.Expect(`id='m3'.*?</message>`)
+	for _, want := range []string{
+		`<message from='alice@localhost/r' to='bob@localhost' type='chat' id='m1'><body>first</body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='`,
+		`id='m2'><body>second &amp; more</body><delay`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %s in %s", want, got)
+		}
+	}
+	if strings.Contains(got, "composing") || strings.Contains(got, "news") {
+		t.Errorf("stored what should not be: %s", got)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		n, _ := ts.Store.CountOffline(ctx, "bob@localhost")
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages left in storage", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(neg.Pending(), "first") {
+		t.Error("negative priority resource got offline messages")
+	}
+}
+
+// Offline messages survive a restart with the bbolt backend.
+func TestOfflineSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "treff.db")
+	run := func(f func(ts *trefftest.Server)) {
+		store, err := boltstore.Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		ts := trefftest.NewServer(t, func(s *treff.Server) {
+			s.Storage = store
+			s.Authenticator = &auth.Store{Accounts: store}
+			s.Modules = []treff.Module{&offline.Module{}}
+		})
+		f(ts)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ts.Shutdown(ctx)
+	}
+	run(func(ts *trefftest.Server) {
+		a := &auth.Store{Accounts: ts.Storage}
+		a.CreateUser(context.Background(), "alice@localhost", "pw")
+		a.CreateUser(context.Background(), "bob@localhost", "pw")
+		c := ts.Login(t, "alice", "pw", "r")
+		c.Send("<message to='bob@localhost' id='keep'><body>still here</body></message>")
+		c.Send("<iq type='get' id='sync' to='localhost'><q xmlns='urn:x'/></iq>")
+		c.Expect(`id='sync'`)
+	})
+	run(func(ts *trefftest.Server) {
+		b := ts.Login(t, "bob", "pw", "r")
+		b.Send("<presence/>")
+		b.Expect(`id='keep'><body>still here</body><delay xmlns='urn:xmpp:delay'`)
+	})
+}
+
