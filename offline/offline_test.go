@@ -107,4 +107,3 @@ func TestOfflineSurvivesRestart(t *testing.T) {
 		b.Expect(`id='keep'><body>still here</body><delay xmlns='urn:xmpp:delay'`)
 	})
 }
-
