@@ -302,3 +302,20 @@ func AppendEscaped(dst []byte, s string) []byte {
 	}
 	return append(dst, s[last:]...)
 }
+
+// WithAddresses returns a copy of st with its 'from' and 'to' attributes
+// replaced (a zero JID omits the attribute); the rest of the element is
+// copied as bytes.
+func (st *Stanza) WithAddresses(from, to jid.JID) *Stanza {
+	var extra []byte
+	if !from.Equal(jid.JID{}) {
+		extra = appendAttr(extra, "from", from.String())
+	}
+	if !to.Equal(jid.JID{}) {
+		extra = appendAttr(extra, "to", to.String())
+	}
+	c := *st
+	c.From, c.To = from, to
+	c.raw = st.el.AppendWithout(make([]byte, 0, len(st.el.Raw)+len(extra)), string(extra), "from", "to")
+	return &c
+}
