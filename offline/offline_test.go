@@ -107,3 +107,39 @@ func TestOfflineSurvivesRestart(t *testing.T) {
 		b.Expect(`id='keep'><body>still here</body><delay xmlns='urn:xmpp:delay'`)
 	})
 }
+
+// BenchmarkOffline1000 stores 1000 messages for an offline user with the
+// bbolt backend and delivers them at the next login (which is included).
+func BenchmarkOffline1000(b *testing.B) {
+	store, err := boltstore.Open(filepath.Join(b.TempDir(), "treff.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	ts := trefftest.NewServer(b, func(s *treff.Server) {
+		s.Storage = store
+		s.Authenticator = &auth.Store{Accounts: store}
+		s.Modules = []treff.Module{&offline.Module{Limit: 2000}}
+	})
+	a := &auth.Store{Accounts: store}
+	a.CreateUser(context.Background(), "alice@localhost", "pw")
+	a.CreateUser(context.Background(), "bob@localhost", "pw")
+	alice := ts.Login(b, "alice", "pw", "r")
+	msg := "<message to='bob@localhost' type='chat'><body>Hello Bob, how are you doing today?</body></message>"
+	batch := strings.Repeat(msg, 100)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := 0; j < 10; j++ {
+			alice.Send(batch)
+		}
+		alice.Send("<iq type='get' id='sync' to='localhost'><q xmlns='urn:x'/></iq>")
+		alice.Expect(`id='sync'`)
+		bob := ts.Login(b, "bob", "pw", "r")
+		bob.Send("<presence/>")
+		for j := 0; j < 1000; j++ {
+			bob.Expect(`</delay></message>`)
+		}
+		bob.Send("</stream:stream>")
+		bob.Expect(`</stream:stream>`)
+	}
+}
