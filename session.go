@@ -2,6 +2,7 @@ package treff
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"strconv"
 	"strings"
@@ -318,28 +319,43 @@ func (s *Session) replyError(st *Stanza, e *StanzaError) {
 func (s *Session) updatePresence(st *Stanza) {
 	switch st.Type {
 	case "":
-		s.priority.Store(int32(presencePriority(st.Inner())))
+		s.priority.Store(int32(presencePriority(st)))
 		s.available.Store(true)
 	case "unavailable":
 		s.available.Store(false)
 	}
 }
 
-// presencePriority extracts <priority/> from presence content (0 if absent
-// or invalid, clamped to -128..127).
-func presencePriority(inner string) int {
-	i := strings.Index(inner, "<priority>")
-	if i < 0 {
+// presencePriority returns the value of the presence's own <priority/>
+// child (RFC 6121 4.7.2.3): 0 if absent or invalid, clamped to -128..127.
+// Elements named priority inside extensions do not count.
+func presencePriority(st *Stanza) int {
+	if !strings.Contains(st.el.Raw, "priority") {
 		return 0
 	}
-	rest := inner[i+len("<priority>"):]
-	j := strings.IndexByte(rest, '<')
-	if j < 0 {
-		return 0
+	d := st.Decoder()
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return 0
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+			if depth == 2 && t.Name.Local == "priority" && (t.Name.Space == "" || t.Name.Space == nsClient) {
+				var v string
+				if err := d.DecodeElement(&v, &t); err != nil {
+					return 0
+				}
+				p, err := strconv.Atoi(strings.TrimSpace(v))
+				if err != nil {
+					return 0
+				}
+				return max(-128, min(127, p))
+			}
+		case xml.EndElement:
+			depth--
+		}
 	}
-	p, err := strconv.Atoi(strings.TrimSpace(rest[:j]))
-	if err != nil {
-		return 0
-	}
-	return max(-128, min(127, p))
 }
