@@ -117,6 +117,7 @@ func TestSpoofedFromIsReplaced(t *testing.T) {
 	b := dialRaw(t, ts, ts.Addr)
 	b.Login("bob@localhost", "bobpw", "phone")
 	b.Send("<presence/>")
+	syncServer(b)
 	time.Sleep(50 * time.Millisecond)
 	a.Send("<message from='admin@localhost/x' to='bob@localhost/phone' id='s1'><body>trust me</body></message>")
 	m := b.Expect(`<message [^>]*id='s1'[^>]*>`)
@@ -311,6 +312,7 @@ func TestSlowClientDoesNotBlockSender(t *testing.T) {
 	slow := dialRaw(t, ts, ts.Addr)
 	slow.Login("bob@localhost", "bobpw", "slow")
 	slow.Send("<presence/>")
+	syncServer(slow)
 	a := dialRaw(t, ts, ts.Addr)
 	a.Login("alice@localhost", "alicepw", "fast")
 	time.Sleep(50 * time.Millisecond)
@@ -343,4 +345,10 @@ func mustJID(t *testing.T, s string) jid.JID {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// syncServer waits until the server has processed everything c sent before.
+func syncServer(c *raw) {
+	c.Send("<iq type='get' id='sync' to='localhost'><sync xmlns='urn:example:sync'/></iq>")
+	c.Expect(`<iq type='error' id='sync'[^>]*>.*?</iq>`)
 }

@@ -45,6 +45,7 @@ func TestLogsKeepSecrets(t *testing.T) {
 	b := dialRaw(t, ts, ts.Addr)
 	b.Login("bob@localhost", "bobpw", "x")
 	b.Send("<presence/>")
+	syncServer(b)
 	r.Send(header("localhost"))
 	r.Expect(`</stream:features>`)
 	r.Send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
