@@ -1,0 +1,134 @@
+package roster_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/trefftest"
+)
+
+func getRoster(c *trefftest.Client) string {
+	c.Send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>")
+	return c.Expect(`<iq type='result' id='roster'.*?</iq>`)
+}
+
+func TestSubscribeBothWaysAndPresence(t *testing.T) {
+	ts := newServer(t, nil)
+	alice := ts.Login(t, "alice", "pw", "phone")
+	bob := ts.Login(t, "bob", "pw", "pc")
+	getRoster(alice)
+	getRoster(bob)
+	alice.Send("<presence/>")
+	alice.Expect(`<presence from='alice@localhost/phone' to='alice@localhost/phone'/>`) // own presence reflected
+	bob.Send("<presence><show>away</show></presence>")
+	bob.Expect(`<presence from='bob@localhost/pc' to='bob@localhost/pc'><show>away</show></presence>`)
+
+	// alice asks; her roster shows ask='subscribe'.
+	alice.Send("<presence to='bob@localhost' type='subscribe'/>")
+	alice.Expect(`<item jid='bob@localhost' subscription='none' ask='subscribe'/>`)
+	bob.Expect(`<presence from='alice@localhost' to='bob@localhost/pc' type='subscribe'/>`)
+	// bob approves: alice is subscribed to bob and gets his presence.
+	bob.Send("<presence to='alice@localhost' type='subscribed'/>")
+	bob.Expect(`<item jid='alice@localhost' subscription='from'/>`)
+	alice.Expect(`<item jid='bob@localhost' subscription='to'/>`)
+	alice.Expect(`<presence from='bob@localhost' to='alice@localhost/phone' type='subscribed'/>`)
+	alice.Expect(`<presence from='bob@localhost/pc' to='alice@localhost'><show>away</show></presence>`)
+	// bob asks back; alice approves: both.
+	bob.Send("<presence to='alice@localhost' type='subscribe'/>")
+	alice.Expect(`<presence from='bob@localhost' to='alice@localhost/phone' type='subscribe'/>`)
+	alice.Send("<presence to='bob@localhost' type='subscribed'/>")
+	alice.Expect(`<item jid='bob@localhost' subscription='both'/>`)
+	bob.Expect(`<item jid='alice@localhost' subscription='both'/>`)
+	bob.Expect(`<presence from='alice@localhost/phone' to='bob@localhost'/>`)
+
+	// bob changes status: alice sees it; a second alice resource logs in
+	// and learns bob's presence by probe.
+	bob.Send("<presence><status>lunch</status></presence>")
+	alice.Expect(`<presence from='bob@localhost/pc' to='alice@localhost'><status>lunch</status></presence>`)
+	laptop := ts.Login(t, "alice", "pw", "laptop")
+	laptop.Send("<presence><priority>1</priority></presence>")
+	laptop.Expect(`<presence from='bob@localhost/pc' to='alice@localhost/laptop'><status>lunch</status></presence>`)
+	alice.Expect(`<presence from='alice@localhost/laptop' to='alice@localhost/phone'><priority>1</priority></presence>`)
+
+	// Directed presence to carol (no subscription) ends with alice's logout.
+	carol := ts.Login(t, "carol", "pw", "x")
+	carol.Send("<presence/>")
+	carol.Expect(`to='carol@localhost/x'/>`)
+	alice.Send("<presence to='carol@localhost'><show>chat</show></presence>")
+	carol.Expect(`<presence from='alice@localhost/phone' to='carol@localhost'><show>chat</show></presence>`)
+
+	// bob loses his connection: alice's resources see him go.
+	bob.Conn().Close()
+	alice.Expect(`<presence from='bob@localhost/pc' to='alice@localhost' type='unavailable'/>`)
+	laptop.Expect(`<presence from='bob@localhost/pc' to='alice@localhost' type='unavailable'/>`)
+	// alice logs out her phone: carol (directed) and laptop (own) see it.
+	alice.Send("<presence type='unavailable'/>")
+	carol.Expect(`<presence from='alice@localhost/phone' to='carol@localhost' type='unavailable'/>`)
+	laptop.Expect(`<presence from='alice@localhost/phone' to='alice@localhost/laptop' type='unavailable'/>`)
+}
+
+func TestSubscriptionRequestWaitsForLogin(t *testing.T) {
+	ts := newServer(t, nil)
+	alice := ts.Login(t, "alice", "pw", "r")
+	getRoster(alice)
+	alice.Send("<presence to='bob@localhost' type='subscribe'/>")
+	alice.Expect(`ask='subscribe'`)
+	// bob is offline; the request waits, but is not in his roster yet.
+	it, err := ts.Store.RosterItem(context.Background(), "bob@localhost", "alice@localhost")
+	if err != nil || !it.PendingIn {
+		t.Fatalf("pending request not stored: %+v %v", it, err)
+	}
+	bob := ts.Login(t, "bob", "pw", "r")
+	if r := getRoster(bob); strings.Contains(r, "alice") {
+		t.Errorf("pending request shown as roster item: %s", r)
+	}
+	bob.Send("<presence/>")
+	bob.Expect(`<presence from='alice@localhost' to='bob@localhost/r' type='subscribe'/>`)
+	// bob denies: alice learns it and the pending request is gone.
+	bob.Send("<presence to='alice@localhost' type='unsubscribed'/>")
+	alice.Expect(`<item jid='bob@localhost' subscription='none'/>`)
+	if _, err := ts.Store.RosterItem(context.Background(), "bob@localhost", "alice@localhost"); err == nil {
+		t.Error("denied request still stored")
+	}
+}
+
+func TestPreApproval(t *testing.T) {
+	ts := newServer(t, nil)
+	bob := ts.Login(t, "bob", "pw", "r")
+	getRoster(bob)
+	bob.Send("<presence/>")
+	bob.Send("<presence to='alice@localhost' type='subscribed'/>") // pre-approve alice
+	alice := ts.Login(t, "alice", "pw", "r")
+	getRoster(alice)
+	alice.Send("<presence/>")
+	alice.Send("<presence to='bob@localhost' type='subscribe'/>")
+	alice.Expect(`<item jid='bob@localhost' subscription='to'/>`)
+	alice.Expect(`<presence from='bob@localhost' to='alice@localhost/r' type='subscribed'/>`)
+	bob.Expect(`<item jid='alice@localhost' subscription='from'/>`)
+}
+
+// BenchmarkPresenceBroadcast measures a presence change of a user with 200
+// contacts who share presence with 200 online sessions.
+func BenchmarkPresenceBroadcast(b *testing.B) {
+	ts := trefftest.NewServer(b, func(s *treff.Server) { s.Modules = []treff.Module{&roster.Module{}} })
+	ctx := context.Background()
+	ts.AddUser(b, "alice", "pw")
+	for i := 0; i < 200; i++ {
+		c := fmt.Sprintf("c%d@localhost", i)
+		ts.Store.CreateAccount(ctx, storage.Account{JID: c})
+		ts.Store.PutRosterItem(ctx, "alice@localhost", storage.RosterItem{JID: c, Subscription: storage.SubBoth})
+	}
+	alice := ts.Login(b, "alice", "pw", "r")
+	alice.Send("<presence/>")
+	alice.Expect(`to='alice@localhost/r'/>`)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		alice.Send(fmt.Sprintf("<presence><status>%d</status></presence>", i))
+		alice.Expect(fmt.Sprintf("<status>%d</status></presence>", i))
+	}
+}

@@ -1,0 +1,290 @@
+// Package roster implements roster management and presence subscriptions
+// of RFC 6121 (XMPP IM) sections 2 and 3, with roster versioning
+// (XEP-0237), as a Treff module.
+package roster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"sync"
+	"unicode/utf8"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/storage"
+)
+
+// NS is the roster namespace.
+const NS = "jabber:iq:roster"
+
+// NSVer is the stream feature namespace of roster versioning (XEP-0237).
+const NSVer = "urn:xmpp:features:rosterver"
+
+// Module manages rosters and subscriptions.
+type Module struct {
+	// Store keeps the rosters. nil means the server's Storage.
+	Store storage.Rosters
+	// MaxItems is the most items a roster may hold. 0 means 1000.
+	MaxItems int
+	// MaxLength is the longest item name or group name, in characters.
+	// 0 means 1023 (RFC 6121 suggests at least that much).
+	MaxLength int
+
+	srv        *treff.Server
+	interested sync.Map // *treff.Session -> struct{}: requested the roster
+	presence   sync.Map // *treff.Session -> *presenceState
+}
+
+var _ treff.Module = (*Module)(nil)
+
+// Name implements treff.Module.
+func (m *Module) Name() string { return "roster" }
+
+// Setup implements treff.Module.
+func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	m.srv = r.Server()
+	if m.Store == nil {
+		if m.srv.Storage == nil {
+			return errors.New("roster: no storage")
+		}
+		m.Store = m.srv.Storage
+	}
+	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
+	r.AddStreamFeature(treff.StreamFeature{Phase: treff.AfterAuth, XML: "<ver xmlns='" + NSVer + "'/>"})
+	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.interested.Delete(s) })
+	m.setupSubscriptions(r)
+	return nil
+}
+
+func (m *Module) maxItems() int {
+	if m.MaxItems <= 0 {
+		return 1000
+	}
+	return m.MaxItems
+}
+
+func (m *Module) maxLength() int {
+	if m.MaxLength <= 0 {
+		return 1023
+	}
+	return m.MaxLength
+}
+
+type xmlItem struct {
+	JID          string   `xml:"jid,attr"`
+	Name         string   `xml:"name,attr"`
+	Subscription string   `xml:"subscription,attr"`
+	Groups       []string `xml:"group"`
+}
+
+type xmlQuery struct {
+	XMLName xml.Name `xml:"iq"`
+	Query   struct {
+		Ver   *string   `xml:"ver,attr"`
+		Items []xmlItem `xml:"item"`
+	} `xml:"jabber:iq:roster query"`
+}
+
+func (m *Module) session(from jid.JID) *treff.Session {
+	for _, s := range m.srv.Sessions(from) {
+		if s.JID().Equal(from) {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
+	user := iq.From.Bare()
+	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(user) {
+		return nil, treff.ErrForbidden
+	}
+	var q xmlQuery
+	if err := iq.Decoder().Decode(&q); err != nil {
+		return nil, treff.ErrBadRequest
+	}
+	if iq.Type == "get" {
+		if len(q.Query.Items) > 0 {
+			return nil, treff.ErrBadRequest
+		}
+		if s := m.session(iq.From); s != nil {
+			m.interested.Store(s, struct{}{})
+		}
+		items, ver, err := m.Store.Roster(ctx, user.String())
+		if err != nil {
+			return nil, err
+		}
+		if q.Query.Ver != nil && *q.Query.Ver == ver && ver != "" {
+			// XEP-0237: the client's copy is current; changes come as pushes.
+			return nil, nil
+		}
+		b := []byte("<query xmlns='" + NS + "' ver='")
+		b = treff.AppendEscaped(b, ver)
+		b = append(b, "'>"...)
+		for _, it := range items {
+			if !pendingOnly(it) {
+				b = AppendItem(b, it)
+			}
+		}
+		return append(b, "</query>"...), nil
+	}
+	// set: exactly one item (RFC 6121 2.1.5)
+	if len(q.Query.Items) != 1 {
+		return nil, treff.ErrBadRequest
+	}
+	x := q.Query.Items[0]
+	contact, err := jid.Parse(x.JID)
+	if err != nil || contact.Resourcepart() != "" {
+		return nil, &treff.StanzaError{Condition: "bad-request", Text: "item JID must be a bare JID"}
+	}
+	if contact.Equal(user) {
+		return nil, &treff.StanzaError{Condition: "not-allowed", Text: "cannot add yourself"}
+	}
+	if x.Subscription == "remove" {
+		return nil, m.remove(ctx, user, contact)
+	}
+	if utf8.RuneCountInString(x.Name) > m.maxLength() {
+		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("name longer than %d characters", m.maxLength())}
+	}
+	seen := map[string]bool{}
+	for _, g := range x.Groups {
+		if g == "" {
+			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "empty group name"}
+		}
+		if utf8.RuneCountInString(g) > m.maxLength() {
+			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("group name longer than %d characters", m.maxLength())}
+		}
+		if seen[g] {
+			return nil, &treff.StanzaError{Condition: "bad-request", Text: "duplicate group"}
+		}
+		seen[g] = true
+	}
+	if len(x.Groups) > 64 {
+		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "too many groups"}
+	}
+	it, err := m.Store.RosterItem(ctx, user.String(), contact.String())
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		items, _, err := m.Store.Roster(ctx, user.String())
+		if err != nil {
+			return nil, err
+		}
+		if len(items) >= m.maxItems() {
+			return nil, &treff.StanzaError{Condition: "not-allowed", Text: fmt.Sprintf("roster is full (%d items)", m.maxItems())}
+		}
+		it = storage.RosterItem{JID: contact.String(), Subscription: storage.SubNone}
+	case err != nil:
+		return nil, err
+	}
+	// Only the handle and groups are the client's to set; subscription
+	// state changes only through presence (RFC 6121 2.1.2.5).
+	it.Name = x.Name
+	it.Groups = x.Groups
+	if pendingOnly(it) {
+		// Adding a contact who asked to subscribe: make the item visible.
+		it.Name = contact.Localpart()
+		if it.Name == "" {
+			it.Name = contact.String()
+		}
+		if x.Name != "" {
+			it.Name = x.Name
+		}
+	}
+	ver, err := m.Store.PutRosterItem(ctx, user.String(), it)
+	if err != nil {
+		return nil, err
+	}
+	m.Push(ctx, user, it, ver, false)
+	return nil, nil
+}
+
+// remove deletes a contact and cancels subscriptions both ways (RFC 6121
+// 2.5.2).
+func (m *Module) remove(ctx context.Context, user, contact jid.JID) error {
+	it, err := m.Store.RosterItem(ctx, user.String(), contact.String())
+	if errors.Is(err, storage.ErrNotFound) {
+		return treff.ErrItemNotFound
+	}
+	if err != nil {
+		return err
+	}
+	st := StateOf(it)
+	ver, err := m.Store.DeleteRosterItem(ctx, user.String(), contact.String())
+	if err != nil {
+		return err
+	}
+	if st.Sub == storage.SubTo || st.Sub == storage.SubBoth || st.PendingOut {
+		m.sendFromUser(ctx, user, contact, "unsubscribe")
+	}
+	if st.Sub == storage.SubFrom || st.Sub == storage.SubBoth || st.PendingIn {
+		m.sendFromUser(ctx, user, contact, "unsubscribed")
+	}
+	m.Push(ctx, user, storage.RosterItem{JID: contact.String()}, ver, true)
+	return nil
+}
+
+// AppendItem appends the XML of a roster item as a client sees it.
+func AppendItem(b []byte, it storage.RosterItem) []byte {
+	b = append(b, "<item jid='"...)
+	b = treff.AppendEscaped(b, it.JID)
+	b = append(b, '\'')
+	if it.Name != "" {
+		b = append(b, " name='"...)
+		b = treff.AppendEscaped(b, it.Name)
+		b = append(b, '\'')
+	}
+	sub := it.Subscription
+	if sub == "" {
+		sub = storage.SubNone
+	}
+	b = append(b, " subscription='"...)
+	b = append(b, sub...)
+	b = append(b, '\'')
+	if it.PendingOut {
+		b = append(b, " ask='subscribe'"...)
+	}
+	if len(it.Groups) == 0 {
+		return append(b, "/>"...)
+	}
+	b = append(b, '>')
+	for _, g := range it.Groups {
+		b = append(b, "<group>"...)
+		b = treff.AppendEscaped(b, g)
+		b = append(b, "</group>"...)
+	}
+	return append(b, "</item>"...)
+}
+
+// Push sends a roster push for item to every session of user that has
+// requested the roster (RFC 6121 2.1.6). removed pushes
+// subscription='remove'.
+func (m *Module) Push(ctx context.Context, user jid.JID, it storage.RosterItem, ver string, removed bool) {
+	var id [6]byte
+	rand.Read(id[:])
+	var item []byte
+	if removed {
+		item = []byte("<item jid='")
+		item = treff.AppendEscaped(item, it.JID)
+		item = append(item, "' subscription='remove'/>"...)
+	} else {
+		item = AppendItem(nil, it)
+	}
+	for _, s := range m.srv.Sessions(user) {
+		if _, ok := m.interested.Load(s); !ok {
+			continue
+		}
+		b := []byte("<iq type='set' id='push-" + hex.EncodeToString(id[:]) + "' to='")
+		b = treff.AppendEscaped(b, s.JID().String())
+		b = append(b, "'><query xmlns='"+NS+"' ver='"...)
+		b = treff.AppendEscaped(b, ver)
+		b = append(b, "'>"...)
+		b = append(b, item...)
+		b = append(b, "</query></iq>"...)
+		s.Send(b)
+	}
+}
