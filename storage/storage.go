@@ -194,3 +194,17 @@ type Offline interface {
 	// DeleteOffline removes all stored messages of the user.
 	DeleteOffline(ctx context.Context, user string) error
 }
+
+// LastActivity records when each user was last seen, for XEP-0012 queries
+// about users who are offline. It is optional: the server core does not
+// need it, modules find it by type assertion.
+type LastActivity interface {
+	// SetLastActivity records that the user's last session ended at t with
+	// the given status text of its last unavailable presence ("" if none).
+	SetLastActivity(ctx context.Context, user string, t time.Time, status string) error
+	// LastActivity returns what SetLastActivity recorded, or ErrNotFound.
+	LastActivity(ctx context.Context, user string) (t time.Time, status string, err error)
+	// DeleteLastActivity forgets the user's record (account removal); a
+	// missing record is not an error.
+	DeleteLastActivity(ctx context.Context, user string) error
+}

@@ -47,6 +47,7 @@ type Store struct {
 	accounts map[string]storage.Account
 	rosters  map[string]*roster
 	offline  map[string][]storage.OfflineMessage
+	last     map[string]lastSeen
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.
@@ -77,7 +78,7 @@ func (s *Store) Close() error {
 		return fmt.Errorf("memstore: close: %w", storage.ErrClosed)
 	}
 	s.closed = true
-	s.accounts, s.rosters, s.offline = nil, nil, nil
+	s.accounts, s.rosters, s.offline, s.last = nil, nil, nil, nil
 	return nil
 }
 

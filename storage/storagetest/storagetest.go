@@ -87,6 +87,7 @@ var groups = []group{
 	{"Accounts", accountTests},
 	{"Rosters", rosterTests},
 	{"Offline", offlineTests},
+	{"LastActivity", lastTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},
