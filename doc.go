@@ -17,6 +17,7 @@
 //		Hosts:         []treff.Host{{Domain: "example.org", Certificates: []tls.Certificate{cert}}},
 //		Storage:       store,
 //		Authenticator: &auth.Store{Accounts: store},
+//		Modules:       im.Modules(), // roster, presence, offline, disco, ping, ...
 //	}
 //	go srv.ListenAndServeTLS() // direct TLS on :5223 (XEP-0368)
 //	log.Fatal(srv.ListenAndServe()) // STARTTLS on :5222
