@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/text/secure/precis"
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/storage"
+)
+
+// Error kinds, as carried by the admin protocol.
+const (
+	kindUsage    = "usage"    // bad arguments: exit code 2
+	kindExists   = "exists"   // the account exists already
+	kindNotFound = "notfound" // no such account
+	kindError    = "error"    // anything else
+)
+
+// cmdError is an error with a kind that decides the exit code.
+type cmdError struct {
+	kind string
+	msg  string
+}
+
+func (e *cmdError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return &cmdError{kind: kindUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// errorKind returns the kind of err.
+func errorKind(err error) string {
+	var ce *cmdError
+	if errors.As(err, &ce) {
+		return ce.kind
+	}
+	return kindError
+}
+
+// parseUser checks that s is a bare JID with a localpart and returns it
+// normalised. It does not check the domain.
+func parseUser(s string) (jid.JID, error) {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, usageErrorf("%q is not a valid JID: %v", s, err)
+	}
+	if j.Localpart() == "" || j.Resourcepart() != "" {
+		return jid.JID{}, usageErrorf("%q is not a user's bare JID (like alice@example.org)", s)
+	}
+	return j, nil
+}
+
+// checkPassword refuses passwords that no login could match.
+func checkPassword(pw string) error {
+	if pw == "" {
+		return usageErrorf("empty password")
+	}
+	if _, err := precis.OpaqueString.String(pw); err != nil {
+		return usageErrorf("invalid password: %v", err)
+	}
+	return nil
+}
+
+// accounts carries out the admin commands on a store, in the server process
+// (srv is the running server) or in an admin command that opened the
+// database itself (srv is nil).
+type accounts struct {
+	store   storage.Store
+	auth    *auth.Store
+	domains []string
+	srv     *treff.Server
+	log     *slog.Logger
+}
+
+// user parses s and checks that its domain is served.
+func (a *accounts) user(s string) (string, error) {
+	j, err := parseUser(s)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(a.domains, j.Domainpart()) {
+		return "", usageErrorf("%s is not on a configured domain (configured: %s); use -domain or -config",
+			j, strings.Join(a.domains, ", "))
+	}
+	return j.String(), nil
+}
+
+func (a *accounts) addUser(ctx context.Context, user, password string) error {
+	u, err := a.user(user)
+	if err != nil {
+		return err
+	}
+	if err := checkPassword(password); err != nil {
+		return err
+	}
+	if err := a.auth.CreateUser(ctx, u, password); err != nil {
+		if errors.Is(err, storage.ErrExists) {
+			return &cmdError{kind: kindExists, msg: fmt.Sprintf("account %s exists already", u)}
+		}
+		return err
+	}
+	a.logInfo("account created", u)
+	return nil
+}
+
+func (a *accounts) setPassword(ctx context.Context, user, password string) error {
+	u, err := a.user(user)
+	if err != nil {
+		return err
+	}
+	if err := checkPassword(password); err != nil {
+		return err
+	}
+	if err := a.auth.SetPassword(ctx, u, password); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return notFound(u)
+		}
+		return err
+	}
+	a.logInfo("password changed", u)
+	return nil
+}
+
+func notFound(u string) error {
+	return &cmdError{kind: kindNotFound, msg: fmt.Sprintf("no account %s", u)}
+}
+
+// sessionEndWait bounds how long deleteUser waits for the sessions of a
+// deleted account to end before it removes the account's data.
+const sessionEndWait = 5 * time.Second
+
+// deleteUser deletes the account, so that nobody can log in as it any more,
+// then ends its sessions on the running server, then removes its roster and
+// offline messages (after the sessions, so that none of them writes to them
+// again).
+func (a *accounts) deleteUser(ctx context.Context, user string) error {
+	u, err := a.user(user)
+	if err != nil {
+		return err
+	}
+	if err := a.store.DeleteAccount(ctx, u); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return notFound(u)
+		}
+		return err
+	}
+	closed := 0
+	if a.srv != nil {
+		bare, _ := jid.Parse(u)
+		sessions := a.srv.Sessions(bare)
+		for _, s := range sessions {
+			s.Close("not-authorized", "account deleted")
+		}
+		closed = len(sessions)
+		timeout := time.NewTimer(sessionEndWait)
+		defer timeout.Stop()
+	wait:
+		for _, s := range sessions {
+			select {
+			case <-s.Context().Done():
+			case <-timeout.C:
+				break wait
+			case <-ctx.Done():
+				break wait
+			}
+		}
+	}
+	if err := a.store.DeleteRoster(ctx, u); err != nil {
+		return fmt.Errorf("account %s deleted, but not its roster: %w", u, err)
+	}
+	if err := a.store.DeleteOffline(ctx, u); err != nil {
+		return fmt.Errorf("account %s deleted, but not its offline messages: %w", u, err)
+	}
+	if a.log != nil {
+		a.log.Info("account deleted", "jid", u, "sessions_closed", closed)
+	}
+	return nil
+}
+
+// listUsers returns the bare JIDs of all accounts, sorted.
+func (a *accounts) listUsers(ctx context.Context) ([]string, error) {
+	accts, err := a.store.ListAccounts(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	users := make([]string, len(accts))
+	for i, ac := range accts {
+		users[i] = ac.JID
+	}
+	slices.Sort(users)
+	return users, nil
+}
+
+func (a *accounts) logInfo(msg, user string) {
+	if a.log != nil {
+		a.log.Info(msg, "jid", user)
+	}
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"mellium.im/xmpp/jid"
+)
+
+// Config is the community server's configuration: the defaults, overridden
+// by a config file, overridden by command-line flags. Each field has a key
+// in the config file (given in its comment) and a flag of the same name
+// with '-' for '_'.
+type Config struct {
+	// Domains are the XMPP domains served (key domain, a comma-separated
+	// list), normalised. Default: localhost.
+	Domains []string
+	// Data is the data folder (key data): the bbolt file treff.db, the
+	// self-signed certificate and the admin socket. Default: treff-data.
+	Data string
+	// C2S is the STARTTLS client listener's address (key c2s); empty
+	// disables it. Default: 127.0.0.1:5222.
+	C2S string
+	// C2STLS is the direct TLS client listener's address (key c2s_tls);
+	// empty disables it. Default: 127.0.0.1:5223.
+	C2STLS string
+	// Cert and Key are PEM files with the certificate chain and its private
+	// key (keys cert and key). Both empty means a self-signed certificate
+	// kept in Data.
+	Cert, Key string
+	// LogLevel is the lowest level logged (key log_level: debug, info, warn
+	// or error). Default: info.
+	LogLevel slog.Level
+	// MaxStanzaSize is the largest stanza accepted, in bytes (key
+	// max_stanza_size). Default: 262144.
+	MaxStanzaSize int
+	// IdleTimeout closes a stream silent for that long (key idle_timeout);
+	// 0 means never. Default: 14m.
+	IdleTimeout time.Duration
+	// NegotiationTimeout bounds the time from connect to a bound resource
+	// (key negotiation_timeout). Default: 30s.
+	NegotiationTimeout time.Duration
+	// WriteTimeout disconnects a client that does not read for that long
+	// (key write_timeout). Default: 30s.
+	WriteTimeout time.Duration
+	// MaxQueue is the most bytes queued for one client before it is
+	// disconnected as too slow (key max_queue). Default: 1048576.
+	MaxQueue int
+	// MaxAuthFailures is how many failed logins a stream may make before it
+	// is closed (key max_auth_failures). Default: 3.
+	MaxAuthFailures int
+	// MOTD is the message of the day sent to every client when it binds a
+	// resource (key motd); empty sends none.
+	MOTD string
+}
+
+// Default returns the configuration used when neither a config file nor a
+// flag says otherwise.
+func Default() Config {
+	return Config{
+		Domains:            []string{"localhost"},
+		Data:               "treff-data",
+		C2S:                "127.0.0.1:5222",
+		C2STLS:             "127.0.0.1:5223",
+		LogLevel:           slog.LevelInfo,
+		MaxStanzaSize:      256 << 10,
+		IdleTimeout:        14 * time.Minute,
+		NegotiationTimeout: 30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		MaxQueue:           1 << 20,
+		MaxAuthFailures:    3,
+	}
+}
+
+// option is one configuration key.
+type option struct {
+	key   string
+	usage string
+	set   func(c *Config, v string) error
+}
+
+// minStanzaSize is the smallest stanza size limit RFC 6120 13.12 allows.
+const minStanzaSize = 10000
+
+var options = []option{
+	{"domain", "comma-separated XMPP `domains` to serve", setDomains},
+	{"data", "data `folder` (database, self-signed certificate, admin socket)", func(c *Config, v string) error {
+		if v == "" {
+			return fmt.Errorf("must not be empty")
+		}
+		c.Data = v
+		return nil
+	}},
+	{"c2s", "STARTTLS listener `address` (empty disables it)", func(c *Config, v string) error {
+		return setAddr(&c.C2S, v)
+	}},
+	{"c2s_tls", "direct TLS listener `address` (empty disables it)", func(c *Config, v string) error {
+		return setAddr(&c.C2STLS, v)
+	}},
+	{"cert", "certificate chain PEM `file` (default: self-signed, in the data folder)", func(c *Config, v string) error {
+		c.Cert = v
+		return nil
+	}},
+	{"key", "private key PEM `file` for -cert", func(c *Config, v string) error {
+		c.Key = v
+		return nil
+	}},
+	{"log_level", "log `level`: debug, info, warn or error", func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "debug":
+			c.LogLevel = slog.LevelDebug
+		case "info":
+			c.LogLevel = slog.LevelInfo
+		case "warn":
+			c.LogLevel = slog.LevelWarn
+		case "error":
+			c.LogLevel = slog.LevelError
+		default:
+			return fmt.Errorf("%q is not one of debug, info, warn, error", v)
+		}
+		return nil
+	}},
+	{"max_stanza_size", "largest stanza accepted, in `bytes`", func(c *Config, v string) error {
+		return setInt(&c.MaxStanzaSize, v, minStanzaSize)
+	}},
+	{"idle_timeout", "close streams silent for this `duration` (0: never)", func(c *Config, v string) error {
+		return setDuration(&c.IdleTimeout, v, true)
+	}},
+	{"negotiation_timeout", "time allowed from connect to a bound resource (`duration`)", func(c *Config, v string) error {
+		return setDuration(&c.NegotiationTimeout, v, false)
+	}},
+	{"write_timeout", "disconnect clients that do not read for this `duration`", func(c *Config, v string) error {
+		return setDuration(&c.WriteTimeout, v, false)
+	}},
+	{"max_queue", "most `bytes` queued for a slow client before it is disconnected", func(c *Config, v string) error {
+		return setInt(&c.MaxQueue, v, 1)
+	}},
+	{"max_auth_failures", "failed logins allowed per stream (`count`)", func(c *Config, v string) error {
+		return setInt(&c.MaxAuthFailures, v, 1)
+	}},
+	{"motd", "message of the day sent to every client that binds a resource (`text`; empty: none)", func(c *Config, v string) error {
+		c.MOTD = v
+		return nil
+	}},
+}
+
+func lookupOption(key string) *option {
+	for i := range options {
+		if options[i].key == key {
+			return &options[i]
+		}
+	}
+	return nil
+}
+
+// Set sets the option key (a config file key such as "idle_timeout") from
+// its textual value, as written in a config file or given as a flag.
+func (c *Config) Set(key, value string) error {
+	o := lookupOption(key)
+	if o == nil {
+		return fmt.Errorf("unknown key %q", key)
+	}
+	if err := o.set(c, value); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+func setDomains(c *Config, v string) error {
+	var ds []string
+	for _, d := range strings.Split(v, ",") {
+		d = strings.TrimSpace(d)
+		if d == "" {
+			continue
+		}
+		n, err := normalizeDomain(d)
+		if err != nil {
+			return err
+		}
+		for _, old := range ds {
+			if old == n {
+				return fmt.Errorf("domain %q listed twice", d)
+			}
+		}
+		ds = append(ds, n)
+	}
+	if len(ds) == 0 {
+		return fmt.Errorf("at least one domain is needed")
+	}
+	c.Domains = ds
+	return nil
+}
+
+// normalizeDomain returns the normalised form of an XMPP domain.
+func normalizeDomain(d string) (string, error) {
+	if strings.ContainsAny(d, "@/ \t") {
+		return "", fmt.Errorf("%q is not a domain", d)
+	}
+	j, err := jid.New("", d, "")
+	if err != nil {
+		return "", fmt.Errorf("%q is not a valid domain: %w", d, err)
+	}
+	return j.Domainpart(), nil
+}
+
+func setAddr(dst *string, v string) error {
+	if v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q is not a host:port address", v)
+		}
+	}
+	*dst = v
+	return nil
+}
+
+func setInt(dst *int, v string, minimum int) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", v)
+	}
+	if n < minimum {
+		return fmt.Errorf("%d is less than %d", n, minimum)
+	}
+	*dst = n
+	return nil
+}
+
+func setDuration(dst *time.Duration, v string, zeroOK bool) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 30s or 14m)", v)
+	}
+	if d < 0 || d == 0 && !zeroOK {
+		return fmt.Errorf("%s must be positive", v)
+	}
+	*dst = d
+	return nil
+}
+
+// ParseConfig reads a config file from r on top of the defaults. name is
+// the file's name for error messages, which have the form "name:line: ...".
+//
+// The format is line-based: blank lines and lines whose first non-blank
+// character is '#' are ignored, every other line is "key = value". Spaces
+// around key and value are dropped; a value in double quotes is unquoted
+// with Go's rules (to keep spaces or write \n). A key may be set once.
+// Unknown keys, lines without '=' and invalid values are errors.
+func ParseConfig(name string, r io.Reader) (Config, error) {
+	c := Default()
+	seen := make(map[string]int)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return Config{}, fmt.Errorf("%s:%d: expected key = value, got %q", name, n, line)
+		}
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if lookupOption(key) == nil {
+			return Config{}, fmt.Errorf("%s:%d: unknown key %q", name, n, key)
+		}
+		if first, dup := seen[key]; dup {
+			return Config{}, fmt.Errorf("%s:%d: %s is already set on line %d", name, n, key, first)
+		}
+		seen[key] = n
+		if strings.HasPrefix(value, `"`) {
+			u, err := strconv.Unquote(value)
+			if err != nil {
+				return Config{}, fmt.Errorf("%s:%d: %s: bad quoted string %s", name, n, key, value)
+			}
+			value = u
+		}
+		if err := c.Set(key, value); err != nil {
+			return Config{}, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+// LoadConfig reads the config file at path with ParseConfig.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, err
+	}
+	defer f.Close()
+	return ParseConfig(path, f)
+}
+
+// setting is a key and value given on the command line.
+type setting struct {
+	key, value string
+}
+
+// loadConfig builds the effective configuration: the defaults, the config
+// file (if file is not empty), then the flags in order.
+func loadConfig(file string, flags []setting) (Config, error) {
+	c := Default()
+	if file != "" {
+		var err error
+		if c, err = LoadConfig(file); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, s := range flags {
+		if err := c.Set(s.key, s.value); err != nil {
+			return Config{}, fmt.Errorf("flag -%s: %w", flagName(s.key), err)
+		}
+	}
+	return c, nil
+}
+
+// flagName is the command-line flag for a config key.
+func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }

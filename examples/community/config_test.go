@@ -1,0 +1,180 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigEmptyIsDefault(t *testing.T) {
+	for _, in := range []string{"", "\n\n", "# only a comment\n  # indented comment\n\t\n"} {
+		c, err := ParseConfig("x.conf", strings.NewReader(in))
+		if err != nil {
+			t.Fatalf("%q: %v", in, err)
+		}
+		if !reflect.DeepEqual(c, Default()) {
+			t.Errorf("%q: got %+v, want the defaults %+v", in, c, Default())
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := Default()
+	if !reflect.DeepEqual(c.Domains, []string{"localhost"}) || c.Data != "treff-data" ||
+		c.C2S != "127.0.0.1:5222" || c.C2STLS != "127.0.0.1:5223" || c.Cert != "" || c.Key != "" ||
+		c.LogLevel != slog.LevelInfo || c.MOTD != "" {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+}
+
+// The sample sets every key, each to its default.
+func TestSampleIsCompleteAndDefault(t *testing.T) {
+	b, err := os.ReadFile("treff.conf.sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig("treff.conf.sample", strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("sample gives %+v, want the defaults %+v", c, Default())
+	}
+	for _, o := range options {
+		if !strings.Contains(string(b), "\n"+o.key+" =") {
+			t.Errorf("sample does not set %s", o.key)
+		}
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	in := `
+# a comment
+domain = Example.ORG, chat.example.net
+data = /var/lib/treff   
+  c2s = [::1]:5222
+c2s_tls =
+cert = /etc/tls/fullchain.pem
+key=/etc/tls/privkey.pem
+log_level = DEBUG
+max_stanza_size = 100000
+idle_timeout = 0
+negotiation_timeout = 1m30s
+write_timeout = 5s
+max_queue = 4096
+max_auth_failures = 5
+motd = "  Welcome # not a comment\n"
+`
+	c, err := ParseConfig("x.conf", strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Domains:            []string{"example.org", "chat.example.net"},
+		Data:               "/var/lib/treff",
+		C2S:                "[::1]:5222",
+		C2STLS:             "",
+		Cert:               "/etc/tls/fullchain.pem",
+		Key:                "/etc/tls/privkey.pem",
+		LogLevel:           slog.LevelDebug,
+		MaxStanzaSize:      100000,
+		IdleTimeout:        0,
+		NegotiationTimeout: 90 * time.Second,
+		WriteTimeout:       5 * time.Second,
+		MaxQueue:           4096,
+		MaxAuthFailures:    5,
+		MOTD:               "  Welcome # not a comment\n",
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"domain = localhost\nfoo = bar\n", `x.conf:2: unknown key "foo"`},
+		{"\n\njust some words\n", `x.conf:3: expected key = value`},
+		{"# c\ndomain = a\ndomain = b\n", `x.conf:3: domain is already set on line 2`},
+		{"domain =\n", `x.conf:1: domain: at least one domain`},
+		{"domain = a@b\n", `x.conf:1: domain: "a@b" is not a domain`},
+		{"domain = a, A\n", `x.conf:1: domain: domain "A" listed twice`},
+		{"data =\n", `x.conf:1: data: must not be empty`},
+		{"c2s = 5222\n", `x.conf:1: c2s: "5222" is not a host:port address`},
+		{"\nlog_level = verbose\n", `x.conf:2: log_level: "verbose" is not one of`},
+		{"max_stanza_size = 1k\n", `x.conf:1: max_stanza_size: "1k" is not an integer`},
+		{"max_stanza_size = 9999\n", `x.conf:1: max_stanza_size: 9999 is less than 10000`},
+		{"idle_timeout = 5\n", `x.conf:1: idle_timeout: "5" is not a duration`},
+		{"idle_timeout = -1s\n", `x.conf:1: idle_timeout: -1s must be positive`},
+		{"negotiation_timeout = 0\n", `x.conf:1: negotiation_timeout: 0 must be positive`},
+		{"max_auth_failures = 0\n", `x.conf:1: max_auth_failures: 0 is less than 1`},
+		{"motd = \"unterminated\n", `x.conf:1: motd: bad quoted string`},
+		{"= value\n", `x.conf:1: unknown key ""`},
+	} {
+		_, err := ParseConfig("x.conf", strings.NewReader(tc.in))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: got error %v, want one starting with %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+// Flags override the config file, which overrides the defaults.
+func TestLoadConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "treff.conf")
+	if err := os.WriteFile(file, []byte("domain = example.org\ndata = /srv/treff\nlog_level = warn\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(file, []setting{{"data", "/tmp/other"}, {"c2s_tls", ""}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Domains, []string{"example.org"}) || c.LogLevel != slog.LevelWarn {
+		t.Errorf("file settings lost: %+v", c)
+	}
+	if c.Data != "/tmp/other" || c.C2STLS != "" {
+		t.Errorf("flags did not override: %+v", c)
+	}
+	if c.C2S != "127.0.0.1:5222" {
+		t.Errorf("default lost: %+v", c)
+	}
+
+	if _, err := loadConfig(file, []setting{{"idle_timeout", "soon"}}); err == nil ||
+		!strings.Contains(err.Error(), "flag -idle-timeout") {
+		t.Errorf("bad flag: got %v", err)
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.conf"), nil); err == nil {
+		t.Error("missing config file: no error")
+	}
+}
+
+// Flags are parsed before and after the positional argument.
+func TestFlagsAfterArguments(t *testing.T) {
+	f := newFlags("test", new(strings.Builder), "data", "domain")
+	var pw string
+	f.fs.StringVar(&pw, "password", "", "")
+	pos, err := f.parse([]string{"-data", "d1", "alice@localhost", "-password", "x y", "-domain", "example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(pos, []string{"alice@localhost"}) || pw != "x y" {
+		t.Errorf("pos %q, password %q", pos, pw)
+	}
+	c, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Data != "d1" || !reflect.DeepEqual(c.Domains, []string{"example.org"}) {
+		t.Errorf("config %+v", c)
+	}
+
+	f = newFlags("test", new(strings.Builder), "data")
+	pos, err = f.parse([]string{"--", "-data"})
+	if err != nil || !reflect.DeepEqual(pos, []string{"-data"}) {
+		t.Errorf("after --: %q, %v", pos, err)
+	}
+}

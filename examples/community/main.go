@@ -1,0 +1,359 @@
+// Community is a runnable XMPP server built on Treff, with admin commands
+// for its accounts.
+//
+// Usage:
+//
+//	community [serve] [flags]         run the server
+//	community adduser [flags] JID     create an account
+//	community passwd [flags] JID      change an account's password
+//	community deluser [flags] JID     delete an account and its data
+//	community users [flags]           list the accounts, one JID per line
+//
+// Without flags the server serves the domain localhost with STARTTLS on
+// 127.0.0.1:5222 and direct TLS on 127.0.0.1:5223, and keeps its data in
+// ./treff-data: the bbolt database treff.db, a self-signed certificate
+// (cert.pem, key.pem) made on first start, and the admin socket admin.sock.
+// Every setting can come from a config file (-config FILE; see
+// treff.conf.sample) and from a flag of the same name, which wins.
+//
+// adduser and passwd take the password from -password or, without it, read
+// one line from standard input (without echo on a Linux terminal); note that
+// other local users can see a -password in the process list. The admin commands talk to the running
+// server through admin.sock, so they work while it runs; when no server
+// answers there, they open the database themselves. Admin commands accept
+// -config, -data and -domain, before or after the JID.
+//
+// SIGINT or SIGTERM shuts the server down gracefully (at most 10 seconds).
+// Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/storage/boltstore"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	dbFile      = "treff.db"
+	lockTimeout = time.Second
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usageText = `Usage:
+  community [serve] [flags]         run the server
+  community adduser [flags] JID     create an account (password: -password or one line on stdin)
+  community passwd [flags] JID      change an account's password
+  community deluser [flags] JID     delete an account, its roster and offline messages
+  community users [flags]           list the accounts
+
+Admin commands accept -config FILE, -data DIR and -domain LIST (and
+adduser/passwd -password); they work while the server runs.
+Run 'community -h' for the server's flags.
+`
+
+// run runs the command line args and returns the exit code. The server
+// stops when ctx is done or at SIGINT or SIGTERM.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = cmdServe(ctx, args, stderr)
+	case "adduser", "passwd", "deluser", "users":
+		err = cmdAdmin(cmd, args, stdin, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "community: unknown command %q\n%s", cmd, usageText)
+		return exitUsage
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "community: %v\n", err)
+	if errorKind(err) == kindUsage {
+		return exitUsage
+	}
+	return exitError
+}
+
+// flags holds a command's flag set and what it collected.
+type flags struct {
+	fs         *flag.FlagSet
+	stderr     io.Writer
+	help       string // the head of the -h output
+	configFile string
+	settings   []setting
+}
+
+// newFlags returns a flag set with -config and a flag for each of the
+// given config keys (all keys if none are given).
+func newFlags(name string, stderr io.Writer, keys ...string) *flags {
+	f := &flags{fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr}
+	// Parse errors are reported by run, as "community: ..."; only -h
+	// prints (see usage).
+	f.fs.SetOutput(io.Discard)
+	f.fs.Usage = func() {}
+	f.fs.StringVar(&f.configFile, "config", "", "config `file` (see treff.conf.sample); flags override it")
+	for _, o := range options {
+		if len(keys) > 0 && !slices.Contains(keys, o.key) {
+			continue
+		}
+		key := o.key
+		f.fs.Func(flagName(key), o.usage, func(v string) error {
+			var scratch Config
+			if err := scratch.Set(key, v); err != nil {
+				return errors.New(strings.TrimPrefix(err.Error(), key+": "))
+			}
+			f.settings = append(f.settings, setting{key, v})
+			return nil
+		})
+	}
+	return f
+}
+
+// parse parses args, allowing flags after positional arguments, and returns
+// the positional arguments.
+func (f *flags) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(f.stderr, f.help)
+				f.fs.SetOutput(f.stderr)
+				f.fs.PrintDefaults()
+				return nil, err
+			}
+			return nil, usageErrorf("%v (see %s -h)", err, f.fs.Name())
+		}
+		rest := f.fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// usage sets the -h output: head, then the flags.
+func (f *flags) usage(head string) { f.help = head }
+
+// config returns the effective configuration.
+func (f *flags) config() (Config, error) {
+	c, err := loadConfig(f.configFile, f.settings)
+	if err != nil {
+		return Config{}, usageErrorf("%v", err)
+	}
+	return c, nil
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	f := newFlags("community", stderr)
+	f.usage(usageText + "\nServer flags:\n")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("unexpected argument %q", pos[0])
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stderr)
+}
+
+func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("community "+cmd, stderr, "data", "domain")
+	var password string
+	withUser := cmd != "users"
+	if cmd == "adduser" || cmd == "passwd" {
+		f.fs.StringVar(&password, "password", "", "the `password` (default: read one line from standard input)")
+	}
+	if withUser {
+		f.usage(fmt.Sprintf("Usage: community %s [flags] JID\n", cmd))
+	} else {
+		f.usage(fmt.Sprintf("Usage: community %s [flags]\n", cmd))
+	}
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case withUser && len(pos) != 1:
+		return usageErrorf("%s needs exactly one JID (community %s [flags] JID)", cmd, cmd)
+	case !withUser && len(pos) != 0:
+		return usageErrorf("%s takes no arguments", cmd)
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	req := adminRequest{Cmd: cmd}
+	if withUser {
+		j, err := parseUser(pos[0])
+		if err != nil {
+			return err
+		}
+		req.JID = j.String()
+	}
+	if cmd == "adduser" || cmd == "passwd" {
+		if !flagSet(f.fs, "password") {
+			if password, err = readPassword(stdin, stderr, req.JID); err != nil {
+				return err
+			}
+		}
+		if err := checkPassword(password); err != nil {
+			return err
+		}
+		req.Password = password
+	}
+
+	resp, err := callAdmin(filepath.Join(cfg.Data, adminSocket), req)
+	if errors.Is(err, errNoServer) {
+		resp, err = adminDirect(cfg, req)
+	}
+	if err != nil {
+		return err
+	}
+	for _, u := range resp.Users {
+		fmt.Fprintln(stdout, u)
+	}
+	return nil
+}
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+// readPassword reads one line from stdin. If stdin is a terminal, it
+// prompts on stderr and turns off echoing while the password is typed
+// (where it can: see noEcho).
+func readPassword(stdin io.Reader, stderr io.Writer, user string) (string, error) {
+	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+		if restore, ok := noEcho(f); ok {
+			fmt.Fprintf(stderr, "Password for %s: ", user)
+			// Give the terminal back its echo if interrupted.
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() {
+				select {
+				case <-sigs:
+					restore()
+					fmt.Fprintln(stderr)
+					os.Exit(130)
+				case <-done:
+				}
+			}()
+			defer func() {
+				close(done)
+				signal.Stop(sigs)
+				restore()
+			}()
+		} else {
+			fmt.Fprintf(stderr, "Password for %s (shown as you type): ", user)
+		}
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		if errors.Is(err, io.EOF) {
+			return "", usageErrorf("no password: give -password or one line on standard input")
+		}
+		return "", fmt.Errorf("reading the password: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// adminDirect carries out req on the database file itself, when no server
+// runs.
+func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
+	path := filepath.Join(cfg.Data, dbFile)
+	if req.JID != "" {
+		// Usage errors first, before looking at the files.
+		a := &accounts{domains: cfg.Domains}
+		if _, err := a.user(req.JID); err != nil {
+			return adminResponse{}, err
+		}
+	}
+	if req.Cmd != "adduser" {
+		// Do not create a data folder or database just to find it empty.
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if req.Cmd == "users" {
+				return adminResponse{OK: true}, nil
+			}
+			return adminResponse{}, notFound(req.JID)
+		}
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return adminResponse{}, err
+	}
+	store, err := openStore(path, "another admin command, or a server whose admin socket does not answer; try again")
+	if err != nil {
+		return adminResponse{}, err
+	}
+	a := &accounts{store: store, auth: &auth.Store{Accounts: store}, domains: cfg.Domains}
+	ctx := context.Background()
+	resp := adminResponse{OK: true}
+	switch req.Cmd {
+	case "adduser":
+		err = a.addUser(ctx, req.JID, req.Password)
+	case "passwd":
+		err = a.setPassword(ctx, req.JID, req.Password)
+	case "deluser":
+		err = a.deleteUser(ctx, req.JID)
+	case "users":
+		resp.Users, err = a.listUsers(ctx)
+	}
+	if cerr := store.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return resp, err
+}
+
+// openStore opens the database, explaining a lock held by another process
+// with hint.
+func openStore(path, hint string) (*boltstore.Store, error) {
+	store, err := boltstore.Open(path, &boltstore.Options{Timeout: lockTimeout})
+	if errors.Is(err, boltstore.ErrLocked) {
+		return nil, fmt.Errorf("another process holds the database %s (%s)", path, hint)
+	}
+	return store, err
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/examples/motd"
+	"github.com/treff-im/treff/internal/certs"
+)
+
+// shutdownTimeout bounds the graceful shutdown.
+const shutdownTimeout = 10 * time.Second
+
+// serve runs the server until ctx is done or a signal arrives.
+func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.C2S == "" && cfg.C2STLS == "" {
+		return usageErrorf("both listeners are disabled (c2s and c2s_tls are empty)")
+	}
+	if (cfg.Cert == "") != (cfg.Key == "") {
+		return usageErrorf("cert and key must be given together")
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(cfg.Data); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the data folder is accessible to other users; consider chmod 700", "data", cfg.Data)
+	}
+	cert, err := loadCertificate(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	store, err := openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?")
+	if err != nil {
+		return err
+	}
+	// From here on, this process owns the data folder: the database lock
+	// keeps out other servers and direct admin commands.
+	defer store.Close()
+	authn := &auth.Store{Accounts: store}
+
+	srv := &treff.Server{
+		Storage:            store,
+		Authenticator:      authn,
+		Logger:             log,
+		MaxStanzaSize:      cfg.MaxStanzaSize,
+		NegotiationTimeout: cfg.NegotiationTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		MaxQueue:           cfg.MaxQueue,
+		MaxAuthFailures:    cfg.MaxAuthFailures,
+	}
+	if cfg.IdleTimeout == 0 {
+		srv.IdleTimeout = -1 // never
+	}
+	for _, d := range cfg.Domains {
+		srv.Hosts = append(srv.Hosts, treff.Host{Domain: d, Certificates: []tls.Certificate{cert}})
+	}
+	if cfg.MOTD != "" {
+		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
+	}
+
+	type listener struct {
+		name      string
+		l         net.Listener
+		directTLS bool
+	}
+	var ls []listener
+	closeAll := func() {
+		for _, l := range ls {
+			l.l.Close()
+		}
+	}
+	for _, spec := range []struct {
+		name, addr string
+		directTLS  bool
+	}{{"c2s", cfg.C2S, false}, {"c2s_tls", cfg.C2STLS, true}} {
+		if spec.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", spec.addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("%s: %w", spec.name, err)
+		}
+		ls = append(ls, listener{spec.name, l, spec.directTLS})
+	}
+
+	ul, err := listenAdmin(filepath.Join(cfg.Data, adminSocket))
+	if err != nil {
+		closeAll()
+		return err
+	}
+	admin := &adminServer{
+		l:   ul,
+		log: log,
+		acct: &accounts{store: store, auth: authn, domains: cfg.Domains, srv: srv,
+			log: log.With("component", "admin")},
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	errc := make(chan error, len(ls)+1)
+	for _, l := range ls {
+		go func() {
+			var err error
+			if l.directTLS {
+				err = srv.ServeTLS(l.l)
+			} else {
+				err = srv.Serve(l.l)
+			}
+			if !errors.Is(err, treff.ErrServerClosed) {
+				err = fmt.Errorf("%s: %w", l.name, err)
+			}
+			errc <- err
+		}()
+		// The port only: the server logs no IP addresses.
+		_, port, _ := net.SplitHostPort(l.l.Addr().String())
+		log.Info("listening", "listener", l.name, "port", port)
+	}
+	admDone := make(chan error, 1)
+	go func() { admDone <- admin.serve() }()
+	log.Info("server started", "domains", cfg.Domains, "data", cfg.Data, "motd", cfg.MOTD != "")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+		log.Error("server failed; shutting down", "err", runErr)
+		errc <- runErr // counted below
+	case runErr = <-admDone:
+		log.Error("server failed; shutting down", "err", runErr)
+		admDone <- runErr
+	}
+	stop() // a second signal kills at once
+
+	// The admin socket goes first, so that no admin command runs against a
+	// store about to close, and its file is gone before the database lock
+	// is released (the next server then finds no socket of ours).
+	admin.close()
+	if err := <-admDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("graceful shutdown timed out; connections closed", "err", err)
+	}
+	for range ls {
+		if err := <-errc; !errors.Is(err, treff.ErrServerClosed) && runErr == nil {
+			runErr = err
+		}
+	}
+	if err := store.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr == nil {
+		log.Info("stopped")
+	}
+	return runErr
+}
+
+// loadCertificate loads cfg's certificate or the self-signed one in the
+// data folder, creating it on first start.
+func loadCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
+	var cert tls.Certificate
+	var err error
+	if cfg.Cert != "" {
+		cert, err = tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
+	} else {
+		certFile, keyFile := filepath.Join(cfg.Data, "cert.pem"), filepath.Join(cfg.Data, "key.pem")
+		cert, err = certs.LoadOrCreate(certFile, keyFile, cfg.Domains...)
+		if err == nil {
+			log.Debug("using the self-signed certificate", "file", certFile)
+		}
+	}
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate: %w", err)
+	}
+	if cert.Leaf != nil {
+		for _, d := range cfg.Domains {
+			if cert.Leaf.VerifyHostname(d) != nil {
+				log.Warn("the certificate is not valid for a served domain; clients will refuse it (delete cert.pem and key.pem in the data folder to make a new self-signed one)",
+					"domain", d)
+			}
+		}
+	}
+	return cert, nil
+}

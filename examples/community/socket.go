@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The admin protocol, spoken on the Unix socket admin.sock in the data
+// folder. The client sends one request per line, a JSON object, and the
+// server answers each with one line, a JSON object:
+//
+//	{"cmd":"adduser","jid":"alice@localhost","password":"s3cret"}
+//	{"cmd":"passwd","jid":"alice@localhost","password":"n3w"}
+//	{"cmd":"deluser","jid":"alice@localhost"}
+//	{"cmd":"users"}
+//
+//	{"ok":true}
+//	{"ok":true,"users":["alice@localhost","bob@localhost"]}
+//	{"ok":false,"kind":"notfound","error":"no account carol@localhost"}
+//
+// kind is one of usage, exists, notfound and error. A connection may carry
+// several requests; the server closes it after adminIdle without one.
+
+// adminSocket is the socket's file name in the data folder.
+const adminSocket = "admin.sock"
+
+// maxSocketPath is the longest Unix socket path that works everywhere
+// (sun_path is 104 bytes on BSDs and macOS, 108 on Linux, with a NUL).
+const maxSocketPath = 103
+
+// Limits of the admin protocol.
+const (
+	adminMaxLine = 64 << 10         // longest request line
+	adminIdle    = 30 * time.Second // server: time allowed for a request
+	adminDial    = 2 * time.Second  // client: time to connect
+	adminAnswer  = 30 * time.Second // client: time to wait for an answer
+	adminOpTime  = 20 * time.Second // server: time for one operation
+)
+
+type adminRequest struct {
+	Cmd      string `json:"cmd"`
+	JID      string `json:"jid,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+type adminResponse struct {
+	OK    bool     `json:"ok"`
+	Kind  string   `json:"kind,omitempty"`
+	Error string   `json:"error,omitempty"`
+	Users []string `json:"users,omitempty"`
+}
+
+// adminServer serves the admin protocol for a running server.
+type adminServer struct {
+	l    *net.UnixListener
+	acct *accounts
+	log  *slog.Logger
+
+	closing atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+}
+
+// listenAdmin creates the admin socket at path with mode 0600. The caller
+// must hold the database lock: then no other server owns the socket, and a
+// file left at path is stale (from a crash) and is replaced.
+func listenAdmin(path string) (*net.UnixListener, error) {
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("admin socket: the path %s is too long for a Unix socket (at most %d bytes); use a shorter data folder path", path, maxSocketPath)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("admin socket: %s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("admin socket: removing stale %s: %w", path, err)
+		}
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	// The data folder is 0700 already; this keeps the socket private even
+	// where it is not.
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	l.SetUnlinkOnClose(true)
+	return l, nil
+}
+
+// serve accepts admin connections until close is called.
+func (a *adminServer) serve() error {
+	for {
+		c, err := a.l.Accept()
+		if err != nil {
+			if a.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("admin socket: %w", err)
+		}
+		a.mu.Lock()
+		if a.closing.Load() {
+			a.mu.Unlock()
+			c.Close()
+			return nil
+		}
+		if a.conns == nil {
+			a.conns = make(map[net.Conn]struct{})
+		}
+		a.conns[c] = struct{}{}
+		a.wg.Add(1)
+		a.mu.Unlock()
+		go func() {
+			defer a.wg.Done()
+			a.handle(c)
+			a.mu.Lock()
+			delete(a.conns, c)
+			a.mu.Unlock()
+		}()
+	}
+}
+
+// close stops accepting, removes the socket file, lets running requests
+// finish and closes every connection.
+func (a *adminServer) close() {
+	a.mu.Lock()
+	a.closing.Store(true)
+	a.l.Close()
+	for c := range a.conns {
+		// Interrupts a connection waiting for its next request; one being
+		// answered finishes first.
+		c.SetReadDeadline(time.Now())
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+func (a *adminServer) handle(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReaderSize(c, 4096)
+	for {
+		// Under the lock, so that close either sees this deadline and
+		// overrides it, or this sees closing.
+		a.mu.Lock()
+		if a.closing.Load() {
+			a.mu.Unlock()
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(adminIdle))
+		a.mu.Unlock()
+		line, err := readLine(r, adminMaxLine)
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				writeResponse(c, adminResponse{Kind: kindUsage, Error: "request too long"})
+			}
+			return
+		}
+		if a.closing.Load() {
+			writeResponse(c, adminResponse{Kind: kindError, Error: "server is shutting down"})
+			return
+		}
+		resp := a.do(line)
+		if writeResponse(c, resp) != nil {
+			return
+		}
+	}
+}
+
+func (a *adminServer) do(line []byte) adminResponse {
+	var req adminRequest
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&req); err != nil {
+		return adminResponse{Kind: kindUsage, Error: "malformed request"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), adminOpTime)
+	defer cancel()
+	var err error
+	resp := adminResponse{OK: true}
+	switch req.Cmd {
+	case "adduser":
+		err = a.acct.addUser(ctx, req.JID, req.Password)
+	case "passwd":
+		err = a.acct.setPassword(ctx, req.JID, req.Password)
+	case "deluser":
+		err = a.acct.deleteUser(ctx, req.JID)
+	case "users":
+		resp.Users, err = a.acct.listUsers(ctx)
+	default:
+		err = usageErrorf("unknown command %q", req.Cmd)
+	}
+	if err != nil {
+		kind := errorKind(err)
+		if kind == kindError {
+			// Only the command and the error: never the request, which
+			// may hold a password.
+			a.log.Error("admin command failed", "cmd", req.Cmd, "err", err)
+		}
+		return adminResponse{Kind: kind, Error: err.Error()}
+	}
+	return resp
+}
+
+func writeResponse(c net.Conn, resp adminResponse) error {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	c.SetWriteDeadline(time.Now().Add(adminIdle))
+	_, err = c.Write(append(b, '\n'))
+	return err
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads one '\n'-terminated line of at most max bytes.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			return nil, errLineTooLong
+		}
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
+}
+
+// errNoServer reports that no server answers on the admin socket.
+var errNoServer = errors.New("no server on the admin socket")
+
+// callAdmin sends req to the server listening on the admin socket at path.
+// It returns errNoServer if none listens there; any other error means a
+// server was reached but did not answer properly. An error answer is
+// returned as a *cmdError.
+func callAdmin(path string, req adminRequest) (adminResponse, error) {
+	c, err := net.DialTimeout("unix", path, adminDial)
+	if err != nil {
+		// A missing socket, or a stale one from a crash: no server runs.
+		return adminResponse{}, errNoServer
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(adminAnswer))
+	b, err := json.Marshal(req)
+	if err != nil {
+		return adminResponse{}, err
+	}
+	if _, err := c.Write(append(b, '\n')); err != nil {
+		return adminResponse{}, fmt.Errorf("admin socket: %w", err)
+	}
+	line, err := readLine(bufio.NewReader(c), 16<<20)
+	if err != nil {
+		return adminResponse{}, fmt.Errorf("admin socket: the server did not answer: %w", err)
+	}
+	var resp adminResponse
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return adminResponse{}, fmt.Errorf("admin socket: bad answer: %w", err)
+	}
+	if !resp.OK {
+		kind := resp.Kind
+		if kind == "" {
+			kind = kindError
+		}
+		return resp, &cmdError{kind: kind, msg: resp.Error}
+	}
+	return resp, nil
+}

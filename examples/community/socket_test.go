@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/storage/memstore"
+)
+
+// startAdmin serves the admin protocol on a memstore in a temporary
+// folder; it returns the socket path and the server.
+func startAdmin(t *testing.T) (string, *adminServer, *memstore.Store) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "adm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, adminSocket)
+	l, err := listenAdmin(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := memstore.New()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := &adminServer{l: l, log: log, acct: &accounts{store: store, auth: &auth.Store{Accounts: store},
+		domains: []string{"localhost", "example.org"}, log: log}}
+	done := make(chan error, 1)
+	go func() { done <- a.serve() }()
+	t.Cleanup(func() {
+		a.close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		store.Close()
+	})
+	return path, a, store
+}
+
+func TestAdminProtocol(t *testing.T) {
+	path, _, store := startAdmin(t)
+	call := func(req adminRequest) (adminResponse, string) {
+		t.Helper()
+		resp, err := callAdmin(path, req)
+		if err != nil {
+			return resp, errorKind(err) + ": " + err.Error()
+		}
+		return resp, ""
+	}
+	for _, u := range []string{"bob@example.org", "alice@localhost", "carol@localhost"} {
+		if _, e := call(adminRequest{Cmd: "adduser", JID: u, Password: "pw-" + u}); e != "" {
+			t.Fatal(e)
+		}
+	}
+	// Roster and offline messages go with the account.
+	ctx := context.Background()
+	store.PutRosterItem(ctx, "carol@localhost", storage.RosterItem{JID: "alice@localhost", Subscription: storage.SubBoth})
+	store.PushOffline(ctx, "carol@localhost", storage.OfflineMessage{Received: time.Now(), Stanza: []byte("<message/>")}, 0)
+	if _, e := call(adminRequest{Cmd: "deluser", JID: "carol@localhost"}); e != "" {
+		t.Fatal(e)
+	}
+	if items, _, _ := store.Roster(ctx, "carol@localhost"); len(items) != 0 {
+		t.Errorf("roster left: %v", items)
+	}
+	if n, _ := store.CountOffline(ctx, "carol@localhost"); n != 0 {
+		t.Errorf("%d offline messages left", n)
+	}
+	resp, e := call(adminRequest{Cmd: "users"})
+	if want := []string{"alice@localhost", "bob@example.org"}; e != "" || !reflect.DeepEqual(resp.Users, want) {
+		t.Errorf("users: %v %q, want %q", resp.Users, e, want)
+	}
+	if _, e := call(adminRequest{Cmd: "passwd", JID: "alice@localhost", Password: "new"}); e != "" {
+		t.Fatal(e)
+	}
+	a := &auth.Store{Accounts: store}
+	if err := a.CheckPassword(ctx, "alice@localhost", "new"); err != nil {
+		t.Errorf("new password: %v", err)
+	}
+
+	for _, tc := range []struct {
+		req  adminRequest
+		want string
+	}{
+		{adminRequest{Cmd: "adduser", JID: "alice@localhost", Password: "x"}, "exists: account alice@localhost exists already"},
+		{adminRequest{Cmd: "adduser", JID: "dave@elsewhere.net", Password: "x"}, "usage: dave@elsewhere.net is not on a configured domain"},
+		{adminRequest{Cmd: "adduser", JID: "dave@localhost"}, "usage: empty password"},
+		{adminRequest{Cmd: "passwd", JID: "nobody@localhost", Password: "x"}, "notfound: no account nobody@localhost"},
+		{adminRequest{Cmd: "deluser", JID: "nobody@localhost"}, "notfound: no account nobody@localhost"},
+		{adminRequest{Cmd: "deluser", JID: "localhost"}, "usage: \"localhost\" is not a user's bare JID"},
+		{adminRequest{Cmd: "deluser", JID: "a@b@c"}, "usage: \"a@b@c\" is not a valid JID"},
+		{adminRequest{Cmd: "reboot"}, "usage: unknown command \"reboot\""},
+	} {
+		if _, e := call(tc.req); !strings.HasPrefix(e, tc.want) {
+			t.Errorf("%+v: got %q, want %q...", tc.req, e, tc.want)
+		}
+	}
+}
+
+func TestAdminMalformed(t *testing.T) {
+	path, _, _ := startAdmin(t)
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	for _, line := range []string{"not json\n", `{"cmd":"users","extra":1}` + "\n", "{\"cmd\":\"users\"}\n"} {
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatal(err)
+		}
+		b, err := r.ReadBytes('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp adminResponse
+		if err := json.Unmarshal(b, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if wantOK := strings.Contains(line, `"users"}`); resp.OK != wantOK {
+			t.Errorf("%q: got %+v", line, resp)
+		}
+	}
+	// Too long a line ends the connection.
+	io.WriteString(c, strings.Repeat("x", adminMaxLine+10)+"\n")
+	b, _ := r.ReadBytes('\n')
+	if !strings.Contains(string(b), "too long") {
+		t.Errorf("long line: got %q", b)
+	}
+}
+
+// close does not wait for idle clients.
+func TestAdminCloseWithIdleClient(t *testing.T) {
+	path, a, _ := startAdmin(t)
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := callAdmin(path, adminRequest{Cmd: "users"}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close waits for an idle client")
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("socket file after close: %v", err)
+	}
+	if _, err := callAdmin(path, adminRequest{Cmd: "users"}); err != errNoServer {
+		t.Errorf("after close: %v, want errNoServer", err)
+	}
+}
+
+func TestListenAdminReplacesStaleSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "adm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, adminSocket)
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	if _, err := callAdmin(path, adminRequest{Cmd: "users"}); err != errNoServer {
+		t.Errorf("stale socket: %v, want errNoServer", err)
+	}
+	l, err := listenAdmin(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode: %v %v", fi.Mode(), err)
+	}
+	l.Close()
+
+	// Not a socket: left alone.
+	os.WriteFile(path, []byte("keep me"), 0o600)
+	if _, err := listenAdmin(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("regular file: %v", err)
+	}
+	if _, err := listenAdmin(filepath.Join(dir, strings.Repeat("d", 120), adminSocket)); err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("long path: %v", err)
+	}
+}
