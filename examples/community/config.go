@@ -59,6 +59,16 @@ type Config struct {
 	// MOTD is the message of the day sent to every client when it binds a
 	// resource (key motd); empty sends none.
 	MOTD string
+	// OfflineLimit is the most offline messages kept per user (key
+	// offline_limit). Default: 1000.
+	OfflineLimit int
+	// PingInterval is how long a client may be silent before the server
+	// pings it to check it is still there (key ping_interval); 0 disables
+	// server pings. Default: 5m.
+	PingInterval time.Duration
+	// HideVersion stops the server from telling its software and version
+	// (key hide_version: yes or no). Default: no.
+	HideVersion bool
 }
 
 // Default returns the configuration used when neither a config file nor a
@@ -76,6 +86,8 @@ func Default() Config {
 		WriteTimeout:       30 * time.Second,
 		MaxQueue:           1 << 20,
 		MaxAuthFailures:    3,
+		OfflineLimit:       1000,
+		PingInterval:       5 * time.Minute,
 	}
 }
 
@@ -147,6 +159,23 @@ var options = []option{
 	}},
 	{"motd", "message of the day sent to every client that binds a resource (`text`; empty: none)", func(c *Config, v string) error {
 		c.MOTD = v
+		return nil
+	}},
+	{"offline_limit", "most offline messages kept per user (`count`)", func(c *Config, v string) error {
+		return setInt(&c.OfflineLimit, v, 1)
+	}},
+	{"ping_interval", "ping clients silent for this `duration` (0: never)", func(c *Config, v string) error {
+		return setDuration(&c.PingInterval, v, true)
+	}},
+	{"hide_version", "do not tell clients the server software and version (`yes` or `no`)", func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "yes", "true":
+			c.HideVersion = true
+		case "no", "false":
+			c.HideVersion = false
+		default:
+			return fmt.Errorf("%q is not yes or no", v)
+		}
 		return nil
 	}},
 }

@@ -68,6 +68,9 @@ write_timeout = 5s
 max_queue = 4096
 max_auth_failures = 5
 motd = "  Welcome # not a comment\n"
+offline_limit = 50
+ping_interval = 0
+hide_version = YES
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
 	if err != nil {
@@ -88,6 +91,9 @@ motd = "  Welcome # not a comment\n"
 		MaxQueue:           4096,
 		MaxAuthFailures:    5,
 		MOTD:               "  Welcome # not a comment\n",
+		OfflineLimit:       50,
+		PingInterval:       0,
+		HideVersion:        true,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)

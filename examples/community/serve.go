@@ -16,8 +16,15 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
 	"github.com/treff-im/treff/internal/certs"
+	"github.com/treff-im/treff/last"
+	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/ping"
+	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/version"
+	"github.com/treff-im/treff/xtime"
 )
 
 // shutdownTimeout bounds the graceful shutdown.
@@ -68,6 +75,19 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	for _, d := range cfg.Domains {
 		srv.Hosts = append(srv.Hosts, treff.Host{Domain: d, Certificates: []tls.Certificate{cert}})
+	}
+	pingInterval := cfg.PingInterval
+	if pingInterval == 0 {
+		pingInterval = -1 // never
+	}
+	srv.Modules = []treff.Module{
+		&roster.Module{},
+		&offline.Module{Limit: cfg.OfflineLimit},
+		&disco.Module{},
+		&ping.Module{Interval: pingInterval},
+		&version.Module{Hide: cfg.HideVersion},
+		&xtime.Module{},
+		&last.Module{},
 	}
 	if cfg.MOTD != "" {
 		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})

@@ -21,6 +21,9 @@ import (
 // SelfSigned returns a PEM certificate and key valid for the given DNS names
 // (and 127.0.0.1 and ::1) for ten years.
 func SelfSigned(names ...string) (certPEM, keyPEM []byte, err error) {
+	if len(names) == 0 {
+		return nil, nil, errors.New("certs: no names given")
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
