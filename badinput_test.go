@@ -352,3 +352,27 @@ func syncServer(c *raw) {
 	c.Send("<iq type='get' id='sync' to='localhost'><sync xmlns='urn:example:sync'/></iq>")
 	c.Expect(`<iq type='error' id='sync'[^>]*>.*?</iq>`)
 }
+
+// CloseUser ends bound sessions and streams that authenticated but have
+// not bound yet.
+func TestCloseUser(t *testing.T) {
+	ts := newTestServer(t, nil)
+	bound := ts.Login(t, "alice", "alicepw", "a")
+	pending := ts.Dial(t, ts.Addr)
+	pending.StartTLS()
+	pending.Send(header("localhost"))
+	pending.Expect(`</stream:features>`)
+	pending.Send(plainAuth("alice", "alicepw"))
+	pending.Expect(`<success`)
+	other := ts.Login(t, "bob", "bobpw", "b")
+	got := ts.CloseUser(mustJID(t, "alice@localhost/ignored"), "not-authorized", "account deleted")
+	if len(got) != 1 || got[0].JID().String() != "alice@localhost/a" {
+		t.Fatalf("CloseUser returned %v", got)
+	}
+	bound.Expect(`<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>account deleted</text>`)
+	pending.Send(header("localhost"))
+	pending.Expect(`</stream:features>`)
+	pending.Send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+	pending.Expect(`<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`)
+	syncServer(other)
+}

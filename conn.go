@@ -71,7 +71,9 @@ type conn struct {
 	secure    bool
 	host      string
 	streamID  string
-	user      jid.JID // authenticated bare JID
+	user      jid.JID                     // authenticated bare JID; written only by the conn's goroutine
+	authed    atomic.Pointer[jid.JID]     // copy of user for other goroutines
+	revoked   atomic.Pointer[streamError] // set by CloseUser
 	failures  int
 	shutting  atomic.Bool
 	sess      atomic.Pointer[Session]
@@ -455,6 +457,8 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 				s += "/>"
 			}
 			srv.logger().Debug("authenticated", "user", c.user.String(), "mechanism", name)
+			u := c.user
+			c.authed.Store(&u)
 			return true, c.write(s)
 		}
 		if i > 4 {
@@ -649,6 +653,9 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 	c.sess.Store(s)
 	if c.shutting.Load() {
 		s.closeStream(streamError{cond: "system-shutdown"})
+	}
+	if e := c.revoked.Load(); e != nil {
+		s.closeStream(*e)
 	}
 	if old := c.srv.table.Add(s); old != nil {
 		if os, ok := old.(*Session); ok {

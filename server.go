@@ -429,3 +429,32 @@ func (srv *Server) Sessions(bare jid.JID) []*Session {
 	}
 	return out
 }
+
+// CloseUser ends every stream authenticated as the bare JID user, bound or
+// still negotiating, with the given stream error condition and text (for
+// example "not-authorized", "account deleted"). Streams that authenticate
+// later are not affected: remove the account first. It returns the
+// sessions that were bound, whose Context ends when they are gone.
+func (srv *Server) CloseUser(user jid.JID, condition, text string) []*Session {
+	user = user.Bare()
+	srv.mu.Lock()
+	var conns []*conn
+	for c := range srv.conns {
+		if u := c.authed.Load(); u != nil && u.Equal(user) {
+			conns = append(conns, c)
+		}
+	}
+	srv.mu.Unlock()
+	e := &streamError{cond: condition, text: text}
+	var out []*Session
+	for _, c := range conns {
+		// A stream that binds after this point sees the flag and closes
+		// itself (conn.bindIQ); one that bound before is closed here.
+		c.revoked.Store(e)
+		if s := c.sess.Load(); s != nil {
+			s.closeStream(*e)
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -156,10 +156,9 @@ func (a *accounts) deleteUser(ctx context.Context, user string) error {
 	closed := 0
 	if a.srv != nil {
 		bare, _ := jid.Parse(u)
-		sessions := a.srv.Sessions(bare)
-		for _, s := range sessions {
-			s.Close("not-authorized", "account deleted")
-		}
+		// CloseUser also catches streams that authenticated before the
+		// account was deleted but have not bound a resource yet.
+		sessions := a.srv.CloseUser(bare, "not-authorized", "account deleted")
 		closed = len(sessions)
 		timeout := time.NewTimer(sessionEndWait)
 		defer timeout.Stop()
