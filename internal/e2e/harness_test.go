@@ -94,6 +94,9 @@ type event struct {
 	Event  string `json:"event"`
 	Client string `json:"client"`
 
+	// raw is the line as printed, for scenario-specific fields (see decode).
+	raw []byte
+
 	// login
 	JID         string   `json:"jid"`
 	Mech        string   `json:"mech"`
@@ -139,6 +142,15 @@ type event struct {
 	Step    string `json:"step"`
 }
 
+// decode unmarshals the whole line of e into v, for events whose fields
+// are not in event.
+func (e event) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(e.raw, v); err != nil {
+		t.Fatalf("%s event: %v: %s", e.Event, err, e.raw)
+	}
+}
+
 type events []event
 
 // of returns the events of the given kind (and client, unless "").
@@ -170,11 +182,16 @@ type server struct {
 	logs *logStore
 }
 
-func newServer(t *testing.T) *server {
+// newServer starts a test server; configure, if given, may change it (add
+// modules) before it starts.
+func newServer(t *testing.T, configure ...func(*treff.Server)) *server {
 	t.Helper()
 	logs := &logStore{}
 	ts := trefftest.NewServer(t, func(s *treff.Server) {
 		s.Logger = slog.New(&logHandler{store: logs})
+		for _, f := range configure {
+			f(s)
+		}
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -190,8 +207,15 @@ func newServer(t *testing.T) *server {
 // and exit 0.
 func (s *server) slix(t *testing.T, scenario string, args ...string) events {
 	t.Helper()
+	return s.client(t, "slix.py", scenario, args...)
+}
+
+// client runs the script clients/name (slix.py, or one built on it such
+// as im.py) like slix.
+func (s *server) client(t *testing.T, name, scenario string, args ...string) events {
+	t.Helper()
 	needSlixmpp(t)
-	script, err := filepath.Abs(filepath.Join("clients", "slix.py"))
+	script, err := filepath.Abs(filepath.Join("clients", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +259,7 @@ func (s *server) slix(t *testing.T, scenario string, args ...string) events {
 		if err := json.Unmarshal(line, &e); err != nil {
 			t.Fatalf("client printed a line that is not JSON: %q: %v\n%s", line, err, report())
 		}
+		e.raw = slices.Clone(line)
 		es = append(es, e)
 	}
 	if len(es) == 0 || es[len(es)-1].Event != "done" {

@@ -232,8 +232,10 @@ type routeCase struct {
 	bounced  bool            // bob gets <service-unavailable/> from alice@localhost
 }
 
-func (tc routeCase) run(t *testing.T) {
-	s := newServer(t)
+func (tc routeCase) run(t *testing.T) { tc.runOn(t, newServer(t)) }
+
+// runOn runs the case on s, which has no accounts yet.
+func (tc routeCase) runOn(t *testing.T, s *server) {
 	s.AddUser(t, "alice", alicePW)
 	s.AddUser(t, "bob", bobPW)
 	body := uniqueBody(tc.name)

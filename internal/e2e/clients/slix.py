@@ -418,9 +418,12 @@ async def conflict(o, clients):
 SCENARIOS = {"chat": chat, "badauth": badauth, "send": send_to, "iq": iq, "route": route, "conflict": conflict}
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", choices=sorted(SCENARIOS))
+def build_parser(scenarios=None, description=__doc__):
+    """The command line of a script with the given scenarios (by default
+    these): the options every scenario shares and those of the scenarios
+    here. Scripts built on this one (im.py) add their own."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenario", choices=sorted(scenarios or SCENARIOS))
     p.add_argument("--addr", required=True, help="server address IP:port (STARTTLS, or direct TLS with --direct-tls)")
     p.add_argument("--direct-tls", action="store_true", help="TLS from the first byte (XEP-0368)")
     p.add_argument("--cert", required=True, help="PEM file with the server's certificate, trusted")
@@ -438,13 +441,18 @@ def parse_args(argv):
     p.add_argument("--expect-reply", action="store_true")
     p.add_argument("--iq-to", action="append", default=[])
     p.add_argument("--session", action="append", default=[], help="RESOURCE=PRIORITY")
-    return p.parse_args(argv)
+    return p
 
 
-async def main(o):
+def parse_args(argv):
+    return build_parser().parse_args(argv)
+
+
+async def main(o, scenarios=None):
+    scenarios = scenarios or SCENARIOS
     clients = []
     try:
-        await asyncio.wait_for(SCENARIOS[o.scenario](o, clients), o.timeout)
+        await asyncio.wait_for(scenarios[o.scenario](o, clients), o.timeout)
     except asyncio.TimeoutError:
         states = ", ".join("%s: %s" % (c.name, c.outcome or "not logged in") for c in clients)
         msg = "e2e client: timeout after %gs in scenario %s, step: %s (clients: %s)" % (
@@ -462,12 +470,16 @@ async def main(o):
     return 0
 
 
-if __name__ == "__main__":
-    opts = parse_args(sys.argv[1:])
+def run(opts, scenarios=None):
+    """Runs the scenario opts.scenario and exits with its code."""
     logging.basicConfig(level=logging.DEBUG if opts.debug else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    code = asyncio.run(main(opts))
+    code = asyncio.run(main(opts, scenarios))
     sys.stdout.flush()
     sys.stderr.flush()
     # Do not linger in interpreter shutdown with slixmpp's leftovers.
     os._exit(code)
+
+
+if __name__ == "__main__":
+    run(parse_args(sys.argv[1:]))
