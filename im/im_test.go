@@ -1,11 +1,15 @@
 package im_test
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/im"
+	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -21,4 +25,34 @@ func TestModulesSetUpTogether(t *testing.T) {
 	c := ts.Login(t, "alice", "pw", "r")
 	c.Send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
 	c.Expect(`<iq type='result' id='r'[^>]*><query xmlns='jabber:iq:roster' ver='`)
+}
+
+// Every module sees broadcast presence, whatever the order: offline
+// delivery and last activity both depend on it.
+func TestModulesShareBroadcastPresence(t *testing.T) {
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = im.Modules() })
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	ts.Store.PutRosterItem(context.Background(), "bob@localhost", storage.RosterItem{JID: "alice@localhost", Subscription: storage.SubFrom})
+	a := ts.Login(t, "alice", "pw", "r")
+	a.Send("<message to='bob@localhost' id='o1'><body>while you were out</body></message>")
+	a.Send("<iq type='get' id='s1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+	a.Expect(`id='s1'`)
+	b := ts.Login(t, "bob", "pw", "r")
+	b.Send("<presence/>")
+	b.Expect(`id='o1'><body>while you were out</body><delay xmlns='urn:xmpp:delay'`)
+	b.Send("<presence type='unavailable'><status>bye</status></presence></stream:stream>")
+	b.ExpectClosed()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		a.Send("<iq type='get' id='l' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
+		got := a.Expect(`id='l'.*?</iq>`)
+		if strings.Contains(got, ">bye</query>") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("last activity without the status: %s", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -129,7 +129,9 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 		if s := m.session(st.From); s != nil {
 			m.broadcast(ctx, s, st)
 		}
-		return true
+		// Not consumed: other modules (offline delivery, last activity)
+		// watch broadcast presence too; the core does nothing more with it.
+		return false
 	default:
 		// Directed presence (RFC 6121 4.6): remember the recipient unless
 		// it already gets broadcasts, so that it hears of our logout.

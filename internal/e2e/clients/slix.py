@@ -45,10 +45,20 @@ def step(s):
     logging.getLogger("e2e").debug("step: %s", s)
 
 
+# Set once "done" is printed: what handlers see while the clients close
+# (their own disconnection, a peer's unavailable presence) comes after the
+# scenario's end and is not printed, so that "done" is the last line.
+DONE = False
+
+
 def emit(event, **fields):
+    global DONE
+    if DONE:
+        return
     fields = {"event": event, **fields}
     sys.stdout.write(json.dumps(fields, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+    DONE = event == "done"
 
 
 def local_name(tag):
