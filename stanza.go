@@ -134,10 +134,10 @@ func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
 
 var errJIDMalformed = errors.New("treff: malformed JID")
 
-// parseJID parses and normalises a JID. Plain lower-case ASCII JIDs, the
-// common case, skip the PRECIS machinery.
+// parseJID parses and normalises a JID, from a cache when the same address
+// was seen recently.
 func parseJID(s string) (jid.JID, error) {
-	return jid.Parse(s)
+	return parsedJIDs.parse(s)
 }
 
 const (
