@@ -160,6 +160,14 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			}
 		case KindMessage:
 			srv.bounce(ctx, st, ErrServiceUnavailable)
+		case KindPresence:
+			// RFC 6121 3.1.3 and 4.3.2: a subscription request or probe
+			// for an account that does not exist is answered with
+			// 'unsubscribed', so the sender's state settles.
+			if (st.Type == "subscribe" || st.Type == "probe") && !st.From.Equal(jid.JID{}) {
+				raw := append([]byte("<presence type='unsubscribed'"), appendAttr(appendAttr(nil, "from", bare.String()), "to", st.From.Bare().String())...)
+				srv.deliverReply(ctx, st, append(raw, "/>"...))
+			}
 		}
 		return
 	}

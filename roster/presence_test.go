@@ -132,3 +132,16 @@ func BenchmarkPresenceBroadcast(b *testing.B) {
 		alice.Expect(fmt.Sprintf("<status>%d</status></presence>", i))
 	}
 }
+
+// A subscription request to an account that does not exist is answered
+// with unsubscribed (RFC 6121 3.1.3), which clears the pending request.
+func TestSubscribeToNobody(t *testing.T) {
+	ts := newServer(t, nil)
+	alice := ts.Login(t, "alice", "pw", "r")
+	getRoster(alice)
+	alice.Send("<presence/>")
+	alice.Send("<presence to='nobody@localhost' type='subscribe'/>")
+	alice.Expect(`<item jid='nobody@localhost' subscription='none' ask='subscribe'/>`)
+	alice.Expect(`<item jid='nobody@localhost' subscription='none'/>`)
+	alice.Expect(`<presence from='nobody@localhost' to='alice@localhost/r' type='unsubscribed'/>`)
+}
