@@ -57,7 +57,7 @@ func (s State) String() string {
 	n := names[s.Sub]
 	switch {
 	case s.PendingOut && s.PendingIn:
-		n += " + Pending Out/In"
+		n += " + Pending Out+In"
 	case s.PendingOut:
 		n += " + Pending Out"
 	case s.PendingIn:
