@@ -415,6 +415,15 @@ func (srv *Server) IsLocal(domain string) bool {
 	return ok
 }
 
+// Session returns the client session bound to the full JID, or nil.
+func (srv *Server) Session(full jid.JID) *Session {
+	if srv.init() != nil {
+		return nil
+	}
+	s, _ := srv.table.Lookup(full).(*Session)
+	return s
+}
+
 // Sessions returns the client sessions currently bound to the bare JID.
 func (srv *Server) Sessions(bare jid.JID) []*Session {
 	if srv.init() != nil {

@@ -121,10 +121,8 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) bool {
 		Status string `xml:"status"`
 	}
 	st.Decoder().Decode(&p)
-	for _, s := range m.srv.Sessions(st.From) {
-		if s.JID().Equal(st.From) {
-			m.status.Store(s, p.Status)
-		}
+	if s := m.srv.Session(st.From); s != nil {
+		m.status.Store(s, p.Status)
 	}
 	return false
 }

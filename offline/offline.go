@@ -127,12 +127,7 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) bool {
 	if st.Kind != treff.KindPresence || st.Type != "" || !st.To.Equal(jid.JID{}) {
 		return false
 	}
-	var sess *treff.Session
-	for _, s := range m.srv.Sessions(st.From) {
-		if s.JID().Equal(st.From) {
-			sess = s
-		}
-	}
+	sess := m.srv.Session(st.From)
 	if sess == nil || sess.Priority() < 0 {
 		return false
 	}

@@ -126,7 +126,7 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 		// Clients do not probe (RFC 6121 4.3); errors go as addressed.
 		return st.Type == "probe"
 	case st.To.Equal(jid.JID{}):
-		if s := m.session(st.From); s != nil {
+		if s := m.srv.Session(st.From); s != nil {
 			m.broadcast(ctx, s, st)
 		}
 		// Not consumed: other modules (offline delivery, last activity)
@@ -135,7 +135,7 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	default:
 		// Directed presence (RFC 6121 4.6): remember the recipient unless
 		// it already gets broadcasts, so that it hears of our logout.
-		s := m.session(st.From)
+		s := m.srv.Session(st.From)
 		if s == nil {
 			return false
 		}

@@ -90,15 +90,6 @@ type xmlQuery struct {
 	} `xml:"jabber:iq:roster query"`
 }
 
-func (m *Module) session(from jid.JID) *treff.Session {
-	for _, s := range m.srv.Sessions(from) {
-		if s.JID().Equal(from) {
-			return s
-		}
-	}
-	return nil
-}
-
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	user := iq.From.Bare()
 	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(user) {
@@ -112,7 +103,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		if len(q.Query.Items) > 0 {
 			return nil, treff.ErrBadRequest
 		}
-		if s := m.session(iq.From); s != nil {
+		if s := m.srv.Session(iq.From); s != nil {
 			m.interested.Store(s, struct{}{})
 		}
 		items, ver, err := m.Store.Roster(ctx, user.String())
