@@ -81,9 +81,9 @@ func (s *Session) Send(raw []byte) error {
 	if max <= 0 {
 		max = 1 << 20
 	}
-	if s.queued+len(raw) > max {
+	if queued := s.queued; queued+len(raw) > max {
 		s.mu.Unlock()
-		s.c.srv.logger().Warn("closing slow session", "jid", s.jid.String(), "queued", s.queued)
+		s.c.srv.logger().Warn("closing slow session", "jid", s.jid.String(), "queued", queued)
 		s.closeStream(streamError{cond: "policy-violation", text: "too slow to read"})
 		return ErrSessionClosed
 	}
