@@ -78,6 +78,9 @@ func TestSubscriptionRequestWaitsForLogin(t *testing.T) {
 	getRoster(alice)
 	alice.Send("<presence to='bob@localhost' type='subscribe'/>")
 	alice.Expect(`ask='subscribe'`)
+	// The push comes before the request reaches bob's side; alice's next
+	// stanza is handled after the whole subscribe.
+	getRoster(alice)
 	// bob is offline; the request waits, but is not in his roster yet.
 	it, err := ts.Store.RosterItem(context.Background(), "bob@localhost", "alice@localhost")
 	if err != nil || !it.PendingIn {
