@@ -380,6 +380,26 @@ func TestEndToEnd(t *testing.T) {
 	expectFail(t, bin, 2, "bare JID", "deluser", "-data", data, "alice@localhost/phone")
 	expectFail(t, bin, 2, "empty password", "passwd", "-data", data, "-password", "", "alice@localhost")
 
+	// Batches: every line is checked first; a bad line changes nothing.
+	if r := runCmd(t, bin, "dave@localhost davepw\nerin@localhost\n", "adduser", "-batch", "-data", data); r.code != 2 || !strings.Contains(r.stderr, "line 2: ") || !strings.Contains(r.stderr, "empty password") {
+		t.Errorf("adduser -batch with a line without password: exit %d, %q", r.code, r.stderr)
+	}
+	if out := mustRun(t, bin, "# two users\ndave@localhost dave pw with spaces\n\nerin@localhost erinpw\n", "adduser", "-batch", "-data", data); !strings.Contains(out, "adduser: 2 done") {
+		t.Errorf("adduser -batch: %q", out)
+	}
+	srv.mustLogin(t, "dave@localhost", "dave pw with spaces", false)
+	srv.mustLogin(t, "erin@localhost", "erinpw", true)
+	if r := runCmd(t, bin, "erin@localhost\nalice@localhost\n", "adduser", "-batch", "-data", data); r.code != 2 || !strings.Contains(r.stderr, "line 1: ") {
+		t.Errorf("adduser -batch without passwords: exit %d, %q", r.code, r.stderr)
+	}
+	if r := runCmd(t, bin, "erin@localhost\nnobody@localhost\ndave@localhost\n", "deluser", "-batch", "-data", data); r.code != 1 || !strings.Contains(r.stderr, "line 2 (nobody@localhost)") || !strings.Contains(r.stderr, "1 of 3 done") {
+		t.Errorf("deluser -batch stopping at a missing account: exit %d, %q", r.code, r.stderr)
+	}
+	mustRun(t, bin, "dave@localhost\n", "deluser", "-batch", "-data", data)
+	srv.mustNotLogin(t, "dave@localhost", "dave pw with spaces")
+	srv.mustNotLogin(t, "erin@localhost", "erinpw")
+	expectFail(t, bin, 2, "standard input only", "deluser", "-batch", "-data", data, "dave@localhost")
+
 	mustRun(t, bin, "newalicepw\n", "passwd", "-data", data, "alice@localhost")
 	srv.mustLogin(t, "alice@localhost", "newalicepw", false)
 	srv.mustNotLogin(t, "alice@localhost", "alicepw")

@@ -9,6 +9,11 @@
 //	community deluser [flags] JID     delete an account and its data
 //	community users [flags]           list the accounts, one JID per line
 //
+// adduser, passwd and deluser with -batch read many accounts from standard
+// input, one per line: "JID PASSWORD" (the password is the rest of the
+// line) or, for deluser, the JID alone. Every line is checked before the
+// first is carried out; the command stops at the first that fails.
+//
 // Without flags the server serves the domain localhost with STARTTLS on
 // 127.0.0.1:5222 and direct TLS on 127.0.0.1:5223, and keeps its data in
 // ./treff-data: the bbolt database treff.db, a self-signed certificate
@@ -18,7 +23,8 @@
 //
 // adduser and passwd take the password from -password or, without it, read
 // one line from standard input (without echo on a Linux terminal); note that
-// other local users can see a -password in the process list. The admin commands talk to the running
+// other local users can see a -password in the process list. The admin
+// commands talk to the running
 // server through admin.sock, so they work while it runs; when no server
 // answers there, they open the database themselves. Admin commands accept
 // -config, -data and -domain, before or after the JID.
@@ -62,8 +68,10 @@ func main() {
 const usageText = `Usage:
   community [serve] [flags]         run the server
   community adduser [flags] JID     create an account (password: -password or one line on stdin)
+  community adduser -batch < FILE   create accounts from "JID PASSWORD" lines
   community passwd [flags] JID      change an account's password
   community deluser [flags] JID     delete an account, its roster and offline messages
+  community deluser -batch < FILE   delete the accounts listed one JID per line
   community users [flags]           list the accounts
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
@@ -197,12 +205,15 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	f := newFlags("community "+cmd, stderr, "data", "domain")
 	var password string
+	var batch bool
 	withUser := cmd != "users"
-	if cmd == "adduser" || cmd == "passwd" {
+	withPassword := cmd == "adduser" || cmd == "passwd"
+	if withPassword {
 		f.fs.StringVar(&password, "password", "", "the `password` (default: read one line from standard input)")
 	}
 	if withUser {
-		f.usage(fmt.Sprintf("Usage: community %s [flags] JID\n", cmd))
+		f.fs.BoolVar(&batch, "batch", false, batchHelp(withPassword))
+		f.usage(fmt.Sprintf("Usage: community %s [flags] JID\n       community %s [flags] -batch < FILE\n", cmd, cmd))
 	} else {
 		f.usage(fmt.Sprintf("Usage: community %s [flags]\n", cmd))
 	}
@@ -211,7 +222,9 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 		return err
 	}
 	switch {
-	case withUser && len(pos) != 1:
+	case batch && (len(pos) != 0 || flagSet(f.fs, "password")):
+		return usageErrorf("%s -batch takes its JIDs and passwords from standard input only", cmd)
+	case withUser && !batch && len(pos) != 1:
 		return usageErrorf("%s needs exactly one JID (community %s [flags] JID)", cmd, cmd)
 	case !withUser && len(pos) != 0:
 		return usageErrorf("%s takes no arguments", cmd)
@@ -219,6 +232,9 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 	cfg, err := f.config()
 	if err != nil {
 		return err
+	}
+	if batch {
+		return adminBatch(cfg, cmd, withPassword, stdin, stdout)
 	}
 	req := adminRequest{Cmd: cmd}
 	if withUser {
@@ -228,7 +244,7 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 		}
 		req.JID = j.String()
 	}
-	if cmd == "adduser" || cmd == "passwd" {
+	if withPassword {
 		if !flagSet(f.fs, "password") {
 			if password, err = readPassword(stdin, stderr, req.JID); err != nil {
 				return err
@@ -239,17 +255,73 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 		}
 		req.Password = password
 	}
-
-	resp, err := callAdmin(filepath.Join(cfg.Data, adminSocket), req)
-	if errors.Is(err, errNoServer) {
-		resp, err = adminDirect(cfg, req)
-	}
+	resp, err := admin(cfg, req)
 	if err != nil {
 		return err
 	}
 	for _, u := range resp.Users {
 		fmt.Fprintln(stdout, u)
 	}
+	return nil
+}
+
+func batchHelp(withPassword bool) string {
+	if withPassword {
+		return "read \"JID PASSWORD\" lines from standard input (the password is the rest of the line; blank lines and lines starting with # are skipped)"
+	}
+	return "read one JID per line from standard input (blank lines and lines starting with # are skipped)"
+}
+
+// admin carries out req through the running server's admin socket or, if
+// no server runs, on the database file.
+func admin(cfg Config, req adminRequest) (adminResponse, error) {
+	resp, err := callAdmin(filepath.Join(cfg.Data, adminSocket), req)
+	if errors.Is(err, errNoServer) {
+		resp, err = adminDirect(cfg, req)
+	}
+	return resp, err
+}
+
+// adminBatch carries out cmd for every line of stdin. All lines are checked
+// before the first is carried out; it stops at the first line that fails
+// and says how many were done.
+func adminBatch(cfg Config, cmd string, withPassword bool, stdin io.Reader, stdout io.Writer) error {
+	var reqs []adminRequest
+	var lines []int
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		who, pw, _ := strings.Cut(line, " ")
+		j, err := parseUser(who)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+		req := adminRequest{Cmd: cmd, JID: j.String()}
+		switch {
+		case withPassword:
+			if err := checkPassword(pw); err != nil {
+				return fmt.Errorf("line %d: %w", n, err)
+			}
+			req.Password = pw
+		case pw != "":
+			return usageErrorf("line %d: expected a JID alone", n)
+		}
+		reqs = append(reqs, req)
+		lines = append(lines, n)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading standard input: %w", err)
+	}
+	for i, req := range reqs {
+		if _, err := admin(cfg, req); err != nil {
+			return fmt.Errorf("line %d (%s): %w; %d of %d done", lines[i], req.JID, err, i, len(reqs))
+		}
+	}
+	fmt.Fprintf(stdout, "%s: %d done\n", cmd, len(reqs))
 	return nil
 }
 
