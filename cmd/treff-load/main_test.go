@@ -3,29 +3,44 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/im"
+	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/trefftest"
 )
 
+func testConfig(addr, scenario, mech string, users int) config {
+	return config{addr: addr, domain: "localhost", prefix: "load", password: "loadtest-password",
+		mech: mech, scenario: scenario, users: users, duration: 500 * time.Millisecond,
+		pid: os.Getpid(), insecure: true, timeout: 5 * time.Second, contacts: 2, concurrency: 8}
+}
+
 func TestScenarios(t *testing.T) {
 	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = im.Modules() })
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 6; i++ {
 		ts.AddUser(t, fmt.Sprintf("load%d", i), "loadtest-password")
 	}
-	for _, tc := range []struct{ scenario, mech string }{
-		{"login", "SCRAM-SHA-256"}, {"chat", "PLAIN"}, {"chat", "SCRAM-SHA-1"}, {"idle", "PLAIN"},
+	for _, tc := range []struct {
+		scenario, mech string
+		users          int
+		rate           float64
+	}{
+		{"login", "SCRAM-SHA-256", 4, 0}, {"chat", "PLAIN", 4, 0}, {"chat", "SCRAM-SHA-1", 4, 50},
+		{"idle", "PLAIN", 4, 0}, {"presence", "PLAIN", 6, 4},
 	} {
 		t.Run(tc.scenario+"-"+tc.mech, func(t *testing.T) {
-			c := config{addr: ts.Addr, domain: "localhost", prefix: "load", password: "loadtest-password",
-				mech: tc.mech, scenario: tc.scenario, users: 4, duration: 500 * time.Millisecond,
-				pid: os.Getpid(), insecure: true, timeout: 5 * time.Second}
+			c := testConfig(ts.Addr, tc.scenario, tc.mech, tc.users)
+			c.rate = tc.rate
 			r, err := run(context.Background(), c)
 			if err != nil {
 				t.Fatal(err)
@@ -36,19 +51,108 @@ func TestScenarios(t *testing.T) {
 			if r.errors != 0 || r.ops == 0 {
 				t.Fatalf("errors=%d ops=%d first=%s", r.errors, r.ops, r.firstErr)
 			}
-			if tc.scenario == "chat" && (len(r.latencies) == 0 || !strings.Contains(out.String(), "latency p50=")) {
-				t.Error("no latencies")
+			if tc.scenario == "chat" || tc.scenario == "presence" {
+				if len(r.latencies) == 0 || !strings.Contains(out.String(), "latency p50=") {
+					t.Error("no latencies")
+				}
 			}
 			if r.rss1 == 0 || !strings.Contains(out.String(), "server rss_before=") {
 				t.Error("no /proc readings")
 			}
+			out.Reset()
+			r.printJSON(&out)
+			var js map[string]any
+			if err := json.Unmarshal(out.Bytes(), &js); err != nil || js["ops"] != float64(r.ops) || js["cpu_s"] == nil {
+				t.Errorf("json %s: %v", out.String(), err)
+			}
 		})
 	}
-	// A wrong password is counted as an error, not a hang.
-	c := config{addr: ts.Addr, domain: "localhost", prefix: "load", password: "wrong", mech: "PLAIN",
-		scenario: "idle", users: 2, duration: 100 * time.Millisecond, timeout: 5 * time.Second, insecure: true}
-	r, err := run(context.Background(), c)
-	if err != nil || r.errors != 2 || !strings.Contains(r.firstErr, "authentication failed") {
-		t.Errorf("wrong password: %v errors=%d first=%q", err, r.errors, r.firstErr)
+	// The presence setup made every user a mutual contact of its two ring
+	// neighbours.
+	alice := ts.Login(t, "load0", "loadtest-password", "check")
+	alice.Send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+	roster := alice.Expect(`<iq type='result' id='r'.*?</iq>`)
+	for _, c := range []string{"load1@localhost", "load5@localhost"} {
+		if !strings.Contains(roster, "jid='"+c+"' subscription='both'") {
+			t.Errorf("roster of load0 lacks %s as both: %s", c, roster)
+		}
 	}
+	if strings.Count(roster, "<item ") != 2 {
+		t.Errorf("roster of load0: %s", roster)
+	}
+
+	// A wrong password is counted as an error, not a hang.
+	c := testConfig(ts.Addr, "idle", "PLAIN", 2)
+	c.password, c.pid, c.duration = "wrong", 0, 100*time.Millisecond
+	if _, err := run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "authentication failed") {
+		t.Errorf("wrong password: %v", err)
+	}
+}
+
+// The account hooks get every account on standard input, once each.
+func TestAccountCommands(t *testing.T) {
+	ts := trefftest.NewServer(t, nil)
+	dir := t.TempDir()
+	created, deleted := filepath.Join(dir, "created"), filepath.Join(dir, "deleted")
+	c := testConfig(ts.Addr, "idle", "PLAIN", 2)
+	c.prefix, c.password = "hook", "pw"
+	c.createCmd = "cat > " + created
+	c.deleteCmd = "cat > " + deleted
+	// The accounts do not exist in ts: logins fail, the hooks run anyway.
+	if _, err := run(context.Background(), c); err == nil {
+		t.Error("logins without accounts succeeded")
+	}
+	for file, want := range map[string]string{created: "hook0 pw\nhook1 pw\n", deleted: "hook0\nhook1\n"} {
+		if got, err := os.ReadFile(file); err != nil || string(got) != want {
+			t.Errorf("%s: %q %v, want %q", filepath.Base(file), got, err, want)
+		}
+	}
+	c.createCmd = "exit 3"
+	if _, err := run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("failing create command: %v", err)
+	}
+}
+
+// The relay baseline: clients exchange the same stanzas through
+// bench/relay.
+func TestRelay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds bench/relay")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "relay")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../bench/relay").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if _, err := certs.LoadOrCreate(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), "localhost"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "-addr", addr, "-cert", filepath.Join(dir, "cert.pem"), "-key", filepath.Join(dir, "key.pem"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c := testConfig(addr, "chat", "PLAIN", 4)
+	c.relay, c.pid = true, cmd.Process.Pid
+	for i := 0; i < 100; i++ { // wait for the listener
+		r, err := run(context.Background(), c)
+		if err != nil && strings.Contains(err.Error(), "connection refused") {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.errors != 0 || r.ops == 0 || len(r.latencies) == 0 {
+			t.Fatalf("errors=%d ops=%d first=%s", r.errors, r.ops, r.firstErr)
+		}
+		return
+	}
+	t.Fatal("relay did not start")
 }

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+func (c *config) user(i int) string { return c.prefix + strconv.Itoa(i) }
+
+// errs counts errors and keeps the first one.
+type errs struct {
+	n     atomic.Int64
+	first atomic.Value
+}
+
+func (e *errs) note(err error) {
+	e.n.Add(1)
+	e.first.CompareAndSwap(nil, err.Error())
+}
+
+// forEach runs f for 0..n-1 with at most c.concurrency calls at a time.
+func (c *config) forEach(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c.concurrency)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(i)
+		}(i)
+	}
+	wg.Wait()
+}
+
+// run creates the accounts if asked to, runs the scenario and removes the
+// accounts again.
+func run(ctx context.Context, c config) (*report, error) {
+	if err := createAccounts(c); err != nil {
+		return nil, err
+	}
+	r, err := runScenario(ctx, c)
+	if derr := deleteAccounts(c); derr != nil && err == nil {
+		err = derr
+	}
+	return r, err
+}
+
+func createAccounts(c config) error {
+	switch {
+	case c.createCmd != "":
+		var in strings.Builder
+		for i := 0; i < c.users; i++ {
+			fmt.Fprintf(&in, "%s %s\n", c.user(i), c.password)
+		}
+		return shell(c.createCmd, in.String())
+	case c.register:
+		var e errs
+		c.forEach(c.users, func(i int) {
+			if err := register(c, c.user(i)); err != nil {
+				e.note(err)
+			}
+		})
+		if n := e.n.Load(); n > 0 {
+			return fmt.Errorf("registration failed for %d accounts, first: %s", n, e.first.Load())
+		}
+	}
+	return nil
+}
+
+func deleteAccounts(c config) error {
+	switch {
+	case c.deleteCmd != "":
+		var in strings.Builder
+		for i := 0; i < c.users; i++ {
+			fmt.Fprintf(&in, "%s\n", c.user(i))
+		}
+		return shell(c.deleteCmd, in.String())
+	case c.register:
+		var e errs
+		c.forEach(c.users, func(i int) {
+			cl, err := login(c, c.user(i), "")
+			if err == nil {
+				err = cl.unregister()
+				cl.conn.Close()
+			}
+			if err != nil {
+				e.note(err)
+			}
+		})
+		if n := e.n.Load(); n > 0 {
+			return fmt.Errorf("removing %d accounts failed, first: %s", n, e.first.Load())
+		}
+	}
+	return nil
+}
+
+func shell(cmd, stdin string) error {
+	sh := exec.Command("/bin/sh", "-c", cmd)
+	sh.Stdin = strings.NewReader(stdin)
+	sh.Stdout, sh.Stderr = os.Stderr, os.Stderr
+	if err := sh.Run(); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
+}
+
+// runScenario sets up (logins, subscriptions, room joins), then measures
+// the scenario proper: server CPU and RSS are read around that part only,
+// except for idle, whose RSS includes the logins it holds.
+func runScenario(ctx context.Context, c config) (*report, error) {
+	r := &report{cfg: c}
+	var e errs
+	mark := func() error {
+		if c.pid <= 0 {
+			return nil
+		}
+		var err error
+		r.rss0, r.cpu0, err = procStats(c.pid)
+		return err
+	}
+	var measure func(deadline time.Time)
+	var cleanup func()
+	switch c.scenario {
+	case "login":
+		measure = func(deadline time.Time) {
+			c.forEach(c.users, func(i int) {
+				for time.Now().Before(deadline) {
+					cl, err := login(c, c.user(i), "<presence/>")
+					if err != nil {
+						e.note(err)
+						continue
+					}
+					atomic.AddInt64(&r.ops, 1)
+					cl.close()
+				}
+			})
+		}
+	case "idle", "chat", "muc":
+		if c.scenario == "idle" {
+			if err := mark(); err != nil {
+				return nil, err
+			}
+		}
+		clients, err := loginAll(c, &e)
+		if err != nil {
+			return nil, err
+		}
+		cleanup = func() {
+			for _, cl := range clients {
+				if cl != nil {
+					cl.close()
+				}
+			}
+		}
+		for _, cl := range clients {
+			if cl != nil {
+				r.sessions++
+			}
+		}
+		switch c.scenario {
+		case "idle":
+			measure = func(deadline time.Time) {
+				time.Sleep(time.Until(deadline))
+				r.ops = int64(r.sessions)
+			}
+		case "chat":
+			measure = func(deadline time.Time) { r.latencies = chat(c, clients, deadline, &r.ops, &e) }
+		case "muc":
+			if err := joinRoom(c, clients, &e); err != nil {
+				cleanup()
+				return nil, err
+			}
+			measure = func(deadline time.Time) { r.latencies = muc(c, clients, deadline, &r.ops, &e) }
+		}
+	case "presence":
+		if err := subscribeAll(c); err != nil {
+			return nil, err
+		}
+		measure = func(deadline time.Time) { r.latencies = presence(c, deadline, &r.ops, &r.logins, &e) }
+	}
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if c.scenario != "idle" {
+		if err := mark(); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	measure(start.Add(c.duration))
+	r.elapsed = time.Since(start)
+	if r.elapsed > c.duration {
+		r.elapsed = c.duration // the tail only drains what was in flight
+	}
+	if c.pid > 0 {
+		r.rss1, r.cpu1, _ = procStats(c.pid)
+	}
+	r.errors = e.n.Load()
+	if v := e.first.Load(); v != nil {
+		r.firstErr = v.(string)
+	}
+	return r, nil
+}
+
+// loginAll logs every user in (or, with -relay, connects them to the relay
+// in pairs). Failed logins are counted; missing clients are nil.
+func loginAll(c config, e *errs) ([]*client, error) {
+	clients := make([]*client, c.users)
+	if c.relay {
+		// The relay pairs connections in the order they arrive.
+		for i := range clients {
+			cl, err := relayConnect(c, c.user(i))
+			if err != nil {
+				return nil, fmt.Errorf("relay: %w", err)
+			}
+			clients[i] = cl
+		}
+		for _, cl := range clients {
+			cl.conn.SetReadDeadline(time.Now().Add(c.timeout))
+			if _, err := cl.sc.Header(); err != nil {
+				return nil, fmt.Errorf("relay: partner's header: %w", err)
+			}
+			cl.conn.SetReadDeadline(time.Time{})
+		}
+		return clients, nil
+	}
+	c.forEach(c.users, func(i int) {
+		cl, err := login(c, c.user(i), "<presence/>")
+		if err != nil {
+			e.note(err)
+			return
+		}
+		clients[i] = cl
+	})
+	if e.n.Load() == int64(c.users) {
+		return nil, errors.New("no client could log in: " + e.first.Load().(string))
+	}
+	return clients, nil
+}

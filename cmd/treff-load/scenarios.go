@@ -1,0 +1,437 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/treff-im/treff/internal/xmlscan"
+)
+
+// stamp returns the send time carried as "t=UNIXNANOS" text in a body or
+// status child of el.
+func stamp(el *xmlscan.Element) (time.Time, bool) {
+	i := strings.Index(el.Raw, ">t=")
+	if i < 0 {
+		return time.Time{}, false
+	}
+	rest := el.Raw[i+3:]
+	j := strings.IndexByte(rest, '<')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(rest[:j], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+func stampNow() string { return "t=" + strconv.FormatInt(time.Now().UnixNano(), 10) }
+
+// latencies collects latencies from many goroutines.
+type latencies struct {
+	mu sync.Mutex
+	l  []time.Duration
+}
+
+func (l *latencies) add(local []time.Duration) {
+	l.mu.Lock()
+	l.l = append(l.l, local...)
+	l.mu.Unlock()
+}
+
+func bare(j string) string {
+	if i := strings.IndexByte(j, '/'); i >= 0 {
+		return j[:i]
+	}
+	return j
+}
+
+// flow runs a sender and a receiver per client until the deadline. msg
+// builds a sender's next message; count reports whether a received stanza
+// is a delivered message to measure; release names the client whose
+// sender may send its next message when it has only one in flight (nil:
+// none).
+func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
+	msg func(from *client) string, count func(cl *client, el *xmlscan.Element) bool,
+	release func(cl *client, el *xmlscan.Element) *client) []time.Duration {
+	var lat latencies
+	var wg sync.WaitGroup
+	gotc := make(map[*client]chan struct{}, len(clients))
+	for _, cl := range clients {
+		gotc[cl] = make(chan struct{}, 1)
+	}
+	for _, cl := range clients {
+		got := gotc[cl]
+		wg.Add(2)
+		go func() { // receiver
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1024)
+			// Messages in flight at the deadline get a moment to arrive.
+			cl.conn.SetReadDeadline(deadline.Add(500 * time.Millisecond))
+			for {
+				el, err := cl.sc.Next()
+				if err != nil {
+					break
+				}
+				if count(cl, el) {
+					if t, ok := stamp(el); ok {
+						local = append(local, time.Since(t))
+						atomic.AddInt64(ops, 1)
+					}
+				}
+				if to := release(cl, el); to != nil {
+					select {
+					case gotc[to] <- struct{}{}:
+					default:
+					}
+				}
+			}
+			lat.add(local)
+		}()
+		go func() { // sender
+			defer wg.Done()
+			var tick <-chan time.Time
+			if c.rate > 0 {
+				t := time.NewTicker(time.Duration(float64(time.Second) / c.rate))
+				defer t.Stop()
+				tick = t.C
+			}
+			for time.Now().Before(deadline) {
+				if err := cl.send(msg(cl)); err != nil {
+					e.note(err)
+					return
+				}
+				if tick != nil {
+					<-tick
+					continue
+				}
+				select { // one in flight
+				case <-got:
+				case <-time.After(5 * time.Second):
+					e.note(errors.New("message not delivered within 5s"))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return lat.l
+}
+
+// chat makes pairs (0,1), (2,3), ... send messages to each other until the
+// deadline and returns the latencies measured by the receivers.
+func chat(c config, clients []*client, deadline time.Time, ops *int64, e *errs) []time.Duration {
+	peer := make(map[*client]*client, len(clients))
+	var active []*client
+	for i := 0; i+1 < len(clients); i += 2 {
+		a, b := clients[i], clients[i+1]
+		if a == nil || b == nil {
+			continue
+		}
+		peer[a], peer[b] = b, a
+		active = append(active, a, b)
+	}
+	return flow(c, active, deadline, ops, e,
+		func(from *client) string {
+			return "<message to='" + peer[from].jid + "' type='chat'><body>" + stampNow() + "</body></message>"
+		},
+		func(_ *client, el *xmlscan.Element) bool { return el.Local() == "message" },
+		func(cl *client, el *xmlscan.Element) *client {
+			if el.Local() == "message" {
+				return peer[cl]
+			}
+			return nil
+		})
+}
+
+// joinRoom makes every client join c.room with its localpart as nickname
+// (XEP-0045 section 7.2). The first creates the room if it does not exist
+// and accepts the default configuration (an instant room, section 10.1.2).
+// Clients that cannot join are closed and dropped.
+func joinRoom(c config, clients []*client, e *errs) error {
+	join := func(cl *client) error {
+		cl.conn.SetReadDeadline(time.Now().Add(c.timeout))
+		defer cl.conn.SetReadDeadline(time.Time{})
+		nick := c.room + "/" + cl.jid[:strings.IndexByte(cl.jid, '@')]
+		if err := cl.send("<presence to='" + nick + "'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"); err != nil {
+			return err
+		}
+		for i := 0; i < 100_000; i++ {
+			el, err := cl.sc.Next()
+			if err != nil {
+				return fmt.Errorf("join %s: %w", c.room, err)
+			}
+			if from, _ := el.Attr("from"); el.Local() != "presence" || from != nick {
+				continue
+			}
+			if t, _ := el.Attr("type"); t == "error" {
+				return fmt.Errorf("join %s: %s", c.room, el.Raw)
+			}
+			if !strings.Contains(el.Raw, "code='110'") && !strings.Contains(el.Raw, `code="110"`) {
+				continue
+			}
+			if !strings.Contains(el.Raw, "code='201'") && !strings.Contains(el.Raw, `code="201"`) {
+				return nil
+			}
+			// A new room: unlock it with the default configuration.
+			if err := cl.send("<iq type='set' id='instant' to='" + c.room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"); err != nil {
+				return err
+			}
+			for j := 0; j < 1000; j++ {
+				el, err := cl.sc.Next()
+				if err != nil {
+					return fmt.Errorf("configure %s: %w", c.room, err)
+				}
+				if id, _ := el.Attr("id"); el.Local() == "iq" && id == "instant" {
+					if t, _ := el.Attr("type"); t != "result" {
+						return fmt.Errorf("configure %s: %s", c.room, el.Raw)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("configure %s: no answer", c.room)
+		}
+		return fmt.Errorf("join %s: no self-presence", c.room)
+	}
+	first := -1
+	for i, cl := range clients {
+		if cl != nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return errors.New("no client to join the room")
+	}
+	if err := join(clients[first]); err != nil {
+		return err
+	}
+	c.forEach(len(clients)-first-1, func(i int) {
+		cl := clients[first+1+i]
+		if cl == nil {
+			return
+		}
+		if err := join(cl); err != nil {
+			e.note(err)
+			cl.close()
+			clients[first+1+i] = nil
+		}
+	})
+	return nil
+}
+
+// muc makes every occupant send groupchat messages to the room; every
+// occupant's receiver measures every message it gets (the fan-out).
+func muc(c config, clients []*client, deadline time.Time, ops *int64, e *errs) []time.Duration {
+	var active []*client
+	self := make(map[*client]string)
+	for _, cl := range clients {
+		if cl != nil {
+			active = append(active, cl)
+			self[cl] = c.room + "/" + cl.jid[:strings.IndexByte(cl.jid, '@')]
+		}
+	}
+	isGroupchat := func(el *xmlscan.Element) bool {
+		t, _ := el.Attr("type")
+		return el.Local() == "message" && t == "groupchat"
+	}
+	return flow(c, active, deadline, ops, e,
+		func(*client) string {
+			return "<message to='" + c.room + "' type='groupchat'><body>" + stampNow() + "</body></message>"
+		},
+		func(_ *client, el *xmlscan.Element) bool { return isGroupchat(el) },
+		func(cl *client, el *xmlscan.Element) *client {
+			if from, _ := el.Attr("from"); isGroupchat(el) && from == self[cl] {
+				return cl
+			}
+			return nil
+		})
+}
+
+// contactsOf returns the contacts of user i: its c.contacts/2 neighbours on
+// either side of a ring of all users.
+func contactsOf(c config, i int) []string {
+	var out []string
+	for d := 1; d <= c.contacts/2; d++ {
+		out = append(out, c.user((i+d)%c.users)+"@"+c.domain, c.user((i-d+c.users)%c.users)+"@"+c.domain)
+	}
+	return out
+}
+
+// subscribeAll gives every user a mutual subscription ("both") with each of
+// its contacts, through the protocol, skipping those it has already. Every
+// client approves the requests it gets.
+func subscribeAll(c config) error {
+	var e errs
+	clients := make([]*client, c.users)
+	need := make([]map[string]bool, c.users)
+	c.forEach(c.users, func(i int) {
+		cl, err := login(c, c.user(i), "<presence/>")
+		if err != nil {
+			e.note(err)
+			return
+		}
+		clients[i] = cl
+		cl.conn.SetReadDeadline(time.Now().Add(c.timeout))
+		defer cl.conn.SetReadDeadline(time.Time{})
+		if err := cl.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>"); err != nil {
+			e.note(err)
+			return
+		}
+		need[i] = make(map[string]bool)
+		for _, j := range contactsOf(c, i) {
+			need[i][j] = true
+		}
+		for k := 0; k < 10_000; k++ {
+			el, err := cl.sc.Next()
+			if err != nil {
+				e.note(fmt.Errorf("roster: %w", err))
+				return
+			}
+			if id, _ := el.Attr("id"); el.Local() != "iq" || id != "roster" {
+				continue
+			}
+			for _, item := range strings.Split(el.Raw, "<item ")[1:] {
+				if !strings.Contains(item, "subscription='both'") && !strings.Contains(item, `subscription="both"`) {
+					continue
+				}
+				for j := range need[i] {
+					if strings.Contains(item, "jid='"+j+"'") || strings.Contains(item, `jid="`+j+`"`) {
+						delete(need[i], j)
+					}
+				}
+			}
+			return
+		}
+	})
+	defer func() {
+		for _, cl := range clients {
+			if cl != nil {
+				cl.close()
+			}
+		}
+	}()
+	if n := e.n.Load(); n > 0 {
+		return fmt.Errorf("presence setup: %d logins failed, first: %s", n, e.first.Load())
+	}
+	limit := time.Now().Add(30*time.Second + time.Duration(c.users*c.contacts)*time.Millisecond)
+	targets := make([][]string, len(clients))
+	for i := range clients {
+		for j := range need[i] {
+			targets[i] = append(targets[i], j)
+		}
+	}
+	var wg sync.WaitGroup
+	var pending atomic.Int64
+	for i, cl := range clients {
+		pending.Add(int64(len(targets[i])))
+		wg.Add(1)
+		go func() { // approve every request; count the approvals of ours
+			defer wg.Done()
+			cl.conn.SetReadDeadline(limit)
+			for pending.Load() > 0 {
+				el, err := cl.sc.Next()
+				if err != nil {
+					return
+				}
+				if el.Local() != "presence" {
+					continue
+				}
+				from, _ := el.Attr("from")
+				switch t, _ := el.Attr("type"); t {
+				case "subscribe":
+					cl.send("<presence to='" + bare(from) + "' type='subscribed'/>")
+				case "subscribed":
+					if need[i][bare(from)] {
+						delete(need[i], bare(from))
+						pending.Add(-1)
+					}
+				}
+			}
+		}()
+	}
+	for i, cl := range clients {
+		for _, j := range targets[i] {
+			cl.send("<presence to='" + j + "' type='subscribe'/>")
+		}
+	}
+	// Readers that are done stop when the last approval arrives; wake them.
+	go func() {
+		for pending.Load() > 0 && time.Now().Before(limit) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, cl := range clients {
+			cl.conn.SetReadDeadline(time.Now())
+		}
+	}()
+	wg.Wait()
+	if n := pending.Load(); n > 0 {
+		return fmt.Errorf("presence setup: %d subscriptions not approved in time", n)
+	}
+	return nil
+}
+
+// presence makes every user log in with a time-stamped presence, stay
+// online for its share of the cycle (1/-rate, default one second), and log
+// out, until the deadline. The contacts that receive the broadcast measure
+// its latency; the presences of contacts received as answers to the
+// login's probes carry older stamps and are not counted.
+func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.Duration {
+	period := time.Second
+	if c.rate > 0 {
+		period = time.Duration(float64(time.Second) / c.rate)
+	}
+	var lat latencies
+	var wg sync.WaitGroup
+	for i := 0; i < c.users; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user := c.user(i) + "@" + c.domain
+			var local []time.Duration
+			for start := time.Now(); start.Before(deadline); start = time.Now() {
+				cl, err := login(c, c.user(i), "")
+				if err != nil {
+					e.note(err)
+					time.Sleep(time.Until(start.Add(period)))
+					continue
+				}
+				atomic.AddInt64(logins, 1)
+				since := time.Now()
+				if err := cl.send("<presence><status>" + stampNow() + "</status></presence>"); err != nil {
+					e.note(err)
+				}
+				end := start.Add(period)
+				if end.After(deadline) {
+					end = deadline.Add(500 * time.Millisecond)
+				}
+				cl.conn.SetReadDeadline(end)
+				for {
+					el, err := cl.sc.Next()
+					if err != nil {
+						break
+					}
+					if from, _ := el.Attr("from"); el.Local() != "presence" || bare(from) == user {
+						continue
+					}
+					if _, typed := el.Attr("type"); typed {
+						continue
+					}
+					if t, ok := stamp(el); ok && t.After(since) {
+						local = append(local, time.Since(t))
+						atomic.AddInt64(ops, 1)
+					}
+				}
+				cl.close()
+			}
+			lat.add(local)
+		}()
+	}
+	wg.Wait()
+	return lat.l
+}
