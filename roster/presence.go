@@ -162,8 +162,10 @@ func (m *Module) outboundSubscription(ctx context.Context, user, contact jid.JID
 	if contact.Equal(user) {
 		return
 	}
+	unlock := m.lock(user)
 	it, exists, err := m.item(ctx, user, contact)
 	if err != nil {
+		unlock()
 		m.srv.Log().Error("roster: read failed", "user", user.String(), "err", err)
 		return
 	}
@@ -174,6 +176,7 @@ func (m *Module) outboundSubscription(ctx context.Context, user, contact jid.JID
 		next.Apply(&it)
 		m.save(ctx, user, it, hidden)
 	}
+	unlock()
 	if !route {
 		return
 	}
@@ -336,8 +339,10 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 }
 
 func (m *Module) inboundSubscription(ctx context.Context, user, contact jid.JID, st *treff.Stanza) {
+	unlock := m.lock(user)
 	it, exists, err := m.item(ctx, user, contact)
 	if err != nil {
+		unlock()
 		m.srv.Log().Error("roster: read failed", "user", user.String(), "err", err)
 		return
 	}
@@ -346,6 +351,7 @@ func (m *Module) inboundSubscription(ctx context.Context, user, contact jid.JID,
 		res.Next.Apply(&it)
 		m.save(ctx, user, it, !exists || pendingOnly(it))
 	}
+	unlock()
 	if res.Deliver {
 		// Deliver from the contact's bare JID to all available resources.
 		fwd := st.WithAddresses(contact, user)

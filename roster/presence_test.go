@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/storage/memstore"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -147,4 +149,43 @@ func TestSubscribeToNobody(t *testing.T) {
 	alice.Expect(`<item jid='nobody@localhost' subscription='none' ask='subscribe'/>`)
 	alice.Expect(`<item jid='nobody@localhost' subscription='none'/>`)
 	alice.Expect(`<presence from='nobody@localhost' to='alice@localhost/r' type='unsubscribed'/>`)
+}
+
+// slowRosters widens the window between reading and writing an item.
+type slowRosters struct{ storage.Rosters }
+
+func (s slowRosters) RosterItem(ctx context.Context, user, contact string) (storage.RosterItem, error) {
+	it, err := s.Rosters.RosterItem(ctx, user, contact)
+	time.Sleep(20 * time.Millisecond)
+	return it, err
+}
+
+// Both users approve each other's request at the same moment: the user's
+// own 'subscribed' and the contact's arrive in different goroutines and
+// change the same item; neither change may be lost.
+func TestSimultaneousApprovals(t *testing.T) {
+	mem := memstore.New()
+	m := &roster.Module{Store: slowRosters{mem}}
+	ctx := context.Background()
+	for _, u := range [][2]string{{"alice@localhost", "bob@localhost"}, {"bob@localhost", "alice@localhost"}} {
+		if _, err := mem.PutRosterItem(ctx, u[0], storage.RosterItem{JID: u[1], Subscription: storage.SubNone, PendingOut: true, PendingIn: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := newServer(t, m)
+	alice := ts.Login(t, "alice", "pw", "r")
+	bob := ts.Login(t, "bob", "pw", "r")
+	// bob's approval reaches alice's item while alice's own is being
+	// written (each read takes 20ms).
+	bob.Send("<presence to='alice@localhost' type='subscribed'/>")
+	time.Sleep(10 * time.Millisecond)
+	alice.Send("<presence to='bob@localhost' type='subscribed'/>")
+	getRoster(alice)
+	getRoster(bob)
+	for _, u := range [][2]string{{"alice@localhost", "bob@localhost"}, {"bob@localhost", "alice@localhost"}} {
+		it, err := mem.RosterItem(ctx, u[0], u[1])
+		if err != nil || it.Subscription != storage.SubBoth || it.PendingOut || it.PendingIn {
+			t.Errorf("%s's item for %s: %+v %v, want both", u[0], u[1], it, err)
+		}
+	}
 }

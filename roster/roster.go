@@ -10,6 +10,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"unicode/utf8"
 
@@ -38,6 +39,20 @@ type Module struct {
 	srv        *treff.Server
 	interested sync.Map // *treff.Session -> struct{}: requested the roster
 	presence   sync.Map // *treff.Session -> *presenceState
+	// locks serialise the read-modify-write of a user's roster items:
+	// the user's own sessions and contacts' subscription stanzas change
+	// the same item from different goroutines. Held only around storage
+	// calls and pushes, never while routing, so at most one is held.
+	locks [64]sync.Mutex
+}
+
+// lock locks the stripe of user's roster and returns its unlock.
+func (m *Module) lock(user jid.JID) func() {
+	h := fnv.New32a()
+	h.Write([]byte(user.String()))
+	l := &m.locks[h.Sum32()%uint32(len(m.locks))]
+	l.Lock()
+	return l.Unlock
 }
 
 var _ treff.Module = (*Module)(nil)
@@ -158,6 +173,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	if len(x.Groups) > 64 {
 		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "too many groups"}
 	}
+	defer m.lock(user)()
 	it, err := m.Store.RosterItem(ctx, user.String(), contact.String())
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -197,15 +213,19 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 // remove deletes a contact and cancels subscriptions both ways (RFC 6121
 // 2.5.2).
 func (m *Module) remove(ctx context.Context, user, contact jid.JID) error {
+	unlock := m.lock(user)
 	it, err := m.Store.RosterItem(ctx, user.String(), contact.String())
 	if errors.Is(err, storage.ErrNotFound) {
+		unlock()
 		return treff.ErrItemNotFound
 	}
 	if err != nil {
+		unlock()
 		return err
 	}
 	st := StateOf(it)
 	ver, err := m.Store.DeleteRosterItem(ctx, user.String(), contact.String())
+	unlock()
 	if err != nil {
 		return err
 	}

@@ -22,12 +22,12 @@ import (
 func testConfig(addr, scenario, mech string, users int) config {
 	return config{addr: addr, domain: "localhost", prefix: "load", password: "loadtest-password",
 		mech: mech, scenario: scenario, users: users, duration: 500 * time.Millisecond,
-		pid: os.Getpid(), insecure: true, timeout: 5 * time.Second, contacts: 2, concurrency: 8}
+		pid: os.Getpid(), insecure: true, timeout: 5 * time.Second, contacts: 4, concurrency: 8}
 }
 
 func TestScenarios(t *testing.T) {
 	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = im.Modules() })
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 10; i++ {
 		ts.AddUser(t, fmt.Sprintf("load%d", i), "loadtest-password")
 	}
 	for _, tc := range []struct {
@@ -36,7 +36,7 @@ func TestScenarios(t *testing.T) {
 		rate           float64
 	}{
 		{"login", "SCRAM-SHA-256", 4, 0}, {"chat", "PLAIN", 4, 0}, {"chat", "SCRAM-SHA-1", 4, 50},
-		{"idle", "PLAIN", 4, 0}, {"presence", "PLAIN", 6, 4},
+		{"idle", "PLAIN", 4, 0}, {"presence", "PLAIN", 10, 4},
 	} {
 		t.Run(tc.scenario+"-"+tc.mech, func(t *testing.T) {
 			c := testConfig(ts.Addr, tc.scenario, tc.mech, tc.users)
@@ -67,17 +67,17 @@ func TestScenarios(t *testing.T) {
 			}
 		})
 	}
-	// The presence setup made every user a mutual contact of its two ring
+	// The presence setup made every user a mutual contact of its four ring
 	// neighbours.
 	alice := ts.Login(t, "load0", "loadtest-password", "check")
 	alice.Send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
 	roster := alice.Expect(`<iq type='result' id='r'.*?</iq>`)
-	for _, c := range []string{"load1@localhost", "load5@localhost"} {
+	for _, c := range []string{"load1@localhost", "load2@localhost", "load8@localhost", "load9@localhost"} {
 		if !strings.Contains(roster, "jid='"+c+"' subscription='both'") {
 			t.Errorf("roster of load0 lacks %s as both: %s", c, roster)
 		}
 	}
-	if strings.Count(roster, "<item ") != 2 {
+	if strings.Count(roster, "<item ") != 4 {
 		t.Errorf("roster of load0: %s", roster)
 	}
 

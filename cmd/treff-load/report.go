@@ -64,7 +64,7 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.cfg.pid > 0 {
 		fmt.Fprintf(w, "server rss_before=%dKiB rss_after=%dKiB cpu=%s\n", r.rss0>>10, r.rss1>>10, (r.cpu1 - r.cpu0).Round(time.Millisecond))
-		if r.sessions > 0 {
+		if r.cfg.scenario == "idle" && r.sessions > 0 {
 			fmt.Fprintf(w, "server rss_per_session=%.1fKiB\n", r.rssPerSession())
 		}
 		if r.ops > 0 {
@@ -73,8 +73,10 @@ func (r *report) print(w io.Writer) {
 	}
 }
 
+// rssPerSession is the growth of the server's RSS per session held, for
+// the idle scenario (the others read RSS after their logins).
 func (r *report) rssPerSession() float64 {
-	if r.sessions == 0 {
+	if r.sessions == 0 || r.cfg.scenario != "idle" {
 		return 0
 	}
 	return float64(r.rss1-r.rss0) / 1024 / float64(r.sessions)
@@ -97,7 +99,7 @@ func (r *report) printJSON(w io.Writer) {
 	if r.cfg.pid > 0 {
 		cpu := r.cpu1 - r.cpu0
 		out["rss_before_kib"], out["rss_after_kib"], out["cpu_s"] = r.rss0>>10, r.rss1>>10, cpu.Seconds()
-		if r.sessions > 0 {
+		if r.cfg.scenario == "idle" && r.sessions > 0 {
 			out["rss_per_session_kib"] = r.rssPerSession()
 		}
 		if r.ops > 0 {
