@@ -27,14 +27,40 @@ import (
 
 // idleConn sets a read deadline before every read: the idle timeout from
 // now, but never later than a hard deadline (negotiation, shutdown).
+//
+// Under TLS it also hands the TLS layer at most one TLS record per Read,
+// keeping bytes read past a record's end for the next Read. So when TLS
+// asks for more at a record boundary, TLS holds nothing unread, and if the
+// session has armed it, Read returns xmlscan.ErrNoData instead of
+// blocking: the session's goroutine ends, and a small one waits for the
+// next byte (wait). An idle session thus keeps no deep stack and no read
+// buffer.
 type idleConn struct {
 	net.Conn
 	idle time.Duration
 	hard atomic.Int64 // unix nanoseconds; 0 = none
 	last atomic.Int64 // unix nanoseconds of the last read that returned data
+
+	// park is how long a session must be quiet before it parks (<0: at
+	// once, for tests).
+	park time.Duration
+
+	// Used only by the goroutine reading the connection.
+	records bool    // the TLS layer reads through us: track records
+	armed   bool    // return ErrNoData at a record boundary
+	hdr     [5]byte // record header read so far
+	hdrN    int
+	recLeft int     // bytes of the current record's body not yet handed on
+	extra   []byte  // bytes read past a record boundary, handed on first
+	pextra  *[]byte // extra's pooled backing
+	pend    [1]byte // the byte wait read
+	hasPend bool
+	pendErr error // the error wait or a cut read met, returned after the data
 }
 
-func (c *idleConn) Read(p []byte) (int, error) {
+var extraPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10+256); return &b }}
+
+func (c *idleConn) deadline() time.Time {
 	var d time.Time
 	if c.idle > 0 {
 		d = time.Now().Add(c.idle)
@@ -42,12 +68,115 @@ func (c *idleConn) Read(p []byte) (int, error) {
 	if h := c.hard.Load(); h != 0 && (d.IsZero() || h < d.UnixNano()) {
 		d = time.Unix(0, h)
 	}
+	return d
+}
+
+// readConn reads from the connection with the idle or hard deadline, or
+// soon if that is earlier and not zero.
+func (c *idleConn) readConn(p []byte, soon time.Time) (int, error) {
+	d := c.deadline()
+	if !soon.IsZero() && (d.IsZero() || soon.Before(d)) {
+		d = soon
+	}
 	c.Conn.SetReadDeadline(d)
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
 	}
 	return n, err
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	if !c.records || len(p) == 0 {
+		return c.readConn(p, time.Time{})
+	}
+	var soon time.Time
+	if c.armed && c.hdrN == 0 && c.recLeft == 0 && len(c.extra) == 0 && !c.hasPend && c.pendErr == nil {
+		// TLS holds nothing: the session may park.
+		if c.park < 0 {
+			return 0, xmlscan.ErrNoData
+		}
+		soon = time.Now().Add(c.park)
+	}
+	c.armed = false
+	switch {
+	case c.hasPend:
+		c.hasPend = false
+		p[0] = c.pend[0]
+		return c.cut(p[:1]), nil
+	case len(c.extra) > 0:
+		n := copy(p, c.extra)
+		k := c.cut(p[:n])
+		c.extra = c.extra[k:]
+		if len(c.extra) == 0 {
+			extraPool.Put(c.pextra)
+			c.extra, c.pextra = nil, nil
+		}
+		return k, nil
+	case c.pendErr != nil:
+		err := c.pendErr
+		c.pendErr = nil
+		return 0, err
+	}
+	n, err := c.readConn(p, soon)
+	if n == 0 && !soon.IsZero() && isTimeout(err) {
+		if d := c.deadline(); d.IsZero() || time.Now().Before(d) {
+			return 0, xmlscan.ErrNoData // quiet for c.park, not for the idle timeout
+		}
+	}
+	k := c.cut(p[:n])
+	if k < n {
+		c.pextra = extraPool.Get().(*[]byte)
+		c.extra = append((*c.pextra)[:0], p[k:n]...)
+		c.pendErr, err = err, nil
+	}
+	return k, err
+}
+
+// cut follows the TLS records in b, which is handed on next, and returns
+// how much of b to hand on: up to the end of the first record that ends in
+// b, or all of it.
+func (c *idleConn) cut(b []byte) int {
+	for i := 0; i < len(b); {
+		if c.recLeft > 0 {
+			k := min(c.recLeft, len(b)-i)
+			c.recLeft -= k
+			i += k
+			if c.recLeft == 0 {
+				return i
+			}
+			continue
+		}
+		c.hdr[c.hdrN] = b[i]
+		c.hdrN++
+		i++
+		if c.hdrN == len(c.hdr) {
+			c.hdrN = 0
+			c.recLeft = int(c.hdr[3])<<8 | int(c.hdr[4])
+			if c.recLeft == 0 {
+				return i
+			}
+		}
+	}
+	return len(b)
+}
+
+// defaultParkAfter is how long a session is quiet before its reader
+// parks: long enough that a busy session never pays for parking. The
+// package's own tests set it to park at once.
+var defaultParkAfter = 2 * time.Second
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// wait blocks until the client sends a byte (kept for the next Read) or the
+// read fails (the error is kept likewise).
+func (c *idleConn) wait() {
+	n, err := c.readConn(c.pend[:], time.Time{})
+	c.hasPend = n > 0
+	c.pendErr = err
 }
 
 func (c *idleConn) setHard(t time.Time) {
@@ -85,7 +214,10 @@ func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
 	if idle < 0 {
 		idle = 0
 	}
-	ic := &idleConn{Conn: nc, idle: idle}
+	ic := &idleConn{Conn: nc, idle: idle, park: srv.parkAfter}
+	if ic.park == 0 {
+		ic.park = defaultParkAfter
+	}
 	return &conn{srv: srv, nc: nc, ic: ic, rw: ic, directTLS: directTLS}
 }
 
@@ -178,17 +310,22 @@ func (c *conn) shutdown() {
 	c.nc.SetReadDeadline(time.Now())
 }
 
-func (c *conn) serve() {
-	defer c.nc.Close()
+// serve negotiates the stream and returns the bound session, or nil after
+// closing the connection. The caller runs the session in a new goroutine:
+// its stack starts small again, instead of keeping the size the TLS
+// handshake and SASL grew it to for as long as the session stays idle.
+func (c *conn) serve() *Session {
 	srv := c.srv
 	c.ic.setHard(time.Now().Add(durationOr(srv.NegotiationTimeout, 30*time.Second)))
 	if c.directTLS {
+		c.ic.records = true
 		tc := tls.Server(c.ic, srv.tlsBase)
 		ctx, cancel := context.WithTimeout(context.Background(), durationOr(srv.NegotiationTimeout, 30*time.Second))
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			return
+			c.nc.Close()
+			return nil
 		}
 		c.rw, c.secure = tc, true
 	}
@@ -200,13 +337,13 @@ func (c *conn) serve() {
 			if errors.As(err, &se) {
 				c.fail(se, true)
 			}
-			return
+			c.nc.Close()
+			return nil
 		}
 		if next == nil {
 			continue // stream restart
 		}
-		next.run()
-		return
+		return next
 	}
 }
 
@@ -357,6 +494,7 @@ func (c *conn) startTLS() error {
 	if err := c.write("<proceed xmlns='" + nsTLS + "'/>"); err != nil {
 		return err
 	}
+	c.ic.records = true
 	tc := tls.Server(c.ic, c.srv.tlsFor(c.host))
 	ctx, cancel := context.WithTimeout(context.Background(), durationOr(c.srv.NegotiationTimeout, 30*time.Second))
 	defer cancel()

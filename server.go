@@ -99,6 +99,10 @@ type Server struct {
 	table    router.Table
 	secret   [32]byte // for fake SCRAM salts of unknown users
 	tlsBase  *tls.Config
+	// parkAfter is how long a session is quiet before its reader parks
+	// (see idleConn); 0 means defaultParkAfter.
+	parkAfter time.Duration
+	parks     atomic.Int64 // sessions parked so far (for tests)
 
 	pendingMu sync.Mutex
 	pending   map[string]*pendingIQ
@@ -291,9 +295,19 @@ func (srv *Server) serve(l net.Listener, directTLS bool) error {
 			return ErrServerClosed
 		}
 		go func() {
-			defer srv.wg.Done()
-			defer srv.trackConn(c, false)
-			c.serve()
+			sess := c.serve()
+			if sess == nil {
+				srv.trackConn(c, false)
+				srv.wg.Done()
+				return
+			}
+			// A new goroutine: its stack starts small again, instead of
+			// keeping the size the handshake grew this one's to.
+			go sess.run(func() {
+				c.nc.Close()
+				srv.trackConn(c, false)
+				srv.wg.Done()
+			})
 		}()
 	}
 }

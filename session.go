@@ -28,6 +28,7 @@ type Session struct {
 	fromAttr string // " from='full'" for stamping
 	ctx      context.Context
 	cancel   context.CancelFunc
+	done     func() // called by the read loop after end
 
 	available atomic.Bool
 	priority  atomic.Int32
@@ -180,18 +181,38 @@ func (s *Session) waitWritten() {
 	}
 }
 
-// run is the session's read loop.
-func (s *Session) run() {
-	c := s.c
-	srv := c.srv
-	defer s.end()
-	for _, h := range srv.mods.bound {
+// run runs the session-bound hooks and the read loop; done is called when
+// the session has ended.
+func (s *Session) run(done func()) {
+	s.done = done
+	for _, h := range s.c.srv.mods.bound {
 		h(s.ctx, s)
 	}
+	s.loop()
+}
+
+// loop is the session's read loop. When the client has sent nothing more,
+// it parks the session: the goroutine ends and a new one with a small
+// stack waits for the next byte, then loops again.
+func (s *Session) loop() {
+	c := s.c
 	for {
+		if c.sc.Buffered() == 0 {
+			c.ic.armed = true
+		}
 		el, err := c.sc.Next()
+		if err == xmlscan.ErrNoData {
+			c.srv.parks.Add(1)
+			c.sc.Release()
+			go s.wait()
+			return
+		}
 		if err != nil {
 			s.readFailed(err)
+			s.end()
+			if s.done != nil {
+				s.done()
+			}
 			return
 		}
 		if s.closing() {
@@ -204,6 +225,12 @@ func (s *Session) run() {
 		}
 		s.handle(el)
 	}
+}
+
+// wait waits for the client's next byte in a fresh goroutine, then loops.
+func (s *Session) wait() {
+	s.c.ic.wait()
+	s.loop()
 }
 
 // closing reports whether the closing tag has been queued.

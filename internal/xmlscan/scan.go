@@ -15,6 +15,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -37,6 +38,19 @@ var (
 	// ErrStreamEnd: the peer closed the stream with </stream:stream>.
 	ErrStreamEnd = errors.New("xmlscan: end of stream")
 )
+
+// ErrNoData is what a reader returns to say that no data is there now and
+// that it would have to wait. When Next gets it before reading any byte of
+// an element, Next returns it and the scanner stays usable: call Next again
+// when the reader has data. It is a net.Error whose Temporary method
+// reports true, so that crypto/tls passes it through and stays usable too.
+var ErrNoData error = noData{}
+
+type noData struct{}
+
+func (noData) Error() string   { return "xmlscan: no data now" }
+func (noData) Timeout() bool   { return false }
+func (noData) Temporary() bool { return true }
 
 // Attr is one attribute of an element's start tag.
 type Attr struct {
@@ -135,7 +149,8 @@ type Scanner struct {
 	r   io.Reader
 	max int
 
-	buf   []byte // buf[:n] holds data; buf[pos:n] is unread
+	buf   []byte  // buf[:n] holds data; buf[pos:n] is unread; nil after Release
+	pbuf  *[]byte // buf's pooled backing, if it came from bufPool
 	n     int
 	pos   int
 	start int // start of the element being scanned
@@ -167,7 +182,24 @@ func NewScanner(r io.Reader, max int) *Scanner {
 	if max <= 0 {
 		max = 256 << 10
 	}
-	return &Scanner{r: r, max: max, buf: make([]byte, 4096)}
+	return &Scanner{r: r, max: max}
+}
+
+const bufSize = 4096
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// Release gives the read buffer back if nothing is buffered, so that an
+// idle stream holds none; the next read takes one again.
+func (s *Scanner) Release() {
+	if s.pos != s.n || s.buf == nil {
+		return
+	}
+	if s.pbuf != nil && len(s.buf) == bufSize {
+		bufPool.Put(s.pbuf)
+	}
+	s.buf, s.pbuf = nil, nil
+	s.n, s.pos, s.start = 0, 0, 0
 }
 
 // Reset makes the scanner read from r with an empty buffer, as needed after
@@ -191,6 +223,10 @@ func (s *Scanner) fill() error {
 	if s.rerr != nil {
 		return s.rerr
 	}
+	if s.buf == nil {
+		s.pbuf = bufPool.Get().(*[]byte)
+		s.buf = *s.pbuf
+	}
 	if s.pos-s.start > s.max {
 		return ErrTooLarge
 	}
@@ -213,11 +249,18 @@ func (s *Scanner) fill() error {
 			}
 			nb := make([]byte, size)
 			copy(nb, s.buf[:s.n])
+			if s.pbuf != nil {
+				bufPool.Put(s.pbuf)
+				s.pbuf = nil
+			}
 			s.buf = nb
 		}
 	}
 	m, err := s.r.Read(s.buf[s.n:])
 	s.n += m
+	if err == ErrNoData && m == 0 && s.pos == s.start {
+		return err // nothing of an element read yet: not sticky
+	}
 	if err != nil {
 		s.rerr = err
 		if m > 0 {

@@ -1,0 +1,13 @@
+package treff
+
+import "time"
+
+// Every test of this package exercises parking: sessions park as soon as
+// the client has sent everything (see idleConn).
+func init() { defaultParkAfter = -1 }
+
+// SetParkAfter sets how long a session is quiet before its reader parks.
+func SetParkAfter(s *Server, d time.Duration) { s.parkAfter = d }
+
+// Parks returns how many times sessions have parked.
+func Parks(s *Server) int64 { return s.parks.Load() }
