@@ -48,6 +48,7 @@ type idleConn struct {
 	// Used only by the goroutine reading the connection.
 	records bool    // the TLS layer reads through us: track records
 	armed   bool    // return ErrNoData at a record boundary
+	woken   bool    // set by Session.unpark: the next Read reads
 	hdr     [5]byte // record header read so far
 	hdrN    int
 	recLeft int     // bytes of the current record's body not yet handed on
@@ -91,6 +92,10 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		return c.readConn(p, time.Time{})
 	}
 	var soon time.Time
+	if c.woken {
+		// Woken by the poller: read, even if only to learn why.
+		c.woken, c.armed = false, false
+	}
 	if c.armed && c.hdrN == 0 && c.recLeft == 0 && len(c.extra) == 0 && !c.hasPend && c.pendErr == nil {
 		// TLS holds nothing: the session may park.
 		if c.park < 0 {

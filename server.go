@@ -99,6 +99,7 @@ type Server struct {
 	table    router.Table
 	secret   [32]byte // for fake SCRAM salts of unknown users
 	tlsBase  *tls.Config
+	hostTLS  map[string]*tls.Config // STARTTLS configuration per host
 	// parkAfter is how long a session is quiet before its reader parks
 	// (see idleConn); 0 means defaultParkAfter.
 	parkAfter time.Duration
@@ -167,6 +168,7 @@ func (srv *Server) setup() error {
 	}
 	srv.done = make(chan struct{})
 	srv.tlsBase = srv.tlsConfig()
+	srv.hostTLS = srv.hostConfigs()
 	ctx := context.Background()
 	for _, m := range srv.Modules {
 		r := &Registry{srv: srv, module: m.Name(), m: &srv.mods}
@@ -210,15 +212,31 @@ func (srv *Server) tlsConfig() *tls.Config {
 
 // tlsFor returns the TLS configuration for a STARTTLS stream to domain.
 func (srv *Server) tlsFor(domain string) *tls.Config {
-	h := srv.hosts[domain]
-	if h == nil || len(h.Certificates) == 0 || len(srv.tlsBase.Certificates) > 0 {
-		return srv.tlsBase
+	if cfg := srv.hostTLS[domain]; cfg != nil {
+		return cfg
 	}
-	cfg := srv.tlsBase.Clone()
-	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		return &h.Certificates[0], nil
+	return srv.tlsBase
+}
+
+// hostConfigs makes the STARTTLS configuration of each host with its own
+// certificates, once: a configuration made per connection would cost each
+// session its copy (and its own session ticket keys).
+func (srv *Server) hostConfigs() map[string]*tls.Config {
+	if len(srv.tlsBase.Certificates) > 0 {
+		return nil
 	}
-	return cfg
+	m := make(map[string]*tls.Config)
+	for d, h := range srv.hosts {
+		if len(h.Certificates) == 0 {
+			continue
+		}
+		cfg := srv.tlsBase.Clone()
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return &h.Certificates[0], nil
+		}
+		m[d] = cfg
+	}
+	return m
 }
 
 // Serve accepts connections on l and serves XMPP client streams that must
@@ -403,6 +421,9 @@ func (srv *Server) closeConns() {
 	defer srv.mu.Unlock()
 	for c := range srv.conns {
 		c.nc.Close()
+		if s := c.sess.Load(); s != nil {
+			s.unpark(nil)
+		}
 	}
 }
 

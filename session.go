@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,10 @@ type Session struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	done     func() // called by the read loop after end
+	pmu      sync.Mutex
+	parked   bool        // no goroutine reads; unpark starts one
+	timer    *time.Timer // idle or hard deadline while parked
+	fd       int32       // socket registered by watch, or -1; under poller.mu
 
 	available atomic.Bool
 	priority  atomic.Int32
@@ -46,7 +51,7 @@ var _ router.Entry = (*Session)(nil)
 
 func newSession(c *conn, full jid.JID) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Session{c: c, jid: full, ctx: ctx, cancel: cancel}
+	s := &Session{c: c, jid: full, ctx: ctx, cancel: cancel, fd: -1}
 	s.fromAttr = " from='" + string(AppendEscaped(nil, full.String())) + "'"
 	return s
 }
@@ -123,6 +128,7 @@ func (s *Session) closeStream(e streamError) {
 	// this long.
 	s.c.ic.setHard(time.Now().Add(2 * time.Second))
 	s.c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	s.unpark(nil)
 }
 
 // Close ends the session with the given stream error condition (e.g.
@@ -167,6 +173,7 @@ func (s *Session) writeLoop() {
 			s.queue, s.queued = nil, 0
 			s.mu.Unlock()
 			s.c.nc.Close()
+			s.unpark(nil)
 		}
 	}
 }
@@ -204,7 +211,12 @@ func (s *Session) loop() {
 		if err == xmlscan.ErrNoData {
 			c.srv.parks.Add(1)
 			c.sc.Release()
-			go s.wait()
+			s.mu.Lock()
+			if !s.writing {
+				s.queue = nil // a parked session keeps no queue either
+			}
+			s.mu.Unlock()
+			s.park()
 			return
 		}
 		if err != nil {
@@ -227,7 +239,60 @@ func (s *Session) loop() {
 	}
 }
 
-// wait waits for the client's next byte in a fresh goroutine, then loops.
+// park lets the session wait for its client without a goroutine where the
+// platform allows (see watch), else in a new goroutine with a small stack.
+// unpark starts the read loop again; the idle or hard deadline does so
+// with a timeout error.
+func (s *Session) park() {
+	s.pmu.Lock()
+	s.parked = true
+	if d := s.c.ic.deadline(); !d.IsZero() {
+		if s.timer == nil {
+			s.timer = time.AfterFunc(time.Until(d), s.parkTimeout)
+		} else {
+			s.timer.Reset(time.Until(d))
+		}
+	}
+	s.pmu.Unlock()
+	if s.watch() {
+		return
+	}
+	s.pmu.Lock()
+	still := s.parked
+	s.parked = false
+	if still && s.timer != nil {
+		s.timer.Stop()
+	}
+	s.pmu.Unlock()
+	if still {
+		go s.wait()
+	}
+}
+
+func (s *Session) parkTimeout() { s.unpark(os.ErrDeadlineExceeded) }
+
+// unpark starts the read loop of a parked session in a new goroutine; err,
+// if not nil, is what its next read returns. It does nothing if the
+// session is not parked.
+func (s *Session) unpark(err error) {
+	s.pmu.Lock()
+	if !s.parked {
+		s.pmu.Unlock()
+		return
+	}
+	s.parked = false
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if err != nil {
+		s.c.ic.pendErr = err
+	}
+	s.c.ic.woken = true
+	s.pmu.Unlock()
+	go s.loop()
+}
+
+// wait waits for the client's next byte in a goroutine, then loops.
 func (s *Session) wait() {
 	s.c.ic.wait()
 	s.loop()
@@ -275,6 +340,7 @@ func (s *Session) end() {
 	case <-done:
 	case <-time.After(durationOr(srv.WriteTimeout, 30*time.Second)):
 	}
+	s.unwatch()
 	s.c.nc.Close()
 	s.cancel()
 	for _, h := range srv.mods.closed {

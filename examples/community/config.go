@@ -69,6 +69,12 @@ type Config struct {
 	// HideVersion stops the server from telling its software and version
 	// (key hide_version: yes or no). Default: no.
 	HideVersion bool
+	// GCPercent is the Go garbage collector's target (key gc_percent, as
+	// the GOGC environment variable, which wins if set). Default: 30.
+	GCPercent int
+	// DebugAddr is a loopback address for Go's profiling endpoints under
+	// /debug/pprof/ (key debug_addr); empty disables them. Default: empty.
+	DebugAddr string
 }
 
 // Default returns the configuration used when neither a config file nor a
@@ -88,6 +94,7 @@ func Default() Config {
 		MaxAuthFailures:    3,
 		OfflineLimit:       1000,
 		PingInterval:       5 * time.Minute,
+		GCPercent:          30,
 	}
 }
 
@@ -166,6 +173,24 @@ var options = []option{
 	}},
 	{"ping_interval", "ping clients silent for this `duration` (0: never)", func(c *Config, v string) error {
 		return setDuration(&c.PingInterval, v, true)
+	}},
+	{"gc_percent", "Go garbage collector target `percent` (as GOGC, which wins if set)", func(c *Config, v string) error {
+		return setInt(&c.GCPercent, v, 1)
+	}},
+	{"debug_addr", "loopback `address` for Go's /debug/pprof/ profiling endpoints (empty: none)", func(c *Config, v string) error {
+		if v == "" {
+			c.DebugAddr = ""
+			return nil
+		}
+		host, _, err := net.SplitHostPort(v)
+		if err != nil {
+			return err
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%q is not a loopback address: the profiling endpoints must not be reachable from outside", v)
+		}
+		c.DebugAddr = v
+		return nil
 	}},
 	{"hide_version", "do not tell clients the server software and version (`yes` or `no`)", func(c *Config, v string) error {
 		switch strings.ToLower(v) {

@@ -71,6 +71,8 @@ motd = "  Welcome # not a comment\n"
 offline_limit = 50
 ping_interval = 0
 hide_version = YES
+gc_percent = 50
+debug_addr = 127.0.0.1:6060
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
 	if err != nil {
@@ -94,6 +96,8 @@ hide_version = YES
 		OfflineLimit:       50,
 		PingInterval:       0,
 		HideVersion:        true,
+		GCPercent:          50,
+		DebugAddr:          "127.0.0.1:6060",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -120,6 +124,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negotiation_timeout = 0\n", `x.conf:1: negotiation_timeout: 0 must be positive`},
 		{"max_auth_failures = 0\n", `x.conf:1: max_auth_failures: 0 is less than 1`},
 		{"motd = \"unterminated\n", `x.conf:1: motd: bad quoted string`},
+		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
+		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
 		{"= value\n", `x.conf:1: unknown key ""`},
 	} {
 		_, err := ParseConfig("x.conf", strings.NewReader(tc.in))

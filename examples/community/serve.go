@@ -8,9 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -151,6 +154,23 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		// The port only: the server logs no IP addresses.
 		_, port, _ := net.SplitHostPort(l.l.Addr().String())
 		log.Info("listening", "listener", l.name, "port", port)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if cfg.DebugAddr != "" {
+		dl, err := net.Listen("tcp", cfg.DebugAddr)
+		if err != nil {
+			closeAll()
+			ul.Close()
+			return fmt.Errorf("debug_addr: %w", err)
+		}
+		defer dl.Close()
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go http.Serve(dl, mux)
+		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
 	}
 	admDone := make(chan error, 1)
 	go func() { admDone <- admin.serve() }()

@@ -200,6 +200,7 @@ func (s *Scanner) Release() {
 	}
 	s.buf, s.pbuf = nil, nil
 	s.n, s.pos, s.start = 0, 0, 0
+	s.stack, s.prefix, s.attrTmp = nil, nil, nil
 }
 
 // Reset makes the scanner read from r with an empty buffer, as needed after
@@ -401,7 +402,7 @@ func (s *Scanner) Header() (*Element, error) {
 	if el.Local() != "stream" || ns != "http://etherx.jabber.org/streams" {
 		return el, ErrBadStreamHeader
 	}
-	s.streamName = qn
+	s.streamName = strings.Clone(qn) // not a piece of the header's Raw
 	return el, nil
 }
 
