@@ -61,10 +61,21 @@ type idleConn struct {
 
 var extraPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10+256); return &b }}
 
-func (c *idleConn) deadline() time.Time {
+func (c *idleConn) deadline() time.Time { return c.deadlineFrom(time.Now()) }
+
+// parkDeadline is when a parked session times out: the idle timeout counts
+// from the last data the client sent, not from when the session parked.
+func (c *idleConn) parkDeadline() time.Time {
+	if last := c.last.Load(); last != 0 {
+		return c.deadlineFrom(time.Unix(0, last))
+	}
+	return c.deadline()
+}
+
+func (c *idleConn) deadlineFrom(t time.Time) time.Time {
 	var d time.Time
 	if c.idle > 0 {
-		d = time.Now().Add(c.idle)
+		d = t.Add(c.idle)
 	}
 	if h := c.hard.Load(); h != 0 && (d.IsZero() || h < d.UnixNano()) {
 		d = time.Unix(0, h)

@@ -246,7 +246,7 @@ func (s *Session) loop() {
 func (s *Session) park() {
 	s.pmu.Lock()
 	s.parked = true
-	if d := s.c.ic.deadline(); !d.IsZero() {
+	if d := s.c.ic.parkDeadline(); !d.IsZero() {
 		if s.timer == nil {
 			s.timer = time.AfterFunc(time.Until(d), s.parkTimeout)
 		} else {
