@@ -144,6 +144,7 @@ type modules struct {
 	fromClient   []StanzaHook
 	toAccount    []StanzaHook
 	undeliver    []StanzaHook
+	deleted      []AccountHook
 }
 
 type iqEntry struct {

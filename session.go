@@ -30,6 +30,7 @@ type Session struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	done     func() // called by the read loop after end
+	gone     chan struct{} // closed when end has run every hook
 	pmu      sync.Mutex
 	parked   bool        // no goroutine reads; unpark starts one
 	timer    *time.Timer // idle or hard deadline while parked
@@ -51,7 +52,7 @@ var _ router.Entry = (*Session)(nil)
 
 func newSession(c *conn, full jid.JID) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Session{c: c, jid: full, ctx: ctx, cancel: cancel, fd: -1}
+	s := &Session{c: c, jid: full, ctx: ctx, cancel: cancel, fd: -1, gone: make(chan struct{})}
 	s.fromAttr = " from='" + string(AppendEscaped(nil, full.String())) + "'"
 	return s
 }
@@ -347,6 +348,7 @@ func (s *Session) end() {
 		h(context.Background(), s)
 	}
 	srv.logger().Debug("session ended", "jid", s.jid.String())
+	close(s.gone)
 }
 
 // handle processes one stanza from the client.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/storage"
+	"mellium.im/xmpp/jid"
 )
 
 // NS is the XEP-0012 namespace.
@@ -56,6 +57,14 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.account))
 	r.OnClientStanza(m.presence)
 	r.OnSessionClosed(m.closed)
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+		if m.Store == nil {
+			return
+		}
+		if err := m.Store.DeleteLastActivity(ctx, user.String()); err != nil {
+			m.srv.Log().Error("last: deleting a removed account's record failed", "user", user.String(), "err", err)
+		}
+	})
 	return nil
 }
 

@@ -65,6 +65,11 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.OnUndeliverable(m.store)
 	r.OnClientStanza(m.presence)
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.initial.Delete(s) })
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+		if err := m.Store.DeleteOffline(ctx, user.String()); err != nil {
+			m.srv.Log().Error("offline: deleting a removed account's messages failed", "user", user.String(), "err", err)
+		}
+	})
 	return nil
 }
 

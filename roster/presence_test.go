@@ -2,6 +2,7 @@ package roster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
 	"github.com/treff-im/treff/trefftest"
+	"mellium.im/xmpp/jid"
 )
 
 func getRoster(c *trefftest.Client) string {
@@ -188,4 +190,46 @@ func TestSimultaneousApprovals(t *testing.T) {
 			t.Errorf("%s's item for %s: %+v %v, want both", u[0], u[1], it, err)
 		}
 	}
+}
+
+// Deleting an account cancels its contacts' subscriptions both ways and
+// removes its roster.
+func TestAccountDeleted(t *testing.T) {
+	ts := newServer(t, nil)
+	alice := ts.Login(t, "alice", "pw", "r")
+	bob := ts.Login(t, "bob", "pw", "r")
+	getRoster(alice)
+	getRoster(bob)
+	alice.Send("<presence/>")
+	bob.Send("<presence/>")
+	alice.Send("<presence to='bob@localhost' type='subscribe'/>")
+	bob.Expect(`type='subscribe'`)
+	bob.Send("<presence to='alice@localhost' type='subscribed'/>")
+	bob.Send("<presence to='alice@localhost' type='subscribe'/>")
+	alice.Expect(`type='subscribe'`)
+	alice.Send("<presence to='bob@localhost' type='subscribed'/>")
+	bob.Expect(`<item jid='alice@localhost' subscription='both'/>`)
+	alice.Expect(`<item jid='bob@localhost' subscription='both'/>`)
+
+	if err := ts.DeleteAccount(context.Background(), mustJID(t, "alice@localhost"), "account deleted"); err != nil {
+		t.Fatal(err)
+	}
+	alice.Expect(`<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text[^>]*>account deleted</text>`)
+	bob.Expect(`<presence from='alice@localhost/r' to='bob@localhost' type='unavailable'/>`)
+	bob.Expect(`<item jid='alice@localhost' subscription='none'/>`)
+	if items, _, err := ts.Store.Roster(context.Background(), "alice@localhost"); err != nil || len(items) != 0 {
+		t.Errorf("roster of the deleted account: %v %v", items, err)
+	}
+	if err := ts.DeleteAccount(context.Background(), mustJID(t, "alice@localhost"), ""); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("deleting again: %v", err)
+	}
+}
+
+func mustJID(t *testing.T, s string) jid.JID {
+	t.Helper()
+	j, err := jid.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }

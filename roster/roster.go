@@ -73,7 +73,35 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddStreamFeature(treff.StreamFeature{Phase: treff.AfterAuth, XML: "<ver xmlns='" + NSVer + "'/>"})
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.interested.Delete(s) })
 	m.setupSubscriptions(r)
+	r.OnAccountDeleted(m.accountDeleted)
 	return nil
+}
+
+// accountDeleted cancels the subscriptions between a removed account and
+// its contacts, both ways, so that their rosters stop showing it as
+// subscribed (its sessions have already sent unavailable presence), then
+// deletes its roster.
+func (m *Module) accountDeleted(ctx context.Context, user jid.JID) {
+	items, _, err := m.Store.Roster(ctx, user.String())
+	if err != nil {
+		m.srv.Log().Error("roster: reading a removed account's roster failed", "user", user.String(), "err", err)
+	}
+	for _, it := range items {
+		contact, err := jid.Parse(it.JID)
+		if err != nil {
+			continue
+		}
+		st := StateOf(it)
+		if st.from() || st.PendingIn {
+			m.sendFromUser(ctx, user, contact, "unsubscribed")
+		}
+		if st.to() || st.PendingOut {
+			m.sendFromUser(ctx, user, contact, "unsubscribe")
+		}
+	}
+	if err := m.Store.DeleteRoster(ctx, user.String()); err != nil {
+		m.srv.Log().Error("roster: deleting a removed account's roster failed", "user", user.String(), "err", err)
+	}
 }
 
 func (m *Module) maxItems() int {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"time"
 
 	"golang.org/x/text/secure/precis"
 	"mellium.im/xmpp/jid"
@@ -134,53 +133,24 @@ func notFound(u string) error {
 	return &cmdError{kind: kindNotFound, msg: fmt.Sprintf("no account %s", u)}
 }
 
-// sessionEndWait bounds how long deleteUser waits for the sessions of a
-// deleted account to end before it removes the account's data.
-const sessionEndWait = 5 * time.Second
-
-// deleteUser deletes the account, so that nobody can log in as it any more,
-// then ends its sessions on the running server, then removes its roster and
-// offline messages (after the sessions, so that none of them writes to them
-// again).
+// deleteUser deletes the account and all its data through the server
+// (treff.Server.DeleteAccount): the account first, so that nobody can log
+// in as it any more, then its sessions, then what the modules keep, and
+// the contacts' subscriptions are cancelled.
 func (a *accounts) deleteUser(ctx context.Context, user string) error {
 	u, err := a.user(user)
 	if err != nil {
 		return err
 	}
-	if err := a.store.DeleteAccount(ctx, u); err != nil {
+	bare, err := jid.Parse(u)
+	if err != nil {
+		return err
+	}
+	if err := a.srv.DeleteAccount(ctx, bare, "account deleted"); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return notFound(u)
 		}
 		return err
-	}
-	closed := 0
-	if a.srv != nil {
-		bare, _ := jid.Parse(u)
-		// CloseUser also catches streams that authenticated before the
-		// account was deleted but have not bound a resource yet.
-		sessions := a.srv.CloseUser(bare, "not-authorized", "account deleted")
-		closed = len(sessions)
-		timeout := time.NewTimer(sessionEndWait)
-		defer timeout.Stop()
-	wait:
-		for _, s := range sessions {
-			select {
-			case <-s.Context().Done():
-			case <-timeout.C:
-				break wait
-			case <-ctx.Done():
-				break wait
-			}
-		}
-	}
-	if err := a.store.DeleteRoster(ctx, u); err != nil {
-		return fmt.Errorf("account %s deleted, but not its roster: %w", u, err)
-	}
-	if err := a.store.DeleteOffline(ctx, u); err != nil {
-		return fmt.Errorf("account %s deleted, but not its offline messages: %w", u, err)
-	}
-	if a.log != nil {
-		a.log.Info("account deleted", "jid", u, "sessions_closed", closed)
 	}
 	return nil
 }

@@ -40,6 +40,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -401,7 +402,11 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	if err != nil {
 		return adminResponse{}, err
 	}
-	a := &accounts{store: store, auth: &auth.Store{Accounts: store}, domains: cfg.Domains}
+	authn := &auth.Store{Accounts: store}
+	// A server that never listens: account removal runs the modules' hooks.
+	srv := newServer(cfg, store, authn, slog.New(slog.DiscardHandler), nil)
+	defer srv.Close()
+	a := &accounts{store: store, auth: authn, domains: cfg.Domains, srv: srv}
 	ctx := context.Background()
 	resp := adminResponse{OK: true}
 	switch req.Cmd {

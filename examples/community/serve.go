@@ -26,6 +26,7 @@ import (
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/ping"
 	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/version"
 	"github.com/treff-im/treff/xtime"
 )
@@ -62,39 +63,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	defer store.Close()
 	authn := &auth.Store{Accounts: store}
 
-	srv := &treff.Server{
-		Storage:            store,
-		Authenticator:      authn,
-		Logger:             log,
-		MaxStanzaSize:      cfg.MaxStanzaSize,
-		NegotiationTimeout: cfg.NegotiationTimeout,
-		IdleTimeout:        cfg.IdleTimeout,
-		WriteTimeout:       cfg.WriteTimeout,
-		MaxQueue:           cfg.MaxQueue,
-		MaxAuthFailures:    cfg.MaxAuthFailures,
-	}
-	if cfg.IdleTimeout == 0 {
-		srv.IdleTimeout = -1 // never
-	}
-	for _, d := range cfg.Domains {
-		srv.Hosts = append(srv.Hosts, treff.Host{Domain: d, Certificates: []tls.Certificate{cert}})
-	}
-	pingInterval := cfg.PingInterval
-	if pingInterval == 0 {
-		pingInterval = -1 // never
-	}
-	srv.Modules = []treff.Module{
-		&roster.Module{},
-		&offline.Module{Limit: cfg.OfflineLimit},
-		&disco.Module{},
-		&ping.Module{Interval: pingInterval},
-		&version.Module{Hide: cfg.HideVersion},
-		&xtime.Module{},
-		&last.Module{},
-	}
-	if cfg.MOTD != "" {
-		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
-	}
+	srv := newServer(cfg, store, authn, log, &cert)
 
 	type listener struct {
 		name      string
@@ -241,4 +210,48 @@ func loadCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
 		}
 	}
 	return cert, nil
+}
+
+// newServer returns the server the configuration describes, with its
+// modules. cert is nil for the admin commands that run without a server
+// (they use it only to delete accounts with all their data).
+func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Logger, cert *tls.Certificate) *treff.Server {
+	srv := &treff.Server{
+		Storage:            store,
+		Authenticator:      authn,
+		Logger:             log,
+		MaxStanzaSize:      cfg.MaxStanzaSize,
+		NegotiationTimeout: cfg.NegotiationTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		MaxQueue:           cfg.MaxQueue,
+		MaxAuthFailures:    cfg.MaxAuthFailures,
+	}
+	if cfg.IdleTimeout == 0 {
+		srv.IdleTimeout = -1 // never
+	}
+	for _, d := range cfg.Domains {
+		h := treff.Host{Domain: d}
+		if cert != nil {
+			h.Certificates = []tls.Certificate{*cert}
+		}
+		srv.Hosts = append(srv.Hosts, h)
+	}
+	pingInterval := cfg.PingInterval
+	if pingInterval == 0 {
+		pingInterval = -1 // never
+	}
+	srv.Modules = []treff.Module{
+		&roster.Module{},
+		&offline.Module{Limit: cfg.OfflineLimit},
+		&disco.Module{},
+		&ping.Module{Interval: pingInterval},
+		&version.Module{Hide: cfg.HideVersion},
+		&xtime.Module{},
+		&last.Module{},
+	}
+	if cfg.MOTD != "" {
+		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
+	}
+	return srv
 }

@@ -35,8 +35,13 @@ func startAdmin(t *testing.T) (string, *adminServer, *memstore.Store) {
 	}
 	store := memstore.New()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a := &adminServer{l: l, log: log, acct: &accounts{store: store, auth: &auth.Store{Accounts: store},
-		domains: []string{"localhost", "example.org"}, log: log}}
+	cfg := Default()
+	cfg.Domains = []string{"localhost", "example.org"}
+	authn := &auth.Store{Accounts: store}
+	srv := newServer(cfg, store, authn, log, nil)
+	t.Cleanup(func() { srv.Close() })
+	a := &adminServer{l: l, log: log, acct: &accounts{store: store, auth: authn,
+		domains: cfg.Domains, log: log, srv: srv}}
 	done := make(chan error, 1)
 	go func() { done <- a.serve() }()
 	t.Cleanup(func() {

@@ -1,0 +1,64 @@
+package treff
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"mellium.im/xmpp/jid"
+)
+
+// AccountHook is run for a local account (see Registry.OnAccountDeleted).
+type AccountHook func(ctx context.Context, user jid.JID)
+
+// OnAccountDeleted registers a hook run by Server.DeleteAccount after the
+// account is gone and its streams have ended. Each module removes what it
+// keeps for the user (roster, offline messages, archives, ...) and tells
+// others what they must know (the roster module cancels the contacts'
+// subscriptions).
+func (r *Registry) OnAccountDeleted(h AccountHook) { r.m.deleted = append(r.m.deleted, h) }
+
+// accountEndWait bounds how long DeleteAccount waits for the user's
+// streams to end before it removes their data.
+const accountEndWait = 5 * time.Second
+
+// DeleteAccount deletes the local account user and every piece of its
+// data. It removes the account from Storage first, so that no new login
+// succeeds; ends the user's streams with a <not-authorized/> stream error
+// carrying text and waits (at most five seconds) for them to end; then
+// runs the modules' OnAccountDeleted hooks. It returns an error wrapping
+// storage.ErrNotFound if there is no such account.
+//
+// Called from a handler of one of the user's own sessions (XEP-0077
+// account removal), it must run in a goroutine of its own: it waits for
+// that session to end.
+func (srv *Server) DeleteAccount(ctx context.Context, user jid.JID, text string) error {
+	if err := srv.init(); err != nil {
+		return err
+	}
+	user = user.Bare()
+	if srv.Storage == nil {
+		return fmt.Errorf("treff: delete account: no storage")
+	}
+	if err := srv.Storage.DeleteAccount(ctx, user.String()); err != nil {
+		return fmt.Errorf("treff: delete account %s: %w", user, err)
+	}
+	sessions := srv.CloseUser(user, "not-authorized", text)
+	timeout := time.NewTimer(accountEndWait)
+	defer timeout.Stop()
+wait:
+	for _, s := range sessions {
+		select {
+		case <-s.gone: // ended, its session-closed hooks run
+		case <-timeout.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	for _, h := range srv.mods.deleted {
+		h(ctx, user)
+	}
+	srv.logger().Info("account deleted", "jid", user.String(), "sessions_closed", len(sessions))
+	return nil
+}
