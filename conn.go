@@ -533,8 +533,9 @@ func (c *conn) preAuthIQ(el *xmlscan.Element) error {
 		return streamError{cond: "not-authorized"}
 	}
 	st.raw = []byte(el.Raw)
-	st.To = jid.JID{}
-	payload, herr := e.h.HandleIQ(context.Background(), st)
+	st.To, _ = jid.New("", c.host, "")
+	ctx := context.WithValue(context.Background(), peerAddrKey{}, c.nc.RemoteAddr())
+	payload, herr := e.h.HandleIQ(ctx, st)
 	if herr == ErrNoReply {
 		return nil
 	}

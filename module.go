@@ -3,6 +3,7 @@ package treff
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 )
 
@@ -182,7 +183,8 @@ func (r *Registry) HandleAccountIQ(ns string, h IQHandler) {
 
 // HandlePreAuthIQ registers h for IQ requests in namespace ns that a client
 // sends on a TLS-protected stream before it authenticates (XEP-0077
-// in-band registration). The stanza has no From; iq.To is the host.
+// in-band registration). The stanza has no From; iq.To is the host the
+// stream is for; PeerAddr(ctx) is the client's address.
 func (r *Registry) HandlePreAuthIQ(ns string, h IQHandler) {
 	r.addIQ(&r.m.preAuthIQ, "pre-auth", ns, h)
 }
@@ -284,4 +286,15 @@ func (srv *Server) Identities() []Identity {
 		return nil
 	}
 	return slices.Clone(srv.mods.identities)
+}
+
+type peerAddrKey struct{}
+
+// PeerAddr returns the network address of the client whose request a
+// pre-authentication IQ handler is serving, or nil elsewhere. It is meant
+// for in-memory abuse limits: Treff's promise is that no IP address is
+// written to storage or logs, so handlers must not keep it longer.
+func PeerAddr(ctx context.Context) net.Addr {
+	a, _ := ctx.Value(peerAddrKey{}).(net.Addr)
+	return a
 }

@@ -1,0 +1,430 @@
+// Package register implements XEP-0077 In-Band Registration as a Treff
+// module: creating an account before logging in (with the legacy
+// username/password fields and the XEP-0004 data form), changing the
+// password and removing the account from a logged-in session.
+//
+// Registration follows a policy the operator can switch while the server
+// runs (Module.SetPolicy): Open, or Closed with a clear <not-allowed/>
+// error. Abuse limits keep nothing on disk: an in-memory rate limit per
+// client address and one for the whole server, a minimum password length,
+// reserved usernames, and usernames checked with the JID PRECIS profile.
+//
+// Removing an account goes through treff.Server.DeleteAccount, so every
+// module deletes what it keeps for the user.
+package register
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/storage"
+)
+
+// Namespaces of XEP-0077.
+const (
+	NS        = "jabber:iq:register"
+	NSFeature = "http://jabber.org/features/iq-register"
+	nsData    = "jabber:x:data"
+)
+
+// Policy says who may create an account.
+type Policy string
+
+// Registration policies.
+const (
+	// Open lets anyone create an account, within the rate limits.
+	Open Policy = "open"
+	// Closed refuses every registration with <not-allowed/>.
+	Closed Policy = "closed"
+)
+
+// ParsePolicy parses "open" or "closed".
+func ParsePolicy(s string) (Policy, error) {
+	switch p := Policy(strings.ToLower(strings.TrimSpace(s))); p {
+	case Open, Closed:
+		return p, nil
+	}
+	return "", fmt.Errorf("register: unknown policy %q (open or closed)", s)
+}
+
+// Accounts creates accounts and changes passwords. The default
+// authenticator, auth.Store, is one.
+type Accounts interface {
+	CreateUser(ctx context.Context, user, password string) error
+	SetPassword(ctx context.Context, user, password string) error
+}
+
+// Limit allows N events per period; N <= 0 means no limit.
+type Limit struct {
+	N      int
+	Period time.Duration
+}
+
+// DefaultReserved are usernames nobody may register.
+var DefaultReserved = []string{
+	"admin", "administrator", "root", "postmaster", "hostmaster", "webmaster",
+	"abuse", "security", "support", "info", "noc", "xmpp", "jabber", "operator",
+	"sysadmin", "system", "mail", "www",
+}
+
+// Module is the in-band registration module.
+type Module struct {
+	// Policy is the policy at start; SetPolicy changes it later. Empty
+	// means Closed.
+	Policy Policy
+	// Accounts creates the accounts. nil means the server's Authenticator,
+	// which must then implement Accounts.
+	Accounts Accounts
+	// MinPasswordLength is the shortest password accepted, in
+	// characters. 0 means 8.
+	MinPasswordLength int
+	// Reserved are usernames nobody may register (compared after PRECIS
+	// preparation). nil means DefaultReserved.
+	Reserved []string
+	// PerAddress limits registrations from one client address, kept in
+	// memory only. The zero Limit means 3 per hour.
+	PerAddress Limit
+	// Global limits registrations on the whole server. The zero Limit
+	// means 60 per hour.
+	Global Limit
+	// ClosedText is the text sent with <not-allowed/> while registration
+	// is closed. Empty means "Registration is closed for now."
+	ClosedText string
+
+	srv      *treff.Server
+	policy   atomic.Value // Policy
+	reserved map[string]bool
+	mu       sync.Mutex
+	perAddr  map[string]*window
+	global   window
+}
+
+var _ treff.Module = (*Module)(nil)
+
+// Name implements treff.Module.
+func (m *Module) Name() string { return "register" }
+
+// Setup implements treff.Module.
+func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	m.srv = r.Server()
+	if m.Accounts == nil {
+		a, ok := m.srv.Authenticator.(Accounts)
+		if !ok {
+			return errors.New("register: the server's Authenticator cannot create accounts; set Module.Accounts")
+		}
+		m.Accounts = a
+	}
+	p := m.Policy
+	if p == "" {
+		p = Closed
+	}
+	if _, err := ParsePolicy(string(p)); err != nil {
+		return err
+	}
+	m.policy.Store(p)
+	m.reserved = make(map[string]bool)
+	reserved := m.Reserved
+	if reserved == nil {
+		reserved = DefaultReserved
+	}
+	for _, u := range reserved {
+		if j, err := jid.New(u, "example.org", ""); err == nil {
+			m.reserved[j.Localpart()] = true
+		}
+	}
+	m.perAddr = make(map[string]*window)
+	r.HandlePreAuthIQ(NS, treff.IQHandlerFunc(m.preAuth))
+	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.inSession))
+	r.AddStreamFeature(treff.StreamFeature{Phase: treff.BeforeAuth, Render: func() string {
+		if m.CurrentPolicy() == Closed {
+			return ""
+		}
+		return "<register xmlns='" + NSFeature + "'/>"
+	}})
+	r.AddFeature(NS)
+	return nil
+}
+
+// CurrentPolicy returns the registration policy in force.
+func (m *Module) CurrentPolicy() Policy {
+	p, _ := m.policy.Load().(Policy)
+	return p
+}
+
+// SetPolicy switches the registration policy; it applies to the next
+// request.
+func (m *Module) SetPolicy(p Policy) error {
+	if _, err := ParsePolicy(string(p)); err != nil {
+		return err
+	}
+	m.policy.Store(p)
+	if m.srv != nil {
+		m.srv.Log().Info("registration policy changed", "policy", string(p))
+	}
+	return nil
+}
+
+func (m *Module) minPassword() int {
+	if m.MinPasswordLength <= 0 {
+		return 8
+	}
+	return m.MinPasswordLength
+}
+
+func (m *Module) closedError() error {
+	text := m.ClosedText
+	if text == "" {
+		text = "Registration is closed for now."
+	}
+	return &treff.StanzaError{Condition: "not-allowed", Text: text}
+}
+
+// query is a jabber:iq:register payload.
+type query struct {
+	Username *string `xml:"username"`
+	Password *string `xml:"password"`
+	Remove   *struct{} `xml:"remove"`
+	Form     *struct {
+		Type   string `xml:"type,attr"`
+		Fields []struct {
+			Var    string   `xml:"var,attr"`
+			Values []string `xml:"value"`
+		} `xml:"field"`
+	} `xml:"jabber:x:data x"`
+}
+
+// fields returns the username and password given, from the data form if
+// there is one, else from the legacy fields.
+func (q *query) fields() (user, password string, ok bool) {
+	if q.Form != nil {
+		var u, p bool
+		for _, f := range q.Form.Fields {
+			v := strings.Join(f.Values, "")
+			switch f.Var {
+			case "username":
+				user, u = v, true
+			case "password":
+				password, p = v, true
+			}
+		}
+		return user, password, u && p && user != "" && password != ""
+	}
+	if q.Username == nil || q.Password == nil {
+		return "", "", false
+	}
+	return *q.Username, *q.Password, *q.Username != "" && *q.Password != ""
+}
+
+func decodeQuery(iq *treff.Stanza) (*query, error) {
+	d := iq.Decoder()
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, treff.ErrBadRequest
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NS && se.Name.Local == "query" {
+			var q query
+			if err := d.DecodeElement(&q, &se); err != nil {
+				return nil, treff.ErrBadRequest
+			}
+			return &q, nil
+		}
+	}
+}
+
+func (m *Module) form(instructions string) []byte {
+	var b strings.Builder
+	b.WriteString("<query xmlns='" + NS + "'><instructions>")
+	xml.EscapeText(&b, []byte(instructions))
+	b.WriteString("</instructions><username/><password/><x xmlns='" + nsData + "' type='form'><title>Create an account</title><instructions>")
+	xml.EscapeText(&b, []byte(instructions))
+	b.WriteString("</instructions><field type='hidden' var='FORM_TYPE'><value>" + NS + "</value></field>" +
+		"<field type='text-single' label='Username' var='username'><required/></field>" +
+		"<field type='text-private' label='Password' var='password'><required/></field></x></query>")
+	return []byte(b.String())
+}
+
+// preAuth answers registration requests before authentication (XEP-0077
+// section 3.1).
+func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
+	if m.CurrentPolicy() == Closed {
+		return nil, m.closedError()
+	}
+	if iq.Type == "get" {
+		return m.form(fmt.Sprintf("Choose a username and a password of at least %d characters.", m.minPassword())), nil
+	}
+	q, err := decodeQuery(iq)
+	if err != nil {
+		return nil, err
+	}
+	if q.Remove != nil {
+		return nil, &treff.StanzaError{Condition: "not-authorized", Text: "log in to remove your account"}
+	}
+	user, password, ok := q.fields()
+	if !ok {
+		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "a username and a password are required"}
+	}
+	account, err := jid.New(user, iq.To.Domainpart(), "")
+	if err != nil || account.Localpart() == "" {
+		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "this username is not allowed in an address"}
+	}
+	if m.reserved[account.Localpart()] {
+		return nil, &treff.StanzaError{Condition: "conflict", Text: "this username is reserved"}
+	}
+	if err := m.checkPassword(password); err != nil {
+		return nil, err
+	}
+	if !m.allow(treff.PeerAddr(ctx), time.Now()) {
+		return nil, &treff.StanzaError{Condition: "resource-constraint", Text: "too many registrations; try again later"}
+	}
+	if err := m.Accounts.CreateUser(ctx, account.String(), password); err != nil {
+		if errors.Is(err, storage.ErrExists) {
+			return nil, &treff.StanzaError{Condition: "conflict", Text: "this username is taken"}
+		}
+		return nil, err
+	}
+	m.srv.Log().Info("account registered", "jid", account.String())
+	return nil, nil
+}
+
+func (m *Module) checkPassword(pw string) error {
+	if n := utf8.RuneCountInString(pw); n < m.minPassword() {
+		return &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("the password must have at least %d characters", m.minPassword())}
+	}
+	if len(pw) > 1024 {
+		return &treff.StanzaError{Condition: "not-acceptable", Text: "the password is too long"}
+	}
+	return nil
+}
+
+// inSession handles a logged-in user's requests (XEP-0077 sections 3.2 and
+// 3.3): whether they are registered, password changes and removal.
+func (m *Module) inSession(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
+	user := iq.From.Bare()
+	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(user) {
+		return nil, treff.ErrForbidden
+	}
+	if iq.Type == "get" {
+		return []byte("<query xmlns='" + NS + "'><registered/><username>" + xmlText(user.Localpart()) + "</username></query>"), nil
+	}
+	q, err := decodeQuery(iq)
+	if err != nil {
+		return nil, err
+	}
+	if q.Remove != nil {
+		return m.remove(iq, user)
+	}
+	name, password, ok := q.fields()
+	if !ok {
+		return nil, &treff.StanzaError{Condition: "bad-request", Text: "a username and a new password are required"}
+	}
+	if j, err := jid.New(name, user.Domainpart(), ""); err != nil || !j.Equal(user) {
+		return nil, &treff.StanzaError{Condition: "not-authorized", Text: "you can only change your own password"}
+	}
+	if err := m.checkPassword(password); err != nil {
+		return nil, err
+	}
+	if err := m.Accounts.SetPassword(ctx, user.String(), password); err != nil {
+		return nil, err
+	}
+	m.srv.Log().Info("password changed", "jid", user.String())
+	return nil, nil
+}
+
+// remove answers the request, then deletes the account with all its data;
+// the user's streams end with <not-authorized/> (XEP-0077 section 3.2).
+func (m *Module) remove(iq *treff.Stanza, user jid.JID) ([]byte, error) {
+	s := m.srv.Session(iq.From)
+	if s == nil {
+		return nil, treff.ErrServiceUnavailable
+	}
+	// The result goes out before the stream error DeleteAccount causes.
+	s.Send(treff.AppendResult(nil, iq, nil))
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.srv.DeleteAccount(ctx, user, "account removed"); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			m.srv.Log().Error("removing an account failed", "jid", user.String(), "err", err)
+		}
+	}()
+	return nil, treff.ErrNoReply
+}
+
+func xmlText(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// window counts events in a fixed time window.
+type window struct {
+	start time.Time
+	n     int
+}
+
+func (w *window) allow(l Limit, now time.Time) bool {
+	if l.N <= 0 {
+		return true
+	}
+	if now.Sub(w.start) >= l.Period {
+		w.start, w.n = now, 0
+	}
+	if w.n >= l.N {
+		return false
+	}
+	w.n++
+	return true
+}
+
+func orLimit(l, def Limit) Limit {
+	if l.N == 0 && l.Period == 0 {
+		return def
+	}
+	return l
+}
+
+// allow applies the rate limits to a registration from addr. Addresses are
+// kept in memory for at most one period and never written anywhere.
+func (m *Module) allow(addr net.Addr, now time.Time) bool {
+	per := orLimit(m.PerAddress, Limit{3, time.Hour})
+	global := orLimit(m.Global, Limit{60, time.Hour})
+	host := ""
+	if addr != nil {
+		host = addr.String()
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.perAddr) > 10000 {
+		for k, w := range m.perAddr {
+			if now.Sub(w.start) >= per.Period {
+				delete(m.perAddr, k)
+			}
+		}
+	}
+	w := m.perAddr[host]
+	if w == nil {
+		w = &window{start: now}
+		m.perAddr[host] = w
+	}
+	// Check both before counting either.
+	wc, gc := *w, m.global
+	if !wc.allow(per, now) || !gc.allow(global, now) {
+		return false
+	}
+	*w, m.global = wc, gc
+	return true
+}

@@ -1,0 +1,136 @@
+package register_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/register"
+	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/trefftest"
+)
+
+func newServer(t *testing.T, m *register.Module) *trefftest.Server {
+	t.Helper()
+	return trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{m, &roster.Module{}} })
+}
+
+// preAuth opens a TLS-protected stream that has not authenticated.
+func preAuth(t *testing.T, ts *trefftest.Server) *trefftest.Client {
+	t.Helper()
+	c := ts.Dial(t, ts.Addr)
+	c.StartTLS()
+	c.Send(trefftest.Header("localhost"))
+	c.Expect(`</stream:features>`)
+	return c
+}
+
+func reg(user, pw string) string {
+	return "<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>" + user + "</username><password>" + pw + "</password></query></iq>"
+}
+
+func TestRegistration(t *testing.T) {
+	m := &register.Module{Policy: register.Open, PerAddress: register.Limit{N: 100, Period: time.Hour}}
+	ts := newServer(t, m)
+	c := ts.Dial(t, ts.Addr)
+	c.StartTLS()
+	c.Send(trefftest.Header("localhost"))
+	c.Expect(`<register xmlns='http://jabber.org/features/iq-register'/>`)
+
+	c.Send("<iq type='get' id='g'><query xmlns='jabber:iq:register'/></iq>")
+	c.Expect(`<iq type='result' id='g'[^>]*><query xmlns='jabber:iq:register'><instructions>[^<]+</instructions><username/><password/><x xmlns='jabber:x:data' type='form'>.*?var='username'.*?var='password'.*?</query></iq>`)
+
+	c.Send(reg("Alice", "alice-secret"))
+	c.Expect(`<iq type='result' id='r'`)
+	for _, tc := range []struct{ in, want string }{
+		{reg("alice", "other-secret"), `<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>this username is taken`},
+		{reg("Admin", "admin-secret"), `<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>this username is reserved`},
+		{reg("bob", "short"), `<not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>the password must have at least 8 characters`},
+		{reg("bob@x", "bob-secret"), `<not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>this username is not allowed`},
+		{"<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>bob</username></query></iq>", `<not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>a username and a password are required`},
+		{"<iq type='set' id='r'><query xmlns='jabber:iq:register'><remove/></query></iq>", `<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`},
+	} {
+		c.Send(tc.in)
+		c.Expect(`<iq type='error' id='r'[^>]*><error type='[a-z]+'>` + tc.want)
+	}
+	// The data form variant.
+	c.Send("<iq type='set' id='f'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>" +
+		"<field var='FORM_TYPE'><value>jabber:iq:register</value></field><field var='username'><value>carol</value></field>" +
+		"<field var='password'><value>carol-secret</value></field></x></query></iq>")
+	c.Expect(`<iq type='result' id='f'`)
+
+	ts.Login(t, "alice", "alice-secret", "r")
+	ts.Login(t, "carol", "carol-secret", "r")
+}
+
+func TestClosedAndSwitched(t *testing.T) {
+	m := &register.Module{}
+	ts := newServer(t, m)
+	c := preAuth(t, ts)
+	if strings.Contains(c.Pending(), "iq-register") {
+		t.Error("registration offered while closed")
+	}
+	c.Send(reg("dave", "dave-secret"))
+	c.Expect(`<iq type='error' id='r'[^>]*><error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>Registration is closed for now.</text>`)
+	if err := m.SetPolicy(register.Open); err != nil {
+		t.Fatal(err)
+	}
+	c.Send(reg("dave", "dave-secret"))
+	c.Expect(`<iq type='result' id='r'`)
+	if err := m.SetPolicy("sometimes"); err == nil {
+		t.Error("unknown policy accepted")
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	m := &register.Module{Policy: register.Open, PerAddress: register.Limit{N: 2, Period: time.Hour}}
+	ts := newServer(t, m)
+	c := preAuth(t, ts)
+	for _, u := range []string{"u1", "u2"} {
+		c.Send(reg(u, "long-enough"))
+		c.Expect(`<iq type='result' id='r'`)
+	}
+	c.Send(reg("u3", "long-enough"))
+	c.Expect(`<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+	// A refused attempt does not count against the limit.
+	m2 := &register.Module{Policy: register.Open, Global: register.Limit{N: 1, Period: time.Hour}}
+	ts2 := newServer(t, m2)
+	c2 := preAuth(t, ts2)
+	c2.Send(reg("x", "short"))
+	c2.Expect(`not-acceptable`)
+	c2.Send(reg("x1", "long-enough"))
+	c2.Expect(`<iq type='result' id='r'`)
+	c2.Send(reg("x2", "long-enough"))
+	c2.Expect(`resource-constraint`)
+}
+
+func TestPasswordChangeAndRemoval(t *testing.T) {
+	m := &register.Module{Policy: register.Open}
+	ts := newServer(t, m)
+	ts.AddUser(t, "erin", "erin-secret")
+	ts.AddUser(t, "frank", "frank-secret")
+	erin := ts.Login(t, "erin", "erin-secret", "r")
+	erin.Send("<iq type='get' id='g'><query xmlns='jabber:iq:register'/></iq>")
+	erin.Expect(`<iq type='result' id='g'[^>]*><query xmlns='jabber:iq:register'><registered/><username>erin</username></query></iq>`)
+	erin.Send("<iq type='set' id='p'><query xmlns='jabber:iq:register'><username>frank</username><password>new-secret</password></query></iq>")
+	erin.Expect(`<iq type='error' id='p'.*?<not-authorized`)
+	erin.Send("<iq type='set' id='p'><query xmlns='jabber:iq:register'><username>erin</username><password>short</password></query></iq>")
+	erin.Expect(`<iq type='error' id='p'.*?<not-acceptable`)
+	erin.Send("<iq type='set' id='p' to='frank@localhost'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+	erin.Expect(`<iq type='error' id='p'.*?<forbidden`)
+	erin.Send("<iq type='set' id='p'><query xmlns='jabber:iq:register'><username>erin</username><password>erin-new-secret</password></query></iq>")
+	erin.Expect(`<iq type='result' id='p'`)
+	if err := ts.Authenticator.CheckPassword(context.Background(), "erin@localhost", "erin-secret"); err == nil {
+		t.Error("old password still works")
+	}
+	ts.Login(t, "erin", "erin-new-secret", "two")
+
+	erin.Send("<iq type='set' id='x'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+	erin.Expect(`<iq type='result' id='x'[^>]*/>.*<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`)
+	erin.ExpectClosed()
+	if _, err := ts.Store.Account(context.Background(), "erin@localhost"); err == nil {
+		t.Error("account still stored")
+	}
+}
