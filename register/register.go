@@ -192,8 +192,8 @@ func (m *Module) closedError() error {
 
 // query is a jabber:iq:register payload.
 type query struct {
-	Username *string `xml:"username"`
-	Password *string `xml:"password"`
+	Username *string   `xml:"username"`
+	Password *string   `xml:"password"`
 	Remove   *struct{} `xml:"remove"`
 	Form     *struct {
 		Type   string `xml:"type,attr"`
