@@ -13,6 +13,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -173,4 +174,30 @@ func (a *accounts) logInfo(msg, user string) {
 	if a.log != nil {
 		a.log.Info(msg, "jid", user)
 	}
+}
+
+// registration switches the running server's registration policy, if
+// policy is not empty, and returns the policy in force.
+func (a *accounts) registration(policy string) (string, error) {
+	var m *register.Module
+	if a.srv != nil {
+		for _, mod := range a.srv.Modules {
+			if r, ok := mod.(*register.Module); ok {
+				m = r
+			}
+		}
+	}
+	if m == nil {
+		return "", errors.New("the server has no registration module")
+	}
+	if policy != "" {
+		p, err := register.ParsePolicy(policy)
+		if err != nil {
+			return "", usageErrorf("%q is not open or closed", policy)
+		}
+		if err := m.SetPolicy(p); err != nil {
+			return "", err
+		}
+	}
+	return string(m.CurrentPolicy()), nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/treff-im/treff/register"
 	"mellium.im/xmpp/jid"
 )
 
@@ -69,6 +70,20 @@ type Config struct {
 	// HideVersion stops the server from telling its software and version
 	// (key hide_version: yes or no). Default: no.
 	HideVersion bool
+	// Registration is the in-band registration policy at start (key
+	// registration: open or closed); the registration admin command
+	// switches it while the server runs. Default: closed.
+	Registration register.Policy
+	// RegistrationMinPassword is the shortest password accepted at
+	// registration (key registration_min_password). Default: 8.
+	RegistrationMinPassword int
+	// RegistrationPerAddress limits registrations per client address (key
+	// registration_per_address, as COUNT/DURATION), kept in memory only.
+	// Default: 3/1h.
+	RegistrationPerAddress register.Limit
+	// RegistrationGlobal limits registrations on the whole server (key
+	// registration_global, as COUNT/DURATION). Default: 60/1h.
+	RegistrationGlobal register.Limit
 	// GCPercent is the Go garbage collector's target (key gc_percent, as
 	// the GOGC environment variable, which wins if set). Default: 30.
 	GCPercent int
@@ -95,6 +110,11 @@ func Default() Config {
 		OfflineLimit:       1000,
 		PingInterval:       5 * time.Minute,
 		GCPercent:          30,
+
+		Registration:            register.Closed,
+		RegistrationMinPassword: 8,
+		RegistrationPerAddress:  register.Limit{N: 3, Period: time.Hour},
+		RegistrationGlobal:      register.Limit{N: 60, Period: time.Hour},
 	}
 }
 
@@ -173,6 +193,23 @@ var options = []option{
 	}},
 	{"ping_interval", "ping clients silent for this `duration` (0: never)", func(c *Config, v string) error {
 		return setDuration(&c.PingInterval, v, true)
+	}},
+	{"registration", "in-band registration `policy` at start: open or closed", func(c *Config, v string) error {
+		p, err := register.ParsePolicy(v)
+		if err != nil {
+			return fmt.Errorf("%q is not open or closed", v)
+		}
+		c.Registration = p
+		return nil
+	}},
+	{"registration_min_password", "shortest password accepted at registration (`characters`)", func(c *Config, v string) error {
+		return setInt(&c.RegistrationMinPassword, v, 1)
+	}},
+	{"registration_per_address", "registrations allowed per client address (`COUNT/DURATION`, e.g. 3/1h)", func(c *Config, v string) error {
+		return setLimit(&c.RegistrationPerAddress, v)
+	}},
+	{"registration_global", "registrations allowed on the whole server (`COUNT/DURATION`, e.g. 60/1h)", func(c *Config, v string) error {
+		return setLimit(&c.RegistrationGlobal, v)
 	}},
 	{"gc_percent", "Go garbage collector target `percent` (as GOGC, which wins if set)", func(c *Config, v string) error {
 		return setInt(&c.GCPercent, v, 1)
@@ -283,6 +320,23 @@ func setInt(dst *int, v string, minimum int) error {
 		return fmt.Errorf("%d is less than %d", n, minimum)
 	}
 	*dst = n
+	return nil
+}
+
+// setLimit parses COUNT/DURATION, e.g. 3/1h.
+func setLimit(dst *register.Limit, v string) error {
+	n, d, ok := strings.Cut(v, "/")
+	if !ok {
+		return fmt.Errorf("%q is not COUNT/DURATION (like 3/1h)", v)
+	}
+	var l register.Limit
+	if err := setInt(&l.N, strings.TrimSpace(n), 1); err != nil {
+		return err
+	}
+	if err := setDuration(&l.Period, strings.TrimSpace(d), false); err != nil {
+		return err
+	}
+	*dst = l
 	return nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/treff-im/treff/register"
 )
 
 func TestParseConfigEmptyIsDefault(t *testing.T) {
@@ -73,6 +75,10 @@ ping_interval = 0
 hide_version = YES
 gc_percent = 50
 debug_addr = 127.0.0.1:6060
+registration = Open
+registration_min_password = 12
+registration_per_address = 1/10m
+registration_global = 100 / 24h
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
 	if err != nil {
@@ -98,6 +104,11 @@ debug_addr = 127.0.0.1:6060
 		HideVersion:        true,
 		GCPercent:          50,
 		DebugAddr:          "127.0.0.1:6060",
+
+		Registration:            register.Open,
+		RegistrationMinPassword: 12,
+		RegistrationPerAddress:  register.Limit{N: 1, Period: 10 * time.Minute},
+		RegistrationGlobal:      register.Limit{N: 100, Period: 24 * time.Hour},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -126,6 +137,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"motd = \"unterminated\n", `x.conf:1: motd: bad quoted string`},
 		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
 		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
+		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open or closed`},
+		{"registration_per_address = 3\n", `x.conf:1: registration_per_address: "3" is not COUNT/DURATION`},
+		{"registration_global = 3/0s\n", `x.conf:1: registration_global: 0s must be positive`},
 		{"= value\n", `x.conf:1: unknown key ""`},
 	} {
 		_, err := ParseConfig("x.conf", strings.NewReader(tc.in))

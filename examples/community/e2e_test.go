@@ -400,6 +400,16 @@ func TestEndToEnd(t *testing.T) {
 	srv.mustNotLogin(t, "erin@localhost", "erinpw")
 	expectFail(t, bin, 2, "standard input only", "deluser", "-batch", "-data", data, "dave@localhost")
 
+	// The registration policy, switched while the server runs.
+	if out := mustRun(t, bin, "", "registration", "-data", data); out != "registration: closed\n" {
+		t.Errorf("registration: %q", out)
+	}
+	if out := mustRun(t, bin, "", "registration", "-data", data, "open"); out != "registration: open\n" {
+		t.Errorf("registration open: %q", out)
+	}
+	expectFail(t, bin, 2, "not open or closed", "registration", "-data", data, "sometimes")
+	mustRun(t, bin, "", "registration", "-data", data, "closed")
+
 	mustRun(t, bin, "newalicepw\n", "passwd", "-data", data, "alice@localhost")
 	srv.mustLogin(t, "alice@localhost", "newalicepw", false)
 	srv.mustNotLogin(t, "alice@localhost", "alicepw")

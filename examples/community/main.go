@@ -74,6 +74,9 @@ const usageText = `Usage:
   community deluser [flags] JID     delete an account, its roster and offline messages
   community deluser -batch < FILE   delete the accounts listed one JID per line
   community users [flags]           list the accounts
+  community registration [open|closed]
+                                    show or switch the running server's
+                                    in-band registration policy
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
 adduser/passwd -password); they work while the server runs.
@@ -93,6 +96,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdServe(ctx, args, stderr)
 	case "adduser", "passwd", "deluser", "users":
 		err = cmdAdmin(cmd, args, stdin, stdout, stderr)
+	case "registration":
+		err = cmdRegistration(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -323,6 +328,38 @@ func adminBatch(cfg Config, cmd string, withPassword bool, stdin io.Reader, stdo
 		}
 	}
 	fmt.Fprintf(stdout, "%s: %d done\n", cmd, len(reqs))
+	return nil
+}
+
+// cmdRegistration shows or switches the registration policy of the
+// running server. The switch lasts until the server stops; the config
+// file's registration key gives the policy at start.
+func cmdRegistration(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community registration", stderr, "data")
+	f.usage("Usage: community registration [flags] [open|closed]\n")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usageErrorf("registration takes at most one argument, open or closed")
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	req := adminRequest{Cmd: "registration"}
+	if len(pos) == 1 {
+		req.Policy = pos[0]
+	}
+	resp, err := callAdmin(filepath.Join(cfg.Data, adminSocket), req)
+	if errors.Is(err, errNoServer) {
+		return fmt.Errorf("no server runs with the data folder %s; the registration key of the config file sets the policy at start", cfg.Data)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "registration: %s\n", resp.Policy)
 	return nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/treff-im/treff/last"
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/ping"
+	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/version"
@@ -253,5 +254,12 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if cfg.MOTD != "" {
 		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
 	}
+	srv.Modules = append(srv.Modules, &register.Module{
+		Policy:            cfg.Registration,
+		Accounts:          authn,
+		MinPasswordLength: cfg.RegistrationMinPassword,
+		PerAddress:        cfg.RegistrationPerAddress,
+		Global:            cfg.RegistrationGlobal,
+	})
 	return srv
 }

@@ -24,9 +24,12 @@ import (
 //	{"cmd":"passwd","jid":"alice@localhost","password":"n3w"}
 //	{"cmd":"deluser","jid":"alice@localhost"}
 //	{"cmd":"users"}
+//	{"cmd":"registration"}                  (the policy in force)
+//	{"cmd":"registration","policy":"open"}  (switch it)
 //
 //	{"ok":true}
 //	{"ok":true,"users":["alice@localhost","bob@localhost"]}
+//	{"ok":true,"policy":"open"}
 //	{"ok":false,"kind":"notfound","error":"no account carol@localhost"}
 //
 // kind is one of usage, exists, notfound and error. A connection may carry
@@ -52,13 +55,15 @@ type adminRequest struct {
 	Cmd      string `json:"cmd"`
 	JID      string `json:"jid,omitempty"`
 	Password string `json:"password,omitempty"`
+	Policy   string `json:"policy,omitempty"`
 }
 
 type adminResponse struct {
-	OK    bool     `json:"ok"`
-	Kind  string   `json:"kind,omitempty"`
-	Error string   `json:"error,omitempty"`
-	Users []string `json:"users,omitempty"`
+	OK     bool     `json:"ok"`
+	Kind   string   `json:"kind,omitempty"`
+	Error  string   `json:"error,omitempty"`
+	Users  []string `json:"users,omitempty"`
+	Policy string   `json:"policy,omitempty"`
 }
 
 // adminServer serves the admin protocol for a running server.
@@ -205,6 +210,8 @@ func (a *adminServer) do(line []byte) adminResponse {
 		err = a.acct.deleteUser(ctx, req.JID)
 	case "users":
 		resp.Users, err = a.acct.listUsers(ctx)
+	case "registration":
+		resp.Policy, err = a.acct.registration(req.Policy)
 	default:
 		err = usageErrorf("unknown command %q", req.Cmd)
 	}
