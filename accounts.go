@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/treff-im/treff/storage"
 	"mellium.im/xmpp/jid"
 )
 
@@ -61,4 +62,22 @@ wait:
 	}
 	srv.logger().Info("account deleted", "jid", user.String(), "sessions_closed", len(sessions))
 	return nil
+}
+
+// recordLogin keeps the day of the user's last login in Storage (at most
+// one write per user and day), so that unused accounts can be found and
+// expired. Accounts that only an external authenticator knows are skipped.
+func (srv *Server) recordLogin(user jid.JID) {
+	if srv.Storage == nil {
+		return
+	}
+	ctx := context.Background()
+	today := storage.Day(time.Now())
+	a, err := srv.Storage.Account(ctx, user.String())
+	if err != nil || !a.LastLogin.Before(today) {
+		return
+	}
+	if err := srv.Storage.SetLastLogin(ctx, user.String(), today); err != nil {
+		srv.logger().Error("recording the last login failed", "jid", user.String(), "err", err)
+	}
 }

@@ -614,6 +614,7 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 			srv.logger().Debug("authenticated", "user", c.user.String(), "mechanism", name)
 			u := c.user
 			c.authed.Store(&u)
+			srv.recordLogin(u)
 			return true, c.write(s)
 		}
 		if i > 4 {

@@ -15,6 +15,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
+	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -86,3 +87,20 @@ func TestMelliumClientChat(t *testing.T) {
 }
 
 var _ = tls.VersionTLS12
+
+// A login records its day in the account, once a day.
+func TestLastLoginRecorded(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ctx := context.Background()
+	if a, _ := ts.Store.Account(ctx, "alice@localhost"); !a.LastLogin.IsZero() {
+		t.Fatalf("LastLogin before any login: %v", a.LastLogin)
+	}
+	ts.Login(t, "alice", "alicepw", "r")
+	a, err := ts.Store.Account(ctx, "alice@localhost")
+	if err != nil || !a.LastLogin.Equal(storage.Day(time.Now())) {
+		t.Errorf("LastLogin after a login: %v %v, want today", a.LastLogin, err)
+	}
+	if b, _ := ts.Store.Account(ctx, "bob@localhost"); !b.LastLogin.IsZero() {
+		t.Errorf("bob's LastLogin: %v", b.LastLogin)
+	}
+}

@@ -107,6 +107,18 @@ type Accounts interface {
 	// ListAccounts returns the accounts of one domain, or of all domains if
 	// domain is empty, sorted by JID.
 	ListAccounts(ctx context.Context, domain string) ([]Account, error)
+	// SetLastLogin sets the account's LastLogin to t truncated to the day
+	// (UTC) and changes nothing else, atomically (a concurrent password
+	// change is not lost). It returns ErrNotFound if the account does not
+	// exist.
+	SetLastLogin(ctx context.Context, jid string, t time.Time) error
+}
+
+// Day truncates t to the start of its day in UTC, the granularity of
+// Account.LastLogin.
+func Day(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
 // Subscription is the subscription state of a roster item (RFC 6121 2.1.2.5).

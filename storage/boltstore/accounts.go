@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -60,6 +61,29 @@ func (s *Store) UpdateAccount(ctx context.Context, a storage.Account) error {
 	})
 	if err != nil {
 		return fail(err, "update account %q", a.JID)
+	}
+	return nil
+}
+
+// SetLastLogin implements storage.Accounts: one transaction reads,
+// changes and writes the account.
+func (s *Store) SetLastLogin(ctx context.Context, jid string, t time.Time) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAccounts)
+		k := []byte(jid)
+		v := b.Get(k)
+		if v == nil {
+			return storage.ErrNotFound
+		}
+		a, err := decodeAccount(jid, v)
+		if err != nil {
+			return err
+		}
+		a.LastLogin = storage.Day(t)
+		return b.Put(k, encodeAccount(a))
+	})
+	if err != nil {
+		return fail(err, "set last login %q", jid)
 	}
 	return nil
 }

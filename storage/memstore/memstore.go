@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/treff-im/treff/storage"
 )
@@ -150,6 +151,21 @@ func (s *Store) UpdateAccount(ctx context.Context, a storage.Account) error {
 		return fmt.Errorf("memstore: update account %q: %w", a.JID, storage.ErrNotFound)
 	}
 	s.accounts[a.JID] = copyAccount(a)
+	return nil
+}
+
+// SetLastLogin implements storage.Accounts.
+func (s *Store) SetLastLogin(ctx context.Context, jid string, t time.Time) error {
+	if err := s.lock(ctx, "set last login"); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	a, ok := s.accounts[jid]
+	if !ok {
+		return fmt.Errorf("memstore: set last login %q: %w", jid, storage.ErrNotFound)
+	}
+	a.LastLogin = storage.Day(t)
+	s.accounts[jid] = a
 	return nil
 }
 

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -20,6 +21,26 @@ var accountTests = []test{
 	{name: "EmptyByteSlices", fn: testAccountEmptyBytes},
 	{name: "CopiesIn", fn: testAccountCopiesIn},
 	{name: "CopiesOut", fn: testAccountCopiesOut},
+	{name: "SetLastLogin", fn: testAccountSetLastLogin},
+}
+
+// SetLastLogin keeps the day only and changes no other field.
+func testAccountSetLastLogin(t *testing.T, ctx context.Context, s storage.Store) {
+	a := newAccount("lastlogin@example.org")
+	if err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	login := time.Date(2026, 3, 4, 23, 59, 58, 999, time.FixedZone("x", -5*3600)) // 5 March in UTC
+	if err := s.SetLastLogin(ctx, a.JID, login); err != nil {
+		t.Fatalf("SetLastLogin: %v", err)
+	}
+	a.LastLogin = time.Date(2026, 3, 5, 0, 0, 0, 0, time.UTC)
+	checkAccount(t, ctx, s, a)
+	got, _ := s.Account(ctx, a.JID)
+	checkUTC(t, got.LastLogin, "Account.LastLogin")
+	if err := s.SetLastLogin(ctx, "nobody@example.org", login); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("SetLastLogin of a missing account: %v, want ErrNotFound", err)
+	}
 }
 
 // newAccount returns a fully populated account with two credentials.
