@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/text/secure/precis"
 	"mellium.im/xmpp/jid"
@@ -168,6 +169,38 @@ func (a *accounts) listUsers(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(users)
 	return users, nil
+}
+
+// expire finds the accounts on the configured domains unused since before
+// cutoff: last login before it or, never used, created before it. With
+// del it deletes them (with all their data) and returns those it deleted.
+// Each line says the account and when it was last used.
+func (a *accounts) expire(ctx context.Context, cutoff time.Time, del bool) ([]string, error) {
+	accts, err := a.store.ListAccounts(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ac := range accts {
+		used, what := ac.LastLogin, "last login"
+		if used.IsZero() {
+			used, what = ac.Created, "never logged in, created"
+		}
+		if !used.Before(cutoff) {
+			continue
+		}
+		j, err := jid.Parse(ac.JID)
+		if err != nil || !slices.Contains(a.domains, j.Domainpart()) {
+			continue
+		}
+		if del {
+			if err := a.srv.DeleteAccount(ctx, j, "account expired"); err != nil {
+				return out, fmt.Errorf("deleting %s: %w", ac.JID, err)
+			}
+		}
+		out = append(out, fmt.Sprintf("%s (%s %s)", ac.JID, what, used.Format(time.DateOnly)))
+	}
+	return out, nil
 }
 
 func (a *accounts) logInfo(msg, user string) {

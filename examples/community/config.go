@@ -84,6 +84,14 @@ type Config struct {
 	// RegistrationGlobal limits registrations on the whole server (key
 	// registration_global, as COUNT/DURATION). Default: 60/1h.
 	RegistrationGlobal register.Limit
+	// ExpireAfter is how long an account may go unused (no login; for an
+	// account never used, since its creation) before the expire command
+	// deletes it (key expire_after, a duration; "d" counts days).
+	// Default: 365d.
+	ExpireAfter time.Duration
+	// ExpireDaily makes the server delete such accounts once a day (key
+	// expire_daily: yes or no). Default: no.
+	ExpireDaily bool
 	// GCPercent is the Go garbage collector's target (key gc_percent, as
 	// the GOGC environment variable, which wins if set). Default: 30.
 	GCPercent int
@@ -110,6 +118,7 @@ func Default() Config {
 		OfflineLimit:       1000,
 		PingInterval:       5 * time.Minute,
 		GCPercent:          30,
+		ExpireAfter:        365 * 24 * time.Hour,
 
 		Registration:            register.Closed,
 		RegistrationMinPassword: 8,
@@ -211,6 +220,12 @@ var options = []option{
 	{"registration_global", "registrations allowed on the whole server (`COUNT/DURATION`, e.g. 60/1h)", func(c *Config, v string) error {
 		return setLimit(&c.RegistrationGlobal, v)
 	}},
+	{"expire_after", "delete accounts unused for this `duration` (\"d\" counts days, e.g. 365d)", func(c *Config, v string) error {
+		return setDays(&c.ExpireAfter, v)
+	}},
+	{"expire_daily", "delete unused accounts once a day (`yes` or `no`)", func(c *Config, v string) error {
+		return setBool(&c.ExpireDaily, v)
+	}},
 	{"gc_percent", "Go garbage collector target `percent` (as GOGC, which wins if set)", func(c *Config, v string) error {
 		return setInt(&c.GCPercent, v, 1)
 	}},
@@ -230,15 +245,7 @@ var options = []option{
 		return nil
 	}},
 	{"hide_version", "do not tell clients the server software and version (`yes` or `no`)", func(c *Config, v string) error {
-		switch strings.ToLower(v) {
-		case "yes", "true":
-			c.HideVersion = true
-		case "no", "false":
-			c.HideVersion = false
-		default:
-			return fmt.Errorf("%q is not yes or no", v)
-		}
-		return nil
+		return setBool(&c.HideVersion, v)
 	}},
 }
 
@@ -321,6 +328,32 @@ func setInt(dst *int, v string, minimum int) error {
 	}
 	*dst = n
 	return nil
+}
+
+func setBool(dst *bool, v string) error {
+	switch strings.ToLower(v) {
+	case "yes", "true":
+		*dst = true
+	case "no", "false":
+		*dst = false
+	default:
+		return fmt.Errorf("%q is not yes or no", v)
+	}
+	return nil
+}
+
+// setDays parses a positive duration where "d" counts days (365d), or a
+// Go duration (8760h).
+func setDays(dst *time.Duration, v string) error {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 1 {
+			return fmt.Errorf("%q is not a number of days (like 365d)", v)
+		}
+		*dst = time.Duration(days) * 24 * time.Hour
+		return nil
+	}
+	return setDuration(dst, v, false)
 }
 
 // setLimit parses COUNT/DURATION, e.g. 3/1h.

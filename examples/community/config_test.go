@@ -79,6 +79,8 @@ registration = Open
 registration_min_password = 12
 registration_per_address = 1/10m
 registration_global = 100 / 24h
+expire_after = 180d
+expire_daily = yes
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
 	if err != nil {
@@ -109,6 +111,8 @@ registration_global = 100 / 24h
 		RegistrationMinPassword: 12,
 		RegistrationPerAddress:  register.Limit{N: 1, Period: 10 * time.Minute},
 		RegistrationGlobal:      register.Limit{N: 100, Period: 24 * time.Hour},
+		ExpireAfter:             180 * 24 * time.Hour,
+		ExpireDaily:             true,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -137,6 +141,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"motd = \"unterminated\n", `x.conf:1: motd: bad quoted string`},
 		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
 		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
+		{"expire_after = 0d\n", `x.conf:1: expire_after: "0d" is not a number of days`},
 		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open or closed`},
 		{"registration_per_address = 3\n", `x.conf:1: registration_per_address: "3" is not COUNT/DURATION`},
 		{"registration_global = 3/0s\n", `x.conf:1: registration_global: 0s must be positive`},

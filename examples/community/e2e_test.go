@@ -494,3 +494,49 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("admin socket after the second shutdown: %v", err)
 	}
 }
+
+// expire lists the unused accounts, then deletes them with -delete, through
+// the running server and without one.
+func TestExpire(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	mustRun(t, bin, "", "adduser", "-data", data, "-password", "oldpw-1", "old@localhost")
+	mustRun(t, bin, "", "adduser", "-data", data, "-password", "usedpw-1", "used@localhost")
+	srv := startServer(t, bin, data)
+	srv.mustLogin(t, "used@localhost", "usedpw-1", false)
+	time.Sleep(1100 * time.Millisecond)
+
+	if out := mustRun(t, bin, "", "expire", "-data", data); !strings.Contains(out, "expire: no account unused since") {
+		t.Errorf("expire with the default 365d: %q", out)
+	}
+	// A login today counts from the start of the day: both are unused for
+	// a second; old never logged in.
+	out := mustRun(t, bin, "", "expire", "-data", data, "-expire-after", "1s")
+	if !strings.Contains(out, "old@localhost (never logged in, created ") || !strings.Contains(out, "used@localhost (last login ") ||
+		!strings.Contains(out, "2 accounts unused since") {
+		t.Errorf("expire dry run: %q", out)
+	}
+	if got := lines(mustRun(t, bin, "", "users", "-data", data)); len(got) != 2 {
+		t.Errorf("the dry run deleted accounts: %q", got)
+	}
+	if out := mustRun(t, bin, "", "expire", "-data", data, "-expire-after", "1s", "-delete"); !strings.Contains(out, "expire: 2 accounts deleted") {
+		t.Errorf("expire -delete: %q", out)
+	}
+	srv.mustNotLogin(t, "used@localhost", "usedpw-1")
+	srv.stop(t, syscall.SIGTERM)
+	if got := mustRun(t, bin, "", "users", "-data", data); got != "" {
+		t.Errorf("accounts left: %q", got)
+	}
+	// Without a server, directly on the database.
+	mustRun(t, bin, "", "adduser", "-data", data, "-password", "newpw-12", "new@localhost")
+	time.Sleep(1100 * time.Millisecond)
+	if out := mustRun(t, bin, "", "expire", "-data", data, "-expire-after", "1s", "-delete"); !strings.Contains(out, "new@localhost") {
+		t.Errorf("expire -delete without a server: %q", out)
+	}
+	if got := mustRun(t, bin, "", "users", "-data", data); got != "" {
+		t.Errorf("accounts left: %q", got)
+	}
+}

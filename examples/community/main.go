@@ -74,6 +74,8 @@ const usageText = `Usage:
   community deluser [flags] JID     delete an account, its roster and offline messages
   community deluser -batch < FILE   delete the accounts listed one JID per line
   community users [flags]           list the accounts
+  community expire [-delete]        list (or delete) accounts unused for
+                                    expire_after (default 365d)
   community registration [open|closed]
                                     show or switch the running server's
                                     in-band registration policy
@@ -98,6 +100,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdAdmin(cmd, args, stdin, stdout, stderr)
 	case "registration":
 		err = cmdRegistration(args, stdout, stderr)
+	case "expire":
+		err = cmdExpire(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -331,6 +335,43 @@ func adminBatch(cfg Config, cmd string, withPassword bool, stdin io.Reader, stdo
 	return nil
 }
 
+// cmdExpire lists the accounts unused for expire_after, or deletes them
+// with -delete.
+func cmdExpire(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community expire", stderr, "data", "domain", "expire_after")
+	var del bool
+	f.fs.BoolVar(&del, "delete", false, "delete the accounts listed (without it, only list them)")
+	f.usage("Usage: community expire [flags]\n")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageErrorf("expire takes no arguments")
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	req := adminRequest{Cmd: "expire", Before: time.Now().Add(-cfg.ExpireAfter).UTC(), Delete: del}
+	resp, err := admin(cfg, req)
+	for _, u := range resp.Users {
+		fmt.Fprintln(stdout, u)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case del:
+		fmt.Fprintf(stdout, "expire: %d accounts deleted\n", len(resp.Users))
+	case len(resp.Users) > 0:
+		fmt.Fprintf(stdout, "expire: %d accounts unused since %s; run with -delete to delete them\n", len(resp.Users), req.Before.Format(time.DateOnly))
+	default:
+		fmt.Fprintf(stdout, "expire: no account unused since %s\n", req.Before.Format(time.DateOnly))
+	}
+	return nil
+}
+
 // cmdRegistration shows or switches the registration policy of the
 // running server. The switch lasts until the server stops; the config
 // file's registration key gives the policy at start.
@@ -426,7 +467,7 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	if req.Cmd != "adduser" {
 		// Do not create a data folder or database just to find it empty.
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if req.Cmd == "users" {
+			if req.Cmd == "users" || req.Cmd == "expire" {
 				return adminResponse{OK: true}, nil
 			}
 			return adminResponse{}, notFound(req.JID)
@@ -455,6 +496,8 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 		err = a.deleteUser(ctx, req.JID)
 	case "users":
 		resp.Users, err = a.listUsers(ctx)
+	case "expire":
+		resp.Users, err = a.expire(ctx, req.Before, req.Delete)
 	}
 	if cerr := store.Close(); err == nil && cerr != nil {
 		err = cerr

@@ -142,6 +142,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		go http.Serve(dl, mux)
 		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
 	}
+	if cfg.ExpireDaily {
+		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
+	}
 	admDone := make(chan error, 1)
 	go func() { admDone <- admin.serve() }()
 	log.Info("server started", "domains", cfg.Domains, "data", cfg.Data, "motd", cfg.MOTD != "")
@@ -262,4 +265,24 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		Global:            cfg.RegistrationGlobal,
 	})
 	return srv
+}
+
+// expireDaily deletes the accounts unused for after, a minute after start
+// and then once a day, until ctx ends.
+func expireDaily(ctx context.Context, a *accounts, after time.Duration, log *slog.Logger) {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		deleted, err := a.expire(ctx, time.Now().Add(-after), true)
+		if err != nil {
+			log.Error("expiring unused accounts failed", "err", err)
+		}
+		log.Info("unused accounts expired", "deleted", len(deleted), "unused_for", after.String())
+		t.Reset(24 * time.Hour)
+	}
 }

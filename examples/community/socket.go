@@ -26,6 +26,8 @@ import (
 //	{"cmd":"users"}
 //	{"cmd":"registration"}                  (the policy in force)
 //	{"cmd":"registration","policy":"open"}  (switch it)
+//	{"cmd":"expire","before":"2025-11-21T00:00:00Z"}              (list)
+//	{"cmd":"expire","before":"2025-11-21T00:00:00Z","delete":true}
 //
 //	{"ok":true}
 //	{"ok":true,"users":["alice@localhost","bob@localhost"]}
@@ -56,6 +58,9 @@ type adminRequest struct {
 	JID      string `json:"jid,omitempty"`
 	Password string `json:"password,omitempty"`
 	Policy   string `json:"policy,omitempty"`
+	// Before and Delete are for expire.
+	Before time.Time `json:"before,omitzero"`
+	Delete bool      `json:"delete,omitempty"`
 }
 
 type adminResponse struct {
@@ -212,6 +217,12 @@ func (a *adminServer) do(line []byte) adminResponse {
 		resp.Users, err = a.acct.listUsers(ctx)
 	case "registration":
 		resp.Policy, err = a.acct.registration(req.Policy)
+	case "expire":
+		if req.Before.IsZero() {
+			err = usageErrorf("expire needs a cutoff time")
+			break
+		}
+		resp.Users, err = a.acct.expire(ctx, req.Before, req.Delete)
 	default:
 		err = usageErrorf("unknown command %q", req.Cmd)
 	}
