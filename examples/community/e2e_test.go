@@ -433,9 +433,18 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(logs, "account deleted") || !strings.Contains(logs, "stopped") {
 		t.Errorf("unexpected logs:\n%s", logs)
 	}
-	for _, secret := range []string{"127.0.0.1", "alicepw", "bobpw", "carolpw", "newalicepw", motd} {
+	// The privacy promise: no IP address and no password in the logs or
+	// anywhere in the database file.
+	db, err := os.ReadFile(filepath.Join(data, dbFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"127.0.0.1", "alicepw", "bobpw", "carolpw", "newalicepw", "dave pw with spaces", "erinpw", motd} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q:\n%s", secret, logs)
+		}
+		if bytes.Contains(db, []byte(secret)) {
+			t.Errorf("the database file contains %q", secret)
 		}
 	}
 
