@@ -101,6 +101,13 @@ type Module struct {
 	// ClosedText is the text sent with <not-allowed/> while registration
 	// is closed. Empty means "Registration is closed for now."
 	ClosedText string
+	// HoldDeleted is how long the name of a deleted account cannot be
+	// registered again, so that nobody inherits its contacts. 0 means 30
+	// days; negative means not at all.
+	HoldDeleted time.Duration
+	// Held keeps those names. nil means the server's Storage if it
+	// implements storage.HeldNames.
+	Held storage.HeldNames
 
 	srv      *treff.Server
 	policy   atomic.Value // Policy
@@ -144,6 +151,12 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		}
 	}
 	m.perAddr = make(map[string]*window)
+	if m.Held == nil {
+		m.Held, _ = m.srv.Storage.(storage.HeldNames)
+	}
+	if m.Held != nil && m.HoldDeleted >= 0 {
+		r.OnAccountDeleted(m.hold)
+	}
 	r.HandlePreAuthIQ(NS, treff.IQHandlerFunc(m.preAuth))
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.inSession))
 	r.AddStreamFeature(treff.StreamFeature{Phase: treff.BeforeAuth, Render: func() string {
@@ -285,6 +298,15 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 	if err := m.checkPassword(password); err != nil {
 		return nil, err
 	}
+	if m.Held != nil {
+		until, err := m.Held.NameHeldUntil(ctx, account.String())
+		if err != nil {
+			return nil, err
+		}
+		if !until.IsZero() {
+			return nil, &treff.StanzaError{Condition: "conflict", Text: "this username belonged to an account deleted recently; choose another"}
+		}
+	}
 	if !m.allow(treff.PeerAddr(ctx), time.Now()) {
 		return nil, &treff.StanzaError{Condition: "resource-constraint", Text: "too many registrations; try again later"}
 	}
@@ -296,6 +318,17 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 	}
 	m.srv.Log().Info("account registered", "jid", account.String())
 	return nil, nil
+}
+
+// hold keeps a deleted account's name from registration for HoldDeleted.
+func (m *Module) hold(ctx context.Context, user jid.JID) {
+	d := m.HoldDeleted
+	if d == 0 {
+		d = 30 * 24 * time.Hour
+	}
+	if err := m.Held.HoldName(ctx, user.String(), time.Now().Add(d)); err != nil {
+		m.srv.Log().Error("register: holding a deleted account's name failed", "jid", user.String(), "err", err)
+	}
 }
 
 func (m *Module) checkPassword(pw string) error {

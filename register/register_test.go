@@ -10,6 +10,7 @@ import (
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/trefftest"
+	"mellium.im/xmpp/jid"
 )
 
 func newServer(t *testing.T, m *register.Module) *trefftest.Server {
@@ -133,4 +134,36 @@ func TestPasswordChangeAndRemoval(t *testing.T) {
 	if _, err := ts.Store.Account(context.Background(), "erin@localhost"); err == nil {
 		t.Error("account still stored")
 	}
+}
+
+// The name of a deleted account is held back from registration.
+func TestDeletedNameHeld(t *testing.T) {
+	m := &register.Module{Policy: register.Open}
+	ts := newServer(t, m)
+	ts.AddUser(t, "gina", "gina-secret")
+	if err := ts.DeleteAccount(context.Background(), mustJID(t, "gina@localhost"), "bye"); err != nil {
+		t.Fatal(err)
+	}
+	c := preAuth(t, ts)
+	c.Send(reg("Gina", "new-gina-secret"))
+	c.Expect(`<conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>this username belonged to an account deleted recently`)
+	// Other names are not affected; without a hold the name is free.
+	m2 := &register.Module{Policy: register.Open, HoldDeleted: -1}
+	ts2 := newServer(t, m2)
+	ts2.AddUser(t, "gina", "gina-secret")
+	if err := ts2.DeleteAccount(context.Background(), mustJID(t, "gina@localhost"), "bye"); err != nil {
+		t.Fatal(err)
+	}
+	c2 := preAuth(t, ts2)
+	c2.Send(reg("gina", "new-gina-secret"))
+	c2.Expect(`<iq type='result' id='r'`)
+}
+
+func mustJID(t *testing.T, s string) jid.JID {
+	t.Helper()
+	j, err := jid.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }

@@ -220,3 +220,16 @@ type LastActivity interface {
 	// missing record is not an error.
 	DeleteLastActivity(ctx context.Context, user string) error
 }
+
+// HeldNames keeps the names of deleted accounts from being registered again
+// for a while, so that nobody inherits a dead account's contacts. It keeps
+// the bare JID and a time, nothing else of the account. Optional: in-band
+// registration uses it when the store implements it.
+type HeldNames interface {
+	// HoldName holds jid until the given time (replacing an earlier hold),
+	// and may forget holds that have passed.
+	HoldName(ctx context.Context, jid string, until time.Time) error
+	// NameHeldUntil returns until when jid is held, or the zero time if it
+	// is not held (or the hold has passed).
+	NameHeldUntil(ctx context.Context, jid string) (time.Time, error)
+}

@@ -84,6 +84,10 @@ type Config struct {
 	// RegistrationGlobal limits registrations on the whole server (key
 	// registration_global, as COUNT/DURATION). Default: 60/1h.
 	RegistrationGlobal register.Limit
+	// RegistrationHoldDeleted is how long the name of a deleted account
+	// cannot be registered again (key registration_hold_deleted, "d"
+	// counts days). Default: 30d.
+	RegistrationHoldDeleted time.Duration
 	// ExpireAfter is how long an account may go unused (no login; for an
 	// account never used, since its creation) before the expire command
 	// deletes it (key expire_after, a duration; "d" counts days).
@@ -124,6 +128,7 @@ func Default() Config {
 		RegistrationMinPassword: 8,
 		RegistrationPerAddress:  register.Limit{N: 3, Period: time.Hour},
 		RegistrationGlobal:      register.Limit{N: 60, Period: time.Hour},
+		RegistrationHoldDeleted: 30 * 24 * time.Hour,
 	}
 }
 
@@ -219,6 +224,9 @@ var options = []option{
 	}},
 	{"registration_global", "registrations allowed on the whole server (`COUNT/DURATION`, e.g. 60/1h)", func(c *Config, v string) error {
 		return setLimit(&c.RegistrationGlobal, v)
+	}},
+	{"registration_hold_deleted", "time the name of a deleted account cannot be registered again (`duration`, \"d\" counts days)", func(c *Config, v string) error {
+		return setDays(&c.RegistrationHoldDeleted, v)
 	}},
 	{"expire_after", "delete accounts unused for this `duration` (\"d\" counts days, e.g. 365d)", func(c *Config, v string) error {
 		return setDays(&c.ExpireAfter, v)

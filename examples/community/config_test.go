@@ -80,6 +80,7 @@ registration_min_password = 12
 registration_per_address = 1/10m
 registration_global = 100 / 24h
 expire_after = 180d
+registration_hold_deleted = 7d
 expire_daily = yes
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
@@ -112,6 +113,7 @@ expire_daily = yes
 		RegistrationPerAddress:  register.Limit{N: 1, Period: 10 * time.Minute},
 		RegistrationGlobal:      register.Limit{N: 100, Period: 24 * time.Hour},
 		ExpireAfter:             180 * 24 * time.Hour,
+		RegistrationHoldDeleted: 7 * 24 * time.Hour,
 		ExpireDaily:             true,
 	}
 	if !reflect.DeepEqual(c, want) {

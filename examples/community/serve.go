@@ -263,6 +263,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		MinPasswordLength: cfg.RegistrationMinPassword,
 		PerAddress:        cfg.RegistrationPerAddress,
 		Global:            cfg.RegistrationGlobal,
+		HoldDeleted:       cfg.RegistrationHoldDeleted,
 	})
 	return srv
 }

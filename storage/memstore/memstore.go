@@ -49,6 +49,7 @@ type Store struct {
 	rosters  map[string]*roster
 	offline  map[string][]storage.OfflineMessage
 	last     map[string]lastSeen
+	held     map[string]time.Time
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

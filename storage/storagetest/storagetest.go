@@ -88,6 +88,7 @@ var groups = []group{
 	{"Rosters", rosterTests},
 	{"Offline", offlineTests},
 	{"LastActivity", lastTests},
+	{"HeldNames", heldTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},
