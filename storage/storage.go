@@ -233,3 +233,37 @@ type HeldNames interface {
 	// is not held (or the hold has passed).
 	NameHeldUntil(ctx context.Context, jid string) (time.Time, error)
 }
+
+// Invite is an invitation to register one account (XEP-0401), handed out
+// as a link with its token: xmpp:example.org?register;preauth=TOKEN.
+type Invite struct {
+	// Token is the secret in the link, unique per store.
+	Token string
+	// Domain is the host the account may be created on.
+	Domain string
+	// Creator is the bare JID of the user who created it, or "" for the
+	// operator.
+	Creator string
+	// Created and Expires are when it was created and until when it can be
+	// used (UTC).
+	Created, Expires time.Time
+}
+
+// Invites stores invitations. Optional: the invite-only registration
+// policy needs it.
+type Invites interface {
+	// CreateInvite stores inv; ErrExists if its token is taken.
+	CreateInvite(ctx context.Context, inv Invite) error
+	// Invite returns the invitation with token, or ErrNotFound if there is
+	// none or it has expired.
+	Invite(ctx context.Context, token string) (Invite, error)
+	// UseInvite removes the invitation with token and returns it, in one
+	// step, so that one token creates at most one account. ErrNotFound if
+	// there is none or it expired (expired ones are removed).
+	UseInvite(ctx context.Context, token string) (Invite, error)
+	// ListInvites returns the invitations that have not expired, sorted
+	// by Created.
+	ListInvites(ctx context.Context) ([]Invite, error)
+	// DeleteInvite removes an invitation; a missing one is not an error.
+	DeleteInvite(ctx context.Context, token string) error
+}

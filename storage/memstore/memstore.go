@@ -50,6 +50,7 @@ type Store struct {
 	offline  map[string][]storage.OfflineMessage
 	last     map[string]lastSeen
 	held     map[string]time.Time
+	invites  map[string]storage.Invite
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

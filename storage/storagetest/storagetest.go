@@ -89,6 +89,7 @@ var groups = []group{
 	{"Offline", offlineTests},
 	{"LastActivity", lastTests},
 	{"HeldNames", heldTests},
+	{"Invites", inviteTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},
