@@ -535,6 +535,7 @@ func (c *conn) preAuthIQ(el *xmlscan.Element) error {
 	st.raw = []byte(el.Raw)
 	st.To, _ = jid.New("", c.host, "")
 	ctx := context.WithValue(context.Background(), peerAddrKey{}, c.nc.RemoteAddr())
+	ctx = context.WithValue(ctx, streamIDKey{}, c.streamID)
 	payload, herr := e.h.HandleIQ(ctx, st)
 	if herr == ErrNoReply {
 		return nil

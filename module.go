@@ -184,7 +184,8 @@ func (r *Registry) HandleAccountIQ(ns string, h IQHandler) {
 // HandlePreAuthIQ registers h for IQ requests in namespace ns that a client
 // sends on a TLS-protected stream before it authenticates (XEP-0077
 // in-band registration). The stanza has no From; iq.To is the host the
-// stream is for; PeerAddr(ctx) is the client's address.
+// stream is for; PeerAddr(ctx) is the client's address and StreamID(ctx)
+// tells requests on one stream from those on another.
 func (r *Registry) HandlePreAuthIQ(ns string, h IQHandler) {
 	r.addIQ(&r.m.preAuthIQ, "pre-auth", ns, h)
 }
@@ -297,4 +298,15 @@ type peerAddrKey struct{}
 func PeerAddr(ctx context.Context) net.Addr {
 	a, _ := ctx.Value(peerAddrKey{}).(net.Addr)
 	return a
+}
+
+type streamIDKey struct{}
+
+// StreamID returns the ID of the stream whose request a pre-authentication
+// IQ handler is serving (the same for every request on one stream until
+// it authenticates), or "" elsewhere. A handler keeps per-stream state,
+// such as an invitation token presented before registering, under it.
+func StreamID(ctx context.Context) string {
+	id, _ := ctx.Value(streamIDKey{}).(string)
+	return id
 }

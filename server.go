@@ -133,6 +133,13 @@ func durationOr(d, def time.Duration) time.Duration {
 	return d
 }
 
+// Setup checks the configuration and sets the modules up, without
+// serving; Serve and the other methods do it on first use. Call it to
+// use modules (such as register's invitations) before or without
+// serving, or to learn of a configuration error early. It is safe to call
+// more than once: the first call's result stands.
+func (srv *Server) Setup() error { return srv.init() }
+
 func (srv *Server) init() error {
 	srv.initOnce.Do(func() {
 		srv.initErr = srv.setup()

@@ -15,6 +15,8 @@ package register
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -47,15 +49,24 @@ const (
 	Open Policy = "open"
 	// Closed refuses every registration with <not-allowed/>.
 	Closed Policy = "closed"
+	// Invite lets only holders of an invitation create an account: the
+	// client presents the token of an invitation link
+	// (xmpp:example.org?register;preauth=TOKEN, XEP-0401) with a
+	// <preauth xmlns='urn:xmpp:pars:0'/> request before registering.
+	Invite Policy = "invite"
 )
 
-// ParsePolicy parses "open" or "closed".
+// NSPreAuth is the namespace of the pre-authentication request that
+// presents an invitation token (XEP-0379, XEP-0401).
+const NSPreAuth = "urn:xmpp:pars:0"
+
+// ParsePolicy parses "open", "closed" or "invite".
 func ParsePolicy(s string) (Policy, error) {
 	switch p := Policy(strings.ToLower(strings.TrimSpace(s))); p {
-	case Open, Closed:
+	case Open, Closed, Invite:
 		return p, nil
 	}
-	return "", fmt.Errorf("register: unknown policy %q (open or closed)", s)
+	return "", fmt.Errorf("register: unknown policy %q (open, closed or invite)", s)
 }
 
 // Accounts creates accounts and changes passwords. The default
@@ -108,6 +119,10 @@ type Module struct {
 	// Held keeps those names. nil means the server's Storage if it
 	// implements storage.HeldNames.
 	Held storage.HeldNames
+	// Invites keeps the invitations. nil means the server's Storage if it
+	// implements storage.Invites; without one, the Invite policy cannot
+	// be chosen.
+	Invites storage.Invites
 
 	srv      *treff.Server
 	policy   atomic.Value // Policy
@@ -115,6 +130,13 @@ type Module struct {
 	mu       sync.Mutex
 	perAddr  map[string]*window
 	global   window
+	tokens   map[string]presented // by stream ID
+}
+
+// presented is an invitation token a stream presented.
+type presented struct {
+	token string
+	at    time.Time
 }
 
 var _ treff.Module = (*Module)(nil)
@@ -154,6 +176,14 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	if m.Held == nil {
 		m.Held, _ = m.srv.Storage.(storage.HeldNames)
 	}
+	if m.Invites == nil {
+		m.Invites, _ = m.srv.Storage.(storage.Invites)
+	}
+	if p == Invite && m.Invites == nil {
+		return errors.New("register: the invite policy needs a store of invitations (storage.Invites)")
+	}
+	m.tokens = make(map[string]presented)
+	r.HandlePreAuthIQ(NSPreAuth, treff.IQHandlerFunc(m.preAuthToken))
 	if m.Held != nil && m.HoldDeleted >= 0 {
 		r.OnAccountDeleted(m.hold)
 	}
@@ -180,6 +210,9 @@ func (m *Module) CurrentPolicy() Policy {
 func (m *Module) SetPolicy(p Policy) error {
 	if _, err := ParsePolicy(string(p)); err != nil {
 		return err
+	}
+	if p == Invite && m.Invites == nil {
+		return errors.New("register: the invite policy needs a store of invitations (storage.Invites)")
 	}
 	m.policy.Store(p)
 	if m.srv != nil {
@@ -307,17 +340,125 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 			return nil, &treff.StanzaError{Condition: "conflict", Text: "this username belonged to an account deleted recently; choose another"}
 		}
 	}
+	token := m.token(ctx)
+	if m.CurrentPolicy() == Invite && token == "" {
+		return nil, &treff.StanzaError{Condition: "not-allowed", Text: "Registration needs an invitation."}
+	}
 	if !m.allow(treff.PeerAddr(ctx), time.Now()) {
 		return nil, &treff.StanzaError{Condition: "resource-constraint", Text: "too many registrations; try again later"}
 	}
+	var inv storage.Invite
+	if token != "" && m.Invites != nil {
+		// Taken before the account is created, so that one invitation
+		// makes one account; given back if creating fails.
+		if inv, err = m.Invites.UseInvite(ctx, token); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil, &treff.StanzaError{Condition: "not-allowed", Text: "This invitation has expired or has been used."}
+			}
+			return nil, err
+		}
+		if inv.Domain != account.Domainpart() {
+			m.Invites.CreateInvite(ctx, inv)
+			return nil, &treff.StanzaError{Condition: "not-allowed", Text: "This invitation is for another domain."}
+		}
+	}
 	if err := m.Accounts.CreateUser(ctx, account.String(), password); err != nil {
+		if inv.Token != "" {
+			m.Invites.CreateInvite(ctx, inv)
+		}
 		if errors.Is(err, storage.ErrExists) {
 			return nil, &treff.StanzaError{Condition: "conflict", Text: "this username is taken"}
 		}
 		return nil, err
 	}
-	m.srv.Log().Info("account registered", "jid", account.String())
+	m.forget(ctx)
+	m.srv.Log().Info("account registered", "jid", account.String(), "invited", inv.Token != "")
 	return nil, nil
+}
+
+// preAuthToken takes the invitation token a client presents before
+// registering (XEP-0401 section 5, XEP-0379) and keeps it for its stream.
+func (m *Module) preAuthToken(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
+	if iq.Type != "set" || iq.Payload.Local != "preauth" {
+		return nil, treff.ErrBadRequest
+	}
+	d := iq.Decoder()
+	var token string
+	for token == "" {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, treff.ErrBadRequest
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NSPreAuth {
+			for _, a := range se.Attr {
+				if a.Name.Local == "token" {
+					token = a.Value
+				}
+			}
+			if token == "" {
+				return nil, treff.ErrBadRequest
+			}
+		}
+	}
+	if m.Invites == nil || m.CurrentPolicy() == Closed {
+		return nil, m.closedError()
+	}
+	inv, err := m.Invites.Invite(ctx, token)
+	if err != nil || inv.Domain != iq.To.Domainpart() {
+		return nil, &treff.StanzaError{Condition: "item-not-found", Text: "This invitation is not valid: it may have expired or been used."}
+	}
+	now := time.Now()
+	m.mu.Lock()
+	for id, p := range m.tokens {
+		if now.Sub(p.at) > 10*time.Minute {
+			delete(m.tokens, id)
+		}
+	}
+	m.tokens[treff.StreamID(ctx)] = presented{token, now}
+	m.mu.Unlock()
+	return nil, nil
+}
+
+// token returns the invitation token this stream presented, if any.
+func (m *Module) token(ctx context.Context) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tokens[treff.StreamID(ctx)].token
+}
+
+func (m *Module) forget(ctx context.Context) {
+	m.mu.Lock()
+	delete(m.tokens, treff.StreamID(ctx))
+	m.mu.Unlock()
+}
+
+// NewInvite creates an invitation to register one account on domain,
+// valid for validity, and returns it with its link. creator is the bare
+// JID of the user who asked for it, or "" for the operator. The module
+// must have been set up (the server has started serving).
+func (m *Module) NewInvite(ctx context.Context, domain, creator string, validity time.Duration) (storage.Invite, string, error) {
+	if m.Invites == nil {
+		return storage.Invite{}, "", errors.New("register: no store of invitations")
+	}
+	var b [15]byte
+	rand.Read(b[:])
+	now := time.Now().UTC()
+	inv := storage.Invite{
+		Token:   base32.StdEncoding.EncodeToString(b[:]),
+		Domain:  domain,
+		Creator: creator,
+		Created: now,
+		Expires: now.Add(validity),
+	}
+	if err := m.Invites.CreateInvite(ctx, inv); err != nil {
+		return storage.Invite{}, "", err
+	}
+	return inv, InviteLink(inv), nil
+}
+
+// InviteLink returns the link of an invitation (XEP-0401 section 4).
+func InviteLink(inv storage.Invite) string {
+	return "xmpp:" + inv.Domain + "?register;preauth=" + inv.Token
 }
 
 // hold keeps a deleted account's name from registration for HoldDeleted.

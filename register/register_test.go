@@ -167,3 +167,59 @@ func mustJID(t *testing.T, s string) jid.JID {
 	}
 	return j
 }
+
+func TestInviteOnly(t *testing.T) {
+	m := &register.Module{Policy: register.Invite}
+	ts := newServer(t, m)
+	ctx := context.Background()
+	c := preAuth(t, ts) // the server has set its modules up
+	inv, link, err := m.NewInvite(ctx, "localhost", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if link != "xmpp:localhost?register;preauth="+inv.Token || len(inv.Token) < 20 {
+		t.Errorf("link %q", link)
+	}
+	preauth := func(token string) string {
+		return "<iq type='set' id='pa'><preauth xmlns='urn:xmpp:pars:0' token='" + token + "'/></iq>"
+	}
+
+	// Without a token: refused.
+	c.Send(reg("hank", "hank-secret"))
+	c.Expect(`<not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>Registration needs an invitation.</text>`)
+	c.Send(preauth("WRONG"))
+	c.Expect(`<iq type='error' id='pa'.*?<item-not-found`)
+
+	// With a valid token: one account, once.
+	c.Send(preauth(inv.Token))
+	c.Expect(`<iq type='result' id='pa'`)
+	c.Send(reg("hank", "hank-secret"))
+	c.Expect(`<iq type='result' id='r'`)
+	ts.Login(t, "hank", "hank-secret", "r")
+	c2 := preAuth(t, ts)
+	c2.Send(preauth(inv.Token))
+	c2.Expect(`<iq type='error' id='pa'.*?<item-not-found`)
+	c2.Send(reg("ivan", "ivan-secret"))
+	c2.Expect(`Registration needs an invitation.`)
+
+	// A token presented on one stream does not open another.
+	inv2, _, _ := m.NewInvite(ctx, "localhost", "", time.Hour)
+	c3 := preAuth(t, ts)
+	c3.Send(preauth(inv2.Token))
+	c3.Expect(`<iq type='result' id='pa'`)
+	c4 := preAuth(t, ts)
+	c4.Send(reg("ivan", "ivan-secret"))
+	c4.Expect(`Registration needs an invitation.`)
+	// A failed registration gives the invitation back.
+	c3.Send(reg("hank", "other-secret"))
+	c3.Expect(`this username is taken`)
+	c3.Send(reg("ivan", "ivan-secret"))
+	c3.Expect(`<iq type='result' id='r'`)
+
+	// An expired invitation.
+	inv3, _, _ := m.NewInvite(ctx, "localhost", "", time.Millisecond)
+	time.Sleep(10 * time.Millisecond)
+	c5 := preAuth(t, ts)
+	c5.Send(preauth(inv3.Token))
+	c5.Expect(`<iq type='error' id='pa'.*?<item-not-found`)
+}

@@ -209,28 +209,86 @@ func (a *accounts) logInfo(msg, user string) {
 	}
 }
 
-// registration switches the running server's registration policy, if
-// policy is not empty, and returns the policy in force.
-func (a *accounts) registration(policy string) (string, error) {
-	var m *register.Module
+// registrationModule returns the server's registration module.
+func (a *accounts) registrationModule() (*register.Module, error) {
 	if a.srv != nil {
 		for _, mod := range a.srv.Modules {
 			if r, ok := mod.(*register.Module); ok {
-				m = r
+				return r, nil
 			}
 		}
 	}
-	if m == nil {
-		return "", errors.New("the server has no registration module")
+	return nil, errors.New("the server has no registration module")
+}
+
+// invite creates an invitation for domain (the first configured domain if
+// empty) valid for validity and returns its link; list instead returns
+// the links of the invitations not used and not expired, with their
+// expiry.
+func (a *accounts) invite(ctx context.Context, domain string, validity time.Duration, list bool) ([]string, error) {
+	m, err := a.registrationModule()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.srv.Setup(); err != nil {
+		return nil, err
+	}
+	if list {
+		if m.Invites == nil {
+			return nil, errors.New("no store of invitations")
+		}
+		invs, err := m.Invites.ListInvites(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, inv := range invs {
+			out = append(out, register.InviteLink(inv)+" (expires "+inv.Expires.Format(time.DateTime)+" UTC)")
+		}
+		return out, nil
+	}
+	if domain == "" {
+		domain = a.domains[0]
+	}
+	if !slices.Contains(a.domains, domain) {
+		return nil, usageErrorf("%s is not a configured domain", domain)
+	}
+	_, link, err := m.NewInvite(ctx, domain, "", validity)
+	if err != nil {
+		return nil, err
+	}
+	a.logInfo("invitation created", domain)
+	return []string{link}, nil
+}
+
+// registration switches the running server's registration policy, if
+// policy is not empty, and returns the policy in force.
+func (a *accounts) registration(policy string) (string, error) {
+	m, err := a.registrationModule()
+	if err != nil {
+		return "", err
 	}
 	if policy != "" {
 		p, err := register.ParsePolicy(policy)
 		if err != nil {
-			return "", usageErrorf("%q is not open or closed", policy)
+			return "", usageErrorf("%q is not open, closed or invite", policy)
 		}
 		if err := m.SetPolicy(p); err != nil {
 			return "", err
 		}
 	}
 	return string(m.CurrentPolicy()), nil
+}
+
+// inviteRequest carries out an admin protocol invite request.
+func (a *accounts) inviteRequest(ctx context.Context, req adminRequest) ([]string, error) {
+	var validity time.Duration
+	if !req.List {
+		d, err := time.ParseDuration(req.Valid)
+		if err != nil || d <= 0 {
+			return nil, usageErrorf("invite needs a positive validity, not %q", req.Valid)
+		}
+		validity = d
+	}
+	return a.invite(ctx, req.Domain, validity, req.List)
 }

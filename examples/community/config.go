@@ -71,7 +71,7 @@ type Config struct {
 	// (key hide_version: yes or no). Default: no.
 	HideVersion bool
 	// Registration is the in-band registration policy at start (key
-	// registration: open or closed); the registration admin command
+	// registration: open, closed or invite); the registration admin command
 	// switches it while the server runs. Default: closed.
 	Registration register.Policy
 	// RegistrationMinPassword is the shortest password accepted at
@@ -208,10 +208,10 @@ var options = []option{
 	{"ping_interval", "ping clients silent for this `duration` (0: never)", func(c *Config, v string) error {
 		return setDuration(&c.PingInterval, v, true)
 	}},
-	{"registration", "in-band registration `policy` at start: open or closed", func(c *Config, v string) error {
+	{"registration", "in-band registration `policy` at start: open, closed or invite", func(c *Config, v string) error {
 		p, err := register.ParsePolicy(v)
 		if err != nil {
-			return fmt.Errorf("%q is not open or closed", v)
+			return fmt.Errorf("%q is not open, closed or invite", v)
 		}
 		c.Registration = p
 		return nil

@@ -144,7 +144,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
 		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
 		{"expire_after = 0d\n", `x.conf:1: expire_after: "0d" is not a number of days`},
-		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open or closed`},
+		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open, closed or invite`},
 		{"registration_per_address = 3\n", `x.conf:1: registration_per_address: "3" is not COUNT/DURATION`},
 		{"registration_global = 3/0s\n", `x.conf:1: registration_global: 0s must be positive`},
 		{"= value\n", `x.conf:1: unknown key ""`},

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -548,4 +549,30 @@ func TestExpire(t *testing.T) {
 	if got := mustRun(t, bin, "", "users", "-data", data); got != "" {
 		t.Errorf("accounts left: %q", got)
 	}
+}
+
+// invite makes links, with and without a running server, and lists them.
+func TestInviteCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	link := strings.TrimSpace(mustRun(t, bin, "", "invite", "-data", data, "-valid", "2d"))
+	if !regexp.MustCompile(`^xmpp:localhost\?register;preauth=[A-Z2-7]{24}$`).MatchString(link) {
+		t.Errorf("invite link %q", link)
+	}
+	srv := startServer(t, bin, data, "-registration", "invite")
+	link2 := strings.TrimSpace(mustRun(t, bin, "", "invite", "-data", data))
+	list := mustRun(t, bin, "", "invite", "-data", data, "-list")
+	for _, l := range []string{link, link2} {
+		if !strings.Contains(list, l+" (expires ") {
+			t.Errorf("invite -list lacks %s:\n%s", l, list)
+		}
+	}
+	expectFail(t, bin, 2, "not a configured domain", "invite", "-data", data, "-for", "example.org")
+	if out := mustRun(t, bin, "", "registration", "-data", data); out != "registration: invite\n" {
+		t.Errorf("registration: %q", out)
+	}
+	srv.stop(t, syscall.SIGTERM)
 }

@@ -76,9 +76,11 @@ const usageText = `Usage:
   community users [flags]           list the accounts
   community expire [-delete]        list (or delete) accounts unused for
                                     expire_after (default 365d)
-  community registration [open|closed]
+  community registration [open|closed|invite]
                                     show or switch the running server's
                                     in-band registration policy
+  community invite [-valid 7d]      make an invitation link for one account
+  community invite -list            list the links not used yet
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
 adduser/passwd -password); they work while the server runs.
@@ -102,6 +104,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdRegistration(args, stdout, stderr)
 	case "expire":
 		err = cmdExpire(args, stdout, stderr)
+	case "invite":
+		err = cmdInvite(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -335,6 +339,43 @@ func adminBatch(cfg Config, cmd string, withPassword bool, stdin io.Reader, stdo
 	return nil
 }
 
+// cmdInvite makes an invitation link (registration with the invite
+// policy, or with any policy but closed), or lists those not used.
+func cmdInvite(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community invite", stderr, "data", "domain")
+	var valid time.Duration
+	var list bool
+	var forDomain string
+	f.fs.Func("valid", "how long the link can be used (`duration`, \"d\" counts days; default 7d)", func(v string) error {
+		return setDays(&valid, v)
+	})
+	f.fs.BoolVar(&list, "list", false, "list the invitations not used and not expired")
+	f.fs.StringVar(&forDomain, "for", "", "the `domain` the account will be on (default: the first configured domain)")
+	f.usage("Usage: community invite [flags]\n")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageErrorf("invite takes no arguments")
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	if valid == 0 {
+		valid = 7 * 24 * time.Hour
+	}
+	resp, err := admin(cfg, adminRequest{Cmd: "invite", Domain: forDomain, Valid: valid.String(), List: list})
+	if err != nil {
+		return err
+	}
+	for _, u := range resp.Users {
+		fmt.Fprintln(stdout, u)
+	}
+	return nil
+}
+
 // cmdExpire lists the accounts unused for expire_after, or deletes them
 // with -delete.
 func cmdExpire(args []string, stdout, stderr io.Writer) error {
@@ -377,13 +418,13 @@ func cmdExpire(args []string, stdout, stderr io.Writer) error {
 // file's registration key gives the policy at start.
 func cmdRegistration(args []string, stdout, stderr io.Writer) error {
 	f := newFlags("community registration", stderr, "data")
-	f.usage("Usage: community registration [flags] [open|closed]\n")
+	f.usage("Usage: community registration [flags] [open|closed|invite]\n")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 1 {
-		return usageErrorf("registration takes at most one argument, open or closed")
+		return usageErrorf("registration takes at most one argument, open, closed or invite")
 	}
 	cfg, err := f.config()
 	if err != nil {
@@ -464,10 +505,10 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 			return adminResponse{}, err
 		}
 	}
-	if req.Cmd != "adduser" {
+	if req.Cmd != "adduser" && !(req.Cmd == "invite" && !req.List) {
 		// Do not create a data folder or database just to find it empty.
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if req.Cmd == "users" || req.Cmd == "expire" {
+			if req.Cmd == "users" || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) {
 				return adminResponse{OK: true}, nil
 			}
 			return adminResponse{}, notFound(req.JID)
@@ -498,6 +539,8 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 		resp.Users, err = a.listUsers(ctx)
 	case "expire":
 		resp.Users, err = a.expire(ctx, req.Before, req.Delete)
+	case "invite":
+		resp.Users, err = a.inviteRequest(ctx, req)
 	}
 	if cerr := store.Close(); err == nil && cerr != nil {
 		err = cerr

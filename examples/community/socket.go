@@ -28,6 +28,8 @@ import (
 //	{"cmd":"registration","policy":"open"}  (switch it)
 //	{"cmd":"expire","before":"2025-11-21T00:00:00Z"}              (list)
 //	{"cmd":"expire","before":"2025-11-21T00:00:00Z","delete":true}
+//	{"cmd":"invite","domain":"localhost","valid":"168h"}   (a new link)
+//	{"cmd":"invite","list":true}                           (links not used)
 //
 //	{"ok":true}
 //	{"ok":true,"users":["alice@localhost","bob@localhost"]}
@@ -61,6 +63,10 @@ type adminRequest struct {
 	// Before and Delete are for expire.
 	Before time.Time `json:"before,omitzero"`
 	Delete bool      `json:"delete,omitempty"`
+	// Domain, Valid and List are for invite.
+	Domain string `json:"domain,omitempty"`
+	Valid  string `json:"valid,omitempty"`
+	List   bool   `json:"list,omitempty"`
 }
 
 type adminResponse struct {
@@ -223,6 +229,8 @@ func (a *adminServer) do(line []byte) adminResponse {
 			break
 		}
 		resp.Users, err = a.acct.expire(ctx, req.Before, req.Delete)
+	case "invite":
+		resp.Users, err = a.acct.inviteRequest(ctx, req)
 	default:
 		err = usageErrorf("unknown command %q", req.Cmd)
 	}
