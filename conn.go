@@ -540,11 +540,14 @@ func (c *conn) preAuthIQ(el *xmlscan.Element) error {
 	if herr == ErrNoReply {
 		return nil
 	}
+	// The client addressed nobody: the reply comes from nobody either.
+	reply := *st
+	reply.To = jid.JID{}
 	var out []byte
 	if herr != nil {
-		out = AppendError(nil, st, c.srv.stanzaErr(herr, e.module))
+		out = AppendError(nil, &reply, c.srv.stanzaErr(herr, e.module))
 	} else {
-		out = AppendResult(nil, st, payload)
+		out = AppendResult(nil, &reply, payload)
 	}
 	return c.write(string(out))
 }
