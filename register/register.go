@@ -353,16 +353,20 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 		// makes one account; given back if creating fails.
 		if inv, err = m.Invites.UseInvite(ctx, token); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
+				m.refund(treff.PeerAddr(ctx))
 				return nil, &treff.StanzaError{Condition: "not-allowed", Text: "This invitation has expired or has been used."}
 			}
+			m.refund(treff.PeerAddr(ctx))
 			return nil, err
 		}
 		if inv.Domain != account.Domainpart() {
+			m.refund(treff.PeerAddr(ctx))
 			m.Invites.CreateInvite(ctx, inv)
 			return nil, &treff.StanzaError{Condition: "not-allowed", Text: "This invitation is for another domain."}
 		}
 	}
 	if err := m.Accounts.CreateUser(ctx, account.String(), password); err != nil {
+		m.refund(treff.PeerAddr(ctx))
 		if inv.Token != "" {
 			m.Invites.CreateInvite(ctx, inv)
 		}
@@ -568,18 +572,37 @@ func orLimit(l, def Limit) Limit {
 	return l
 }
 
+// refund gives back the registration allow counted for addr when the
+// registration failed after all (a taken name, a used invitation): only
+// accounts created count against the limits.
+func (m *Module) refund(addr net.Addr) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w := m.perAddr[hostOf(addr)]; w != nil && w.n > 0 {
+		w.n--
+	}
+	if m.global.n > 0 {
+		m.global.n--
+	}
+}
+
+func hostOf(addr net.Addr) string {
+	if addr == nil {
+		return ""
+	}
+	host := addr.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host
+}
+
 // allow applies the rate limits to a registration from addr. Addresses are
 // kept in memory for at most one period and never written anywhere.
 func (m *Module) allow(addr net.Addr, now time.Time) bool {
 	per := orLimit(m.PerAddress, Limit{3, time.Hour})
 	global := orLimit(m.Global, Limit{60, time.Hour})
-	host := ""
-	if addr != nil {
-		host = addr.String()
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-	}
+	host := hostOf(addr)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.perAddr) > 10000 {

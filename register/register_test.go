@@ -95,6 +95,17 @@ func TestRateLimits(t *testing.T) {
 	}
 	c.Send(reg("u3", "long-enough"))
 	c.Expect(`<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+	// Only accounts created count: a taken name gives its slot back.
+	m3 := &register.Module{Policy: register.Open, PerAddress: register.Limit{N: 2, Period: time.Hour}}
+	ts3 := newServer(t, m3)
+	c3 := preAuth(t, ts3)
+	for _, step := range []struct{ user, want string }{
+		{"newbie", `<iq type='result' id='r'`}, {"newbie", `this username is taken`},
+		{"fresh1", `<iq type='result' id='r'`}, {"fresh2", `resource-constraint`},
+	} {
+		c3.Send(reg(step.user, "long-enough"))
+		c3.Expect(step.want)
+	}
 	// A refused attempt does not count against the limit.
 	m2 := &register.Module{Policy: register.Open, Global: register.Limit{N: 1, Period: time.Hour}}
 	ts2 := newServer(t, m2)
