@@ -435,11 +435,15 @@ func TestCommunityRegisterRemove(t *testing.T) {
 	if !slices.Equal(se.Conditions, []string{"not-authorized"}) {
 		t.Errorf("stream error %q (%s), want <not-authorized/>", se.Conditions, se.XML)
 	}
+	// The server writes the result before the stream error (the Go tests
+	// of register check the bytes); slixmpp hands the result to the
+	// waiting coroutine later than it handles the stream error, so only
+	// the end of the stream is checked to come last.
 	iReply := index(es, "remove_reply", "leaving", func(event) bool { return true })
 	iErr := index(es, "stream_error", "leaving", func(event) bool { return true })
 	iEnd := index(es, "disconnected", "leaving", func(event) bool { return true })
-	if !(iReply < iErr && iErr < iEnd) {
-		t.Errorf("leaving's events in the order result %d, stream error %d, end %d; want that order", iReply, iErr, iEnd)
+	if !(iReply < iEnd && iErr < iEnd) {
+		t.Errorf("leaving's events in the order result %d, stream error %d, end %d; want the end last", iReply, iErr, iEnd)
 	}
 
 	iRemove := markerIndex(t, es, "leaving", "remove")
