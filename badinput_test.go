@@ -330,21 +330,12 @@ func TestSlowClientDoesNotBlockSender(t *testing.T) {
 		t.Errorf("sender held up for %v", d)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(ts.Sessions(mustJID(t, "bob@localhost"))) > 0 {
+	for len(ts.Sessions(jid.MustParse("bob@localhost"))) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("slow session was not closed")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func mustJID(t *testing.T, s string) jid.JID {
-	t.Helper()
-	j, err := jid.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return j
 }
 
 // syncServer waits until the server has processed everything c sent before.
@@ -365,7 +356,7 @@ func TestCloseUser(t *testing.T) {
 	pending.Send(plainAuth("alice", "alicepw"))
 	pending.Expect(`<success`)
 	other := ts.Login(t, "bob", "bobpw", "b")
-	got := ts.CloseUser(mustJID(t, "alice@localhost/ignored"), "not-authorized", "account deleted")
+	got := ts.CloseUser(jid.MustParse("alice@localhost/ignored"), "not-authorized", "account deleted")
 	if len(got) != 1 || got[0].JID().String() != "alice@localhost/a" {
 		t.Fatalf("CloseUser returned %v", got)
 	}

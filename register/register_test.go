@@ -152,7 +152,7 @@ func TestDeletedNameHeld(t *testing.T) {
 	m := &register.Module{Policy: register.Open}
 	ts := newServer(t, m)
 	ts.AddUser(t, "gina", "gina-secret")
-	if err := ts.DeleteAccount(context.Background(), mustJID(t, "gina@localhost"), "bye"); err != nil {
+	if err := ts.DeleteAccount(context.Background(), jid.MustParse("gina@localhost"), "bye"); err != nil {
 		t.Fatal(err)
 	}
 	c := preAuth(t, ts)
@@ -162,21 +162,12 @@ func TestDeletedNameHeld(t *testing.T) {
 	m2 := &register.Module{Policy: register.Open, HoldDeleted: -1}
 	ts2 := newServer(t, m2)
 	ts2.AddUser(t, "gina", "gina-secret")
-	if err := ts2.DeleteAccount(context.Background(), mustJID(t, "gina@localhost"), "bye"); err != nil {
+	if err := ts2.DeleteAccount(context.Background(), jid.MustParse("gina@localhost"), "bye"); err != nil {
 		t.Fatal(err)
 	}
 	c2 := preAuth(t, ts2)
 	c2.Send(reg("gina", "new-gina-secret"))
 	c2.Expect(`<iq type='result' id='r'`)
-}
-
-func mustJID(t *testing.T, s string) jid.JID {
-	t.Helper()
-	j, err := jid.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return j
 }
 
 func TestInviteOnly(t *testing.T) {

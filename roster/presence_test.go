@@ -211,7 +211,7 @@ func TestAccountDeleted(t *testing.T) {
 	bob.Expect(`<item jid='alice@localhost' subscription='both'/>`)
 	alice.Expect(`<item jid='bob@localhost' subscription='both'/>`)
 
-	if err := ts.DeleteAccount(context.Background(), mustJID(t, "alice@localhost"), "account deleted"); err != nil {
+	if err := ts.DeleteAccount(context.Background(), jid.MustParse("alice@localhost"), "account deleted"); err != nil {
 		t.Fatal(err)
 	}
 	alice.Expect(`<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text[^>]*>account deleted</text>`)
@@ -220,16 +220,7 @@ func TestAccountDeleted(t *testing.T) {
 	if items, _, err := ts.Store.Roster(context.Background(), "alice@localhost"); err != nil || len(items) != 0 {
 		t.Errorf("roster of the deleted account: %v %v", items, err)
 	}
-	if err := ts.DeleteAccount(context.Background(), mustJID(t, "alice@localhost"), ""); !errors.Is(err, storage.ErrNotFound) {
+	if err := ts.DeleteAccount(context.Background(), jid.MustParse("alice@localhost"), ""); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("deleting again: %v", err)
 	}
-}
-
-func mustJID(t *testing.T, s string) jid.JID {
-	t.Helper()
-	j, err := jid.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return j
 }

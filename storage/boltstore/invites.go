@@ -3,6 +3,7 @@ package boltstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -79,20 +80,26 @@ func (s *Store) CreateInvite(ctx context.Context, inv storage.Invite) error {
 	return nil
 }
 
+// getInvite reads the invitation with token in tx; ErrNotFound if there
+// is none. It does not look at the expiry.
+func getInvite(tx *bolt.Tx, token string) (storage.Invite, error) {
+	b := tx.Bucket(bucketInvites)
+	if b == nil {
+		return storage.Invite{}, storage.ErrNotFound
+	}
+	v := b.Get([]byte(token))
+	if v == nil {
+		return storage.Invite{}, storage.ErrNotFound
+	}
+	return decodeInvite(token, v)
+}
+
 // Invite implements storage.Invites.
 func (s *Store) Invite(ctx context.Context, token string) (storage.Invite, error) {
 	var inv storage.Invite
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketInvites)
-		if b == nil {
-			return storage.ErrNotFound
-		}
-		v := b.Get([]byte(token))
-		if v == nil {
-			return storage.ErrNotFound
-		}
 		var err error
-		if inv, err = decodeInvite(token, v); err != nil {
+		if inv, err = getInvite(tx, token); err != nil {
 			return err
 		}
 		if !inv.Expires.After(time.Now()) {
@@ -110,22 +117,17 @@ func (s *Store) Invite(ctx context.Context, token string) (storage.Invite, error
 func (s *Store) UseInvite(ctx context.Context, token string) (storage.Invite, error) {
 	var inv storage.Invite
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketInvites)
-		if b == nil {
-			return storage.ErrNotFound
+		got, err := getInvite(tx, token)
+		if errors.Is(err, storage.ErrNotFound) {
+			return err
 		}
-		v := b.Get([]byte(token))
-		if v == nil {
-			return storage.ErrNotFound
-		}
-		var err error
-		inv, err = decodeInvite(token, v)
-		if derr := b.Delete([]byte(token)); derr != nil {
+		if derr := tx.Bucket(bucketInvites).Delete([]byte(token)); derr != nil {
 			return derr
 		}
-		if err != nil || !inv.Expires.After(time.Now()) {
-			// Expired: removed; the transaction commits the removal.
-			inv = storage.Invite{}
+		// A corrupt or expired one is removed (the transaction commits
+		// the removal) and reported as not found below.
+		if err == nil && got.Expires.After(time.Now()) {
+			inv = got
 		}
 		return nil
 	})
