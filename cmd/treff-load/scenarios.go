@@ -380,7 +380,8 @@ func subscribeAll(c config) error {
 // online for its share of the cycle (1/-rate, default one second), and log
 // out, until the deadline. The contacts that receive the broadcast measure
 // its latency; the presences of contacts received as answers to the
-// login's probes carry older stamps and are not counted.
+// login's probes carry older stamps and are not counted, nor is a second
+// copy of a presence already counted.
 func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.Duration {
 	period := time.Second
 	if c.rate > 0 {
@@ -411,18 +412,24 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 					end = deadline.Add(500 * time.Millisecond)
 				}
 				cl.conn.SetReadDeadline(end)
+				// A contact that logged in after us sends its presence
+				// twice: its broadcast and its answer to our probe. Each
+				// presence it sent counts once.
+				seen := make(map[string]time.Time)
 				for {
 					el, err := cl.sc.Next()
 					if err != nil {
 						break
 					}
-					if from, _ := el.Attr("from"); el.Local() != "presence" || bare(from) == user {
+					from, _ := el.Attr("from")
+					if el.Local() != "presence" || bare(from) == user {
 						continue
 					}
 					if _, typed := el.Attr("type"); typed {
 						continue
 					}
-					if t, ok := stamp(el); ok && t.After(since) {
+					if t, ok := stamp(el); ok && t.After(since) && !seen[from].Equal(t) {
+						seen[from] = t
 						local = append(local, time.Since(t))
 						atomic.AddInt64(ops, 1)
 					}
