@@ -307,6 +307,7 @@ users() { "$LOAD" -print-users -prefix "$1" -users "$2" -domain "$DOMAIN" | sed 
 account_groups() { # MUC?
 	echo "login $LOGIN_USERS"
 	echo "chat $CHAT_USERS"
+	echo "half $CHAT_USERS"
 	echo "rate $CHAT_USERS"
 	echo "idle $IDLE_USERS"
 	has_scenario presence && echo "pres $PRESENCE_USERS"
@@ -333,6 +334,13 @@ scenarios() {
 	[ "$ACCOUNTS" = register ] && reg=(-register)
 	load "$s" login "$pid" $((RUN_S + 60)) -addr "$addr" -scenario login -prefix login -users $LOGIN_USERS -duration $RUN "${reg[@]+"${reg[@]}"}"
 	load "$s" chat "$pid" $((RUN_S + 60)) -addr "$addr" -scenario chat -prefix chat -users $CHAT_USERS -duration $RUN "${reg[@]+"${reg[@]}"}"
+	# Latency at half of this server's own peak rate (the p99 target).
+	local peak half
+	peak=$(jq -r '.rate // empty' "$WORK/out-$s-chat.txt" 2>/dev/null)
+	half=$(awk -v r="${peak:-0}" -v n=$CHAT_USERS 'BEGIN {printf "%d", r / 2 / n}')
+	if [ "${half:-0}" -gt 0 ]; then
+		load "$s" "chat@half" "$pid" $((RUN_S + 60)) -addr "$addr" -scenario chat -prefix half -users $CHAT_USERS -duration $RUN -rate "$half" "${reg[@]+"${reg[@]}"}"
+	fi
 	load "$s" "chat@${CHAT_RATE}/s" "$pid" $((RUN_S + 60)) -addr "$addr" -scenario chat -prefix rate -users $CHAT_USERS -duration $RUN -rate $CHAT_RATE "${reg[@]+"${reg[@]}"}"
 	# idle: logins at >= 20/s (and as many registrations and removals with
 	# -register), then the hold; the report comes after the hold.
