@@ -408,7 +408,7 @@ func TestEndToEnd(t *testing.T) {
 	if out := mustRun(t, bin, "", "registration", "-data", data, "open"); out != "registration: open\n" {
 		t.Errorf("registration open: %q", out)
 	}
-	expectFail(t, bin, 2, "not open or closed", "registration", "-data", data, "sometimes")
+	expectFail(t, bin, 2, "not open, closed or invite", "registration", "-data", data, "sometimes")
 	mustRun(t, bin, "", "registration", "-data", data, "closed")
 
 	mustRun(t, bin, "newalicepw\n", "passwd", "-data", data, "alice@localhost")
