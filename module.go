@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"slices"
+
+	"mellium.im/xmpp/jid"
 )
 
 // Module adds a feature to a Server: IQ handlers, stream features, service
@@ -146,6 +148,7 @@ type modules struct {
 	toAccount    []StanzaHook
 	undeliver    []StanzaHook
 	deleted      []AccountHook
+	discoNodes   map[string]DiscoNode
 }
 
 type iqEntry struct {
@@ -259,6 +262,35 @@ func (r *Registry) OnAccountStanza(h StanzaHook) { r.m.toAccount = append(r.m.to
 // account that no session may receive (RFC 6121 8.5.2.2, e.g. to store it
 // offline). If no hook handles it, the sender gets the error the rules say.
 func (r *Registry) OnUndeliverable(h StanzaHook) { r.m.undeliver = append(r.m.undeliver, h) }
+
+// DiscoNode answers service discovery (XEP-0030) requests to the server's
+// hosts for one node, such as the list of ad-hoc commands (XEP-0050). Both
+// methods get the requester, so a node can show each what it may use.
+type DiscoNode interface {
+	DiscoItems(ctx context.Context, from jid.JID) []Item
+	DiscoInfo(ctx context.Context, from jid.JID) ([]Identity, []string)
+}
+
+// AddDiscoNode makes h answer disco#info and disco#items requests for node
+// on the server's hosts. It panics if the node is taken.
+func (r *Registry) AddDiscoNode(node string, h DiscoNode) {
+	if r.m.discoNodes == nil {
+		r.m.discoNodes = make(map[string]DiscoNode)
+	}
+	if _, ok := r.m.discoNodes[node]; ok {
+		panic(fmt.Sprintf("treff: module %s registers disco node %q twice", r.module, node))
+	}
+	r.m.discoNodes[node] = h
+}
+
+// DiscoNode returns the handler a module registered for node, if any.
+func (srv *Server) DiscoNode(node string) (DiscoNode, bool) {
+	if srv.init() != nil {
+		return nil, false
+	}
+	h, ok := srv.mods.discoNodes[node]
+	return h, ok
+}
 
 // Features returns the service discovery features registered by modules for
 // the server's hosts (account is false) or for accounts (account is true).

@@ -467,6 +467,20 @@ func (srv *Server) Session(full jid.JID) *Session {
 }
 
 // Sessions returns the client sessions currently bound to the bare JID.
+// OnlineSessions returns every bound session of the server, in no order
+// (for announcements to all online users).
+func (srv *Server) OnlineSessions() []*Session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	out := make([]*Session, 0, len(srv.conns))
+	for c := range srv.conns {
+		if s := c.sess.Load(); s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 func (srv *Server) Sessions(bare jid.JID) []*Session {
 	if srv.init() != nil {
 		return nil

@@ -90,15 +90,7 @@ func (m *Module) build() {
 		var b []byte
 		var s strings.Builder
 		for _, id := range ids {
-			b = append(b, "<identity category='"...)
-			b = treff.AppendEscaped(b, id.Category)
-			b = append(b, "' type='"...)
-			b = treff.AppendEscaped(b, id.Type)
-			if id.Name != "" {
-				b = append(b, "' name='"...)
-				b = treff.AppendEscaped(b, id.Name)
-			}
-			b = append(b, "'/>"...)
+			b = appendIdentity(b, id)
 			s.WriteString(id.Category + "/" + id.Type + "//" + id.Name + "<")
 		}
 		for _, f := range feats {
@@ -160,7 +152,21 @@ func (m *Module) hostInfo(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	m.build()
 	if n != "" && n != CapsNode+"#"+m.ver {
-		return nil, treff.ErrItemNotFound
+		h, ok := m.srv.DiscoNode(n)
+		if !ok {
+			return nil, treff.ErrItemNotFound
+		}
+		ids, feats := h.DiscoInfo(ctx, iq.From)
+		var b []byte
+		for _, id := range ids {
+			b = appendIdentity(b, id)
+		}
+		for _, f := range feats {
+			b = append(b, "<feature var='"...)
+			b = treff.AppendEscaped(b, f)
+			b = append(b, "'/>"...)
+		}
+		return wrap(NSInfo, n, b), nil
 	}
 	return wrap(NSInfo, n, m.info), nil
 }
@@ -173,11 +179,16 @@ func (m *Module) hostItems(ctx context.Context, iq *treff.Stanza) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	items := m.srv.Items()
 	if n != "" {
-		return nil, treff.ErrItemNotFound
+		h, ok := m.srv.DiscoNode(n)
+		if !ok {
+			return nil, treff.ErrItemNotFound
+		}
+		items = h.DiscoItems(ctx, iq.From)
 	}
 	var b []byte
-	for _, it := range m.srv.Items() {
+	for _, it := range items {
 		b = append(b, "<item jid='"...)
 		b = treff.AppendEscaped(b, it.JID)
 		if it.Node != "" {
@@ -190,7 +201,7 @@ func (m *Module) hostItems(ctx context.Context, iq *treff.Stanza) ([]byte, error
 		}
 		b = append(b, "'/>"...)
 	}
-	return wrap(NSItems, "", b), nil
+	return wrap(NSItems, n, b), nil
 }
 
 // allowed reports whether the requester may discover the account: the
@@ -251,4 +262,16 @@ func (m *Module) accountItems(ctx context.Context, iq *treff.Stanza) ([]byte, er
 		return nil, err
 	}
 	return wrap(NSItems, "", nil), nil
+}
+
+func appendIdentity(b []byte, id treff.Identity) []byte {
+	b = append(b, "<identity category='"...)
+	b = treff.AppendEscaped(b, id.Category)
+	b = append(b, "' type='"...)
+	b = treff.AppendEscaped(b, id.Type)
+	if id.Name != "" {
+		b = append(b, "' name='"...)
+		b = treff.AppendEscaped(b, id.Name)
+	}
+	return append(b, "'/>"...)
 }

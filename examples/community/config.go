@@ -88,6 +88,17 @@ type Config struct {
 	// cannot be registered again (key registration_hold_deleted, "d"
 	// counts days). Default: 30d.
 	RegistrationHoldDeleted time.Duration
+	// Admins are the bare JIDs allowed to run the administration commands
+	// (XEP-0133) from their client (key admins, comma-separated).
+	// Default: none.
+	Admins []string
+	// InvitesByUsers lets every user create invitation links from their
+	// client, not only admins (key invites_by_users: yes or no).
+	// Default: no.
+	InvitesByUsers bool
+	// InviteValidity is how long an invitation link can be used (key
+	// invite_validity, "d" counts days). Default: 7d.
+	InviteValidity time.Duration
 	// ExpireAfter is how long an account may go unused (no login; for an
 	// account never used, since its creation) before the expire command
 	// deletes it (key expire_after, a duration; "d" counts days).
@@ -129,6 +140,7 @@ func Default() Config {
 		RegistrationPerAddress:  register.Limit{N: 3, Period: time.Hour},
 		RegistrationGlobal:      register.Limit{N: 60, Period: time.Hour},
 		RegistrationHoldDeleted: 30 * 24 * time.Hour,
+		InviteValidity:          7 * 24 * time.Hour,
 	}
 }
 
@@ -227,6 +239,26 @@ var options = []option{
 	}},
 	{"registration_hold_deleted", "time the name of a deleted account cannot be registered again (`duration`, \"d\" counts days)", func(c *Config, v string) error {
 		return setDays(&c.RegistrationHoldDeleted, v)
+	}},
+	{"admins", "comma-separated `JIDs` allowed to run the administration commands from their client", func(c *Config, v string) error {
+		c.Admins = nil
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			j, err := parseUser(a)
+			if err != nil {
+				return err
+			}
+			c.Admins = append(c.Admins, j.String())
+		}
+		return nil
+	}},
+	{"invites_by_users", "let every user create invitation links (`yes` or `no`)", func(c *Config, v string) error {
+		return setBool(&c.InvitesByUsers, v)
+	}},
+	{"invite_validity", "how long an invitation link can be used (`duration`, \"d\" counts days)", func(c *Config, v string) error {
+		return setDays(&c.InviteValidity, v)
 	}},
 	{"expire_after", "delete accounts unused for this `duration` (\"d\" counts days, e.g. 365d)", func(c *Config, v string) error {
 		return setDays(&c.ExpireAfter, v)

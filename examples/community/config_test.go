@@ -81,6 +81,9 @@ registration_per_address = 1/10m
 registration_global = 100 / 24h
 expire_after = 180d
 registration_hold_deleted = 7d
+admins = Boss@Example.org, ops@chat.example.net
+invites_by_users = yes
+invite_validity = 48h
 expire_daily = yes
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
@@ -114,6 +117,9 @@ expire_daily = yes
 		RegistrationGlobal:      register.Limit{N: 100, Period: 24 * time.Hour},
 		ExpireAfter:             180 * 24 * time.Hour,
 		RegistrationHoldDeleted: 7 * 24 * time.Hour,
+		Admins:                  []string{"boss@example.org", "ops@chat.example.net"},
+		InvitesByUsers:          true,
+		InviteValidity:          48 * time.Hour,
 		ExpireDaily:             true,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -143,6 +149,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"motd = \"unterminated\n", `x.conf:1: motd: bad quoted string`},
 		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
 		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
+		{"admins = boss\n", `x.conf:1: admins: "boss" is not a user's bare JID`},
 		{"expire_after = 0d\n", `x.conf:1: expire_after: "0d" is not a number of days`},
 		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open, closed or invite`},
 		{"registration_per_address = 3\n", `x.conf:1: registration_per_address: "3" is not COUNT/DURATION`},

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/adhoc"
+	treffadmin "github.com/treff-im/treff/admin"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
@@ -257,13 +259,22 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if cfg.MOTD != "" {
 		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
 	}
-	srv.Modules = append(srv.Modules, &register.Module{
+	reg := &register.Module{
 		Policy:            cfg.Registration,
 		Accounts:          authn,
 		MinPasswordLength: cfg.RegistrationMinPassword,
 		PerAddress:        cfg.RegistrationPerAddress,
 		Global:            cfg.RegistrationGlobal,
 		HoldDeleted:       cfg.RegistrationHoldDeleted,
+	}
+	ah := &adhoc.Module{}
+	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{
+		AdHoc:          ah,
+		Admins:         cfg.Admins,
+		Accounts:       authn,
+		Register:       reg,
+		UsersMayInvite: cfg.InvitesByUsers,
+		InviteValidity: cfg.InviteValidity,
 	})
 	return srv
 }
