@@ -8,6 +8,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -246,6 +247,32 @@ func (s *server) tlsConfig() *tls.Config {
 	return &tls.Config{RootCAs: s.roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
 }
 
+// register creates an account with in-band registration (XEP-0077) over
+// direct TLS, speaking the protocol by hand.
+func (s *server) register(t *testing.T, user, password string) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", s.tlsAddr, s.tlsConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>"+
+		"<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>"+user+"</username><password>"+password+"</password></query></iq>")
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte("id='reg'")) {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("registering %s: %v; got %s", user, err, got)
+		}
+	}
+	if !bytes.Contains(got, []byte("<iq type='result' id='reg'")) {
+		t.Fatalf("registering %s: %s", user, got)
+	}
+}
+
 // login logs in with mellium's client, over STARTTLS or direct TLS.
 func (s *server) login(user, pass string, directTLS bool) (*xmpp.Session, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -349,7 +376,7 @@ func TestEndToEnd(t *testing.T) {
 	expectFail(t, bin, 2, "not on a configured domain", "adduser", "-data", data, "-password", "x", "eve@example.org")
 
 	const motd = "Welcome to Treff & friends"
-	srv := startServer(t, bin, data, "-motd", motd)
+	srv := startServer(t, bin, data, "-motd", motd, "-registration", "open")
 	checkMode(t, filepath.Join(data, adminSocket), 0o600)
 	checkMode(t, filepath.Join(data, "key.pem"), 0o600)
 
@@ -426,6 +453,12 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("users after deluser: got %q, want %q", got, want)
 	}
 
+	// In-band registration over direct TLS: the rate limit sees the
+	// client's address, which must not reach the logs or the database.
+	srv.register(t, "frida", "frida-secret")
+	srv.mustLogin(t, "frida@localhost", "frida-secret", false)
+	mustRun(t, bin, "", "deluser", "-data", data, "frida@localhost")
+
 	srv.stop(t, syscall.SIGTERM)
 	if _, err := os.Lstat(filepath.Join(data, adminSocket)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("admin socket after shutdown: %v", err)
@@ -440,7 +473,7 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"127.0.0.1", "alicepw", "bobpw", "carolpw", "newalicepw", "dave pw with spaces", "erinpw", motd} {
+	for _, secret := range []string{"127.0.0.1", "alicepw", "bobpw", "carolpw", "newalicepw", "dave pw with spaces", "erinpw", "frida-secret", motd} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q:\n%s", secret, logs)
 		}
