@@ -376,7 +376,7 @@ func TestEndToEnd(t *testing.T) {
 	expectFail(t, bin, 2, "not on a configured domain", "adduser", "-data", data, "-password", "x", "eve@example.org")
 
 	const motd = "Welcome to Treff & friends"
-	srv := startServer(t, bin, data, "-motd", motd, "-registration", "open")
+	srv := startServer(t, bin, data, "-motd", motd)
 	checkMode(t, filepath.Join(data, adminSocket), 0o600)
 	checkMode(t, filepath.Join(data, "key.pem"), 0o600)
 
@@ -455,6 +455,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// In-band registration over direct TLS: the rate limit sees the
 	// client's address, which must not reach the logs or the database.
+	mustRun(t, bin, "", "registration", "-data", data, "open")
 	srv.register(t, "frida", "frida-secret")
 	srv.mustLogin(t, "frida@localhost", "frida-secret", false)
 	mustRun(t, bin, "", "deluser", "-data", data, "frida@localhost")
