@@ -29,7 +29,7 @@ type Session struct {
 	fromAttr string // " from='full'" for stamping
 	ctx      context.Context
 	cancel   context.CancelFunc
-	done     func() // called by the read loop after end
+	done     func()        // called by the read loop after end
 	gone     chan struct{} // closed when end has run every hook
 	pmu      sync.Mutex
 	parked   bool        // no goroutine reads; unpark starts one
