@@ -278,20 +278,28 @@ func (m *Module) announce(ctx context.Context, from jid.JID, v adhoc.Values) (ad
 	if strings.TrimSpace(body) == "" {
 		return adhoc.Result{}, &treff.StanzaError{Condition: "not-acceptable", Text: "the announcement is empty"}
 	}
-	host, _ := jid.New("", from.Domainpart(), "")
+	n := Announce(m.srv, from.Domainpart(), v.Get("subject"), body)
+	m.srv.Log().Info("announcement sent", "admin", from.Bare().String(), "sessions", n)
+	return adhoc.Result{Note: fmt.Sprintf("The announcement was sent to %d sessions.", n)}, nil
+}
+
+// Announce sends a headline message from domain, with subject (if not
+// empty) and body, to every online session on domain, and returns how
+// many it went to.
+func Announce(srv *treff.Server, domain, subject, body string) int {
 	n := 0
-	for _, s := range m.srv.OnlineSessions() {
-		if s.JID().Domainpart() != from.Domainpart() {
+	for _, s := range srv.OnlineSessions() {
+		if s.JID().Domainpart() != domain {
 			continue
 		}
 		b := []byte("<message type='headline' from='")
-		b = treff.AppendEscaped(b, host.String())
+		b = treff.AppendEscaped(b, domain)
 		b = append(b, "' to='"...)
 		b = treff.AppendEscaped(b, s.JID().String())
 		b = append(b, "'>"...)
-		if subj := v.Get("subject"); subj != "" {
+		if subject != "" {
 			b = append(b, "<subject>"...)
-			b = treff.AppendEscaped(b, subj)
+			b = treff.AppendEscaped(b, subject)
 			b = append(b, "</subject>"...)
 		}
 		b = append(b, "<body>"...)
@@ -301,8 +309,7 @@ func (m *Module) announce(ctx context.Context, from jid.JID, v adhoc.Values) (ad
 			n++
 		}
 	}
-	m.srv.Log().Info("announcement sent", "admin", from.Bare().String(), "sessions", n)
-	return adhoc.Result{Note: fmt.Sprintf("The announcement was sent to %d sessions.", n)}, nil
+	return n
 }
 
 func (m *Module) registrationForm(ctx context.Context, from jid.JID) *adhoc.Form {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	treffadmin "github.com/treff-im/treff/admin"
+
 	"golang.org/x/text/secure/precis"
 	"mellium.im/xmpp/jid"
 
@@ -291,4 +293,23 @@ func (a *accounts) inviteRequest(ctx context.Context, req adminRequest) ([]strin
 		validity = d
 	}
 	return a.invite(ctx, req.Domain, validity, req.List)
+}
+
+// announce sends a headline message to everyone online on the configured
+// domains and returns how many sessions it went to.
+func (a *accounts) announce(subject, body string) (int, error) {
+	if strings.TrimSpace(body) == "" {
+		return 0, usageErrorf("the announcement is empty")
+	}
+	if a.srv == nil {
+		return 0, errors.New("no server runs")
+	}
+	n := 0
+	for _, d := range a.domains {
+		n += treffadmin.Announce(a.srv, d, subject, body)
+	}
+	if a.log != nil {
+		a.log.Info("announcement sent", "sessions", n)
+	}
+	return n, nil
 }

@@ -393,6 +393,21 @@ func TestEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("bob got no message of the day")
 	}
+	// An announcement reaches everyone online.
+	if out := mustRun(t, bin, "", "announce", "-data", data, "-subject", "News", "Tea", "at", "five"); out != "announce: sent to 3 sessions\n" { // alice twice, bob
+		t.Errorf("announce: %q", out)
+	}
+	select {
+	case body := <-bobMsgs:
+		if body != "Tea at five" {
+			t.Errorf("announcement: got %q", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("bob got no announcement")
+	}
+	if out := mustRun(t, bin, "", "users", "-data", data, "-count"); out != "2\n" {
+		t.Errorf("users -count: %q", out)
+	}
 
 	// Admin commands while the server runs go through its socket (the
 	// database is locked by the server).

@@ -73,7 +73,9 @@ const usageText = `Usage:
   community passwd [flags] JID      change an account's password
   community deluser [flags] JID     delete an account, its roster and offline messages
   community deluser -batch < FILE   delete the accounts listed one JID per line
-  community users [flags]           list the accounts
+  community users [flags]           list the accounts (-count: their number)
+  community announce [-subject S] TEXT
+                                    send a message to everyone online
   community expire [-delete]        list (or delete) accounts unused for
                                     expire_after (default 365d)
   community registration [open|closed|invite]
@@ -106,6 +108,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdExpire(args, stdout, stderr)
 	case "invite":
 		err = cmdInvite(args, stdout, stderr)
+	case "announce":
+		err = cmdAnnounce(args, stdin, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -222,6 +226,10 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 	var batch bool
 	withUser := cmd != "users"
 	withPassword := cmd == "adduser" || cmd == "passwd"
+	var count bool
+	if cmd == "users" {
+		f.fs.BoolVar(&count, "count", false, "print only the number of accounts")
+	}
 	if withPassword {
 		f.fs.StringVar(&password, "password", "", "the `password` (default: read one line from standard input)")
 	}
@@ -273,9 +281,50 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	if count {
+		fmt.Fprintln(stdout, len(resp.Users))
+		return nil
+	}
 	for _, u := range resp.Users {
 		fmt.Fprintln(stdout, u)
 	}
+	return nil
+}
+
+// cmdAnnounce sends a headline message to everyone online on the
+// configured domains of the running server.
+func cmdAnnounce(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	f := newFlags("community announce", stderr, "data", "domain")
+	var subject string
+	f.fs.StringVar(&subject, "subject", "", "the `subject` of the message")
+	f.usage("Usage: community announce [flags] TEXT...   (no TEXT: read it from standard input)\n")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	text := strings.Join(pos, " ")
+	if len(pos) == 0 {
+		b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
+		if err != nil {
+			return fmt.Errorf("reading the announcement: %w", err)
+		}
+		text = strings.TrimRight(string(b), "\n")
+	}
+	if strings.TrimSpace(text) == "" {
+		return usageErrorf("the announcement is empty")
+	}
+	resp, err := callAdmin(filepath.Join(cfg.Data, adminSocket), adminRequest{Cmd: "announce", Subject: subject, Body: text})
+	if errors.Is(err, errNoServer) {
+		return fmt.Errorf("no server runs with the data folder %s, so nobody is online", cfg.Data)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "announce: sent to %d sessions\n", resp.Sent)
 	return nil
 }
 

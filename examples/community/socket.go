@@ -30,6 +30,7 @@ import (
 //	{"cmd":"expire","before":"2025-11-21T00:00:00Z","delete":true}
 //	{"cmd":"invite","domain":"localhost","valid":"168h"}   (a new link)
 //	{"cmd":"invite","list":true}                           (links not used)
+//	{"cmd":"announce","subject":"Maintenance","body":"..."} (answer: "sent")
 //
 //	{"ok":true}
 //	{"ok":true,"users":["alice@localhost","bob@localhost"]}
@@ -63,6 +64,9 @@ type adminRequest struct {
 	// Before and Delete are for expire.
 	Before time.Time `json:"before,omitzero"`
 	Delete bool      `json:"delete,omitempty"`
+	// Subject and Body are for announce.
+	Subject string `json:"subject,omitempty"`
+	Body    string `json:"body,omitempty"`
 	// Domain, Valid and List are for invite.
 	Domain string `json:"domain,omitempty"`
 	Valid  string `json:"valid,omitempty"`
@@ -75,6 +79,7 @@ type adminResponse struct {
 	Error  string   `json:"error,omitempty"`
 	Users  []string `json:"users,omitempty"`
 	Policy string   `json:"policy,omitempty"`
+	Sent   int      `json:"sent,omitempty"` // announce: sessions reached
 }
 
 // adminServer serves the admin protocol for a running server.
@@ -231,6 +236,8 @@ func (a *adminServer) do(line []byte) adminResponse {
 		resp.Users, err = a.acct.expire(ctx, req.Before, req.Delete)
 	case "invite":
 		resp.Users, err = a.acct.inviteRequest(ctx, req)
+	case "announce":
+		resp.Sent, err = a.acct.announce(req.Subject, req.Body)
 	default:
 		err = usageErrorf("unknown command %q", req.Cmd)
 	}
