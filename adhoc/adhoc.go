@@ -23,12 +23,11 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/dataform"
 )
 
 // NS is the XEP-0050 namespace, also the disco node listing the commands.
 const NS = "http://jabber.org/protocol/commands"
-
-const nsData = "jabber:x:data"
 
 // Command is one ad-hoc command.
 type Command struct {
@@ -49,6 +48,16 @@ type Command struct {
 	// <internal-server-error/>.
 	Run func(ctx context.Context, from jid.JID, v Values) (Result, error)
 }
+
+// Form, Field and Values are the XEP-0004 types commands use.
+type (
+	Form   = dataform.Form
+	Field  = dataform.Field
+	Values = dataform.Values
+)
+
+// FormType is the hidden FORM_TYPE field (XEP-0068).
+func FormType(ns string) Field { return dataform.FormType(ns) }
 
 // Result is what a completed command returns: a note, a result form, or
 // both.
@@ -152,16 +161,10 @@ func (m *Module) command(node string) *Command {
 
 // request is a <command/> element.
 type request struct {
-	Node      string `xml:"node,attr"`
-	SessionID string `xml:"sessionid,attr"`
-	Action    string `xml:"action,attr"`
-	Form      *struct {
-		Type   string `xml:"type,attr"`
-		Fields []struct {
-			Var    string   `xml:"var,attr"`
-			Values []string `xml:"value"`
-		} `xml:"field"`
-	} `xml:"jabber:x:data x"`
+	Node      string              `xml:"node,attr"`
+	SessionID string              `xml:"sessionid,attr"`
+	Action    string              `xml:"action,attr"`
+	Form      *dataform.Submitted `xml:"jabber:x:data x"`
 }
 
 func commandError(cond, specific string) error {
@@ -216,7 +219,7 @@ func (m *Module) handle(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 		m.mu.Unlock()
 		b := m.open(c.Node, id, "executing")
 		b = append(b, "<actions execute='complete'><complete/></actions>"...)
-		b = f.append(b, "form")
+		b = f.Append(b, "form")
 		return append(b, "</command>"...), nil
 	}
 	m.mu.Lock()
@@ -237,13 +240,7 @@ func (m *Module) handle(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	default:
 		return nil, commandError("bad-request", "bad-action")
 	}
-	v := Values{}
-	if req.Form != nil {
-		for _, f := range req.Form.Fields {
-			v[f.Var] = f.Values
-		}
-	}
-	return m.run(ctx, c, iq.From, req.SessionID, v)
+	return m.run(ctx, c, iq.From, req.SessionID, req.Form.Values())
 }
 
 func (m *Module) run(ctx context.Context, c *Command, from jid.JID, id string, v Values) ([]byte, error) {
@@ -266,7 +263,7 @@ func (m *Module) run(ctx context.Context, c *Command, from jid.JID, id string, v
 		b = append(b, "</note>"...)
 	}
 	if res.Form != nil {
-		b = res.Form.append(b, "result")
+		b = res.Form.Append(b, "result")
 	}
 	return append(b, "</command>"...), nil
 }
@@ -296,79 +293,6 @@ func newID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// Values are the submitted values of a form, by field name.
-type Values map[string][]string
-
-// Get returns the first value of a field, or "".
-func (v Values) Get(name string) string {
-	if vs := v[name]; len(vs) > 0 {
-		return vs[0]
-	}
-	return ""
-}
-
-// Form is a XEP-0004 data form.
-type Form struct {
-	Title, Instructions string
-	Fields              []Field
-}
-
-// Field is one field of a form.
-type Field struct {
-	Var, Type, Label string // Type as in XEP-0004: text-single, jid-multi, ...
-	Required         bool
-	Values           []string
-	Options          []string // for list-single and list-multi
-}
-
-func (f *Form) append(b []byte, typ string) []byte {
-	b = append(b, "<x xmlns='"+nsData+"' type='"+typ+"'>"...)
-	if f.Title != "" {
-		b = append(b, "<title>"...)
-		b = treff.AppendEscaped(b, f.Title)
-		b = append(b, "</title>"...)
-	}
-	if f.Instructions != "" {
-		b = append(b, "<instructions>"...)
-		b = treff.AppendEscaped(b, f.Instructions)
-		b = append(b, "</instructions>"...)
-	}
-	for _, fl := range f.Fields {
-		b = append(b, "<field var='"...)
-		b = treff.AppendEscaped(b, fl.Var)
-		if fl.Type != "" {
-			b = append(b, "' type='"...)
-			b = append(b, fl.Type...)
-		}
-		if fl.Label != "" {
-			b = append(b, "' label='"...)
-			b = treff.AppendEscaped(b, fl.Label)
-		}
-		b = append(b, "'>"...)
-		if fl.Required {
-			b = append(b, "<required/>"...)
-		}
-		for _, o := range fl.Options {
-			b = append(b, "<option><value>"...)
-			b = treff.AppendEscaped(b, o)
-			b = append(b, "</value></option>"...)
-		}
-		for _, v := range fl.Values {
-			b = append(b, "<value>"...)
-			b = treff.AppendEscaped(b, v)
-			b = append(b, "</value>"...)
-		}
-		b = append(b, "</field>"...)
-	}
-	return append(b, "</x>"...)
-}
-
-// FormType is the hidden FORM_TYPE field (XEP-0068) a form of a
-// registered type carries.
-func FormType(ns string) Field {
-	return Field{Var: "FORM_TYPE", Type: "hidden", Values: []string{ns}}
 }
 
 // JIDs parses the values of a jid-single or jid-multi field into bare

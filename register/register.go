@@ -30,6 +30,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/dataform"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -37,7 +38,6 @@ import (
 const (
 	NS        = "jabber:iq:register"
 	NSFeature = "http://jabber.org/features/iq-register"
-	nsData    = "jabber:x:data"
 )
 
 // Policy says who may create an account.
@@ -238,32 +238,20 @@ func (m *Module) closedError() error {
 
 // query is a jabber:iq:register payload.
 type query struct {
-	Username *string   `xml:"username"`
-	Password *string   `xml:"password"`
-	Remove   *struct{} `xml:"remove"`
-	Form     *struct {
-		Type   string `xml:"type,attr"`
-		Fields []struct {
-			Var    string   `xml:"var,attr"`
-			Values []string `xml:"value"`
-		} `xml:"field"`
-	} `xml:"jabber:x:data x"`
+	Username *string             `xml:"username"`
+	Password *string             `xml:"password"`
+	Remove   *struct{}           `xml:"remove"`
+	Form     *dataform.Submitted `xml:"jabber:x:data x"`
 }
 
 // fields returns the username and password given, from the data form if
 // there is one, else from the legacy fields.
 func (q *query) fields() (user, password string, ok bool) {
 	if q.Form != nil {
-		var u, p bool
-		for _, f := range q.Form.Fields {
-			v := strings.Join(f.Values, "")
-			switch f.Var {
-			case "username":
-				user, u = v, true
-			case "password":
-				password, p = v, true
-			}
-		}
+		v := q.Form.Values()
+		_, u := v["username"]
+		_, p := v["password"]
+		user, password = strings.Join(v["username"], ""), strings.Join(v["password"], "")
 		return user, password, u && p && user != "" && password != ""
 	}
 	if q.Username == nil || q.Password == nil {
@@ -290,15 +278,16 @@ func decodeQuery(iq *treff.Stanza) (*query, error) {
 }
 
 func (m *Module) form(instructions string) []byte {
-	var b strings.Builder
-	b.WriteString("<query xmlns='" + NS + "'><instructions>")
-	xml.EscapeText(&b, []byte(instructions))
-	b.WriteString("</instructions><username/><password/><x xmlns='" + nsData + "' type='form'><title>Create an account</title><instructions>")
-	xml.EscapeText(&b, []byte(instructions))
-	b.WriteString("</instructions><field type='hidden' var='FORM_TYPE'><value>" + NS + "</value></field>" +
-		"<field type='text-single' label='Username' var='username'><required/></field>" +
-		"<field type='text-private' label='Password' var='password'><required/></field></x></query>")
-	return []byte(b.String())
+	b := []byte("<query xmlns='" + NS + "'><instructions>")
+	b = treff.AppendEscaped(b, instructions)
+	b = append(b, "</instructions><username/><password/>"...)
+	f := dataform.Form{Title: "Create an account", Instructions: instructions, Fields: []dataform.Field{
+		dataform.FormType(NS),
+		{Var: "username", Type: "text-single", Label: "Username", Required: true},
+		{Var: "password", Type: "text-private", Label: "Password", Required: true},
+	}}
+	b = f.Append(b, "form")
+	return append(b, "</query>"...)
 }
 
 // preAuth answers registration requests before authentication (XEP-0077
