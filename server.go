@@ -466,7 +466,6 @@ func (srv *Server) Session(full jid.JID) *Session {
 	return s
 }
 
-// Sessions returns the client sessions currently bound to the bare JID.
 // OnlineSessions returns every bound session of the server, in no order
 // (for announcements to all online users).
 func (srv *Server) OnlineSessions() []*Session {
@@ -481,6 +480,7 @@ func (srv *Server) OnlineSessions() []*Session {
 	return out
 }
 
+// Sessions returns the client sessions currently bound to the bare JID.
 func (srv *Server) Sessions(bare jid.JID) []*Session {
 	if srv.init() != nil {
 		return nil
