@@ -373,10 +373,18 @@ func withState(it storage.RosterItem, s State) storage.RosterItem {
 }
 
 // probe answers a presence probe (RFC 6121 4.3.2).
+//
+// A prober the user does not share presence with learns nothing but
+// "unsubscribed" (RFC 6121 4.3.2): its server thinks it is subscribed,
+// so the reply brings the two rosters back in line (A.3.4).
 func (m *Module) probe(ctx context.Context, user jid.JID, st *treff.Stanza) {
 	it, ok, err := m.item(ctx, user, st.From.Bare())
-	if err != nil || !ok || (it.Subscription != storage.SubFrom && it.Subscription != storage.SubBoth) {
-		return // not subscribed: the prober learns nothing
+	if err != nil {
+		return
+	}
+	if !ok || (it.Subscription != storage.SubFrom && it.Subscription != storage.SubBoth) {
+		m.routePresence(ctx, user, st.From.Bare(), "unsubscribed")
+		return
 	}
 	sent := false
 	for _, s := range m.srv.Sessions(user) {

@@ -224,3 +224,33 @@ func TestAccountDeleted(t *testing.T) {
 		t.Errorf("deleting again: %v", err)
 	}
 }
+
+// A probe from a user the contact does not share presence with is answered
+// with "unsubscribed", which resynchronises the prober's roster (RFC 6121
+// 4.3.2, A.3.4).
+func TestProbeFromNonSubscriberResyncs(t *testing.T) {
+	ts := newServer(t, nil)
+	ctx := context.Background()
+	// alice believes she is subscribed to bob; bob's roster says none.
+	if _, err := ts.Store.PutRosterItem(ctx, "alice@localhost", storage.RosterItem{JID: "bob@localhost", Subscription: storage.SubTo}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Store.PutRosterItem(ctx, "bob@localhost", storage.RosterItem{JID: "alice@localhost", Subscription: storage.SubNone}); err != nil {
+		t.Fatal(err)
+	}
+	bob := ts.Login(t, "bob", "pw", "r")
+	bob.Send("<presence/>")
+	getRoster(bob)
+	alice := ts.Login(t, "alice", "pw", "r")
+	getRoster(alice)
+	alice.Send("<presence/>") // probes bob
+	alice.Expect(`<item jid='bob@localhost' subscription='none'/>`)
+	alice.Expect(`<presence from='bob@localhost' to='alice@localhost/r' type='unsubscribed'/>`)
+	if strings.Contains(alice.Pending(), "<presence from='bob@localhost/r'") {
+		t.Errorf("alice learnt bob's presence: %s", alice.Pending())
+	}
+	it, err := ts.Store.RosterItem(ctx, "alice@localhost", "bob@localhost")
+	if err != nil || it.Subscription != storage.SubNone {
+		t.Errorf("alice's item for bob: %+v %v", it, err)
+	}
+}

@@ -677,9 +677,11 @@ func TestSubscriptionRandomWalkConcurrent(t *testing.T) {
 
 // The Appendix A tables alone do not keep the rosters in agreement when a
 // denial crosses a repeated request: each server below follows its table
-// row, yet bob ends with "From" and alice with "None". A server needs
-// other means to resynchronise (e.g. 4.3.2: probes answered with
-// "unsubscribed"); this test documents the limit of the pure machine.
+// row, yet bob ends with "From" and alice with "None". This test documents
+// the limit of the pure machine. The roster module answers probes from
+// non-subscribers with "unsubscribed" (4.3.2, TestProbeFromNonSubscriberResyncs),
+// which repairs a prober that wrongly believes it is subscribed; the state
+// below, where alice does not probe, stays until one side acts.
 func TestSubscriptionCrossedStanzas(t *testing.T) {
 	w := &subWorld{side: [2]State{subState(t, "None + Pending Out"), subState(t, "None + Pending In")}}
 	w.send(1, "unsubscribed") // bob denies: A.2.4 row 3, routed
