@@ -267,3 +267,69 @@ type Invites interface {
 	// DeleteInvite removes an invitation; a missing one is not an error.
 	DeleteInvite(ctx context.Context, token string) error
 }
+
+// Affiliation is a user's long-lived relation to a group chat room
+// (XEP-0045 section 5.2).
+type Affiliation string
+
+// Room affiliations. "none" is not stored: a user without an entry has it.
+const (
+	AffOwner   Affiliation = "owner"
+	AffAdmin   Affiliation = "admin"
+	AffMember  Affiliation = "member"
+	AffOutcast Affiliation = "outcast"
+)
+
+// Room is the stored state of a persistent group chat room (XEP-0045):
+// its configuration, subject and affiliations. Occupants and the message
+// history are not stored here.
+type Room struct {
+	// JID is the room's normalised bare JID, e.g. "lobby@conference.example.org".
+	JID string
+	// Name and Description are shown in room lists.
+	Name, Description string
+	// Subject is the room's subject and SubjectBy the nickname that set it.
+	Subject, SubjectBy string
+	// Public rooms are listed in service discovery.
+	Public bool
+	// MembersOnly rooms admit only owners, admins and members.
+	MembersOnly bool
+	// Moderated rooms give new occupants no voice.
+	Moderated bool
+	// NonAnonymous rooms show every occupant's real JID to all.
+	NonAnonymous bool
+	// Persistent rooms outlive their last occupant.
+	Persistent bool
+	// Password, if not empty, must be given to enter.
+	Password string
+	// MaxOccupants is the most occupants at once; 0 means the service's
+	// limit.
+	MaxOccupants int
+	// MaxHistory is how many messages a new occupant gets; 0 means the
+	// service's default.
+	MaxHistory int
+	// OccupantsChangeSubject lets participants, not only moderators,
+	// change the subject.
+	OccupantsChangeSubject bool
+	// OccupantsInvite lets participants invite others to a members-only
+	// room.
+	OccupantsInvite bool
+	// Affiliations maps bare JIDs to their affiliation.
+	Affiliations map[string]Affiliation
+	// Created is when the room was created (UTC).
+	Created time.Time
+}
+
+// Rooms stores persistent group chat rooms. Optional: a group chat
+// service without it keeps rooms in memory only.
+type Rooms interface {
+	// PutRoom stores the room, replacing a stored one with the same JID.
+	PutRoom(ctx context.Context, r Room) error
+	// Room returns the room with the given bare JID, or ErrNotFound.
+	Room(ctx context.Context, jid string) (Room, error)
+	// DeleteRoom removes a room; a missing one is not an error.
+	DeleteRoom(ctx context.Context, jid string) error
+	// ListRooms returns the rooms of one service domain (the part after
+	// '@'), sorted by JID.
+	ListRooms(ctx context.Context, service string) ([]Room, error)
+}

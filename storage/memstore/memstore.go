@@ -51,6 +51,7 @@ type Store struct {
 	last     map[string]lastSeen
 	held     map[string]time.Time
 	invites  map[string]storage.Invite
+	rooms    map[string]storage.Room
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

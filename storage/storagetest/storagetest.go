@@ -90,6 +90,7 @@ var groups = []group{
 	{"LastActivity", lastTests},
 	{"HeldNames", heldTests},
 	{"Invites", inviteTests},
+	{"Rooms", roomTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},
