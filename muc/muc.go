@@ -1,0 +1,388 @@
+// Package muc implements XEP-0045 Multi-User Chat as a Treff module: a
+// group chat service on a subdomain of each host (conference.example.org)
+// where users create rooms by joining them, talk, send private messages
+// to each other through the room, and owners configure their rooms.
+//
+// This first part covers the service and room discovery, joining (with
+// instant and configured rooms, members-only and password-protected
+// rooms, outcasts, nickname conflicts, the occupant limit), presence
+// with the status codes of XEP-0045's tables for entering, leaving and
+// changing nickname, history on join, the subject, groupchat and private
+// messages, owner configuration (muc#owner) with destruction, and
+// persistence of rooms through storage.Rooms. Roles and affiliations are
+// changed through the admin IQs in a later part.
+package muc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/storage"
+)
+
+// Namespaces of XEP-0045.
+const (
+	NS      = "http://jabber.org/protocol/muc"
+	NSUser  = NS + "#user"
+	NSOwner = NS + "#owner"
+	NSAdmin = NS + "#admin"
+)
+
+// Module is the group chat service.
+type Module struct {
+	// Subdomain is the label put before each host's domain to name its
+	// service. "" means "conference".
+	Subdomain string
+	// Store keeps persistent rooms. nil means the server's Storage if it
+	// implements storage.Rooms; without one, rooms live in memory only.
+	Store storage.Rooms
+	// CreatorDomains are the domains whose users may create rooms. nil
+	// means the server's hosts: users of other servers cannot create
+	// rooms.
+	CreatorDomains []string
+	// MaxOccupants is the most occupants of a room. 0 means 200.
+	MaxOccupants int
+	// MaxNick is the longest nickname, in characters. 0 means 64.
+	MaxNick int
+	// MaxHistory is how many messages a room keeps for new occupants. 0
+	// means 20.
+	MaxHistory int
+	// MaxMessage is the largest groupchat message, in bytes. 0 means
+	// 64 KiB.
+	MaxMessage int
+
+	srv      *treff.Server
+	services map[string]bool // service domains
+	mu       sync.Mutex
+	rooms    map[string]*room // by bare room JID
+}
+
+var _ treff.Module = (*Module)(nil)
+
+// Name implements treff.Module.
+func (m *Module) Name() string { return "muc" }
+
+// Setup implements treff.Module.
+func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	m.srv = r.Server()
+	if m.Store == nil {
+		m.Store, _ = m.srv.Storage.(storage.Rooms)
+	}
+	sub := m.Subdomain
+	if sub == "" {
+		sub = "conference"
+	}
+	m.services = make(map[string]bool)
+	m.rooms = make(map[string]*room)
+	for _, h := range m.srv.Hosts {
+		d := sub + "." + h.Domain
+		m.services[d] = true
+		r.HandleDomain(d, treff.StanzaHandlerFunc(m.handle))
+		r.AddItem(treff.Item{JID: d, Name: "Group chat"})
+	}
+	if m.CreatorDomains == nil {
+		for _, h := range m.srv.Hosts {
+			m.CreatorDomains = append(m.CreatorDomains, h.Domain)
+		}
+	}
+	r.OnSessionClosed(m.sessionClosed)
+	return nil
+}
+
+func (m *Module) maxOccupants() int { return or(m.MaxOccupants, 200) }
+func (m *Module) maxNick() int      { return or(m.MaxNick, 64) }
+func (m *Module) maxHistory() int   { return or(m.MaxHistory, 20) }
+func (m *Module) maxMessage() int   { return or(m.MaxMessage, 64<<10) }
+
+func or(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// handle receives every stanza for a service domain.
+func (m *Module) handle(ctx context.Context, st *treff.Stanza) {
+	switch {
+	case st.To.Localpart() == "":
+		m.service(ctx, st)
+	case st.Kind == treff.KindPresence:
+		m.presence(ctx, st)
+	case st.Kind == treff.KindMessage:
+		m.message(ctx, st)
+	default:
+		m.roomIQ(ctx, st)
+	}
+}
+
+// send routes raw XML as a stanza.
+func (m *Module) send(ctx context.Context, raw []byte) {
+	st, err := treff.NewStanza(raw)
+	if err != nil {
+		m.srv.Log().Error("muc: built a bad stanza", "err", err)
+		return
+	}
+	m.srv.Route(ctx, st)
+}
+
+// fail answers st with an error, unless it is an error itself.
+func (m *Module) fail(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+	if st.Type == "error" || st.From.Equal(jid.JID{}) {
+		return
+	}
+	m.send(ctx, treff.AppendError(nil, st, e))
+}
+
+// room returns the room, loading a persistent one from the store; nil if
+// it does not exist.
+func (m *Module) room(ctx context.Context, roomJID jid.JID) *room {
+	key := roomJID.Bare().String()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.rooms[key]; r != nil {
+		return r
+	}
+	if m.Store == nil {
+		return nil
+	}
+	stored, err := m.Store.Room(ctx, key)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			m.srv.Log().Error("muc: loading a room failed", "room", key, "err", err)
+		}
+		return nil
+	}
+	r := newRoom(m, roomJID.Bare(), stored)
+	m.rooms[key] = r
+	return r
+}
+
+// create makes a new, locked room owned by creator.
+func (m *Module) create(roomJID jid.JID, creator jid.JID) (*room, bool) {
+	key := roomJID.Bare().String()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.rooms[key]; r != nil {
+		return r, false
+	}
+	r := newRoom(m, roomJID.Bare(), storage.Room{
+		JID:          key,
+		Public:       true,
+		Affiliations: map[string]storage.Affiliation{creator.Bare().String(): storage.AffOwner},
+		Created:      time.Now().UTC(),
+	})
+	r.locked = true
+	m.rooms[key] = r
+	return r, true
+}
+
+// forget drops a room from memory (and from the store if asked).
+func (m *Module) forget(ctx context.Context, r *room, fromStore bool) {
+	m.mu.Lock()
+	if m.rooms[r.jid.String()] == r {
+		delete(m.rooms, r.jid.String())
+	}
+	m.mu.Unlock()
+	if fromStore && m.Store != nil {
+		if err := m.Store.DeleteRoom(ctx, r.jid.String()); err != nil {
+			m.srv.Log().Error("muc: deleting a room failed", "room", r.jid.String(), "err", err)
+		}
+	}
+}
+
+func (m *Module) mayCreate(user jid.JID) bool {
+	for _, d := range m.CreatorDomains {
+		if user.Domainpart() == d {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionClosed takes a user whose session ended out of every room.
+func (m *Module) sessionClosed(ctx context.Context, s *treff.Session) {
+	m.mu.Lock()
+	var rooms []*room
+	for _, r := range m.rooms {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		r.leave(ctx, s.JID(), "", true)
+	}
+}
+
+// service answers stanzas to the service itself: disco info and items.
+func (m *Module) service(ctx context.Context, st *treff.Stanza) {
+	if st.Kind != treff.KindIQ || (st.Type != "get" && st.Type != "set") {
+		if st.Kind == treff.KindMessage || st.Kind == treff.KindIQ {
+			m.fail(ctx, st, treff.ErrServiceUnavailable)
+		}
+		return
+	}
+	switch {
+	case st.Type == "get" && st.Payload.Space == nsDiscoInfo:
+		m.send(ctx, treff.AppendResult(nil, st, []byte("<query xmlns='"+nsDiscoInfo+"'><identity category='conference' type='text' name='Group chat'/>"+
+			"<feature var='"+NS+"'/><feature var='"+nsDiscoInfo+"'/><feature var='"+nsDiscoItems+"'/></query>")))
+	case st.Type == "get" && st.Payload.Space == nsDiscoItems:
+		b := []byte("<query xmlns='" + nsDiscoItems + "'>")
+		for _, r := range m.publicRooms(ctx, st.To.Domainpart()) {
+			b = append(b, "<item jid='"...)
+			b = treff.AppendEscaped(b, r.JID)
+			if r.Name != "" {
+				b = append(b, "' name='"...)
+				b = treff.AppendEscaped(b, r.Name)
+			}
+			b = append(b, "'/>"...)
+		}
+		m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
+	default:
+		m.fail(ctx, st, treff.ErrServiceUnavailable)
+	}
+}
+
+// publicRooms lists the public, unlocked rooms of a service, in memory
+// and stored.
+func (m *Module) publicRooms(ctx context.Context, service string) []storage.Room {
+	seen := map[string]bool{}
+	var out []storage.Room
+	m.mu.Lock()
+	for _, r := range m.rooms {
+		if r.jid.Domainpart() == service {
+			conf, locked := r.snapshot()
+			seen[conf.JID] = true
+			if conf.Public && !locked {
+				out = append(out, conf)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if m.Store != nil {
+		stored, err := m.Store.ListRooms(ctx, service)
+		if err != nil {
+			m.srv.Log().Error("muc: listing rooms failed", "err", err)
+		}
+		for _, r := range stored {
+			if !seen[r.JID] && r.Public {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+const (
+	nsDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	nsDiscoItems = "http://jabber.org/protocol/disco#items"
+	nsDelay      = "urn:xmpp:delay"
+)
+
+// presence handles presence to room/nick: entering, changing nickname or
+// presence, leaving.
+func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
+	if st.Type == "error" {
+		// An occupant's client bounced something: it is gone (XEP-0045 18.1).
+		if r := m.room(ctx, st.To); r != nil {
+			r.leave(ctx, st.From, "", true)
+		}
+		return
+	}
+	nick := st.To.Resourcepart()
+	if st.Type == "unavailable" {
+		if r := m.room(ctx, st.To); r != nil {
+			r.leave(ctx, st.From, statusText(st), false)
+		}
+		return
+	}
+	if st.Type != "" {
+		return // subscriptions and probes mean nothing to a room
+	}
+	if nick == "" {
+		m.fail(ctx, st, &treff.StanzaError{Condition: "jid-malformed", Text: "a nickname is required"})
+		return
+	}
+	if len([]rune(nick)) > m.maxNick() {
+		m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("nicknames have at most %d characters", m.maxNick())})
+		return
+	}
+	r := m.room(ctx, st.To)
+	created := false
+	if r == nil {
+		if !m.mayCreate(st.From) {
+			m.fail(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: "only users of this server may create rooms"})
+			return
+		}
+		r, created = m.create(st.To, st.From)
+	}
+	r.enter(ctx, st, nick, created)
+}
+
+func statusText(st *treff.Stanza) string {
+	in := st.Inner()
+	i := strings.Index(in, "<status>")
+	if i < 0 {
+		return ""
+	}
+	j := strings.Index(in[i:], "</status>")
+	if j < 0 {
+		return ""
+	}
+	return in[i : i+j+len("</status>")]
+}
+
+// message handles groupchat messages to a room and private messages to an
+// occupant.
+func (m *Module) message(ctx context.Context, st *treff.Stanza) {
+	r := m.room(ctx, st.To)
+	if r == nil {
+		m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
+		return
+	}
+	if len(st.Raw()) > m.maxMessage() {
+		m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("messages have at most %d bytes", m.maxMessage())})
+		return
+	}
+	if st.Type == "error" {
+		return
+	}
+	if st.To.Resourcepart() == "" {
+		r.groupchat(ctx, st)
+		return
+	}
+	r.private(ctx, st)
+}
+
+// roomIQ handles IQs to a room: owner configuration and disco.
+func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
+	if st.Type != "get" && st.Type != "set" {
+		return
+	}
+	r := m.room(ctx, st.To)
+	if r == nil {
+		m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
+		return
+	}
+	if st.To.Resourcepart() != "" {
+		// IQs to an occupant: only the self-ping of XEP-0410 is answered
+		// here; forwarding IQs between occupants comes later.
+		r.occupantIQ(ctx, st)
+		return
+	}
+	switch st.Payload.Space {
+	case NSOwner:
+		r.ownerIQ(ctx, st)
+	case nsDiscoInfo:
+		r.discoInfo(ctx, st)
+	case nsDiscoItems:
+		m.send(ctx, treff.AppendResult(nil, st, []byte("<query xmlns='"+nsDiscoItems+"'/>")))
+	default:
+		m.fail(ctx, st, treff.ErrServiceUnavailable)
+	}
+}

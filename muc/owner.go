@@ -1,0 +1,219 @@
+package muc
+
+import (
+	"context"
+	"encoding/xml"
+	"strconv"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/storage"
+)
+
+// ownerQuery is a muc#owner payload.
+type ownerQuery struct {
+	Form    *dataform.Submitted `xml:"jabber:x:data x"`
+	Destroy *struct {
+		JID    string `xml:"jid,attr"`
+		Reason string `xml:"reason"`
+	} `xml:"destroy"`
+}
+
+// ownerIQ handles room configuration and destruction (XEP-0045 10).
+func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
+	r.mu.Lock()
+	owner := r.affiliation(st.From) == storage.AffOwner
+	r.mu.Unlock()
+	if !owner {
+		r.m.fail(ctx, st, &treff.StanzaError{Condition: "forbidden", Text: "only owners configure a room"})
+		return
+	}
+	if st.Type == "get" {
+		r.mu.Lock()
+		f := r.configForm()
+		r.mu.Unlock()
+		b := f.Append([]byte("<query xmlns='"+NSOwner+"'>"), "form")
+		r.m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
+		return
+	}
+	var q ownerQuery
+	d := st.Decoder()
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			r.m.fail(ctx, st, treff.ErrBadRequest)
+			return
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NSOwner {
+			if err := d.DecodeElement(&q, &se); err != nil {
+				r.m.fail(ctx, st, treff.ErrBadRequest)
+				return
+			}
+			break
+		}
+	}
+	switch {
+	case q.Destroy != nil:
+		r.m.send(ctx, treff.AppendResult(nil, st, nil))
+		r.destroy(ctx, q.Destroy.JID, q.Destroy.Reason)
+	case q.Form != nil && q.Form.Type == "cancel":
+		r.m.send(ctx, treff.AppendResult(nil, st, nil))
+		r.mu.Lock()
+		locked := r.locked
+		r.mu.Unlock()
+		if locked {
+			// Cancelling the configuration of a new room destroys it.
+			r.destroy(ctx, "", "")
+		}
+	case q.Form != nil && q.Form.Type == "submit":
+		notes, err := r.configure(ctx, q.Form.Values())
+		if err != nil {
+			r.m.fail(ctx, st, err)
+			return
+		}
+		r.m.send(ctx, treff.AppendResult(nil, st, nil))
+		for _, b := range notes {
+			r.m.send(ctx, b)
+		}
+	default:
+		r.m.fail(ctx, st, treff.ErrBadRequest)
+	}
+}
+
+func boolValue(b bool) []string {
+	if b {
+		return []string{"1"}
+	}
+	return []string{"0"}
+}
+
+// configForm is the muc#roomconfig form with the room's settings.
+func (r *room) configForm() *dataform.Form {
+	c := r.conf
+	whois := "moderators"
+	if c.NonAnonymous {
+		whois = "anyone"
+	}
+	return &dataform.Form{Title: "Configuration of " + r.jid.String(), Fields: []dataform.Field{
+		dataform.FormType(NS + "#roomconfig"),
+		{Var: "muc#roomconfig_roomname", Type: "text-single", Label: "Name", Values: []string{c.Name}},
+		{Var: "muc#roomconfig_roomdesc", Type: "text-single", Label: "Description", Values: []string{c.Description}},
+		{Var: "muc#roomconfig_persistentroom", Type: "boolean", Label: "Keep the room when the last occupant leaves", Values: boolValue(c.Persistent)},
+		{Var: "muc#roomconfig_publicroom", Type: "boolean", Label: "List the room publicly", Values: boolValue(c.Public)},
+		{Var: "muc#roomconfig_membersonly", Type: "boolean", Label: "Members only", Values: boolValue(c.MembersOnly)},
+		{Var: "muc#roomconfig_moderatedroom", Type: "boolean", Label: "Only participants with voice may speak", Values: boolValue(c.Moderated)},
+		{Var: "muc#roomconfig_whois", Type: "list-single", Label: "Who may see occupants' real addresses", Options: []string{"moderators", "anyone"}, Values: []string{whois}},
+		{Var: "muc#roomconfig_passwordprotectedroom", Type: "boolean", Label: "Password required to enter", Values: boolValue(c.Password != "")},
+		{Var: "muc#roomconfig_roomsecret", Type: "text-private", Label: "Password", Values: []string{c.Password}},
+		{Var: "muc#roomconfig_maxusers", Type: "text-single", Label: "Most occupants (0: the service's limit)", Values: []string{strconv.Itoa(c.MaxOccupants)}},
+		{Var: "muc#roomconfig_changesubject", Type: "boolean", Label: "Occupants may change the subject", Values: boolValue(c.OccupantsChangeSubject)},
+		{Var: "muc#roomconfig_allowinvites", Type: "boolean", Label: "Occupants may invite others", Values: boolValue(c.OccupantsInvite)},
+		{Var: "muc#maxhistoryfetch", Type: "text-single", Label: "Messages of history for new occupants", Values: []string{strconv.Itoa(or(c.MaxHistory, r.m.maxHistory()))}},
+	}}
+}
+
+// configure applies a submitted configuration (an empty one accepts the
+// defaults: an instant room) and unlocks the room. It returns the
+// notices for the occupants, to send after the owner's answer.
+func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *treff.StanzaError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.conf
+	wasPersistent, wasAnonymous := c.Persistent, !c.NonAnonymous
+	flag := func(name string, dst *bool) {
+		if vs, ok := v[name]; ok && len(vs) > 0 {
+			*dst = vs[0] == "1" || vs[0] == "true"
+		}
+	}
+	text := func(name string, dst *string) {
+		if vs, ok := v[name]; ok {
+			*dst = ""
+			if len(vs) > 0 {
+				*dst = vs[0]
+			}
+		}
+	}
+	text("muc#roomconfig_roomname", &c.Name)
+	text("muc#roomconfig_roomdesc", &c.Description)
+	flag("muc#roomconfig_persistentroom", &c.Persistent)
+	flag("muc#roomconfig_publicroom", &c.Public)
+	flag("muc#roomconfig_membersonly", &c.MembersOnly)
+	flag("muc#roomconfig_moderatedroom", &c.Moderated)
+	flag("muc#roomconfig_changesubject", &c.OccupantsChangeSubject)
+	flag("muc#roomconfig_allowinvites", &c.OccupantsInvite)
+	if w := v.Get("muc#roomconfig_whois"); w != "" {
+		c.NonAnonymous = w == "anyone"
+	}
+	protected := c.Password != ""
+	flag("muc#roomconfig_passwordprotectedroom", &protected)
+	text("muc#roomconfig_roomsecret", &c.Password)
+	if !protected {
+		c.Password = ""
+	} else if c.Password == "" {
+		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "a password-protected room needs a password"}
+	}
+	for name, dst := range map[string]*int{"muc#roomconfig_maxusers": &c.MaxOccupants, "muc#maxhistoryfetch": &c.MaxHistory} {
+		if s := v.Get(name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 {
+				return nil, &treff.StanzaError{Condition: "not-acceptable", Text: name + " must be a number"}
+			}
+			*dst = n
+		}
+	}
+	if c.MaxOccupants > r.m.maxOccupants() {
+		c.MaxOccupants = r.m.maxOccupants()
+	}
+	r.conf = c
+	initial := r.locked
+	r.locked = false
+	switch {
+	case c.Persistent:
+		r.save(ctx)
+	case wasPersistent && r.m.Store != nil:
+		if err := r.m.Store.DeleteRoom(ctx, r.jid.String()); err != nil {
+			r.m.srv.Log().Error("muc: deleting a room failed", "room", r.jid.String(), "err", err)
+		}
+	}
+	var notes [][]byte
+	if !initial {
+		// Tell the occupants (XEP-0045 10.2.1): 104, and 172/173 when the
+		// room becomes non-anonymous or semi-anonymous.
+		codes := "<status code='104'/>"
+		if wasAnonymous && c.NonAnonymous {
+			codes += "<status code='172'/>"
+		} else if !wasAnonymous && !c.NonAnonymous {
+			codes += "<status code='173'/>"
+		}
+		for _, o := range r.order {
+			b := []byte("<message type='groupchat' from='")
+			b = treff.AppendEscaped(b, r.jid.String())
+			b = append(b, "' to='"...)
+			b = treff.AppendEscaped(b, o.real.String())
+			notes = append(notes, append(b, "'><x xmlns='"+NSUser+"'>"+codes+"</x></message>"...))
+		}
+	}
+	return notes, nil
+}
+
+// destroy ends the room: every occupant leaves with a <destroy/> naming
+// the alternative venue, if any (XEP-0045 10.9).
+func (r *room) destroy(ctx context.Context, venue, reason string) {
+	r.mu.Lock()
+	extra := "/><destroy"
+	if venue != "" {
+		extra += " jid='" + string(treff.AppendEscaped(nil, venue)) + "'"
+	}
+	if reason != "" {
+		extra += "><reason>" + string(treff.AppendEscaped(nil, reason)) + "</reason></destroy>"
+	} else {
+		extra += "/>"
+	}
+	for _, o := range r.order {
+		codes := []int(nil)
+		r.m.send(ctx, r.presenceOf(o, o, "unavailable", extra, codes...))
+	}
+	r.order, r.byNick, r.byReal = nil, map[string]*occupant{}, map[string]*occupant{}
+	r.mu.Unlock()
+	r.m.forget(ctx, r, true)
+}

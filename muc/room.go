@@ -1,0 +1,507 @@
+package muc
+
+import (
+	"context"
+	"encoding/xml"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/storage"
+)
+
+// Roles of occupants (XEP-0045 section 5.1).
+const (
+	roleModerator   = "moderator"
+	roleParticipant = "participant"
+	roleVisitor     = "visitor"
+)
+
+type occupant struct {
+	nick  string
+	real  jid.JID // full JID
+	role  string
+	inner string // the occupant's presence content, without the MUC join element
+}
+
+type historyEntry struct {
+	nick  string
+	inner string
+	at    time.Time
+}
+
+// room is a live room. Its lock is held while it sends, so that every
+// occupant sees the room's events in one order.
+type room struct {
+	m       *Module
+	jid     jid.JID
+	mu      sync.Mutex
+	conf    storage.Room
+	locked  bool // new room awaiting its owner's configuration
+	byNick  map[string]*occupant
+	byReal  map[string]*occupant // by full JID
+	order   []*occupant          // in order of arrival
+	history []historyEntry
+}
+
+func newRoom(m *Module, j jid.JID, conf storage.Room) *room {
+	if conf.Affiliations == nil {
+		conf.Affiliations = map[string]storage.Affiliation{}
+	}
+	return &room{m: m, jid: j, conf: conf, byNick: map[string]*occupant{}, byReal: map[string]*occupant{}}
+}
+
+// snapshot returns the room's configuration and whether it is locked.
+func (r *room) snapshot() (storage.Room, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conf, r.locked
+}
+
+func (r *room) affiliation(user jid.JID) storage.Affiliation {
+	return r.conf.Affiliations[user.Bare().String()]
+}
+
+func (r *room) nickJID(nick string) jid.JID {
+	j, _ := jid.New(r.jid.Localpart(), r.jid.Domainpart(), nick)
+	return j
+}
+
+// save stores a persistent room.
+func (r *room) save(ctx context.Context) {
+	if !r.conf.Persistent || r.m.Store == nil {
+		return
+	}
+	if err := r.m.Store.PutRoom(ctx, r.conf); err != nil {
+		r.m.srv.Log().Error("muc: storing a room failed", "room", r.jid.String(), "err", err)
+	}
+}
+
+// presenceOf builds o's presence as to sees it, with the given status
+// codes; extra goes inside <x/> after the item.
+func (r *room) presenceOf(o *occupant, to *occupant, typ string, itemExtra string, codes ...int) []byte {
+	b := []byte("<presence from='")
+	b = treff.AppendEscaped(b, r.nickJID(o.nick).String())
+	b = append(b, "' to='"...)
+	b = treff.AppendEscaped(b, to.real.String())
+	if typ != "" {
+		b = append(b, "' type='"...)
+		b = append(b, typ...)
+	}
+	b = append(b, "'>"...)
+	b = append(b, o.inner...)
+	b = append(b, "<x xmlns='"+NSUser+"'><item affiliation='"...)
+	aff := string(r.affiliation(o.real))
+	if aff == "" {
+		aff = "none"
+	}
+	b = append(b, aff...)
+	if r.conf.NonAnonymous || to.role == roleModerator || to == o {
+		b = append(b, "' jid='"...)
+		b = treff.AppendEscaped(b, o.real.String())
+	}
+	role := o.role
+	if typ == "unavailable" {
+		role = "none"
+	}
+	b = append(b, "' role='"...)
+	b = append(b, role...)
+	b = append(b, "'"...)
+	if itemExtra != "" {
+		b = append(b, itemExtra...)
+	} else {
+		b = append(b, "/>"...)
+	}
+	for _, c := range codes {
+		b = append(b, "<status code='"...)
+		b = strconv.AppendInt(b, int64(c), 10)
+		b = append(b, "'/>"...)
+	}
+	return append(b, "</x></presence>"...)
+}
+
+// broadcastPresence sends o's presence to every occupant; o's own copy
+// gets selfCodes (110 first), the others othersCodes.
+func (r *room) broadcastPresence(ctx context.Context, o *occupant, typ, itemExtra string, othersCodes, selfCodes []int) {
+	for _, to := range r.order {
+		codes := othersCodes
+		if to == o {
+			codes = selfCodes
+		}
+		r.m.send(ctx, r.presenceOf(o, to, typ, itemExtra, codes...))
+	}
+	if typ == "unavailable" && r.byReal[o.real.String()] == nil {
+		// o has left the lists already; it still hears of its exit.
+		r.m.send(ctx, r.presenceOf(o, o, typ, itemExtra, selfCodes...))
+	}
+}
+
+// enter handles available presence to room/nick.
+func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inner, join := stripJoin(st.Inner())
+	if o := r.byReal[st.From.String()]; o != nil {
+		if o.nick == nick {
+			o.inner = inner
+			r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(false))
+			return
+		}
+		r.changeNick(ctx, st, o, nick, inner)
+		return
+	}
+	aff := r.affiliation(st.From)
+	fail := func(cond, text string) { r.m.fail(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
+	switch {
+	case r.locked && !created && aff != storage.AffOwner:
+		fail("item-not-found", "this room is being set up; try again in a moment")
+		return
+	case aff == storage.AffOutcast:
+		fail("forbidden", "you are banned from this room")
+		return
+	case r.conf.MembersOnly && aff == "":
+		fail("registration-required", "this room is for members only")
+		return
+	case r.conf.Password != "" && join.Password != r.conf.Password && aff != storage.AffOwner:
+		fail("not-authorized", "this room needs a password")
+		return
+	case len(r.order) >= or(r.conf.MaxOccupants, r.m.maxOccupants()) && aff != storage.AffOwner && aff != storage.AffAdmin:
+		r.m.fail(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "this room is full"})
+		return
+	}
+	if other := r.byNick[nick]; other != nil {
+		fail("conflict", "this nickname is in use in this room")
+		return
+	}
+	o := &occupant{nick: nick, real: st.From, inner: inner, role: roleParticipant}
+	switch {
+	case aff == storage.AffOwner || aff == storage.AffAdmin:
+		o.role = roleModerator
+	case r.conf.Moderated && aff == "":
+		o.role = roleVisitor
+	}
+	// The others' presence first, then the newcomer's to everyone.
+	for _, other := range r.order {
+		r.m.send(ctx, r.presenceOf(other, o, "", ""))
+	}
+	r.byNick[nick], r.byReal[st.From.String()] = o, o
+	r.order = append(r.order, o)
+	r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(created))
+	r.sendHistory(ctx, o, join)
+	// The subject comes last, always (XEP-0045 7.2.15).
+	b := []byte("<message type='groupchat' from='")
+	from := r.jid
+	if r.conf.SubjectBy != "" {
+		from = r.nickJID(r.conf.SubjectBy)
+	}
+	b = treff.AppendEscaped(b, from.String())
+	b = append(b, "' to='"...)
+	b = treff.AppendEscaped(b, o.real.String())
+	b = append(b, "'><subject>"...)
+	b = treff.AppendEscaped(b, r.conf.Subject)
+	r.m.send(ctx, append(b, "</subject></message>"...))
+}
+
+// selfCodes are the status codes of an occupant's own presence.
+func (r *room) selfCodes(created bool) []int {
+	codes := []int{110}
+	if r.conf.NonAnonymous {
+		codes = append(codes, 100)
+	}
+	if created {
+		codes = append(codes, 201)
+	}
+	return codes
+}
+
+func (r *room) changeNick(ctx context.Context, st *treff.Stanza, o *occupant, nick, inner string) {
+	if r.byNick[nick] != nil {
+		r.m.fail(ctx, st, &treff.StanzaError{Condition: "conflict", Text: "this nickname is in use in this room"})
+		return
+	}
+	// Unavailable under the old nickname with 303 and the new one, then
+	// available under the new (XEP-0045 7.6).
+	extra := " nick='" + string(treff.AppendEscaped(nil, nick)) + "'/>"
+	for _, to := range r.order {
+		codes := []int{303}
+		if to == o {
+			codes = append([]int{110}, codes...)
+		}
+		r.m.send(ctx, r.presenceOf(o, to, "unavailable", extra, codes...))
+	}
+	delete(r.byNick, o.nick)
+	o.nick, o.inner = nick, inner
+	r.byNick[nick] = o
+	r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(false))
+}
+
+// leave takes the occupant with the given full JID out of the room.
+// status is the <status/> element of the exit presence, if any; gone says
+// the session ended.
+func (r *room) leave(ctx context.Context, real jid.JID, status string, gone bool) {
+	r.mu.Lock()
+	o := r.byReal[real.String()]
+	if o == nil {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.byReal, real.String())
+	delete(r.byNick, o.nick)
+	for i, x := range r.order {
+		if x == o {
+			r.order = append(r.order[:i], r.order[i+1:]...)
+			break
+		}
+	}
+	o.inner = status
+	if gone {
+		o.inner = ""
+	}
+	r.broadcastPresence(ctx, o, "unavailable", "", nil, []int{110})
+	empty := len(r.order) == 0
+	temporary := !r.conf.Persistent || r.locked
+	r.mu.Unlock()
+	if empty && temporary {
+		r.m.forget(ctx, r, false)
+	}
+}
+
+// sendHistory sends the discussion history to a new occupant, as its join
+// element asked (XEP-0045 7.2.14).
+func (r *room) sendHistory(ctx context.Context, o *occupant, join joinElement) {
+	h := r.history
+	if join.MaxStanzas >= 0 && join.MaxStanzas < len(h) {
+		h = h[len(h)-join.MaxStanzas:]
+	}
+	chars := 0
+	start := 0
+	for i := len(h) - 1; i >= 0; i-- {
+		if !join.Since.IsZero() && h[i].at.Before(join.Since) ||
+			join.Seconds >= 0 && time.Since(h[i].at) > time.Duration(join.Seconds)*time.Second {
+			start = i + 1
+			break
+		}
+		chars += len(h[i].inner) + 100
+		if join.MaxChars >= 0 && chars > join.MaxChars {
+			start = i + 1
+			break
+		}
+	}
+	for _, e := range h[start:] {
+		b := []byte("<message type='groupchat' from='")
+		b = treff.AppendEscaped(b, r.nickJID(e.nick).String())
+		b = append(b, "' to='"...)
+		b = treff.AppendEscaped(b, o.real.String())
+		b = append(b, "'>"...)
+		b = append(b, e.inner...)
+		b = append(b, "<delay xmlns='"+nsDelay+"' from='"...)
+		b = treff.AppendEscaped(b, r.jid.String())
+		b = append(b, "' stamp='"...)
+		b = e.at.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+		r.m.send(ctx, append(b, "'/></message>"...))
+	}
+}
+
+// groupchat handles a message to the room.
+func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := r.byReal[st.From.String()]
+	fail := func(cond, text string) { r.m.fail(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
+	switch {
+	case o == nil:
+		fail("not-acceptable", "you are not in this room")
+		return
+	case st.Type != "groupchat":
+		fail("bad-request", "messages to a room are of type groupchat")
+		return
+	case o.role == roleVisitor:
+		fail("forbidden", "visitors cannot speak in a moderated room")
+		return
+	}
+	inner := st.Inner()
+	if subject, ok := subjectOf(inner); ok && !strings.Contains(inner, "<body") {
+		if o.role != roleModerator && !r.conf.OccupantsChangeSubject {
+			fail("forbidden", "only moderators may change the subject")
+			return
+		}
+		r.conf.Subject, r.conf.SubjectBy = subject, o.nick
+		r.save(ctx)
+	} else {
+		r.history = append(r.history, historyEntry{nick: o.nick, inner: inner, at: time.Now()})
+		if max := or(r.conf.MaxHistory, r.m.maxHistory()); len(r.history) > max {
+			r.history = append(r.history[:0], r.history[len(r.history)-max:]...)
+		}
+	}
+	from := r.nickJID(o.nick)
+	for _, to := range r.order {
+		r.m.srv.Route(ctx, st.WithAddresses(from, to.real))
+	}
+}
+
+// private forwards a private message between occupants (XEP-0045 7.5).
+func (r *room) private(ctx context.Context, st *treff.Stanza) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o := r.byReal[st.From.String()]
+	fail := func(cond, text string) { r.m.fail(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
+	switch {
+	case o == nil:
+		fail("not-acceptable", "you are not in this room")
+		return
+	case st.Type == "groupchat":
+		fail("bad-request", "private messages are not of type groupchat")
+		return
+	}
+	to := r.byNick[st.To.Resourcepart()]
+	if to == nil {
+		fail("item-not-found", "nobody by that nickname is in this room")
+		return
+	}
+	raw := st.WithAddresses(r.nickJID(o.nick), to.real).Raw()
+	r.m.send(ctx, withUserX(raw))
+}
+
+// withUserX adds an empty muc#user element to a message (XEP-0045 7.5).
+func withUserX(raw []byte) []byte {
+	x := "<x xmlns='" + NSUser + "'/>"
+	s := string(raw)
+	if strings.HasSuffix(s, "/>") && !strings.HasSuffix(s, "</message>") {
+		return []byte(s[:len(s)-2] + ">" + x + "</message>")
+	}
+	i := strings.LastIndex(s, "</")
+	return []byte(s[:i] + x + s[i:])
+}
+
+// occupantIQ answers IQs to room/nick: a ping to one's own occupant JID
+// (XEP-0410 self-ping); other IQs between occupants are not relayed yet.
+func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
+	r.mu.Lock()
+	o := r.byReal[st.From.String()]
+	r.mu.Unlock()
+	if o == nil {
+		r.m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
+		return
+	}
+	if st.Payload.Space == "urn:xmpp:ping" && o.nick == st.To.Resourcepart() {
+		r.m.send(ctx, treff.AppendResult(nil, st, nil))
+		return
+	}
+	r.m.fail(ctx, st, treff.ErrServiceUnavailable)
+}
+
+// discoInfo answers disco#info about the room (XEP-0045 6.4).
+func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
+	r.mu.Lock()
+	conf, n := r.conf, len(r.order)
+	r.mu.Unlock()
+	pick := func(c bool, yes, no string) string {
+		if c {
+			return yes
+		}
+		return no
+	}
+	b := []byte("<query xmlns='" + nsDiscoInfo + "'><identity category='conference' type='text' name='")
+	name := conf.Name
+	if name == "" {
+		name = r.jid.Localpart()
+	}
+	b = treff.AppendEscaped(b, name)
+	b = append(b, "'/>"...)
+	for _, f := range []string{NS, nsDiscoInfo, "urn:xmpp:ping",
+		pick(conf.Public, "muc_public", "muc_hidden"), pick(conf.MembersOnly, "muc_membersonly", "muc_open"),
+		pick(conf.Moderated, "muc_moderated", "muc_unmoderated"), pick(conf.NonAnonymous, "muc_nonanonymous", "muc_semianonymous"),
+		pick(conf.Password != "", "muc_passwordprotected", "muc_unsecured"), pick(conf.Persistent, "muc_persistent", "muc_temporary")} {
+		b = append(b, "<feature var='"+f+"'/>"...)
+	}
+	f := dataform.Form{Fields: []dataform.Field{
+		dataform.FormType(NS + "#roominfo"),
+		{Var: "muc#roominfo_description", Label: "Description", Values: []string{conf.Description}},
+		{Var: "muc#roominfo_subject", Label: "Subject", Values: []string{conf.Subject}},
+		{Var: "muc#roominfo_occupants", Label: "Number of occupants", Values: []string{strconv.Itoa(n)}},
+		{Var: "muc#roomconfig_roomname", Label: "Name", Values: []string{name}},
+	}}
+	b = f.Append(b, "result")
+	r.m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
+}
+
+// joinElement is what a client says in <x xmlns='http://jabber.org/protocol/muc'/>.
+type joinElement struct {
+	Password   string
+	MaxStanzas int // -1: not given
+	MaxChars   int
+	Seconds    int
+	Since      time.Time
+}
+
+// stripJoin returns a presence's content without the MUC join element,
+// and what that element said.
+func stripJoin(inner string) (string, joinElement) {
+	j := joinElement{MaxStanzas: -1, MaxChars: -1, Seconds: -1}
+	d := xml.NewDecoder(strings.NewReader(inner))
+	var keep strings.Builder
+	prev := int64(0)
+	for {
+		start := d.InputOffset()
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if se.Name.Space != NS || se.Name.Local != "x" {
+			d.Skip()
+			continue
+		}
+		var x struct {
+			Password string `xml:"password"`
+			History  *struct {
+				MaxStanzas string `xml:"maxstanzas,attr"`
+				MaxChars   string `xml:"maxchars,attr"`
+				Seconds    string `xml:"seconds,attr"`
+				Since      string `xml:"since,attr"`
+			} `xml:"history"`
+		}
+		if d.DecodeElement(&x, &se) != nil {
+			break
+		}
+		keep.WriteString(inner[prev:start])
+		prev = d.InputOffset()
+		j.Password = x.Password
+		if h := x.History; h != nil {
+			j.MaxStanzas, j.MaxChars, j.Seconds = atoi(h.MaxStanzas, -1), atoi(h.MaxChars, -1), atoi(h.Seconds, -1)
+			if t, err := time.Parse(time.RFC3339, h.Since); err == nil {
+				j.Since = t
+			}
+		}
+	}
+	keep.WriteString(inner[prev:])
+	return keep.String(), j
+}
+
+func atoi(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return def
+	}
+	return n
+}
+
+// subjectOf returns the text of a <subject/> in a message's content.
+func subjectOf(inner string) (string, bool) {
+	d := xml.NewDecoder(strings.NewReader("<m>" + inner + "</m>"))
+	var m struct {
+		Subject *string `xml:"subject"`
+	}
+	if err := d.Decode(&m); err != nil || m.Subject == nil {
+		return "", false
+	}
+	return *m.Subject, true
+}
