@@ -410,8 +410,8 @@ bench_treff() {
 	wait_port $TREFF_PORT 20 "$pid" || { log "treff did not start: $(tail -5 "$d/server.log")"; row treff all "" "did not start"; stop_pid "$pid"; return; }
 	check_nofile "$pid" treff
 	ver "Treff: $REV (examples/community, $(go version | awk '{print $3}'))"
-	if create_accounts treff "$d/create.sh" no; then
-		scenarios treff "$pid" $TREFF_PORT ""
+	if create_accounts treff "$d/create.sh" yes; then
+		scenarios treff "$pid" $TREFF_PORT "bench@conference.$DOMAIN"
 	else
 		row treff all "" "account creation failed"
 	fi

@@ -35,6 +35,7 @@ load -scenario login -users 4 -mech SCRAM-SHA-256
 load -scenario chat -users 10
 load -scenario idle -users 200
 load -scenario presence -users 20 -contacts 4 -rate 4
+load -scenario muc -users 10 -room smoke@conference.localhost
 
 # Every run must have done something and met no error.
 if grep -v '"errors":0,' "$work/results" | grep . || grep '"ops":0,' "$work/results"; then

@@ -16,17 +16,19 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/im"
 	"github.com/treff-im/treff/internal/certs"
+	treffmuc "github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/trefftest"
 )
 
 func testConfig(addr, scenario, mech string, users int) config {
 	return config{addr: addr, domain: "localhost", prefix: "load", password: "loadtest-password",
 		mech: mech, scenario: scenario, users: users, duration: 500 * time.Millisecond,
-		pid: os.Getpid(), insecure: true, timeout: 5 * time.Second, contacts: 4, concurrency: 8}
+		pid: os.Getpid(), insecure: true, timeout: 5 * time.Second, contacts: 4, concurrency: 8,
+		room: "load@conference.localhost"}
 }
 
 func TestScenarios(t *testing.T) {
-	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = im.Modules() })
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = append(im.Modules(), &treffmuc.Module{}) })
 	for i := 0; i < 10; i++ {
 		ts.AddUser(t, fmt.Sprintf("load%d", i), "loadtest-password")
 	}
@@ -36,7 +38,7 @@ func TestScenarios(t *testing.T) {
 		rate           float64
 	}{
 		{"login", "SCRAM-SHA-256", 4, 0}, {"chat", "PLAIN", 4, 0}, {"chat", "SCRAM-SHA-1", 4, 50},
-		{"idle", "PLAIN", 4, 0}, {"presence", "PLAIN", 10, 4},
+		{"idle", "PLAIN", 4, 0}, {"presence", "PLAIN", 10, 4}, {"muc", "PLAIN", 5, 0},
 	} {
 		t.Run(tc.scenario+"-"+tc.mech, func(t *testing.T) {
 			c := testConfig(ts.Addr, tc.scenario, tc.mech, tc.users)
@@ -51,7 +53,7 @@ func TestScenarios(t *testing.T) {
 			if r.errors != 0 || r.ops == 0 {
 				t.Fatalf("errors=%d ops=%d first=%s", r.errors, r.ops, r.firstErr)
 			}
-			if tc.scenario == "chat" || tc.scenario == "presence" {
+			if tc.scenario == "chat" || tc.scenario == "presence" || tc.scenario == "muc" {
 				if len(r.latencies) == 0 || !strings.Contains(out.String(), "latency p50=") {
 					t.Error("no latencies")
 				}

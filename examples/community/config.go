@@ -88,6 +88,15 @@ type Config struct {
 	// cannot be registered again (key registration_hold_deleted, "d"
 	// counts days). Default: 30d.
 	RegistrationHoldDeleted time.Duration
+	// MUC enables the group chat service on conference.DOMAIN for each
+	// domain (key muc: yes or no). Default: yes.
+	MUC bool
+	// MUCMaxOccupants is the most occupants of a room (key
+	// muc_max_occupants). Default: 200.
+	MUCMaxOccupants int
+	// MUCMaxHistory is how many messages a room keeps for new occupants
+	// (key muc_max_history). Default: 20.
+	MUCMaxHistory int
 	// Admins are the bare JIDs allowed to run the administration commands
 	// (XEP-0133) from their client (key admins, comma-separated).
 	// Default: none.
@@ -141,6 +150,9 @@ func Default() Config {
 		RegistrationGlobal:      register.Limit{N: 60, Period: time.Hour},
 		RegistrationHoldDeleted: 30 * 24 * time.Hour,
 		InviteValidity:          7 * 24 * time.Hour,
+		MUC:                     true,
+		MUCMaxOccupants:         200,
+		MUCMaxHistory:           20,
 	}
 }
 
@@ -239,6 +251,15 @@ var options = []option{
 	}},
 	{"registration_hold_deleted", "time the name of a deleted account cannot be registered again (`duration`, \"d\" counts days)", func(c *Config, v string) error {
 		return setDays(&c.RegistrationHoldDeleted, v)
+	}},
+	{"muc", "group chat service on conference.DOMAIN (`yes` or `no`)", func(c *Config, v string) error {
+		return setBool(&c.MUC, v)
+	}},
+	{"muc_max_occupants", "most occupants of a group chat room (`count`)", func(c *Config, v string) error {
+		return setInt(&c.MUCMaxOccupants, v, 1)
+	}},
+	{"muc_max_history", "messages a room keeps for new occupants (`count`)", func(c *Config, v string) error {
+		return setInt(&c.MUCMaxHistory, v, 1)
 	}},
 	{"admins", "comma-separated `JIDs` allowed to run the administration commands from their client", func(c *Config, v string) error {
 		c.Admins = nil

@@ -84,6 +84,9 @@ registration_hold_deleted = 7d
 admins = Boss@Example.org, ops@chat.example.net
 invites_by_users = yes
 invite_validity = 48h
+muc = no
+muc_max_occupants = 50
+muc_max_history = 5
 expire_daily = yes
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
@@ -120,6 +123,9 @@ expire_daily = yes
 		Admins:                  []string{"boss@example.org", "ops@chat.example.net"},
 		InvitesByUsers:          true,
 		InviteValidity:          48 * time.Hour,
+		MUC:                     false,
+		MUCMaxOccupants:         50,
+		MUCMaxHistory:           5,
 		ExpireDaily:             true,
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -25,6 +25,7 @@ import (
 	"github.com/treff-im/treff/examples/motd"
 	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/last"
+	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/ping"
 	"github.com/treff-im/treff/register"
@@ -266,6 +267,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		PerAddress:        cfg.RegistrationPerAddress,
 		Global:            cfg.RegistrationGlobal,
 		HoldDeleted:       cfg.RegistrationHoldDeleted,
+	}
+	if cfg.MUC {
+		srv.Modules = append(srv.Modules, &muc.Module{MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
 	}
 	ah := &adhoc.Module{}
 	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{
