@@ -9,8 +9,9 @@
 // with the status codes of XEP-0045's tables for entering, leaving and
 // changing nickname, history on join, the subject, groupchat and private
 // messages, owner configuration (muc#owner) with destruction, and
-// persistence of rooms through storage.Rooms. Roles and affiliations are
-// changed through the admin IQs in a later part.
+// persistence of rooms through storage.Rooms, role and affiliation changes
+// (kick, ban, voice, membership, lists) through muc#admin, and mediated
+// invitations, which make the invitee a member of a members-only room.
 package muc
 
 import (
@@ -353,6 +354,9 @@ func (m *Module) message(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	if st.To.Resourcepart() == "" {
+		if st.Type != "groupchat" && r.invite(ctx, st) {
+			return
+		}
 		r.groupchat(ctx, st)
 		return
 	}
@@ -378,6 +382,8 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 	switch st.Payload.Space {
 	case NSOwner:
 		r.ownerIQ(ctx, st)
+	case NSAdmin:
+		r.adminIQ(ctx, st)
 	case nsDiscoInfo:
 		r.discoInfo(ctx, st)
 	case nsDiscoItems:

@@ -181,3 +181,54 @@ func TestSelfPing(t *testing.T) {
 	bob.Send("<iq type='get' id='p' to='" + room + "/Alice'><ping xmlns='urn:xmpp:ping'/></iq>")
 	bob.Expect(`<iq type='error' id='p'.*?<not-acceptable`)
 }
+
+func TestRolesAffiliationsInvites(t *testing.T) {
+	ts := newServer(t, nil)
+	alice := open(t, ts)
+	admin := func(id, items string) {
+		alice.Send("<iq type='set' id='" + id + "' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#admin'>" + items + "</query></iq>")
+	}
+	bob := ts.Login(t, "bob", "pw", "r")
+	join(bob, "Bob", "")
+	bob.Expect(`<subject>`)
+	carol := ts.Login(t, "carol", "pw", "r")
+	join(carol, "Carol", "")
+	carol.Expect(`<subject>`)
+
+	// Kick: everyone sees 307 with the actor and reason.
+	admin("k", "<item nick='Carol' role='none'><reason>spam</reason></item>")
+	alice.Expect(`<iq type='result' id='k'`)
+	carol.Expect(`<presence from='` + room + `/Carol' to='carol@localhost/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='carol@localhost/r' role='none'><actor nick='Alice'/><reason>spam</reason></item><status code='110'/><status code='307'/></x></presence>`)
+	bob.Expect(`<presence from='` + room + `/Carol' to='bob@localhost/r' type='unavailable'>.*?<status code='307'/>`)
+	// A participant cannot kick.
+	bob.Send("<iq type='set' id='k2' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Alice' role='none'/></query></iq>")
+	bob.Expect(`<iq type='error' id='k2'.*?<forbidden`)
+
+	// Ban: carol cannot come back.
+	admin("b", "<item affiliation='outcast' jid='carol@localhost'/>")
+	alice.Expect(`<iq type='result' id='b'`)
+	join(carol, "Carol", "")
+	carol.Expect(`<presence [^>]*type='error'.*?<forbidden`)
+
+	// Members-only: membership by affiliation and by invitation.
+	alice.Send("<iq type='set' id='s' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>")
+	alice.Expect(`<iq type='result' id='s'`)
+	dave := ts.Login(t, "dave", "pw", "r")
+	dave.Send("<presence/>") // available, to get the invitation
+	join(dave, "Dave", "")
+	dave.Expect(`<presence [^>]*type='error'.*?<registration-required`)
+	alice.Send("<message to='" + room + "'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='dave@localhost'><reason>come in</reason></invite></x></message>")
+	dave.Expect(`<message from='` + room + `' to='dave@localhost'><x xmlns='http://jabber.org/protocol/muc#user'><invite from='alice@localhost'><reason>come in</reason></invite></x></message>`)
+	join(dave, "Dave", "")
+	dave.Expect(`<item affiliation='member' jid='dave@localhost/r' role='participant'/><status code='110'/>`)
+	// The member list, for the owner.
+	alice.Send("<iq type='get' id='ml' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>")
+	alice.Expect(`<iq type='result' id='ml'[^>]*><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='dave@localhost'/></query></iq>`)
+	// bob, present but not a member, is not thrown out by the switch; taking
+	// dave's membership away is 321.
+	admin("r", "<item affiliation='none' jid='dave@localhost'/>")
+	dave.Expect(`type='unavailable'>.*?<status code='110'/><status code='321'/>`)
+	// The last owner stays.
+	admin("o", "<item affiliation='member' jid='alice@localhost'/>")
+	alice.Expect(`<iq type='error' id='o'.*?<conflict`)
+}
