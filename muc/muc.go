@@ -289,9 +289,11 @@ const (
 // presence, leaving.
 func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 	if st.Type == "error" {
-		// An occupant's client bounced something: it is gone (XEP-0045 18.1).
+		// An occupant's client bounced something: it is gone (XEP-0045
+		// 18.1). The error may come back while the room sends (its lock
+		// held, in this goroutine), so the room handles it in another.
 		if r := m.room(ctx, st.To); r != nil {
-			r.leave(ctx, st.From, "", true)
+			go r.leave(context.WithoutCancel(ctx), st.From, "", true)
 		}
 		return
 	}
