@@ -58,6 +58,8 @@ type Module struct {
 	// MaxMessage is the largest groupchat message, in bytes. 0 means
 	// 64 KiB.
 	MaxMessage int
+	// MaxRoomsPerUser is the most rooms one user may own. 0 means 20.
+	MaxRoomsPerUser int
 
 	srv      *treff.Server
 	services map[string]bool // service domains
@@ -101,6 +103,36 @@ func (m *Module) maxOccupants() int { return or(m.MaxOccupants, 200) }
 func (m *Module) maxNick() int      { return or(m.MaxNick, 64) }
 func (m *Module) maxHistory() int   { return or(m.MaxHistory, 20) }
 func (m *Module) maxMessage() int   { return or(m.MaxMessage, 64<<10) }
+func (m *Module) maxRooms() int     { return or(m.MaxRoomsPerUser, 20) }
+
+// ownedRooms counts the rooms of a service the user owns, live and
+// stored.
+func (m *Module) ownedRooms(ctx context.Context, user jid.JID, service string) int {
+	owner := user.Bare().String()
+	seen := map[string]bool{}
+	n := 0
+	m.mu.Lock()
+	for k, r := range m.rooms {
+		if r.jid.Domainpart() != service {
+			continue
+		}
+		conf, _ := r.snapshot()
+		seen[k] = true
+		if conf.Affiliations[owner] == storage.AffOwner {
+			n++
+		}
+	}
+	m.mu.Unlock()
+	if m.Store != nil {
+		stored, _ := m.Store.ListRooms(ctx, service)
+		for _, r := range stored {
+			if !seen[r.JID] && r.Affiliations[owner] == storage.AffOwner {
+				n++
+			}
+		}
+	}
+	return n
+}
 
 func or(v, def int) int {
 	if v <= 0 {
@@ -320,6 +352,10 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 	if r == nil {
 		if !m.mayCreate(st.From) {
 			m.fail(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: "only users of this server may create rooms"})
+			return
+		}
+		if m.ownedRooms(ctx, st.From, st.To.Domainpart()) >= m.maxRooms() {
+			m.fail(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: fmt.Sprintf("you own as many rooms as one may (%d)", m.maxRooms())})
 			return
 		}
 		r, created = m.create(st.To, st.From)

@@ -232,3 +232,14 @@ func TestRolesAffiliationsInvites(t *testing.T) {
 	admin("o", "<item affiliation='member' jid='alice@localhost'/>")
 	alice.Expect(`<iq type='error' id='o'.*?<conflict`)
 }
+
+func TestRoomsPerUser(t *testing.T) {
+	ts := newServer(t, &muc.Module{MaxRoomsPerUser: 1})
+	open(t, ts) // alice owns lobby
+	alice := ts.Login(t, "alice", "pw", "two")
+	alice.Send("<presence to='second@conference.localhost/Alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+	alice.Expect(`<presence [^>]*type='error'.*?<resource-constraint.*?you own as many rooms as one may \(1\)`)
+	bob := ts.Login(t, "bob", "pw", "r")
+	bob.Send("<presence to='second@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+	bob.Expect(`<status code='201'/>`)
+}
