@@ -392,7 +392,7 @@ func (m *Module) message(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	if st.To.Resourcepart() == "" {
-		if st.Type != "groupchat" && r.invite(ctx, st) {
+		if st.Type != "groupchat" && (r.invite(ctx, st) || r.voice(ctx, st)) {
 			return
 		}
 		r.groupchat(ctx, st)

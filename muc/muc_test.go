@@ -243,3 +243,22 @@ func TestRoomsPerUser(t *testing.T) {
 	bob.Send("<presence to='second@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
 	bob.Expect(`<status code='201'/>`)
 }
+
+// In a moderated room a visitor asks for voice; a moderator grants it.
+func TestVoiceRequest(t *testing.T) {
+	ts := newServer(t, nil)
+	alice := open(t, ts)
+	alice.Send("<iq type='set' id='m' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>")
+	alice.Expect(`<iq type='result' id='m'`)
+	bob := ts.Login(t, "bob", "pw", "r")
+	join(bob, "Bob", "")
+	bob.Expect(`role='visitor'/><status code='110'/>`)
+	bob.Send("<message to='" + room + "' type='groupchat' id='g'><body>hi</body></message>")
+	bob.Expect(`<message [^>]*type='error'.*?<forbidden`)
+	bob.Send("<message to='" + room + "'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>")
+	alice.Expect(`<message from='` + room + `' to='alice@localhost/r'><x xmlns='jabber:x:data' type='form'><title>Voice request</title>.*?<field var='muc#roomnick' type='text-single' label='Nickname'><value>Bob</value></field>`)
+	alice.Send("<message to='" + room + "'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#roomnick'><value>Bob</value></field><field var='muc#request_allow'><value>true</value></field></x></message>")
+	bob.Expect(`<presence from='` + room + `/Bob' to='bob@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/><status code='110'/>`)
+	bob.Send("<message to='" + room + "' type='groupchat' id='g2'><body>hi now</body></message>")
+	alice.Expect(`<body>hi now</body>`)
+}
