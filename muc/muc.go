@@ -404,6 +404,9 @@ func (m *Module) message(ctx context.Context, st *treff.Stanza) {
 // roomIQ handles IQs to a room: owner configuration and disco.
 func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 	if st.Type != "get" && st.Type != "set" {
+		if r := m.room(ctx, st.To); r != nil && st.To.Resourcepart() != "" {
+			r.iqResponse(ctx, st)
+		}
 		return
 	}
 	r := m.room(ctx, st.To)
@@ -412,8 +415,6 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	if st.To.Resourcepart() != "" {
-		// IQs to an occupant: only the self-ping of XEP-0410 is answered
-		// here; forwarding IQs between occupants comes later.
 		r.occupantIQ(ctx, st)
 		return
 	}

@@ -1,6 +1,7 @@
 package muc_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -261,4 +262,25 @@ func TestVoiceRequest(t *testing.T) {
 	bob.Expect(`<presence from='` + room + `/Bob' to='bob@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/><status code='110'/>`)
 	bob.Send("<message to='" + room + "' type='groupchat' id='g2'><body>hi now</body></message>")
 	alice.Expect(`<body>hi now</body>`)
+}
+
+// IQs between occupants go through the room with their ids swapped.
+func TestIQBetweenOccupants(t *testing.T) {
+	ts := newServer(t, nil)
+	alice := open(t, ts)
+	bob := ts.Login(t, "bob", "pw", "r")
+	join(bob, "Bob", "")
+	bob.Expect(`<subject>`)
+	alice.Send("<iq type='get' id='v1' to='" + room + "/Bob'><vCard xmlns='vcard-temp'/></iq>")
+	got := bob.Expect(`<iq from='` + room + `/Alice' to='bob@localhost/r' type='get' id='(muc-[^']+)'><vCard xmlns='vcard-temp'/></iq>`)
+	id := regexp.MustCompile(`id='(muc-[^']+)'`).FindStringSubmatch(got)[1]
+	bob.Send("<iq type='result' id='" + id + "' to='" + room + "/Alice'><vCard xmlns='vcard-temp'><FN>Bob</FN></vCard></iq>")
+	alice.Expect(`<iq from='` + room + `/Bob' to='alice@localhost/r' type='result' id='v1'><vCard xmlns='vcard-temp'><FN>Bob</FN></vCard></iq>`)
+	// An answer nobody asked for goes nowhere; a request to nobody fails.
+	bob.Send("<iq type='result' id='muc-forged' to='" + room + "/Alice'/>")
+	alice.Send("<iq type='get' id='v2' to='" + room + "/Nobody'><vCard xmlns='vcard-temp'/></iq>")
+	alice.Expect(`<iq type='error' id='v2'.*?<item-not-found`)
+	if strings.Contains(alice.Pending(), "muc-forged") {
+		t.Error("a forged answer reached alice")
+	}
 }

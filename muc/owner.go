@@ -209,11 +209,15 @@ func (r *room) destroy(ctx context.Context, venue, reason string) {
 	} else {
 		extra += "/>"
 	}
+	var out [][]byte
 	for _, o := range r.order {
-		codes := []int(nil)
-		r.m.send(ctx, r.presenceOf(o, o, "unavailable", extra, codes...))
+		out = append(out, r.presenceOf(o, o, "unavailable", extra))
 	}
 	r.order, r.byNick, r.byReal = nil, map[string]*occupant{}, map[string]*occupant{}
 	r.mu.Unlock()
+	// Gone from the store before anyone hears of it.
 	r.m.forget(ctx, r, true)
+	for _, b := range out {
+		r.m.send(ctx, b)
+	}
 }

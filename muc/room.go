@@ -2,6 +2,8 @@ package muc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/xml"
 	"strconv"
 	"strings"
@@ -47,6 +49,7 @@ type room struct {
 	byReal  map[string]*occupant // by full JID
 	order   []*occupant          // in order of arrival
 	history []historyEntry
+	pending map[string]pendingIQ // forwarded IQs by the id sent on
 }
 
 func newRoom(m *Module, j jid.JID, conf storage.Room) *room {
@@ -379,11 +382,13 @@ func withUserX(raw []byte) []byte {
 }
 
 // occupantIQ answers IQs to room/nick: a ping to one's own occupant JID
-// (XEP-0410 self-ping); other IQs between occupants are not relayed yet.
+// is the self-ping of XEP-0410; other requests go on to the occupant's
+// real JID from the sender's occupant JID, with a fresh id, and the
+// answer comes back the same way (XEP-0045 7.7, used for vCards).
 func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	o := r.byReal[st.From.String()]
-	r.mu.Unlock()
 	if o == nil {
 		r.m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
 		return
@@ -392,7 +397,70 @@ func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
 		r.m.send(ctx, treff.AppendResult(nil, st, nil))
 		return
 	}
-	r.m.fail(ctx, st, treff.ErrServiceUnavailable)
+	to := r.byNick[st.To.Resourcepart()]
+	if to == nil {
+		r.m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "nobody by that nickname is in this room"})
+		return
+	}
+	now := time.Now()
+	if r.pending == nil {
+		r.pending = map[string]pendingIQ{}
+	}
+	for id, p := range r.pending {
+		if now.Sub(p.at) > time.Minute {
+			delete(r.pending, id)
+		}
+	}
+	if len(r.pending) >= 1000 {
+		r.m.fail(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: "too many requests in flight"})
+		return
+	}
+	id := newID()
+	r.pending[id] = pendingIQ{from: st.From, id: st.ID, nick: to.nick, at: now}
+	fwd := st.WithAddresses(r.nickJID(o.nick), to.real)
+	raw := replaceID(fwd.Raw(), st.ID, id)
+	r.m.send(ctx, raw)
+}
+
+// iqResponse takes an answer to a forwarded request back to its sender.
+func (r *room) iqResponse(ctx context.Context, st *treff.Stanza) {
+	r.mu.Lock()
+	p, ok := r.pending[st.ID]
+	if ok {
+		delete(r.pending, st.ID)
+	}
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	back := st.WithAddresses(r.nickJID(p.nick), p.from)
+	r.m.send(ctx, replaceID(back.Raw(), st.ID, p.id))
+}
+
+type pendingIQ struct {
+	from jid.JID // the requester's real JID
+	id   string  // its id
+	nick string  // the occupant asked
+	at   time.Time
+}
+
+// replaceID swaps the id attribute of a stanza's start tag.
+func replaceID(raw []byte, old, new string) []byte {
+	end := strings.IndexByte(string(raw), '>')
+	head := string(raw[:end])
+	for _, q := range []string{"'", "\""} {
+		attr := " id=" + q + string(treff.AppendEscaped(nil, old)) + q
+		if i := strings.Index(head, attr); i >= 0 {
+			return []byte(head[:i] + " id='" + string(treff.AppendEscaped(nil, new)) + "'" + head[i+len(attr):] + string(raw[end:]))
+		}
+	}
+	return raw
+}
+
+func newID() string {
+	var b [9]byte
+	rand.Read(b[:])
+	return "muc-" + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // discoInfo answers disco#info about the room (XEP-0045 6.4).
