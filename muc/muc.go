@@ -173,6 +173,20 @@ func (m *Module) fail(ctx context.Context, st *treff.Stanza, e *treff.StanzaErro
 	m.send(ctx, treff.AppendError(nil, st, e))
 }
 
+// failJoin refuses a join: the error presence carries the MUC element
+// back, which clients use to tell a refused join from other errors
+// (XEP-0045 7.2).
+func (m *Module) failJoin(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+	if st.From.Equal(jid.JID{}) {
+		return
+	}
+	b := treff.AppendError(nil, st, e)
+	if i := strings.Index(string(b), "<error"); i >= 0 {
+		b = []byte(string(b[:i]) + "<x xmlns='" + NS + "'/>" + string(b[i:]))
+	}
+	m.send(ctx, b)
+}
+
 // room returns the room, loading a persistent one from the store; nil if
 // it does not exist.
 func (m *Module) room(ctx context.Context, roomJID jid.JID) *room {
@@ -340,22 +354,22 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 		return // subscriptions and probes mean nothing to a room
 	}
 	if nick == "" {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "jid-malformed", Text: "a nickname is required"})
+		m.failJoin(ctx, st, &treff.StanzaError{Condition: "jid-malformed", Text: "a nickname is required"})
 		return
 	}
 	if len([]rune(nick)) > m.maxNick() {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("nicknames have at most %d characters", m.maxNick())})
+		m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("nicknames have at most %d characters", m.maxNick())})
 		return
 	}
 	r := m.room(ctx, st.To)
 	created := false
 	if r == nil {
 		if !m.mayCreate(st.From) {
-			m.fail(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: "only users of this server may create rooms"})
+			m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: "only users of this server may create rooms"})
 			return
 		}
 		if m.ownedRooms(ctx, st.From, st.To.Domainpart()) >= m.maxRooms() {
-			m.fail(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: fmt.Sprintf("you own as many rooms as one may (%d)", m.maxRooms())})
+			m.failJoin(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: fmt.Sprintf("you own as many rooms as one may (%d)", m.maxRooms())})
 			return
 		}
 		r, created = m.create(st.To, st.From)

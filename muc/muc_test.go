@@ -284,3 +284,12 @@ func TestIQBetweenOccupants(t *testing.T) {
 		t.Error("a forged answer reached alice")
 	}
 }
+
+// A refused join carries the MUC element back (clients look for it).
+func TestRefusedJoinEchoesMUCElement(t *testing.T) {
+	ts := newServer(t, nil)
+	open(t, ts)
+	bob := ts.Login(t, "bob", "pw", "r")
+	join(bob, "Alice", "")
+	bob.Expect(`<presence type='error' to='bob@localhost/r' from='` + room + `/Alice'><x xmlns='http://jabber.org/protocol/muc'/><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+}

@@ -159,7 +159,7 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 		return
 	}
 	aff := r.affiliation(st.From)
-	fail := func(cond, text string) { r.m.fail(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
+	fail := func(cond, text string) { r.m.failJoin(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
 	switch {
 	case r.locked && !created && aff != storage.AffOwner:
 		fail("item-not-found", "this room is being set up; try again in a moment")
@@ -174,7 +174,7 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 		fail("not-authorized", "this room needs a password")
 		return
 	case len(r.order) >= or(r.conf.MaxOccupants, r.m.maxOccupants()) && aff != storage.AffOwner && aff != storage.AffAdmin:
-		r.m.fail(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "this room is full"})
+		r.m.failJoin(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "this room is full"})
 		return
 	}
 	if other := r.byNick[nick]; other != nil {
@@ -224,7 +224,7 @@ func (r *room) selfCodes(created bool) []int {
 
 func (r *room) changeNick(ctx context.Context, st *treff.Stanza, o *occupant, nick, inner string) {
 	if r.byNick[nick] != nil {
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "conflict", Text: "this nickname is in use in this room"})
+		r.m.failJoin(ctx, st, &treff.StanzaError{Condition: "conflict", Text: "this nickname is in use in this room"})
 		return
 	}
 	// Unavailable under the old nickname with 303 and the new one, then
