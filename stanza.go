@@ -65,6 +65,32 @@ func (st *Stanza) Decoder() *xml.Decoder {
 	return xml.NewDecoder(strings.NewReader(st.el.Raw))
 }
 
+// DecodePayload decodes the stanza's first child element (an IQ's
+// payload) into v with encoding/xml. It returns an error if there is none
+// or it does not decode.
+func (st *Stanza) DecodePayload(v any) error {
+	d := st.Decoder()
+	depth := 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 1 {
+				return d.DecodeElement(v, &t)
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+			if depth == 0 {
+				return errors.New("treff: the stanza has no payload")
+			}
+		}
+	}
+}
+
 // String returns the stanza's XML.
 func (st *Stanza) String() string { return string(st.raw) }
 

@@ -25,3 +25,21 @@ func TestWithAddresses(t *testing.T) {
 		t.Errorf("got %s want %s", got, want)
 	}
 }
+
+func TestDecodePayload(t *testing.T) {
+	st, err := treff.NewStanza([]byte("<iq type='set' id='1'><query xmlns='urn:example' a='x'><item>one</item></query></iq>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q struct {
+		A    string   `xml:"a,attr"`
+		Item []string `xml:"item"`
+	}
+	if err := st.DecodePayload(&q); err != nil || q.A != "x" || len(q.Item) != 1 || q.Item[0] != "one" {
+		t.Errorf("DecodePayload: %+v %v", q, err)
+	}
+	empty, _ := treff.NewStanza([]byte("<iq type='get' id='2'/>"))
+	if err := empty.DecodePayload(&q); err == nil {
+		t.Error("DecodePayload of an empty IQ succeeded")
+	}
+}

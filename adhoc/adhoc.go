@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/xml"
 	"errors"
 	"slices"
 	"strings"
@@ -178,18 +177,8 @@ func (m *Module) handle(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 		return nil, treff.ErrBadRequest
 	}
 	var req request
-	d := iq.Decoder()
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, treff.ErrBadRequest
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NS && se.Name.Local == "command" {
-			if err := d.DecodeElement(&req, &se); err != nil {
-				return nil, treff.ErrBadRequest
-			}
-			break
-		}
+	if iq.Payload.Space != NS || iq.DecodePayload(&req) != nil {
+		return nil, treff.ErrBadRequest
 	}
 	c := m.command(req.Node)
 	if c == nil {

@@ -2,7 +2,6 @@ package muc
 
 import (
 	"context"
-	"encoding/xml"
 	"strings"
 
 	"mellium.im/xmpp/jid"
@@ -28,20 +27,9 @@ func (r *room) adminIQ(ctx context.Context, st *treff.Stanza) {
 	var q struct {
 		Items []adminItem `xml:"item"`
 	}
-	d := st.Decoder()
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			r.m.fail(ctx, st, treff.ErrBadRequest)
-			return
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NSAdmin {
-			if err := d.DecodeElement(&q, &se); err != nil {
-				r.m.fail(ctx, st, treff.ErrBadRequest)
-				return
-			}
-			break
-		}
+	if err := st.DecodePayload(&q); err != nil {
+		r.m.fail(ctx, st, treff.ErrBadRequest)
+		return
 	}
 	if len(q.Items) == 0 {
 		r.m.fail(ctx, st, treff.ErrBadRequest)

@@ -2,7 +2,6 @@ package muc
 
 import (
 	"context"
-	"encoding/xml"
 	"strconv"
 
 	"github.com/treff-im/treff"
@@ -37,20 +36,9 @@ func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	var q ownerQuery
-	d := st.Decoder()
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			r.m.fail(ctx, st, treff.ErrBadRequest)
-			return
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NSOwner {
-			if err := d.DecodeElement(&q, &se); err != nil {
-				r.m.fail(ctx, st, treff.ErrBadRequest)
-				return
-			}
-			break
-		}
+	if err := st.DecodePayload(&q); err != nil {
+		r.m.fail(ctx, st, treff.ErrBadRequest)
+		return
 	}
 	switch {
 	case q.Destroy != nil:

@@ -261,20 +261,11 @@ func (q *query) fields() (user, password string, ok bool) {
 }
 
 func decodeQuery(iq *treff.Stanza) (*query, error) {
-	d := iq.Decoder()
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, treff.ErrBadRequest
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NS && se.Name.Local == "query" {
-			var q query
-			if err := d.DecodeElement(&q, &se); err != nil {
-				return nil, treff.ErrBadRequest
-			}
-			return &q, nil
-		}
+	var q query
+	if iq.Payload.Space != NS || iq.DecodePayload(&q) != nil {
+		return nil, treff.ErrBadRequest
 	}
+	return &q, nil
 }
 
 func (m *Module) form(instructions string) []byte {
@@ -375,24 +366,13 @@ func (m *Module) preAuthToken(ctx context.Context, iq *treff.Stanza) ([]byte, er
 	if iq.Type != "set" || iq.Payload.Local != "preauth" {
 		return nil, treff.ErrBadRequest
 	}
-	d := iq.Decoder()
-	var token string
-	for token == "" {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, treff.ErrBadRequest
-		}
-		if se, ok := tok.(xml.StartElement); ok && se.Name.Space == NSPreAuth {
-			for _, a := range se.Attr {
-				if a.Name.Local == "token" {
-					token = a.Value
-				}
-			}
-			if token == "" {
-				return nil, treff.ErrBadRequest
-			}
-		}
+	var pa struct {
+		Token string `xml:"token,attr"`
 	}
+	if iq.DecodePayload(&pa) != nil || pa.Token == "" {
+		return nil, treff.ErrBadRequest
+	}
+	token := pa.Token
 	if m.Invites == nil || m.CurrentPolicy() == Closed {
 		return nil, m.closedError()
 	}
