@@ -48,6 +48,9 @@ type Module struct {
 	// means the server's hosts: users of other servers cannot create
 	// rooms.
 	CreatorDomains []string
+	// Creators, if not empty, are the only bare JIDs that may create
+	// rooms (e.g. the server's admins).
+	Creators []string
 	// MaxOccupants is the most occupants of a room. 0 means 200.
 	MaxOccupants int
 	// MaxNick is the longest nickname, in characters. 0 means 64.
@@ -245,6 +248,14 @@ func (m *Module) forget(ctx context.Context, r *room, fromStore bool) {
 }
 
 func (m *Module) mayCreate(user jid.JID) bool {
+	if len(m.Creators) > 0 {
+		for _, c := range m.Creators {
+			if j, err := jid.Parse(c); err == nil && j.Bare().Equal(user.Bare()) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, d := range m.CreatorDomains {
 		if user.Domainpart() == d {
 			return true
@@ -365,7 +376,11 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 	created := false
 	if r == nil {
 		if !m.mayCreate(st.From) {
-			m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: "only users of this server may create rooms"})
+			text := "only users of this server may create rooms"
+			if len(m.Creators) > 0 {
+				text = "only some users of this server may create rooms"
+			}
+			m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: text})
 			return
 		}
 		if m.ownedRooms(ctx, st.From, st.To.Domainpart()) >= m.maxRooms() {

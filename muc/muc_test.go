@@ -225,8 +225,7 @@ func TestRolesAffiliationsInvites(t *testing.T) {
 	// The member list, for the owner.
 	alice.Send("<iq type='get' id='ml' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>")
 	alice.Expect(`<iq type='result' id='ml'[^>]*><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='dave@localhost'/></query></iq>`)
-	// bob, present but not a member, is not thrown out by the switch; taking
-	// dave's membership away is 321.
+	// Taking dave's membership away is 321.
 	admin("r", "<item affiliation='none' jid='dave@localhost'/>")
 	dave.Expect(`type='unavailable'>.*?<status code='110'/><status code='321'/>`)
 	// The last owner stays.
@@ -292,4 +291,18 @@ func TestRefusedJoinEchoesMUCElement(t *testing.T) {
 	bob := ts.Login(t, "bob", "pw", "r")
 	join(bob, "Alice", "")
 	bob.Expect(`<presence type='error' to='bob@localhost/r' from='` + room + `/Alice'><x xmlns='http://jabber.org/protocol/muc'/><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+}
+
+// Switching a room to members-only sends non-members out with 322;
+// Creators restricts who may create rooms.
+func TestMembersOnlySwitchAndCreators(t *testing.T) {
+	ts := newServer(t, &muc.Module{Creators: []string{"alice@localhost"}})
+	alice := open(t, ts)
+	bob := ts.Login(t, "bob", "pw", "r")
+	join(bob, "Bob", "")
+	bob.Expect(`<subject>`)
+	alice.Send("<iq type='set' id='s' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>")
+	bob.Expect(`<presence from='` + room + `/Bob' to='bob@localhost/r' type='unavailable'>.*?<status code='110'/><status code='322'/>`)
+	bob.Send("<presence to='other@conference.localhost/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+	bob.Expect(`<not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>only some users of this server may create rooms`)
 }

@@ -152,9 +152,18 @@ func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *tre
 	if c.MaxOccupants > r.m.maxOccupants() {
 		c.MaxOccupants = r.m.maxOccupants()
 	}
+	becameMembersOnly := c.MembersOnly && !r.conf.MembersOnly
 	r.conf = c
 	initial := r.locked
 	r.locked = false
+	if becameMembersOnly {
+		// Occupants who are not members leave, with 322 (XEP-0045 10.2.1).
+		for _, o := range append([]*occupant(nil), r.order...) {
+			if r.affiliation(o.real) == "" {
+				r.remove(ctx, o, "", 322, "")
+			}
+		}
+	}
 	switch {
 	case c.Persistent:
 		r.save(ctx)

@@ -91,6 +91,10 @@ type Config struct {
 	// MUC enables the group chat service on conference.DOMAIN for each
 	// domain (key muc: yes or no). Default: yes.
 	MUC bool
+	// MUCCreators, if not empty, are the only users who may create rooms
+	// (key muc_creators, comma-separated JIDs). Default: every user of
+	// this server.
+	MUCCreators []string
 	// MUCMaxOccupants is the most occupants of a room (key
 	// muc_max_occupants). Default: 200.
 	MUCMaxOccupants int
@@ -255,6 +259,9 @@ var options = []option{
 	{"muc", "group chat service on conference.DOMAIN (`yes` or `no`)", func(c *Config, v string) error {
 		return setBool(&c.MUC, v)
 	}},
+	{"muc_creators", "comma-separated `JIDs` of the only users who may create rooms (empty: every user of this server)", func(c *Config, v string) error {
+		return setJIDs(&c.MUCCreators, v)
+	}},
 	{"muc_max_occupants", "most occupants of a group chat room (`count`)", func(c *Config, v string) error {
 		return setInt(&c.MUCMaxOccupants, v, 1)
 	}},
@@ -262,18 +269,7 @@ var options = []option{
 		return setInt(&c.MUCMaxHistory, v, 1)
 	}},
 	{"admins", "comma-separated `JIDs` allowed to run the administration commands from their client", func(c *Config, v string) error {
-		c.Admins = nil
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a == "" {
-				continue
-			}
-			j, err := parseUser(a)
-			if err != nil {
-				return err
-			}
-			c.Admins = append(c.Admins, j.String())
-		}
-		return nil
+		return setJIDs(&c.Admins, v)
 	}},
 	{"invites_by_users", "let every user create invitation links (`yes` or `no`)", func(c *Config, v string) error {
 		return setBool(&c.InvitesByUsers, v)
@@ -388,6 +384,23 @@ func setInt(dst *int, v string, minimum int) error {
 		return fmt.Errorf("%d is less than %d", n, minimum)
 	}
 	*dst = n
+	return nil
+}
+
+// setJIDs parses comma-separated bare JIDs of users.
+func setJIDs(dst *[]string, v string) error {
+	var out []string
+	for _, a := range strings.Split(v, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		j, err := parseUser(a)
+		if err != nil {
+			return err
+		}
+		out = append(out, j.String())
+	}
+	*dst = out
 	return nil
 }
 

@@ -85,6 +85,7 @@ admins = Boss@Example.org, ops@chat.example.net
 invites_by_users = yes
 invite_validity = 48h
 muc = no
+muc_creators = boss@example.org
 muc_max_occupants = 50
 muc_max_history = 5
 expire_daily = yes
@@ -124,6 +125,7 @@ expire_daily = yes
 		InvitesByUsers:          true,
 		InviteValidity:          48 * time.Hour,
 		MUC:                     false,
+		MUCCreators:             []string{"boss@example.org"},
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,
 		ExpireDaily:             true,

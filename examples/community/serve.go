@@ -269,7 +269,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		HoldDeleted:       cfg.RegistrationHoldDeleted,
 	}
 	if cfg.MUC {
-		srv.Modules = append(srv.Modules, &muc.Module{MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
+		srv.Modules = append(srv.Modules, &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
 	}
 	ah := &adhoc.Module{}
 	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{
