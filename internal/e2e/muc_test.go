@@ -24,6 +24,8 @@ type (
 		Role        string `json:"role"`
 		JID         string `json:"jid"`
 		Nick        string `json:"nick"`
+		Actor       string `json:"actor"`  // <actor nick/>
+		Reason      string `json:"reason"` // <reason/>
 	}
 	mucPresence struct {
 		Label   string       `json:"label"` // join_error only
@@ -46,8 +48,14 @@ type (
 			From  string `json:"from"`
 			Stamp string `json:"stamp"`
 		} `json:"delay"`
-		MUCUser bool         `json:"muc_user"`
-		Error   *stanzaError `json:"error"`
+		MUCUser bool `json:"muc_user"`
+		Invite  *struct {
+			From   string `json:"from"`
+			To     string `json:"to"`
+			Reason string `json:"reason"`
+		} `json:"invite"`
+		Password *string      `json:"password"`
+		Error    *stanzaError `json:"error"`
 	}
 	mucJoined struct {
 		Room        string   `json:"room"`
@@ -69,6 +77,12 @@ type (
 	mucIQReply struct {
 		Type  string       `json:"type"`
 		Error *stanzaError `json:"error"`
+	}
+	mucAdminReply struct {
+		Label string       `json:"label"`
+		Type  string       `json:"type"`
+		Error *stanzaError `json:"error"`
+		JIDs  []string     `json:"jids"`
 	}
 	mucDiscoInfo struct {
 		Label      string       `json:"label"`
@@ -180,6 +194,89 @@ func checkReply(t *testing.T, es events, kind, client, what string) {
 	es.one(t, kind, client).decode(t, &r)
 	if r.Type != "result" || r.Error != nil {
 		t.Errorf("%s: %s %+v, want a result", what, r.Type, r.Error)
+	}
+}
+
+// adminReplies returns the muc#admin answers client got, by label.
+func adminReplies(t *testing.T, es events, client string) map[string]mucAdminReply {
+	t.Helper()
+	out := map[string]mucAdminReply{}
+	for _, e := range es.of("admin_reply", client) {
+		var r mucAdminReply
+		e.decode(t, &r)
+		out[r.Label] = r
+	}
+	return out
+}
+
+// checkAdmin asserts that client's muc#admin request label was answered
+// with a result and returns the answer.
+func checkAdmin(t *testing.T, es events, client, label string) mucAdminReply {
+	t.Helper()
+	r, ok := adminReplies(t, es, client)[label]
+	if !ok {
+		t.Errorf("%s: no answer to the muc#admin %s", client, label)
+	} else if r.Type != "result" || r.Error != nil {
+		t.Errorf("%s: muc#admin %s answered %s %+v, want a result", client, label, r.Type, r.Error)
+	}
+	return r
+}
+
+// joinErrors returns the refused joins, by label.
+func joinErrors(t *testing.T, es events) map[string]mucPresence {
+	t.Helper()
+	out := map[string]mucPresence{}
+	for _, e := range es.of("join_error", "") {
+		var p mucPresence
+		e.decode(t, &p)
+		out[p.Label] = p
+	}
+	return out
+}
+
+// checkJoinError asserts that the join labelled label was refused from
+// from with the error cond (of type typ) and text.
+func checkJoinError(t *testing.T, es events, label, from, cond, typ, text string) {
+	t.Helper()
+	p, ok := joinErrors(t, es)[label]
+	if !ok {
+		t.Errorf("%s: no answer", label)
+		return
+	}
+	if p.From != from || p.Type != "error" {
+		t.Errorf("%s: presence of type %q from %s, want an error from %s", label, p.Type, p.From, from)
+	}
+	checkError(t, label, p.Error, cond, typ, text)
+}
+
+// removals returns the unavailable presences from room/nick that client
+// got.
+func removals(t *testing.T, es events, client, occupant string) []mucPresence {
+	t.Helper()
+	var out []mucPresence
+	for _, pr := range mucPresences(t, es, client) {
+		if pr.From == occupant && pr.Type == "unavailable" {
+			out = append(out, pr)
+		}
+	}
+	return out
+}
+
+// checkRemoved asserts that the n-th (from 0) unavailable presence from
+// occupant to client has exactly the codes want, role none and the actor
+// and reason given.
+func checkRemoved(t *testing.T, es events, client, occupant string, n int, actor, reason string, want ...int) {
+	t.Helper()
+	gone := removals(t, es, client, occupant)
+	if len(gone) <= n {
+		t.Errorf("%s got %d unavailable presences from %s (%+v), want at least %d", client, len(gone), occupant, gone, n+1)
+		return
+	}
+	pr := gone[n]
+	if !slices.Equal(pr.Codes, want) || pr.Item == nil || pr.Item.Role != "none" ||
+		pr.Item.Actor != actor || pr.Item.Reason != reason {
+		t.Errorf("%s: unavailable presence %d from %s: codes %v item %+v; want codes %v, role none, actor %q, reason %q",
+			client, n+1, occupant, pr.Codes, pr.Item, want, actor, reason)
 	}
 }
 
@@ -435,6 +532,120 @@ func TestMUC(t *testing.T) {
 				t.Errorf("alice got %+v, want nothing of the refused joins", pr)
 			}
 		}
+	})
+
+	// alice makes a room members-only: bob (available) is refused with
+	// <registration-required/>; alice's mediated invitation (the plugin's
+	// invite) reaches him from the room, with <invite from='alice@localhost'>
+	// and the reason, and makes him a member: he gets in (110, member,
+	// participant), and alice's member list shows him.
+	t.Run("Invite", func(t *testing.T) {
+		const room, reason = "club@" + mucService, "Come & join us <now>"
+		es := s.muc(t, "invite", mucArgs("--room", "club", "--reason", reason)...)
+		checkJoined(t, es, "alice", room, "alice", 110, 201)
+		checkReply(t, es, "config_reply", "alice", "the members-only configuration")
+		checkJoinError(t, es, "members_only", room+"/bob", "registration-required", "auth", "this room is for members only")
+
+		var invites []mucMessage
+		for _, m := range mucMessages(t, es, "bob") {
+			if m.Invite != nil {
+				invites = append(invites, m)
+			}
+		}
+		if len(invites) != 1 {
+			t.Fatalf("bob got %d invitations (%+v), want 1", len(invites), invites)
+		}
+		if m := invites[0]; m.From != room || m.Type == "groupchat" || m.Type == "error" || m.Invite.From != "alice@localhost" ||
+			m.Invite.Reason != reason || m.Password != nil {
+			t.Errorf("bob's invitation: %+v (invite %+v), want a message from %s with <invite from='alice@localhost'>, the reason %q and no password",
+				m, *m.Invite, room, reason)
+		}
+
+		checkJoined(t, es, "bob", room, "bob", 110)
+		for _, pr := range mucPresences(t, es, "bob") {
+			if pr.From == room+"/bob" && pr.Type == "" && (pr.Item == nil || pr.Item.Affiliation != "member" || pr.Item.Role != "participant") {
+				t.Errorf("bob's self-presence has item %+v, want member and participant", pr.Item)
+			}
+		}
+		if r := checkAdmin(t, es, "alice", "list_member"); !slices.Equal(r.JIDs, []string{"bob@localhost"}) {
+			t.Errorf("members of %s: %q, want bob@localhost", room, r.JIDs)
+		}
+		for _, m := range mucMessages(t, es, "alice") {
+			if m.Type == "error" {
+				t.Errorf("alice got an error: %+v", m)
+			}
+		}
+	})
+
+	// carol joins an open room; alice kicks her (set_role none with a
+	// reason): carol leaves with 110 and 307, alice as the actor and the
+	// reason, and alice sees her go with 307; carol gets back in; alice
+	// bans her (set_affiliation outcast with a reason): she leaves with
+	// 110 and 301, and the outcast list shows her; her next join is
+	// refused with <forbidden/> (auth).
+	t.Run("KickBan", func(t *testing.T) {
+		const room, kick, ban = "arena@" + mucService, "cool down", "that's enough & goodbye"
+		es := s.muc(t, "kick_ban", mucArgs("--room", "arena", "--reason", kick, "--reason-2", ban)...)
+		checkJoined(t, es, "alice", room, "alice", 110, 201)
+		if n := len(es.of("joined", "carol")); n != 2 {
+			t.Errorf("carol joined %d times, want twice (before the kick and after)", n)
+		}
+		checkJoined(t, es, "carol", room, "carol", 110)
+		checkAdmin(t, es, "alice", "kick")
+		checkAdmin(t, es, "alice", "ban")
+		if r := checkAdmin(t, es, "alice", "list_outcast"); !slices.Equal(r.JIDs, []string{"carol@localhost"}) {
+			t.Errorf("outcasts of %s: %q, want carol@localhost", room, r.JIDs)
+		}
+
+		checkRemoved(t, es, "carol", room+"/carol", 0, "alice", kick, 110, 307)
+		checkRemoved(t, es, "carol", room+"/carol", 1, "", ban, 110, 301)
+		checkRemoved(t, es, "alice", room+"/carol", 0, "alice", kick, 307)
+		checkRemoved(t, es, "alice", room+"/carol", 1, "", ban, 301)
+		for _, c := range []string{"alice", "carol"} {
+			if gone := removals(t, es, c, room+"/carol"); len(gone) != 2 {
+				t.Errorf("%s got %d unavailable presences from %s/carol (%+v), want 2", c, len(gone), room, gone)
+			}
+		}
+		if gone := removals(t, es, "carol", room+"/carol"); len(gone) == 2 {
+			if it := gone[1].Item; it == nil || it.Affiliation != "outcast" || it.JID != es.one(t, "login", "carol").JID {
+				t.Errorf("carol's ban presence has item %+v, want outcast with her real JID", it)
+			}
+		}
+		checkJoinError(t, es, "banned", room+"/carol", "forbidden", "auth", "you are banned from this room")
+	})
+
+	// bob is in an open room when alice makes it members-only (the owner
+	// form): he leaves with 110 and 322, alice sees him go with 322, and
+	// his next join is refused with <registration-required/>.
+	t.Run("MembersOnlySwitch", func(t *testing.T) {
+		const room = "closing@" + mucService
+		es := s.muc(t, "members_only", mucArgs("--room", "closing")...)
+		checkJoined(t, es, "alice", room, "alice", 110, 201)
+		checkJoined(t, es, "bob", room, "bob", 110)
+		replies := es.of("config_reply", "alice")
+		if len(replies) != 2 {
+			t.Fatalf("alice configured the room %d times, want twice", len(replies))
+		}
+		for _, e := range replies {
+			var r mucIQReply
+			e.decode(t, &r)
+			if r.Type != "result" {
+				t.Errorf("a configuration was refused: %+v", r.Error)
+			}
+		}
+		checkRemoved(t, es, "bob", room+"/bob", 0, "", "", 110, 322)
+		checkRemoved(t, es, "alice", room+"/bob", 0, "", "", 322)
+		for _, c := range []string{"alice", "bob"} {
+			if gone := removals(t, es, c, room+"/bob"); len(gone) != 1 {
+				t.Errorf("%s got %d unavailable presences from %s/bob (%+v), want 1", c, len(gone), room, gone)
+			}
+		}
+		for _, pr := range mucPresences(t, es, "alice") {
+			if pr.From == room+"/alice" && pr.Type == "unavailable" {
+				t.Errorf("alice, the owner, was removed too: %+v", pr)
+			}
+		}
+		checkJoinError(t, es, "members_only", room+"/bob", "registration-required", "auth", "this room is for members only")
 	})
 
 	// alice destroys a room bob is in, naming an alternative venue and a

@@ -3,8 +3,10 @@
 tests in internal/e2e: creating and configuring rooms through the owner
 form, joining, groupchat and private messages, history and subject on
 join, the refusals of members-only and password rooms and of taken
-nicknames, destruction with an alternative venue, and rooms that outlive
-a restart of the server.
+nicknames, destruction with an alternative venue, rooms that outlive
+a restart of the server, and the muc#admin side: mediated invitations
+into members-only rooms, kicks, bans, and the removal of non-members
+when a room becomes members-only.
 
 Usage: /usr/bin/python3 muc.py [common options] SCENARIO [scenario options]
 
@@ -16,7 +18,9 @@ same kind of JSON lines on stdout (one object per line, ending with
 Rooms are joined with slixmpp's xep_0045 plugin (join_muc_wait), the
 owner form is fetched and submitted with its get_room_config and
 set_room_config, the subject set with set_subject, rooms destroyed with
-destroy, and the service and rooms discovered with xep_0030. Joins that
+destroy, invitations sent with invite, roles and affiliations changed
+with set_role and set_affiliation and listed with get_affiliation_list,
+and the service and rooms discovered with xep_0030. Joins that
 should be refused are sent as the plugin builds them (its muc_join
 stanza) but awaited here: the plugin only hands a presence error to
 join_muc_wait if the error echoes the <x xmlns='http://jabber.org/protocol/muc'/>
@@ -29,9 +33,12 @@ print is sent to stderr here so stdout stays JSON lines.
 Events, besides slix.py's and im.py's (message, presence, delay):
 
     muc_presence  a presence from the service as it arrived: type, the
-                  muc#user status codes, item, <destroy/>, error
+                  muc#user status codes, item (with its <actor nick/> and
+                  <reason/>), <destroy/>, error
     muc_message   a message from the service: type, body, subject (null
-                  if none), <delay/>, whether it has a muc#user <x/>, error
+                  if none), <delay/>, whether it has a muc#user <x/>, its
+                  <invite/> (from, to, reason; null if none) and
+                  <password/>, error
     joined        what join_muc_wait returned: the self-presence's codes,
                   the occupants and history it collected, the subject
     join_error    the error presence a refused join got
@@ -41,6 +48,8 @@ Events, besides slix.py's and im.py's (message, presence, delay):
     disco_info    the identities and features of a JID, and its roominfo form
     destroy_reply the reply to a destruction
     ping_reply    the reply to a self-ping (XEP-0410)
+    admin_reply   the reply to a muc#admin request (label: kick, ban,
+                  list_member...), with the JIDs of a list
 """
 
 import asyncio
@@ -83,6 +92,9 @@ def describe_presence(xml):
     item = x.find("{%s}item" % NS_MUC_USER)
     if item is not None:
         d["item"] = {k: item.get(k, "") for k in ("affiliation", "role", "jid", "nick")}
+        actor = item.find("{%s}actor" % NS_MUC_USER)
+        d["item"]["actor"] = actor.get("nick", "") if actor is not None else ""
+        d["item"]["reason"] = item.findtext("{%s}reason" % NS_MUC_USER) or ""
     de = x.find("{%s}destroy" % NS_MUC_USER)
     if de is not None:
         d["destroy"] = {"jid": de.get("jid", ""), "reason": de.findtext("{%s}reason" % NS_MUC_USER) or ""}
@@ -94,12 +106,16 @@ def describe_message(xml):
     subj = xml.find("{%s}subject" % NS_CLIENT)
     body = xml.find("{%s}body" % NS_CLIENT)
     delay = xml.find("{%s}delay" % NS_DELAY)
+    inv = x.find("{%s}invite" % NS_MUC_USER) if x is not None else None
     return {"from": xml.get("from", ""), "to": xml.get("to", ""), "type": xml.get("type", ""),
             "id": xml.get("id", ""),
             "body": (body.text or "") if body is not None else None,
             "subject": (subj.text or "") if subj is not None else None,
             "delay": {"from": delay.get("from", ""), "stamp": delay.get("stamp", "")} if delay is not None else None,
             "muc_user": x is not None,
+            "invite": {"from": inv.get("from", ""), "to": inv.get("to", ""),
+                       "reason": inv.findtext("{%s}reason" % NS_MUC_USER) or ""} if inv is not None else None,
+            "password": x.findtext("{%s}password" % NS_MUC_USER) if x is not None else None,
             "codes": [int(s.get("code", "0")) for s in x.findall("{%s}status" % NS_MUC_USER)] if x is not None else [],
             "error": slix.stanza_error(xml)}
 
@@ -236,6 +252,28 @@ class MUCClient(im.IMClient):
 
     async def wait_muc_message(self, pred, what):
         await self.wait_until(lambda: any(pred(m) for m in self.muc_messages), what)
+
+    async def wait_removed(self, room, nick, code):
+        """Waits for the unavailable self-presence from room/nick with the
+        status code code (307 kicked, 301 banned, 322 members only...)."""
+        full = "%s/%s" % (room, nick)
+        await self.wait_until(lambda: any(p["from"] == full and p["type"] == "unavailable" and 110 in p["codes"]
+                                          and code in p["codes"] for p in self.muc_presences),
+                              "the removal from %s with status %d" % (room, code))
+
+    async def admin(self, label, room, coro):
+        """Awaits a muc#admin request of the plugin (coro) and reports its
+        answer; a list's JIDs go in jids."""
+        step("%s: muc#admin %s in %s" % (self.name, label, room))
+        try:
+            r = await coro
+            jids = [str(j) for j in r] if isinstance(r, list) else []
+            emit("admin_reply", client=self.name, label=label, room=room, type="result", error=None, jids=jids)
+        except IqError as e:
+            emit("admin_reply", client=self.name, label=label, room=room, type="error",
+                 error=slix.stanza_error(e.iq.xml), jids=[])
+        except IqTimeout:
+            fail("%s: no answer to the muc#admin %s in %s within %gs" % (self.name, label, room, self.opts.wait))
 
 
 def room_jid(o, local):
@@ -404,6 +442,78 @@ async def persist_check(o, clients):
     await alice.sync()
 
 
+async def invite(o, clients):
+    """alice creates --room members-only; bob (available) is refused
+    (registration-required); alice invites him with the plugin's invite
+    (mediated, --reason); bob gets the invitation from the room and
+    joins; alice lists the members with get_affiliation_list."""
+    alice = MUCClient("alice", o.jid, o.password, o)
+    bob = MUCClient("bob", o.peer, o.peer_password, o)
+    clients += [alice, bob]
+    await login_all(alice, bob)
+    await bob.initial_presence()
+    room = room_jid(o, o.room)
+    await alice.create(room, "alice", {"muc#roomconfig_membersonly": True})
+    await bob.join_refused("members_only", room, "bob")
+    step("alice: invite %s to %s" % (o.peer, room))
+    alice["xep_0045"].invite(JID(room), JID(o.peer), reason=o.reason)
+    await bob.wait_muc_message(lambda m: m["from"] == room and m["invite"] is not None, "the invitation")
+    await bob.join(room, "bob")
+    await alice.wait_until(lambda: any(p["from"] == room + "/bob" and p["type"] == "" for p in alice.muc_presences),
+                           "bob's presence in the room")
+    await alice.admin("list_member", room, alice["xep_0045"].get_affiliation_list(JID(room), "member", timeout=o.wait))
+    await alice.sync()
+    await bob.sync()
+
+
+async def kick_ban(o, clients):
+    """alice creates --room (instant); carol joins; alice kicks her with
+    set_role none (--reason); carol joins again; alice bans her with
+    set_affiliation outcast (--reason-2) and lists the outcasts; carol's
+    next join is refused (forbidden)."""
+    alice = MUCClient("alice", o.jid, o.password, o)
+    carol = MUCClient("carol", o.third, o.third_password, o)
+    clients += [alice, carol]
+    await login_all(alice, carol)
+    room = room_jid(o, o.room)
+    await alice.create(room, "alice")
+    await carol.join(room, "carol")
+    im.marker(carol, "kick")
+    await alice.admin("kick", room, alice["xep_0045"].set_role(JID(room), "carol", "none", reason=o.reason,
+                                                               timeout=o.wait))
+    await carol.wait_removed(room, "carol", 307)
+    im.marker(carol, "rejoin")
+    await carol.join(room, "carol")
+    im.marker(carol, "ban")
+    await alice.admin("ban", room, alice["xep_0045"].set_affiliation(JID(room), "outcast", jid=JID(o.third),
+                                                                     reason=o.reason_2, timeout=o.wait))
+    await carol.wait_removed(room, "carol", 301)
+    await alice.admin("list_outcast", room, alice["xep_0045"].get_affiliation_list(JID(room), "outcast",
+                                                                                 timeout=o.wait))
+    await carol.join_refused("banned", room, "carol")
+    await alice.sync()
+
+
+async def members_only(o, clients):
+    """alice creates --room (instant); bob joins; alice submits the owner
+    form with muc#roomconfig_membersonly; bob is removed (322) and his
+    next join is refused (registration-required)."""
+    alice = MUCClient("alice", o.jid, o.password, o)
+    bob = MUCClient("bob", o.peer, o.peer_password, o)
+    clients += [alice, bob]
+    await login_all(alice, bob)
+    room = room_jid(o, o.room)
+    await alice.create(room, "alice")
+    await bob.join(room, "bob")
+    im.marker(bob, "members_only")
+    await alice.room_config(room, {"muc#roomconfig_membersonly": True})
+    await bob.wait_removed(room, "bob", 322)
+    await alice.wait_until(lambda: any(p["from"] == room + "/bob" and p["type"] == "unavailable"
+                                       for p in alice.muc_presences), "bob's exit")
+    await bob.join_refused("members_only", room, "bob")
+    await alice.sync()
+
+
 SCENARIOS = {
     "chat": chat,
     "history": history,
@@ -411,6 +521,9 @@ SCENARIOS = {
     "destroy": destroy,
     "persist_create": persist_create,
     "persist_check": persist_check,
+    "invite": invite,
+    "kick_ban": kick_ban,
+    "members_only": members_only,
 }
 
 
@@ -427,5 +540,6 @@ if __name__ == "__main__":
     p.add_argument("--room-password", default="", help="refusals: the password room's password")
     p.add_argument("--subject", default="", help="history: the subject alice sets")
     p.add_argument("--venue", default="", help="destroy: the alternative venue")
-    p.add_argument("--reason", default="", help="destroy: the reason")
+    p.add_argument("--reason", default="", help="destroy: the reason; invite: the invitation's; kick_ban: the kick's")
+    p.add_argument("--reason-2", default="", help="kick_ban: the ban's reason")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
