@@ -228,24 +228,32 @@ func (s *server) client(t *testing.T, name, scenario string, args ...string) eve
 	}
 	argv = append(argv, scenario)
 	argv = append(argv, args...)
+	return runClient(t, "client "+scenario, pythonEnv(), python, argv...)
+}
+
+// runClient runs a client program (at most clientTimeout), parses the JSON
+// event lines it prints and checks that it exited 0 after a "done" event.
+// name says which client in failures; args are logged without the program.
+func runClient(t *testing.T, name string, env []string, program string, argv ...string) events {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, python, argv...)
-	cmd.Env = pythonEnv()
+	cmd := exec.CommandContext(ctx, program, argv...)
+	cmd.Env = env
 	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
-	err = cmd.Run()
+	err := cmd.Run()
 	elapsed := time.Since(start)
 	report := func() string {
 		return fmt.Sprintf("args: %q\nstdout:\n%s\nstderr:\n%s", argv[1:], stdout.String(), stderr.String())
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("client %s killed after %v\n%s", scenario, clientTimeout, report())
+		t.Fatalf("%s killed after %v\n%s", name, clientTimeout, report())
 	}
 	if err != nil {
-		t.Fatalf("client %s failed after %v: %v\n%s", scenario, elapsed.Round(time.Millisecond), err, report())
+		t.Fatalf("%s failed after %v: %v\n%s", name, elapsed.Round(time.Millisecond), err, report())
 	}
 	var es events
 	sc := bufio.NewScanner(bytes.NewReader(stdout.Bytes()))
@@ -257,16 +265,16 @@ func (s *server) client(t *testing.T, name, scenario string, args ...string) eve
 		}
 		var e event
 		if err := json.Unmarshal(line, &e); err != nil {
-			t.Fatalf("client printed a line that is not JSON: %q: %v\n%s", line, err, report())
+			t.Fatalf("%s printed a line that is not JSON: %q: %v\n%s", name, line, err, report())
 		}
 		e.raw = slices.Clone(line)
 		es = append(es, e)
 	}
 	if len(es) == 0 || es[len(es)-1].Event != "done" {
-		t.Fatalf("client %s did not finish with a done event\n%s", scenario, report())
+		t.Fatalf("%s did not finish with a done event\n%s", name, report())
 	}
 	// Shown with -v, and on failure.
-	t.Logf("client %s (%v):\n%s", scenario, elapsed.Round(time.Millisecond), report())
+	t.Logf("%s (%v):\n%s", name, elapsed.Round(time.Millisecond), report())
 	return es
 }
 

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -127,45 +125,7 @@ func xmppjs(t *testing.T, p *communityProc, script string, args ...string) event
 		argv = append(argv, "--debug")
 	}
 	argv = append(argv, args...)
-	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", argv...)
-	cmd.Env = nodeEnv(p.cert)
-	cmd.WaitDelay = 2 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	elapsed := time.Since(start)
-	report := func() string {
-		return fmt.Sprintf("args: %q\nstdout:\n%s\nstderr:\n%s", argv, stdout.String(), stderr.String())
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("node %s killed after %v\n%s", script, clientTimeout, report())
-	}
-	if err != nil {
-		t.Fatalf("node %s failed after %v: %v\n%s", script, elapsed.Round(time.Millisecond), err, report())
-	}
-	var es events
-	sc := bufio.NewScanner(bytes.NewReader(stdout.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		var e event
-		if err := json.Unmarshal(line, &e); err != nil {
-			t.Fatalf("node %s printed a line that is not JSON: %q: %v\n%s", script, line, err, report())
-		}
-		e.raw = slices.Clone(line)
-		es = append(es, e)
-	}
-	if len(es) == 0 || es[len(es)-1].Event != "done" {
-		t.Fatalf("node %s did not finish with a done event\n%s", script, report())
-	}
-	t.Logf("node %s (%v):\n%s", script, elapsed.Round(time.Millisecond), report())
-	return es
+	return runClient(t, "node "+script, nodeEnv(p.cert), "node", argv...)
 }
 
 // TestXMPPJSMUC: xmpp.js, a client independent of slixmpp, logs alice and
