@@ -97,7 +97,10 @@ func (srv *Server) callIQ(ctx context.Context, e iqEntry, st *Stanza) {
 		return
 	}
 	if err != nil {
-		srv.bounce(ctx, st, srv.stanzaErr(err, e.module))
+		// A handler's refusal is an answer, not a delivery failure.
+		se := srv.stanzaErr(err, e.module)
+		srv.logger().Debug("request refused", "module", e.module, "from", st.From.String(), "ns", st.Payload.Space, "why", se.Condition)
+		srv.answerError(ctx, st, se)
 		return
 	}
 	srv.deliverReply(ctx, st, AppendResult(nil, st, payload))
@@ -124,6 +127,15 @@ func (srv *Server) bounce(ctx context.Context, st *Stanza, e *StanzaError) {
 	}
 	// Delivery failures are logged as who, whom and why, never content.
 	srv.logger().Info("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", kindName(st.Kind), "why", e.Condition)
+	srv.answerError(ctx, st, e)
+}
+
+// answerError sends st's sender the error e (never for an error, so that
+// errors cannot loop).
+func (srv *Server) answerError(ctx context.Context, st *Stanza, e *StanzaError) {
+	if st.Type == "error" || st.From.Equal(jid.JID{}) {
+		return
+	}
 	reply := *st
 	if reply.To.Equal(jid.JID{}) {
 		reply.To, _ = jid.New("", st.From.Domainpart(), "")
