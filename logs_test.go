@@ -1,36 +1,18 @@
 package treff_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/trefftest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The server's logs, even at debug level, never contain IP addresses,
 // passwords, SASL data or message bodies.
 func TestLogsKeepSecrets(t *testing.T) {
-	var logs lockedBuffer
+	var logs trefftest.LogBuffer
 	ts := newTestServer(t, func(s *treff.Server) {
 		s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

@@ -28,6 +28,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff/storage/boltstore"
+	"github.com/treff-im/treff/trefftest"
 )
 
 // raceEnabled is set by race_test.go when the tests run with -race; the
@@ -109,39 +110,10 @@ func expectFail(t *testing.T, bin string, code int, msg string, args ...string) 
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // server is a running community server process.
 type server struct {
 	cmd      *exec.Cmd
-	logs     *lockedBuffer
+	logs     *trefftest.LogBuffer
 	done     chan struct{}
 	err      error // of Wait, valid after done
 	data     string
@@ -169,8 +141,8 @@ func startServer(t *testing.T, bin, data string, extra ...string) *server {
 
 func tryStartServer(t *testing.T, bin, data string, extra ...string) (*server, error) {
 	t.Helper()
-	s := &server{logs: new(lockedBuffer), done: make(chan struct{}), data: data,
-		addr: freeAddr(t), tlsAddr: freeAddr(t)}
+	s := &server{logs: new(trefftest.LogBuffer), done: make(chan struct{}), data: data,
+		addr: trefftest.FreeAddr(t), tlsAddr: trefftest.FreeAddr(t)}
 	args := append([]string{"-data", data, "-c2s", s.addr, "-c2s-tls", s.tlsAddr, "-log-level", "debug"}, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = childEnv()

@@ -12,7 +12,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -94,39 +93,10 @@ func runCommunity(t *testing.T, bin string, args ...string) string {
 	return stdout.String()
 }
 
-// loopbackAddr returns a loopback address with a port that was free a
-// moment ago.
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // communityProc is a running community server process.
 type communityProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *trefftest.LogBuffer
 	done chan struct{}
 	err  error // of Wait, valid after done
 	addr string
@@ -153,8 +123,8 @@ func startCommunity(t *testing.T, bin, data string) *communityProc {
 
 func tryStartCommunity(t *testing.T, bin, data string) (*communityProc, error) {
 	t.Helper()
-	p := &communityProc{logs: new(syncBuffer), done: make(chan struct{}),
-		addr: loopbackAddr(t), tls: loopbackAddr(t), cert: filepath.Join(data, "cert.pem")}
+	p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
+		addr: trefftest.FreeAddr(t), tls: trefftest.FreeAddr(t), cert: filepath.Join(data, "cert.pem")}
 	p.cmd = exec.Command(bin, "-data", data, "-c2s", p.addr, "-c2s-tls", p.tls, "-log-level", "debug")
 	p.cmd.Env = communityEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
