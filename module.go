@@ -146,6 +146,8 @@ type modules struct {
 	closed       []SessionHook
 	fromClient   []StanzaHook
 	toAccount    []StanzaHook
+	outbound     []StanzaHook
+	delivered    []DeliveredHook
 	undeliver    []StanzaHook
 	deleted      []AccountHook
 	discoNodes   map[string]DiscoNode
@@ -253,10 +255,29 @@ func (r *Registry) OnSessionClosed(h SessionHook) { r.m.closed = append(r.m.clos
 // after its 'from' has been stamped and before routing.
 func (r *Registry) OnClientStanza(h StanzaHook) { r.m.fromClient = append(r.m.fromClient, h) }
 
-// OnAccountStanza registers a hook run for every message and presence
-// addressed to an existing local account (bare or full JID), before the
-// delivery rules pick sessions.
+// OnAccountStanza registers a hook run for every stanza (message, presence
+// and IQ) addressed to an existing local account (bare or full JID),
+// before the server answers an IQ for the account and before the delivery
+// rules pick sessions. A hook that filters (such as a block list) returns
+// true to stop the stanza; one that stamps (such as an archive adding a
+// stanza-id) may change it with Stanza.Rewrite.
 func (r *Registry) OnAccountStanza(h StanzaHook) { r.m.toAccount = append(r.m.toAccount, h) }
+
+// OnAccountOutbound registers a hook run for every stanza that leaves a
+// local account for any address: sent by one of its clients (after the
+// OnClientStanza hooks) or routed by a module on its behalf, such as a
+// presence broadcast to its contacts or the answer to a probe. Returning
+// true drops the stanza; the hook sends any error the sender should see.
+func (r *Registry) OnAccountOutbound(h StanzaHook) { r.m.outbound = append(r.m.outbound, h) }
+
+// DeliveredHook is told that a stanza addressed to a local account was
+// written to the queues of the sessions in to (at least one).
+type DeliveredHook func(ctx context.Context, st *Stanza, to []*Session)
+
+// OnDelivered registers a hook run after a message or presence for a local
+// account was handed to one or more of its sessions (message carbons use
+// it to copy the message to the sessions that did not get it).
+func (r *Registry) OnDelivered(h DeliveredHook) { r.m.delivered = append(r.m.delivered, h) }
 
 // OnUndeliverable registers a hook run for a message to an existing local
 // account that no session may receive (RFC 6121 8.5.2.2, e.g. to store it

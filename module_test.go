@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/trefftest"
 )
 
 // hookModule exercises the Registry from outside the package, as a plugin
@@ -103,7 +104,9 @@ func TestModuleAPI(t *testing.T) {
 	r.Expect(`</stream:stream>`)
 	r.ExpectClosed()
 	ts.Close()
-	want := "bound:r,svc:s1,swallowed,account:m1,offline:m1,closed:r"
+	// Account hooks see the IQs to alice's account and the responses to her
+	// session too (a2 twice: the request to bob, the result to alice).
+	want := "bound:r,account:f1,account:a1,account:a2,account:a2,svc:s1,account:s1,swallowed,account:m1,offline:m1,account:sync,closed:r"
 	if got := m.seen(); got != want {
 		t.Errorf("events\n got %s\nwant %s", got, want)
 	}
@@ -129,4 +132,68 @@ func (setupFunc) Name() string { return "f" }
 func (f setupFunc) Setup(ctx context.Context, r *treff.Registry) error {
 	f(r)
 	return nil
+}
+
+// stampModule uses the hooks of a block list, an archive and carbons:
+// OnAccountOutbound drops what alice sends to mallory, OnAccountStanza
+// stamps messages to bob, OnDelivered records who got what.
+type stampModule struct {
+	mu        sync.Mutex
+	delivered []string
+}
+
+func (m *stampModule) Name() string { return "stamp" }
+
+func (m *stampModule) Setup(ctx context.Context, r *treff.Registry) error {
+	r.OnAccountOutbound(func(ctx context.Context, st *treff.Stanza) bool {
+		return st.To.Localpart() == "mallory"
+	})
+	r.OnAccountStanza(func(ctx context.Context, st *treff.Stanza) bool {
+		if st.Kind == treff.KindIQ && st.From.Localpart() == "mallory" {
+			return true
+		}
+		if st.Kind == treff.KindMessage {
+			if err := st.AddChild([]byte("<stamp xmlns='urn:example:stamp'/>")); err != nil {
+				panic(err)
+			}
+		}
+		return false
+	})
+	r.OnDelivered(func(ctx context.Context, st *treff.Stanza, to []*treff.Session) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, s := range to {
+			m.delivered = append(m.delivered, st.ID+">"+s.JID().Resourcepart())
+		}
+	})
+	return nil
+}
+
+func TestOutboundStampAndDeliveredHooks(t *testing.T) {
+	m := &stampModule{}
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{m} })
+	for _, u := range []string{"alice", "bob", "mallory"} {
+		ts.AddUser(t, u, u+"pw")
+	}
+	bob := ts.Login(t, "bob", "bobpw", "phone")
+	alice := ts.Login(t, "alice", "alicepw", "desk")
+	mallory := ts.Login(t, "mallory", "mallorypw", "x")
+	alice.Send("<message to='mallory@localhost/x' id='m0'><body>no</body></message>")
+	alice.Send("<message to='bob@localhost/phone' id='m1'><body>hi</body></message>")
+	bob.Expect(`<message from='alice@localhost/desk' to='bob@localhost/phone' id='m1'><body>hi</body><stamp xmlns='urn:example:stamp'/></message>`)
+	mallory.Send("<iq type='get' id='q1' to='bob@localhost/phone'><ping xmlns='urn:xmpp:ping'/></iq>")
+	mallory.Send("<message to='bob@localhost/phone' id='m2'/>")
+	bob.Expect(`<message from='mallory@localhost/x' to='bob@localhost/phone' id='m2'><stamp xmlns='urn:example:stamp'/></message>`)
+	if p := bob.Pending(); strings.Contains(p, "q1") {
+		t.Errorf("filtered IQ delivered: %s", p)
+	}
+	mallory.Send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+	if got := mallory.Expect(`id='sync'`); strings.Contains(got, "m0") {
+		t.Errorf("dropped message delivered: %s", got)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if got, want := strings.Join(m.delivered, ","), "m1>phone,m2>phone"; got != want {
+		t.Errorf("delivered %s, want %s", got, want)
+	}
 }

@@ -19,6 +19,13 @@ func (srv *Server) Route(ctx context.Context, st *Stanza) { srv.route(ctx, st, n
 // route delivers st; from is the sending session for stanzas from local
 // clients (nil otherwise).
 func (srv *Server) route(ctx context.Context, st *Stanza, from *Session) {
+	if len(srv.mods.outbound) > 0 && st.From.Localpart() != "" && srv.isHost(st.From.Domainpart()) {
+		for _, h := range srv.mods.outbound {
+			if h(ctx, st) {
+				return
+			}
+		}
+	}
 	to := st.To
 	if to.Equal(jid.JID{}) {
 		srv.toSelf(ctx, st, from)
@@ -183,6 +190,11 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		}
 		return
 	}
+	for _, h := range srv.mods.toAccount {
+		if h(ctx, st) {
+			return
+		}
+	}
 	if st.Kind == KindIQ && st.To.Resourcepart() == "" {
 		// 8.5.2.1.3 / 10.3.3: the server answers for the account.
 		if st.Type != "get" && st.Type != "set" {
@@ -194,13 +206,6 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		}
 		srv.bounce(ctx, st, ErrServiceUnavailable)
 		return
-	}
-	if st.Kind != KindIQ {
-		for _, h := range srv.mods.toAccount {
-			if h(ctx, st) {
-				return
-			}
-		}
 	}
 	var out [8]router.Entry
 	targets := out[:0]
@@ -228,6 +233,20 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		for _, e := range targets {
 			if s, ok := e.(sender); ok {
 				s.Send(st.raw)
+			}
+		}
+		if len(srv.mods.delivered) > 0 && st.Kind != KindIQ {
+			var sbuf [8]*Session
+			got := sbuf[:0]
+			for _, e := range targets {
+				if s, ok := e.(*Session); ok {
+					got = append(got, s)
+				}
+			}
+			if len(got) > 0 {
+				for _, h := range srv.mods.delivered {
+					h(ctx, st, got)
+				}
 			}
 		}
 	case router.Undeliverable:

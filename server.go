@@ -523,3 +523,9 @@ func (srv *Server) CloseUser(user jid.JID, condition, text string) []*Session {
 	}
 	return out
 }
+
+// isHost is IsLocal for code that runs after start-up.
+func (srv *Server) isHost(domain string) bool {
+	_, ok := srv.hosts[domain]
+	return ok
+}

@@ -1,6 +1,7 @@
 package treff
 
 import (
+	"bytes"
 	"encoding/xml"
 	"errors"
 	"strings"
@@ -344,4 +345,52 @@ func (st *Stanza) WithAddresses(from, to jid.JID) *Stanza {
 	c.From, c.To = from, to
 	c.raw = st.el.AppendWithout(make([]byte, 0, len(st.el.Raw)+len(extra)), string(extra), "from", "to")
 	return &c
+}
+
+// ErrRewrite is returned by Stanza.Rewrite for a new serialisation that
+// changes the stanza's kind or addresses.
+var ErrRewrite = errors.New("treff: a rewrite may not change a stanza's kind or addresses")
+
+// Rewrite replaces the stanza's content with raw, which must be a valid
+// stanza of the same kind with the same 'from' and 'to' (an archive adding
+// a stanza-id, a module adding an avatar hash to presence). Only hooks
+// that see the stanza before it is delivered (OnClientStanza,
+// OnAccountOutbound, OnAccountStanza) may call it, on the stanza they were
+// given; later hooks and the delivery see the new content. On error st is
+// unchanged.
+func (st *Stanza) Rewrite(raw []byte) error {
+	n, err := NewStanza(raw)
+	if err != nil {
+		return err
+	}
+	if n.To.Equal(jid.JID{}) {
+		n.To = st.To // a client's message without 'to' is for its own account
+	}
+	if n.Kind != st.Kind || !n.To.Equal(st.To) || !n.From.Equal(st.From) {
+		return ErrRewrite
+	}
+	*st = *n
+	return nil
+}
+
+// AddChild rewrites the stanza (see Rewrite) with child, one serialised
+// element, appended to its content.
+func (st *Stanza) AddChild(child []byte) error {
+	raw := st.raw
+	b := make([]byte, 0, len(raw)+len(child)+12)
+	if bytes.HasSuffix(raw, []byte("/>")) {
+		// <message .../> becomes <message ...>child</message>
+		b = append(b, raw[:len(raw)-2]...)
+		b = append(b, '>')
+		b = append(b, child...)
+		b = append(b, "</"...)
+		b = append(b, st.el.Name...)
+		b = append(b, '>')
+	} else {
+		end := bytes.LastIndex(raw, []byte("</"))
+		b = append(b, raw[:end]...)
+		b = append(b, child...)
+		b = append(b, raw[end:]...)
+	}
+	return st.Rewrite(b)
 }
