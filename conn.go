@@ -240,6 +240,7 @@ func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
 // streamError is a stream error condition (RFC 6120 4.9.3).
 type streamError struct {
 	cond, text string
+	app        string // an application-specific condition element, or ""
 }
 
 func (e streamError) Error() string { return "treff: stream error " + e.cond }
@@ -249,7 +250,7 @@ func (e streamError) xml() string {
 	if e.text != "" {
 		s += "<text xmlns='" + nsStreams + "'>" + string(AppendEscaped(nil, e.text)) + "</text>"
 	}
-	return s + "</stream:error>"
+	return s + e.app + "</stream:error>"
 }
 
 func scanError(err error) (streamError, bool) {
@@ -438,7 +439,8 @@ func (c *conn) negotiate() (*Session, error) {
 			}
 		}
 	default:
-		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>")
+		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>" +
+			"<sm xmlns='" + nsSM + "'/><csi xmlns='" + nsCSI + "'/>")
 		for _, f := range srv.mods.streamFeats {
 			if f.Phase == AfterAuth {
 				feats.WriteString(f.xml())
@@ -490,6 +492,22 @@ func (c *conn) negotiate() (*Session, error) {
 				return nil, streamError{cond: "not-authorized"}
 			}
 		default:
+			if ns == nsSM {
+				switch el.Name {
+				case "resume":
+					s, err := c.resume(el)
+					if s != nil || err != nil {
+						return s, err
+					}
+					continue
+				case "enable":
+					// XEP-0198 3: only after binding.
+					if err := c.write(string(smFailed("unexpected-request"))); err != nil {
+						return nil, err
+					}
+					continue
+				}
+			}
 			if el.Name != "iq" || (ns != "" && ns != nsClient) {
 				return nil, streamError{cond: "not-authorized", text: "bind a resource first"}
 			}

@@ -11,3 +11,7 @@ func SetParkAfter(s *Server, d time.Duration) { s.parkAfter = d }
 
 // Parks returns how many times sessions have parked.
 func Parks(s *Server) int64 { return s.parks.Load() }
+
+// SetHandled sets a session's count of stanzas handled from its client
+// (XEP-0198 'h'), to test the wrap at 2^32.
+func SetHandled(s *Session, h uint32) { s.smIn.Store(h) }

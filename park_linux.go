@@ -60,7 +60,7 @@ func pollLoop() {
 // watch registers the session's socket for its next readable event and
 // reports whether it could.
 func (s *Session) watch() bool {
-	sc, ok := s.c.nc.(syscall.Conn)
+	sc, ok := s.conn().nc.(syscall.Conn)
 	if !ok || startPoller() != nil {
 		return false
 	}

@@ -90,6 +90,14 @@ type Server struct {
 	// MaxAuthFailures is how many failed SASL attempts a stream may make
 	// before it is closed. 0 means 3.
 	MaxAuthFailures int
+	// ResumeTimeout is how long a session with stream management
+	// (XEP-0198) whose connection broke waits for its client to resume
+	// it; what it was sent meanwhile is delivered on resumption. A session
+	// not resumed in time ends, and the messages its client did not
+	// acknowledge go to the account's other sessions or offline storage.
+	// 0 means 5 minutes; negative disables resumption (acknowledgements
+	// still work).
+	ResumeTimeout time.Duration
 
 	initOnce sync.Once
 	stopOnce sync.Once
@@ -107,6 +115,8 @@ type Server struct {
 
 	pendingMu sync.Mutex
 	pending   map[string]*pendingIQ
+
+	sm smTable // resumable and hibernating sessions
 
 	mu        sync.Mutex
 	listeners map[*net.Listener]struct{}
@@ -391,6 +401,9 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.shutdown()
 	}
+	for _, s := range srv.hibernating() {
+		s.expire()
+	}
 	waited := make(chan struct{})
 	go func() {
 		srv.wg.Wait()
@@ -418,6 +431,9 @@ func (srv *Server) Close() error {
 	}
 	srv.mu.Unlock()
 	srv.closeConns()
+	for _, s := range srv.hibernating() {
+		s.expire()
+	}
 	srv.wg.Wait()
 	srv.stopModules(context.Background())
 	return nil
@@ -473,11 +489,11 @@ func (srv *Server) OnlineSessions() []*Session {
 	defer srv.mu.Unlock()
 	out := make([]*Session, 0, len(srv.conns))
 	for c := range srv.conns {
-		if s := c.sess.Load(); s != nil {
+		if s := c.sess.Load(); s != nil && s.conn() == c {
 			out = append(out, s)
 		}
 	}
-	return out
+	return append(out, srv.hibernating()...)
 }
 
 // Sessions returns the client sessions currently bound to the bare JID.
@@ -518,6 +534,12 @@ func (srv *Server) CloseUser(user jid.JID, condition, text string) []*Session {
 		c.revoked.Store(e)
 		if s := c.sess.Load(); s != nil {
 			s.closeStream(*e)
+			out = append(out, s)
+		}
+	}
+	for _, s := range srv.hibernating() {
+		if s.jid.Bare().Equal(user) {
+			s.expire()
 			out = append(out, s)
 		}
 	}

@@ -24,7 +24,8 @@ var ErrSessionClosed = errors.New("treff: session closed")
 // Session is a client's stream with a bound resource. Modules receive it in
 // session hooks and may send to it; the server owns its life.
 type Session struct {
-	c        *conn
+	srv      *Server
+	cp       atomic.Pointer[conn] // the current connection (replaced on resumption)
 	jid      jid.JID
 	fromAttr string // " from='full'" for stamping
 	ctx      context.Context
@@ -46,13 +47,27 @@ type Session struct {
 	closed  bool          // no more Send
 	final   bool          // the closing tag is queued
 	idle    chan struct{} // closed and replaced when the writer stops
+
+	// Stream management (sm.go) and client state (csi.go), under mu.
+	sm       smState
+	smOn     atomic.Bool   // sm.on, for the read loop
+	smIn     atomic.Uint32 // stanzas handled from the client (XEP-0198 'h')
+	csi      csiState
+	offline  bool          // no working connection: lost, detaching or hibernating
+	hib      bool          // hibernating: waiting for the client to resume
+	ended    bool          // end or expire has begun; never resumed
+	noResume bool          // closed on purpose: end instead of hibernating
+	resumed  bool          // run skips the bound hooks
+	hibDone  chan struct{} // closed when a lost connection was detached
+	hibTimer *time.Timer
 }
 
 var _ router.Entry = (*Session)(nil)
 
 func newSession(c *conn, full jid.JID) *Session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Session{c: c, jid: full, ctx: ctx, cancel: cancel, fd: -1, gone: make(chan struct{})}
+	s := &Session{srv: c.srv, jid: full, ctx: ctx, cancel: cancel, fd: -1, gone: make(chan struct{}), hibDone: make(chan struct{})}
+	s.cp.Store(c)
 	s.fromAttr = " from='" + string(AppendEscaped(nil, full.String())) + "'"
 	return s
 }
@@ -68,7 +83,10 @@ func (s *Session) Priority() int { return int(s.priority.Load()) }
 
 // LastActivity returns when the client last sent anything (including
 // whitespace keepalives).
-func (s *Session) LastActivity() time.Time { return time.Unix(0, s.c.ic.last.Load()) }
+func (s *Session) LastActivity() time.Time { return time.Unix(0, s.conn().ic.last.Load()) }
+
+// conn returns the session's current connection.
+func (s *Session) conn() *conn { return s.cp.Load() }
 
 // Context returns a context that is cancelled when the session ends.
 func (s *Session) Context() context.Context { return s.ctx }
@@ -84,19 +102,56 @@ func (s *Session) Send(raw []byte) error {
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
-	max := s.c.srv.MaxQueue
-	if max <= 0 {
-		max = 1 << 20
+	if s.csi.inactive {
+		if s.csi.hold(raw) {
+			s.mu.Unlock()
+			return nil
+		}
+		// Something that matters: what was held goes first, in order.
+		for _, h := range s.csi.take() {
+			if e := s.sendLocked(h); e != nil {
+				s.mu.Unlock()
+				s.closeStream(*e)
+				return ErrSessionClosed
+			}
+		}
 	}
-	if queued := s.queued; queued+len(raw) > max {
+	if e := s.sendLocked(raw); e != nil {
 		s.mu.Unlock()
-		s.c.srv.logger().Warn("closing slow session", "jid", s.jid.String(), "queued", queued)
-		s.closeStream(streamError{cond: "policy-violation", text: "too slow to read"})
+		s.closeStream(*e)
 		return ErrSessionClosed
 	}
-	s.enqueueLocked(raw)
 	s.mu.Unlock()
 	return nil
+}
+
+// sendLocked counts raw for stream management and queues it unless the
+// connection is gone (a resumed session gets it from the unacknowledged
+// stanzas). It returns the stream error to close with if the client is
+// too far behind.
+func (s *Session) sendLocked(raw []byte) *streamError {
+	if s.sm.on {
+		if e := s.sm.sent(raw, s.srv.maxQueue()); e != nil {
+			return e
+		}
+	}
+	if s.offline {
+		return nil
+	}
+	if queued := s.queued; queued+len(raw) > s.srv.maxQueue() {
+		s.srv.logger().Warn("closing slow session", "jid", s.jid.String(), "queued", queued)
+		return &streamError{cond: "policy-violation", text: "too slow to read"}
+	}
+	s.enqueueLocked(raw)
+	return nil
+}
+
+// maxQueue is MaxQueue or its default.
+func (srv *Server) maxQueue() int {
+	if srv.MaxQueue <= 0 {
+		return 1 << 20
+	}
+	return srv.MaxQueue
 }
 
 func (s *Session) enqueueLocked(raw []byte) {
@@ -114,7 +169,14 @@ func (s *Session) enqueueLocked(raw []byte) {
 // side before the connection is dropped.
 func (s *Session) closeStream(e streamError) {
 	s.mu.Lock()
-	if s.final {
+	s.noResume = true
+	if s.hib {
+		s.mu.Unlock()
+		s.expire()
+		return
+	}
+	if s.final || s.offline {
+		s.closed = true
 		s.mu.Unlock()
 		return
 	}
@@ -124,11 +186,12 @@ func (s *Session) closeStream(e streamError) {
 		tail = e.xml() + tail
 	}
 	s.enqueueLocked([]byte(tail))
+	c := s.conn()
 	s.mu.Unlock()
 	// The reader goroutine waits for the client's </stream:stream> at most
 	// this long.
-	s.c.ic.setHard(time.Now().Add(2 * time.Second))
-	s.c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.ic.setHard(time.Now().Add(2 * time.Second))
+	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
 	s.unpark(nil)
 }
 
@@ -141,7 +204,8 @@ func (s *Session) Close(condition, text string) {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func (s *Session) writeLoop() {
-	srv := s.c.srv
+	srv := s.srv
+	c := s.conn()
 	wt := durationOr(srv.WriteTimeout, 30*time.Second)
 	var batch [][]byte
 	for {
@@ -154,6 +218,12 @@ func (s *Session) writeLoop() {
 		}
 		batch, s.queue = s.queue, batch[:0]
 		s.queued = 0
+		// Ask for an acknowledgement of what this batch carries
+		// (XEP-0198), in the same write.
+		ask := s.sm.on && !s.sm.asked && len(s.sm.unacked) > 0 && !s.final
+		if ask {
+			s.sm.asked = true
+		}
 		s.mu.Unlock()
 
 		bp := bufPool.Get().(*[]byte)
@@ -162,18 +232,26 @@ func (s *Session) writeLoop() {
 			buf = append(buf, b...)
 			batch[i] = nil
 		}
-		s.c.rw.SetWriteDeadline(time.Now().Add(wt))
-		_, err := s.c.rw.Write(buf)
+		if ask {
+			buf = append(buf, smRequest...)
+		}
+		c.rw.SetWriteDeadline(time.Now().Add(wt))
+		_, err := c.rw.Write(buf)
 		if cap(buf) <= 64<<10 {
 			*bp = buf
 			bufPool.Put(bp)
 		}
 		if err != nil {
 			s.mu.Lock()
-			s.closed, s.final = true, true
+			// The connection is gone. A resumable session keeps counting
+			// what it is sent until the read loop has detached it.
+			s.offline = true
+			if s.sm.id == "" {
+				s.closed, s.final = true, true
+			}
 			s.queue, s.queued = nil, 0
 			s.mu.Unlock()
-			s.c.nc.Close()
+			c.nc.Close()
 			s.unpark(nil)
 		}
 	}
@@ -193,8 +271,10 @@ func (s *Session) waitWritten() {
 // the session has ended.
 func (s *Session) run(done func()) {
 	s.done = done
-	for _, h := range s.c.srv.mods.bound {
-		h(s.ctx, s)
+	if !s.resumed {
+		for _, h := range s.srv.mods.bound {
+			h(s.ctx, s)
+		}
 	}
 	s.loop()
 }
@@ -203,7 +283,7 @@ func (s *Session) run(done func()) {
 // it parks the session: the goroutine ends and a new one with a small
 // stack waits for the next byte, then loops again.
 func (s *Session) loop() {
-	c := s.c
+	c := s.conn()
 	for {
 		if c.sc.Buffered() == 0 {
 			c.ic.armed = true
@@ -221,8 +301,11 @@ func (s *Session) loop() {
 			return
 		}
 		if err != nil {
-			s.readFailed(err)
-			s.end()
+			if s.hibernate(c, err) {
+				return
+			}
+			s.readFailed(c, err)
+			s.end(c)
 			if s.done != nil {
 				s.done()
 			}
@@ -232,9 +315,19 @@ func (s *Session) loop() {
 			continue // wait for the client's </stream:stream>; process nothing
 		}
 		ns := el.NS()
-		if ns != "" && ns != nsClient || el.Name != "message" && el.Name != "presence" && el.Name != "iq" {
+		switch {
+		case ns == nsSM:
+			s.smElement(el)
+			continue
+		case ns == nsCSI:
+			s.csiElement(el)
+			continue
+		case ns != "" && ns != nsClient || el.Name != "message" && el.Name != "presence" && el.Name != "iq":
 			s.closeStream(streamError{cond: "unsupported-stanza-type"})
 			continue
+		}
+		if s.smOn.Load() {
+			s.smIn.Add(1)
 		}
 		s.handle(el)
 	}
@@ -247,7 +340,7 @@ func (s *Session) loop() {
 func (s *Session) park() {
 	s.pmu.Lock()
 	s.parked = true
-	if d := s.c.ic.parkDeadline(); !d.IsZero() {
+	if d := s.conn().ic.parkDeadline(); !d.IsZero() {
 		if s.timer == nil {
 			s.timer = time.AfterFunc(time.Until(d), s.parkTimeout)
 		} else {
@@ -285,17 +378,18 @@ func (s *Session) unpark(err error) {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	c := s.conn()
 	if err != nil {
-		s.c.ic.pendErr = err
+		c.ic.pendErr = err
 	}
-	s.c.ic.woken = true
+	c.ic.woken = true
 	s.pmu.Unlock()
 	go s.loop()
 }
 
 // wait waits for the client's next byte in a goroutine, then loops.
 func (s *Session) wait() {
-	s.c.ic.wait()
+	s.conn().ic.wait()
 	s.loop()
 }
 
@@ -306,7 +400,7 @@ func (s *Session) closing() bool {
 	return s.final
 }
 
-func (s *Session) readFailed(err error) {
+func (s *Session) readFailed(c *conn, err error) {
 	s.mu.Lock()
 	final := s.final
 	s.mu.Unlock()
@@ -317,7 +411,7 @@ func (s *Session) readFailed(err error) {
 		s.closeStream(streamError{})
 		return
 	}
-	if se, ok := s.c.readErr(err); ok {
+	if se, ok := c.readErr(err); ok {
 		s.closeStream(se)
 		return
 	}
@@ -327,12 +421,14 @@ func (s *Session) readFailed(err error) {
 	s.mu.Unlock()
 }
 
-// end removes the session and closes the connection.
-func (s *Session) end() {
-	srv := s.c.srv
+// end removes the session and closes the connection c.
+func (s *Session) end(c *conn) {
+	srv := s.srv
 	s.mu.Lock()
-	s.closed = true
+	s.closed, s.ended = true, true
+	pending := s.sm.takeUnacked()
 	s.mu.Unlock()
+	srv.forgetResumable(s)
 	srv.table.Remove(s)
 	s.available.Store(false)
 	done := make(chan struct{})
@@ -342,7 +438,17 @@ func (s *Session) end() {
 	case <-time.After(durationOr(srv.WriteTimeout, 30*time.Second)):
 	}
 	s.unwatch()
-	s.c.nc.Close()
+	c.nc.Close()
+	s.finish()
+	srv.reroute(pending)
+}
+
+// finish runs the session-closed hooks once the session left the routing
+// table and its connection is closed.
+func (s *Session) finish() {
+	srv := s.srv
+	srv.table.Remove(s)
+	s.available.Store(false)
 	s.cancel()
 	for _, h := range srv.mods.closed {
 		h(context.Background(), s)
@@ -353,7 +459,7 @@ func (s *Session) end() {
 
 // handle processes one stanza from the client.
 func (s *Session) handle(el *xmlscan.Element) {
-	srv := s.c.srv
+	srv := s.srv
 	st, err := stanzaFrom(el)
 	if st == nil {
 		s.closeStream(streamError{cond: "bad-format"})

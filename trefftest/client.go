@@ -147,9 +147,10 @@ func (c *Client) StartTLS() {
 	c.buf.Reset()
 }
 
-// Login runs STARTTLS (unless the connection is direct TLS), PLAIN and
-// bind, and returns the bound full JID (also kept in c.JID).
-func (c *Client) Login(user, pass, resource string) string {
+// Authenticate runs STARTTLS (unless the connection is direct TLS) and
+// PLAIN, and restarts the stream: what follows is binding a resource or
+// resuming a session (XEP-0198).
+func (c *Client) Authenticate(user, pass string) {
 	c.tb.Helper()
 	if _, ok := c.conn.(*tls.Conn); !ok {
 		c.StartTLS()
@@ -160,6 +161,13 @@ func (c *Client) Login(user, pass, resource string) string {
 	c.Expect(`<success[^>]*/>`)
 	c.Send(Header(c.domain))
 	c.Expect(`</stream:features>`)
+}
+
+// Login runs STARTTLS (unless the connection is direct TLS), PLAIN and
+// bind, and returns the bound full JID (also kept in c.JID).
+func (c *Client) Login(user, pass, resource string) string {
+	c.tb.Helper()
+	c.Authenticate(user, pass)
 	bind := "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
 	if resource != "" {
 		bind = "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>" + resource + "</resource></bind>"

@@ -1,0 +1,455 @@
+package treff
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/router"
+)
+
+// Stream management (XEP-0198): acknowledgements in both directions and
+// resumption of a session whose connection broke.
+//
+// Outbound, every stanza a session is sent after <enabled/> is counted
+// and kept until the client acknowledges it; the writer asks for an
+// acknowledgement (<r/>) in the same write as a batch of new stanzas, so
+// a busy session pays one small element per batch, not per stanza.
+// Inbound, the read loop counts the stanzas it handled.
+//
+// A resumable session whose connection is lost (not closed with
+// </stream:stream> or a stream error) hibernates: it stays in the routing
+// table, keeps counting and keeping what it is sent, and waits up to
+// Server.ResumeTimeout for a new connection of the same account to send
+// <resume/>. The same *Session then continues on the new connection, so
+// modules keep their per-session state; it first retransmits what the
+// client did not acknowledge. A session that is not resumed in time ends
+// like any other, and the messages it was sent but whose receipt the
+// client never acknowledged are routed again by the bare-JID rules (to
+// another resource, or to offline storage), never silently dropped.
+
+const (
+	nsSM = "urn:xmpp:sm:3"
+	// smRequest asks the client for an acknowledgement.
+	smRequest = "<r xmlns='" + nsSM + "'/>"
+	// maxUnacked is the most stanzas a client may leave unacknowledged.
+	maxUnacked = 10000
+)
+
+// smState is a session's stream management state, under Session.mu.
+type smState struct {
+	on      bool
+	id      string   // resumption id; "" if the session is not resumable
+	out     uint32   // stanzas sent since <enabled/> (mod 2^32)
+	acked   uint32   // the client's last acknowledged count
+	unacked [][]byte // sent stanzas not acknowledged yet, oldest first
+	bytes   int      // total size of unacked
+	asked   bool     // an <r/> is outstanding
+}
+
+// sent records a stanza sent to the client. It returns a stream error if
+// the client leaves too much unacknowledged.
+func (m *smState) sent(raw []byte, maxBytes int) *streamError {
+	if len(m.unacked) >= maxUnacked || m.bytes+len(raw) > maxBytes {
+		return &streamError{cond: "policy-violation", text: "too many unacknowledged stanzas"}
+	}
+	m.unacked = append(m.unacked, raw)
+	m.bytes += len(raw)
+	m.out++
+	return nil
+}
+
+// ack applies the client's count h (XEP-0198 4): the stanzas it covers
+// are forgotten. It reports false if h acknowledges more than was sent.
+func (m *smState) ack(h uint32) bool {
+	n := h - m.acked // both wrap at 2^32, so the difference is right
+	if n > uint32(len(m.unacked)) {
+		return false
+	}
+	for i := range m.unacked[:n] {
+		m.bytes -= len(m.unacked[i])
+		m.unacked[i] = nil
+	}
+	m.unacked = m.unacked[n:]
+	if len(m.unacked) == 0 {
+		m.unacked = nil // give the backing array back
+	}
+	m.acked = h
+	return true
+}
+
+// takeUnacked returns and forgets the unacknowledged stanzas.
+func (m *smState) takeUnacked() [][]byte {
+	u := m.unacked
+	m.unacked, m.bytes = nil, 0
+	return u
+}
+
+// resumeTimeout is ResumeTimeout or its default; 0 if resumption is off.
+func (srv *Server) resumeTimeout() time.Duration {
+	switch {
+	case srv.ResumeTimeout < 0:
+		return 0
+	case srv.ResumeTimeout == 0:
+		return 5 * time.Minute
+	}
+	return srv.ResumeTimeout
+}
+
+// smTable holds the server's resumable and hibernating sessions.
+type smTable struct {
+	mu  sync.Mutex
+	ids map[string]*Session   // by resumption id
+	hib map[*Session]struct{} // hibernating
+}
+
+func (srv *Server) forgetResumable(s *Session) {
+	srv.sm.mu.Lock()
+	defer srv.sm.mu.Unlock()
+	if s.sm.id != "" && srv.sm.ids[s.sm.id] == s {
+		delete(srv.sm.ids, s.sm.id)
+	}
+	delete(srv.sm.hib, s)
+}
+
+// hibernating returns the hibernating sessions.
+func (srv *Server) hibernating() []*Session {
+	srv.sm.mu.Lock()
+	defer srv.sm.mu.Unlock()
+	out := make([]*Session, 0, len(srv.sm.hib))
+	for s := range srv.sm.hib {
+		out = append(out, s)
+	}
+	return out
+}
+
+func smFailed(cond string) []byte {
+	return []byte("<failed xmlns='" + nsSM + "'><" + cond + " xmlns='" + nsStanzas + "'/></failed>")
+}
+
+// smElement handles a stream management element from a bound client.
+func (s *Session) smElement(el *xmlscan.Element) {
+	switch el.Name {
+	case "enable":
+		s.enableSM(el)
+	case "r":
+		s.mu.Lock()
+		if s.sm.on && !s.closed {
+			s.enqueueLocked(appendSMCount(nil, "a", s.smIn.Load(), ""))
+		}
+		s.mu.Unlock()
+	case "a":
+		v, _ := el.Attr("h")
+		h, err := strconv.ParseUint(v, 10, 32)
+		s.mu.Lock()
+		if !s.sm.on {
+			s.mu.Unlock()
+			s.closeStream(streamError{cond: "unsupported-stanza-type", text: "stream management is not enabled"})
+			return
+		}
+		if err != nil || !s.sm.ack(uint32(h)) {
+			out := s.sm.out
+			s.mu.Unlock()
+			s.closeStream(streamError{cond: "undefined-condition", text: "acknowledged more stanzas than were sent",
+				app: "<handled-count-too-high xmlns='" + nsSM + "' h='" + strconv.FormatUint(h, 10) + "' send-count='" + strconv.FormatUint(uint64(out), 10) + "'/>"})
+			return
+		}
+		s.sm.asked = false
+		if len(s.sm.unacked) > 0 && !s.closed && !s.offline {
+			// More was sent since the request: ask again.
+			s.sm.asked = true
+			s.enqueueLocked([]byte(smRequest))
+		}
+		s.mu.Unlock()
+	case "resume":
+		s.Send(smFailed("unexpected-request"))
+	default:
+		s.closeStream(streamError{cond: "unsupported-stanza-type"})
+	}
+}
+
+// enableSM answers <enable/> (XEP-0198 3).
+func (s *Session) enableSM(el *xmlscan.Element) {
+	srv := s.srv
+	v, _ := el.Attr("resume")
+	resume := (v == "true" || v == "1") && srv.resumeTimeout() > 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if s.sm.on {
+		s.enqueueLocked(smFailed("unexpected-request"))
+		return
+	}
+	b := []byte("<enabled xmlns='" + nsSM + "'")
+	if resume {
+		id := newID() + newID()
+		srv.sm.mu.Lock()
+		if srv.sm.ids == nil {
+			srv.sm.ids = make(map[string]*Session)
+		}
+		srv.sm.ids[id] = s
+		srv.sm.mu.Unlock()
+		s.sm.id = id
+		b = append(b, " id='"+id+"' resume='true' max='"...)
+		b = strconv.AppendInt(b, int64(srv.resumeTimeout()/time.Second), 10)
+		b = append(b, '\'')
+	}
+	b = append(b, "/>"...)
+	// Counting starts with the stanzas queued after <enabled/>.
+	s.enqueueLocked(b)
+	s.sm.on = true
+	s.smOn.Store(true)
+}
+
+func appendSMCount(b []byte, name string, h uint32, previd string) []byte {
+	b = append(b, '<')
+	b = append(b, name...)
+	b = append(b, " xmlns='"+nsSM+"' h='"...)
+	b = strconv.AppendUint(b, uint64(h), 10)
+	b = append(b, '\'')
+	if previd != "" {
+		b = append(b, " previd='"...)
+		b = append(b, previd...)
+		b = append(b, '\'')
+	}
+	return append(b, "/>"...)
+}
+
+// connLost reports a read error that means the connection broke rather
+// than that the client closed the stream or broke a rule.
+func connLost(err error) bool {
+	if errors.Is(err, xmlscan.ErrStreamEnd) {
+		return false
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true // a silent, probably half-open, connection
+	}
+	_, streamErr := scanError(err)
+	return !streamErr
+}
+
+// hibernate detaches a resumable session from its broken connection c
+// instead of ending it, and reports whether it did.
+func (s *Session) hibernate(c *conn, err error) bool {
+	srv := s.srv
+	s.mu.Lock()
+	ok := s.sm.id != "" && !s.ended && !s.noResume && !srv.closing.Load() && (s.offline || !s.final && connLost(err))
+	if !ok {
+		s.mu.Unlock()
+		return false
+	}
+	s.offline = true
+	s.queue, s.queued = nil, 0
+	s.csi = csiState{}
+	s.mu.Unlock()
+
+	c.nc.Close()
+	done := make(chan struct{})
+	go func() { s.waitWritten(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(durationOr(srv.WriteTimeout, 30*time.Second)):
+	}
+	s.unwatch()
+	if s.done != nil {
+		s.done() // the connection is gone; the session is not
+	}
+
+	srv.sm.mu.Lock()
+	if srv.sm.hib == nil {
+		srv.sm.hib = make(map[*Session]struct{})
+	}
+	srv.sm.hib[s] = struct{}{}
+	srv.sm.mu.Unlock()
+	s.mu.Lock()
+	if s.ended || s.noResume {
+		s.mu.Unlock()
+		s.expire()
+		return true
+	}
+	s.hib = true
+	s.hibTimer = time.AfterFunc(srv.resumeTimeout(), s.expire)
+	close(s.hibDone)
+	s.mu.Unlock()
+	srv.logger().Debug("session hibernating", "jid", s.jid.String())
+	if srv.closing.Load() {
+		s.expire()
+	}
+	return true
+}
+
+// expire ends a hibernating session that was not resumed (or must not
+// be), routing again what its client did not acknowledge.
+func (s *Session) expire() {
+	s.mu.Lock()
+	if s.ended || !s.offline {
+		s.mu.Unlock()
+		return
+	}
+	s.ended, s.closed, s.hib = true, true, false
+	if s.hibTimer != nil {
+		s.hibTimer.Stop()
+	}
+	pending := s.sm.takeUnacked()
+	s.mu.Unlock()
+	s.srv.forgetResumable(s)
+	s.finish()
+	s.srv.reroute(pending)
+}
+
+// takeOver makes sure the session is detached from its connection: a
+// client resuming a session whose old connection still looks alive (as
+// happens when a phone changes networks) replaces that connection. It
+// reports false if the session ended or did not let go in time.
+func (s *Session) takeOver(wait time.Duration) bool {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return false
+	}
+	ch := s.hibDone
+	if !s.hib {
+		s.offline = true // the read loop hibernates whatever it meets
+		c := s.conn()
+		s.mu.Unlock()
+		c.nc.Close()
+		s.unpark(nil)
+	} else {
+		s.mu.Unlock()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+		return false
+	}
+	return true
+}
+
+// resume handles <resume/> on a new authenticated stream c (XEP-0198 5):
+// it returns the resumed session, or nil after answering <failed/>.
+func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
+	srv := c.srv
+	previd, _ := el.Attr("previd")
+	hv, _ := el.Attr("h")
+	h, herr := strconv.ParseUint(hv, 10, 32)
+	srv.sm.mu.Lock()
+	s := srv.sm.ids[previd]
+	srv.sm.mu.Unlock()
+	if s == nil || !s.jid.Bare().Equal(c.user) || herr != nil {
+		return nil, c.write(string(smFailed("item-not-found")))
+	}
+	if !s.takeOver(5 * time.Second) {
+		return nil, c.write(string(smFailed("item-not-found")))
+	}
+	s.mu.Lock()
+	if s.ended || !s.hib {
+		s.mu.Unlock()
+		return nil, c.write(string(smFailed("item-not-found")))
+	}
+	if !s.sm.ack(uint32(h)) {
+		out := s.sm.out
+		s.mu.Unlock()
+		return nil, streamError{cond: "undefined-condition", text: "acknowledged more stanzas than were sent",
+			app: "<handled-count-too-high xmlns='" + nsSM + "' h='" + hv + "' send-count='" + strconv.FormatUint(uint64(out), 10) + "'/>"}
+	}
+	s.hibTimer.Stop()
+	s.hib, s.offline, s.closed, s.final = false, false, false, false
+	s.hibDone = make(chan struct{})
+	s.resumed = true
+	s.sm.asked = false
+	s.cp.Store(c)
+	s.pmu.Lock()
+	s.parked, s.fd = false, -1
+	s.pmu.Unlock()
+	s.enqueueLocked(appendSMCount(nil, "resumed", s.smIn.Load(), previd))
+	for _, raw := range s.sm.unacked {
+		s.enqueueLocked(raw)
+	}
+	s.mu.Unlock()
+	srv.sm.mu.Lock()
+	delete(srv.sm.hib, s)
+	srv.sm.mu.Unlock()
+	c.ic.setHard(time.Time{})
+	c.sess.Store(s)
+	srv.logger().Debug("session resumed", "jid", s.jid.String())
+	if c.shutting.Load() {
+		s.closeStream(streamError{cond: "system-shutdown"})
+	}
+	if e := c.revoked.Load(); e != nil {
+		s.closeStream(*e)
+	}
+	return s, nil
+}
+
+// reroute handles the stanzas a session was sent but whose receipt its
+// client never acknowledged, after the session left the routing table
+// (XEP-0198 5 "the server SHOULD treat unacknowledged stanzas..."):
+// messages go to the account's other sessions or offline storage by the
+// bare-JID rules, IQ requests are answered with an error, presence is
+// dropped (the next presence replaces it anyway). Copies made for this
+// session (carbons, archive results) and errors are dropped.
+func (srv *Server) reroute(pending [][]byte) {
+	if len(pending) == 0 {
+		return
+	}
+	ctx := context.Background()
+	for _, raw := range pending {
+		st, err := NewStanza(raw)
+		if err != nil {
+			continue
+		}
+		switch st.Kind {
+		case KindIQ:
+			if st.Type == "get" || st.Type == "set" {
+				srv.bounce(ctx, st, ErrServiceUnavailable)
+			}
+		case KindMessage:
+			switch {
+			case st.Type == "error" || st.Type == "groupchat" || st.Type == "headline":
+			case st.Payload.Space == "urn:xmpp:carbons:2" || st.Payload.Space == "urn:xmpp:mam:2":
+			default:
+				srv.redeliver(ctx, st)
+			}
+		}
+	}
+}
+
+// redeliver delivers a message again by the bare-JID rules (RFC 6121
+// 8.5.2), without the account hooks it passed the first time (it was
+// archived, filtered and stamped then).
+func (srv *Server) redeliver(ctx context.Context, st *Stanza) {
+	bare := st.To.Bare()
+	if bare.Localpart() == "" || !srv.isHost(bare.Domainpart()) {
+		return
+	}
+	var buf, out [8]router.Entry
+	sessions := srv.table.Resources(buf[:0], bare)
+	targets, act, fallback := router.SelectBare(out[:0], sessions, st.Kind, st.Type)
+	switch act {
+	case router.Deliver:
+		for _, e := range targets {
+			if s, ok := e.(sender); ok {
+				s.Send(st.raw)
+			}
+		}
+		return
+	case router.Undeliverable:
+		for _, h := range srv.mods.undeliver {
+			if h(ctx, st) {
+				return
+			}
+		}
+		if fallback != router.ErrorReply {
+			return
+		}
+	}
+	srv.bounce(ctx, st, ErrServiceUnavailable)
+}
