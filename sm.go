@@ -453,3 +453,13 @@ func (srv *Server) redeliver(ctx context.Context, st *Stanza) {
 	}
 	srv.bounce(ctx, st, ErrServiceUnavailable)
 }
+
+// Hibernating reports whether the session lost its connection and waits
+// for its client to resume it (XEP-0198). What it is sent meanwhile is
+// kept for the client; a module that expects an answer (a ping) should
+// wait until the session is back.
+func (s *Session) Hibernating() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.offline && !s.ended
+}

@@ -74,6 +74,9 @@ func (m *Module) watch(ctx context.Context, s *treff.Session) {
 			return
 		}
 		idle := time.Since(s.LastActivity())
+		if s.Hibernating() {
+			idle = 0 // no connection to ping; look again later
+		}
 		if idle < iv {
 			time.AfterFunc(iv-idle, check)
 			return

@@ -45,6 +45,10 @@ type Config struct {
 	// IdleTimeout closes a stream silent for that long (key idle_timeout);
 	// 0 means never. Default: 14m.
 	IdleTimeout time.Duration
+	// ResumeTimeout is how long a session with stream management whose
+	// connection broke waits for its client to resume it (key
+	// resume_timeout, XEP-0198); 0 disables resumption. Default: 5m.
+	ResumeTimeout time.Duration
 	// NegotiationTimeout bounds the time from connect to a bound resource
 	// (key negotiation_timeout). Default: 30s.
 	NegotiationTimeout time.Duration
@@ -139,6 +143,7 @@ func Default() Config {
 		LogLevel:           slog.LevelInfo,
 		MaxStanzaSize:      256 << 10,
 		IdleTimeout:        14 * time.Minute,
+		ResumeTimeout:      5 * time.Minute,
 		NegotiationTimeout: 30 * time.Second,
 		WriteTimeout:       30 * time.Second,
 		MaxQueue:           1 << 20,
@@ -213,6 +218,9 @@ var options = []option{
 	}},
 	{"idle_timeout", "close streams silent for this `duration` (0: never)", func(c *Config, v string) error {
 		return setDuration(&c.IdleTimeout, v, true)
+	}},
+	{"resume_timeout", "keep the session of a client whose connection broke this `duration` for it to resume (0: no resumption)", func(c *Config, v string) error {
+		return setDuration(&c.ResumeTimeout, v, true)
 	}},
 	{"negotiation_timeout", "time allowed from connect to a bound resource (`duration`)", func(c *Config, v string) error {
 		return setDuration(&c.NegotiationTimeout, v, false)

@@ -65,6 +65,7 @@ key=/etc/tls/privkey.pem
 log_level = DEBUG
 max_stanza_size = 100000
 idle_timeout = 0
+resume_timeout = 90s
 negotiation_timeout = 1m30s
 write_timeout = 5s
 max_queue = 4096
@@ -104,6 +105,7 @@ expire_daily = yes
 		LogLevel:           slog.LevelDebug,
 		MaxStanzaSize:      100000,
 		IdleTimeout:        0,
+		ResumeTimeout:      90 * time.Second,
 		NegotiationTimeout: 90 * time.Second,
 		WriteTimeout:       5 * time.Second,
 		MaxQueue:           4096,

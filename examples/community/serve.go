@@ -237,6 +237,10 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if cfg.IdleTimeout == 0 {
 		srv.IdleTimeout = -1 // never
 	}
+	srv.ResumeTimeout = cfg.ResumeTimeout
+	if cfg.ResumeTimeout == 0 {
+		srv.ResumeTimeout = -1 // no resumption
+	}
 	for _, d := range cfg.Domains {
 		h := treff.Host{Domain: d}
 		if cert != nil {
