@@ -219,11 +219,8 @@ func (s *Session) writeLoop() {
 		batch, s.queue = s.queue, batch[:0]
 		s.queued = 0
 		// Ask for an acknowledgement of what this batch carries
-		// (XEP-0198), in the same write.
-		ask := s.sm.on && !s.sm.asked && len(s.sm.unacked) > 0 && !s.final
-		if ask {
-			s.sm.asked = true
-		}
+		// (XEP-0198), in the same write, or soon.
+		ask := s.smAskLocked()
 		s.mu.Unlock()
 
 		bp := bufPool.Get().(*[]byte)

@@ -38,6 +38,12 @@ const (
 	smRequest = "<r xmlns='" + nsSM + "'/>"
 	// maxUnacked is the most stanzas a client may leave unacknowledged.
 	maxUnacked = 10000
+	// The server asks for an acknowledgement once smAskAfter stanzas are
+	// unacknowledged, or smAskDelay after the first: a round trip per
+	// stanza would cost a busy client (and the server) a read and a write
+	// each time.
+	smAskAfter = 8
+	smAskDelay = time.Second
 )
 
 // smState is a session's stream management state, under Session.mu.
@@ -49,6 +55,8 @@ type smState struct {
 	unacked [][]byte // sent stanzas not acknowledged yet, oldest first
 	bytes   int      // total size of unacked
 	asked   bool     // an <r/> is outstanding
+	armed   bool     // timer will ask
+	timer   *time.Timer
 }
 
 // sent records a stanza sent to the client. It returns a stream error if
@@ -82,11 +90,49 @@ func (m *smState) ack(h uint32) bool {
 	return true
 }
 
-// takeUnacked returns and forgets the unacknowledged stanzas.
+// takeUnacked returns and forgets the unacknowledged stanzas, and stops
+// asking for acknowledgements.
 func (m *smState) takeUnacked() [][]byte {
 	u := m.unacked
 	m.unacked, m.bytes = nil, 0
+	if m.timer != nil {
+		m.timer.Stop()
+		m.armed = false
+	}
 	return u
+}
+
+// smAskLocked reports whether to ask for an acknowledgement now (the
+// caller writes <r/>); if it is not time yet, a timer asks later.
+func (s *Session) smAskLocked() bool {
+	m := &s.sm
+	if !m.on || m.asked || len(m.unacked) == 0 || s.final || s.offline {
+		return false
+	}
+	if len(m.unacked) >= smAskAfter {
+		m.asked = true
+		return true
+	}
+	if !m.armed {
+		m.armed = true
+		if m.timer == nil {
+			m.timer = time.AfterFunc(smAskDelay, s.smAskLater)
+		} else {
+			m.timer.Reset(smAskDelay)
+		}
+	}
+	return false
+}
+
+func (s *Session) smAskLater() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sm.armed = false
+	if s.closed || s.ended || !s.sm.on || s.sm.asked || len(s.sm.unacked) == 0 || s.final || s.offline {
+		return
+	}
+	s.sm.asked = true
+	s.enqueueLocked([]byte(smRequest))
 }
 
 // resumeTimeout is ResumeTimeout or its default; 0 if resumption is off.
@@ -159,9 +205,8 @@ func (s *Session) smElement(el *xmlscan.Element) {
 			return
 		}
 		s.sm.asked = false
-		if len(s.sm.unacked) > 0 && !s.closed && !s.offline {
+		if !s.closed && s.smAskLocked() {
 			// More was sent since the request: ask again.
-			s.sm.asked = true
 			s.enqueueLocked([]byte(smRequest))
 		}
 		s.mu.Unlock()

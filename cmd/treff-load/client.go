@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,8 @@ type client struct {
 	conn net.Conn
 	sc   *xmlscan.Scanner
 	jid  string // full JID after bind
+	sm   bool   // stream management enabled
+	h    uint32 // stanzas received since, for XEP-0198 acknowledgements
 	wmu  sync.Mutex
 	w    *bufio.Writer
 }
@@ -34,6 +37,26 @@ func (cl *client) send(s string) error {
 		return err
 	}
 	return cl.w.Flush()
+}
+
+// acks answers stream management for an element the client read: it
+// counts stanzas and answers the server's <r/>. It reports whether el was
+// a stream management element.
+func (cl *client) acks(el *xmlscan.Element) bool {
+	if !cl.sm {
+		return false
+	}
+	switch el.Local() {
+	case "message", "presence", "iq":
+		cl.h++
+		return false
+	case "r":
+		cl.send("<a xmlns='urn:xmpp:sm:3' h='" + strconv.FormatUint(uint64(cl.h), 10) + "'/>")
+		return true
+	case "a":
+		return true
+	}
+	return false
 }
 
 // close ends the stream and the connection.
@@ -134,6 +157,15 @@ func login(c config, user, presence string) (*client, error) {
 	}
 	j := el.Raw[strings.Index(el.Raw, "<jid>")+5:]
 	cl.jid = j[:strings.Index(j, "<")]
+	if c.sm {
+		if err := cl.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"); err != nil {
+			return fail(err)
+		}
+		if el, err := cl.expect("enabled", "failed"); err != nil || el.Local() != "enabled" {
+			return fail(fmt.Errorf("stream management: %v", err))
+		}
+		cl.sm = true
+	}
 	if presence != "" {
 		if err := cl.send(presence); err != nil {
 			return fail(err)

@@ -79,6 +79,9 @@ func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
 				if err != nil {
 					break
 				}
+				if cl.acks(el) {
+					continue
+				}
 				if count(cl, el) {
 					if t, ok := stamp(el); ok {
 						local = append(local, time.Since(t))
