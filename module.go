@@ -140,6 +140,7 @@ type modules struct {
 	features     []string
 	accountFeats []string
 	identities   []Identity
+	accountIDs   []Identity
 	items        []Item
 	streamFeats  []StreamFeature
 	bound        []SessionHook
@@ -236,6 +237,12 @@ func (r *Registry) AddAccountFeature(feature string) {
 
 // AddIdentity adds a service discovery identity of the server's hosts.
 func (r *Registry) AddIdentity(id Identity) { r.m.identities = append(r.m.identities, id) }
+
+// AddAccountIdentity adds a service discovery identity that every account's
+// bare JID shows besides account/registered (e.g. pubsub/pep).
+func (r *Registry) AddAccountIdentity(id Identity) {
+	r.m.accountIDs = append(r.m.accountIDs, id)
+}
 
 // AddItem adds a service discovery item of the server's hosts.
 func (r *Registry) AddItem(it Item) { r.m.items = append(r.m.items, it) }
@@ -334,10 +341,14 @@ func (srv *Server) Items() []Item {
 	return slices.Clone(srv.mods.items)
 }
 
-// Identities returns the service discovery identities registered by modules.
-func (srv *Server) Identities() []Identity {
+// Identities returns the service discovery identities registered by
+// modules for the server's hosts, or with account set, for accounts.
+func (srv *Server) Identities(account bool) []Identity {
 	if srv.init() != nil {
 		return nil
+	}
+	if account {
+		return slices.Clone(srv.mods.accountIDs)
 	}
 	return slices.Clone(srv.mods.identities)
 }

@@ -74,7 +74,7 @@ func (m *Module) build() {
 		if name == "" {
 			name = "Treff"
 		}
-		ids := append([]treff.Identity{{Category: "server", Type: "im", Name: name}}, m.srv.Identities()...)
+		ids := append([]treff.Identity{{Category: "server", Type: "im", Name: name}}, m.srv.Identities(false)...)
 		sort.Slice(ids, func(i, j int) bool {
 			a, b := ids[i], ids[j]
 			if a.Category != b.Category {
@@ -241,6 +241,9 @@ func (m *Module) accountInfo(ctx context.Context, iq *treff.Stanza) ([]byte, err
 		return nil, treff.ErrItemNotFound
 	}
 	b := []byte("<identity category='account' type='registered'/>")
+	for _, id := range m.srv.Identities(true) {
+		b = appendIdentity(b, id)
+	}
 	feats := m.srv.Features(true)
 	sort.Strings(feats)
 	for _, f := range feats {
