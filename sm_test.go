@@ -93,7 +93,9 @@ func TestSMResume(t *testing.T) {
 	// The phone loses its connection without closing the stream; the
 	// server keeps the session.
 	phone.Conn().Close()
-	waitFor(t, "hibernation", func() bool { return len(ts.Server.OnlineSessions()) == 2 && ts.Session(jid.MustParse("alice@localhost/phone")) != nil })
+	waitFor(t, "hibernation", func() bool {
+		return len(ts.Server.OnlineSessions()) == 2 && ts.Session(jid.MustParse("alice@localhost/phone")) != nil
+	})
 	time.Sleep(50 * time.Millisecond)
 	bob.Send("<message to='alice@localhost' id='m2' type='chat'><body>two</body></message>")
 	bob.Send("<message to='alice@localhost/phone' id='m3' type='chat'><body>three</body></message>")
