@@ -1,0 +1,648 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/treff-im/treff/storage"
+)
+
+var _ storage.Archive = (*Store)(nil)
+
+// Message archives (storage.Archive) are kept in two buckets, created on
+// first use:
+//
+//   - "archive": one nested bucket per user, named by bare JID, holding
+//     key = the message's time (Unix nanoseconds, 8 bytes big endian with
+//     the sign bit flipped, so that byte order is time order) followed by
+//     its sequence number (8 bytes big endian), value = the encoded
+//     message. Sequence numbers are drawn from the "archive" bucket's own
+//     sequence, so they increase across all users and are never reused.
+//     AppendArchive raises a time earlier than the user's latest one to
+//     it, so key order is both arrival order and time order: a time filter
+//     is a cursor Seek, and paging by ID is a Seek too. The nested
+//     bucket's sequence number is the number of messages in it. Empty user
+//     buckets are removed.
+//   - "archive_prefs": key = bare JID, value = the encoded preferences.
+//
+// A message's ID is its 16-byte key encrypted with AES under a random key
+// kept in the "meta" bucket (key "archive_key"), in unpadded base64url
+// (22 characters): it reveals neither time nor order, yet the store finds
+// the message from its ID without an index. A malformed or forged ID
+// decrypts to a key that is not in the user's bucket: ErrNotFound.
+//
+// An archived message's value is: format byte (1), flags (bit 0:
+// outgoing), the With JID and the WithResource (each a uvarint length and
+// the bytes), then the stanza (the rest of the value).
+var (
+	bucketArchive      = []byte("archive")
+	bucketArchivePrefs = []byte("archive_prefs")
+	keyArchiveKey      = []byte("archive_key")
+)
+
+const (
+	archiveV1      = 1
+	archivePrefsV1 = 1
+	archiveKeyLen  = 16
+	flagOutgoing   = 1
+	// archiveDeleteChunk bounds the keys one transaction of
+	// DeleteArchiveBefore removes, so that retention never holds the
+	// write lock long.
+	archiveDeleteChunk = 5000
+)
+
+// archiveKey makes the key of a message with time t and sequence seq.
+func archiveKey(t time.Time, seq uint64) []byte {
+	k := make([]byte, archiveKeyLen)
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano())^(1<<63))
+	binary.BigEndian.PutUint64(k[8:], seq)
+	return k
+}
+
+// archiveKeyTime returns the time in a key.
+func archiveKeyTime(k []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63))).UTC()
+}
+
+// successor returns the smallest key greater than k (k is not all 0xff:
+// sequence numbers never reach the maximum).
+func successor(k []byte) []byte {
+	s := slices.Clone(k)
+	for i := len(s) - 1; i >= 0; i-- {
+		s[i]++
+		if s[i] != 0 {
+			break
+		}
+	}
+	return s
+}
+
+// archiveCipher returns the block cipher of the archive IDs, creating its
+// key if create is set (tx must then be writable). It returns nil if
+// there is no key and create is not set: there are no messages yet.
+func archiveCipher(tx *bolt.Tx, create bool) (cipher.Block, error) {
+	meta := tx.Bucket(bucketMeta)
+	k := meta.Get(keyArchiveKey)
+	if k == nil {
+		if !create {
+			return nil, nil
+		}
+		k = make([]byte, archiveKeyLen)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		if err := meta.Put(keyArchiveKey, k); err != nil {
+			return nil, err
+		}
+	}
+	if len(k) != archiveKeyLen {
+		return nil, fmt.Errorf("archive key: %w", errCorrupt)
+	}
+	return aes.NewCipher(k)
+}
+
+// archiveID returns the ID of the message with key k.
+func archiveID(b cipher.Block, k []byte) string {
+	var out [archiveKeyLen]byte
+	b.Encrypt(out[:], k)
+	return base64.RawURLEncoding.EncodeToString(out[:])
+}
+
+// archiveIDKey returns the key an ID stands for, or nil if it cannot be
+// one.
+func archiveIDKey(b cipher.Block, id string) []byte {
+	if b == nil || len(id) != base64.RawURLEncoding.EncodedLen(archiveKeyLen) {
+		return nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil || len(raw) != archiveKeyLen {
+		return nil
+	}
+	k := make([]byte, archiveKeyLen)
+	b.Decrypt(k, raw)
+	return k
+}
+
+func encodeArchived(m storage.ArchivedMessage) []byte {
+	b := make([]byte, 0, 2+2*binary.MaxVarintLen16+len(m.With)+len(m.WithResource)+len(m.Stanza))
+	var flags byte
+	if m.Outgoing {
+		flags |= flagOutgoing
+	}
+	b = append(b, archiveV1, flags)
+	b = binary.AppendUvarint(b, uint64(len(m.With)))
+	b = append(b, m.With...)
+	b = binary.AppendUvarint(b, uint64(len(m.WithResource)))
+	b = append(b, m.WithResource...)
+	return append(b, m.Stanza...)
+}
+
+// archivedHeader splits a value into its parts without copying.
+func archivedHeader(v []byte) (flags byte, with, res, stanza []byte, err error) {
+	if len(v) < 2 || v[0] != archiveV1 {
+		return 0, nil, nil, nil, fmt.Errorf("archived message: %w", errCorrupt)
+	}
+	flags, v = v[1], v[2:]
+	str := func() ([]byte, bool) {
+		n, k := binary.Uvarint(v)
+		if k <= 0 || uint64(len(v)-k) < n {
+			return nil, false
+		}
+		s := v[k : k+int(n)]
+		v = v[k+int(n):]
+		return s, true
+	}
+	var ok1, ok2 bool
+	with, ok1 = str()
+	res, ok2 = str()
+	if !ok1 || !ok2 {
+		return 0, nil, nil, nil, fmt.Errorf("archived message: %w", errCorrupt)
+	}
+	return flags, with, res, v, nil
+}
+
+func decodeArchived(b cipher.Block, k, v []byte) (storage.ArchivedMessage, error) {
+	flags, with, res, st, err := archivedHeader(v)
+	if err != nil {
+		return storage.ArchivedMessage{}, err
+	}
+	return storage.ArchivedMessage{
+		ID:           archiveID(b, k),
+		Time:         archiveKeyTime(k),
+		With:         string(with),
+		WithResource: string(res),
+		Outgoing:     flags&flagOutgoing != 0,
+		Stanza:       bytes.Clone(st),
+	}, nil
+}
+
+// AppendArchive implements storage.Archive. Like PushOffline, appends
+// that overlap other writes of this kind share transactions.
+func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.ArchivedMessage) (string, error) {
+	if user == "" {
+		return "", fail(errEmptyJID, "append archive")
+	}
+	if err := s.check(ctx); err != nil {
+		return "", fail(err, "append archive of %q", user)
+	}
+	v := encodeArchived(msg)
+	name := []byte(user)
+	var id string
+	// fn may run more than once under Batch; it sets id on every run.
+	fn := func(tx *bolt.Tx) error {
+		id = ""
+		root, err := tx.CreateBucketIfNotExists(bucketArchive)
+		if err != nil {
+			return err
+		}
+		blk, err := archiveCipher(tx, true)
+		if err != nil {
+			return err
+		}
+		ub, err := root.CreateBucketIfNotExists(name)
+		if err != nil {
+			return err
+		}
+		t := msg.Time
+		if last, _ := ub.Cursor().Last(); last != nil {
+			if lt := archiveKeyTime(last); t.Before(lt) {
+				t = lt
+			}
+		}
+		seq, err := root.NextSequence()
+		if err != nil {
+			return err
+		}
+		k := archiveKey(t, seq)
+		if err := ub.Put(k, v); err != nil {
+			return err
+		}
+		if err := ub.SetSequence(ub.Sequence() + 1); err != nil {
+			return err
+		}
+		id = archiveID(blk, k)
+		return nil
+	}
+	// The offline store's counter of writes in flight decides batching
+	// for both: an append that overlaps a push or another append shares
+	// its commit and fsync.
+	var err error
+	if n := s.pushing.Add(1); s.batch && n > 1 {
+		err = s.db.Batch(fn)
+	} else {
+		err = s.db.Update(fn)
+	}
+	s.pushing.Add(-1)
+	if err != nil {
+		return "", fail(err, "append archive of %q", user)
+	}
+	return id, nil
+}
+
+// archiveScan is the state of one QueryArchive.
+type archiveScan struct {
+	q       storage.ArchiveQuery
+	bare    []byte // of q.With
+	res     []byte // of q.With, if full
+	full    bool
+	wlo     []byte // first key of the window (nil: unbounded)
+	whi     []byte // key after the window (nil: unbounded)
+	limit   int
+	count   int
+	before  int
+	window  int
+	keys    [][]byte // page keys (backward: a ring of the last limit)
+	vals    [][]byte
+	ringPos int
+}
+
+func (sc *archiveScan) matches(v []byte) (bool, error) {
+	if sc.q.With == "" {
+		return true, nil
+	}
+	_, with, res, _, err := archivedHeader(v)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(with, sc.bare) && (!sc.full || bytes.Equal(res, sc.res)), nil
+}
+
+// add considers one message of the result set range.
+func (sc *archiveScan) add(k, v []byte) error {
+	ok, err := sc.matches(v)
+	if err != nil || !ok {
+		return err
+	}
+	sc.count++
+	switch {
+	case sc.wlo != nil && bytes.Compare(k, sc.wlo) < 0:
+		sc.before++
+		return nil
+	case sc.whi != nil && bytes.Compare(k, sc.whi) >= 0:
+		return nil
+	}
+	sc.window++
+	if sc.limit == 0 {
+		return nil
+	}
+	if !sc.q.Backward {
+		if len(sc.keys) < sc.limit {
+			sc.keys = append(sc.keys, k)
+			sc.vals = append(sc.vals, v)
+		}
+		return nil
+	}
+	if len(sc.keys) < sc.limit {
+		sc.keys = append(sc.keys, k)
+		sc.vals = append(sc.vals, v)
+		return nil
+	}
+	sc.keys[sc.ringPos], sc.vals[sc.ringPos] = k, v
+	sc.ringPos = (sc.ringPos + 1) % sc.limit
+	return nil
+}
+
+// QueryArchive implements storage.Archive. It walks the keys of the result
+// set's time and ID range once (decoding only the With of each when the
+// query filters by it) to count the result set, and decodes only the
+// page's messages.
+func (s *Store) QueryArchive(ctx context.Context, user string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
+	var page storage.ArchivePage
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var ub *bolt.Bucket
+		if root := tx.Bucket(bucketArchive); root != nil {
+			ub = root.Bucket([]byte(user))
+		}
+		blk, err := archiveCipher(tx, false)
+		if err != nil {
+			return err
+		}
+		// resolve returns the key of a message of the user's.
+		resolve := func(id string) ([]byte, error) {
+			k := archiveIDKey(blk, id)
+			if k == nil || ub == nil || ub.Get(k) == nil {
+				return nil, fmt.Errorf("archive ID %q: %w", id, storage.ErrNotFound)
+			}
+			return k, nil
+		}
+		// [lo, hi) is the key range of the result set.
+		var lo, hi []byte
+		raise := func(k []byte) {
+			if lo == nil || bytes.Compare(k, lo) > 0 {
+				lo = k
+			}
+		}
+		lower := func(k []byte) {
+			if hi == nil || bytes.Compare(k, hi) < 0 {
+				hi = k
+			}
+		}
+		if !q.Start.IsZero() {
+			raise(archiveKey(q.Start, 0))
+		}
+		if !q.End.IsZero() {
+			lower(successor(archiveKey(q.End, math.MaxUint64)))
+		}
+		sc := &archiveScan{q: q, limit: max(q.Limit, 0)}
+		if q.With != "" {
+			b, r, full := strings.Cut(q.With, "/")
+			sc.bare, sc.res, sc.full = []byte(b), []byte(r), full
+		}
+		for _, b := range []struct {
+			id    string
+			after bool
+			page  bool
+		}{{q.AfterID, true, false}, {q.BeforeID, false, false}, {q.After, true, true}, {q.Before, false, true}} {
+			if b.id == "" {
+				continue
+			}
+			k, err := resolve(b.id)
+			if err != nil {
+				return err
+			}
+			switch {
+			case b.page && b.after:
+				sc.wlo = successor(k)
+			case b.page:
+				sc.whi = k
+			case b.after:
+				raise(successor(k))
+			default:
+				lower(k)
+			}
+		}
+		inRange := func(k []byte) bool {
+			return (lo == nil || bytes.Compare(k, lo) >= 0) && (hi == nil || bytes.Compare(k, hi) < 0)
+		}
+		if len(q.IDs) > 0 {
+			keys := make([][]byte, 0, len(q.IDs))
+			for _, id := range q.IDs {
+				k, err := resolve(id)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, k)
+			}
+			slices.SortFunc(keys, bytes.Compare)
+			keys = slices.CompactFunc(keys, bytes.Equal)
+			for _, k := range keys {
+				if inRange(k) {
+					if err := sc.add(k, ub.Get(k)); err != nil {
+						return err
+					}
+				}
+			}
+		} else if ub != nil {
+			c := ub.Cursor()
+			var k, v []byte
+			if lo != nil {
+				k, v = c.Seek(lo)
+			} else {
+				k, v = c.First()
+			}
+			for ; k != nil && (hi == nil || bytes.Compare(k, hi) < 0); k, v = c.Next() {
+				if err := sc.add(k, v); err != nil {
+					return err
+				}
+			}
+		}
+		page.Count = sc.count
+		page.Complete = sc.window <= sc.limit
+		if len(sc.keys) == 0 {
+			return nil
+		}
+		page.Index = sc.before
+		if q.Backward {
+			page.Index += sc.window - len(sc.keys)
+			// Unroll the ring into archive order.
+			sc.keys = append(sc.keys[sc.ringPos:], sc.keys[:sc.ringPos]...)
+			sc.vals = append(sc.vals[sc.ringPos:], sc.vals[:sc.ringPos]...)
+		}
+		page.Messages = make([]storage.ArchivedMessage, 0, len(sc.keys))
+		for i, k := range sc.keys {
+			m, err := decodeArchived(blk, k, sc.vals[i])
+			if err != nil {
+				return err
+			}
+			page.Messages = append(page.Messages, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.ArchivePage{}, fail(err, "query archive of %q", user)
+	}
+	return page, nil
+}
+
+// CountArchive implements storage.Archive. It reads the count kept in the
+// user's bucket.
+func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
+	var n uint64
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if root := tx.Bucket(bucketArchive); root != nil {
+			if ub := root.Bucket([]byte(user)); ub != nil {
+				n = ub.Sequence()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fail(err, "count archive of %q", user)
+	}
+	return int(n), nil
+}
+
+// DeleteArchiveBefore implements storage.Archive. It removes the messages
+// of one user at a time, in transactions of at most a few thousand, so
+// that the writes of a running server wait little.
+func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, error) {
+	end := archiveKey(t, 0)
+	// The users with something to delete; the others cost no write.
+	var users [][]byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketArchive)
+		if root == nil {
+			return nil
+		}
+		return root.ForEachBucket(func(name []byte) error {
+			if k, _ := root.Bucket(name).Cursor().First(); k != nil && bytes.Compare(k, end) < 0 {
+				users = append(users, bytes.Clone(name))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fail(err, "delete archive before %v", t)
+	}
+	total := 0
+	for _, user := range users {
+		for more := true; more; {
+			n := 0
+			err := s.update(ctx, func(tx *bolt.Tx) error {
+				n = 0
+				root := tx.Bucket(bucketArchive)
+				if root == nil || root.Bucket(user) == nil {
+					return nil
+				}
+				ub := root.Bucket(user)
+				var old [][]byte
+				c := ub.Cursor()
+				for k, _ := c.First(); k != nil && bytes.Compare(k, end) < 0 && len(old) < archiveDeleteChunk; k, _ = c.Next() {
+					old = append(old, bytes.Clone(k))
+				}
+				for _, k := range old {
+					if err := ub.Delete(k); err != nil {
+						return err
+					}
+				}
+				n = len(old)
+				left := ub.Sequence() - min(ub.Sequence(), uint64(n))
+				if k, _ := ub.Cursor().First(); k == nil {
+					return root.DeleteBucket(user)
+				}
+				return ub.SetSequence(left)
+			})
+			if err != nil {
+				return total, fail(err, "delete archive of %q before %v", user, t)
+			}
+			total += n
+			more = n == archiveDeleteChunk
+		}
+	}
+	return total, nil
+}
+
+// DeleteArchive implements storage.Archive.
+func (s *Store) DeleteArchive(ctx context.Context, user string) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		if root := tx.Bucket(bucketArchive); root != nil && root.Bucket([]byte(user)) != nil {
+			if err := root.DeleteBucket([]byte(user)); err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket(bucketArchivePrefs); b != nil {
+			return b.Delete([]byte(user))
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err, "delete archive of %q", user)
+	}
+	return nil
+}
+
+func encodeArchivePrefs(p storage.ArchivePrefs) []byte {
+	b := []byte{archivePrefsV1}
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	str(string(p.Default))
+	for _, l := range [][]string{p.Always, p.Never} {
+		b = binary.AppendUvarint(b, uint64(len(l)))
+		for _, j := range l {
+			str(j)
+		}
+	}
+	return b
+}
+
+func decodeArchivePrefs(v []byte) (storage.ArchivePrefs, error) {
+	bad := fmt.Errorf("archive preferences: %w", errCorrupt)
+	if len(v) < 1 || v[0] != archivePrefsV1 {
+		return storage.ArchivePrefs{}, bad
+	}
+	v = v[1:]
+	num := func() (uint64, bool) {
+		n, k := binary.Uvarint(v)
+		if k <= 0 {
+			return 0, false
+		}
+		v = v[k:]
+		return n, true
+	}
+	str := func() (string, bool) {
+		n, ok := num()
+		if !ok || uint64(len(v)) < n {
+			return "", false
+		}
+		s := string(v[:n])
+		v = v[n:]
+		return s, true
+	}
+	var p storage.ArchivePrefs
+	d, ok := str()
+	if !ok {
+		return p, bad
+	}
+	p.Default = storage.ArchiveDefault(d)
+	for _, l := range []*[]string{&p.Always, &p.Never} {
+		n, ok := num()
+		if !ok || n > uint64(len(v)) {
+			return storage.ArchivePrefs{}, bad
+		}
+		for range n {
+			j, ok := str()
+			if !ok {
+				return storage.ArchivePrefs{}, bad
+			}
+			*l = append(*l, j)
+		}
+	}
+	if len(v) != 0 {
+		return storage.ArchivePrefs{}, bad
+	}
+	return p, nil
+}
+
+// ArchivePrefs implements storage.Archive.
+func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchivePrefs, error) {
+	var p storage.ArchivePrefs
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketArchivePrefs)
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(user))
+		if v == nil {
+			return nil
+		}
+		var err error
+		p, err = decodeArchivePrefs(v)
+		return err
+	})
+	if err != nil {
+		return storage.ArchivePrefs{}, fail(err, "archive preferences of %q", user)
+	}
+	return p, nil
+}
+
+// SetArchivePrefs implements storage.Archive.
+func (s *Store) SetArchivePrefs(ctx context.Context, user string, p storage.ArchivePrefs) error {
+	if user == "" {
+		return fail(errEmptyJID, "set archive preferences")
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketArchivePrefs)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(user), encodeArchivePrefs(p))
+	})
+	if err != nil {
+		return fail(err, "set archive preferences of %q", user)
+	}
+	return nil
+}
