@@ -1,0 +1,250 @@
+// Package carbons implements XEP-0280: Message Carbons (version 1.0.1,
+// with the eligibility rules advertised as urn:xmpp:carbons:rules:0) for
+// a Treff server: every device of a user sees both sides of the user's
+// conversations.
+//
+// A session enables carbons with an IQ set holding
+// <enable xmlns='urn:xmpp:carbons:2'/> and disables them with <disable/>;
+// the choice lasts as long as the session (a stream resumed with XEP-0198
+// is the same session, so it keeps it). Once enabled, and while the
+// session is available, it gets:
+//
+//   - a <received/> copy of each eligible message delivered to one of the
+//     user's other sessions (section 5), unless it got the message itself;
+//   - a <sent/> copy of each eligible message one of the user's other
+//     sessions sends (section 6).
+//
+// A message is eligible (section 6) if it has no <private/> element and no
+// <no-copy/> hint (XEP-0334), is not itself a carbon or an archive
+// (XEP-0313) result, is not of type groupchat, headline or error, and is
+// of type chat, or of type normal with a body, a receipt (XEP-0184), a
+// chat marker (XEP-0333), a chat state (XEP-0085) or a MUC <x/> (private
+// messages through a room). Error messages are never copied: the server
+// does not track which message an error answers. Messages between two
+// sessions of the same user are not copied either (each side has its
+// copy already).
+//
+// As the receiving server, the module removes a <private/> element before
+// delivering a message to a local user (section 7); it puts a XEP-0334
+// <no-copy/> hint in its place unless the message has one, so the
+// recipient's other sessions get no copy either.
+//
+// Copies are built by appending bytes: the original stanza, as delivered,
+// goes inside <forwarded xmlns='urn:xmpp:forward:0'/> (XEP-0297) with
+// xmlns='jabber:client' added to it. The module keeps no data, only which
+// sessions enabled carbons.
+package carbons
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"sync"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+)
+
+// Namespaces of XEP-0280 and the forwarding it wraps copies in.
+const (
+	// NS is the Message Carbons namespace and service discovery feature.
+	NS = "urn:xmpp:carbons:2"
+	// NSRules is the feature saying the server applies the eligibility
+	// rules of section 6.
+	NSRules = "urn:xmpp:carbons:rules:0"
+	// NSForward is XEP-0297's namespace.
+	NSForward = "urn:xmpp:forward:0"
+)
+
+// Module is the Message Carbons module. Its zero value is ready to use.
+type Module struct {
+	srv *treff.Server
+
+	mu      sync.RWMutex
+	enabled map[account][]*treff.Session // sessions with carbons enabled, by user
+}
+
+// account is a user's bare JID as its two parts (slices of a JID's own
+// string, so making one allocates nothing).
+type account struct{ local, domain string }
+
+func accountOf(j jid.JID) account { return account{j.Localpart(), j.Domainpart()} }
+
+var _ treff.Module = (*Module)(nil)
+
+// Name implements treff.Module.
+func (m *Module) Name() string { return "carbons" }
+
+// Setup implements treff.Module.
+func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	m.srv = r.Server()
+	m.enabled = make(map[account][]*treff.Session)
+	h := treff.IQHandlerFunc(m.handleIQ)
+	r.HandleIQ(NS, h)
+	r.HandleAccountIQ(NS, h)
+	r.AddFeature(NS)
+	r.AddFeature(NSRules)
+	r.OnClientStanza(m.sent)
+	r.OnAccountStanza(m.stripPrivate)
+	r.OnDelivered(m.received)
+	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.set(s, false) })
+	return nil
+}
+
+// handleIQ answers <enable/> and <disable/> from a local session about
+// itself (sent without 'to', or to its server or its own bare JID).
+func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
+	if iq.Type != "set" {
+		return nil, treff.ErrBadRequest
+	}
+	s := m.srv.Session(iq.From)
+	if s == nil || iq.To.Localpart() != "" && accountOf(iq.To) != accountOf(iq.From) {
+		// Another server's user, or another user's carbons.
+		return nil, treff.ErrNotAllowed
+	}
+	switch iq.Payload.Local {
+	case "enable":
+		m.set(s, true)
+	case "disable":
+		m.set(s, false)
+	default:
+		return nil, treff.ErrBadRequest
+	}
+	return nil, nil
+}
+
+// set enables or disables carbons for s; doing either twice is no error
+// (section 8.1).
+func (m *Module) set(s *treff.Session, on bool) {
+	a := accountOf(s.JID())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	list := m.enabled[a]
+	i := slices.Index(list, s)
+	switch {
+	case on && i < 0:
+		m.enabled[a] = append(list, s)
+	case !on && i >= 0:
+		list = slices.Delete(slices.Clip(list), i, i+1)
+		if len(list) == 0 {
+			delete(m.enabled, a)
+		} else {
+			m.enabled[a] = list
+		}
+	}
+}
+
+// Enabled reports whether s has carbons enabled.
+func (m *Module) Enabled(s *treff.Session) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return slices.Contains(m.enabled[accountOf(s.JID())], s)
+}
+
+// targets appends to dst the available sessions of user with carbons
+// enabled, except those in got and the one bound to sender.
+func (m *Module) targets(dst []*treff.Session, user account, got []*treff.Session, sender jid.JID) []*treff.Session {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, s := range m.enabled[user] {
+		if s.Available() && !slices.Contains(got, s) && !s.JID().Equal(sender) {
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+// copied reports whether a message of this type can be eligible.
+func copied(typ string) bool { return typ == "chat" || typ == "normal" || typ == "" }
+
+// received sends <received/> copies of a message delivered to the
+// sessions in got to the user's other sessions that want them.
+func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Session) {
+	if st.Kind != treff.KindMessage || !copied(st.Type) {
+		return
+	}
+	user := accountOf(st.To)
+	if accountOf(st.From) == user {
+		return // from one of the user's sessions to another: sent copies cover it
+	}
+	var buf [4]*treff.Session
+	to := m.targets(buf[:0], user, got, jid.JID{})
+	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
+		return
+	}
+	m.send(to, st, st.To.Bare(), "received")
+}
+
+// sent sends <sent/> copies of a message a local client sends to the
+// user's other sessions that want them. It never consumes the message.
+func (m *Module) sent(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindMessage || !copied(st.Type) || st.To.Equal(jid.JID{}) {
+		return false
+	}
+	user := accountOf(st.From)
+	if accountOf(st.To) == user {
+		return false // to the user's own account: received copies cover it
+	}
+	var buf [4]*treff.Session
+	to := m.targets(buf[:0], user, nil, st.From)
+	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
+		return false
+	}
+	m.send(to, st, st.From.Bare(), "sent")
+	return false
+}
+
+// send wraps st in a <sent/> or <received/> carbon for each session in to.
+func (m *Module) send(to []*treff.Session, st *treff.Stanza, user jid.JID, dir string) {
+	raw := st.Raw()
+	// Everything after the wrapper's 'to' is the same for every copy.
+	tail := make([]byte, 0, len(raw)+160)
+	tail = append(tail, '\'')
+	if st.Type != "" {
+		tail = append(tail, " type='"...)
+		tail = treff.AppendEscaped(tail, st.Type)
+		tail = append(tail, '\'')
+	}
+	tail = append(tail, "><"...)
+	tail = append(tail, dir...)
+	tail = append(tail, " xmlns='"+NS+"'><forwarded xmlns='"+NSForward+"'>"...)
+	// On the client stream the message had jabber:client as its default
+	// namespace; inside <forwarded/> it must say so itself (XEP-0297).
+	const open = "<message"
+	if _, ok := st.Attr("xmlns"); !ok && bytes.HasPrefix(raw, []byte(open)) {
+		tail = append(tail, open+" xmlns='"+nsClient+"'"...)
+		tail = append(tail, raw[len(open):]...)
+	} else {
+		tail = append(tail, raw...)
+	}
+	tail = append(tail, "</forwarded></"...)
+	tail = append(tail, dir...)
+	tail = append(tail, "></message>"...)
+
+	head := treff.AppendEscaped([]byte("<message from='"), user.String())
+	head = append(head, "' to='"...)
+	for _, s := range to {
+		full := s.JID().String()
+		b := make([]byte, 0, len(head)+len(full)+8+len(tail))
+		b = append(b, head...)
+		b = treff.AppendEscaped(b, full)
+		b = append(b, tail...)
+		s.Send(b) // an error means the session is closing: no copy needed
+	}
+}
+
+// stripPrivate removes <private/> from a message for a local user before
+// it is delivered (section 7: the receiving server SHOULD), leaving a
+// <no-copy/> hint so that received copies are still not made.
+func (m *Module) stripPrivate(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindMessage || !mayBePrivate(st.Raw()) {
+		return false
+	}
+	if raw := withoutPrivate(st.Raw()); raw != nil {
+		if err := st.Rewrite(raw); err != nil {
+			m.srv.Log().Debug("carbons: removing <private/> failed", "from", st.From.String(), "err", err)
+		}
+	}
+	return false
+}
