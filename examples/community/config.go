@@ -105,6 +105,14 @@ type Config struct {
 	// MUCMaxHistory is how many messages a room keeps for new occupants
 	// (key muc_max_history). Default: 20.
 	MUCMaxHistory int
+	// Archive keeps each user's messages on the server for their clients
+	// to fetch (XEP-0313 message archive; key archive: yes or no).
+	// Default: no.
+	Archive bool
+	// ArchiveRetention is how long archived messages are kept (key
+	// archive_retention, "d" counts days; 0 keeps them forever).
+	// Default: 365d.
+	ArchiveRetention time.Duration
 	// Admins are the bare JIDs allowed to run the administration commands
 	// (XEP-0133) from their client (key admins, comma-separated).
 	// Default: none.
@@ -152,6 +160,7 @@ func Default() Config {
 		PingInterval:       5 * time.Minute,
 		GCPercent:          30,
 		ExpireAfter:        365 * 24 * time.Hour,
+		ArchiveRetention:   365 * 24 * time.Hour,
 
 		Registration:            register.Closed,
 		RegistrationMinPassword: 8,
@@ -275,6 +284,16 @@ var options = []option{
 	}},
 	{"muc_max_history", "messages a room keeps for new occupants (`count`)", func(c *Config, v string) error {
 		return setInt(&c.MUCMaxHistory, v, 1)
+	}},
+	{"archive", "keep users' messages on the server for their clients (XEP-0313; `yes` or `no`)", func(c *Config, v string) error {
+		return setBool(&c.Archive, v)
+	}},
+	{"archive_retention", "how long archived messages are kept (`duration`, \"d\" counts days; 0: forever)", func(c *Config, v string) error {
+		if v == "0" {
+			c.ArchiveRetention = 0
+			return nil
+		}
+		return setDays(&c.ArchiveRetention, v)
 	}},
 	{"admins", "comma-separated `JIDs` allowed to run the administration commands from their client", func(c *Config, v string) error {
 		return setJIDs(&c.Admins, v)

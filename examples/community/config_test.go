@@ -90,6 +90,8 @@ muc_creators = boss@example.org
 muc_max_occupants = 50
 muc_max_history = 5
 expire_daily = yes
+archive = yes
+archive_retention = 30d
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
 	if err != nil {
@@ -131,6 +133,8 @@ expire_daily = yes
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,
 		ExpireDaily:             true,
+		Archive:                 true,
+		ArchiveRetention:        30 * 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)

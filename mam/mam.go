@@ -1,0 +1,437 @@
+// Package mam implements XEP-0313: Message Archive Management (version
+// 1.1.3) for the users of a Treff server, with the archive IDs of XEP-0359:
+// Unique and Stable Stanza IDs (version 0.7.0), the paging of XEP-0059:
+// Result Set Management (version 1.0.0) and the preferences of XEP-0441:
+// Message Archive Management Preferences (version 0.2.0).
+//
+// Each user's archive lives at their bare JID. It keeps the messages of
+// type chat or normal that they send and receive which carry content: a
+// <body/>, an OMEMO <encrypted/> payload, or a XEP-0334 <store/> hint.
+// Errors, headlines, group chat messages (a group chat has its own
+// archive) and messages with a <no-store/> or <no-permanent-store/> hint
+// are not archived; neither are chat states, receipts and other
+// content-less messages.
+//
+// An incoming message is archived before it is delivered, and the server
+// adds <stanza-id xmlns='urn:xmpp:sid:0' by='user@host' id='...'/> with its
+// archive ID, so that the user's sessions, offline storage and carbon
+// copies all carry it; a stanza-id claiming to be by the user that the
+// sender put there is removed first. An outgoing message is archived in
+// the sender's archive when it leaves the account. A message between two
+// local users is so archived once on each side; one to oneself once.
+//
+// Only the owner of an archive may query it (others get <forbidden/>).
+// Queries support the 'with', 'start' and 'end' fields, the extended
+// fields 'before-id', 'after-id' and 'ids', flipped pages, the archive
+// metadata query, and RSM paging with <max/>, <after/> and <before/>
+// (also empty, for the last page); pages are capped at MaxPage messages
+// and about 256 KiB. RSM <index/> is not supported
+// (<feature-not-implemented/>).
+//
+// Retention deletes messages older than Module.Retention once an hour;
+// deleting an account deletes its archive. The store must implement
+// storage.Archive.
+package mam
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/storage"
+)
+
+// Namespaces.
+const (
+	// NS is the namespace of queries, results and preferences, and the
+	// account feature of XEP-0313.
+	NS = "urn:xmpp:mam:2"
+	// NSExtended is the feature of the extended query fields, flipped
+	// pages and the metadata query.
+	NSExtended = "urn:xmpp:mam:2#extended"
+	// NSSID is the namespace of XEP-0359 stanza IDs.
+	NSSID = "urn:xmpp:sid:0"
+	// NSRSM is the namespace of XEP-0059 result set management.
+	NSRSM = "http://jabber.org/protocol/rsm"
+	// NSForward is the namespace of XEP-0297 forwarded stanzas.
+	NSForward = "urn:xmpp:forward:0"
+	// NSDelay is the namespace of XEP-0203 delayed delivery stamps.
+	NSDelay = "urn:xmpp:delay"
+
+	nsHints   = "urn:xmpp:hints"
+	nsOMEMO   = "eu.siacs.conversations.axolotl"
+	nsOMEMO2  = "urn:xmpp:omemo:2"
+	nsClient  = "jabber:client"
+	stampForm = "2006-01-02T15:04:05.000Z"
+)
+
+// DefaultMaxPage is the page size cap when Module.MaxPage is zero.
+const DefaultMaxPage = 100
+
+// Retention job timing: the first run a minute after start (so that a
+// server that was down for long catches up soon), then hourly.
+const (
+	retentionFirst = time.Minute
+	retentionEvery = time.Hour
+)
+
+// Module keeps the users' message archives and answers their queries.
+type Module struct {
+	// Store keeps the archives. nil means the server's Storage, which must
+	// then implement storage.Archive.
+	Store storage.Archive
+	// Retention is how long messages are kept; older ones are deleted
+	// hourly. Zero keeps them forever.
+	Retention time.Duration
+	// MaxPage is the most messages one query returns; a client asking for
+	// more (or not saying) gets that many. Zero means DefaultMaxPage.
+	MaxPage int
+	// Default is what is archived for users who have not set their own
+	// preference: storage.ArchiveAlways (also when empty), ArchiveRoster
+	// (conversations with contacts only) or ArchiveNever.
+	Default storage.ArchiveDefault
+
+	srv  *treff.Server
+	now  func() time.Time
+	stop context.CancelFunc
+	done chan struct{}
+	mu   sync.Mutex // guards stop and done
+}
+
+var (
+	_ treff.Module  = (*Module)(nil)
+	_ treff.Stopper = (*Module)(nil)
+)
+
+// Name implements treff.Module.
+func (m *Module) Name() string { return "mam" }
+
+// Setup implements treff.Module.
+func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	m.srv = r.Server()
+	if m.Store == nil {
+		a, ok := m.srv.Storage.(storage.Archive)
+		if !ok {
+			return errors.New("mam: the server's storage does not keep message archives (storage.Archive)")
+		}
+		m.Store = a
+	}
+	switch m.Default {
+	case "", storage.ArchiveAlways, storage.ArchiveNever, storage.ArchiveRoster:
+	default:
+		return errors.New("mam: Default must be always, never or roster, not " + string(m.Default))
+	}
+	if m.Retention < 0 {
+		return errors.New("mam: Retention must not be negative")
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	r.AddAccountFeature(NS)
+	r.AddAccountFeature(NSExtended)
+	r.AddAccountFeature(NSSID)
+	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
+	r.OnAccountStanza(m.inbound)
+	r.OnAccountOutbound(m.outbound)
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+		if err := m.Store.DeleteArchive(ctx, user.String()); err != nil {
+			m.srv.Log().Error("mam: deleting a removed account's archive failed", "user", user.String(), "err", err)
+		}
+	})
+	if m.Retention > 0 {
+		m.startRetention()
+	}
+	return nil
+}
+
+// Stop implements treff.Stopper: it ends the retention job.
+func (m *Module) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	stop, done := m.stop, m.done
+	m.stop = nil
+	m.mu.Unlock()
+	if stop == nil {
+		return nil
+	}
+	stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Module) maxPage() int {
+	if m.MaxPage <= 0 {
+		return DefaultMaxPage
+	}
+	return m.MaxPage
+}
+
+// startRetention runs expire in a goroutine until Stop.
+func (m *Module) startRetention() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	m.mu.Lock()
+	m.stop, m.done = cancel, done
+	m.mu.Unlock()
+	go func() {
+		defer close(done)
+		t := time.NewTimer(retentionFirst)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			m.expire(ctx, m.now())
+			t.Reset(retentionEvery)
+		}
+	}()
+}
+
+// expire deletes the messages older than the retention period before now
+// and returns how many.
+func (m *Module) expire(ctx context.Context, now time.Time) int {
+	n, err := m.Store.DeleteArchiveBefore(ctx, now.Add(-m.Retention))
+	if err != nil {
+		if ctx.Err() == nil {
+			m.srv.Log().Error("mam: deleting old archived messages failed", "err", err)
+		}
+		return n
+	}
+	if n > 0 {
+		m.srv.Log().Info("mam: old archived messages deleted", "deleted", n, "older_than", m.Retention.String())
+	}
+	return n
+}
+
+// inbound archives a message to a local account in its archive and stamps
+// it with its archive ID.
+func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindMessage {
+		return false
+	}
+	raw := st.Raw()
+	spoofable := bytes.Contains(raw, []byte(NSSID))
+	content := archivableType(st.Type) && mayHaveContent(raw)
+	if !spoofable && !content {
+		return false
+	}
+	owner := st.To.Bare()
+	ins := inspect(raw, owner)
+	if len(ins.spoofed) > 0 {
+		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
+			m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
+		}
+	}
+	if !content || !ins.archivable || st.From.Equal(jid.JID{}) {
+		return false
+	}
+	user := owner.String()
+	if !m.wanted(ctx, user, st.From) {
+		return false
+	}
+	id, err := m.Store.AppendArchive(ctx, user, storage.ArchivedMessage{
+		Time:         m.stamp(),
+		With:         st.From.Bare().String(),
+		WithResource: st.From.Resourcepart(),
+		Stanza:       st.Raw(),
+	})
+	if err != nil {
+		m.srv.Log().Error("mam: archiving an incoming message failed", "user", user, "err", err)
+		return false
+	}
+	sid := make([]byte, 0, 64+len(user)+len(id))
+	sid = append(sid, "<stanza-id xmlns='"+NSSID+"' by='"...)
+	sid = treff.AppendEscaped(sid, user)
+	sid = append(sid, "' id='"...)
+	sid = treff.AppendEscaped(sid, id)
+	sid = append(sid, "'/>"...)
+	if err := st.AddChild(sid); err != nil {
+		m.srv.Log().Error("mam: adding the stanza-id failed", "user", user, "err", err)
+	}
+	return false
+}
+
+// outbound archives a message a local account sends in its archive.
+// Messages to the account itself are archived once, by inbound.
+func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindMessage || !archivableType(st.Type) || st.To.Equal(jid.JID{}) {
+		return false
+	}
+	raw := st.Raw()
+	if !mayHaveContent(raw) {
+		return false
+	}
+	owner := st.From.Bare()
+	if st.To.Bare().Equal(owner) {
+		return false
+	}
+	if ins := inspect(raw, owner); !ins.archivable {
+		return false
+	}
+	user := owner.String()
+	if !m.wanted(ctx, user, st.To) {
+		return false
+	}
+	if _, err := m.Store.AppendArchive(ctx, user, storage.ArchivedMessage{
+		Time:         m.stamp(),
+		With:         st.To.Bare().String(),
+		WithResource: st.To.Resourcepart(),
+		Outgoing:     true,
+		Stanza:       raw,
+	}); err != nil {
+		m.srv.Log().Error("mam: archiving an outgoing message failed", "user", user, "err", err)
+	}
+	return false
+}
+
+// stamp is the time a message is archived with, to the millisecond (the
+// precision of the <delay/> stamps, so that a client's 'start' and 'end'
+// taken from them select exactly those messages).
+func (m *Module) stamp() time.Time {
+	return m.now().UTC().Truncate(time.Millisecond)
+}
+
+// wanted reports whether the user's preferences (or the server's default)
+// archive a conversation with peer.
+func (m *Module) wanted(ctx context.Context, user string, peer jid.JID) bool {
+	p, err := m.Store.ArchivePrefs(ctx, user)
+	if err != nil {
+		m.srv.Log().Error("mam: reading archiving preferences failed", "user", user, "err", err)
+	}
+	bare, full := peer.Bare().String(), peer.String()
+	if slices.Contains(p.Never, bare) || slices.Contains(p.Never, full) {
+		return false
+	}
+	if slices.Contains(p.Always, bare) || slices.Contains(p.Always, full) {
+		return true
+	}
+	switch m.defaultFor(p) {
+	case storage.ArchiveNever:
+		return false
+	case storage.ArchiveRoster:
+		if bare == user {
+			return true
+		}
+		if m.srv.Storage == nil {
+			return false
+		}
+		_, err := m.srv.Storage.RosterItem(ctx, user, bare)
+		return err == nil
+	}
+	return true
+}
+
+// defaultFor returns the default in force for preferences p.
+func (m *Module) defaultFor(p storage.ArchivePrefs) storage.ArchiveDefault {
+	if p.Default != "" {
+		return p.Default
+	}
+	if m.Default != "" {
+		return m.Default
+	}
+	return storage.ArchiveAlways
+}
+
+// archivableType reports whether messages of type typ may be archived:
+// normal and chat (XEP-0313 5.1.1).
+func archivableType(typ string) bool {
+	return typ == "" || typ == "chat" || typ == "normal"
+}
+
+// mayHaveContent is a quick test that rules out most messages without
+// archivable content (chat states, receipts) before they are parsed.
+func mayHaveContent(raw []byte) bool {
+	return bytes.Contains(raw, []byte("body")) || bytes.Contains(raw, []byte("encrypted")) ||
+		bytes.Contains(raw, []byte(nsHints))
+}
+
+// inspection is what inspect finds among a message's child elements.
+type inspection struct {
+	// archivable reports content to archive (a body, an OMEMO payload or
+	// a <store/> hint) and no hint against storing it.
+	archivable bool
+	// spoofed are the byte ranges of <stanza-id/> elements claiming to be
+	// by the archive's owner.
+	spoofed [][2]int64
+}
+
+// inspect looks at the child elements of the serialised message raw; owner
+// is the bare JID whose stanza-ids are to be found.
+func inspect(raw []byte, owner jid.JID) inspection {
+	var ins inspection
+	var content, noStore, store bool
+	d := xml.NewDecoder(bytes.NewReader(raw))
+	depth := 0
+	for {
+		off := d.InputOffset()
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				depth++
+				continue
+			}
+			switch t.Name {
+			case xml.Name{Space: "", Local: "body"}, xml.Name{Space: nsClient, Local: "body"},
+				xml.Name{Space: nsOMEMO, Local: "encrypted"}, xml.Name{Space: nsOMEMO2, Local: "encrypted"}:
+				content = true
+			case xml.Name{Space: nsHints, Local: "no-store"}, xml.Name{Space: nsHints, Local: "no-permanent-store"}:
+				noStore = true
+			case xml.Name{Space: nsHints, Local: "store"}:
+				store = true
+			case xml.Name{Space: NSSID, Local: "stanza-id"}:
+				if by := attr(t, "by"); by != "" {
+					if j, err := jid.Parse(by); err == nil && j.Equal(owner) {
+						if d.Skip() != nil {
+							return ins
+						}
+						ins.spoofed = append(ins.spoofed, [2]int64{off, d.InputOffset()})
+						continue
+					}
+				}
+			}
+			if d.Skip() != nil {
+				return ins
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
+	ins.archivable = (content || store) && !noStore
+	return ins
+}
+
+func attr(se xml.StartElement, name string) string {
+	for _, a := range se.Attr {
+		if a.Name.Space == "" && a.Name.Local == name {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+// without returns raw without the byte ranges cut (in increasing order).
+func without(raw []byte, cut [][2]int64) []byte {
+	out := make([]byte, 0, len(raw))
+	last := int64(0)
+	for _, c := range cut {
+		out = append(out, raw[last:c[0]]...)
+		last = c[1]
+	}
+	return append(out, raw[last:]...)
+}
