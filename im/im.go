@@ -5,31 +5,60 @@
 //	srv.Modules = im.Modules()
 //
 // Programs that want to configure a module build the list themselves; this
-// package is only a convenience and holds no logic of its own.
+// package only wires the modules together and holds no logic of its own.
 package im
 
 import (
+	"context"
+
+	"mellium.im/xmpp/jid"
+
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/blocking"
+	"github.com/treff-im/treff/carbons"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/last"
 	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/pep"
 	"github.com/treff-im/treff/ping"
+	"github.com/treff-im/treff/private"
 	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/vcard"
 	"github.com/treff-im/treff/version"
 	"github.com/treff-im/treff/xtime"
 )
 
-// Modules returns fresh instances, with default settings, of: roster
-// (roster, subscriptions, presence), offline messages, service discovery,
-// ping, software version, entity time and last activity.
+// Modules returns fresh instances, with default settings, of: blocking
+// (XEP-0191), vCard with avatars (XEP-0054, XEP-0153, XEP-0398), private
+// storage (XEP-0049), roster (roster, subscriptions, presence), offline
+// messages, service discovery, ping, software version, entity time, last
+// activity, PEP (XEP-0163, for OMEMO, avatars and bookmarks) and message
+// carbons (XEP-0280). The server's Storage must implement the storage
+// interfaces they use (memstore and boltstore do).
+//
+// The order matters: block lists filter before the others see a stanza,
+// and the vCard module stamps presence before the roster broadcasts it.
+// Message archiving (package mam) is not included: whether to keep users'
+// messages is the operator's decision.
 func Modules() []treff.Module {
-	return []treff.Module{
-		&roster.Module{},
-		&offline.Module{},
-		&disco.Module{},
-		&ping.Module{},
-		&version.Module{},
-		&xtime.Module{},
-		&last.Module{},
+	return Devices(&roster.Module{}, &offline.Module{}, &disco.Module{}, &ping.Module{},
+		&version.Module{}, &xtime.Module{}, &last.Module{})
+}
+
+// Devices returns the modules that keep a user's devices in step around
+// the given core modules (roster, offline and the like), in the order
+// they must run: blocking, vCard and private storage first, then core,
+// then PEP and carbons. vCard and private storage are wired to PEP for
+// the XEP-0398 avatar and XEP-0411 bookmark conversions.
+func Devices(core ...treff.Module) []treff.Module {
+	p := &pep.Module{}
+	v := &vcard.Module{PEP: p}
+	p.OnPublish = func(ctx context.Context, owner jid.JID, node string) {
+		if node == "urn:xmpp:avatar:metadata" {
+			v.InvalidateAvatar(owner)
+		}
 	}
+	mods := []treff.Module{&blocking.Module{}, v, &private.Module{Bookmarks: p}}
+	mods = append(mods, core...)
+	return append(mods, p, &carbons.Module{})
 }

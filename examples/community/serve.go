@@ -23,8 +23,10 @@ import (
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
+	"github.com/treff-im/treff/im"
 	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/last"
+	"github.com/treff-im/treff/mam"
 	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/ping"
@@ -252,7 +254,10 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if pingInterval == 0 {
 		pingInterval = -1 // never
 	}
-	srv.Modules = []treff.Module{
+	// im.Devices puts blocking, vCard and private storage before these
+	// (block lists filter first, vCard stamps presence before the roster
+	// broadcasts it) and PEP and carbons after them.
+	srv.Modules = im.Devices(
 		&roster.Module{},
 		&offline.Module{Limit: cfg.OfflineLimit},
 		&disco.Module{},
@@ -260,7 +265,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		&version.Module{Hide: cfg.HideVersion},
 		&xtime.Module{},
 		&last.Module{},
-	}
+	)
 	if cfg.MOTD != "" {
 		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
 	}
@@ -274,6 +279,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	}
 	if cfg.MUC {
 		srv.Modules = append(srv.Modules, &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
+	}
+	if cfg.Archive {
+		srv.Modules = append(srv.Modules, &mam.Module{Retention: cfg.ArchiveRetention})
 	}
 	ah := &adhoc.Module{}
 	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{
