@@ -51,7 +51,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -103,12 +102,9 @@ func (m *Module) Name() string { return "blocking" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
-	if m.Store == nil {
-		s, ok := m.srv.Storage.(storage.Blocklists)
-		if !ok {
-			return errors.New("blocking: the server's storage does not implement storage.Blocklists")
-		}
-		m.Store = s
+	var err error
+	if m.Store, err = storage.Require(m.Store, m.srv.Storage, "blocking"); err != nil {
+		return err
 	}
 	if m.Rosters == nil && m.srv.Storage != nil {
 		m.Rosters = m.srv.Storage

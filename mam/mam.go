@@ -116,12 +116,9 @@ func (m *Module) Name() string { return "mam" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
-	if m.Store == nil {
-		a, ok := m.srv.Storage.(storage.Archive)
-		if !ok {
-			return errors.New("mam: the server's storage does not keep message archives (storage.Archive)")
-		}
-		m.Store = a
+	var err error
+	if m.Store, err = storage.Require(m.Store, m.srv.Storage, "mam"); err != nil {
+		return err
 	}
 	switch m.Default {
 	case "", storage.ArchiveAlways, storage.ArchiveNever, storage.ArchiveRoster:

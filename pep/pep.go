@@ -139,12 +139,9 @@ func (m *Module) Name() string { return "pep" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
-	if m.Store == nil {
-		p, ok := m.srv.Storage.(storage.PEP)
-		if !ok {
-			return errors.New("pep: the server's storage does not implement storage.PEP")
-		}
-		m.Store = p
+	var err error
+	if m.Store, err = storage.Require(m.Store, m.srv.Storage, "pep"); err != nil {
+		return err
 	}
 	if m.srv.Storage != nil {
 		m.rosters = m.srv.Storage
@@ -430,31 +427,21 @@ func (m *Module) retract(ctx context.Context, owner, node, id string, notify boo
 
 // deleteNode removes a node and notifies its watchers.
 func (m *Module) deleteNode(ctx context.Context, owner, node string) error {
-	unlock := m.lock(owner)
-	cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
-	if err == nil {
-		err = m.Store.DeletePEPNode(ctx, owner, node)
-	}
-	m.mu.Lock()
-	delete(m.transient, nodeKey{owner, node})
-	m.mu.Unlock()
-	unlock()
-	if err != nil {
-		return err
-	}
-	if cfg.NotifyDelete {
-		b := append([]byte("<delete node='"), treff.AppendEscaped(nil, node)...)
-		m.notify(ctx, owner, node, cfg, append(b, "'/>"...))
-	}
-	return nil
+	return m.clear(ctx, owner, node, "delete", m.Store.DeletePEPNode)
 }
 
 // purge removes a node's items and notifies its watchers.
 func (m *Module) purge(ctx context.Context, owner, node string) error {
+	return m.clear(ctx, owner, node, "purge", m.Store.PurgePEPNode)
+}
+
+// clear deletes or purges a node with op, forgets its transient item and,
+// if the node says so, sends its watchers <delete/> or <purge/> (event).
+func (m *Module) clear(ctx context.Context, owner, node, event string, op func(ctx context.Context, owner, node string) error) error {
 	unlock := m.lock(owner)
 	cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
 	if err == nil {
-		err = m.Store.PurgePEPNode(ctx, owner, node)
+		err = op(ctx, owner, node)
 	}
 	m.mu.Lock()
 	delete(m.transient, nodeKey{owner, node})
@@ -464,7 +451,7 @@ func (m *Module) purge(ctx context.Context, owner, node string) error {
 		return err
 	}
 	if cfg.NotifyDelete {
-		b := append([]byte("<purge node='"), treff.AppendEscaped(nil, node)...)
+		b := append([]byte("<"+event+" node='"), treff.AppendEscaped(nil, node)...)
 		m.notify(ctx, owner, node, cfg, append(b, "'/>"...))
 	}
 	return nil

@@ -117,12 +117,9 @@ func (m *Module) Name() string { return "vcard" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
-	if m.Store == nil {
-		s, ok := m.srv.Storage.(storage.PrivateXML)
-		if !ok {
-			return errors.New("vcard: the server's storage does not implement storage.PrivateXML")
-		}
-		m.Store = s
+	var err error
+	if m.Store, err = storage.Require(m.Store, m.srv.Storage, "vcard"); err != nil {
+		return err
 	}
 	if m.MaxSize <= 0 {
 		m.MaxSize = DefaultMaxSize
