@@ -254,6 +254,17 @@ func (s *Session) writeLoop() {
 	}
 }
 
+// drain waits until the writer has written everything queued, at most
+// the write timeout.
+func (s *Session) drain() {
+	done := make(chan struct{})
+	go func() { s.waitWritten(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(durationOr(s.srv.WriteTimeout, 30*time.Second)):
+	}
+}
+
 // waitWritten waits until the writer has written everything queued.
 func (s *Session) waitWritten() {
 	s.mu.Lock()
@@ -428,12 +439,7 @@ func (s *Session) end(c *conn) {
 	srv.forgetResumable(s)
 	srv.table.Remove(s)
 	s.available.Store(false)
-	done := make(chan struct{})
-	go func() { s.waitWritten(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(durationOr(srv.WriteTimeout, 30*time.Second)):
-	}
+	s.drain()
 	s.unwatch()
 	c.nc.Close()
 	s.finish()

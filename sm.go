@@ -295,12 +295,7 @@ func (s *Session) hibernate(c *conn, err error) bool {
 	s.mu.Unlock()
 
 	c.nc.Close()
-	done := make(chan struct{})
-	go func() { s.waitWritten(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(durationOr(srv.WriteTimeout, 30*time.Second)):
-	}
+	s.drain()
 	s.unwatch()
 	if s.done != nil {
 		s.done() // the connection is gone; the session is not

@@ -235,16 +235,9 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 		id = archiveID(blk, k)
 		return nil
 	}
-	// The offline store's counter of writes in flight decides batching
-	// for both: an append that overlaps a push or another append shares
+	// An append that overlaps an offline push or another append shares
 	// its commit and fsync.
-	var err error
-	if n := s.pushing.Add(1); s.batch && n > 1 {
-		err = s.db.Batch(fn)
-	} else {
-		err = s.db.Update(fn)
-	}
-	s.pushing.Add(-1)
+	err := s.write(fn)
 	if err != nil {
 		return "", fail(err, "append archive of %q", user)
 	}

@@ -138,8 +138,8 @@ type Store struct {
 	path   string
 	batch  bool
 	closed atomic.Bool
-	// pushing counts PushOffline calls in flight, to batch only when
-	// pushes overlap.
+	// pushing counts message writes (offline pushes, archive appends)
+	// in flight, to batch only when they overlap (see write).
 	pushing atomic.Int32
 }
 

@@ -58,16 +58,7 @@ func (s *Store) PushOffline(ctx context.Context, user string, msg storage.Offlin
 		id = next
 		return nil
 	}
-	// A push that finds no other in flight commits at once; only pushes
-	// that overlap others wait for a batch, so batching costs no latency
-	// when the server is quiet.
-	var err error
-	if n := s.pushing.Add(1); s.batch && n > 1 {
-		err = s.db.Batch(fn)
-	} else {
-		err = s.db.Update(fn)
-	}
-	s.pushing.Add(-1)
+	err := s.write(fn)
 	switch {
 	case err != nil:
 		return 0, fail(err, "push offline for %q", user)
@@ -183,4 +174,19 @@ func countKeys(b *bolt.Bucket) uint64 {
 		n++
 	}
 	return n
+}
+
+// write runs fn in a write transaction. One that finds no other write of
+// messages (offline pushes, archive appends) in flight commits at once;
+// only writes that overlap others wait for a batch and share its commit
+// and fsync, so batching costs no latency when the server is quiet.
+func (s *Store) write(fn func(tx *bolt.Tx) error) error {
+	var err error
+	if n := s.pushing.Add(1); s.batch && n > 1 {
+		err = s.db.Batch(fn)
+	} else {
+		err = s.db.Update(fn)
+	}
+	s.pushing.Add(-1)
+	return err
 }
