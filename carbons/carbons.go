@@ -85,7 +85,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.HandleAccountIQ(NS, h)
 	r.AddFeature(NS)
 	r.AddFeature(NSRules)
-	r.OnClientStanza(m.sent)
+	// Sent copies are made as the message leaves the account: after a
+	// block list refused it or an archive stamped its stanza-id.
+	r.OnAccountOutbound(m.sent)
 	r.OnAccountStanza(m.stripPrivate)
 	r.OnDelivered(m.received)
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.set(s, false) })
@@ -177,10 +179,11 @@ func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Se
 }
 
 // sent sends <sent/> copies of a message a local client sends to the
-// user's other sessions that want them. It never consumes the message.
+// user's other sessions that want them, as the message leaves the
+// account (OnAccountOutbound). It never consumes the message.
 func (m *Module) sent(ctx context.Context, st *treff.Stanza) bool {
-	if st.Kind != treff.KindMessage || !copied(st.Type) || st.To.Equal(jid.JID{}) {
-		return false
+	if st.Kind != treff.KindMessage || !copied(st.Type) || st.To.Equal(jid.JID{}) || st.From.Resourcepart() == "" {
+		return false // not from a client (a module's message on the account's behalf)
 	}
 	user := accountOf(st.From)
 	if accountOf(st.To) == user {

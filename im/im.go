@@ -49,7 +49,9 @@ func Modules() []treff.Module {
 // the given core modules (roster, offline and the like), in the order
 // they must run: blocking, vCard and private storage first, then core,
 // then PEP and carbons. vCard and private storage are wired to PEP for
-// the XEP-0398 avatar and XEP-0411 bookmark conversions.
+// the XEP-0398 avatar and XEP-0411 bookmark conversions. A message
+// archive (package mam) belongs among core, so that it stamps outgoing
+// messages before carbons copies them.
 func Devices(core ...treff.Module) []treff.Module {
 	p := &pep.Module{}
 	v := &vcard.Module{PEP: p}

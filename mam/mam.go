@@ -248,6 +248,12 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		m.srv.Log().Error("mam: archiving an incoming message failed", "user", user, "err", err)
 		return false
 	}
+	m.stampID(st, user, id)
+	return false
+}
+
+// stampID adds <stanza-id by='user' id='id'/> (XEP-0359) to st.
+func (m *Module) stampID(st *treff.Stanza, user, id string) {
 	sid := make([]byte, 0, 64+len(user)+len(id))
 	sid = append(sid, "<stanza-id xmlns='"+NSSID+"' by='"...)
 	sid = treff.AppendEscaped(sid, user)
@@ -257,11 +263,13 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 	if err := st.AddChild(sid); err != nil {
 		m.srv.Log().Error("mam: adding the stanza-id failed", "user", user, "err", err)
 	}
-	return false
 }
 
-// outbound archives a message a local account sends in its archive.
-// Messages to the account itself are archived once, by inbound.
+// outbound archives a message a local account sends in its archive and
+// stamps it with its archive ID, so that the sender's other devices find
+// it in their <sent/> carbons (XEP-0313 requires the ID there; the
+// carbons module must come after this one). Messages to the account
+// itself are archived once, by inbound.
 func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	if st.Kind != treff.KindMessage || !archivableType(st.Type) || st.To.Equal(jid.JID{}) {
 		return false
@@ -274,22 +282,33 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	if st.To.Bare().Equal(owner) {
 		return false
 	}
-	if ins := inspect(raw, owner); !ins.archivable {
+	ins := inspect(raw, owner)
+	if len(ins.spoofed) > 0 {
+		// Only this server says what is in the sender's archive.
+		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
+			m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
+		}
+		raw = st.Raw()
+	}
+	if !ins.archivable {
 		return false
 	}
 	user := owner.String()
 	if !m.wanted(ctx, user, st.To) {
 		return false
 	}
-	if _, err := m.Store.AppendArchive(ctx, user, storage.ArchivedMessage{
+	id, err := m.Store.AppendArchive(ctx, user, storage.ArchivedMessage{
 		Time:         m.stamp(),
 		With:         st.To.Bare().String(),
 		WithResource: st.To.Resourcepart(),
 		Outgoing:     true,
 		Stanza:       raw,
-	}); err != nil {
+	})
+	if err != nil {
 		m.srv.Log().Error("mam: archiving an outgoing message failed", "user", user, "err", err)
+		return false
 	}
+	m.stampID(st, user, id)
 	return false
 }
 

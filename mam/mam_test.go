@@ -13,6 +13,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/carbons"
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
@@ -244,9 +245,15 @@ func TestPaging(t *testing.T) {
 		clk.add(time.Second)
 		a.Send("<message to='bob@localhost' type='chat' id='x" + fmt.Sprint(i) + "'><body>" + body(i) + "</body></message>")
 		got := b.Expect(`(?s)<message[^>]*id='x` + fmt.Sprint(i) + `'.*?</message>`)
-		m := stanzaIDRe.FindStringSubmatch(got)
-		if m == nil || m[1] != "bob@localhost" {
-			t.Fatalf("bob got %s, want a stanza-id by bob@localhost", got)
+		// Alice's archive ID comes along (by alice), bob's is added.
+		var m []string
+		for _, sm := range stanzaIDRe.FindAllStringSubmatch(got, -1) {
+			if sm[1] == "bob@localhost" {
+				m = sm
+			}
+		}
+		if m == nil || !strings.Contains(got, "by='alice@localhost'") {
+			t.Fatalf("bob got %s, want a stanza-id by alice@localhost and one by bob@localhost", got)
 		}
 		bobIDs = append(bobIDs, m[2])
 	}
@@ -532,9 +539,10 @@ func TestPrefs(t *testing.T) {
 	}
 	// A spoofed stanza-id is removed also from a message not archived.
 	a.Send("<message to='bob@localhost' type='chat' id='sp'><body>x</body><stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='fake'/></message>")
-	if got := b.Expect(`(?s)id='sp'.*?</message>`); strings.Contains(got, "stanza-id") {
+	if got := b.Expect(`(?s)id='sp'.*?</message>`); strings.Contains(got, "fake") || strings.Contains(got, "by='bob@localhost'") {
 		t.Errorf("bob got %s", got)
 	}
+
 }
 
 // TestRetention: the retention job deletes what is older than Retention.
@@ -622,3 +630,31 @@ func TestSetupNeedsArchive(t *testing.T) {
 }
 
 type nopArchive struct{ storage.Archive }
+
+// TestSentCarbonCarriesArchiveID: a message alice sends is stamped with
+// its ID in her archive (a stanza-id she made up herself is removed), so
+// her other device finds the ID in the sent carbon (XEP-0313 5.1.2).
+func TestSentCarbonCarriesArchiveID(t *testing.T) {
+	m := &Module{}
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{m, &carbons.Module{}}
+	})
+	for _, u := range []string{"alice", "bob"} {
+		ts.AddUser(t, u, "pw")
+	}
+	phone := ts.Login(t, "alice", "pw", "phone")
+	laptop := ts.Login(t, "alice", "pw", "laptop")
+	for _, c := range []*trefftest.Client{phone, laptop} {
+		c.Send("<presence/><iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+		c.Expect(`id='c'`)
+	}
+	phone.Send("<message to='bob@localhost' type='chat' id='s1'><body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='fake'/></message>")
+	copy := laptop.Expect(`(?s)<sent xmlns='urn:xmpp:carbons:2'>.*?</sent></message>`)
+	sm := stanzaIDRe.FindAllStringSubmatch(copy, -1)
+	if len(sm) != 1 || sm[0][1] != "alice@localhost" || sm[0][2] == "fake" {
+		t.Fatalf("sent carbon %s: want one stanza-id by alice@localhost, not the client's", copy)
+	}
+	if ids := query(t, laptop, "").ids(); len(ids) != 1 || ids[0] != sm[0][2] {
+		t.Errorf("archive ids %v, carbon's %s", ids, sm[0][2])
+	}
+}

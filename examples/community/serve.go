@@ -254,10 +254,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if pingInterval == 0 {
 		pingInterval = -1 // never
 	}
-	// im.Devices puts blocking, vCard and private storage before these
-	// (block lists filter first, vCard stamps presence before the roster
-	// broadcasts it) and PEP and carbons after them.
-	srv.Modules = im.Devices(
+	core := []treff.Module{
 		&roster.Module{},
 		&offline.Module{Limit: cfg.OfflineLimit},
 		&disco.Module{},
@@ -265,7 +262,15 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		&version.Module{Hide: cfg.HideVersion},
 		&xtime.Module{},
 		&last.Module{},
-	)
+	}
+	if cfg.Archive {
+		core = append(core, &mam.Module{Retention: cfg.ArchiveRetention})
+	}
+	// im.Devices puts blocking, vCard and private storage before these
+	// (block lists filter first, vCard stamps presence before the roster
+	// broadcasts it) and PEP and carbons after them (sent carbons carry
+	// the archive's stanza-id).
+	srv.Modules = im.Devices(core...)
 	if cfg.MOTD != "" {
 		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
 	}
@@ -279,9 +284,6 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	}
 	if cfg.MUC {
 		srv.Modules = append(srv.Modules, &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
-	}
-	if cfg.Archive {
-		srv.Modules = append(srv.Modules, &mam.Module{Retention: cfg.ArchiveRetention})
 	}
 	ah := &adhoc.Module{}
 	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mellium.im/xmpp/jid"
 )
 
 // The tests in this file drive message archives (XEP-0313, package mam) in
@@ -149,13 +151,21 @@ func TestMAM(t *testing.T) {
 	bobTalk := converse(t, s, "alice@localhost", alicePW, "bob@localhost", bobPW, "talk", 25)
 	carolTalk := converse(t, s, "alice@localhost", alicePW, "carol@localhost", mamCarolPW, "hey", 4)
 	t1 := time.Now().Add(time.Second)
-	seen := map[string]string{} // body -> the stanza-id its recipient saw
+	// Each message reaches its recipient with two stanza-ids: its ID in
+	// the sender's archive (stamped as it left, so that the sender's
+	// other devices see it in sent carbons) and in the recipient's.
+	seen := map[string]map[string]string{} // body -> archive owner -> the message's ID there, as the recipient saw it
 	for _, x := range append(slices.Clone(bobTalk), carolTalk...) {
-		if len(x.StanzaIDs) != 1 || x.StanzaIDs[0].By != x.Receiver || x.StanzaIDs[0].ID == "" {
-			t.Errorf("%q reached %s with stanza-ids %+v, want one by %s", x.Body, x.Receiver, x.StanzaIDs, x.Receiver)
+		by := map[string]string{}
+		for _, sid := range x.StanzaIDs {
+			by[sid.By] = sid.ID
+		}
+		sender := jid.MustParse(x.Sender).Bare().String()
+		if len(x.StanzaIDs) != 2 || by[x.Receiver] == "" || by[sender] == "" {
+			t.Errorf("%q reached %s with stanza-ids %+v, want one by %s and one by %s", x.Body, x.Receiver, x.StanzaIDs, sender, x.Receiver)
 			continue
 		}
-		seen[x.Body] = x.StanzaIDs[0].ID
+		seen[x.Body] = by
 	}
 
 	all := append(bobTalk, carolTalk...)
@@ -175,8 +185,8 @@ func TestMAM(t *testing.T) {
 	var prev time.Time
 	for i, m := range r.results() {
 		x := all[i]
-		if x.Receiver == "alice@localhost" && m.ID != seen[x.Body] {
-			t.Errorf("%q: archive ID %q, but alice was told %q", x.Body, m.ID, seen[x.Body])
+		if m.ID != seen[x.Body]["alice@localhost"] {
+			t.Errorf("%q: archive ID %q, but the stanza-id by alice was %q", x.Body, m.ID, seen[x.Body]["alice@localhost"])
 		}
 		if m.From != x.Sender || m.To != x.Receiver {
 			t.Errorf("%q: archived from %q to %q, want from %s to %s", x.Body, m.From, m.To, x.Sender, x.Receiver)
@@ -264,8 +274,8 @@ func TestMAM(t *testing.T) {
 			t.Fatalf("bob's archive: %q, want %q", got, want)
 		}
 		for i, m := range r.results() {
-			if x := bobTalk[i]; x.Receiver == "bob@localhost" && m.ID != seen[x.Body] {
-				t.Errorf("%q: bob's archive ID %q, but he was told %q", x.Body, m.ID, seen[x.Body])
+			if x := bobTalk[i]; m.ID != seen[x.Body]["bob@localhost"] {
+				t.Errorf("%q: bob's archive ID %q, but the stanza-id by bob was %q", x.Body, m.ID, seen[x.Body]["bob@localhost"])
 			}
 		}
 	})
