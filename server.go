@@ -551,3 +551,41 @@ func (srv *Server) isHost(domain string) bool {
 	_, ok := srv.hosts[domain]
 	return ok
 }
+
+// Serves reports whether domain is one of the server's hosts or a service
+// domain a module handles (such as conference.example.org).
+func (srv *Server) Serves(domain string) bool {
+	if srv.init() != nil {
+		return false
+	}
+	if _, ok := srv.hosts[domain]; ok {
+		return true
+	}
+	_, ok := srv.mods.domains[domain]
+	return ok
+}
+
+// HostTLS returns a copy of the TLS configuration the server uses for
+// domain (one of its hosts, or a service domain under one, which uses its
+// host's certificates), for modules that open or accept other TLS
+// connections for it, such as server-to-server streams. It returns nil
+// for a domain the server does not serve.
+func (srv *Server) HostTLS(domain string) *tls.Config {
+	if srv.init() != nil {
+		return nil
+	}
+	host := domain
+	if _, ok := srv.hosts[host]; !ok {
+		host = ""
+		for h := range srv.hosts {
+			if strings.HasSuffix(domain, "."+h) {
+				host = h
+				break
+			}
+		}
+		if host == "" {
+			return nil
+		}
+	}
+	return srv.tlsFor(host).Clone()
+}

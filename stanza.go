@@ -222,6 +222,7 @@ var (
 	ErrServiceUnavailable  = &StanzaError{Condition: "service-unavailable"}
 	ErrInternalServerError = &StanzaError{Condition: "internal-server-error"}
 	ErrRemoteNotFound      = &StanzaError{Condition: "remote-server-not-found"}
+	ErrRemoteTimeout       = &StanzaError{Condition: "remote-server-timeout"}
 	ErrResourceConstraint  = &StanzaError{Condition: "resource-constraint"}
 )
 

@@ -156,7 +156,8 @@ type Scanner struct {
 	start int // start of the element being scanned
 	rerr  error
 
-	streamName string // qualified name of the stream element
+	streamName     string   // qualified name of the stream element
+	streamPrefixes []string // other prefixes the stream header declares
 	// scratch for element scanning, reused between elements
 	stack   []span
 	prefix  []prefixDecl
@@ -403,6 +404,12 @@ func (s *Scanner) Header() (*Element, error) {
 		return el, ErrBadStreamHeader
 	}
 	s.streamName = strings.Clone(qn) // not a piece of the header's Raw
+	s.streamPrefixes = s.streamPrefixes[:0]
+	for _, a := range el.Attrs {
+		if p, ok := strings.CutPrefix(a.Name, "xmlns:"); ok && p != prefix {
+			s.streamPrefixes = append(s.streamPrefixes, strings.Clone(p))
+		}
+	}
 	return el, nil
 }
 
@@ -839,6 +846,13 @@ func (s *Scanner) checkPrefix(n []byte, top bool) error {
 	if top && s.streamName != "" {
 		if j := strings.IndexByte(s.streamName, ':'); j >= 0 && string(p) == s.streamName[:j] {
 			return nil // stream:error, stream:features
+		}
+		// Elements of the stream itself may use the header's other
+		// prefixes (db:result on server-to-server streams).
+		for _, sp := range s.streamPrefixes {
+			if sp == string(p) {
+				return nil
+			}
 		}
 	}
 	for _, d := range s.prefix {

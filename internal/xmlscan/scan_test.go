@@ -223,3 +223,21 @@ func BenchmarkScanMessage(b *testing.B) {
 		}
 	}
 }
+
+func TestStreamPrefixes(t *testing.T) {
+	in := `<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback'>` +
+		`<db:result from='a' to='b'>k</db:result><message><db:x/></message>`
+	s := NewScanner(strings.NewReader(in), 0)
+	if _, err := s.Header(); err != nil {
+		t.Fatal(err)
+	}
+	el, err := s.Next()
+	if err != nil || el.Name != "db:result" {
+		t.Fatalf("db:result: %v %v", el, err)
+	}
+	// Inside a stanza, the stream's declarations do not count: the stanza
+	// is routed without them.
+	if _, err := s.Next(); err != ErrBadPrefix {
+		t.Errorf("db: inside a stanza: %v", err)
+	}
+}

@@ -1,0 +1,345 @@
+package s2s
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+)
+
+var _ treff.Module = (*Module)(nil)
+var _ treff.Stopper = (*Module)(nil)
+
+// Name implements treff.Module.
+func (m *Module) Name() string { return "s2s" }
+
+// state is what a Module holds while it runs.
+type state struct {
+	mu        sync.Mutex
+	outs      map[pair]*out
+	ins       map[*in]struct{}
+	listeners map[net.Listener]struct{}
+	stopped   bool
+	wg        sync.WaitGroup
+}
+
+// pair is a local and a remote domain: one outgoing stream each.
+type pair struct{ local, remote string }
+
+// Setup implements treff.Module.
+func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	m.srv = r.Server()
+	if m.RootCAs == nil {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		for _, f := range m.CAFiles {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("s2s: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("s2s: no certificate in %s", f)
+			}
+		}
+		m.roots = pool
+	} else {
+		m.roots = m.RootCAs
+	}
+	if len(m.Secret) == 0 {
+		m.secret = make([]byte, 32)
+		rand.Read(m.secret)
+	} else {
+		m.secret = m.Secret
+	}
+	m.st = &state{outs: make(map[pair]*out), ins: make(map[*in]struct{}), listeners: make(map[net.Listener]struct{})}
+	r.HandleRemote(treff.StanzaHandlerFunc(m.send))
+	return nil
+}
+
+func (m *Module) log() *slog.Logger {
+	if m.Logger != nil {
+		return m.Logger
+	}
+	return m.srv.Log()
+}
+
+func (m *Module) idle() time.Duration {
+	if m.IdleTimeout > 0 {
+		return m.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+func (m *Module) connectTimeout() time.Duration {
+	if m.ConnectTimeout > 0 {
+		return m.ConnectTimeout
+	}
+	return DefaultConnectTimeout
+}
+
+func (m *Module) queueLimit() int {
+	if m.QueueLimit > 0 {
+		return m.QueueLimit
+	}
+	return DefaultQueueLimit
+}
+
+func (m *Module) maxStanza() int {
+	if m.MaxStanzaSize > 0 {
+		return m.MaxStanzaSize
+	}
+	if m.srv.MaxStanzaSize > 0 {
+		return m.srv.MaxStanzaSize
+	}
+	return 256 << 10
+}
+
+// ErrNotSetUp is returned by Serve and ServeTLS when the server has not
+// set up its modules yet: list the module in Server.Modules and call
+// Server.Setup (or start serving clients) first.
+var ErrNotSetUp = errors.New("s2s: the module is not set up: call Server.Setup first")
+
+// ErrStopped is returned by Serve and ServeTLS after Stop.
+var ErrStopped = errors.New("s2s: stopped")
+
+// Serve accepts streams from other servers on l (STARTTLS, port 5269)
+// until Stop; it returns ErrStopped then.
+func (m *Module) Serve(l net.Listener) error { return m.serve(l, false) }
+
+// ServeTLS accepts streams from other servers that start with TLS
+// (XEP-0368) on l until Stop; it returns ErrStopped then.
+func (m *Module) ServeTLS(l net.Listener) error { return m.serve(l, true) }
+
+func (m *Module) serve(l net.Listener, directTLS bool) error {
+	defer l.Close()
+	if m.st == nil {
+		return ErrNotSetUp
+	}
+	st := m.st
+	st.mu.Lock()
+	if st.stopped {
+		st.mu.Unlock()
+		return ErrStopped
+	}
+	st.listeners[l] = struct{}{}
+	st.mu.Unlock()
+	var delay time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			st.mu.Lock()
+			stopped := st.stopped
+			delete(st.listeners, l)
+			st.mu.Unlock()
+			if stopped {
+				return ErrStopped
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				st.mu.Lock()
+				st.listeners[l] = struct{}{}
+				st.mu.Unlock()
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := &in{m: m, s: newStream(nc, m.maxStanza()), directTLS: directTLS, auth: make(map[string]string)}
+		st.mu.Lock()
+		if st.stopped {
+			st.mu.Unlock()
+			nc.Close()
+			return ErrStopped
+		}
+		st.ins[c] = struct{}{}
+		st.wg.Add(1)
+		st.mu.Unlock()
+		go func() {
+			defer st.wg.Done()
+			c.serve()
+			st.mu.Lock()
+			delete(st.ins, c)
+			st.mu.Unlock()
+		}()
+	}
+}
+
+// Stop implements treff.Stopper: it closes the listeners and every stream.
+func (m *Module) Stop(ctx context.Context) error {
+	st := m.st
+	if st == nil {
+		return nil
+	}
+	st.mu.Lock()
+	st.stopped = true
+	for l := range st.listeners {
+		l.Close()
+	}
+	outs := make([]*out, 0, len(st.outs))
+	for _, o := range st.outs {
+		outs = append(outs, o)
+	}
+	ins := make([]*in, 0, len(st.ins))
+	for c := range st.ins {
+		ins = append(ins, c)
+	}
+	st.mu.Unlock()
+	for _, o := range outs {
+		o.close("system-shutdown")
+	}
+	for _, c := range ins {
+		c.s.closeWith("system-shutdown")
+	}
+	done := make(chan struct{})
+	go func() { st.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// send is the server's remote handler: it queues st on the stream from
+// its sender's domain to its addressee's.
+func (m *Module) send(ctx context.Context, st *treff.Stanza) {
+	local := st.From.Domainpart()
+	if st.From.Equal(jid.JID{}) || !m.srv.Serves(local) {
+		// Only this server's own domains may send through it.
+		m.bounce(st, treff.ErrRemoteNotFound, "sender not local")
+		return
+	}
+	p := pair{local, st.To.Domainpart()}
+	for i := 0; i < 3; i++ {
+		o := m.stream(p)
+		if o == nil {
+			m.bounce(st, treff.ErrRemoteNotFound, "shutting down")
+			return
+		}
+		if o.enqueue(st) {
+			return
+		}
+		// The stream closed meanwhile: take a new one.
+	}
+	m.bounce(st, treff.ErrRemoteNotFound, "stream keeps closing")
+}
+
+// stream returns the outgoing stream for p, starting one if there is none.
+func (m *Module) stream(p pair) *out {
+	st := m.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.stopped {
+		return nil
+	}
+	if o := st.outs[p]; o != nil {
+		return o
+	}
+	o := newOut(m, p)
+	st.outs[p] = o
+	st.wg.Add(1)
+	go func() {
+		defer st.wg.Done()
+		o.run()
+	}()
+	return o
+}
+
+// forget removes o from the table when it closed.
+func (m *Module) forget(o *out) {
+	m.st.mu.Lock()
+	if m.st.outs[o.p] == o {
+		delete(m.st.outs, o.p)
+	}
+	m.st.mu.Unlock()
+}
+
+// bounce answers st with the error e (unless st is an error: errors are
+// never answered) and logs who, whom and why.
+func (m *Module) bounce(st *treff.Stanza, e *treff.StanzaError, why string) {
+	m.log().Info("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", kindName(st.Kind), "why", e.Condition, "detail", why)
+	if st.Type == "error" || st.From.Equal(jid.JID{}) {
+		return
+	}
+	if st.Kind == treff.KindPresence && st.Type != "subscribe" && st.Type != "probe" {
+		return // presence broadcasts are not answered with errors
+	}
+	reply, err := treff.NewStanza(treff.AppendError(nil, st, e))
+	if err != nil {
+		return
+	}
+	m.srv.Route(context.Background(), reply)
+}
+
+func kindName(k treff.Kind) string {
+	switch k {
+	case treff.KindMessage:
+		return "message"
+	case treff.KindPresence:
+		return "presence"
+	}
+	return "iq"
+}
+
+// clientTLS is the configuration of an outgoing TLS connection from local
+// to remote: this server's certificate for local, and the peer's checked
+// by verify (not by crypto/tls, so that an unverified peer can still
+// authenticate with dialback over an encrypted stream).
+func (m *Module) clientTLS(local, remote string) *tls.Config {
+	host := m.srv.HostTLS(local)
+	cfg := &tls.Config{ServerName: remote, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	if host != nil {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if len(host.Certificates) > 0 {
+				return &host.Certificates[0], nil
+			}
+			if host.GetCertificate != nil {
+				if c, err := host.GetCertificate(&tls.ClientHelloInfo{ServerName: local}); err == nil && c != nil {
+					return c, nil
+				}
+			}
+			return &tls.Certificate{}, nil
+		}
+	}
+	return cfg
+}
+
+// serverTLS is the configuration for incoming connections: this server's
+// certificate for the name asked for, and a request (not a requirement)
+// for the peer's certificate, which verify checks.
+func (m *Module) serverTLS(domain string) *tls.Config {
+	cfg := m.srv.HostTLS(domain)
+	if cfg == nil && len(m.srv.Hosts) > 0 {
+		cfg = m.srv.HostTLS(m.srv.Hosts[0].Domain)
+	}
+	if cfg == nil {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	cfg.ClientAuth = tls.RequestClientCert
+	if domain == "" {
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			c := m.srv.HostTLS(hello.ServerName)
+			if c == nil {
+				return nil, nil // the base configuration
+			}
+			c.ClientAuth = tls.RequestClientCert
+			return c, nil
+		}
+	}
+	return cfg
+}
