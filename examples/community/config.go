@@ -32,6 +32,28 @@ type Config struct {
 	// C2STLS is the direct TLS client listener's address (key c2s_tls);
 	// empty disables it. Default: 127.0.0.1:5223.
 	C2STLS string
+	// S2S is the listener for other servers (key s2s, port 5269 with
+	// STARTTLS); empty disables federation. Default: 127.0.0.1:5269.
+	S2S string
+	// S2STLS is the direct-TLS listener for other servers (key s2s_tls,
+	// XEP-0368); empty disables it. Default: empty.
+	S2STLS string
+	// S2SCA are PEM files of further certificate authorities trusted for
+	// other servers' certificates, besides the system's (key s2s_ca).
+	S2SCA []string
+	// S2SResolve are static routes to other servers, domain=host:port,
+	// used instead of DNS (key s2s_resolve).
+	S2SResolve map[string]string
+	// S2SSelfSigned accepts other servers' self-signed certificates as
+	// proof of their domain (key s2s_self_signed). For test setups only.
+	// Default: no.
+	S2SSelfSigned bool
+	// S2SDialback allows Server Dialback for servers whose certificate
+	// does not verify (key s2s_dialback). Default: yes.
+	S2SDialback bool
+	// S2SIdleTimeout closes server-to-server streams idle that long (key
+	// s2s_idle_timeout). Default: 10m.
+	S2SIdleTimeout time.Duration
 	// Cert and Key are PEM files with the certificate chain and its private
 	// key (keys cert and key). Both empty means a self-signed certificate
 	// kept in Data.
@@ -148,6 +170,9 @@ func Default() Config {
 		Data:               "treff-data",
 		C2S:                "127.0.0.1:5222",
 		C2STLS:             "127.0.0.1:5223",
+		S2S:                "127.0.0.1:5269",
+		S2SDialback:        true,
+		S2SIdleTimeout:     10 * time.Minute,
 		LogLevel:           slog.LevelInfo,
 		MaxStanzaSize:      256 << 10,
 		IdleTimeout:        14 * time.Minute,
@@ -198,6 +223,56 @@ var options = []option{
 	}},
 	{"c2s_tls", "direct TLS listener `address` (empty disables it)", func(c *Config, v string) error {
 		return setAddr(&c.C2STLS, v)
+	}},
+	{"s2s", "listener `address` for other servers, STARTTLS (empty disables federation)", func(c *Config, v string) error {
+		return setAddr(&c.S2S, v)
+	}},
+	{"s2s_tls", "direct TLS listener `address` for other servers (empty disables it)", func(c *Config, v string) error {
+		return setAddr(&c.S2STLS, v)
+	}},
+	{"s2s_ca", "comma-separated PEM `files` of further authorities trusted for other servers' certificates", func(c *Config, v string) error {
+		c.S2SCA = nil
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				c.S2SCA = append(c.S2SCA, f)
+			}
+		}
+		return nil
+	}},
+	{"s2s_resolve", "static routes to other servers, comma-separated `domain=host:port`, used instead of DNS", func(c *Config, v string) error {
+		routes := map[string]string{}
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			d, addr, ok := strings.Cut(r, "=")
+			if !ok {
+				return fmt.Errorf("%q is not domain=host:port", r)
+			}
+			n, err := normalizeDomain(strings.TrimSpace(d))
+			if err != nil {
+				return err
+			}
+			var a string
+			if err := setAddr(&a, strings.TrimSpace(addr)); err != nil || a == "" {
+				return fmt.Errorf("%q is not domain=host:port", r)
+			}
+			routes[n] = a
+		}
+		if len(routes) == 0 {
+			routes = nil
+		}
+		c.S2SResolve = routes
+		return nil
+	}},
+	{"s2s_self_signed", "accept other servers' self-signed certificates (yes or no; test setups only)", func(c *Config, v string) error {
+		return setBool(&c.S2SSelfSigned, v)
+	}},
+	{"s2s_dialback", "allow Server Dialback for servers whose certificate does not verify (yes or no)", func(c *Config, v string) error {
+		return setBool(&c.S2SDialback, v)
+	}},
+	{"s2s_idle_timeout", "close server-to-server streams idle for this `duration`", func(c *Config, v string) error {
+		return setDuration(&c.S2SIdleTimeout, v, false)
 	}},
 	{"cert", "certificate chain PEM `file` (default: self-signed, in the data folder)", func(c *Config, v string) error {
 		c.Cert = v

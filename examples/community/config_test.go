@@ -60,6 +60,13 @@ domain = Example.ORG, chat.example.net
 data = /var/lib/treff   
   c2s = [::1]:5222
 c2s_tls =
+s2s = [::1]:5269
+s2s_tls = [::1]:5270
+s2s_ca = /etc/ssl/a.pem, /etc/ssl/b.pem
+s2s_resolve = example.net=192.0.2.7:5269, chat.example.com=[2001:db8::1]:5269
+s2s_self_signed = yes
+s2s_dialback = no
+s2s_idle_timeout = 2m
 cert = /etc/tls/fullchain.pem
 key=/etc/tls/privkey.pem
 log_level = DEBUG
@@ -102,6 +109,13 @@ archive_retention = 30d
 		Data:               "/var/lib/treff",
 		C2S:                "[::1]:5222",
 		C2STLS:             "",
+		S2S:                "[::1]:5269",
+		S2STLS:             "[::1]:5270",
+		S2SCA:              []string{"/etc/ssl/a.pem", "/etc/ssl/b.pem"},
+		S2SResolve:         map[string]string{"example.net": "192.0.2.7:5269", "chat.example.com": "[2001:db8::1]:5269"},
+		S2SSelfSigned:      true,
+		S2SDialback:        false,
+		S2SIdleTimeout:     2 * time.Minute,
 		Cert:               "/etc/tls/fullchain.pem",
 		Key:                "/etc/tls/privkey.pem",
 		LogLevel:           slog.LevelDebug,

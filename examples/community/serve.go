@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +34,7 @@ import (
 	"github.com/treff-im/treff/ping"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/s2s"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/version"
 	"github.com/treff-im/treff/xtime"
@@ -70,6 +73,17 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	authn := &auth.Store{Accounts: store}
 
 	srv := newServer(cfg, store, authn, log, &cert)
+	fed := s2sModule(srv)
+	if fed != nil {
+		if fed.Secret, err = loadSecret(filepath.Join(cfg.Data, s2sSecretFile)); err != nil {
+			return err
+		}
+	}
+	// Modules are set up before any listener runs: the server-to-server
+	// listeners need them.
+	if err := srv.Setup(); err != nil {
+		return err
+	}
 
 	type listener struct {
 		name      string
@@ -85,8 +99,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	for _, spec := range []struct {
 		name, addr string
 		directTLS  bool
-	}{{"c2s", cfg.C2S, false}, {"c2s_tls", cfg.C2STLS, true}} {
-		if spec.addr == "" {
+	}{{"c2s", cfg.C2S, false}, {"c2s_tls", cfg.C2STLS, true}, {"s2s", cfg.S2S, false}, {"s2s_tls", cfg.S2STLS, true}} {
+		if spec.addr == "" || fed == nil && strings.HasPrefix(spec.name, "s2s") {
 			continue
 		}
 		l, err := net.Listen("tcp", spec.addr)
@@ -116,10 +130,18 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	for _, l := range ls {
 		go func() {
 			var err error
-			if l.directTLS {
+			switch {
+			case l.name == "s2s":
+				err = fed.Serve(l.l)
+			case l.name == "s2s_tls":
+				err = fed.ServeTLS(l.l)
+			case l.directTLS:
 				err = srv.ServeTLS(l.l)
-			} else {
+			default:
 				err = srv.Serve(l.l)
+			}
+			if errors.Is(err, s2s.ErrStopped) {
+				err = treff.ErrServerClosed
 			}
 			if !errors.Is(err, treff.ErrServerClosed) {
 				err = fmt.Errorf("%s: %w", l.name, err)
@@ -285,6 +307,15 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if cfg.MUC {
 		srv.Modules = append(srv.Modules, &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
 	}
+	if cfg.S2S != "" || cfg.S2STLS != "" {
+		srv.Modules = append(srv.Modules, &s2s.Module{
+			Resolve:          cfg.S2SResolve,
+			CAFiles:          cfg.S2SCA,
+			AcceptSelfSigned: cfg.S2SSelfSigned,
+			NoDialback:       !cfg.S2SDialback,
+			IdleTimeout:      cfg.S2SIdleTimeout,
+		})
+	}
 	ah := &adhoc.Module{}
 	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{
 		AdHoc:          ah,
@@ -315,4 +346,35 @@ func expireDaily(ctx context.Context, a *accounts, after time.Duration, log *slo
 		log.Info("unused accounts expired", "deleted", len(deleted), "unused_for", after.String())
 		t.Reset(24 * time.Hour)
 	}
+}
+
+// s2sSecretFile keeps the dialback secret (XEP-0185) in the data folder,
+// so that keys handed out before a restart still verify after it.
+const s2sSecretFile = "s2s-secret"
+
+// s2sModule returns the server's federation module, or nil.
+func s2sModule(srv *treff.Server) *s2s.Module {
+	for _, m := range srv.Modules {
+		if f, ok := m.(*s2s.Module); ok {
+			return f
+		}
+	}
+	return nil
+}
+
+// loadSecret reads the secret in file, making a random one on first use.
+func loadSecret(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("s2s secret: %w", err)
+	}
+	b = make([]byte, 32)
+	rand.Read(b)
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return nil, fmt.Errorf("s2s secret: %w", err)
+	}
+	return b, nil
 }
