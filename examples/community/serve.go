@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -224,7 +225,15 @@ func loadCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
 		cert, err = tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
 	} else {
 		certFile, keyFile := filepath.Join(cfg.Data, "cert.pem"), filepath.Join(cfg.Data, "key.pem")
-		cert, err = certs.LoadOrCreate(certFile, keyFile, cfg.Domains...)
+		// The group chat service's names too: other servers check them
+		// when it talks to their users.
+		names := slices.Clone(cfg.Domains)
+		if cfg.MUC {
+			for _, d := range cfg.Domains {
+				names = append(names, "conference."+d)
+			}
+		}
+		cert, err = certs.LoadOrCreate(certFile, keyFile, names...)
 		if err == nil {
 			log.Debug("using the self-signed certificate", "file", certFile)
 		}
