@@ -314,13 +314,15 @@ func (c *in) stanza(el *xmlscan.Element) error {
 		raw = el.AppendWithout(nil, "", "xmlns")
 	}
 	st, err := treff.NewStanza(raw)
-	if err != nil {
-		return errStream("invalid-from") // unparseable addresses
+	if err != nil || st.From.Domainpart() == "" || st.To.Domainpart() == "" {
+		// RFC 6120 4.9.3.14: a stanza between servers needs valid 'from'
+		// and 'to'.
+		return errStream("improper-addressing")
 	}
-	if st.From.Domainpart() == "" || !c.authenticated(st.From.Domainpart()) {
+	if !c.authenticated(st.From.Domainpart()) {
 		return errStream("invalid-from")
 	}
-	if st.To.Domainpart() == "" || !m.srv.Serves(st.To.Domainpart()) {
+	if !m.srv.Serves(st.To.Domainpart()) {
 		return errStream("host-unknown")
 	}
 	m.srv.Route(context.Background(), st)

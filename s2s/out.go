@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,7 +98,9 @@ func (o *out) run() {
 	m := o.m
 	ctx, cancel := context.WithTimeout(context.Background(), m.connectTimeout())
 	s, method, err := m.connect(ctx, o.p)
-	timedOut := ctx.Err() != nil
+	// A read that hit the deadline (set from ctx) may return before ctx's
+	// own timer fires.
+	timedOut := ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 	cancel()
 	if err != nil {
 		o.mu.Lock()
