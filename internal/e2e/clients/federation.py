@@ -1,0 +1,191 @@
+#!/usr/bin/python3
+"""Federation scenarios for the Go end-to-end tests in internal/e2e
+(federation_test.go): two users on two different servers, each client
+logged in to its own server, talk to each other over the servers'
+server-to-server link.
+
+Usage: /usr/bin/python3 federation.py [options] SCENARIO
+
+Built on slix.py and im.py: the same kind of JSON lines on stdout (one
+object per line, ending with {"event": "done"}) and the same exit codes.
+The two clients are named "a" (--a-jid, --a-password, --a-addr) and "b"
+(--b-jid, --b-password, --b-addr); both trust the certificate authority in
+--cert. Every wait for something a server should send is bounded by --wait
+seconds (and the whole scenario by --timeout); a wait that runs out ends
+the scenario with an "error" event that says what was missing.
+
+Scenarios:
+
+    pair     a and b log in (roster, initial presence); a asks to subscribe
+             to b, b approves and asks back, a approves: both rosters end
+             at "both" and each sees the other online. Each then changes
+             its status, which the other must see; a chat message goes
+             each way, a XEP-0199 ping to the other's full JID each way;
+             and each sends a message to a user that does not exist on the
+             other's server (--a-nobody, --b-nobody), which must come back
+             as an error.
+    unknown  a alone sends a message to --a-nobody (on a domain that does
+             not resolve, or whose server cannot be reached) and waits for
+             the error that must come back.
+
+Events besides those of slix.py and im.py (presence, roster, message):
+
+    subscribed    a client's roster shows the peer with subscription both
+    status_seen   a client saw the peer's new status
+    ping          the answer to a ping: type, from, error
+    bounce        the error that came back for a message to a user or
+                  domain that does not exist: from, type, conditions
+"""
+
+import argparse
+import asyncio
+import copy
+import sys
+import time
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+
+import im
+import slix
+from im import marker
+from slix import emit, fail, step
+
+
+def client(name, o, jid, password, addr):
+    """An im.IMClient for one side: its own server address, the ping
+    plugin (it answers pings too)."""
+    co = copy.copy(o)
+    co.addr = addr
+    return im.IMClient(name, jid, password, co, plugins=["xep_0030", "xep_0199"])
+
+
+async def wait_bounce(c, to, wait):
+    """Sends a chat message to `to` and waits up to wait seconds for the
+    error message that must come back from it (or its domain)."""
+    body = "to %s %s" % (to, c.opts.body)
+    bare = slixmpp.JID(to).bare
+    domain = slixmpp.JID(to).domain
+    before = len(c.messages)
+    marker(c, "send_to_nobody", to=to)
+    t0 = time.monotonic()
+    c.send_message(mto=to, mbody=body, mtype="chat")
+
+    def bounced():
+        return [m for m in c.messages[before:] if m["type"] == "error" and m["from"] in (to, bare, domain)]
+    await c.wait_until(lambda: bounced(), "an error reply to the message to %s" % to, timeout=wait)
+    m = bounced()[0]
+    emit("bounce", client=c.name, sent_to=to, seconds=round(time.monotonic() - t0, 3),
+         **{k: m[k] for k in ("from", "type", "error", "body")})
+
+
+async def ping(c, to):
+    step("%s: ping %s" % (c.name, to))
+    try:
+        r = await c["xep_0199"].send_ping(to, timeout=c.opts.wait)
+        emit("ping", client=c.name, sent_to=to, type=r["type"], from_jid=str(r["from"]), error=None)
+    except IqError as e:
+        emit("ping", client=c.name, sent_to=to, type="error", from_jid=str(e.iq["from"]),
+             error=slix.stanza_error(e.iq.xml))
+    except IqTimeout:
+        fail("%s: no answer to the ping of %s within %gs" % (c.name, to, c.opts.wait))
+
+
+async def pair(o, clients):
+    a = client("a", o, o.a_jid, o.a_password, o.a_addr)
+    b = client("b", o, o.b_jid, o.b_password, o.b_addr)
+    clients += [a, b]
+    await asyncio.gather(a.login(), b.login())
+    await asyncio.gather(a.start_im(), b.start_im())
+    aj, bj = a.boundjid.bare, b.boundjid.bare
+
+    # Subscriptions, as im.py's subscribe_online, across servers.
+    marker(a, "subscribe")
+    a.send_presence_subscription(bj)
+    await b.wait_presence(lambda p: p["type"] == "subscribe" and slixmpp.JID(p["from"]).bare == aj,
+                          "the subscription request of %s" % aj)
+    marker(b, "approve_and_subscribe")
+    b.send_presence_subscription(aj, ptype="subscribed")
+    b.send_presence_subscription(aj)
+    await a.wait_presence(lambda p: p["type"] == "subscribed" and slixmpp.JID(p["from"]).bare == bj,
+                          "the approval of %s" % bj)
+    await a.wait_presence(lambda p: p["type"] == "subscribe" and slixmpp.JID(p["from"]).bare == bj,
+                          "the subscription request of %s" % bj)
+    marker(a, "approve")
+    a.send_presence_subscription(bj, ptype="subscribed")
+    for c, peer, other in ((a, bj, b), (b, aj, a)):
+        await c.wait_until(lambda c=c, peer=peer: im.subscribed_item(c, peer, "both"),
+                           "a roster push of %s with subscription both" % peer)
+        emit("subscribed", client=c.name, peer=peer)
+        await c.wait_until(lambda c=c, other=other: other.boundjid.full in c.online,
+                           "the available presence of %s" % other.boundjid.full)
+
+    # Presence broadcast reaches the contact on the other server.
+    marker(a, "status_change")
+    a.send_presence(pstatus="a " + o.body)
+    b.send_presence(pstatus="b " + o.body)
+    for c, other in ((a, b), (b, a)):
+        want = "%s %s" % (other.name, o.body)
+        await c.wait_presence(lambda p, other=other, want=want: p["from"] == other.boundjid.full and p["status"] == want,
+                              "the new status of %s" % other.boundjid.full)
+        emit("status_seen", client=c.name, peer=other.boundjid.full, status=want)
+
+    # Messages both ways, to the bare JID.
+    for c, other in ((a, b), (b, a)):
+        body = "from %s: %s" % (c.name, o.body)
+        marker(c, "send_message", to=other.boundjid.bare)
+        c.send_message(mto=other.boundjid.bare, mbody=body, mtype="chat")
+        await other.wait_until(lambda other=other, body=body: any(m["body"] == body for m in other.messages),
+                               "the message of %s" % c.boundjid.bare)
+
+    # An IQ to the other client, through both servers.
+    await ping(a, b.boundjid.full)
+    await ping(b, a.boundjid.full)
+
+    # A user that does not exist on the other server.
+    await wait_bounce(a, o.a_nobody, o.wait)
+    await wait_bounce(b, o.b_nobody, o.wait)
+
+    # Anything duplicated would have arrived by now.
+    await asyncio.sleep(0.3)
+    await a.sync()
+    await b.sync()
+    a.state(bj)
+    b.state(aj)
+
+
+async def unknown(o, clients):
+    a = client("a", o, o.a_jid, o.a_password, o.a_addr)
+    clients.append(a)
+    await a.login()
+    await a.start_im()
+    await wait_bounce(a, o.a_nobody, o.wait)
+
+
+SCENARIOS = {"pair": pair, "unknown": unknown}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--cert", required=True, help="PEM file of the certificate authority the servers' certificates chain to")
+    p.add_argument("--timeout", type=float, default=25, help="seconds for the whole scenario")
+    p.add_argument("--wait", type=float, default=15, help="seconds for each wait for a server")
+    p.add_argument("--debug", action="store_true", help="slixmpp debug log on stderr")
+    p.add_argument("--body", default="hello")
+    for side in ("a", "b"):
+        required = side == "a"
+        p.add_argument("--%s-jid" % side, required=required)
+        p.add_argument("--%s-password" % side, required=required)
+        p.add_argument("--%s-addr" % side, required=required, help="IP:port of its server (STARTTLS)")
+        p.add_argument("--%s-nobody" % side, default="", help="JID that must bounce")
+    o = p.parse_args(argv)
+    # What slix.Client reads from the options (addr is set per client).
+    o.mech = None
+    o.direct_tls = False
+    o.addr = None
+    return o
+
+
+if __name__ == "__main__":
+    slix.run(parse_args(sys.argv[1:]), SCENARIOS)
