@@ -269,7 +269,7 @@ func (c *in) dialbackResult(el *xmlscan.Element) error {
 		defer cancel()
 		valid, err := m.askAuthoritative(ctx, to, from, id, key)
 		if err != nil {
-			m.log().Info("s2s dialback check failed", "domain", from, "err", err)
+			m.log().Info("s2s dialback check failed", "domain", from, "why", describe(err))
 			answer("error", "remote-server-not-found")
 			return
 		}

@@ -82,7 +82,7 @@ func (o *out) writeLoop() {
 			batch[i] = nil
 		}
 		if err := s.write(buf); err != nil {
-			o.m.log().Info("s2s stream lost", "direction", "out", "domain", o.p.remote, "err", err)
+			o.m.log().Info("s2s stream lost", "direction", "out", "domain", o.p.remote, "why", describe(err))
 			o.mu.Lock()
 			o.writing = false
 			o.mu.Unlock()
@@ -113,9 +113,9 @@ func (o *out) run() {
 		if timedOut {
 			cond = treff.ErrRemoteTimeout
 		}
-		m.log().Info("s2s stream failed", "direction", "out", "domain", o.p.remote, "err", err)
+		m.log().Info("s2s stream failed", "direction", "out", "domain", o.p.remote, "why", describe(err))
 		for _, st := range pending {
-			m.bounce(st, cond, err.Error())
+			m.bounce(st, cond, describe(err))
 		}
 		return
 	}
@@ -147,7 +147,7 @@ func (o *out) run() {
 			break
 		}
 		if el.Local() == "error" && strings.HasPrefix(el.Name, "stream") {
-			m.log().Info("s2s stream error from peer", "domain", o.p.remote, "error", el.Inner())
+			m.log().Info("s2s stream error from peer", "domain", o.p.remote, "condition", el.Child)
 			break
 		}
 	}

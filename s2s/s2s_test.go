@@ -190,6 +190,10 @@ func TestUnreachable(t *testing.T) {
 	if strings.Contains(a.Logs.String(), "secret-body") {
 		t.Error("message content in the logs")
 	}
+	// Nor any IP address: failures are described in words.
+	if strings.Contains(a.Logs.String(), "127.0.0.1") {
+		t.Errorf("an IP address in the logs:\n%s", a.Logs)
+	}
 }
 
 // Fifty messages sent before the stream is up arrive in order over one

@@ -1,6 +1,7 @@
 package s2s
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,10 +9,13 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	xmppx509 "mellium.im/xmpp/x509"
@@ -198,4 +202,36 @@ func (m *Module) dialbackKey(receiving, originating, id string) string {
 // with the stream's db: prefix or with its own namespace.
 func isDialback(el *xmlscan.Element, name string) bool {
 	return el.Name == "db:"+name || el.Name == name && el.NS() == NSDialback
+}
+
+// describe says what went wrong with a connection in words that hold no
+// address: the server writes no IP address to its logs.
+func describe(err error) string {
+	var se errStream
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &se):
+		return string(se)
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "the domain does not exist"
+		}
+		return "DNS lookup failed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed by the peer"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timed out"
+	case strings.Contains(err.Error(), "tls:"), strings.Contains(err.Error(), "x509:"):
+		return "TLS failed"
+	case errors.Is(err, xmlscan.ErrNotWellFormed), errors.Is(err, xmlscan.ErrBadStreamHeader):
+		return "the peer sent bad XML"
+	}
+	return "connection failed"
 }
