@@ -214,6 +214,7 @@ type conn struct {
 	sc        *xmlscan.Scanner
 	directTLS bool
 	secure    bool
+	preSecure bool // secured by the transport (ServeConn): no STARTTLS
 	host      string
 	streamID  string
 	user      jid.JID                     // authenticated bare JID; written only by the conn's goroutine
@@ -345,6 +346,9 @@ func (c *conn) serve() *Session {
 			return nil
 		}
 		c.rw, c.secure = tc, true
+	}
+	if c.preSecure {
+		c.secure = true
 	}
 	c.sc = xmlscan.NewScanner(c.rw, srv.MaxStanzaSize)
 	for {

@@ -347,6 +347,45 @@ func (srv *Server) serve(l net.Listener, directTLS bool) error {
 	}
 }
 
+// ServeConn runs one client stream on nc until it ends. It is for
+// transports other than TCP (the WebSocket and BOSH packages): nc carries
+// the stream as bytes, like a TCP connection after TLS, and the caller
+// has secured it already (HTTPS, or a loopback connection it trusts), so
+// no STARTTLS is offered and authentication comes first. nc.RemoteAddr
+// should be the client's address (rate limits use it; it is never
+// logged). ServeConn returns ErrServerClosed if the server is shutting
+// down, else nil when the stream has ended (a session with stream
+// management may live on, waiting to be resumed over any transport).
+func (srv *Server) ServeConn(nc net.Conn) error {
+	if err := srv.init(); err != nil {
+		nc.Close()
+		return err
+	}
+	c := srv.newConn(nc, false)
+	c.preSecure = true
+	if !srv.trackConn(c, true) {
+		nc.Close()
+		return ErrServerClosed
+	}
+	sess := c.serve()
+	if sess == nil {
+		srv.trackConn(c, false)
+		srv.wg.Done()
+		return nil
+	}
+	done := make(chan struct{})
+	sess.run(func() {
+		nc.Close()
+		srv.trackConn(c, false)
+		srv.wg.Done()
+		close(done)
+	})
+	// run returns when the session ended, hibernated or parked; wait for
+	// the stream itself to end.
+	<-done
+	return nil
+}
+
 func (srv *Server) trackListener(l *net.Listener, add bool) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()

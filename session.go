@@ -470,7 +470,14 @@ func (s *Session) handle(el *xmlscan.Element) {
 	}
 	st.From = s.jid
 	// Stamp 'from' (RFC 6120 8.1.2.1): whatever the client wrote is replaced.
-	st.raw = el.AppendWithout(make([]byte, 0, len(el.Raw)+len(s.fromAttr)), s.fromAttr, "from")
+	if el.NS() == "" {
+		st.raw = el.AppendWithout(make([]byte, 0, len(el.Raw)+len(s.fromAttr)), s.fromAttr, "from")
+	} else {
+		// An explicit xmlns='jabber:client' (WebSocket clients write it on
+		// every stanza) goes: the stanza may travel on to another server,
+		// whose stream's default namespace is jabber:server.
+		st.raw = el.AppendWithout(make([]byte, 0, len(el.Raw)+len(s.fromAttr)), s.fromAttr, "from", "xmlns")
+	}
 	if err != nil {
 		st.To = jid.JID{}
 		s.replyError(st, ErrJIDMalformed)

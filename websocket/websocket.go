@@ -1,0 +1,362 @@
+// Package websocket serves XMPP over WebSocket (RFC 7395) for web clients:
+// an http.Handler, usually mounted at /xmpp-websocket, that runs each
+// WebSocket connection as a client stream of a treff.Server, with the same
+// negotiation, SASL, stream management and limits as TCP.
+//
+// RFC 7395 frames one whole XML element per WebSocket message, and opens
+// and closes the stream with <open/> and <close/> instead of the stream
+// tags. The handler translates between the two: a client's messages
+// become the byte stream the server's session layer reads, and what the
+// session writes is split back into elements, each sent as one message
+// (however large: a 20 KiB stanza is one message, never several), with
+// the namespaces each standalone element needs.
+//
+// The connection counts as secure: serve the handler over HTTPS, or over
+// plain HTTP on loopback only (a local reverse proxy that terminates TLS,
+// or tests).
+package websocket
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	xws "golang.org/x/net/websocket"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/internal/xmlscan"
+)
+
+// Namespaces of RFC 7395.
+const (
+	NSFraming = "urn:ietf:params:xml:ns:xmpp-framing"
+	// Protocol is the WebSocket subprotocol a client must ask for.
+	Protocol = "xmpp"
+)
+
+// Handler serves XMPP over WebSocket for Server.
+type Handler struct {
+	// Server runs the streams.
+	Server *treff.Server
+	// Origins are the Origin header values (scheme://host[:port]) of web
+	// pages allowed to connect. Empty allows clients that send no Origin
+	// (native clients) and pages served by this same host; "*" allows
+	// every origin.
+	Origins []string
+	// MaxStanzaSize bounds one WebSocket message; 0 means the server's
+	// MaxStanzaSize, or 256 KiB.
+	MaxStanzaSize int
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusUpgradeRequired)
+		w.Write([]byte("This is an XMPP WebSocket endpoint (RFC 7395).\n"))
+		return
+	}
+	xws.Server{Handshake: h.handshake, Handler: h.serve}.ServeHTTP(w, r)
+}
+
+// handshake checks the subprotocol and the origin.
+func (h *Handler) handshake(cfg *xws.Config, r *http.Request) error {
+	ok := false
+	for _, p := range cfg.Protocol {
+		if p == Protocol {
+			ok = true
+		}
+	}
+	if !ok {
+		return errors.New("websocket: the client did not ask for the xmpp subprotocol")
+	}
+	cfg.Protocol = []string{Protocol}
+	origin := r.Header.Get("Origin")
+	if !h.originAllowed(origin, r.Host) {
+		return errors.New("websocket: origin not allowed")
+	}
+	if origin != "" {
+		cfg.Origin, _ = url.Parse(origin)
+	}
+	return nil
+}
+
+func (h *Handler) originAllowed(origin, host string) bool {
+	if origin == "" {
+		return true
+	}
+	for _, o := range h.Origins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	if len(h.Origins) > 0 {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, host)
+}
+
+func (h *Handler) serve(ws *xws.Conn) {
+	max := h.MaxStanzaSize
+	if max <= 0 {
+		max = h.Server.MaxStanzaSize
+	}
+	if max <= 0 {
+		max = 256 << 10
+	}
+	ws.MaxPayloadBytes = max + 1024
+	ws.PayloadType = xws.TextFrame
+	c := &conn{ws: ws, remote: remoteAddr(ws.Request())}
+	h.Server.ServeConn(c)
+}
+
+// remoteAddr is the client's address from the HTTP request.
+func remoteAddr(r *http.Request) net.Addr {
+	if a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
+		return a
+	}
+	return &net.TCPAddr{}
+}
+
+// conn carries a client stream over a WebSocket connection: the byte
+// stream the session layer reads and writes on one side, RFC 7395
+// messages on the other.
+type conn struct {
+	ws     *xws.Conn
+	remote net.Addr
+
+	rbuf []byte // translated input not read yet
+
+	wmu  sync.Mutex
+	wbuf []byte // output not yet a whole element
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	for len(c.rbuf) == 0 {
+		var msg string
+		if err := xws.Message.Receive(c.ws, &msg); err != nil {
+			return 0, err
+		}
+		c.rbuf = translateIn(msg)
+	}
+	n := copy(p, c.rbuf)
+	c.rbuf = c.rbuf[n:]
+	return n, nil
+}
+
+// translateIn turns a client's message into stream bytes: <open/> into a
+// stream header, <close/> into the closing tag; anything else is passed
+// as is.
+func translateIn(msg string) []byte {
+	t := strings.TrimSpace(msg)
+	if strings.HasPrefix(t, "<open") || strings.HasPrefix(t, "<close") {
+		el, err := xmlscan.Parse([]byte(t), 0)
+		if err == nil && el.NS() == NSFraming {
+			if el.Name == "close" {
+				return []byte("</stream:stream>")
+			}
+			var b []byte
+			b = append(b, "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"...)
+			for _, a := range el.Attrs {
+				if a.Name == "xmlns" {
+					continue
+				}
+				b = append(b, ' ')
+				b = append(b, a.Name...)
+				b = append(b, "='"...)
+				b = treff.AppendEscaped(b, a.Value)
+				b = append(b, '\'')
+			}
+			return append(b, '>')
+		}
+	}
+	return []byte(msg)
+}
+
+// Write takes what the session writes and sends each whole element as
+// one message.
+func (c *conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = append(c.wbuf, p...)
+	for {
+		n := elementEnd(c.wbuf)
+		if n == 0 {
+			break
+		}
+		if out := translateOut(c.wbuf[:n]); out != nil {
+			if err := xws.Message.Send(c.ws, string(out)); err != nil {
+				return 0, err
+			}
+		}
+		c.wbuf = c.wbuf[n:]
+	}
+	if len(c.wbuf) == 0 {
+		c.wbuf = nil
+	}
+	return len(p), nil
+}
+
+// translateOut turns one element of the server's stream into a message:
+// the stream header into <open/>, the closing tag into <close/>, and
+// stream-level elements into standalone documents with their namespaces.
+func translateOut(el []byte) []byte {
+	el = bytes.TrimSpace(el)
+	switch {
+	case len(el) == 0:
+		return nil
+	case bytes.HasPrefix(el, []byte("<?xml")):
+		return nil // the declaration before the header
+	case bytes.HasPrefix(el, []byte("<stream:stream")):
+		// A copy: el is part of the write buffer.
+		selfClosed := append(bytes.Clone(bytes.TrimSuffix(el, []byte(">"))), "/>"...)
+		hdr, err := xmlscan.Parse(selfClosed, 0)
+		if err != nil {
+			return nil
+		}
+		b := []byte("<open xmlns='" + NSFraming + "'")
+		for _, a := range hdr.Attrs {
+			if a.Name == "xmlns" || strings.HasPrefix(a.Name, "xmlns:") {
+				continue
+			}
+			b = append(b, ' ')
+			b = append(b, a.Name...)
+			b = append(b, "='"...)
+			b = treff.AppendEscaped(b, a.Value)
+			b = append(b, '\'')
+		}
+		return append(b, "/>"...)
+	case bytes.Equal(el, []byte("</stream:stream>")):
+		return []byte("<close xmlns='" + NSFraming + "'/>")
+	case bytes.HasPrefix(el, []byte("<stream:")):
+		return withAttr(el, " xmlns:stream='http://etherx.jabber.org/streams'")
+	case bytes.HasPrefix(el, []byte("<message")) || bytes.HasPrefix(el, []byte("<presence")) || bytes.HasPrefix(el, []byte("<iq")):
+		if !hasOwnXMLNS(el) {
+			return withAttr(el, " xmlns='jabber:client'")
+		}
+	}
+	return el
+}
+
+// withAttr inserts attr after the element's name.
+func withAttr(el []byte, attr string) []byte {
+	i := 1
+	for i < len(el) && el[i] != ' ' && el[i] != '>' && el[i] != '/' && el[i] != '\t' && el[i] != '\n' && el[i] != '\r' {
+		i++
+	}
+	out := make([]byte, 0, len(el)+len(attr))
+	out = append(out, el[:i]...)
+	out = append(out, attr...)
+	return append(out, el[i:]...)
+}
+
+// hasOwnXMLNS reports whether the start tag of el declares a default
+// namespace.
+func hasOwnXMLNS(el []byte) bool {
+	end := tagEnd(el, 0)
+	if end < 0 {
+		return false
+	}
+	tag := el[:end]
+	return bytes.Contains(tag, []byte(" xmlns='")) || bytes.Contains(tag, []byte(" xmlns=\""))
+}
+
+// elementEnd returns the length of the first whole top-level element (or
+// XML declaration, stream header or closing tag) at the start of b, or 0
+// if b does not hold one yet. b is the server's own output: well-formed,
+// so tracking tags, quotes, comments-free content and CDATA is enough.
+func elementEnd(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	if i == len(b) {
+		return 0
+	}
+	if b[i] != '<' {
+		return 0
+	}
+	if bytes.HasPrefix(b[i:], []byte("<?")) {
+		j := bytes.Index(b[i:], []byte("?>"))
+		if j < 0 {
+			return 0
+		}
+		return i + j + 2
+	}
+	if bytes.HasPrefix(b[i:], []byte("<stream:stream")) || bytes.HasPrefix(b[i:], []byte("</stream:stream")) {
+		e := tagEnd(b, i)
+		if e < 0 {
+			return 0
+		}
+		return e
+	}
+	depth := 0
+	for i < len(b) {
+		if b[i] != '<' {
+			j := bytes.IndexByte(b[i:], '<')
+			if j < 0 {
+				return 0
+			}
+			i += j
+			continue
+		}
+		if bytes.HasPrefix(b[i:], []byte("<![CDATA[")) {
+			j := bytes.Index(b[i:], []byte("]]>"))
+			if j < 0 {
+				return 0
+			}
+			i += j + 3
+			continue
+		}
+		e := tagEnd(b, i)
+		if e < 0 {
+			return 0
+		}
+		switch {
+		case b[i+1] == '/':
+			depth--
+		case b[e-2] == '/':
+			// empty element: depth unchanged
+		default:
+			depth++
+		}
+		i = e
+		if depth == 0 {
+			return i
+		}
+	}
+	return 0
+}
+
+// tagEnd returns the index just past the tag starting at b[i] ('<'), or
+// -1 if it is not complete; '>' inside quoted attribute values does not
+// end it.
+func tagEnd(b []byte, i int) int {
+	var quote byte
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '>':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+func (c *conn) Close() error                       { return c.ws.Close() }
+func (c *conn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
+func (c *conn) RemoteAddr() net.Addr               { return c.remote }
+func (c *conn) SetDeadline(t time.Time) error      { return c.ws.SetDeadline(t) }
+func (c *conn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }
