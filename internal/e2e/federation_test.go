@@ -143,7 +143,7 @@ type federation struct {
 	// streams between ejabberd and the others use Server Dialback both
 	// ways. clientCAs holds both, for the clients.
 	ca2File, clientCAs string
-	dns    netip.AddrPort
+	dns                netip.AddrPort
 
 	prosodyLog  string // Prosody's log file (debug level)
 	ejabberdLog string // ejabberd's log file (info level)
