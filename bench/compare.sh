@@ -403,7 +403,7 @@ bench_treff() {
 	[ "$ACCOUNTS" = register ] && TREFF_REG=(-registration open -registration-per-address 1000000/1h -registration-global 1000000/1h)
 	log "treff: starting on 127.0.0.1:$TREFF_PORT"
 	sh -c "ulimit -n $NOFILE && exec taskset -c $SERVER_CPU \"\$0\" \"\$@\"" "$WORK/bin/treff-community" serve \
-		-domain "$DOMAIN" -data "$d/data" -c2s 127.0.0.1:$TREFF_PORT -c2s-tls '' -s2s '' \
+		-domain "$DOMAIN" -data "$d/data" -c2s 127.0.0.1:$TREFF_PORT -c2s-tls '' -s2s '' -http '' -https '' \
 		-cert "$WORK/cert.pem" -key "$WORK/key.pem" -log-level warn "${TREFF_REG[@]+"${TREFF_REG[@]}"}" >"$d/server.log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")

@@ -18,7 +18,7 @@ go build -o "$work/community" ./examples/community
 go build -o "$work/treff-load" ./cmd/treff-load
 
 port=$((20000 + RANDOM % 20000))
-"$work/community" -data "$work/data" -c2s "127.0.0.1:$port" -c2s-tls "" -s2s "" -log-level warn 2>"$work/server.log" &
+"$work/community" -data "$work/data" -c2s "127.0.0.1:$port" -c2s-tls "" -s2s "" -http "" -https "" -log-level warn 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 100); do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi

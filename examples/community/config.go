@@ -54,6 +54,20 @@ type Config struct {
 	// S2SIdleTimeout closes server-to-server streams idle that long (key
 	// s2s_idle_timeout). Default: 10m.
 	S2SIdleTimeout time.Duration
+	// HTTP is the plain HTTP listener for web clients (key http; loopback
+	// addresses only, for a local reverse proxy or tests); empty disables
+	// it. Default: 127.0.0.1:5280.
+	HTTP string
+	// HTTPS is the HTTPS listener (key https): WebSocket, connection
+	// discovery, the status page. Empty disables it. Default:
+	// 127.0.0.1:5281.
+	HTTPS string
+	// HTTPOrigins are the web page origins allowed to open WebSocket
+	// connections (key http_origins); empty allows pages of this server.
+	HTTPOrigins []string
+	// StatusTemplate is an html/template file replacing the built-in
+	// status page (key status_template).
+	StatusTemplate string
 	// Cert and Key are PEM files with the certificate chain and its private
 	// key (keys cert and key). Both empty means a self-signed certificate
 	// kept in Data.
@@ -171,6 +185,8 @@ func Default() Config {
 		C2S:                "127.0.0.1:5222",
 		C2STLS:             "127.0.0.1:5223",
 		S2S:                "127.0.0.1:5269",
+		HTTP:               "127.0.0.1:5280",
+		HTTPS:              "127.0.0.1:5281",
 		S2SDialback:        true,
 		S2SIdleTimeout:     10 * time.Minute,
 		LogLevel:           slog.LevelInfo,
@@ -223,6 +239,28 @@ var options = []option{
 	}},
 	{"c2s_tls", "direct TLS listener `address` (empty disables it)", func(c *Config, v string) error {
 		return setAddr(&c.C2STLS, v)
+	}},
+	{"http", "plain HTTP listener `address` for web clients, loopback only (empty disables it)", func(c *Config, v string) error {
+		if v != "" && !isLoopback(v) {
+			return fmt.Errorf("%q: plain HTTP is only for loopback addresses; use https", v)
+		}
+		return setAddr(&c.HTTP, v)
+	}},
+	{"https", "HTTPS listener `address`: WebSocket, connection discovery, status page (empty disables it)", func(c *Config, v string) error {
+		return setAddr(&c.HTTPS, v)
+	}},
+	{"http_origins", "comma-separated web page `origins` allowed to connect over WebSocket (empty: this server's pages)", func(c *Config, v string) error {
+		c.HTTPOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.HTTPOrigins = append(c.HTTPOrigins, o)
+			}
+		}
+		return nil
+	}},
+	{"status_template", "html/template `file` replacing the built-in status page", func(c *Config, v string) error {
+		c.StatusTemplate = v
+		return nil
 	}},
 	{"s2s", "listener `address` for other servers, STARTTLS (empty disables federation)", func(c *Config, v string) error {
 		return setAddr(&c.S2S, v)

@@ -60,6 +60,10 @@ domain = Example.ORG, chat.example.net
 data = /var/lib/treff   
   c2s = [::1]:5222
 c2s_tls =
+http = [::1]:8080
+https = :443
+http_origins = https://a.example, *
+status_template = /etc/treff/status.tmpl
 s2s = [::1]:5269
 s2s_tls = [::1]:5270
 s2s_ca = /etc/ssl/a.pem, /etc/ssl/b.pem
@@ -109,6 +113,10 @@ archive_retention = 30d
 		Data:               "/var/lib/treff",
 		C2S:                "[::1]:5222",
 		C2STLS:             "",
+		HTTP:               "[::1]:8080",
+		HTTPS:              ":443",
+		HTTPOrigins:        []string{"https://a.example", "*"},
+		StatusTemplate:     "/etc/treff/status.tmpl",
 		S2S:                "[::1]:5269",
 		S2STLS:             "[::1]:5270",
 		S2SCA:              []string{"/etc/ssl/a.pem", "/etc/ssl/b.pem"},
@@ -171,6 +179,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max_stanza_size = 1k\n", `x.conf:1: max_stanza_size: "1k" is not an integer`},
 		{"max_stanza_size = 9999\n", `x.conf:1: max_stanza_size: 9999 is less than 10000`},
 		{"idle_timeout = 5\n", `x.conf:1: idle_timeout: "5" is not a duration`},
+		{"http = :80\n", `x.conf:1: http: ":80": plain HTTP is only for loopback addresses; use https`},
+		{"s2s_resolve = example.net\n", `x.conf:1: s2s_resolve: "example.net" is not domain=host:port`},
 		{"idle_timeout = -1s\n", `x.conf:1: idle_timeout: -1s must be positive`},
 		{"negotiation_timeout = 0\n", `x.conf:1: negotiation_timeout: 0 must be positive`},
 		{"max_auth_failures = 0\n", `x.conf:1: max_auth_failures: 0 is less than 1`},

@@ -143,7 +143,7 @@ func tryStartServer(t *testing.T, bin, data string, extra ...string) (*server, e
 	t.Helper()
 	s := &server{logs: new(trefftest.LogBuffer), done: make(chan struct{}), data: data,
 		addr: trefftest.FreeAddr(t), tlsAddr: trefftest.FreeAddr(t)}
-	args := append([]string{"-data", data, "-c2s", s.addr, "-c2s-tls", s.tlsAddr, "-s2s", "", "-log-level", "debug"}, extra...)
+	args := append([]string{"-data", data, "-c2s", s.addr, "-c2s-tls", s.tlsAddr, "-s2s", "", "-http", "", "-https", "", "-log-level", "debug"}, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = childEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs

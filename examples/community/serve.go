@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	errc := make(chan error, len(ls)+1)
+	errc := make(chan error, len(ls)+3) // the listeners, the web listeners, one more
 	for _, l := range ls {
 		go func() {
 			var err error
@@ -152,6 +152,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		// The port only: the server logs no IP addresses.
 		_, port, _ := net.SplitHostPort(l.l.Addr().String())
 		log.Info("listening", "listener", l.name, "port", port)
+	}
+	webServers, err := startWeb(cfg, srv, cert, log, errc)
+	if err != nil {
+		closeAll()
+		ul.Close()
+		return err
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
@@ -199,10 +205,15 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	for _, h := range webServers {
+		// Hijacked WebSocket connections are streams of srv: its
+		// Shutdown closes them.
+		h.Shutdown(sctx)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown timed out; connections closed", "err", err)
 	}
-	for range ls {
+	for range len(ls) + len(webServers) {
 		if err := <-errc; !errors.Is(err, treff.ErrServerClosed) && runErr == nil {
 			runErr = err
 		}
@@ -386,4 +397,56 @@ func loadSecret(file string) ([]byte, error) {
 		return nil, fmt.Errorf("s2s secret: %w", err)
 	}
 	return b, nil
+}
+
+// startWeb starts the http and https listeners, if configured; their
+// errors go to errc (one each, http.ErrServerClosed when shut down).
+func startWeb(cfg Config, srv *treff.Server, cert tls.Certificate, log *slog.Logger, errc chan error) ([]*http.Server, error) {
+	if cfg.HTTP == "" && cfg.HTTPS == "" {
+		return nil, nil
+	}
+	var reg *register.Module
+	for _, m := range srv.Modules {
+		if r, ok := m.(*register.Module); ok {
+			reg = r
+		}
+	}
+	w, err := newWeb(cfg, srv, reg)
+	if err != nil {
+		return nil, err
+	}
+	var out []*http.Server
+	for _, spec := range []struct {
+		name, addr string
+		tls        bool
+	}{{"http", cfg.HTTP, false}, {"https", cfg.HTTPS, true}} {
+		if spec.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", spec.addr)
+		if err != nil {
+			for _, h := range out {
+				h.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", spec.name, err)
+		}
+		hs := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		if spec.tls {
+			hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			l = tls.NewListener(l, hs.TLSConfig)
+		}
+		out = append(out, hs)
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		log.Info("listening", "listener", spec.name, "port", port)
+		go func() {
+			err := hs.Serve(l)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = treff.ErrServerClosed
+			} else {
+				err = fmt.Errorf("%s: %w", spec.name, err)
+			}
+			errc <- err
+		}()
+	}
+	return out, nil
 }

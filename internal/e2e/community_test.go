@@ -125,7 +125,7 @@ func tryStartCommunity(t *testing.T, bin, data string) (*communityProc, error) {
 	t.Helper()
 	p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
 		addr: trefftest.FreeAddr(t), tls: trefftest.FreeAddr(t), cert: filepath.Join(data, "cert.pem")}
-	p.cmd = exec.Command(bin, "-data", data, "-c2s", p.addr, "-c2s-tls", p.tls, "-s2s", "", "-log-level", "debug")
+	p.cmd = exec.Command(bin, "-data", data, "-c2s", p.addr, "-c2s-tls", p.tls, "-s2s", "", "-http", "", "-https", "", "-log-level", "debug")
 	p.cmd.Env = communityEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {

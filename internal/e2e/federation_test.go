@@ -639,6 +639,7 @@ func (f *federation) startTreff(t *testing.T, users ...string) *communityProc {
 		"-s2s", ip+":5269", "-s2s-tls", "", "-s2s-ca", f.caFile,
 		"-s2s-resolve", fmt.Sprintf("%s=%s:5269,%s=%s:5269,%s=%s", fedProsody, fedAddr[fedProsody],
 			fedEjabberd, fedAddr[fedEjabberd], fedUnreachable, fedUnreachableAddr),
+		"-http", "", "-https", "",
 		"-log-level", "debug")
 	p.cmd.Env = communityEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs

@@ -1,0 +1,157 @@
+package main
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/register"
+	"github.com/treff-im/treff/websocket"
+)
+
+// The HTTP side of the example server: the WebSocket endpoint for web
+// clients, connection discovery (XEP-0156), a status page and health
+// check, served on the https listener (and on plain http, which is only
+// allowed on loopback).
+
+//go:embed status.html
+var statusHTML string
+
+// web serves the server's HTTP endpoints.
+type web struct {
+	cfg    Config
+	srv    *treff.Server
+	reg    *register.Module
+	status *template.Template
+	mux    *http.ServeMux
+}
+
+func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
+	text := statusHTML
+	if cfg.StatusTemplate != "" {
+		b, err := os.ReadFile(cfg.StatusTemplate)
+		if err != nil {
+			return nil, fmt.Errorf("status_template: %w", err)
+		}
+		text = string(b)
+	}
+	tmpl, err := template.New("status").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("status_template: %w", err)
+	}
+	w := &web{cfg: cfg, srv: srv, reg: reg, status: tmpl, mux: http.NewServeMux()}
+	w.mux.Handle("/xmpp-websocket", &websocket.Handler{Server: srv, Origins: cfg.HTTPOrigins})
+	w.mux.HandleFunc("GET /.well-known/host-meta", w.hostMeta)
+	w.mux.HandleFunc("GET /.well-known/host-meta.json", w.hostMetaJSON)
+	w.mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(rw, "ok\n")
+	})
+	w.mux.HandleFunc("GET /{$}", w.statusPage)
+	return w, nil
+}
+
+func (w *web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	rw.Header().Set("X-Content-Type-Options", "nosniff")
+	w.mux.ServeHTTP(rw, r)
+}
+
+// base is the URL of this server as the client reached it.
+func base(r *http.Request) (scheme, wsScheme, host string) {
+	if r.TLS != nil {
+		return "https", "wss", r.Host
+	}
+	return "http", "ws", r.Host
+}
+
+// hostMeta answers XEP-0156 connection discovery in XRD.
+func (w *web) hostMeta(rw http.ResponseWriter, r *http.Request) {
+	s, ws, host := base(r)
+	rw.Header().Set("Content-Type", "application/xrd+xml")
+	rw.Header().Set("Access-Control-Allow-Origin", "*")
+	fmt.Fprintf(rw, "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"+
+		"  <Link rel='urn:xmpp:alt-connections:websocket' href='%s'/>\n</XRD>\n",
+		template.HTMLEscapeString(ws+"://"+host+"/xmpp-websocket"))
+	_ = s
+}
+
+// hostMetaJSON answers XEP-0156 connection discovery in JRD.
+func (w *web) hostMetaJSON(rw http.ResponseWriter, r *http.Request) {
+	_, ws, host := base(r)
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Access-Control-Allow-Origin", "*")
+	json.NewEncoder(rw).Encode(map[string]any{"links": []map[string]string{
+		{"rel": "urn:xmpp:alt-connections:websocket", "href": ws + "://" + host + "/xmpp-websocket"},
+	}})
+}
+
+// statusData is what the status page template gets. Its fields are the
+// template's interface: an operator's own template may use all of them.
+type statusData struct {
+	Domain           string // the first domain served
+	Domains          []string
+	Registration     string // open, closed or invite, as it is now
+	Archive          bool   // messages are archived
+	ArchiveRetention string // e.g. "365 days"; empty: kept until deleted
+	Upload           bool   // file sharing is on
+	UploadExpire     string // how long shared files are kept
+	ExpireAfter      string // unused accounts may be deleted after this
+	WebClient        string // the web client's path, or empty
+}
+
+func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
+	d := statusData{
+		Domain:       w.cfg.Domains[0],
+		Domains:      w.cfg.Domains,
+		Registration: string(register.Closed),
+		Archive:      w.cfg.Archive,
+		ExpireAfter:  days(w.cfg.ExpireAfter),
+	}
+	if w.reg != nil {
+		d.Registration = string(w.reg.CurrentPolicy())
+	}
+	if w.cfg.Archive && w.cfg.ArchiveRetention > 0 {
+		d.ArchiveRetention = days(w.cfg.ArchiveRetention)
+	}
+	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+	rw.Header().Set("Cache-Control", "no-cache")
+	rw.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	if err := w.status.Execute(rw, d); err != nil {
+		w.srv.Log().Error("status page failed", "err", err)
+	}
+}
+
+// days renders a duration of whole days ("365 days"), else as Go does.
+func days(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	if d%(24*time.Hour) == 0 {
+		n := int(d / (24 * time.Hour))
+		if n == 1 {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", n)
+	}
+	return d.String()
+}
+
+// isLoopback reports whether a listen address is on loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
