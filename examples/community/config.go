@@ -68,6 +68,10 @@ type Config struct {
 	// StatusTemplate is an html/template file replacing the built-in
 	// status page (key status_template).
 	StatusTemplate string
+	// WebClient is a folder holding Converse.js (its dist/ folder, as
+	// scripts/fetch-converse.sh puts it), served at /chat/ and set up to
+	// connect to this server's WebSocket (key web_client).
+	WebClient string
 	// Cert and Key are PEM files with the certificate chain and its private
 	// key (keys cert and key). Both empty means a self-signed certificate
 	// kept in Data.
@@ -260,6 +264,10 @@ var options = []option{
 	}},
 	{"status_template", "html/template `file` replacing the built-in status page", func(c *Config, v string) error {
 		c.StatusTemplate = v
+		return nil
+	}},
+	{"web_client", "`folder` with Converse.js (dist/) to serve at /chat/ (empty: none)", func(c *Config, v string) error {
+		c.WebClient = v
 		return nil
 	}},
 	{"s2s", "listener `address` for other servers, STARTTLS (empty disables federation)", func(c *Config, v string) error {

@@ -64,6 +64,7 @@ http = [::1]:8080
 https = :443
 http_origins = https://a.example, *
 status_template = /etc/treff/status.tmpl
+web_client = /srv/converse
 s2s = [::1]:5269
 s2s_tls = [::1]:5270
 s2s_ca = /etc/ssl/a.pem, /etc/ssl/b.pem
@@ -117,6 +118,7 @@ archive_retention = 30d
 		HTTPS:              ":443",
 		HTTPOrigins:        []string{"https://a.example", "*"},
 		StatusTemplate:     "/etc/treff/status.tmpl",
+		WebClient:          "/srv/converse",
 		S2S:                "[::1]:5269",
 		S2STLS:             "[::1]:5270",
 		S2SCA:              []string{"/etc/ssl/a.pem", "/etc/ssl/b.pem"},

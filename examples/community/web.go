@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/treff-im/treff"
@@ -55,7 +56,43 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 		io.WriteString(rw, "ok\n")
 	})
 	w.mux.HandleFunc("GET /{$}", w.statusPage)
+	if cfg.WebClient != "" {
+		dist := filepath.Join(cfg.WebClient, "dist")
+		w.mux.Handle("GET /chat/dist/", http.StripPrefix("/chat/dist/", http.FileServer(http.Dir(dist))))
+		w.mux.HandleFunc("GET /chat/{$}", w.chatPage)
+		w.mux.Handle("GET /chat", http.RedirectHandler("/chat/", http.StatusMovedPermanently))
+	}
 	return w, nil
+}
+
+// chatPage starts Converse.js, connected to this server's WebSocket.
+func (w *web) chatPage(rw http.ResponseWriter, r *http.Request) {
+	_, ws, host := base(r)
+	settings, _ := json.Marshal(map[string]any{
+		"websocket_url":               ws + "://" + host + "/xmpp-websocket",
+		"discover_connection_methods": false,
+		"assets_path":                 "/chat/dist/",
+		"view_mode":                   "fullscreen",
+		"default_domain":              w.cfg.Domains[0],
+		"locked_domain":               w.cfg.Domains[0],
+		"muc_domain":                  "conference." + w.cfg.Domains[0],
+		"allow_registration":          false,
+		"i18n":                        "en",
+		"auto_reconnect":              true,
+	})
+	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+	rw.Header().Set("Cache-Control", "no-cache")
+	fmt.Fprintf(rw, `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>%s — chat</title>
+<link rel="stylesheet" href="/chat/dist/converse.min.css">
+<script type="module" src="/chat/dist/converse.min.js"></script>
+</head><body class="converse-fullscreen">
+<script type="module">
+converse.initialize(%s);
+</script>
+</body></html>
+`, template.HTMLEscapeString(w.cfg.Domains[0]), settings)
 }
 
 func (w *web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
@@ -113,6 +150,9 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 		Registration: string(register.Closed),
 		Archive:      w.cfg.Archive,
 		ExpireAfter:  days(w.cfg.ExpireAfter),
+	}
+	if w.cfg.WebClient != "" {
+		d.WebClient = "/chat/"
 	}
 	if w.reg != nil {
 		d.Registration = string(w.reg.CurrentPolicy())
