@@ -54,7 +54,10 @@ type Stanza struct {
 // modify it.
 func (st *Stanza) Raw() []byte { return st.raw }
 
-// Attr returns the value of an attribute of the stanza's own element.
+// Attr returns the value of an attribute of the stanza's own element as
+// it was received: for a client's stanza, before the server stamped
+// 'from' and dropped an explicit xmlns (use From, and Raw for what is
+// delivered).
 func (st *Stanza) Attr(name string) (string, bool) { return st.el.Attr(name) }
 
 // Inner returns the stanza's content between its start and end tags.

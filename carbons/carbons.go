@@ -215,7 +215,7 @@ func (m *Module) send(to []*treff.Session, st *treff.Stanza, user jid.JID, dir s
 	// On the client stream the message had jabber:client as its default
 	// namespace; inside <forwarded/> it must say so itself (XEP-0297).
 	const open = "<message"
-	if _, ok := st.Attr("xmlns"); !ok && bytes.HasPrefix(raw, []byte(open)) {
+	if !ownNamespace(raw) && bytes.HasPrefix(raw, []byte(open)) {
 		tail = append(tail, open+" xmlns='"+nsClient+"'"...)
 		tail = append(tail, raw[len(open):]...)
 	} else {
@@ -250,4 +250,16 @@ func (m *Module) stripPrivate(ctx context.Context, st *treff.Stanza) bool {
 		}
 	}
 	return false
+}
+
+// ownNamespace reports whether the start tag of raw declares a default
+// namespace (the server drops a client's xmlns='jabber:client' when it
+// stamps the sender, but a stanza from elsewhere may carry one).
+func ownNamespace(raw []byte) bool {
+	end := bytes.IndexByte(raw, '>')
+	if end < 0 {
+		return false
+	}
+	tag := raw[:end]
+	return bytes.Contains(tag, []byte(" xmlns='")) || bytes.Contains(tag, []byte(" xmlns=\""))
 }

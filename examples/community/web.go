@@ -110,13 +110,12 @@ func base(r *http.Request) (scheme, wsScheme, host string) {
 
 // hostMeta answers XEP-0156 connection discovery in XRD.
 func (w *web) hostMeta(rw http.ResponseWriter, r *http.Request) {
-	s, ws, host := base(r)
+	_, ws, host := base(r)
 	rw.Header().Set("Content-Type", "application/xrd+xml")
 	rw.Header().Set("Access-Control-Allow-Origin", "*")
 	fmt.Fprintf(rw, "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"+
 		"  <Link rel='urn:xmpp:alt-connections:websocket' href='%s'/>\n</XRD>\n",
 		template.HTMLEscapeString(ws+"://"+host+"/xmpp-websocket"))
-	_ = s
 }
 
 // hostMetaJSON answers XEP-0156 connection discovery in JRD.
