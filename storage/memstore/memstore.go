@@ -56,6 +56,7 @@ type Store struct {
 	blocks   map[string]map[string]bool     // user -> blocked JIDs (blocklist.go)
 	pep      map[string]map[string]*pepNode // owner -> node name -> node
 	archive  *archives                      // message archives (archive.go)
+	uploads  map[string]storage.Upload      // by ID (upload.go)
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

@@ -95,6 +95,7 @@ var groups = []group{
 	{"Blocklists", blocklistTests},
 	{"PEP", pepTests},
 	{"Archive", archiveTests},
+	{"Uploads", uploadTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},
