@@ -68,6 +68,23 @@ type Config struct {
 	// StatusTemplate is an html/template file replacing the built-in
 	// status page (key status_template).
 	StatusTemplate string
+	// HTTPURL is the public base URL of the https listener, as clients
+	// reach it (key http_url), e.g. https://chat.example.org/ behind a
+	// reverse proxy. Empty means https://DOMAIN:PORT/ of the https
+	// listener.
+	HTTPURL string
+	// Upload turns on HTTP file upload (XEP-0363) on upload.DOMAIN, with
+	// files kept in Data/uploads (key upload; needs https). Default: yes.
+	Upload bool
+	// UploadMaxSize is the largest file accepted (key upload_max_size).
+	// Default: 10M.
+	UploadMaxSize int64
+	// UploadQuota is the most bytes of files a user may keep (key
+	// upload_quota). Default: 100M.
+	UploadQuota int64
+	// UploadExpire is how long shared files are kept (key
+	// upload_expire). Default: 30d.
+	UploadExpire time.Duration
 	// WebClient is a folder holding Converse.js (its dist/ folder, as
 	// scripts/fetch-converse.sh puts it), served at /chat/ and set up to
 	// connect to this server's WebSocket (key web_client).
@@ -191,6 +208,10 @@ func Default() Config {
 		S2S:                "127.0.0.1:5269",
 		HTTP:               "127.0.0.1:5280",
 		HTTPS:              "127.0.0.1:5281",
+		Upload:             true,
+		UploadMaxSize:      10 << 20,
+		UploadQuota:        100 << 20,
+		UploadExpire:       30 * 24 * time.Hour,
 		S2SDialback:        true,
 		S2SIdleTimeout:     10 * time.Minute,
 		LogLevel:           slog.LevelInfo,
@@ -265,6 +286,25 @@ var options = []option{
 	{"status_template", "html/template `file` replacing the built-in status page", func(c *Config, v string) error {
 		c.StatusTemplate = v
 		return nil
+	}},
+	{"http_url", "public base `URL` of the https listener (empty: https://DOMAIN:PORT/)", func(c *Config, v string) error {
+		if v != "" && !strings.HasPrefix(v, "https://") && !strings.HasPrefix(v, "http://") {
+			return fmt.Errorf("%q is not an http(s) URL", v)
+		}
+		c.HTTPURL = v
+		return nil
+	}},
+	{"upload", "HTTP file upload on upload.DOMAIN (yes or no; needs https)", func(c *Config, v string) error {
+		return setBool(&c.Upload, v)
+	}},
+	{"upload_max_size", "largest file accepted (`size` like 10M)", func(c *Config, v string) error {
+		return setSize(&c.UploadMaxSize, v)
+	}},
+	{"upload_quota", "most file bytes a user may keep (`size` like 100M)", func(c *Config, v string) error {
+		return setSize(&c.UploadQuota, v)
+	}},
+	{"upload_expire", "keep shared files this long (`duration` or days like 30d)", func(c *Config, v string) error {
+		return setDays(&c.UploadExpire, v)
 	}},
 	{"web_client", "`folder` with Converse.js (dist/) to serve at /chat/ (empty: none)", func(c *Config, v string) error {
 		c.WebClient = v
@@ -566,6 +606,28 @@ func setBool(dst *bool, v string) error {
 
 // setDays parses a positive duration where "d" counts days (365d), or a
 // Go duration (8760h).
+// setSize parses a byte count with an optional K, M or G suffix (powers
+// of 1024).
+func setSize(dst *int64, v string) error {
+	mult := int64(1)
+	n := strings.ToUpper(strings.TrimSpace(v))
+	for _, u := range []struct {
+		s string
+		m int64
+	}{{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}} {
+		if t, ok := strings.CutSuffix(n, u.s); ok {
+			n, mult = t, u.m
+			break
+		}
+	}
+	x, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || x < 1 {
+		return fmt.Errorf("%q is not a size (like 10M)", v)
+	}
+	*dst = x * mult
+	return nil
+}
+
 func setDays(dst *time.Duration, v string) error {
 	if n, ok := strings.CutSuffix(v, "d"); ok {
 		days, err := strconv.Atoi(n)

@@ -65,6 +65,11 @@ https = :443
 http_origins = https://a.example, *
 status_template = /etc/treff/status.tmpl
 web_client = /srv/converse
+http_url = https://chat.example.org/
+upload = no
+upload_max_size = 512K
+upload_quota = 2G
+upload_expire = 7d
 s2s = [::1]:5269
 s2s_tls = [::1]:5270
 s2s_ca = /etc/ssl/a.pem, /etc/ssl/b.pem
@@ -119,6 +124,11 @@ archive_retention = 30d
 		HTTPOrigins:        []string{"https://a.example", "*"},
 		StatusTemplate:     "/etc/treff/status.tmpl",
 		WebClient:          "/srv/converse",
+		HTTPURL:            "https://chat.example.org/",
+		Upload:             false,
+		UploadMaxSize:      512 << 10,
+		UploadQuota:        2 << 30,
+		UploadExpire:       7 * 24 * time.Hour,
 		S2S:                "[::1]:5269",
 		S2STLS:             "[::1]:5270",
 		S2SCA:              []string{"/etc/ssl/a.pem", "/etc/ssl/b.pem"},

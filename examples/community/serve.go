@@ -37,6 +37,7 @@ import (
 	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/s2s"
 	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/upload"
 	"github.com/treff-im/treff/version"
 	"github.com/treff-im/treff/xtime"
 )
@@ -327,6 +328,15 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if cfg.MUC {
 		srv.Modules = append(srv.Modules, &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
 	}
+	if cfg.Upload && cfg.HTTPS != "" {
+		srv.Modules = append(srv.Modules, &upload.Module{
+			BaseURL:     publicURL(cfg) + "upload/",
+			Dir:         filepath.Join(cfg.Data, "uploads"),
+			MaxFileSize: cfg.UploadMaxSize,
+			Quota:       cfg.UploadQuota,
+			Expire:      cfg.UploadExpire,
+		})
+	}
 	if cfg.S2S != "" || cfg.S2STLS != "" {
 		srv.Modules = append(srv.Modules, &s2s.Module{
 			Resolve:          cfg.S2SResolve,
@@ -449,4 +459,14 @@ func startWeb(cfg Config, srv *treff.Server, cert tls.Certificate, log *slog.Log
 		}()
 	}
 	return out, nil
+}
+
+// publicURL is the https listener's base URL as clients reach it, ending
+// in a slash.
+func publicURL(cfg Config) string {
+	if cfg.HTTPURL != "" {
+		return strings.TrimSuffix(cfg.HTTPURL, "/") + "/"
+	}
+	_, port, _ := net.SplitHostPort(cfg.HTTPS)
+	return "https://" + net.JoinHostPort(cfg.Domains[0], port) + "/"
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/register"
+	"github.com/treff-im/treff/upload"
 	"github.com/treff-im/treff/websocket"
 )
 
@@ -32,6 +33,7 @@ type web struct {
 	reg    *register.Module
 	status *template.Template
 	mux    *http.ServeMux
+	upload bool // file upload is served under /upload/
 }
 
 func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
@@ -56,6 +58,12 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 		io.WriteString(rw, "ok\n")
 	})
 	w.mux.HandleFunc("GET /{$}", w.statusPage)
+	for _, m := range srv.Modules {
+		if up, ok := m.(*upload.Module); ok {
+			w.upload = true
+			w.mux.Handle("/upload/", up.HTTPHandler())
+		}
+	}
 	if cfg.WebClient != "" {
 		dist := filepath.Join(cfg.WebClient, "dist")
 		w.mux.Handle("GET /chat/dist/", http.StripPrefix("/chat/dist/", http.FileServer(http.Dir(dist))))
@@ -152,6 +160,10 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	}
 	if w.cfg.WebClient != "" {
 		d.WebClient = "/chat/"
+	}
+	if w.upload {
+		d.Upload = true
+		d.UploadExpire = days(w.cfg.UploadExpire)
 	}
 	if w.reg != nil {
 		d.Registration = string(w.reg.CurrentPolicy())
