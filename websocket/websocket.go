@@ -30,6 +30,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/internal/xmlsplit"
 )
 
 // Namespaces of RFC 7395.
@@ -186,7 +187,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	defer c.wmu.Unlock()
 	c.wbuf = append(c.wbuf, p...)
 	for {
-		n := elementEnd(c.wbuf)
+		n := xmlsplit.ElementEnd(c.wbuf)
 		if n == 0 {
 			break
 		}
@@ -234,124 +235,8 @@ func translateOut(el []byte) []byte {
 		return append(b, "/>"...)
 	case bytes.Equal(el, []byte("</stream:stream>")):
 		return []byte("<close xmlns='" + NSFraming + "'/>")
-	case bytes.HasPrefix(el, []byte("<stream:")):
-		return withAttr(el, " xmlns:stream='http://etherx.jabber.org/streams'")
-	case bytes.HasPrefix(el, []byte("<message")) || bytes.HasPrefix(el, []byte("<presence")) || bytes.HasPrefix(el, []byte("<iq")):
-		if !hasOwnXMLNS(el) {
-			return withAttr(el, " xmlns='jabber:client'")
-		}
 	}
-	return el
-}
-
-// withAttr inserts attr after the element's name.
-func withAttr(el []byte, attr string) []byte {
-	i := 1
-	for i < len(el) && el[i] != ' ' && el[i] != '>' && el[i] != '/' && el[i] != '\t' && el[i] != '\n' && el[i] != '\r' {
-		i++
-	}
-	out := make([]byte, 0, len(el)+len(attr))
-	out = append(out, el[:i]...)
-	out = append(out, attr...)
-	return append(out, el[i:]...)
-}
-
-// hasOwnXMLNS reports whether the start tag of el declares a default
-// namespace.
-func hasOwnXMLNS(el []byte) bool {
-	end := tagEnd(el, 0)
-	if end < 0 {
-		return false
-	}
-	tag := el[:end]
-	return bytes.Contains(tag, []byte(" xmlns='")) || bytes.Contains(tag, []byte(" xmlns=\""))
-}
-
-// elementEnd returns the length of the first whole top-level element (or
-// XML declaration, stream header or closing tag) at the start of b, or 0
-// if b does not hold one yet. b is the server's own output: well-formed,
-// so tracking tags, quotes, comments-free content and CDATA is enough.
-func elementEnd(b []byte) int {
-	i := 0
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	if i == len(b) {
-		return 0
-	}
-	if b[i] != '<' {
-		return 0
-	}
-	if bytes.HasPrefix(b[i:], []byte("<?")) {
-		j := bytes.Index(b[i:], []byte("?>"))
-		if j < 0 {
-			return 0
-		}
-		return i + j + 2
-	}
-	if bytes.HasPrefix(b[i:], []byte("<stream:stream")) || bytes.HasPrefix(b[i:], []byte("</stream:stream")) {
-		e := tagEnd(b, i)
-		if e < 0 {
-			return 0
-		}
-		return e
-	}
-	depth := 0
-	for i < len(b) {
-		if b[i] != '<' {
-			j := bytes.IndexByte(b[i:], '<')
-			if j < 0 {
-				return 0
-			}
-			i += j
-			continue
-		}
-		if bytes.HasPrefix(b[i:], []byte("<![CDATA[")) {
-			j := bytes.Index(b[i:], []byte("]]>"))
-			if j < 0 {
-				return 0
-			}
-			i += j + 3
-			continue
-		}
-		e := tagEnd(b, i)
-		if e < 0 {
-			return 0
-		}
-		switch {
-		case b[i+1] == '/':
-			depth--
-		case b[e-2] == '/':
-			// empty element: depth unchanged
-		default:
-			depth++
-		}
-		i = e
-		if depth == 0 {
-			return i
-		}
-	}
-	return 0
-}
-
-// tagEnd returns the index just past the tag starting at b[i] ('<'), or
-// -1 if it is not complete; '>' inside quoted attribute values does not
-// end it.
-func tagEnd(b []byte, i int) int {
-	var quote byte
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '"':
-			quote = c
-		case c == '>':
-			return j + 1
-		}
-	}
-	return -1
+	return xmlsplit.Standalone(el)
 }
 
 func (c *conn) Close() error                       { return c.ws.Close() }
