@@ -197,3 +197,12 @@ func TestOutboundStampAndDeliveredHooks(t *testing.T) {
 		t.Errorf("delivered %s, want %s", got, want)
 	}
 }
+
+// The legacy session request (RFC 3921) is answered also after binding,
+// where Strophe.js sends it.
+func TestSessionRequestAfterBind(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.Login(t, "alice", "alicepw", "r")
+	c.Send("<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+	c.Expect(`<iq type='result' id='s1' to='alice@localhost/r'/>`)
+}

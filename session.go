@@ -500,6 +500,12 @@ func (s *Session) handle(el *xmlscan.Element) {
 			return
 		}
 	}
+	if st.Kind == KindIQ && st.Type == "set" && st.Payload.Space == nsSession && st.To.Equal(jid.JID{}) {
+		// The legacy session request (RFC 3921 3) that some clients
+		// (Strophe.js, under Converse) send after binding: a no-op.
+		s.Send(AppendResult(nil, st, nil))
+		return
+	}
 	if st.Kind == KindPresence && st.To.Equal(jid.JID{}) {
 		s.updatePresence(st)
 	}
