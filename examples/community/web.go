@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/bosh"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/upload"
 	"github.com/treff-im/treff/websocket"
 )
 
-// The HTTP side of the example server: the WebSocket endpoint for web
-// clients, connection discovery (XEP-0156), a status page and health
+// The HTTP side of the example server: the WebSocket and BOSH endpoints
+// for web clients, connection discovery (XEP-0156), a status page and health
 // check, served on the https listener (and on plain http, which is only
 // allowed on loopback).
 
@@ -51,6 +52,7 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 	}
 	w := &web{cfg: cfg, srv: srv, reg: reg, status: tmpl, mux: http.NewServeMux()}
 	w.mux.Handle("/xmpp-websocket", &websocket.Handler{Server: srv, Origins: cfg.HTTPOrigins})
+	w.mux.Handle("/http-bind", &bosh.Handler{Server: srv})
 	w.mux.HandleFunc("GET /.well-known/host-meta", w.hostMeta)
 	w.mux.HandleFunc("GET /.well-known/host-meta.json", w.hostMetaJSON)
 	w.mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
@@ -118,21 +120,23 @@ func base(r *http.Request) (scheme, wsScheme, host string) {
 
 // hostMeta answers XEP-0156 connection discovery in XRD.
 func (w *web) hostMeta(rw http.ResponseWriter, r *http.Request) {
-	_, ws, host := base(r)
 	rw.Header().Set("Content-Type", "application/xrd+xml")
 	rw.Header().Set("Access-Control-Allow-Origin", "*")
+	s, ws, host := base(r)
 	fmt.Fprintf(rw, "<?xml version='1.0' encoding='utf-8'?>\n<XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n"+
-		"  <Link rel='urn:xmpp:alt-connections:websocket' href='%s'/>\n</XRD>\n",
-		template.HTMLEscapeString(ws+"://"+host+"/xmpp-websocket"))
+		"  <Link rel='urn:xmpp:alt-connections:websocket' href='%s'/>\n"+
+		"  <Link rel='urn:xmpp:alt-connections:xbosh' href='%s'/>\n</XRD>\n",
+		template.HTMLEscapeString(ws+"://"+host+"/xmpp-websocket"), template.HTMLEscapeString(s+"://"+host+"/http-bind"))
 }
 
 // hostMetaJSON answers XEP-0156 connection discovery in JRD.
 func (w *web) hostMetaJSON(rw http.ResponseWriter, r *http.Request) {
-	_, ws, host := base(r)
+	s, ws, host := base(r)
 	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Access-Control-Allow-Origin", "*")
 	json.NewEncoder(rw).Encode(map[string]any{"links": []map[string]string{
 		{"rel": "urn:xmpp:alt-connections:websocket", "href": ws + "://" + host + "/xmpp-websocket"},
+		{"rel": "urn:xmpp:alt-connections:xbosh", "href": s + "://" + host + "/http-bind"},
 	}})
 }
 
