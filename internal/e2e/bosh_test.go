@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -55,37 +58,7 @@ func stanzaJS(t *testing.T, transport, path string) {
 	}
 
 	bob := s.Login(t, "bob", bobPW, "desk")
-	body := uniqueBody("stanzajs-" + transport)
-	peer := peerEcho(bob, "alice@localhost/", body)
-
-	argv := []string{filepath.Join(jsDir, "bosh.mjs"), "--url", url, "--transport", transport,
-		"--jid", "alice@localhost", "--password", alicePW, "--peer", bob.JID, "--body", body,
-		"--timeout", fmt.Sprint(scriptTimeout.Seconds())}
-	if testing.Verbose() && os.Getenv("E2E_DEBUG") != "" {
-		argv = append(argv, "--debug")
-	}
-	es := runClient(t, "node bosh.mjs "+transport, nodeEnv(s.CertFile), "node", argv...)
-
-	var login struct {
-		JID, Mech, Transport string
-	}
-	es.one(t, "login", "alice").decode(t, &login)
-	if !strings.HasPrefix(login.JID, "alice@localhost/") || login.Transport != transport || login.Mech == "" {
-		t.Errorf("login: %+v", login)
-	}
-	if err := <-peer; err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range es.of("message", "alice") {
-		got = append(got, e.From+" "+e.Type+" "+e.Body)
-	}
-	if want := []string{bob.JID + " chat reply " + body}; strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("alice got messages %q, want %q", got, want)
-	}
-	if len(es.of("offline", "alice")) != 1 {
-		t.Errorf("alice did not end her session")
-	}
+	runStanzaJS(t, transport, url, s.CertFile, bob)
 	for i := 0; i < 100 && len(s.Server.Sessions(jid.MustParse("alice@localhost"))) != 0; i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -129,4 +102,67 @@ func peerEcho(c *trefftest.Client, fromPrefix, body string) <-chan error {
 		errc <- fmt.Errorf("bob: no message from alice; got %q", buf.String())
 	}()
 	return errc
+}
+
+// runStanzaJS runs js/bosh.mjs as alice over transport at url (trusting
+// certFile) and checks her exchange with bob, logged in on TCP.
+func runStanzaJS(t *testing.T, transport, url, certFile string, bob *trefftest.Client) {
+	t.Helper()
+	body := uniqueBody("stanzajs-" + transport)
+	peer := peerEcho(bob, "alice@localhost/", body)
+
+	argv := []string{filepath.Join(jsDir, "bosh.mjs"), "--url", url, "--transport", transport,
+		"--jid", "alice@localhost", "--password", alicePW, "--peer", bob.JID, "--body", body,
+		"--timeout", fmt.Sprint(scriptTimeout.Seconds())}
+	if testing.Verbose() && os.Getenv("E2E_DEBUG") != "" {
+		argv = append(argv, "--debug")
+	}
+	es := runClient(t, "node bosh.mjs "+transport, nodeEnv(certFile), "node", argv...)
+
+	var login struct {
+		JID, Mech, Transport string
+	}
+	es.one(t, "login", "alice").decode(t, &login)
+	if !strings.HasPrefix(login.JID, "alice@localhost/") || login.Transport != transport || login.Mech == "" {
+		t.Errorf("login: %+v", login)
+	}
+	if err := <-peer; err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es.of("message", "alice") {
+		got = append(got, e.From+" "+e.Type+" "+e.Body)
+	}
+	if want := []string{bob.JID + " chat reply " + body}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("alice got messages %q, want %q", got, want)
+	}
+	if len(es.of("offline", "alice")) != 1 {
+		t.Errorf("alice did not end her session")
+	}
+}
+
+// TestStanzaJSBOSHCommunity: StanzaJS over BOSH against the example
+// server binary's https listener (its certificate checked), chatting with
+// bob on the binary's TCP listener.
+func TestStanzaJSBOSHCommunity(t *testing.T) {
+	needXMPPJS(t)
+	bin := buildCommunity(t)
+	data := t.TempDir()
+	for _, a := range [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}} {
+		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0])
+	}
+	w := startWebCommunity(t, bin, data)
+	pem, err := os.ReadFile(w.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	nc, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := trefftest.NewClient(t, nc, "localhost", &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	bob.Login("bob", bobPW, "desk")
+	runStanzaJS(t, "bosh", "https://"+w.https+"/http-bind", w.cert, bob)
 }
