@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -180,5 +184,71 @@ func TestUploadSlixmpp(t *testing.T) {
 	es.one(t, "uploaded", "alice").decode(t, &again)
 	if resp, body := get(again.URL); resp.StatusCode != 200 || !bytes.Equal(body, files["third.bin"]) {
 		t.Errorf("upload after expiry: GET status %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
+
+// TestUploadCommunity: the same against the example server binary, whose
+// https listener serves the upload service under /upload/ with its own
+// certificate (trusted by slixmpp's aiohttp through SSL_CERT_FILE): a
+// photo goes up and comes back byte for byte; past the quota the spec's
+// error comes back.
+func TestUploadCommunity(t *testing.T) {
+	needSlixmpp(t)
+	bin := buildCommunity(t)
+	data := t.TempDir()
+	runCommunity(t, bin, "adduser", "-data", data, "-password", alicePW, "alice@localhost")
+	w := startWebCommunity(t, bin, data, "-upload-max-size", "2000", "-upload-quota", "3000")
+
+	dir := t.TempDir()
+	photo := make([]byte, 1800)
+	rand.Read(photo)
+	photoFile := filepath.Join(dir, "photo.png")
+	moreFile := filepath.Join(dir, "more.bin")
+	for f, b := range map[string][]byte{photoFile: photo, moreFile: photo[:1500]} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script, err := filepath.Abs(filepath.Join("clients", "upload.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := runClient(t, "upload.py community", append(pythonEnv(), "SSL_CERT_FILE="+w.cert), python, script,
+		"--cert", w.cert, "--timeout", fmt.Sprint(scriptTimeout.Seconds()), "--addr", w.addr,
+		"upload", "--jid", "alice@localhost", "--password", alicePW, "--file", photoFile, "--file", moreFile)
+	results := map[string]uploadResult{}
+	for _, e := range es {
+		if e.Event == "uploaded" || e.Event == "upload_error" {
+			var r uploadResult
+			e.decode(t, &r)
+			results[r.File] = r
+		}
+	}
+	r := results["photo.png"]
+	_, port, _ := net.SplitHostPort(w.https)
+	if !strings.HasPrefix(r.URL, "https://localhost:"+port+"/upload/") {
+		t.Fatalf("photo: %+v, want a GET URL on the https listener", r)
+	}
+	pem, err := os.ReadFile(w.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, w.https)
+		}}}
+	resp, err := hc.Get(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(body, photo) || resp.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("GET %s: %d, %d bytes, %q; want the %d bytes uploaded as image/png", r.URL, resp.StatusCode, len(body), resp.Header.Get("Content-Type"), len(photo))
+	}
+	if r := results["more.bin"]; r.Kind != "stanza" || len(r.Error.Conditions) != 1 || r.Error.Conditions[0] != "resource-constraint" {
+		t.Errorf("upload over quota: %+v", r)
 	}
 }
