@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,32 +18,14 @@ import (
 	"github.com/treff-im/treff/trefftest"
 )
 
-// clock is a settable time source for the module.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // setup starts a server with the module (configured by cfg, if given) and
 // a clock starting at t0, and creates alice, bob and carol.
-func setup(t *testing.T, cfg func(m *Module)) (*trefftest.Server, *Module, *clock) {
+func setup(t *testing.T, cfg func(m *Module)) (*trefftest.Server, *Module, *trefftest.Clock) {
 	t.Helper()
-	c := &clock{t: t0}
-	m := &Module{now: c.now}
+	c := trefftest.NewClock(t0)
+	m := &Module{now: c.Now}
 	if cfg != nil {
 		cfg(m)
 	}
@@ -242,7 +223,7 @@ func TestPaging(t *testing.T) {
 	flush(t, b)
 	var bobIDs []string
 	for i := range 25 {
-		clk.add(time.Second)
+		clk.Add(time.Second)
 		a.Send("<message to='bob@localhost' type='chat' id='x" + fmt.Sprint(i) + "'><body>" + body(i) + "</body></message>")
 		got := b.Expect(`(?s)<message[^>]*id='x` + fmt.Sprint(i) + `'.*?</message>`)
 		// Alice's archive ID comes along (by alice), bob's is added.
@@ -332,7 +313,7 @@ func TestFilters(t *testing.T) {
 	flush(t, c)
 	// m00..m09: alice to bob and carol in turn; m10, m11 from bob and carol.
 	for i := range 10 {
-		clk.add(time.Minute)
+		clk.Add(time.Minute)
 		to := "bob@localhost"
 		if i%2 == 1 {
 			to = "carol@localhost/c"
@@ -340,10 +321,10 @@ func TestFilters(t *testing.T) {
 		a.Send("<message to='" + to + "' type='chat'><body>" + body(i) + "</body></message>")
 		flush(t, a)
 	}
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	b.Send("<message to='alice@localhost' type='chat'><body>m10</body></message>")
 	flush(t, b)
-	clk.add(time.Minute)
+	clk.Add(time.Minute)
 	c.Send("<message to='alice@localhost' type='chat'><body>m11</body></message>")
 	flush(t, c)
 
@@ -551,14 +532,14 @@ func TestRetention(t *testing.T) {
 	a := ts.Login(t, "alice", "pw", "a")
 	a.Send("<message to='bob@localhost' type='chat'><body>old</body></message>")
 	flush(t, a)
-	clk.add(20 * time.Hour)
+	clk.Add(20 * time.Hour)
 	a.Send("<message to='bob@localhost' type='chat'><body>new</body></message>")
 	wantBodies(t, "before", query(t, a, ""), "old", "new")
-	if n := m.expire(context.Background(), clk.now()); n != 0 {
+	if n := m.expire(context.Background(), clk.Now()); n != 0 {
 		t.Errorf("expire after 20h deleted %d", n)
 	}
-	clk.add(5 * time.Hour)
-	if n := m.expire(context.Background(), clk.now()); n != 2 { // alice's and bob's copies
+	clk.Add(5 * time.Hour)
+	if n := m.expire(context.Background(), clk.Now()); n != 2 { // alice's and bob's copies
 		t.Errorf("expire after 25h deleted %d, want 2", n)
 	}
 	wantBodies(t, "after", query(t, a, ""), "new")

@@ -118,25 +118,7 @@ func TestUnreachable(t *testing.T) {
 	closed := listen(t)
 	closedAddr := closed.Addr().String()
 	closed.Close()
-	hole := listen(t)
-	holeDone := make(chan struct{})
-	go func() {
-		defer close(holeDone)
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := hole.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c) // accept, never answer
-		}
-	}()
-	t.Cleanup(func() { hole.Close(); <-holeDone })
+	hole := silentPeer(t)
 	a := f.node("a.test")
 	a.S2S.Resolve = map[string]string{"down.test": closedAddr, "slow.test": hole.Addr().String()}
 	a.S2S.ConnectTimeout = time.Second
@@ -376,25 +358,7 @@ func TestIQAcrossServers(t *testing.T) {
 // fails.
 func TestQueueLimit(t *testing.T) {
 	f := newFederation(t, viaCA, "a.test")
-	hole := listen(t)
-	holeDone := make(chan struct{})
-	go func() {
-		defer close(holeDone)
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := hole.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() { hole.Close(); <-holeDone })
+	hole := silentPeer(t)
 	a := f.node("a.test")
 	a.S2S.Resolve = map[string]string{"slow.test": hole.Addr().String()}
 	a.S2S.ConnectTimeout = time.Second
@@ -552,4 +516,29 @@ func goroutines() (int, string) {
 		}
 	}
 	return len(kept), strings.Join(kept, "\n\n")
+}
+
+// silentPeer is a listener that accepts connections and never says a
+// word (a server that hangs), closed when the test ends.
+func silentPeer(t *testing.T) net.Listener {
+	hole := listen(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // accept, never answer
+		}
+	}()
+	t.Cleanup(func() { hole.Close(); <-done })
+	return hole
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +25,6 @@ import (
 	"github.com/treff-im/treff/trefftest"
 	"github.com/treff-im/treff/upload"
 )
-
-// clock is a fake clock for Module.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // remote catches what the server sends to other domains.
 type remote struct{ got chan *treff.Stanza }
@@ -63,7 +44,7 @@ type env struct {
 	ts     *trefftest.Server
 	m      *upload.Module
 	web    *httptest.Server
-	clock  *clock
+	clock  *trefftest.Clock
 	dir    string
 	logs   *trefftest.LogBuffer
 	remote *remote
@@ -74,7 +55,7 @@ type env struct {
 // /upload/ of an HTTP test server) and logs alice in.
 func newEnv(t *testing.T, configure func(*upload.Module)) *env {
 	t.Helper()
-	e := &env{clock: &clock{t: time.Now()}, dir: t.TempDir(), logs: &trefftest.LogBuffer{}, remote: &remote{got: make(chan *treff.Stanza, 4)}}
+	e := &env{clock: trefftest.NewClock(time.Now()), dir: t.TempDir(), logs: &trefftest.LogBuffer{}, remote: &remote{got: make(chan *treff.Stanza, 4)}}
 	e.m = &upload.Module{Dir: e.dir, Now: e.clock.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/upload/", http.StripPrefix("/upload", e.m.HTTPHandler()))

@@ -14,12 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/disco"
+	"github.com/treff-im/treff/trefftest"
 	"github.com/treff-im/treff/upload"
 )
 
@@ -46,32 +46,14 @@ type (
 	}
 )
 
-// upClock is the upload module's clock in the test.
-type upClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *upClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *upClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestUploadSlixmpp uploads files with slixmpp's XEP-0363 plugin to a
 // server with the upload module, whose handler an HTTP server on
 // 127.0.0.1 serves under /upload/ (slixmpp PUTs with aiohttp, which would
 // not trust the test certificate).
 func TestUploadSlixmpp(t *testing.T) {
 	needSlixmpp(t)
-	clk := &upClock{t: time.Now()}
-	m := &upload.Module{Dir: t.TempDir(), MaxFileSize: 2000, Quota: 3000, Now: clk.now}
+	clk := trefftest.NewClock(time.Now())
+	m := &upload.Module{Dir: t.TempDir(), MaxFileSize: 2000, Quota: 3000, Now: clk.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/upload/", http.StripPrefix("/upload", m.HTTPHandler()))
 	web := httptest.NewServer(mux)
@@ -172,7 +154,7 @@ func TestUploadSlixmpp(t *testing.T) {
 	}
 
 	// 31 days later the files are gone and the quota is free again.
-	clk.add(31 * 24 * time.Hour)
+	clk.Add(31 * 24 * time.Hour)
 	if err := m.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
