@@ -302,7 +302,9 @@ func kindName(k treff.Kind) string {
 // authenticate with dialback over an encrypted stream).
 func (m *Module) clientTLS(local, remote string) *tls.Config {
 	host := m.srv.HostTLS(local)
-	cfg := &tls.Config{ServerName: remote, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	// ALPN names the protocol for direct TLS (XEP-0368); harmless after
+	// STARTTLS.
+	cfg := &tls.Config{ServerName: remote, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12, NextProtos: []string{"xmpp-server"}}
 	if host != nil {
 		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if len(host.Certificates) > 0 {
@@ -332,12 +334,16 @@ func (m *Module) serverTLS(domain string) *tls.Config {
 	}
 	cfg.ClientAuth = tls.RequestClientCert
 	if domain == "" {
+		// Direct TLS (XEP-0368): the certificate for the name the peer
+		// asks for, and the xmpp-server protocol if it names one.
+		cfg.NextProtos = []string{"xmpp-server"}
 		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			c := m.srv.HostTLS(hello.ServerName)
 			if c == nil {
 				return nil, nil // the base configuration
 			}
 			c.ClientAuth = tls.RequestClientCert
+			c.NextProtos = []string{"xmpp-server"}
 			return c, nil
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -440,7 +441,9 @@ func startWeb(cfg Config, srv *treff.Server, cert tls.Certificate, log *slog.Log
 			}
 			return nil, fmt.Errorf("%s: %w", spec.name, err)
 		}
-		hs := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		// net/http logs failed handshakes with the client's address: the
+		// server writes no IP addresses to its logs, so those go nowhere.
+		hs := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdlog.New(io.Discard, "", 0)}
 		if spec.tls {
 			hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			l = tls.NewListener(l, hs.TLSConfig)
