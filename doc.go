@@ -41,6 +41,17 @@
 // far behind. Malformed XML, oversized stanzas, unknown hosts, idle and
 // stalled connections end the stream with the matching stream error.
 //
+// # Other servers, web clients, devices
+//
+// Package s2s federates (server-to-server streams with SASL EXTERNAL or
+// dialback; add its Module and serve its listener). Packages websocket
+// and bosh are http.Handlers that run web clients' streams through
+// Server.ServeConn, with the same session layer as TCP. The session layer
+// itself does stream management (XEP-0198, with resumption: see
+// Server.ResumeTimeout) and client state indication (XEP-0352); message
+// carbons, archives, blocking, vCards, PEP and file upload are modules
+// (im.Modules wires the usual set in the right order).
+//
 // # Extending it
 //
 // Features are Modules: values in Server.Modules that, at start-up,
