@@ -19,7 +19,9 @@ func (srv *Server) Route(ctx context.Context, st *Stanza) { srv.route(ctx, st, n
 // route delivers st; from is the sending session for stanzas from local
 // clients (nil otherwise).
 func (srv *Server) route(ctx context.Context, st *Stanza, from *Session) {
-	if len(srv.mods.outbound) > 0 && st.From.Localpart() != "" && srv.isHost(st.From.Domainpart()) {
+	// A client's stanza leaves its account; a module's does if it is
+	// from a local account.
+	if len(srv.mods.outbound) > 0 && (from != nil || st.From.Localpart() != "" && srv.isHost(st.From.Domainpart())) {
 		for _, h := range srv.mods.outbound {
 			if h(ctx, st) {
 				return

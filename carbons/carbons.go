@@ -40,6 +40,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"mellium.im/xmpp/jid"
 
@@ -63,6 +64,9 @@ type Module struct {
 
 	mu      sync.RWMutex
 	enabled map[account][]*treff.Session // sessions with carbons enabled, by user
+	// users counts the keys of enabled, so that the hooks cost nothing
+	// while nobody uses carbons.
+	users atomic.Int64
 }
 
 // account is a user's bare JID as its two parts (slices of a JID's own
@@ -126,11 +130,15 @@ func (m *Module) set(s *treff.Session, on bool) {
 	i := slices.Index(list, s)
 	switch {
 	case on && i < 0:
+		if len(list) == 0 {
+			m.users.Add(1)
+		}
 		m.enabled[a] = append(list, s)
 	case !on && i >= 0:
 		list = slices.Delete(slices.Clip(list), i, i+1)
 		if len(list) == 0 {
 			delete(m.enabled, a)
+			m.users.Add(-1)
 		} else {
 			m.enabled[a] = list
 		}
@@ -163,7 +171,7 @@ func copied(typ string) bool { return typ == "chat" || typ == "normal" || typ ==
 // received sends <received/> copies of a message delivered to the
 // sessions in got to the user's other sessions that want them.
 func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Session) {
-	if st.Kind != treff.KindMessage || !copied(st.Type) {
+	if st.Kind != treff.KindMessage || !copied(st.Type) || m.users.Load() == 0 {
 		return
 	}
 	user := accountOf(st.To)
@@ -182,7 +190,7 @@ func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Se
 // user's other sessions that want them, as the message leaves the
 // account (OnAccountOutbound). It never consumes the message.
 func (m *Module) sent(ctx context.Context, st *treff.Stanza) bool {
-	if st.Kind != treff.KindMessage || !copied(st.Type) || st.To.Equal(jid.JID{}) || st.From.Resourcepart() == "" {
+	if st.Kind != treff.KindMessage || !copied(st.Type) || m.users.Load() == 0 || st.To.Equal(jid.JID{}) || st.From.Resourcepart() == "" {
 		return false // not from a client (a module's message on the account's behalf)
 	}
 	user := accountOf(st.From)
