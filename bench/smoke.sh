@@ -33,7 +33,7 @@ load() {
 }
 load -scenario login -users 4 -mech SCRAM-SHA-256
 load -scenario chat -users 10
-load -scenario chat -users 10 -sm
+load -scenario chat -users 10 -sm -carbons
 load -scenario idle -users 200
 load -scenario presence -users 20 -contacts 4 -rate 4
 load -scenario muc -users 10 -room smoke@conference.localhost

@@ -62,8 +62,11 @@ const (
 type Module struct {
 	srv *treff.Server
 
-	mu      sync.RWMutex
-	enabled map[account][]*treff.Session // sessions with carbons enabled, by user
+	// enabled maps an account to the []*treff.Session with carbons
+	// enabled, a slice never changed once stored (copy on write, under
+	// mu), so that the hooks read without a lock.
+	mu      sync.Mutex
+	enabled sync.Map
 	// users counts the keys of enabled, so that the hooks cost nothing
 	// while nobody uses carbons.
 	users atomic.Int64
@@ -83,7 +86,6 @@ func (m *Module) Name() string { return "carbons" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
-	m.enabled = make(map[account][]*treff.Session)
 	h := treff.IQHandlerFunc(m.handleIQ)
 	r.HandleIQ(NS, h)
 	r.HandleAccountIQ(NS, h)
@@ -126,38 +128,41 @@ func (m *Module) set(s *treff.Session, on bool) {
 	a := accountOf(s.JID())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	list := m.enabled[a]
+	list := m.sessions(a)
 	i := slices.Index(list, s)
 	switch {
 	case on && i < 0:
 		if len(list) == 0 {
 			m.users.Add(1)
 		}
-		m.enabled[a] = append(list, s)
+		m.enabled.Store(a, append(slices.Clip(list), s))
 	case !on && i >= 0:
-		list = slices.Delete(slices.Clip(list), i, i+1)
-		if len(list) == 0 {
-			delete(m.enabled, a)
+		if len(list) == 1 {
+			m.enabled.Delete(a)
 			m.users.Add(-1)
 		} else {
-			m.enabled[a] = list
+			m.enabled.Store(a, slices.Delete(slices.Clone(list), i, i+1))
 		}
 	}
 }
 
+// sessions returns the sessions of user with carbons enabled; the caller
+// must not change the slice.
+func (m *Module) sessions(user account) []*treff.Session {
+	v, _ := m.enabled.Load(user)
+	list, _ := v.([]*treff.Session)
+	return list
+}
+
 // Enabled reports whether s has carbons enabled.
 func (m *Module) Enabled(s *treff.Session) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return slices.Contains(m.enabled[accountOf(s.JID())], s)
+	return slices.Contains(m.sessions(accountOf(s.JID())), s)
 }
 
 // targets appends to dst the available sessions of user with carbons
 // enabled, except those in got and the one bound to sender.
 func (m *Module) targets(dst []*treff.Session, user account, got []*treff.Session, sender jid.JID) []*treff.Session {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	for _, s := range m.enabled[user] {
+	for _, s := range m.sessions(user) {
 		if s.Available() && !slices.Contains(got, s) && !s.JID().Equal(sender) {
 			dst = append(dst, s)
 		}

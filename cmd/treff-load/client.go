@@ -166,6 +166,23 @@ func login(c config, user, presence string) (*client, error) {
 		}
 		cl.sm = true
 	}
+	if c.carbons {
+		if err := cl.send("<iq type='set' id='carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>"); err != nil {
+			return fail(err)
+		}
+		for i := 0; i < 10; i++ {
+			el, err := cl.expect("iq")
+			if err != nil {
+				return fail(fmt.Errorf("carbons: %v", err))
+			}
+			if id, _ := el.Attr("id"); id == "carbons" {
+				if t, _ := el.Attr("type"); t != "result" {
+					return fail(fmt.Errorf("carbons refused: %s", el.Raw))
+				}
+				break
+			}
+		}
+	}
 	if presence != "" {
 		if err := cl.send(presence); err != nil {
 			return fail(err)

@@ -62,6 +62,7 @@ type config struct {
 	relay                bool   // talk to a raw TLS relay
 	concurrency          int    // logins at a time while setting up
 	sm                   bool   // enable stream management (XEP-0198)
+	carbons              bool   // enable message carbons (XEP-0280)
 }
 
 func main() {
@@ -86,6 +87,7 @@ func main() {
 	flag.StringVar(&c.room, "room", "load@conference.localhost", "muc: bare `JID` of the room")
 	flag.BoolVar(&c.relay, "relay", false, "chat only: talk to a raw TLS relay (bench/relay) instead of an XMPP server")
 	flag.IntVar(&c.concurrency, "concurrency", 32, "logins in flight while setting up")
+	flag.BoolVar(&c.carbons, "carbons", false, "enable message carbons (XEP-0280) after binding, as most mobile and desktop clients do")
 	flag.BoolVar(&c.sm, "sm", false, "enable stream management (XEP-0198) with resumption after binding, and answer the server's acknowledgement requests, as mobile clients do")
 	flag.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	flag.BoolVar(&printUsers, "print-users", false, "print the JIDs the run uses, one per line, and exit")
