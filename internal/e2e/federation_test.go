@@ -943,6 +943,11 @@ func TestFederation(t *testing.T) {
 			}
 		})
 
+		// Federation logs who, whom and why, never an address: Treff's
+		// debug log of all of the above names no 127.0.0.x.
+		if m := regexp.MustCompile(`127\.0\.0\.\d+`).FindString(p.logs.String()); m != "" {
+			t.Errorf("Treff logged the address %s", m)
+		}
 		p.stop(t)
 	})
 }
