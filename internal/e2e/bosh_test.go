@@ -110,9 +110,16 @@ func runStanzaJS(t *testing.T, transport, url, certFile string, bob *trefftest.C
 	t.Helper()
 	body := uniqueBody("stanzajs-" + transport)
 	peer := peerEcho(bob, "alice@localhost/", body)
+	stanzaJSChat(t, transport, url, certFile, bob.JID, body, func() error { return <-peer })
+}
 
+// stanzaJSChat runs js/bosh.mjs as alice over transport at url (trusting
+// certFile): she sends peer a chat message with body and must get "reply
+// BODY" back from it; peerDone reports how the peer's side went.
+func stanzaJSChat(t *testing.T, transport, url, certFile, peer, body string, peerDone func() error) {
+	t.Helper()
 	argv := []string{filepath.Join(jsDir, "bosh.mjs"), "--url", url, "--transport", transport,
-		"--jid", "alice@localhost", "--password", alicePW, "--peer", bob.JID, "--body", body,
+		"--jid", "alice@localhost", "--password", alicePW, "--peer", peer, "--body", body,
 		"--timeout", fmt.Sprint(scriptTimeout.Seconds())}
 	if testing.Verbose() && os.Getenv("E2E_DEBUG") != "" {
 		argv = append(argv, "--debug")
@@ -126,19 +133,46 @@ func runStanzaJS(t *testing.T, transport, url, certFile string, bob *trefftest.C
 	if !strings.HasPrefix(login.JID, "alice@localhost/") || login.Transport != transport || login.Mech == "" {
 		t.Errorf("login: %+v", login)
 	}
-	if err := <-peer; err != nil {
+	if err := peerDone(); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, e := range es.of("message", "alice") {
 		got = append(got, e.From+" "+e.Type+" "+e.Body)
 	}
-	if want := []string{bob.JID + " chat reply " + body}; strings.Join(got, "|") != strings.Join(want, "|") {
+	if want := []string{peer + " chat reply " + body}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("alice got messages %q, want %q", got, want)
 	}
 	if len(es.of("offline", "alice")) != 1 {
 		t.Errorf("alice did not end her session")
 	}
+}
+
+// TestStanzaJSWebSocketCommunity: StanzaJS over WebSocket against the
+// example server binary's https listener, chatting with a slixmpp user on
+// its TCP listener.
+func TestStanzaJSWebSocketCommunity(t *testing.T) {
+	needXMPPJS(t)
+	needSlixmpp(t)
+	bin := buildCommunity(t)
+	data := t.TempDir()
+	for _, a := range [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}} {
+		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0])
+	}
+	w := startWebCommunity(t, bin, data)
+	script, err := filepath.Abs(filepath.Join("clients", "web.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := uniqueBody("stanzajs-ws-slixmpp")
+	bob := startClient(t, "client web.py echo", pythonEnv(), python, script,
+		"--addr", w.addr, "--cert", w.cert, "--timeout", "60", "echo",
+		"--jid", "bob@localhost/desk", "--password", bobPW, "--body", body, "--from", "alice@localhost/", "--wait", "30")
+	bob.waitEvent(t, "ready", 30*time.Second)
+	stanzaJSChat(t, "websocket", "wss://"+w.https+"/xmpp-websocket", w.cert, "bob@localhost/desk", body, func() error {
+		bob.finish(t, 30*time.Second)
+		return nil
+	})
 }
 
 // TestStanzaJSBOSHCommunity: StanzaJS over BOSH against the example

@@ -16,6 +16,10 @@ Scenarios:
               prints "ready", waits for a live groupchat message with
               --body from another occupant, answers with a groupchat
               message --reply, makes a round trip and leaves.
+    echo      bob (--jid, with its resource) prints "ready", waits for a
+              chat message with --body from a JID starting with --from,
+              and answers it with "reply BODY" (as the StanzaJS scenario
+              js/bosh.mjs expects).
 """
 
 import sys
@@ -43,7 +47,19 @@ async def muc_wait(o, clients):
     await bob.sync()
 
 
-SCENARIOS = {"muc_wait": muc_wait}
+async def echo(o, clients):
+    bob = slix.Client("bob", o.jid, o.password, o)
+    clients.append(bob)
+    await bob.login()
+    emit("ready", client=bob.name, jid=bob.boundjid.full)
+    m = await bob.wait_message(lambda m: m["type"] == "chat" and m["body"] == o.body and m["from"].startswith(o.from_prefix),
+                               "a chat message from %s" % o.from_prefix)
+    step("bob: reply")
+    bob.send_message(mto=m["from"], mbody="reply " + o.body, mtype="chat")
+    await bob.sync()
+
+
+SCENARIOS = {"muc_wait": muc_wait, "echo": echo}
 
 
 if __name__ == "__main__":
@@ -52,4 +68,5 @@ if __name__ == "__main__":
     p.add_argument("--service", default="conference.localhost", help="the group chat service")
     p.add_argument("--room", default="web", help="local part of the room")
     p.add_argument("--reply", default="hello from slixmpp", help="muc_wait: bob's answer")
+    p.add_argument("--from", dest="from_prefix", default="", help="echo: the sender's JID or its start")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
