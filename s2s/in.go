@@ -24,8 +24,9 @@ type in struct {
 	peer  string // the 'from' of the peer's header
 	sasl  bool   // authenticated with SASL (no further features)
 
-	mu   sync.Mutex
-	auth map[string]string // authenticated peer domains -> method
+	mu        sync.Mutex
+	auth      map[string]string // authenticated peer domains -> method
+	verifying int               // dialback checks running
 }
 
 // serve negotiates the stream and then routes what the peer sends until
@@ -264,7 +265,23 @@ func (c *in) dialbackResult(el *xmlscan.Element) error {
 		return answer("error", "item-not-found")
 	}
 	id := s.id
+	c.mu.Lock()
+	busy := c.verifying >= maxVerifying
+	if !busy {
+		c.verifying++
+	}
+	c.mu.Unlock()
+	if busy {
+		// Each check is a connection to another server: a peer may not
+		// make this server open many at once.
+		return answer("error", "resource-constraint")
+	}
 	go func() {
+		defer func() {
+			c.mu.Lock()
+			c.verifying--
+			c.mu.Unlock()
+		}()
 		ctx, cancel := context.WithTimeout(context.Background(), m.connectTimeout())
 		defer cancel()
 		valid, err := m.askAuthoritative(ctx, to, from, id, key)

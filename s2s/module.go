@@ -166,6 +166,12 @@ func (m *Module) serve(l net.Listener, directTLS bool) error {
 			nc.Close()
 			return ErrStopped
 		}
+		if len(st.ins) >= m.maxStreams() {
+			// As many incoming streams as outgoing ones at most.
+			st.mu.Unlock()
+			nc.Close()
+			continue
+		}
 		st.ins[c] = struct{}{}
 		st.wg.Add(1)
 		st.mu.Unlock()
@@ -226,7 +232,11 @@ func (m *Module) send(ctx context.Context, st *treff.Stanza) {
 	}
 	p := pair{local, st.To.Domainpart()}
 	for i := 0; i < 3; i++ {
-		o := m.stream(p)
+		o, err := m.stream(p)
+		if err != nil {
+			m.bounce(st, &treff.StanzaError{Condition: "resource-constraint", Type: treff.ErrorWait}, err.Error())
+			return
+		}
 		if o == nil {
 			m.bounce(st, treff.ErrRemoteNotFound, "shutting down")
 			return
@@ -239,16 +249,25 @@ func (m *Module) send(ctx context.Context, st *treff.Stanza) {
 	m.bounce(st, treff.ErrRemoteNotFound, "stream keeps closing")
 }
 
-// stream returns the outgoing stream for p, starting one if there is none.
-func (m *Module) stream(p pair) *out {
+// errTooManyStreams refuses a new outgoing stream past MaxStreams.
+var errTooManyStreams = errors.New("too many server-to-server streams")
+
+// stream returns the outgoing stream for p, starting one if there is none
+// (nil after Stop).
+func (m *Module) stream(p pair) (*out, error) {
 	st := m.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.stopped {
-		return nil
+		return nil, nil
 	}
 	if o := st.outs[p]; o != nil {
-		return o
+		return o, nil
+	}
+	if len(st.outs) >= m.maxStreams() {
+		// A user writing to thousands of domains must not make the
+		// server open thousands of connections.
+		return nil, errTooManyStreams
 	}
 	o := newOut(m, p)
 	st.outs[p] = o
@@ -257,7 +276,14 @@ func (m *Module) stream(p pair) *out {
 		defer st.wg.Done()
 		o.run()
 	}()
-	return o
+	return o, nil
+}
+
+func (m *Module) maxStreams() int {
+	if m.MaxStreams > 0 {
+		return m.MaxStreams
+	}
+	return DefaultMaxStreams
 }
 
 // forget removes o from the table when it closed.

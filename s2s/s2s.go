@@ -50,6 +50,10 @@ const (
 	DefaultIdleTimeout    = 10 * time.Minute
 	DefaultConnectTimeout = 30 * time.Second
 	DefaultQueueLimit     = 1000
+	DefaultMaxStreams     = 1000
+	// maxVerifying bounds the dialback checks one incoming stream may
+	// have running: each makes a connection to another server.
+	maxVerifying = 8
 )
 
 // Resolver looks up where a domain's server listens. *net.Resolver
@@ -93,6 +97,12 @@ type Module struct {
 	// QueueLimit is the most stanzas waiting for one outgoing stream; more
 	// are answered with <resource-constraint/>. 0 means DefaultQueueLimit.
 	QueueLimit int
+	// MaxStreams bounds the outgoing streams open or being set up at once
+	// (one per pair of domains; stanzas that would need another are
+	// answered with <resource-constraint/>), and likewise the incoming
+	// streams (more connections are closed at once). 0 means
+	// DefaultMaxStreams.
+	MaxStreams int
 	// MaxStanzaSize is the largest element accepted from a peer; 0 means
 	// the server's MaxStanzaSize, or 256 KiB.
 	MaxStanzaSize int

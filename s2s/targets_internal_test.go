@@ -62,3 +62,14 @@ func TestDescribeHasNoAddresses(t *testing.T) {
 		t.Errorf("other: %q", d)
 	}
 }
+
+func TestStreamLimit(t *testing.T) {
+	m := &Module{MaxStreams: 1, ConnectTimeout: 1}
+	m.st = &state{outs: map[pair]*out{{"a.example", "b.example"}: {}}}
+	if o, err := m.stream(pair{"a.example", "b.example"}); o == nil || err != nil {
+		t.Errorf("the existing stream: %v %v", o, err)
+	}
+	if _, err := m.stream(pair{"a.example", "c.example"}); err != errTooManyStreams {
+		t.Errorf("past MaxStreams: %v", err)
+	}
+}
