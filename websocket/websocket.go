@@ -52,6 +52,10 @@ type Handler struct {
 	// MaxStanzaSize bounds one WebSocket message; 0 means the server's
 	// MaxStanzaSize, or 256 KiB.
 	MaxStanzaSize int
+	// SeeOtherURI, if set, sends every client elsewhere (RFC 7395 3.6.1):
+	// its stream is answered with <open/> and a <close/> naming this
+	// URI (a wss:// URL), for an endpoint that has moved.
+	SeeOtherURI string
 }
 
 // ServeHTTP implements http.Handler.
@@ -113,8 +117,30 @@ func (h *Handler) serve(ws *xws.Conn) {
 	}
 	ws.MaxPayloadBytes = max + 1024
 	ws.PayloadType = xws.TextFrame
+	if h.SeeOtherURI != "" {
+		h.redirect(ws)
+		return
+	}
 	c := &conn{ws: ws, remote: remoteAddr(ws.Request())}
 	h.Server.ServeConn(c)
+}
+
+// redirect answers the client's <open/> with ours and a <close/> with
+// see-other-uri (RFC 7395 3.6.1), then ends the connection.
+func (h *Handler) redirect(ws *xws.Conn) {
+	ws.SetDeadline(time.Now().Add(10 * time.Second))
+	var msg string
+	if err := xws.Message.Receive(ws, &msg); err != nil {
+		return
+	}
+	open := "<open xmlns='" + NSFraming + "' version='1.0'"
+	if el, err := xmlscan.Parse([]byte(strings.TrimSpace(msg)), 0); err == nil && el.Name == "open" {
+		if to, ok := el.Attr("to"); ok {
+			open += " from='" + string(treff.AppendEscaped(nil, to)) + "'"
+		}
+	}
+	xws.Message.Send(ws, open+"/>")
+	xws.Message.Send(ws, "<close xmlns='"+NSFraming+"' see-other-uri='"+string(treff.AppendEscaped(nil, h.SeeOtherURI))+"'/>")
 }
 
 // remoteAddr is the client's address from the HTTP request.

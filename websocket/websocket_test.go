@@ -126,3 +126,13 @@ func TestWebSocketRefusals(t *testing.T) {
 	c.expect(`^<stream:error xmlns:stream='http://etherx.jabber.org/streams'><host-unknown `)
 	c.expect(`^<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>$`)
 }
+
+func TestWebSocketSeeOtherURI(t *testing.T) {
+	ts := trefftest.NewServer(t, nil)
+	hs := httptest.NewServer(&websocket.Handler{Server: ts.Server, SeeOtherURI: "wss://chat.example.org/xmpp-websocket"})
+	defer hs.Close()
+	c := dialWS(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/", hs.URL)
+	c.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>")
+	c.expect(`^<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' version='1.0' from='localhost'/>$`)
+	c.expect(`^<close xmlns='urn:ietf:params:xml:ns:xmpp-framing' see-other-uri='wss://chat.example.org/xmpp-websocket'/>$`)
+}

@@ -65,6 +65,9 @@ type Config struct {
 	// HTTPOrigins are the web page origins allowed to open WebSocket
 	// connections (key http_origins); empty allows pages of this server.
 	HTTPOrigins []string
+	// WebSocketSeeOther, if set, sends WebSocket clients to another
+	// endpoint (key websocket_see_other_uri, RFC 7395 see-other-uri).
+	WebSocketSeeOther string
 	// StatusTemplate is an html/template file replacing the built-in
 	// status page (key status_template).
 	StatusTemplate string
@@ -281,6 +284,13 @@ var options = []option{
 				c.HTTPOrigins = append(c.HTTPOrigins, o)
 			}
 		}
+		return nil
+	}},
+	{"websocket_see_other_uri", "wss:// `URL` to send WebSocket clients to instead (the endpoint moved); empty: none", func(c *Config, v string) error {
+		if v != "" && !strings.HasPrefix(v, "wss://") && !strings.HasPrefix(v, "ws://") {
+			return fmt.Errorf("%q is not a ws:// or wss:// URL", v)
+		}
+		c.WebSocketSeeOther = v
 		return nil
 	}},
 	{"status_template", "html/template `file` replacing the built-in status page", func(c *Config, v string) error {

@@ -63,6 +63,7 @@ c2s_tls =
 http = [::1]:8080
 https = :443
 http_origins = https://a.example, *
+websocket_see_other_uri = wss://chat.example.org/xmpp-websocket
 status_template = /etc/treff/status.tmpl
 web_client = /srv/converse
 http_url = https://chat.example.org/
@@ -122,6 +123,7 @@ archive_retention = 30d
 		HTTP:               "[::1]:8080",
 		HTTPS:              ":443",
 		HTTPOrigins:        []string{"https://a.example", "*"},
+		WebSocketSeeOther:  "wss://chat.example.org/xmpp-websocket",
 		StatusTemplate:     "/etc/treff/status.tmpl",
 		WebClient:          "/srv/converse",
 		HTTPURL:            "https://chat.example.org/",

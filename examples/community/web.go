@@ -51,7 +51,7 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 		return nil, fmt.Errorf("status_template: %w", err)
 	}
 	w := &web{cfg: cfg, srv: srv, reg: reg, status: tmpl, mux: http.NewServeMux()}
-	w.mux.Handle("/xmpp-websocket", &websocket.Handler{Server: srv, Origins: cfg.HTTPOrigins})
+	w.mux.Handle("/xmpp-websocket", &websocket.Handler{Server: srv, Origins: cfg.HTTPOrigins, SeeOtherURI: cfg.WebSocketSeeOther})
 	w.mux.Handle("/http-bind", &bosh.Handler{Server: srv})
 	w.mux.HandleFunc("GET /.well-known/host-meta", w.hostMeta)
 	w.mux.HandleFunc("GET /.well-known/host-meta.json", w.hostMetaJSON)
