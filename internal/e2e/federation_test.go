@@ -42,10 +42,12 @@ import (
 // address, port 5269):
 //
 //	treff.test     127.0.0.2  Treff (examples/community), static routes on its command line
+//	  conference.treff.test   its group chat service, same address and listeners
 //	prosody.test   127.0.0.3  Prosody: libunbound with the test's hosts file
 //	ejabberd.test  127.0.0.4  ejabberd: Erlang's resolver asking the test's DNS server
 //
-// A certificate authority made here signs one certificate per domain.
+// A certificate authority made here signs one certificate per domain
+// (Treff's names its group chat service too).
 // Treff and Prosody trust it, so streams between them are authenticated
 // with SASL EXTERNAL (XEP-0178); ejabberd does not, so streams to it fall
 // back to Server Dialback (XEP-0220). Name resolution is the test's own:
@@ -67,6 +69,9 @@ const (
 	fedTreff    = "treff.test"
 	fedProsody  = "prosody.test"
 	fedEjabberd = "ejabberd.test"
+	// fedTreffMUC is the group chat service of the example server (muc
+	// is on by default), reached at Treff's s2s listener too.
+	fedTreffMUC = "conference." + fedTreff
 	// fedNowhere is a domain nobody resolves.
 	fedNowhere = "nowhere.test"
 	// fedUnreachable is routed (-s2s-resolve) to fedUnreachableAddr,
@@ -87,6 +92,7 @@ const (
 // fedAddr is the loopback address of each domain's server.
 var fedAddr = map[string]string{
 	fedTreff:    "127.0.0.2",
+	fedTreffMUC: "127.0.0.2",
 	fedProsody:  "127.0.0.3",
 	fedEjabberd: "127.0.0.4",
 }
@@ -188,10 +194,16 @@ func newFederation(t *testing.T) *federation {
 	return f
 }
 
+// fedCertNames are the names of a domain's certificate besides the
+// domain itself: Treff presents treff.test's certificate on the streams
+// of its group chat service too, which Prosody checks
+// (s2s_secure_auth).
+var fedCertNames = map[string][]string{fedTreff: {fedTreffMUC}}
+
 // makeCerts writes a new ECDSA CA to caFile and, for each domain, a
-// certificate it signed for that domain (DNS-ID, for server and client
-// use: servers present it on the streams they open too) with its key, to
-// dir/DOMAIN/cert.pem and key.pem.
+// certificate it signed for that domain and its fedCertNames (DNS-IDs,
+// for server and client use: servers present it on the streams they open
+// too) with its key, to dir/DOMAIN/cert.pem and key.pem.
 func makeCerts(t *testing.T, caFile, caName, dir string, domains ...string) {
 	t.Helper()
 	now := time.Now()
@@ -226,7 +238,7 @@ func makeCerts(t *testing.T, caFile, caName, dir string, domains ...string) {
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(int64(i + 2)),
 			Subject:      pkix.Name{CommonName: d},
-			DNSNames:     []string{d},
+			DNSNames:     append([]string{d}, fedCertNames[d]...),
 			NotBefore:    now.Add(-time.Hour),
 			NotAfter:     now.Add(24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -777,8 +789,159 @@ func (f *federation) checkPair(t *testing.T, a, b fedUser) {
 	t.Logf("%s and %s: subscriptions, presence, messages, pings and errors across servers", a.jid(), b.jid())
 }
 
-// s2sAuth is one "s2s stream authenticated" record of Treff's log.
-type s2sAuth struct{ domain, method string }
+// checkMUC runs the muc scenario: owner, a user of Treff, creates rooms
+// on conference.treff.test, and guest, a user of another server, takes
+// part in them through his own server (every stanza between guest and
+// the rooms crosses the servers' s2s streams). It checks every step: the
+// guest cannot create a room (muc: only users of the service's own
+// domains may) and the room does not exist afterwards; he joins an open
+// room without an invitation and leaves it, and the owner sees both; a
+// members-only room refuses him until the owner's mediated invitation,
+// which reaches him from the room and makes him a member; then each gets
+// both groupchat messages once, from the sender's occupant JID, a
+// private message through the room goes each way, the owner sees the
+// guest's full JID in his presence (she is a moderator) and lists him as
+// a member, and when he leaves both hear of it. It returns the unique
+// part of the bodies sent.
+func (f *federation) checkMUC(t *testing.T, owner, guest fedUser, room string) (stamp string) {
+	t.Helper()
+	body := uniqueBody("muc")
+	stamp = body[strings.LastIndexByte(body, ' ')+1:]
+	members, open, refused := room+"@"+fedTreffMUC, room+"-open@"+fedTreffMUC, room+"-theirs@"+fedTreffMUC
+	const reason = "Join us & talk <here>"
+	es := f.fedClient(t, "muc", "--body", body, "--service", fedTreffMUC,
+		"--room", room, "--room-2", room+"-open", "--room-3", room+"-theirs", "--reason", reason,
+		"--a-jid", owner.jid(), "--a-password", fedPassword, "--a-addr", owner.addr(),
+		"--b-jid", guest.jid(), "--b-password", fedPassword, "--b-addr", guest.addr())
+	an, bn := owner.local, guest.local
+	full := map[string]string{
+		"a": es.one(t, "login", "a").JID,
+		"b": es.one(t, "login", "b").JID,
+	}
+
+	// Room creation is for the service's own users: not-allowed (cancel),
+	// with the MUC element echoed, and no room.
+	checkJoinError(t, es, "create", refused+"/"+bn, "not-allowed", "cancel", "only users of this server may create rooms")
+	var echo struct {
+		HasMUCJoin bool `json:"has_muc_join"`
+	}
+	for _, e := range es.of("join_error", "b") {
+		e.decode(t, &echo)
+		if !echo.HasMUCJoin {
+			t.Errorf("the refusal of %s lacks the <x xmlns='http://jabber.org/protocol/muc'/> echo", e.From)
+		}
+	}
+	if d := discoInfo(t, es, "a"); d.Type != "error" || d.Error == nil || !slices.Equal(d.Error.Conditions, []string{"item-not-found"}) {
+		t.Errorf("disco#info of %s after the refused creation: %s %+v, want item-not-found", refused, d.Type, d.Error)
+	}
+
+	checkJoined(t, es, "a", members, an, 110, 201)
+	checkJoined(t, es, "a", open, an, 110, 201)
+	for _, e := range es.of("config_reply", "a") {
+		var r mucIQReply
+		e.decode(t, &r)
+		if r.Type != "result" {
+			t.Errorf("a configuration of the owner was refused: %+v", r.Error)
+		}
+	}
+
+	// The open room.
+	checkJoined(t, es, "b", open, bn, 110)
+	if n := len(removals(t, es, "a", open+"/"+bn)); n != 1 {
+		t.Errorf("%s saw %s leave %s %d times, want once", an, bn, open, n)
+	}
+
+	// The members-only room: refused, invited, in.
+	checkJoinError(t, es, "members_only", members+"/"+bn, "registration-required", "auth", "this room is for members only")
+	var invites []mucMessage
+	for _, m := range mucMessages(t, es, "b") {
+		if m.Invite != nil {
+			invites = append(invites, m)
+		}
+	}
+	if len(invites) != 1 {
+		t.Fatalf("%s got %d invitations (%+v), want 1", guest.jid(), len(invites), invites)
+	}
+	if m := invites[0]; m.From != members || m.Type == "groupchat" || m.Type == "error" || m.Invite.From != owner.jid() || m.Invite.Reason != reason {
+		t.Errorf("the invitation: %+v (invite %+v), want a message from %s with <invite from='%s'> and the reason %q",
+			m, *m.Invite, members, owner.jid(), reason)
+	}
+	j := checkJoined(t, es, "b", members, bn, 110)
+	if !slices.Contains(j.Occupants, members+"/"+an) {
+		t.Errorf("%s joined %s with the occupants %q, want %s/%s among them", bn, members, j.Occupants, members, an)
+	}
+	var selfItem, seenItem *mucItem
+	for _, pr := range mucPresences(t, es, "b") {
+		if pr.From == members+"/"+bn && pr.Type == "" {
+			selfItem = pr.Item
+		}
+	}
+	for _, pr := range mucPresences(t, es, "a") {
+		if pr.From == members+"/"+bn && pr.Type == "" {
+			seenItem = pr.Item
+		}
+	}
+	if selfItem == nil || selfItem.Affiliation != "member" || selfItem.Role != "participant" {
+		t.Errorf("%s's self-presence in %s has the item %+v, want member and participant", bn, members, selfItem)
+	}
+	if seenItem == nil || seenItem.JID != full["b"] || seenItem.Affiliation != "member" {
+		t.Errorf("%s's presence in %s, as %s saw it, has the item %+v, want member with the JID %s", bn, members, an, seenItem, full["b"])
+	}
+
+	// Groupchat both ways, each message once to each, from the sender's
+	// occupant JID; private messages through the room.
+	for _, c := range []string{"a", "b"} {
+		var got []string
+		var private []mucMessage
+		for _, m := range mucMessages(t, es, c) {
+			switch {
+			case m.Type == "error":
+				t.Errorf("%s got an error from the room: %+v", c, m)
+			case m.Type == "groupchat" && m.Body != nil && m.Subject == nil:
+				got = append(got, m.From+" "+*m.Body)
+			case m.Type == "chat":
+				private = append(private, m)
+			}
+		}
+		want := []string{members + "/" + an + " a " + body, members + "/" + bn + " b " + body}
+		if !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+			t.Errorf("%s got the groupchat messages %q, want each of %q once", c, got, want)
+		}
+		other, otherNick := "b", bn
+		if c == "b" {
+			other, otherNick = "a", an
+		}
+		wantBody := "private " + other + " " + body
+		if len(private) != 1 || private[0].Body == nil || *private[0].Body != wantBody ||
+			private[0].From != members+"/"+otherNick || !private[0].MUCUser {
+			t.Errorf("%s got the private messages %+v, want one from %s/%s with %q and the muc#user marker", c, private, members, otherNick, wantBody)
+		}
+	}
+	if r := checkAdmin(t, es, "a", "list_member"); !slices.Equal(r.JIDs, []string{guest.jid()}) {
+		t.Errorf("members of %s: %q, want %s", members, r.JIDs, guest.jid())
+	}
+
+	// He leaves: his own exit (110), and the owner sees it.
+	var self bool
+	for _, pr := range removals(t, es, "b", members+"/"+bn) {
+		self = self || slices.Contains(pr.Codes, 110)
+	}
+	if !self {
+		t.Errorf("%s got no unavailable self-presence (110) from %s", bn, members)
+	}
+	if n := len(removals(t, es, "a", members+"/"+bn)); n != 1 {
+		t.Errorf("%s saw %s leave %s %d times, want once", an, bn, members, n)
+	}
+	if t.Failed() {
+		return stamp
+	}
+	t.Logf("%s in rooms of %s: creation refused, open room, invitation into a members-only room, groupchat and private messages both ways, exit", guest.jid(), fedTreffMUC)
+	return stamp
+}
+
+// s2sAuth is one "s2s stream authenticated" record of Treff's log: the
+// peer domain, Treff's domain of the stream, in or out, and how.
+type s2sAuth struct{ domain, local, direction, method string }
 
 // treffS2SAuths reads Treff's log (slog's text format) for the s2s
 // streams it authenticated.
@@ -789,7 +952,7 @@ func treffS2SAuths(logs string) []s2sAuth {
 	for sc.Scan() {
 		kv := logfmt(sc.Text())
 		if kv["msg"] == "s2s stream authenticated" {
-			out = append(out, s2sAuth{domain: kv["domain"], method: kv["method"]})
+			out = append(out, s2sAuth{domain: kv["domain"], local: kv["local"], direction: kv["direction"], method: kv["method"]})
 		}
 	}
 	return out
@@ -824,6 +987,30 @@ func logfmt(line string) map[string]string {
 	return kv
 }
 
+// checkMUCStreams checks, in Treff's log, that the streams between its
+// group chat service and remote were authenticated in both directions,
+// all with method, and that no message content of the run (stamp, from
+// checkMUC) was logged.
+func checkMUCStreams(t *testing.T, logs, remote, method, stamp string) {
+	t.Helper()
+	if strings.Contains(logs, stamp) {
+		t.Errorf("Treff's log holds message content (%s)", stamp)
+	}
+	dirs := map[string]bool{}
+	for _, a := range treffS2SAuths(logs) {
+		if a.local != fedTreffMUC || a.domain != remote {
+			continue
+		}
+		dirs[a.direction] = true
+		if a.method != method {
+			t.Errorf("Treff authenticated a stream (%s) between %s and %s with %s, want %s", a.direction, fedTreffMUC, remote, a.method, method)
+		}
+	}
+	if !dirs["in"] || !dirs["out"] {
+		t.Errorf("Treff authenticated streams between %s and %s in the directions %v, want in and out", fedTreffMUC, remote, dirs)
+	}
+}
+
 // TestFederation: Prosody and ejabberd from Debian, each started here on
 // its own loopback address, federate with each other (Reference: proof
 // that the names, certificates and listeners of the setup are sound), and
@@ -832,16 +1019,21 @@ func logfmt(line string) map[string]string {
 // returned, both see each other's presence and status, a message goes
 // each way, a ping to the other's full JID is answered, and a message to
 // a user that does not exist on the other server comes back as an error.
-// A message from Treff to a domain that does not resolve comes back as
+// A user of each reference server takes part in group chats on
+// conference.treff.test (checkMUC): he may not create a room there, joins
+// an open room, and a members-only one once invited, and exchanges
+// groupchat and private messages with the Treff user who owns it. A
+// message from Treff to a domain that does not resolve comes back as
 // remote-server-not-found (or -timeout). Treff's log shows that its
 // streams with Prosody used SASL EXTERNAL and those with ejabberd (whose
 // certificate comes from a CA nobody trusts, and which trusts none)
-// Server Dialback, in both directions.
+// Server Dialback, in both directions, for treff.test and its group chat
+// service alike.
 func TestFederation(t *testing.T) {
 	needFederation(t)
 	f := newFederation(t)
-	prosodyUsers := []string{"bob", "bob2", "bob3"}
-	ejabberdUsers := []string{"carol", "carol2", "carol3"}
+	prosodyUsers := []string{"bob", "bob2", "bob3", "bob4"}
+	ejabberdUsers := []string{"carol", "carol2", "carol3", "carol4"}
 	f.startProsody(t, prosodyUsers...)
 	f.startEjabberd(t, ejabberdUsers...)
 
@@ -858,7 +1050,7 @@ func TestFederation(t *testing.T) {
 	})
 
 	t.Run("Treff", func(t *testing.T) {
-		p := f.startTreff(t, "alice", "alice2", "alice3", "alice4", "alice5")
+		p := f.startTreff(t, "alice", "alice2", "alice3", "alice4", "alice5", "alice6", "alice7")
 		for _, c := range []struct {
 			name          string
 			treff, remote fedUser
@@ -877,6 +1069,29 @@ func TestFederation(t *testing.T) {
 				}
 			})
 		}
+
+		// Group chat across servers (issue 6's policy, see checkMUC): a
+		// user of Prosody, whose server reaches conference.treff.test with
+		// SASL EXTERNAL both ways (Treff's certificate names the service
+		// too), and one of ejabberd, with dialback both ways (ejabberd, as
+		// the receiving server, checks the service's key with the
+		// service's own name).
+		t.Run("MUC/Prosody", func(t *testing.T) {
+			stamp := f.checkMUC(t, fedUser{"alice6", fedTreff}, fedUser{"bob4", fedProsody}, "prosody-club")
+			logLine(t, f.prosodyLog, `Accepting SASL EXTERNAL identity from conference\.treff\.test`,
+				"conference.treff.test -> prosody.test: SASL EXTERNAL")
+			logLine(t, f.prosodyLog, `SASL EXTERNAL with conference\.treff\.test succeeded`,
+				"prosody.test -> conference.treff.test: SASL EXTERNAL")
+			checkMUCStreams(t, p.logs.String(), fedProsody, "external", stamp)
+		})
+		t.Run("MUC/Ejabberd", func(t *testing.T) {
+			stamp := f.checkMUC(t, fedUser{"alice7", fedTreff}, fedUser{"carol4", fedEjabberd}, "ejabberd-club")
+			logLine(t, f.ejabberdLog, `Accepted inbound s2s dialback authentication conference\.treff\.test -> ejabberd\.test`,
+				"conference.treff.test -> ejabberd.test: dialback")
+			logLine(t, f.ejabberdLog, `Accepted outbound s2s dialback authentication ejabberd\.test -> conference\.treff\.test`,
+				"ejabberd.test -> conference.treff.test: dialback")
+			checkMUCStreams(t, p.logs.String(), fedEjabberd, "dialback", stamp)
+		})
 
 		// A domain that does not resolve (Treff asks the system's DNS,
 		// which answers NXDOMAIN for .test), and one whose static route

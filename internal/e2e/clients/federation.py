@@ -27,8 +27,22 @@ Scenarios:
     unknown  a alone sends a message to --a-nobody (on a domain that does
              not resolve, or whose server cannot be reached) and waits for
              the error that must come back.
+    muc      group chat across servers, a on the server of the group chat
+             service --service, b on another (nicknames: the local parts
+             of their JIDs). b tries to create --room-3 (refused: only
+             local users create rooms); a creates --room members-only
+             (owner form) and --room-2 as an instant room; b joins
+             --room-2 without an invitation, a sees him come, b leaves
+             it, a sees him go; b tries --room (refused: members only);
+             a invites him (mediated, --reason), the invitation reaches
+             b from the room; b joins; a groupchat message goes each way
+             (both get both), a private message through the room each
+             way; a lists the members (muc#admin); b leaves, a sees it.
+             The MUC clients are muc.py's MUCClient.
 
-Events besides those of slix.py and im.py (presence, roster, message):
+Events besides those of slix.py and im.py (presence, roster, message)
+and, for muc, muc.py's (muc_presence, muc_message, joined, join_error,
+config_reply, admin_reply, disco_info):
 
     subscribed    a client's roster shows the peer with subscription both
     status_seen   a client saw the peer's new status
@@ -47,6 +61,7 @@ import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
 import im
+import muc
 import slix
 from im import marker
 from slix import emit, fail, step
@@ -162,7 +177,83 @@ async def unknown(o, clients):
     await wait_bounce(a, o.a_nobody, o.wait)
 
 
-SCENARIOS = {"pair": pair, "unknown": unknown}
+def muc_client(name, o, jid, password, addr):
+    """A muc.MUCClient for one side: its own server address; it records
+    what comes from --service."""
+    co = copy.copy(o)
+    co.addr = addr
+    return muc.MUCClient(name, jid, password, co)
+
+
+async def muc_remote(o, clients):
+    a = muc_client("a", o, o.a_jid, o.a_password, o.a_addr)
+    b = muc_client("b", o, o.b_jid, o.b_password, o.b_addr)
+    clients += [a, b]
+    await asyncio.gather(a.login(), b.login())
+    # b must be available for the invitation, which goes to his bare JID.
+    await asyncio.gather(a.initial_presence(), b.initial_presence())
+    an, bn = slixmpp.JID(o.a_jid).user, slixmpp.JID(o.b_jid).user
+    members, open_, refused = ("%s@%s" % (r, o.service) for r in (o.room, o.room_2, o.room_3))
+
+    def seen(c, occupant, typ):
+        return lambda: any(p["from"] == occupant and p["type"] == typ for p in c.muc_presences)
+
+    # Only the service's own users create rooms.
+    await b.join_refused("create", refused, bn)
+    await a.disco_info(refused, "refused_room")
+
+    await a.create(members, an, {"muc#roomconfig_membersonly": True})
+    await a.create(open_, an)
+
+    # An open room: no invitation needed.
+    await b.join(open_, bn)
+    await a.wait_until(seen(a, open_ + "/" + bn, ""), "%s's presence in %s" % (bn, open_))
+    marker(b, "leave", room=open_)
+    b["xep_0045"].leave_muc(slixmpp.JID(open_), bn)
+    await a.wait_until(seen(a, open_ + "/" + bn, "unavailable"), "%s's exit from %s" % (bn, open_))
+
+    # A members-only room: only when invited.
+    await b.join_refused("members_only", members, bn)
+    step("a: invite %s to %s" % (o.b_jid, members))
+    a["xep_0045"].invite(slixmpp.JID(members), slixmpp.JID(o.b_jid), reason=o.reason)
+    await b.wait_muc_message(lambda m: m["from"] == members and m["invite"] is not None, "the invitation")
+    await b.join(members, bn)
+    await a.wait_until(seen(a, members + "/" + bn, ""), "%s's presence in %s" % (bn, members))
+
+    # Groupchat both ways: both get both.
+    for c in (a, b):
+        await c.groupchat(members, "%s %s" % (c.name, o.body))
+    for c in (a, b):
+        for who, nick in (("a", an), ("b", bn)):
+            body = "%s %s" % (who, o.body)
+            await c.wait_muc_message(lambda m, nick=nick, body=body: m["type"] == "groupchat" and
+                                     m["from"] == members + "/" + nick and m["body"] == body,
+                                     "%s's groupchat message" % nick)
+
+    # Private messages through the room, both ways.
+    for c, other, to in ((a, b, members + "/" + bn), (b, a, members + "/" + an)):
+        body = "private %s %s" % (c.name, o.body)
+        step("%s: private message to %s" % (c.name, to))
+        c.send_message(mto=to, mbody=body, mtype="chat")
+        await other.wait_muc_message(lambda m, body=body: m["body"] == body, "the private message of %s" % c.name)
+
+    await a.admin("list_member", members, a["xep_0045"].get_affiliation_list(slixmpp.JID(members), "member",
+                                                                             timeout=o.wait))
+
+    # b leaves; both hear of it.
+    marker(b, "leave", room=members)
+    b["xep_0045"].leave_muc(slixmpp.JID(members), bn)
+    await b.wait_until(lambda: any(p["from"] == members + "/" + bn and p["type"] == "unavailable" and 110 in p["codes"]
+                                   for p in b.muc_presences), "his own exit from %s" % members)
+    await a.wait_until(seen(a, members + "/" + bn, "unavailable"), "%s's exit from %s" % (bn, members))
+
+    # Anything duplicated would have arrived by now.
+    await asyncio.sleep(0.3)
+    await a.sync()
+    await b.sync()
+
+
+SCENARIOS = {"pair": pair, "unknown": unknown, "muc": muc_remote}
 
 
 def parse_args(argv):
@@ -173,6 +264,11 @@ def parse_args(argv):
     p.add_argument("--wait", type=float, default=15, help="seconds for each wait for a server")
     p.add_argument("--debug", action="store_true", help="slixmpp debug log on stderr")
     p.add_argument("--body", default="hello")
+    p.add_argument("--service", default="", help="muc: the group chat service (of a's server)")
+    p.add_argument("--room", default="", help="muc: local part of the members-only room")
+    p.add_argument("--room-2", default="", help="muc: local part of the open room")
+    p.add_argument("--room-3", default="", help="muc: local part of the room b tries to create")
+    p.add_argument("--reason", default="", help="muc: the invitation's reason")
     for side in ("a", "b"):
         required = side == "a"
         p.add_argument("--%s-jid" % side, required=required)
