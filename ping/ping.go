@@ -91,9 +91,9 @@ func (m *Module) watch(ctx context.Context, s *treff.Session) {
 }
 
 // Ping sends a ping from the server to the session and waits for the
-// answer (at most the module's Timeout). An error response other than
-// service-unavailable or feature-not-implemented still proves the client is
-// alive and counts as success.
+// answer (at most the module's Timeout). Any answer, an error too (a
+// client that does not know XEP-0199 says service-unavailable), proves
+// the client is alive and counts as success; only silence is an error.
 func (m *Module) Ping(ctx context.Context, s *treff.Session) error {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout())
 	defer cancel()

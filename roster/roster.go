@@ -71,6 +71,8 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.AddStreamFeature(treff.StreamFeature{Phase: treff.AfterAuth, XML: "<ver xmlns='" + NSVer + "'/>"})
+	// RFC 6121 3.4.1: subscription pre-approval is supported.
+	r.AddStreamFeature(treff.StreamFeature{Phase: treff.AfterAuth, XML: "<sub xmlns='urn:xmpp:features:pre-approval'/>"})
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.interested.Delete(s) })
 	m.setupSubscriptions(r)
 	r.OnAccountDeleted(m.accountDeleted)

@@ -96,3 +96,22 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// RFC 6121 2.6.1 and 3.4.1: roster versioning and subscription
+// pre-approval are announced as stream features after authentication.
+func TestStreamFeatures(t *testing.T) {
+	ts := newServer(t, &roster.Module{})
+	c := ts.Dial(t, ts.Addr)
+	c.StartTLS()
+	c.Send(trefftest.Header("localhost"))
+	c.Expect(`</stream:features>`)
+	c.Send(trefftest.PlainAuth("alice", "pw"))
+	c.Expect(`<success`)
+	c.Send(trefftest.Header("localhost"))
+	f := c.Expect(`</stream:features>`)
+	for _, want := range []string{"<ver xmlns='urn:xmpp:features:rosterver'/>", "<sub xmlns='urn:xmpp:features:pre-approval'/>"} {
+		if !strings.Contains(f, want) {
+			t.Errorf("features lack %s: %s", want, f)
+		}
+	}
+}
