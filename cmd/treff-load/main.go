@@ -30,6 +30,11 @@
 //
 //	treff-load -create-cmd 'while read u p; do prosodyctl register $u localhost $p; done'
 //
+// With -sm and -carbons, clients enable stream management (XEP-0198, with
+// resumption, answering the server's acknowledgement requests) and message
+// carbons (XEP-0280) after binding, as mobile and desktop clients do, so
+// that their cost on the server shows in the chat and muc scenarios.
+//
 // With -relay the tool talks to a plain TLS relay (bench/relay) instead of
 // an XMPP server: clients connect with direct TLS, skip the negotiation and
 // exchange the same stanzas, which gives the physical limit of the machine.
