@@ -31,6 +31,11 @@
 // Retention deletes messages older than Module.Retention once an hour;
 // deleting an account deletes its archive. The store must implement
 // storage.Archive.
+//
+// Archiver holds the query, paging, result and retention code for any
+// archive of the store: Module answers its users with one, and the muc
+// module answers queries to a group chat room's archive (kept under the
+// room's bare JID) with another.
 package mam
 
 import (
@@ -39,12 +44,13 @@ import (
 	"encoding/xml"
 	"errors"
 	"slices"
-	"sync"
+	"strings"
 	"time"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/internal/xmlscan"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -100,9 +106,7 @@ type Module struct {
 
 	srv  *treff.Server
 	now  func() time.Time
-	stop context.CancelFunc
-	done chan struct{}
-	mu   sync.Mutex // guards stop and done
+	arch *Archiver // answers queries and runs the retention job
 }
 
 var (
@@ -131,6 +135,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	m.arch = &Archiver{Store: m.Store, MaxPage: m.MaxPage, Retention: m.Retention, Now: m.now}
 	r.AddAccountFeature(NS)
 	r.AddAccountFeature(NSExtended)
 	r.AddAccountFeature(NSSID)
@@ -142,74 +147,22 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 			m.srv.Log().Error("mam: deleting a removed account's archive failed", "user", user.String(), "err", err)
 		}
 	})
-	if m.Retention > 0 {
-		m.startRetention()
-	}
+	m.arch.StartRetention(m.srv)
 	return nil
 }
 
 // Stop implements treff.Stopper: it ends the retention job.
 func (m *Module) Stop(ctx context.Context) error {
-	m.mu.Lock()
-	stop, done := m.stop, m.done
-	m.stop = nil
-	m.mu.Unlock()
-	if stop == nil {
+	if m.arch == nil {
 		return nil
 	}
-	stop()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (m *Module) maxPage() int {
-	if m.MaxPage <= 0 {
-		return DefaultMaxPage
-	}
-	return m.MaxPage
-}
-
-// startRetention runs expire in a goroutine until Stop.
-func (m *Module) startRetention() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	m.mu.Lock()
-	m.stop, m.done = cancel, done
-	m.mu.Unlock()
-	go func() {
-		defer close(done)
-		t := time.NewTimer(retentionFirst)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			m.expire(ctx, m.now())
-			t.Reset(retentionEvery)
-		}
-	}()
+	return m.arch.StopRetention(ctx)
 }
 
 // expire deletes the messages older than the retention period before now
 // and returns how many.
 func (m *Module) expire(ctx context.Context, now time.Time) int {
-	n, err := m.Store.DeleteArchiveBefore(ctx, now.Add(-m.Retention))
-	if err != nil {
-		if ctx.Err() == nil {
-			m.srv.Log().Error("mam: deleting old archived messages failed", "err", err)
-		}
-		return n
-	}
-	if n > 0 {
-		m.srv.Log().Info("mam: old archived messages deleted", "deleted", n, "older_than", m.Retention.String())
-	}
-	return n
+	return m.arch.expire(ctx, m.srv, now)
 }
 
 // inbound archives a message to a local account in its archive and stamps
@@ -225,6 +178,11 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		return false
 	}
 	owner := st.To.Bare()
+	if !content && !mayClaim(raw, owner) {
+		// The common case for group chat deliveries: the only stanza-id
+		// is the room's, so the message need not be parsed.
+		return false
+	}
 	ins := inspect(raw, owner)
 	if len(ins.spoofed) > 0 {
 		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
@@ -254,12 +212,7 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 
 // stampID adds <stanza-id by='user' id='id'/> (XEP-0359) to st.
 func (m *Module) stampID(st *treff.Stanza, user, id string) {
-	sid := make([]byte, 0, 64+len(user)+len(id))
-	sid = append(sid, "<stanza-id xmlns='"+NSSID+"' by='"...)
-	sid = treff.AppendEscaped(sid, user)
-	sid = append(sid, "' id='"...)
-	sid = treff.AppendEscaped(sid, id)
-	sid = append(sid, "'/>"...)
+	sid := AppendStanzaID(make([]byte, 0, 64+len(user)+len(id)), user, id)
 	if err := st.AddChild(sid); err != nil {
 		m.srv.Log().Error("mam: adding the stanza-id failed", "user", user, "err", err)
 	}
@@ -312,12 +265,8 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	return false
 }
 
-// stamp is the time a message is archived with, to the millisecond (the
-// precision of the <delay/> stamps, so that a client's 'start' and 'end'
-// taken from them select exactly those messages).
-func (m *Module) stamp() time.Time {
-	return m.now().UTC().Truncate(time.Millisecond)
-}
+// stamp is the time a message is archived with (see Archiver.Stamp).
+func (m *Module) stamp() time.Time { return m.arch.Stamp() }
 
 // wanted reports whether the user's preferences (or the server's default)
 // archive a conversation with peer.
@@ -450,4 +399,68 @@ func without(raw []byte, cut [][2]int64) []byte {
 		last = c[1]
 	}
 	return append(out, raw[last:]...)
+}
+
+// mayClaim reports whether a <stanza-id/> in raw may claim to be by owner,
+// looking only at the by attributes of the start tags named stanza-id: it
+// returns false only when none can be owner (so a caller may skip parsing
+// the message), true if one is, or if a tag is too odd to tell.
+func mayClaim(raw []byte, owner jid.JID) bool {
+	ownerStr := owner.String()
+	for rest := raw; ; {
+		i := bytes.Index(rest, []byte("stanza-id"))
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len("stanza-id"):]
+		end := bytes.IndexByte(rest, '>')
+		if end < 0 {
+			return true
+		}
+		tag := rest[:end]
+		rest = rest[end:]
+		by, ok := attrValue(tag, "by")
+		if !ok {
+			continue // a stanza-id without 'by' claims nobody
+		}
+		v := xmlscan.Unescape(by)
+		if strings.EqualFold(v, ownerStr) {
+			return true
+		}
+		if !isASCII(v) {
+			// PRECIS may map it to owner: compare properly.
+			if j, err := jid.Parse(v); err != nil || j.Equal(owner) {
+				return true
+			}
+		}
+	}
+}
+
+// attrValue finds name='...' or name="..." in a start tag's bytes.
+func attrValue(tag []byte, name string) (string, bool) {
+	for i := 0; ; {
+		j := bytes.Index(tag[i:], []byte(name+"="))
+		if j < 0 {
+			return "", false
+		}
+		j += i
+		k := j + len(name) + 1
+		if (j == 0 || tag[j-1] == ' ' || tag[j-1] == '\t' || tag[j-1] == '\n' || tag[j-1] == '\r') && k < len(tag) && (tag[k] == '\'' || tag[k] == '"') {
+			q := tag[k]
+			if e := bytes.IndexByte(tag[k+1:], q); e >= 0 {
+				return string(tag[k+1 : k+1+e]), true
+			}
+			return "", false
+		}
+		i = k
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -41,11 +41,6 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		return nil, treff.ErrForbidden
 	}
 	switch iq.Payload.Local {
-	case "query":
-		if iq.Type == "get" {
-			return []byte(queryForm), nil
-		}
-		return m.query(ctx, iq, owner)
 	case "prefs":
 		if iq.Type == "get" {
 			p, err := m.Store.ArchivePrefs(ctx, owner.String())
@@ -55,13 +50,8 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 			return m.appendPrefs(nil, p), nil
 		}
 		return m.setPrefs(ctx, iq, owner)
-	case "metadata":
-		if iq.Type != "get" {
-			return nil, treff.ErrBadRequest
-		}
-		return m.metadata(ctx, owner)
 	}
-	return nil, treff.ErrFeatureNotImpl
+	return m.arch.Answer(ctx, m.srv, owner, iq)
 }
 
 // queryEl is a <query/> set by a client.
@@ -86,10 +76,10 @@ func badRequest(text string) error {
 }
 
 // parseQuery turns a query into a storage query.
-func (m *Module) parseQuery(q *queryEl) (storage.ArchiveQuery, error) {
-	sq := storage.ArchiveQuery{Limit: m.maxPage()}
+func (a *Archiver) parseQuery(q *queryEl) (storage.ArchiveQuery, error) {
+	sq := storage.ArchiveQuery{Limit: a.maxPage()}
 	if q.Node != "" {
-		return sq, &treff.StanzaError{Condition: "item-not-found", Text: "a user's archive has no nodes"}
+		return sq, &treff.StanzaError{Condition: "item-not-found", Text: "this archive has no nodes"}
 	}
 	for name, vals := range q.Form.Values() {
 		v := ""
@@ -137,7 +127,7 @@ func (m *Module) parseQuery(q *queryEl) (storage.ArchiveQuery, error) {
 			if err != nil || n < 0 {
 				return sq, badRequest("max must be a number")
 			}
-			sq.Limit = min(n, m.maxPage())
+			sq.Limit = min(n, a.maxPage())
 		}
 		if s.After != nil {
 			if *s.After == "" {
@@ -161,21 +151,21 @@ func parseTime(v, field string) (time.Time, error) {
 }
 
 // query runs an archive query: it sends the page's messages to the
-// requesting session and returns the <fin/>.
-func (m *Module) query(ctx context.Context, iq *treff.Stanza, owner jid.JID) ([]byte, error) {
+// requester and returns the <fin/>.
+func (a *Archiver) query(ctx context.Context, srv *treff.Server, iq *treff.Stanza, owner jid.JID) ([]byte, error) {
 	var q queryEl
 	if err := iq.DecodePayload(&q); err != nil {
 		return nil, badRequest("malformed query")
 	}
-	sq, err := m.parseQuery(&q)
+	sq, err := a.parseQuery(&q)
 	if err != nil {
 		return nil, err
 	}
-	sess := m.srv.Session(iq.From)
-	if sess == nil {
+	sess := srv.Session(iq.From)
+	if sess == nil && srv.IsLocal(iq.From.Domainpart()) {
 		return nil, treff.ErrServiceUnavailable
 	}
-	page, err := m.Store.QueryArchive(ctx, owner.String(), sq)
+	page, err := a.Store.QueryArchive(ctx, owner.String(), sq)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, &treff.StanzaError{Condition: "item-not-found", Text: "no such message in the archive"}
 	}
@@ -186,7 +176,7 @@ func (m *Module) query(ctx context.Context, iq *treff.Stanza, owner jid.JID) ([]
 	// paging forward, the newest when paging backward.
 	results := make([][]byte, len(page.Messages))
 	for i := range page.Messages {
-		results[i] = m.appendResult(nil, iq.From, owner, q.QueryID, &page.Messages[i])
+		results[i] = appendResult(nil, iq.From, owner, q.QueryID, &page.Messages[i])
 	}
 	keepFrom, keepTo, size := 0, len(results), 0
 	if sq.Backward {
@@ -208,6 +198,16 @@ func (m *Module) query(ctx context.Context, iq *treff.Stanza, owner jid.JID) ([]
 		slices.Reverse(results)
 	}
 	for _, r := range results {
+		if sess == nil {
+			// A remote requester (an occupant of a room from another
+			// server): the results go the way the answer will.
+			st, err := treff.NewStanza(r)
+			if err != nil {
+				return nil, err
+			}
+			srv.Route(ctx, st)
+			continue
+		}
 		if sess.Send(r) != nil {
 			return nil, treff.ErrNoReply // the session is gone
 		}
@@ -217,7 +217,7 @@ func (m *Module) query(ctx context.Context, iq *treff.Stanza, owner jid.JID) ([]
 
 // appendResult appends the <message/> that carries one archived message
 // to the requester.
-func (m *Module) appendResult(b []byte, to, owner jid.JID, queryID string, msg *storage.ArchivedMessage) []byte {
+func appendResult(b []byte, to, owner jid.JID, queryID string, msg *storage.ArchivedMessage) []byte {
 	b = append(b, "<message to='"...)
 	b = treff.AppendEscaped(b, to.String())
 	b = append(b, "' from='"...)
@@ -298,15 +298,15 @@ func appendFin(b []byte, page storage.ArchivePage) []byte {
 
 // metadata answers a metadata request (XEP-0313 6): the first and last
 // message of the archive, nothing for an empty one.
-func (m *Module) metadata(ctx context.Context, owner jid.JID) ([]byte, error) {
-	first, err := m.Store.QueryArchive(ctx, owner.String(), storage.ArchiveQuery{Limit: 1})
+func (a *Archiver) metadata(ctx context.Context, owner jid.JID) ([]byte, error) {
+	first, err := a.Store.QueryArchive(ctx, owner.String(), storage.ArchiveQuery{Limit: 1})
 	if err != nil {
 		return nil, err
 	}
 	if len(first.Messages) == 0 {
 		return []byte("<metadata xmlns='" + NS + "'/>"), nil
 	}
-	last, err := m.Store.QueryArchive(ctx, owner.String(), storage.ArchiveQuery{Limit: 1, Backward: true})
+	last, err := a.Store.QueryArchive(ctx, owner.String(), storage.ArchiveQuery{Limit: 1, Backward: true})
 	if err != nil {
 		return nil, err
 	}

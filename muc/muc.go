@@ -12,6 +12,11 @@
 // persistence of rooms through storage.Rooms, role and affiliation changes
 // (kick, ban, voice, membership, lists) through muc#admin, and mediated
 // invitations, which make the invitee a member of a members-only room.
+//
+// With Module.Archive set, each room also keeps a message archive queried
+// at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
+// on group chat rooms, with XEP-0359: Unique and Stable Stanza IDs
+// (version 0.7.0) on the messages the room sends.
 package muc
 
 import (
@@ -25,6 +30,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/mam"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -63,6 +69,15 @@ type Module struct {
 	MaxMessage int
 	// MaxRoomsPerUser is the most rooms one user may own. 0 means 20.
 	MaxRoomsPerUser int
+	// Archive, if not nil, keeps a message archive for each room
+	// (XEP-0313 on room JIDs), which its owners may turn off in the room
+	// configuration: groupchat messages and subject changes, from the
+	// occupants' room JIDs, stamped with XEP-0359 stanza-ids by the room.
+	// Its Store nil means the server's Storage, which must then implement
+	// storage.Archive; its Retention, if set, starts a retention job
+	// (store-wide: unneeded when a mam.Module with a Retention uses the
+	// same store).
+	Archive *mam.Archiver
 
 	srv      *treff.Server
 	services map[string]bool // service domains
@@ -70,7 +85,10 @@ type Module struct {
 	rooms    map[string]*room // by bare room JID
 }
 
-var _ treff.Module = (*Module)(nil)
+var (
+	_ treff.Module  = (*Module)(nil)
+	_ treff.Stopper = (*Module)(nil)
+)
 
 // Name implements treff.Module.
 func (m *Module) Name() string { return "muc" }
@@ -99,7 +117,22 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		}
 	}
 	r.OnSessionClosed(m.sessionClosed)
+	if a := m.Archive; a != nil {
+		var err error
+		if a.Store, err = storage.Require(a.Store, m.srv.Storage, "muc"); err != nil {
+			return err
+		}
+		a.StartRetention(m.srv)
+	}
 	return nil
+}
+
+// Stop implements treff.Stopper: it ends the archive's retention job.
+func (m *Module) Stop(ctx context.Context) error {
+	if m.Archive == nil {
+		return nil
+	}
+	return m.Archive.StopRetention(ctx)
 }
 
 func (m *Module) maxOccupants() int { return or(m.MaxOccupants, 200) }
@@ -240,6 +273,9 @@ func (m *Module) forget(ctx context.Context, r *room, fromStore bool) {
 		delete(m.rooms, r.jid.String())
 	}
 	m.mu.Unlock()
+	// The room ends (destroyed, or temporary and empty): so does its
+	// archive, which a new room of that name must not inherit.
+	m.deleteArchive(ctx, r)
 	if fromStore && m.Store != nil {
 		if err := m.Store.DeleteRoom(ctx, r.jid.String()); err != nil {
 			m.srv.Log().Error("muc: deleting a room failed", "room", r.jid.String(), "err", err)
@@ -456,6 +492,8 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 		r.discoInfo(ctx, st)
 	case nsDiscoItems:
 		m.send(ctx, treff.AppendResult(nil, st, []byte("<query xmlns='"+nsDiscoItems+"'/>")))
+	case mam.NS:
+		r.mamIQ(ctx, st)
 	default:
 		m.fail(ctx, st, treff.ErrServiceUnavailable)
 	}

@@ -29,7 +29,7 @@ func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
 	}
 	if st.Type == "get" {
 		r.mu.Lock()
-		f := r.configForm()
+		f := r.configForm(ctx)
 		r.mu.Unlock()
 		b := f.Append([]byte("<query xmlns='"+NSOwner+"'>"), "form")
 		r.m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
@@ -76,13 +76,13 @@ func boolValue(b bool) []string {
 }
 
 // configForm is the muc#roomconfig form with the room's settings.
-func (r *room) configForm() *dataform.Form {
+func (r *room) configForm(ctx context.Context) *dataform.Form {
 	c := r.conf
 	whois := "moderators"
 	if c.NonAnonymous {
 		whois = "anyone"
 	}
-	return &dataform.Form{Title: "Configuration of " + r.jid.String(), Fields: []dataform.Field{
+	f := &dataform.Form{Title: "Configuration of " + r.jid.String(), Fields: []dataform.Field{
 		dataform.FormType(NS + "#roomconfig"),
 		{Var: "muc#roomconfig_roomname", Type: "text-single", Label: "Name", Values: []string{c.Name}},
 		{Var: "muc#roomconfig_roomdesc", Type: "text-single", Label: "Description", Values: []string{c.Description}},
@@ -98,6 +98,10 @@ func (r *room) configForm() *dataform.Form {
 		{Var: "muc#roomconfig_allowinvites", Type: "boolean", Label: "Occupants may invite others", Values: boolValue(c.OccupantsInvite)},
 		{Var: "muc#maxhistoryfetch", Type: "text-single", Label: "Messages of history for new occupants", Values: []string{strconv.Itoa(or(c.MaxHistory, r.m.maxHistory()))}},
 	}}
+	if r.m.Archive != nil {
+		f.Fields = append(f.Fields, dataform.Field{Var: cfgArchiving, Type: "boolean", Label: "Keep a message archive (XEP-0313)", Values: boolValue(r.archiving(ctx))})
+	}
+	return f
 }
 
 // configure applies a submitted configuration (an empty one accepts the
@@ -129,6 +133,9 @@ func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *tre
 	flag("muc#roomconfig_moderatedroom", &c.Moderated)
 	flag("muc#roomconfig_changesubject", &c.OccupantsChangeSubject)
 	flag("muc#roomconfig_allowinvites", &c.OccupantsInvite)
+	if vs, ok := v[cfgArchiving]; ok && len(vs) > 0 {
+		r.setArchiving(ctx, vs[0] == "1" || vs[0] == "true")
+	}
 	if w := v.Get("muc#roomconfig_whois"); w != "" {
 		c.NonAnonymous = w == "anyone"
 	}

@@ -50,6 +50,7 @@ type room struct {
 	order   []*occupant          // in order of arrival
 	history []historyEntry
 	pending map[string]pendingIQ // forwarded IQs by the id sent on
+	archive int8                 // archiving: 0 not read yet, 1 on, -1 off
 }
 
 func newRoom(m *Module, j jid.JID, conf storage.Room) *room {
@@ -328,22 +329,25 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	inner := st.Inner()
-	if subject, ok := subjectOf(inner); ok && !strings.Contains(inner, "<body") {
-		if o.role != roleModerator && !r.conf.OccupantsChangeSubject {
-			fail("forbidden", "only moderators may change the subject")
-			return
-		}
+	subject, isSubject := subjectOf(inner)
+	isSubject = isSubject && !strings.Contains(inner, "<body")
+	if isSubject && o.role != roleModerator && !r.conf.OccupantsChangeSubject {
+		fail("forbidden", "only moderators may change the subject")
+		return
+	}
+	out := r.prepareGroupchat(ctx, st, o.nick, isSubject)
+	if isSubject {
 		r.conf.Subject, r.conf.SubjectBy = subject, o.nick
 		r.save(ctx)
 	} else {
-		r.history = append(r.history, historyEntry{nick: o.nick, inner: inner, at: time.Now()})
+		r.history = append(r.history, historyEntry{nick: o.nick, inner: out.Inner(), at: time.Now()})
 		if max := or(r.conf.MaxHistory, r.m.maxHistory()); len(r.history) > max {
 			r.history = append(r.history[:0], r.history[len(r.history)-max:]...)
 		}
 	}
 	from := r.nickJID(o.nick)
 	for _, to := range r.order {
-		r.m.srv.Route(ctx, st.WithAddresses(from, to.real))
+		r.m.srv.Route(ctx, out.WithAddresses(from, to.real))
 	}
 }
 
@@ -466,7 +470,7 @@ func newID() string {
 // discoInfo answers disco#info about the room (XEP-0045 6.4).
 func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 	r.mu.Lock()
-	conf, n := r.conf, len(r.order)
+	conf, n, archiving := r.conf, len(r.order), r.archiving(ctx)
 	r.mu.Unlock()
 	pick := func(c bool, yes, no string) string {
 		if c {
@@ -486,6 +490,11 @@ func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 		pick(conf.Moderated, "muc_moderated", "muc_unmoderated"), pick(conf.NonAnonymous, "muc_nonanonymous", "muc_semianonymous"),
 		pick(conf.Password != "", "muc_passwordprotected", "muc_unsecured"), pick(conf.Persistent, "muc_persistent", "muc_temporary")} {
 		b = append(b, "<feature var='"+f+"'/>"...)
+	}
+	if archiving {
+		for _, f := range archiveFeatures {
+			b = append(b, "<feature var='"+f+"'/>"...)
+		}
 	}
 	f := dataform.Form{Fields: []dataform.Field{
 		dataform.FormType(NS + "#roominfo"),
