@@ -198,50 +198,25 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 		return "", fail(err, "append archive of %q", user)
 	}
 	v := encodeArchived(msg)
-	name := []byte(user)
-	var id string
-	// fn may run more than once under Batch; it sets id on every run.
-	fn := func(tx *bolt.Tx) error {
-		id = ""
-		root, err := tx.CreateBucketIfNotExists(bucketArchive)
-		if err != nil {
-			return err
-		}
-		blk, err := archiveCipher(tx, true)
-		if err != nil {
-			return err
-		}
-		ub, err := root.CreateBucketIfNotExists(name)
-		if err != nil {
-			return err
-		}
-		t := msg.Time
-		if last, _ := ub.Cursor().Last(); last != nil {
-			if lt := archiveKeyTime(last); t.Before(lt) {
-				t = lt
-			}
-		}
-		seq, err := root.NextSequence()
-		if err != nil {
-			return err
-		}
-		k := archiveKey(t, seq)
-		if err := ub.Put(k, v); err != nil {
-			return err
-		}
-		if err := ub.SetSequence(ub.Sequence() + 1); err != nil {
-			return err
-		}
-		id = archiveID(blk, k)
-		return nil
+	q := &s.archive
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := s.archiveLoad(); err != nil {
+		return "", fail(err, "append archive of %q", user)
 	}
-	// An append that overlaps an offline push or another append shares
-	// its commit and fsync.
-	err := s.write(fn)
+	t := msg.Time
+	lt, err := s.archiveLastTime(user)
 	if err != nil {
 		return "", fail(err, "append archive of %q", user)
 	}
-	return id, nil
+	if t.Before(lt) {
+		t = lt // keys in arrival order are in time order too
+	}
+	q.seq++
+	k := archiveKey(t, q.seq)
+	q.last[user] = t
+	s.archiveEnqueue(archiveRecord{user: user, key: k, val: v})
+	return archiveID(q.blk, k), nil
 }
 
 // archiveScan is the state of one QueryArchive.
@@ -313,6 +288,9 @@ func (sc *archiveScan) add(k, v []byte) error {
 // page's messages.
 func (s *Store) QueryArchive(ctx context.Context, user string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
 	var page storage.ArchivePage
+	if err := s.flushArchive(); err != nil {
+		return page, fail(err, "query archive of %q", user)
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		var ub *bolt.Bucket
 		if root := tx.Bucket(bucketArchive); root != nil {
@@ -443,6 +421,9 @@ func (s *Store) QueryArchive(ctx context.Context, user string, q storage.Archive
 // user's bucket.
 func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
 	var n uint64
+	if err := s.flushArchive(); err != nil {
+		return 0, fail(err, "count archive of %q", user)
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		if root := tx.Bucket(bucketArchive); root != nil {
 			if ub := root.Bucket([]byte(user)); ub != nil {
@@ -462,6 +443,10 @@ func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
 // that the writes of a running server wait little.
 func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, error) {
 	end := archiveKey(t, 0)
+	if err := s.flushArchive(); err != nil {
+		return 0, fail(err, "delete archived messages")
+	}
+	defer s.forgetArchiveTimes()
 	// The users with something to delete; the others cost no write.
 	var users [][]byte
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -519,6 +504,10 @@ func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, erro
 
 // DeleteArchive implements storage.Archive.
 func (s *Store) DeleteArchive(ctx context.Context, user string) error {
+	if err := s.flushArchive(); err != nil {
+		return fail(err, "delete archive of %q", user)
+	}
+	defer s.forgetArchiveUser(user)
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		if root := tx.Bucket(bucketArchive); root != nil && root.Bucket([]byte(user)) != nil {
 			if err := root.DeleteBucket([]byte(user)); err != nil {

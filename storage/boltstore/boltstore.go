@@ -141,6 +141,8 @@ type Store struct {
 	// pushing counts message writes (offline pushes, archive appends)
 	// in flight, to batch only when they overlap (see write).
 	pushing atomic.Int32
+	// archive queues archive appends (see archivequeue.go).
+	archive archiveQueue
 }
 
 // Open opens the bbolt database at path, creating it with mode 0600 if it
@@ -224,8 +226,12 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("boltstore: close: %w", storage.ErrClosed)
 	}
+	ferr := s.flushArchive()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close %s: %w", s.path, err)
+	}
+	if ferr != nil {
+		return fmt.Errorf("boltstore: close %s: writing queued archive records: %w", s.path, ferr)
 	}
 	return nil
 }
