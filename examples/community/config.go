@@ -165,9 +165,9 @@ type Config struct {
 	// MUCMaxHistory is how many messages a room keeps for new occupants
 	// (key muc_max_history). Default: 20.
 	MUCMaxHistory int
-	// Archive keeps each user's messages on the server for their clients
-	// to fetch (XEP-0313 message archive; key archive: yes or no).
-	// Default: no.
+	// Archive keeps each user's messages, and group chat rooms' messages,
+	// on the server for clients to fetch (XEP-0313 message archive; key
+	// archive: yes or no). Default: no.
 	Archive bool
 	// ArchiveRetention is how long archived messages are kept (key
 	// archive_retention, "d" counts days; 0 keeps them forever).

@@ -327,7 +327,14 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		HoldDeleted:       cfg.RegistrationHoldDeleted,
 	}
 	if cfg.MUC {
-		srv.Modules = append(srv.Modules, &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory})
+		rooms := &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory}
+		if cfg.Archive {
+			// Rooms keep archives too (each can turn it off in its
+			// configuration); the mam module's retention job expires
+			// them with the users' archives, in the same store.
+			rooms.Archive = &mam.Archiver{}
+		}
+		srv.Modules = append(srv.Modules, rooms)
 	}
 	if cfg.Upload && cfg.HTTPS != "" {
 		srv.Modules = append(srv.Modules, &upload.Module{
