@@ -154,12 +154,7 @@ func stanzaJSChat(t *testing.T, transport, url, certFile, peer, body string, pee
 func TestStanzaJSWebSocketCommunity(t *testing.T) {
 	needXMPPJS(t)
 	needSlixmpp(t)
-	bin := buildCommunity(t)
-	data := t.TempDir()
-	for _, a := range [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}} {
-		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0])
-	}
-	w := startWebCommunity(t, bin, data)
+	w := startWebAliceBob(t)
 	script, err := filepath.Abs(filepath.Join("clients", "web.py"))
 	if err != nil {
 		t.Fatal(err)
@@ -180,12 +175,7 @@ func TestStanzaJSWebSocketCommunity(t *testing.T) {
 // bob on the binary's TCP listener.
 func TestStanzaJSBOSHCommunity(t *testing.T) {
 	needXMPPJS(t)
-	bin := buildCommunity(t)
-	data := t.TempDir()
-	for _, a := range [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}} {
-		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0])
-	}
-	w := startWebCommunity(t, bin, data)
+	w := startWebAliceBob(t)
 	pem, err := os.ReadFile(w.cert)
 	if err != nil {
 		t.Fatal(err)

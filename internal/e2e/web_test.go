@@ -327,12 +327,7 @@ func checkHostMeta(t *testing.T, c *http.Client, base, wsURL string) {
 func TestWebSocketXMPPJS(t *testing.T) {
 	needSlixmpp(t)
 	needXMPPJS(t)
-	bin := buildCommunity(t)
-	data := t.TempDir()
-	for _, a := range [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}} {
-		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0])
-	}
-	w := startWebCommunity(t, bin, data)
+	w := startWebAliceBob(t)
 	hc := httpsClient(t, w.cert)
 
 	wsURL := "wss://" + w.https + "/xmpp-websocket"
@@ -484,4 +479,16 @@ func runScript(t *testing.T, script string, args ...string) (string, error) {
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// startWebAliceBob builds and starts the example binary with its web
+// listeners (startWebCommunity) and the accounts alice and bob.
+func startWebAliceBob(t *testing.T, flags ...string) *webProc {
+	t.Helper()
+	bin := buildCommunity(t)
+	data := t.TempDir()
+	for _, a := range [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}} {
+		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0])
+	}
+	return startWebCommunity(t, bin, data, flags...)
 }
