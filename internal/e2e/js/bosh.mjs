@@ -24,6 +24,7 @@
 
 import { parseArgs } from "node:util";
 import * as XMPP from "stanza";
+import { Script } from "./script.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -52,28 +53,10 @@ if (opts.transport !== "bosh" && opts.transport !== "websocket") {
 const waitMs = Number(opts.wait) * 1000;
 const name = "alice";
 
-let step = "start";
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
-function debug(...args) {
-  if (opts.debug) console.error(...args);
-}
-function exit(code) {
-  process.stdout.write("", () => process.exit(code));
-}
-function fail(err) {
-  emit({ event: "error", client: name, message: String(err?.stack ?? err), step });
-  exit(1);
-}
+const sc = new Script(opts, name);
+const emit = (obj) => sc.emit(obj);
+const debug = (...args) => sc.debug(...args);
 
-const watchdog = setTimeout(() => {
-  emit({ event: "timeout", client: name, step });
-  exit(3);
-}, Number(opts.timeout) * 1000);
-
-// until resolves with the first event name's arguments that match
-// accepts, or rejects after --wait.
 function until(client, what, event, match = () => true) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -110,28 +93,28 @@ client.on("stream:error", (err) => debug("stream error", err));
 for (const ev of ["bosh:terminate", "stream:end", "disconnected", "session:end"]) {
   client.on(ev, () => debug("EVENT", ev));
 }
-client.on("auth:failed", () => fail(new Error("authentication failed")));
+client.on("auth:failed", () => sc.fail(new Error("authentication failed")));
 client.on("message", (msg) => {
   emit({ event: "message", client: name, from: msg.from ?? "", type: msg.type ?? "normal", body: msg.body ?? null });
 });
 
 async function main() {
-  step = "login";
+  sc.step = "login";
   const started = until(client, "session start", "session:started");
   client.connect();
   await started;
   emit({ event: "login", client: name, jid: client.jid, mech, transport: opts.transport });
 
-  step = "presence";
+  sc.step = "presence";
   client.sendPresence();
 
-  step = "chat";
+  sc.step = "chat";
   const reply = until(client, "reply from the peer", "message", (msg) => msg.from === opts.peer && msg.body);
   const id = client.sendMessage({ to: opts.peer, type: "chat", body: opts.body });
   emit({ event: "sent", client: name, to: opts.peer, id, body: opts.body });
   await reply;
 
-  step = "disconnect";
+  sc.step = "disconnect";
   // The end of the stream: the terminate body (BOSH) or <close/>
   // (WebSocket). StanzaJS 12.22.1 does not always emit "disconnected"
   // after a BOSH terminate: a write queued while it disconnects waits
@@ -140,10 +123,6 @@ async function main() {
   client.disconnect();
   await ended;
   emit({ event: "offline", client: name });
-
-  clearTimeout(watchdog);
-  emit({ event: "done", client: name });
-  exit(0);
 }
 
-main().catch(fail);
+sc.run(main);

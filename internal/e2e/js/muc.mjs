@@ -31,6 +31,7 @@
 
 import { parseArgs } from "node:util";
 import { client, xml } from "@xmpp/client";
+import { Script } from "./script.mjs";
 
 const NS_MUC = "http://jabber.org/protocol/muc";
 const NS_MUC_USER = NS_MUC + "#user";
@@ -64,23 +65,9 @@ for (const k of ["addr", "jid", "password", "peer", "peer-password"]) {
 const waitMs = Number(opts.wait) * 1000;
 const room = `${opts.room}@${opts.service}`;
 
-let step = "start";
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
-function debug(...args) {
-  if (opts.debug) console.error(...args);
-}
-
-// exit ends the process once stdout is flushed.
-function exit(code) {
-  process.stdout.write("", () => process.exit(code));
-}
-
-const watchdog = setTimeout(() => {
-  emit({ event: "timeout", client: "", step });
-  exit(3);
-}, Number(opts.timeout) * 1000);
+const sc = new Script(opts, "");
+const emit = (obj) => sc.emit(obj);
+const debug = (...args) => sc.debug(...args);
 
 function stanzaError(el) {
   const e = el.getChild("error");
@@ -249,7 +236,7 @@ const alice = new Peer("alice", opts.jid, opts.password);
 const bob = new Peer("bob", opts.peer, opts["peer-password"]);
 
 function at(name) {
-  step = name;
+  sc.step = name;
   emit({ event: "step", client: "", name });
 }
 
@@ -317,15 +304,4 @@ async function main() {
   await Promise.all([alice.stop(), bob.stop()]);
 }
 
-main().then(
-  () => {
-    clearTimeout(watchdog);
-    emit({ event: "done", client: "" });
-    exit(0);
-  },
-  (err) => {
-    clearTimeout(watchdog);
-    emit({ event: "error", client: "", message: String(err?.stack ?? err), step });
-    exit(1);
-  },
-);
+sc.run(main);

@@ -37,6 +37,7 @@ import { parseArgs } from "node:util";
 import { client, xml } from "@xmpp/client";
 import FramedParser from "@xmpp/websocket/lib/FramedParser.js";
 import WS from "ws";
+import { Script } from "./script.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -61,27 +62,14 @@ for (const k of ["service", "jid", "password", "peer"]) {
 const waitMs = Number(opts.wait) * 1000;
 const name = "alice";
 
-let step = "start";
-function emit(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
-function debug(...args) {
-  if (opts.debug) console.error(...args);
-}
-function exit(code) {
-  process.stdout.write("", () => process.exit(code));
-}
+const sc = new Script(opts, name);
+const emit = (obj) => sc.emit(obj);
+const debug = (...args) => sc.debug(...args);
 function at(s) {
-  step = s;
+  sc.step = s;
   debug("step:", s);
 }
 
-const watchdog = setTimeout(() => {
-  emit({ event: "timeout", client: name, step });
-  exit(3);
-}, Number(opts.timeout) * 1000);
-
-// wholeElement reports whether data is exactly one complete element.
 function wholeElement(data) {
   const p = new FramedParser();
   let n = 0;
@@ -214,15 +202,4 @@ async function main() {
   emit({ event: "offline", client: name });
 }
 
-main().then(
-  () => {
-    clearTimeout(watchdog);
-    emit({ event: "done", client: name });
-    exit(0);
-  },
-  (err) => {
-    clearTimeout(watchdog);
-    emit({ event: "error", client: name, message: String(err?.stack ?? err), step });
-    exit(1);
-  },
-);
+sc.run(main);
