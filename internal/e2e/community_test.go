@@ -121,11 +121,11 @@ func startCommunity(t *testing.T, bin, data string) *communityProc {
 	}
 }
 
-func tryStartCommunity(t *testing.T, bin, data string) (*communityProc, error) {
+// start runs the binary with args, its output going to p.logs; the
+// process is killed when the test ends if it still runs.
+func (p *communityProc) start(t *testing.T, bin string, args ...string) {
 	t.Helper()
-	p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
-		addr: trefftest.FreeAddr(t), tls: trefftest.FreeAddr(t), cert: filepath.Join(data, "cert.pem")}
-	p.cmd = exec.Command(bin, "-data", data, "-c2s", p.addr, "-c2s-tls", p.tls, "-s2s", "", "-http", "", "-https", "", "-log-level", "debug")
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = communityEnv()
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -140,6 +140,13 @@ func tryStartCommunity(t *testing.T, bin, data string) (*communityProc, error) {
 			<-p.done
 		}
 	})
+}
+
+func tryStartCommunity(t *testing.T, bin, data string) (*communityProc, error) {
+	t.Helper()
+	p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
+		addr: trefftest.FreeAddr(t), tls: trefftest.FreeAddr(t), cert: filepath.Join(data, "cert.pem")}
+	p.start(t, bin, "-data", data, "-c2s", p.addr, "-c2s-tls", p.tls, "-s2s", "", "-http", "", "-https", "", "-log-level", "debug")
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {

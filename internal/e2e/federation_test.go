@@ -645,7 +645,7 @@ func (f *federation) startTreff(t *testing.T, users ...string) *communityProc {
 	certDir := filepath.Join(f.dir, fedTreff)
 	p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
 		addr: ip + ":5222", cert: f.caFile}
-	p.cmd = exec.Command(bin, "-data", data, "-domain", fedTreff,
+	p.start(t, bin, "-data", data, "-domain", fedTreff,
 		"-cert", filepath.Join(certDir, "cert.pem"), "-key", filepath.Join(certDir, "key.pem"),
 		"-c2s", p.addr, "-c2s-tls", "",
 		"-s2s", ip+":5269", "-s2s-tls", "", "-s2s-ca", f.caFile,
@@ -653,19 +653,7 @@ func (f *federation) startTreff(t *testing.T, users ...string) *communityProc {
 			fedEjabberd, fedAddr[fedEjabberd], fedUnreachable, fedUnreachableAddr),
 		"-http", "", "-https", "",
 		"-log-level", "debug")
-	p.cmd.Env = communityEnv()
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
 		if t.Failed() {
 			t.Logf("treff output:\n%s", p.logs)
 		}
