@@ -116,13 +116,7 @@ func (s *Session) csiElement(el *xmlscan.Element) {
 	case "active":
 		s.mu.Lock()
 		s.csi.inactive = false
-		held := s.csi.take()
-		var fail *streamError
-		for _, raw := range held {
-			if fail = s.sendLocked(raw); fail != nil {
-				break
-			}
-		}
+		fail := s.sendHeldLocked()
 		s.mu.Unlock()
 		if fail != nil {
 			s.closeStream(*fail)
@@ -137,4 +131,15 @@ func (s *Session) Inactive() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.csi.inactive
+}
+
+// sendHeldLocked sends what client state indication held back, in order
+// (under s.mu), and returns the stream error to close with, if any.
+func (s *Session) sendHeldLocked() *streamError {
+	for _, raw := range s.csi.take() {
+		if e := s.sendLocked(raw); e != nil {
+			return e
+		}
+	}
+	return nil
 }

@@ -108,12 +108,10 @@ func (s *Session) Send(raw []byte) error {
 			return nil
 		}
 		// Something that matters: what was held goes first, in order.
-		for _, h := range s.csi.take() {
-			if e := s.sendLocked(h); e != nil {
-				s.mu.Unlock()
-				s.closeStream(*e)
-				return ErrSessionClosed
-			}
+		if e := s.sendHeldLocked(); e != nil {
+			s.mu.Unlock()
+			s.closeStream(*e)
+			return ErrSessionClosed
 		}
 	}
 	if e := s.sendLocked(raw); e != nil {
