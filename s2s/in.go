@@ -379,33 +379,9 @@ func (m *Module) verifyAt(ctx context.Context, t target, p pair, id, key string)
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
 	defer stop()
 	s := newStream(nc, m.maxStanza())
-	dl, _ := ctx.Deadline()
-	if t.direct {
-		if err := s.startTLS(m.clientTLS(p.local, p.remote), true, time.Until(dl)); err != nil {
-			return false, err
-		}
-	}
-	f, err := m.open(ctx, s, p)
-	if err != nil {
+	// Verification runs over TLS too, like every stream of this server.
+	if _, err := m.secure(ctx, s, p, t.direct); err != nil {
 		return false, err
-	}
-	if !s.secure && f.starttls {
-		if err := s.writeString("<starttls xmlns='" + nsTLS + "'/>"); err != nil {
-			return false, err
-		}
-		el, err := s.sc.Next()
-		if err != nil {
-			return false, err
-		}
-		if el.Local() != "proceed" {
-			return false, errStream("STARTTLS refused")
-		}
-		if err := s.startTLS(m.clientTLS(p.local, p.remote), true, time.Until(dl)); err != nil {
-			return false, err
-		}
-		if _, err := m.open(ctx, s, p); err != nil {
-			return false, err
-		}
 	}
 	v := fmt.Sprintf("<db:verify from='%s' to='%s' id='%s'>%s</db:verify>",
 		treff.AppendEscaped(nil, p.local), treff.AppendEscaped(nil, p.remote), treff.AppendEscaped(nil, id), treff.AppendEscaped(nil, key))

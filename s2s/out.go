@@ -335,40 +335,45 @@ func (m *Module) open(ctx context.Context, s *stream, p pair) (features, error) 
 	return parseFeatures(el), nil
 }
 
-// negotiateOut runs TLS and authentication on a new outgoing connection
-// and returns the method that authenticated it.
-func (m *Module) negotiateOut(ctx context.Context, s *stream, p pair, direct bool) (string, error) {
+// secure opens the stream for p on a new outgoing connection with TLS
+// (direct, or STARTTLS, which the peer must offer) and returns the
+// features the peer offers on the secure stream.
+func (m *Module) secure(ctx context.Context, s *stream, p pair, direct bool) (features, error) {
 	dl, _ := ctx.Deadline()
-	tlsWait := time.Until(dl)
 	if direct {
-		if err := s.startTLS(m.clientTLS(p.local, p.remote), true, tlsWait); err != nil {
-			return "", err
+		if err := s.startTLS(m.clientTLS(p.local, p.remote), true, time.Until(dl)); err != nil {
+			return features{}, err
 		}
 	}
 	f, err := m.open(ctx, s, p)
+	if err != nil || s.secure {
+		return f, err
+	}
+	if !f.starttls {
+		return f, errStream("peer does not offer TLS")
+	}
+	if err := s.writeString("<starttls xmlns='" + nsTLS + "'/>"); err != nil {
+		return f, err
+	}
+	el, err := s.sc.Next()
+	if err != nil {
+		return f, err
+	}
+	if el.Local() != "proceed" {
+		return f, errStream("STARTTLS refused")
+	}
+	if err := s.startTLS(m.clientTLS(p.local, p.remote), true, time.Until(dl)); err != nil {
+		return f, err
+	}
+	return m.open(ctx, s, p)
+}
+
+// negotiateOut runs TLS and authentication on a new outgoing connection
+// and returns the method that authenticated it.
+func (m *Module) negotiateOut(ctx context.Context, s *stream, p pair, direct bool) (string, error) {
+	f, err := m.secure(ctx, s, p, direct)
 	if err != nil {
 		return "", err
-	}
-	if !s.secure {
-		if !f.starttls {
-			return "", errStream("peer does not offer TLS")
-		}
-		if err := s.writeString("<starttls xmlns='" + nsTLS + "'/>"); err != nil {
-			return "", err
-		}
-		el, err := s.sc.Next()
-		if err != nil {
-			return "", err
-		}
-		if el.Local() != "proceed" {
-			return "", errStream("STARTTLS refused")
-		}
-		if err := s.startTLS(m.clientTLS(p.local, p.remote), true, time.Until(dl)); err != nil {
-			return "", err
-		}
-		if f, err = m.open(ctx, s, p); err != nil {
-			return "", err
-		}
 	}
 	if f.external {
 		auth := "<auth xmlns='" + nsSASL + "' mechanism='EXTERNAL'>" + base64.StdEncoding.EncodeToString([]byte(p.local)) + "</auth>"
