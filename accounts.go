@@ -2,6 +2,7 @@ package treff
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,14 +11,18 @@ import (
 )
 
 // AccountHook is run for a local account (see Registry.OnAccountDeleted).
-type AccountHook func(ctx context.Context, user jid.JID)
+// An error says the module could not do its part (such as deleting what
+// it keeps for the user); the server reports it to its caller.
+type AccountHook func(ctx context.Context, user jid.JID) error
 
 // OnAccountDeleted registers a hook run by Server.DeleteAccount after the
 // account is gone and its streams have ended. Each module removes what it
 // keeps for the user (roster, offline messages, archives, ...) and tells
 // others what they must know (the roster module cancels the contacts'
 // subscriptions).
-func (r *Registry) OnAccountDeleted(h AccountHook) { r.m.deleted = append(r.m.deleted, h) }
+func (r *Registry) OnAccountDeleted(h AccountHook) {
+	r.m.deleted = append(r.m.deleted, hook[AccountHook]{r.module, h})
+}
 
 // accountEndWait bounds how long DeleteAccount waits for the user's
 // streams to end before it removes their data.
@@ -28,7 +33,9 @@ const accountEndWait = 5 * time.Second
 // succeeds; ends the user's streams with a <not-authorized/> stream error
 // carrying text and waits (at most five seconds) for them to end; then
 // runs the modules' OnAccountDeleted hooks. It returns an error wrapping
-// storage.ErrNotFound if there is no such account.
+// storage.ErrNotFound if there is no such account, and an error naming
+// each module whose hook failed (the account is gone then, some of its
+// data may not be: run the deletion of that data again).
 //
 // Called from a handler of one of the user's own sessions (XEP-0077
 // account removal), it must run in a goroutine of its own: it waits for
@@ -57,8 +64,15 @@ wait:
 			break wait
 		}
 	}
+	var errs []error
 	for _, h := range srv.mods.deleted {
-		h(ctx, user)
+		if err := srv.accountHook(ctx, h, user); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		srv.logger().Error("account deleted, some of its data not", "jid", user.String(), "failed", len(errs))
+		return fmt.Errorf("treff: delete account %s: the account is gone but not all its data: %w", user, errors.Join(errs...))
 	}
 	srv.logger().Info("account deleted", "jid", user.String(), "sessions_closed", len(sessions))
 	return nil
@@ -67,11 +81,10 @@ wait:
 // recordLogin keeps the day of the user's last login in Storage (at most
 // one write per user and day), so that unused accounts can be found and
 // expired. Accounts that only an external authenticator knows are skipped.
-func (srv *Server) recordLogin(user jid.JID) {
+func (srv *Server) recordLogin(ctx context.Context, user jid.JID) {
 	if srv.Storage == nil {
 		return
 	}
-	ctx := context.Background()
 	today := storage.Day(time.Now())
 	a, err := srv.Storage.Account(ctx, user.String())
 	if err != nil || !a.LastLogin.Before(today) {

@@ -224,6 +224,11 @@ type conn struct {
 	shutting  atomic.Bool
 	sess      atomic.Pointer[Session]
 	wmu       sync.Mutex // direct writes before bind
+
+	// ctx is the negotiation's context (TLS handshake, SASL, the
+	// Authenticator, pre-authentication IQs): the server's context with
+	// the negotiation deadline, cancelled when negotiation ends.
+	ctx context.Context
 }
 
 func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
@@ -332,16 +337,30 @@ func (c *conn) shutdown() {
 // closing the connection. The caller runs the session in a new goroutine:
 // its stack starts small again, instead of keeping the size the TLS
 // handshake and SASL grew it to for as long as the session stays idle.
-func (c *conn) serve() *Session {
+func (c *conn) serve() (sess *Session) {
 	srv := c.srv
-	c.ic.setHard(time.Now().Add(durationOr(srv.NegotiationTimeout, 30*time.Second)))
+	deadline := time.Now().Add(durationOr(srv.NegotiationTimeout, 30*time.Second))
+	c.ic.setHard(deadline)
+	ctx, cancel := context.WithDeadline(srv.ctx, deadline)
+	defer cancel()
+	c.ctx = ctx
+	defer func() {
+		if r := recover(); r != nil {
+			// The server's own code failed (a module's panic is caught
+			// where the module is called): this stream's state cannot
+			// be trusted.
+			srv.panicked(coreModule, r)
+			if c.streamID != "" {
+				c.write(streamError{cond: "internal-server-error"}.xml() + "</stream:stream>")
+			}
+			c.nc.Close()
+			sess = nil
+		}
+	}()
 	if c.directTLS {
 		c.ic.records = true
 		tc := tls.Server(c.ic, srv.tlsBase)
-		ctx, cancel := context.WithTimeout(context.Background(), durationOr(srv.NegotiationTimeout, 30*time.Second))
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
+		if err := tc.HandshakeContext(ctx); err != nil {
 			c.nc.Close()
 			return nil
 		}
@@ -438,16 +457,16 @@ func (c *conn) negotiate() (*Session, error) {
 		}
 		feats.WriteString("<mechanism>PLAIN</mechanism></mechanisms>")
 		for _, f := range srv.mods.streamFeats {
-			if f.Phase == BeforeAuth {
-				feats.WriteString(f.xml())
+			if f.h.Phase == BeforeAuth {
+				feats.WriteString(srv.renderFeature(f))
 			}
 		}
 	default:
 		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>" +
 			"<sm xmlns='" + nsSM + "'/><csi xmlns='" + nsCSI + "'/>")
 		for _, f := range srv.mods.streamFeats {
-			if f.Phase == AfterAuth {
-				feats.WriteString(f.xml())
+			if f.h.Phase == AfterAuth {
+				feats.WriteString(srv.renderFeature(f))
 			}
 		}
 	}
@@ -534,9 +553,7 @@ func (c *conn) startTLS() error {
 	}
 	c.ic.records = true
 	tc := tls.Server(c.ic, c.srv.tlsFor(c.host))
-	ctx, cancel := context.WithTimeout(context.Background(), durationOr(c.srv.NegotiationTimeout, 30*time.Second))
-	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.HandshakeContext(c.ctx); err != nil {
 		return err
 	}
 	c.rw, c.secure = tc, true
@@ -556,9 +573,9 @@ func (c *conn) preAuthIQ(el *xmlscan.Element) error {
 	}
 	st.raw = []byte(el.Raw)
 	st.To, _ = jid.New("", c.host, "")
-	ctx := context.WithValue(context.Background(), peerAddrKey{}, c.nc.RemoteAddr())
+	ctx := context.WithValue(c.ctx, peerAddrKey{}, c.nc.RemoteAddr())
 	ctx = context.WithValue(ctx, streamIDKey{}, c.streamID)
-	payload, herr := e.h.HandleIQ(ctx, st)
+	payload, herr := c.srv.handleIQ(ctx, e, st)
 	if herr == ErrNoReply {
 		return nil
 	}
@@ -640,7 +657,7 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 			srv.logger().Debug("authenticated", "user", c.user.String(), "mechanism", name)
 			u := c.user
 			c.authed.Store(&u)
-			srv.recordLogin(u)
+			srv.recordLogin(c.ctx, u)
 			return true, c.write(s)
 		}
 		if i > 4 {
@@ -738,7 +755,7 @@ func (p *plain) step(in []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, ErrNotAuthorized
 	}
-	if err := c.srv.Authenticator.CheckPassword(context.Background(), user.String(), pw); err != nil {
+	if err := c.srv.Authenticator.CheckPassword(c.ctx, user.String(), pw); err != nil {
 		return nil, false, err
 	}
 	c.user = user
@@ -773,7 +790,7 @@ func (c *conn) scramLookup(sa SCRAMAuthenticator, mech string) scram.Lookup {
 		if authzid != "" && authzid != user.String() {
 			return scram.Keys{}, false, scram.ErrAuthzid
 		}
-		cred, err := sa.SCRAMCredential(context.Background(), user.String(), mech)
+		cred, err := sa.SCRAMCredential(c.ctx, user.String(), mech)
 		if errors.Is(err, ErrNotAuthorized) {
 			return scram.Keys{}, false, nil
 		}

@@ -135,28 +135,41 @@ type modules struct {
 	iq           map[string]iqEntry // by payload namespace, addressed to a host
 	accountIQ    map[string]iqEntry // by namespace, addressed to an account
 	preAuthIQ    map[string]iqEntry // on an authenticated-less stream
-	domains      map[string]StanzaHandler
-	remote       StanzaHandler
+	domains      map[string]domainEntry
+	remote       *domainEntry
 	features     []string
 	accountFeats []string
 	identities   []Identity
 	accountIDs   []Identity
 	items        []Item
-	streamFeats  []StreamFeature
-	bound        []SessionHook
-	closed       []SessionHook
-	fromClient   []StanzaHook
-	toAccount    []StanzaHook
-	outbound     []StanzaHook
-	delivered    []DeliveredHook
-	undeliver    []StanzaHook
-	deleted      []AccountHook
+	streamFeats  []hook[StreamFeature]
+	bound        []hook[SessionHook]
+	closed       []hook[SessionHook]
+	fromClient   []hook[StanzaHook]
+	toAccount    []hook[StanzaHook]
+	outbound     []hook[StanzaHook]
+	delivered    []hook[DeliveredHook]
+	undeliver    []hook[StanzaHook]
+	deleted      []hook[AccountHook]
 	discoNodes   map[string]DiscoNode
 }
 
 type iqEntry struct {
 	module string
 	h      IQHandler
+}
+
+// domainEntry is a stanza handler and the module that registered it.
+type domainEntry struct {
+	module string
+	h      StanzaHandler
+}
+
+// hook is a hook and the module that registered it (for the log when it
+// panics).
+type hook[H any] struct {
+	module string
+	h      H
 }
 
 // Server returns the server the module is being set up for.
@@ -201,12 +214,12 @@ func (r *Registry) HandlePreAuthIQ(ns string, h IQHandler) {
 // h. It panics if the domain is taken.
 func (r *Registry) HandleDomain(domain string, h StanzaHandler) {
 	if r.m.domains == nil {
-		r.m.domains = make(map[string]StanzaHandler)
+		r.m.domains = make(map[string]domainEntry)
 	}
 	if _, ok := r.m.domains[domain]; ok {
 		panic(fmt.Sprintf("treff: module %s registers domain %q twice", r.module, domain))
 	}
-	r.m.domains[domain] = h
+	r.m.domains[domain] = domainEntry{r.module, h}
 }
 
 // HandleRemote makes h receive every stanza addressed to a domain that is
@@ -217,7 +230,7 @@ func (r *Registry) HandleRemote(h StanzaHandler) {
 	if r.m.remote != nil {
 		panic(fmt.Sprintf("treff: module %s registers a remote handler twice", r.module))
 	}
-	r.m.remote = h
+	r.m.remote = &domainEntry{r.module, h}
 }
 
 // AddFeature adds a service discovery feature of the server's hosts.
@@ -248,19 +261,27 @@ func (r *Registry) AddAccountIdentity(id Identity) {
 func (r *Registry) AddItem(it Item) { r.m.items = append(r.m.items, it) }
 
 // AddStreamFeature offers f in stream negotiation.
-func (r *Registry) AddStreamFeature(f StreamFeature) { r.m.streamFeats = append(r.m.streamFeats, f) }
+func (r *Registry) AddStreamFeature(f StreamFeature) {
+	r.m.streamFeats = append(r.m.streamFeats, hook[StreamFeature]{r.module, f})
+}
 
 // OnSessionBound registers a hook run when a client session has bound a
 // resource, before it processes any stanza.
-func (r *Registry) OnSessionBound(h SessionHook) { r.m.bound = append(r.m.bound, h) }
+func (r *Registry) OnSessionBound(h SessionHook) {
+	r.m.bound = append(r.m.bound, hook[SessionHook]{r.module, h})
+}
 
 // OnSessionClosed registers a hook run when a bound client session ends,
 // after it left the routing table. The hook must not send to the session.
-func (r *Registry) OnSessionClosed(h SessionHook) { r.m.closed = append(r.m.closed, h) }
+func (r *Registry) OnSessionClosed(h SessionHook) {
+	r.m.closed = append(r.m.closed, hook[SessionHook]{r.module, h})
+}
 
 // OnClientStanza registers a hook run for every stanza a local client sends,
 // after its 'from' has been stamped and before routing.
-func (r *Registry) OnClientStanza(h StanzaHook) { r.m.fromClient = append(r.m.fromClient, h) }
+func (r *Registry) OnClientStanza(h StanzaHook) {
+	r.m.fromClient = append(r.m.fromClient, hook[StanzaHook]{r.module, h})
+}
 
 // OnAccountStanza registers a hook run for every stanza (message, presence
 // and IQ) addressed to an existing local account (bare or full JID),
@@ -268,14 +289,18 @@ func (r *Registry) OnClientStanza(h StanzaHook) { r.m.fromClient = append(r.m.fr
 // rules pick sessions. A hook that filters (such as a block list) returns
 // true to stop the stanza; one that stamps (such as an archive adding a
 // stanza-id) may change it with Stanza.Rewrite.
-func (r *Registry) OnAccountStanza(h StanzaHook) { r.m.toAccount = append(r.m.toAccount, h) }
+func (r *Registry) OnAccountStanza(h StanzaHook) {
+	r.m.toAccount = append(r.m.toAccount, hook[StanzaHook]{r.module, h})
+}
 
 // OnAccountOutbound registers a hook run for every stanza that leaves a
 // local account for any address: sent by one of its clients (after the
 // OnClientStanza hooks) or routed by a module on its behalf, such as a
 // presence broadcast to its contacts or the answer to a probe. Returning
 // true drops the stanza; the hook sends any error the sender should see.
-func (r *Registry) OnAccountOutbound(h StanzaHook) { r.m.outbound = append(r.m.outbound, h) }
+func (r *Registry) OnAccountOutbound(h StanzaHook) {
+	r.m.outbound = append(r.m.outbound, hook[StanzaHook]{r.module, h})
+}
 
 // DeliveredHook is told that a stanza addressed to a local account was
 // written to the queues of the sessions in to (at least one).
@@ -284,12 +309,16 @@ type DeliveredHook func(ctx context.Context, st *Stanza, to []*Session)
 // OnDelivered registers a hook run after a message or presence for a local
 // account was handed to one or more of its sessions (message carbons use
 // it to copy the message to the sessions that did not get it).
-func (r *Registry) OnDelivered(h DeliveredHook) { r.m.delivered = append(r.m.delivered, h) }
+func (r *Registry) OnDelivered(h DeliveredHook) {
+	r.m.delivered = append(r.m.delivered, hook[DeliveredHook]{r.module, h})
+}
 
 // OnUndeliverable registers a hook run for a message to an existing local
 // account that no session may receive (RFC 6121 8.5.2.2, e.g. to store it
 // offline). If no hook handles it, the sender gets the error the rules say.
-func (r *Registry) OnUndeliverable(h StanzaHook) { r.m.undeliver = append(r.m.undeliver, h) }
+func (r *Registry) OnUndeliverable(h StanzaHook) {
+	r.m.undeliver = append(r.m.undeliver, hook[StanzaHook]{r.module, h})
+}
 
 // DiscoNode answers service discovery (XEP-0030) requests to the server's
 // hosts for one node, such as the list of ad-hoc commands (XEP-0050). Both

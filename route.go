@@ -23,7 +23,7 @@ func (srv *Server) route(ctx context.Context, st *Stanza, from *Session) {
 	// from a local account.
 	if len(srv.mods.outbound) > 0 && (from != nil || st.From.Localpart() != "" && srv.isHost(st.From.Domainpart())) {
 		for _, h := range srv.mods.outbound {
-			if h(ctx, st) {
+			if srv.stanzaHook(ctx, h, st) {
 				return
 			}
 		}
@@ -34,13 +34,13 @@ func (srv *Server) route(ctx context.Context, st *Stanza, from *Session) {
 		return
 	}
 	domain := to.Domainpart()
-	if h, ok := srv.mods.domains[domain]; ok {
-		h.HandleStanza(ctx, st)
+	if e, ok := srv.mods.domains[domain]; ok {
+		srv.handleStanza(ctx, &e, st)
 		return
 	}
 	if _, ok := srv.hosts[domain]; !ok {
 		if srv.mods.remote != nil {
-			srv.mods.remote.HandleStanza(ctx, st)
+			srv.handleStanza(ctx, srv.mods.remote, st)
 			return
 		}
 		srv.bounce(ctx, st, ErrRemoteNotFound)
@@ -101,7 +101,7 @@ func (srv *Server) toHost(ctx context.Context, st *Stanza) {
 }
 
 func (srv *Server) callIQ(ctx context.Context, e iqEntry, st *Stanza) {
-	payload, err := e.h.HandleIQ(ctx, st)
+	payload, err := srv.handleIQ(ctx, e, st)
 	if err == ErrNoReply {
 		return
 	}
@@ -193,7 +193,7 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		return
 	}
 	for _, h := range srv.mods.toAccount {
-		if h(ctx, st) {
+		if srv.stanzaHook(ctx, h, st) {
 			return
 		}
 	}
@@ -247,13 +247,13 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			}
 			if len(got) > 0 {
 				for _, h := range srv.mods.delivered {
-					h(ctx, st, got)
+					srv.deliveredHook(ctx, h, st, got)
 				}
 			}
 		}
 	case router.Undeliverable:
 		for _, h := range srv.mods.undeliver {
-			if h(ctx, st) {
+			if srv.stanzaHook(ctx, h, st) {
 				return
 			}
 		}

@@ -15,6 +15,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/treff-im/treff/accept"
 	"github.com/treff-im/treff/router"
 	"github.com/treff-im/treff/storage"
 )
@@ -123,7 +124,34 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
 	wg        sync.WaitGroup // connection goroutines
-	done      chan struct{}
+
+	// ctx is the server's base context, cancelled by stop: at once by
+	// Close, by Shutdown when its context ends or after it is done.
+	ctx    context.Context
+	cancel context.CancelFunc
+	panics atomic.Int64 // panics recovered so far (for tests)
+}
+
+// Context returns the server's base context, which every context the
+// server hands to modules derives from. It is cancelled when the server
+// stops: by Close at once, by Shutdown when its context ends or once it
+// is done. Modules derive the contexts of work they start on their own
+// (an incoming server-to-server stream, a timer) from it.
+func (srv *Server) Context() context.Context {
+	if srv.init() != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx
+	}
+	return srv.ctx
+}
+
+// detachedContext is for work that keeps what the server promised to
+// keep (messages to reroute to offline storage, the state session-closed
+// hooks save): it carries the base context's values but is not cancelled
+// by the server's stop, so that Close does not lose acknowledged data.
+func (srv *Server) detachedContext() context.Context {
+	return context.WithoutCancel(srv.ctx)
 }
 
 // Log returns the logger the server and its modules write to.
@@ -152,9 +180,11 @@ func (srv *Server) Setup() error { return srv.init() }
 
 func (srv *Server) init() error {
 	srv.initOnce.Do(func() {
+		srv.ctx, srv.cancel = context.WithCancel(context.Background())
 		srv.initErr = srv.setup()
 		if srv.initErr != nil {
-			srv.stopModules(context.Background())
+			srv.stopModules(srv.ctx)
+			srv.cancel()
 		}
 	})
 	return srv.initErr
@@ -183,10 +213,9 @@ func (srv *Server) setup() error {
 	if srv.table == nil {
 		srv.table = new(router.Local)
 	}
-	srv.done = make(chan struct{})
 	srv.tlsBase = srv.tlsConfig()
 	srv.hostTLS = srv.hostConfigs()
-	ctx := context.Background()
+	ctx := srv.ctx
 	for _, m := range srv.Modules {
 		r := &Registry{srv: srv, module: m.Name(), m: &srv.mods}
 		if err := m.Setup(ctx, r); err != nil {
@@ -307,23 +336,7 @@ func (srv *Server) serve(l net.Listener, directTLS bool) error {
 		return ErrServerClosed
 	}
 	defer srv.trackListener(&l, false)
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if srv.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				srv.logger().Warn("accept failed; retrying", "err", err, "delay", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
+	err := accept.Loop(srv.ctx, l, srv.logger(), func(nc net.Conn) error {
 		c := srv.newConn(nc, directTLS)
 		if !srv.trackConn(c, true) {
 			nc.Close()
@@ -344,7 +357,12 @@ func (srv *Server) serve(l net.Listener, directTLS bool) error {
 				srv.wg.Done()
 			})
 		}()
+		return nil
+	})
+	if srv.closing.Load() {
+		return ErrServerClosed
 	}
+	return err
 }
 
 // ServeConn runs one client stream on nc until it ends. It is for
@@ -423,11 +441,19 @@ func (srv *Server) trackConn(c *conn, add bool) bool {
 
 // Shutdown stops the server gracefully: it closes the listeners, closes
 // every stream with a <system-shutdown/> stream error, waits for the
-// sessions to end and then stops the modules. If ctx ends first, remaining
-// connections are closed abruptly and ctx's error is returned. A server
-// that was shut down cannot be reused.
+// sessions to end, stops the modules and cancels the server's Context.
+//
+// If ctx ends first, Shutdown returns ctx's error at once, as
+// net/http's does: it cancels the server's Context (so that handlers
+// still waiting give up) and closes the remaining connections; the
+// modules are stopped in the background once the last session has ended.
+// Call Close after such a return to wait for that (before closing the
+// storage, for instance). A server that was shut down cannot be reused.
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.closing.Store(true)
+	if srv.init() != nil {
+		return nil
+	}
 	srv.mu.Lock()
 	for l := range srv.listeners {
 		(*l).Close()
@@ -448,22 +474,33 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 		srv.wg.Wait()
 		close(waited)
 	}()
-	var err error
 	select {
 	case <-waited:
+		srv.stopModules(ctx)
+		srv.cancel()
+		return nil
 	case <-ctx.Done():
-		err = ctx.Err()
+		srv.cancel()
 		srv.closeConns()
-		<-waited
+		go func() {
+			<-waited
+			srv.stopModules(srv.detachedContext())
+		}()
+		return ctx.Err()
 	}
-	srv.stopModules(ctx)
-	return err
 }
 
-// Close stops the server at once: listeners and connections are closed
-// without a stream error. Use Shutdown for a graceful stop.
+// Close stops the server at once: it cancels the server's Context and
+// closes listeners and connections without a stream error, then waits
+// for the sessions to end (their messages that clients did not
+// acknowledge go to offline storage) and stops the modules. Use
+// Shutdown for a graceful stop.
 func (srv *Server) Close() error {
 	srv.closing.Store(true)
+	if srv.init() != nil {
+		return nil
+	}
+	srv.cancel()
 	srv.mu.Lock()
 	for l := range srv.listeners {
 		(*l).Close()
@@ -474,7 +511,7 @@ func (srv *Server) Close() error {
 		s.expire()
 	}
 	srv.wg.Wait()
-	srv.stopModules(context.Background())
+	srv.stopModules(srv.detachedContext())
 	return nil
 }
 

@@ -65,7 +65,7 @@ type Session struct {
 var _ router.Entry = (*Session)(nil)
 
 func newSession(c *conn, full jid.JID) *Session {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(c.srv.ctx)
 	s := &Session{srv: c.srv, jid: full, ctx: ctx, cancel: cancel, fd: -1, gone: make(chan struct{}), hibDone: make(chan struct{})}
 	s.cp.Store(c)
 	s.fromAttr = " from='" + string(AppendEscaped(nil, full.String())) + "'"
@@ -279,7 +279,12 @@ func (s *Session) run(done func()) {
 	s.done = done
 	if !s.resumed {
 		for _, h := range s.srv.mods.bound {
-			h(s.ctx, s)
+			if !s.srv.sessionHook(s.ctx, h, s) {
+				// The module could not set the session up: it would
+				// work in part only.
+				s.closeStream(streamError{cond: "internal-server-error"})
+				break
+			}
 		}
 	}
 	s.loop()
@@ -320,23 +325,36 @@ func (s *Session) loop() {
 		if s.closing() {
 			continue // wait for the client's </stream:stream>; process nothing
 		}
-		ns := el.NS()
-		switch {
-		case ns == nsSM:
-			s.smElement(el)
-			continue
-		case ns == nsCSI:
-			s.csiElement(el)
-			continue
-		case ns != "" && ns != nsClient || el.Name != "message" && el.Name != "presence" && el.Name != "iq":
-			s.closeStream(streamError{cond: "unsupported-stanza-type"})
-			continue
-		}
-		if s.smOn.Load() {
-			s.smIn.Add(1)
-		}
-		s.handle(el)
+		s.dispatch(el)
 	}
+}
+
+// dispatch processes one top-level element from the client. Modules'
+// panics are recovered where the server calls them; one that reaches
+// here comes from the session's own code, so the stream is closed.
+func (s *Session) dispatch(el *xmlscan.Element) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.srv.panicked(coreModule, r)
+			s.closeStream(streamError{cond: "internal-server-error"})
+		}
+	}()
+	ns := el.NS()
+	switch {
+	case ns == nsSM:
+		s.smElement(el)
+		return
+	case ns == nsCSI:
+		s.csiElement(el)
+		return
+	case ns != "" && ns != nsClient || el.Name != "message" && el.Name != "presence" && el.Name != "iq":
+		s.closeStream(streamError{cond: "unsupported-stanza-type"})
+		return
+	}
+	if s.smOn.Load() {
+		s.smIn.Add(1)
+	}
+	s.handle(el)
 }
 
 // park lets the session wait for its client without a goroutine where the
@@ -451,8 +469,9 @@ func (s *Session) finish() {
 	srv.table.Remove(s)
 	s.available.Store(false)
 	s.cancel()
+	ctx := srv.detachedContext()
 	for _, h := range srv.mods.closed {
-		h(context.Background(), s)
+		srv.sessionHook(ctx, h, s)
 	}
 	srv.logger().Debug("session ended", "jid", s.jid.String())
 	close(s.gone)
@@ -508,7 +527,7 @@ func (s *Session) handle(el *xmlscan.Element) {
 		s.updatePresence(st)
 	}
 	for _, h := range srv.mods.fromClient {
-		if h(s.ctx, st) {
+		if srv.stanzaHook(s.ctx, h, st) {
 			return
 		}
 	}

@@ -440,7 +440,7 @@ func (srv *Server) reroute(pending [][]byte) {
 	if len(pending) == 0 {
 		return
 	}
-	ctx := context.Background()
+	ctx := srv.detachedContext()
 	for _, raw := range pending {
 		st, err := NewStanza(raw)
 		if err != nil {
@@ -483,7 +483,7 @@ func (srv *Server) redeliver(ctx context.Context, st *Stanza) {
 		return
 	case router.Undeliverable:
 		for _, h := range srv.mods.undeliver {
-			if h(ctx, st) {
+			if srv.stanzaHook(ctx, h, st) {
 				return
 			}
 		}

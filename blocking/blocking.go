@@ -114,11 +114,12 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.OnAccountStanza(m.inbound)
 	r.OnAccountOutbound(m.outbound)
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.interested.Delete(s) })
-	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
+		defer m.cache.forget(user)
 		if err := m.Store.UnblockAll(ctx, user.String()); err != nil {
-			m.srv.Log().Error("blocking: deleting a removed account's block list failed", "user", user.String(), "err", err)
+			return fmt.Errorf("blocking: deleting the block list: %w", err)
 		}
-		m.cache.forget(user)
+		return nil
 	})
 	return nil
 }

@@ -12,6 +12,7 @@ package last
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -57,13 +58,14 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.account))
 	r.OnClientStanza(m.presence)
 	r.OnSessionClosed(m.closed)
-	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if m.Store == nil {
-			return
+			return nil
 		}
 		if err := m.Store.DeleteLastActivity(ctx, user.String()); err != nil {
-			m.srv.Log().Error("last: deleting a removed account's record failed", "user", user.String(), "err", err)
+			return fmt.Errorf("last: deleting the last activity: %w", err)
 		}
+		return nil
 	})
 	return nil
 }

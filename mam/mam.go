@@ -43,6 +43,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -142,10 +143,11 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.OnAccountStanza(m.inbound)
 	r.OnAccountOutbound(m.outbound)
-	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteArchive(ctx, user.String()); err != nil {
-			m.srv.Log().Error("mam: deleting a removed account's archive failed", "user", user.String(), "err", err)
+			return fmt.Errorf("mam: deleting the archive: %w", err)
 		}
+		return nil
 	})
 	m.arch.StartRetention(m.srv)
 	return nil

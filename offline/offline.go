@@ -17,6 +17,7 @@ package offline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -65,10 +66,11 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.OnUndeliverable(m.store)
 	r.OnClientStanza(m.presence)
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.initial.Delete(s) })
-	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteOffline(ctx, user.String()); err != nil {
-			m.srv.Log().Error("offline: deleting a removed account's messages failed", "user", user.String(), "err", err)
+			return fmt.Errorf("offline: deleting offline messages: %w", err)
 		}
+		return nil
 	})
 	return nil
 }

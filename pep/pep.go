@@ -220,11 +220,8 @@ func defaultConfig() storage.PEPNodeConfig {
 	}
 }
 
-func (m *Module) accountDeleted(ctx context.Context, user jid.JID) {
+func (m *Module) accountDeleted(ctx context.Context, user jid.JID) error {
 	owner := user.Bare().String()
-	if err := m.Store.DeletePEPOwner(ctx, owner); err != nil {
-		m.srv.Log().Error("pep: deleting a removed account's nodes failed", "user", owner, "err", err)
-	}
 	m.mu.Lock()
 	for k := range m.transient {
 		if k.owner == owner {
@@ -233,6 +230,10 @@ func (m *Module) accountDeleted(ctx context.Context, user jid.JID) {
 	}
 	delete(m.watchers, owner)
 	m.mu.Unlock()
+	if err := m.Store.DeletePEPOwner(ctx, owner); err != nil {
+		return fmt.Errorf("pep: deleting the account's nodes: %w", err)
+	}
+	return nil
 }
 
 // newID returns a random item ID.

@@ -95,10 +95,11 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.AddAccountFeature(NS)
-	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteAllPrivateXML(ctx, user.String()); err != nil {
-			m.srv.Log().Error("private: deleting a removed account's data failed", "user", user.String(), "err", err)
+			return fmt.Errorf("private: deleting private XML: %w", err)
 		}
+		return nil
 	})
 	return nil
 }

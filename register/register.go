@@ -435,14 +435,15 @@ func InviteLink(inv storage.Invite) string {
 }
 
 // hold keeps a deleted account's name from registration for HoldDeleted.
-func (m *Module) hold(ctx context.Context, user jid.JID) {
+func (m *Module) hold(ctx context.Context, user jid.JID) error {
 	d := m.HoldDeleted
 	if d == 0 {
 		d = 30 * 24 * time.Hour
 	}
 	if err := m.Held.HoldName(ctx, user.String(), time.Now().Add(d)); err != nil {
-		m.srv.Log().Error("register: holding a deleted account's name failed", "jid", user.String(), "err", err)
+		return fmt.Errorf("register: holding the deleted account's name: %w", err)
 	}
+	return nil
 }
 
 func (m *Module) checkPassword(pw string) error {

@@ -83,10 +83,12 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 // its contacts, both ways, so that their rosters stop showing it as
 // subscribed (its sessions have already sent unavailable presence), then
 // deletes its roster.
-func (m *Module) accountDeleted(ctx context.Context, user jid.JID) {
+func (m *Module) accountDeleted(ctx context.Context, user jid.JID) error {
 	items, _, err := m.Store.Roster(ctx, user.String())
 	if err != nil {
-		m.srv.Log().Error("roster: reading a removed account's roster failed", "user", user.String(), "err", err)
+		// Without the roster the contacts cannot be told; the roster
+		// stays for another try.
+		return fmt.Errorf("roster: reading the roster: %w", err)
 	}
 	for _, it := range items {
 		contact, err := jid.Parse(it.JID)
@@ -102,8 +104,9 @@ func (m *Module) accountDeleted(ctx context.Context, user jid.JID) {
 		}
 	}
 	if err := m.Store.DeleteRoster(ctx, user.String()); err != nil {
-		m.srv.Log().Error("roster: deleting a removed account's roster failed", "user", user.String(), "err", err)
+		return fmt.Errorf("roster: deleting the roster: %w", err)
 	}
+	return nil
 }
 
 func (m *Module) maxItems() int {

@@ -19,6 +19,7 @@ type in struct {
 	m         *Module
 	s         *stream
 	directTLS bool
+	ctx       context.Context // the server's, cancelled when the stream ends
 
 	local string // the domain of this server the stream is for
 	peer  string // the 'from' of the peer's header
@@ -34,6 +35,16 @@ type in struct {
 func (c *in) serve() {
 	m, s := c.m, c.s
 	defer s.nc.Close()
+	var cancel context.CancelFunc
+	c.ctx, cancel = context.WithCancel(m.srv.Context())
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			// What the peer sent put this stream in doubt, not others.
+			m.srv.LogPanic("s2s", r)
+			s.closeWith("internal-server-error")
+		}
+	}()
 	if c.directTLS {
 		if err := s.startTLS(m.serverTLS(""), false, m.connectTimeout()); err != nil {
 			return
@@ -282,7 +293,7 @@ func (c *in) dialbackResult(el *xmlscan.Element) error {
 			c.verifying--
 			c.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), m.connectTimeout())
+		ctx, cancel := context.WithTimeout(c.ctx, m.connectTimeout())
 		defer cancel()
 		valid, err := m.askAuthoritative(ctx, to, from, id, key)
 		if err != nil {
@@ -342,7 +353,7 @@ func (c *in) stanza(el *xmlscan.Element) error {
 	if !m.srv.Serves(st.To.Domainpart()) {
 		return errStream("host-unknown")
 	}
-	m.srv.Route(context.Background(), st)
+	m.srv.Route(c.ctx, st)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/accept"
 )
 
 var _ treff.Module = (*Module)(nil)
@@ -136,29 +137,7 @@ func (m *Module) serve(l net.Listener, directTLS bool) error {
 	}
 	st.listeners[l] = struct{}{}
 	st.mu.Unlock()
-	var delay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			st.mu.Lock()
-			stopped := st.stopped
-			delete(st.listeners, l)
-			st.mu.Unlock()
-			if stopped {
-				return ErrStopped
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				st.mu.Lock()
-				st.listeners[l] = struct{}{}
-				st.mu.Unlock()
-				continue
-			}
-			return err
-		}
-		delay = 0
+	err := accept.Loop(m.srv.Context(), l, m.srv.Log(), func(nc net.Conn) error {
 		c := &in{m: m, s: newStream(nc, m.maxStanza()), directTLS: directTLS, auth: make(map[string]string)}
 		st.mu.Lock()
 		if st.stopped {
@@ -170,7 +149,7 @@ func (m *Module) serve(l net.Listener, directTLS bool) error {
 			// As many incoming streams as outgoing ones at most.
 			st.mu.Unlock()
 			nc.Close()
-			continue
+			return nil
 		}
 		st.ins[c] = struct{}{}
 		st.wg.Add(1)
@@ -182,7 +161,16 @@ func (m *Module) serve(l net.Listener, directTLS bool) error {
 			delete(st.ins, c)
 			st.mu.Unlock()
 		}()
+		return nil
+	})
+	st.mu.Lock()
+	stopped := st.stopped
+	delete(st.listeners, l)
+	st.mu.Unlock()
+	if stopped {
+		return ErrStopped
 	}
+	return err
 }
 
 // Stop implements treff.Stopper: it closes the listeners and every stream.
@@ -309,7 +297,7 @@ func (m *Module) bounce(st *treff.Stanza, e *treff.StanzaError, why string) {
 	if err != nil {
 		return
 	}
-	m.srv.Route(context.Background(), reply)
+	m.srv.Route(m.srv.Context(), reply)
 }
 
 func kindName(k treff.Kind) string {

@@ -96,7 +96,13 @@ func (o *out) writeLoop() {
 // closes it.
 func (o *out) run() {
 	m := o.m
-	ctx, cancel := context.WithTimeout(context.Background(), m.connectTimeout())
+	defer func() {
+		if r := recover(); r != nil {
+			m.srv.LogPanic("s2s", r)
+			o.close("internal-server-error")
+		}
+	}()
+	ctx, cancel := context.WithTimeout(m.srv.Context(), m.connectTimeout())
 	s, method, err := m.connect(ctx, o.p)
 	// A read that hit the deadline (set from ctx) may return before ctx's
 	// own timer fires.

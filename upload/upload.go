@@ -486,23 +486,27 @@ func (m *Module) cleanupLoop(ctx context.Context) {
 }
 
 // accountDeleted removes the user's files and records.
-func (m *Module) accountDeleted(ctx context.Context, user jid.JID) {
+func (m *Module) accountDeleted(ctx context.Context, user jid.JID) error {
 	owner := user.Bare().String()
 	list, err := m.store.ListUploads(ctx, owner)
 	if err != nil {
-		m.srv.Log().Error("upload: listing a deleted account's files failed", "owner", owner, "err", err)
-		return
+		return fmt.Errorf("upload: listing the account's files: %w", err)
 	}
+	var failed error
 	for _, u := range list {
-		if err := m.blobs.Delete(ctx, u.ID); err != nil {
-			m.srv.Log().Error("upload: deleting a deleted account's file failed", "owner", owner, "err", err)
+		if err := m.blobs.Delete(ctx, u.ID); err != nil && failed == nil {
+			failed = fmt.Errorf("upload: deleting a file: %w", err)
 		}
 	}
+	if failed != nil {
+		// The records stay, so that another try finds the files.
+		return failed
+	}
 	if err := m.store.DeleteUploads(ctx, owner); err != nil {
-		m.srv.Log().Error("upload: deleting a deleted account's records failed", "owner", owner, "err", err)
-		return
+		return fmt.Errorf("upload: deleting the account's file records: %w", err)
 	}
 	m.srv.Log().Debug("upload: account's files removed", "owner", owner, "count", len(list))
+	return nil
 }
 
 // newID returns a random slot ID: 128 bits in unpadded base64url.

@@ -139,11 +139,12 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 			m.hashes.forget(user.String())
 		}
 	})
-	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) {
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
+		defer m.hashes.forget(user.String())
 		if err := m.Store.DeletePrivateXML(ctx, user.String(), Key); err != nil {
-			m.srv.Log().Error("vcard: deleting a removed account's vCard failed", "user", user.String(), "err", err)
+			return fmt.Errorf("vcard: deleting the vCard: %w", err)
 		}
-		m.hashes.forget(user.String())
+		return nil
 	})
 	return nil
 }

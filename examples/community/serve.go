@@ -214,6 +214,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown timed out; connections closed", "err", err)
+		// Shutdown gave up waiting; Close waits for the sessions to end
+		// and the modules to stop before the store closes.
+		srv.Close()
 	}
 	for range len(ls) + len(webServers) {
 		if err := <-errc; !errors.Is(err, treff.ErrServerClosed) && runErr == nil {

@@ -1,0 +1,137 @@
+package treff
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"mellium.im/xmpp/jid"
+)
+
+// A panic in a module's handler or hook harms one stanza, never the
+// process (as net/http's conn.serve recovers a handler's panic): the
+// server logs the module's name and the stack once, answers the stanza
+// with <internal-server-error/> where it can, and goes on. A panic in the
+// session code itself closes that stream only, since its state can no
+// longer be trusted.
+//
+// The log carries the panic's value only when it is a runtime error
+// (a nil map, an index out of range), whose text holds no data from the
+// stanza; else only its type: a module's panic(fmt.Sprint(st)) must not
+// put a message or an address into the log.
+
+// coreModule names the server's own code in panic logs.
+const coreModule = "treff"
+
+// LogPanic logs a panic that a module recovered in a goroutine of its
+// own (a listener, a timer), the way the server logs the panics it
+// recovers from handlers and hooks: the module's name and the stack once,
+// the panic's value only if it is a runtime error. Use it as
+//
+//	defer func() {
+//		if r := recover(); r != nil {
+//			srv.LogPanic("mymodule", r)
+//			// close what r left in doubt
+//		}
+//	}()
+func (srv *Server) LogPanic(module string, r any) { srv.panicked(module, r) }
+
+// panicked logs a panic recovered from module's code.
+func (srv *Server) panicked(module string, r any) {
+	srv.panics.Add(1)
+	var v string
+	if re, ok := r.(runtime.Error); ok {
+		v = re.Error()
+	} else {
+		v = fmt.Sprintf("panic value of type %T", r)
+	}
+	buf := make([]byte, 32<<10)
+	buf = buf[:runtime.Stack(buf, false)]
+	srv.logger().Error("panic recovered", "module", module, "panic", v, "stack", string(buf))
+}
+
+// stanzaHook runs a StanzaHook. A panic counts as having handled st: it
+// goes no further, and its sender gets <internal-server-error/>.
+func (srv *Server) stanzaHook(ctx context.Context, e hook[StanzaHook], st *Stanza) (handled bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			srv.answerError(ctx, st, ErrInternalServerError)
+			handled = true
+		}
+	}()
+	return e.h(ctx, st)
+}
+
+// deliveredHook runs a DeliveredHook; a panic is logged, the stanza was
+// delivered anyway.
+func (srv *Server) deliveredHook(ctx context.Context, e hook[DeliveredHook], st *Stanza, to []*Session) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+		}
+	}()
+	e.h(ctx, st, to)
+}
+
+// sessionHook runs a SessionHook and reports whether it returned (false:
+// it panicked).
+func (srv *Server) sessionHook(ctx context.Context, e hook[SessionHook], s *Session) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			ok = false
+		}
+	}()
+	e.h(ctx, s)
+	return true
+}
+
+// accountHook runs an AccountHook; a panic becomes an error.
+func (srv *Server) accountHook(ctx context.Context, e hook[AccountHook], user jid.JID) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			err = fmt.Errorf("treff: module %s panicked deleting the account's data", e.module)
+		}
+	}()
+	if err := e.h(ctx, user); err != nil {
+		return fmt.Errorf("treff: module %s: %w", e.module, err)
+	}
+	return nil
+}
+
+// handleIQ runs an IQ handler; a panic becomes <internal-server-error/>.
+func (srv *Server) handleIQ(ctx context.Context, e iqEntry, st *Stanza) (payload []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			payload, err = nil, ErrInternalServerError
+		}
+	}()
+	return e.h.HandleIQ(ctx, st)
+}
+
+// handleStanza hands st to a module's StanzaHandler; a panic is answered
+// with <internal-server-error/>.
+func (srv *Server) handleStanza(ctx context.Context, e *domainEntry, st *Stanza) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			srv.answerError(ctx, st, ErrInternalServerError)
+		}
+	}()
+	e.h.HandleStanza(ctx, st)
+}
+
+// renderFeature serialises a stream feature; a panic in its Render
+// leaves it out.
+func (srv *Server) renderFeature(e hook[StreamFeature]) (xml string) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			xml = ""
+		}
+	}()
+	return e.h.xml()
+}
