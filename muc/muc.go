@@ -17,6 +17,12 @@
 // at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
 // on group chat rooms, with XEP-0359: Unique and Stable Stanza IDs
 // (version 0.7.0) on the messages the room sends.
+//
+// No lock of the module or of a room is held while calling storage or
+// routing a stanza: rooms are looked up per room JID (one store call per
+// room at a time, "no such room" remembered until the room is created),
+// and a room queues under its lock what it sends and stores, to be
+// carried out in order after the lock (see the room type).
 package muc
 
 import (
