@@ -83,6 +83,21 @@ type room struct {
 	ended chan struct{}
 }
 
+// maxQueued is how many steps may wait in a room's queue (behind a slow
+// store, say) before the room turns away new messages and joins with a
+// wait error, so that the queue stays bounded.
+const maxQueued = 20000
+
+// busy reports whether the room's queue is full; r.mu is not held. The
+// refusal is sent by the caller, outside the queue.
+func (r *room) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.out) >= maxQueued
+}
+
+var errBusy = &treff.StanzaError{Type: treff.ErrorWait, Condition: "resource-constraint", Text: "the room is busy; try again"}
+
 // step is one thing a room does outside its lock: route raw or st, or
 // call do.
 type step struct {
@@ -269,6 +284,10 @@ func (r *room) broadcastPresence(o *occupant, typ, itemExtra string, othersCodes
 // enter handles available presence to room/nick. It reports false, having
 // done nothing, if the room has ended: the caller looks for it anew.
 func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created bool) bool {
+	if r.busy() {
+		r.m.failJoin(ctx, st, errBusy)
+		return true
+	}
 	r.mu.Lock()
 	defer r.unlock(ctx)
 	if r.gone.Load() {
@@ -451,6 +470,10 @@ func (r *room) sendHistory(o *occupant, join joinElement) {
 
 // groupchat handles a message to the room.
 func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
+	if r.busy() {
+		r.m.fail(ctx, st, errBusy)
+		return
+	}
 	r.loadArchiving(ctx)
 	r.mu.Lock()
 	defer r.unlock(ctx)
