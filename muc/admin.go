@@ -27,20 +27,16 @@ func (r *room) adminIQ(ctx context.Context, st *treff.Stanza) {
 	var q struct {
 		Items []adminItem `xml:"item"`
 	}
-	if err := st.DecodePayload(&q); err != nil {
-		r.m.fail(ctx, st, treff.ErrBadRequest)
-		return
-	}
-	if len(q.Items) == 0 {
+	if err := st.DecodePayload(&q); err != nil || len(q.Items) == 0 {
 		r.m.fail(ctx, st, treff.ErrBadRequest)
 		return
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock(ctx)
 	actor := r.byReal[st.From.String()]
 	actorAff := r.affiliation(st.From)
 	if st.Type == "get" {
-		r.adminList(ctx, st, q.Items[0], actor, actorAff)
+		r.adminList(st, q.Items[0], actor, actorAff)
 		return
 	}
 	var notes [][]byte
@@ -48,20 +44,20 @@ func (r *room) adminIQ(ctx context.Context, st *treff.Stanza) {
 		var e *treff.StanzaError
 		var n [][]byte
 		if it.Role != "" {
-			n, e = r.setRole(ctx, it, actor)
+			n, e = r.setRole(it, actor)
 		} else {
-			n, e = r.setAffiliation(ctx, it, st.From, actorAff)
+			n, e = r.setAffiliation(it, st.From, actorAff)
 		}
 		if e != nil {
-			r.m.fail(ctx, st, e)
+			r.fail(st, e)
 			return
 		}
 		notes = append(notes, n...)
 	}
-	r.save(ctx)
-	r.m.send(ctx, treff.AppendResult(nil, st, nil))
+	r.save()
+	r.send(treff.AppendResult(nil, st, nil))
 	for _, b := range notes {
-		r.m.send(ctx, b)
+		r.send(b)
 	}
 }
 
@@ -70,7 +66,7 @@ func forbidden(text string) *treff.StanzaError {
 }
 
 // setRole kicks, grants or revokes voice or moderation by nickname.
-func (r *room) setRole(ctx context.Context, it adminItem, actor *occupant) ([][]byte, *treff.StanzaError) {
+func (r *room) setRole(it adminItem, actor *occupant) ([][]byte, *treff.StanzaError) {
 	if actor == nil || actor.role != roleModerator {
 		return nil, forbidden("only moderators change roles")
 	}
@@ -92,17 +88,17 @@ func (r *room) setRole(ctx context.Context, it adminItem, actor *occupant) ([][]
 		return nil, treff.ErrBadRequest
 	}
 	if it.Role == "none" {
-		r.remove(ctx, o, it.Reason, 307, actor.nick)
+		r.remove(o, it.Reason, 307, actor.nick)
 		return nil, nil
 	}
 	o.role = it.Role
-	r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(false))
+	r.broadcastPresence(o, "", "", nil, r.selfCodes(false))
 	return nil, nil
 }
 
 // setAffiliation grants or revokes membership, administration, ownership
 // or a ban, by bare JID.
-func (r *room) setAffiliation(ctx context.Context, it adminItem, actorJID jid.JID, actorAff storage.Affiliation) ([][]byte, *treff.StanzaError) {
+func (r *room) setAffiliation(it adminItem, actorJID jid.JID, actorAff storage.Affiliation) ([][]byte, *treff.StanzaError) {
 	target, err := jid.Parse(it.JID)
 	if err != nil || it.JID == "" {
 		return nil, &treff.StanzaError{Condition: "jid-malformed", Text: "an affiliation is given to a JID"}
@@ -138,9 +134,9 @@ func (r *room) setAffiliation(ctx context.Context, it adminItem, actorJID jid.JI
 		}
 		switch {
 		case aff == storage.AffOutcast:
-			r.remove(ctx, o, it.Reason, 301, "")
+			r.remove(o, it.Reason, 301, "")
 		case aff == "" && r.conf.MembersOnly:
-			r.remove(ctx, o, it.Reason, 321, "")
+			r.remove(o, it.Reason, 321, "")
 		default:
 			switch aff {
 			case storage.AffOwner, storage.AffAdmin:
@@ -150,7 +146,7 @@ func (r *room) setAffiliation(ctx context.Context, it adminItem, actorJID jid.JI
 					o.role = roleParticipant
 				}
 			}
-			r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(false))
+			r.broadcastPresence(o, "", "", nil, r.selfCodes(false))
 		}
 	}
 	return nil, nil
@@ -168,7 +164,7 @@ func (r *room) owners() int {
 
 // remove takes an occupant out with a status code: 307 kicked, 301
 // banned, 321 no longer a member.
-func (r *room) remove(ctx context.Context, o *occupant, reason string, code int, actorNick string) {
+func (r *room) remove(o *occupant, reason string, code int, actorNick string) {
 	delete(r.byReal, o.real.String())
 	delete(r.byNick, o.nick)
 	for i, x := range r.order {
@@ -186,17 +182,17 @@ func (r *room) remove(ctx context.Context, o *occupant, reason string, code int,
 	}
 	extra += "</item>"
 	o.inner = ""
-	r.broadcastPresence(ctx, o, "unavailable", extra, []int{code}, []int{110, code})
+	r.broadcastPresence(o, "unavailable", extra, []int{code}, []int{110, code})
 }
 
 // adminList answers a request for the occupants with a role or the users
 // with an affiliation (XEP-0045 8.5, 9.5, 10.5).
-func (r *room) adminList(ctx context.Context, st *treff.Stanza, want adminItem, actor *occupant, actorAff storage.Affiliation) {
+func (r *room) adminList(st *treff.Stanza, want adminItem, actor *occupant, actorAff storage.Affiliation) {
 	b := []byte("<query xmlns='" + NSAdmin + "'>")
 	switch {
 	case want.Role != "":
 		if actor == nil || actor.role != roleModerator {
-			r.m.fail(ctx, st, forbidden("only moderators list roles"))
+			r.fail(st, forbidden("only moderators list roles"))
 			return
 		}
 		for _, o := range r.order {
@@ -207,7 +203,7 @@ func (r *room) adminList(ctx context.Context, st *treff.Stanza, want adminItem, 
 	case want.Affiliation != "":
 		aff := storage.Affiliation(want.Affiliation)
 		if affRank[actorAff] < affRank[storage.AffAdmin] && !(aff == storage.AffMember && r.conf.MembersOnly && actorAff == storage.AffMember) {
-			r.m.fail(ctx, st, forbidden("only admins and owners list affiliations"))
+			r.fail(st, forbidden("only admins and owners list affiliations"))
 			return
 		}
 		for j, a := range r.conf.Affiliations {
@@ -216,10 +212,10 @@ func (r *room) adminList(ctx context.Context, st *treff.Stanza, want adminItem, 
 			}
 		}
 	default:
-		r.m.fail(ctx, st, treff.ErrBadRequest)
+		r.fail(st, treff.ErrBadRequest)
 		return
 	}
-	r.m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
+	r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
 }
 
 func appendItem(b []byte, j, aff, nick, role string) []byte {
@@ -262,11 +258,11 @@ func (r *room) invite(ctx context.Context, st *treff.Stanza) bool {
 		return false
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock(ctx)
 	if d := m.X.Decline; d != nil {
 		to, err := jid.Parse(d.To)
 		if err != nil {
-			r.m.fail(ctx, st, treff.ErrJIDMalformed)
+			r.fail(st, treff.ErrJIDMalformed)
 			return true
 		}
 		b := []byte("<message from='")
@@ -277,7 +273,7 @@ func (r *room) invite(ctx context.Context, st *treff.Stanza) bool {
 		b = treff.AppendEscaped(b, st.From.Bare().String())
 		b = append(b, "'>"...)
 		b = appendReason(b, d.Reason)
-		r.m.send(ctx, append(b, "</decline></x></message>"...))
+		r.send(append(b, "</decline></x></message>"...))
 		return true
 	}
 	if len(m.X.Invites) == 0 {
@@ -287,21 +283,21 @@ func (r *room) invite(ctx context.Context, st *treff.Stanza) bool {
 	aff := r.affiliation(st.From)
 	switch {
 	case inviter == nil:
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
+		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
 		return true
 	case r.conf.MembersOnly && affRank[aff] < affRank[storage.AffAdmin] && !r.conf.OccupantsInvite:
-		r.m.fail(ctx, st, forbidden("only admins may invite to this room"))
+		r.fail(st, forbidden("only admins may invite to this room"))
 		return true
 	}
 	for _, inv := range m.X.Invites {
 		to, err := jid.Parse(inv.To)
 		if err != nil {
-			r.m.fail(ctx, st, treff.ErrJIDMalformed)
+			r.fail(st, treff.ErrJIDMalformed)
 			return true
 		}
 		if r.conf.MembersOnly && r.conf.Affiliations[to.Bare().String()] == "" {
 			r.conf.Affiliations[to.Bare().String()] = storage.AffMember
-			r.save(ctx)
+			r.save()
 		}
 		b := []byte("<message from='")
 		b = treff.AppendEscaped(b, r.jid.String())
@@ -317,7 +313,7 @@ func (r *room) invite(ctx context.Context, st *treff.Stanza) bool {
 			b = treff.AppendEscaped(b, r.conf.Password)
 			b = append(b, "</password>"...)
 		}
-		r.m.send(ctx, append(b, "</x></message>"...))
+		r.send(append(b, "</x></message>"...))
 	}
 	return true
 }

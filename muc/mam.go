@@ -26,30 +26,44 @@ import (
 const cfgArchiving = "muc#roomconfig_enablearchiving"
 
 // archiving reports whether the room archives its messages: the service
-// has archives, and the room's owners have not turned its archive off.
-// r.mu is held.
-func (r *room) archiving(ctx context.Context) bool {
+// has archives, and the room's owners have not turned its archive off
+// (if the switch could not be read, it is on: the default). r.mu is held.
+func (r *room) archiving() bool {
+	return r.m.Archive != nil && r.archive >= 0
+}
+
+// loadArchiving reads the room's archiving switch from the store, once;
+// a failed read is tried again next time. r.mu is not held.
+func (r *room) loadArchiving(ctx context.Context) {
 	a := r.m.Archive
 	if a == nil {
-		return false
+		return
 	}
-	if r.archive == 0 {
-		p, err := a.Store.ArchivePrefs(ctx, r.jid.String())
-		if err != nil {
-			r.m.srv.Log().Error("muc: reading a room's archiving setting failed", "room", r.jid.String(), "err", err)
-			return true // the default; read again next time
-		}
+	r.mu.Lock()
+	known := r.archive != 0
+	r.mu.Unlock()
+	if known {
+		return
+	}
+	p, err := a.Store.ArchivePrefs(ctx, r.jid.String())
+	if err != nil {
+		r.m.srv.Log().Error("muc: reading a room's archiving setting failed", "room", r.jid.String(), "err", err)
+		return
+	}
+	r.mu.Lock()
+	if r.archive == 0 { // not set meanwhile
 		r.archive = 1
 		if p.Default == storage.ArchiveNever {
 			r.archive = -1
 		}
 	}
-	return r.archive > 0
+	r.mu.Unlock()
 }
 
-// setArchiving turns the room's archive on or off. r.mu is held.
-func (r *room) setArchiving(ctx context.Context, on bool) {
-	if r.m.Archive == nil || r.archiving(ctx) == on {
+// setArchiving turns the room's archive on or off, and queues the storing
+// of the switch. r.mu is held.
+func (r *room) setArchiving(on bool) {
+	if r.m.Archive == nil || r.archiving() == on {
 		return
 	}
 	p := storage.ArchivePrefs{Default: storage.ArchiveAlways}
@@ -57,17 +71,18 @@ func (r *room) setArchiving(ctx context.Context, on bool) {
 	if !on {
 		p.Default, r.archive = storage.ArchiveNever, -1
 	}
-	if err := r.m.Archive.Store.SetArchivePrefs(ctx, r.jid.String(), p); err != nil {
-		r.m.srv.Log().Error("muc: storing a room's archiving setting failed", "room", r.jid.String(), "err", err)
-	}
+	r.later(func(ctx context.Context) {
+		if err := r.m.Archive.Store.SetArchivePrefs(ctx, r.jid.String(), p); err != nil {
+			r.m.srv.Log().Error("muc: storing a room's archiving setting failed", "room", r.jid.String(), "err", err)
+		}
+	})
 }
 
 // prepareGroupchat turns a groupchat message from the occupant with the
 // given nickname into what the room sends: from the occupant's room JID,
 // without 'to', without the stanza-ids claiming to be by the room that
-// the sender put in, and, if the room archives it, archived and stamped
-// with <stanza-id by='room'/> (XEP-0359). r.mu is held.
-func (r *room) prepareGroupchat(ctx context.Context, st *treff.Stanza, nick string, subject bool) *treff.Stanza {
+// the sender put in. r.mu is held.
+func (r *room) prepareGroupchat(st *treff.Stanza, nick string) *treff.Stanza {
 	out := st.WithAddresses(r.nickJID(nick), jid.JID{})
 	if clean, ok := mam.WithoutStanzaIDs(out.Raw(), r.jid); ok {
 		if c, err := treff.NewStanza(clean); err == nil {
@@ -76,9 +91,14 @@ func (r *room) prepareGroupchat(ctx context.Context, st *treff.Stanza, nick stri
 			r.m.srv.Log().Error("muc: removing a stanza-id failed", "room", r.jid.String(), "err", err)
 		}
 	}
-	if !r.archiving(ctx) || !(subject || mam.Archivable(out.Raw())) {
-		return out
-	}
+	return out
+}
+
+// archiveGroupchat archives a prepared message and stamps it with
+// <stanza-id by='room'/> (XEP-0359), reporting whether it did. It runs
+// as a step of the room's queue (r.mu is not held), so that the archive
+// keeps the room's order.
+func (r *room) archiveGroupchat(ctx context.Context, out *treff.Stanza, nick string) bool {
 	room := r.jid.String()
 	id, err := r.m.Archive.Append(ctx, room, storage.ArchivedMessage{
 		With:         room,
@@ -87,12 +107,13 @@ func (r *room) prepareGroupchat(ctx context.Context, st *treff.Stanza, nick stri
 	})
 	if err != nil {
 		r.m.srv.Log().Error("muc: archiving a message failed", "room", room, "err", err)
-		return out
+		return false
 	}
 	if err := out.AddChild(mam.AppendStanzaID(nil, room, id)); err != nil {
 		r.m.srv.Log().Error("muc: adding the stanza-id failed", "room", room, "err", err)
+		return false
 	}
-	return out
+	return true
 }
 
 // mayReadArchive reports whether the user with the given full JID may

@@ -17,6 +17,12 @@
 // at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
 // on group chat rooms, with XEP-0359: Unique and Stable Stanza IDs
 // (version 0.7.0) on the messages the room sends.
+//
+// No lock of the module or of a room is held while calling storage or
+// routing a stanza: rooms are looked up per room JID (one store call per
+// room at a time, "no such room" remembered until the room is created),
+// and a room queues under its lock what it sends and stores, to be
+// carried out in order after the lock (see the room type).
 package muc
 
 import (
@@ -81,8 +87,13 @@ type Module struct {
 
 	srv      *treff.Server
 	services map[string]bool // service domains
-	mu       sync.Mutex
-	rooms    map[string]*room // by bare room JID
+
+	// mu guards the three maps below and nothing else: it is never held
+	// while calling storage or routing (see "Locking" in room.go).
+	mu      sync.Mutex
+	rooms   map[string]*room     // live rooms by bare room JID
+	loading map[string]*roomLoad // lookups in the store under way, by bare room JID
+	missing map[string]time.Time // rooms the store said it lacks, and when
 }
 
 var (
@@ -104,7 +115,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		sub = "conference"
 	}
 	m.services = make(map[string]bool)
-	m.rooms = make(map[string]*room)
+	m.init()
 	for _, h := range m.srv.Hosts {
 		d := sub + "." + h.Domain
 		m.services[d] = true
@@ -154,7 +165,7 @@ func (m *Module) ownedRooms(ctx context.Context, user jid.JID, service string) i
 		}
 		conf, _ := r.snapshot()
 		seen[k] = true
-		if conf.Affiliations[owner] == storage.AffOwner {
+		if !r.gone.Load() && conf.Affiliations[owner] == storage.AffOwner {
 			n++
 		}
 	}
@@ -191,8 +202,11 @@ func (m *Module) handle(ctx context.Context, st *treff.Stanza) {
 	}
 }
 
-// send routes raw XML as a stanza.
+// send routes raw XML as a stanza; nil is nothing to send.
 func (m *Module) send(ctx context.Context, raw []byte) {
+	if raw == nil {
+		return
+	}
 	st, err := treff.NewStanza(raw)
 	if err != nil {
 		m.srv.Log().Error("muc: built a bad stanza", "err", err)
@@ -203,58 +217,158 @@ func (m *Module) send(ctx context.Context, raw []byte) {
 
 // fail answers st with an error, unless it is an error itself.
 func (m *Module) fail(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
-	if st.Type == "error" || st.From.Equal(jid.JID{}) {
-		return
-	}
-	m.send(ctx, treff.AppendError(nil, st, e))
+	m.send(ctx, errorReply(st, e))
 }
 
-// failJoin refuses a join: the error presence carries the MUC element
-// back, which clients use to tell a refused join from other errors
-// (XEP-0045 7.2).
+// failJoin refuses a join.
 func (m *Module) failJoin(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+	m.send(ctx, joinErrorReply(st, e))
+}
+
+// errorReply is the error answer to st; nil if st is an error itself or
+// has no sender.
+func errorReply(st *treff.Stanza, e *treff.StanzaError) []byte {
+	if st.Type == "error" || st.From.Equal(jid.JID{}) {
+		return nil
+	}
+	return treff.AppendError(nil, st, e)
+}
+
+// joinErrorReply is the refusal of a join: the error presence carries the
+// MUC element back, which clients use to tell a refused join from other
+// errors (XEP-0045 7.2).
+func joinErrorReply(st *treff.Stanza, e *treff.StanzaError) []byte {
 	if st.From.Equal(jid.JID{}) {
-		return
+		return nil
 	}
 	b := treff.AppendError(nil, st, e)
 	if i := strings.Index(string(b), "<error"); i >= 0 {
 		b = []byte(string(b[:i]) + "<x xmlns='" + NS + "'/>" + string(b[i:]))
 	}
-	m.send(ctx, b)
+	return b
 }
 
-// room returns the room, loading a persistent one from the store; nil if
-// it does not exist.
-func (m *Module) room(ctx context.Context, roomJID jid.JID) *room {
+func (m *Module) init() {
+	m.rooms = make(map[string]*room)
+	m.loading = make(map[string]*roomLoad)
+	m.missing = make(map[string]time.Time)
+}
+
+// The negative cache: how long the store's "no such room" is believed
+// (the room's creation here forgets it at once; the time bounds what a
+// store written by others may show), and how many such answers are kept
+// (anyone can ask for any number of rooms that do not exist).
+const (
+	missingFor = time.Minute
+	maxMissing = 10000
+)
+
+// roomLoad is one lookup of a room in the store, shared by everyone who
+// asks for that room while it runs.
+type roomLoad struct {
+	done chan struct{} // closed when r and err are set
+	r    *room
+	err  error
+}
+
+// room returns the live room with the given JID, loading a persistent one
+// from the store; nil and no error if there is no such room, or if it has
+// ended (destroyed, or emptied) and waits to be forgotten. An error means
+// the store could not say.
+//
+// Lookups of one room share one call to the store; lookups of other rooms
+// never wait for it (no lock is held during the call), and a room the
+// store lacks is not asked for again for a while (missingFor), or until
+// it is created here.
+func (m *Module) room(ctx context.Context, roomJID jid.JID) (*room, error) {
 	key := roomJID.Bare().String()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if r := m.rooms[key]; r != nil {
-		return r
+		m.mu.Unlock()
+		if r.gone.Load() {
+			return nil, nil
+		}
+		return r, nil
 	}
 	if m.Store == nil {
-		return nil
+		m.mu.Unlock()
+		return nil, nil
 	}
-	stored, err := m.Store.Room(ctx, key)
-	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			m.srv.Log().Error("muc: loading a room failed", "room", key, "err", err)
+	if at, ok := m.missing[key]; ok {
+		if time.Since(at) < missingFor {
+			m.mu.Unlock()
+			return nil, nil
 		}
-		return nil
+		delete(m.missing, key)
 	}
-	r := newRoom(m, roomJID.Bare(), stored)
-	m.rooms[key] = r
-	return r
+	if l := m.loading[key]; l != nil {
+		m.mu.Unlock()
+		select {
+		case <-l.done:
+			return l.r, l.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("muc: waiting for room %s: %w", key, ctx.Err())
+		}
+	}
+	l := &roomLoad{done: make(chan struct{})}
+	m.loading[key] = l
+	m.mu.Unlock()
+
+	// Shared by the others waiting: not ended by this caller's context.
+	stored, err := m.Store.Room(context.WithoutCancel(ctx), key)
+
+	m.mu.Lock()
+	delete(m.loading, key)
+	switch {
+	case m.rooms[key] != nil:
+		// Created meanwhile (by someone who stopped waiting).
+		l.r = m.rooms[key]
+	case err == nil:
+		l.r = newRoom(m, roomJID.Bare(), stored)
+		m.rooms[key] = l.r
+	case errors.Is(err, storage.ErrNotFound):
+		if len(m.missing) >= maxMissing {
+			for k := range m.missing {
+				delete(m.missing, k) // any one
+				break
+			}
+		}
+		m.missing[key] = time.Now()
+	default:
+		l.err = fmt.Errorf("muc: loading room %s: %w", key, err)
+	}
+	m.mu.Unlock()
+	close(l.done)
+	if l.err != nil {
+		m.srv.Log().Error("muc: loading a room failed", "room", key, "err", err)
+	}
+	return l.r, l.err
 }
 
-// create makes a new, locked room owned by creator.
-func (m *Module) create(roomJID jid.JID, creator jid.JID) (*room, bool) {
+// create makes a new, locked room owned by creator, unless a live room
+// has that JID: then it returns that one, and false. A room of that JID
+// that has ended is first waited for, so that the new room starts after
+// the old one's archive and stored state are gone.
+func (m *Module) create(ctx context.Context, roomJID jid.JID, creator jid.JID) (*room, bool, error) {
 	key := roomJID.Bare().String()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r := m.rooms[key]; r != nil {
-		return r, false
+	for {
+		m.mu.Lock()
+		old := m.rooms[key]
+		if old == nil {
+			break
+		}
+		m.mu.Unlock()
+		if !old.gone.Load() {
+			return old, false, nil
+		}
+		select {
+		case <-old.ended:
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("muc: waiting for room %s to end: %w", key, ctx.Err())
+		}
 	}
+	defer m.mu.Unlock()
+	delete(m.missing, key)
 	r := newRoom(m, roomJID.Bare(), storage.Room{
 		JID:          key,
 		Public:       true,
@@ -263,24 +377,25 @@ func (m *Module) create(roomJID jid.JID, creator jid.JID) (*room, bool) {
 	})
 	r.locked = true
 	m.rooms[key] = r
-	return r, true
+	return r, true, nil
 }
 
-// forget drops a room from memory (and from the store if asked).
+// forget ends a room that is gone: its archive is deleted (a new room of
+// that name must not inherit it), and its stored state if fromStore, and
+// then it leaves the module's map. It is the room's last step.
 func (m *Module) forget(ctx context.Context, r *room, fromStore bool) {
-	m.mu.Lock()
-	if m.rooms[r.jid.String()] == r {
-		delete(m.rooms, r.jid.String())
-	}
-	m.mu.Unlock()
-	// The room ends (destroyed, or temporary and empty): so does its
-	// archive, which a new room of that name must not inherit.
 	m.deleteArchive(ctx, r)
 	if fromStore && m.Store != nil {
 		if err := m.Store.DeleteRoom(ctx, r.jid.String()); err != nil {
 			m.srv.Log().Error("muc: deleting a room failed", "room", r.jid.String(), "err", err)
 		}
 	}
+	m.mu.Lock()
+	if m.rooms[r.jid.String()] == r {
+		delete(m.rooms, r.jid.String())
+	}
+	m.mu.Unlock()
+	close(r.ended)
 }
 
 func (m *Module) mayCreate(user jid.JID) bool {
@@ -352,7 +467,7 @@ func (m *Module) publicRooms(ctx context.Context, service string) []storage.Room
 		if r.jid.Domainpart() == service {
 			conf, locked := r.snapshot()
 			seen[conf.JID] = true
-			if conf.Public && !locked {
+			if conf.Public && !locked && !r.gone.Load() {
 				out = append(out, conf)
 			}
 		}
@@ -383,16 +498,16 @@ const (
 func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 	if st.Type == "error" {
 		// An occupant's client bounced something: it is gone (XEP-0045
-		// 18.1). The error may come back while the room sends (its lock
-		// held, in this goroutine), so the room handles it in another.
-		if r := m.room(ctx, st.To); r != nil {
-			go r.leave(context.WithoutCancel(ctx), st.From, "", true)
+		// 18.1). The error may come back while the room sends (no lock
+		// held then: see room), so the room takes it at once.
+		if r, _ := m.room(ctx, st.To); r != nil {
+			r.leave(ctx, st.From, "", true)
 		}
 		return
 	}
 	nick := st.To.Resourcepart()
 	if st.Type == "unavailable" {
-		if r := m.room(ctx, st.To); r != nil {
+		if r, _ := m.room(ctx, st.To); r != nil {
 			r.leave(ctx, st.From, statusText(st), false)
 		}
 		return
@@ -408,24 +523,37 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 		m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("nicknames have at most %d characters", m.maxNick())})
 		return
 	}
-	r := m.room(ctx, st.To)
-	created := false
-	if r == nil {
-		if !m.mayCreate(st.From) {
-			text := "only users of this server may create rooms"
-			if len(m.Creators) > 0 {
-				text = "only some users of this server may create rooms"
+	// A room that ends while one enters it is made anew; a few times at
+	// most, should that keep happening.
+	for range 3 {
+		r, err := m.room(ctx, st.To)
+		if err != nil {
+			m.failJoin(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "internal-server-error", Text: "the room cannot be read now"})
+			return
+		}
+		created := false
+		if r == nil {
+			if !m.mayCreate(st.From) {
+				text := "only users of this server may create rooms"
+				if len(m.Creators) > 0 {
+					text = "only some users of this server may create rooms"
+				}
+				m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: text})
+				return
 			}
-			m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: text})
+			if m.ownedRooms(ctx, st.From, st.To.Domainpart()) >= m.maxRooms() {
+				m.failJoin(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: fmt.Sprintf("you own as many rooms as one may (%d)", m.maxRooms())})
+				return
+			}
+			if r, created, err = m.create(ctx, st.To, st.From); err != nil {
+				return // the sender's session ended
+			}
+		}
+		if r.enter(ctx, st, nick, created) {
 			return
 		}
-		if m.ownedRooms(ctx, st.From, st.To.Domainpart()) >= m.maxRooms() {
-			m.failJoin(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: fmt.Sprintf("you own as many rooms as one may (%d)", m.maxRooms())})
-			return
-		}
-		r, created = m.create(st.To, st.From)
 	}
-	r.enter(ctx, st, nick, created)
+	m.failJoin(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "the room is being replaced; try again"})
 }
 
 func statusText(st *treff.Stanza) string {
@@ -444,7 +572,11 @@ func statusText(st *treff.Stanza) string {
 // message handles groupchat messages to a room and private messages to an
 // occupant.
 func (m *Module) message(ctx context.Context, st *treff.Stanza) {
-	r := m.room(ctx, st.To)
+	r, err := m.room(ctx, st.To)
+	if err != nil {
+		m.fail(ctx, st, treff.ErrInternalServerError)
+		return
+	}
 	if r == nil {
 		m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
 		return
@@ -469,12 +601,16 @@ func (m *Module) message(ctx context.Context, st *treff.Stanza) {
 // roomIQ handles IQs to a room: owner configuration and disco.
 func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 	if st.Type != "get" && st.Type != "set" {
-		if r := m.room(ctx, st.To); r != nil && st.To.Resourcepart() != "" {
+		if r, _ := m.room(ctx, st.To); r != nil && st.To.Resourcepart() != "" {
 			r.iqResponse(ctx, st)
 		}
 		return
 	}
-	r := m.room(ctx, st.To)
+	r, err := m.room(ctx, st.To)
+	if err != nil {
+		m.fail(ctx, st, treff.ErrInternalServerError)
+		return
+	}
 	if r == nil {
 		m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
 		return

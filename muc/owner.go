@@ -20,51 +20,37 @@ type ownerQuery struct {
 
 // ownerIQ handles room configuration and destruction (XEP-0045 10).
 func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
-	r.mu.Lock()
-	owner := r.affiliation(st.From) == storage.AffOwner
-	r.mu.Unlock()
-	if !owner {
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "forbidden", Text: "only owners configure a room"})
-		return
-	}
-	if st.Type == "get" {
-		r.mu.Lock()
-		f := r.configForm(ctx)
-		r.mu.Unlock()
-		b := f.Append([]byte("<query xmlns='"+NSOwner+"'>"), "form")
-		r.m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
-		return
-	}
 	var q ownerQuery
-	if err := st.DecodePayload(&q); err != nil {
-		r.m.fail(ctx, st, treff.ErrBadRequest)
-		return
-	}
-	switch {
-	case q.Destroy != nil:
-		r.m.send(ctx, treff.AppendResult(nil, st, nil))
-		r.destroy(ctx, q.Destroy.JID, q.Destroy.Reason)
-	case q.Form != nil && q.Form.Type == "cancel":
-		r.m.send(ctx, treff.AppendResult(nil, st, nil))
-		r.mu.Lock()
-		locked := r.locked
-		r.mu.Unlock()
-		if locked {
-			// Cancelling the configuration of a new room destroys it.
-			r.destroy(ctx, "", "")
-		}
-	case q.Form != nil && q.Form.Type == "submit":
-		notes, err := r.configure(ctx, q.Form.Values())
-		if err != nil {
-			r.m.fail(ctx, st, err)
+	if st.Type == "set" {
+		if err := st.DecodePayload(&q); err != nil {
+			r.m.fail(ctx, st, treff.ErrBadRequest)
 			return
 		}
-		r.m.send(ctx, treff.AppendResult(nil, st, nil))
-		for _, b := range notes {
-			r.m.send(ctx, b)
+	}
+	r.loadArchiving(ctx)
+	r.mu.Lock()
+	defer r.unlock(ctx)
+	switch {
+	case r.gone.Load():
+		r.fail(st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
+	case r.affiliation(st.From) != storage.AffOwner:
+		r.fail(st, &treff.StanzaError{Condition: "forbidden", Text: "only owners configure a room"})
+	case st.Type == "get":
+		b := r.configForm().Append([]byte("<query xmlns='"+NSOwner+"'>"), "form")
+		r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
+	case q.Destroy != nil:
+		r.send(treff.AppendResult(nil, st, nil))
+		r.destroy(q.Destroy.JID, q.Destroy.Reason)
+	case q.Form != nil && q.Form.Type == "cancel":
+		r.send(treff.AppendResult(nil, st, nil))
+		if r.locked {
+			// Cancelling the configuration of a new room destroys it.
+			r.destroy("", "")
 		}
+	case q.Form != nil && q.Form.Type == "submit":
+		r.configure(st, q.Form.Values())
 	default:
-		r.m.fail(ctx, st, treff.ErrBadRequest)
+		r.fail(st, treff.ErrBadRequest)
 	}
 }
 
@@ -75,8 +61,9 @@ func boolValue(b bool) []string {
 	return []string{"0"}
 }
 
-// configForm is the muc#roomconfig form with the room's settings.
-func (r *room) configForm(ctx context.Context) *dataform.Form {
+// configForm is the muc#roomconfig form with the room's settings. r.mu
+// is held.
+func (r *room) configForm() *dataform.Form {
 	c := r.conf
 	whois := "moderators"
 	if c.NonAnonymous {
@@ -99,17 +86,16 @@ func (r *room) configForm(ctx context.Context) *dataform.Form {
 		{Var: "muc#maxhistoryfetch", Type: "text-single", Label: "Messages of history for new occupants", Values: []string{strconv.Itoa(or(c.MaxHistory, r.m.maxHistory()))}},
 	}}
 	if r.m.Archive != nil {
-		f.Fields = append(f.Fields, dataform.Field{Var: cfgArchiving, Type: "boolean", Label: "Keep a message archive (XEP-0313)", Values: boolValue(r.archiving(ctx))})
+		f.Fields = append(f.Fields, dataform.Field{Var: cfgArchiving, Type: "boolean", Label: "Keep a message archive (XEP-0313)", Values: boolValue(r.archiving())})
 	}
 	return f
 }
 
 // configure applies a submitted configuration (an empty one accepts the
-// defaults: an instant room) and unlocks the room. It returns the
-// notices for the occupants, to send after the owner's answer.
-func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *treff.StanzaError) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// defaults: an instant room), unlocks the room, and answers st: the
+// answer comes once the configuration is stored, and the notices for the
+// occupants after it. r.mu is held.
+func (r *room) configure(st *treff.Stanza, v dataform.Values) {
 	c := r.conf
 	wasPersistent, wasAnonymous := c.Persistent, !c.NonAnonymous
 	flag := func(name string, dst *bool) {
@@ -133,9 +119,6 @@ func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *tre
 	flag("muc#roomconfig_moderatedroom", &c.Moderated)
 	flag("muc#roomconfig_changesubject", &c.OccupantsChangeSubject)
 	flag("muc#roomconfig_allowinvites", &c.OccupantsInvite)
-	if vs, ok := v[cfgArchiving]; ok && len(vs) > 0 {
-		r.setArchiving(ctx, vs[0] == "1" || vs[0] == "true")
-	}
 	if w := v.Get("muc#roomconfig_whois"); w != "" {
 		c.NonAnonymous = w == "anyone"
 	}
@@ -145,13 +128,15 @@ func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *tre
 	if !protected {
 		c.Password = ""
 	} else if c.Password == "" {
-		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "a password-protected room needs a password"}
+		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "a password-protected room needs a password"})
+		return
 	}
 	for name, dst := range map[string]*int{"muc#roomconfig_maxusers": &c.MaxOccupants, "muc#maxhistoryfetch": &c.MaxHistory} {
 		if s := v.Get(name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {
-				return nil, &treff.StanzaError{Condition: "not-acceptable", Text: name + " must be a number"}
+				r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: name + " must be a number"})
+				return
 			}
 			*dst = n
 		}
@@ -160,6 +145,10 @@ func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *tre
 		c.MaxOccupants = r.m.maxOccupants()
 	}
 	becameMembersOnly := c.MembersOnly && !r.conf.MembersOnly
+	// Valid: now it changes.
+	if vs, ok := v[cfgArchiving]; ok && len(vs) > 0 {
+		r.setArchiving(vs[0] == "1" || vs[0] == "true")
+	}
 	r.conf = c
 	initial := r.locked
 	r.locked = false
@@ -167,19 +156,21 @@ func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *tre
 		// Occupants who are not members leave, with 322 (XEP-0045 10.2.1).
 		for _, o := range append([]*occupant(nil), r.order...) {
 			if r.affiliation(o.real) == "" {
-				r.remove(ctx, o, "", 322, "")
+				r.remove(o, "", 322, "")
 			}
 		}
 	}
 	switch {
 	case c.Persistent:
-		r.save(ctx)
+		r.save()
 	case wasPersistent && r.m.Store != nil:
-		if err := r.m.Store.DeleteRoom(ctx, r.jid.String()); err != nil {
-			r.m.srv.Log().Error("muc: deleting a room failed", "room", r.jid.String(), "err", err)
-		}
+		r.later(func(ctx context.Context) {
+			if err := r.m.Store.DeleteRoom(ctx, r.jid.String()); err != nil {
+				r.m.srv.Log().Error("muc: deleting a room failed", "room", r.jid.String(), "err", err)
+			}
+		})
 	}
-	var notes [][]byte
+	r.send(treff.AppendResult(nil, st, nil))
 	if !initial {
 		// Tell the occupants (XEP-0045 10.2.1): 104, and 172/173 when the
 		// room becomes non-anonymous or semi-anonymous.
@@ -194,16 +185,15 @@ func (r *room) configure(ctx context.Context, v dataform.Values) ([][]byte, *tre
 			b = treff.AppendEscaped(b, r.jid.String())
 			b = append(b, "' to='"...)
 			b = treff.AppendEscaped(b, o.real.String())
-			notes = append(notes, append(b, "'><x xmlns='"+NSUser+"'>"+codes+"</x></message>"...))
+			r.send(append(b, "'><x xmlns='"+NSUser+"'>"+codes+"</x></message>"...))
 		}
 	}
-	return notes, nil
 }
 
 // destroy ends the room: every occupant leaves with a <destroy/> naming
-// the alternative venue, if any (XEP-0045 10.9).
-func (r *room) destroy(ctx context.Context, venue, reason string) {
-	r.mu.Lock()
+// the alternative venue, if any (XEP-0045 10.9), once the room is gone
+// from the store. r.mu is held.
+func (r *room) destroy(venue, reason string) {
 	extra := "/><destroy"
 	if venue != "" {
 		extra += " jid='" + string(treff.AppendEscaped(nil, venue)) + "'"
@@ -218,10 +208,8 @@ func (r *room) destroy(ctx context.Context, venue, reason string) {
 		out = append(out, r.presenceOf(o, o, "unavailable", extra))
 	}
 	r.order, r.byNick, r.byReal = nil, map[string]*occupant{}, map[string]*occupant{}
-	r.mu.Unlock()
-	// Gone from the store before anyone hears of it.
-	r.m.forget(ctx, r, true)
+	r.end(true)
 	for _, b := range out {
-		r.m.send(ctx, b)
+		r.send(b)
 	}
 }

@@ -5,15 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/xml"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/mam"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -37,8 +41,25 @@ type historyEntry struct {
 	at    time.Time
 }
 
-// room is a live room. Its lock is held while it sends, so that every
-// occupant sees the room's events in one order.
+// room is a live room.
+//
+// Locking. The module's mutex (Module.mu) guards its maps of rooms; a
+// room's mutex (room.mu) guards the room's state. Neither is held while
+// calling storage or routing a stanza, so a slow store or a slow
+// recipient holds up only the stanzas that wait for it, never another
+// room. Where both are taken, Module.mu comes first.
+//
+// Whatever a room decides under its lock that must go out (stanzas to
+// route, the room to store, a message to archive) it appends to its
+// queue, out, in the same critical section as the change it reports.
+// After unlocking, the goroutine calls run, which carries the queue out
+// in order, one goroutine at a time: the one that finds the room idle
+// takes the queue, and the others leave their steps to it. Every
+// occupant thus hears the room's events in the order they happened, the
+// archive's order is the broadcast's, an answer that acknowledges a
+// change is routed after the change is stored, and the last store of a
+// room is of its latest state. Functions that run with room.mu held
+// take no context: they do no I/O.
 type room struct {
 	m       *Module
 	jid     jid.JID
@@ -48,23 +69,134 @@ type room struct {
 	byNick  map[string]*occupant
 	byReal  map[string]*occupant // by full JID
 	order   []*occupant          // in order of arrival
-	history []historyEntry
+	history []*historyEntry
 	pending map[string]pendingIQ // forwarded IQs by the id sent on
 	archive int8                 // archiving: 0 not read yet, 1 on, -1 off
+	out     []step               // to carry out after the lock, oldest first
+	running bool                 // a goroutine is carrying out out
+
+	// gone is set (under mu) when the room ends: destroyed, or a
+	// temporary room left by its last occupant. It answers as if it did
+	// not exist until its last step has run, which forgets it and closes
+	// ended.
+	gone  atomic.Bool
+	ended chan struct{}
+}
+
+// maxQueued is how many steps may wait in a room's queue (behind a slow
+// store, say) before the room turns away new messages and joins with a
+// wait error, so that the queue stays bounded.
+const maxQueued = 20000
+
+// busy reports whether the room's queue is full; r.mu is not held. The
+// refusal is sent by the caller, outside the queue.
+func (r *room) busy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.out) >= maxQueued
+}
+
+var errBusy = &treff.StanzaError{Type: treff.ErrorWait, Condition: "resource-constraint", Text: "the room is busy; try again"}
+
+// step is one thing a room does outside its lock: route raw or st, or
+// call do.
+type step struct {
+	raw []byte
+	st  *treff.Stanza
+	do  func(ctx context.Context)
 }
 
 func newRoom(m *Module, j jid.JID, conf storage.Room) *room {
 	if conf.Affiliations == nil {
 		conf.Affiliations = map[string]storage.Affiliation{}
 	}
-	return &room{m: m, jid: j, conf: conf, byNick: map[string]*occupant{}, byReal: map[string]*occupant{}}
+	return &room{m: m, jid: j, conf: conf, byNick: map[string]*occupant{}, byReal: map[string]*occupant{}, ended: make(chan struct{})}
 }
 
-// snapshot returns the room's configuration and whether it is locked.
+// send queues raw for routing. r.mu is held.
+func (r *room) send(raw []byte) { r.out = append(r.out, step{raw: raw}) }
+
+// route queues st for routing. r.mu is held.
+func (r *room) route(st *treff.Stanza) { r.out = append(r.out, step{st: st}) }
+
+// later queues do. r.mu is held.
+func (r *room) later(do func(ctx context.Context)) { r.out = append(r.out, step{do: do}) }
+
+// fail queues an error answer to st (none to an error). r.mu is held.
+func (r *room) fail(st *treff.Stanza, e *treff.StanzaError) { r.send(errorReply(st, e)) }
+
+// failJoin queues the refusal of a join. r.mu is held.
+func (r *room) failJoin(st *treff.Stanza, e *treff.StanzaError) { r.send(joinErrorReply(st, e)) }
+
+// unlock releases r.mu and carries out what the room queued: the way to
+// leave every critical section that may have queued something.
+func (r *room) unlock(ctx context.Context) {
+	r.mu.Unlock()
+	r.run(ctx)
+}
+
+// run carries out the room's queue unless another goroutine is at it (it
+// then carries out what was queued here too). r.mu is not held.
+func (r *room) run(ctx context.Context) {
+	// Also the others' steps: the sender's context must not end them.
+	ctx = context.WithoutCancel(ctx)
+	r.mu.Lock()
+	if r.running {
+		r.mu.Unlock()
+		return
+	}
+	r.running = true
+	defer func() {
+		if p := recover(); p != nil {
+			r.mu.Lock()
+			r.running = false
+			r.mu.Unlock()
+			panic(p)
+		}
+	}()
+	for len(r.out) > 0 {
+		steps := r.out
+		r.out = nil
+		r.mu.Unlock()
+		for _, s := range steps {
+			switch {
+			case s.do != nil:
+				s.do(ctx)
+			case s.st != nil:
+				r.m.srv.Route(ctx, s.st)
+			case s.raw != nil:
+				r.m.send(ctx, s.raw)
+			}
+		}
+		r.mu.Lock()
+	}
+	r.running = false
+	r.mu.Unlock()
+}
+
+// end marks the room gone and queues its end: its archive deleted, and
+// with fromStore its stored state, before it is forgotten. r.mu is held.
+func (r *room) end(fromStore bool) {
+	if r.gone.Swap(true) {
+		return
+	}
+	r.later(func(ctx context.Context) { r.m.forget(ctx, r, fromStore) })
+}
+
+// snapshot returns a copy of the room's configuration and whether it is
+// locked.
 func (r *room) snapshot() (storage.Room, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.conf, r.locked
+	return r.confCopy(), r.locked
+}
+
+// confCopy is the room's configuration, sharing nothing with the room.
+// r.mu is held.
+func (r *room) confCopy() storage.Room {
+	c := r.conf
+	c.Affiliations = maps.Clone(c.Affiliations)
+	return c
 }
 
 func (r *room) affiliation(user jid.JID) storage.Affiliation {
@@ -76,14 +208,18 @@ func (r *room) nickJID(nick string) jid.JID {
 	return j
 }
 
-// save stores a persistent room.
-func (r *room) save(ctx context.Context) {
-	if !r.conf.Persistent || r.m.Store == nil {
+// save queues the storing of a persistent room's current state. r.mu is
+// held.
+func (r *room) save() {
+	if !r.conf.Persistent || r.m.Store == nil || r.gone.Load() {
 		return
 	}
-	if err := r.m.Store.PutRoom(ctx, r.conf); err != nil {
-		r.m.srv.Log().Error("muc: storing a room failed", "room", r.jid.String(), "err", err)
-	}
+	conf := r.confCopy()
+	r.later(func(ctx context.Context) {
+		if err := r.m.Store.PutRoom(ctx, conf); err != nil {
+			r.m.srv.Log().Error("muc: storing a room failed", "room", r.jid.String(), "err", err)
+		}
+	})
 }
 
 // presenceOf builds o's presence as to sees it, with the given status
@@ -129,58 +265,66 @@ func (r *room) presenceOf(o *occupant, to *occupant, typ string, itemExtra strin
 	return append(b, "</x></presence>"...)
 }
 
-// broadcastPresence sends o's presence to every occupant; o's own copy
-// gets selfCodes (110 first), the others othersCodes.
-func (r *room) broadcastPresence(ctx context.Context, o *occupant, typ, itemExtra string, othersCodes, selfCodes []int) {
+// broadcastPresence queues o's presence to every occupant; o's own copy
+// gets selfCodes (110 first), the others othersCodes. r.mu is held.
+func (r *room) broadcastPresence(o *occupant, typ, itemExtra string, othersCodes, selfCodes []int) {
 	for _, to := range r.order {
 		codes := othersCodes
 		if to == o {
 			codes = selfCodes
 		}
-		r.m.send(ctx, r.presenceOf(o, to, typ, itemExtra, codes...))
+		r.send(r.presenceOf(o, to, typ, itemExtra, codes...))
 	}
 	if typ == "unavailable" && r.byReal[o.real.String()] == nil {
 		// o has left the lists already; it still hears of its exit.
-		r.m.send(ctx, r.presenceOf(o, o, typ, itemExtra, selfCodes...))
+		r.send(r.presenceOf(o, o, typ, itemExtra, selfCodes...))
 	}
 }
 
-// enter handles available presence to room/nick.
-func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created bool) {
+// enter handles available presence to room/nick. It reports false, having
+// done nothing, if the room has ended: the caller looks for it anew.
+func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created bool) bool {
+	if r.busy() {
+		r.m.failJoin(ctx, st, errBusy)
+		return true
+	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock(ctx)
+	if r.gone.Load() {
+		return false
+	}
 	inner, join := stripJoin(st.Inner())
 	if o := r.byReal[st.From.String()]; o != nil {
 		if o.nick == nick {
 			o.inner = inner
-			r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(false))
-			return
+			r.broadcastPresence(o, "", "", nil, r.selfCodes(false))
+			return true
 		}
-		r.changeNick(ctx, st, o, nick, inner)
-		return
+		r.changeNick(st, o, nick, inner)
+		return true
 	}
 	aff := r.affiliation(st.From)
-	fail := func(cond, text string) { r.m.failJoin(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
+	fail := func(cond, text string) { r.failJoin(st, &treff.StanzaError{Condition: cond, Text: text}) }
 	switch {
 	case r.locked && !created && aff != storage.AffOwner:
 		fail("item-not-found", "this room is being set up; try again in a moment")
-		return
+		return true
 	case aff == storage.AffOutcast:
 		fail("forbidden", "you are banned from this room")
-		return
+		return true
 	case r.conf.MembersOnly && aff == "":
 		fail("registration-required", "this room is for members only")
-		return
+		return true
 	case r.conf.Password != "" && join.Password != r.conf.Password && aff != storage.AffOwner:
 		fail("not-authorized", "this room needs a password")
-		return
+		return true
 	case len(r.order) >= or(r.conf.MaxOccupants, r.m.maxOccupants()) && aff != storage.AffOwner && aff != storage.AffAdmin:
-		r.m.failJoin(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "this room is full"})
-		return
+		r.failJoin(st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "this room is full"})
+		return true
 	}
 	if other := r.byNick[nick]; other != nil {
 		fail("conflict", "this nickname is in use in this room")
-		return
+		return true
 	}
 	o := &occupant{nick: nick, real: st.From, inner: inner, role: roleParticipant}
 	switch {
@@ -191,12 +335,12 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 	}
 	// The others' presence first, then the newcomer's to everyone.
 	for _, other := range r.order {
-		r.m.send(ctx, r.presenceOf(other, o, "", ""))
+		r.send(r.presenceOf(other, o, "", ""))
 	}
 	r.byNick[nick], r.byReal[st.From.String()] = o, o
 	r.order = append(r.order, o)
-	r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(created))
-	r.sendHistory(ctx, o, join)
+	r.broadcastPresence(o, "", "", nil, r.selfCodes(created))
+	r.sendHistory(o, join)
 	// The subject comes last, always (XEP-0045 7.2.15).
 	b := []byte("<message type='groupchat' from='")
 	from := r.jid
@@ -208,7 +352,8 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 	b = treff.AppendEscaped(b, o.real.String())
 	b = append(b, "'><subject>"...)
 	b = treff.AppendEscaped(b, r.conf.Subject)
-	r.m.send(ctx, append(b, "</subject></message>"...))
+	r.send(append(b, "</subject></message>"...))
+	return true
 }
 
 // selfCodes are the status codes of an occupant's own presence.
@@ -223,9 +368,10 @@ func (r *room) selfCodes(created bool) []int {
 	return codes
 }
 
-func (r *room) changeNick(ctx context.Context, st *treff.Stanza, o *occupant, nick, inner string) {
+// changeNick: r.mu is held.
+func (r *room) changeNick(st *treff.Stanza, o *occupant, nick, inner string) {
 	if r.byNick[nick] != nil {
-		r.m.failJoin(ctx, st, &treff.StanzaError{Condition: "conflict", Text: "this nickname is in use in this room"})
+		r.failJoin(st, &treff.StanzaError{Condition: "conflict", Text: "this nickname is in use in this room"})
 		return
 	}
 	// Unavailable under the old nickname with 303 and the new one, then
@@ -236,12 +382,12 @@ func (r *room) changeNick(ctx context.Context, st *treff.Stanza, o *occupant, ni
 		if to == o {
 			codes = append([]int{110}, codes...)
 		}
-		r.m.send(ctx, r.presenceOf(o, to, "unavailable", extra, codes...))
+		r.send(r.presenceOf(o, to, "unavailable", extra, codes...))
 	}
 	delete(r.byNick, o.nick)
 	o.nick, o.inner = nick, inner
 	r.byNick[nick] = o
-	r.broadcastPresence(ctx, o, "", "", nil, r.selfCodes(false))
+	r.broadcastPresence(o, "", "", nil, r.selfCodes(false))
 }
 
 // leave takes the occupant with the given full JID out of the room.
@@ -249,9 +395,9 @@ func (r *room) changeNick(ctx context.Context, st *treff.Stanza, o *occupant, ni
 // the session ended.
 func (r *room) leave(ctx context.Context, real jid.JID, status string, gone bool) {
 	r.mu.Lock()
+	defer r.unlock(ctx)
 	o := r.byReal[real.String()]
 	if o == nil {
-		r.mu.Unlock()
 		return
 	}
 	delete(r.byReal, real.String())
@@ -266,57 +412,73 @@ func (r *room) leave(ctx context.Context, real jid.JID, status string, gone bool
 	if gone {
 		o.inner = ""
 	}
-	r.broadcastPresence(ctx, o, "unavailable", "", nil, []int{110})
-	empty := len(r.order) == 0
-	temporary := !r.conf.Persistent || r.locked
-	r.mu.Unlock()
-	if empty && temporary {
-		r.m.forget(ctx, r, false)
+	r.broadcastPresence(o, "unavailable", "", nil, []int{110})
+	if len(r.order) == 0 && (!r.conf.Persistent || r.locked) {
+		r.end(false) // a temporary room ends with its last occupant
 	}
 }
 
-// sendHistory sends the discussion history to a new occupant, as its join
-// element asked (XEP-0045 7.2.14).
-func (r *room) sendHistory(ctx context.Context, o *occupant, join joinElement) {
+// sendHistory queues the discussion history for a new occupant, as its
+// join element asked (XEP-0045 7.2.14). r.mu is held. The entries are
+// read when the step runs: messages queued before it have their
+// stanza-ids by then.
+func (r *room) sendHistory(o *occupant, join joinElement) {
 	h := r.history
 	if join.MaxStanzas >= 0 && join.MaxStanzas < len(h) {
 		h = h[len(h)-join.MaxStanzas:]
 	}
-	chars := 0
-	start := 0
-	for i := len(h) - 1; i >= 0; i-- {
-		if !join.Since.IsZero() && h[i].at.Before(join.Since) ||
-			join.Seconds >= 0 && time.Since(h[i].at) > time.Duration(join.Seconds)*time.Second {
-			start = i + 1
-			break
-		}
-		chars += len(h[i].inner) + 100
-		if join.MaxChars >= 0 && chars > join.MaxChars {
-			start = i + 1
-			break
-		}
+	if len(h) == 0 {
+		return
 	}
-	for _, e := range h[start:] {
-		b := []byte("<message type='groupchat' from='")
-		b = treff.AppendEscaped(b, r.nickJID(e.nick).String())
-		b = append(b, "' to='"...)
-		b = treff.AppendEscaped(b, o.real.String())
-		b = append(b, "'>"...)
-		b = append(b, e.inner...)
-		b = append(b, "<delay xmlns='"+nsDelay+"' from='"...)
-		b = treff.AppendEscaped(b, r.jid.String())
-		b = append(b, "' stamp='"...)
-		b = e.at.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
-		r.m.send(ctx, append(b, "'/></message>"...))
-	}
+	h = slices.Clone(h)
+	r.later(func(ctx context.Context) {
+		var out [][]byte
+		r.mu.Lock()
+		chars := 0
+		start := 0
+		for i := len(h) - 1; i >= 0; i-- {
+			if !join.Since.IsZero() && h[i].at.Before(join.Since) ||
+				join.Seconds >= 0 && time.Since(h[i].at) > time.Duration(join.Seconds)*time.Second {
+				start = i + 1
+				break
+			}
+			chars += len(h[i].inner) + 100
+			if join.MaxChars >= 0 && chars > join.MaxChars {
+				start = i + 1
+				break
+			}
+		}
+		for _, e := range h[start:] {
+			b := []byte("<message type='groupchat' from='")
+			b = treff.AppendEscaped(b, r.nickJID(e.nick).String())
+			b = append(b, "' to='"...)
+			b = treff.AppendEscaped(b, o.real.String())
+			b = append(b, "'>"...)
+			b = append(b, e.inner...)
+			b = append(b, "<delay xmlns='"+nsDelay+"' from='"...)
+			b = treff.AppendEscaped(b, r.jid.String())
+			b = append(b, "' stamp='"...)
+			b = e.at.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+			out = append(out, append(b, "'/></message>"...))
+		}
+		r.mu.Unlock()
+		for _, b := range out {
+			r.m.send(ctx, b)
+		}
+	})
 }
 
 // groupchat handles a message to the room.
 func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
+	if r.busy() {
+		r.m.fail(ctx, st, errBusy)
+		return
+	}
+	r.loadArchiving(ctx)
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
-	fail := func(cond, text string) { r.m.fail(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
+	fail := func(cond, text string) { r.fail(st, &treff.StanzaError{Condition: cond, Text: text}) }
 	switch {
 	case o == nil:
 		fail("not-acceptable", "you are not in this room")
@@ -335,28 +497,50 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 		fail("forbidden", "only moderators may change the subject")
 		return
 	}
-	out := r.prepareGroupchat(ctx, st, o.nick, isSubject)
+	out := r.prepareGroupchat(st, o.nick)
+	var e *historyEntry
 	if isSubject {
 		r.conf.Subject, r.conf.SubjectBy = subject, o.nick
-		r.save(ctx)
+		r.save()
 	} else {
-		r.history = append(r.history, historyEntry{nick: o.nick, inner: out.Inner(), at: time.Now()})
+		e = &historyEntry{nick: o.nick, inner: out.Inner(), at: time.Now()}
+		r.history = append(r.history, e)
 		if max := or(r.conf.MaxHistory, r.m.maxHistory()); len(r.history) > max {
 			r.history = append(r.history[:0], r.history[len(r.history)-max:]...)
 		}
 	}
 	from := r.nickJID(o.nick)
-	for _, to := range r.order {
-		r.m.srv.Route(ctx, out.WithAddresses(from, to.real))
+	if !r.archiving() || !(isSubject || mam.Archivable(out.Raw())) {
+		for _, to := range r.order {
+			r.route(out.WithAddresses(from, to.real))
+		}
+		return
 	}
+	// Archived first, then sent with the archive's id: both in the
+	// room's order.
+	to := make([]jid.JID, len(r.order))
+	for i, o := range r.order {
+		to[i] = o.real
+	}
+	nick := o.nick
+	r.later(func(ctx context.Context) {
+		if r.archiveGroupchat(ctx, out, nick) && e != nil {
+			r.mu.Lock()
+			e.inner = out.Inner()
+			r.mu.Unlock()
+		}
+		for _, j := range to {
+			r.m.srv.Route(ctx, out.WithAddresses(from, j))
+		}
+	})
 }
 
 // private forwards a private message between occupants (XEP-0045 7.5).
 func (r *room) private(ctx context.Context, st *treff.Stanza) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
-	fail := func(cond, text string) { r.m.fail(ctx, st, &treff.StanzaError{Condition: cond, Text: text}) }
+	fail := func(cond, text string) { r.fail(st, &treff.StanzaError{Condition: cond, Text: text}) }
 	switch {
 	case o == nil:
 		fail("not-acceptable", "you are not in this room")
@@ -371,7 +555,7 @@ func (r *room) private(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	raw := st.WithAddresses(r.nickJID(o.nick), to.real).Raw()
-	r.m.send(ctx, withUserX(raw))
+	r.send(withUserX(raw))
 }
 
 // withUserX adds an empty muc#user element to a message (XEP-0045 7.5).
@@ -391,19 +575,19 @@ func withUserX(raw []byte) []byte {
 // answer comes back the same way (XEP-0045 7.7, used for vCards).
 func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
 	if o == nil {
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
+		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
 		return
 	}
 	if st.Payload.Space == "urn:xmpp:ping" && o.nick == st.To.Resourcepart() {
-		r.m.send(ctx, treff.AppendResult(nil, st, nil))
+		r.send(treff.AppendResult(nil, st, nil))
 		return
 	}
 	to := r.byNick[st.To.Resourcepart()]
 	if to == nil {
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "nobody by that nickname is in this room"})
+		r.fail(st, &treff.StanzaError{Condition: "item-not-found", Text: "nobody by that nickname is in this room"})
 		return
 	}
 	now := time.Now()
@@ -416,29 +600,26 @@ func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
 		}
 	}
 	if len(r.pending) >= 1000 {
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: "too many requests in flight"})
+		r.fail(st, &treff.StanzaError{Condition: "resource-constraint", Text: "too many requests in flight"})
 		return
 	}
 	id := newID()
 	r.pending[id] = pendingIQ{from: st.From, id: st.ID, nick: to.nick, at: now}
 	fwd := st.WithAddresses(r.nickJID(o.nick), to.real)
-	raw := replaceID(fwd.Raw(), st.ID, id)
-	r.m.send(ctx, raw)
+	r.send(replaceID(fwd.Raw(), st.ID, id))
 }
 
 // iqResponse takes an answer to a forwarded request back to its sender.
 func (r *room) iqResponse(ctx context.Context, st *treff.Stanza) {
 	r.mu.Lock()
+	defer r.unlock(ctx)
 	p, ok := r.pending[st.ID]
-	if ok {
-		delete(r.pending, st.ID)
-	}
-	r.mu.Unlock()
 	if !ok {
 		return
 	}
+	delete(r.pending, st.ID)
 	back := st.WithAddresses(r.nickJID(p.nick), p.from)
-	r.m.send(ctx, replaceID(back.Raw(), st.ID, p.id))
+	r.send(replaceID(back.Raw(), st.ID, p.id))
 }
 
 type pendingIQ struct {
@@ -469,9 +650,10 @@ func newID() string {
 
 // discoInfo answers disco#info about the room (XEP-0045 6.4).
 func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
+	r.loadArchiving(ctx)
 	r.mu.Lock()
-	conf, n, archiving := r.conf, len(r.order), r.archiving(ctx)
-	r.mu.Unlock()
+	defer r.unlock(ctx)
+	conf, n, archiving := r.conf, len(r.order), r.archiving()
 	pick := func(c bool, yes, no string) string {
 		if c {
 			return yes
@@ -504,7 +686,7 @@ func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 		{Var: "muc#roomconfig_roomname", Label: "Name", Values: []string{name}},
 	}}
 	b = f.Append(b, "result")
-	r.m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
+	r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
 }
 
 // joinElement is what a client says in <x xmlns='http://jabber.org/protocol/muc'/>.

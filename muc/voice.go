@@ -23,10 +23,10 @@ func (r *room) voice(ctx context.Context, st *treff.Stanza) bool {
 		return false
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
 	if o == nil {
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
+		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
 		return true
 	}
 	if nick := v.Get("muc#roomnick"); nick != "" && o.role == roleModerator {
@@ -34,7 +34,7 @@ func (r *room) voice(ctx context.Context, st *treff.Stanza) bool {
 		if allow := v.Get("muc#request_allow"); allow == "1" || allow == "true" {
 			if target := r.byNick[nick]; target != nil && target.role == roleVisitor {
 				target.role = roleParticipant
-				r.broadcastPresence(ctx, target, "", "", nil, r.selfCodes(false))
+				r.broadcastPresence(target, "", "", nil, r.selfCodes(false))
 			}
 		}
 		return true
@@ -59,7 +59,7 @@ func (r *room) voice(ctx context.Context, st *treff.Stanza) bool {
 		b = treff.AppendEscaped(b, mod.real.String())
 		b = append(b, "'>"...)
 		b = f.Append(b, "form")
-		r.m.send(ctx, append(b, "</message>"...))
+		r.send(append(b, "</message>"...))
 	}
 	return true
 }
