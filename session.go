@@ -40,6 +40,9 @@ type Session struct {
 	available atomic.Bool
 	priority  atomic.Int32
 
+	values     sessionValues // modules' SessionState
+	valuesGone bool          // under values.mu: the session ended
+
 	mu      sync.Mutex
 	queue   [][]byte
 	queued  int
@@ -473,6 +476,7 @@ func (s *Session) finish() {
 	for _, h := range srv.mods.closed {
 		srv.sessionHook(ctx, h, s)
 	}
+	s.dropValues()
 	srv.logger().Debug("session ended", "jid", s.jid.String())
 	close(s.gone)
 }
