@@ -1,6 +1,9 @@
 package treff
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // Every test of this package exercises parking: sessions park as soon as
 // the client has sent everything (see idleConn).
@@ -15,3 +18,6 @@ func Parks(s *Server) int64 { return s.parks.Load() }
 // SetHandled sets a session's count of stanzas handled from its client
 // (XEP-0198 'h'), to test the wrap at 2^32.
 func SetHandled(s *Session, h uint32) { s.smIn.Store(h) }
+
+// DirectTLSConfig returns the TLS configuration of direct TLS listeners.
+func DirectTLSConfig(s *Server) *tls.Config { return s.tlsBase }

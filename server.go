@@ -71,10 +71,15 @@ type Server struct {
 	// addresses.
 	Logger *slog.Logger
 
+	// The limits below: zero means the default given; a negative value
+	// means "never" where the field says so, and makes Setup (and so
+	// Serve) fail with an error elsewhere.
+
 	// MaxStanzaSize is the largest top-level element accepted, in bytes;
 	// larger ones close the stream with <policy-violation/>. 0 means 256 KiB.
 	MaxStanzaSize int
-	// NegotiationTimeout bounds the time from connect to a bound resource.
+	// NegotiationTimeout bounds the time from connect to a bound resource;
+	// a stream that takes longer is closed with <connection-timeout/>.
 	// 0 means 30 seconds.
 	NegotiationTimeout time.Duration
 	// IdleTimeout closes a stream after that long without any data from the
@@ -194,6 +199,9 @@ func (srv *Server) setup() error {
 	if len(srv.Hosts) == 0 {
 		return errors.New("treff: no hosts configured")
 	}
+	if err := srv.checkLimits(); err != nil {
+		return err
+	}
 	srv.hosts = make(map[string]*Host, len(srv.Hosts))
 	for i := range srv.Hosts {
 		h := &srv.Hosts[i]
@@ -230,6 +238,28 @@ func (srv *Server) setup() error {
 	return nil
 }
 
+// checkLimits refuses negative limits where the field gives negative no
+// meaning: zero means the default, and "no limit" is not offered for
+// them (a stream that may negotiate or block a write forever is a way to
+// exhaust the server).
+func (srv *Server) checkLimits() error {
+	for _, f := range []struct {
+		name string
+		bad  bool
+	}{
+		{"NegotiationTimeout", srv.NegotiationTimeout < 0},
+		{"WriteTimeout", srv.WriteTimeout < 0},
+		{"MaxStanzaSize", srv.MaxStanzaSize < 0},
+		{"MaxQueue", srv.MaxQueue < 0},
+		{"MaxAuthFailures", srv.MaxAuthFailures < 0},
+	} {
+		if f.bad {
+			return fmt.Errorf("treff: %s is negative; 0 means the default, and there is no unlimited setting", f.name)
+		}
+	}
+	return nil
+}
+
 func (srv *Server) tlsConfig() *tls.Config {
 	var cfg *tls.Config
 	if srv.TLSConfig != nil {
@@ -240,13 +270,16 @@ func (srv *Server) tlsConfig() *tls.Config {
 	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
 		cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-			if h := srv.hosts[name]; h != nil && len(h.Certificates) > 0 {
+			// A host's name, or a service's under it (conference.example.org
+			// gets example.org's certificate).
+			if h := srv.hosts[srv.hostOf(name)]; h != nil && len(h.Certificates) > 0 {
 				return &h.Certificates[0], nil
 			}
-			// No or unknown SNI: a single-host server (the common case)
-			// answers with its only certificate; the stream's 'to' decides.
-			for _, h := range srv.hosts {
-				if len(h.Certificates) > 0 {
+			// No or unknown SNI: the first host (in Hosts' order) with a
+			// certificate answers; the stream's 'to' decides the rest. A
+			// single-host server, the common case, has only one anyway.
+			for i := range srv.Hosts {
+				if h := &srv.Hosts[i]; len(h.Certificates) > 0 {
 					return &h.Certificates[0], nil
 				}
 			}
@@ -650,18 +683,30 @@ func (srv *Server) HostTLS(domain string) *tls.Config {
 	if srv.init() != nil {
 		return nil
 	}
-	host := domain
-	if _, ok := srv.hosts[host]; !ok {
-		host = ""
-		for h := range srv.hosts {
-			if strings.HasSuffix(domain, "."+h) {
-				host = h
-				break
-			}
-		}
-		if host == "" {
-			return nil
-		}
+	host := srv.hostOf(domain)
+	if host == "" {
+		return nil
 	}
 	return srv.tlsFor(host).Clone()
+}
+
+// hostOf returns the host domain is, or the longest host it is a
+// subdomain of (for conference.sub.example.org with hosts example.org and
+// sub.example.org: sub.example.org), or "".
+func (srv *Server) hostOf(domain string) string {
+	if _, ok := srv.hosts[domain]; ok {
+		return domain
+	}
+	for i := strings.IndexByte(domain, '.'); i >= 0; {
+		parent := domain[i+1:]
+		if _, ok := srv.hosts[parent]; ok {
+			return parent
+		}
+		j := strings.IndexByte(parent, '.')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return ""
 }
