@@ -287,6 +287,9 @@ func (sc *archiveScan) add(k, v []byte) error {
 // query filters by it) to count the result set, and decodes only the
 // page's messages.
 func (s *Store) QueryArchive(ctx context.Context, user string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
+	if user == "" {
+		return storage.ArchivePage{}, fail(errEmptyJID, "query archive")
+	}
 	var page storage.ArchivePage
 	if err := s.flushArchive(); err != nil {
 		return page, fail(err, "query archive of %q", user)
@@ -420,6 +423,9 @@ func (s *Store) QueryArchive(ctx context.Context, user string, q storage.Archive
 // CountArchive implements storage.Archive. It reads the count kept in the
 // user's bucket.
 func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
+	if user == "" {
+		return 0, fail(errEmptyJID, "count archive")
+	}
 	var n uint64
 	if err := s.flushArchive(); err != nil {
 		return 0, fail(err, "count archive of %q", user)
@@ -504,6 +510,9 @@ func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, erro
 
 // DeleteArchive implements storage.Archive.
 func (s *Store) DeleteArchive(ctx context.Context, user string) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete archive")
+	}
 	if err := s.flushArchive(); err != nil {
 		return fail(err, "delete archive of %q", user)
 	}
@@ -591,6 +600,9 @@ func decodeArchivePrefs(v []byte) (storage.ArchivePrefs, error) {
 
 // ArchivePrefs implements storage.Archive.
 func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchivePrefs, error) {
+	if user == "" {
+		return storage.ArchivePrefs{}, fail(errEmptyJID, "archive preferences")
+	}
 	var p storage.ArchivePrefs
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketArchivePrefs)

@@ -122,7 +122,7 @@ func withMatches(m *storage.ArchivedMessage, with string) bool {
 
 // QueryArchive implements storage.Archive.
 func (s *Store) QueryArchive(ctx context.Context, user string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
-	if err := s.rlock(ctx, "query archive"); err != nil {
+	if err := s.rlock(ctx, "query archive", user); err != nil {
 		return storage.ArchivePage{}, err
 	}
 	defer s.mu.RUnlock()
@@ -223,7 +223,7 @@ func (s *Store) QueryArchive(ctx context.Context, user string, q storage.Archive
 
 // CountArchive implements storage.Archive.
 func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
-	if err := s.rlock(ctx, "count archive"); err != nil {
+	if err := s.rlock(ctx, "count archive", user); err != nil {
 		return 0, err
 	}
 	defer s.mu.RUnlock()
@@ -261,7 +261,7 @@ func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, erro
 
 // DeleteArchive implements storage.Archive.
 func (s *Store) DeleteArchive(ctx context.Context, user string) error {
-	if err := s.lock(ctx, "delete archive"); err != nil {
+	if err := s.lock(ctx, "delete archive", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -286,7 +286,7 @@ func copyPrefs(p storage.ArchivePrefs) storage.ArchivePrefs {
 
 // ArchivePrefs implements storage.Archive.
 func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchivePrefs, error) {
-	if err := s.rlock(ctx, "archive prefs"); err != nil {
+	if err := s.rlock(ctx, "archive prefs", user); err != nil {
 		return storage.ArchivePrefs{}, err
 	}
 	defer s.mu.RUnlock()
