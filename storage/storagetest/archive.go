@@ -26,6 +26,8 @@ var archiveTests = []test{
 	{name: "Prefs", fn: testArchivePrefs},
 	{name: "Copies", fn: testArchiveCopies},
 	{name: "Concurrent", fn: testArchiveConcurrent},
+	{name: "CancelledContext", fn: cancelled(archiveCalls)},
+	{name: "EmptyJID", fn: emptyJID(archiveCalls)},
 }
 
 const (
