@@ -10,6 +10,11 @@
 // embedding) and storage/boltstore (bbolt, the default). Any backend,
 // including a plugin author's, checks itself with storagetest.Run.
 //
+// A backend of Archive need not write XEP-0313 filtering and XEP-0059
+// paging itself: it implements ArchiveIndex, a key-ordered view of one
+// user's archive (look up an ID, find a time, scan a key range, load
+// messages), and answers QueryArchive with PageArchive.
+//
 // Conventions for every interface in this package:
 //   - Every method takes a context.Context first and is safe for concurrent
 //     use.
