@@ -116,7 +116,8 @@ type Archive interface {
 	// QueryArchive returns a page of the user's archive. An ID given in
 	// AfterID, BeforeID, IDs, After or Before that is not in the user's
 	// archive (unknown, malformed, deleted or another user's) makes it
-	// return ErrNotFound.
+	// return ErrNotFound. PageArchive implements it on top of an
+	// ArchiveIndex.
 	QueryArchive(ctx context.Context, user string, q ArchiveQuery) (ArchivePage, error)
 	// CountArchive returns the number of messages in the user's archive.
 	CountArchive(ctx context.Context, user string) (int, error)

@@ -10,6 +10,11 @@
 // embedding) and storage/boltstore (bbolt, the default). Any backend,
 // including a plugin author's, checks itself with storagetest.Run.
 //
+// A backend of Archive need not write XEP-0313 filtering and XEP-0059
+// paging itself: it implements ArchiveIndex, a key-ordered view of one
+// user's archive (look up an ID, find a time, scan a key range, load
+// messages), and answers QueryArchive with PageArchive.
+//
 // Conventions for every interface in this package:
 //   - Every method takes a context.Context first and is safe for concurrent
 //     use.
@@ -24,9 +29,14 @@
 //   - Reading data a user does not have (an empty roster, no offline
 //     messages) gives an empty result, not ErrNotFound; deleting it is not
 //     an error either.
-//   - Times are returned in UTC. Empty JIDs are refused with an error.
-//   - A cancelled context makes a method return an error wrapping
-//     ctx.Err(). After Close, methods return ErrClosed.
+//   - Times are returned in UTC.
+//   - Empty JIDs are refused with an error: a method given "" for a JID (a
+//     user, owner or contact, or a JID in a record or list it stores or
+//     looks up) fails, reads and deletes included. An invitation's empty
+//     Creator (the operator) is not a JID.
+//   - A done context makes a method return an error wrapping ctx.Err(), so
+//     that errors.Is(err, context.Canceled) holds for a cancelled one.
+//     After Close, methods return ErrClosed.
 package storage
 
 import (

@@ -9,9 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"math"
-	"slices"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,19 +71,6 @@ func archiveKey(t time.Time, seq uint64) []byte {
 // archiveKeyTime returns the time in a key.
 func archiveKeyTime(k []byte) time.Time {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63))).UTC()
-}
-
-// successor returns the smallest key greater than k (k is not all 0xff:
-// sequence numbers never reach the maximum).
-func successor(k []byte) []byte {
-	s := slices.Clone(k)
-	for i := len(s) - 1; i >= 0; i-- {
-		s[i]++
-		if s[i] != 0 {
-			break
-		}
-	}
-	return s
 }
 
 // archiveCipher returns the block cipher of the archive IDs, creating its
@@ -219,197 +203,29 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 	return archiveID(q.blk, k), nil
 }
 
-// archiveScan is the state of one QueryArchive.
-type archiveScan struct {
-	q       storage.ArchiveQuery
-	bare    []byte // of q.With
-	res     []byte // of q.With, if full
-	full    bool
-	wlo     []byte // first key of the window (nil: unbounded)
-	whi     []byte // key after the window (nil: unbounded)
-	limit   int
-	count   int
-	before  int
-	window  int
-	keys    [][]byte // page keys (backward: a ring of the last limit)
-	vals    [][]byte
-	ringPos int
-}
-
-func (sc *archiveScan) matches(v []byte) (bool, error) {
-	if sc.q.With == "" {
-		return true, nil
-	}
-	_, with, res, _, err := archivedHeader(v)
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(with, sc.bare) && (!sc.full || bytes.Equal(res, sc.res)), nil
-}
-
-// add considers one message of the result set range.
-func (sc *archiveScan) add(k, v []byte) error {
-	ok, err := sc.matches(v)
-	if err != nil || !ok {
-		return err
-	}
-	sc.count++
-	switch {
-	case sc.wlo != nil && bytes.Compare(k, sc.wlo) < 0:
-		sc.before++
-		return nil
-	case sc.whi != nil && bytes.Compare(k, sc.whi) >= 0:
-		return nil
-	}
-	sc.window++
-	if sc.limit == 0 {
-		return nil
-	}
-	if !sc.q.Backward {
-		if len(sc.keys) < sc.limit {
-			sc.keys = append(sc.keys, k)
-			sc.vals = append(sc.vals, v)
-		}
-		return nil
-	}
-	if len(sc.keys) < sc.limit {
-		sc.keys = append(sc.keys, k)
-		sc.vals = append(sc.vals, v)
-		return nil
-	}
-	sc.keys[sc.ringPos], sc.vals[sc.ringPos] = k, v
-	sc.ringPos = (sc.ringPos + 1) % sc.limit
-	return nil
-}
-
-// QueryArchive implements storage.Archive. It walks the keys of the result
-// set's time and ID range once (decoding only the With of each when the
-// query filters by it) to count the result set, and decodes only the
-// page's messages.
+// QueryArchive implements storage.Archive with storage.PageArchive, after
+// flushing the queued appends. Its archiveIndex scans keys, decoding only
+// the With of each message when the query filters by it, and decodes only
+// the page's messages.
 func (s *Store) QueryArchive(ctx context.Context, user string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
+	if user == "" {
+		return storage.ArchivePage{}, fail(errEmptyJID, "query archive")
+	}
 	var page storage.ArchivePage
 	if err := s.flushArchive(); err != nil {
 		return page, fail(err, "query archive of %q", user)
 	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		var ub *bolt.Bucket
+		ix := archiveIndex{}
 		if root := tx.Bucket(bucketArchive); root != nil {
-			ub = root.Bucket([]byte(user))
+			ix.ub = root.Bucket([]byte(user))
 		}
-		blk, err := archiveCipher(tx, false)
-		if err != nil {
+		var err error
+		if ix.blk, err = archiveCipher(tx, false); err != nil {
 			return err
 		}
-		// resolve returns the key of a message of the user's.
-		resolve := func(id string) ([]byte, error) {
-			k := archiveIDKey(blk, id)
-			if k == nil || ub == nil || ub.Get(k) == nil {
-				return nil, fmt.Errorf("archive ID %q: %w", id, storage.ErrNotFound)
-			}
-			return k, nil
-		}
-		// [lo, hi) is the key range of the result set.
-		var lo, hi []byte
-		raise := func(k []byte) {
-			if lo == nil || bytes.Compare(k, lo) > 0 {
-				lo = k
-			}
-		}
-		lower := func(k []byte) {
-			if hi == nil || bytes.Compare(k, hi) < 0 {
-				hi = k
-			}
-		}
-		if !q.Start.IsZero() {
-			raise(archiveKey(q.Start, 0))
-		}
-		if !q.End.IsZero() {
-			lower(successor(archiveKey(q.End, math.MaxUint64)))
-		}
-		sc := &archiveScan{q: q, limit: max(q.Limit, 0)}
-		if q.With != "" {
-			b, r, full := strings.Cut(q.With, "/")
-			sc.bare, sc.res, sc.full = []byte(b), []byte(r), full
-		}
-		for _, b := range []struct {
-			id    string
-			after bool
-			page  bool
-		}{{q.AfterID, true, false}, {q.BeforeID, false, false}, {q.After, true, true}, {q.Before, false, true}} {
-			if b.id == "" {
-				continue
-			}
-			k, err := resolve(b.id)
-			if err != nil {
-				return err
-			}
-			switch {
-			case b.page && b.after:
-				sc.wlo = successor(k)
-			case b.page:
-				sc.whi = k
-			case b.after:
-				raise(successor(k))
-			default:
-				lower(k)
-			}
-		}
-		inRange := func(k []byte) bool {
-			return (lo == nil || bytes.Compare(k, lo) >= 0) && (hi == nil || bytes.Compare(k, hi) < 0)
-		}
-		if len(q.IDs) > 0 {
-			keys := make([][]byte, 0, len(q.IDs))
-			for _, id := range q.IDs {
-				k, err := resolve(id)
-				if err != nil {
-					return err
-				}
-				keys = append(keys, k)
-			}
-			slices.SortFunc(keys, bytes.Compare)
-			keys = slices.CompactFunc(keys, bytes.Equal)
-			for _, k := range keys {
-				if inRange(k) {
-					if err := sc.add(k, ub.Get(k)); err != nil {
-						return err
-					}
-				}
-			}
-		} else if ub != nil {
-			c := ub.Cursor()
-			var k, v []byte
-			if lo != nil {
-				k, v = c.Seek(lo)
-			} else {
-				k, v = c.First()
-			}
-			for ; k != nil && (hi == nil || bytes.Compare(k, hi) < 0); k, v = c.Next() {
-				if err := sc.add(k, v); err != nil {
-					return err
-				}
-			}
-		}
-		page.Count = sc.count
-		page.Complete = sc.window <= sc.limit
-		if len(sc.keys) == 0 {
-			return nil
-		}
-		page.Index = sc.before
-		if q.Backward {
-			page.Index += sc.window - len(sc.keys)
-			// Unroll the ring into archive order.
-			sc.keys = append(sc.keys[sc.ringPos:], sc.keys[:sc.ringPos]...)
-			sc.vals = append(sc.vals[sc.ringPos:], sc.vals[:sc.ringPos]...)
-		}
-		page.Messages = make([]storage.ArchivedMessage, 0, len(sc.keys))
-		for i, k := range sc.keys {
-			m, err := decodeArchived(blk, k, sc.vals[i])
-			if err != nil {
-				return err
-			}
-			page.Messages = append(page.Messages, m)
-		}
-		return nil
+		page, err = storage.PageArchive(ctx, &ix, q)
+		return err
 	})
 	if err != nil {
 		return storage.ArchivePage{}, fail(err, "query archive of %q", user)
@@ -417,9 +233,80 @@ func (s *Store) QueryArchive(ctx context.Context, user string, q storage.Archive
 	return page, nil
 }
 
+// archiveIndex is a storage.ArchiveIndex of one user's archive in a read
+// transaction. Its keys are the bucket's keys.
+type archiveIndex struct {
+	ub  *bolt.Bucket // nil if the user has no messages
+	blk cipher.Block // nil if no message was ever archived
+}
+
+// Key implements storage.ArchiveIndex.
+func (ix *archiveIndex) Key(_ context.Context, id string) ([]byte, error) {
+	k := archiveIDKey(ix.blk, id)
+	if k == nil || ix.ub == nil || ix.ub.Get(k) == nil {
+		return nil, nil
+	}
+	return k, nil
+}
+
+// TimeKey implements storage.ArchiveIndex: sequence numbers start at 1.
+func (ix *archiveIndex) TimeKey(_ context.Context, t time.Time) ([]byte, error) {
+	return archiveKey(t, 0), nil
+}
+
+// Scan implements storage.ArchiveIndex.
+func (ix *archiveIndex) Scan(_ context.Context, from, to []byte, with storage.ArchiveWith, yield func([]byte) bool) error {
+	if ix.ub == nil {
+		return nil
+	}
+	c := ix.ub.Cursor()
+	var k, v []byte
+	if from != nil {
+		k, v = c.Seek(from)
+	} else {
+		k, v = c.First()
+	}
+	for ; k != nil && (to == nil || bytes.Compare(k, to) < 0); k, v = c.Next() {
+		if with.JID != "" {
+			_, w, r, _, err := archivedHeader(v)
+			if err != nil {
+				return err
+			}
+			if string(w) != with.JID || with.Full && string(r) != with.Resource {
+				continue
+			}
+		}
+		if !yield(k) {
+			break
+		}
+	}
+	return nil
+}
+
+// Messages implements storage.ArchiveIndex. One cursor seeks them all
+// (Bucket.Get would make a cursor per key).
+func (ix *archiveIndex) Messages(_ context.Context, dst []storage.ArchivedMessage, keys [][]byte) ([]storage.ArchivedMessage, error) {
+	c := ix.ub.Cursor()
+	for _, k := range keys {
+		ck, v := c.Seek(k)
+		if !bytes.Equal(ck, k) {
+			return dst, fmt.Errorf("archive key %x: %w", k, errCorrupt)
+		}
+		m, err := decodeArchived(ix.blk, k, v)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, m)
+	}
+	return dst, nil
+}
+
 // CountArchive implements storage.Archive. It reads the count kept in the
 // user's bucket.
 func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
+	if user == "" {
+		return 0, fail(errEmptyJID, "count archive")
+	}
 	var n uint64
 	if err := s.flushArchive(); err != nil {
 		return 0, fail(err, "count archive of %q", user)
@@ -504,6 +391,9 @@ func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, erro
 
 // DeleteArchive implements storage.Archive.
 func (s *Store) DeleteArchive(ctx context.Context, user string) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete archive")
+	}
 	if err := s.flushArchive(); err != nil {
 		return fail(err, "delete archive of %q", user)
 	}
@@ -591,6 +481,9 @@ func decodeArchivePrefs(v []byte) (storage.ArchivePrefs, error) {
 
 // ArchivePrefs implements storage.Archive.
 func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchivePrefs, error) {
+	if user == "" {
+		return storage.ArchivePrefs{}, fail(errEmptyJID, "archive preferences")
+	}
 	var p storage.ArchivePrefs
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketArchivePrefs)

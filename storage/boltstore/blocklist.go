@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -20,6 +21,9 @@ const blockedV1 = 1
 
 // Blocklist implements storage.Blocklists.
 func (s *Store) Blocklist(ctx context.Context, user string) ([]string, error) {
+	if user == "" {
+		return nil, fail(errEmptyJID, "blocklist")
+	}
 	list := []string{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlocklists)
@@ -81,6 +85,9 @@ func (s *Store) Block(ctx context.Context, user string, jids []string) error {
 
 // Unblock implements storage.Blocklists.
 func (s *Store) Unblock(ctx context.Context, user string, jids []string) error {
+	if user == "" || slices.Contains(jids, "") {
+		return fail(errEmptyJID, "unblock")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlocklists)
 		if b == nil {
@@ -111,6 +118,9 @@ func (s *Store) Unblock(ctx context.Context, user string, jids []string) error {
 
 // UnblockAll implements storage.Blocklists.
 func (s *Store) UnblockAll(ctx context.Context, user string) error {
+	if user == "" {
+		return fail(errEmptyJID, "unblock all")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlocklists)
 		if b == nil || b.Bucket([]byte(user)) == nil {
@@ -126,6 +136,9 @@ func (s *Store) UnblockAll(ctx context.Context, user string) error {
 
 // IsBlocked implements storage.Blocklists.
 func (s *Store) IsBlocked(ctx context.Context, user, jid string) (bool, error) {
+	if user == "" || jid == "" {
+		return false, fail(errEmptyJID, "is blocked")
+	}
 	var found bool
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketBlocklists); b != nil {

@@ -107,8 +107,8 @@ var (
 // was removed with DeleteRoster. Real versions start at 1.
 const emptyRosterVersion = "0"
 
-// errEmptyJID reports a write with an empty JID or user; bbolt cannot store
-// empty keys.
+// errEmptyJID reports an empty JID or user, which every method refuses
+// (package storage's convention; bbolt cannot store empty keys either).
 var errEmptyJID = errors.New("empty JID")
 
 // Options configure Open. The zero value, and a nil *Options, select the

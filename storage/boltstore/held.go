@@ -50,6 +50,9 @@ func (s *Store) HoldName(ctx context.Context, jid string, until time.Time) error
 
 // NameHeldUntil implements storage.HeldNames.
 func (s *Store) NameHeldUntil(ctx context.Context, jid string) (time.Time, error) {
+	if jid == "" {
+		return time.Time{}, fail(errEmptyJID, "name held")
+	}
 	var t time.Time
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketHeld)

@@ -67,6 +67,9 @@ func (s *Store) LastActivity(ctx context.Context, user string) (time.Time, strin
 
 // DeleteLastActivity implements storage.LastActivity.
 func (s *Store) DeleteLastActivity(ctx context.Context, user string) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete last activity")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketLast); b != nil {
 			return b.Delete([]byte(user))

@@ -70,6 +70,9 @@ func (s *Store) PushOffline(ctx context.Context, user string, msg storage.Offlin
 
 // OfflineMessages implements storage.Offline.
 func (s *Store) OfflineMessages(ctx context.Context, user string) ([]storage.OfflineMessage, error) {
+	if user == "" {
+		return nil, fail(errEmptyJID, "offline messages")
+	}
 	msgs := []storage.OfflineMessage{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		ub := tx.Bucket(bucketOffline).Bucket([]byte(user))
@@ -95,6 +98,9 @@ func (s *Store) OfflineMessages(ctx context.Context, user string) ([]storage.Off
 
 // DeleteOfflineMessages implements storage.Offline.
 func (s *Store) DeleteOfflineMessages(ctx context.Context, user string, ids []uint64) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete offline messages")
+	}
 	if len(ids) == 0 {
 		// Nothing to do, but still report a done context or closed store.
 		if err := s.check(ctx); err != nil {
@@ -138,6 +144,9 @@ func (s *Store) DeleteOfflineMessages(ctx context.Context, user string, ids []ui
 // CountOffline implements storage.Offline. It reads the count kept in the
 // user's bucket and decodes no message.
 func (s *Store) CountOffline(ctx context.Context, user string) (int, error) {
+	if user == "" {
+		return 0, fail(errEmptyJID, "count offline")
+	}
 	var n uint64
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		if ub := tx.Bucket(bucketOffline).Bucket([]byte(user)); ub != nil {
@@ -153,6 +162,9 @@ func (s *Store) CountOffline(ctx context.Context, user string) (int, error) {
 
 // DeleteOffline implements storage.Offline.
 func (s *Store) DeleteOffline(ctx context.Context, user string) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete offline")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketOffline)
 		if root.Bucket([]byte(user)) == nil {

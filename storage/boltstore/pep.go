@@ -239,6 +239,9 @@ func (s *Store) DeletePEPNode(ctx context.Context, owner, node string) error {
 
 // PEPNodes implements storage.PEP.
 func (s *Store) PEPNodes(ctx context.Context, owner string) ([]string, error) {
+	if owner == "" {
+		return nil, fail(errEmptyJID, "PEP nodes")
+	}
 	var out []string
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketPEP)
@@ -430,6 +433,9 @@ func (s *Store) PurgePEPNode(ctx context.Context, owner, node string) error {
 
 // DeletePEPOwner implements storage.PEP.
 func (s *Store) DeletePEPOwner(ctx context.Context, owner string) error {
+	if owner == "" {
+		return fail(errEmptyJID, "delete PEP nodes")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketPEP)
 		if root == nil || root.Bucket([]byte(owner)) == nil {

@@ -71,6 +71,9 @@ func (s *Store) PutPrivateXML(ctx context.Context, user, key string, doc []byte)
 
 // DeletePrivateXML implements storage.PrivateXML.
 func (s *Store) DeletePrivateXML(ctx context.Context, user, key string) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete private xml")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPrivate)
 		if b == nil {
@@ -96,6 +99,9 @@ func (s *Store) DeletePrivateXML(ctx context.Context, user, key string) error {
 
 // DeleteAllPrivateXML implements storage.PrivateXML.
 func (s *Store) DeleteAllPrivateXML(ctx context.Context, user string) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete all private xml")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPrivate)
 		if b == nil || b.Bucket([]byte(user)) == nil {

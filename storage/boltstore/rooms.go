@@ -85,6 +85,9 @@ func (s *Store) Room(ctx context.Context, jid string) (storage.Room, error) {
 
 // DeleteRoom implements storage.Rooms.
 func (s *Store) DeleteRoom(ctx context.Context, jid string) error {
+	if jid == "" {
+		return fail(errEmptyJID, "delete room")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketRooms); b != nil {
 			return b.Delete([]byte(jid))

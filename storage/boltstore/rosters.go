@@ -12,6 +12,9 @@ import (
 // Roster implements storage.Rosters. Items come out of bbolt in key order,
 // which is the byte order of their JIDs.
 func (s *Store) Roster(ctx context.Context, user string) ([]storage.RosterItem, string, error) {
+	if user == "" {
+		return nil, "", fail(errEmptyJID, "roster")
+	}
 	items := []storage.RosterItem{}
 	ver := emptyRosterVersion
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -111,6 +114,9 @@ func (s *Store) DeleteRosterItem(ctx context.Context, user, contact string) (str
 
 // DeleteRoster implements storage.Rosters.
 func (s *Store) DeleteRoster(ctx context.Context, user string) error {
+	if user == "" {
+		return fail(errEmptyJID, "delete roster")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketRosters)
 		if root.Bucket([]byte(user)) == nil {

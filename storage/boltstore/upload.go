@@ -204,6 +204,9 @@ func (s *Store) MarkUploaded(ctx context.Context, id string) error {
 
 // UploadUsage implements storage.Uploads.
 func (s *Store) UploadUsage(ctx context.Context, owner string) (int64, error) {
+	if owner == "" {
+		return 0, fail(errEmptyJID, "upload usage")
+	}
 	var n int64
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUploads)
@@ -222,6 +225,9 @@ func (s *Store) UploadUsage(ctx context.Context, owner string) (int64, error) {
 
 // ListUploads implements storage.Uploads.
 func (s *Store) ListUploads(ctx context.Context, owner string) ([]storage.Upload, error) {
+	if owner == "" {
+		return nil, fail(errEmptyJID, "list uploads")
+	}
 	out := []storage.Upload{}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUploads)
@@ -312,6 +318,9 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 
 // DeleteUploads implements storage.Uploads.
 func (s *Store) DeleteUploads(ctx context.Context, owner string) error {
+	if owner == "" {
+		return fail(errEmptyJID, "delete uploads")
+	}
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUploads)
 		if b == nil {

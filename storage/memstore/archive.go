@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/treff-im/treff/storage"
@@ -97,133 +97,114 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 	return id, nil
 }
 
-// pos returns the index of the message with ID id in user's archive.
-func (a *archives) pos(user string, ua *userArchive, id string) (int, error) {
+// pos returns the index of the message with ID id in user's archive ua,
+// and whether there is one.
+func (a *archives) pos(user string, ua *userArchive, id string) (int, bool) {
 	ref, ok := a.ids[id]
 	if !ok || ref.user != user || ua == nil {
-		return 0, fmt.Errorf("memstore: archive ID %q of %q: %w", id, user, storage.ErrNotFound)
+		return 0, false
 	}
-	i, found := slices.BinarySearch(ua.seqs, ref.seq)
-	if !found {
-		return 0, fmt.Errorf("memstore: archive ID %q of %q: %w", id, user, storage.ErrNotFound)
-	}
-	return i, nil
+	return slices.BinarySearch(ua.seqs, ref.seq)
 }
 
-// withMatches reports whether m is a message with the party with (see
-// storage.ArchiveQuery.With).
-func withMatches(m *storage.ArchivedMessage, with string) bool {
-	if with == "" {
-		return true
-	}
-	bare, res, full := strings.Cut(with, "/")
-	return m.With == bare && (!full || m.WithResource == res)
-}
-
-// QueryArchive implements storage.Archive.
+// QueryArchive implements storage.Archive with storage.PageArchive.
 func (s *Store) QueryArchive(ctx context.Context, user string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
-	if err := s.rlock(ctx, "query archive"); err != nil {
+	if err := s.rlock(ctx, "query archive", user); err != nil {
 		return storage.ArchivePage{}, err
 	}
 	defer s.mu.RUnlock()
-	var ua *userArchive
-	a := s.archive
-	if a != nil {
-		ua = a.users[user]
+	ix := archiveIndex{user: user, a: s.archive}
+	if ix.a != nil {
+		ix.ua = ix.a.users[user]
 	}
-	anyID := q.AfterID != "" || q.BeforeID != "" || q.After != "" || q.Before != "" || len(q.IDs) > 0
-	if a == nil || ua == nil {
-		if anyID {
-			return storage.ArchivePage{}, fmt.Errorf("memstore: query archive of %q: %w", user, storage.ErrNotFound)
-		}
-		return storage.ArchivePage{Complete: true}, nil
-	}
-	msgs := ua.msgs
-	// [lo, hi) bounds the result set, [wlo, whi) the page's window.
-	lo, hi := 0, len(msgs)
-	if !q.Start.IsZero() {
-		lo = max(lo, sort.Search(len(msgs), func(i int) bool { return !msgs[i].Time.Before(q.Start) }))
-	}
-	if !q.End.IsZero() {
-		hi = min(hi, sort.Search(len(msgs), func(i int) bool { return msgs[i].Time.After(q.End) }))
-	}
-	bound := func(id string, after bool, l, h *int) error {
-		if id == "" {
-			return nil
-		}
-		p, err := a.pos(user, ua, id)
-		if err != nil {
-			return err
-		}
-		if after {
-			*l = max(*l, p+1)
-		} else {
-			*h = min(*h, p)
-		}
-		return nil
-	}
-	if err := bound(q.AfterID, true, &lo, &hi); err != nil {
-		return storage.ArchivePage{}, err
-	}
-	if err := bound(q.BeforeID, false, &lo, &hi); err != nil {
-		return storage.ArchivePage{}, err
-	}
-	wlo, whi := 0, len(msgs)
-	if err := bound(q.After, true, &wlo, &whi); err != nil {
-		return storage.ArchivePage{}, err
-	}
-	if err := bound(q.Before, false, &wlo, &whi); err != nil {
-		return storage.ArchivePage{}, err
-	}
-	var only map[int]bool
-	if len(q.IDs) > 0 {
-		only = make(map[int]bool, len(q.IDs))
-		for _, id := range q.IDs {
-			p, err := a.pos(user, ua, id)
-			if err != nil {
-				return storage.ArchivePage{}, err
-			}
-			only[p] = true
-		}
-	}
-	var page storage.ArchivePage
-	var window []int // result set indexes inside the window
-	before := 0      // result set messages before the window
-	for i := lo; i < hi; i++ {
-		if (only != nil && !only[i]) || !withMatches(&msgs[i], q.With) {
-			continue
-		}
-		page.Count++
-		switch {
-		case i < wlo:
-			before++
-		case i < whi:
-			window = append(window, i)
-		}
-	}
-	limit := max(q.Limit, 0)
-	page.Complete = len(window) <= limit
-	page.Index = before
-	if len(window) > limit {
-		if q.Backward {
-			page.Index += len(window) - limit
-			window = window[len(window)-limit:]
-		} else {
-			window = window[:limit]
-		}
-	}
-	if len(window) == 0 {
-		page.Index = 0
-	}
-	for _, i := range window {
-		page.Messages = append(page.Messages, copyArchived(msgs[i]))
+	page, err := storage.PageArchive(ctx, &ix, q)
+	if err != nil {
+		return storage.ArchivePage{}, fmt.Errorf("memstore: query archive of %q: %w", user, err)
 	}
 	return page, nil
 }
 
+// archiveIndex is a storage.ArchiveIndex of one user's archive, read
+// while s.mu is held. A key is the message's index in ua.msgs as 8 bytes
+// big endian.
+type archiveIndex struct {
+	user string
+	a    *archives    // nil if no message was ever archived
+	ua   *userArchive // nil if the user has no messages
+	buf  [8]byte      // Scan's key
+}
+
+func (ix *archiveIndex) msgs() []storage.ArchivedMessage {
+	if ix.ua == nil {
+		return nil
+	}
+	return ix.ua.msgs
+}
+
+// indexKey returns the key of the message at index i.
+func indexKey(i int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(i)) }
+
+// keyIndex returns the index of the first message whose key is at or
+// after the key bound k.
+func keyIndex(k []byte) int {
+	i := int(binary.BigEndian.Uint64(k))
+	if len(k) > 8 { // k's successor
+		i++
+	}
+	return i
+}
+
+// Key implements storage.ArchiveIndex.
+func (ix *archiveIndex) Key(_ context.Context, id string) ([]byte, error) {
+	if ix.a == nil {
+		return nil, nil
+	}
+	if i, ok := ix.a.pos(ix.user, ix.ua, id); ok {
+		return indexKey(i), nil
+	}
+	return nil, nil
+}
+
+// TimeKey implements storage.ArchiveIndex.
+func (ix *archiveIndex) TimeKey(_ context.Context, t time.Time) ([]byte, error) {
+	msgs := ix.msgs()
+	return indexKey(sort.Search(len(msgs), func(i int) bool { return !msgs[i].Time.Before(t) })), nil
+}
+
+// Scan implements storage.ArchiveIndex.
+func (ix *archiveIndex) Scan(_ context.Context, from, to []byte, with storage.ArchiveWith, yield func([]byte) bool) error {
+	msgs := ix.msgs()
+	lo, hi := 0, len(msgs)
+	if from != nil {
+		lo = keyIndex(from)
+	}
+	if to != nil {
+		hi = min(hi, keyIndex(to))
+	}
+	for i := lo; i < hi; i++ {
+		if !with.Matches(msgs[i].With, msgs[i].WithResource) {
+			continue
+		}
+		binary.BigEndian.PutUint64(ix.buf[:], uint64(i))
+		if !yield(ix.buf[:]) {
+			break
+		}
+	}
+	return nil
+}
+
+// Messages implements storage.ArchiveIndex.
+func (ix *archiveIndex) Messages(_ context.Context, dst []storage.ArchivedMessage, keys [][]byte) ([]storage.ArchivedMessage, error) {
+	msgs := ix.msgs()
+	for _, k := range keys {
+		dst = append(dst, copyArchived(msgs[keyIndex(k)]))
+	}
+	return dst, nil
+}
+
 // CountArchive implements storage.Archive.
 func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
-	if err := s.rlock(ctx, "count archive"); err != nil {
+	if err := s.rlock(ctx, "count archive", user); err != nil {
 		return 0, err
 	}
 	defer s.mu.RUnlock()
@@ -261,7 +242,7 @@ func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, erro
 
 // DeleteArchive implements storage.Archive.
 func (s *Store) DeleteArchive(ctx context.Context, user string) error {
-	if err := s.lock(ctx, "delete archive"); err != nil {
+	if err := s.lock(ctx, "delete archive", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -286,7 +267,7 @@ func copyPrefs(p storage.ArchivePrefs) storage.ArchivePrefs {
 
 // ArchivePrefs implements storage.Archive.
 func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchivePrefs, error) {
-	if err := s.rlock(ctx, "archive prefs"); err != nil {
+	if err := s.rlock(ctx, "archive prefs", user); err != nil {
 		return storage.ArchivePrefs{}, err
 	}
 	defer s.mu.RUnlock()

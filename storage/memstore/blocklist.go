@@ -12,7 +12,7 @@ var _ storage.Blocklists = (*Store)(nil)
 
 // Blocklist implements storage.Blocklists.
 func (s *Store) Blocklist(ctx context.Context, user string) ([]string, error) {
-	if err := s.rlock(ctx, "blocklist"); err != nil {
+	if err := s.rlock(ctx, "blocklist", user); err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
@@ -52,6 +52,9 @@ func (s *Store) Block(ctx context.Context, user string, jids []string) error {
 
 // Unblock implements storage.Blocklists.
 func (s *Store) Unblock(ctx context.Context, user string, jids []string) error {
+	if user == "" || slices.Contains(jids, "") {
+		return fmt.Errorf("memstore: unblock: %w", errEmptyJID)
+	}
 	if err := s.lock(ctx, "unblock"); err != nil {
 		return err
 	}
@@ -68,7 +71,7 @@ func (s *Store) Unblock(ctx context.Context, user string, jids []string) error {
 
 // UnblockAll implements storage.Blocklists.
 func (s *Store) UnblockAll(ctx context.Context, user string) error {
-	if err := s.lock(ctx, "unblock all"); err != nil {
+	if err := s.lock(ctx, "unblock all", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -78,7 +81,7 @@ func (s *Store) UnblockAll(ctx context.Context, user string) error {
 
 // IsBlocked implements storage.Blocklists.
 func (s *Store) IsBlocked(ctx context.Context, user, jid string) (bool, error) {
-	if err := s.rlock(ctx, "is blocked"); err != nil {
+	if err := s.rlock(ctx, "is blocked", user, jid); err != nil {
 		return false, err
 	}
 	defer s.mu.RUnlock()

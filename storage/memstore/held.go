@@ -34,7 +34,7 @@ func (s *Store) HoldName(ctx context.Context, jid string, until time.Time) error
 
 // NameHeldUntil implements storage.HeldNames.
 func (s *Store) NameHeldUntil(ctx context.Context, jid string) (time.Time, error) {
-	if err := s.rlock(ctx, "name held"); err != nil {
+	if err := s.rlock(ctx, "name held", jid); err != nil {
 		return time.Time{}, err
 	}
 	defer s.mu.RUnlock()

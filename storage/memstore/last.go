@@ -46,7 +46,7 @@ func (s *Store) LastActivity(ctx context.Context, user string) (time.Time, strin
 
 // DeleteLastActivity implements storage.LastActivity.
 func (s *Store) DeleteLastActivity(ctx context.Context, user string) error {
-	if err := s.lock(ctx, "delete last activity"); err != nil {
+	if err := s.lock(ctx, "delete last activity", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()

@@ -36,8 +36,8 @@ var (
 // or was removed with DeleteRoster.
 const emptyRosterVersion = "0"
 
-// errEmptyJID reports a write with an empty JID or user, which no backend can
-// key a record by.
+// errEmptyJID reports an empty JID or user, which every method refuses
+// (package storage's convention).
 var errEmptyJID = errors.New("empty JID")
 
 // Store is an in-memory storage.Store. The zero value is not usable; create
@@ -91,11 +91,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// rlock checks ctx, read-locks s and checks that s is open. On success the
-// caller must call s.mu.RUnlock.
-func (s *Store) rlock(ctx context.Context, op string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %s: %w", op, err)
+// rlock checks ctx and that none of jids is empty, read-locks s and checks
+// that s is open. On success the caller must call s.mu.RUnlock.
+func (s *Store) rlock(ctx context.Context, op string, jids ...string) error {
+	if err := check(ctx, op, jids); err != nil {
+		return err
 	}
 	s.mu.RLock()
 	if s.closed {
@@ -105,16 +105,28 @@ func (s *Store) rlock(ctx context.Context, op string) error {
 	return nil
 }
 
-// lock checks ctx, write-locks s and checks that s is open. On success the
-// caller must call s.mu.Unlock.
-func (s *Store) lock(ctx context.Context, op string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %s: %w", op, err)
+// lock checks ctx and that none of jids is empty, write-locks s and checks
+// that s is open. On success the caller must call s.mu.Unlock.
+func (s *Store) lock(ctx context.Context, op string, jids ...string) error {
+	if err := check(ctx, op, jids); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return fmt.Errorf("memstore: %s: %w", op, storage.ErrClosed)
+	}
+	return nil
+}
+
+// check reports a done ctx, then an empty JID among jids, as the error of
+// operation op.
+func check(ctx context.Context, op string, jids []string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %s: %w", op, err)
+	}
+	if slices.Contains(jids, "") {
+		return fmt.Errorf("memstore: %s: %w", op, errEmptyJID)
 	}
 	return nil
 }
@@ -218,7 +230,7 @@ func domainpart(jid string) string {
 
 // Roster implements storage.Rosters.
 func (s *Store) Roster(ctx context.Context, user string) ([]storage.RosterItem, string, error) {
-	if err := s.rlock(ctx, "roster"); err != nil {
+	if err := s.rlock(ctx, "roster", user); err != nil {
 		return nil, "", err
 	}
 	defer s.mu.RUnlock()
@@ -289,7 +301,7 @@ func (s *Store) DeleteRosterItem(ctx context.Context, user, contact string) (str
 
 // DeleteRoster implements storage.Rosters.
 func (s *Store) DeleteRoster(ctx context.Context, user string) error {
-	if err := s.lock(ctx, "delete roster"); err != nil {
+	if err := s.lock(ctx, "delete roster", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -323,7 +335,7 @@ func (s *Store) PushOffline(ctx context.Context, user string, msg storage.Offlin
 
 // OfflineMessages implements storage.Offline.
 func (s *Store) OfflineMessages(ctx context.Context, user string) ([]storage.OfflineMessage, error) {
-	if err := s.rlock(ctx, "offline messages"); err != nil {
+	if err := s.rlock(ctx, "offline messages", user); err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
@@ -337,7 +349,7 @@ func (s *Store) OfflineMessages(ctx context.Context, user string) ([]storage.Off
 
 // DeleteOfflineMessages implements storage.Offline.
 func (s *Store) DeleteOfflineMessages(ctx context.Context, user string, ids []uint64) error {
-	if err := s.lock(ctx, "delete offline messages"); err != nil {
+	if err := s.lock(ctx, "delete offline messages", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -363,7 +375,7 @@ func (s *Store) DeleteOfflineMessages(ctx context.Context, user string, ids []ui
 
 // CountOffline implements storage.Offline.
 func (s *Store) CountOffline(ctx context.Context, user string) (int, error) {
-	if err := s.rlock(ctx, "count offline"); err != nil {
+	if err := s.rlock(ctx, "count offline", user); err != nil {
 		return 0, err
 	}
 	defer s.mu.RUnlock()
@@ -372,7 +384,7 @@ func (s *Store) CountOffline(ctx context.Context, user string) (int, error) {
 
 // DeleteOffline implements storage.Offline.
 func (s *Store) DeleteOffline(ctx context.Context, user string) error {
-	if err := s.lock(ctx, "delete offline"); err != nil {
+	if err := s.lock(ctx, "delete offline", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()

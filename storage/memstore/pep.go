@@ -106,7 +106,7 @@ func (s *Store) DeletePEPNode(ctx context.Context, owner, node string) error {
 
 // PEPNodes implements storage.PEP.
 func (s *Store) PEPNodes(ctx context.Context, owner string) ([]string, error) {
-	if err := s.rlock(ctx, "PEP nodes"); err != nil {
+	if err := s.rlock(ctx, "PEP nodes", owner); err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
@@ -200,7 +200,7 @@ func (s *Store) PurgePEPNode(ctx context.Context, owner, node string) error {
 
 // DeletePEPOwner implements storage.PEP.
 func (s *Store) DeletePEPOwner(ctx context.Context, owner string) error {
-	if err := s.lock(ctx, "delete PEP owner"); err != nil {
+	if err := s.lock(ctx, "delete PEP owner", owner); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()

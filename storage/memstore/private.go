@@ -46,7 +46,7 @@ func (s *Store) PutPrivateXML(ctx context.Context, user, key string, doc []byte)
 
 // DeletePrivateXML implements storage.PrivateXML.
 func (s *Store) DeletePrivateXML(ctx context.Context, user, key string) error {
-	if err := s.lock(ctx, "delete private xml"); err != nil {
+	if err := s.lock(ctx, "delete private xml", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
@@ -61,7 +61,7 @@ func (s *Store) DeletePrivateXML(ctx context.Context, user, key string) error {
 
 // DeleteAllPrivateXML implements storage.PrivateXML.
 func (s *Store) DeleteAllPrivateXML(ctx context.Context, user string) error {
-	if err := s.lock(ctx, "delete all private xml"); err != nil {
+	if err := s.lock(ctx, "delete all private xml", user); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()

@@ -49,7 +49,7 @@ func (s *Store) Room(ctx context.Context, jid string) (storage.Room, error) {
 
 // DeleteRoom implements storage.Rooms.
 func (s *Store) DeleteRoom(ctx context.Context, jid string) error {
-	if err := s.lock(ctx, "delete room"); err != nil {
+	if err := s.lock(ctx, "delete room", jid); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()

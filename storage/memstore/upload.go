@@ -83,7 +83,7 @@ func (s *Store) MarkUploaded(ctx context.Context, id string) error {
 
 // UploadUsage implements storage.Uploads.
 func (s *Store) UploadUsage(ctx context.Context, owner string) (int64, error) {
-	if err := s.rlock(ctx, "upload usage"); err != nil {
+	if err := s.rlock(ctx, "upload usage", owner); err != nil {
 		return 0, err
 	}
 	defer s.mu.RUnlock()
@@ -92,7 +92,7 @@ func (s *Store) UploadUsage(ctx context.Context, owner string) (int64, error) {
 
 // ListUploads implements storage.Uploads.
 func (s *Store) ListUploads(ctx context.Context, owner string) ([]storage.Upload, error) {
-	if err := s.rlock(ctx, "list uploads"); err != nil {
+	if err := s.rlock(ctx, "list uploads", owner); err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
@@ -135,7 +135,7 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 
 // DeleteUploads implements storage.Uploads.
 func (s *Store) DeleteUploads(ctx context.Context, owner string) error {
-	if err := s.lock(ctx, "delete uploads"); err != nil {
+	if err := s.lock(ctx, "delete uploads", owner); err != nil {
 		return err
 	}
 	defer s.mu.Unlock()

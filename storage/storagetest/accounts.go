@@ -22,6 +22,8 @@ var accountTests = []test{
 	{name: "CopiesIn", fn: testAccountCopiesIn},
 	{name: "CopiesOut", fn: testAccountCopiesOut},
 	{name: "SetLastLogin", fn: testAccountSetLastLogin},
+	{name: "CancelledContext", fn: cancelled(accountCalls)},
+	{name: "EmptyJID", fn: emptyJID(accountCalls)},
 }
 
 // SetLastLogin keeps the day only and changes no other field.

@@ -19,13 +19,18 @@ var archiveTests = []test{
 	{name: "FilterWith", fn: testArchiveWith},
 	{name: "FilterTime", fn: testArchiveTime},
 	{name: "FilterIDs", fn: testArchiveIDs},
+	{name: "PageEdges", fn: testArchivePageEdges},
+	{name: "FilterCount", fn: testArchiveFilterCount},
 	{name: "UnknownIDs", fn: testArchiveUnknownIDs},
+	{name: "UnknownIDsEmptyResult", fn: testArchiveUnknownIDsEmpty},
 	{name: "TimeNeverDecreases", fn: testArchiveClock},
 	{name: "DeleteBefore", fn: testArchiveDeleteBefore},
 	{name: "DeleteArchive", fn: testArchiveDelete},
 	{name: "Prefs", fn: testArchivePrefs},
 	{name: "Copies", fn: testArchiveCopies},
 	{name: "Concurrent", fn: testArchiveConcurrent},
+	{name: "CancelledContext", fn: cancelled(archiveCalls)},
+	{name: "EmptyJID", fn: emptyJID(archiveCalls)},
 }
 
 const (
@@ -106,7 +111,10 @@ func query(t *testing.T, ctx context.Context, a storage.Archive, user string, q 
 // index and completeness.
 func checkPage(t *testing.T, what string, p storage.ArchivePage, want []storage.ArchivedMessage, count, index int, complete bool) {
 	t.Helper()
-	if p.Count != count || p.Complete != complete || (len(want) > 0 && p.Index != index) {
+	if len(want) == 0 {
+		index = 0 // the documented Index of an empty page
+	}
+	if p.Count != count || p.Complete != complete || p.Index != index {
 		t.Errorf("%s: Count %d, Index %d, Complete %v; want %d, %d, %v", what, p.Count, p.Index, p.Complete, count, index, complete)
 	}
 	if len(p.Messages) != len(want) {
@@ -287,6 +295,75 @@ func testArchiveIDs(t *testing.T, ctx context.Context, s storage.Store) {
 	checkPage(t, "ids with carol", p, msgs[2:3], 1, 0, true)
 }
 
+func testArchivePageEdges(t *testing.T, ctx context.Context, s storage.Store) {
+	a := archiveOf(t, s)
+	msgs := appendArch(t, ctx, a, archAlice, 10)
+	// Before near the start: a short backward page that reaches the start.
+	checkPage(t, "backward before message 2, max 3", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 3, Backward: true, Before: msgs[2].ID}),
+		msgs[:2], 10, 0, true)
+	checkPage(t, "backward before message 3, max 3", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 3, Backward: true, Before: msgs[3].ID}),
+		msgs[:3], 10, 0, true)
+	checkPage(t, "backward before message 4, max 3", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 3, Backward: true, Before: msgs[4].ID}),
+		msgs[1:4], 10, 1, false)
+	// Before without Backward: the first messages of the window.
+	checkPage(t, "forward before message 5, max 3", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 3, Before: msgs[5].ID}),
+		msgs[:3], 10, 0, false)
+	// After the last message, backward: empty and complete.
+	checkPage(t, "backward after the last", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 3, Backward: true, After: msgs[9].ID}),
+		nil, 10, 0, true)
+	// After together with Backward: the last messages after After.
+	checkPage(t, "backward after message 4, max 2", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 2, Backward: true, After: msgs[4].ID}),
+		msgs[8:], 10, 8, false)
+	// After at or past Before: an empty window.
+	checkPage(t, "after 6, before 6", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 3, After: msgs[6].ID, Before: msgs[6].ID}),
+		nil, 10, 0, true)
+	checkPage(t, "after 7, before 3", query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: 3, After: msgs[7].ID, Before: msgs[3].ID, Backward: true}),
+		nil, 10, 0, true)
+	// Limit zero or negative, backward too: counts only, not complete.
+	for _, l := range []int{0, -1} {
+		checkPage(t, fmt.Sprintf("backward limit %d", l), query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: l, Backward: true}), nil, 10, 0, false)
+		checkPage(t, fmt.Sprintf("limit %d after the last", l), query(t, ctx, a, archAlice, storage.ArchiveQuery{Limit: l, After: msgs[9].ID}), nil, 10, 0, true)
+	}
+	// The page position may lie outside the result set's ID range.
+	p := query(t, ctx, a, archAlice, storage.ArchiveQuery{AfterID: msgs[4].ID, After: msgs[1].ID, Limit: 2})
+	checkPage(t, "after-id 4, after 1", p, msgs[5:7], 5, 0, false)
+	p = query(t, ctx, a, archAlice, storage.ArchiveQuery{BeforeID: msgs[4].ID, Before: msgs[8].ID, Backward: true, Limit: 2})
+	checkPage(t, "before-id 4, before 8", p, msgs[2:4], 4, 2, false)
+	// Start after End: nothing.
+	checkPage(t, "start after end", query(t, ctx, a, archAlice, storage.ArchiveQuery{Start: msgs[6].Time, End: msgs[3].Time, Limit: 10}), nil, 0, 0, true)
+	// AfterID at or past BeforeID: nothing.
+	checkPage(t, "after-id 5, before-id 5", query(t, ctx, a, archAlice, storage.ArchiveQuery{AfterID: msgs[5].ID, BeforeID: msgs[5].ID, Limit: 10}), nil, 0, 0, true)
+	checkPage(t, "after-id 5, before-id 6", query(t, ctx, a, archAlice, storage.ArchiveQuery{AfterID: msgs[5].ID, BeforeID: msgs[6].ID, Limit: 10}), nil, 0, 0, true)
+}
+
+// testArchiveFilterCount checks Count and Index under combined filters.
+func testArchiveFilterCount(t *testing.T, ctx context.Context, s storage.Store) {
+	a := archiveOf(t, s)
+	msgs := appendArch(t, ctx, a, archAlice, 12)
+	// Messages with bob from message 3 to message 10: 3, 4, 6, 7, 9, 10.
+	bob := pick(msgs, func(i int, m storage.ArchivedMessage) bool { return i >= 3 && i <= 10 && m.With == archBob })
+	q := storage.ArchiveQuery{With: archBob, Start: msgs[3].Time, End: msgs[10].Time, Limit: 2}
+	checkPage(t, "with bob, start..end, first page", query(t, ctx, a, archAlice, q), bob[:2], len(bob), 0, false)
+	q.After = bob[1].ID
+	checkPage(t, "with bob, start..end, second page", query(t, ctx, a, archAlice, q), bob[2:4], len(bob), 2, false)
+	q.After, q.Backward = "", true
+	checkPage(t, "with bob, start..end, last page", query(t, ctx, a, archAlice, q), bob[len(bob)-2:], len(bob), len(bob)-2, false)
+	// A Before outside the result set (a message with carol).
+	q.Before = msgs[8].ID
+	want := pick(bob, func(_ int, m storage.ArchivedMessage) bool { return m.Time.Before(msgs[8].Time) })
+	checkPage(t, "with bob, start..end, before carol's 8", query(t, ctx, a, archAlice, q), want[len(want)-2:], len(bob), len(want)-2, false)
+	// Limit 0 with filters: the count alone.
+	checkPage(t, "with bob, start..end, limit 0", query(t, ctx, a, archAlice, storage.ArchiveQuery{With: archBob, Start: msgs[3].Time, End: msgs[10].Time}),
+		nil, len(bob), 0, false)
+	// IDs that the time range or With excludes do not count.
+	p := query(t, ctx, a, archAlice, storage.ArchiveQuery{IDs: []string{msgs[1].ID, msgs[5].ID, msgs[8].ID, msgs[11].ID}, End: msgs[9].Time, Limit: 10})
+	checkPage(t, "ids 1, 5, 8, 11 up to 9", p, []storage.ArchivedMessage{msgs[1], msgs[5], msgs[8]}, 3, 0, true)
+	p = query(t, ctx, a, archAlice, storage.ArchiveQuery{IDs: []string{msgs[1].ID, msgs[5].ID, msgs[8].ID, msgs[11].ID}, With: archCarol, AfterID: msgs[2].ID, Limit: 1})
+	checkPage(t, "ids 1, 5, 8, 11 with carol after 2, max 1", p, msgs[5:6], 3, 0, false)
+	p = query(t, ctx, a, archAlice, storage.ArchiveQuery{IDs: []string{msgs[1].ID, msgs[5].ID, msgs[8].ID, msgs[11].ID}, Backward: true, Limit: 1})
+	checkPage(t, "ids 1, 5, 8, 11 backward, max 1", p, msgs[11:12], 4, 3, false)
+}
+
 func testArchiveUnknownIDs(t *testing.T, ctx context.Context, s storage.Store) {
 	a := archiveOf(t, s)
 	alice := appendArch(t, ctx, a, archAlice, 3)
@@ -300,6 +377,34 @@ func testArchiveUnknownIDs(t *testing.T, ctx context.Context, s storage.Store) {
 			_, err := a.QueryArchive(ctx, archAlice, q)
 			wantErr(t, err, storage.ErrNotFound, fmt.Sprintf("%s %q in alice's archive", name, id))
 		}
+	}
+}
+
+// testArchiveUnknownIDsEmpty checks that an unknown ID is an error also
+// where the result would be empty: in an archive that does not exist and
+// under filters that match nothing.
+func testArchiveUnknownIDsEmpty(t *testing.T, ctx context.Context, s storage.Store) {
+	a := archiveOf(t, s)
+	alice := appendArch(t, ctx, a, archAlice, 3)
+	const unknown = "AAAAAAAAAAAAAAAAAAAAAA"
+	for name, q := range map[string]storage.ArchiveQuery{
+		"After": {After: unknown, Limit: 1}, "Before": {Before: unknown, Backward: true, Limit: 1},
+		"AfterID": {AfterID: unknown, Limit: 1}, "BeforeID": {BeforeID: unknown, Limit: 1},
+		"IDs": {IDs: []string{unknown}, Limit: 1},
+	} {
+		_, err := a.QueryArchive(ctx, archBob, q)
+		wantErr(t, err, storage.ErrNotFound, name+" in an archive that does not exist")
+		_, err = a.QueryArchive(ctx, archBob, storage.ArchiveQuery{After: q.After, Before: q.Before, AfterID: q.AfterID, BeforeID: q.BeforeID, IDs: []string{alice[0].ID}})
+		wantErr(t, err, storage.ErrNotFound, name+" with alice's ID in bob's archive that does not exist")
+		q.Start = t3.Add(time.Hour)
+		_, err = a.QueryArchive(ctx, archAlice, q)
+		wantErr(t, err, storage.ErrNotFound, name+" with a Start after every message")
+		q.Start, q.With = time.Time{}, "dave@example.org"
+		_, err = a.QueryArchive(ctx, archAlice, q)
+		wantErr(t, err, storage.ErrNotFound, name+" with a With no message has")
+		q.With, q.Limit = "", 0
+		_, err = a.QueryArchive(ctx, archAlice, q)
+		wantErr(t, err, storage.ErrNotFound, name+" with limit 0")
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 var blocklistTests = []test{
 	{name: "BlockUnblock", fn: testBlocklist},
 	{name: "UnblockAll", fn: testUnblockAll},
+	{name: "CancelledContext", fn: cancelled(blocklistCalls)},
+	{name: "EmptyJID", fn: emptyJID(blocklistCalls)},
 }
 
 // checkBlocklist fails t unless the user's list is want (sorted).

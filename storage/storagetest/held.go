@@ -11,6 +11,8 @@ import (
 // heldTests run only for stores that implement storage.HeldNames.
 var heldTests = []test{
 	{name: "HoldAndExpire", fn: testHeldNames},
+	{name: "CancelledContext", fn: cancelled(heldCalls)},
+	{name: "EmptyJID", fn: emptyJID(heldCalls)},
 }
 
 func testHeldNames(t *testing.T, ctx context.Context, s storage.Store) {

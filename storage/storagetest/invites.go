@@ -14,6 +14,7 @@ import (
 var inviteTests = []test{
 	{name: "CreateUseList", fn: testInvites},
 	{name: "UseOnce", fn: testInviteUseOnce},
+	{name: "CancelledContext", fn: cancelled(inviteCalls)},
 }
 
 func invites(t *testing.T, s storage.Store) storage.Invites {

@@ -12,6 +12,8 @@ import (
 // lastTests run only for stores that implement storage.LastActivity.
 var lastTests = []test{
 	{name: "RoundTrip", fn: testLastRoundTrip},
+	{name: "CancelledContext", fn: cancelled(lastCalls)},
+	{name: "EmptyJID", fn: emptyJID(lastCalls)},
 }
 
 func testLastRoundTrip(t *testing.T, ctx context.Context, s storage.Store) {

@@ -23,6 +23,8 @@ var offlineTests = []test{
 	{name: "IDsIncreaseAfterDelete", fn: testOfflineIDsIncrease},
 	{name: "CopiesIn", fn: testOfflineCopiesIn},
 	{name: "CopiesOut", fn: testOfflineCopiesOut},
+	{name: "CancelledContext", fn: cancelled(offlineCalls)},
+	{name: "EmptyJID", fn: emptyJID(offlineCalls)},
 }
 
 // stanza returns a distinct message stanza.

@@ -17,6 +17,8 @@ var pepTests = []test{
 	{name: "ItemsSelection", fn: testPEPItems},
 	{name: "RetractPurge", fn: testPEPRetractPurge},
 	{name: "DeleteOwner", fn: testPEPDeleteOwner},
+	{name: "CancelledContext", fn: cancelled(pepCalls)},
+	{name: "EmptyJID", fn: emptyJID(pepCalls)},
 }
 
 const (

@@ -12,6 +12,8 @@ import (
 var privateTests = []test{
 	{name: "PutGetDelete", fn: testPrivateXML},
 	{name: "DeleteAll", fn: testPrivateDeleteAll},
+	{name: "CancelledContext", fn: cancelled(privateCalls)},
+	{name: "EmptyJID", fn: emptyJID(privateCalls)},
 }
 
 func testPrivateXML(t *testing.T, ctx context.Context, s storage.Store) {

@@ -12,6 +12,8 @@ import (
 // roomTests run only for stores that implement storage.Rooms.
 var roomTests = []test{
 	{name: "PutGetListDelete", fn: testRooms},
+	{name: "CancelledContext", fn: cancelled(roomCalls)},
+	{name: "EmptyJID", fn: emptyJID(roomCalls)},
 }
 
 func testRooms(t *testing.T, ctx context.Context, s storage.Store) {

@@ -21,6 +21,8 @@ var rosterTests = []test{
 	{name: "EmptyGroups", fn: testRosterEmptyGroups},
 	{name: "CopiesIn", fn: testRosterCopiesIn},
 	{name: "CopiesOut", fn: testRosterCopiesOut},
+	{name: "CancelledContext", fn: cancelled(rosterCalls)},
+	{name: "EmptyJID", fn: emptyJID(rosterCalls)},
 }
 
 const (

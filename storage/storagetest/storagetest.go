@@ -41,9 +41,15 @@
 //     DeleteRoster of a non-empty roster, changes its version; nothing else
 //     does, in particular not changes to other users' rosters.
 //
+// Each interface's group also checks the two conventions package storage
+// states for every method: "CancelledContext" calls every method with a
+// cancelled context (after storing some data with a live one) and wants an
+// error wrapping context.Canceled; "EmptyJID" passes "" wherever a method
+// takes a JID and wants an error.
+//
 // Run does not test what it cannot observe through storage.Store: that data
-// survives a restart, that a done context is honoured, or how the backend
-// handles invalid input such as an empty JID. Backends test those themselves.
+// survives a restart, or how the backend handles other invalid input.
+// Backends test those themselves.
 //
 // The concurrent subtests are most useful under the race detector:
 //

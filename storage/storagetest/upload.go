@@ -20,6 +20,8 @@ var uploadTests = []test{
 	{name: "Expired", fn: testUploadsExpired},
 	{name: "Delete", fn: testUploadsDelete},
 	{name: "QuotaRace", fn: testUploadsQuotaRace},
+	{name: "CancelledContext", fn: cancelled(uploadCalls)},
+	{name: "EmptyJID", fn: emptyJID(uploadCalls)},
 }
 
 func uploads(t *testing.T, s storage.Store) storage.Uploads {
