@@ -82,7 +82,6 @@ func TestVirtualHosts(t *testing.T) {
 	bob := login("b.test", "bob", true)
 	bob.Send("<presence/>")
 	syncServer(bob)
-	time.Sleep(50 * time.Millisecond)
 	alice.Send("<message to='bob@b.test' id='x'><body>hi</body></message>")
 	bob.Expect(`<message from='alice@a.test/r' to='bob@b.test' id='x'>`)
 	// alice cannot log in on the other host.
