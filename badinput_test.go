@@ -212,7 +212,7 @@ func TestSASLRules(t *testing.T) {
 
 func TestTimeouts(t *testing.T) {
 	ts := newTestServer(t, func(s *treff.Server) {
-		s.IdleTimeout = 300 * time.Millisecond
+		s.IdleTimeout = 800 * time.Millisecond
 		s.NegotiationTimeout = 500 * time.Millisecond
 	})
 	t.Run("negotiation", func(t *testing.T) {
@@ -232,10 +232,11 @@ func TestTimeouts(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		r := dialRaw(t, ts, ts.Addr)
 		r.Login("alice@localhost", "alicepw", "idle")
-		// Whitespace keepalives every 150 ms keep the session open for
-		// 900 ms despite the 300 ms idle timeout (real time, as above).
-		for i := 0; i < 6; i++ {
-			time.Sleep(150 * time.Millisecond)
+		// Whitespace keepalives every 100 ms keep the session open for
+		// 1.2 s, longer than the 800 ms idle timeout (real time, as
+		// above); a pause may stretch by 700 ms on a loaded machine.
+		for i := 0; i < 12; i++ {
+			time.Sleep(100 * time.Millisecond)
 			r.Send(" ")
 		}
 		r.Send("<iq type='get' id='alive' to='localhost'><x xmlns='urn:example'/></iq>")
@@ -312,7 +313,7 @@ func TestShutdownSendsSystemShutdown(t *testing.T) {
 }
 
 func TestSlowClientDoesNotBlockSender(t *testing.T) {
-	closed := make(closedSignal, 8)
+	closed := make(trefftest.ClosedSessions, 8)
 	ts := newTestServer(t, func(s *treff.Server) {
 		s.MaxQueue = 64 << 10
 		s.Modules = []treff.Module{closed}
@@ -336,7 +337,7 @@ func TestSlowClientDoesNotBlockSender(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("sender held up for %v", d)
 	}
-	closed.wait(t, "bob@localhost/slow")
+	closed.Wait(t, "bob@localhost/slow")
 	if n := len(ts.Sessions(jid.MustParse("bob@localhost"))); n > 0 {
 		t.Errorf("%d sessions of bob after the slow one closed", n)
 	}

@@ -1,7 +1,6 @@
 package treff_test
 
 import (
-	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -84,7 +83,7 @@ func TestSMHandledCountWraps(t *testing.T) {
 }
 
 func TestSMResume(t *testing.T) {
-	closed := make(closedSignal, 8)
+	closed := make(trefftest.ClosedSessions, 8)
 	ts := newTestServer(t, func(s *treff.Server) { s.Modules = []treff.Module{closed} })
 	phone := ts.Login(t, "alice", "alicepw", "phone")
 	id := enableResume(t, phone)
@@ -140,7 +139,7 @@ func TestSMResume(t *testing.T) {
 	// A clean close ends it for good.
 	phone2.Send("<a xmlns='urn:xmpp:sm:3' h='4'/></stream:stream>")
 	phone2.Expect(`</stream:stream>`)
-	closed.wait(t, "alice@localhost/phone")
+	closed.Wait(t, "alice@localhost/phone")
 	again := ts.Dial(t, ts.Addr)
 	again.Authenticate("alice", "alicepw")
 	again.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='4'/>")
@@ -169,7 +168,7 @@ func TestSMResumeReplacesLiveConnection(t *testing.T) {
 }
 
 func TestSMExpiredSessionReroutes(t *testing.T) {
-	closed := make(closedSignal, 8)
+	closed := make(trefftest.ClosedSessions, 8)
 	ts := newTestServer(t, func(s *treff.Server) {
 		s.ResumeTimeout = 300 * time.Millisecond
 		s.Modules = []treff.Module{&offline.Module{}, closed}
@@ -191,7 +190,7 @@ func TestSMExpiredSessionReroutes(t *testing.T) {
 	// laptop's negative priority makes it take no bare-JID messages, so
 	// they go offline), the IQ is answered with an error.
 	bob.Expect(`<iq type='error' id='q1'[^>]*><error type='cancel'><service-unavailable`)
-	closed.wait(t, "alice@localhost/phone")
+	closed.Wait(t, "alice@localhost/phone")
 	late := ts.Dial(t, ts.Addr)
 	late.Authenticate("alice", "alicepw")
 	late.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
@@ -251,7 +250,7 @@ func TestCSIHoldsPresenceUntilAMessage(t *testing.T) {
 
 // waitFor polls cond for up to 5 seconds. Use it only for a state change
 // that no hook or reply announces (hibernation of a resumable session);
-// closedSignal announces the end of a session.
+// trefftest.ClosedSessions announces the end of a session.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
@@ -272,37 +271,4 @@ func waitLost(t *testing.T, ts *trefftest.Server, full string) {
 		s := ts.Session(jid.MustParse(full))
 		return s == nil || s.Hibernating()
 	})
-}
-
-// closedSignal is a module that reports each session's end (its full JID)
-// through an OnSessionClosed hook, for tests that wait for that event.
-type closedSignal chan string
-
-func (closedSignal) Name() string { return "closed-signal" }
-
-func (c closedSignal) Setup(ctx context.Context, r *treff.Registry) error {
-	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) {
-		select {
-		case c <- s.JID().String():
-		default: // a test that waits for none
-		}
-	})
-	return nil
-}
-
-// wait waits up to 5 seconds for the session full to end; sessions that
-// end meanwhile are skipped.
-func (c closedSignal) wait(t *testing.T, full string) {
-	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case got := <-c:
-			if got == full {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("session %s did not end", full)
-		}
-	}
 }
