@@ -10,17 +10,14 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
-	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/storage/memstore"
+	"github.com/treff-im/treff/trefftest"
 )
 
-// selfSigned returns a throw-away certificate for the examples.
+// selfSigned returns a throw-away certificate for the examples; a real
+// server loads its own (tls.LoadX509KeyPair).
 func selfSigned(domain string) tls.Certificate {
-	c, k, err := certs.SelfSigned(domain)
-	if err != nil {
-		log.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(c, k)
+	cert, err := trefftest.Certificate(domain)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -69,7 +69,14 @@ func TestMelliumClientChat(t *testing.T) {
 			if err := bob.Send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			// The answer to an IQ (an error: no ping module) proves the
+			// presence before it was processed.
+			resp, err := bob.SendIQElement(ctx, xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}}),
+				stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse("localhost")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Close()
 			msg := stanza.Message{To: jid.MustParse("bob@localhost"), Type: stanza.ChatMessage}
 			if err := alice.Send(ctx, msg.Wrap(xmlstream.Wrap(xmlstream.Token(xml.CharData("hi")), xml.StartElement{Name: xml.Name{Local: "body"}}))); err != nil {
 				t.Fatal(err)

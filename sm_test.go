@@ -83,7 +83,8 @@ func TestSMHandledCountWraps(t *testing.T) {
 }
 
 func TestSMResume(t *testing.T) {
-	ts := newTestServer(t, nil)
+	closed := make(trefftest.ClosedSessions, 8)
+	ts := newTestServer(t, func(s *treff.Server) { s.Modules = []treff.Module{closed} })
 	phone := ts.Login(t, "alice", "alicepw", "phone")
 	id := enableResume(t, phone)
 	phone.Send("<presence><priority>5</priority></presence>")
@@ -94,9 +95,12 @@ func TestSMResume(t *testing.T) {
 	// server keeps the session.
 	phone.Conn().Close()
 	waitFor(t, "hibernation", func() bool {
-		return len(ts.Server.OnlineSessions()) == 2 && ts.Session(jid.MustParse("alice@localhost/phone")) != nil
+		s := ts.Session(jid.MustParse("alice@localhost/phone"))
+		return s != nil && s.Hibernating()
 	})
-	time.Sleep(50 * time.Millisecond)
+	if n := len(ts.Server.OnlineSessions()); n != 2 {
+		t.Fatalf("%d sessions online while the phone hibernates, want 2", n)
+	}
 	bob.Send("<message to='alice@localhost' id='m2' type='chat'><body>two</body></message>")
 	bob.Send("<message to='alice@localhost/phone' id='m3' type='chat'><body>three</body></message>")
 	bob.Send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
@@ -135,7 +139,7 @@ func TestSMResume(t *testing.T) {
 	// A clean close ends it for good.
 	phone2.Send("<a xmlns='urn:xmpp:sm:3' h='4'/></stream:stream>")
 	phone2.Expect(`</stream:stream>`)
-	waitFor(t, "session end", func() bool { return ts.Session(jid.MustParse("alice@localhost/phone")) == nil })
+	closed.Wait(t, "alice@localhost/phone")
 	again := ts.Dial(t, ts.Addr)
 	again.Authenticate("alice", "alicepw")
 	again.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='4'/>")
@@ -164,9 +168,10 @@ func TestSMResumeReplacesLiveConnection(t *testing.T) {
 }
 
 func TestSMExpiredSessionReroutes(t *testing.T) {
+	closed := make(trefftest.ClosedSessions, 8)
 	ts := newTestServer(t, func(s *treff.Server) {
 		s.ResumeTimeout = 300 * time.Millisecond
-		s.Modules = []treff.Module{&offline.Module{}}
+		s.Modules = []treff.Module{&offline.Module{}, closed}
 	})
 	laptop := ts.Login(t, "alice", "alicepw", "laptop")
 	laptop.Send("<presence><priority>-1</priority></presence>")
@@ -177,7 +182,7 @@ func TestSMExpiredSessionReroutes(t *testing.T) {
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	phone.Expect(`id='m1'`)
 	phone.Conn().Close()
-	time.Sleep(50 * time.Millisecond)
+	waitLost(t, ts, "alice@localhost/phone")
 	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
 	bob.Send("<iq type='get' id='q1' to='alice@localhost/phone'><ping xmlns='urn:xmpp:ping'/></iq>")
 	// Not resumed in time: the messages go to the other resource (a
@@ -185,7 +190,7 @@ func TestSMExpiredSessionReroutes(t *testing.T) {
 	// laptop's negative priority makes it take no bare-JID messages, so
 	// they go offline), the IQ is answered with an error.
 	bob.Expect(`<iq type='error' id='q1'[^>]*><error type='cancel'><service-unavailable`)
-	waitFor(t, "expiry", func() bool { return ts.Session(jid.MustParse("alice@localhost/phone")) == nil })
+	closed.Wait(t, "alice@localhost/phone")
 	late := ts.Dial(t, ts.Addr)
 	late.Authenticate("alice", "alicepw")
 	late.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
@@ -211,7 +216,7 @@ func TestSMExpiredSessionToOtherResource(t *testing.T) {
 	phone.Send("<presence/>")
 	bob := ts.Login(t, "bob", "bobpw", "desk")
 	phone.Conn().Close()
-	time.Sleep(50 * time.Millisecond)
+	waitLost(t, ts, "alice@localhost/phone")
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	laptop.Expect(`<message from='bob@localhost/desk' to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>`)
 }
@@ -221,7 +226,7 @@ func TestCSIHoldsPresenceUntilAMessage(t *testing.T) {
 	alice := ts.Login(t, "alice", "alicepw", "phone")
 	bob := ts.Login(t, "bob", "bobpw", "desk")
 	alice.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
-	time.Sleep(50 * time.Millisecond)
+	alice.Sync() // the server has taken <inactive/> in
 	bob.Send("<presence to='alice@localhost/phone'><status>one</status></presence>")
 	bob.Send("<presence to='alice@localhost/phone'><status>two</status></presence>")
 	bob.Send("<message to='alice@localhost/phone' type='chat' id='c1'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
@@ -238,19 +243,32 @@ func TestCSIHoldsPresenceUntilAMessage(t *testing.T) {
 		t.Errorf("held stanzas not flushed in order, latest presence only: %s", got)
 	}
 	bob.Send("<presence to='alice@localhost/phone'><status>three</status></presence>")
-	time.Sleep(50 * time.Millisecond)
+	bob.Sync() // the presence is held in alice's session
 	alice.Send("<active xmlns='urn:xmpp:csi:0'/>")
 	alice.Expect(`<status>three</status>`)
 }
 
-// waitFor polls cond for up to 5 seconds.
+// waitFor polls cond for up to 5 seconds. Use it only for a state change
+// that no hook or reply announces (hibernation of a resumable session);
+// trefftest.ClosedSessions announces the end of a session.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for i := 0; i < 500; i++ {
 		if cond() {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // no event to wait for: see above
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// waitLost waits until the server noticed that a resumable session lost
+// its connection: it hibernates, or (with a short ResumeTimeout) it has
+// already expired.
+func waitLost(t *testing.T, ts *trefftest.Server, full string) {
+	t.Helper()
+	waitFor(t, "the lost connection of "+full, func() bool {
+		s := ts.Session(jid.MustParse(full))
+		return s == nil || s.Hibernating()
+	})
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
-	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/storage/memstore"
 	"github.com/treff-im/treff/trefftest"
 )
@@ -22,15 +21,11 @@ func TestVirtualHosts(t *testing.T) {
 	pool := x509.NewCertPool()
 	var hosts []treff.Host
 	for _, d := range []string{"a.test", "b.test"} {
-		c, k, err := certs.SelfSigned(d)
+		cert, err := trefftest.Certificate(d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pool.AppendCertsFromPEM(c)
-		cert, err := tls.X509KeyPair(c, k)
-		if err != nil {
-			t.Fatal(err)
-		}
+		pool.AddCert(cert.Leaf)
 		hosts = append(hosts, treff.Host{Domain: d, Certificates: []tls.Certificate{cert}})
 	}
 	store := memstore.New()
@@ -82,7 +77,6 @@ func TestVirtualHosts(t *testing.T) {
 	bob := login("b.test", "bob", true)
 	bob.Send("<presence/>")
 	syncServer(bob)
-	time.Sleep(50 * time.Millisecond)
 	alice.Send("<message to='bob@b.test' id='x'><body>hi</body></message>")
 	bob.Expect(`<message from='alice@a.test/r' to='bob@b.test' id='x'>`)
 	// alice cannot log in on the other host.

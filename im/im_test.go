@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/im"
@@ -30,7 +29,8 @@ func TestModulesSetUpTogether(t *testing.T) {
 // Every module sees broadcast presence, whatever the order: offline
 // delivery and last activity both depend on it.
 func TestModulesShareBroadcastPresence(t *testing.T) {
-	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = im.Modules() })
+	closed := make(trefftest.ClosedSessions, 8)
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = append(im.Modules(), closed) })
 	ts.AddUser(t, "alice", "pw")
 	ts.AddUser(t, "bob", "pw")
 	ts.Store.PutRosterItem(context.Background(), "bob@localhost", storage.RosterItem{JID: "alice@localhost", Subscription: storage.SubFrom})
@@ -43,16 +43,11 @@ func TestModulesShareBroadcastPresence(t *testing.T) {
 	b.Expect(`id='o1'><body>while you were out</body><delay xmlns='urn:xmpp:delay'`)
 	b.Send("<presence type='unavailable'><status>bye</status></presence></stream:stream>")
 	b.ExpectClosed()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		a.Send("<iq type='get' id='l' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
-		got := a.Expect(`id='l'.*?</iq>`)
-		if strings.Contains(got, ">bye</query>") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("last activity without the status: %s", got)
-		}
-		time.Sleep(20 * time.Millisecond)
+	// The last activity module records the logout in its session-closed
+	// hook, which runs before closed's.
+	closed.Wait(t, b.JID)
+	a.Send("<iq type='get' id='l' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
+	if got := a.Expect(`id='l'.*?</iq>`); !strings.Contains(got, ">bye</query>") {
+		t.Fatalf("last activity without the status: %s", got)
 	}
 }

@@ -1,10 +1,14 @@
 package ping_test
 
 import (
+	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/ping"
@@ -33,4 +37,71 @@ func TestServerPings(t *testing.T) {
 	dead := ts.Login(t, "bob", "pw", "dead")
 	dead.Expect(`<ping xmlns='urn:xmpp:ping'/>`)
 	dead.Expect(`<connection-timeout xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`)
+}
+
+// The server answers pings to itself and, for an account, to the bare JID
+// of any local user (XEP-0199 4.2 and 4.3); a ping is a get.
+func TestAnswersPings(t *testing.T) {
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&ping.Module{Interval: -1}}
+	})
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	c := ts.Login(t, "alice", "pw", "r")
+	for _, tc := range []struct{ to, want string }{
+		{"localhost", `<iq type='result' id='p' [^>]*/>`},
+		{"bob@localhost", `<iq type='result' id='p' [^>]*/>`},
+		{"alice@localhost", `<iq type='result' id='p' [^>]*/>`},
+	} {
+		c.Send("<iq type='get' id='p' to='" + tc.to + "'><ping xmlns='urn:xmpp:ping'/></iq>")
+		got := c.Expect(tc.want)
+		if !strings.Contains(got, "from='"+tc.to+"'") || !strings.Contains(got, "to='alice@localhost/r'") {
+			t.Errorf("ping to %s answered with %s", tc.to, got)
+		}
+	}
+	c.Send("<iq type='set' id='s' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+	c.Expect(`<iq type='error' id='s'[^>]*>.*<error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`)
+	// A ping to an account that does not exist is not answered for it.
+	c.Send("<iq type='get' id='n' to='nobody@localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+	c.Expect(`<iq type='error' id='n'[^>]*>.*<service-unavailable `)
+}
+
+// Module.Ping: any answer, a result or an error, proves the client is
+// alive; silence until the context ends is an error.
+func TestPingReplies(t *testing.T) {
+	m := &ping.Module{Interval: -1, Timeout: time.Minute}
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{m} })
+	ts.AddUser(t, "alice", "pw")
+	c := ts.Login(t, "alice", "pw", "r")
+	s := ts.Session(jid.MustParse(c.JID))
+	if s == nil {
+		t.Fatal("no session")
+	}
+	re := regexp.MustCompile(`<iq type='get' id='(ping-[0-9a-f]{16})' from='localhost' to='alice@localhost/r'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	ping := func(ctx context.Context) chan error {
+		done := make(chan error, 1)
+		go func() { done <- m.Ping(ctx, s) }()
+		return done
+	}
+	for _, answer := range []string{
+		"<iq type='result' id='%s' to='localhost'/>",
+		"<iq type='error' id='%s' to='localhost'><ping xmlns='urn:xmpp:ping'/><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+	} {
+		done := ping(context.Background())
+		id := re.FindStringSubmatch(c.Expect(re.String()))[1]
+		c.Send(fmt.Sprintf(answer, id))
+		if err := <-done; err != nil {
+			t.Errorf("answer %q: Ping = %v", answer, err)
+		}
+	}
+	// Silence: the caller's context ends before any answer.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := ping(ctx)
+	c.Expect(re.String())
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("Ping succeeded without an answer")
+	}
+	// The session is not closed by Ping itself.
+	c.Sync()
 }

@@ -11,20 +11,16 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/im"
-	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/s2s"
 	"github.com/treff-im/treff/storage/memstore"
+	"github.com/treff-im/treff/trefftest"
 )
 
 // A server that federates: the module in Server.Modules routes stanzas
 // for other domains, and its listener (port 5269 in a real deployment)
 // accepts other servers' streams once the modules are set up.
 func ExampleModule() {
-	c, k, err := certs.SelfSigned("example.org")
-	if err != nil {
-		log.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(c, k)
+	cert, err := trefftest.Certificate("example.org") // use a real one in production
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -37,7 +37,6 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/im"
-	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/s2s"
 	"github.com/treff-im/treff/storage/memstore"
 	"github.com/treff-im/treff/trefftest"
@@ -117,16 +116,12 @@ func (ca *testCA) issue(t testing.TB, names ...string) tls.Certificate {
 // trusts it (for the c2s clients).
 func selfSigned(t testing.TB, names ...string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	certPEM, keyPEM, err := certs.SelfSigned(names...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	cert, err := trefftest.Certificate(names...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
+	pool.AddCert(cert.Leaf)
 	return cert, pool
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ type Client struct {
 	JID string
 	// Timeout bounds each Expect; 0 means 5 seconds.
 	Timeout time.Duration
+
+	syncs int
 }
 
 // Dial connects to addr (s.Addr for STARTTLS; see DialTLS for direct TLS).
@@ -178,4 +181,19 @@ func (c *Client) Login(user, pass, resource string) string {
 	c.JID = strings.TrimSuffix(m, "</jid>")
 	c.Expect(`</iq>`)
 	return c.JID
+}
+
+// Sync sends the server an IQ (a XEP-0199 ping to the domain) and waits for
+// its answer, a result or an error (without a ping module). A session
+// handles its client's stanzas in order, so when the answer arrives the
+// server has processed everything sent on this stream before, and what it
+// had queued for this client before answering was read before it. Sync
+// returns what it read up to and including the answer, for a test that
+// checks something was not delivered. It needs a bound session.
+func (c *Client) Sync() string {
+	c.tb.Helper()
+	c.syncs++
+	id := "trefftest-sync-" + strconv.Itoa(c.syncs)
+	c.Send("<iq type='get' id='" + id + "' to='" + c.domain + "'><ping xmlns='urn:xmpp:ping'/></iq>")
+	return c.Expect(`<iq [^>]*\bid='` + id + `'[^>]*?(?:/>|>(?s:.*?)</iq>)`)
 }

@@ -2,10 +2,13 @@ package trefftest
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/treff-im/treff"
 )
 
 // LogBuffer collects output, such as a server's logs, from several
@@ -64,4 +67,44 @@ func (c *Clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// ClosedSessions is a module that reports the full JID of every client
+// session that ends, for tests that wait for that event instead of
+// polling. Its OnSessionClosed hook runs after those of the modules before
+// it in Server.Modules, so put it last to know that theirs ran. Make it
+// with room for the ends a test does not wait for (a full buffer drops
+// them): make(trefftest.ClosedSessions, 16).
+type ClosedSessions chan string
+
+// Name implements treff.Module.
+func (ClosedSessions) Name() string { return "trefftest-closed-sessions" }
+
+// Setup implements treff.Module.
+func (c ClosedSessions) Setup(ctx context.Context, r *treff.Registry) error {
+	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) {
+		select {
+		case c <- s.JID().String():
+		default:
+		}
+	})
+	return nil
+}
+
+// Wait waits up to 5 seconds for the session with the full JID full to
+// end, skipping the ends of other sessions, and fails tb if it does not.
+func (c ClosedSessions) Wait(tb testing.TB, full string) {
+	tb.Helper()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case got := <-c:
+			if got == full {
+				return
+			}
+		case <-timeout.C:
+			tb.Fatalf("trefftest: session %s did not end", full)
+		}
+	}
 }

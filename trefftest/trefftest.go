@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
-	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
 )
@@ -49,20 +49,17 @@ type Server struct {
 func NewServer(tb testing.TB, configure func(*treff.Server)) *Server {
 	tb.Helper()
 	domain := "localhost"
-	certPEM, keyPEM, err := certs.SelfSigned(domain)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	cert, err := Certificate(domain)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	certFile := filepath.Join(tb.TempDir(), "cert.pem")
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
 	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(certPEM)
+	roots.AddCert(cert.Leaf)
 	store := memstore.New()
 	a := &auth.Store{Accounts: store}
 	srv := &treff.Server{

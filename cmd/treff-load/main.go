@@ -17,7 +17,9 @@
 //	presence  every user has -contacts mutual subscriptions (set up first,
 //	          through the protocol); users log out and in again in a loop;
 //	          latency from a timestamp in the presence status, measured by
-//	          the contacts that receive the broadcast
+//	          the contacts that receive the broadcast; with -rounds N,
+//	          N rounds in lockstep instead: all log in, each waits for
+//	          every contact's presence, all log out
 //	muc       all users join the room -room (XEP-0045) and send groupchat
 //	          messages; reports the fan-out rate (messages delivered to
 //	          occupants) and latency
@@ -63,6 +65,7 @@ type config struct {
 	register             bool   // create and remove accounts with XEP-0077
 	createCmd, deleteCmd string // or with these shell commands
 	contacts             int    // presence: contacts per user
+	rounds               int    // presence: lockstep rounds instead of -duration
 	room                 string // muc: room bare JID
 	relay                bool   // talk to a raw TLS relay
 	concurrency          int    // logins at a time while setting up
@@ -89,6 +92,7 @@ func main() {
 	flag.StringVar(&c.createCmd, "create-cmd", "", "shell `command` run once before the run with \"LOCALPART PASSWORD\" lines on stdin, to create the accounts")
 	flag.StringVar(&c.deleteCmd, "delete-cmd", "", "shell `command` run once after the run with \"LOCALPART\" lines on stdin, to delete the accounts")
 	flag.IntVar(&c.contacts, "contacts", 10, "presence: contacts per user (even, less than -users)")
+	flag.IntVar(&c.rounds, "rounds", 0, "presence: run this many lockstep rounds (all users log in, wait for each contact's presence, log out) instead of for -duration")
 	flag.StringVar(&c.room, "room", "load@conference.localhost", "muc: bare `JID` of the room")
 	flag.BoolVar(&c.relay, "relay", false, "chat only: talk to a raw TLS relay (bench/relay) instead of an XMPP server")
 	flag.IntVar(&c.concurrency, "concurrency", 32, "logins in flight while setting up")
@@ -135,6 +139,8 @@ func (c *config) check() error {
 		return fmt.Errorf("-register and -create-cmd/-delete-cmd exclude each other")
 	case c.relay && c.scenario != "chat":
 		return fmt.Errorf("-relay works only with -scenario chat")
+	case c.rounds < 0 || c.rounds > 0 && c.scenario != "presence":
+		return fmt.Errorf("-rounds must not be negative and works only with -scenario presence")
 	case c.scenario == "presence" && (c.contacts < 2 || c.contacts%2 != 0 || c.contacts >= c.users):
 		return fmt.Errorf("presence: -contacts must be even, at least 2 and less than -users")
 	}

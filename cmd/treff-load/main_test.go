@@ -35,13 +35,14 @@ func TestScenarios(t *testing.T) {
 		scenario, mech string
 		users          int
 		rate           float64
+		rounds         int
 	}{
-		{"login", "SCRAM-SHA-256", 4, 0}, {"chat", "PLAIN", 4, 0}, {"chat", "SCRAM-SHA-1", 4, 50},
-		{"idle", "PLAIN", 4, 0}, {"presence", "PLAIN", 10, 4}, {"muc", "PLAIN", 5, 0},
+		{"login", "SCRAM-SHA-256", 4, 0, 0}, {"chat", "PLAIN", 4, 0, 0}, {"chat", "SCRAM-SHA-1", 4, 50, 0},
+		{"idle", "PLAIN", 4, 0, 0}, {"presence", "PLAIN", 10, 0, 2}, {"muc", "PLAIN", 5, 0, 0},
 	} {
 		t.Run(tc.scenario+"-"+tc.mech, func(t *testing.T) {
 			c := testConfig(ts.Addr, tc.scenario, tc.mech, tc.users)
-			c.rate = tc.rate
+			c.rate, c.rounds = tc.rate, tc.rounds
 			r, err := run(context.Background(), c)
 			if err != nil {
 				t.Fatal(err)
@@ -51,6 +52,16 @@ func TestScenarios(t *testing.T) {
 			t.Log(out.String())
 			if r.errors != 0 || r.ops == 0 {
 				t.Fatalf("errors=%d ops=%d first=%s", r.errors, r.ops, r.firstErr)
+			}
+			if tc.rounds > 0 {
+				// Lockstep rounds: every user logs in once a round, and of
+				// each pair of contacts one measures the other's broadcast.
+				if want := int64(tc.rounds * tc.users * c.contacts / 2); r.ops != want || len(r.latencies) != int(want) {
+					t.Errorf("ops=%d latencies=%d, want %d", r.ops, len(r.latencies), want)
+				}
+				if want := int64(tc.rounds * tc.users); r.logins != want {
+					t.Errorf("logins=%d, want %d", r.logins, want)
+				}
 			}
 			if tc.scenario == "chat" || tc.scenario == "presence" || tc.scenario == "muc" {
 				if len(r.latencies) == 0 || !strings.Contains(out.String(), "latency p50=") {
@@ -68,6 +79,21 @@ func TestScenarios(t *testing.T) {
 			}
 		})
 	}
+	// Presence for a duration: how many broadcasts land in a user's
+	// online window depends on how fast logins are (a login slower than
+	// the 250 ms cycle leaves no window at all), so only invariants hold.
+	t.Run("presence-duration", func(t *testing.T) {
+		c := testConfig(ts.Addr, "presence", "PLAIN", 10)
+		c.rate = 4
+		r, err := run(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.errors != 0 || r.logins < int64(c.users) || len(r.latencies) != int(r.ops) || r.ops > r.logins*int64(c.contacts) {
+			t.Errorf("errors=%d first=%s logins=%d ops=%d latencies=%d", r.errors, r.firstErr, r.logins, r.ops, len(r.latencies))
+		}
+	})
+
 	// The presence setup made every user a mutual contact of its four ring
 	// neighbours.
 	alice := ts.Login(t, "load0", "loadtest-password", "check")

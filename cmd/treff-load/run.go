@@ -187,6 +187,9 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 			return nil, err
 		}
 		measure = func(deadline time.Time) { r.latencies = presence(c, deadline, &r.ops, &r.logins, &e) }
+		if c.rounds > 0 {
+			measure = func(time.Time) { r.latencies = presenceRounds(c, &r.ops, &r.logins, &e) }
+		}
 	}
 	if cleanup != nil {
 		defer cleanup()
@@ -199,7 +202,7 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 	start := time.Now()
 	measure(start.Add(c.duration))
 	r.elapsed = time.Since(start)
-	if r.elapsed > c.duration {
+	if r.elapsed > c.duration && c.rounds == 0 {
 		r.elapsed = c.duration // the tail only drains what was in flight
 	}
 	if c.pid > 0 {

@@ -445,3 +445,76 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 	wg.Wait()
 	return lat.l
 }
+
+// presenceRounds is the presence scenario in c.rounds lockstep rounds, for
+// a result that does not depend on the machine's speed: in each round
+// every user logs in with a time-stamped presence and stays online until
+// it has a presence of this round from each of its contacts (a broadcast,
+// or the answer to its probe for a contact that came first); when all
+// have them, all log out. Of each pair of contacts exactly one logged in
+// after the other and measures the latency of its broadcast, so a round
+// counts users*contacts/2 presences. A contact missing after c.timeout is
+// an error.
+func presenceRounds(c config, ops, logins *int64, e *errs) []time.Duration {
+	var lat latencies
+	for round := 0; round < c.rounds; round++ {
+		roundStart := time.Now()
+		clients := make([]*client, c.users)
+		var wg sync.WaitGroup
+		for i := 0; i < c.users; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cl, err := login(c, c.user(i), "")
+				if err != nil {
+					e.note(err)
+					return
+				}
+				clients[i] = cl
+				atomic.AddInt64(logins, 1)
+				// The stamp is since itself: of two contacts, exactly
+				// one has the later stamp.
+				since := time.Now()
+				if err := cl.send("<presence><status>t=" + strconv.FormatInt(since.UnixNano(), 10) + "</status></presence>"); err != nil {
+					e.note(err)
+					return
+				}
+				missing := make(map[string]bool)
+				for _, j := range contactsOf(c, i) {
+					missing[j] = true
+				}
+				cl.conn.SetReadDeadline(time.Now().Add(c.timeout))
+				defer cl.conn.SetReadDeadline(time.Time{})
+				var local []time.Duration
+				for len(missing) > 0 {
+					el, err := cl.sc.Next()
+					if err != nil {
+						e.note(fmt.Errorf("presence round %d: %s lacks %d contacts' presences: %w", round, c.user(i), len(missing), err))
+						break
+					}
+					from, _ := el.Attr("from")
+					if _, typed := el.Attr("type"); typed || el.Local() != "presence" || !missing[bare(from)] {
+						continue
+					}
+					t, ok := stamp(el)
+					if !ok || !t.After(roundStart) {
+						continue
+					}
+					delete(missing, bare(from))
+					if t.After(since) {
+						local = append(local, time.Since(t))
+						atomic.AddInt64(ops, 1)
+					}
+				}
+				lat.add(local)
+			}()
+		}
+		wg.Wait()
+		for _, cl := range clients {
+			if cl != nil {
+				cl.close()
+			}
+		}
+	}
+	return lat.l
+}
