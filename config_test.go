@@ -2,13 +2,12 @@ package treff_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/treff-im/treff"
-	"github.com/treff-im/treff/internal/certs"
+	"github.com/treff-im/treff/trefftest"
 )
 
 // TestNegativeLimitsRefused checks that Setup refuses negative limits
@@ -41,15 +40,7 @@ func TestNegativeLimitsRefused(t *testing.T) {
 
 func hostCert(t *testing.T, domain string) tls.Certificate {
 	t.Helper()
-	c, k, err := certs.SelfSigned(domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	cert, err := trefftest.Certificate(domain)
 	if err != nil {
 		t.Fatal(err)
 	}
