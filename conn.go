@@ -2,9 +2,7 @@ package treff
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
@@ -18,10 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/text/secure/precis"
 	"mellium.im/xmpp/jid"
 
-	"github.com/treff-im/treff/internal/scram"
 	"github.com/treff-im/treff/internal/xmlscan"
 )
 
@@ -229,6 +225,9 @@ type conn struct {
 	// Authenticator, pre-authentication IQs): the server's context with
 	// the negotiation deadline, cancelled when negotiation ends.
 	ctx context.Context
+
+	mechs    []hook[SASLMechanism] // offered on this stream
+	saslInfo *SASLStream
 }
 
 func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
@@ -452,10 +451,10 @@ func (c *conn) negotiate() (*Session, error) {
 		feats.WriteString("<starttls xmlns='" + nsTLS + "'><required/></starttls>")
 	case c.user.Equal(jid.JID{}):
 		feats.WriteString("<mechanisms xmlns='" + nsSASL + "'>")
-		if _, ok := srv.Authenticator.(SCRAMAuthenticator); ok {
-			feats.WriteString("<mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism>")
+		for _, name := range c.offerMechanisms() {
+			feats.WriteString("<mechanism>" + name + "</mechanism>")
 		}
-		feats.WriteString("<mechanism>PLAIN</mechanism></mechanisms>")
+		feats.WriteString("</mechanisms>")
 		for _, f := range srv.mods.streamFeats {
 			if f.h.Phase == BeforeAuth {
 				feats.WriteString(srv.renderFeature(f))
@@ -608,46 +607,73 @@ func saslFailure(cond, text string) string {
 	return s + "</failure>"
 }
 
-// mechanism is one running SASL exchange.
-type mechanism interface {
-	step(in []byte) (out []byte, done bool, err error)
+// saslStream describes the stream to SASL mechanisms.
+func (c *conn) saslStream() *SASLStream {
+	s := &SASLStream{Host: c.host}
+	if tc, ok := c.rw.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		s.TLS = &cs
+	}
+	return s
+}
+
+// offerMechanisms returns the names of the SASL mechanisms offered on
+// the stream, and remembers the stream's description for sasl.
+func (c *conn) offerMechanisms() []string {
+	s := c.saslStream()
+	c.mechs = c.mechs[:0]
+	for _, e := range c.srv.mods.mechs {
+		if o, ok := e.h.(SASLOfferer); ok && !c.srv.offers(e.module, o, s) {
+			continue
+		}
+		c.mechs = append(c.mechs, e)
+		s.Mechanisms = append(s.Mechanisms, e.h.Name())
+	}
+	c.saslInfo = s
+	return s.Mechanisms
 }
 
 // sasl runs one SASL exchange (RFC 6120 6.4) and reports success.
 func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 	srv := c.srv
 	name, _ := el.Attr("mechanism")
-	var m mechanism
-	switch name {
-	case "PLAIN":
-		m = &plain{c: c}
-	case scram.SHA256, scram.SHA1:
-		if sa, ok := srv.Authenticator.(SCRAMAuthenticator); ok {
-			m = &scramMech{c: c, sa: sa, s: scram.NewServer(name, c.scramLookup(sa, name), c.fakeKeys)}
+	var mech *hook[SASLMechanism]
+	for i := range c.mechs {
+		if c.mechs[i].h.Name() == name {
+			mech = &c.mechs[i]
+			break
 		}
 	}
-	if m == nil {
+	if mech == nil {
 		return false, c.write(saslFailure("invalid-mechanism", ""))
+	}
+	x, err := srv.startSASL(c.ctx, *mech, c.saslInfo)
+	if err != nil {
+		return false, c.saslFailed("temporary-auth-failure")
 	}
 	data, err := saslData(el)
 	for i := 0; ; i++ {
 		if err != nil {
 			return false, c.saslFailed("incorrect-encoding")
 		}
-		out, done, serr := m.step(data)
+		out, user, serr := srv.stepSASL(c.ctx, mech.module, x, data)
 		if serr != nil {
+			var se *SASLError
 			switch {
-			case errors.Is(serr, scram.ErrMalformed):
-				return false, c.saslFailed("malformed-request")
-			case errors.Is(serr, scram.ErrAuthzid):
-				return false, c.saslFailed("invalid-authzid")
-			case errors.Is(serr, scram.ErrNotAuthorized), errors.Is(serr, ErrNotAuthorized):
+			case errors.As(serr, &se):
+				return false, c.saslFailed(se.Condition)
+			case errors.Is(serr, ErrNotAuthorized):
 				return false, c.saslFailed("not-authorized")
 			}
-			srv.logger().Error("authentication backend failed", "mechanism", name)
+			srv.logger().Error("authentication backend failed", "mechanism", name, "err", serr)
 			return false, c.saslFailed("temporary-auth-failure")
 		}
-		if done {
+		if !user.Equal(jid.JID{}) {
+			if user.Domainpart() != c.host || user.Localpart() == "" || user.Resourcepart() != "" {
+				srv.logger().Error("SASL mechanism authenticated a JID that is no account of the stream's host", "mechanism", name)
+				return false, c.saslFailed("temporary-auth-failure")
+			}
+			c.user = user
 			s := "<success xmlns='" + nsSASL + "'"
 			if len(out) > 0 {
 				s += ">" + base64.StdEncoding.EncodeToString(out) + "</success>"
@@ -706,108 +732,16 @@ func (c *conn) saslFailed(cond string) error {
 }
 
 // saslData decodes the base64 content of <auth/> or <response/>; "=" is an
-// empty response (RFC 6120 6.4.2).
+// empty response (RFC 6120 6.4.2), no content none.
 func saslData(el *xmlscan.Element) ([]byte, error) {
 	s := strings.TrimSpace(el.Inner())
-	if s == "" || s == "=" {
+	switch s {
+	case "":
 		return nil, nil
+	case "=":
+		return []byte{}, nil
 	}
 	return base64.StdEncoding.DecodeString(s)
-}
-
-// account normalises a SASL username (the localpart, RFC 6120 6.3.8) to
-// the account's bare JID on this host. A bare JID on this host, which some
-// clients send, is accepted too.
-func (c *conn) account(username string) (jid.JID, error) {
-	if i := strings.IndexByte(username, '@'); i >= 0 {
-		j, err := jid.Parse(username)
-		if err != nil || j.Domainpart() != c.host || j.Resourcepart() != "" {
-			return jid.JID{}, ErrNotAuthorized
-		}
-		return j, nil
-	}
-	return jid.New(username, c.host, "")
-}
-
-type plain struct{ c *conn }
-
-func (p *plain) step(in []byte) ([]byte, bool, error) {
-	c := p.c
-	if in == nil {
-		// No initial response: send an empty challenge.
-		return nil, false, nil
-	}
-	parts := strings.Split(string(in), "\x00")
-	if len(parts) != 3 {
-		return nil, false, scram.ErrMalformed
-	}
-	user, err := c.account(parts[1])
-	if err != nil {
-		return nil, false, ErrNotAuthorized
-	}
-	if parts[0] != "" && parts[0] != user.String() {
-		return nil, false, scram.ErrAuthzid
-	}
-	if c.srv.Authenticator == nil {
-		return nil, false, ErrNotAuthorized
-	}
-	pw, err := precis.OpaqueString.String(parts[2])
-	if err != nil {
-		return nil, false, ErrNotAuthorized
-	}
-	if err := c.srv.Authenticator.CheckPassword(c.ctx, user.String(), pw); err != nil {
-		return nil, false, err
-	}
-	c.user = user
-	return nil, true, nil
-}
-
-type scramMech struct {
-	c  *conn
-	sa SCRAMAuthenticator
-	s  *scram.Server
-}
-
-func (m *scramMech) step(in []byte) ([]byte, bool, error) {
-	if in == nil {
-		// SCRAM is client-first: an empty initial response is malformed.
-		return nil, false, scram.ErrMalformed
-	}
-	out, done, err := m.s.Step(in)
-	if done {
-		user, _ := m.c.account(m.s.Username())
-		m.c.user = user
-	}
-	return out, done, err
-}
-
-func (c *conn) scramLookup(sa SCRAMAuthenticator, mech string) scram.Lookup {
-	return func(username, authzid string) (scram.Keys, bool, error) {
-		user, err := c.account(username)
-		if err != nil {
-			return scram.Keys{}, false, nil
-		}
-		if authzid != "" && authzid != user.String() {
-			return scram.Keys{}, false, scram.ErrAuthzid
-		}
-		cred, err := sa.SCRAMCredential(c.ctx, user.String(), mech)
-		if errors.Is(err, ErrNotAuthorized) {
-			return scram.Keys{}, false, nil
-		}
-		if err != nil {
-			return scram.Keys{}, false, err
-		}
-		return scram.Keys{Salt: cred.Salt, Iterations: cred.Iterations, StoredKey: cred.StoredKey, ServerKey: cred.ServerKey}, true, nil
-	}
-}
-
-// fakeKeys returns stable made-up keys for an unknown user, so that the
-// exchange looks the same as for a real one.
-func (c *conn) fakeKeys(username string) scram.Keys {
-	m := hmac.New(sha256.New, c.srv.secret[:])
-	m.Write([]byte(c.host + "\x00" + username))
-	sum := m.Sum(nil)
-	return scram.Keys{Salt: sum[:16], Iterations: 4096, StoredKey: sum, ServerKey: sum}
 }
 
 // bindIQ handles IQs between authentication and binding: resource binding

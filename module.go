@@ -143,6 +143,7 @@ type modules struct {
 	accountIDs   []Identity
 	items        []Item
 	streamFeats  []hook[StreamFeature]
+	mechs        []hook[SASLMechanism]
 	bound        []hook[SessionHook]
 	closed       []hook[SessionHook]
 	fromClient   []hook[StanzaHook]

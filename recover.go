@@ -2,6 +2,7 @@ package treff
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -135,3 +136,44 @@ func (srv *Server) renderFeature(e hook[StreamFeature]) (xml string) {
 	}()
 	return e.h.xml()
 }
+
+// offers asks a mechanism whether to offer it; a panic leaves it out.
+func (srv *Server) offers(module string, o SASLOfferer, s *SASLStream) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(module, r)
+			ok = false
+		}
+	}()
+	return o.Offer(s)
+}
+
+// startSASL starts a mechanism's exchange; a panic becomes an error.
+func (srv *Server) startSASL(ctx context.Context, e hook[SASLMechanism], s *SASLStream) (x SASLExchange, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			x, err = nil, errPanicked
+		}
+	}()
+	// Each exchange gets its own copy: a mechanism may keep it.
+	c := *s
+	if x = e.h.Start(ctx, &c); x == nil {
+		return nil, errPanicked
+	}
+	return x, nil
+}
+
+// stepSASL runs one step of an exchange; a panic becomes an error.
+func (srv *Server) stepSASL(ctx context.Context, module string, x SASLExchange, in []byte) (out []byte, user jid.JID, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(module, r)
+			out, user, err = nil, jid.JID{}, errPanicked
+		}
+	}()
+	return x.Step(ctx, in)
+}
+
+// errPanicked stands for a recovered panic (already logged).
+var errPanicked = errors.New("treff: module panicked")

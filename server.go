@@ -230,6 +230,7 @@ func (srv *Server) setup() error {
 			return fmt.Errorf("treff: module %s: %w", m.Name(), err)
 		}
 	}
+	srv.builtinMechanisms()
 	for d := range srv.mods.domains {
 		if _, ok := srv.hosts[d]; ok {
 			return fmt.Errorf("treff: domain %q is both a host and a service", d)
