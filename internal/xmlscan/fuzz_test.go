@@ -587,3 +587,12 @@ func TestHeaderLimit(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Found by FuzzTranslateOut (websocket): the header was not checked for
+// UTF-8, elements were.
+func TestHeaderUTF8(t *testing.T) {
+	in := "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' to='\xff'>"
+	if _, err := NewScanner(strings.NewReader(in), 0).Header(); !errors.Is(err, ErrNotWellFormed) {
+		t.Errorf("%v, want ErrNotWellFormed", err)
+	}
+}

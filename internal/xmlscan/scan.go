@@ -391,6 +391,9 @@ func (s *Scanner) Header() (*Element, error) {
 		// sees the size only when it has to read more).
 		return nil, ErrTooLarge
 	}
+	if !validUTF8(s.buf[s.start:s.pos]) {
+		return nil, ErrNotWellFormed // as Next checks elements
+	}
 	el := s.finish(nm, true)
 	el.Empty = false
 	el.StartEnd = len(el.Raw)
