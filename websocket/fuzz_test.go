@@ -150,8 +150,12 @@ func FuzzTranslateOut(f *testing.F) {
 		switch {
 		case strings.HasPrefix(el.Name, "stream:"):
 			wantNS = "http://etherx.jabber.org/streams"
-		case wantNS == "" && !strings.Contains(el.Name, ":"):
+		case wantNS == "" && (el.Name == "message" || el.Name == "presence" || el.Name == "iq"):
 			wantNS = "jabber:client"
+		case wantNS == "":
+			// The server writes no other unqualified element: what
+			// it writes besides stanzas declares its namespace.
+			return
 		}
 		if !strings.Contains(el.Name, ":") || strings.HasPrefix(el.Name, "stream:") {
 			if got := rootNS(out); got != wantNS {
