@@ -245,13 +245,14 @@ func secs(d time.Duration) string {
 // version returns the lower of the client's 'ver' and Version.
 func version(client string) string {
 	maj, min, ok := strings.Cut(client, ".")
-	a, err1 := strconv.Atoi(maj)
-	b, err2 := strconv.Atoi(min)
+	// ParseUint, not Atoi: no sign ("1.-5" was answered as is).
+	a, err1 := strconv.ParseUint(maj, 10, 31)
+	b, err2 := strconv.ParseUint(min, 10, 31)
 	if !ok || err1 != nil || err2 != nil {
 		return Version
 	}
 	if a < 1 || a == 1 && b < 11 {
-		return strconv.Itoa(a) + "." + strconv.Itoa(b)
+		return strconv.FormatUint(a, 10) + "." + strconv.FormatUint(b, 10)
 	}
 	return Version
 }

@@ -184,7 +184,9 @@ func translateIn(msg string) []byte {
 	t := strings.TrimSpace(msg)
 	if strings.HasPrefix(t, "<open") || strings.HasPrefix(t, "<close") {
 		el, err := xmlscan.Parse([]byte(t), 0)
-		if err == nil && el.NS() == NSFraming {
+		// Exactly <open/> or <close/>: the prefix test alone also took
+		// <closed/> or <opener/> in the framing namespace for <open/>.
+		if err == nil && el.NS() == NSFraming && (el.Name == "open" || el.Name == "close") {
 			if el.Name == "close" {
 				return []byte("</stream:stream>")
 			}

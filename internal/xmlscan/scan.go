@@ -386,6 +386,14 @@ func (s *Scanner) Header() (*Element, error) {
 	if c != '>' {
 		return nil, ErrNotWellFormed
 	}
+	if s.pos-s.start > s.max {
+		// As for elements: refused whatever the sizes of the reads (fill
+		// sees the size only when it has to read more).
+		return nil, ErrTooLarge
+	}
+	if !validUTF8(s.buf[s.start:s.pos]) {
+		return nil, ErrNotWellFormed // as Next checks elements
+	}
 	el := s.finish(nm, true)
 	el.Empty = false
 	el.StartEnd = len(el.Raw)
@@ -924,7 +932,14 @@ func Unescape(v string) string {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		switch c {
-		case '\t', '\n', '\r':
+		case '\r':
+			// Line ends are normalised before attribute values (XML 1.0
+			// sections 2.11 and 3.3.3): "\r\n" is one space.
+			if i+1 < len(v) && v[i+1] == '\n' {
+				i++
+			}
+			b.WriteByte(' ')
+		case '\t', '\n':
 			b.WriteByte(' ')
 		case '&':
 			j := strings.IndexByte(v[i:], ';')
@@ -990,6 +1005,7 @@ func Parse(raw []byte, max int) (*Element, error) {
 		}
 		return nil, err
 	}
+	s.start = s.pos // whitespace after the element does not count toward max
 	if _, err := s.skipSpace(); err != io.ErrUnexpectedEOF {
 		return nil, ErrNotWellFormed
 	}
