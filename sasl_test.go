@@ -46,8 +46,8 @@ func (x tokenExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, er
 // neverMech declines every stream.
 type neverMech struct{}
 
-func (neverMech) Name() string                                               { return "X-NEVER" }
-func (neverMech) Offer(*treff.SASLStream) bool                               { return false }
+func (neverMech) Name() string                                                { return "X-NEVER" }
+func (neverMech) Offer(*treff.SASLStream) bool                                { return false }
 func (neverMech) Start(context.Context, *treff.SASLStream) treff.SASLExchange { return nil }
 
 // panicMech panics in its exchange.
