@@ -308,7 +308,9 @@ func appendAttr(dst []byte, name, val string) []byte {
 }
 
 // AppendEscaped appends s to dst escaped for use in XML character data or
-// in an attribute value quoted with either quote.
+// in an attribute value quoted with either quote. Tab, newline and
+// carriage return become character references, so that they survive in
+// an attribute value (a parser turns them into spaces there).
 func AppendEscaped(dst []byte, s string) []byte {
 	last := 0
 	for i := 0; i < len(s); i++ {
@@ -324,6 +326,12 @@ func AppendEscaped(dst []byte, s string) []byte {
 			esc = "&apos;"
 		case '"':
 			esc = "&quot;"
+		case '\t':
+			esc = "&#x9;" // in an attribute value, white space would
+		case '\n': // become a space (XML 1.0 3.3.3)
+			esc = "&#xA;"
+		case '\r':
+			esc = "&#xD;"
 		default:
 			continue
 		}
@@ -380,7 +388,7 @@ func (st *Stanza) Rewrite(raw []byte) error {
 // AddChild rewrites the stanza (see Rewrite) with child, one serialised
 // element, appended to its content.
 func (st *Stanza) AddChild(child []byte) error {
-	raw := st.raw
+	raw := bytes.TrimRight(st.raw, " \t\r\n") // NewStanza keeps trailing white space
 	b := make([]byte, 0, len(raw)+len(child)+12)
 	if bytes.HasSuffix(raw, []byte("/>")) {
 		// <message .../> becomes <message ...>child</message>

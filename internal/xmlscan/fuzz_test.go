@@ -232,8 +232,20 @@ func decodeStrict(data []byte) (*facts, error) {
 				if !f.hasChild {
 					f.hasChild = true
 					f.child = qname(tok.Name)
+					// The namespace declared for the child: its xmlns,
+					// or its prefix's declaration on it or the top.
+					want := "xmlns"
+					if tok.Name.Space != "" {
+						want = "xmlns:" + tok.Name.Space
+					}
+					found := false
 					for _, a := range tok.Attr {
-						if qname(a.Name) == "xmlns" {
+						if qname(a.Name) == want {
+							f.childNS, found = a.Value, true
+						}
+					}
+					for _, a := range f.attrs {
+						if !found && want != "xmlns" && a.Name == want {
 							f.childNS = a.Value
 						}
 					}

@@ -81,7 +81,9 @@ type Element struct {
 	Empty bool
 	// Child is the qualified name of the first child element, or "".
 	Child string
-	// ChildNS is the xmlns attribute of the first child element, or "".
+	// ChildNS is the namespace declared for the first child element: its
+	// xmlns attribute, or for a prefixed child the prefix's declaration
+	// (on the child or the top element); "" if none.
 	ChildNS string
 
 	attrs [6]Attr
@@ -691,9 +693,23 @@ func (s *Scanner) element(b byte) (*Element, error) {
 		}
 		if depth == 1 && child.off < 0 {
 			child = nm
+			// The child's namespace: its xmlns, or for a prefixed name
+			// the prefix's declaration, on the child or on the top
+			// element (checkPrefixes made sure there is one).
+			want := "xmlns"
+			if i := bytes.IndexByte(s.text(nm), ':'); i >= 0 {
+				want = "xmlns:" + string(s.text(nm)[:i])
+			}
 			for _, a := range s.attrTmp[attrStart:] {
-				if string(s.text(a.name)) == "xmlns" {
+				if string(s.text(a.name)) == want {
 					childNS, hasChildNS = a, true
+				}
+			}
+			if !hasChildNS && want != "xmlns" {
+				for _, a := range s.attrTmp[:attrStart] {
+					if string(s.text(a.name)) == want {
+						childNS, hasChildNS = a, true
+					}
 				}
 			}
 		}

@@ -139,7 +139,45 @@ func WithAttr(el []byte, attr string) []byte {
 // namespace.
 func HasOwnXMLNS(el []byte) bool {
 	tag := startTag(el)
-	return bytes.Contains(tag, []byte(" xmlns='")) || bytes.Contains(tag, []byte(" xmlns=\""))
+	// Skip the element's name, then walk the attributes: name, optional
+	// white space, '=', optional white space, a quoted value.
+	i := 1
+	for i < len(tag) && !isSpace(tag[i]) && tag[i] != '/' && tag[i] != '>' {
+		i++
+	}
+	for i < len(tag) {
+		for i < len(tag) && isSpace(tag[i]) {
+			i++
+		}
+		start := i
+		for i < len(tag) && !isSpace(tag[i]) && tag[i] != '=' && tag[i] != '/' && tag[i] != '>' {
+			i++
+		}
+		name := tag[start:i]
+		for i < len(tag) && isSpace(tag[i]) {
+			i++
+		}
+		if i >= len(tag) || tag[i] != '=' {
+			return false
+		}
+		i++
+		for i < len(tag) && isSpace(tag[i]) {
+			i++
+		}
+		if i >= len(tag) || tag[i] != '\'' && tag[i] != '"' {
+			return false
+		}
+		q := tag[i]
+		end := bytes.IndexByte(tag[i+1:], q)
+		if end < 0 {
+			return false
+		}
+		if string(name) == "xmlns" {
+			return true
+		}
+		i += end + 2
+	}
+	return false
 }
 
 func startTag(el []byte) []byte {
