@@ -89,7 +89,7 @@ type Module struct {
 	Limit int
 
 	srv        *treff.Server
-	interested sync.Map // *treff.Session -> struct{}: fetched the list
+	interested *treff.SessionState[bool] // fetched the list
 	cache      listCache
 	locks      [32]sync.Mutex // serialise changes per user (by hash)
 }
@@ -102,6 +102,7 @@ func (m *Module) Name() string { return "blocking" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
+	m.interested = treff.NewSessionState[bool]()
 	var err error
 	if m.Store, err = storage.Require(m.Store, m.srv.Storage, "blocking"); err != nil {
 		return err
@@ -113,7 +114,6 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddFeature(NS)
 	r.OnAccountStanza(m.inbound)
 	r.OnAccountOutbound(m.outbound)
-	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.interested.Delete(s) })
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		defer m.cache.forget(user)
 		if err := m.Store.UnblockAll(ctx, user.String()); err != nil {
@@ -388,7 +388,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	switch {
 	case iq.Type == "get" && req.XMLName.Local == "blocklist":
 		if s := m.srv.Session(iq.From); s != nil {
-			m.interested.Store(s, struct{}{})
+			m.interested.Set(s, true)
 		}
 		l, err := m.load(ctx, user)
 		if err != nil {
@@ -594,7 +594,7 @@ func (m *Module) push(ctx context.Context, user jid.JID, name string, jids []str
 	var id [6]byte
 	rand.Read(id[:])
 	for _, s := range m.srv.Sessions(user) {
-		if _, ok := m.interested.Load(s); !ok {
+		if ok, _ := m.interested.Get(s); !ok {
 			continue
 		}
 		b := []byte("<iq type='set' id='push-" + hex.EncodeToString(id[:]) + "' to='")

@@ -243,3 +243,39 @@ func TestAccountDeleted(t *testing.T) {
 	m.Send("<message to='bob@localhost/r' type='chat' id='x'><body>hello again</body></message>")
 	b.Expect(regexp.QuoteMeta(`<body>hello again</body>`))
 }
+
+// enableResume enables stream management with resumption (XEP-0198) on c
+// and returns the resumption id.
+func enableResume(t *testing.T, c *trefftest.Client) string {
+	t.Helper()
+	c.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	m := c.Expect(`<enabled xmlns='urn:xmpp:sm:3' id='[^']+' resume='true'[^>]*/>`)
+	return regexp.MustCompile(`id='([^']+)'`).FindStringSubmatch(m)[1]
+}
+
+// Whether a session fetched the list lasts as long as the session: a
+// resumed stream (XEP-0198) still gets pushes, and a new session on the
+// same resource after a logout gets none until it fetches the list.
+func TestInterestLastsTheSession(t *testing.T) {
+	ts := newServer(t, &blocking.Module{})
+	desk := ts.Login(t, "alice", "pw", "desk")
+	phone := ts.Login(t, "alice", "pw", "phone")
+	id := enableResume(t, phone)
+	phone.Send("<iq type='get' id='l1'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
+	phone.Expect(`id='l1'`)
+
+	resumed := ts.Dial(t, ts.Addr)
+	resumed.Authenticate("alice", "pw")
+	resumed.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
+	resumed.Expect(`<resumed xmlns='urn:xmpp:sm:3' [^>]*/>`)
+	block(desk, "b1", "mallory@localhost")
+	resumed.Expect(`<block xmlns='urn:xmpp:blocking'><item jid='mallory@localhost'/></block>`)
+
+	resumed.Send("</stream:stream>")
+	resumed.ExpectClosed()
+	phone = ts.Login(t, "alice", "pw", "phone")
+	unblock(desk, "u1", "mallory@localhost")
+	if got := sync(phone, "s1"); strings.Contains(got, "urn:xmpp:blocking") {
+		t.Errorf("a new session got a push without fetching the list: %s", got)
+	}
+}

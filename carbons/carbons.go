@@ -31,15 +31,16 @@
 //
 // Copies are built by appending bytes: the original stanza, as delivered,
 // goes inside <forwarded xmlns='urn:xmpp:forward:0'/> (XEP-0297) with
-// xmlns='jabber:client' added to it. The module keeps no data, only which
-// sessions enabled carbons.
+// xmlns='jabber:client' added to it. The module keeps no data: whether a
+// session enabled carbons is a treff.SessionState on the session, and a
+// count of such sessions lets the hooks return at once while there are
+// none.
 package carbons
 
 import (
 	"bytes"
 	"context"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"mellium.im/xmpp/jid"
@@ -62,15 +63,21 @@ const (
 type Module struct {
 	srv *treff.Server
 
-	// enabled maps an account to the []*treff.Session with carbons
-	// enabled, a slice never changed once stored (copy on write, under
-	// mu), so that the hooks read without a lock.
-	mu      sync.Mutex
-	enabled sync.Map
-	// users counts the keys of enabled, so that the hooks cost nothing
-	// while nobody uses carbons.
-	users atomic.Int64
+	// carbons is each session's setting.
+	carbons *treff.SessionState[setting]
+	// enabled counts the sessions with carbons on, so that the hooks
+	// cost one atomic load while nobody uses carbons.
+	enabled atomic.Int64
 }
+
+// setting is a session's carbons setting.
+type setting uint8
+
+const (
+	off setting = iota
+	on
+	ended // the session has ended: carbons stay off
+)
 
 // account is a user's bare JID as its two parts (slices of a JID's own
 // string, so making one allocates nothing).
@@ -86,6 +93,7 @@ func (m *Module) Name() string { return "carbons" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
+	m.carbons = treff.NewSessionState[setting]()
 	h := treff.IQHandlerFunc(m.handleIQ)
 	r.HandleIQ(NS, h)
 	r.HandleAccountIQ(NS, h)
@@ -96,7 +104,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.OnAccountOutbound(m.sent)
 	r.OnAccountStanza(m.stripPrivate)
 	r.OnDelivered(m.received)
-	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.set(s, false) })
+	r.OnSessionClosed(m.closed)
 	return nil
 }
 
@@ -123,47 +131,45 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 }
 
 // set enables or disables carbons for s; doing either twice is no error
-// (section 8.1).
-func (m *Module) set(s *treff.Session, on bool) {
-	a := accountOf(s.JID())
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	list := m.sessions(a)
-	i := slices.Index(list, s)
-	switch {
-	case on && i < 0:
-		if len(list) == 0 {
-			m.users.Add(1)
+// (section 8.1). The count of enabled sessions changes with the setting,
+// under the session's state lock.
+func (m *Module) set(s *treff.Session, enable bool) {
+	m.carbons.Update(s, func(old setting, _ bool) setting {
+		switch {
+		case old == ended:
+		case enable && old != on:
+			m.enabled.Add(1)
+			return on
+		case !enable && old == on:
+			m.enabled.Add(-1)
+			return off
 		}
-		m.enabled.Store(a, append(slices.Clip(list), s))
-	case !on && i >= 0:
-		if len(list) == 1 {
-			m.enabled.Delete(a)
-			m.users.Add(-1)
-		} else {
-			m.enabled.Store(a, slices.Delete(slices.Clone(list), i, i+1))
-		}
-	}
+		return old
+	})
 }
 
-// sessions returns the sessions of user with carbons enabled; the caller
-// must not change the slice.
-func (m *Module) sessions(user account) []*treff.Session {
-	v, _ := m.enabled.Load(user)
-	list, _ := v.([]*treff.Session)
-	return list
+// closed takes an ending session out of the count; nothing enables its
+// carbons after that.
+func (m *Module) closed(ctx context.Context, s *treff.Session) {
+	m.carbons.Update(s, func(old setting, _ bool) setting {
+		if old == on {
+			m.enabled.Add(-1)
+		}
+		return ended
+	})
 }
 
 // Enabled reports whether s has carbons enabled.
 func (m *Module) Enabled(s *treff.Session) bool {
-	return slices.Contains(m.sessions(accountOf(s.JID())), s)
+	v, _ := m.carbons.Get(s)
+	return v == on
 }
 
 // targets appends to dst the available sessions of user with carbons
 // enabled, except those in got and the one bound to sender.
-func (m *Module) targets(dst []*treff.Session, user account, got []*treff.Session, sender jid.JID) []*treff.Session {
-	for _, s := range m.sessions(user) {
-		if s.Available() && !slices.Contains(got, s) && !s.JID().Equal(sender) {
+func (m *Module) targets(dst []*treff.Session, user jid.JID, got []*treff.Session, sender jid.JID) []*treff.Session {
+	for _, s := range m.srv.Sessions(user) {
+		if s.Available() && !slices.Contains(got, s) && !s.JID().Equal(sender) && m.Enabled(s) {
 			dst = append(dst, s)
 		}
 	}
@@ -176,15 +182,14 @@ func copied(typ string) bool { return typ == "chat" || typ == "normal" || typ ==
 // received sends <received/> copies of a message delivered to the
 // sessions in got to the user's other sessions that want them.
 func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Session) {
-	if st.Kind != treff.KindMessage || !copied(st.Type) || m.users.Load() == 0 {
+	if st.Kind != treff.KindMessage || !copied(st.Type) || m.enabled.Load() == 0 {
 		return
 	}
-	user := accountOf(st.To)
-	if accountOf(st.From) == user {
+	if accountOf(st.From) == accountOf(st.To) {
 		return // from one of the user's sessions to another: sent copies cover it
 	}
 	var buf [4]*treff.Session
-	to := m.targets(buf[:0], user, got, jid.JID{})
+	to := m.targets(buf[:0], st.To, got, jid.JID{})
 	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
 		return
 	}
@@ -195,15 +200,14 @@ func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Se
 // user's other sessions that want them, as the message leaves the
 // account (OnAccountOutbound). It never consumes the message.
 func (m *Module) sent(ctx context.Context, st *treff.Stanza) bool {
-	if st.Kind != treff.KindMessage || !copied(st.Type) || m.users.Load() == 0 || st.To.Equal(jid.JID{}) || st.From.Resourcepart() == "" {
+	if st.Kind != treff.KindMessage || !copied(st.Type) || m.enabled.Load() == 0 || st.To.Equal(jid.JID{}) || st.From.Resourcepart() == "" {
 		return false // not from a client (a module's message on the account's behalf)
 	}
-	user := accountOf(st.From)
-	if accountOf(st.To) == user {
+	if accountOf(st.To) == accountOf(st.From) {
 		return false // to the user's own account: received copies cover it
 	}
 	var buf [4]*treff.Session
-	to := m.targets(buf[:0], user, nil, st.From)
+	to := m.targets(buf[:0], st.From, nil, st.From)
 	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
 		return false
 	}

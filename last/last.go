@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/treff-im/treff"
@@ -34,7 +33,7 @@ type Module struct {
 
 	srv     *treff.Server
 	started time.Time
-	status  sync.Map // *treff.Session -> string: status of its unavailable presence
+	status  *treff.SessionState[string] // status of the session's unavailable presence
 	now     func() time.Time
 }
 
@@ -46,6 +45,7 @@ func (m *Module) Name() string { return "last" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
+	m.status = treff.NewSessionState[string]()
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -133,15 +133,14 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) bool {
 	}
 	st.Decoder().Decode(&p)
 	if s := m.srv.Session(st.From); s != nil {
-		m.status.Store(s, p.Status)
+		m.status.Set(s, p.Status)
 	}
 	return false
 }
 
 // closed records the logout when the user's last session ends.
 func (m *Module) closed(ctx context.Context, s *treff.Session) {
-	v, _ := m.status.LoadAndDelete(s)
-	status, _ := v.(string)
+	status, _ := m.status.Get(s)
 	if m.Store == nil || len(m.srv.Sessions(s.JID())) > 0 {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/last"
@@ -44,4 +45,57 @@ func TestLastActivity(t *testing.T) {
 	}
 	carol.Send("<iq type='get' id='no' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
 	carol.Expect(`<iq type='error' id='no'[^>]*><error type='auth'><forbidden `)
+}
+
+// recorder passes logouts on to a store and reports each status recorded.
+type recorder struct {
+	store storage.LastActivity
+	set   chan string
+}
+
+func (r *recorder) SetLastActivity(ctx context.Context, user string, t time.Time, status string) error {
+	r.set <- status
+	return r.store.SetLastActivity(ctx, user, t, status)
+}
+
+func (r *recorder) LastActivity(ctx context.Context, user string) (time.Time, string, error) {
+	return r.store.LastActivity(ctx, user)
+}
+
+func (r *recorder) DeleteLastActivity(ctx context.Context, user string) error {
+	return r.store.DeleteLastActivity(ctx, user)
+}
+
+// The status of a session's unavailable presence lasts as long as the
+// session: a stream resumed (XEP-0198) after it sent one records that
+// status at logout, and a new session on the same resource starts
+// without one.
+func TestStatusLastsTheSession(t *testing.T) {
+	rec := &recorder{set: make(chan string, 1)}
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		rec.store = s.Storage.(storage.LastActivity)
+		s.Modules = []treff.Module{&last.Module{Store: rec}}
+	})
+	ts.AddUser(t, "bob", "pw")
+	bob := ts.Login(t, "bob", "pw", "r")
+	bob.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	id := regexp.MustCompile(`id='([^']+)'`).FindStringSubmatch(bob.Expect(`<enabled xmlns='urn:xmpp:sm:3' [^>]*/>`))[1]
+	bob.Send("<presence/><presence type='unavailable'><status>away</status></presence>")
+	bob.Send("<iq type='get' id='f' to='localhost'><query xmlns='urn:test:fence'/></iq>")
+	bob.Expect(`id='f'`) // the presence was handled
+
+	resumed := ts.Dial(t, ts.Addr)
+	resumed.Authenticate("bob", "pw")
+	resumed.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
+	resumed.Expect(`<resumed xmlns='urn:xmpp:sm:3' [^>]*/>`)
+	resumed.Send("</stream:stream>")
+	if got := <-rec.set; got != "away" {
+		t.Errorf("status recorded after resumption = %q, want away", got)
+	}
+
+	bob = ts.Login(t, "bob", "pw", "r")
+	bob.Send("</stream:stream>")
+	if got := <-rec.set; got != "" {
+		t.Errorf("status recorded for a new session = %q, want none", got)
+	}
 }

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -41,7 +40,7 @@ type Module struct {
 	Limit int
 
 	srv     *treff.Server
-	initial sync.Map // *treff.Session -> struct{}: initial presence seen
+	initial *treff.SessionState[bool] // initial presence seen
 	now     func() time.Time
 }
 
@@ -53,6 +52,7 @@ func (m *Module) Name() string { return "offline" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
+	m.initial = treff.NewSessionState[bool]()
 	if m.Store == nil {
 		if m.srv.Storage == nil {
 			return errors.New("offline: no storage")
@@ -65,7 +65,6 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddFeature(NS)
 	r.OnUndeliverable(m.store)
 	r.OnClientStanza(m.presence)
-	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.initial.Delete(s) })
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteOffline(ctx, user.String()); err != nil {
 			return fmt.Errorf("offline: deleting offline messages: %w", err)
@@ -138,8 +137,13 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) bool {
 	if sess == nil || sess.Priority() < 0 {
 		return false
 	}
-	if _, seen := m.initial.LoadOrStore(sess, struct{}{}); seen {
-		return false
+	first := false
+	m.initial.Update(sess, func(seen, _ bool) bool {
+		first = !seen
+		return true
+	})
+	if !first {
+		return false // not initial, or the session has ended
 	}
 	m.Deliver(ctx, sess)
 	return false

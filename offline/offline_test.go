@@ -3,6 +3,7 @@ package offline_test
 import (
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/boltstore"
 	"github.com/treff-im/treff/trefftest"
 )
@@ -142,4 +144,44 @@ func BenchmarkOffline1000(b *testing.B) {
 		bob.Send("</stream:stream>")
 		bob.Expect(`</stream:stream>`)
 	}
+}
+
+// Stored messages go out on a session's initial presence only, and that
+// lasts as long as the session: a presence update after a XEP-0198
+// resumption is not initial, while a new session on the same resource
+// after a logout gets them with its initial presence.
+func TestInitialPresenceLastsTheSession(t *testing.T) {
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{&offline.Module{}} })
+	ts.AddUser(t, "bob", "pw")
+	ctx := context.Background()
+	fence := func(c *trefftest.Client, id string) string {
+		c.Send("<iq type='get' id='" + id + "' to='localhost'><q xmlns='urn:x'/></iq>")
+		return c.Expect(`id='` + id + `'.*?</iq>`)
+	}
+
+	b := ts.Login(t, "bob", "pw", "r")
+	b.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	id := regexp.MustCompile(`id='([^']+)'`).FindStringSubmatch(b.Expect(`<enabled xmlns='urn:xmpp:sm:3' [^>]*/>`))[1]
+	b.Send("<presence/>")
+	fence(b, "f1")
+	// A message stored meanwhile (as for a session that was not resumed).
+	msg := storage.OfflineMessage{Stanza: []byte("<message from='alice@localhost/r' to='bob@localhost' type='chat' id='late'><body>hi</body></message>"), Received: time.Now()}
+	if _, err := ts.Store.PushOffline(ctx, "bob@localhost", msg, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	resumed := ts.Dial(t, ts.Addr)
+	resumed.Authenticate("bob", "pw")
+	resumed.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
+	resumed.Expect(`<resumed xmlns='urn:xmpp:sm:3' [^>]*/>`)
+	resumed.Send("<presence><show>away</show></presence>")
+	if got := fence(resumed, "f2"); strings.Contains(got, "id='late'") {
+		t.Errorf("a presence update after resumption delivered stored messages: %s", got)
+	}
+
+	resumed.Send("</stream:stream>")
+	resumed.ExpectClosed()
+	b = ts.Login(t, "bob", "pw", "r")
+	b.Send("<presence/>")
+	b.Expect(`id='late'><body>hi</body><delay xmlns='urn:xmpp:delay'`)
 }

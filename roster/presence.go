@@ -19,9 +19,22 @@ type presenceState struct {
 	initial  bool               // initial presence seen
 }
 
+// state returns what the module remembers of s, made on first use. Once
+// the session has ended it returns an empty state that nobody keeps.
 func (m *Module) state(s *treff.Session) *presenceState {
-	v, _ := m.presence.LoadOrStore(s, &presenceState{})
-	return v.(*presenceState)
+	if ps, ok := m.presence.Get(s); ok {
+		return ps
+	}
+	ps := m.presence.Update(s, func(old *presenceState, ok bool) *presenceState {
+		if ok {
+			return old
+		}
+		return &presenceState{}
+	})
+	if ps == nil {
+		return &presenceState{}
+	}
+	return ps
 }
 
 func (m *Module) setupSubscriptions(r *treff.Registry) {
@@ -292,11 +305,10 @@ func (m *Module) broadcast(ctx context.Context, s *treff.Session, st *treff.Stan
 // closed broadcasts unavailable presence for a session that ends while
 // available (RFC 6121 4.5.1: logout or connection loss).
 func (m *Module) closed(ctx context.Context, s *treff.Session) {
-	v, ok := m.presence.LoadAndDelete(s)
+	ps, ok := m.presence.Get(s)
 	if !ok {
 		return
 	}
-	ps := v.(*presenceState)
 	ps.mu.Lock()
 	last := ps.last
 	directed := ps.directed
@@ -311,9 +323,9 @@ func (m *Module) closed(ctx context.Context, s *treff.Session) {
 	if err != nil {
 		return
 	}
-	m.presence.Store(s, &presenceState{directed: directed, initial: true, last: last})
+	// broadcast clears the state's last presence and directed recipients;
+	// the state itself goes with the session.
 	m.broadcast(ctx, s, st)
-	m.presence.Delete(s)
 }
 
 // inbound handles presence addressed to a local account (RFC 6121 3 and

@@ -37,8 +37,8 @@ type Module struct {
 	MaxLength int
 
 	srv        *treff.Server
-	interested sync.Map // *treff.Session -> struct{}: requested the roster
-	presence   sync.Map // *treff.Session -> *presenceState
+	interested *treff.SessionState[bool]           // requested the roster
+	presence   *treff.SessionState[*presenceState] // what its presence was
 	// locks serialise the read-modify-write of a user's roster items:
 	// the user's own sessions and contacts' subscription stanzas change
 	// the same item from different goroutines. Held only around storage
@@ -63,6 +63,8 @@ func (m *Module) Name() string { return "roster" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
+	m.interested = treff.NewSessionState[bool]()
+	m.presence = treff.NewSessionState[*presenceState]()
 	if m.Store == nil {
 		if m.srv.Storage == nil {
 			return errors.New("roster: no storage")
@@ -73,7 +75,6 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddStreamFeature(treff.StreamFeature{Phase: treff.AfterAuth, XML: "<ver xmlns='" + NSVer + "'/>"})
 	// RFC 6121 3.4.1: subscription pre-approval is supported.
 	r.AddStreamFeature(treff.StreamFeature{Phase: treff.AfterAuth, XML: "<sub xmlns='urn:xmpp:features:pre-approval'/>"})
-	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) { m.interested.Delete(s) })
 	m.setupSubscriptions(r)
 	r.OnAccountDeleted(m.accountDeleted)
 	return nil
@@ -152,7 +153,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 			return nil, treff.ErrBadRequest
 		}
 		if s := m.srv.Session(iq.From); s != nil {
-			m.interested.Store(s, struct{}{})
+			m.interested.Set(s, true)
 		}
 		items, ver, err := m.Store.Roster(ctx, user.String())
 		if err != nil {
@@ -319,7 +320,7 @@ func (m *Module) Push(ctx context.Context, user jid.JID, it storage.RosterItem, 
 		item = AppendItem(nil, it)
 	}
 	for _, s := range m.srv.Sessions(user) {
-		if _, ok := m.interested.Load(s); !ok {
+		if ok, _ := m.interested.Get(s); !ok {
 			continue
 		}
 		b := []byte("<iq type='set' id='push-" + hex.EncodeToString(id[:]) + "' to='")

@@ -115,3 +115,51 @@ func TestStreamFeatures(t *testing.T) {
 		}
 	}
 }
+
+// enableResume enables stream management with resumption (XEP-0198) on c
+// and returns the resumption id.
+func enableResume(t *testing.T, c *trefftest.Client) string {
+	t.Helper()
+	c.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	m := c.Expect(`<enabled xmlns='urn:xmpp:sm:3' id='[^']+' resume='true'[^>]*/>`)
+	return regexp.MustCompile(`id='([^']+)'`).FindStringSubmatch(m)[1]
+}
+
+// resume resumes old's session on a new connection, as a client that
+// changed networks does; the server closes the old connection.
+func resume(t *testing.T, ts *trefftest.Server, old *trefftest.Client, user, id string) *trefftest.Client {
+	t.Helper()
+	c := ts.Dial(t, ts.Addr)
+	c.Authenticate(user, "pw")
+	c.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
+	c.Expect(`<resumed xmlns='urn:xmpp:sm:3' [^>]*/>`)
+	c.JID = old.JID
+	return c
+}
+
+// Whether a session requested the roster lasts as long as the session: a
+// resumed stream (XEP-0198) still gets pushes, and a new session on the
+// same resource after a logout starts without having asked.
+func TestInterestLastsTheSession(t *testing.T) {
+	ts := newServer(t, nil)
+	desk := ts.Login(t, "alice", "pw", "desk")
+	phone := ts.Login(t, "alice", "pw", "phone")
+	id := enableResume(t, phone)
+	phone.Send("<iq type='get' id='g1'><query xmlns='jabber:iq:roster'/></iq>")
+	phone.Expect(`id='g1'`)
+
+	phone = resume(t, ts, phone, "alice", id)
+	desk.Send("<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
+	desk.Expect(`id='s1'`)
+	phone.Expect(`<item jid='bob@localhost' subscription='none'/>`)
+
+	phone.Send("</stream:stream>")
+	phone.ExpectClosed()
+	phone = ts.Login(t, "alice", "pw", "phone")
+	desk.Send("<iq type='set' id='s2'><query xmlns='jabber:iq:roster'><item jid='carol@localhost'/></query></iq>")
+	desk.Expect(`id='s2'`)
+	phone.Send("<iq type='get' id='q' to='localhost'><x xmlns='urn:x'/></iq>")
+	if got := phone.Expect(`id='q'`); strings.Contains(got, "jabber:iq:roster") {
+		t.Errorf("a new session got a push without asking for the roster: %s", got)
+	}
+}
