@@ -608,17 +608,24 @@ func (srv *Server) OnlineSessions() []*Session {
 
 // Sessions returns the client sessions currently bound to the bare JID.
 func (srv *Server) Sessions(bare jid.JID) []*Session {
+	return srv.AppendSessions(nil, bare)
+}
+
+// AppendSessions appends the client sessions bound to the bare JID to
+// dst and returns it: Sessions without an allocation when dst has room,
+// for hot paths (message carbons look up the account's sessions for
+// every message).
+func (srv *Server) AppendSessions(dst []*Session, bare jid.JID) []*Session {
 	if srv.init() != nil {
-		return nil
+		return dst
 	}
-	entries := srv.table.Resources(nil, bare.Bare())
-	out := make([]*Session, 0, len(entries))
-	for _, e := range entries {
+	var buf [8]router.Entry
+	for _, e := range srv.table.Resources(buf[:0], bare.Bare()) {
 		if s, ok := e.(*Session); ok {
-			out = append(out, s)
+			dst = append(dst, s)
 		}
 	}
-	return out
+	return dst
 }
 
 // CloseUser ends every stream authenticated as the bare JID user, bound or

@@ -168,7 +168,8 @@ func (m *Module) Enabled(s *treff.Session) bool {
 // targets appends to dst the available sessions of user with carbons
 // enabled, except those in got and the one bound to sender.
 func (m *Module) targets(dst []*treff.Session, user jid.JID, got []*treff.Session, sender jid.JID) []*treff.Session {
-	for _, s := range m.srv.Sessions(user) {
+	var buf [8]*treff.Session
+	for _, s := range m.srv.AppendSessions(buf[:0], user) {
 		if s.Available() && !slices.Contains(got, s) && !s.JID().Equal(sender) && m.Enabled(s) {
 			dst = append(dst, s)
 		}
