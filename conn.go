@@ -462,7 +462,7 @@ func (c *conn) negotiate() (*Session, error) {
 		}
 	default:
 		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>" +
-			"<sm xmlns='" + nsSM + "'/><csi xmlns='" + nsCSI + "'/>")
+			"<sm xmlns='" + nsSM + "'/>")
 		for _, f := range srv.mods.streamFeats {
 			if f.h.Phase == AfterAuth {
 				feats.WriteString(srv.renderFeature(f))

@@ -144,6 +144,9 @@ type modules struct {
 	items        []Item
 	streamFeats  []hook[StreamFeature]
 	mechs        []hook[SASLMechanism]
+	nonzas       map[string]hook[NonzaHandler]
+	urgent       [][]byte // namespaces marked urgent, quoted both ways
+	unacked      []hook[StanzaHook]
 	bound        []hook[SessionHook]
 	closed       []hook[SessionHook]
 	fromClient   []hook[StanzaHook]
@@ -312,6 +315,16 @@ type DeliveredHook func(ctx context.Context, st *Stanza, to []*Session)
 // it to copy the message to the sessions that did not get it).
 func (r *Registry) OnDelivered(h DeliveredHook) {
 	r.m.delivered = append(r.m.delivered, hook[DeliveredHook]{r.module, h})
+}
+
+// OnUnacked registers a hook run for each message a session was sent
+// but whose receipt its client never acknowledged (XEP-0198), when the
+// session ended without being resumed, before the server delivers the
+// message again to the account's other sessions or to offline storage.
+// A module returns true for a copy it made for that session alone (a
+// carbon, an archive query's result), which is then dropped.
+func (r *Registry) OnUnacked(h StanzaHook) {
+	r.m.unacked = append(r.m.unacked, hook[StanzaHook]{r.module, h})
 }
 
 // OnUndeliverable registers a hook run for a message to an existing local

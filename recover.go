@@ -177,3 +177,27 @@ func (srv *Server) stepSASL(ctx context.Context, module string, x SASLExchange, 
 
 // errPanicked stands for a recovered panic (already logged).
 var errPanicked = errors.New("treff: module panicked")
+
+// handleNonza runs a NonzaHandler; a panic closes the stream, whose
+// state the handler may have left half changed.
+func (srv *Server) handleNonza(ctx context.Context, e hook[NonzaHandler], s *Session, n *Nonza) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			s.closeStream(streamError{cond: "internal-server-error"})
+		}
+	}()
+	e.h.HandleNonza(ctx, s, n)
+}
+
+// holderHold asks a Holder about a stanza; if it panics, the stanza is
+// sent.
+func (srv *Server) holderHold(h Holder, raw []byte, held [][]byte) (wait bool, sup int) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(fmt.Sprintf("holder %T", h), r)
+			wait, sup = false, -1
+		}
+	}()
+	return h.Hold(raw, held)
+}

@@ -51,11 +51,12 @@ type Session struct {
 	final   bool          // the closing tag is queued
 	idle    chan struct{} // closed and replaced when the writer stops
 
-	// Stream management (sm.go) and client state (csi.go), under mu.
+	// Stream management (sm.go) and what a Holder keeps back (nonza.go),
+	// under mu.
 	sm       smState
 	smOn     atomic.Bool   // sm.on, for the read loop
 	smIn     atomic.Uint32 // stanzas handled from the client (XEP-0198 'h')
-	csi      csiState
+	hold     holdState
 	offline  bool          // no working connection: lost, detaching or hibernating
 	hib      bool          // hibernating: waiting for the client to resume
 	ended    bool          // end or expire has begun; never resumed
@@ -105,8 +106,8 @@ func (s *Session) Send(raw []byte) error {
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
-	if s.csi.inactive {
-		if s.csi.hold(raw) {
+	if s.hold.h != nil {
+		if s.holdLocked(raw) {
 			s.mu.Unlock()
 			return nil
 		}
@@ -347,10 +348,16 @@ func (s *Session) dispatch(el *xmlscan.Element) {
 	case ns == nsSM:
 		s.smElement(el)
 		return
-	case ns == nsCSI:
-		s.csiElement(el)
+	case ns != "" && ns != nsClient || strings.IndexByte(el.Name, ':') >= 0:
+		if space := el.Space(); space != "" {
+			if h, ok := s.srv.mods.nonzas[space]; ok {
+				s.srv.handleNonza(s.ctx, h, s, &Nonza{Name: xml.Name{Space: space, Local: el.Local()}, el: el})
+				return
+			}
+		}
+		s.closeStream(streamError{cond: "unsupported-stanza-type"})
 		return
-	case ns != "" && ns != nsClient || el.Name != "message" && el.Name != "presence" && el.Name != "iq":
+	case el.Name != "message" && el.Name != "presence" && el.Name != "iq":
 		s.closeStream(streamError{cond: "unsupported-stanza-type"})
 		return
 	}

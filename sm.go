@@ -291,7 +291,7 @@ func (s *Session) hibernate(c *conn, err error) bool {
 	}
 	s.offline = true
 	s.queue, s.queued = nil, 0
-	s.csi = csiState{}
+	s.hold = holdState{}
 	s.mu.Unlock()
 
 	c.nc.Close()
@@ -434,8 +434,10 @@ func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
 // (XEP-0198 5 "the server SHOULD treat unacknowledged stanzas..."):
 // messages go to the account's other sessions or offline storage by the
 // bare-JID rules, IQ requests are answered with an error, presence is
-// dropped (the next presence replaces it anyway). Copies made for this
-// session (carbons, archive results) and errors are dropped.
+// dropped (the next presence replaces it anyway). Errors, groupchat and
+// headline messages are dropped, and so are the copies modules made for
+// this session alone (carbons, archive results), which their
+// OnUnacked hooks claim.
 func (srv *Server) reroute(pending [][]byte) {
 	if len(pending) == 0 {
 		return
@@ -452,14 +454,25 @@ func (srv *Server) reroute(pending [][]byte) {
 				srv.bounce(ctx, st, ErrServiceUnavailable)
 			}
 		case KindMessage:
-			switch {
-			case st.Type == "error" || st.Type == "groupchat" || st.Type == "headline":
-			case st.Payload.Space == "urn:xmpp:carbons:2" || st.Payload.Space == "urn:xmpp:mam:2":
-			default:
-				srv.redeliver(ctx, st)
+			if st.Type == "error" || st.Type == "groupchat" || st.Type == "headline" {
+				continue
 			}
+			if srv.unackedHandled(ctx, st) {
+				continue
+			}
+			srv.redeliver(ctx, st)
 		}
 	}
+}
+
+// unackedHandled runs the OnUnacked hooks.
+func (srv *Server) unackedHandled(ctx context.Context, st *Stanza) bool {
+	for _, h := range srv.mods.unacked {
+		if srv.stanzaHook(ctx, h, st) {
+			return true
+		}
+	}
+	return false
 }
 
 // redeliver delivers a message again by the bare-JID rules (RFC 6121

@@ -52,51 +52,6 @@ func TestSMUnackedLimit(t *testing.T) {
 	}
 }
 
-func TestCSIHold(t *testing.T) {
-	var c csiState
-	p1 := []byte(`<presence from='bob@x/a' to='alice@x/p'><status>one</status></presence>`)
-	p2 := []byte(`<presence from="bob@x/a" to='alice@x/p'><status>two</status></presence>`)
-	p3 := []byte(`<presence to='alice@x/p' from='carol@x/a'/>`)
-	state := []byte(`<message from='bob@x/a' to='alice@x/p' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`)
-	for _, raw := range [][]byte{p1, p3, state, p2} {
-		if !c.hold(raw) {
-			t.Fatalf("not held: %s", raw)
-		}
-	}
-	for _, raw := range []string{
-		`<message from='bob@x/a' to='alice@x/p' type='chat'><body>hi</body></message>`,
-		`<message from='bob@x/a' to='alice@x/p'><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>`,
-		`<presence from='bob@x' to='alice@x' type='subscribe'/>`,
-		`<iq from='bob@x/a' to='alice@x/p' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>`,
-		`<message from='alice@x' to='alice@x/p'><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'><body>x</body></message></forwarded></received></message>`,
-	} {
-		if c.hold([]byte(raw)) {
-			t.Errorf("held: %s", raw)
-		}
-	}
-	// The latest presence of each sender only, in order of arrival.
-	got := c.take()
-	want := [][]byte{p3, state, p2}
-	if len(got) != len(want) {
-		t.Fatalf("held %q", got)
-	}
-	for i := range want {
-		if string(got[i]) != string(want[i]) {
-			t.Errorf("held[%d] = %s, want %s", i, got[i], want[i])
-		}
-	}
-	if c.held != nil || c.bytes != 0 {
-		t.Error("take left something")
-	}
-	// Bounded: past the limit nothing more is held.
-	for i := range csiMaxHeld + 1 {
-		held := c.hold([]byte(`<presence from='u` + string(rune('a'+i%26)) + string(rune('a'+i/26)) + `@x'/>`))
-		if held != (i < csiMaxHeld) {
-			t.Fatalf("presence %d held = %v", i, held)
-		}
-	}
-}
-
 func TestAttrOf(t *testing.T) {
 	for _, tc := range []struct{ raw, name, want string }{
 		{`<presence xfrom='a' from='b'/>`, "from", "b"},

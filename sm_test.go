@@ -34,7 +34,7 @@ func TestSMFeatureAndEnableBeforeBind(t *testing.T) {
 	c.Expect(`<success`)
 	c.Send(header("localhost"))
 	f := c.Expect(`</stream:features>`)
-	for _, want := range []string{"<sm xmlns='urn:xmpp:sm:3'/>", "<csi xmlns='urn:xmpp:csi:0'/>"} {
+	for _, want := range []string{"<sm xmlns='urn:xmpp:sm:3'/>"} {
 		if !strings.Contains(f, want) {
 			t.Errorf("features lack %s: %s", want, f)
 		}
@@ -219,33 +219,6 @@ func TestSMExpiredSessionToOtherResource(t *testing.T) {
 	waitLost(t, ts, "alice@localhost/phone")
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	laptop.Expect(`<message from='bob@localhost/desk' to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>`)
-}
-
-func TestCSIHoldsPresenceUntilAMessage(t *testing.T) {
-	ts := newTestServer(t, nil)
-	alice := ts.Login(t, "alice", "alicepw", "phone")
-	bob := ts.Login(t, "bob", "bobpw", "desk")
-	alice.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
-	alice.Sync() // the server has taken <inactive/> in
-	bob.Send("<presence to='alice@localhost/phone'><status>one</status></presence>")
-	bob.Send("<presence to='alice@localhost/phone'><status>two</status></presence>")
-	bob.Send("<message to='alice@localhost/phone' type='chat' id='c1'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
-	bob.Send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
-	bob.Expect(`id='sync'`)
-	// Nothing arrives while inactive.
-	alice.Conn().SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if n, _ := alice.Conn().Read(make([]byte, 1024)); n > 0 {
-		t.Fatal("inactive client got unimportant traffic")
-	}
-	bob.Send("<message to='alice@localhost/phone' type='chat' id='m1'><body>hi</body></message>")
-	got := alice.Expect(`id='m1'.*?</message>`)
-	if strings.Contains(got, "<status>one</status>") || !regexp.MustCompile(`(?s)<status>two</status>.*id='c1'.*id='m1'`).MatchString(got) {
-		t.Errorf("held stanzas not flushed in order, latest presence only: %s", got)
-	}
-	bob.Send("<presence to='alice@localhost/phone'><status>three</status></presence>")
-	bob.Sync() // the presence is held in alice's session
-	alice.Send("<active xmlns='urn:xmpp:csi:0'/>")
-	alice.Expect(`<status>three</status>`)
 }
 
 // waitFor polls cond for up to 5 seconds. Use it only for a state change

@@ -105,6 +105,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.OnAccountStanza(m.stripPrivate)
 	r.OnDelivered(m.received)
 	r.OnSessionClosed(m.closed)
+	// A copy was for the session that did not acknowledge it: the
+	// original went its own way.
+	r.OnUnacked(func(ctx context.Context, st *treff.Stanza) bool { return st.Payload.Space == NS })
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/blocking"
 	"github.com/treff-im/treff/carbons"
+	"github.com/treff-im/treff/csi"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/last"
 	"github.com/treff-im/treff/offline"
@@ -32,8 +33,8 @@ import (
 // (XEP-0191), vCard with avatars (XEP-0054, XEP-0153, XEP-0398), private
 // storage (XEP-0049), roster (roster, subscriptions, presence), offline
 // messages, service discovery, ping, software version, entity time, last
-// activity, PEP (XEP-0163, for OMEMO, avatars and bookmarks) and message
-// carbons (XEP-0280). The server's Storage must implement the storage
+// activity, PEP (XEP-0163, for OMEMO, avatars and bookmarks), message
+// carbons (XEP-0280) and client state indication (XEP-0352). The server's Storage must implement the storage
 // interfaces they use (memstore and boltstore do).
 //
 // The order matters: block lists filter before the others see a stanza,
@@ -48,8 +49,9 @@ func Modules() []treff.Module {
 // Devices returns the modules that keep a user's devices in step around
 // the given core modules (roster, offline and the like), in the order
 // they must run: blocking, vCard and private storage first, then core,
-// then PEP and carbons. vCard and private storage are wired to PEP for
-// the XEP-0398 avatar and XEP-0411 bookmark conversions. A message
+// then PEP, carbons and client state indication. vCard and private
+// storage are wired to PEP for the XEP-0398 avatar and XEP-0411 bookmark
+// conversions. A message
 // archive (package mam) belongs among core, so that it stamps outgoing
 // messages before carbons copies them.
 func Devices(core ...treff.Module) []treff.Module {
@@ -62,5 +64,5 @@ func Devices(core ...treff.Module) []treff.Module {
 	}
 	mods := []treff.Module{&blocking.Module{}, v, &private.Module{Bookmarks: p}}
 	mods = append(mods, core...)
-	return append(mods, p, &carbons.Module{})
+	return append(mods, p, &carbons.Module{}, &csi.Module{})
 }

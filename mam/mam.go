@@ -79,6 +79,13 @@ const (
 	stampForm = "2006-01-02T15:04:05.000Z"
 )
 
+// IsResult reports whether st is a result of an archive query, sent to
+// the session that asked (an OnUnacked hook: such a result is not
+// delivered again to the account's other sessions).
+func IsResult(ctx context.Context, st *treff.Stanza) bool {
+	return st.Kind == treff.KindMessage && st.Payload.Space == NS
+}
+
 // DefaultMaxPage is the page size cap when Module.MaxPage is zero.
 const DefaultMaxPage = 100
 
@@ -143,6 +150,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.OnAccountStanza(m.inbound)
 	r.OnAccountOutbound(m.outbound)
+	r.OnUnacked(IsResult)
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteArchive(ctx, user.String()); err != nil {
 			return fmt.Errorf("mam: deleting the archive: %w", err)

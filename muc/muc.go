@@ -134,6 +134,8 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 			return err
 		}
 		a.StartRetention(m.srv)
+		// A room archive's results went to the session that asked.
+		r.OnUnacked(mam.IsResult)
 	}
 	return nil
 }

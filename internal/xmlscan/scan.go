@@ -105,6 +105,22 @@ func (e *Element) NS() string {
 	return v
 }
 
+// Space returns the element's namespace as declared on it: its xmlns
+// attribute, or for a prefixed name the prefix's xmlns:p attribute; "" if
+// the element declares none (a prefix declared on the stream header is
+// not seen here).
+func (e *Element) Space() string {
+	if i := strings.IndexByte(e.Name, ':'); i >= 0 {
+		for _, a := range e.Attrs {
+			if len(a.Name) == 6+i && a.Name[:6] == "xmlns:" && a.Name[6:] == e.Name[:i] {
+				return a.Value
+			}
+		}
+		return ""
+	}
+	return e.NS()
+}
+
 // Local returns the local part of the element's name.
 func (e *Element) Local() string {
 	if i := strings.IndexByte(e.Name, ':'); i >= 0 {
