@@ -21,7 +21,7 @@ type AccountHook func(ctx context.Context, user jid.JID) error
 // others what they must know (the roster module cancels the contacts'
 // subscriptions).
 func (r *Registry) OnAccountDeleted(h AccountHook) {
-	r.m.deleted = append(r.m.deleted, hook[AccountHook]{r.module, h})
+	r.m.deleted = append(r.m.deleted, newHook(r, h))
 }
 
 // accountEndWait bounds how long DeleteAccount waits for the user's

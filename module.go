@@ -127,6 +127,7 @@ type Registry struct {
 	srv    *Server
 	module string
 	m      *modules
+	phase  HookPhase // of hooks registered on it; 0: PhaseHandle
 }
 
 // modules holds everything registered by all modules. It is built during
@@ -169,11 +170,77 @@ type domainEntry struct {
 	h      StanzaHandler
 }
 
-// hook is a hook and the module that registered it (for the log when it
-// panics).
+// hook is a hook, the module that registered it (for the log when it
+// panics) and its phase.
 type hook[H any] struct {
 	module string
 	h      H
+	phase  HookPhase
+}
+
+// HookPhase orders hooks of one kind (say OnAccountStanza) from several
+// modules: every PhaseFilter hook runs before every PhaseStamp hook,
+// which run before the PhaseHandle ones, and PhaseObserve come last.
+// Within a phase, hooks run in the order of Server.Modules. A module
+// states its hooks' phase with Registry.InPhase; without it, hooks are in
+// PhaseHandle.
+type HookPhase uint8
+
+// Hook phases, in the order they run.
+const (
+	// PhaseFilter hooks decide whether a stanza goes on at all (block
+	// lists, spam limits): returning true drops it, before any other
+	// module has seen it.
+	PhaseFilter HookPhase = iota + 1
+	// PhaseStamp hooks change the stanza with Stanza.Rewrite (an archive
+	// adding a stanza-id, an avatar hash added to presence) so that the
+	// later phases see it changed.
+	PhaseStamp
+	// PhaseHandle hooks act on the stanza and may consume it (the roster
+	// module distributes presence); the default.
+	PhaseHandle
+	// PhaseObserve hooks see the stanza as it is finally routed (message
+	// carbons copy what was archived and stamped) and should not consume
+	// it.
+	PhaseObserve
+)
+
+// InPhase returns a Registry whose hook registrations (OnClientStanza,
+// OnAccountStanza, OnAccountOutbound, OnDelivered, OnUndeliverable,
+// OnUnacked, OnSessionBound, OnSessionClosed, OnAccountDeleted) run in
+// phase p; everything else registers as on r.
+func (r *Registry) InPhase(p HookPhase) *Registry {
+	c := *r
+	c.phase = p
+	return &c
+}
+
+// newHook makes a hook registered on r.
+func newHook[H any](r *Registry, h H) hook[H] {
+	p := r.phase
+	if p == 0 {
+		p = PhaseHandle
+	}
+	return hook[H]{module: r.module, h: h, phase: p}
+}
+
+// sortHooks orders every hook list by phase, keeping the order of
+// registration within a phase.
+func (m *modules) sortHooks() {
+	byPhase := func(a, b HookPhase) int { return int(a) - int(b) }
+	sortPhase(m.bound, byPhase)
+	sortPhase(m.closed, byPhase)
+	sortPhase(m.fromClient, byPhase)
+	sortPhase(m.toAccount, byPhase)
+	sortPhase(m.outbound, byPhase)
+	sortPhase(m.delivered, byPhase)
+	sortPhase(m.undeliver, byPhase)
+	sortPhase(m.unacked, byPhase)
+	sortPhase(m.deleted, byPhase)
+}
+
+func sortPhase[H any](hs []hook[H], cmp func(a, b HookPhase) int) {
+	slices.SortStableFunc(hs, func(a, b hook[H]) int { return cmp(a.phase, b.phase) })
 }
 
 // Server returns the server the module is being set up for.
@@ -266,25 +333,25 @@ func (r *Registry) AddItem(it Item) { r.m.items = append(r.m.items, it) }
 
 // AddStreamFeature offers f in stream negotiation.
 func (r *Registry) AddStreamFeature(f StreamFeature) {
-	r.m.streamFeats = append(r.m.streamFeats, hook[StreamFeature]{r.module, f})
+	r.m.streamFeats = append(r.m.streamFeats, hook[StreamFeature]{module: r.module, h: f})
 }
 
 // OnSessionBound registers a hook run when a client session has bound a
 // resource, before it processes any stanza.
 func (r *Registry) OnSessionBound(h SessionHook) {
-	r.m.bound = append(r.m.bound, hook[SessionHook]{r.module, h})
+	r.m.bound = append(r.m.bound, newHook(r, h))
 }
 
 // OnSessionClosed registers a hook run when a bound client session ends,
 // after it left the routing table. The hook must not send to the session.
 func (r *Registry) OnSessionClosed(h SessionHook) {
-	r.m.closed = append(r.m.closed, hook[SessionHook]{r.module, h})
+	r.m.closed = append(r.m.closed, newHook(r, h))
 }
 
 // OnClientStanza registers a hook run for every stanza a local client sends,
 // after its 'from' has been stamped and before routing.
 func (r *Registry) OnClientStanza(h StanzaHook) {
-	r.m.fromClient = append(r.m.fromClient, hook[StanzaHook]{r.module, h})
+	r.m.fromClient = append(r.m.fromClient, newHook(r, h))
 }
 
 // OnAccountStanza registers a hook run for every stanza (message, presence
@@ -294,7 +361,7 @@ func (r *Registry) OnClientStanza(h StanzaHook) {
 // true to stop the stanza; one that stamps (such as an archive adding a
 // stanza-id) may change it with Stanza.Rewrite.
 func (r *Registry) OnAccountStanza(h StanzaHook) {
-	r.m.toAccount = append(r.m.toAccount, hook[StanzaHook]{r.module, h})
+	r.m.toAccount = append(r.m.toAccount, newHook(r, h))
 }
 
 // OnAccountOutbound registers a hook run for every stanza that leaves a
@@ -303,7 +370,7 @@ func (r *Registry) OnAccountStanza(h StanzaHook) {
 // presence broadcast to its contacts or the answer to a probe. Returning
 // true drops the stanza; the hook sends any error the sender should see.
 func (r *Registry) OnAccountOutbound(h StanzaHook) {
-	r.m.outbound = append(r.m.outbound, hook[StanzaHook]{r.module, h})
+	r.m.outbound = append(r.m.outbound, newHook(r, h))
 }
 
 // DeliveredHook is told that a stanza addressed to a local account was
@@ -314,7 +381,7 @@ type DeliveredHook func(ctx context.Context, st *Stanza, to []*Session)
 // account was handed to one or more of its sessions (message carbons use
 // it to copy the message to the sessions that did not get it).
 func (r *Registry) OnDelivered(h DeliveredHook) {
-	r.m.delivered = append(r.m.delivered, hook[DeliveredHook]{r.module, h})
+	r.m.delivered = append(r.m.delivered, newHook(r, h))
 }
 
 // OnUnacked registers a hook run for each message a session was sent
@@ -324,14 +391,14 @@ func (r *Registry) OnDelivered(h DeliveredHook) {
 // A module returns true for a copy it made for that session alone (a
 // carbon, an archive query's result), which is then dropped.
 func (r *Registry) OnUnacked(h StanzaHook) {
-	r.m.unacked = append(r.m.unacked, hook[StanzaHook]{r.module, h})
+	r.m.unacked = append(r.m.unacked, newHook(r, h))
 }
 
 // OnUndeliverable registers a hook run for a message to an existing local
 // account that no session may receive (RFC 6121 8.5.2.2, e.g. to store it
 // offline). If no hook handles it, the sender gets the error the rules say.
 func (r *Registry) OnUndeliverable(h StanzaHook) {
-	r.m.undeliver = append(r.m.undeliver, hook[StanzaHook]{r.module, h})
+	r.m.undeliver = append(r.m.undeliver, newHook(r, h))
 }
 
 // DiscoNode answers service discovery (XEP-0030) requests to the server's

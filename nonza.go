@@ -59,7 +59,7 @@ func (r *Registry) HandleNonza(ns string, h NonzaHandler) {
 	if old, ok := r.m.nonzas[ns]; ok {
 		panic(fmt.Sprintf("treff: module %s registers nonzas of namespace %q, already registered by %s", r.module, ns, old.module))
 	}
-	r.m.nonzas[ns] = hook[NonzaHandler]{r.module, h}
+	r.m.nonzas[ns] = hook[NonzaHandler]{module: r.module, h: h}
 }
 
 // AddUrgentNamespace says that a message carrying an element of namespace

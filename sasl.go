@@ -101,7 +101,7 @@ func (r *Registry) AddSASLMechanism(m SASLMechanism) {
 			panic(fmt.Sprintf("treff: module %s registers SASL mechanism %s, already registered by %s", r.module, m.Name(), e.module))
 		}
 	}
-	r.m.mechs = append(r.m.mechs, hook[SASLMechanism]{r.module, m})
+	r.m.mechs = append(r.m.mechs, hook[SASLMechanism]{module: r.module, h: m})
 }
 
 // builtinMechanisms appends the server's own mechanisms after those of
@@ -115,7 +115,7 @@ next:
 				continue next
 			}
 		}
-		srv.mods.mechs = append(srv.mods.mechs, hook[SASLMechanism]{coreModule, m})
+		srv.mods.mechs = append(srv.mods.mechs, hook[SASLMechanism]{module: coreModule, h: m})
 	}
 }
 

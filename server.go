@@ -231,6 +231,7 @@ func (srv *Server) setup() error {
 		}
 	}
 	srv.builtinMechanisms()
+	srv.mods.sortHooks()
 	for d := range srv.mods.domains {
 		if _, ok := srv.hosts[d]; ok {
 			return fmt.Errorf("treff: domain %q is both a host and a service", d)

@@ -112,8 +112,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.AddFeature(NS)
-	r.OnAccountStanza(m.inbound)
-	r.OnAccountOutbound(m.outbound)
+	// A block list filters before any other module sees the stanza.
+	r.InPhase(treff.PhaseFilter).OnAccountStanza(m.inbound)
+	r.InPhase(treff.PhaseFilter).OnAccountOutbound(m.outbound)
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		defer m.cache.forget(user)
 		if err := m.Store.UnblockAll(ctx, user.String()); err != nil {

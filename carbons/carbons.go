@@ -101,9 +101,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddFeature(NSRules)
 	// Sent copies are made as the message leaves the account: after a
 	// block list refused it or an archive stamped its stanza-id.
-	r.OnAccountOutbound(m.sent)
-	r.OnAccountStanza(m.stripPrivate)
-	r.OnDelivered(m.received)
+	r.InPhase(treff.PhaseObserve).OnAccountOutbound(m.sent)
+	r.InPhase(treff.PhaseStamp).OnAccountStanza(m.stripPrivate)
+	r.InPhase(treff.PhaseObserve).OnDelivered(m.received)
 	r.OnSessionClosed(m.closed)
 	// A copy was for the session that did not acknowledge it: the
 	// original went its own way.

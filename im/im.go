@@ -34,11 +34,13 @@ import (
 // storage (XEP-0049), roster (roster, subscriptions, presence), offline
 // messages, service discovery, ping, software version, entity time, last
 // activity, PEP (XEP-0163, for OMEMO, avatars and bookmarks), message
-// carbons (XEP-0280) and client state indication (XEP-0352). The server's Storage must implement the storage
-// interfaces they use (memstore and boltstore do).
+// carbons (XEP-0280) and client state indication (XEP-0352). The server's
+// Storage must implement the storage interfaces they use (memstore and
+// boltstore do).
 //
-// The order matters: block lists filter before the others see a stanza,
-// and the vCard module stamps presence before the roster broadcasts it.
+// The modules' hooks say their own phase (treff.HookPhase): block lists
+// filter before the others see a stanza, the vCard module and an archive
+// stamp before the roster broadcasts presence and carbons copy messages.
 // Message archiving (package mam) is not included: whether to keep users'
 // messages is the operator's decision.
 func Modules() []treff.Module {
@@ -48,12 +50,11 @@ func Modules() []treff.Module {
 
 // Devices returns the modules that keep a user's devices in step around
 // the given core modules (roster, offline and the like), in the order
-// they must run: blocking, vCard and private storage first, then core,
-// then PEP, carbons and client state indication. vCard and private
-// storage are wired to PEP for the XEP-0398 avatar and XEP-0411 bookmark
-// conversions. A message
-// archive (package mam) belongs among core, so that it stamps outgoing
-// messages before carbons copies them.
+// they are listed in: blocking, vCard and private storage first, then
+// core, then PEP, carbons and client state indication (the hooks' phases
+// order what must be ordered, whatever the list's order). vCard and
+// private storage are wired to PEP for the XEP-0398 avatar and XEP-0411
+// bookmark conversions. A message archive (package mam) goes among core.
 func Devices(core ...treff.Module) []treff.Module {
 	p := &pep.Module{}
 	v := &vcard.Module{PEP: p}

@@ -148,8 +148,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddAccountFeature(NSExtended)
 	r.AddAccountFeature(NSSID)
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
-	r.OnAccountStanza(m.inbound)
-	r.OnAccountOutbound(m.outbound)
+	// Stanza-ids are stamped before message carbons copy the message.
+	r.InPhase(treff.PhaseStamp).OnAccountStanza(m.inbound)
+	r.InPhase(treff.PhaseStamp).OnAccountOutbound(m.outbound)
 	r.OnUnacked(IsResult)
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteArchive(ctx, user.String()); err != nil {

@@ -130,10 +130,10 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	if m.PEP != nil {
 		r.AddAccountFeature(NSConversion)
 	}
-	if !m.afterRoster() {
-		r.OnClientStanza(m.stampClient)
-	}
-	r.OnAccountOutbound(m.stampOutbound)
+	// The hash is stamped before the roster module broadcasts the
+	// presence (it handles presence in the default phase).
+	r.InPhase(treff.PhaseStamp).OnClientStanza(m.stampClient)
+	r.InPhase(treff.PhaseStamp).OnAccountOutbound(m.stampOutbound)
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) {
 		if user := s.JID().Bare(); len(m.srv.Sessions(user)) == 0 {
 			m.hashes.forget(user.String())
@@ -147,21 +147,6 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		return nil
 	})
 	return nil
-}
-
-// afterRoster reports whether the roster module comes before this one,
-// so that it has already broadcast (and kept) a presence when this
-// module's OnClientStanza hook would stamp it.
-func (m *Module) afterRoster() bool {
-	for _, mod := range m.srv.Modules {
-		if mod == treff.Module(m) {
-			return false
-		}
-		if mod.Name() == "roster" {
-			return true
-		}
-	}
-	return false
 }
 
 // InvalidateAvatar makes the module forget the avatar hash it knows for
