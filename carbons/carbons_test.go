@@ -19,8 +19,16 @@ import (
 // pc, all available with priority 0.
 func setup(t *testing.T) (ts *trefftest.Server, m *carbons.Module, phone, laptop, desk, bob *trefftest.Client) {
 	t.Helper()
+	return setupWith(t)
+}
+
+// setupWith is setup with more modules after the carbons module.
+func setupWith(t *testing.T, more ...treff.Module) (ts *trefftest.Server, m *carbons.Module, phone, laptop, desk, bob *trefftest.Client) {
+	t.Helper()
 	m = &carbons.Module{}
-	ts = trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{&disco.Module{}, &ping.Module{Interval: -1}, m} })
+	ts = trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = append([]treff.Module{&disco.Module{}, &ping.Module{Interval: -1}, m}, more...)
+	})
 	ts.AddUser(t, "alice", "pw")
 	ts.AddUser(t, "bob", "pw")
 	phone = ts.Login(t, "alice", "pw", "phone")
@@ -210,7 +218,8 @@ func TestWhichMessages(t *testing.T) {
 // After <disable/> a session gets no more copies; a session that is not
 // available gets none; a session that ended is forgotten.
 func TestDisableAndClose(t *testing.T) {
-	ts, m, phone, laptop, _, bob := setup(t)
+	closed := make(trefftest.ClosedSessions, 16)
+	ts, m, phone, laptop, _, bob := setupWith(t, closed)
 	laptop.Send("<iq type='set' id='d1'><disable xmlns='urn:xmpp:carbons:2'/></iq>")
 	laptop.Expect(`<iq type='result' id='d1' to='alice@localhost/laptop'/>`)
 	bob.Send("<message to='alice@localhost/phone' type='chat' id='m1'><body>one</body></message>")
@@ -232,14 +241,8 @@ func TestDisableAndClose(t *testing.T) {
 	}
 	phone.Send("</stream:stream>")
 	phone.ExpectClosed()
-	select {
-	case <-sess.Context().Done():
-	case <-t.Context().Done():
-	}
-	// OnSessionClosed runs right after the session's context ends.
-	for i := 0; i < 500 && m.Enabled(sess); i++ {
-		sync(bob, "w")
-	}
+	// The module's OnSessionClosed hook runs before closed's.
+	closed.Wait(t, phone.JID)
 	if m.Enabled(sess) {
 		t.Error("a closed session is still enabled")
 	}

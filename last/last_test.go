@@ -14,7 +14,10 @@ import (
 
 func TestLastActivity(t *testing.T) {
 	closed := make(trefftest.ClosedSessions, 8)
-	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{&last.Module{}, closed} })
+	clock := trefftest.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	m := &last.Module{}
+	m.SetNow(clock.Now)
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{m, closed} })
 	for _, u := range []string{"alice", "bob", "carol"} {
 		ts.AddUser(t, u, "pw")
 	}
@@ -22,8 +25,9 @@ func TestLastActivity(t *testing.T) {
 	alice := ts.Login(t, "alice", "pw", "r")
 	carol := ts.Login(t, "carol", "pw", "r")
 
+	clock.Add(90 * time.Second)
 	alice.Send("<iq type='get' id='up' to='localhost'><query xmlns='jabber:iq:last'/></iq>")
-	alice.Expect(`<iq type='result' id='up' to='alice@localhost/r' from='localhost'><query xmlns='jabber:iq:last' seconds='\d+'/></iq>`)
+	alice.Expect(`<iq type='result' id='up' to='alice@localhost/r' from='localhost'><query xmlns='jabber:iq:last' seconds='90'/></iq>`)
 	alice.Send("<iq type='get' id='never' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
 	alice.Expect(`<iq type='error' id='never'[^>]*><error type='cancel'><item-not-found `)
 
@@ -39,8 +43,9 @@ func TestLastActivity(t *testing.T) {
 	// The module records the logout in its session-closed hook, which
 	// runs before closed's.
 	closed.Wait(t, bob.JID)
+	clock.Add(42 * time.Second)
 	alice.Send("<iq type='get' id='off' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
-	if got := alice.Expect(`id='off'.*?</iq>`); !regexp.MustCompile(`<query xmlns='jabber:iq:last' seconds='\d'>gone &lt;fishing&gt;</query>`).MatchString(got) {
+	if got := alice.Expect(`id='off'.*?</iq>`); !regexp.MustCompile(`<query xmlns='jabber:iq:last' seconds='42'>gone &lt;fishing&gt;</query>`).MatchString(got) {
 		t.Errorf("offline answer: %s", got)
 	}
 	carol.Send("<iq type='get' id='no' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
@@ -51,6 +56,18 @@ func TestLastActivity(t *testing.T) {
 type recorder struct {
 	store storage.LastActivity
 	set   chan string
+}
+
+// next waits up to 5 seconds for the next status recorded.
+func (r *recorder) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-r.set:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("no logout recorded")
+		return ""
+	}
 }
 
 func (r *recorder) SetLastActivity(ctx context.Context, user string, t time.Time, status string) error {
@@ -89,13 +106,13 @@ func TestStatusLastsTheSession(t *testing.T) {
 	resumed.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
 	resumed.Expect(`<resumed xmlns='urn:xmpp:sm:3' [^>]*/>`)
 	resumed.Send("</stream:stream>")
-	if got := <-rec.set; got != "away" {
+	if got := rec.next(t); got != "away" {
 		t.Errorf("status recorded after resumption = %q, want away", got)
 	}
 
 	bob = ts.Login(t, "bob", "pw", "r")
 	bob.Send("</stream:stream>")
-	if got := <-rec.set; got != "" {
+	if got := rec.next(t); got != "" {
 		t.Errorf("status recorded for a new session = %q, want none", got)
 	}
 }

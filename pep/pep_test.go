@@ -104,6 +104,10 @@ func (e *env) online(t *testing.T, user, resource string, notify ...string) *tre
 		b += "<feature var='" + f + "'/>"
 	}
 	c.Send(b + "</query></iq>")
+	// The module stores what it learned in the goroutine that waited for
+	// this answer (resolve), and sends nothing the client would see unless
+	// a node it wants has items: there is no event to wait for, so poll
+	// the cache, the explicit condition, with a bound.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if _, ok := e.m.caps.get("sha-1 " + ver); ok {
 			break

@@ -9,6 +9,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
 	"mellium.im/xmpp/jid"
 )
@@ -182,6 +183,9 @@ func TestInviteOnly(t *testing.T) {
 	if link != "xmpp:localhost?register;preauth="+inv.Token || len(inv.Token) < 20 {
 		t.Errorf("link %q", link)
 	}
+	if !inv.Expires.Equal(inv.Created.Add(time.Hour)) {
+		t.Errorf("invitation created %v expires %v, want an hour later", inv.Created, inv.Expires)
+	}
 	preauth := func(token string) string {
 		return "<iq type='set' id='pa'><preauth xmlns='urn:xmpp:pars:0' token='" + token + "'/></iq>"
 	}
@@ -218,9 +222,15 @@ func TestInviteOnly(t *testing.T) {
 	c3.Send(reg("ivan", "ivan-secret"))
 	c3.Expect(`<iq type='result' id='r'`)
 
-	// An expired invitation.
-	inv3, _, _ := m.NewInvite(ctx, "localhost", "", time.Millisecond)
-	time.Sleep(10 * time.Millisecond)
+	// An expired invitation. The store decides expiry by its own clock
+	// (time.Now) and neither it nor the module takes another, so rather
+	// than wait for one to expire the test stores one that already has
+	// (NewInvite's validity is checked above).
+	past := time.Now().UTC().Add(-time.Hour)
+	inv3 := storage.Invite{Token: "EXPIREDINVITATIONTOKEN", Domain: "localhost", Created: past.Add(-time.Hour), Expires: past}
+	if err := ts.Store.(storage.Invites).CreateInvite(ctx, inv3); err != nil {
+		t.Fatal(err)
+	}
 	c5 := preAuth(t, ts)
 	c5.Send(preauth(inv3.Token))
 	c5.Expect(`<iq type='error' id='pa'.*?<item-not-found`)

@@ -404,6 +404,8 @@ func (n *node) authenticated(direction, peer string) []string {
 
 // waitAuthenticated waits (bounded) until the server logged a stream
 // with peer in direction, and checks that every such stream used method.
+// It polls the log: the record is written by the stream's goroutine, and
+// the server has no hook for a stream's authentication.
 func (n *node) waitAuthenticated(t testing.TB, direction, peer, method string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -425,7 +427,9 @@ func (n *node) waitAuthenticated(t testing.TB, direction, peer, method string) {
 	}
 }
 
-// waitFor polls cond every 10ms until it holds or d has passed.
+// waitFor polls cond every 10ms until it holds or d has passed. It is for
+// conditions nothing signals: a listener's count of open connections (an
+// idle timeout or a shutdown closing them), the number of goroutines.
 func waitFor(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -473,7 +477,9 @@ func wantNext(t testing.TB, c *trefftest.Client, expected string) {
 var quietN atomic.Int64
 
 // quiet waits d, then checks that c received nothing but the answer to a
-// ping it sends to its own server.
+// ping it sends to domain (its own server, or a remote one to fence what
+// comes over federation). Give d only where no event says that what must
+// not arrive would have arrived by now, and say why at the call.
 func quiet(t testing.TB, c *trefftest.Client, domain string, d time.Duration) {
 	t.Helper()
 	time.Sleep(d)

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // evilSetup starts a.test, which trusts the test CA, with alice online,
@@ -74,8 +73,10 @@ func TestRawPeer(t *testing.T) {
 		a.waitAuthenticated(t, "in", "evil.test", "external")
 		// A stanza from a domain the stream is not authenticated for.
 		p.send("<message from='mallory@other.test' to='alice@a.test/r' type='chat' id='e2'><body>hi</body></message>")
+		// The stream error came when a.test handled the stanza: it routed
+		// nothing, or alice's queue has it before her ping's answer.
 		p.streamError("invalid-from")
-		quiet(t, alice, "a.test", 100*time.Millisecond)
+		quiet(t, alice, "a.test", 0)
 	})
 
 	t.Run("to not served", func(t *testing.T) {
@@ -201,8 +202,8 @@ func TestDialbackForgery(t *testing.T) {
 		t.Errorf("forged key answered with %s, want type='invalid'", got)
 	}
 	p.send("<message from='bob@b.test/x' to='alice@a.test/r' type='chat' id='f1'><body>it is me</body></message>")
-	p.streamError("not-authorized")
-	quiet(t, alice, "a.test", 100*time.Millisecond)
+	p.streamError("not-authorized") // a.test has handled the message
+	quiet(t, alice, "a.test", 0)
 	if m := a.authenticated("in", "b.test"); len(m) > 0 {
 		t.Errorf("a.test authenticated the forger as b.test by %v", m)
 	}

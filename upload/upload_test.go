@@ -13,6 +13,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +50,9 @@ type env struct {
 	logs   *trefftest.LogBuffer
 	remote *remote
 	alice  *trefftest.Client
+	// putReading gets a value when the handler first reads the body of a
+	// PUT: it has taken the slot by then (see signalBody).
+	putReading chan struct{}
 }
 
 // newEnv starts a server with the upload module (its handler mounted at
@@ -59,7 +63,13 @@ func newEnv(t *testing.T, configure func(*upload.Module)) *env {
 	e.m = &upload.Module{Dir: e.dir, Now: e.clock.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/upload/", http.StripPrefix("/upload", e.m.HTTPHandler()))
-	e.web = httptest.NewServer(mux)
+	e.putReading = make(chan struct{}, 16)
+	e.web = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			r.Body = &signalBody{ReadCloser: r.Body, first: e.putReading}
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(e.web.Close)
 	e.m.BaseURL = e.web.URL + "/upload/"
 	if configure != nil {
@@ -506,15 +516,12 @@ func TestConcurrentPutsTakeOneFile(t *testing.T) {
 		done <- resp.StatusCode
 	}()
 	pw.Write(data[:500])
-	// The first PUT is under way once the server read part of it; until
+	// The first PUT is under way once the handler reads its body; until
 	// then the second may also find the slot free, so wait for that.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		entries, _ := os.ReadDir(e.dir)
-		if len(entries) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-e.putReading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler did not read the first PUT's body")
 	}
 	wantStatus(t, do(t, "PUT", put, data), 409, "PUT while another runs")
 	pw.Write(data[500:])
@@ -526,4 +533,23 @@ func TestConcurrentPutsTakeOneFile(t *testing.T) {
 	if got := readAll(t, resp); !bytes.Equal(got, data) {
 		t.Errorf("GET returned other bytes")
 	}
+}
+
+// signalBody reports the first Read of a request body. The upload handler
+// marks the slot as being uploaded before it reads the body, so this is
+// the event "the PUT holds the slot".
+type signalBody struct {
+	io.ReadCloser
+	first chan<- struct{}
+	once  sync.Once
+}
+
+func (b *signalBody) Read(p []byte) (int, error) {
+	b.once.Do(func() {
+		select {
+		case b.first <- struct{}{}:
+		default:
+		}
+	})
+	return b.ReadCloser.Read(p)
 }

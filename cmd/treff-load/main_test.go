@@ -162,7 +162,10 @@ func TestRelay(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	c := testConfig(addr, "chat", "PLAIN", 4)
 	c.relay, c.pid = true, cmd.Process.Pid
-	for i := 0; i < 100; i++ { // wait for the listener
+	// The relay says nothing when it listens: poll its port (a refused
+	// connection), bounded by a deadline rather than a count so that a slow
+	// start on a loaded machine still gets 30 seconds.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		r, err := run(context.Background(), c)
 		if err != nil && strings.Contains(err.Error(), "connection refused") {
 			time.Sleep(50 * time.Millisecond)

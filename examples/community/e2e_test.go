@@ -159,6 +159,8 @@ func tryStartServer(t *testing.T, bin, data string, extra ...string) (*server, e
 			<-s.done
 		}
 	})
+	// The binary says nothing a test could wait for when its listeners are
+	// up, so poll them (and its exit), bounded.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
@@ -538,6 +540,10 @@ func TestExpire(t *testing.T) {
 	mustRun(t, bin, "", "adduser", "-data", data, "-password", "usedpw-1", "used@localhost")
 	srv := startServer(t, bin, data)
 	srv.mustLogin(t, "used@localhost", "usedpw-1", false)
+	// The thing under test is time passing: "expire -expire-after 1s"
+	// runs in another process with its own clock (time.Now, nothing to
+	// inject) and lists accounts created or last used before now-1s. So
+	// more than a second must pass; load only makes it longer.
 	time.Sleep(1100 * time.Millisecond)
 
 	if out := mustRun(t, bin, "", "expire", "-data", data); !strings.Contains(out, "expire: no account unused since") {
@@ -563,7 +569,7 @@ func TestExpire(t *testing.T) {
 	}
 	// Without a server, directly on the database.
 	mustRun(t, bin, "", "adduser", "-data", data, "-password", "newpw-12", "new@localhost")
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond) // older than -expire-after, as above
 	if out := mustRun(t, bin, "", "expire", "-data", data, "-expire-after", "1s", "-delete"); !strings.Contains(out, "new@localhost") {
 		t.Errorf("expire -delete without a server: %q", out)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 )
@@ -33,10 +34,7 @@ func TestOfflineMessagesOnExampleServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The server stores it before answering a later IQ from alice.
-	if _, err := alice.SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse("localhost")}.Wrap(
-		xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}}))); err != nil {
-		t.Fatal(err)
-	}
+	roundTrip(ctx, t, alice)
 	alice.Close()
 
 	// Restart: offline storage is on disk.
@@ -46,10 +44,11 @@ func TestOfflineMessagesOnExampleServer(t *testing.T) {
 
 	bob := s.mustLogin(t, "bob@localhost", "bobpw", false)
 	bodies, _ := serveMessages(bob)
+	roundTrip(ctx, t, bob)
 	select {
 	case b := <-bodies:
 		t.Fatalf("got %q before initial presence", b)
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 	if err := bob.Send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
 		t.Fatal(err)
@@ -70,9 +69,26 @@ func TestOfflineMessagesOnExampleServer(t *testing.T) {
 	if err := bob2.Send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
 		t.Fatal(err)
 	}
+	roundTrip(ctx, t, bob2)
 	select {
 	case b := <-bodies2:
 		t.Errorf("delivered twice: %q", b)
-	case <-time.After(500 * time.Millisecond):
+	default:
 	}
+}
+
+// roundTrip makes a round trip to the server (a XEP-0199 ping). The server
+// handles a session's stanzas in order and sends what they cause before
+// the answer; mellium's Serve loop hands earlier messages to the handler
+// before it reads the answer that SendIQ waits for. So, once ping returns,
+// a message the server sent before is in serveMessages' channel.
+func roundTrip(ctx context.Context, t *testing.T, sess *xmpp.Session) {
+	t.Helper()
+	r, err := sess.SendIQ(ctx, stanza.IQ{Type: stanza.GetIQ, To: jid.MustParse("localhost")}.Wrap(
+		xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:ping", Local: "ping"}})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Serve loop waits until the answer has been read or closed.
+	r.Close()
 }
