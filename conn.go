@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
+	"github.com/treff-im/treff/saslmech"
 	"io"
 	"net"
 	"os"
@@ -226,8 +227,8 @@ type conn struct {
 	// the negotiation deadline, cancelled when negotiation ends.
 	ctx context.Context
 
-	mechs    []hook[SASLMechanism] // offered on this stream
-	saslInfo *SASLStream
+	mechs    []hook[saslmech.Mechanism] // offered on this stream
+	saslInfo *saslmech.Stream
 }
 
 func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
@@ -608,8 +609,8 @@ func saslFailure(cond, text string) string {
 }
 
 // saslStream describes the stream to SASL mechanisms.
-func (c *conn) saslStream() *SASLStream {
-	s := &SASLStream{Host: c.host}
+func (c *conn) saslStream() *saslmech.Stream {
+	s := &saslmech.Stream{Host: c.host}
 	if tc, ok := c.rw.(*tls.Conn); ok {
 		cs := tc.ConnectionState()
 		s.TLS = &cs
@@ -623,7 +624,7 @@ func (c *conn) offerMechanisms() []string {
 	s := c.saslStream()
 	c.mechs = c.mechs[:0]
 	for _, e := range c.srv.mods.mechs {
-		if o, ok := e.h.(SASLOfferer); ok && !c.srv.offers(e.module, o, s) {
+		if o, ok := e.h.(saslmech.Offerer); ok && !c.srv.offers(e.module, o, s) {
 			continue
 		}
 		c.mechs = append(c.mechs, e)
@@ -637,7 +638,7 @@ func (c *conn) offerMechanisms() []string {
 func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 	srv := c.srv
 	name, _ := el.Attr("mechanism")
-	var mech *hook[SASLMechanism]
+	var mech *hook[saslmech.Mechanism]
 	for i := range c.mechs {
 		if c.mechs[i].h.Name() == name {
 			mech = &c.mechs[i]
@@ -658,11 +659,11 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 		}
 		out, user, serr := srv.stepSASL(c.ctx, mech.module, x, data)
 		if serr != nil {
-			var se *SASLError
+			var se *saslmech.Error
 			switch {
 			case errors.As(serr, &se):
 				return false, c.saslFailed(se.Condition)
-			case errors.Is(serr, ErrNotAuthorized):
+			case errors.Is(serr, ErrNotAuthorized), errors.Is(serr, saslmech.ErrNotAuthorized):
 				return false, c.saslFailed("not-authorized")
 			}
 			srv.logger().Error("authentication backend failed", "mechanism", name, "err", serr)

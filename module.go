@@ -3,6 +3,7 @@ package treff
 import (
 	"context"
 	"fmt"
+	"github.com/treff-im/treff/saslmech"
 	"net"
 	"slices"
 
@@ -144,7 +145,7 @@ type modules struct {
 	accountIDs   []Identity
 	items        []Item
 	streamFeats  []hook[StreamFeature]
-	mechs        []hook[SASLMechanism]
+	mechs        []hook[saslmech.Mechanism]
 	nonzas       map[string]hook[NonzaHandler]
 	urgent       [][]byte // namespaces marked urgent, quoted both ways
 	unacked      []hook[StanzaHook]

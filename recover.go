@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/treff-im/treff/saslmech"
 	"runtime"
 
 	"mellium.im/xmpp/jid"
@@ -138,7 +139,7 @@ func (srv *Server) renderFeature(e hook[StreamFeature]) (xml string) {
 }
 
 // offers asks a mechanism whether to offer it; a panic leaves it out.
-func (srv *Server) offers(module string, o SASLOfferer, s *SASLStream) (ok bool) {
+func (srv *Server) offers(module string, o saslmech.Offerer, s *saslmech.Stream) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(module, r)
@@ -149,7 +150,7 @@ func (srv *Server) offers(module string, o SASLOfferer, s *SASLStream) (ok bool)
 }
 
 // startSASL starts a mechanism's exchange; a panic becomes an error.
-func (srv *Server) startSASL(ctx context.Context, e hook[SASLMechanism], s *SASLStream) (x SASLExchange, err error) {
+func (srv *Server) startSASL(ctx context.Context, e hook[saslmech.Mechanism], s *saslmech.Stream) (x saslmech.Exchange, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(e.module, r)
@@ -165,7 +166,7 @@ func (srv *Server) startSASL(ctx context.Context, e hook[SASLMechanism], s *SASL
 }
 
 // stepSASL runs one step of an exchange; a panic becomes an error.
-func (srv *Server) stepSASL(ctx context.Context, module string, x SASLExchange, in []byte) (out []byte, user jid.JID, err error) {
+func (srv *Server) stepSASL(ctx context.Context, module string, x saslmech.Exchange, in []byte) (out []byte, user jid.JID, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(module, r)

@@ -3,30 +3,30 @@ package treff_test
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"strings"
 	"testing"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/saslmech"
 )
 
 // tokenMech is a plugin's SASL mechanism: the client sends
 // "localpart:token" and is in if the token is "let-me-in". It records
 // what it learnt of the stream.
 type tokenMech struct {
-	streams chan *treff.SASLStream
+	streams chan *saslmech.Stream
 }
 
 func (tokenMech) Name() string { return "X-TOKEN" }
 
-func (m tokenMech) Start(ctx context.Context, s *treff.SASLStream) treff.SASLExchange {
+func (m tokenMech) Start(ctx context.Context, s *saslmech.Stream) saslmech.Exchange {
 	m.streams <- s
 	return tokenExchange{s}
 }
 
-type tokenExchange struct{ s *treff.SASLStream }
+type tokenExchange struct{ s *saslmech.Stream }
 
 func (x tokenExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, error) {
 	if in == nil {
@@ -34,7 +34,7 @@ func (x tokenExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, er
 	}
 	local, tok, ok := strings.Cut(string(in), ":")
 	if !ok {
-		return nil, jid.JID{}, &treff.SASLError{Condition: "malformed-request"}
+		return nil, jid.JID{}, &saslmech.Error{Condition: "malformed-request"}
 	}
 	if tok != "let-me-in" {
 		return nil, jid.JID{}, treff.ErrNotAuthorized
@@ -46,15 +46,15 @@ func (x tokenExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, er
 // neverMech declines every stream.
 type neverMech struct{}
 
-func (neverMech) Name() string                                                { return "X-NEVER" }
-func (neverMech) Offer(*treff.SASLStream) bool                                { return false }
-func (neverMech) Start(context.Context, *treff.SASLStream) treff.SASLExchange { return nil }
+func (neverMech) Name() string                                              { return "X-NEVER" }
+func (neverMech) Offer(*saslmech.Stream) bool                               { return false }
+func (neverMech) Start(context.Context, *saslmech.Stream) saslmech.Exchange { return nil }
 
 // panicMech panics in its exchange.
 type panicMech struct{}
 
 func (panicMech) Name() string { return "X-PANIC" }
-func (panicMech) Start(context.Context, *treff.SASLStream) treff.SASLExchange {
+func (panicMech) Start(context.Context, *saslmech.Stream) saslmech.Exchange {
 	return panicExchange{}
 }
 
@@ -70,7 +70,7 @@ func (panicExchange) Step(context.Context, []byte) ([]byte, jid.JID, error) {
 // first, runs challenges, authenticates, sees the stream's TLS state, and
 // that a declining or panicking mechanism harms nothing.
 func TestSASLMechanismPlugin(t *testing.T) {
-	tm := tokenMech{streams: make(chan *treff.SASLStream, 4)}
+	tm := tokenMech{streams: make(chan *saslmech.Stream, 4)}
 	ts := newTestServer(t, func(s *treff.Server) {
 		s.Modules = []treff.Module{moduleFunc(func(r *treff.Registry) {
 			r.AddSASLMechanism(tm)
@@ -102,12 +102,12 @@ func TestSASLMechanismPlugin(t *testing.T) {
 	c.Expect(`<not-authorized/>`)
 	s := <-tm.streams
 	if s.Host != "localhost" || s.TLS == nil || !s.TLS.HandshakeComplete {
-		t.Errorf("SASLStream = %+v, want host localhost and a completed TLS state", s)
+		t.Errorf("saslmech.Stream = %+v, want host localhost and a completed TLS state", s)
 	} else if _, err := s.TLS.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32); err != nil {
 		t.Errorf("no channel-binding data from the stream's TLS state: %v", err)
 	}
 	if strings.Join(s.Mechanisms, " ") != "X-TOKEN X-PANIC SCRAM-SHA-256 SCRAM-SHA-1 PLAIN" {
-		t.Errorf("SASLStream.Mechanisms = %v", s.Mechanisms)
+		t.Errorf("saslmech.Stream.Mechanisms = %v", s.Mechanisms)
 	}
 	// The right token, as an initial response; success carries data.
 	auth("X-TOKEN", enc("alice:let-me-in"))
@@ -135,13 +135,4 @@ func TestSASLMechanismConflict(t *testing.T) {
 		}
 	}()
 	srv.Setup()
-}
-
-// TestSASLErrorType checks SASLError's use with errors.As.
-func TestSASLErrorType(t *testing.T) {
-	var err error = &treff.SASLError{Condition: "invalid-authzid"}
-	var se *treff.SASLError
-	if !errors.As(err, &se) || se.Condition != "invalid-authzid" || !strings.Contains(err.Error(), "invalid-authzid") {
-		t.Errorf("SASLError %v does not work with errors.As", err)
-	}
 }
