@@ -133,7 +133,7 @@ func (a *Archiver) StartRetention(srv *treff.Server) {
 	if a.Retention <= 0 {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(srv.Context())
 	done := make(chan struct{})
 	a.mu.Lock()
 	a.stop, a.done = cancel, done

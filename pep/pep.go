@@ -146,7 +146,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	if m.srv.Storage != nil {
 		m.rosters = m.srv.Storage
 	}
-	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.ctx, m.cancel = context.WithCancel(ctx) // the server's: ends when it stops
 	m.seed = maphash.MakeSeed()
 	m.transient = make(map[nodeKey]storage.PEPItem)
 	m.watchers = make(map[string]map[string]*watcher)

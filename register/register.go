@@ -500,7 +500,9 @@ func (m *Module) remove(iq *treff.Stanza, user jid.JID) ([]byte, error) {
 	// The result goes out before the stream error DeleteAccount causes.
 	s.Send(treff.AppendResult(nil, iq, nil))
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// The user was told the account is removed: a server stopping
+		// meanwhile does not leave it half deleted.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.srv.Context()), time.Minute)
 		defer cancel()
 		if err := m.srv.DeleteAccount(ctx, user, "account removed"); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			m.srv.Log().Error("removing an account failed", "jid", user.String(), "err", err)
