@@ -128,3 +128,27 @@ func TestShutdownHonoursContext(t *testing.T) {
 		t.Errorf("Close = %v", err)
 	}
 }
+
+// TestContextDuringSetup checks that a module may take the server's
+// context in Setup (it deadlocked on the start-up it is part of), and
+// that a server whose start-up failed has it cancelled.
+func TestContextDuringSetup(t *testing.T) {
+	var got context.Context
+	srv := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, Modules: []treff.Module{moduleFunc(func(r *treff.Registry) {
+		got = r.Server().Context()
+	})}}
+	if err := srv.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.Err() != nil || got != srv.Context() {
+		t.Errorf("Context in Setup = %v, want the live base context", got)
+	}
+	srv.Close()
+	if got.Err() == nil {
+		t.Error("Close did not cancel the base context")
+	}
+	bad := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, WriteTimeout: -1}
+	if bad.Setup() == nil || bad.Context().Err() == nil {
+		t.Error("a server whose Setup failed has a live context")
+	}
+}

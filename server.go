@@ -132,9 +132,10 @@ type Server struct {
 
 	// ctx is the server's base context, cancelled by stop: at once by
 	// Close, by Shutdown when its context ends or after it is done.
-	ctx    context.Context
-	cancel context.CancelFunc
-	panics atomic.Int64 // panics recovered so far (for tests)
+	ctxOnce sync.Once
+	ctx     context.Context
+	cancel  context.CancelFunc
+	panics  atomic.Int64 // panics recovered so far (for tests)
 }
 
 // Context returns the server's base context, which every context the
@@ -142,13 +143,16 @@ type Server struct {
 // stops: by Close at once, by Shutdown when its context ends or once it
 // is done. Modules derive the contexts of work they start on their own
 // (an incoming server-to-server stream, a timer) from it.
+//
+// Context may be called during Setup (a module starting a job) and
+// before serving; a server whose Setup failed has it cancelled.
 func (srv *Server) Context() context.Context {
-	if srv.init() != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		return ctx
-	}
+	srv.ctxOnce.Do(srv.makeContext)
 	return srv.ctx
+}
+
+func (srv *Server) makeContext() {
+	srv.ctx, srv.cancel = context.WithCancel(context.Background())
 }
 
 // detachedContext is for work that keeps what the server promised to
@@ -185,7 +189,7 @@ func (srv *Server) Setup() error { return srv.init() }
 
 func (srv *Server) init() error {
 	srv.initOnce.Do(func() {
-		srv.ctx, srv.cancel = context.WithCancel(context.Background())
+		srv.ctxOnce.Do(srv.makeContext)
 		srv.initErr = srv.setup()
 		if srv.initErr != nil {
 			srv.stopModules(srv.ctx)
