@@ -10,6 +10,7 @@ import (
 
 	"github.com/treff-im/treff/internal/xmlscan"
 	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/stanza"
 )
 
 // Kind is the kind of a stanza: message, presence or IQ.
@@ -141,11 +142,11 @@ func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
 		switch a.Name {
 		case "to":
 			if st.To, err = parseJID(a.Value); err != nil {
-				bad = errJIDMalformed
+				bad = errBadJID
 			}
 		case "from":
 			if st.From, err = parseJID(a.Value); err != nil {
-				bad = errJIDMalformed
+				bad = errBadJID
 			}
 		case "type":
 			st.Type = a.Value
@@ -162,7 +163,7 @@ func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
 	return st, bad
 }
 
-var errJIDMalformed = errors.New("treff: malformed JID")
+var errBadJID = errors.New("treff: malformed JID")
 
 // parseJID parses and normalises a JID, from a cache when the same address
 // was seen recently.
@@ -172,7 +173,7 @@ func parseJID(s string) (jid.JID, error) {
 
 const (
 	nsClient   = "jabber:client"
-	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsStanzas  = stanza.NS
 	nsStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
 	nsStream   = "http://etherx.jabber.org/streams"
 	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -182,75 +183,24 @@ const (
 	nsXMLSpace = "http://www.w3.org/XML/1998/namespace"
 )
 
-// ErrorType is the type of a stanza error (RFC 6120 8.3.2).
-type ErrorType string
-
-// Stanza error types.
-const (
-	ErrorAuth     ErrorType = "auth"
-	ErrorCancel   ErrorType = "cancel"
-	ErrorContinue ErrorType = "continue"
-	ErrorModify   ErrorType = "modify"
-	ErrorWait     ErrorType = "wait"
-)
-
-// StanzaError is an XMPP stanza error (RFC 6120 8.3). IQ handlers return one
-// to answer with an error; any other error becomes
-// <internal-server-error/>.
-type StanzaError struct {
-	// Type is the error type; empty means the condition's usual type.
-	Type ErrorType
-	// Condition is the defined condition, e.g. "item-not-found".
-	Condition string
-	// Text is an optional human-readable description.
-	Text string
-}
-
-// Error implements error.
-func (e *StanzaError) Error() string {
-	if e.Text != "" {
-		return "treff: stanza error " + e.Condition + ": " + e.Text
-	}
-	return "treff: stanza error " + e.Condition
-}
-
-// Common stanza errors.
+// The stanza errors the server itself sends.
 var (
-	ErrBadRequest          = &StanzaError{Condition: "bad-request"}
-	ErrFeatureNotImpl      = &StanzaError{Condition: "feature-not-implemented"}
-	ErrForbidden           = &StanzaError{Condition: "forbidden"}
-	ErrItemNotFound        = &StanzaError{Condition: "item-not-found"}
-	ErrJIDMalformed        = &StanzaError{Condition: "jid-malformed"}
-	ErrNotAllowed          = &StanzaError{Condition: "not-allowed"}
-	ErrServiceUnavailable  = &StanzaError{Condition: "service-unavailable"}
-	ErrInternalServerError = &StanzaError{Condition: "internal-server-error"}
-	ErrRemoteNotFound      = &StanzaError{Condition: "remote-server-not-found"}
-	ErrRemoteTimeout       = &StanzaError{Condition: "remote-server-timeout"}
-	ErrResourceConstraint  = &StanzaError{Condition: "resource-constraint"}
+	errBadRequest          = stanza.Error{Condition: stanza.BadRequest}
+	errJIDMalformed        = stanza.Error{Condition: stanza.JIDMalformed}
+	errServiceUnavailable  = stanza.Error{Condition: stanza.ServiceUnavailable}
+	errInternalServerError = stanza.Error{Condition: stanza.InternalServerError}
+	errRemoteNotFound      = stanza.Error{Condition: stanza.RemoteServerNotFound}
 )
-
-func defaultErrorType(cond string) ErrorType {
-	switch cond {
-	case "bad-request", "jid-malformed", "not-acceptable", "policy-violation", "resource-constraint":
-		if cond == "resource-constraint" {
-			return ErrorWait
-		}
-		return ErrorModify
-	case "forbidden", "not-authorized", "registration-required", "subscription-required":
-		return ErrorAuth
-	case "internal-server-error", "recipient-unavailable", "remote-server-timeout", "unexpected-request":
-		return ErrorWait
-	}
-	return ErrorCancel
-}
 
 // AppendError appends to dst the error response to st (RFC 6120 8.3.1):
 // the same kind and id, addresses swapped, type 'error', and the error
-// element. The original payload is not echoed.
-func AppendError(dst []byte, st *Stanza, e *StanzaError) []byte {
-	typ := e.Type
-	if typ == "" {
-		typ = defaultErrorType(e.Condition)
+// element of err. err is a stanza.Condition or stanza.Error, possibly
+// wrapped (see stanza.FromError); any other error, nil included, is sent
+// as <internal-server-error/>. The original payload is not echoed.
+func AppendError(dst []byte, st *Stanza, err error) []byte {
+	e, ok := stanza.FromError(err)
+	if !ok {
+		e = errInternalServerError
 	}
 	name := st.el.Name
 	dst = append(dst, '<')
@@ -265,17 +215,9 @@ func AppendError(dst []byte, st *Stanza, e *StanzaError) []byte {
 	if !st.To.Equal(jid.JID{}) {
 		dst = appendAttr(dst, "from", st.To.String())
 	}
-	dst = append(dst, "><error type='"...)
-	dst = append(dst, typ...)
-	dst = append(dst, "'><"...)
-	dst = append(dst, e.Condition...)
-	dst = append(dst, " xmlns='"+nsStanzas+"'/>"...)
-	if e.Text != "" {
-		dst = append(dst, "<text xmlns='"+nsStanzas+"'>"...)
-		dst = AppendEscaped(dst, e.Text)
-		dst = append(dst, "</text>"...)
-	}
-	dst = append(dst, "</error></"...)
+	dst = append(dst, '>')
+	dst = e.AppendXML(dst)
+	dst = append(dst, "</"...)
 	dst = append(dst, name...)
 	return append(dst, '>')
 }

@@ -46,6 +46,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // Namespaces of XEP-0280 and the forwarding it wraps copies in.
@@ -112,12 +113,12 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 // itself (sent without 'to', or to its server or its own bare JID).
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "set" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	s := m.srv.Session(iq.From)
 	if s == nil || iq.To.Localpart() != "" && accountOf(iq.To) != accountOf(iq.From) {
 		// Another server's user, or another user's carbons.
-		return nil, treff.ErrNotAllowed
+		return nil, stanza.NotAllowed
 	}
 	switch iq.Payload.Local {
 	case "enable":
@@ -125,7 +126,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	case "disable":
 		m.set(s, false)
 	default:
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	return nil, nil
 }

@@ -9,6 +9,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -65,7 +66,7 @@ func (a *Archiver) Stamp() time.Time {
 // Answer answers iq, a request about owner's archive with a payload in
 // namespace NS: a query (get: the query form; set: the results), or a
 // metadata request (get). It returns the payload of the IQ result, or the
-// error to answer with (a *treff.StanzaError for the requester's mistakes;
+// error to answer with (a stanza.Error for the requester's mistakes;
 // treff.ErrNoReply if the requester went away during a query). The
 // caller has decided that the requester may ask.
 func (a *Archiver) Answer(ctx context.Context, srv *treff.Server, owner jid.JID, iq *treff.Stanza) ([]byte, error) {
@@ -77,11 +78,11 @@ func (a *Archiver) Answer(ctx context.Context, srv *treff.Server, owner jid.JID,
 		return a.Query(ctx, srv, owner, iq)
 	case "metadata":
 		if iq.Type != "get" {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		return a.metadata(ctx, owner)
 	}
-	return nil, treff.ErrFeatureNotImpl
+	return nil, stanza.FeatureNotImplemented
 }
 
 // Query runs the archive query iq (an IQ set with a <query/>) on owner's

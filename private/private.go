@@ -34,6 +34,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -55,11 +56,11 @@ type BookmarkStore interface {
 	// LegacyBookmarks returns the owner's bookmarks as a serialised
 	// <storage xmlns='storage:bookmarks'> element, or nil (or an error
 	// wrapping storage.ErrNotFound) if there are none. A
-	// *treff.StanzaError is sent to the client as is.
+	// stanza.Error is sent to the client as is.
 	LegacyBookmarks(ctx context.Context, owner jid.JID) ([]byte, error)
 	// SetLegacyBookmarks replaces the owner's bookmarks with storageXML,
 	// a serialised <storage xmlns='storage:bookmarks'> element as the
-	// client sent it. A *treff.StanzaError is sent to the client as is.
+	// client sent it. A stanza.Error is sent to the client as is.
 	SetLegacyBookmarks(ctx context.Context, owner jid.JID, storageXML []byte) error
 }
 
@@ -122,24 +123,24 @@ type element struct {
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	owner := iq.From.Bare()
 	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(owner) {
-		return nil, treff.ErrForbidden
+		return nil, stanza.Forbidden
 	}
 	if iq.Payload.Local != "query" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	els, err := children(iq.Raw())
 	if err != nil {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: err.Error()}
+		return nil, stanza.BadRequest.WithText(err.Error())
 	}
 	if iq.Type == "get" && len(els) != 1 {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: "a get names exactly one element"}
+		return nil, stanza.BadRequest.WithText("a get names exactly one element")
 	}
 	if len(els) == 0 {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: "the query holds no element"}
+		return nil, stanza.BadRequest.WithText("the query holds no element")
 	}
 	for _, el := range els {
 		if reserved(el.name.Space) {
-			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "the namespace is reserved"}
+			return nil, stanza.NotAcceptable.WithText("the namespace is reserved")
 		}
 	}
 	if iq.Type == "get" {
@@ -151,10 +152,10 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	for _, el := range els {
 		if len(el.raw) > m.MaxSize {
-			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("an element may have at most %d bytes", m.MaxSize)}
+			return nil, stanza.Errorf(stanza.NotAcceptable, "an element may have at most %d bytes", m.MaxSize)
 		}
 		if _, err := xmlscan.Parse(el.raw, m.MaxSize+1); err != nil {
-			return nil, &treff.StanzaError{Condition: "bad-request", Text: "each element must declare its own namespace and prefixes"}
+			return nil, stanza.BadRequest.WithText("each element must declare its own namespace and prefixes")
 		}
 	}
 	for _, el := range els {
@@ -179,9 +180,9 @@ func (m *Module) get(ctx context.Context, owner jid.JID, name xml.Name) ([]byte,
 	} else {
 		doc, err = m.Store.PrivateXML(ctx, owner.String(), Key(name.Local, name.Space))
 	}
-	var se *treff.StanzaError
+	se, isStanzaErr := stanza.FromError(err)
 	switch {
-	case errors.As(err, &se):
+	case isStanzaErr:
 		return nil, se
 	case errors.Is(err, storage.ErrNotFound) || err == nil && len(doc) == 0:
 		return emptyElement(name), nil
@@ -198,8 +199,7 @@ func (m *Module) put(ctx context.Context, owner jid.JID, el element) error {
 	} else {
 		err = m.Store.PutPrivateXML(ctx, owner.String(), Key(el.name.Local, el.name.Space), el.raw)
 	}
-	var se *treff.StanzaError
-	if errors.As(err, &se) {
+	if se, ok := stanza.FromError(err); ok {
 		return se
 	}
 	if err != nil {

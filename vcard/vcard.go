@@ -49,6 +49,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -392,11 +393,11 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		owner = iq.To.Bare()
 	}
 	if iq.Payload.Local != "vCard" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	if iq.Type == "set" {
 		if !owner.Equal(requester) {
-			return nil, treff.ErrForbidden
+			return nil, stanza.Forbidden
 		}
 		return nil, m.set(ctx, owner, iq)
 	}
@@ -409,7 +410,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	if len(doc) == 0 {
 		if !owner.Equal(requester) {
-			return nil, treff.ErrServiceUnavailable
+			return nil, stanza.ServiceUnavailable
 		}
 		return []byte("<vCard xmlns='" + NS + "'/>"), nil
 	}
@@ -419,13 +420,13 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 func (m *Module) set(ctx context.Context, owner jid.JID, iq *treff.Stanza) error {
 	doc, err := payload(iq.Raw())
 	if err != nil {
-		return treff.ErrBadRequest
+		return stanza.BadRequest
 	}
 	if len(doc) > m.MaxSize {
-		return &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("a vCard may have at most %d bytes", m.MaxSize)}
+		return stanza.Errorf(stanza.NotAcceptable, "a vCard may have at most %d bytes", m.MaxSize)
 	}
 	if _, err := xmlscan.Parse(doc, m.MaxSize+1); err != nil {
-		return &treff.StanzaError{Condition: "bad-request", Text: "the vCard must declare its own namespace and prefixes"}
+		return stanza.BadRequest.WithText("the vCard must declare its own namespace and prefixes")
 	}
 	if err := m.Store.PutPrivateXML(ctx, owner.String(), Key, doc); err != nil {
 		return fmt.Errorf("vcard: store %s: %w", owner, err)
