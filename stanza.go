@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"iter"
 	"strings"
+	"unsafe"
 
 	"mellium.im/xmpp/jid"
 
@@ -64,6 +66,26 @@ func (st *Stanza) Attr(name string) (string, bool) { return st.el.Attr(name) }
 // Inner returns the stanza's content between its start and end tags.
 func (st *Stanza) Inner() string { return st.el.Inner() }
 
+// Children returns an iterator over the stanza's child elements in
+// document order, read from Raw without copying it (see stanza.Children;
+// unqualified children are in jabber:client). Each Child's Offset is its
+// place in Raw, and its own children are at hand through Child.Children.
+// A walk allocates nothing.
+//
+//	for c := range st.Children() {
+//		if c.Name == (xml.Name{Space: "urn:xmpp:hints", Local: "no-store"}) {
+//			return
+//		}
+//	}
+func (st *Stanza) Children() iter.Seq[stanza.Child] {
+	return stanza.Children(rawString(st.raw), nsClient)
+}
+
+// rawString returns raw as a string without copying it. Raw is never
+// modified once the stanza exists (see NewStanza), so the string is as
+// immutable as Go requires.
+func rawString(raw []byte) string { return unsafe.String(unsafe.SliceData(raw), len(raw)) }
+
 // Decoder returns a decoder over the stanza, positioned before its start
 // element, for modules that need its full content.
 func (st *Stanza) Decoder() *xml.Decoder {
@@ -105,7 +127,8 @@ var ErrBadStanza = errors.New("treff: not a valid stanza")
 
 // NewStanza parses one serialised message, presence or iq element in the
 // jabber:client namespace (written without an xmlns attribute, as it appears
-// on a client stream) for routing with Server.Route.
+// on a client stream) for routing with Server.Route. The stanza keeps raw
+// as its Raw: the caller must not modify it afterwards.
 func NewStanza(raw []byte) (*Stanza, error) {
 	el, err := xmlscan.Parse(raw, 0)
 	if err != nil {
