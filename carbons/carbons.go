@@ -192,7 +192,7 @@ func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Se
 	}
 	var buf [4]*treff.Session
 	to := m.targets(buf[:0], st.To, got, jid.JID{})
-	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
+	if len(to) == 0 || !eligible(st, st.Type) {
 		return
 	}
 	m.send(to, st, st.To.Bare(), "received")
@@ -210,7 +210,7 @@ func (m *Module) sent(ctx context.Context, st *treff.Stanza) bool {
 	}
 	var buf [4]*treff.Session
 	to := m.targets(buf[:0], st.From, nil, st.From)
-	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
+	if len(to) == 0 || !eligible(st, st.Type) {
 		return false
 	}
 	m.send(to, st, st.From.Bare(), "sent")
@@ -263,7 +263,7 @@ func (m *Module) stripPrivate(ctx context.Context, st *treff.Stanza) bool {
 	if st.Kind != treff.KindMessage || !mayBePrivate(st.Raw()) {
 		return false
 	}
-	if raw := withoutPrivate(st.Raw()); raw != nil {
+	if raw := withoutPrivate(st); raw != nil {
 		if err := st.Rewrite(raw); err != nil {
 			m.srv.Log().Debug("carbons: removing <private/> failed", "from", st.From.String(), "err", err)
 		}

@@ -100,12 +100,17 @@ func (c Child) Inner() string {
 // requires. It allocates only for a value with a reference or a tab,
 // newline or carriage return.
 func (c Child) Attr(name string) (string, bool) {
-	for n, v := range attrs(c.doc[c.off:c.tag]) {
+	tag := c.doc[c.off:c.tag]
+	for j := len(tagName(tag)) + 1; ; {
+		n, v, next, ok := nextAttr(tag, j)
+		if !ok {
+			return "", false
+		}
 		if n == name {
 			return unescapeAttr(v), true
 		}
+		j = next
 	}
-	return "", false
 }
 
 // Text returns the character data directly in the child (not in its
@@ -210,11 +215,17 @@ func (c Child) SelfContained() bool {
 			}
 			depth++
 			tag := doc[i:t]
-			for n := range attrs(tag) {
+			nameEnd := len(tagName(tag)) + 1
+			for j := nameEnd; ; {
+				n, _, next, ok := nextAttr(tag, j)
+				if !ok {
+					break
+				}
 				if p, ok := strings.CutPrefix(n, "xmlns:"); ok {
 					declared = append(declared, p)
 					at = append(at, depth)
 				}
+				j = next
 			}
 			has := func(name string) bool {
 				p, _, ok := strings.Cut(name, ":")
@@ -231,13 +242,15 @@ func (c Child) SelfContained() bool {
 			if !has(tagName(tag)) {
 				return false
 			}
-			for n := range attrs(tag) {
-				if strings.HasPrefix(n, "xmlns:") || strings.HasPrefix(n, "xml:") {
-					continue
+			for j := nameEnd; ; {
+				n, _, next, ok := nextAttr(tag, j)
+				if !ok {
+					break
 				}
-				if !has(n) {
+				if !strings.HasPrefix(n, "xmlns:") && !strings.HasPrefix(n, "xml:") && !has(n) {
 					return false
 				}
+				j = next
 			}
 			if empty {
 				depth--
@@ -324,13 +337,25 @@ func (c *Child) resolve(inherited string) {
 	c.dflt = inherited
 	var pns string
 	var hasP bool
-	for n, v := range attrs(tag) {
+	if !strings.Contains(tag, "xmlns") {
+		// The common case: no declarations at all.
+		if prefix == "" {
+			c.Name.Space = c.dflt
+			return
+		}
+	}
+	for j := len(qn) + 1; ; {
+		n, v, next, ok := nextAttr(tag, j)
+		if !ok {
+			break
+		}
 		switch {
 		case n == "xmlns":
 			c.dflt = unescapeAttr(v)
 		case prefix != "" && len(n) == len("xmlns:")+len(prefix) && strings.HasPrefix(n, "xmlns:") && n[len("xmlns:"):] == prefix:
 			pns, hasP = unescapeAttr(v), true
 		}
+		j = next
 	}
 	switch {
 	case prefix == "":
@@ -396,10 +421,16 @@ func lookupPrefix(doc string, pos int, prefix string) (string, bool) {
 			}
 			if !empty {
 				depth++
-				for n, v := range attrs(doc[i:t]) {
+				tag := doc[i:t]
+				for j := len(tagName(tag)) + 1; ; {
+					n, v, next, ok := nextAttr(tag, j)
+					if !ok {
+						break
+					}
 					if p, ok := strings.CutPrefix(n, "xmlns:"); ok && p == prefix {
 						decls = append(decls, decl{depth, v})
 					}
+					j = next
 				}
 			}
 			i = t
@@ -428,21 +459,22 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // quoted attribute value does not end it.
 func startTag(doc string, i int) (end int, empty, ok bool) {
 	j := i + 1
-	var q byte
-	for ; j < len(doc); j++ {
-		c := doc[j]
-		switch {
-		case q != 0:
-			if c == q {
-				q = 0
-			}
-		case c == '\'' || c == '"':
-			q = c
-		case c == '>':
+	for {
+		for j < len(doc) && doc[j] != '>' && doc[j] != '\'' && doc[j] != '"' {
+			j++
+		}
+		if j >= len(doc) {
+			return 0, false, false
+		}
+		if doc[j] == '>' {
 			return j + 1, doc[j-1] == '/', true
 		}
+		e := strings.IndexByte(doc[j+1:], doc[j])
+		if e < 0 {
+			return 0, false, false
+		}
+		j += 1 + e + 1
 	}
-	return 0, false, false
 }
 
 // tagName returns the qualified name of the start tag tag ("<name ...>").
@@ -454,37 +486,31 @@ func tagName(tag string) string {
 	return tag[1:j]
 }
 
-// attrs iterates over the attributes of a start tag, yielding each name as
-// written and its raw value (between the quotes).
-func attrs(tag string) iter.Seq2[string, string] {
-	return func(yield func(string, string) bool) {
-		j := len(tagName(tag)) + 1
-		for j < len(tag) {
-			for j < len(tag) && isSpace(tag[j]) {
-				j++
-			}
-			if j >= len(tag) || tag[j] == '/' || tag[j] == '>' {
-				return
-			}
-			k := j
-			for k < len(tag) && tag[k] != '=' && !isSpace(tag[k]) {
-				k++
-			}
-			name := tag[j:k]
-			for k < len(tag) && (tag[k] == '=' || isSpace(tag[k])) {
-				k++
-			}
-			if k >= len(tag) || tag[k] != '\'' && tag[k] != '"' {
-				return
-			}
-			e := strings.IndexByte(tag[k+1:], tag[k])
-			if e < 0 {
-				return
-			}
-			if !yield(name, tag[k+1:k+1+e]) {
-				return
-			}
-			j = k + 1 + e + 1
-		}
+// nextAttr reads the attribute of the start tag tag that begins at or
+// after tag[j] (j is past the name, or past the previous attribute). It
+// returns the name as written, the raw value (between the quotes) and
+// where to continue; ok is false at the end of the tag.
+func nextAttr(tag string, j int) (name, val string, next int, ok bool) {
+	for j < len(tag) && isSpace(tag[j]) {
+		j++
 	}
+	if j >= len(tag) || tag[j] == '/' || tag[j] == '>' {
+		return "", "", 0, false
+	}
+	k := j
+	for k < len(tag) && tag[k] != '=' && !isSpace(tag[k]) {
+		k++
+	}
+	name = tag[j:k]
+	for k < len(tag) && (tag[k] == '=' || isSpace(tag[k])) {
+		k++
+	}
+	if k >= len(tag) || tag[k] != '\'' && tag[k] != '"' {
+		return "", "", 0, false
+	}
+	e := strings.IndexByte(tag[k+1:], tag[k])
+	if e < 0 {
+		return "", "", 0, false
+	}
+	return name, tag[k+1 : k+1+e], k + 1 + e + 1, true
 }

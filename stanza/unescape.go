@@ -11,7 +11,14 @@ import (
 // while one written as a character reference stays. The value is returned
 // as it is when there is nothing to do.
 func unescapeAttr(v string) string {
-	if strings.IndexAny(v, "&\t\n\r") < 0 {
+	plain := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '&' || c == '\t' || c == '\n' || c == '\r' {
+			plain = false
+			break
+		}
+	}
+	if plain {
 		return v
 	}
 	b := make([]byte, 0, len(v))
