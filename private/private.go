@@ -22,18 +22,15 @@
 package private
 
 import (
-	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
-	"github.com/treff-im/treff/internal/xmlscan"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
@@ -118,6 +115,8 @@ func reserved(ns string) bool {
 type element struct {
 	name xml.Name
 	raw  []byte
+	// selfContained: raw declares the prefixes it uses
+	selfContained bool
 }
 
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
@@ -128,10 +127,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	if iq.Payload.Local != "query" {
 		return nil, stanza.BadRequest
 	}
-	els, err := children(iq.Raw())
-	if err != nil {
-		return nil, stanza.BadRequest.WithText(err.Error())
-	}
+	els := children(iq)
 	if iq.Type == "get" && len(els) != 1 {
 		return nil, stanza.BadRequest.WithText("a get names exactly one element")
 	}
@@ -154,7 +150,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		if len(el.raw) > m.MaxSize {
 			return nil, stanza.Errorf(stanza.NotAcceptable, "an element may have at most %d bytes", m.MaxSize)
 		}
-		if _, err := xmlscan.Parse(el.raw, m.MaxSize+1); err != nil {
+		if !el.selfContained {
 			return nil, stanza.BadRequest.WithText("each element must declare its own namespace and prefixes")
 		}
 	}
@@ -226,38 +222,13 @@ func wrap(doc []byte) []byte {
 
 // children returns the child elements of the stanza's payload element,
 // each as the bytes the client sent.
-func children(raw []byte) ([]element, error) {
-	d := xml.NewDecoder(bytes.NewReader(raw))
+func children(iq *treff.Stanza) []element {
 	var out []element
-	depth := 0
-	var start int64
-	var cur element
-	for {
-		before := d.InputOffset()
-		tok, err := d.Token()
-		if err == io.EOF {
-			return out, nil
+	for q := range iq.Children() {
+		for c := range q.Children() {
+			out = append(out, element{name: c.Name, raw: []byte(c.Raw()), selfContained: c.SelfContained()})
 		}
-		if err != nil {
-			return nil, errors.New("the request does not parse")
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 3 {
-				start = before
-				cur = element{name: t.Name}
-			}
-		case xml.EndElement:
-			if depth == 3 {
-				cur.raw = raw[start:d.InputOffset()]
-				out = append(out, cur)
-			}
-			depth--
-			if depth == 1 {
-				// The end of the payload: anything after it is not ours.
-				return out, nil
-			}
-		}
+		break // only the payload
 	}
+	return out
 }
