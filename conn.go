@@ -20,6 +20,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/stanza"
 )
 
 // idleConn sets a read deadline before every read: the idle timeout from
@@ -591,13 +592,15 @@ func (c *conn) preAuthIQ(el *xmlscan.Element) error {
 	return c.write(string(out))
 }
 
-func (srv *Server) stanzaErr(err error, module string) *StanzaError {
-	var se *StanzaError
-	if errors.As(err, &se) {
+// stanzaErr returns the stanza error behind a handler's error (see
+// stanza.FromError); any other error is logged and becomes
+// internal-server-error.
+func (srv *Server) stanzaErr(err error, module string) stanza.Error {
+	if se, ok := stanza.FromError(err); ok {
 		return se
 	}
 	srv.logger().Error("handler failed", "module", module, "err", err)
-	return ErrInternalServerError
+	return errInternalServerError
 }
 
 func saslFailure(cond, text string) string {
@@ -758,11 +761,11 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 		if st.Payload.Space == nsSession && st.Type == "set" {
 			return nil, c.write(string(AppendResult(nil, st, nil)))
 		}
-		return nil, c.write(string(AppendError(nil, st, &StanzaError{Condition: "not-allowed", Text: "bind a resource first"})))
+		return nil, c.write(string(AppendError(nil, st, stanza.NotAllowed.WithText("bind a resource first"))))
 	}
 	res, err := bindResource(el.Raw)
 	if err != nil {
-		return nil, c.write(string(AppendError(nil, st, ErrBadRequest)))
+		return nil, c.write(string(AppendError(nil, st, errBadRequest)))
 	}
 	if res == "" {
 		var b [8]byte
@@ -771,7 +774,7 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 	}
 	full, err := jid.New(c.user.Localpart(), c.user.Domainpart(), res)
 	if err != nil {
-		return nil, c.write(string(AppendError(nil, st, &StanzaError{Condition: "bad-request", Text: "invalid resource"})))
+		return nil, c.write(string(AppendError(nil, st, stanza.BadRequest.WithText("invalid resource"))))
 	}
 	s := newSession(c, full)
 	// The reply goes through the queue so that it precedes anything routed

@@ -59,6 +59,8 @@
 // typed hooks on a Registry. Built-in features are modules on the same
 // public API. Storage is a composition of small interfaces in package
 // storage, with backends in storage/memstore and storage/boltstore and a
-// conformance suite in storage/storagetest. Package trefftest starts a
+// conformance suite in storage/storagetest. Package stanza has the stanza
+// errors that handlers return (return nil, stanza.ItemNotFound) and the
+// child elements that Stanza.Children walks. Package trefftest starts a
 // server for tests.
 package treff

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -22,7 +23,7 @@ func (helloModule) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddFeature("urn:example:hello") // listed in disco#info
 	r.HandleIQ("urn:example:hello", treff.IQHandlerFunc(func(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 		if iq.Type != "get" {
-			return nil, treff.ErrBadRequest // sent as an error reply
+			return nil, stanza.BadRequest // sent as an error reply
 		}
 		b := []byte("<query xmlns='urn:example:hello'><greeting>Hello, ")
 		b = treff.AppendEscaped(b, iq.From.Localpart()) // iq.From is set by the server

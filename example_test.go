@@ -10,6 +10,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage/memstore"
 	"github.com/treff-im/treff/trefftest"
 )
@@ -90,6 +91,6 @@ func ExampleAppendError() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(string(treff.AppendError(nil, st, treff.ErrServiceUnavailable)))
+	fmt.Println(string(treff.AppendError(nil, st, stanza.ServiceUnavailable)))
 	// Output: <iq type='error' id='1' to='alice@example.org/phone' from='example.org'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>
 }

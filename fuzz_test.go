@@ -10,6 +10,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // FuzzNewStanza checks stanza parsing through NewStanza, the exported
@@ -112,7 +113,7 @@ func FuzzNewStanza(f *testing.F) {
 		}
 
 		{
-			e := treff.AppendError(nil, st, treff.ErrBadRequest)
+			e := treff.AppendError(nil, st, stanza.BadRequest)
 			es, err := treff.NewStanza(e)
 			if err != nil {
 				t.Fatalf("AppendError for %q = %q: %v", data, e, err)

@@ -37,8 +37,9 @@ type Stopper interface {
 // IQHandler answers IQ get and set requests for one payload namespace.
 //
 // HandleIQ returns the serialised payload of the result (nil for an empty
-// result) or an error: a *StanzaError is sent to the requester as is, any
-// other error is logged and answered with <internal-server-error/>. Return
+// result) or an error: a stanza.Condition or stanza.Error, also wrapped
+// (see stanza.FromError), is sent to the requester as is, any other error
+// is logged and answered with <internal-server-error/>. Return
 // ErrNoReply after answering (or arranging to answer) yourself through
 // Server.Route. HandleIQ is called concurrently, from the sending session's
 // goroutine: keep it short, and never block on the sender's own queue.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -40,7 +41,7 @@ func (m *hookModule) Setup(ctx context.Context, r *treff.Registry) error {
 		return []byte("<pre xmlns='urn:example:pre'/>"), nil
 	}))
 	r.HandleIQ("urn:example:fail", treff.IQHandlerFunc(func(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
-		return nil, &treff.StanzaError{Condition: "not-allowed", Text: "no <way>"}
+		return nil, stanza.NotAllowed.WithText("no <way>")
 	}))
 	r.HandleAccountIQ("urn:example:acct", treff.IQHandlerFunc(func(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 		return []byte("<acct xmlns='urn:example:acct' to='" + iq.To.String() + "'/>"), nil

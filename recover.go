@@ -58,7 +58,7 @@ func (srv *Server) stanzaHook(ctx context.Context, e hook[StanzaHook], st *Stanz
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(e.module, r)
-			srv.answerError(ctx, st, ErrInternalServerError)
+			srv.answerError(ctx, st, errInternalServerError)
 			handled = true
 		}
 	}()
@@ -108,7 +108,7 @@ func (srv *Server) handleIQ(ctx context.Context, e iqEntry, st *Stanza) (payload
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(e.module, r)
-			payload, err = nil, ErrInternalServerError
+			payload, err = nil, errInternalServerError
 		}
 	}()
 	return e.h.HandleIQ(ctx, st)
@@ -120,7 +120,7 @@ func (srv *Server) handleStanza(ctx context.Context, e *domainEntry, st *Stanza)
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(e.module, r)
-			srv.answerError(ctx, st, ErrInternalServerError)
+			srv.answerError(ctx, st, errInternalServerError)
 		}
 	}()
 	e.h.HandleStanza(ctx, st)

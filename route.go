@@ -7,6 +7,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -43,7 +44,7 @@ func (srv *Server) route(ctx context.Context, st *Stanza, from *Session) {
 			srv.handleStanza(ctx, srv.mods.remote, st)
 			return
 		}
-		srv.bounce(ctx, st, ErrRemoteNotFound)
+		srv.bounce(ctx, st, errRemoteNotFound)
 		return
 	}
 	if to.Localpart() == "" {
@@ -69,7 +70,7 @@ func (srv *Server) toSelf(ctx context.Context, st *Stanza, from *Session) {
 			srv.callIQ(ctx, e, st)
 			return
 		}
-		srv.bounce(ctx, st, ErrServiceUnavailable)
+		srv.bounce(ctx, st, errServiceUnavailable)
 	case KindMessage:
 		// A message without 'to' is for the sender's bare JID.
 		if from != nil {
@@ -97,7 +98,7 @@ func (srv *Server) toHost(ctx context.Context, st *Stanza) {
 		srv.callIQ(ctx, e, st)
 		return
 	}
-	srv.bounce(ctx, st, ErrServiceUnavailable)
+	srv.bounce(ctx, st, errServiceUnavailable)
 }
 
 func (srv *Server) callIQ(ctx context.Context, e iqEntry, st *Stanza) {
@@ -108,7 +109,7 @@ func (srv *Server) callIQ(ctx context.Context, e iqEntry, st *Stanza) {
 	if err != nil {
 		// A handler's refusal is an answer, not a delivery failure.
 		se := srv.stanzaErr(err, e.module)
-		srv.logger().Debug("request refused", "module", e.module, "from", st.From.String(), "ns", st.Payload.Space, "why", se.Condition)
+		srv.logger().Debug("request refused", "module", e.module, "from", st.From.String(), "ns", st.Payload.Space, "why", string(se.Condition))
 		srv.answerError(ctx, st, se)
 		return
 	}
@@ -130,18 +131,18 @@ func (srv *Server) deliverReply(ctx context.Context, st *Stanza, raw []byte) {
 
 // bounce answers st with a stanza error unless st is itself an error (which
 // is never answered, so that errors cannot loop).
-func (srv *Server) bounce(ctx context.Context, st *Stanza, e *StanzaError) {
+func (srv *Server) bounce(ctx context.Context, st *Stanza, e stanza.Error) {
 	if st.Type == "error" || st.From.Equal(jid.JID{}) {
 		return
 	}
 	// Delivery failures are logged as who, whom and why, never content.
-	srv.logger().Info("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", kindName(st.Kind), "why", e.Condition)
+	srv.logger().Info("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", kindName(st.Kind), "why", string(e.Condition))
 	srv.answerError(ctx, st, e)
 }
 
 // answerError sends st's sender the error e (never for an error, so that
 // errors cannot loop).
-func (srv *Server) answerError(ctx context.Context, st *Stanza, e *StanzaError) {
+func (srv *Server) answerError(ctx context.Context, st *Stanza, e stanza.Error) {
 	if st.Type == "error" || st.From.Equal(jid.JID{}) {
 		return
 	}
@@ -177,10 +178,10 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		switch st.Kind {
 		case KindIQ:
 			if st.Type == "get" || st.Type == "set" {
-				srv.bounce(ctx, st, ErrServiceUnavailable)
+				srv.bounce(ctx, st, errServiceUnavailable)
 			}
 		case KindMessage:
-			srv.bounce(ctx, st, ErrServiceUnavailable)
+			srv.bounce(ctx, st, errServiceUnavailable)
 		case KindPresence:
 			// RFC 6121 3.1.3 and 4.3.2: a subscription request or probe
 			// for an account that does not exist is answered with
@@ -206,7 +207,7 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			srv.callIQ(ctx, e, st)
 			return
 		}
-		srv.bounce(ctx, st, ErrServiceUnavailable)
+		srv.bounce(ctx, st, errServiceUnavailable)
 		return
 	}
 	var out [8]router.Entry
@@ -258,10 +259,10 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			}
 		}
 		if fallback == router.ErrorReply {
-			srv.bounce(ctx, st, ErrServiceUnavailable)
+			srv.bounce(ctx, st, errServiceUnavailable)
 		}
 	case router.ErrorReply:
-		srv.bounce(ctx, st, ErrServiceUnavailable)
+		srv.bounce(ctx, st, errServiceUnavailable)
 	}
 }
 

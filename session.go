@@ -15,6 +15,7 @@ import (
 
 	"github.com/treff-im/treff/internal/xmlscan"
 	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/stanza"
 )
 
 // ErrSessionClosed is returned by Session.Send after the session ended or
@@ -508,23 +509,23 @@ func (s *Session) handle(el *xmlscan.Element) {
 	}
 	if err != nil {
 		st.To = jid.JID{}
-		s.replyError(st, ErrJIDMalformed)
+		s.replyError(st, errJIDMalformed)
 		return
 	}
 	if st.Kind == KindIQ {
 		switch st.Type {
 		case "get", "set":
 			if st.ID == "" || st.Payload.Local == "" {
-				s.replyError(st, ErrBadRequest)
+				s.replyError(st, errBadRequest)
 				return
 			}
 		case "result", "error":
 			if st.ID == "" {
-				s.replyError(st, ErrBadRequest)
+				s.replyError(st, errBadRequest)
 				return
 			}
 		default:
-			s.replyError(st, ErrBadRequest)
+			s.replyError(st, errBadRequest)
 			return
 		}
 	}
@@ -545,7 +546,7 @@ func (s *Session) handle(el *xmlscan.Element) {
 	srv.route(s.ctx, st, s)
 }
 
-func (s *Session) replyError(st *Stanza, e *StanzaError) {
+func (s *Session) replyError(st *Stanza, e stanza.Error) {
 	if st.Type == "error" {
 		return
 	}

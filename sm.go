@@ -451,7 +451,7 @@ func (srv *Server) reroute(pending [][]byte) {
 		switch st.Kind {
 		case KindIQ:
 			if st.Type == "get" || st.Type == "set" {
-				srv.bounce(ctx, st, ErrServiceUnavailable)
+				srv.bounce(ctx, st, errServiceUnavailable)
 			}
 		case KindMessage:
 			if st.Type == "error" || st.Type == "groupchat" || st.Type == "headline" {
@@ -504,7 +504,7 @@ func (srv *Server) redeliver(ctx context.Context, st *Stanza) {
 			return
 		}
 	}
-	srv.bounce(ctx, st, ErrServiceUnavailable)
+	srv.bounce(ctx, st, errServiceUnavailable)
 }
 
 // Hibernating reports whether the session lost its connection and waits

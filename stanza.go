@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"iter"
 	"strings"
+	"unsafe"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff/internal/xmlscan"
 	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/stanza"
 )
 
 // Kind is the kind of a stanza: message, presence or IQ.
@@ -63,6 +66,26 @@ func (st *Stanza) Attr(name string) (string, bool) { return st.el.Attr(name) }
 // Inner returns the stanza's content between its start and end tags.
 func (st *Stanza) Inner() string { return st.el.Inner() }
 
+// Children returns an iterator over the stanza's child elements in
+// document order, read from Raw without copying it (see stanza.Children;
+// unqualified children are in jabber:client). Each Child's Offset is its
+// place in Raw, and its own children are at hand through Child.Children.
+// A walk allocates nothing.
+//
+//	for c := range st.Children() {
+//		if c.Name == (xml.Name{Space: "urn:xmpp:hints", Local: "no-store"}) {
+//			return
+//		}
+//	}
+func (st *Stanza) Children() iter.Seq[stanza.Child] {
+	return stanza.Children(rawString(st.raw), nsClient)
+}
+
+// rawString returns raw as a string without copying it. Raw is never
+// modified once the stanza exists (see NewStanza), so the string is as
+// immutable as Go requires.
+func rawString(raw []byte) string { return unsafe.String(unsafe.SliceData(raw), len(raw)) }
+
 // Decoder returns a decoder over the stanza, positioned before its start
 // element, for modules that need its full content.
 func (st *Stanza) Decoder() *xml.Decoder {
@@ -104,7 +127,8 @@ var ErrBadStanza = errors.New("treff: not a valid stanza")
 
 // NewStanza parses one serialised message, presence or iq element in the
 // jabber:client namespace (written without an xmlns attribute, as it appears
-// on a client stream) for routing with Server.Route.
+// on a client stream) for routing with Server.Route. The stanza keeps raw
+// as its Raw: the caller must not modify it afterwards.
 func NewStanza(raw []byte) (*Stanza, error) {
 	el, err := xmlscan.Parse(raw, 0)
 	if err != nil {
@@ -141,11 +165,11 @@ func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
 		switch a.Name {
 		case "to":
 			if st.To, err = parseJID(a.Value); err != nil {
-				bad = errJIDMalformed
+				bad = errBadJID
 			}
 		case "from":
 			if st.From, err = parseJID(a.Value); err != nil {
-				bad = errJIDMalformed
+				bad = errBadJID
 			}
 		case "type":
 			st.Type = a.Value
@@ -162,7 +186,7 @@ func stanzaFrom(el *xmlscan.Element) (*Stanza, error) {
 	return st, bad
 }
 
-var errJIDMalformed = errors.New("treff: malformed JID")
+var errBadJID = errors.New("treff: malformed JID")
 
 // parseJID parses and normalises a JID, from a cache when the same address
 // was seen recently.
@@ -172,7 +196,7 @@ func parseJID(s string) (jid.JID, error) {
 
 const (
 	nsClient   = "jabber:client"
-	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsStanzas  = stanza.NS
 	nsStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
 	nsStream   = "http://etherx.jabber.org/streams"
 	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -182,75 +206,24 @@ const (
 	nsXMLSpace = "http://www.w3.org/XML/1998/namespace"
 )
 
-// ErrorType is the type of a stanza error (RFC 6120 8.3.2).
-type ErrorType string
-
-// Stanza error types.
-const (
-	ErrorAuth     ErrorType = "auth"
-	ErrorCancel   ErrorType = "cancel"
-	ErrorContinue ErrorType = "continue"
-	ErrorModify   ErrorType = "modify"
-	ErrorWait     ErrorType = "wait"
-)
-
-// StanzaError is an XMPP stanza error (RFC 6120 8.3). IQ handlers return one
-// to answer with an error; any other error becomes
-// <internal-server-error/>.
-type StanzaError struct {
-	// Type is the error type; empty means the condition's usual type.
-	Type ErrorType
-	// Condition is the defined condition, e.g. "item-not-found".
-	Condition string
-	// Text is an optional human-readable description.
-	Text string
-}
-
-// Error implements error.
-func (e *StanzaError) Error() string {
-	if e.Text != "" {
-		return "treff: stanza error " + e.Condition + ": " + e.Text
-	}
-	return "treff: stanza error " + e.Condition
-}
-
-// Common stanza errors.
+// The stanza errors the server itself sends.
 var (
-	ErrBadRequest          = &StanzaError{Condition: "bad-request"}
-	ErrFeatureNotImpl      = &StanzaError{Condition: "feature-not-implemented"}
-	ErrForbidden           = &StanzaError{Condition: "forbidden"}
-	ErrItemNotFound        = &StanzaError{Condition: "item-not-found"}
-	ErrJIDMalformed        = &StanzaError{Condition: "jid-malformed"}
-	ErrNotAllowed          = &StanzaError{Condition: "not-allowed"}
-	ErrServiceUnavailable  = &StanzaError{Condition: "service-unavailable"}
-	ErrInternalServerError = &StanzaError{Condition: "internal-server-error"}
-	ErrRemoteNotFound      = &StanzaError{Condition: "remote-server-not-found"}
-	ErrRemoteTimeout       = &StanzaError{Condition: "remote-server-timeout"}
-	ErrResourceConstraint  = &StanzaError{Condition: "resource-constraint"}
+	errBadRequest          = stanza.Error{Condition: stanza.BadRequest}
+	errJIDMalformed        = stanza.Error{Condition: stanza.JIDMalformed}
+	errServiceUnavailable  = stanza.Error{Condition: stanza.ServiceUnavailable}
+	errInternalServerError = stanza.Error{Condition: stanza.InternalServerError}
+	errRemoteNotFound      = stanza.Error{Condition: stanza.RemoteServerNotFound}
 )
-
-func defaultErrorType(cond string) ErrorType {
-	switch cond {
-	case "bad-request", "jid-malformed", "not-acceptable", "policy-violation", "resource-constraint":
-		if cond == "resource-constraint" {
-			return ErrorWait
-		}
-		return ErrorModify
-	case "forbidden", "not-authorized", "registration-required", "subscription-required":
-		return ErrorAuth
-	case "internal-server-error", "recipient-unavailable", "remote-server-timeout", "unexpected-request":
-		return ErrorWait
-	}
-	return ErrorCancel
-}
 
 // AppendError appends to dst the error response to st (RFC 6120 8.3.1):
 // the same kind and id, addresses swapped, type 'error', and the error
-// element. The original payload is not echoed.
-func AppendError(dst []byte, st *Stanza, e *StanzaError) []byte {
-	typ := e.Type
-	if typ == "" {
-		typ = defaultErrorType(e.Condition)
+// element of err. err is a stanza.Condition or stanza.Error, possibly
+// wrapped (see stanza.FromError); any other error, nil included, is sent
+// as <internal-server-error/>. The original payload is not echoed.
+func AppendError(dst []byte, st *Stanza, err error) []byte {
+	e, ok := stanza.FromError(err)
+	if !ok {
+		e = errInternalServerError
 	}
 	name := st.el.Name
 	dst = append(dst, '<')
@@ -265,17 +238,9 @@ func AppendError(dst []byte, st *Stanza, e *StanzaError) []byte {
 	if !st.To.Equal(jid.JID{}) {
 		dst = appendAttr(dst, "from", st.To.String())
 	}
-	dst = append(dst, "><error type='"...)
-	dst = append(dst, typ...)
-	dst = append(dst, "'><"...)
-	dst = append(dst, e.Condition...)
-	dst = append(dst, " xmlns='"+nsStanzas+"'/>"...)
-	if e.Text != "" {
-		dst = append(dst, "<text xmlns='"+nsStanzas+"'>"...)
-		dst = AppendEscaped(dst, e.Text)
-		dst = append(dst, "</text>"...)
-	}
-	dst = append(dst, "</error></"...)
+	dst = append(dst, '>')
+	dst = e.AppendXML(dst)
+	dst = append(dst, "</"...)
 	dst = append(dst, name...)
 	return append(dst, '>')
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // TestPrefixedPayloadRouted checks that an IQ whose payload is written
@@ -33,7 +34,7 @@ func TestStanzaFixes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := treff.NewStanza(treff.AppendError(nil, st, treff.ErrBadRequest))
+	e, err := treff.NewStanza(treff.AppendError(nil, st, stanza.BadRequest))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 )
 
 // NS is the XEP-0050 namespace, also the disco node listing the commands.
@@ -43,7 +43,7 @@ type Command struct {
 	Form func(ctx context.Context, from jid.JID) *Form
 	// Run carries out the command with the submitted values. It returns a
 	// note for the user, or a form of results (type "result"); an error
-	// that is a *treff.StanzaError is sent as such, any other as
+	// that is a stanza.Error is sent as such, any other as
 	// <internal-server-error/>.
 	Run func(ctx context.Context, from jid.JID, v Values) (Result, error)
 }
@@ -166,26 +166,26 @@ type request struct {
 	Form      *dataform.Submitted `xml:"jabber:x:data x"`
 }
 
-func commandError(cond, specific string) error {
-	// The XEP-0050 specific condition goes in the text: StanzaError has
-	// no application-specific element.
-	return &treff.StanzaError{Condition: cond, Text: specific}
+func commandError(cond stanza.Condition, specific string) error {
+	// The XEP-0050 specific condition goes in the text, as it always has
+	// (stanza.Error's App could carry it as an element).
+	return cond.WithText(specific)
 }
 
 func (m *Module) handle(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "set" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	var req request
 	if iq.Payload.Space != NS || iq.DecodePayload(&req) != nil {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	c := m.command(req.Node)
 	if c == nil {
-		return nil, treff.ErrItemNotFound
+		return nil, stanza.ItemNotFound
 	}
 	if !m.allowed(ctx, c, iq.From) {
-		return nil, treff.ErrForbidden
+		return nil, stanza.Forbidden
 	}
 	from := iq.From.String()
 	m.expire()
@@ -235,12 +235,11 @@ func (m *Module) handle(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 func (m *Module) run(ctx context.Context, c *Command, from jid.JID, id string, v Values) ([]byte, error) {
 	res, err := c.Run(ctx, from, v)
 	if err != nil {
-		var se *treff.StanzaError
-		if errors.As(err, &se) {
+		if se, ok := stanza.FromError(err); ok {
 			return nil, se
 		}
 		m.srv.Log().Error("ad-hoc command failed", "node", c.Node, "err", err)
-		return nil, treff.ErrInternalServerError
+		return nil, stanza.InternalServerError
 	}
 	if id == "" {
 		id = newID()
@@ -295,7 +294,7 @@ func JIDs(values []string) ([]jid.JID, error) {
 		}
 		j, err := jid.Parse(v)
 		if err != nil {
-			return nil, &treff.StanzaError{Condition: "bad-request", Text: "not a valid address: " + v}
+			return nil, stanza.BadRequest.WithText("not a valid address: " + v)
 		}
 		out = append(out, j.Bare())
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/adhoc"
 	"github.com/treff-im/treff/disco"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -203,7 +204,7 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: %s, want an error with %s", tc.name, got, tc.want)
 		}
 	}
-	// A *treff.StanzaError from Run is sent as it is.
+	// A stanza.Error from Run is sent as it is.
 	f.alice.Send(command("g2", "urn:example:greet", "", ""))
 	id = sessionRe.FindStringSubmatch(answer(f.alice, "g2"))[1]
 	f.alice.Send(command("s", "urn:example:greet", " sessionid='"+id+"'",
@@ -237,8 +238,7 @@ func TestJIDs(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].String() != "alice@localhost" || got[1].String() != "bob@localhost" {
 		t.Errorf("JIDs = %v, %v", got, err)
 	}
-	var se *treff.StanzaError
-	if _, err := adhoc.JIDs([]string{"@x"}); !errors.As(err, &se) || se.Condition != "bad-request" {
+	if _, err := adhoc.JIDs([]string{"@x"}); !errors.Is(err, stanza.BadRequest) {
 		t.Errorf("malformed JID: %v", err)
 	}
 }

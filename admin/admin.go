@@ -20,6 +20,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/adhoc"
 	"github.com/treff-im/treff/register"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -130,10 +131,10 @@ func (m *Module) account(from jid.JID, v string) (jid.JID, error) {
 		return jid.JID{}, err
 	}
 	if len(js) != 1 || js[0].Localpart() == "" {
-		return jid.JID{}, &treff.StanzaError{Condition: "bad-request", Text: "an account's address is required"}
+		return jid.JID{}, stanza.BadRequest.WithText("an account's address is required")
 	}
 	if js[0].Domainpart() != from.Domainpart() {
-		return jid.JID{}, &treff.StanzaError{Condition: "not-allowed", Text: "accounts of other domains cannot be changed from here"}
+		return jid.JID{}, stanza.NotAllowed.WithText("accounts of other domains cannot be changed from here")
 	}
 	return js[0], nil
 }
@@ -152,14 +153,14 @@ func (m *Module) addUser(ctx context.Context, from jid.JID, v adhoc.Values) (adh
 	}
 	pw := v.Get("password")
 	if pw == "" {
-		return adhoc.Result{}, &treff.StanzaError{Condition: "not-acceptable", Text: "a password is required"}
+		return adhoc.Result{}, stanza.NotAcceptable.WithText("a password is required")
 	}
 	if vf, ok := v["password-verify"]; ok && strings.Join(vf, "") != pw {
-		return adhoc.Result{}, &treff.StanzaError{Condition: "not-acceptable", Text: "the passwords differ"}
+		return adhoc.Result{}, stanza.NotAcceptable.WithText("the passwords differ")
 	}
 	if err := m.Accounts.CreateUser(ctx, acct.String(), pw); err != nil {
 		if errors.Is(err, storage.ErrExists) {
-			return adhoc.Result{}, &treff.StanzaError{Condition: "conflict", Text: "the account exists already"}
+			return adhoc.Result{}, stanza.Conflict.WithText("the account exists already")
 		}
 		return adhoc.Result{}, err
 	}
@@ -180,12 +181,12 @@ func (m *Module) deleteUsers(ctx context.Context, from jid.JID, v adhoc.Values) 
 		accts = append(accts, a)
 	}
 	if len(accts) == 0 {
-		return adhoc.Result{}, &treff.StanzaError{Condition: "bad-request", Text: "no account given"}
+		return adhoc.Result{}, stanza.BadRequest.WithText("no account given")
 	}
 	var deleted, missing []string
 	for _, a := range accts {
 		if a.Equal(from.Bare()) {
-			return adhoc.Result{}, &treff.StanzaError{Condition: "not-allowed", Text: "delete your own account with in-band registration instead"}
+			return adhoc.Result{}, stanza.NotAllowed.WithText("delete your own account with in-band registration instead")
 		}
 	}
 	for _, a := range accts {
@@ -216,11 +217,11 @@ func (m *Module) changePassword(ctx context.Context, from jid.JID, v adhoc.Value
 	}
 	pw := v.Get("password")
 	if pw == "" {
-		return adhoc.Result{}, &treff.StanzaError{Condition: "not-acceptable", Text: "a password is required"}
+		return adhoc.Result{}, stanza.NotAcceptable.WithText("a password is required")
 	}
 	if err := m.Accounts.SetPassword(ctx, acct.String(), pw); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
-			return adhoc.Result{}, &treff.StanzaError{Condition: "item-not-found", Text: "no such account"}
+			return adhoc.Result{}, stanza.ItemNotFound.WithText("no such account")
 		}
 		return adhoc.Result{}, err
 	}
@@ -276,7 +277,7 @@ func (m *Module) onlineNum(ctx context.Context, from jid.JID, _ adhoc.Values) (a
 func (m *Module) announce(ctx context.Context, from jid.JID, v adhoc.Values) (adhoc.Result, error) {
 	body := strings.Join(v["announcement"], "\n")
 	if strings.TrimSpace(body) == "" {
-		return adhoc.Result{}, &treff.StanzaError{Condition: "not-acceptable", Text: "the announcement is empty"}
+		return adhoc.Result{}, stanza.NotAcceptable.WithText("the announcement is empty")
 	}
 	n := Announce(m.srv, from.Domainpart(), v.Get("subject"), body)
 	m.srv.Log().Info("announcement sent", "admin", from.Bare().String(), "sessions", n)
@@ -322,10 +323,10 @@ func (m *Module) registrationForm(ctx context.Context, from jid.JID) *adhoc.Form
 func (m *Module) setRegistration(ctx context.Context, from jid.JID, v adhoc.Values) (adhoc.Result, error) {
 	p, err := register.ParsePolicy(v.Get("policy"))
 	if err != nil {
-		return adhoc.Result{}, &treff.StanzaError{Condition: "not-acceptable", Text: "the policy is open, closed or invite"}
+		return adhoc.Result{}, stanza.NotAcceptable.WithText("the policy is open, closed or invite")
 	}
 	if err := m.Register.SetPolicy(p); err != nil {
-		return adhoc.Result{}, &treff.StanzaError{Condition: "not-acceptable", Text: err.Error()}
+		return adhoc.Result{}, stanza.NotAcceptable.WithText(err.Error())
 	}
 	return adhoc.Result{Note: "Registration is now " + string(p) + "."}, nil
 }

@@ -60,6 +60,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -306,18 +307,18 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 	switch st.Kind {
 	case treff.KindMessage:
 		if st.Type != "error" && st.Type != "groupchat" {
-			m.answer(ctx, st, treff.ErrServiceUnavailable)
+			m.answer(ctx, st, stanza.ServiceUnavailable)
 		}
 	case treff.KindIQ:
 		if st.Type == "get" || st.Type == "set" {
-			m.answer(ctx, st, treff.ErrServiceUnavailable)
+			m.answer(ctx, st, stanza.ServiceUnavailable)
 		}
 	}
 	return true
 }
 
 // answer routes the error e to st's sender, past the module's own hooks.
-func (m *Module) answer(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+func (m *Module) answer(ctx context.Context, st *treff.Stanza, e error) {
 	reply, err := treff.NewStanza(treff.AppendError(nil, st, e))
 	if err != nil {
 		m.srv.Log().Error("blocking: bad error built", "err", err)
@@ -342,7 +343,7 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	// goes to it directly: routed, it would come from the blocked JID and
 	// be dropped by the user's own list.
 	if s := m.srv.Session(st.From); s != nil {
-		b := treff.AppendError(nil, st, &treff.StanzaError{Type: treff.ErrorCancel, Condition: "not-acceptable"})
+		b := treff.AppendError(nil, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable})
 		b = insertBlocked(b)
 		s.Send(b)
 	}
@@ -380,11 +381,11 @@ func (m *Module) lock(user jid.JID) func() {
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	user := iq.From.Bare()
 	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(user) {
-		return nil, treff.ErrForbidden
+		return nil, stanza.Forbidden
 	}
 	var req request
 	if err := iq.DecodePayload(&req); err != nil || req.XMLName.Space != NS {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	switch {
 	case iq.Type == "get" && req.XMLName.Local == "blocklist":
@@ -398,16 +399,16 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		return appendItems(nil, "blocklist", l.jids), nil
 	case iq.Type == "set" && (req.XMLName.Local == "block" || req.XMLName.Local == "unblock"):
 	default:
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	jids := make([]string, 0, len(req.Items))
 	for _, it := range req.Items {
 		if it.JID == nil {
-			return nil, &treff.StanzaError{Condition: "jid-malformed", Text: "an item has no jid"}
+			return nil, stanza.JIDMalformed.WithText("an item has no jid")
 		}
 		j, err := jid.Parse(*it.JID)
 		if err != nil {
-			return nil, &treff.StanzaError{Condition: "jid-malformed", Text: "not a JID: " + *it.JID}
+			return nil, stanza.JIDMalformed.WithText("not a JID: " + *it.JID)
 		}
 		if s := j.String(); !slices.Contains(jids, s) {
 			jids = append(jids, s)
@@ -415,7 +416,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	if req.XMLName.Local == "block" {
 		if len(jids) == 0 {
-			return nil, &treff.StanzaError{Condition: "bad-request", Text: "a block command needs at least one item"}
+			return nil, stanza.BadRequest.WithText("a block command needs at least one item")
 		}
 		if err := m.block(ctx, user, jids); err != nil {
 			return nil, err
@@ -448,7 +449,7 @@ func (m *Module) block(ctx context.Context, user jid.JID, jids []string) error {
 		return nil
 	}
 	if n := m.limit(); n > 0 && len(old.jids)+len(added) > n {
-		return &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("a block list may hold at most %d JIDs", n)}
+		return stanza.Errorf(stanza.NotAcceptable, "a block list may hold at most %d JIDs", n)
 	}
 	// The contacts that see the user's presence see the user go offline
 	// (XEP-0191 section 3.3), before the block stops all presence.

@@ -46,6 +46,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // Namespaces of XEP-0280 and the forwarding it wraps copies in.
@@ -115,12 +116,12 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 // itself (sent without 'to', or to its server or its own bare JID).
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "set" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	s := m.srv.Session(iq.From)
 	if s == nil || iq.To.Localpart() != "" && accountOf(iq.To) != accountOf(iq.From) {
 		// Another server's user, or another user's carbons.
-		return nil, treff.ErrNotAllowed
+		return nil, stanza.NotAllowed
 	}
 	switch iq.Payload.Local {
 	case "enable":
@@ -128,7 +129,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	case "disable":
 		m.set(s, false)
 	default:
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	return nil, nil
 }
@@ -194,7 +195,7 @@ func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Se
 	}
 	var buf [4]*treff.Session
 	to := m.targets(buf[:0], st.To, got, jid.JID{})
-	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
+	if len(to) == 0 || !eligible(st, st.Type) {
 		return
 	}
 	m.send(to, st, st.To.Bare(), "received")
@@ -212,7 +213,7 @@ func (m *Module) sent(ctx context.Context, st *treff.Stanza) bool {
 	}
 	var buf [4]*treff.Session
 	to := m.targets(buf[:0], st.From, nil, st.From)
-	if len(to) == 0 || !eligible(st.Raw(), st.Type) {
+	if len(to) == 0 || !eligible(st, st.Type) {
 		return false
 	}
 	m.send(to, st, st.From.Bare(), "sent")
@@ -265,7 +266,7 @@ func (m *Module) stripPrivate(ctx context.Context, st *treff.Stanza) bool {
 	if st.Kind != treff.KindMessage || !mayBePrivate(st.Raw()) {
 		return false
 	}
-	if raw := withoutPrivate(st.Raw()); raw != nil {
+	if raw := withoutPrivate(st); raw != nil {
 		if err := st.Rewrite(raw); err != nil {
 			m.srv.Log().Debug("carbons: removing <private/> failed", "from", st.From.String(), "err", err)
 		}

@@ -2,6 +2,8 @@ package carbons
 
 import (
 	"testing"
+
+	"github.com/treff-im/treff"
 )
 
 // The eligibility rules of XEP-0280 section 6, message by message.
@@ -38,11 +40,13 @@ func TestEligible(t *testing.T) {
 		// message's own.
 		{"chat", `<message type='chat'><body>fw</body><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'><private xmlns='urn:xmpp:carbons:2'/></message></forwarded></message>`, true},
 		// Quotes, '>' and '/' in attribute values, CDATA with tags in it.
-		{"normal", `<message id='a>b/c' to="x'y"><thread parent='p/>'>t</thread><body><![CDATA[<private xmlns='urn:xmpp:carbons:2'/>]]></body></message>`, true},
-		// Unreadable input is not copied.
-		{"chat", `<message type='chat'><body>hi</body>`, false},
+		{"normal", `<message id='a>b/c' xml:lang="x'y"><thread parent='p/>'>t</thread><body><![CDATA[<private xmlns='urn:xmpp:carbons:2'/>]]></body></message>`, true},
 	} {
-		if got := eligible([]byte(c.raw), c.typ); got != c.want {
+		st, err := treff.NewStanza([]byte(c.raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := eligible(st, c.typ); got != c.want {
 			t.Errorf("eligible(%s, %q) = %v, want %v", c.raw, c.typ, got, c.want)
 		}
 	}
@@ -60,7 +64,11 @@ func TestWithoutPrivate(t *testing.T) {
 		// Another namespace's private stays.
 		{`<message><private xmlns='urn:example'/></message>`, ``},
 	} {
-		if got := string(withoutPrivate([]byte(c.in))); got != c.want {
+		st, err := treff.NewStanza([]byte(c.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(withoutPrivate(st)); got != c.want {
 			t.Errorf("withoutPrivate(%s)\n = %s\nwant %s", c.in, got, c.want)
 		}
 	}
@@ -68,11 +76,25 @@ func TestWithoutPrivate(t *testing.T) {
 
 // The eligibility check of an ordinary chat message allocates nothing.
 func TestEligibleAllocs(t *testing.T) {
-	raw := []byte(`<message from='bob@example.org/pc' to='alice@example.org' type='chat' id='x1'><body>Hello &amp; welcome</body><active xmlns='http://jabber.org/protocol/chatstates'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>`)
-	if n := testing.AllocsPerRun(100, func() { eligible(raw, "chat") }); n != 0 {
+	st, err := treff.NewStanza([]byte(`<message from='bob@example.org/pc' to='alice@example.org' type='chat' id='x1'><body>Hello &amp; welcome</body><active xmlns='http://jabber.org/protocol/chatstates'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { eligible(st, "chat") }); n != 0 {
 		t.Errorf("eligible allocates %v times, want 0", n)
 	}
-	if !eligible(raw, "chat") {
+	if !eligible(st, "chat") {
 		t.Error("not eligible")
+	}
+}
+
+func BenchmarkEligible(b *testing.B) {
+	st, err := treff.NewStanza([]byte(`<message from='bob@example.org/pc' to='alice@example.org' type='chat' id='x1'><body>Hello &amp; welcome</body><active xmlns='http://jabber.org/protocol/chatstates'/><markable xmlns='urn:xmpp:chat-markers:0'/></message>`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		eligible(st, "chat")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -125,7 +126,7 @@ type query struct {
 func node(iq *treff.Stanza) (string, error) {
 	var q query
 	if err := iq.Decoder().Decode(&q); err != nil {
-		return "", treff.ErrBadRequest
+		return "", stanza.BadRequest
 	}
 	return q.Query.Node, nil
 }
@@ -144,7 +145,7 @@ func wrap(ns, node string, inner []byte) []byte {
 
 func (m *Module) hostInfo(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "get" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	n, err := node(iq)
 	if err != nil {
@@ -154,7 +155,7 @@ func (m *Module) hostInfo(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	if n != "" && n != CapsNode+"#"+m.ver {
 		h, ok := m.srv.DiscoNode(n)
 		if !ok {
-			return nil, treff.ErrItemNotFound
+			return nil, stanza.ItemNotFound
 		}
 		ids, feats := h.DiscoInfo(ctx, iq.From)
 		var b []byte
@@ -173,7 +174,7 @@ func (m *Module) hostInfo(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 
 func (m *Module) hostItems(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "get" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	n, err := node(iq)
 	if err != nil {
@@ -183,7 +184,7 @@ func (m *Module) hostItems(ctx context.Context, iq *treff.Stanza) ([]byte, error
 	if n != "" {
 		h, ok := m.srv.DiscoNode(n)
 		if !ok {
-			return nil, treff.ErrItemNotFound
+			return nil, stanza.ItemNotFound
 		}
 		items = h.DiscoItems(ctx, iq.From)
 	}
@@ -228,17 +229,17 @@ func (m *Module) allowed(ctx context.Context, iq *treff.Stanza) (account string,
 
 func (m *Module) accountInfo(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "get" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	n, err := node(iq)
 	if err != nil {
 		return nil, err
 	}
 	if _, ok := m.allowed(ctx, iq); !ok {
-		return nil, treff.ErrServiceUnavailable
+		return nil, stanza.ServiceUnavailable
 	}
 	if n != "" {
-		return nil, treff.ErrItemNotFound
+		return nil, stanza.ItemNotFound
 	}
 	b := []byte("<identity category='account' type='registered'/>")
 	for _, id := range m.srv.Identities(true) {
@@ -256,10 +257,10 @@ func (m *Module) accountInfo(ctx context.Context, iq *treff.Stanza) ([]byte, err
 
 func (m *Module) accountItems(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "get" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	if _, ok := m.allowed(ctx, iq); !ok {
-		return nil, treff.ErrServiceUnavailable
+		return nil, stanza.ServiceUnavailable
 	}
 	if _, err := node(iq); err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 	"mellium.im/xmpp/jid"
 )
@@ -82,14 +83,14 @@ func result(seconds int64, status string) []byte {
 
 func (m *Module) uptime(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "get" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	return result(int64(m.now().Sub(m.started)/time.Second), ""), nil
 }
 
 func (m *Module) account(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "get" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	requester := iq.From.Bare()
 	user := requester
@@ -98,11 +99,11 @@ func (m *Module) account(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 	}
 	if !user.Equal(requester) {
 		if m.srv.Storage == nil {
-			return nil, treff.ErrForbidden
+			return nil, stanza.Forbidden
 		}
 		it, err := m.srv.Storage.RosterItem(ctx, user.String(), requester.String())
 		if err != nil || (it.Subscription != storage.SubFrom && it.Subscription != storage.SubBoth) {
-			return nil, treff.ErrForbidden
+			return nil, stanza.Forbidden
 		}
 	}
 	for _, s := range m.srv.Sessions(user) {
@@ -111,11 +112,11 @@ func (m *Module) account(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 		}
 	}
 	if m.Store == nil {
-		return nil, treff.ErrItemNotFound
+		return nil, stanza.ItemNotFound
 	}
 	t, status, err := m.Store.LastActivity(ctx, user.String())
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, treff.ErrItemNotFound
+		return nil, stanza.ItemNotFound
 	}
 	if err != nil {
 		return nil, err

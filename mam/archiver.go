@@ -9,6 +9,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -65,7 +66,7 @@ func (a *Archiver) Stamp() time.Time {
 // Answer answers iq, a request about owner's archive with a payload in
 // namespace NS: a query (get: the query form; set: the results), or a
 // metadata request (get). It returns the payload of the IQ result, or the
-// error to answer with (a *treff.StanzaError for the requester's mistakes;
+// error to answer with (a stanza.Error for the requester's mistakes;
 // treff.ErrNoReply if the requester went away during a query). The
 // caller has decided that the requester may ask.
 func (a *Archiver) Answer(ctx context.Context, srv *treff.Server, owner jid.JID, iq *treff.Stanza) ([]byte, error) {
@@ -77,11 +78,11 @@ func (a *Archiver) Answer(ctx context.Context, srv *treff.Server, owner jid.JID,
 		return a.Query(ctx, srv, owner, iq)
 	case "metadata":
 		if iq.Type != "get" {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		return a.metadata(ctx, owner)
 	}
-	return nil, treff.ErrFeatureNotImpl
+	return nil, stanza.FeatureNotImplemented
 }
 
 // Query runs the archive query iq (an IQ set with a <query/>) on owner's
@@ -118,7 +119,7 @@ func WithoutStanzaIDs(raw []byte, by jid.JID) ([]byte, bool) {
 	if !bytes.Contains(raw, []byte(NSSID)) {
 		return raw, false
 	}
-	ins := inspect(raw, by)
+	ins := inspect(stanza.Children(string(raw), nsClient), by)
 	if len(ins.spoofed) == 0 {
 		return raw, false
 	}
@@ -194,5 +195,5 @@ func (a *Archiver) expire(ctx context.Context, srv *treff.Server, now time.Time)
 // <store/> hint, and no <no-store/> or <no-permanent-store/> hint. The
 // message's type is not looked at.
 func Archivable(raw []byte) bool {
-	return mayHaveContent(raw) && inspect(raw, jid.JID{}).archivable
+	return mayHaveContent(raw) && inspect(stanza.Children(string(raw), nsClient), jid.JID{}).archivable
 }

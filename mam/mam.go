@@ -44,6 +44,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -51,7 +52,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
-	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -194,7 +195,7 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		// is the room's, so the message need not be parsed.
 		return false
 	}
-	ins := inspect(raw, owner)
+	ins := inspect(st.Children(), owner)
 	if len(ins.spoofed) > 0 {
 		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
 			m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
@@ -246,7 +247,7 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	if st.To.Bare().Equal(owner) {
 		return false
 	}
-	ins := inspect(raw, owner)
+	ins := inspect(st.Children(), owner)
 	if len(ins.spoofed) > 0 {
 		// Only this server says what is in the sender's archive.
 		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
@@ -343,62 +344,30 @@ type inspection struct {
 	spoofed [][2]int64
 }
 
-// inspect looks at the child elements of the serialised message raw; owner
-// is the bare JID whose stanza-ids are to be found.
-func inspect(raw []byte, owner jid.JID) inspection {
+// inspect looks at the child elements of a message; owner is the bare JID
+// whose stanza-ids are to be found.
+func inspect(children iter.Seq[stanza.Child], owner jid.JID) inspection {
 	var ins inspection
 	var content, noStore, store bool
-	d := xml.NewDecoder(bytes.NewReader(raw))
-	depth := 0
-	for {
-		off := d.InputOffset()
-		tok, err := d.Token()
-		if err != nil {
-			break
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if depth == 0 {
-				depth++
-				continue
-			}
-			switch t.Name {
-			case xml.Name{Space: "", Local: "body"}, xml.Name{Space: nsClient, Local: "body"},
-				xml.Name{Space: nsOMEMO, Local: "encrypted"}, xml.Name{Space: nsOMEMO2, Local: "encrypted"}:
-				content = true
-			case xml.Name{Space: nsHints, Local: "no-store"}, xml.Name{Space: nsHints, Local: "no-permanent-store"}:
-				noStore = true
-			case xml.Name{Space: nsHints, Local: "store"}:
-				store = true
-			case xml.Name{Space: NSSID, Local: "stanza-id"}:
-				if by := attr(t, "by"); by != "" {
-					if j, err := jid.Parse(by); err == nil && j.Equal(owner) {
-						if d.Skip() != nil {
-							return ins
-						}
-						ins.spoofed = append(ins.spoofed, [2]int64{off, d.InputOffset()})
-						continue
-					}
+	for c := range children {
+		switch c.Name {
+		case xml.Name{Space: nsClient, Local: "body"},
+			xml.Name{Space: nsOMEMO, Local: "encrypted"}, xml.Name{Space: nsOMEMO2, Local: "encrypted"}:
+			content = true
+		case xml.Name{Space: nsHints, Local: "no-store"}, xml.Name{Space: nsHints, Local: "no-permanent-store"}:
+			noStore = true
+		case xml.Name{Space: nsHints, Local: "store"}:
+			store = true
+		case xml.Name{Space: NSSID, Local: "stanza-id"}:
+			if by, _ := c.Attr("by"); by != "" {
+				if j, err := jid.Parse(by); err == nil && j.Equal(owner) {
+					ins.spoofed = append(ins.spoofed, [2]int64{int64(c.Offset()), int64(c.Offset() + len(c.Raw()))})
 				}
 			}
-			if d.Skip() != nil {
-				return ins
-			}
-		case xml.EndElement:
-			depth--
 		}
 	}
 	ins.archivable = (content || store) && !noStore
 	return ins
-}
-
-func attr(se xml.StartElement, name string) string {
-	for _, a := range se.Attr {
-		if a.Name.Space == "" && a.Name.Local == name {
-			return a.Value
-		}
-	}
-	return ""
 }
 
 // without returns raw without the byte ranges cut (in increasing order).
@@ -434,7 +403,10 @@ func mayClaim(raw []byte, owner jid.JID) bool {
 		if !ok {
 			continue // a stanza-id without 'by' claims nobody
 		}
-		v := xmlscan.Unescape(by)
+		if strings.IndexByte(string(by), '&') >= 0 {
+			return true // a reference: too odd to tell here
+		}
+		v := string(by)
 		if strings.EqualFold(v, ownerStr) {
 			return true
 		}

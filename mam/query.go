@@ -12,6 +12,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -38,7 +39,7 @@ const queryForm = "<query xmlns='" + NS + "'><x xmlns='" + dataform.NS + "' type
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	owner := iq.From.Bare()
 	if (!iq.To.Equal(jid.JID{}) && !iq.To.Bare().Equal(owner)) || iq.From.Localpart() == "" || !m.srv.IsLocal(owner.Domainpart()) {
-		return nil, treff.ErrForbidden
+		return nil, stanza.Forbidden
 	}
 	switch iq.Payload.Local {
 	case "prefs":
@@ -72,14 +73,14 @@ type rsmSet struct {
 }
 
 func badRequest(text string) error {
-	return &treff.StanzaError{Condition: "bad-request", Text: text}
+	return stanza.BadRequest.WithText(text)
 }
 
 // parseQuery turns a query into a storage query.
 func (a *Archiver) parseQuery(q *queryEl) (storage.ArchiveQuery, error) {
 	sq := storage.ArchiveQuery{Limit: a.maxPage()}
 	if q.Node != "" {
-		return sq, &treff.StanzaError{Condition: "item-not-found", Text: "this archive has no nodes"}
+		return sq, stanza.ItemNotFound.WithText("this archive has no nodes")
 	}
 	for name, vals := range q.Form.Values() {
 		v := ""
@@ -95,7 +96,7 @@ func (a *Archiver) parseQuery(q *queryEl) (storage.ArchiveQuery, error) {
 		case "with":
 			j, perr := jid.Parse(v)
 			if perr != nil {
-				return sq, &treff.StanzaError{Condition: "jid-malformed", Text: "the 'with' field is not a JID"}
+				return sq, stanza.JIDMalformed.WithText("the 'with' field is not a JID")
 			}
 			sq.With = j.String()
 		case "start":
@@ -112,7 +113,7 @@ func (a *Archiver) parseQuery(q *queryEl) (storage.ArchiveQuery, error) {
 				return sq, badRequest("the 'ids' field is empty")
 			}
 		default:
-			return sq, &treff.StanzaError{Condition: "feature-not-implemented", Text: "unknown field " + name}
+			return sq, stanza.FeatureNotImplemented.WithText("unknown field " + name)
 		}
 		if err != nil {
 			return sq, err
@@ -120,7 +121,7 @@ func (a *Archiver) parseQuery(q *queryEl) (storage.ArchiveQuery, error) {
 	}
 	if s := q.Set; s != nil {
 		if s.Index != nil {
-			return sq, &treff.StanzaError{Condition: "feature-not-implemented", Text: "paging by index is not supported; use after or before"}
+			return sq, stanza.FeatureNotImplemented.WithText("paging by index is not supported; use after or before")
 		}
 		if s.Max != nil {
 			n, err := strconv.Atoi(string(bytes.TrimSpace([]byte(*s.Max))))
@@ -163,11 +164,11 @@ func (a *Archiver) query(ctx context.Context, srv *treff.Server, iq *treff.Stanz
 	}
 	sess := srv.Session(iq.From)
 	if sess == nil && srv.IsLocal(iq.From.Domainpart()) {
-		return nil, treff.ErrServiceUnavailable
+		return nil, stanza.ServiceUnavailable
 	}
 	page, err := a.Store.QueryArchive(ctx, owner.String(), sq)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, &treff.StanzaError{Condition: "item-not-found", Text: "no such message in the archive"}
+		return nil, stanza.ItemNotFound.WithText("no such message in the archive")
 	}
 	if err != nil {
 		return nil, err
@@ -357,7 +358,7 @@ func (m *Module) setPrefs(ctx context.Context, iq *treff.Stanza, owner jid.JID) 
 		for _, s := range l.in {
 			j, err := jid.Parse(string(bytes.TrimSpace([]byte(s))))
 			if err != nil {
-				return nil, &treff.StanzaError{Condition: "jid-malformed", Text: "not a JID: " + s}
+				return nil, stanza.JIDMalformed.WithText("not a JID: " + s)
 			}
 			if !slices.Contains(*l.out, j.String()) {
 				*l.out = append(*l.out, j.String())

@@ -7,6 +7,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -28,7 +29,7 @@ func (r *room) adminIQ(ctx context.Context, st *treff.Stanza) {
 		Items []adminItem `xml:"item"`
 	}
 	if err := st.DecodePayload(&q); err != nil || len(q.Items) == 0 {
-		r.m.fail(ctx, st, treff.ErrBadRequest)
+		r.m.fail(ctx, st, stanza.BadRequest)
 		return
 	}
 	r.mu.Lock()
@@ -41,7 +42,7 @@ func (r *room) adminIQ(ctx context.Context, st *treff.Stanza) {
 	}
 	var notes [][]byte
 	for _, it := range q.Items {
-		var e *treff.StanzaError
+		var e error
 		var n [][]byte
 		if it.Role != "" {
 			n, e = r.setRole(it, actor)
@@ -61,31 +62,31 @@ func (r *room) adminIQ(ctx context.Context, st *treff.Stanza) {
 	}
 }
 
-func forbidden(text string) *treff.StanzaError {
-	return &treff.StanzaError{Condition: "forbidden", Text: text}
+func forbidden(text string) error {
+	return stanza.Forbidden.WithText(text)
 }
 
 // setRole kicks, grants or revokes voice or moderation by nickname.
-func (r *room) setRole(it adminItem, actor *occupant) ([][]byte, *treff.StanzaError) {
+func (r *room) setRole(it adminItem, actor *occupant) ([][]byte, error) {
 	if actor == nil || actor.role != roleModerator {
 		return nil, forbidden("only moderators change roles")
 	}
 	o := r.byNick[it.Nick]
 	if o == nil {
-		return nil, &treff.StanzaError{Condition: "item-not-found", Text: "nobody by that nickname is in this room"}
+		return nil, stanza.ItemNotFound.WithText("nobody by that nickname is in this room")
 	}
 	targetAff, actorAff := r.affiliation(o.real), r.affiliation(actor.real)
 	switch it.Role {
 	case "none", roleVisitor, roleParticipant:
 		if affRank[targetAff] >= affRank[storage.AffAdmin] || (o.role == roleModerator && affRank[actorAff] < affRank[storage.AffAdmin]) {
-			return nil, &treff.StanzaError{Condition: "not-allowed", Text: "admins and owners keep their role"}
+			return nil, stanza.NotAllowed.WithText("admins and owners keep their role")
 		}
 	case roleModerator:
 		if affRank[actorAff] < affRank[storage.AffAdmin] {
 			return nil, forbidden("only admins and owners grant moderation")
 		}
 	default:
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	if it.Role == "none" {
 		r.remove(o, it.Reason, 307, actor.nick)
@@ -98,10 +99,10 @@ func (r *room) setRole(it adminItem, actor *occupant) ([][]byte, *treff.StanzaEr
 
 // setAffiliation grants or revokes membership, administration, ownership
 // or a ban, by bare JID.
-func (r *room) setAffiliation(it adminItem, actorJID jid.JID, actorAff storage.Affiliation) ([][]byte, *treff.StanzaError) {
+func (r *room) setAffiliation(it adminItem, actorJID jid.JID, actorAff storage.Affiliation) ([][]byte, error) {
 	target, err := jid.Parse(it.JID)
 	if err != nil || it.JID == "" {
-		return nil, &treff.StanzaError{Condition: "jid-malformed", Text: "an affiliation is given to a JID"}
+		return nil, stanza.JIDMalformed.WithText("an affiliation is given to a JID")
 	}
 	target = target.Bare()
 	aff := storage.Affiliation(it.Affiliation)
@@ -109,7 +110,7 @@ func (r *room) setAffiliation(it adminItem, actorJID jid.JID, actorAff storage.A
 		aff = ""
 	}
 	if _, ok := affRank[aff]; !ok {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	old := r.conf.Affiliations[target.String()]
 	need := storage.AffAdmin
@@ -120,7 +121,7 @@ func (r *room) setAffiliation(it adminItem, actorJID jid.JID, actorAff storage.A
 		return nil, forbidden("you may not give or take that affiliation")
 	}
 	if old == storage.AffOwner && aff != storage.AffOwner && r.owners() == 1 {
-		return nil, &treff.StanzaError{Condition: "conflict", Text: "a room keeps at least one owner"}
+		return nil, stanza.Conflict.WithText("a room keeps at least one owner")
 	}
 	if aff == "" {
 		delete(r.conf.Affiliations, target.String())
@@ -212,7 +213,7 @@ func (r *room) adminList(st *treff.Stanza, want adminItem, actor *occupant, acto
 			}
 		}
 	default:
-		r.fail(st, treff.ErrBadRequest)
+		r.fail(st, stanza.BadRequest)
 		return
 	}
 	r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
@@ -262,7 +263,7 @@ func (r *room) invite(ctx context.Context, st *treff.Stanza) bool {
 	if d := m.X.Decline; d != nil {
 		to, err := jid.Parse(d.To)
 		if err != nil {
-			r.fail(st, treff.ErrJIDMalformed)
+			r.fail(st, stanza.JIDMalformed)
 			return true
 		}
 		b := []byte("<message from='")
@@ -283,7 +284,7 @@ func (r *room) invite(ctx context.Context, st *treff.Stanza) bool {
 	aff := r.affiliation(st.From)
 	switch {
 	case inviter == nil:
-		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
+		r.fail(st, stanza.NotAcceptable.WithText("you are not in this room"))
 		return true
 	case r.conf.MembersOnly && affRank[aff] < affRank[storage.AffAdmin] && !r.conf.OccupantsInvite:
 		r.fail(st, forbidden("only admins may invite to this room"))
@@ -292,7 +293,7 @@ func (r *room) invite(ctx context.Context, st *treff.Stanza) bool {
 	for _, inv := range m.X.Invites {
 		to, err := jid.Parse(inv.To)
 		if err != nil {
-			r.fail(st, treff.ErrJIDMalformed)
+			r.fail(st, stanza.JIDMalformed)
 			return true
 		}
 		if r.conf.MembersOnly && r.conf.Affiliations[to.Bare().String()] == "" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/mam"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -136,7 +137,7 @@ func (r *room) mayReadArchive(from jid.JID) bool {
 func (r *room) mamIQ(ctx context.Context, st *treff.Stanza) {
 	a := r.m.Archive
 	if a == nil {
-		r.m.fail(ctx, st, treff.ErrServiceUnavailable)
+		r.m.fail(ctx, st, stanza.ServiceUnavailable)
 		return
 	}
 	r.mu.Lock()
@@ -147,7 +148,7 @@ func (r *room) mamIQ(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	if st.Payload.Local == "prefs" {
-		r.m.fail(ctx, st, &treff.StanzaError{Condition: "feature-not-implemented", Text: "a room's archive is configured in its room configuration"})
+		r.m.fail(ctx, st, stanza.FeatureNotImplemented.WithText("a room's archive is configured in its room configuration"))
 		return
 	}
 	payload, err := a.Answer(ctx, r.m.srv, r.jid, st)
@@ -155,12 +156,10 @@ func (r *room) mamIQ(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	if err != nil {
-		var se *treff.StanzaError
-		if !errors.As(err, &se) {
+		if _, ok := stanza.FromError(err); !ok {
 			r.m.srv.Log().Error("muc: querying a room's archive failed", "room", r.jid.String(), "err", err)
-			se = treff.ErrInternalServerError
 		}
-		r.m.fail(ctx, st, se)
+		r.m.fail(ctx, st, err) // anything but a stanza error is sent as internal-server-error
 		return
 	}
 	r.m.send(ctx, treff.AppendResult(nil, st, payload))

@@ -37,6 +37,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/mam"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -218,18 +219,18 @@ func (m *Module) send(ctx context.Context, raw []byte) {
 }
 
 // fail answers st with an error, unless it is an error itself.
-func (m *Module) fail(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+func (m *Module) fail(ctx context.Context, st *treff.Stanza, e error) {
 	m.send(ctx, errorReply(st, e))
 }
 
 // failJoin refuses a join.
-func (m *Module) failJoin(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+func (m *Module) failJoin(ctx context.Context, st *treff.Stanza, e error) {
 	m.send(ctx, joinErrorReply(st, e))
 }
 
 // errorReply is the error answer to st; nil if st is an error itself or
 // has no sender.
-func errorReply(st *treff.Stanza, e *treff.StanzaError) []byte {
+func errorReply(st *treff.Stanza, e error) []byte {
 	if st.Type == "error" || st.From.Equal(jid.JID{}) {
 		return nil
 	}
@@ -239,7 +240,7 @@ func errorReply(st *treff.Stanza, e *treff.StanzaError) []byte {
 // joinErrorReply is the refusal of a join: the error presence carries the
 // MUC element back, which clients use to tell a refused join from other
 // errors (XEP-0045 7.2).
-func joinErrorReply(st *treff.Stanza, e *treff.StanzaError) []byte {
+func joinErrorReply(st *treff.Stanza, e error) []byte {
 	if st.From.Equal(jid.JID{}) {
 		return nil
 	}
@@ -434,7 +435,7 @@ func (m *Module) sessionClosed(ctx context.Context, s *treff.Session) {
 func (m *Module) service(ctx context.Context, st *treff.Stanza) {
 	if st.Kind != treff.KindIQ || (st.Type != "get" && st.Type != "set") {
 		if st.Kind == treff.KindMessage || st.Kind == treff.KindIQ {
-			m.fail(ctx, st, treff.ErrServiceUnavailable)
+			m.fail(ctx, st, stanza.ServiceUnavailable)
 		}
 		return
 	}
@@ -455,7 +456,7 @@ func (m *Module) service(ctx context.Context, st *treff.Stanza) {
 		}
 		m.send(ctx, treff.AppendResult(nil, st, append(b, "</query>"...)))
 	default:
-		m.fail(ctx, st, treff.ErrServiceUnavailable)
+		m.fail(ctx, st, stanza.ServiceUnavailable)
 	}
 }
 
@@ -518,11 +519,11 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 		return // subscriptions and probes mean nothing to a room
 	}
 	if nick == "" {
-		m.failJoin(ctx, st, &treff.StanzaError{Condition: "jid-malformed", Text: "a nickname is required"})
+		m.failJoin(ctx, st, stanza.JIDMalformed.WithText("a nickname is required"))
 		return
 	}
 	if len([]rune(nick)) > m.maxNick() {
-		m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("nicknames have at most %d characters", m.maxNick())})
+		m.failJoin(ctx, st, stanza.Errorf(stanza.NotAcceptable, "nicknames have at most %d characters", m.maxNick()))
 		return
 	}
 	// A room that ends while one enters it is made anew; a few times at
@@ -530,7 +531,7 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 	for range 3 {
 		r, err := m.room(ctx, st.To)
 		if err != nil {
-			m.failJoin(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "internal-server-error", Text: "the room cannot be read now"})
+			m.failJoin(ctx, st, stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError, Text: "the room cannot be read now"})
 			return
 		}
 		created := false
@@ -540,11 +541,11 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 				if len(m.Creators) > 0 {
 					text = "only some users of this server may create rooms"
 				}
-				m.failJoin(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: text})
+				m.failJoin(ctx, st, stanza.NotAllowed.WithText(text))
 				return
 			}
 			if m.ownedRooms(ctx, st.From, st.To.Domainpart()) >= m.maxRooms() {
-				m.failJoin(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: fmt.Sprintf("you own as many rooms as one may (%d)", m.maxRooms())})
+				m.failJoin(ctx, st, stanza.Errorf(stanza.ResourceConstraint, "you own as many rooms as one may (%d)", m.maxRooms()))
 				return
 			}
 			if r, created, err = m.create(ctx, st.To, st.From); err != nil {
@@ -555,7 +556,7 @@ func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
 			return
 		}
 	}
-	m.failJoin(ctx, st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "the room is being replaced; try again"})
+	m.failJoin(ctx, st, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable, Text: "the room is being replaced; try again"})
 }
 
 func statusText(st *treff.Stanza) string {
@@ -576,15 +577,15 @@ func statusText(st *treff.Stanza) string {
 func (m *Module) message(ctx context.Context, st *treff.Stanza) {
 	r, err := m.room(ctx, st.To)
 	if err != nil {
-		m.fail(ctx, st, treff.ErrInternalServerError)
+		m.fail(ctx, st, stanza.InternalServerError)
 		return
 	}
 	if r == nil {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
+		m.fail(ctx, st, stanza.ItemNotFound.WithText("no such room"))
 		return
 	}
 	if len(st.Raw()) > m.maxMessage() {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("messages have at most %d bytes", m.maxMessage())})
+		m.fail(ctx, st, stanza.Errorf(stanza.NotAcceptable, "messages have at most %d bytes", m.maxMessage()))
 		return
 	}
 	if st.Type == "error" {
@@ -610,11 +611,11 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 	}
 	r, err := m.room(ctx, st.To)
 	if err != nil {
-		m.fail(ctx, st, treff.ErrInternalServerError)
+		m.fail(ctx, st, stanza.InternalServerError)
 		return
 	}
 	if r == nil {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
+		m.fail(ctx, st, stanza.ItemNotFound.WithText("no such room"))
 		return
 	}
 	if st.To.Resourcepart() != "" {
@@ -633,6 +634,6 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 	case mam.NS:
 		r.mamIQ(ctx, st)
 	default:
-		m.fail(ctx, st, treff.ErrServiceUnavailable)
+		m.fail(ctx, st, stanza.ServiceUnavailable)
 	}
 }

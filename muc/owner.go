@@ -6,6 +6,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -23,7 +24,7 @@ func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
 	var q ownerQuery
 	if st.Type == "set" {
 		if err := st.DecodePayload(&q); err != nil {
-			r.m.fail(ctx, st, treff.ErrBadRequest)
+			r.m.fail(ctx, st, stanza.BadRequest)
 			return
 		}
 	}
@@ -32,9 +33,9 @@ func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
 	defer r.unlock(ctx)
 	switch {
 	case r.gone.Load():
-		r.fail(st, &treff.StanzaError{Condition: "item-not-found", Text: "no such room"})
+		r.fail(st, stanza.ItemNotFound.WithText("no such room"))
 	case r.affiliation(st.From) != storage.AffOwner:
-		r.fail(st, &treff.StanzaError{Condition: "forbidden", Text: "only owners configure a room"})
+		r.fail(st, stanza.Forbidden.WithText("only owners configure a room"))
 	case st.Type == "get":
 		b := r.configForm().Append([]byte("<query xmlns='"+NSOwner+"'>"), "form")
 		r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
@@ -50,7 +51,7 @@ func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
 	case q.Form != nil && q.Form.Type == "submit":
 		r.configure(st, q.Form.Values())
 	default:
-		r.fail(st, treff.ErrBadRequest)
+		r.fail(st, stanza.BadRequest)
 	}
 }
 
@@ -128,14 +129,14 @@ func (r *room) configure(st *treff.Stanza, v dataform.Values) {
 	if !protected {
 		c.Password = ""
 	} else if c.Password == "" {
-		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "a password-protected room needs a password"})
+		r.fail(st, stanza.NotAcceptable.WithText("a password-protected room needs a password"))
 		return
 	}
 	for name, dst := range map[string]*int{"muc#roomconfig_maxusers": &c.MaxOccupants, "muc#maxhistoryfetch": &c.MaxHistory} {
 		if s := v.Get(name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {
-				r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: name + " must be a number"})
+				r.fail(st, stanza.NotAcceptable.WithText(name+" must be a number"))
 				return
 			}
 			*dst = n

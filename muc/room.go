@@ -18,6 +18,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
 	"github.com/treff-im/treff/mam"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -96,7 +97,7 @@ func (r *room) busy() bool {
 	return len(r.out) >= maxQueued
 }
 
-var errBusy = &treff.StanzaError{Type: treff.ErrorWait, Condition: "resource-constraint", Text: "the room is busy; try again"}
+var errBusy = stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: "the room is busy; try again"}
 
 // step is one thing a room does outside its lock: route raw or st, or
 // call do.
@@ -123,10 +124,10 @@ func (r *room) route(st *treff.Stanza) { r.out = append(r.out, step{st: st}) }
 func (r *room) later(do func(ctx context.Context)) { r.out = append(r.out, step{do: do}) }
 
 // fail queues an error answer to st (none to an error). r.mu is held.
-func (r *room) fail(st *treff.Stanza, e *treff.StanzaError) { r.send(errorReply(st, e)) }
+func (r *room) fail(st *treff.Stanza, e error) { r.send(errorReply(st, e)) }
 
 // failJoin queues the refusal of a join. r.mu is held.
-func (r *room) failJoin(st *treff.Stanza, e *treff.StanzaError) { r.send(joinErrorReply(st, e)) }
+func (r *room) failJoin(st *treff.Stanza, e error) { r.send(joinErrorReply(st, e)) }
 
 // unlock releases r.mu and carries out what the room queued: the way to
 // leave every critical section that may have queued something.
@@ -304,7 +305,7 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 		return true
 	}
 	aff := r.affiliation(st.From)
-	fail := func(cond, text string) { r.failJoin(st, &treff.StanzaError{Condition: cond, Text: text}) }
+	fail := func(cond stanza.Condition, text string) { r.failJoin(st, stanza.Error{Condition: cond, Text: text}) }
 	switch {
 	case r.locked && !created && aff != storage.AffOwner:
 		fail("item-not-found", "this room is being set up; try again in a moment")
@@ -319,7 +320,7 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 		fail("not-authorized", "this room needs a password")
 		return true
 	case len(r.order) >= or(r.conf.MaxOccupants, r.m.maxOccupants()) && aff != storage.AffOwner && aff != storage.AffAdmin:
-		r.failJoin(st, &treff.StanzaError{Type: treff.ErrorWait, Condition: "service-unavailable", Text: "this room is full"})
+		r.failJoin(st, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable, Text: "this room is full"})
 		return true
 	}
 	if other := r.byNick[nick]; other != nil {
@@ -371,7 +372,7 @@ func (r *room) selfCodes(created bool) []int {
 // changeNick: r.mu is held.
 func (r *room) changeNick(st *treff.Stanza, o *occupant, nick, inner string) {
 	if r.byNick[nick] != nil {
-		r.failJoin(st, &treff.StanzaError{Condition: "conflict", Text: "this nickname is in use in this room"})
+		r.failJoin(st, stanza.Conflict.WithText("this nickname is in use in this room"))
 		return
 	}
 	// Unavailable under the old nickname with 303 and the new one, then
@@ -478,7 +479,7 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 	r.mu.Lock()
 	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
-	fail := func(cond, text string) { r.fail(st, &treff.StanzaError{Condition: cond, Text: text}) }
+	fail := func(cond stanza.Condition, text string) { r.fail(st, stanza.Error{Condition: cond, Text: text}) }
 	switch {
 	case o == nil:
 		fail("not-acceptable", "you are not in this room")
@@ -540,7 +541,7 @@ func (r *room) private(ctx context.Context, st *treff.Stanza) {
 	r.mu.Lock()
 	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
-	fail := func(cond, text string) { r.fail(st, &treff.StanzaError{Condition: cond, Text: text}) }
+	fail := func(cond stanza.Condition, text string) { r.fail(st, stanza.Error{Condition: cond, Text: text}) }
 	switch {
 	case o == nil:
 		fail("not-acceptable", "you are not in this room")
@@ -578,7 +579,7 @@ func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
 	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
 	if o == nil {
-		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
+		r.fail(st, stanza.NotAcceptable.WithText("you are not in this room"))
 		return
 	}
 	if st.Payload.Space == "urn:xmpp:ping" && o.nick == st.To.Resourcepart() {
@@ -587,7 +588,7 @@ func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
 	}
 	to := r.byNick[st.To.Resourcepart()]
 	if to == nil {
-		r.fail(st, &treff.StanzaError{Condition: "item-not-found", Text: "nobody by that nickname is in this room"})
+		r.fail(st, stanza.ItemNotFound.WithText("nobody by that nickname is in this room"))
 		return
 	}
 	now := time.Now()
@@ -600,7 +601,7 @@ func (r *room) occupantIQ(ctx context.Context, st *treff.Stanza) {
 		}
 	}
 	if len(r.pending) >= 1000 {
-		r.fail(st, &treff.StanzaError{Condition: "resource-constraint", Text: "too many requests in flight"})
+		r.fail(st, stanza.ResourceConstraint.WithText("too many requests in flight"))
 		return
 	}
 	id := newID()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 )
 
 const nsRequest = NS + "#request"
@@ -26,7 +27,7 @@ func (r *room) voice(ctx context.Context, st *treff.Stanza) bool {
 	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
 	if o == nil {
-		r.fail(st, &treff.StanzaError{Condition: "not-acceptable", Text: "you are not in this room"})
+		r.fail(st, stanza.NotAcceptable.WithText("you are not in this room"))
 		return true
 	}
 	if nick := v.Get("muc#roomnick"); nick != "" && o.role == roleModerator {

@@ -24,6 +24,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -111,17 +112,17 @@ func (m *Module) store(ctx context.Context, st *treff.Stanza) bool {
 	case err == nil:
 		return true
 	case errors.Is(err, storage.ErrQuotaExceeded):
-		m.bounce(ctx, st, &treff.StanzaError{Condition: "resource-constraint", Text: "the recipient's offline storage is full"})
+		m.bounce(ctx, st, stanza.ResourceConstraint.WithText("the recipient's offline storage is full"))
 		m.srv.Log().Info("stanza not delivered", "from", st.From.String(), "to", user, "why", "offline quota")
 		return true
 	default:
 		m.srv.Log().Error("offline store failed", "to", user, "err", err)
-		m.bounce(ctx, st, treff.ErrInternalServerError)
+		m.bounce(ctx, st, stanza.InternalServerError)
 		return true
 	}
 }
 
-func (m *Module) bounce(ctx context.Context, st *treff.Stanza, e *treff.StanzaError) {
+func (m *Module) bounce(ctx context.Context, st *treff.Stanza, e error) {
 	reply, err := treff.NewStanza(treff.AppendError(nil, st, e))
 	if err == nil {
 		m.srv.Route(ctx, reply)

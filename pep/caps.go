@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"encoding/xml"
 	"errors"
 	"hash"
 	"slices"
@@ -113,31 +112,18 @@ func presenceCaps(st *treff.Stanza) (capsOf, bool) {
 	if !strings.Contains(st.Inner(), nsCaps) {
 		return capsOf{}, false
 	}
-	d := st.Decoder()
-	depth := 0
-	// Each iteration consumes a token of the finite stanza.
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return capsOf{}, false
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if depth == 1 && t.Name.Space == nsCaps && t.Name.Local == "c" {
-				var c capsOf
-				if d.DecodeElement(&c, &t) != nil || c.Ver == "" || c.Node == "" {
-					return capsOf{}, false
-				}
-				return c, true
-			}
-			depth++
-		case xml.EndElement:
-			depth--
-			if depth == 0 {
+	for c := range st.Children() {
+		if c.Name.Space == nsCaps && c.Name.Local == "c" {
+			hash, _ := c.Attr("hash")
+			node, _ := c.Attr("node")
+			ver, _ := c.Attr("ver")
+			if ver == "" || node == "" {
 				return capsOf{}, false
 			}
+			return capsOf{Hash: hash, Node: node, Ver: ver}, true
 		}
 	}
+	return capsOf{}, false
 }
 
 // capsSpan returns the bytes of the caps element in a presence's content

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -61,7 +61,7 @@ func formatBool(b bool) string {
 	return "0"
 }
 
-var errNotAcceptable = &pubsubError{se: &treff.StanzaError{Condition: "not-acceptable"}}
+var errNotAcceptable = stanza.NotAcceptable
 
 // applyValue sets one configuration field; unknown fields are ignored.
 func applyValue(cfg *storage.PEPNodeConfig, field string, values []string) error {
@@ -72,7 +72,7 @@ func applyValue(cfg *storage.PEPNodeConfig, field string, values []string) error
 	switch field {
 	case fieldAccess:
 		if !slices.Contains(accessModels, v) {
-			return &pubsubError{se: &treff.StanzaError{Condition: "not-acceptable", Text: "unsupported access model"}}
+			return stanza.NotAcceptable.WithText("unsupported access model")
 		}
 		cfg.AccessModel = v
 	case fieldPersist, fieldNotifyRetract, fieldNotifyDelete:
@@ -151,7 +151,7 @@ func optionsOf(f *dataform.Submitted) map[string]string {
 
 // errPrecondition is the XEP-0060 7.1.5 answer to publish-options that the
 // existing node's configuration does not match.
-var errPrecondition = &pubsubError{se: &treff.StanzaError{Condition: "conflict"}, app: "precondition-not-met"}
+var errPrecondition = pubsubError(stanza.Conflict, "precondition-not-met")
 
 // preconditions checks publish-options against an existing node's
 // configuration.

@@ -14,33 +14,28 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
-// pubsubError is a stanza error with an optional application-specific
-// condition in the pubsub#errors namespace (XEP-0060 section 7 and 8).
-type pubsubError struct {
-	se      *treff.StanzaError
-	app     string // e.g. "precondition-not-met"
-	feature string // for app "unsupported"
-}
-
-func (e *pubsubError) Error() string {
-	if e.app != "" {
-		return e.se.Error() + " (" + e.app + ")"
-	}
-	return e.se.Error()
+// pubsubError is a stanza error with an application-specific condition
+// in the pubsub#errors namespace (XEP-0060 sections 7 and 8), e.g.
+// "precondition-not-met".
+func pubsubError(c stanza.Condition, app string) stanza.Error {
+	return stanza.Error{Condition: c, App: "<" + app + " xmlns='" + NSErrors + "'/>"}
 }
 
 func unsupported(feature string) error {
-	return &pubsubError{se: treff.ErrFeatureNotImpl, app: "unsupported", feature: feature}
+	app := []byte("<unsupported xmlns='" + NSErrors + "' feature='")
+	app = treff.AppendEscaped(app, feature)
+	return stanza.Error{Condition: stanza.FeatureNotImplemented, App: string(append(app, "'/>"...))}
 }
 
 var (
-	errNodeRequired = &pubsubError{se: treff.ErrBadRequest, app: "nodeid-required"}
-	errItemRequired = &pubsubError{se: treff.ErrBadRequest, app: "item-required"}
-	errBadPayload   = &pubsubError{se: treff.ErrBadRequest, app: "invalid-payload"}
-	errTooManyItems = &pubsubError{se: treff.ErrBadRequest, app: "invalid-payload"}
+	errNodeRequired = pubsubError(stanza.BadRequest, "nodeid-required")
+	errItemRequired = pubsubError(stanza.BadRequest, "item-required")
+	errBadPayload   = pubsubError(stanza.BadRequest, "invalid-payload")
+	errTooManyItems = pubsubError(stanza.BadRequest, "invalid-payload")
 )
 
 // Request structure shared by the pubsub and pubsub#owner namespaces
@@ -101,7 +96,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	var req request
 	if err := iq.DecodePayload(&req); err != nil {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	var payload []byte
 	var err error
@@ -113,46 +108,19 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	if err == nil {
 		return payload, nil
 	}
-	var pe *pubsubError
-	switch {
-	case errors.As(err, &pe):
-		m.replyError(ctx, iq, pe)
-		return nil, treff.ErrNoReply
-	case errors.Is(err, storage.ErrNotFound):
-		return nil, treff.ErrItemNotFound
+	if _, ok := stanza.FromError(err); ok {
+		return nil, err
 	}
-	var se *treff.StanzaError
-	if !errors.As(err, &se) {
-		m.srv.Log().Error("pep: request failed", "user", owner.String(), "err", err)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, stanza.ItemNotFound
 	}
+	m.srv.Log().Error("pep: request failed", "user", owner.String(), "err", err)
 	return nil, err
-}
-
-// replyError answers iq with e, including its pubsub#errors condition.
-func (m *Module) replyError(ctx context.Context, iq *treff.Stanza, e *pubsubError) {
-	raw := treff.AppendError(nil, iq, e.se)
-	if e.app != "" {
-		app := []byte("<" + e.app + " xmlns='" + NSErrors + "'")
-		if e.feature != "" {
-			app = append(app, " feature='"...)
-			app = treff.AppendEscaped(app, e.feature)
-			app = append(app, '\'')
-		}
-		app = append(app, "/>"...)
-		i := bytes.LastIndex(raw, []byte("</error>"))
-		raw = slices.Insert(raw, i, app...)
-	}
-	st, err := treff.NewStanza(raw)
-	if err != nil {
-		m.srv.Log().Error("pep: bad error built", "err", err)
-		return
-	}
-	m.srv.Route(ctx, st)
 }
 
 func isOwner(iq *treff.Stanza, owner string) bool { return iq.From.Bare().String() == owner }
 
-var errForbidden = &pubsubError{se: treff.ErrForbidden}
+var errForbidden = stanza.Forbidden
 
 func wrapPubsub(ns string, inner []byte) []byte {
 	b := append([]byte("<pubsub xmlns='"), ns...)
@@ -171,7 +139,7 @@ func (m *Module) userRequest(ctx context.Context, iq *treff.Stanza, owner string
 		}
 		node := req.Create.Node
 		if node == "" {
-			return nil, &pubsubError{se: &treff.StanzaError{Condition: "not-acceptable"}, app: "nodeid-required"}
+			return nil, pubsubError(stanza.NotAcceptable, "nodeid-required")
 		}
 		cfg := defaultConfig()
 		if req.Configure != nil {
@@ -194,7 +162,7 @@ func (m *Module) userRequest(ctx context.Context, iq *treff.Stanza, owner string
 			return nil, errNodeRequired
 		}
 		if len(r.Items) != 1 || r.Items[0].ID == "" {
-			return nil, &pubsubError{se: treff.ErrBadRequest, app: "item-required"}
+			return nil, pubsubError(stanza.BadRequest, "item-required")
 		}
 		notify, _ := parseBool(r.Notify)
 		return nil, m.retract(ctx, owner, r.Node, r.Items[0].ID, notify)
@@ -227,7 +195,7 @@ func (m *Module) userRequest(ctx context.Context, iq *treff.Stanza, owner string
 	case req.Options != nil:
 		return nil, unsupported("subscription-options")
 	}
-	return nil, treff.ErrFeatureNotImpl
+	return nil, stanza.FeatureNotImplemented
 }
 
 func (m *Module) handlePublish(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
@@ -282,7 +250,7 @@ func (m *Module) handleItems(ctx context.Context, iq *treff.Stanza, owner string
 	if r.MaxItems != "" {
 		n, err := strconv.Atoi(r.MaxItems)
 		if err != nil || n < 0 {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		last = n
 	}
@@ -324,11 +292,11 @@ func (m *Module) mayRetrieve(ctx context.Context, owner, requester string, cfg s
 	}
 	switch cfg.AccessModel {
 	case storage.AccessWhitelist:
-		return &pubsubError{se: treff.ErrNotAllowed, app: "closed-node"}
+		return pubsubError(stanza.NotAllowed, "closed-node")
 	case storage.AccessRoster:
-		return &pubsubError{se: &treff.StanzaError{Condition: "not-authorized"}, app: "not-in-roster-group"}
+		return pubsubError(stanza.NotAuthorized, "not-in-roster-group")
 	}
-	return &pubsubError{se: &treff.StanzaError{Condition: "not-authorized"}, app: "presence-subscription-required"}
+	return pubsubError(stanza.NotAuthorized, "presence-subscription-required")
 }
 
 // allowed applies the access model to a requester other than the owner,
@@ -376,7 +344,7 @@ func (m *Module) ownerRequest(ctx context.Context, iq *treff.Stanza, owner strin
 		}
 		f := req.Configure.Form
 		if f == nil {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		if f.Type == "cancel" {
 			return nil, nil
@@ -404,7 +372,7 @@ func (m *Module) ownerRequest(ctx context.Context, iq *treff.Stanza, owner strin
 	case req.Subscriptions != nil:
 		return nil, unsupported("manage-subscriptions")
 	}
-	return nil, treff.ErrFeatureNotImpl
+	return nil, stanza.FeatureNotImplemented
 }
 
 // affiliations lists and changes a node's affiliations: the owner and the
@@ -440,7 +408,7 @@ func (m *Module) affiliations(ctx context.Context, iq *treff.Stanza, owner strin
 	for _, a := range req.Affiliations.Items {
 		j, err := jid.Parse(a.JID)
 		if err != nil {
-			return nil, treff.ErrJIDMalformed
+			return nil, stanza.JIDMalformed
 		}
 		bare := j.Bare().String()
 		if bare == owner {

@@ -36,6 +36,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -380,11 +381,11 @@ func (m *Module) createNode(ctx context.Context, owner, node string, cfg storage
 		return err
 	}
 	if len(nodes) >= orDefault(m.MaxNodes, DefaultMaxNodes) {
-		return &pubsubError{se: &treff.StanzaError{Condition: "policy-violation", Text: "too many nodes"}}
+		return stanza.PolicyViolation.WithText("too many nodes")
 	}
 	if err := m.Store.CreatePEPNode(ctx, owner, node, cfg); err != nil {
 		if errors.Is(err, storage.ErrExists) {
-			return &pubsubError{se: &treff.StanzaError{Condition: "conflict"}}
+			return stanza.Conflict
 		}
 		return err
 	}

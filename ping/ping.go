@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // NS is the XEP-0199 namespace.
@@ -37,7 +38,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
 	pong := treff.IQHandlerFunc(func(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 		if iq.Type != "get" {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		return nil, nil
 	})

@@ -22,18 +22,16 @@
 package private
 
 import (
-	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
-	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -55,11 +53,11 @@ type BookmarkStore interface {
 	// LegacyBookmarks returns the owner's bookmarks as a serialised
 	// <storage xmlns='storage:bookmarks'> element, or nil (or an error
 	// wrapping storage.ErrNotFound) if there are none. A
-	// *treff.StanzaError is sent to the client as is.
+	// stanza.Error is sent to the client as is.
 	LegacyBookmarks(ctx context.Context, owner jid.JID) ([]byte, error)
 	// SetLegacyBookmarks replaces the owner's bookmarks with storageXML,
 	// a serialised <storage xmlns='storage:bookmarks'> element as the
-	// client sent it. A *treff.StanzaError is sent to the client as is.
+	// client sent it. A stanza.Error is sent to the client as is.
 	SetLegacyBookmarks(ctx context.Context, owner jid.JID, storageXML []byte) error
 }
 
@@ -117,29 +115,28 @@ func reserved(ns string) bool {
 type element struct {
 	name xml.Name
 	raw  []byte
+	// selfContained: raw declares the prefixes it uses
+	selfContained bool
 }
 
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	owner := iq.From.Bare()
 	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(owner) {
-		return nil, treff.ErrForbidden
+		return nil, stanza.Forbidden
 	}
 	if iq.Payload.Local != "query" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
-	els, err := children(iq.Raw())
-	if err != nil {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: err.Error()}
-	}
+	els := children(iq)
 	if iq.Type == "get" && len(els) != 1 {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: "a get names exactly one element"}
+		return nil, stanza.BadRequest.WithText("a get names exactly one element")
 	}
 	if len(els) == 0 {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: "the query holds no element"}
+		return nil, stanza.BadRequest.WithText("the query holds no element")
 	}
 	for _, el := range els {
 		if reserved(el.name.Space) {
-			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "the namespace is reserved"}
+			return nil, stanza.NotAcceptable.WithText("the namespace is reserved")
 		}
 	}
 	if iq.Type == "get" {
@@ -151,10 +148,10 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	for _, el := range els {
 		if len(el.raw) > m.MaxSize {
-			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("an element may have at most %d bytes", m.MaxSize)}
+			return nil, stanza.Errorf(stanza.NotAcceptable, "an element may have at most %d bytes", m.MaxSize)
 		}
-		if _, err := xmlscan.Parse(el.raw, m.MaxSize+1); err != nil {
-			return nil, &treff.StanzaError{Condition: "bad-request", Text: "each element must declare its own namespace and prefixes"}
+		if !el.selfContained {
+			return nil, stanza.BadRequest.WithText("each element must declare its own namespace and prefixes")
 		}
 	}
 	for _, el := range els {
@@ -179,9 +176,9 @@ func (m *Module) get(ctx context.Context, owner jid.JID, name xml.Name) ([]byte,
 	} else {
 		doc, err = m.Store.PrivateXML(ctx, owner.String(), Key(name.Local, name.Space))
 	}
-	var se *treff.StanzaError
+	se, isStanzaErr := stanza.FromError(err)
 	switch {
-	case errors.As(err, &se):
+	case isStanzaErr:
 		return nil, se
 	case errors.Is(err, storage.ErrNotFound) || err == nil && len(doc) == 0:
 		return emptyElement(name), nil
@@ -198,8 +195,7 @@ func (m *Module) put(ctx context.Context, owner jid.JID, el element) error {
 	} else {
 		err = m.Store.PutPrivateXML(ctx, owner.String(), Key(el.name.Local, el.name.Space), el.raw)
 	}
-	var se *treff.StanzaError
-	if errors.As(err, &se) {
+	if se, ok := stanza.FromError(err); ok {
 		return se
 	}
 	if err != nil {
@@ -226,38 +222,13 @@ func wrap(doc []byte) []byte {
 
 // children returns the child elements of the stanza's payload element,
 // each as the bytes the client sent.
-func children(raw []byte) ([]element, error) {
-	d := xml.NewDecoder(bytes.NewReader(raw))
+func children(iq *treff.Stanza) []element {
 	var out []element
-	depth := 0
-	var start int64
-	var cur element
-	for {
-		before := d.InputOffset()
-		tok, err := d.Token()
-		if err == io.EOF {
-			return out, nil
+	for q := range iq.Children() {
+		for c := range q.Children() {
+			out = append(out, element{name: c.Name, raw: []byte(c.Raw()), selfContained: c.SelfContained()})
 		}
-		if err != nil {
-			return nil, errors.New("the request does not parse")
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 3 {
-				start = before
-				cur = element{name: t.Name}
-			}
-		case xml.EndElement:
-			if depth == 3 {
-				cur.raw = raw[start:d.InputOffset()]
-				out = append(out, cur)
-			}
-			depth--
-			if depth == 1 {
-				// The end of the payload: anything after it is not ours.
-				return out, nil
-			}
-		}
+		break // only the payload
 	}
+	return out
 }

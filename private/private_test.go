@@ -11,6 +11,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/private"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
 	"github.com/treff-im/treff/trefftest"
@@ -167,7 +168,7 @@ func TestBookmarksDelegated(t *testing.T) {
 
 	// The bookmark store's refusals reach the client.
 	fb.mu.Lock()
-	fb.fail = &treff.StanzaError{Condition: "not-acceptable", Text: "bad bookmark"}
+	fb.fail = stanza.NotAcceptable.WithText("bad bookmark")
 	fb.mu.Unlock()
 	a.Send("<iq type='set' id='b4'><query xmlns='jabber:iq:private'>" + bm + "</query></iq>")
 	a.Expect(`<iq type='error' id='b4'[^>]*><error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>bad bookmark`)
@@ -175,7 +176,7 @@ func TestBookmarksDelegated(t *testing.T) {
 	fb.fail = errors.New("disk on fire")
 	fb.mu.Unlock()
 	a.Send("<iq type='get' id='b5'><query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query></iq>")
-	a.Expect(`<iq type='error' id='b5'[^>]*><error type='wait'><internal-server-error `)
+	a.Expect(`<iq type='error' id='b5'[^>]*><error type='cancel'><internal-server-error `)
 }
 
 func TestNeedsStorage(t *testing.T) {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -233,7 +234,7 @@ func (m *Module) closedError() error {
 	if text == "" {
 		text = "Registration is closed for now."
 	}
-	return &treff.StanzaError{Condition: "not-allowed", Text: text}
+	return stanza.NotAllowed.WithText(text)
 }
 
 // query is a jabber:iq:register payload.
@@ -263,7 +264,7 @@ func (q *query) fields() (user, password string, ok bool) {
 func decodeQuery(iq *treff.Stanza) (*query, error) {
 	var q query
 	if iq.Payload.Space != NS || iq.DecodePayload(&q) != nil {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	return &q, nil
 }
@@ -295,18 +296,18 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 		return nil, err
 	}
 	if q.Remove != nil {
-		return nil, &treff.StanzaError{Condition: "not-authorized", Text: "log in to remove your account"}
+		return nil, stanza.NotAuthorized.WithText("log in to remove your account")
 	}
 	user, password, ok := q.fields()
 	if !ok {
-		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "a username and a password are required"}
+		return nil, stanza.NotAcceptable.WithText("a username and a password are required")
 	}
 	account, err := jid.New(user, iq.To.Domainpart(), "")
 	if err != nil || account.Localpart() == "" {
-		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "this username is not allowed in an address"}
+		return nil, stanza.NotAcceptable.WithText("this username is not allowed in an address")
 	}
 	if m.reserved[account.Localpart()] {
-		return nil, &treff.StanzaError{Condition: "conflict", Text: "this username is reserved"}
+		return nil, stanza.Conflict.WithText("this username is reserved")
 	}
 	if err := m.checkPassword(password); err != nil {
 		return nil, err
@@ -317,15 +318,15 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 			return nil, err
 		}
 		if !until.IsZero() {
-			return nil, &treff.StanzaError{Condition: "conflict", Text: "this username belonged to an account deleted recently; choose another"}
+			return nil, stanza.Conflict.WithText("this username belonged to an account deleted recently; choose another")
 		}
 	}
 	token := m.token(ctx)
 	if m.CurrentPolicy() == Invite && token == "" {
-		return nil, &treff.StanzaError{Condition: "not-allowed", Text: "Registration needs an invitation."}
+		return nil, stanza.NotAllowed.WithText("Registration needs an invitation.")
 	}
 	if !m.allow(treff.PeerAddr(ctx), time.Now()) {
-		return nil, &treff.StanzaError{Condition: "resource-constraint", Text: "too many registrations; try again later"}
+		return nil, stanza.ResourceConstraint.WithText("too many registrations; try again later")
 	}
 	var inv storage.Invite
 	if token != "" && m.Invites != nil {
@@ -334,7 +335,7 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 		if inv, err = m.Invites.UseInvite(ctx, token); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				m.refund(treff.PeerAddr(ctx))
-				return nil, &treff.StanzaError{Condition: "not-allowed", Text: "This invitation has expired or has been used."}
+				return nil, stanza.NotAllowed.WithText("This invitation has expired or has been used.")
 			}
 			m.refund(treff.PeerAddr(ctx))
 			return nil, err
@@ -342,7 +343,7 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 		if inv.Domain != account.Domainpart() {
 			m.refund(treff.PeerAddr(ctx))
 			m.Invites.CreateInvite(ctx, inv)
-			return nil, &treff.StanzaError{Condition: "not-allowed", Text: "This invitation is for another domain."}
+			return nil, stanza.NotAllowed.WithText("This invitation is for another domain.")
 		}
 	}
 	if err := m.Accounts.CreateUser(ctx, account.String(), password); err != nil {
@@ -351,7 +352,7 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 			m.Invites.CreateInvite(ctx, inv)
 		}
 		if errors.Is(err, storage.ErrExists) {
-			return nil, &treff.StanzaError{Condition: "conflict", Text: "this username is taken"}
+			return nil, stanza.Conflict.WithText("this username is taken")
 		}
 		return nil, err
 	}
@@ -364,13 +365,13 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 // registering (XEP-0401 section 5, XEP-0379) and keeps it for its stream.
 func (m *Module) preAuthToken(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	if iq.Type != "set" || iq.Payload.Local != "preauth" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	var pa struct {
 		Token string `xml:"token,attr"`
 	}
 	if iq.DecodePayload(&pa) != nil || pa.Token == "" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	token := pa.Token
 	if m.Invites == nil || m.CurrentPolicy() == Closed {
@@ -378,7 +379,7 @@ func (m *Module) preAuthToken(ctx context.Context, iq *treff.Stanza) ([]byte, er
 	}
 	inv, err := m.Invites.Invite(ctx, token)
 	if err != nil || inv.Domain != iq.To.Domainpart() {
-		return nil, &treff.StanzaError{Condition: "item-not-found", Text: "This invitation is not valid: it may have expired or been used."}
+		return nil, stanza.ItemNotFound.WithText("This invitation is not valid: it may have expired or been used.")
 	}
 	now := time.Now()
 	m.mu.Lock()
@@ -448,10 +449,10 @@ func (m *Module) hold(ctx context.Context, user jid.JID) error {
 
 func (m *Module) checkPassword(pw string) error {
 	if n := utf8.RuneCountInString(pw); n < m.minPassword() {
-		return &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("the password must have at least %d characters", m.minPassword())}
+		return stanza.Errorf(stanza.NotAcceptable, "the password must have at least %d characters", m.minPassword())
 	}
 	if len(pw) > 1024 {
-		return &treff.StanzaError{Condition: "not-acceptable", Text: "the password is too long"}
+		return stanza.NotAcceptable.WithText("the password is too long")
 	}
 	return nil
 }
@@ -461,7 +462,7 @@ func (m *Module) checkPassword(pw string) error {
 func (m *Module) inSession(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	user := iq.From.Bare()
 	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(user) {
-		return nil, treff.ErrForbidden
+		return nil, stanza.Forbidden
 	}
 	if iq.Type == "get" {
 		return []byte("<query xmlns='" + NS + "'><registered/><username>" + xmlText(user.Localpart()) + "</username></query>"), nil
@@ -475,10 +476,10 @@ func (m *Module) inSession(ctx context.Context, iq *treff.Stanza) ([]byte, error
 	}
 	name, password, ok := q.fields()
 	if !ok {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: "a username and a new password are required"}
+		return nil, stanza.BadRequest.WithText("a username and a new password are required")
 	}
 	if j, err := jid.New(name, user.Domainpart(), ""); err != nil || !j.Equal(user) {
-		return nil, &treff.StanzaError{Condition: "not-authorized", Text: "you can only change your own password"}
+		return nil, stanza.NotAuthorized.WithText("you can only change your own password")
 	}
 	if err := m.checkPassword(password); err != nil {
 		return nil, err
@@ -495,7 +496,7 @@ func (m *Module) inSession(ctx context.Context, iq *treff.Stanza) ([]byte, error
 func (m *Module) remove(iq *treff.Stanza, user jid.JID) ([]byte, error) {
 	s := m.srv.Session(iq.From)
 	if s == nil {
-		return nil, treff.ErrServiceUnavailable
+		return nil, stanza.ServiceUnavailable
 	}
 	// The result goes out before the stream error DeleteAccount causes.
 	s.Send(treff.AppendResult(nil, iq, nil))

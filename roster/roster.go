@@ -17,6 +17,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -142,15 +143,15 @@ type xmlQuery struct {
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	user := iq.From.Bare()
 	if !iq.To.Equal(jid.JID{}) && !iq.To.Equal(user) {
-		return nil, treff.ErrForbidden
+		return nil, stanza.Forbidden
 	}
 	var q xmlQuery
 	if err := iq.Decoder().Decode(&q); err != nil {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	if iq.Type == "get" {
 		if len(q.Query.Items) > 0 {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		if s := m.srv.Session(iq.From); s != nil {
 			m.interested.Set(s, true)
@@ -175,37 +176,37 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	// set: exactly one item (RFC 6121 2.1.5)
 	if len(q.Query.Items) != 1 {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	x := q.Query.Items[0]
 	contact, err := jid.Parse(x.JID)
 	if err != nil || contact.Resourcepart() != "" {
-		return nil, &treff.StanzaError{Condition: "bad-request", Text: "item JID must be a bare JID"}
+		return nil, stanza.BadRequest.WithText("item JID must be a bare JID")
 	}
 	if contact.Equal(user) {
-		return nil, &treff.StanzaError{Condition: "not-allowed", Text: "cannot add yourself"}
+		return nil, stanza.NotAllowed.WithText("cannot add yourself")
 	}
 	if x.Subscription == "remove" {
 		return nil, m.remove(ctx, user, contact)
 	}
 	if utf8.RuneCountInString(x.Name) > m.maxLength() {
-		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("name longer than %d characters", m.maxLength())}
+		return nil, stanza.Errorf(stanza.NotAcceptable, "name longer than %d characters", m.maxLength())
 	}
 	seen := map[string]bool{}
 	for _, g := range x.Groups {
 		if g == "" {
-			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "empty group name"}
+			return nil, stanza.NotAcceptable.WithText("empty group name")
 		}
 		if utf8.RuneCountInString(g) > m.maxLength() {
-			return nil, &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("group name longer than %d characters", m.maxLength())}
+			return nil, stanza.Errorf(stanza.NotAcceptable, "group name longer than %d characters", m.maxLength())
 		}
 		if seen[g] {
-			return nil, &treff.StanzaError{Condition: "bad-request", Text: "duplicate group"}
+			return nil, stanza.BadRequest.WithText("duplicate group")
 		}
 		seen[g] = true
 	}
 	if len(x.Groups) > 64 {
-		return nil, &treff.StanzaError{Condition: "not-acceptable", Text: "too many groups"}
+		return nil, stanza.NotAcceptable.WithText("too many groups")
 	}
 	defer m.lock(user)()
 	it, err := m.Store.RosterItem(ctx, user.String(), contact.String())
@@ -216,7 +217,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 			return nil, err
 		}
 		if len(items) >= m.maxItems() {
-			return nil, &treff.StanzaError{Condition: "not-allowed", Text: fmt.Sprintf("roster is full (%d items)", m.maxItems())}
+			return nil, stanza.Errorf(stanza.NotAllowed, "roster is full (%d items)", m.maxItems())
 		}
 		it = storage.RosterItem{JID: contact.String(), Subscription: storage.SubNone}
 	case err != nil:
@@ -251,7 +252,7 @@ func (m *Module) remove(ctx context.Context, user, contact jid.JID) error {
 	it, err := m.Store.RosterItem(ctx, user.String(), contact.String())
 	if errors.Is(err, storage.ErrNotFound) {
 		unlock()
-		return treff.ErrItemNotFound
+		return stanza.ItemNotFound
 	}
 	if err != nil {
 		unlock()

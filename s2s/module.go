@@ -17,6 +17,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/accept"
+	"github.com/treff-im/treff/stanza"
 )
 
 var _ treff.Module = (*Module)(nil)
@@ -215,18 +216,18 @@ func (m *Module) send(ctx context.Context, st *treff.Stanza) {
 	local := st.From.Domainpart()
 	if st.From.Equal(jid.JID{}) || !m.srv.Serves(local) {
 		// Only this server's own domains may send through it.
-		m.bounce(st, treff.ErrRemoteNotFound, "sender not local")
+		m.bounce(st, stanza.RemoteServerNotFound, "sender not local")
 		return
 	}
 	p := pair{local, st.To.Domainpart()}
 	for i := 0; i < 3; i++ {
 		o, err := m.stream(p)
 		if err != nil {
-			m.bounce(st, &treff.StanzaError{Condition: "resource-constraint", Type: treff.ErrorWait}, err.Error())
+			m.bounce(st, stanza.ResourceConstraint, err.Error())
 			return
 		}
 		if o == nil {
-			m.bounce(st, treff.ErrRemoteNotFound, "shutting down")
+			m.bounce(st, stanza.RemoteServerNotFound, "shutting down")
 			return
 		}
 		if o.enqueue(st) {
@@ -234,7 +235,7 @@ func (m *Module) send(ctx context.Context, st *treff.Stanza) {
 		}
 		// The stream closed meanwhile: take a new one.
 	}
-	m.bounce(st, treff.ErrRemoteNotFound, "stream keeps closing")
+	m.bounce(st, stanza.RemoteServerNotFound, "stream keeps closing")
 }
 
 // errTooManyStreams refuses a new outgoing stream past MaxStreams.
@@ -285,8 +286,8 @@ func (m *Module) forget(o *out) {
 
 // bounce answers st with the error e (unless st is an error: errors are
 // never answered) and logs who, whom and why.
-func (m *Module) bounce(st *treff.Stanza, e *treff.StanzaError, why string) {
-	m.log().Info("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", kindName(st.Kind), "why", e.Condition, "detail", why)
+func (m *Module) bounce(st *treff.Stanza, e stanza.Condition, why string) {
+	m.log().Info("stanza not delivered", "from", st.From.String(), "to", st.To.String(), "kind", kindName(st.Kind), "why", string(e), "detail", why)
 	if st.Type == "error" || st.From.Equal(jid.JID{}) {
 		return
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // out is the outgoing stream for one pair of domains. Stanzas wait in
@@ -46,7 +47,7 @@ func (o *out) enqueue(st *treff.Stanza) bool {
 	if !o.ready {
 		if len(o.pending) >= o.m.queueLimit() {
 			o.mu.Unlock()
-			o.m.bounce(st, &treff.StanzaError{Condition: "resource-constraint", Type: treff.ErrorWait}, "queue full")
+			o.m.bounce(st, stanza.ResourceConstraint, "queue full")
 			return true
 		}
 		o.pending = append(o.pending, st)
@@ -115,9 +116,9 @@ func (o *out) run() {
 		o.pending = nil
 		o.mu.Unlock()
 		m.forget(o)
-		cond := treff.ErrRemoteNotFound
+		cond := stanza.RemoteServerNotFound
 		if timedOut {
-			cond = treff.ErrRemoteTimeout
+			cond = stanza.RemoteServerTimeout
 		}
 		m.log().Info("s2s stream failed", "direction", "out", "domain", o.p.remote, "why", describe(err))
 		for _, st := range pending {
@@ -198,7 +199,7 @@ func (o *out) close(cond string) {
 		s.closeWith(cond)
 	}
 	for _, st := range pending {
-		o.m.bounce(st, treff.ErrRemoteNotFound, "stream closed")
+		o.m.bounce(st, stanza.RemoteServerNotFound, "stream closed")
 	}
 }
 

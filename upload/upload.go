@@ -42,6 +42,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -225,7 +226,7 @@ func orDefault(v, def int64) int64 {
 func (m *Module) handle(ctx context.Context, st *treff.Stanza) {
 	if st.Kind != treff.KindIQ {
 		if st.Kind == treff.KindMessage && st.Type != "error" {
-			m.fail(ctx, st, treff.ErrServiceUnavailable)
+			m.fail(ctx, st, stanza.ServiceUnavailable)
 		}
 		return
 	}
@@ -233,7 +234,7 @@ func (m *Module) handle(ctx context.Context, st *treff.Stanza) {
 		return
 	}
 	if st.To.Localpart() != "" || st.To.Resourcepart() != "" {
-		m.fail(ctx, st, treff.ErrServiceUnavailable)
+		m.fail(ctx, st, stanza.ServiceUnavailable)
 		return
 	}
 	switch {
@@ -243,12 +244,12 @@ func (m *Module) handle(ctx context.Context, st *treff.Stanza) {
 		m.reply(ctx, st, []byte("<query xmlns='"+nsDiscoItems+"'/>"))
 	case st.Payload.Space == NS && st.Payload.Local == "request":
 		if st.Type != "get" {
-			m.fail(ctx, st, treff.ErrBadRequest)
+			m.fail(ctx, st, stanza.BadRequest)
 			return
 		}
 		m.requestSlot(ctx, st)
 	default:
-		m.fail(ctx, st, treff.ErrServiceUnavailable)
+		m.fail(ctx, st, stanza.ServiceUnavailable)
 	}
 }
 
@@ -279,7 +280,7 @@ func (m *Module) reply(ctx context.Context, st *treff.Stanza, payload []byte) {
 
 // fail answers st with an error; extra, if not empty, is put into the
 // <error/> element after the condition and text.
-func (m *Module) fail(ctx context.Context, st *treff.Stanza, e *treff.StanzaError, extra ...string) {
+func (m *Module) fail(ctx context.Context, st *treff.Stanza, e error, extra ...string) {
 	if st.From.Equal(jid.JID{}) {
 		return
 	}
@@ -302,35 +303,35 @@ type slotRequest struct {
 func (m *Module) requestSlot(ctx context.Context, st *treff.Stanza) {
 	owner := st.From.Bare()
 	if owner.Localpart() == "" || !m.srv.IsLocal(owner.Domainpart()) {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "not-allowed", Text: "Only users of this server may upload files"})
+		m.fail(ctx, st, stanza.NotAllowed.WithText("Only users of this server may upload files"))
 		return
 	}
 	var req slotRequest
 	if err := st.DecodePayload(&req); err != nil {
-		m.fail(ctx, st, treff.ErrBadRequest)
+		m.fail(ctx, st, stanza.BadRequest)
 		return
 	}
 	if req.Filename == nil || req.Size == nil {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "bad-request", Text: "The request needs a filename and a size"})
+		m.fail(ctx, st, stanza.BadRequest.WithText("The request needs a filename and a size"))
 		return
 	}
 	name, ok := cleanFilename(*req.Filename)
 	if !ok {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "bad-request", Text: "Invalid file name"})
+		m.fail(ctx, st, stanza.BadRequest.WithText("Invalid file name"))
 		return
 	}
 	size, err := strconv.ParseInt(strings.TrimSpace(*req.Size), 10, 64)
 	if err != nil || size < 0 {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "bad-request", Text: "Invalid file size"})
+		m.fail(ctx, st, stanza.BadRequest.WithText("Invalid file size"))
 		return
 	}
 	ctype, ok := cleanContentType(req.ContentType)
 	if !ok {
-		m.fail(ctx, st, &treff.StanzaError{Condition: "bad-request", Text: "Invalid content type"})
+		m.fail(ctx, st, stanza.BadRequest.WithText("Invalid content type"))
 		return
 	}
 	if max := m.maxFileSize(); size > max {
-		m.fail(ctx, st, &treff.StanzaError{Type: treff.ErrorModify, Condition: "not-acceptable",
+		m.fail(ctx, st, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable,
 			Text: fmt.Sprintf("File too large. The maximum file size is %d bytes", max)},
 			fmt.Sprintf("<file-too-large xmlns='%s'><max-file-size>%d</max-file-size></file-too-large>", NS, max))
 		return
@@ -354,7 +355,7 @@ func (m *Module) requestSlot(ctx context.Context, st *treff.Stanza) {
 	}
 	if err != nil {
 		m.srv.Log().Error("upload: storing a slot failed", "owner", u.Owner, "err", err)
-		m.fail(ctx, st, treff.ErrInternalServerError)
+		m.fail(ctx, st, stanza.InternalServerError)
 		return
 	}
 	m.srv.Log().Debug("upload: slot", "owner", u.Owner, "size", size)
@@ -386,7 +387,7 @@ func (m *Module) quotaError(ctx context.Context, st *treff.Stanza, owner string)
 			}
 		}
 	}
-	e := &treff.StanzaError{Type: treff.ErrorWait, Condition: "resource-constraint",
+	e := stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
 		Text: fmt.Sprintf("Quota reached: your files take %d of %d bytes", used, m.quota())}
 	var extra []string
 	if !retry.IsZero() {

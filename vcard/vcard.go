@@ -40,7 +40,6 @@ import (
 	_ "image/gif" // avatar formats for image.DecodeConfig
 	_ "image/jpeg"
 	_ "image/png"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +47,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
-	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -241,7 +240,7 @@ func (m *Module) stampOutbound(ctx context.Context, st *treff.Stanza) bool {
 func (m *Module) stamp(ctx context.Context, st *treff.Stanza) {
 	inner := st.Inner()
 	has := strings.Contains(inner, NSUpdate)
-	if has && (strings.Contains(inner, "<photo") || strings.Contains(inner, ":photo") && hasPhoto(st.Raw())) {
+	if has && (strings.Contains(inner, "<photo") || strings.Contains(inner, ":photo") && hasPhoto(st)) {
 		return // the client's own <photo/> stays (XEP-0398 section 4)
 	}
 	hash := m.avatarHash(ctx, st.From.Bare())
@@ -261,46 +260,32 @@ func (m *Module) stamp(ctx context.Context, st *treff.Stanza) {
 }
 
 // updateSpan finds the vcard-temp:x:update element among the children of
-// the stanza and reports where it is in raw and whether it has a <photo/>.
-func updateSpan(raw []byte) (start, end int64, photo, found bool) {
-	d := xml.NewDecoder(bytes.NewReader(raw))
-	depth := 0
-	inX := false
-	for {
-		before := d.InputOffset()
-		tok, err := d.Token()
-		if err != nil {
-			return 0, 0, false, false
+// the stanza and reports where it is in its Raw and whether it has a
+// <photo/>.
+func updateSpan(st *treff.Stanza) (start, end int, photo, found bool) {
+	for c := range st.Children() {
+		if c.Name.Space != NSUpdate || c.Name.Local != "x" {
+			continue
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 2 && t.Name.Space == NSUpdate && t.Name.Local == "x" {
-				inX, start = true, before
-			} else if inX && depth == 3 && t.Name.Local == "photo" {
+		for p := range c.Children() {
+			if p.Name.Local == "photo" {
 				photo = true
 			}
-		case xml.EndElement:
-			if inX && depth == 2 {
-				return start, d.InputOffset(), photo, true
-			}
-			depth--
-			if depth == 0 {
-				return 0, 0, false, false
-			}
 		}
+		return c.Offset(), c.Offset() + len(c.Raw()), photo, true
 	}
+	return 0, 0, false, false
 }
 
-func hasPhoto(raw []byte) bool {
-	_, _, photo, found := updateSpan(raw)
+func hasPhoto(st *treff.Stanza) bool {
+	_, _, photo, found := updateSpan(st)
 	return found && photo
 }
 
 // replaceUpdate replaces the stanza's empty update element by x.
 func replaceUpdate(st *treff.Stanza, x string) error {
 	raw := st.Raw()
-	start, end, _, found := updateSpan(raw)
+	start, end, _, found := updateSpan(st)
 	if !found {
 		return st.AddChild([]byte(x))
 	}
@@ -351,23 +336,12 @@ func hasPhotoElement(doc []byte) bool {
 	if !bytes.Contains(doc, []byte("PHOTO")) {
 		return false
 	}
-	d := xml.NewDecoder(bytes.NewReader(doc))
-	depth := 0
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return false
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 2 && t.Name.Local == "PHOTO" {
-				return true
-			}
-		case xml.EndElement:
-			depth--
+	for c := range stanza.Children(string(doc), NS) {
+		if c.Name.Local == "PHOTO" {
+			return true
 		}
 	}
+	return false
 }
 
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
@@ -377,11 +351,11 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		owner = iq.To.Bare()
 	}
 	if iq.Payload.Local != "vCard" {
-		return nil, treff.ErrBadRequest
+		return nil, stanza.BadRequest
 	}
 	if iq.Type == "set" {
 		if !owner.Equal(requester) {
-			return nil, treff.ErrForbidden
+			return nil, stanza.Forbidden
 		}
 		return nil, m.set(ctx, owner, iq)
 	}
@@ -394,7 +368,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	}
 	if len(doc) == 0 {
 		if !owner.Equal(requester) {
-			return nil, treff.ErrServiceUnavailable
+			return nil, stanza.ServiceUnavailable
 		}
 		return []byte("<vCard xmlns='" + NS + "'/>"), nil
 	}
@@ -402,15 +376,20 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 }
 
 func (m *Module) set(ctx context.Context, owner jid.JID, iq *treff.Stanza) error {
-	doc, err := payload(iq.Raw())
-	if err != nil {
-		return treff.ErrBadRequest
+	var payload stanza.Child
+	for c := range iq.Children() {
+		payload = c
+		break
 	}
+	if payload.Name.Local == "" {
+		return stanza.BadRequest
+	}
+	doc := []byte(payload.Raw())
 	if len(doc) > m.MaxSize {
-		return &treff.StanzaError{Condition: "not-acceptable", Text: fmt.Sprintf("a vCard may have at most %d bytes", m.MaxSize)}
+		return stanza.Errorf(stanza.NotAcceptable, "a vCard may have at most %d bytes", m.MaxSize)
 	}
-	if _, err := xmlscan.Parse(doc, m.MaxSize+1); err != nil {
-		return &treff.StanzaError{Condition: "bad-request", Text: "the vCard must declare its own namespace and prefixes"}
+	if !payload.SelfContained() {
+		return stanza.BadRequest.WithText("the vCard must declare its own namespace and prefixes")
 	}
 	if err := m.Store.PutPrivateXML(ctx, owner.String(), Key, doc); err != nil {
 		return fmt.Errorf("vcard: store %s: %w", owner, err)
@@ -427,35 +406,6 @@ func (m *Module) set(ctx context.Context, owner jid.JID, iq *treff.Stanza) error
 		m.publishAvatar(ctx, owner, p)
 	}
 	return nil
-}
-
-// payload returns the IQ's first child element as the client sent it.
-func payload(raw []byte) ([]byte, error) {
-	d := xml.NewDecoder(bytes.NewReader(raw))
-	depth := 0
-	var start int64
-	for {
-		before := d.InputOffset()
-		tok, err := d.Token()
-		if err == io.EOF {
-			return nil, errors.New("no payload")
-		}
-		if err != nil {
-			return nil, err
-		}
-		switch tok.(type) {
-		case xml.StartElement:
-			depth++
-			if depth == 2 {
-				start = before
-			}
-		case xml.EndElement:
-			if depth == 2 {
-				return raw[start:d.InputOffset()], nil
-			}
-			depth--
-		}
-	}
 }
 
 // publishAvatar publishes the vCard photo as the owner's XEP-0084 avatar

@@ -8,6 +8,7 @@ import (
 	"context"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // NS is the XEP-0092 namespace.
@@ -60,7 +61,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddFeature(NS)
 	r.HandleIQ(NS, treff.IQHandlerFunc(func(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 		if iq.Type != "get" {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		return b, nil
 	}))

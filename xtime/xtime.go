@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/stanza"
 )
 
 // NS is the XEP-0202 namespace.
@@ -33,7 +34,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddFeature(NS)
 	r.HandleIQ(NS, treff.IQHandlerFunc(func(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 		if iq.Type != "get" {
-			return nil, treff.ErrBadRequest
+			return nil, stanza.BadRequest
 		}
 		return []byte("<time xmlns='" + NS + "'><tzo>+00:00</tzo><utc>" +
 			now().UTC().Format("2006-01-02T15:04:05.000Z") + "</utc></time>"), nil
