@@ -48,16 +48,24 @@
 // and bosh are http.Handlers that run web clients' streams through
 // Server.ServeConn, with the same session layer as TCP. The session layer
 // itself does stream management (XEP-0198, with resumption: see
-// Server.ResumeTimeout) and client state indication (XEP-0352); message
+// Server.ResumeTimeout); client state indication (package csi), message
 // carbons, archives, blocking, vCards, PEP and file upload are modules
-// (im.Modules wires the usual set in the right order).
+// (im.Modules wires the usual set).
 //
 // # Extending it
 //
 // Features are Modules: values in Server.Modules that, at start-up,
-// register IQ handlers, stream features, service discovery entries and
-// typed hooks on a Registry. Built-in features are modules on the same
-// public API. Storage is a composition of small interfaces in package
+// register IQ handlers, stream features, stream-level elements (nonzas),
+// SASL mechanisms (package saslmech), service discovery entries and typed
+// hooks on a Registry; hooks run by phase (Registry.InPhase: filter,
+// stamp, handle, observe). Per-session state is a SessionState. Built-in
+// features are modules on the same public API.
+//
+// As with net/http, a module's panic harms one stanza: the server
+// recovers it, logs the module and the stack, and answers with
+// <internal-server-error/>; temporary accept errors back off instead of
+// ending Serve; Shutdown(ctx) returns ctx's error when ctx ends; and
+// Context is the base of every context the server hands out. Storage is a composition of small interfaces in package
 // storage, with backends in storage/memstore and storage/boltstore and a
 // conformance suite in storage/storagetest. Package stanza has the stanza
 // errors that handlers return (return nil, stanza.ItemNotFound) and the
