@@ -3,11 +3,10 @@ package treff
 import (
 	"context"
 	"fmt"
+	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/saslmech"
 	"net"
 	"slices"
-
-	"mellium.im/xmpp/jid"
 )
 
 // Module adds a feature to a Server: IQ handlers, stream features, service
@@ -79,11 +78,6 @@ type SessionHook func(ctx context.Context, s *Session)
 // later hooks do not see it).
 type StanzaHook func(ctx context.Context, st *Stanza) (handled bool)
 
-// Identity is a service discovery identity (XEP-0030).
-type Identity struct {
-	Category, Type, Name string
-}
-
 // Phase says when a stream feature is offered.
 type Phase uint8
 
@@ -117,12 +111,6 @@ func (f StreamFeature) xml() string {
 	return f.XML
 }
 
-// Item is a service discovery item of the server's hosts (XEP-0030
-// disco#items), such as a group chat service.
-type Item struct {
-	JID, Node, Name string
-}
-
 // Registry is what a Module registers its parts on during Setup. It is not
 // safe for use after Setup returns.
 type Registry struct {
@@ -142,9 +130,9 @@ type modules struct {
 	remote       *domainEntry
 	features     []string
 	accountFeats []string
-	identities   []Identity
-	accountIDs   []Identity
-	items        []Item
+	identities   []discoinfo.Identity
+	accountIDs   []discoinfo.Identity
+	items        []discoinfo.Item
 	streamFeats  []hook[StreamFeature]
 	mechs        []hook[saslmech.Mechanism]
 	nonzas       map[string]hook[NonzaHandler]
@@ -158,7 +146,7 @@ type modules struct {
 	delivered    []hook[DeliveredHook]
 	undeliver    []hook[StanzaHook]
 	deleted      []hook[AccountHook]
-	discoNodes   map[string]DiscoNode
+	discoNodes   map[string]discoinfo.Node
 }
 
 type iqEntry struct {
@@ -322,16 +310,16 @@ func (r *Registry) AddAccountFeature(feature string) {
 }
 
 // AddIdentity adds a service discovery identity of the server's hosts.
-func (r *Registry) AddIdentity(id Identity) { r.m.identities = append(r.m.identities, id) }
+func (r *Registry) AddIdentity(id discoinfo.Identity) { r.m.identities = append(r.m.identities, id) }
 
 // AddAccountIdentity adds a service discovery identity that every account's
 // bare JID shows besides account/registered (e.g. pubsub/pep).
-func (r *Registry) AddAccountIdentity(id Identity) {
+func (r *Registry) AddAccountIdentity(id discoinfo.Identity) {
 	r.m.accountIDs = append(r.m.accountIDs, id)
 }
 
 // AddItem adds a service discovery item of the server's hosts.
-func (r *Registry) AddItem(it Item) { r.m.items = append(r.m.items, it) }
+func (r *Registry) AddItem(it discoinfo.Item) { r.m.items = append(r.m.items, it) }
 
 // AddStreamFeature offers f in stream negotiation.
 func (r *Registry) AddStreamFeature(f StreamFeature) {
@@ -403,19 +391,11 @@ func (r *Registry) OnUndeliverable(h StanzaHook) {
 	r.m.undeliver = append(r.m.undeliver, newHook(r, h))
 }
 
-// DiscoNode answers service discovery (XEP-0030) requests to the server's
-// hosts for one node, such as the list of ad-hoc commands (XEP-0050). Both
-// methods get the requester, so a node can show each what it may use.
-type DiscoNode interface {
-	DiscoItems(ctx context.Context, from jid.JID) []Item
-	DiscoInfo(ctx context.Context, from jid.JID) ([]Identity, []string)
-}
-
 // AddDiscoNode makes h answer disco#info and disco#items requests for node
 // on the server's hosts. It panics if the node is taken.
-func (r *Registry) AddDiscoNode(node string, h DiscoNode) {
+func (r *Registry) AddDiscoNode(node string, h discoinfo.Node) {
 	if r.m.discoNodes == nil {
-		r.m.discoNodes = make(map[string]DiscoNode)
+		r.m.discoNodes = make(map[string]discoinfo.Node)
 	}
 	if _, ok := r.m.discoNodes[node]; ok {
 		panic(fmt.Sprintf("treff: module %s registers disco node %q twice", r.module, node))
@@ -424,7 +404,7 @@ func (r *Registry) AddDiscoNode(node string, h DiscoNode) {
 }
 
 // DiscoNode returns the handler a module registered for node, if any.
-func (srv *Server) DiscoNode(node string) (DiscoNode, bool) {
+func (srv *Server) DiscoNode(node string) (discoinfo.Node, bool) {
 	if srv.init() != nil {
 		return nil, false
 	}
@@ -446,7 +426,7 @@ func (srv *Server) Features(account bool) []string {
 }
 
 // Items returns the service discovery items registered by modules.
-func (srv *Server) Items() []Item {
+func (srv *Server) Items() []discoinfo.Item {
 	if srv.init() != nil {
 		return nil
 	}
@@ -455,7 +435,7 @@ func (srv *Server) Items() []Item {
 
 // Identities returns the service discovery identities registered by
 // modules for the server's hosts, or with account set, for accounts.
-func (srv *Server) Identities(account bool) []Identity {
+func (srv *Server) Identities(account bool) []discoinfo.Identity {
 	if srv.init() != nil {
 		return nil
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/stanza"
 )
 
@@ -113,16 +114,16 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 // nodeList answers disco requests for the command list.
 type nodeList struct{ m *Module }
 
-func (n nodeList) DiscoItems(ctx context.Context, from jid.JID) []treff.Item {
-	var items []treff.Item
+func (n nodeList) DiscoItems(ctx context.Context, from jid.JID) []discoinfo.Item {
+	var items []discoinfo.Item
 	for _, c := range n.m.visible(ctx, from) {
-		items = append(items, treff.Item{JID: n.m.host(from), Node: c.Node, Name: c.Name})
+		items = append(items, discoinfo.Item{JID: n.m.host(from), Node: c.Node, Name: c.Name})
 	}
 	return items
 }
 
-func (n nodeList) DiscoInfo(ctx context.Context, from jid.JID) ([]treff.Identity, []string) {
-	return []treff.Identity{{Category: "automation", Type: "command-list", Name: "Commands"}}, nil
+func (n nodeList) DiscoInfo(ctx context.Context, from jid.JID) ([]discoinfo.Identity, []string) {
+	return []discoinfo.Identity{{Category: "automation", Type: "command-list", Name: "Commands"}}, nil
 }
 
 func (m *Module) host(from jid.JID) string { return from.Domainpart() }

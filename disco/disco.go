@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
@@ -75,7 +76,7 @@ func (m *Module) build() {
 		if name == "" {
 			name = "Treff"
 		}
-		ids := append([]treff.Identity{{Category: "server", Type: "im", Name: name}}, m.srv.Identities(false)...)
+		ids := append([]discoinfo.Identity{{Category: "server", Type: "im", Name: name}}, m.srv.Identities(false)...)
 		sort.Slice(ids, func(i, j int) bool {
 			a, b := ids[i], ids[j]
 			if a.Category != b.Category {
@@ -268,7 +269,7 @@ func (m *Module) accountItems(ctx context.Context, iq *treff.Stanza) ([]byte, er
 	return wrap(NSItems, "", nil), nil
 }
 
-func appendIdentity(b []byte, id treff.Identity) []byte {
+func appendIdentity(b []byte, id discoinfo.Identity) []byte {
 	b = append(b, "<identity category='"...)
 	b = treff.AppendEscaped(b, id.Category)
 	b = append(b, "' type='"...)

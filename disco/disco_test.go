@@ -10,6 +10,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/disco"
+	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/ping"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
@@ -21,8 +22,8 @@ type items struct{}
 
 func (items) Name() string { return "items" }
 func (items) Setup(ctx context.Context, r *treff.Registry) error {
-	r.AddItem(treff.Item{JID: "conference.localhost", Name: "Chatrooms"})
-	r.AddIdentity(treff.Identity{Category: "pubsub", Type: "pep"})
+	r.AddItem(discoinfo.Item{JID: "conference.localhost", Name: "Chatrooms"})
+	r.AddIdentity(discoinfo.Identity{Category: "pubsub", Type: "pep"})
 	return nil
 }
 

@@ -36,6 +36,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/mam"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
@@ -121,7 +122,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		d := sub + "." + h.Domain
 		m.services[d] = true
 		r.HandleDomain(d, treff.StanzaHandlerFunc(m.handle))
-		r.AddItem(treff.Item{JID: d, Name: "Group chat"})
+		r.AddItem(discoinfo.Item{JID: d, Name: "Group chat"})
 	}
 	if m.CreatorDomains == nil {
 		for _, h := range m.srv.Hosts {

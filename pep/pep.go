@@ -36,6 +36,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
@@ -158,7 +159,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	// XEP-0163 4: the account is a PEP service (clients such as
 	// Conversations look for this identity).
-	r.AddAccountIdentity(treff.Identity{Category: "pubsub", Type: "pep"})
+	r.AddAccountIdentity(discoinfo.Identity{Category: "pubsub", Type: "pep"})
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.HandleAccountIQ(NSOwner, treff.IQHandlerFunc(m.handleIQ))
 	r.OnClientStanza(m.ownPresence)

@@ -42,6 +42,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
@@ -165,7 +166,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		d := sub + "." + h.Domain
 		m.services[d] = true
 		r.HandleDomain(d, treff.StanzaHandlerFunc(m.handle))
-		r.AddItem(treff.Item{JID: d, Name: "HTTP File Upload"})
+		r.AddItem(discoinfo.Item{JID: d, Name: "HTTP File Upload"})
 	}
 	r.OnAccountDeleted(m.accountDeleted)
 
