@@ -469,8 +469,10 @@ func (s *Session) end(c *conn) {
 	s.drain()
 	s.unwatch()
 	c.nc.Close()
-	s.finish()
+	// Rerouted before the session-closed hooks: whoever learns that the
+	// session ended finds its unacknowledged messages delivered or stored.
 	srv.reroute(pending)
+	s.finish()
 }
 
 // finish runs the session-closed hooks once the session left the routing

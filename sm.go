@@ -339,8 +339,12 @@ func (s *Session) expire() {
 	pending := s.sm.takeUnacked()
 	s.mu.Unlock()
 	s.srv.forgetResumable(s)
-	s.finish()
+	// Out of the routing table first, so that its messages find the
+	// account's other sessions or offline storage, not itself.
+	s.srv.table.Remove(s)
+	s.available.Store(false)
 	s.srv.reroute(pending)
+	s.finish()
 }
 
 // takeOver makes sure the session is detached from its connection: a
