@@ -314,7 +314,9 @@ func TestRIDs(t *testing.T) {
 // session's end (an event) and checks a lower bound on when it came: load
 // only makes things later.
 func TestInactivity(t *testing.T) {
-	const wait, inactivity = 2 * time.Second, time.Second
+	// inactivity is long enough that no stall between the login's
+	// requests on a loaded machine comes near it.
+	const wait, inactivity = time.Second, 4 * time.Second
 	s := newSetup(t, &bosh.Handler{Inactivity: inactivity, Wait: wait})
 	c := s.client(t)
 	c.login("alice", "alicepw", "web")
