@@ -95,7 +95,7 @@ func TestOnUnacked(t *testing.T) {
 	late.Send("<presence/>")
 	got := late.Expect(`id='m1'.*?</message>`)
 	got += late.Sync()
-	if strings.Contains(got, "c1") {
+	if strings.Contains(got, "id='c1'") {
 		t.Errorf("the claimed copy was delivered again: %s", got)
 	}
 }

@@ -273,39 +273,9 @@ func appendAttr(dst []byte, name, val string) []byte {
 }
 
 // AppendEscaped appends s to dst escaped for use in XML character data or
-// in an attribute value quoted with either quote. Tab, newline and
-// carriage return become character references, so that they survive in
-// an attribute value (a parser turns them into spaces there).
-func AppendEscaped(dst []byte, s string) []byte {
-	last := 0
-	for i := 0; i < len(s); i++ {
-		var esc string
-		switch s[i] {
-		case '<':
-			esc = "&lt;"
-		case '>':
-			esc = "&gt;"
-		case '&':
-			esc = "&amp;"
-		case '\'':
-			esc = "&apos;"
-		case '"':
-			esc = "&quot;"
-		case '\t':
-			esc = "&#x9;" // in an attribute value, white space would
-		case '\n': // become a space (XML 1.0 3.3.3)
-			esc = "&#xA;"
-		case '\r':
-			esc = "&#xD;"
-		default:
-			continue
-		}
-		dst = append(dst, s[last:i]...)
-		dst = append(dst, esc...)
-		last = i + 1
-	}
-	return append(dst, s[last:]...)
-}
+// in an attribute value quoted with either quote; see
+// stanza.AppendEscaped, which it calls.
+func AppendEscaped(dst []byte, s string) []byte { return stanza.AppendEscaped(dst, s) }
 
 // WithAddresses returns a copy of st with its 'from' and 'to' attributes
 // replaced (a zero JID omits the attribute); the rest of the element is

@@ -248,7 +248,7 @@ func (e Error) AppendXML(dst []byte) []byte {
 	dst = append(dst, " xmlns='"+NS+"'/>"...)
 	if e.Text != "" {
 		dst = append(dst, "<text xmlns='"+NS+"'>"...)
-		dst = appendEscaped(dst, e.Text)
+		dst = AppendEscaped(dst, e.Text)
 		dst = append(dst, "</text>"...)
 	}
 	dst = append(dst, e.App...)
@@ -274,11 +274,14 @@ func validName(s string) bool {
 	return true
 }
 
-// appendEscaped appends s escaped for character data or an attribute
-// value. Invalid UTF-8 becomes U+FFFD and control characters that XML does
-// not allow are dropped, so that a text taken from an error message cannot
-// break the stream.
-func appendEscaped(dst []byte, s string) []byte {
+// AppendEscaped appends s to dst escaped for XML character data or an
+// attribute value quoted with either quote: the five special characters
+// become entities, and tab, newline and carriage return character
+// references (so that they survive in an attribute value, where a parser
+// turns them into spaces, and a carriage return anywhere). Invalid UTF-8
+// becomes U+FFFD and the control characters XML 1.0 does not allow are
+// dropped, so that no text the server writes can break a stream.
+func AppendEscaped(dst []byte, s string) []byte {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
@@ -296,10 +299,12 @@ func appendEscaped(dst []byte, s string) []byte {
 			esc = "&apos;"
 		case '"':
 			esc = "&quot;"
+		case '\t':
+			esc = "&#x9;"
+		case '\n':
+			esc = "&#xA;"
 		case '\r':
-			esc = "&#xD;" // a parser would turn a literal one into '\n'
-		case '\t', '\n':
-			continue
+			esc = "&#xD;"
 		default:
 			if s[i] >= 0x20 {
 				continue
