@@ -459,7 +459,7 @@ func (c *conn) negotiate() (*Session, error) {
 		feats.WriteString("</mechanisms>")
 		for _, f := range srv.mods.streamFeats {
 			if f.h.Phase == BeforeAuth {
-				feats.WriteString(srv.renderFeature(f))
+				feats.WriteString(srv.renderFeature(f, c))
 			}
 		}
 	default:
@@ -467,7 +467,7 @@ func (c *conn) negotiate() (*Session, error) {
 			"<sm xmlns='" + nsSM + "'/>")
 		for _, f := range srv.mods.streamFeats {
 			if f.h.Phase == AfterAuth {
-				feats.WriteString(srv.renderFeature(f))
+				feats.WriteString(srv.renderFeature(f, c))
 			}
 		}
 	}
@@ -513,6 +513,12 @@ func (c *conn) negotiate() (*Session, error) {
 					return nil, err
 				}
 			default:
+				if ok, err := c.negotiationStep(el); ok {
+					if err != nil {
+						return nil, err
+					}
+					continue
+				}
 				return nil, streamError{cond: "not-authorized"}
 			}
 		default:
@@ -533,6 +539,12 @@ func (c *conn) negotiate() (*Session, error) {
 				}
 			}
 			if el.Name != "iq" || (ns != "" && ns != nsClient) {
+				if ok, err := c.negotiationStep(el); ok {
+					if err != nil {
+						return nil, err
+					}
+					continue
+				}
 				return nil, streamError{cond: "not-authorized", text: "bind a resource first"}
 			}
 			s, err := c.bindIQ(el)
@@ -662,15 +674,7 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 		}
 		out, user, serr := srv.stepSASL(c.ctx, mech.module, x, data)
 		if serr != nil {
-			var se *saslmech.Error
-			switch {
-			case errors.As(serr, &se):
-				return false, c.saslFailed(se.Condition)
-			case errors.Is(serr, ErrNotAuthorized), errors.Is(serr, saslmech.ErrNotAuthorized):
-				return false, c.saslFailed("not-authorized")
-			}
-			srv.logger().Error("authentication backend failed", "mechanism", name, "err", serr)
-			return false, c.saslFailed("temporary-auth-failure")
+			return false, c.saslFailed(srv.saslCondition(name, serr))
 		}
 		if !user.Equal(jid.JID{}) {
 			if user.Domainpart() != c.host || user.Localpart() == "" || user.Resourcepart() != "" {
@@ -715,6 +719,22 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 			return false, c.saslFailed("malformed-request")
 		}
 	}
+}
+
+// saslCondition maps an error from a SASL exchange to the failure
+// condition the client sees (RFC 6120 6.5), logging unexpected ones.
+func (srv *Server) saslCondition(mechanism string, err error) string {
+	var se *saslmech.Error
+	switch {
+	case errors.As(err, &se):
+		return se.Condition
+	case errors.Is(err, ErrNotAuthorized), errors.Is(err, saslmech.ErrNotAuthorized):
+		return "not-authorized"
+	case errors.Is(err, errPanicked):
+		return "temporary-auth-failure"
+	}
+	srv.logger().Error("authentication backend failed", "mechanism", mechanism, "err", err)
+	return "temporary-auth-failure"
 }
 
 // saslFailed answers a failed attempt and closes the stream after too many.

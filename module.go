@@ -102,10 +102,18 @@ type StreamFeature struct {
 	// is offered, for features that depend on what all modules registered
 	// (such as entity capabilities) or that change at run time.
 	Render func() string
+	// Offer, if set, is called instead of Render or XML each time the
+	// feature is offered, with the stream it is offered on, for features
+	// that depend on the stream (the SASL mechanisms offered on it, say).
+	// "" leaves the feature out.
+	Offer func(n *Negotiation) string
 }
 
-func (f StreamFeature) xml() string {
-	if f.Render != nil {
+func (f StreamFeature) xml(c *conn) string {
+	switch {
+	case f.Offer != nil:
+		return f.Offer(&Negotiation{c: c})
+	case f.Render != nil:
 		return f.Render()
 	}
 	return f.XML
@@ -136,6 +144,7 @@ type modules struct {
 	streamFeats  []hook[StreamFeature]
 	mechs        []hook[saslmech.Mechanism]
 	nonzas       map[string]hook[NonzaHandler]
+	negotiation  map[string]hook[NegotiationHandler]
 	urgent       [][]byte // namespaces marked urgent, quoted both ways
 	unacked      []hook[StanzaHook]
 	bound        []hook[SessionHook]

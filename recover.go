@@ -128,14 +128,14 @@ func (srv *Server) handleStanza(ctx context.Context, e *domainEntry, st *Stanza)
 
 // renderFeature serialises a stream feature; a panic in its Render
 // leaves it out.
-func (srv *Server) renderFeature(e hook[StreamFeature]) (xml string) {
+func (srv *Server) renderFeature(e hook[StreamFeature], c *conn) (xml string) {
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(e.module, r)
 			xml = ""
 		}
 	}()
-	return e.h.xml()
+	return e.h.xml(c)
 }
 
 // offers asks a mechanism whether to offer it; a panic leaves it out.
@@ -174,6 +174,18 @@ func (srv *Server) stepSASL(ctx context.Context, module string, x saslmech.Excha
 		}
 	}()
 	return x.Step(ctx, in)
+}
+
+// handleNegotiation runs a NegotiationHandler; a panic becomes
+// errPanicked (the stream closes).
+func (srv *Server) handleNegotiation(ctx context.Context, e hook[NegotiationHandler], n *Negotiation, el *Nonza) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			err = errPanicked
+		}
+	}()
+	return e.h.HandleNegotiation(ctx, n, el)
 }
 
 // errPanicked stands for a recovered panic (already logged).

@@ -1,0 +1,207 @@
+package treff
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/saslmech"
+)
+
+// Negotiation is a client stream that has not bound a resource yet, as a
+// module that adds a step to stream negotiation sees it: an
+// authentication protocol besides RFC 6120 SASL (XEP-0388 SASL2, XEP-0484
+// FAST), or an element the client sends before binding. A Negotiation is
+// valid only during the handler call that received it, and only from
+// that goroutine.
+type Negotiation struct {
+	c       *conn
+	readErr error // what Next last failed with
+}
+
+// Host returns the server domain the stream is for.
+func (n *Negotiation) Host() string { return n.c.host }
+
+// StreamID returns the stream's ID.
+func (n *Negotiation) StreamID() string { return n.c.streamID }
+
+// User returns the account the stream authenticated as, or the zero JID.
+func (n *Negotiation) User() jid.JID { return n.c.user }
+
+// SASL describes the stream to SASL mechanisms, with the names of the
+// mechanisms offered on it (see Mechanism).
+func (n *Negotiation) SASL() *saslmech.Stream {
+	if n.c.saslInfo == nil {
+		n.c.offerMechanisms()
+	}
+	s := *n.c.saslInfo
+	return &s
+}
+
+// Mechanism returns the SASL mechanism of that name offered on the
+// stream (the server's own and those modules added), for a protocol that
+// runs SASL exchanges in its own elements (XEP-0388).
+func (n *Negotiation) Mechanism(name string) (saslmech.Mechanism, bool) {
+	if n.c.saslInfo == nil {
+		n.c.offerMechanisms()
+	}
+	for _, e := range n.c.mechs {
+		if e.h.Name() == name {
+			return e.h, true
+		}
+	}
+	return nil, false
+}
+
+// Write writes raw to the stream at once.
+func (n *Negotiation) Write(raw []byte) error { return n.c.write(string(raw)) }
+
+// Next reads the client's next top-level element (the next step of an
+// exchange). An error means the stream cannot go on: return it from the
+// handler.
+func (n *Negotiation) Next() (*Nonza, error) {
+	el, err := n.c.sc.Next()
+	if err != nil {
+		if se, ok := n.c.readErr(err); ok {
+			err = se
+		}
+		n.readErr = err
+		return nil, err
+	}
+	return &Nonza{Name: xml.Name{Space: el.Space(), Local: el.Local()}, el: el}, nil
+}
+
+// Authenticated records that the client proved it is user (a bare JID
+// on the stream's host), through a protocol of the module's: the stream
+// goes on without a restart, and the client binds a resource next. It
+// returns an error for a JID that is no account of the host.
+func (n *Negotiation) Authenticated(user jid.JID) error {
+	c := n.c
+	if user.Localpart() == "" || user.Domainpart() != c.host || user.Resourcepart() != "" {
+		return fmt.Errorf("treff: %s is no account of %s", user, c.host)
+	}
+	if e := c.revoked.Load(); e != nil {
+		return *e
+	}
+	c.user = user
+	c.authed.Store(&user)
+	c.srv.logger().Debug("authenticated", "user", user.String())
+	c.srv.recordLogin(c.ctx, user)
+	return nil
+}
+
+// Failed counts a failed authentication attempt of the stream against
+// Server.MaxAuthFailures: it returns an error, to be returned by the
+// handler, once there were too many.
+func (n *Negotiation) Failed() error {
+	c := n.c
+	c.failures++
+	c.user = jid.JID{}
+	c.srv.logger().Info("authentication failed")
+	max := c.srv.MaxAuthFailures
+	if max <= 0 {
+		max = 3
+	}
+	if c.failures >= max {
+		return streamError{cond: "policy-violation", text: "too many failed authentication attempts"}
+	}
+	return nil
+}
+
+// Step runs one step of a SASL exchange of the stream (for a protocol
+// that carries SASL in its own elements): it is x.Step with the
+// server's recovery of a mechanism's panic and its mapping of errors.
+// cond is the RFC 6120 failure condition when err is not nil
+// ("not-authorized", "malformed-request", "temporary-auth-failure", ...).
+func (n *Negotiation) Step(ctx context.Context, m saslmech.Mechanism, x saslmech.Exchange, in []byte) (out []byte, user jid.JID, cond string, err error) {
+	out, user, err = n.c.srv.stepSASL(ctx, m.Name(), x, in)
+	if err != nil {
+		return nil, jid.JID{}, n.c.srv.saslCondition(m.Name(), err), err
+	}
+	return out, user, "", nil
+}
+
+// StreamError is an error that closes a stream with a stream error
+// condition (RFC 6120 4.9.3), such as "not-authorized" or
+// "policy-violation", and an optional text. A NegotiationHandler returns
+// one to close the stream so.
+type StreamError struct {
+	Condition string
+	Text      string
+}
+
+func (e *StreamError) Error() string { return "treff: stream error " + e.Condition }
+
+// NegotiationHandler handles the top-level elements of one namespace
+// that clients send before binding a resource (see
+// Registry.HandleNegotiation). It returns nil to go on reading the
+// stream; an error closes it: a *StreamError with its condition, the
+// error from Negotiation.Next or Failed as it is, anything else (logged)
+// with <internal-server-error/>.
+type NegotiationHandler interface {
+	HandleNegotiation(ctx context.Context, n *Negotiation, el *Nonza) error
+}
+
+// NegotiationHandlerFunc adapts a function to a NegotiationHandler.
+type NegotiationHandlerFunc func(ctx context.Context, n *Negotiation, el *Nonza) error
+
+// HandleNegotiation calls f(ctx, n, el).
+func (f NegotiationHandlerFunc) HandleNegotiation(ctx context.Context, n *Negotiation, el *Nonza) error {
+	return f(ctx, n, el)
+}
+
+// HandleNegotiation makes h handle the elements of namespace ns that a
+// client sends on a TLS-protected stream before it binds a resource
+// (XEP-0388's <authenticate xmlns='urn:xmpp:sasl:2'/>, say). The
+// namespaces of RFC 6120's own steps (SASL, TLS, binding), stream
+// management's and jabber:client are the server's; registering one of
+// them, or a taken one, panics.
+func (r *Registry) HandleNegotiation(ns string, h NegotiationHandler) {
+	switch ns {
+	case "", nsClient, nsSASL, nsTLS, nsBind, nsSession, nsSM, nsStream:
+		panic(fmt.Sprintf("treff: module %s registers negotiation elements of namespace %q, which the server handles", r.module, ns))
+	}
+	if r.m.negotiation == nil {
+		r.m.negotiation = make(map[string]hook[NegotiationHandler])
+	}
+	if old, ok := r.m.negotiation[ns]; ok {
+		panic(fmt.Sprintf("treff: module %s registers negotiation elements of namespace %q, already registered by %s", r.module, ns, old.module))
+	}
+	r.m.negotiation[ns] = hook[NegotiationHandler]{module: r.module, h: h}
+}
+
+// negotiationStep hands el to the module registered for its namespace,
+// if any, and returns whether there was one and the error to close the
+// stream with.
+func (c *conn) negotiationStep(x *xmlscan.Element) (bool, error) {
+	space := x.Space()
+	e, ok := c.srv.mods.negotiation[space]
+	if !ok || space == "" {
+		return false, nil
+	}
+	el := &Nonza{Name: xml.Name{Space: space, Local: x.Local()}, el: x}
+	n := &Negotiation{c: c}
+	err := c.srv.handleNegotiation(c.ctx, e, n, el)
+	if err == nil {
+		return true, nil
+	}
+	if n.readErr != nil && errors.Is(err, n.readErr) {
+		return true, n.readErr // the stream broke, or a stream error to send
+	}
+	var se streamError
+	var pe *StreamError
+	switch {
+	case errors.As(err, &se):
+		return true, se
+	case errors.As(err, &pe):
+		return true, streamError{cond: pe.Condition, text: pe.Text}
+	case errors.Is(err, errPanicked):
+		return true, streamError{cond: "internal-server-error"}
+	}
+	c.srv.logger().Error("negotiation step failed", "module", e.module, "err", err)
+	return true, streamError{cond: "internal-server-error"}
+}
