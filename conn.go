@@ -384,6 +384,10 @@ func (c *conn) serve() (sess *Session) {
 		if next == nil {
 			continue // stream restart
 		}
+		// The session keeps its connection: drop what only negotiation
+		// needed (the SASL stream's TLS state, the offered mechanisms,
+		// the negotiation's timer).
+		c.mechs, c.saslInfo, c.ctx = nil, nil, srv.ctx
 		return next
 	}
 }

@@ -102,13 +102,21 @@ func (m *panicky) Setup(ctx context.Context, r *treff.Registry) error {
 }
 
 // observer comes after panicky: its hooks must still run.
-type observer struct{ closed chan string }
+type observer struct {
+	closed    chan string
+	delivered chan string
+}
 
 func (observer) Name() string { return "observer" }
 
 func (o observer) Setup(ctx context.Context, r *treff.Registry) error {
 	r.OnSessionClosed(func(ctx context.Context, s *treff.Session) {
 		o.closed <- s.JID().Resourcepart()
+	})
+	r.OnDelivered(func(ctx context.Context, st *treff.Stanza, to []*treff.Session) {
+		if st.ID == "boom-delivered" {
+			o.delivered <- st.ID
+		}
 	})
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if user.Localpart() == "carol" {
@@ -126,7 +134,7 @@ func (o observer) Setup(ctx context.Context, r *treff.Registry) error {
 // address.
 func TestModulePanics(t *testing.T) {
 	var logs trefftest.LogBuffer
-	obs := observer{closed: make(chan string, 16)}
+	obs := observer{closed: make(chan string, 16), delivered: make(chan string, 1)}
 	ts := newTestServer(t, func(s *treff.Server) {
 		s.Modules = []treff.Module{&panicky{}, obs}
 		s.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -176,6 +184,10 @@ func TestModulePanics(t *testing.T) {
 		// Delivered already: nothing to answer, the message arrived.
 		alice.Send("<message to='bob@localhost' id='boom-delivered' type='chat'><body>hi</body></message>")
 		bob.Expect(`id='boom-delivered'`)
+		// The delivered hooks after the one that panicked still run.
+		if got := <-obs.delivered; got != "boom-delivered" {
+			t.Errorf("the next delivered hook saw %q", got)
+		}
 		roundTrip(alice, "after-delivered")
 	})
 	t.Run("undeliverable hook", func(t *testing.T) {

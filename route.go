@@ -23,10 +23,8 @@ func (srv *Server) route(ctx context.Context, st *Stanza, from *Session) {
 	// A client's stanza leaves its account; a module's does if it is
 	// from a local account.
 	if len(srv.mods.outbound) > 0 && (from != nil || st.From.Localpart() != "" && srv.isHost(st.From.Domainpart())) {
-		for _, h := range srv.mods.outbound {
-			if srv.stanzaHook(ctx, h, st) {
-				return
-			}
+		if srv.stanzaHooks(ctx, srv.mods.outbound, st) {
+			return
 		}
 	}
 	to := st.To
@@ -193,10 +191,8 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		}
 		return
 	}
-	for _, h := range srv.mods.toAccount {
-		if srv.stanzaHook(ctx, h, st) {
-			return
-		}
+	if srv.stanzaHooks(ctx, srv.mods.toAccount, st) {
+		return
 	}
 	if st.Kind == KindIQ && st.To.Resourcepart() == "" {
 		// 8.5.2.1.3 / 10.3.3: the server answers for the account.
@@ -247,16 +243,12 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 				}
 			}
 			if len(got) > 0 {
-				for _, h := range srv.mods.delivered {
-					srv.deliveredHook(ctx, h, st, got)
-				}
+				srv.deliveredHooks(ctx, srv.mods.delivered, st, got)
 			}
 		}
 	case router.Undeliverable:
-		for _, h := range srv.mods.undeliver {
-			if srv.stanzaHook(ctx, h, st) {
-				return
-			}
+		if srv.stanzaHooks(ctx, srv.mods.undeliver, st) {
+			return
 		}
 		if fallback == router.ErrorReply {
 			srv.bounce(ctx, st, errServiceUnavailable)

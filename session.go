@@ -540,10 +540,8 @@ func (s *Session) handle(el *xmlscan.Element) {
 	if st.Kind == KindPresence && st.To.Equal(jid.JID{}) {
 		s.updatePresence(st)
 	}
-	for _, h := range srv.mods.fromClient {
-		if srv.stanzaHook(s.ctx, h, st) {
-			return
-		}
+	if srv.stanzaHooks(s.ctx, srv.mods.fromClient, st) {
+		return
 	}
 	srv.route(s.ctx, st, s)
 }

@@ -24,19 +24,44 @@ type SessionState[T any] struct {
 func NewSessionState[T any]() *SessionState[T] { return new(SessionState[T]) }
 
 // sessionValues holds a session's module state; the zero value is empty.
+// A session has a handful of values at most, so a slice searched in
+// order costs less memory than a map (an idle session is what a server
+// holds most of) and no more time.
 type sessionValues struct {
 	mu sync.Mutex
-	m  map[any]any // *SessionState[T] -> T
+	kv []sessionValue
+}
+
+type sessionValue struct {
+	k any // *SessionState[T]
+	v any // T
+}
+
+func (sv *sessionValues) find(k any) int {
+	for i := range sv.kv {
+		if sv.kv[i].k == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func (sv *sessionValues) set(k, v any) {
+	if i := sv.find(k); i >= 0 {
+		sv.kv[i].v = v
+		return
+	}
+	sv.kv = append(sv.kv, sessionValue{k, v})
 }
 
 // Get returns the session's value and whether it was set.
 func (k *SessionState[T]) Get(s *Session) (v T, ok bool) {
 	s.values.mu.Lock()
-	x, ok := s.values.m[k]
-	s.values.mu.Unlock()
-	if ok {
-		v = x.(T)
+	i := s.values.find(k)
+	if i >= 0 {
+		v, ok = s.values.kv[i].v.(T), true
 	}
+	s.values.mu.Unlock()
 	return v, ok
 }
 
@@ -45,10 +70,7 @@ func (k *SessionState[T]) Get(s *Session) (v T, ok bool) {
 func (k *SessionState[T]) Set(s *Session, v T) {
 	s.values.mu.Lock()
 	if !s.valuesGone {
-		if s.values.m == nil {
-			s.values.m = make(map[any]any, 2)
-		}
-		s.values.m[k] = v
+		s.values.set(k, v)
 	}
 	s.values.mu.Unlock()
 }
@@ -64,23 +86,25 @@ func (k *SessionState[T]) Update(s *Session, f func(old T, ok bool) T) T {
 	if s.valuesGone {
 		return zero
 	}
-	old, ok := s.values.m[k]
 	var o T
-	if ok {
-		o = old.(T)
+	i := s.values.find(k)
+	if i >= 0 {
+		o = s.values.kv[i].v.(T)
 	}
-	v := f(o, ok)
-	if s.values.m == nil {
-		s.values.m = make(map[any]any, 2)
-	}
-	s.values.m[k] = v
+	v := f(o, i >= 0)
+	s.values.set(k, v)
 	return v
 }
 
 // Delete removes the session's value.
 func (k *SessionState[T]) Delete(s *Session) {
 	s.values.mu.Lock()
-	delete(s.values.m, k)
+	if i := s.values.find(k); i >= 0 {
+		kv := s.values.kv
+		copy(kv[i:], kv[i+1:])
+		kv[len(kv)-1] = sessionValue{} // no stale reference
+		s.values.kv = kv[:len(kv)-1]
+	}
 	s.values.mu.Unlock()
 }
 
@@ -88,7 +112,7 @@ func (k *SessionState[T]) Delete(s *Session) {
 // hooks ran.
 func (s *Session) dropValues() {
 	s.values.mu.Lock()
-	s.values.m = nil
+	s.values.kv = nil
 	s.valuesGone = true
 	s.values.mu.Unlock()
 }

@@ -469,10 +469,20 @@ func (srv *Server) reroute(pending [][]byte) {
 	}
 }
 
-// unackedHandled runs the OnUnacked hooks.
-func (srv *Server) unackedHandled(ctx context.Context, st *Stanza) bool {
-	for _, h := range srv.mods.unacked {
-		if srv.stanzaHook(ctx, h, st) {
+// unackedHandled runs the OnUnacked hooks. If one panics, the message is
+// delivered again like any other: a copy too many rather than a message
+// lost.
+func (srv *Server) unackedHandled(ctx context.Context, st *Stanza) (handled bool) {
+	hs := srv.mods.unacked
+	i := 0
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(hs[i].module, r)
+			handled = false
+		}
+	}()
+	for ; i < len(hs); i++ {
+		if hs[i].h(ctx, st) {
 			return true
 		}
 	}
@@ -499,10 +509,8 @@ func (srv *Server) redeliver(ctx context.Context, st *Stanza) {
 		}
 		return
 	case router.Undeliverable:
-		for _, h := range srv.mods.undeliver {
-			if srv.stanzaHook(ctx, h, st) {
-				return
-			}
+		if srv.stanzaHooks(ctx, srv.mods.undeliver, st) {
+			return
 		}
 		if fallback != router.ErrorReply {
 			return
