@@ -184,35 +184,20 @@ func (c Child) SelfContained() bool {
 	at := depthBuf[:0] // the depth of each declaration
 	doc, i, end := c.doc, c.off, c.end
 	depth := 0
-	for i < end {
-		k := strings.IndexByte(doc[i:end], '<')
-		if k < 0 {
-			break
-		}
-		i += k
-		if i+1 >= end {
-			break
-		}
-		switch doc[i+1] {
-		case '/':
+	for {
+		kind, at0, t, empty := nextTag(doc, i, end)
+		switch kind {
+		case noTag:
+			return true
+		case badTag:
+			return false
+		case closeTag:
 			depth--
 			for len(at) > 0 && at[len(at)-1] > depth {
 				at, declared = at[:len(at)-1], declared[:len(declared)-1]
 			}
-			i = skipPast(doc, i, end, ">")
-		case '!':
-			if strings.HasPrefix(doc[i:end], "<![CDATA[") {
-				i = skipPast(doc, i, end, "]]>")
-			} else {
-				i = skipPast(doc, i, end, "-->")
-			}
-		case '?':
-			i = skipPast(doc, i, end, "?>")
-		default:
-			t, empty, ok := startTag(doc, i)
-			if !ok {
-				return false
-			}
+		case openTag:
+			i = at0
 			depth++
 			tag := doc[i:t]
 			nameEnd := len(tagName(tag)) + 1
@@ -258,10 +243,9 @@ func (c Child) SelfContained() bool {
 					at, declared = at[:len(at)-1], declared[:len(declared)-1]
 				}
 			}
-			i = t
 		}
+		i = t
 	}
-	return true
 }
 
 // walk yields the child elements of parent.
@@ -273,43 +257,25 @@ func walk(parent Child, yield func(Child) bool) {
 	}
 	depth := 0
 	var cur Child
-	for i < end {
-		k := strings.IndexByte(doc[i:end], '<')
-		if k < 0 {
+	for {
+		kind, at, t, empty := nextTag(doc, i, end)
+		switch kind {
+		case noTag, badTag:
 			return
-		}
-		i += k
-		if i+1 >= end {
-			return
-		}
-		switch doc[i+1] {
-		case '/':
-			i = skipPast(doc, i, end, ">")
+		case closeTag:
 			if depth == 0 {
 				return // the parent's end tag
 			}
 			depth--
 			if depth == 0 {
-				cur.end = i
+				cur.end = t
 				if !yield(cur) {
 					return
 				}
 			}
-		case '!':
-			if strings.HasPrefix(doc[i:end], "<![CDATA[") {
-				i = skipPast(doc, i, end, "]]>")
-			} else {
-				i = skipPast(doc, i, end, "-->") // not in a stanza
-			}
-		case '?':
-			i = skipPast(doc, i, end, "?>") // not in a stanza either
-		default:
-			t, empty, ok := startTag(doc, i)
-			if !ok {
-				return
-			}
+		case openTag:
 			if depth == 0 {
-				cur = Child{doc: doc, off: i, tag: t}
+				cur = Child{doc: doc, off: at, tag: t}
 				cur.resolve(parent.dflt)
 				if empty {
 					cur.end = t
@@ -322,8 +288,8 @@ func walk(parent Child, yield func(Child) bool) {
 			} else if !empty {
 				depth++
 			}
-			i = t
 		}
+		i = t
 	}
 }
 
@@ -393,32 +359,21 @@ func lookupPrefix(doc string, pos int, prefix string) (string, bool) {
 	var buf [8]decl
 	decls := buf[:0]
 	depth := 0
-	for i := 0; i < pos; {
-		k := strings.IndexByte(doc[i:pos], '<')
-		if k < 0 || i+k+1 >= pos {
-			break
-		}
-		i += k
-		switch doc[i+1] {
-		case '/':
+scan:
+	for i := 0; ; {
+		kind, at, t, empty := nextTag(doc, i, pos)
+		switch kind {
+		case noTag:
+			break scan
+		case badTag:
+			return "", false
+		case closeTag:
 			for len(decls) > 0 && decls[len(decls)-1].depth >= depth {
 				decls = decls[:len(decls)-1]
 			}
 			depth--
-			i = skipPast(doc, i, pos, ">")
-		case '!':
-			if strings.HasPrefix(doc[i:pos], "<![CDATA[") {
-				i = skipPast(doc, i, pos, "]]>")
-			} else {
-				i = skipPast(doc, i, pos, "-->")
-			}
-		case '?':
-			i = skipPast(doc, i, pos, "?>")
-		default:
-			t, empty, ok := startTag(doc, i)
-			if !ok {
-				return "", false
-			}
+		case openTag:
+			i = at
 			if !empty {
 				depth++
 				tag := doc[i:t]
@@ -433,13 +388,60 @@ func lookupPrefix(doc string, pos int, prefix string) (string, bool) {
 					j = next
 				}
 			}
-			i = t
 		}
+		i = t
 	}
 	if len(decls) == 0 {
 		return "", false
 	}
 	return unescapeAttr(decls[len(decls)-1].v), true
+}
+
+// Kinds of tag nextTag finds.
+type tagKind uint8
+
+const (
+	noTag    tagKind = iota // none left
+	badTag                  // a start tag that does not end
+	openTag                 // a start tag (empty or not)
+	closeTag                // an end tag
+)
+
+// nextTag finds the next start or end tag in doc[i:end], skipping CDATA
+// sections, comments and processing instructions (the last two never
+// occur in a stanza). It returns the tag's kind, its offset, the offset
+// just past it, and for a start tag whether it closes the element
+// (<x/>); for noTag and badTag, next is end.
+func nextTag(doc string, i, end int) (kind tagKind, at, next int, empty bool) {
+	for i < end {
+		k := strings.IndexByte(doc[i:end], '<')
+		if k < 0 {
+			break
+		}
+		i += k
+		if i+1 >= end {
+			break
+		}
+		switch doc[i+1] {
+		case '/':
+			return closeTag, i, skipPast(doc, i, end, ">"), false
+		case '!':
+			if strings.HasPrefix(doc[i:end], "<![CDATA[") {
+				i = skipPast(doc, i, end, "]]>")
+			} else {
+				i = skipPast(doc, i, end, "-->")
+			}
+		case '?':
+			i = skipPast(doc, i, end, "?>")
+		default:
+			t, empty, ok := startTag(doc, i)
+			if !ok {
+				return badTag, i, end, false
+			}
+			return openTag, i, t, empty
+		}
+	}
+	return noTag, end, end, false
 }
 
 // skipPast returns the offset just past the first occurrence of s in
