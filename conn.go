@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"github.com/treff-im/treff/saslmech"
 	"io"
 	"net"
@@ -681,21 +682,16 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 			return false, c.saslFailed(srv.saslCondition(name, serr))
 		}
 		if !user.Equal(jid.JID{}) {
-			if user.Domainpart() != c.host || user.Localpart() == "" || user.Resourcepart() != "" {
+			if err := c.authenticate(user, name); err != nil {
 				srv.logger().Error("SASL mechanism authenticated a JID that is no account of the stream's host", "mechanism", name)
 				return false, c.saslFailed("temporary-auth-failure")
 			}
-			c.user = user
 			s := "<success xmlns='" + nsSASL + "'"
 			if len(out) > 0 {
 				s += ">" + base64.StdEncoding.EncodeToString(out) + "</success>"
 			} else {
 				s += "/>"
 			}
-			srv.logger().Debug("authenticated", "user", c.user.String(), "mechanism", name)
-			u := c.user
-			c.authed.Store(&u)
-			srv.recordLogin(c.ctx, u)
 			return true, c.write(s)
 		}
 		if i > 4 {
@@ -743,19 +739,39 @@ func (srv *Server) saslCondition(mechanism string, err error) string {
 
 // saslFailed answers a failed attempt and closes the stream after too many.
 func (c *conn) saslFailed(cond string) error {
+	if err := c.write(saslFailure(cond, "")); err != nil {
+		return err
+	}
+	return c.failedAttempt(cond)
+}
+
+// failedAttempt counts a failed authentication attempt and returns the
+// stream error to close with once there were MaxAuthFailures.
+func (c *conn) failedAttempt(cond string) error {
 	c.failures++
 	c.user = jid.JID{}
+	c.srv.logger().Info("authentication failed", "cond", cond)
 	max := c.srv.MaxAuthFailures
 	if max <= 0 {
 		max = 3
 	}
-	c.srv.logger().Info("authentication failed", "cond", cond)
-	if err := c.write(saslFailure(cond, "")); err != nil {
-		return err
-	}
 	if c.failures >= max {
 		return streamError{cond: "policy-violation", text: "too many failed authentication attempts"}
 	}
+	return nil
+}
+
+// authenticate records that the client proved it is user, by whatever
+// mechanism or protocol, and reports an error for a JID that is no
+// account of the stream's host.
+func (c *conn) authenticate(user jid.JID, mechanism string) error {
+	if user.Localpart() == "" || user.Domainpart() != c.host || user.Resourcepart() != "" {
+		return fmt.Errorf("treff: %s is no account of %s", user, c.host)
+	}
+	c.user = user
+	c.authed.Store(&user)
+	c.srv.logger().Debug("authenticated", "user", user.String(), "mechanism", mechanism)
+	c.srv.recordLogin(c.ctx, user)
 	return nil
 }
 

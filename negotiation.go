@@ -79,38 +79,12 @@ func (n *Negotiation) Next() (*Nonza, error) {
 // on the stream's host), through a protocol of the module's: the stream
 // goes on without a restart, and the client binds a resource next. It
 // returns an error for a JID that is no account of the host.
-func (n *Negotiation) Authenticated(user jid.JID) error {
-	c := n.c
-	if user.Localpart() == "" || user.Domainpart() != c.host || user.Resourcepart() != "" {
-		return fmt.Errorf("treff: %s is no account of %s", user, c.host)
-	}
-	if e := c.revoked.Load(); e != nil {
-		return *e
-	}
-	c.user = user
-	c.authed.Store(&user)
-	c.srv.logger().Debug("authenticated", "user", user.String())
-	c.srv.recordLogin(c.ctx, user)
-	return nil
-}
+func (n *Negotiation) Authenticated(user jid.JID) error { return n.c.authenticate(user, "") }
 
 // Failed counts a failed authentication attempt of the stream against
 // Server.MaxAuthFailures: it returns an error, to be returned by the
 // handler, once there were too many.
-func (n *Negotiation) Failed() error {
-	c := n.c
-	c.failures++
-	c.user = jid.JID{}
-	c.srv.logger().Info("authentication failed")
-	max := c.srv.MaxAuthFailures
-	if max <= 0 {
-		max = 3
-	}
-	if c.failures >= max {
-		return streamError{cond: "policy-violation", text: "too many failed authentication attempts"}
-	}
-	return nil
-}
+func (n *Negotiation) Failed() error { return n.c.failedAttempt("") }
 
 // Step runs one step of a SASL exchange of the stream (for a protocol
 // that carries SASL in its own elements): it is x.Step with the
