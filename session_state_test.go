@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/trefftest"
 )
 
 // stateModule keeps per-session state in a SessionState, as a plugin
@@ -43,10 +44,13 @@ func TestSessionState(t *testing.T) {
 	ts := newTestServer(t, func(s *treff.Server) { s.Modules = []treff.Module{m} })
 	a := ts.Login(t, "alice", "alicepw", "a")
 	b := ts.Login(t, "alice", "alicepw", "b")
-	a.Send("<message id='count'/>")
-	a.Send("<message id='count'/>")
-	b.Send("<message id='count'/>")
-	got := []int{<-m.seen, <-m.seen, <-m.seen}
+	// Sessions are dispatched concurrently: wait for each count before
+	// sending the next so the order of the values is defined.
+	var got []int
+	for _, c := range []*trefftest.Client{a, a, b} {
+		c.Send("<message id='count'/>")
+		got = append(got, <-m.seen)
+	}
 	if got[0] != 101 || got[1] != 102 || got[2] != 101 {
 		t.Errorf("counts = %v, want [101 102 101] (one value per session)", got)
 	}
