@@ -147,6 +147,7 @@ type modules struct {
 	negotiation  map[string]hook[NegotiationHandler]
 	urgent       [][]byte // namespaces marked urgent, quoted both ways
 	unacked      []hook[StanzaHook]
+	keeper       *hook[Keeper]
 	bound        []hook[SessionHook]
 	closed       []hook[SessionHook]
 	fromClient   []hook[StanzaHook]

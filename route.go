@@ -229,10 +229,28 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 	}
 	switch act {
 	case router.Deliver:
+		var keepErr error
+		took := false
 		for _, e := range targets {
 			if s, ok := e.(sender); ok {
-				s.Send(st.raw)
+				err := s.Send(st.raw)
+				if kerr, ok := keptError(err); ok {
+					keepErr = kerr
+				} else if err == nil {
+					took = true
+				}
 			}
+		}
+		if keepErr != nil && !took {
+			// The only sessions are hibernating and their messages could
+			// not be stored: the sender learns it rather than getting an
+			// acknowledgement for a message a crash would lose.
+			e, ok := stanza.FromError(keepErr)
+			if !ok {
+				e = stanza.Error{Condition: stanza.InternalServerError}
+			}
+			srv.bounce(ctx, st, e)
+			return
 		}
 		if len(srv.mods.delivered) > 0 && st.Kind != KindIQ {
 			var sbuf [8]*Session

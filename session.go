@@ -107,8 +107,30 @@ func (s *Session) Send(raw []byte) error {
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
+	var key uint64
+	if s.keepsLocked() {
+		// Hibernating: the message is stored before it counts as sent
+		// (keeper.go), without holding the lock across storage.
+		s.mu.Unlock()
+		id, err := s.srv.keep(s, raw)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.closed {
+			// The session ended meanwhile; what was kept waits for the
+			// account's next session.
+			s.mu.Unlock()
+			if id != 0 {
+				s.srv.leave(s, []uint64{id})
+				return nil
+			}
+			return ErrSessionClosed
+		}
+		key = id
+	}
 	if s.hold.h != nil {
-		if s.holdLocked(raw) {
+		if key == 0 && s.holdLocked(raw) {
 			s.mu.Unlock()
 			return nil
 		}
@@ -122,7 +144,14 @@ func (s *Session) Send(raw []byte) error {
 	if e := s.sendLocked(raw); e != nil {
 		s.mu.Unlock()
 		s.closeStream(*e)
+		if key != 0 {
+			s.srv.leave(s, []uint64{key})
+			return nil // stored for the account's next session
+		}
 		return ErrSessionClosed
+	}
+	if key != 0 && s.sm.on {
+		s.sm.setKey(len(s.sm.unacked)-1, key)
 	}
 	s.mu.Unlock()
 	return nil
@@ -461,7 +490,7 @@ func (s *Session) end(c *conn) {
 	srv := s.srv
 	s.mu.Lock()
 	s.closed, s.ended = true, true
-	pending := s.sm.takeUnacked()
+	pending, keys := s.sm.takeUnacked()
 	s.mu.Unlock()
 	srv.forgetResumable(s)
 	srv.table.Remove(s)
@@ -471,7 +500,7 @@ func (s *Session) end(c *conn) {
 	c.nc.Close()
 	// Rerouted before the session-closed hooks: whoever learns that the
 	// session ended finds its unacknowledged messages delivered or stored.
-	srv.reroute(pending)
+	srv.reroute(s, pending, keys)
 	s.finish()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -53,7 +54,11 @@ type smState struct {
 	out     uint32   // stanzas sent since <enabled/> (mod 2^32)
 	acked   uint32   // the client's last acknowledged count
 	unacked [][]byte // sent stanzas not acknowledged yet, oldest first
-	bytes   int      // total size of unacked
+	// keys holds the Keeper's id of each unacked stanza it stored (0:
+	// in memory only); nil while none is stored, else as long as
+	// unacked.
+	keys  []uint64
+	bytes int // total size of unacked
 	asked   bool     // an <r/> is outstanding
 	armed   bool     // timer will ask
 	timer   *time.Timer
@@ -68,38 +73,64 @@ func (m *smState) sent(raw []byte, maxBytes int) *streamError {
 	m.unacked = append(m.unacked, raw)
 	m.bytes += len(raw)
 	m.out++
+	if m.keys != nil {
+		m.keys = append(m.keys, 0)
+	}
 	return nil
 }
 
+// setKey records that the Keeper stored the unacknowledged stanza at
+// index i under id.
+func (m *smState) setKey(i int, id uint64) {
+	if m.keys == nil {
+		m.keys = make([]uint64, len(m.unacked), cap(m.unacked))
+	}
+	m.keys[i] = id
+}
+
 // ack applies the client's count h (XEP-0198 4): the stanzas it covers
-// are forgotten. It reports false if h acknowledges more than was sent.
-func (m *smState) ack(h uint32) bool {
+// are forgotten. It reports false if h acknowledges more than was sent,
+// and returns the Keeper's ids of the acknowledged stanzas it stored,
+// to be released.
+func (m *smState) ack(h uint32) (released []uint64, ok bool) {
 	n := h - m.acked // both wrap at 2^32, so the difference is right
 	if n > uint32(len(m.unacked)) {
-		return false
+		return nil, false
 	}
 	for i := range m.unacked[:n] {
 		m.bytes -= len(m.unacked[i])
 		m.unacked[i] = nil
 	}
 	m.unacked = m.unacked[n:]
+	if m.keys != nil {
+		for _, id := range m.keys[:n] {
+			if id != 0 {
+				released = append(released, id)
+			}
+		}
+		m.keys = m.keys[n:]
+		if !slices.ContainsFunc(m.keys, func(id uint64) bool { return id != 0 }) {
+			m.keys = nil
+		}
+	}
 	if len(m.unacked) == 0 {
 		m.unacked = nil // give the backing array back
 	}
 	m.acked = h
-	return true
+	return released, true
 }
 
-// takeUnacked returns and forgets the unacknowledged stanzas, and stops
-// asking for acknowledgements.
-func (m *smState) takeUnacked() [][]byte {
-	u := m.unacked
-	m.unacked, m.bytes = nil, 0
+// takeUnacked returns and forgets the unacknowledged stanzas and the
+// Keeper's ids for them (nil if none was stored), and stops asking for
+// acknowledgements.
+func (m *smState) takeUnacked() (pending [][]byte, keys []uint64) {
+	u, k := m.unacked, m.keys
+	m.unacked, m.keys, m.bytes = nil, nil, 0
 	if m.timer != nil {
 		m.timer.Stop()
 		m.armed = false
 	}
-	return u
+	return u, k
 }
 
 // smAskLocked reports whether to ask for an acknowledgement now (the
@@ -197,7 +228,8 @@ func (s *Session) smElement(el *xmlscan.Element) {
 			s.closeStream(streamError{cond: "unsupported-stanza-type", text: "stream management is not enabled"})
 			return
 		}
-		if err != nil || !s.sm.ack(uint32(h)) {
+		released, ok := s.sm.ack(uint32(h))
+		if err != nil || !ok {
 			out := s.sm.out
 			s.mu.Unlock()
 			s.closeStream(streamError{cond: "undefined-condition", text: "acknowledged more stanzas than were sent",
@@ -210,6 +242,7 @@ func (s *Session) smElement(el *xmlscan.Element) {
 			s.enqueueLocked([]byte(smRequest))
 		}
 		s.mu.Unlock()
+		s.srv.release(s, released)
 	case "resume":
 		s.Send(smFailed("unexpected-request"))
 	default:
@@ -300,6 +333,7 @@ func (s *Session) hibernate(c *conn, err error) bool {
 	if s.done != nil {
 		s.done() // the connection is gone; the session is not
 	}
+	s.keepUnacked()
 
 	srv.sm.mu.Lock()
 	if srv.sm.hib == nil {
@@ -324,6 +358,47 @@ func (s *Session) hibernate(c *conn, err error) bool {
 	return true
 }
 
+// keepUnacked has the Keeper store what the client had not acknowledged
+// when its connection broke; what the session is sent from now on is
+// kept as it comes (Send). It runs on the read loop before the session
+// can be resumed, so no acknowledgement moves the list meanwhile; Send
+// only appends to it.
+func (s *Session) keepUnacked() {
+	s.mu.Lock()
+	if !s.keepsLocked() || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	type item struct {
+		i   int
+		raw []byte
+	}
+	var todo []item
+	for i, raw := range s.sm.unacked {
+		if s.sm.keys == nil || s.sm.keys[i] == 0 {
+			todo = append(todo, item{i, raw})
+		}
+	}
+	s.mu.Unlock()
+	for _, it := range todo {
+		id, err := s.srv.keep(s, it.raw)
+		if err != nil || id == 0 {
+			// Not stored (the error is logged): it stays in memory and
+			// is routed again if the session is not resumed, as without
+			// a Keeper. Its sender was answered long ago.
+			continue
+		}
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			s.srv.release(s, []uint64{id}) // it was routed again with the rest
+			return
+		}
+		s.sm.setKey(it.i, id)
+		s.mu.Unlock()
+	}
+}
+
 // expire ends a hibernating session that was not resumed (or must not
 // be), routing again what its client did not acknowledge.
 func (s *Session) expire() {
@@ -336,14 +411,14 @@ func (s *Session) expire() {
 	if s.hibTimer != nil {
 		s.hibTimer.Stop()
 	}
-	pending := s.sm.takeUnacked()
+	pending, keys := s.sm.takeUnacked()
 	s.mu.Unlock()
 	s.srv.forgetResumable(s)
 	// Out of the routing table first, so that its messages find the
 	// account's other sessions or offline storage, not itself.
 	s.srv.table.Remove(s)
 	s.available.Store(false)
-	s.srv.reroute(pending)
+	s.srv.reroute(s, pending, keys)
 	s.finish()
 }
 
@@ -398,7 +473,8 @@ func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
 		s.mu.Unlock()
 		return nil, c.write(string(smFailed("item-not-found")))
 	}
-	if !s.sm.ack(uint32(h)) {
+	released, ok := s.sm.ack(uint32(h))
+	if !ok {
 		out := s.sm.out
 		s.mu.Unlock()
 		return nil, streamError{cond: "undefined-condition", text: "acknowledged more stanzas than were sent",
@@ -421,6 +497,7 @@ func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
 	srv.sm.mu.Lock()
 	delete(srv.sm.hib, s)
 	srv.sm.mu.Unlock()
+	srv.release(s, released)
 	c.ic.setHard(time.Time{})
 	c.sess.Store(s)
 	srv.logger().Debug("session resumed", "jid", s.jid.String())
@@ -442,12 +519,25 @@ func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
 // headline messages are dropped, and so are the copies modules made for
 // this session alone (carbons, archive results), which their
 // OnUnacked hooks claim.
-func (srv *Server) reroute(pending [][]byte) {
+//
+// What the Keeper stored (keys[i] != 0) goes to the account's other
+// available sessions if it has any, and is then released; otherwise it
+// stays where the Keeper put it, for the account's next session.
+func (srv *Server) reroute(s *Session, pending [][]byte, keys []uint64) {
 	if len(pending) == 0 {
 		return
 	}
 	ctx := srv.detachedContext()
-	for _, raw := range pending {
+	var released, left []uint64
+	for i, raw := range pending {
+		if keys != nil && keys[i] != 0 {
+			if st, err := NewStanza(raw); err == nil && srv.redeliverKept(st) {
+				released = append(released, keys[i])
+			} else {
+				left = append(left, keys[i])
+			}
+			continue
+		}
 		st, err := NewStanza(raw)
 		if err != nil {
 			continue
@@ -467,6 +557,28 @@ func (srv *Server) reroute(pending [][]byte) {
 			srv.redeliver(ctx, st)
 		}
 	}
+	srv.release(s, released)
+	srv.leave(s, left)
+}
+
+// redeliverKept delivers a message the Keeper stored to the account's
+// available sessions by the bare-JID rules, and reports whether any took
+// it; if none may, it is left to the Keeper.
+func (srv *Server) redeliverKept(st *Stanza) bool {
+	bare := st.To.Bare()
+	var buf, out [8]router.Entry
+	sessions := srv.table.Resources(buf[:0], bare)
+	targets, act, _ := router.SelectBare(out[:0], sessions, st.Kind, st.Type)
+	if act != router.Deliver {
+		return false
+	}
+	took := false
+	for _, e := range targets {
+		if s, ok := e.(sender); ok && s.Send(st.raw) == nil {
+			took = true
+		}
+	}
+	return took
 }
 
 // unackedHandled runs the OnUnacked hooks. If one panics, the message is

@@ -12,6 +12,17 @@
 // rather than stored or bounced, unless the sender asks with a XEP-0334
 // <store/> hint; <no-store/> and <no-permanent-store/> hints are honoured
 // the same way.
+//
+// The module is also the server's treff.Keeper: a message for a session
+// that hibernates (XEP-0198: its connection broke and it waits to be
+// resumed) is written to offline storage before its sender's stanza
+// counts as handled, so a message the server acknowledged survives a
+// crash; after a restart the account's next session receives it here,
+// once, with the time it arrived. The stored copy is deleted when the
+// resumed client acknowledges the message (or another session of the
+// account receives it when the hibernating one ends). A message that
+// cannot be stored (the limit is reached, the disk failed) is not taken:
+// its sender gets <resource-constraint/> or <internal-server-error/>.
 package offline
 
 import (
@@ -19,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -43,6 +55,17 @@ type Module struct {
 	srv     *treff.Server
 	initial *treff.SessionState[bool] // initial presence seen
 	now     func() time.Time
+
+	// held are the stored messages a hibernating session still owns
+	// (Keep until Release or Leave): Deliver leaves them alone. Memory
+	// only: after a crash every stored message is the account's.
+	mu   sync.Mutex
+	held map[heldKey]struct{}
+}
+
+type heldKey struct {
+	user string
+	id   uint64
 }
 
 var _ treff.Module = (*Module)(nil)
@@ -65,6 +88,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	r.AddFeature(NS)
 	r.OnUndeliverable(m.store)
+	r.KeepUnacked(keeper{m})
 	r.OnClientStanza(m.presence)
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteOffline(ctx, user.String()); err != nil {
@@ -99,8 +123,14 @@ func storable(st *treff.Stanza) bool {
 	return strings.Contains(inner, "<body")
 }
 
+// offlineKind reports whether offline storage is for a stanza of st's
+// kind and type (RFC 6121 8.5.2.2: normal and chat messages).
+func offlineKind(st *treff.Stanza) bool {
+	return st.Kind == treff.KindMessage && (st.Type == "" || st.Type == "normal" || st.Type == "chat")
+}
+
 func (m *Module) store(ctx context.Context, st *treff.Stanza) bool {
-	if st.Kind != treff.KindMessage || st.Type != "" && st.Type != "normal" && st.Type != "chat" {
+	if !offlineKind(st) {
 		return false
 	}
 	if !storable(st) {
@@ -120,6 +150,67 @@ func (m *Module) store(ctx context.Context, st *treff.Stanza) bool {
 		m.bounce(ctx, st, stanza.InternalServerError)
 		return true
 	}
+}
+
+// keeper keeps hibernating sessions' messages in offline storage.
+type keeper struct{ m *Module }
+
+// Keep implements treff.Keeper.
+func (k keeper) Keep(ctx context.Context, s *treff.Session, st *treff.Stanza) (uint64, bool, error) {
+	if !offlineKind(st) || !storable(st) {
+		return 0, false, nil
+	}
+	m := k.m
+	user := s.JID().Bare().String()
+	id, err := m.Store.PushOffline(ctx, user, storage.OfflineMessage{Received: m.now().UTC(), Stanza: st.Raw()}, m.limit())
+	switch {
+	case err == nil:
+		m.mu.Lock()
+		if m.held == nil {
+			m.held = make(map[heldKey]struct{})
+		}
+		m.held[heldKey{user, id}] = struct{}{}
+		m.mu.Unlock()
+		return id, true, nil
+	case errors.Is(err, storage.ErrQuotaExceeded):
+		m.srv.Log().Info("stanza not delivered", "from", st.From.String(), "to", user, "why", "offline quota")
+		return 0, false, stanza.ResourceConstraint.WithText("the recipient's offline storage is full")
+	}
+	return 0, false, fmt.Errorf("offline: keeping a message for a hibernating session: %w", err)
+}
+
+// Release implements treff.Keeper.
+func (k keeper) Release(ctx context.Context, s *treff.Session, ids []uint64) error {
+	user := s.JID().Bare().String()
+	err := k.m.Store.DeleteOfflineMessages(ctx, user, ids)
+	// Even if the delete failed: the messages are the account's now
+	// (delivered once more at its next login rather than lost).
+	k.m.unhold(user, ids)
+	if err != nil {
+		return fmt.Errorf("offline: releasing kept messages: %w", err)
+	}
+	return nil
+}
+
+// Leave implements treff.Keeper.
+func (k keeper) Leave(ctx context.Context, s *treff.Session, ids []uint64) {
+	k.m.unhold(s.JID().Bare().String(), ids)
+}
+
+func (m *Module) unhold(user string, ids []uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		delete(m.held, heldKey{user, id})
+	}
+}
+
+// isHeld reports whether a hibernating session owns a stored message.
+func (m *Module) isHeld(user string, id uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.held[heldKey{user, id}]
+	return ok
 }
 
 func (m *Module) bounce(ctx context.Context, st *treff.Stanza, e error) {
@@ -164,6 +255,9 @@ func (m *Module) Deliver(ctx context.Context, s *treff.Session) {
 	ids := make([]uint64, 0, len(msgs))
 	domain := s.JID().Domainpart()
 	for _, msg := range msgs {
+		if m.isHeld(user, msg.ID) {
+			continue // a hibernating session's, not yet the account's
+		}
 		if s.Send(withDelay(msg.Stanza, domain, msg.Received)) != nil {
 			break
 		}
@@ -174,10 +268,18 @@ func (m *Module) Deliver(ctx context.Context, s *treff.Session) {
 	}
 }
 
-// withDelay inserts a XEP-0203 delay element at the end of a message.
+// withDelay inserts a XEP-0203 delay element at the end of a message,
+// unless the message already carries this server's (it was stored
+// before: delivered from offline storage to a session that then
+// hibernated), whose time is the original one.
 func withDelay(raw []byte, from string, t time.Time) []byte {
-	delay := "<delay xmlns='urn:xmpp:delay' from='" + from + "' stamp='" + t.UTC().Format("2006-01-02T15:04:05.000Z") + "'>Offline storage</delay>"
+	prefix := "<delay xmlns='urn:xmpp:delay' from='" + from + "' stamp='"
 	s := string(raw)
+	if strings.Contains(s, prefix) {
+		return raw
+	}
+	delay := prefix + t.UTC().Format("2006-01-02T15:04:05.000Z") + "'>Offline storage</delay>"
+
 	out := make([]byte, 0, len(raw)+len(delay)+16)
 	if i := strings.LastIndex(s, "</"); i > 0 && strings.HasSuffix(strings.TrimSpace(s), ">") && !strings.HasSuffix(strings.TrimSpace(s), "/>") {
 		out = append(out, s[:i]...)

@@ -1,0 +1,182 @@
+package offline_test
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/trefftest"
+)
+
+// hibernate logs alice's phone in with resumable stream management,
+// makes bob@localhost/desk send it m1, and cuts the phone's connection
+// without closing the stream. It returns the resumption id and bob.
+func hibernate(t *testing.T, ts *trefftest.Server) (id string, bob *trefftest.Client) {
+	t.Helper()
+	phone := ts.Login(t, "alice", "pw", "phone")
+	phone.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	m := phone.Expect(`<enabled xmlns='urn:xmpp:sm:3' id='[^']+' resume='true'[^>]*/>`)
+	id = regexp.MustCompile(`id='([^']+)'`).FindStringSubmatch(m)[1]
+	phone.Send("<presence/>")
+	bob = ts.Login(t, "bob", "pw", "desk")
+	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
+	phone.Expect(`id='m1'`)
+	phone.Conn().Close()
+	waitFor(t, "hibernation", func() bool {
+		s := ts.Session(jid.MustParse("alice@localhost/phone"))
+		return s != nil && s.Hibernating()
+	})
+	return id, bob
+}
+
+// count returns how many messages alice has in offline storage.
+func count(t *testing.T, ts *trefftest.Server) int {
+	t.Helper()
+	n, err := ts.Store.CountOffline(context.Background(), "alice@localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitFor polls cond for up to 5 seconds, for a state change no reply
+// announces (a session's hibernation, which happens on its read loop).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // no event to wait for: see above
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func newKeeperServer(t *testing.T, limit int) *trefftest.Server {
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&offline.Module{Limit: limit}}
+	})
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	return ts
+}
+
+// While a session hibernates, every message it is sent, and what its
+// client had not acknowledged, is in offline storage before the sender's
+// stanza counts as handled; the resumed client's acknowledgement deletes
+// them, and they are not delivered a second time at the next login.
+func TestKeptWhileHibernating(t *testing.T) {
+	ts := newKeeperServer(t, 0)
+	id, bob := hibernate(t, ts)
+	// m1 was sent before the connection broke: kept on hibernation.
+	waitFor(t, "m1 kept", func() bool { return count(t, ts) == 1 })
+
+	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
+	bob.Send("<message to='alice@localhost' id='cs' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+	bob.Send("<message to='alice@localhost' id='m3'><body>three</body></message>")
+	// Bob's stream management acknowledgement comes after his stanzas
+	// were handled: by then they are stored.
+	bob.Send("<enable xmlns='urn:xmpp:sm:3'/><r xmlns='urn:xmpp:sm:3'/>")
+	bob.Expect(`<a xmlns='urn:xmpp:sm:3' h='0'/>`)
+	if n := count(t, ts); n != 3 {
+		t.Fatalf("%d messages stored while the phone hibernates, want 3 (m1, m2, m3; not the chat state)", n)
+	}
+
+	phone := ts.Dial(t, ts.Addr)
+	phone.Authenticate("alice", "pw")
+	phone.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
+	phone.Expect(`<resumed xmlns='urn:xmpp:sm:3' h='1'`)
+	got := phone.Expect(`id='m3'.*?</message>`)
+	if !regexp.MustCompile(`(?s)id='m1'.*id='m2'.*id='cs'.*id='m3'`).MatchString(got) {
+		t.Fatalf("retransmission: %s", got)
+	}
+	if strings.Contains(got, "urn:xmpp:delay") {
+		t.Errorf("a resumed session got offline copies: %s", got)
+	}
+	// Two acknowledged: m1 and m2 are released, m3 stays until its turn.
+	phone.Send("<a xmlns='urn:xmpp:sm:3' h='2'/><r xmlns='urn:xmpp:sm:3'/>")
+	phone.Expect(`<a xmlns='urn:xmpp:sm:3' h='1'/>`)
+	if n := count(t, ts); n != 1 {
+		t.Fatalf("%d stored after the client acknowledged m1 and m2, want 1", n)
+	}
+	phone.Send("<a xmlns='urn:xmpp:sm:3' h='4'/><r xmlns='urn:xmpp:sm:3'/>")
+	phone.Expect(`<a xmlns='urn:xmpp:sm:3' h='1'/>`)
+	if n := count(t, ts); n != 0 {
+		t.Fatalf("%d stored after the client acknowledged everything, want 0", n)
+	}
+}
+
+// A hibernating session that ends without being resumed leaves what was
+// kept in offline storage (not a second copy): the next login gets each
+// message once, with its delay stamp.
+func TestKeptWhenNotResumed(t *testing.T) {
+	closed := make(trefftest.ClosedSessions, 8)
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&offline.Module{}, closed}
+	})
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	_, bob := hibernate(t, ts)
+	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
+	bob.Send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+	bob.Expect(`id='sync'`)
+	waitFor(t, "m1 and m2 kept", func() bool { return count(t, ts) == 2 })
+	ts.Session(jid.MustParse("alice@localhost/phone")).Close("", "")
+	closed.Wait(t, "alice@localhost/phone")
+	if n := count(t, ts); n != 2 {
+		t.Fatalf("%d stored after the session ended, want 2 (each once)", n)
+	}
+	c := ts.Login(t, "alice", "pw", "desk")
+	c.Send("<presence/>")
+	got := c.Expect(`id='m2'.*?</message>`)
+	if strings.Count(got, "<delay") != 2 || strings.Count(got, "id='m1'") != 1 {
+		t.Errorf("offline delivery: %s", got)
+	}
+	c.Sync()
+	if strings.Contains(c.Pending(), "id='m") {
+		t.Errorf("a message came twice: %s", c.Pending())
+	}
+}
+
+// Ended without resumption while another session of the account is
+// available: the kept messages go there and leave offline storage.
+func TestKeptGoToOtherSession(t *testing.T) {
+	closed := make(trefftest.ClosedSessions, 8)
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&offline.Module{}, closed}
+	})
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	hibernate(t, ts)
+	waitFor(t, "m1 kept", func() bool { return count(t, ts) == 1 })
+	// While the phone may come back, m1 is its own: the desk's initial
+	// presence does not fetch it from offline storage.
+	desk := ts.Login(t, "alice", "pw", "desk")
+	desk.Send("<presence/>")
+	desk.Sync()
+	if strings.Contains(desk.Pending(), "id='m1'") {
+		t.Fatalf("a new session got a hibernating session's message: %s", desk.Pending())
+	}
+	ts.Session(jid.MustParse("alice@localhost/phone")).Close("", "")
+	closed.Wait(t, "alice@localhost/phone")
+	desk.Expect(`<message from='bob@localhost/desk' to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>`)
+	if n := count(t, ts); n != 0 {
+		t.Fatalf("%d stored after another session took them, want 0", n)
+	}
+}
+
+// A message that cannot be kept is not taken: its sender gets an error
+// instead of an acknowledgement for a message a crash would lose.
+func TestKeepRefused(t *testing.T) {
+	ts := newKeeperServer(t, 1)
+	_, bob := hibernate(t, ts) // m1 fills the limit of 1
+	waitFor(t, "m1 kept", func() bool { return count(t, ts) == 1 })
+	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
+	bob.Expect(`<message type='error' id='m2'[^>]*><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+}
