@@ -58,10 +58,10 @@ type smState struct {
 	// in memory only); nil while none is stored, else as long as
 	// unacked.
 	keys  []uint64
-	bytes int // total size of unacked
-	asked   bool     // an <r/> is outstanding
-	armed   bool     // timer will ask
-	timer   *time.Timer
+	bytes int  // total size of unacked
+	asked bool // an <r/> is outstanding
+	armed bool // timer will ask
+	timer *time.Timer
 }
 
 // sent records a stanza sent to the client. It returns a stream error if
