@@ -32,9 +32,9 @@ func TestNegativeLimitsRefused(t *testing.T) {
 		}
 	}
 	// Negative means "never" where documented.
-	srv := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, IdleTimeout: -1, ResumeTimeout: -1}
+	srv := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, IdleTimeout: -1}
 	if err := srv.Setup(); err != nil {
-		t.Errorf("negative IdleTimeout and ResumeTimeout: Setup = %v", err)
+		t.Errorf("negative IdleTimeout: Setup = %v", err)
 	}
 }
 

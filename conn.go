@@ -222,6 +222,7 @@ type conn struct {
 	failures  int
 	shutting  atomic.Bool
 	sess      atomic.Pointer[Session]
+	resumed   *Session   // set by Negotiation.Resume for negotiate to return
 	wmu       sync.Mutex // direct writes before bind
 
 	// ctx is the negotiation's context (TLS handshake, SASL, the
@@ -468,8 +469,7 @@ func (c *conn) negotiate() (*Session, error) {
 			}
 		}
 	default:
-		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>" +
-			"<sm xmlns='" + nsSM + "'/>")
+		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>")
 		for _, f := range srv.mods.streamFeats {
 			if f.h.Phase == AfterAuth {
 				feats.WriteString(srv.renderFeature(f, c))
@@ -527,26 +527,16 @@ func (c *conn) negotiate() (*Session, error) {
 				return nil, streamError{cond: "not-authorized"}
 			}
 		default:
-			if ns == nsSM {
-				switch el.Name {
-				case "resume":
-					s, err := c.resume(el)
-					if s != nil || err != nil {
-						return s, err
-					}
-					continue
-				case "enable":
-					// XEP-0198 3: only after binding.
-					if err := c.write(string(smFailed("unexpected-request"))); err != nil {
-						return nil, err
-					}
-					continue
-				}
-			}
 			if el.Name != "iq" || (ns != "" && ns != nsClient) {
 				if ok, err := c.negotiationStep(el); ok {
 					if err != nil {
 						return nil, err
+					}
+					if s := c.resumed; s != nil {
+						// A module resumed a session (XEP-0198): it goes
+						// on on this stream.
+						c.resumed = nil
+						return s, nil
 					}
 					continue
 				}
@@ -818,14 +808,19 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 	}
 	s := newSession(c, full)
 	// The reply goes through the queue so that it precedes anything routed
-	// to the new session.
+	// to the new session, and the writer starts only once the session is
+	// in the routing table: a client that has read the reply may be sent
+	// to at once (a message routed before that would find no session).
 	var b []byte
 	b = append(b, "<iq type='result' id='"...)
 	b = AppendEscaped(b, st.ID)
 	b = append(b, "'><bind xmlns='"+nsBind+"'><jid>"...)
 	b = AppendEscaped(b, full.String())
 	b = append(b, "</jid></bind></iq>"...)
-	s.Send(b)
+	s.mu.Lock()
+	s.writing, s.idle = true, make(chan struct{}) // held until routable
+	s.queue, s.queued = append(s.queue, b), len(b)
+	s.mu.Unlock()
 	c.ic.setHard(time.Time{})
 	c.sess.Store(s)
 	if c.shutting.Load() {
@@ -839,6 +834,7 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 			os.closeStream(streamError{cond: "conflict", text: "replaced by a new connection with the same resource"})
 		}
 	}
+	go s.writeLoop()
 	return s, nil
 }
 

@@ -46,11 +46,11 @@
 // Package s2s federates (server-to-server streams with SASL EXTERNAL or
 // dialback; add its Module and serve its listener). Packages websocket
 // and bosh are http.Handlers that run web clients' streams through
-// Server.ServeConn, with the same session layer as TCP. The session layer
-// itself does stream management (XEP-0198, with resumption: see
-// Server.ResumeTimeout); client state indication (package csi), message
-// carbons, archives, blocking, vCards, PEP and file upload are modules
-// (im.Modules wires the usual set).
+// Server.ServeConn, with the same session layer as TCP. Stream management
+// (XEP-0198, with resumption: package sm, on the session's acknowledged
+// delivery, Session.Track), client state indication (package csi),
+// message carbons, archives, blocking, vCards, PEP and file upload are
+// modules (im.Modules wires the usual set).
 //
 // # Extending it
 //

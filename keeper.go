@@ -63,7 +63,7 @@ func (e *keepError) Unwrap() error { return e.err }
 // keeps reports whether the Keeper is asked about messages to s: it is
 // resumable and has no working connection. Under s.mu.
 func (s *Session) keepsLocked() bool {
-	return s.offline && s.sm.on && s.sm.id != "" && s.srv.mods.keeper != nil
+	return s.offline && s.sm.on && s.sm.resume > 0 && s.srv.mods.keeper != nil
 }
 
 // keep asks the Keeper to store a message for s. It returns id 0 for a

@@ -85,7 +85,7 @@ func TestModuleAPI(t *testing.T) {
 	r.Send(plainAuth("alice", "alicepw"))
 	r.Expect(`<success`)
 	r.Send(header("localhost"))
-	r.Expect(`<later xmlns='urn:example:later'/></stream:features>`)
+	r.Expect(`<later xmlns='urn:example:later'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>`) // sm: trefftest adds stream management
 	r.Send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>")
 	r.Expect(`</iq>`)
 

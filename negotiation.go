@@ -106,6 +106,9 @@ func (n *Negotiation) Step(ctx context.Context, m saslmech.Mechanism, x saslmech
 type StreamError struct {
 	Condition string
 	Text      string
+	// App is an application-specific condition element (RFC 6120
+	// 4.9.4), serialised, or "".
+	App string
 }
 
 func (e *StreamError) Error() string { return "treff: stream error " + e.Condition }
@@ -130,13 +133,13 @@ func (f NegotiationHandlerFunc) HandleNegotiation(ctx context.Context, n *Negoti
 
 // HandleNegotiation makes h handle the elements of namespace ns that a
 // client sends on a TLS-protected stream before it binds a resource
-// (XEP-0388's <authenticate xmlns='urn:xmpp:sasl:2'/>, say). The
-// namespaces of RFC 6120's own steps (SASL, TLS, binding), stream
-// management's and jabber:client are the server's; registering one of
-// them, or a taken one, panics.
+// (XEP-0388's <authenticate xmlns='urn:xmpp:sasl:2'/>, or XEP-0198's
+// <resume/>, say). The namespaces of RFC 6120's own steps (SASL, TLS,
+// binding) and jabber:client are the server's; registering one of them,
+// or a taken one, panics.
 func (r *Registry) HandleNegotiation(ns string, h NegotiationHandler) {
 	switch ns {
-	case "", nsClient, nsSASL, nsTLS, nsBind, nsSession, nsSM, nsStream:
+	case "", nsClient, nsSASL, nsTLS, nsBind, nsSession, nsStream:
 		panic(fmt.Sprintf("treff: module %s registers negotiation elements of namespace %q, which the server handles", r.module, ns))
 	}
 	if r.m.negotiation == nil {
@@ -172,7 +175,7 @@ func (c *conn) negotiationStep(x *xmlscan.Element) (bool, error) {
 	case errors.As(err, &se):
 		return true, se
 	case errors.As(err, &pe):
-		return true, streamError{cond: pe.Condition, text: pe.Text}
+		return true, streamError{cond: pe.Condition, text: pe.Text, app: pe.App}
 	case errors.Is(err, errPanicked):
 		return true, streamError{cond: "internal-server-error"}
 	}

@@ -136,7 +136,7 @@ func TestNegotiationHandler(t *testing.T) {
 		c.Expect(tc.want)
 	}
 
-	for _, ns := range []string{"urn:ietf:params:xml:ns:xmpp-sasl", "urn:xmpp:sm:3", "jabber:client"} {
+	for _, ns := range []string{"urn:ietf:params:xml:ns:xmpp-sasl", "urn:ietf:params:xml:ns:xmpp-bind", "jabber:client"} {
 		srv := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, Modules: []treff.Module{moduleFunc(func(r *treff.Registry) {
 			r.HandleNegotiation(ns, treff.NegotiationHandlerFunc(func(context.Context, *treff.Negotiation, *treff.Nonza) error { return nil }))
 		})}}

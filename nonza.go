@@ -45,12 +45,12 @@ func (f NonzaHandlerFunc) HandleNonza(ctx context.Context, s *Session, n *Nonza)
 
 // HandleNonza makes h handle the top-level elements in namespace ns that
 // clients send after binding a resource (such as client state
-// indication's, urn:xmpp:csi:0). Any other element that is not a stanza
-// closes the stream with <unsupported-stanza-type/>. It panics if ns is
-// taken, or is stream management's (urn:xmpp:sm:3, which the server
-// handles) or jabber:client.
+// indication's, urn:xmpp:csi:0, or stream management's, urn:xmpp:sm:3).
+// Any other element that is not a stanza closes the stream with
+// <unsupported-stanza-type/>. It panics if ns is taken or is
+// jabber:client.
 func (r *Registry) HandleNonza(ns string, h NonzaHandler) {
-	if ns == nsSM || ns == nsClient || ns == "" {
+	if ns == nsClient || ns == "" {
 		panic(fmt.Sprintf("treff: module %s registers nonzas of namespace %q, which the server handles", r.module, ns))
 	}
 	if r.m.nonzas == nil {

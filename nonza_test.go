@@ -8,6 +8,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -40,7 +41,7 @@ func TestNonzaHandler(t *testing.T) {
 	d.Send("<ping xmlns='urn:example:other'/>")
 	d.Expect(`<unsupported-stanza-type xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`)
 
-	for _, ns := range []string{"urn:xmpp:sm:3", "jabber:client"} {
+	for _, ns := range []string{"jabber:client", ""} {
 		srv := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, Modules: []treff.Module{moduleFunc(func(r *treff.Registry) {
 			r.HandleNonza(ns, treff.NonzaHandlerFunc(func(context.Context, *treff.Session, *treff.Nonza) {}))
 		})}}
@@ -62,8 +63,7 @@ func TestOnUnacked(t *testing.T) {
 	closed := make(trefftest.ClosedSessions, 8)
 	claimed := make(chan string, 4)
 	ts := newTestServer(t, func(s *treff.Server) {
-		s.ResumeTimeout = 100 * time.Millisecond
-		s.Modules = []treff.Module{&offline.Module{}, moduleFunc(func(r *treff.Registry) {
+		s.Modules = []treff.Module{&sm.Module{ResumeTimeout: 100 * time.Millisecond}, &offline.Module{}, moduleFunc(func(r *treff.Registry) {
 			r.OnUnacked(func(ctx context.Context, st *treff.Stanza) bool {
 				if st.Payload.Space == "urn:example:copy" {
 					claimed <- st.ID

@@ -96,14 +96,6 @@ type Server struct {
 	// MaxAuthFailures is how many failed SASL attempts a stream may make
 	// before it is closed. 0 means 3.
 	MaxAuthFailures int
-	// ResumeTimeout is how long a session with stream management
-	// (XEP-0198) whose connection broke waits for its client to resume
-	// it; what it was sent meanwhile is delivered on resumption. A session
-	// not resumed in time ends, and the messages its client did not
-	// acknowledge go to the account's other sessions or offline storage.
-	// 0 means 5 minutes; negative disables resumption (acknowledgements
-	// still work).
-	ResumeTimeout time.Duration
 
 	initOnce sync.Once
 	stopOnce sync.Once

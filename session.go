@@ -253,6 +253,7 @@ func (s *Session) writeLoop() {
 		// Ask for an acknowledgement of what this batch carries
 		// (XEP-0198), in the same write, or soon.
 		ask := s.smAskLocked()
+		askFor := s.sm.ask
 		s.mu.Unlock()
 
 		bp := bufPool.Get().(*[]byte)
@@ -262,7 +263,7 @@ func (s *Session) writeLoop() {
 			batch[i] = nil
 		}
 		if ask {
-			buf = append(buf, smRequest...)
+			buf = append(buf, askFor...)
 		}
 		c.rw.SetWriteDeadline(time.Now().Add(wt))
 		_, err := c.rw.Write(buf)
@@ -275,7 +276,7 @@ func (s *Session) writeLoop() {
 			// The connection is gone. A resumable session keeps counting
 			// what it is sent until the read loop has detached it.
 			s.offline = true
-			if s.sm.id == "" {
+			if s.sm.resume == 0 {
 				s.closed, s.final = true, true
 			}
 			s.queue, s.queued = nil, 0
@@ -375,9 +376,6 @@ func (s *Session) dispatch(el *xmlscan.Element) {
 	}()
 	ns := el.NS()
 	switch {
-	case ns == nsSM:
-		s.smElement(el)
-		return
 	case ns != "" && ns != nsClient || strings.IndexByte(el.Name, ':') >= 0:
 		if space := el.Space(); space != "" {
 			if h, ok := s.srv.mods.nonzas[space]; ok {
@@ -492,7 +490,7 @@ func (s *Session) end(c *conn) {
 	s.closed, s.ended = true, true
 	pending, keys := s.sm.takeUnacked()
 	s.mu.Unlock()
-	srv.forgetResumable(s)
+	srv.forgetHibernating(s)
 	srv.table.Remove(s)
 	s.available.Store(false)
 	s.drain()

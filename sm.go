@@ -3,40 +3,41 @@ package treff
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
+
+	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff/internal/xmlscan"
 	"github.com/treff-im/treff/router"
 )
 
-// Stream management (XEP-0198): acknowledgements in both directions and
-// resumption of a session whose connection broke.
+// Acknowledged delivery: the session layer's half of stream management
+// (XEP-0198; the protocol is package sm). It sits here because it must
+// run under the session's send lock and in its writer.
 //
-// Outbound, every stanza a session is sent after <enabled/> is counted
-// and kept until the client acknowledges it; the writer asks for an
-// acknowledgement (<r/>) in the same write as a batch of new stanzas, so
-// a busy session pays one small element per batch, not per stanza.
+// Outbound, once a module calls Session.Track, every stanza the session
+// is sent is counted and kept until the client acknowledges it; the
+// writer adds the module's request element to a batch of new stanzas,
+// so a busy session pays one small element per batch, not per stanza.
 // Inbound, the read loop counts the stanzas it handled.
 //
 // A resumable session whose connection is lost (not closed with
 // </stream:stream> or a stream error) hibernates: it stays in the routing
-// table, keeps counting and keeping what it is sent, and waits up to
-// Server.ResumeTimeout for a new connection of the same account to send
-// <resume/>. The same *Session then continues on the new connection, so
-// modules keep their per-session state; it first retransmits what the
-// client did not acknowledge. A session that is not resumed in time ends
-// like any other, and the messages it was sent but whose receipt the
-// client never acknowledged are routed again by the bare-JID rules (to
-// another resource, or to offline storage), never silently dropped.
+// table, keeps counting and keeping what it is sent, and waits for a new
+// connection of the same account to resume it (Negotiation.Resume). The
+// same *Session then continues on the new connection, so modules keep
+// their per-session state; it first retransmits what the client did not
+// acknowledge. A session that is not resumed in time ends like any
+// other, and the messages it was sent but whose receipt the client never
+// acknowledged are routed again by the bare-JID rules (to another
+// resource, or to offline storage), never silently dropped; a Keeper
+// makes them survive a crash (keeper.go).
 
 const (
-	nsSM = "urn:xmpp:sm:3"
-	// smRequest asks the client for an acknowledgement.
-	smRequest = "<r xmlns='" + nsSM + "'/>"
 	// maxUnacked is the most stanzas a client may leave unacknowledged.
 	maxUnacked = 10000
 	// The server asks for an acknowledgement once smAskAfter stanzas are
@@ -50,10 +51,11 @@ const (
 // smState is a session's stream management state, under Session.mu.
 type smState struct {
 	on      bool
-	id      string   // resumption id; "" if the session is not resumable
-	out     uint32   // stanzas sent since <enabled/> (mod 2^32)
-	acked   uint32   // the client's last acknowledged count
-	unacked [][]byte // sent stanzas not acknowledged yet, oldest first
+	ask     []byte        // the element asking the client for an acknowledgement
+	resume  time.Duration // how long a broken connection waits; 0: not resumable
+	out     uint32        // stanzas sent since <enabled/> (mod 2^32)
+	acked   uint32        // the client's last acknowledged count
+	unacked [][]byte      // sent stanzas not acknowledged yet, oldest first
 	// keys holds the Keeper's id of each unacked stanza it stored (0:
 	// in memory only); nil while none is stored, else as long as
 	// unacked.
@@ -163,33 +165,18 @@ func (s *Session) smAskLater() {
 		return
 	}
 	s.sm.asked = true
-	s.enqueueLocked([]byte(smRequest))
+	s.enqueueLocked(s.sm.ask)
 }
 
-// resumeTimeout is ResumeTimeout or its default; 0 if resumption is off.
-func (srv *Server) resumeTimeout() time.Duration {
-	switch {
-	case srv.ResumeTimeout < 0:
-		return 0
-	case srv.ResumeTimeout == 0:
-		return 5 * time.Minute
-	}
-	return srv.ResumeTimeout
-}
-
-// smTable holds the server's resumable and hibernating sessions.
+// smTable holds the server's hibernating sessions.
 type smTable struct {
 	mu  sync.Mutex
-	ids map[string]*Session   // by resumption id
-	hib map[*Session]struct{} // hibernating
+	hib map[*Session]struct{}
 }
 
-func (srv *Server) forgetResumable(s *Session) {
+func (srv *Server) forgetHibernating(s *Session) {
 	srv.sm.mu.Lock()
 	defer srv.sm.mu.Unlock()
-	if s.sm.id != "" && srv.sm.ids[s.sm.id] == s {
-		delete(srv.sm.ids, s.sm.id)
-	}
 	delete(srv.sm.hib, s)
 }
 
@@ -204,99 +191,108 @@ func (srv *Server) hibernating() []*Session {
 	return out
 }
 
-func smFailed(cond string) []byte {
-	return []byte("<failed xmlns='" + nsSM + "'><" + cond + " xmlns='" + nsStanzas + "'/></failed>")
+// ErrTracking is Session.Track's error for a session that already
+// tracks delivery.
+var ErrTracking = errors.New("treff: delivery already tracked")
+
+// ErrNotTracking is Session.Acknowledge's error for a session that does
+// not track delivery.
+var ErrNotTracking = errors.New("treff: delivery not tracked")
+
+// ErrNotResumable is Negotiation.Resume's error for a session that cannot
+// be resumed: it ended, it is not resumable, it is another account's, or
+// its old connection did not let go in time.
+var ErrNotResumable = errors.New("treff: session not resumable")
+
+// AckError is the error for an acknowledgement of more stanzas than were
+// sent (XEP-0198 <handled-count-too-high/>).
+type AckError struct {
+	H    uint32 // the client's count
+	Sent uint32 // what the server sent (mod 2^32)
 }
 
-// smElement handles a stream management element from a bound client.
-func (s *Session) smElement(el *xmlscan.Element) {
-	switch el.Name {
-	case "enable":
-		s.enableSM(el)
-	case "r":
-		s.mu.Lock()
-		if s.sm.on && !s.closed {
-			s.enqueueLocked(appendSMCount(nil, "a", s.smIn.Load(), ""))
-		}
-		s.mu.Unlock()
-	case "a":
-		v, _ := el.Attr("h")
-		h, err := strconv.ParseUint(v, 10, 32)
-		s.mu.Lock()
-		if !s.sm.on {
-			s.mu.Unlock()
-			s.closeStream(streamError{cond: "unsupported-stanza-type", text: "stream management is not enabled"})
-			return
-		}
-		released, ok := s.sm.ack(uint32(h))
-		if err != nil || !ok {
-			out := s.sm.out
-			s.mu.Unlock()
-			s.closeStream(streamError{cond: "undefined-condition", text: "acknowledged more stanzas than were sent",
-				app: "<handled-count-too-high xmlns='" + nsSM + "' h='" + strconv.FormatUint(h, 10) + "' send-count='" + strconv.FormatUint(uint64(out), 10) + "'/>"})
-			return
-		}
-		s.sm.asked = false
-		if !s.closed && s.smAskLocked() {
-			// More was sent since the request: ask again.
-			s.enqueueLocked([]byte(smRequest))
-		}
-		s.mu.Unlock()
-		s.srv.release(s, released)
-	case "resume":
-		s.Send(smFailed("unexpected-request"))
-	default:
-		s.closeStream(streamError{cond: "unsupported-stanza-type"})
-	}
+func (e *AckError) Error() string {
+	return fmt.Sprintf("treff: acknowledged %d stanzas, %d were sent", e.H, e.Sent)
 }
 
-// enableSM answers <enable/> (XEP-0198 3).
-func (s *Session) enableSM(el *xmlscan.Element) {
-	srv := s.srv
-	v, _ := el.Attr("resume")
-	resume := (v == "true" || v == "1") && srv.resumeTimeout() > 0
+// Track starts acknowledged delivery on the session (what XEP-0198's
+// <enable/> asks for): it queues reply (the <enabled/> element, not
+// counted), and from then on counts and keeps every stanza queued after
+// it until the client acknowledges it (Acknowledge), and counts the
+// stanzas the client sends (Handled). The writer appends ask (the <r/>
+// element) to a batch once 8 stanzas are unacknowledged, or a second
+// after the first. A resume duration above 0 makes the session
+// resumable: a broken connection hibernates it that long instead of
+// ending it. Track returns ErrTracking if the session already tracks,
+// ErrSessionClosed if it is closing.
+func (s *Session) Track(reply, ask []byte, resume time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return
+	switch {
+	case s.closed:
+		return ErrSessionClosed
+	case s.sm.on:
+		return ErrTracking
 	}
-	if s.sm.on {
-		s.enqueueLocked(smFailed("unexpected-request"))
-		return
-	}
-	b := []byte("<enabled xmlns='" + nsSM + "'")
-	if resume {
-		id := newID() + newID()
-		srv.sm.mu.Lock()
-		if srv.sm.ids == nil {
-			srv.sm.ids = make(map[string]*Session)
-		}
-		srv.sm.ids[id] = s
-		srv.sm.mu.Unlock()
-		s.sm.id = id
-		b = append(b, " id='"+id+"' resume='true' max='"...)
-		b = strconv.AppendInt(b, int64(srv.resumeTimeout()/time.Second), 10)
-		b = append(b, '\'')
-	}
-	b = append(b, "/>"...)
-	// Counting starts with the stanzas queued after <enabled/>.
-	s.enqueueLocked(b)
+	// Counting starts with the stanzas queued after reply.
+	s.enqueueLocked(reply)
+	s.sm.ask = ask
+	s.sm.resume = max(resume, 0)
 	s.sm.on = true
 	s.smOn.Store(true)
+	return nil
 }
 
-func appendSMCount(b []byte, name string, h uint32, previd string) []byte {
-	b = append(b, '<')
-	b = append(b, name...)
-	b = append(b, " xmlns='"+nsSM+"' h='"...)
-	b = strconv.AppendUint(b, uint64(h), 10)
-	b = append(b, '\'')
-	if previd != "" {
-		b = append(b, " previd='"...)
-		b = append(b, previd...)
-		b = append(b, '\'')
+// Handled returns how many stanzas the server handled from the client
+// since Track (mod 2^32, as XEP-0198's h), and whether it tracks.
+func (s *Session) Handled() (h uint32, tracking bool) {
+	return s.smIn.Load(), s.smOn.Load()
+}
+
+// Acknowledge applies the client's count h of the stanzas it received
+// since Track (XEP-0198 <a h/>): the stanzas it covers are forgotten.
+// An error is ErrNotTracking, or an *AckError if h covers more than was
+// sent, after which the caller closes the stream.
+func (s *Session) Acknowledge(h uint32) error {
+	s.mu.Lock()
+	if !s.sm.on {
+		s.mu.Unlock()
+		return ErrNotTracking
 	}
-	return append(b, "/>"...)
+	released, ok := s.sm.ack(h)
+	if !ok {
+		out := s.sm.out
+		s.mu.Unlock()
+		return &AckError{H: h, Sent: out}
+	}
+	s.sm.asked = false
+	if !s.closed && s.smAskLocked() {
+		// More was sent since the request: ask again.
+		s.enqueueLocked(s.sm.ask)
+	}
+	s.mu.Unlock()
+	s.srv.release(s, released)
+	return nil
+}
+
+// SendNonza queues serialised XML that is not a stanza (a stream
+// management or client state element) for the client: unlike Send, it
+// is neither counted for acknowledgements nor held back by a Holder.
+func (s *Session) SendNonza(raw []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.offline {
+		return ErrSessionClosed
+	}
+	s.enqueueLocked(raw)
+	return nil
+}
+
+// CloseWith ends the session with the stream error e (e.g. XEP-0198's
+// undefined-condition with <handled-count-too-high/> as App). It returns
+// at once.
+func (s *Session) CloseWith(e *StreamError) {
+	s.closeStream(streamError{cond: e.Condition, text: e.Text, app: e.App})
 }
 
 // connLost reports a read error that means the connection broke rather
@@ -317,7 +313,7 @@ func connLost(err error) bool {
 func (s *Session) hibernate(c *conn, err error) bool {
 	srv := s.srv
 	s.mu.Lock()
-	ok := s.sm.id != "" && !s.ended && !s.noResume && !srv.closing.Load() && (s.offline || !s.final && connLost(err))
+	ok := s.sm.resume > 0 && !s.ended && !s.noResume && !srv.closing.Load() && (s.offline || !s.final && connLost(err))
 	if !ok {
 		s.mu.Unlock()
 		return false
@@ -348,7 +344,7 @@ func (s *Session) hibernate(c *conn, err error) bool {
 		return true
 	}
 	s.hib = true
-	s.hibTimer = time.AfterFunc(srv.resumeTimeout(), s.expire)
+	s.hibTimer = time.AfterFunc(s.sm.resume, s.expire)
 	close(s.hibDone)
 	s.mu.Unlock()
 	srv.logger().Debug("session hibernating", "jid", s.jid.String())
@@ -413,7 +409,7 @@ func (s *Session) expire() {
 	}
 	pending, keys := s.sm.takeUnacked()
 	s.mu.Unlock()
-	s.srv.forgetResumable(s)
+	s.srv.forgetHibernating(s)
 	// Out of the routing table first, so that its messages find the
 	// account's other sessions or offline storage, not itself.
 	s.srv.table.Remove(s)
@@ -452,33 +448,37 @@ func (s *Session) takeOver(wait time.Duration) bool {
 	return true
 }
 
-// resume handles <resume/> on a new authenticated stream c (XEP-0198 5):
-// it returns the resumed session, or nil after answering <failed/>.
-func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
+// Resume moves the hibernating (or still connected) session s of the
+// stream's account onto this stream (XEP-0198 <resume/>, before binding
+// or inline in SASL2): it applies the client's count h, queues
+// resumed(handled) (the <resumed/> element, with the count of stanzas
+// the server handled) and retransmits what h does not cover; the
+// session then goes on on this stream. Modules keep their per-session
+// state; the session-bound hooks do not run again. An error is
+// ErrNotResumable (the caller answers <failed/>), or an *AckError if h
+// covers more than was sent (the caller closes the stream).
+func (n *Negotiation) Resume(s *Session, h uint32, resumed func(handled uint32) []byte) error {
+	c := n.c
 	srv := c.srv
-	previd, _ := el.Attr("previd")
-	hv, _ := el.Attr("h")
-	h, herr := strconv.ParseUint(hv, 10, 32)
-	srv.sm.mu.Lock()
-	s := srv.sm.ids[previd]
-	srv.sm.mu.Unlock()
-	if s == nil || !s.jid.Bare().Equal(c.user) || herr != nil {
-		return nil, c.write(string(smFailed("item-not-found")))
+	if s == nil || c.user.Equal(jid.JID{}) || !s.jid.Bare().Equal(c.user) || s.srv != srv {
+		return ErrNotResumable
 	}
-	if !s.takeOver(5 * time.Second) {
-		return nil, c.write(string(smFailed("item-not-found")))
+	s.mu.Lock()
+	resumable := s.sm.resume > 0
+	s.mu.Unlock()
+	if !resumable || !s.takeOver(5*time.Second) {
+		return ErrNotResumable
 	}
 	s.mu.Lock()
 	if s.ended || !s.hib {
 		s.mu.Unlock()
-		return nil, c.write(string(smFailed("item-not-found")))
+		return ErrNotResumable
 	}
-	released, ok := s.sm.ack(uint32(h))
+	released, ok := s.sm.ack(h)
 	if !ok {
 		out := s.sm.out
 		s.mu.Unlock()
-		return nil, streamError{cond: "undefined-condition", text: "acknowledged more stanzas than were sent",
-			app: "<handled-count-too-high xmlns='" + nsSM + "' h='" + hv + "' send-count='" + strconv.FormatUint(uint64(out), 10) + "'/>"}
+		return &AckError{H: h, Sent: out}
 	}
 	s.hibTimer.Stop()
 	s.hib, s.offline, s.closed, s.final = false, false, false, false
@@ -489,17 +489,16 @@ func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
 	s.pmu.Lock()
 	s.parked, s.fd = false, -1
 	s.pmu.Unlock()
-	s.enqueueLocked(appendSMCount(nil, "resumed", s.smIn.Load(), previd))
+	s.enqueueLocked(resumed(s.smIn.Load()))
 	for _, raw := range s.sm.unacked {
 		s.enqueueLocked(raw)
 	}
 	s.mu.Unlock()
-	srv.sm.mu.Lock()
-	delete(srv.sm.hib, s)
-	srv.sm.mu.Unlock()
+	srv.forgetHibernating(s)
 	srv.release(s, released)
 	c.ic.setHard(time.Time{})
 	c.sess.Store(s)
+	c.resumed = s
 	srv.logger().Debug("session resumed", "jid", s.jid.String())
 	if c.shutting.Load() {
 		s.closeStream(streamError{cond: "system-shutdown"})
@@ -507,7 +506,7 @@ func (c *conn) resume(el *xmlscan.Element) (*Session, error) {
 	if e := c.revoked.Load(); e != nil {
 		s.closeStream(*e)
 	}
-	return s, nil
+	return nil
 }
 
 // reroute handles the stanzas a session was sent but whose receipt its

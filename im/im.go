@@ -10,6 +10,7 @@ package im
 
 import (
 	"context"
+	"slices"
 
 	"mellium.im/xmpp/jid"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/treff-im/treff/ping"
 	"github.com/treff-im/treff/private"
 	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/vcard"
 	"github.com/treff-im/treff/version"
 	"github.com/treff-im/treff/xtime"
@@ -51,10 +53,12 @@ func Modules() []treff.Module {
 // Devices returns the modules that keep a user's devices in step around
 // the given core modules (roster, offline and the like), in the order
 // they are listed in: blocking, vCard and private storage first, then
-// core, then PEP, carbons and client state indication (the hooks' phases
-// order what must be ordered, whatever the list's order). vCard and
-// private storage are wired to PEP for the XEP-0398 avatar and XEP-0411
-// bookmark conversions. A message archive (package mam) goes among core.
+// core, then PEP, carbons, client state indication and stream management
+// (the hooks' phases order what must be ordered, whatever the list's
+// order). vCard and private storage are wired to PEP for the XEP-0398
+// avatar and XEP-0411 bookmark conversions. A message archive (package
+// mam) goes among core, and so does a configured *sm.Module (else one
+// with the defaults is added).
 func Devices(core ...treff.Module) []treff.Module {
 	p := &pep.Module{}
 	v := &vcard.Module{PEP: p}
@@ -65,5 +69,9 @@ func Devices(core ...treff.Module) []treff.Module {
 	}
 	mods := []treff.Module{&blocking.Module{}, v, &private.Module{Bookmarks: p}}
 	mods = append(mods, core...)
-	return append(mods, p, &carbons.Module{}, &csi.Module{})
+	mods = append(mods, p, &carbons.Module{}, &csi.Module{})
+	if !slices.ContainsFunc(core, func(m treff.Module) bool { _, ok := m.(*sm.Module); return ok }) {
+		mods = append(mods, &sm.Module{})
+	}
+	return mods
 }

@@ -13,11 +13,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
 )
@@ -46,6 +48,8 @@ type Server struct {
 // NewServer starts a server for domain "localhost" and stops it when the
 // test ends. configure, if not nil, may change the server (add modules, set
 // limits) before it starts; Hosts, Storage and Authenticator are preset.
+// Stream management (package sm), which every client expects, is added
+// unless configure put an *sm.Module in Modules.
 func NewServer(tb testing.TB, configure func(*treff.Server)) *Server {
 	tb.Helper()
 	domain := "localhost"
@@ -69,6 +73,9 @@ func NewServer(tb testing.TB, configure func(*treff.Server)) *Server {
 	}
 	if configure != nil {
 		configure(srv)
+	}
+	if !slices.ContainsFunc(srv.Modules, func(m treff.Module) bool { _, ok := m.(*sm.Module); return ok }) {
+		srv.Modules = append(srv.Modules, &sm.Module{})
 	}
 	l1, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

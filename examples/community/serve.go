@@ -37,6 +37,7 @@ import (
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/s2s"
+	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/upload"
 	"github.com/treff-im/treff/version"
@@ -286,16 +287,16 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if cfg.IdleTimeout == 0 {
 		srv.IdleTimeout = -1 // never
 	}
-	srv.ResumeTimeout = cfg.ResumeTimeout
-	if cfg.ResumeTimeout == 0 {
-		srv.ResumeTimeout = -1 // no resumption
-	}
 	for _, d := range cfg.Domains {
 		h := treff.Host{Domain: d}
 		if cert != nil {
 			h.Certificates = []tls.Certificate{*cert}
 		}
 		srv.Hosts = append(srv.Hosts, h)
+	}
+	resumeTimeout := cfg.ResumeTimeout
+	if resumeTimeout == 0 {
+		resumeTimeout = -1 // no resumption
 	}
 	pingInterval := cfg.PingInterval
 	if pingInterval == 0 {
@@ -309,6 +310,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		&version.Module{Hide: cfg.HideVersion},
 		&xtime.Module{},
 		&last.Module{},
+		&sm.Module{ResumeTimeout: resumeTimeout},
 	}
 	if cfg.Archive {
 		core = append(core, &mam.Module{Retention: cfg.ArchiveRetention})
