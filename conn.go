@@ -436,12 +436,30 @@ func versionOK(v string) bool {
 	return ok && major == "1"
 }
 
-// readErr maps a read error to a stream error to send, if any.
+// readErr maps a read error to a stream error to send, if any, and tells
+// a connection that wants to know (a readFailedNoter) the error the stream
+// is about to end for.
 func (c *conn) readErr(err error) (streamError, bool) {
 	if c.shutting.Load() {
 		return streamError{cond: "system-shutdown"}, true
 	}
-	return scanError(err)
+	se, ok := scanError(err)
+	if ok {
+		if n, isNoter := c.nc.(readFailedNoter); isNoter {
+			n.ReadFailed(err)
+		}
+	}
+	return se, ok
+}
+
+// readFailedNoter is implemented by connections given to ServeConn whose
+// transport ends differently depending on why the server ends the stream:
+// the WebSocket handler closes with status 1009 (message too big) when
+// the error wraps xmlscan.ErrTooLarge. ReadFailed is called with the read
+// error before the stream error that answers it is written; Close comes
+// after.
+type readFailedNoter interface {
+	ReadFailed(err error)
 }
 
 // negotiate runs one stream (from header to restart). It returns the bound

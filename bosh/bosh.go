@@ -30,6 +30,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,12 @@ const (
 	DefaultWait       = 60 * time.Second
 	DefaultInactivity = 60 * time.Second
 	DefaultMaxPause   = 120 * time.Second
+	// DefaultMaxSessionsPerAddress is the default of
+	// Handler.MaxSessionsPerAddress: enough for a household or a small
+	// office behind one address with a few browser tabs each (a reloaded
+	// page's old session lives on until its inactivity timeout), and a
+	// bound on what one address can make the server keep.
+	DefaultMaxSessionsPerAddress = 10
 )
 
 // Handler serves XMPP over BOSH for Server. Set Server and mount it, e.g.
@@ -81,9 +88,23 @@ type Handler struct {
 	// MaxBodySize bounds one request body in bytes. 0 means the server's
 	// MaxStanzaSize (256 KiB if unset) plus 4 KiB for the wrapper.
 	MaxBodySize int
+	// MaxSessionsPerAddress caps the sessions open at once from one
+	// client IP address. A session creation request beyond it is answered
+	// <body type='terminate' condition='policy-violation'/> (XEP-0124
+	// section 17; HTTP 403 instead of 200 for a client that sent no
+	// 'ver'); a session counts until it ends (terminate, stream end or
+	// inactivity). 0 means DefaultMaxSessionsPerAddress (10); negative
+	// means no cap. Requests from loopback addresses are not counted: there
+	// the client is a local reverse proxy (or a test), whose clients
+	// cannot be told apart. Behind a proxy on another address every client
+	// has the proxy's address: set a negative value and limit at the
+	// proxy. Addresses are held in memory while their sessions last, never
+	// logged or stored.
+	MaxSessionsPerAddress int
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	perAddr  map[netip.Addr]int // open sessions per client address, loopback excluded
 }
 
 // ServeHTTP implements http.Handler: POST carries BOSH requests, OPTIONS
@@ -309,6 +330,16 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, el *xmlscan.Ele
 		writeBody(w, status, terminateBody("improper-addressing", nil))
 		return
 	}
+	addr, counted := clientAddr(r.RemoteAddr)
+	if counted && !h.admit(addr) {
+		h.Server.Log().Debug("bosh session refused: too many sessions from one address")
+		status := http.StatusOK
+		if !hasVer {
+			status = legacyStatus("policy-violation")
+		}
+		writeBody(w, status, terminateBody("policy-violation", nil))
+		return
+	}
 	maxWait := durationOr(h.Wait, DefaultWait)
 	wt := maxWait
 	if d, ok := seconds(attr(el, "wait")); ok && d > 0 && d < wt {
@@ -336,6 +367,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, el *xmlscan.Ele
 		nextRID:    rid + 1,
 		maxQueue:   h.Server.MaxQueue,
 		maxIn:      4 * h.maxBody(),
+		addr:       addr,
+		counted:    counted,
 	}
 	if s.maxQueue <= 0 {
 		s.maxQueue = 1 << 20
@@ -370,8 +403,43 @@ func (h *Handler) remove(s *session) {
 	h.mu.Lock()
 	if h.sessions[s.sid] == s {
 		delete(h.sessions, s.sid)
+		if s.counted {
+			if h.perAddr[s.addr]--; h.perAddr[s.addr] <= 0 {
+				delete(h.perAddr, s.addr)
+			}
+		}
 	}
 	h.mu.Unlock()
+}
+
+// admit counts a new session from addr, unless addr has as many as
+// MaxSessionsPerAddress already.
+func (h *Handler) admit(addr netip.Addr) bool {
+	limit := h.MaxSessionsPerAddress
+	if limit == 0 {
+		limit = DefaultMaxSessionsPerAddress
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if limit > 0 && h.perAddr[addr] >= limit {
+		return false
+	}
+	if h.perAddr == nil {
+		h.perAddr = make(map[netip.Addr]int)
+	}
+	h.perAddr[addr]++
+	return true
+}
+
+// clientAddr is the IP address of an HTTP request's client, and whether
+// it counts against MaxSessionsPerAddress (not loopback, not unknown).
+func clientAddr(remote string) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a := ap.Addr().Unmap().WithZone("")
+	return a, !a.IsLoopback()
 }
 
 // remoteAddr is the client's address from the HTTP request.

@@ -24,6 +24,9 @@ type client struct {
 	url string
 	sid string
 	rid uint64
+	// from, if set, is the client address (host:port) the handler sees
+	// instead of the loopback one (see setup.watch).
+	from string
 }
 
 // post sends one raw body and returns the HTTP status and response body.
@@ -37,6 +40,9 @@ func (c *client) post(body string) (int, string) {
 		return 0, ""
 	}
 	req.Header.Set("Content-Type", "text/xml; charset=utf-8")
+	if c.from != "" {
+		req.Header.Set(fromHeader, c.from)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Error(err)
@@ -87,9 +93,14 @@ type setup struct {
 	taken chan uint64
 }
 
-func newSetup(t *testing.T, h *bosh.Handler) *setup {
+func newSetup(t *testing.T, h *bosh.Handler, configure ...func(*treff.Server)) *setup {
 	closed := make(trefftest.ClosedSessions, 16)
-	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{closed} })
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{closed}
+		for _, f := range configure {
+			f(s)
+		}
+	})
 	ts.AddUser(t, "alice", "alicepw")
 	ts.AddUser(t, "bob", "bobpw")
 	h.Server = ts.Server
@@ -101,10 +112,19 @@ func newSetup(t *testing.T, h *bosh.Handler) *setup {
 
 var ridSID = regexp.MustCompile(`^<body [^>]*?\brid='(\d+)' sid='`)
 
+// fromHeader carries a test client's address: setup.watch makes it the
+// request's RemoteAddr, as a reverse proxy's real-IP handling would, so
+// that loopback test clients can stand for clients at other addresses.
+const fromHeader = "X-Test-Client-Address"
+
 // watch wraps the handler: a request of an existing session (rid and sid)
-// gets a takenWriter, so that a test knows when the session holds it.
+// gets a takenWriter, so that a test knows when the session holds it; a
+// request with fromHeader comes from that address.
 func (s *setup) watch(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get(fromHeader); a != "" {
+			r.RemoteAddr = a
+		}
 		if r.Method == http.MethodPost {
 			b, err := io.ReadAll(r.Body)
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -55,8 +56,10 @@ type session struct {
 	legacy     bool // the client sent no 'ver': HTTP error codes
 	remote     net.Addr
 	local      net.Addr
-	maxQueue   int // bytes of output waiting for a response
-	maxIn      int // bytes of input the server has not read yet
+	maxQueue   int        // bytes of output waiting for a response
+	maxIn      int        // bytes of input the server has not read yet
+	addr       netip.Addr // the client's address, for MaxSessionsPerAddress only
+	counted    bool       // addr counts against MaxSessionsPerAddress
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when input, closed or the read deadline change
@@ -275,6 +278,9 @@ func (s *session) answerLocked(r *request, payload []byte, terminate bool) {
 		}
 		b = terminateBody(cond, append(payload, s.termPayload...))
 		s.termSent = true
+		// Gone before its client reads this: a client that terminated
+		// may start a new session at once, within MaxSessionsPerAddress.
+		s.removeLocked()
 	} else {
 		b = []byte("<body xmlns='" + NS + "'")
 		if r.creation {

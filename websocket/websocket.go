@@ -17,13 +17,17 @@
 package websocket
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	xws "golang.org/x/net/websocket"
@@ -49,8 +53,11 @@ type Handler struct {
 	// (native clients) and pages served by this same host; "*" allows
 	// every origin.
 	Origins []string
-	// MaxStanzaSize bounds one WebSocket message; 0 means the server's
-	// MaxStanzaSize, or 256 KiB.
+	// MaxStanzaSize bounds one WebSocket message (plus 1 KiB for the
+	// namespaces a standalone element repeats); 0 means the server's
+	// MaxStanzaSize, or 256 KiB. A larger message, or a larger stanza in
+	// fragments, ends the stream with <policy-violation/> and <close/>,
+	// as on TCP, and the WebSocket with status 1009 (message too big).
 	MaxStanzaSize int
 	// SeeOtherURI, if set, sends every client elsewhere (RFC 7395 3.6.1):
 	// its stream is answered with <open/> and a <close/> naming this
@@ -66,7 +73,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("This is an XMPP WebSocket endpoint (RFC 7395).\n"))
 		return
 	}
-	xws.Server{Handshake: h.handshake, Handler: h.serve}.ServeHTTP(w, r)
+	hj := &hijacked{ResponseWriter: w}
+	xws.Server{Handshake: h.handshake, Handler: func(ws *xws.Conn) { h.serve(ws, hj.nc) }}.ServeHTTP(hj, r)
+}
+
+// hijacked keeps the connection the WebSocket library takes over, so that
+// the handler can end it with the close status it chooses (the library's
+// Close always sends 1000).
+type hijacked struct {
+	http.ResponseWriter
+	nc net.Conn
+}
+
+func (h *hijacked) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.nc = nc
+	return nc, rw, err
 }
 
 // handshake checks the subprotocol and the origin.
@@ -107,7 +129,7 @@ func (h *Handler) originAllowed(origin, host string) bool {
 	return err == nil && strings.EqualFold(u.Host, host)
 }
 
-func (h *Handler) serve(ws *xws.Conn) {
+func (h *Handler) serve(ws *xws.Conn, nc net.Conn) {
 	max := h.MaxStanzaSize
 	if max <= 0 {
 		max = h.Server.MaxStanzaSize
@@ -121,7 +143,7 @@ func (h *Handler) serve(ws *xws.Conn) {
 		h.redirect(ws)
 		return
 	}
-	c := &conn{ws: ws, remote: remoteAddr(ws.Request())}
+	c := &conn{ws: ws, nc: nc, remote: remoteAddr(ws.Request())}
 	h.Server.ServeConn(c)
 }
 
@@ -156,7 +178,12 @@ func remoteAddr(r *http.Request) net.Addr {
 // messages on the other.
 type conn struct {
 	ws     *xws.Conn
+	nc     net.Conn // the connection under ws
 	remote net.Addr
+
+	tooBig    atomic.Bool // the stream ends for a message or stanza over the limit
+	closeOnce sync.Once
+	closeErr  error
 
 	rbuf []byte // translated input not read yet
 
@@ -168,6 +195,10 @@ func (c *conn) Read(p []byte) (int, error) {
 	for len(c.rbuf) == 0 {
 		var msg string
 		if err := xws.Message.Receive(c.ws, &msg); err != nil {
+			if errors.Is(err, xws.ErrFrameTooLarge) {
+				// The session layer answers it as an oversized stanza.
+				return 0, fmt.Errorf("websocket: a message over %d bytes: %w", c.ws.MaxPayloadBytes, xmlscan.ErrTooLarge)
+			}
 			return 0, err
 		}
 		c.rbuf = translateIn(msg)
@@ -267,7 +298,52 @@ func translateOut(el []byte) []byte {
 	return xmlsplit.Standalone(el)
 }
 
-func (c *conn) Close() error                       { return c.ws.Close() }
+// ReadFailed learns from the session layer why it ends the stream (see
+// treff's readFailedNoter): for a message or stanza over the size limit,
+// Close sends 1009 instead of 1000.
+func (c *conn) ReadFailed(err error) {
+	if errors.Is(err, xmlscan.ErrTooLarge) {
+		c.tooBig.Store(true)
+	}
+}
+
+// WebSocket close status codes (RFC 6455 7.4.1).
+const (
+	closeTooBig  = 1009
+	lingerTime   = 2 * time.Second
+	lingerMaxLen = 1 << 20
+)
+
+// Close sends the close frame (1009 after a message or stanza over the
+// limit, else 1000) and closes the connection.
+func (c *conn) Close() error {
+	c.closeOnce.Do(func() {
+		if !c.tooBig.Load() {
+			c.closeErr = c.ws.Close() // 1000
+			return
+		}
+		c.ws.WriteClose(closeTooBig)
+		c.closeErr = lingerClose(c.nc)
+	})
+	return c.closeErr
+}
+
+// lingerClose closes a connection whose client may still be sending the
+// rest of an oversized message. Closing a socket with unread data makes
+// TCP send a reset, which can destroy the close frame before the client
+// reads it; so the sending side is shut first (the close frame is followed
+// by FIN) and what the client still sends is discarded, up to lingerMaxLen
+// bytes or lingerTime, until the client closes its side.
+func lingerClose(nc net.Conn) error {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		nc.SetReadDeadline(time.Now().Add(lingerTime))
+		io.CopyN(io.Discard, nc, lingerMaxLen)
+	}
+	return nc.Close()
+}
+
+var _ interface{ ReadFailed(error) } = (*conn)(nil)
+
 func (c *conn) LocalAddr() net.Addr                { return c.ws.LocalAddr() }
 func (c *conn) RemoteAddr() net.Addr               { return c.remote }
 func (c *conn) SetDeadline(t time.Time) error      { return c.ws.SetDeadline(t) }

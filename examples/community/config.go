@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/treff-im/treff/bosh"
 	"github.com/treff-im/treff/register"
 	"mellium.im/xmpp/jid"
 )
@@ -68,6 +69,11 @@ type Config struct {
 	// WebSocketSeeOther, if set, sends WebSocket clients to another
 	// endpoint (key websocket_see_other_uri, RFC 7395 see-other-uri).
 	WebSocketSeeOther string
+	// BOSHSessionsPerAddress caps the BOSH sessions open at once from one
+	// client IP address (key bosh_sessions_per_address; 0: no cap), kept
+	// in memory only. Loopback clients (a local reverse proxy) are not
+	// counted. Default: 10.
+	BOSHSessionsPerAddress int
 	// StatusTemplate is an html/template file replacing the built-in
 	// status page (key status_template).
 	StatusTemplate string
@@ -204,32 +210,33 @@ type Config struct {
 // flag says otherwise.
 func Default() Config {
 	return Config{
-		Domains:            []string{"localhost"},
-		Data:               "treff-data",
-		C2S:                "127.0.0.1:5222",
-		C2STLS:             "127.0.0.1:5223",
-		S2S:                "127.0.0.1:5269",
-		HTTP:               "127.0.0.1:5280",
-		HTTPS:              "127.0.0.1:5281",
-		Upload:             true,
-		UploadMaxSize:      10 << 20,
-		UploadQuota:        100 << 20,
-		UploadExpire:       30 * 24 * time.Hour,
-		S2SDialback:        true,
-		S2SIdleTimeout:     10 * time.Minute,
-		LogLevel:           slog.LevelInfo,
-		MaxStanzaSize:      256 << 10,
-		IdleTimeout:        14 * time.Minute,
-		ResumeTimeout:      5 * time.Minute,
-		NegotiationTimeout: 30 * time.Second,
-		WriteTimeout:       30 * time.Second,
-		MaxQueue:           1 << 20,
-		MaxAuthFailures:    3,
-		OfflineLimit:       1000,
-		PingInterval:       5 * time.Minute,
-		GCPercent:          30,
-		ExpireAfter:        365 * 24 * time.Hour,
-		ArchiveRetention:   365 * 24 * time.Hour,
+		Domains:                []string{"localhost"},
+		Data:                   "treff-data",
+		C2S:                    "127.0.0.1:5222",
+		C2STLS:                 "127.0.0.1:5223",
+		S2S:                    "127.0.0.1:5269",
+		HTTP:                   "127.0.0.1:5280",
+		HTTPS:                  "127.0.0.1:5281",
+		BOSHSessionsPerAddress: bosh.DefaultMaxSessionsPerAddress,
+		Upload:                 true,
+		UploadMaxSize:          10 << 20,
+		UploadQuota:            100 << 20,
+		UploadExpire:           30 * 24 * time.Hour,
+		S2SDialback:            true,
+		S2SIdleTimeout:         10 * time.Minute,
+		LogLevel:               slog.LevelInfo,
+		MaxStanzaSize:          256 << 10,
+		IdleTimeout:            14 * time.Minute,
+		ResumeTimeout:          5 * time.Minute,
+		NegotiationTimeout:     30 * time.Second,
+		WriteTimeout:           30 * time.Second,
+		MaxQueue:               1 << 20,
+		MaxAuthFailures:        3,
+		OfflineLimit:           1000,
+		PingInterval:           5 * time.Minute,
+		GCPercent:              30,
+		ExpireAfter:            365 * 24 * time.Hour,
+		ArchiveRetention:       365 * 24 * time.Hour,
 
 		Registration:            register.Closed,
 		RegistrationMinPassword: 8,
@@ -292,6 +299,9 @@ var options = []option{
 		}
 		c.WebSocketSeeOther = v
 		return nil
+	}},
+	{"bosh_sessions_per_address", "BOSH sessions open at once per client address (`count`; 0: no cap)", func(c *Config, v string) error {
+		return setInt(&c.BOSHSessionsPerAddress, v, 0)
 	}},
 	{"status_template", "html/template `file` replacing the built-in status page", func(c *Config, v string) error {
 		c.StatusTemplate = v

@@ -52,7 +52,11 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 	}
 	w := &web{cfg: cfg, srv: srv, reg: reg, status: tmpl, mux: http.NewServeMux()}
 	w.mux.Handle("/xmpp-websocket", &websocket.Handler{Server: srv, Origins: cfg.HTTPOrigins, SeeOtherURI: cfg.WebSocketSeeOther})
-	w.mux.Handle("/http-bind", &bosh.Handler{Server: srv})
+	perAddr := cfg.BOSHSessionsPerAddress
+	if perAddr == 0 {
+		perAddr = -1 // the handler's "no cap"
+	}
+	w.mux.Handle("/http-bind", &bosh.Handler{Server: srv, MaxSessionsPerAddress: perAddr})
 	w.mux.HandleFunc("GET /.well-known/host-meta", w.hostMeta)
 	w.mux.HandleFunc("GET /.well-known/host-meta.json", w.hostMetaJSON)
 	w.mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
