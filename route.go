@@ -3,6 +3,7 @@ package treff
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"mellium.im/xmpp/jid"
 
@@ -230,7 +231,7 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 	switch act {
 	case router.Deliver:
 		var keepErr error
-		took := false
+		took, closing := false, 0
 		for _, e := range targets {
 			if s, ok := e.(sender); ok {
 				err := s.Send(st.raw)
@@ -238,8 +239,40 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 					keepErr = kerr
 				} else if err == nil {
 					took = true
+				} else if errors.Is(err, ErrSessionClosed) {
+					closing++
 				}
 			}
+		}
+		if !took && keepErr == nil && closing == len(targets) && st.Kind == KindMessage {
+			// Every target was ending (handing its unacknowledged
+			// messages over) between the lookup and the send: the
+			// bare-JID rules again without them, so that the message
+			// reaches another session or offline storage instead of
+			// being lost after its sender was told it was handled.
+			var lbuf, lout [8]router.Entry
+			live := lbuf[:0]
+			for _, e := range sessions {
+				if !slices.Contains(targets, e) {
+					live = append(live, e)
+				}
+			}
+			targets, act, fallback = router.SelectBare(lout[:0], live, st.Kind, st.Type)
+			switch act {
+			case router.Deliver:
+				for _, e := range targets {
+					if s, ok := e.(sender); ok {
+						s.Send(st.raw)
+					}
+				}
+			case router.Undeliverable:
+				if !srv.stanzaHooks(ctx, srv.mods.undeliver, st) && fallback == router.ErrorReply {
+					srv.bounce(ctx, st, errServiceUnavailable)
+				}
+			case router.ErrorReply:
+				srv.bounce(ctx, st, errServiceUnavailable)
+			}
+			return
 		}
 		if keepErr != nil && !took {
 			// The only sessions are hibernating and their messages could
