@@ -103,24 +103,22 @@ func (srv *Server) keep(s *Session, raw []byte) (id uint64, err error) {
 
 // release tells the Keeper that kept messages reached a client.
 func (srv *Server) release(s *Session, ids []uint64) {
-	if len(ids) == 0 || srv.mods.keeper == nil {
-		return
-	}
-	k := srv.mods.keeper
-	defer func() {
-		if r := recover(); r != nil {
-			srv.panicked(k.module, r)
+	srv.toKeeper(ids, func(ctx context.Context, k Keeper, module string) {
+		if err := k.Release(ctx, s, ids); err != nil {
+			// The messages will be delivered once more at the next
+			// login: a copy too many, not a loss.
+			srv.logger().Error("releasing kept messages failed", "module", module, "n", len(ids), "err", err)
 		}
-	}()
-	if err := k.h.Release(srv.detachedContext(), s, ids); err != nil {
-		// The messages will be delivered once more at the next login:
-		// a copy too many, not a loss.
-		srv.logger().Error("releasing kept messages failed", "module", k.module, "n", len(ids), "err", err)
-	}
+	})
 }
 
 // leave tells the Keeper that kept messages stay with it.
 func (srv *Server) leave(s *Session, ids []uint64) {
+	srv.toKeeper(ids, func(ctx context.Context, k Keeper, module string) { k.Leave(ctx, s, ids) })
+}
+
+// toKeeper calls f with the Keeper if there are ids, recovering a panic.
+func (srv *Server) toKeeper(ids []uint64, f func(ctx context.Context, k Keeper, module string)) {
 	if len(ids) == 0 || srv.mods.keeper == nil {
 		return
 	}
@@ -130,7 +128,7 @@ func (srv *Server) leave(s *Session, ids []uint64) {
 			srv.panicked(k.module, r)
 		}
 	}()
-	k.h.Leave(srv.detachedContext(), s, ids)
+	f(srv.detachedContext(), k.h, k.module)
 }
 
 // keptError returns the error of a failed keep among Send's errors.

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"mellium.im/xmpp/jid"
-
 	"github.com/treff-im/treff"
 )
 
@@ -76,10 +74,7 @@ func TestKeeper(t *testing.T) {
 	phone.Send("<presence/>")
 	bob := ts.Login(t, "bob", "bobpw", "desk")
 	phone.Conn().Close()
-	waitFor(t, "hibernation", func() bool {
-		s := ts.Session(jid.MustParse("alice@localhost/phone"))
-		return s != nil && s.Hibernating()
-	})
+	ts.WaitHibernating(t, "alice@localhost/phone")
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	bob.Send("<message to='alice@localhost/phone' id='g1' type='groupchat'><body>room</body></message>")
 	bob.Sync()

@@ -631,11 +631,12 @@ func (srv *Server) redeliver(ctx context.Context, st *Stanza) {
 }
 
 // Hibernating reports whether the session lost its connection and waits
-// for its client to resume it (XEP-0198). What it is sent meanwhile is
-// kept for the client; a module that expects an answer (a ping) should
-// wait until the session is back.
+// for its client to resume it (XEP-0198): it is detached from the
+// connection, and what its client had not acknowledged is with the
+// Keeper. What it is sent meanwhile is kept for the client; a module
+// that expects an answer (a ping) should wait until the session is back.
 func (s *Session) Hibernating() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.offline && !s.ended
+	return s.hib && !s.ended
 }

@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -28,10 +27,7 @@ func hibernate(t *testing.T, ts *trefftest.Server) (id string, bob *trefftest.Cl
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	phone.Expect(`id='m1'`)
 	phone.Conn().Close()
-	waitFor(t, "hibernation", func() bool {
-		s := ts.Session(jid.MustParse("alice@localhost/phone"))
-		return s != nil && s.Hibernating()
-	})
+	ts.WaitHibernating(t, "alice@localhost/phone")
 	return id, bob
 }
 
@@ -43,19 +39,6 @@ func count(t *testing.T, ts *trefftest.Server) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// waitFor polls cond for up to 5 seconds, for a state change no reply
-// announces (a session's hibernation, which happens on its read loop).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // no event to wait for: see above
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func newKeeperServer(t *testing.T, limit int) *trefftest.Server {
@@ -75,7 +58,9 @@ func TestKeptWhileHibernating(t *testing.T) {
 	ts := newKeeperServer(t, 0)
 	id, bob := hibernate(t, ts)
 	// m1 was sent before the connection broke: kept on hibernation.
-	waitFor(t, "m1 kept", func() bool { return count(t, ts) == 1 })
+	if n := count(t, ts); n != 1 {
+		t.Fatalf("%d stored when the session hibernates, want 1 (m1)", n)
+	}
 
 	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
 	bob.Send("<message to='alice@localhost' id='cs' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
@@ -126,7 +111,9 @@ func TestKeptWhenNotResumed(t *testing.T) {
 	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
 	bob.Send("<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
 	bob.Expect(`id='sync'`)
-	waitFor(t, "m1 and m2 kept", func() bool { return count(t, ts) == 2 })
+	if n := count(t, ts); n != 2 {
+		t.Fatalf("%d stored, want 2 (m1 and m2)", n)
+	}
 	ts.Session(jid.MustParse("alice@localhost/phone")).Close("", "")
 	closed.Wait(t, "alice@localhost/phone")
 	if n := count(t, ts); n != 2 {
@@ -154,7 +141,9 @@ func TestKeptGoToOtherSession(t *testing.T) {
 	ts.AddUser(t, "alice", "pw")
 	ts.AddUser(t, "bob", "pw")
 	hibernate(t, ts)
-	waitFor(t, "m1 kept", func() bool { return count(t, ts) == 1 })
+	if n := count(t, ts); n != 1 {
+		t.Fatalf("%d stored when the session hibernates, want 1 (m1)", n)
+	}
 	// While the phone may come back, m1 is its own: the desk's initial
 	// presence does not fetch it from offline storage.
 	desk := ts.Login(t, "alice", "pw", "desk")
@@ -176,7 +165,9 @@ func TestKeptGoToOtherSession(t *testing.T) {
 func TestKeepRefused(t *testing.T) {
 	ts := newKeeperServer(t, 1)
 	_, bob := hibernate(t, ts) // m1 fills the limit of 1
-	waitFor(t, "m1 kept", func() bool { return count(t, ts) == 1 })
+	if n := count(t, ts); n != 1 {
+		t.Fatalf("%d stored when the session hibernates, want 1 (m1)", n)
+	}
 	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
 	bob.Expect(`<message type='error' id='m2'[^>]*><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
 }

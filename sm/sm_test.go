@@ -34,31 +34,6 @@ func enableResume(t *testing.T, c *trefftest.Client) string {
 	return regexp.MustCompile(`id='([^']+)'`).FindStringSubmatch(m)[1]
 }
 
-// waitFor polls cond for up to 5 seconds. Use it only for a state change
-// that no hook or reply announces (hibernation of a resumable session);
-// trefftest.ClosedSessions announces the end of a session.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // no event to wait for: see above
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
-// waitLost waits until the server noticed that a resumable session lost
-// its connection: it hibernates, or (with a short ResumeTimeout) it has
-// already expired.
-func waitLost(t *testing.T, ts *trefftest.Server, full string) {
-	t.Helper()
-	waitFor(t, "the lost connection of "+full, func() bool {
-		s := ts.Session(jid.MustParse(full))
-		return s == nil || s.Hibernating()
-	})
-}
-
 func TestSMFeatureAndEnableBeforeBind(t *testing.T) {
 	ts := newTestServer(t, nil)
 	c := ts.Dial(t, ts.Addr)
@@ -118,10 +93,7 @@ func TestSMResume(t *testing.T) {
 	// The phone loses its connection without closing the stream; the
 	// server keeps the session.
 	phone.Conn().Close()
-	waitFor(t, "hibernation", func() bool {
-		s := ts.Session(jid.MustParse("alice@localhost/phone"))
-		return s != nil && s.Hibernating()
-	})
+	ts.WaitHibernating(t, "alice@localhost/phone")
 	if n := len(ts.Server.OnlineSessions()); n != 2 {
 		t.Fatalf("%d sessions online while the phone hibernates, want 2", n)
 	}
@@ -205,7 +177,7 @@ func TestSMExpiredSessionReroutes(t *testing.T) {
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	phone.Expect(`id='m1'`)
 	phone.Conn().Close()
-	waitLost(t, ts, "alice@localhost/phone")
+	ts.WaitLost(t, "alice@localhost/phone")
 	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
 	bob.Send("<iq type='get' id='q1' to='alice@localhost/phone'><ping xmlns='urn:xmpp:ping'/></iq>")
 	// Not resumed in time: the messages go to the other resource (a
@@ -241,7 +213,7 @@ func TestSMExpiredSessionToOtherResource(t *testing.T) {
 	phone.Send("<presence/>")
 	bob := ts.Login(t, "bob", "bobpw", "desk")
 	phone.Conn().Close()
-	waitLost(t, ts, "alice@localhost/phone")
+	ts.WaitLost(t, "alice@localhost/phone")
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	laptop.Expect(`<message from='bob@localhost/desk' to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>`)
 }

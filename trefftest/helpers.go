@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/treff-im/treff"
 )
 
@@ -107,4 +109,36 @@ func (c ClosedSessions) Wait(tb testing.TB, full string) {
 			tb.Fatalf("trefftest: session %s did not end", full)
 		}
 	}
+}
+
+// WaitLost waits until the server noticed that the resumable session full
+// (XEP-0198) lost its connection: it hibernates, or (with a short resume
+// timeout) it has already ended. It fails the test after 10 seconds.
+// Hibernation happens on the session's read loop and announces itself to
+// no one, so this polls.
+func (s *Server) WaitLost(tb testing.TB, full string) {
+	tb.Helper()
+	s.waitSession(tb, full, "lose its connection", func(sess *treff.Session) bool { return sess == nil || sess.Hibernating() })
+}
+
+// WaitHibernating is WaitLost for a session that must still be there,
+// hibernating.
+func (s *Server) WaitHibernating(tb testing.TB, full string) {
+	tb.Helper()
+	s.waitSession(tb, full, "hibernate", func(sess *treff.Session) bool { return sess != nil && sess.Hibernating() })
+}
+
+func (s *Server) waitSession(tb testing.TB, full, what string, cond func(*treff.Session) bool) {
+	tb.Helper()
+	j, err := jid.Parse(full)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for range 1000 {
+		if cond(s.Session(j)) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // no event to wait for: see above
+	}
+	tb.Fatalf("trefftest: %s did not %s within 10s", full, what)
 }
