@@ -174,8 +174,9 @@ func decodeArchived(b cipher.Block, k, v []byte) (storage.ArchivedMessage, error
 
 // AppendArchive implements storage.Archive. The record is queued and
 // committed behind the call, with others (see archivequeue.go); if the
-// queue has no room (Options.ArchiveQueueBytes), it fails with an error
-// wrapping storage.ErrFull.
+// queue has no room (Options.ArchiveQueueBytes), it waits for the commit
+// under way if commits succeed, and fails at once with an error wrapping
+// storage.ErrFull if they fail.
 func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.ArchivedMessage) (string, error) {
 	if user == "" {
 		return "", fail(errEmptyJID, "append archive")
@@ -188,7 +189,7 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 	q := &s.archive
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := s.archiveRoom(r.size()+archiveKeyLen, msg.Outgoing); err != nil {
+	if err := s.archiveWait(ctx, r.size()+archiveKeyLen, msg.Outgoing); err != nil {
 		return "", err
 	}
 	if err := s.archiveLoad(); err != nil {

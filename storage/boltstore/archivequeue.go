@@ -29,7 +29,9 @@ import (
 // with a growing delay (archiveRetryFirst doubling up to archiveRetryMax);
 // meanwhile appends are still queued while there is room, and refused
 // with storage.ErrFull once there is none, so memory stays bounded and
-// the caller can tell the sender. Outgoing messages are refused from 7/8
+// the caller can tell the sender. While commits succeed, an append that
+// finds no room waits for the commit under way instead: a disk that is
+// only slower than the appends slows them down, it does not refuse them. Outgoing messages are refused from 7/8
 // of the bound: a message between two local users is appended first to
 // the sender's archive (outgoing), then to the recipient's, and the
 // margin keeps the second append from being refused after the first was
@@ -76,6 +78,10 @@ type archiveQueue struct {
 	bytes   int         // size of the queued records, pending or being committed
 	limit   int         // the bound of bytes
 	stop    func() bool // stops the scheduled flush, if any
+	// flushing is set while a commit runs; room is signalled (with mu)
+	// when one ends, for appends that wait for room.
+	flushing bool
+	room     sync.Cond
 	// failures counts the commits that failed in a row; while it is
 	// not zero a retry is scheduled, and lastErr is the last error.
 	failures int
@@ -169,6 +175,26 @@ func (s *Store) archiveLastTime(user string) (time.Time, error) {
 	return t, err
 }
 
+// archiveWait makes room in the queue for a record of size bytes: while
+// commits succeed, it waits for the one under way (starting one if none
+// is), so that a disk that is only slower than the appends slows them
+// down; while they fail, or once ctx is done, it returns the
+// storage.ErrFull of archiveRoom. q.mu is held.
+func (s *Store) archiveWait(ctx context.Context, size int, outgoing bool) error {
+	q := &s.archive
+	for {
+		err := s.archiveRoom(size, outgoing)
+		if err == nil || q.failures > 0 || ctx.Err() != nil || s.closed.Load() {
+			return err
+		}
+		if !q.flushing {
+			q.flushing = true // the flush started here will clear it
+			go s.flushArchive()
+		}
+		q.room.Wait()
+	}
+}
+
 // archiveRoom returns storage.ErrFull, wrapped, if a record of size bytes
 // does not fit in the queue; q.mu is held.
 func (s *Store) archiveRoom(size int, outgoing bool) error {
@@ -232,6 +258,7 @@ func (s *Store) flush(why int) error {
 	q.mu.Lock()
 	if why == flushRead && q.failures > 0 {
 		err := q.lastErr
+		q.flushing = false // in case an append started this flush
 		q.mu.Unlock()
 		return fmt.Errorf("archived messages wait for a retry of a commit that failed: %w", err)
 	}
@@ -242,10 +269,14 @@ func (s *Store) flush(why int) error {
 		q.stop = nil
 	}
 	seq := q.seq
-	q.mu.Unlock()
 	if len(batch) == 0 {
+		q.flushing = false
+		q.room.Broadcast()
+		q.mu.Unlock()
 		return nil
 	}
+	q.flushing = true
+	q.mu.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bucketArchive)
 		if err != nil {
@@ -269,6 +300,8 @@ func (s *Store) flush(why int) error {
 		return nil
 	})
 	q.mu.Lock()
+	q.flushing = false
+	q.room.Broadcast()
 	if err != nil {
 		q.pending = append(batch, q.pending...)
 		q.failures++

@@ -209,6 +209,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	}
 	s := &Store{db: db, path: path, batch: o.BatchDelay > 0}
 	s.archive.limit = o.ArchiveQueueBytes
+	s.archive.room.L = &s.archive.mu
 	s.archive.afterFunc = afterFunc
 	s.archive.now = time.Now
 	s.archive.log = o.Logger
