@@ -20,6 +20,24 @@
 // the sender's archive when it leaves the account. A message between two
 // local users is so archived once on each side; one to oneself once.
 //
+// Archiving is part of delivery: a message that is to be archived and
+// cannot be is not delivered, and its sender gets an error (ArchiveError):
+// <resource-constraint/> when the store is full for now (storage.ErrFull,
+// e.g. boltstore's bounded write queue in front of a full disk), else
+// <internal-server-error/>, both of type wait. The hooks run in the
+// sender's read loop before the stanza counts as handled, so the error
+// reaches the sender before its XEP-0198 acknowledgement, and the message
+// reaches nobody: the sender's copy is archived (outbound) before carbons
+// copy it, and a store that queues writes refuses outgoing copies before
+// incoming ones (boltstore from 7/8 of its bound), so that the
+// recipient's copy finds room once the sender's did. A store that queues
+// writes (boltstore) acknowledges an append before its commit: if the
+// commit fails later, the message was delivered all the same with its
+// stanza-id, and the store keeps retrying it (within its bound) until the
+// disk has room; only if the server stops first is that archive copy
+// lost, which the store reports when it closes. Such failures are logged
+// once a minute, without addresses or content.
+//
 // Only the owner of an archive may query it (others get <forbidden/>).
 // Queries support the 'with', 'start' and 'end' fields, the extended
 // fields 'before-id', 'after-id' and 'ids', flipped pages, the archive
@@ -52,6 +70,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/internal/logevery"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
@@ -116,6 +135,9 @@ type Module struct {
 	srv  *treff.Server
 	now  func() time.Time
 	arch *Archiver // answers queries and runs the retention job
+
+	// Storage errors hit by every message are logged once a minute.
+	logWrites, logPrefs logevery.Limiter
 }
 
 var (
@@ -215,11 +237,39 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		Stanza:       st.Raw(),
 	})
 	if err != nil {
-		m.srv.Log().Error("mam: archiving an incoming message failed", "user", user, "err", err)
-		return false
+		m.refuse(ctx, st, err)
+		return true
 	}
 	m.stampID(st, user, id)
 	return false
+}
+
+// ArchiveError is the error to send the sender of a message that was not
+// delivered because archiving it failed with err: <resource-constraint/>
+// if the store is full for now (storage.ErrFull), <internal-server-error/>
+// otherwise; both of type wait.
+func ArchiveError(err error) stanza.Error {
+	if errors.Is(err, storage.ErrFull) {
+		return stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
+			Text: "the server cannot store messages now; this one was not delivered, try again later"}
+	}
+	return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError,
+		Text: "the message could not be archived and was not delivered"}
+}
+
+// refuse answers a message whose archiving failed with err: the message
+// goes no further, its sender gets ArchiveError(err), and the failure is
+// logged at most once per interval, without addresses or content.
+func (m *Module) refuse(ctx context.Context, st *treff.Stanza, err error) {
+	reply := treff.AppendError(nil, st, ArchiveError(err))
+	if s := m.srv.Session(st.From); s != nil {
+		s.Send(reply) // the usual case: a local client sent it
+	} else if r, rerr := treff.NewStanza(reply); rerr == nil {
+		m.srv.Route(ctx, r)
+	}
+	if ok, n := m.logWrites.Allow(m.now()); ok {
+		m.srv.Log().Error("mam: archiving failed; messages are refused with an error to their senders", "err", err, "refused", n+1)
+	}
 }
 
 // stampID adds <stanza-id by='user' id='id'/> (XEP-0359) to st.
@@ -270,8 +320,8 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 		Stanza:       raw,
 	})
 	if err != nil {
-		m.srv.Log().Error("mam: archiving an outgoing message failed", "user", user, "err", err)
-		return false
+		m.refuse(ctx, st, err)
+		return true
 	}
 	m.stampID(st, user, id)
 	return false
@@ -285,7 +335,9 @@ func (m *Module) stamp() time.Time { return m.arch.Stamp() }
 func (m *Module) wanted(ctx context.Context, user string, peer jid.JID) bool {
 	p, err := m.Store.ArchivePrefs(ctx, user)
 	if err != nil {
-		m.srv.Log().Error("mam: reading archiving preferences failed", "user", user, "err", err)
+		if ok, n := m.logPrefs.Allow(m.now()); ok {
+			m.srv.Log().Error("mam: reading archiving preferences failed; the server's default applies", "err", err, "failures", n+1)
+		}
 	}
 	bare, full := peer.Bare().String(), peer.String()
 	if slices.Contains(p.Never, bare) || slices.Contains(p.Never, full) {

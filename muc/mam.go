@@ -3,6 +3,7 @@ package muc
 import (
 	"context"
 	"errors"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -96,10 +97,11 @@ func (r *room) prepareGroupchat(st *treff.Stanza, nick string) *treff.Stanza {
 }
 
 // archiveGroupchat archives a prepared message and stamps it with
-// <stanza-id by='room'/> (XEP-0359), reporting whether it did. It runs
-// as a step of the room's queue (r.mu is not held), so that the archive
-// keeps the room's order.
-func (r *room) archiveGroupchat(ctx context.Context, out *treff.Stanza, nick string) bool {
+// <stanza-id by='room'/> (XEP-0359), reporting whether it stamped it, or
+// the archive's error. It runs as a step of the room's queue (r.mu is not
+// held), so that the archive keeps the room's order. A failed append is
+// logged at most once a minute, without the room's address.
+func (r *room) archiveGroupchat(ctx context.Context, out *treff.Stanza, nick string) (bool, error) {
 	room := r.jid.String()
 	id, err := r.m.Archive.Append(ctx, room, storage.ArchivedMessage{
 		With:         room,
@@ -107,14 +109,16 @@ func (r *room) archiveGroupchat(ctx context.Context, out *treff.Stanza, nick str
 		Stanza:       out.Raw(),
 	})
 	if err != nil {
-		r.m.srv.Log().Error("muc: archiving a message failed", "room", room, "err", err)
-		return false
+		if ok, n := r.m.logArchive.Allow(time.Now()); ok {
+			r.m.srv.Log().Error("muc: archiving a room's message failed; messages are refused with an error to their senders", "err", err, "failures", n+1)
+		}
+		return false, err
 	}
 	if err := out.AddChild(mam.AppendStanzaID(nil, room, id)); err != nil {
 		r.m.srv.Log().Error("muc: adding the stanza-id failed", "room", room, "err", err)
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
 }
 
 // mayReadArchive reports whether the user with the given full JID may

@@ -37,6 +37,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/discoinfo"
+	"github.com/treff-im/treff/internal/logevery"
 	"github.com/treff-im/treff/mam"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
@@ -86,6 +87,15 @@ type Module struct {
 	// (store-wide: unneeded when a mam.Module with a Retention uses the
 	// same store).
 	Archive *mam.Archiver
+	// MaxQueueBytes bounds, in bytes, what one room has waiting to be
+	// routed and stored (behind a slow store or a full disk, say): its
+	// stanzas and archive writes, plus 64 bytes each. A room whose queue
+	// is full refuses messages and joins with <resource-constraint/>
+	// (type wait) until it drains. 0 means DefaultMaxQueueBytes.
+	MaxQueueBytes int
+
+	// A room's archive failing for every message is logged once a minute.
+	logArchive logevery.Limiter
 
 	srv      *treff.Server
 	services map[string]bool // service domains
@@ -150,11 +160,17 @@ func (m *Module) Stop(ctx context.Context) error {
 	return m.Archive.StopRetention(ctx)
 }
 
-func (m *Module) maxOccupants() int { return or(m.MaxOccupants, 200) }
-func (m *Module) maxNick() int      { return or(m.MaxNick, 64) }
-func (m *Module) maxHistory() int   { return or(m.MaxHistory, 20) }
-func (m *Module) maxMessage() int   { return or(m.MaxMessage, 64<<10) }
-func (m *Module) maxRooms() int     { return or(m.MaxRoomsPerUser, 20) }
+func (m *Module) maxOccupants() int  { return or(m.MaxOccupants, 200) }
+func (m *Module) maxNick() int       { return or(m.MaxNick, 64) }
+func (m *Module) maxHistory() int    { return or(m.MaxHistory, 20) }
+func (m *Module) maxQueueBytes() int { return or(m.MaxQueueBytes, DefaultMaxQueueBytes) }
+
+// DefaultMaxQueueBytes is the bound of a room's queue when
+// Module.MaxQueueBytes is 0.
+const DefaultMaxQueueBytes = 4 << 20
+
+func (m *Module) maxMessage() int { return or(m.MaxMessage, 64<<10) }
+func (m *Module) maxRooms() int   { return or(m.MaxRoomsPerUser, 20) }
 
 // ownedRooms counts the rooms of a service the user owns, live and
 // stored.

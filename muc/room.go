@@ -74,6 +74,7 @@ type room struct {
 	pending map[string]pendingIQ // forwarded IQs by the id sent on
 	archive int8                 // archiving: 0 not read yet, 1 on, -1 off
 	out     []step               // to carry out after the lock, oldest first
+	queued  int                  // bytes of the steps in out and being carried out
 	running bool                 // a goroutine is carrying out out
 
 	// gone is set (under mu) when the room ends: destroyed, or a
@@ -86,15 +87,20 @@ type room struct {
 
 // maxQueued is how many steps may wait in a room's queue (behind a slow
 // store, say) before the room turns away new messages and joins with a
-// wait error, so that the queue stays bounded.
+// wait error, so that the queue stays bounded; Module.MaxQueueBytes
+// bounds their bytes likewise.
 const maxQueued = 20000
+
+// stepOverhead is what a step counts against Module.MaxQueueBytes beyond
+// the stanza bytes it holds.
+const stepOverhead = 64
 
 // busy reports whether the room's queue is full; r.mu is not held. The
 // refusal is sent by the caller, outside the queue.
 func (r *room) busy() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.out) >= maxQueued
+	return len(r.out) >= maxQueued || r.queued >= r.m.maxQueueBytes()
 }
 
 var errBusy = stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: "the room is busy; try again"}
@@ -102,9 +108,17 @@ var errBusy = stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstrai
 // step is one thing a room does outside its lock: route raw or st, or
 // call do.
 type step struct {
-	raw []byte
-	st  *treff.Stanza
-	do  func(ctx context.Context)
+	raw  []byte
+	st   *treff.Stanza
+	do   func(ctx context.Context)
+	size int // counted in room.queued
+}
+
+// queue appends s to the room's queue. r.mu is held.
+func (r *room) queue(s step) {
+	s.size += stepOverhead
+	r.out = append(r.out, s)
+	r.queued += s.size
 }
 
 func newRoom(m *Module, j jid.JID, conf storage.Room) *room {
@@ -115,13 +129,18 @@ func newRoom(m *Module, j jid.JID, conf storage.Room) *room {
 }
 
 // send queues raw for routing. r.mu is held.
-func (r *room) send(raw []byte) { r.out = append(r.out, step{raw: raw}) }
+func (r *room) send(raw []byte) { r.queue(step{raw: raw, size: len(raw)}) }
 
 // route queues st for routing. r.mu is held.
-func (r *room) route(st *treff.Stanza) { r.out = append(r.out, step{st: st}) }
+func (r *room) route(st *treff.Stanza) { r.queue(step{st: st, size: len(st.Raw())}) }
 
 // later queues do. r.mu is held.
-func (r *room) later(do func(ctx context.Context)) { r.out = append(r.out, step{do: do}) }
+func (r *room) later(do func(ctx context.Context)) { r.queue(step{do: do}) }
+
+// laterSized queues do, which holds about size bytes. r.mu is held.
+func (r *room) laterSized(size int, do func(ctx context.Context)) {
+	r.queue(step{do: do, size: size})
+}
 
 // fail queues an error answer to st (none to an error). r.mu is held.
 func (r *room) fail(st *treff.Stanza, e error) { r.send(errorReply(st, e)) }
@@ -159,6 +178,7 @@ func (r *room) run(ctx context.Context) {
 		steps := r.out
 		r.out = nil
 		r.mu.Unlock()
+		done := 0
 		for _, s := range steps {
 			switch {
 			case s.do != nil:
@@ -168,8 +188,10 @@ func (r *room) run(ctx context.Context) {
 			case s.raw != nil:
 				r.m.send(ctx, s.raw)
 			}
+			done += s.size
 		}
 		r.mu.Lock()
+		r.queued -= done
 	}
 	r.running = false
 	r.mu.Unlock()
@@ -524,8 +546,19 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 		to[i] = o.real
 	}
 	nick := o.nick
-	r.later(func(ctx context.Context) {
-		if r.archiveGroupchat(ctx, out, nick) && e != nil {
+	r.laterSized(len(out.Raw())+stepOverhead*len(to), func(ctx context.Context) {
+		stamped, err := r.archiveGroupchat(ctx, out, nick)
+		if err != nil && !isSubject {
+			// Not archived, so not sent: the sender hears why.
+			r.mu.Lock()
+			if i := slices.Index(r.history, e); i >= 0 {
+				r.history = slices.Delete(r.history, i, i+1)
+			}
+			r.mu.Unlock()
+			r.m.fail(ctx, st, mam.ArchiveError(err))
+			return
+		}
+		if stamped && e != nil {
 			r.mu.Lock()
 			e.inner = out.Inner()
 			r.mu.Unlock()

@@ -56,6 +56,12 @@ var (
 	ErrQuotaExceeded = errors.New("storage: quota exceeded")
 	// ErrClosed reports use of a store after Close.
 	ErrClosed = errors.New("storage: store closed")
+	// ErrFull reports a write refused because the store cannot take more
+	// for now: a queue bounded in bytes in front of it is full, typically
+	// because its disk is full or too slow. Nothing was written. Callers
+	// tell the sender <resource-constraint/> (a wait error: try again
+	// later); the store takes writes again once it has caught up.
+	ErrFull = errors.New("storage: full, try again later")
 )
 
 // Store is the composition of the stores the server core needs. Later

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/treff-im/treff/bosh"
+	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/register"
+	"github.com/treff-im/treff/storage/boltstore"
 	"mellium.im/xmpp/jid"
 )
 
@@ -171,6 +173,10 @@ type Config struct {
 	// MUCMaxHistory is how many messages a room keeps for new occupants
 	// (key muc_max_history). Default: 20.
 	MUCMaxHistory int
+	// MUCMaxQueue is the most bytes a room may have waiting to be sent
+	// and stored before it refuses messages with resource-constraint
+	// (key muc_max_queue). Default: 4 MiB.
+	MUCMaxQueue int
 	// Archive keeps each user's messages, and group chat rooms' messages,
 	// on the server for clients to fetch (XEP-0313 message archive; key
 	// archive: yes or no). Default: no.
@@ -179,6 +185,11 @@ type Config struct {
 	// archive_retention, "d" counts days; 0 keeps them forever).
 	// Default: 365d.
 	ArchiveRetention time.Duration
+	// ArchiveMaxQueue is the most bytes of archived messages waiting in
+	// memory for the disk (while it is full, say) before messages are
+	// refused with resource-constraint (key archive_max_queue). Default:
+	// 8 MiB.
+	ArchiveMaxQueue int
 	// Admins are the bare JIDs allowed to run the administration commands
 	// (XEP-0133) from their client (key admins, comma-separated).
 	// Default: none.
@@ -247,6 +258,8 @@ func Default() Config {
 		MUC:                     true,
 		MUCMaxOccupants:         200,
 		MUCMaxHistory:           20,
+		MUCMaxQueue:             muc.DefaultMaxQueueBytes,
+		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
 	}
 }
 
@@ -465,6 +478,12 @@ var options = []option{
 	}},
 	{"muc_max_history", "messages a room keeps for new occupants (`count`)", func(c *Config, v string) error {
 		return setInt(&c.MUCMaxHistory, v, 1)
+	}},
+	{"muc_max_queue", "most `bytes` a group chat room may have waiting to be sent and stored", func(c *Config, v string) error {
+		return setInt(&c.MUCMaxQueue, v, 1)
+	}},
+	{"archive_max_queue", "most `bytes` of archived messages waiting in memory for the disk before messages are refused", func(c *Config, v string) error {
+		return setInt(&c.ArchiveMaxQueue, v, 64<<10)
 	}},
 	{"archive", "keep users' messages on the server for their clients (XEP-0313; `yes` or `no`)", func(c *Config, v string) error {
 		return setBool(&c.Archive, v)

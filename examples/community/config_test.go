@@ -170,9 +170,11 @@ archive_retention = 30d
 		MUCCreators:             []string{"boss@example.org"},
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,
+		MUCMaxQueue:             4 << 20,
 		ExpireDaily:             true,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,
+		ArchiveMaxQueue:         8 << 20,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)

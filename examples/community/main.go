@@ -566,7 +566,7 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return adminResponse{}, err
 	}
-	store, err := openStore(path, "another admin command, or a server whose admin socket does not answer; try again")
+	store, err := openStore(path, "another admin command, or a server whose admin socket does not answer; try again", nil)
 	if err != nil {
 		return adminResponse{}, err
 	}
@@ -599,8 +599,14 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 
 // openStore opens the database, explaining a lock held by another process
 // with hint.
-func openStore(path, hint string) (*boltstore.Store, error) {
-	store, err := boltstore.Open(path, &boltstore.Options{Timeout: lockTimeout})
+// opts, if not nil, sets the other options.
+func openStore(path, hint string, opts *boltstore.Options) (*boltstore.Store, error) {
+	o := boltstore.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Timeout = lockTimeout
+	store, err := boltstore.Open(path, &o)
 	if errors.Is(err, boltstore.ErrLocked) {
 		return nil, fmt.Errorf("another process holds the database %s (%s)", path, hint)
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/treff-im/treff/s2s"
 	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/storage/boltstore"
 	"github.com/treff-im/treff/upload"
 	"github.com/treff-im/treff/version"
 	"github.com/treff-im/treff/xtime"
@@ -67,13 +68,18 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		return err
 	}
 
-	store, err := openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?")
+	store, err := openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
+		&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})
 	if err != nil {
 		return err
 	}
 	// From here on, this process owns the data folder: the database lock
 	// keeps out other servers and direct admin commands.
-	defer store.Close()
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the database", "err", err)
+		}
+	}()
 	authn := &auth.Store{Accounts: store}
 
 	srv := newServer(cfg, store, authn, log, &cert)
@@ -332,7 +338,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		HoldDeleted:       cfg.RegistrationHoldDeleted,
 	}
 	if cfg.MUC {
-		rooms := &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory}
+		rooms := &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory, MaxQueueBytes: cfg.MUCMaxQueue}
 		if cfg.Archive {
 			// Rooms keep archives too (each can turn it off in its
 			// configuration); the mam module's retention job expires

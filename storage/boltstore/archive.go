@@ -172,35 +172,42 @@ func decodeArchived(b cipher.Block, k, v []byte) (storage.ArchivedMessage, error
 	}, nil
 }
 
-// AppendArchive implements storage.Archive. Like PushOffline, appends
-// that overlap other writes of this kind share transactions.
+// AppendArchive implements storage.Archive. The record is queued and
+// committed behind the call, with others (see archivequeue.go); if the
+// queue has no room (Options.ArchiveQueueBytes), it waits for the commit
+// under way if commits succeed, and fails at once with an error wrapping
+// storage.ErrFull if they fail.
 func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.ArchivedMessage) (string, error) {
 	if user == "" {
 		return "", fail(errEmptyJID, "append archive")
 	}
 	if err := s.check(ctx); err != nil {
-		return "", fail(err, "append archive of %q", user)
+		return "", fail(err, "append archive")
 	}
 	v := encodeArchived(msg)
+	r := archiveRecord{user: user, val: v}
 	q := &s.archive
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if err := s.archiveWait(ctx, r.size()+archiveKeyLen, msg.Outgoing); err != nil {
+		return "", err
+	}
 	if err := s.archiveLoad(); err != nil {
-		return "", fail(err, "append archive of %q", user)
+		return "", fail(err, "append archive")
 	}
 	t := msg.Time
 	lt, err := s.archiveLastTime(user)
 	if err != nil {
-		return "", fail(err, "append archive of %q", user)
+		return "", fail(err, "append archive")
 	}
 	if t.Before(lt) {
 		t = lt // keys in arrival order are in time order too
 	}
 	q.seq++
-	k := archiveKey(t, q.seq)
+	r.key = archiveKey(t, q.seq)
 	q.last[user] = t
-	s.archiveEnqueue(archiveRecord{user: user, key: k, val: v})
-	return archiveID(q.blk, k), nil
+	s.archiveEnqueue(r)
+	return archiveID(q.blk, r.key), nil
 }
 
 // QueryArchive implements storage.Archive with storage.PageArchive, after

@@ -55,3 +55,47 @@ func BenchmarkQueryArchive(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAppendArchive measures AppendArchive, the archive's part of
+// every archived chat message: the caller's cost (the commit happens
+// behind it), from one goroutine and from many, for 100 users.
+func BenchmarkAppendArchive(b *testing.B) {
+	ctx := context.Background()
+	stanza := []byte("<message type='chat' id='m1' from='alice@example.org/phone' to='bob@example.org'><body>Shall we meet at the station at nine tomorrow morning?</body></message>")
+	users := make([]string, 100)
+	for i := range users {
+		users[i] = fmt.Sprintf("user%03d@example.org", i)
+	}
+	b.Run("Serial", func(b *testing.B) {
+		s, _ := openTemp(b, nil)
+		defer s.Close()
+		b.SetBytes(int64(len(stanza)))
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			msg := storage.ArchivedMessage{Time: time.Now().UTC(), With: "bob@example.org", WithResource: "phone", Stanza: stanza}
+			if _, err := s.AppendArchive(ctx, users[i%len(users)], msg); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("Parallel", func(b *testing.B) {
+		s, _ := openTemp(b, nil)
+		defer s.Close()
+		b.SetBytes(int64(len(stanza)))
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				msg := storage.ArchivedMessage{Time: time.Now().UTC(), With: "bob@example.org", WithResource: "phone", Stanza: stanza}
+				if _, err := s.AppendArchive(ctx, users[i%len(users)], msg); err != nil {
+					b.Error(err)
+					return
+				}
+				i++
+			}
+		})
+	})
+}

@@ -55,3 +55,26 @@ func TestArchiveReopen(t *testing.T) {
 		t.Errorf("prefs after reopening: %+v", pr)
 	}
 }
+
+// TestArchiveQueueSlowDisk: appends faster than the disk commits (a
+// small bound, synced commits) wait for the commit under way instead of
+// being refused, and the queue stays within its bound.
+func TestArchiveQueueSlowDisk(t *testing.T) {
+	ctx := context.Background()
+	const limit = 16 << 10
+	s, _ := openTemp(t, &Options{ArchiveQueueBytes: limit})
+	defer s.Close()
+	const n = 2000
+	for i := range n {
+		if _, err := s.AppendArchive(ctx, "alice@example.org", storage.ArchivedMessage{With: "bob@example.org", Outgoing: i%2 == 0,
+			Stanza: []byte("<message type='chat'><body>a message of about two hundred bytes, give or take a few, to fill the queue quickly</body></message>")}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		if q := s.ArchiveQueued(); q > limit {
+			t.Fatalf("%d bytes queued, bound %d", q, limit)
+		}
+	}
+	if c, err := s.CountArchive(ctx, "alice@example.org"); err != nil || c != n {
+		t.Errorf("CountArchive = %d, %v; want %d", c, err, n)
+	}
+}

@@ -1,11 +1,17 @@
 package boltstore
 
 import (
+	"context"
 	"crypto/cipher"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/treff-im/treff/internal/logevery"
+	"github.com/treff-im/treff/storage"
 )
 
 // Archive appends are written behind: AppendArchive gives the message its
@@ -16,16 +22,50 @@ import (
 // of the archive (and Close) flushes first, so what AppendArchive
 // returned is always visible to queries. A machine crash can lose the
 // last few milliseconds of archived messages (they were delivered all the
-// same); a failed commit keeps them queued for the next flush.
+// same).
+//
+// The queue is bounded in bytes (Options.ArchiveQueueBytes). A failed
+// commit (a full disk, say) keeps its records queued and is tried again
+// with a growing delay (archiveRetryFirst doubling up to archiveRetryMax);
+// meanwhile appends are still queued while there is room, and refused
+// with storage.ErrFull once there is none, so memory stays bounded and
+// the caller can tell the sender. While commits succeed, an append that
+// finds no room waits for the commit under way instead: a disk that is
+// only slower than the appends slows them down, it does not refuse them. Outgoing messages are refused from 7/8
+// of the bound: a message between two local users is appended first to
+// the sender's archive (outgoing), then to the recipient's, and the
+// margin keeps the second append from being refused after the first was
+// taken. Reads during the retry delay fail with the last commit's error
+// rather than answer without the queued messages. The failure is logged
+// when it starts and then at most once a minute, and its end once; the
+// lines carry no user, address or content. Close makes a last attempt
+// and reports the records it could not write.
 
 const (
 	archiveFlushDelay = 25 * time.Millisecond
 	archiveFlushMax   = 1024 // queued records that trigger a flush at once
+	// archiveRetryFirst and archiveRetryMax bound the delay before a
+	// failed commit is tried again; it doubles from the first to the
+	// most.
+	archiveRetryFirst = 50 * time.Millisecond
+	archiveRetryMax   = 5 * time.Second
+	// archiveRecordOverhead is what a queued record costs beyond its
+	// user, key and value (its slice element and headers).
+	archiveRecordOverhead = 64
 )
+
+// DefaultArchiveQueueBytes is the bound of the archive's write queue when
+// Options.ArchiveQueueBytes is zero.
+const DefaultArchiveQueueBytes = 8 << 20
 
 type archiveRecord struct {
 	user     string
 	key, val []byte
+}
+
+// size is what the record counts against the queue's bound.
+func (r archiveRecord) size() int {
+	return len(r.user) + len(r.key) + len(r.val) + archiveRecordOverhead
 }
 
 type archiveQueue struct {
@@ -35,9 +75,35 @@ type archiveQueue struct {
 	blk     cipher.Block         // the IDs' cipher
 	last    map[string]time.Time // time in the newest key of each user seen
 	pending []archiveRecord
-	timer   *time.Timer
+	bytes   int         // size of the queued records, pending or being committed
+	limit   int         // the bound of bytes
+	stop    func() bool // stops the scheduled flush, if any
+	// flushing is set while a commit runs; room is signalled (with mu)
+	// when one ends, for appends that wait for room.
+	flushing bool
+	room     sync.Cond
+	// failures counts the commits that failed in a row; while it is
+	// not zero a retry is scheduled, and lastErr is the last error.
+	failures int
+	lastErr  error
 
 	flushMu sync.Mutex // one flush at a time, in order
+
+	// Set by Open; tests replace them.
+	afterFunc func(time.Duration, func()) (stop func() bool)
+	now       func() time.Time
+	log       *slog.Logger
+	logLimit  logevery.Limiter
+}
+
+func afterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+
+// ArchiveQueued returns the bytes of archived messages waiting in memory
+// for their commit (the measure that Options.ArchiveQueueBytes bounds).
+func (s *Store) ArchiveQueued() int {
+	s.archive.mu.Lock()
+	defer s.archive.mu.Unlock()
+	return s.archive.bytes
 }
 
 // archiveLoad reads (creating if needed) the cipher and the sequence;
@@ -47,7 +113,27 @@ func (s *Store) archiveLoad() error {
 	if q.ready {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// A read is enough once the archive exists, so that a server
+	// restarted on a full disk can queue appends.
+	err := s.db.View(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketArchive)
+		if root == nil {
+			return nil
+		}
+		blk, err := archiveCipher(tx, false)
+		if err == nil && blk != nil {
+			q.blk, q.seq, q.ready = blk, root.Sequence(), true
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if q.ready {
+		q.last = make(map[string]time.Time)
+		return nil
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bucketArchive)
 		if err != nil {
 			return err
@@ -89,40 +175,108 @@ func (s *Store) archiveLastTime(user string) (time.Time, error) {
 	return t, err
 }
 
+// archiveWait makes room in the queue for a record of size bytes: while
+// commits succeed, it waits for the one under way (starting one if none
+// is), so that a disk that is only slower than the appends slows them
+// down; while they fail, or once ctx is done, it returns the
+// storage.ErrFull of archiveRoom. q.mu is held.
+func (s *Store) archiveWait(ctx context.Context, size int, outgoing bool) error {
+	q := &s.archive
+	for {
+		err := s.archiveRoom(size, outgoing)
+		if err == nil || q.failures > 0 || ctx.Err() != nil || s.closed.Load() {
+			return err
+		}
+		if !q.flushing {
+			q.flushing = true // the flush started here will clear it
+			go s.flushArchive()
+		}
+		q.room.Wait()
+	}
+}
+
+// archiveRoom returns storage.ErrFull, wrapped, if a record of size bytes
+// does not fit in the queue; q.mu is held.
+func (s *Store) archiveRoom(size int, outgoing bool) error {
+	q := &s.archive
+	limit := q.limit
+	if outgoing {
+		limit -= limit / 8
+	}
+	if q.bytes+size <= limit {
+		return nil
+	}
+	if q.failures > 0 {
+		return fmt.Errorf("boltstore: append archive: %w: %d bytes wait for a commit that fails (%v)", storage.ErrFull, q.bytes, q.lastErr)
+	}
+	return fmt.Errorf("boltstore: append archive: %w: %d bytes wait for a commit", storage.ErrFull, q.bytes)
+}
+
 // archiveEnqueue queues a record; q.mu is held.
 func (s *Store) archiveEnqueue(r archiveRecord) {
 	q := &s.archive
 	q.pending = append(q.pending, r)
+	q.bytes += r.size()
 	switch {
+	case q.failures > 0:
+		// A retry is scheduled; it takes this record too.
 	case len(q.pending) >= archiveFlushMax:
-		if q.timer != nil {
-			q.timer.Stop()
-			q.timer = nil
+		if q.stop != nil {
+			q.stop()
+			q.stop = nil
 		}
 		go s.flushArchive()
-	case q.timer == nil:
-		q.timer = time.AfterFunc(archiveFlushDelay, func() { s.flushArchive() })
+	case q.stop == nil:
+		q.stop = q.afterFunc(archiveFlushDelay, s.flushArchiveLater)
 	}
 }
 
-// flushArchive commits the queued records. It returns the commit's error;
-// on error the records stay queued.
-func (s *Store) flushArchive() error {
+// Why a flush runs.
+const (
+	flushRead  = iota // a read, or a full queue: not during the retry delay
+	flushTimer        // the scheduled flush or retry
+	flushClose        // the last one
+)
+
+// flushArchive commits the queued records, for a read; see flush.
+func (s *Store) flushArchive() error { return s.flush(flushRead) }
+
+// flushArchiveLater is the scheduled flush.
+func (s *Store) flushArchiveLater() { s.flush(flushTimer) }
+
+// flush commits the queued records and returns the commit's error; on
+// error the records stay queued and a retry is scheduled. During the
+// delay before a retry, a flush for a read returns the last error
+// without trying.
+func (s *Store) flush(why int) error {
 	q := &s.archive
 	q.flushMu.Lock()
 	defer q.flushMu.Unlock()
+	if why == flushTimer && s.closed.Load() {
+		return nil // Close made the last attempt
+	}
 	q.mu.Lock()
+	if why == flushRead && q.failures > 0 {
+		err := q.lastErr
+		q.flushing = false // in case an append started this flush
+		q.mu.Unlock()
+		return fmt.Errorf("archived messages wait for a retry of a commit that failed: %w", err)
+	}
 	batch := q.pending
 	q.pending = nil
-	if q.timer != nil {
-		q.timer.Stop()
-		q.timer = nil
+	if q.stop != nil {
+		q.stop()
+		q.stop = nil
 	}
 	seq := q.seq
-	q.mu.Unlock()
 	if len(batch) == 0 {
+		q.flushing = false
+		q.room.Broadcast()
+		q.mu.Unlock()
 		return nil
 	}
+	q.flushing = true
+	q.mu.Unlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bucketArchive)
 		if err != nil {
@@ -145,15 +299,65 @@ func (s *Store) flushArchive() error {
 		}
 		return nil
 	})
+	q.mu.Lock()
+	q.flushing = false
+	q.room.Broadcast()
 	if err != nil {
-		q.mu.Lock()
 		q.pending = append(batch, q.pending...)
-		if q.timer == nil && !s.closed.Load() {
-			q.timer = time.AfterFunc(100*archiveFlushDelay, func() { s.flushArchive() })
+		q.failures++
+		q.lastErr = err
+		failures, queued := q.failures, q.bytes
+		delay := archiveRetry(failures)
+		if why != flushClose {
+			q.stop = q.afterFunc(delay, s.flushArchiveLater)
 		}
 		q.mu.Unlock()
+		if why != flushClose {
+			s.logArchive(slog.LevelError, "boltstore: writing archived messages failed; they stay queued and the write is retried",
+				"err", err, "queued_bytes", queued, "failed_attempts", failures, "retry_in", delay.String())
+		}
+		return err
 	}
-	return err
+	n := 0
+	for _, r := range batch {
+		n += r.size()
+	}
+	q.bytes -= n
+	failures := q.failures
+	q.failures, q.lastErr = 0, nil
+	if len(q.pending) > 0 && q.stop == nil && why != flushClose {
+		q.stop = q.afterFunc(archiveFlushDelay, s.flushArchiveLater)
+	}
+	q.mu.Unlock()
+	if failures > 0 {
+		// Once per failure: not rate-limited.
+		q.log.Info("boltstore: archived messages are written again", "failed_attempts", failures, "written", len(batch))
+	}
+	return nil
+}
+
+// archiveRetry is the delay before the next attempt after the given
+// number of failed commits in a row.
+func archiveRetry(failures int) time.Duration {
+	d := archiveRetryFirst
+	for i := 1; i < failures && d < archiveRetryMax; i++ {
+		d *= 2
+	}
+	return min(d, archiveRetryMax)
+}
+
+// logArchive logs a line about the archive queue at most once per
+// interval, with the number of lines held back since the last.
+func (s *Store) logArchive(level slog.Level, msg string, args ...any) {
+	q := &s.archive
+	ok, n := q.logLimit.Allow(q.now())
+	if !ok {
+		return
+	}
+	if n > 0 {
+		args = append(args, "similar_lines_suppressed", n)
+	}
+	q.log.Log(context.Background(), level, msg, args...)
 }
 
 // forgetArchiveUser drops what the queue remembers of user (after its

@@ -8,6 +8,16 @@
 // message to an offline user, coalesces overlapping calls into shared
 // transactions with bbolt's DB.Batch; see Options.BatchDelay.
 //
+// AppendArchive is the exception: it queues the message and commits it
+// with others a few milliseconds later (the message's ID must be known
+// before it is delivered). That queue is bounded by
+// Options.ArchiveQueueBytes; when commits fail (a full disk), they are
+// retried with a growing delay, and once the queue is full AppendArchive
+// fails with storage.ErrFull, so that the server refuses the message
+// instead of keeping it in memory without end. bbolt stays usable after
+// a commit that failed to write: the transaction is rolled back, and the
+// file keeps its last committed state.
+//
 // bbolt allows one process at a time to open a file for writing. Open waits
 // Options.Timeout for the lock and then fails with an error wrapping
 // ErrLocked, typically because the server is running.
@@ -53,6 +63,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -130,6 +141,21 @@ type Options struct {
 	// but a crash of the machine (not just of the process) can lose recent
 	// writes or corrupt the file. Meant for tests and benchmarks.
 	NoSync bool
+
+	// ArchiveQueueBytes bounds the archived messages that wait in memory
+	// for their commit (see AppendArchive), in bytes: the records' users,
+	// keys and encoded messages, plus 64 bytes each. When the disk fails
+	// (full, say), failed commits stay queued and are retried; once the
+	// queue is full, AppendArchive fails with storage.ErrFull until they
+	// are written. Outgoing messages are refused from 7/8 of it. It must
+	// be larger than the largest stanza the server accepts. Zero means
+	// DefaultArchiveQueueBytes (8 MiB).
+	ArchiveQueueBytes int
+
+	// Logger receives the store's own log lines: commits behind
+	// AppendArchive that fail (at most one line a minute) and their
+	// recovery. nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Store is a storage.Store backed by a bbolt file. Create one with Open.
@@ -161,6 +187,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.BatchDelay == 0 {
 		o.BatchDelay = DefaultBatchDelay
 	}
+	if o.ArchiveQueueBytes <= 0 {
+		o.ArchiveQueueBytes = DefaultArchiveQueueBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, NoSync: o.NoSync})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
@@ -175,7 +207,13 @@ func Open(path string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
-	return &Store{db: db, path: path, batch: o.BatchDelay > 0}, nil
+	s := &Store{db: db, path: path, batch: o.BatchDelay > 0}
+	s.archive.limit = o.ArchiveQueueBytes
+	s.archive.room.L = &s.archive.mu
+	s.archive.afterFunc = afterFunc
+	s.archive.now = time.Now
+	s.archive.log = o.Logger
+	return s, nil
 }
 
 // initSchema creates the buckets of a new database and checks the schema
@@ -226,12 +264,13 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return fmt.Errorf("boltstore: close: %w", storage.ErrClosed)
 	}
-	ferr := s.flushArchive()
+	ferr := s.flush(flushClose)
+	lost := s.ArchiveQueued()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close %s: %w", s.path, err)
 	}
 	if ferr != nil {
-		return fmt.Errorf("boltstore: close %s: writing queued archive records: %w", s.path, ferr)
+		return fmt.Errorf("boltstore: close %s: %d bytes of archived messages could not be written: %w", s.path, lost, ferr)
 	}
 	return nil
 }
