@@ -269,6 +269,12 @@ func scanError(err error) (streamError, bool) {
 		return streamError{cond: "restricted-xml"}, true
 	case errors.Is(err, xmlscan.ErrTooLarge):
 		return streamError{cond: "policy-violation", text: "stanza too large"}, true
+	case errors.Is(err, xmlscan.ErrTooManyAttrs):
+		return streamError{cond: "policy-violation", text: "too many attributes"}, true
+	case errors.Is(err, xmlscan.ErrNestedStream):
+		// Well-formed so far, but a stream header inside the stream
+		// breaks RFC 6120's stream structure (4.9.3.11).
+		return streamError{cond: "invalid-xml", text: "stream header inside the stream"}, true
 	case errors.Is(err, xmlscan.ErrBadPrefix):
 		return streamError{cond: "bad-namespace-prefix"}, true
 	case errors.Is(err, xmlscan.ErrUnsupportedEncoding):

@@ -81,8 +81,10 @@ func scanCondition(err error) (string, bool) {
 		return "not-well-formed", true
 	case errors.Is(err, xmlscan.ErrRestrictedXML):
 		return "restricted-xml", true
-	case errors.Is(err, xmlscan.ErrTooLarge):
+	case errors.Is(err, xmlscan.ErrTooLarge), errors.Is(err, xmlscan.ErrTooManyAttrs):
 		return "policy-violation", true
+	case errors.Is(err, xmlscan.ErrNestedStream):
+		return "invalid-xml", true
 	case errors.Is(err, xmlscan.ErrBadPrefix):
 		return "bad-namespace-prefix", true
 	case errors.Is(err, xmlscan.ErrBadStreamHeader):
