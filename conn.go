@@ -287,6 +287,14 @@ func scanError(err error) (streamError, bool) {
 	return streamError{}, false
 }
 
+// maxAttrs is the attribute limit per start tag after authentication.
+func (srv *Server) maxAttrs() int {
+	if srv.MaxAttributes > 0 {
+		return srv.MaxAttributes
+	}
+	return xmlscan.DefaultMaxAttrs
+}
+
 // write writes directly to the connection (negotiation phase only).
 func (c *conn) write(s string) error {
 	c.wmu.Lock()
@@ -378,6 +386,7 @@ func (c *conn) serve() (sess *Session) {
 		c.secure = true
 	}
 	c.sc = xmlscan.NewScanner(c.rw, srv.MaxStanzaSize)
+	c.sc.SetMaxAttrs(min(xmlscan.DefaultMaxAttrs, srv.maxAttrs()))
 	for {
 		next, err := c.negotiate()
 		if err != nil {
@@ -776,6 +785,9 @@ func (c *conn) authenticate(user jid.JID, mechanism string) error {
 	}
 	c.user = user
 	c.authed.Store(&user)
+	// An account holder may send what the operator allows; before, only
+	// the small pre-authentication limit holds.
+	c.sc.SetMaxAttrs(c.srv.maxAttrs())
 	c.srv.logger().Debug("authenticated", "user", user.String(), "mechanism", mechanism)
 	c.srv.recordLogin(c.ctx, user)
 	return nil

@@ -163,6 +163,10 @@ func (c *in) stream() (restart bool, err error) {
 		wait := m.connectTimeout()
 		if c.anyAuth() {
 			wait = m.idle()
+			// The peer relays its users' stanzas: the server's
+			// limit for authenticated clients applies, not the
+			// smaller one for anyone.
+			s.sc.SetMaxAttrs(m.maxAttrs())
 		}
 		s.nc.SetReadDeadline(time.Now().Add(wait))
 		el, err := s.sc.Next()

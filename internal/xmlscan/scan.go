@@ -1013,9 +1013,16 @@ func validUTF8(b []byte) bool {
 
 // Parse parses raw as one complete element (with optional surrounding
 // whitespace) under the same rules as a stream's top-level element. max <= 0
-// means 256 KiB.
+// means 256 KiB; start tags may have DefaultMaxAttrs attributes.
 func Parse(raw []byte, max int) (*Element, error) {
+	return ParseAttrs(raw, max, DefaultMaxAttrs)
+}
+
+// ParseAttrs is Parse with a limit of maxAttrs attributes per start tag
+// (<= 0 means DefaultMaxAttrs).
+func ParseAttrs(raw []byte, max, maxAttrs int) (*Element, error) {
 	s := NewScanner(bytes.NewReader(raw), max)
+	s.SetMaxAttrs(maxAttrs)
 	el, err := s.Next()
 	if err != nil {
 		if err == io.EOF || err == ErrStreamEnd {
