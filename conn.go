@@ -270,6 +270,12 @@ func scanError(err error) (streamError, bool) {
 		return streamError{cond: "restricted-xml"}, true
 	case errors.Is(err, xmlscan.ErrTooLarge):
 		return streamError{cond: "policy-violation", text: "stanza too large"}, true
+	case errors.Is(err, xmlscan.ErrTooManyAttrs):
+		return streamError{cond: "policy-violation", text: "too many attributes"}, true
+	case errors.Is(err, xmlscan.ErrNestedStream):
+		// Well-formed so far, but a stream header inside the stream
+		// breaks RFC 6120's stream structure (4.9.3.11).
+		return streamError{cond: "invalid-xml", text: "stream header inside the stream"}, true
 	case errors.Is(err, xmlscan.ErrBadPrefix):
 		return streamError{cond: "bad-namespace-prefix"}, true
 	case errors.Is(err, xmlscan.ErrUnsupportedEncoding):
@@ -280,6 +286,14 @@ func scanError(err error) (streamError, bool) {
 		return streamError{cond: "connection-timeout"}, true
 	}
 	return streamError{}, false
+}
+
+// maxAttrs is the attribute limit per start tag after authentication.
+func (srv *Server) maxAttrs() int {
+	if srv.MaxAttributes > 0 {
+		return srv.MaxAttributes
+	}
+	return xmlscan.DefaultMaxAttrs
 }
 
 // write writes directly to the connection (negotiation phase only).
@@ -373,6 +387,7 @@ func (c *conn) serve() (sess *Session) {
 		c.secure = true
 	}
 	c.sc = xmlscan.NewScanner(c.rw, srv.MaxStanzaSize)
+	c.sc.SetMaxAttrs(min(xmlscan.DefaultMaxAttrs, srv.maxAttrs()))
 	for {
 		next, err := c.negotiate()
 		if err != nil {
@@ -778,6 +793,9 @@ func (c *conn) authenticate(user jid.JID, mechanism string) error {
 	}
 	c.user = user
 	c.authed.Store(&user)
+	// An account holder may send what the operator allows; before, only
+	// the small pre-authentication limit holds.
+	c.sc.SetMaxAttrs(c.srv.maxAttrs())
 	c.srv.logger().Debug("authenticated", "user", user.String(), "mechanism", mechanism)
 	c.srv.recordLogin(c.ctx, user)
 	return nil

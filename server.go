@@ -78,6 +78,12 @@ type Server struct {
 	// MaxStanzaSize is the largest top-level element accepted, in bytes;
 	// larger ones close the stream with <policy-violation/>. 0 means 256 KiB.
 	MaxStanzaSize int
+	// MaxAttributes is the most attributes one start tag may have (the
+	// stream header's or any element's, at any depth) once the client
+	// has authenticated; a stanza with more closes the stream with
+	// <policy-violation/>. Before authentication the limit is the
+	// smaller of this and 100. 0 means 100.
+	MaxAttributes int
 	// NegotiationTimeout bounds the time from connect to a bound resource;
 	// a stream that takes longer is closed with <connection-timeout/>.
 	// 0 means 30 seconds.
@@ -248,6 +254,7 @@ func (srv *Server) checkLimits() error {
 		{"NegotiationTimeout", srv.NegotiationTimeout < 0},
 		{"WriteTimeout", srv.WriteTimeout < 0},
 		{"MaxStanzaSize", srv.MaxStanzaSize < 0},
+		{"MaxAttributes", srv.MaxAttributes < 0},
 		{"MaxQueue", srv.MaxQueue < 0},
 		{"MaxAuthFailures", srv.MaxAuthFailures < 0},
 	} {

@@ -146,7 +146,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return // else the client went away
 	}
-	el, err := parseBody(data, max)
+	el, err := parseBody(data, max, h.Server.MaxAttributes)
 	if err != nil {
 		writeBody(w, http.StatusOK, terminateBody("bad-request", nil))
 		return
@@ -213,7 +213,11 @@ func durationOr(d, def time.Duration) time.Duration {
 
 // parseBody parses a request: one <body/> element qualified by NS, after
 // an optional XML declaration.
-func parseBody(data []byte, max int) (*xmlscan.Element, error) {
+//
+// maxAttrs bounds the attributes of each start tag, the body's and its
+// stanzas' (<= 0 means 100): the server's MaxAttributes, which the session
+// layer applies again to the stanzas once it reads them.
+func parseBody(data []byte, max, maxAttrs int) (*xmlscan.Element, error) {
 	s := strings.TrimSpace(string(data))
 	if strings.HasPrefix(s, "<?xml") {
 		i := strings.Index(s, "?>")
@@ -222,7 +226,7 @@ func parseBody(data []byte, max int) (*xmlscan.Element, error) {
 		}
 		s = s[i+2:]
 	}
-	el, err := xmlscan.Parse([]byte(s), max)
+	el, err := xmlscan.ParseAttrs([]byte(s), max, maxAttrs)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func FuzzParseBody(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		el, err := parseBody(data, 4096)
+		el, err := parseBody(data, 4096, 0)
 		if err != nil {
 			return
 		}
@@ -149,7 +149,7 @@ func FuzzParseBody(f *testing.F) {
 		s.sid, s.ver, s.wait, s.requests, s.streamID = "sid", ver, time.Minute, 2, s.lang
 		r := &request{creation: true, done: make(chan struct{})}
 		s.answerLocked(r, []byte("<stream:features xmlns:stream='http://etherx.jabber.org/streams'/>"), false)
-		resp, err := parseBody(r.resp, 0)
+		resp, err := parseBody(r.resp, 0, 0)
 		if err != nil {
 			t.Fatalf("creation response %q: %v", r.resp, err)
 		}
@@ -177,7 +177,7 @@ func FuzzServeHTTP(f *testing.F) {
 	h := &Handler{Server: &treff.Server{}, MaxBodySize: 4096}
 	re := regexp.MustCompile(`^<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='([a-z-]+)'/>$`)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		el, perr := parseBody(data, 4096)
+		el, perr := parseBody(data, 4096, 0)
 		badRID := true
 		if perr == nil {
 			if _, ok := el.Attr("sid"); !ok {
@@ -204,7 +204,7 @@ func FuzzServeHTTP(f *testing.F) {
 		if m[1] != want {
 			t.Fatalf("%q: condition %q, want %q", data, m[1], want)
 		}
-		if _, err := parseBody(w.Body.Bytes(), 0); err != nil {
+		if _, err := parseBody(w.Body.Bytes(), 0, 0); err != nil {
 			t.Fatalf("response %q: %v", w.Body, err)
 		}
 	})

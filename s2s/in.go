@@ -81,8 +81,10 @@ func scanCondition(err error) (string, bool) {
 		return "not-well-formed", true
 	case errors.Is(err, xmlscan.ErrRestrictedXML):
 		return "restricted-xml", true
-	case errors.Is(err, xmlscan.ErrTooLarge):
+	case errors.Is(err, xmlscan.ErrTooLarge), errors.Is(err, xmlscan.ErrTooManyAttrs):
 		return "policy-violation", true
+	case errors.Is(err, xmlscan.ErrNestedStream):
+		return "invalid-xml", true
 	case errors.Is(err, xmlscan.ErrBadPrefix):
 		return "bad-namespace-prefix", true
 	case errors.Is(err, xmlscan.ErrBadStreamHeader):
@@ -161,6 +163,10 @@ func (c *in) stream() (restart bool, err error) {
 		wait := m.connectTimeout()
 		if c.anyAuth() {
 			wait = m.idle()
+			// The peer relays its users' stanzas: the server's
+			// limit for authenticated clients applies, not the
+			// smaller one for anyone.
+			s.sc.SetMaxAttrs(m.maxAttrs())
 		}
 		s.nc.SetReadDeadline(time.Now().Add(wait))
 		el, err := s.sc.Next()

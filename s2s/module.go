@@ -17,6 +17,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/accept"
+	"github.com/treff-im/treff/internal/xmlscan"
 	"github.com/treff-im/treff/stanza"
 )
 
@@ -107,6 +108,15 @@ func (m *Module) maxStanza() int {
 		return m.srv.MaxStanzaSize
 	}
 	return 256 << 10
+}
+
+// maxAttrs is the attribute limit per start tag once a peer is
+// authenticated: the server's MaxAttributes (before, at most 100).
+func (m *Module) maxAttrs() int {
+	if m.srv.MaxAttributes > 0 {
+		return m.srv.MaxAttributes
+	}
+	return xmlscan.DefaultMaxAttrs
 }
 
 // ErrNotSetUp is returned by Serve and ServeTLS when the server has not

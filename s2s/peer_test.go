@@ -3,6 +3,7 @@ package s2s_test
 import (
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -169,6 +170,38 @@ func TestRawPeer(t *testing.T) {
 		p.send("<message from='mallory@evil.test' to='alice@a.test/r' type='chat' id='big'><body>" + strings.Repeat("x", 300<<10) + "</body></message>")
 		p.streamError("policy-violation")
 		quiet(t, alice, "a.test", 0)
+	})
+
+	// Issue 15: what Namespaces in XML forbids is refused, not relayed
+	// to alice (whose client may parse with expat and drop on it).
+	t.Run("namespace ill-formed stanza", func(t *testing.T) {
+		p := dialPeer(t, a.S2SAddr())
+		p.startTLS("evil.test", "a.test", evil.config("a.test"))
+		p.external("evil.test", "a.test", "evil.test")
+		p.send("<message from='mallory@evil.test/x' to='alice@a.test/r' type='chat' id='ns1' xmlns:xml='urn:other'><body>hi</body></message>")
+		p.streamError("not-well-formed")
+		quiet(t, alice, "a.test", 0)
+	})
+
+	t.Run("nested stream header", func(t *testing.T) {
+		p := dialPeer(t, a.S2SAddr())
+		p.startTLS("evil.test", "a.test", evil.config("a.test"))
+		p.external("evil.test", "a.test", "evil.test")
+		// Without the XML declaration, which alone would be
+		// restricted-xml.
+		p.send(strings.TrimPrefix(serverHeader("evil.test", "a.test"), "<?xml version='1.0'?>"))
+		p.streamError("invalid-xml")
+	})
+
+	t.Run("header with too many attributes", func(t *testing.T) {
+		p := dialPeer(t, a.S2SAddr())
+		var b strings.Builder
+		for i := range 150 {
+			fmt.Fprintf(&b, " a%d='%d'", i, i)
+		}
+		hdr := serverHeader("evil.test", "a.test")
+		p.send(strings.TrimSuffix(hdr, ">") + b.String() + ">")
+		p.streamError("policy-violation")
 	})
 
 	t.Run("direct TLS", func(t *testing.T) {

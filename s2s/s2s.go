@@ -104,7 +104,10 @@ type Module struct {
 	// DefaultMaxStreams.
 	MaxStreams int
 	// MaxStanzaSize is the largest element accepted from a peer; 0 means
-	// the server's MaxStanzaSize, or 256 KiB.
+	// the server's MaxStanzaSize, or 256 KiB. The attribute limit per
+	// start tag is the server's MaxAttributes once the peer has
+	// authenticated a domain, at most 100 before; a peer that sends more
+	// gets <policy-violation/>.
 	MaxStanzaSize int
 	// Logger, if set, replaces the server's logger for this module.
 	Logger *slog.Logger

@@ -230,7 +230,9 @@ func describe(err error) string {
 		return "timed out"
 	case strings.Contains(err.Error(), "tls:"), strings.Contains(err.Error(), "x509:"):
 		return "TLS failed"
-	case errors.Is(err, xmlscan.ErrNotWellFormed), errors.Is(err, xmlscan.ErrBadStreamHeader):
+	case errors.Is(err, xmlscan.ErrNotWellFormed), errors.Is(err, xmlscan.ErrBadStreamHeader),
+		errors.Is(err, xmlscan.ErrBadPrefix), errors.Is(err, xmlscan.ErrTooManyAttrs),
+		errors.Is(err, xmlscan.ErrNestedStream):
 		return "the peer sent bad XML"
 	}
 	return "connection failed"

@@ -110,6 +110,10 @@ type Config struct {
 	// MaxStanzaSize is the largest stanza accepted, in bytes (key
 	// max_stanza_size). Default: 262144.
 	MaxStanzaSize int
+	// MaxAttributes is the most attributes one start tag of an
+	// authenticated client may have (key max_attributes); before
+	// authentication the limit is at most 100. Default: 100.
+	MaxAttributes int
 	// IdleTimeout closes a stream silent for that long (key idle_timeout);
 	// 0 means never. Default: 14m.
 	IdleTimeout time.Duration
@@ -237,6 +241,7 @@ func Default() Config {
 		S2SIdleTimeout:         10 * time.Minute,
 		LogLevel:               slog.LevelInfo,
 		MaxStanzaSize:          256 << 10,
+		MaxAttributes:          100,
 		IdleTimeout:            14 * time.Minute,
 		ResumeTimeout:          5 * time.Minute,
 		NegotiationTimeout:     30 * time.Second,
@@ -418,6 +423,9 @@ var options = []option{
 	}},
 	{"max_stanza_size", "largest stanza accepted, in `bytes`", func(c *Config, v string) error {
 		return setInt(&c.MaxStanzaSize, v, minStanzaSize)
+	}},
+	{"max_attributes", "most attributes per start tag from an authenticated client (`count`, at least 16)", func(c *Config, v string) error {
+		return setInt(&c.MaxAttributes, v, 16)
 	}},
 	{"idle_timeout", "close streams silent for this `duration` (0: never)", func(c *Config, v string) error {
 		return setDuration(&c.IdleTimeout, v, true)

@@ -83,6 +83,7 @@ cert = /etc/tls/fullchain.pem
 key=/etc/tls/privkey.pem
 log_level = DEBUG
 max_stanza_size = 100000
+max_attributes = 200
 idle_timeout = 0
 resume_timeout = 90s
 negotiation_timeout = 1m30s
@@ -144,6 +145,7 @@ archive_retention = 30d
 		Key:                    "/etc/tls/privkey.pem",
 		LogLevel:               slog.LevelDebug,
 		MaxStanzaSize:          100000,
+		MaxAttributes:          200,
 		IdleTimeout:            0,
 		ResumeTimeout:          90 * time.Second,
 		NegotiationTimeout:     90 * time.Second,
@@ -196,6 +198,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"\nlog_level = verbose\n", `x.conf:2: log_level: "verbose" is not one of`},
 		{"max_stanza_size = 1k\n", `x.conf:1: max_stanza_size: "1k" is not an integer`},
 		{"max_stanza_size = 9999\n", `x.conf:1: max_stanza_size: 9999 is less than 10000`},
+		{"max_attributes = 15\n", `x.conf:1: max_attributes: 15 is less than 16`},
 		{"idle_timeout = 5\n", `x.conf:1: idle_timeout: "5" is not a duration`},
 		{"http = :80\n", `x.conf:1: http: ":80": plain HTTP is only for loopback addresses; use https`},
 		{"s2s_resolve = example.net\n", `x.conf:1: s2s_resolve: "example.net" is not domain=host:port`},

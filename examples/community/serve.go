@@ -284,6 +284,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		Authenticator:      authn,
 		Logger:             log,
 		MaxStanzaSize:      cfg.MaxStanzaSize,
+		MaxAttributes:      cfg.MaxAttributes,
 		NegotiationTimeout: cfg.NegotiationTimeout,
 		IdleTimeout:        cfg.IdleTimeout,
 		WriteTimeout:       cfg.WriteTimeout,

@@ -13,6 +13,7 @@ package xmlscan
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -37,7 +38,25 @@ var (
 	ErrUnsupportedEncoding = errors.New("xmlscan: unsupported encoding")
 	// ErrStreamEnd: the peer closed the stream with </stream:stream>.
 	ErrStreamEnd = errors.New("xmlscan: end of stream")
+	// ErrNamespace: a start tag that Namespaces in XML 1.0 forbids: a
+	// name that is not a QName (a:b:c, :a, a:), a reserved prefix or
+	// namespace misused (xmlns:xml='urn:x', xmlns:xmlns=...), a prefix
+	// undeclared with xmlns:p='', or two attributes with the same
+	// expanded name. It wraps ErrNotWellFormed: RFC 6120 4.9.3.13 counts
+	// violations of [XML-NAMES] as not well-formed (not-well-formed).
+	ErrNamespace = fmt.Errorf("%w: namespace constraint violated", ErrNotWellFormed)
+	// ErrTooManyAttrs: a start tag has more attributes than the limit
+	// (policy-violation).
+	ErrTooManyAttrs = errors.New("xmlscan: too many attributes")
+	// ErrNestedStream: a stream header inside the stream, after it was
+	// opened and before a restart (invalid-xml).
+	ErrNestedStream = errors.New("xmlscan: stream header inside the stream")
 )
+
+// DefaultMaxAttrs is the attribute limit of a new scanner, per start tag:
+// generous for any XMPP element (the busiest carry about ten) and the
+// limit before authentication, when anyone can send.
+const DefaultMaxAttrs = 100
 
 // ErrNoData is what a reader returns to say that no data is there now and
 // that it would have to wait. When Next gets it before reading any byte of
@@ -164,8 +183,9 @@ func (e *Element) AppendWithout(dst []byte, extra string, names ...string) []byt
 
 // Scanner reads top-level elements from a stream.
 type Scanner struct {
-	r   io.Reader
-	max int
+	r        io.Reader
+	max      int
+	maxAttrs int // per start tag
 
 	buf   []byte  // buf[:n] holds data; buf[pos:n] is unread; nil after Release
 	pbuf  *[]byte // buf's pooled backing, if it came from bufPool
@@ -174,34 +194,45 @@ type Scanner struct {
 	start int // start of the element being scanned
 	rerr  error
 
-	streamName     string   // qualified name of the stream element
-	streamPrefixes []string // other prefixes the stream header declares
+	streamName    string       // qualified name of the stream element
+	streamDecls   []streamDecl // the prefixes the stream header declares
+	streamDefault string       // the stream header's default namespace
 	// scratch for element scanning, reused between elements
-	stack   []span
-	prefix  []prefixDecl
-	attrTmp []rawAttr
+	stack     []span
+	prefix    []prefixDecl     // declarations in scope
+	prefixIdx map[string]int32 // prefix to its innermost declaration, when indexed
+	indexed   bool
+	attrTmp   []rawAttr
+	table     []int32 // uniqueHashed's table
 }
 
 type span struct{ off, end int }
 
-type prefixDecl struct {
-	name  string
-	depth int
-}
-
 type rawAttr struct {
 	name, val span
 	off, end  int
+	colon     int32 // end of the name's prefix, or -1; set by startTag
 	escaped   bool
 }
 
 // NewScanner returns a scanner reading from r that refuses elements larger
-// than max bytes (max <= 0 means 256 KiB).
+// than max bytes (max <= 0 means 256 KiB) and start tags with more than
+// DefaultMaxAttrs attributes (see SetMaxAttrs).
 func NewScanner(r io.Reader, max int) *Scanner {
 	if max <= 0 {
 		max = 256 << 10
 	}
-	return &Scanner{r: r, max: max}
+	return &Scanner{r: r, max: max, maxAttrs: DefaultMaxAttrs}
+}
+
+// SetMaxAttrs sets the most attributes a start tag may have, for the
+// header and the elements read from now on; n <= 0 means
+// DefaultMaxAttrs. A stream raises it once its peer is authenticated.
+func (s *Scanner) SetMaxAttrs(n int) {
+	if n <= 0 {
+		n = DefaultMaxAttrs
+	}
+	s.maxAttrs = n
 }
 
 const bufSize = 4096
@@ -219,7 +250,8 @@ func (s *Scanner) Release() {
 	}
 	s.buf, s.pbuf = nil, nil
 	s.n, s.pos, s.start = 0, 0, 0
-	s.stack, s.prefix, s.attrTmp = nil, nil, nil
+	s.stack, s.prefix, s.attrTmp, s.table = nil, nil, nil, nil
+	s.prefixIdx, s.indexed = nil, false
 }
 
 // Reset makes the scanner read from r with an empty buffer, as needed after
@@ -260,10 +292,7 @@ func (s *Scanner) fill() error {
 			s.start = 0
 		}
 		if s.n == len(s.buf) {
-			size := 2 * len(s.buf)
-			if size > s.max+4096 {
-				size = s.max + 4096
-			}
+			size := min(2*len(s.buf), s.max+1)
 			if size <= len(s.buf) {
 				return ErrTooLarge
 			}
@@ -276,7 +305,14 @@ func (s *Scanner) fill() error {
 			s.buf = nb
 		}
 	}
-	m, err := s.r.Read(s.buf[s.n:])
+	// Read no further than one byte past the largest element: the
+	// limit then holds while scanning, and a stream header or element
+	// that exceeds it is refused before more of it is read or scanned.
+	end := min(len(s.buf), s.start+s.max+1)
+	if end <= s.n {
+		return ErrTooLarge
+	}
+	m, err := s.r.Read(s.buf[s.n:end])
 	s.n += m
 	if err == ErrNoData && m == 0 && s.pos == s.start {
 		return err // nothing of an element read yet: not sticky
@@ -339,7 +375,7 @@ func (s *Scanner) skipSpace() (byte, error) {
 // name scans a name whose first byte b has been consumed, returning its span
 // (relative to s.start) and the byte following it.
 func (s *Scanner) name(b byte) (span, byte, error) {
-	if !isNameStart(b) || b == ':' {
+	if !isNameStart(b) {
 		return span{}, 0, ErrNotWellFormed
 	}
 	off := s.pos - 1 - s.start
@@ -404,6 +440,13 @@ func (s *Scanner) Header() (*Element, error) {
 	if c != '>' {
 		return nil, ErrNotWellFormed
 	}
+	// The header is held to the same namespace rules as any start tag;
+	// its prefixes are its own (there is no stream around it yet).
+	s.streamName = ""
+	s.resetPrefixes()
+	if err := s.startTag(nm, s.attrTmp, 0); err != nil {
+		return nil, err
+	}
 	if s.pos-s.start > s.max {
 		// As for elements: refused whatever the sizes of the reads (fill
 		// sees the size only when it has to read more).
@@ -430,10 +473,11 @@ func (s *Scanner) Header() (*Element, error) {
 		return el, ErrBadStreamHeader
 	}
 	s.streamName = strings.Clone(qn) // not a piece of the header's Raw
-	s.streamPrefixes = s.streamPrefixes[:0]
+	s.streamDecls = s.streamDecls[:0]
+	s.streamDefault = strings.Clone(el.NS())
 	for _, a := range el.Attrs {
-		if p, ok := strings.CutPrefix(a.Name, "xmlns:"); ok && p != prefix {
-			s.streamPrefixes = append(s.streamPrefixes, strings.Clone(p))
+		if p, ok := strings.CutPrefix(a.Name, "xmlns:"); ok {
+			s.streamDecls = append(s.streamDecls, streamDecl{strings.Clone(p), strings.Clone(a.Value)})
 		}
 	}
 	return el, nil
@@ -500,6 +544,9 @@ func (s *Scanner) attrs(c byte, first int) (byte, error) {
 		if !sawSpace {
 			return 0, ErrNotWellFormed
 		}
+		if len(s.attrTmp)-first >= s.maxAttrs {
+			return 0, ErrTooManyAttrs
+		}
 		var a rawAttr
 		// the attribute's span starts at the whitespace before it
 		a.off = s.pos - 1 - s.start
@@ -548,12 +595,7 @@ func (s *Scanner) attrs(c byte, first int) (byte, error) {
 		}
 		a.val.end = s.pos - 1 - s.start
 		a.end = s.pos - s.start
-		nm := s.text(a.name)
-		for i := first; i < len(s.attrTmp); i++ {
-			if bytes.Equal(s.text(s.attrTmp[i].name), nm) {
-				return 0, ErrNotWellFormed
-			}
-		}
+		// Duplicates are found by startTag, in linear time.
 		s.attrTmp = append(s.attrTmp, a)
 		if c, err = s.next(); err != nil {
 			return 0, err
@@ -686,7 +728,7 @@ func (s *Scanner) Next() (*Element, error) {
 
 func (s *Scanner) element(b byte) (*Element, error) {
 	s.stack = s.stack[:0]
-	s.prefix = s.prefix[:0]
+	s.resetPrefixes()
 	s.attrTmp = s.attrTmp[:0]
 	var top span
 	startEnd := 0
@@ -704,8 +746,13 @@ func (s *Scanner) element(b byte) (*Element, error) {
 		if c, err = s.attrs(c, attrStart); err != nil {
 			return nil, err
 		}
-		if err := s.checkPrefixes(nm, s.attrTmp[attrStart:], depth); err != nil {
+		if err := s.startTag(nm, s.attrTmp[attrStart:], depth); err != nil {
 			return nil, err
+		}
+		if depth == 0 && s.streamName != "" && s.nestedStream(nm, s.attrTmp) {
+			// Refused at its start tag: waiting for its end would
+			// hang the stream.
+			return nil, ErrNestedStream
 		}
 		if depth == 1 && child.off < 0 {
 			child = nm
@@ -849,67 +896,6 @@ func (s *Scanner) cdata() error {
 	}
 }
 
-// checkPrefixes records xmlns:p declarations of a start tag and checks that
-// every prefix used by the tag and its attributes is declared in the element
-// itself (the stream's own declarations do not travel with a routed stanza).
-func (s *Scanner) checkPrefixes(nm span, attrs []rawAttr, depth int) error {
-	for _, a := range attrs {
-		n := s.text(a.name)
-		if len(n) > 6 && string(n[:6]) == "xmlns:" {
-			s.prefix = append(s.prefix, prefixDecl{string(n[6:]), depth})
-		}
-	}
-	if err := s.checkPrefix(s.text(nm), depth == 0); err != nil {
-		return err
-	}
-	for _, a := range attrs {
-		n := s.text(a.name)
-		if i := bytes.IndexByte(n, ':'); i >= 0 {
-			p := n[:i]
-			if string(p) == "xmlns" || string(p) == "xml" {
-				continue
-			}
-			if err := s.checkPrefix(n, false); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (s *Scanner) checkPrefix(n []byte, top bool) error {
-	i := bytes.IndexByte(n, ':')
-	if i < 0 {
-		return nil
-	}
-	p := n[:i]
-	if top && s.streamName != "" {
-		if j := strings.IndexByte(s.streamName, ':'); j >= 0 && string(p) == s.streamName[:j] {
-			return nil // stream:error, stream:features
-		}
-		// Elements of the stream itself may use the header's other
-		// prefixes (db:result on server-to-server streams).
-		for _, sp := range s.streamPrefixes {
-			if sp == string(p) {
-				return nil
-			}
-		}
-	}
-	for _, d := range s.prefix {
-		if d.name == string(p) {
-			return nil
-		}
-	}
-	return ErrBadPrefix
-}
-
-// popPrefixes drops the declarations of elements at depth or deeper.
-func (s *Scanner) popPrefixes(depth int) {
-	for len(s.prefix) > 0 && s.prefix[len(s.prefix)-1].depth >= depth {
-		s.prefix = s.prefix[:len(s.prefix)-1]
-	}
-}
-
 // done builds the Element for buf[start:pos].
 func (s *Scanner) done(top span, startEnd int, child span, childNS rawAttr, hasChildNS, empty bool) (*Element, error) {
 	raw := s.buf[s.start:s.pos]
@@ -1027,9 +1013,16 @@ func validUTF8(b []byte) bool {
 
 // Parse parses raw as one complete element (with optional surrounding
 // whitespace) under the same rules as a stream's top-level element. max <= 0
-// means 256 KiB.
+// means 256 KiB; start tags may have DefaultMaxAttrs attributes.
 func Parse(raw []byte, max int) (*Element, error) {
+	return ParseAttrs(raw, max, DefaultMaxAttrs)
+}
+
+// ParseAttrs is Parse with a limit of maxAttrs attributes per start tag
+// (<= 0 means DefaultMaxAttrs).
+func ParseAttrs(raw []byte, max, maxAttrs int) (*Element, error) {
 	s := NewScanner(bytes.NewReader(raw), max)
+	s.SetMaxAttrs(maxAttrs)
 	el, err := s.Next()
 	if err != nil {
 		if err == io.EOF || err == ErrStreamEnd {

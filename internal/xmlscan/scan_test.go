@@ -1,8 +1,10 @@
 package xmlscan
 
 import (
+	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -239,5 +241,307 @@ func TestStreamPrefixes(t *testing.T) {
 	// is routed without them.
 	if _, err := s.Next(); err != ErrBadPrefix {
 		t.Errorf("db: inside a stanza: %v", err)
+	}
+}
+
+// Issue 15, 1: start tags that Namespaces in XML 1.0 forbids were accepted
+// and relayed byte for byte; a namespace-aware recipient (expat) then
+// dropped its connection.
+func TestNamespaceErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     error
+	}{
+		{"xml prefix rebound", `<message xmlns:xml='urn:other'/>`, ErrNamespace},
+		{"xml namespace on other prefix", `<message xmlns:x='http://www.w3.org/XML/1998/namespace'/>`, ErrNamespace},
+		{"xml namespace as default", `<message><a xmlns='http://www.w3.org/XML/1998/namespace'/></message>`, ErrNamespace},
+		{"xml namespace escaped", `<message xmlns:x='http://www.w3.org/XML/1998/namespac&#x65;'/>`, ErrNamespace},
+		{"prefix undeclared", `<message xmlns:p=''/>`, ErrNamespace},
+		{"prefix undeclared in child", `<message><a xmlns:p='u'><b xmlns:p=''/></a></message>`, ErrNamespace},
+		{"xmlns declared", `<message xmlns:xmlns='urn:x'/>`, ErrNamespace},
+		{"xmlns declared to its namespace", `<message xmlns:xmlns='http://www.w3.org/2000/xmlns/'/>`, ErrNamespace},
+		{"xmlns namespace bound", `<message xmlns:p='http://www.w3.org/2000/xmlns/'/>`, ErrNamespace},
+		{"xmlns namespace as default", `<message xmlns='http://www.w3.org/2000/xmlns/'/>`, ErrNamespace},
+		{"element prefix xmlns", `<message><xmlns:a/></message>`, ErrNamespace},
+		{"same expanded name", `<message xmlns:a='u' xmlns:b='u' a:z='1' b:z='2'/>`, ErrNamespace},
+		{"same expanded name escaped", `<message xmlns:a='u' xmlns:b='&#x75;' a:z='1' b:z='2'/>`, ErrNamespace},
+		{"same expanded name inherited", `<message xmlns:a='u'><x xmlns:b='u' a:z='1' b:z='2'/></message>`, ErrNamespace},
+		{"two colons", `<message><a:b:c xmlns:a='u'/></message>`, ErrNamespace},
+		{"two colons attr", `<message xmlns:a='u' a:b:c='1'/>`, ErrNamespace},
+		{"empty prefix", `<message><:a/></message>`, ErrNamespace},
+		{"empty prefix attr", `<message :a='1'/>`, ErrNamespace},
+		{"empty local", `<message><a: xmlns:a='u'/></message>`, ErrNamespace},
+		{"empty local attr", `<message xmlns:a='u' a:='1'/>`, ErrNamespace},
+		{"empty declared prefix", `<message xmlns:='u'/>`, ErrNamespace},
+		{"local not an NCName", `<message xmlns:a='u' a:1='1'/>`, ErrNamespace},
+		{"undeclared attr prefix", `<message p:a='1'/>`, ErrBadPrefix},
+		{"undeclared prefix on top", `<p:message/>`, ErrBadPrefix},
+		{"dup qualified attr", `<message xmlns:a='u' a:z='1' a:z='2'/>`, ErrNotWellFormed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := scanAll(t, header+tc.in, nil)
+			if err != tc.want {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("errors.Is(%v, %v) is false", err, tc.want)
+			}
+		})
+	}
+	// What the rules allow.
+	for _, in := range []string{
+		`<message xmlns:xml='http://www.w3.org/XML/1998/namespace' xml:lang='en'/>`,
+		`<message xml:lang='en'><xml:a/></message>`,
+		`<message xmlns:a='u' xmlns:b='v' a:z='1' b:z='2' z='3'/>`,
+		`<message xmlns:a='u'><x xmlns:a='v' a:z='1'><y xmlns:b='u' a:z='1' b:z='2'/></x></message>`,
+		`<message><a xmlns=''/></message>`,
+		`<message xmlnsx='1' xmlx:a='2' xmlns:xmlx='u'/>`,
+	} {
+		if _, err := scanAll(t, header+in+`</stream:stream>`, nil); !errors.Is(err, ErrStreamEnd) {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}
+
+func TestHeaderNamespaceErrors(t *testing.T) {
+	const ns = ` xmlns:stream='http://etherx.jabber.org/streams'`
+	for _, tc := range []struct {
+		name, in string
+		want     error
+	}{
+		{"xml rebound", `<stream:stream` + ns + ` xmlns:xml='urn:other'>`, ErrNamespace},
+		{"undeclared", `<stream:stream` + ns + ` xmlns:p=''>`, ErrNamespace},
+		{"xmlns declared", `<stream:stream` + ns + ` xmlns:xmlns='urn:x'>`, ErrNamespace},
+		{"same expanded name", `<stream:stream` + ns + ` xmlns:a='u' xmlns:b='u' a:z='1' b:z='2'>`, ErrNamespace},
+		{"two colons", `<stream:stream:x` + ns + `>`, ErrNamespace},
+		{"undeclared attr prefix", `<stream:stream` + ns + ` p:a='1'>`, ErrBadPrefix},
+		{"undeclared stream prefix", `<stream:stream xmlns='jabber:client'>`, ErrBadPrefix},
+		{"too many attributes", `<stream:stream` + ns + strings.Repeat(` a='1'`, 1) + attrs(DefaultMaxAttrs) + `>`, ErrTooManyAttrs},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewScanner(strings.NewReader(tc.in), 0).Header()
+			if err != tc.want {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// attrs returns n distinct attributes.
+func attrs(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, " a%d='%d'", i, i)
+	}
+	return b.String()
+}
+
+// Issue 15, 3: a stream header of 256 KiB with some 37,000 attributes cost
+// seconds of CPU (the duplicate check compared every pair). The attribute
+// limit stops it after DefaultMaxAttrs attributes, and the scanner reads no
+// more of it than the first read brought.
+func TestHeaderManyAttrs(t *testing.T) {
+	in := `<stream:stream xmlns:stream='http://etherx.jabber.org/streams'` + attrs(37000) + `>`
+	if len(in) < 256<<10 {
+		t.Fatalf("header of %d bytes", len(in))
+	}
+	r := &countReader{r: strings.NewReader(in)}
+	s := NewScanner(r, len(in))
+	if _, err := s.Header(); err != ErrTooManyAttrs {
+		t.Fatalf("err = %v, want ErrTooManyAttrs", err)
+	}
+	if got := len(s.attrTmp); got != DefaultMaxAttrs {
+		t.Errorf("scanned %d attributes, want the limit %d", got, DefaultMaxAttrs)
+	}
+	if r.n > bufSize {
+		t.Errorf("read %d bytes, want at most one buffer (%d)", r.n, bufSize)
+	}
+	// With the limit raised, the same header is scanned whole and its
+	// attributes are all checked for duplicates.
+	s = NewScanner(strings.NewReader(in), len(in))
+	s.SetMaxAttrs(40000)
+	if _, err := s.Header(); err != nil {
+		t.Fatal(err)
+	}
+	dup := `<stream:stream xmlns:stream='http://etherx.jabber.org/streams'` + attrs(5000) + ` a4711='x'>`
+	s = NewScanner(strings.NewReader(dup), 0)
+	s.SetMaxAttrs(40000)
+	if _, err := s.Header(); err != ErrNotWellFormed {
+		t.Errorf("duplicate among 5001 attributes: %v, want ErrNotWellFormed", err)
+	}
+}
+
+// The attribute limit applies to every start tag of an element, not only
+// the top one, and SetMaxAttrs changes it for the next elements.
+func TestMaxAttrs(t *testing.T) {
+	in := header + `<message><x` + attrs(3) + `/></message><message` + attrs(2) + `/>`
+	s := NewScanner(strings.NewReader(in), 0)
+	if _, err := s.Header(); err != nil {
+		t.Fatal(err)
+	}
+	s.SetMaxAttrs(2)
+	if _, err := s.Next(); err != ErrTooManyAttrs {
+		t.Fatalf("3 attributes on a child with a limit of 2: %v", err)
+	}
+	s = NewScanner(strings.NewReader(in), 0)
+	if _, err := s.Header(); err != nil {
+		t.Fatal(err)
+	}
+	s.SetMaxAttrs(3)
+	for range 2 {
+		if _, err := s.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Many prefixes in scope and many attributes per tag: the index and the
+// hash table find the same clashes as the pairwise checks.
+func TestManyDeclarations(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`<message>`)
+	for i := range 20 {
+		fmt.Fprintf(&b, `<e%d xmlns:p%d='u%d'>`, i, i, i)
+	}
+	// p3 and p13 are different namespaces; q is p7's namespace again.
+	b.WriteString(`<x xmlns:q='u7' p3:z='1' p13:z='2' q:y='1' p7:w='1'` + attrs(10) + `/>`)
+	for i := 19; i >= 0; i-- {
+		fmt.Fprintf(&b, `</e%d>`, i)
+	}
+	b.WriteString(`</message>`)
+	ok := b.String()
+	if _, err := Parse([]byte(ok), 0); err != nil {
+		t.Fatalf("%v", err)
+	}
+	bad := strings.Replace(ok, `p7:w='1'`, `p7:y='1'`, 1)
+	if _, err := Parse([]byte(bad), 0); err != ErrNamespace {
+		t.Errorf("q:y and p7:y, same namespace: %v, want ErrNamespace", err)
+	}
+	// Shadowing: p5 rebound to u7 inside, so p5:y and q:y clash there.
+	shadow := strings.Replace(ok, `<x xmlns:q='u7'`, `<x xmlns:q='u7' xmlns:p5='u7' p5:y='2'`, 1)
+	if _, err := Parse([]byte(shadow), 0); err != ErrNamespace {
+		t.Errorf("p5 rebound: %v, want ErrNamespace", err)
+	}
+	// After the inner elements end, their declarations are gone.
+	out := strings.Replace(ok, `</message>`, `<p19:a/></message>`, 1)
+	if _, err := Parse([]byte(out), 0); err != ErrBadPrefix {
+		t.Errorf("prefix out of scope: %v, want ErrBadPrefix", err)
+	}
+	// With the index on, a shadowing declaration ends with its element
+	// (p is u again for g), and the next top-level element starts with
+	// nothing declared.
+	var d strings.Builder
+	d.WriteString(`<message xmlns:p='u'>`)
+	for i := range 10 {
+		fmt.Fprintf(&d, `<e%d xmlns:s%d='w'>`, i, i)
+	}
+	d.WriteString(`<f xmlns:p='v' p:z='1'/><g xmlns:q='v' p:z='1' q:z='2'/>`)
+	for i := 9; i >= 0; i-- {
+		fmt.Fprintf(&d, `</e%d>`, i)
+	}
+	d.WriteString(`</message><message><s3:a/></message>`)
+	sc := NewScanner(strings.NewReader(header+d.String()), 0)
+	if _, err := sc.Header(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Next(); err != nil {
+		t.Errorf("shadowed prefix restored: %v", err)
+	}
+	if _, err := sc.Next(); err != ErrBadPrefix {
+		t.Errorf("declarations of the previous element: %v, want ErrBadPrefix", err)
+	}
+}
+
+// Issue 15, 5: a second stream header in the stream was taken for an
+// element, whose end the scanner then waited for; the stream hung.
+func TestNestedStreamHeader(t *testing.T) {
+	for _, tc := range []struct{ name, hdr, in string }{
+		{"prefixed", header, `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>`},
+		{"prefix from the header", header, `<stream:stream to='example.org'>`},
+		{"other prefix", header, `<s:stream xmlns:s='http://etherx.jabber.org/streams'>`},
+		{"default namespace", header, `<stream xmlns='http://etherx.jabber.org/streams'>`},
+		{"self-closed", header, `<stream:stream/>`},
+		{"unprefixed header", `<stream xmlns='http://etherx.jabber.org/streams' to='example.org'>`, `<stream>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// No end tag follows: the scanner must decide at the start
+			// tag (waiting for more, it would get io.ErrUnexpectedEOF).
+			s := NewScanner(strings.NewReader(tc.hdr+`<presence/>`+tc.in), 0)
+			if _, err := s.Header(); err != nil {
+				t.Fatal(err)
+			}
+			if el, err := s.Next(); err != nil || el.Name != "presence" {
+				t.Fatalf("%v %v", el, err)
+			}
+			if _, err := s.Next(); err != ErrNestedStream {
+				t.Fatalf("err = %v, want ErrNestedStream", err)
+			}
+		})
+	}
+	// Elements named stream in another namespace are not headers, and
+	// Parse, with no stream around, reads a header as an element (the
+	// WebSocket and BOSH code parse the server's own headers so).
+	in := header + `<stream xmlns='urn:other'/><x:stream xmlns:x='urn:other'/></stream:stream>`
+	if _, err := scanAll(t, in, nil); err != ErrStreamEnd {
+		t.Errorf("stream elements in other namespaces: %v", err)
+	}
+	if _, err := Parse([]byte(`<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/>`), 0); err != nil {
+		t.Errorf("Parse: %v", err)
+	}
+}
+
+type countReader struct {
+	r io.Reader
+	n int
+}
+
+func (r *countReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n += n
+	return n, err
+}
+
+// The size limit holds while the header is read: a header larger than the
+// limit is refused once the limit is passed, not up to 4 KiB later.
+func TestHeaderLimitWhileReading(t *testing.T) {
+	const max = 8 << 10
+	in := `<stream:stream xmlns:stream='http://etherx.jabber.org/streams' x='` + strings.Repeat("a", 64<<10) + `'>`
+	r := &countReader{r: iotest.OneByteReader(strings.NewReader(in))}
+	if _, err := NewScanner(r, max).Header(); err != ErrTooLarge {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if r.n > max+1 {
+		t.Errorf("read %d bytes of a header with a limit of %d", r.n, max)
+	}
+	r = &countReader{r: strings.NewReader(in)}
+	if _, err := NewScanner(r, max).Header(); err != ErrTooLarge {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if r.n > max+1 {
+		t.Errorf("read %d bytes of a header with a limit of %d", r.n, max)
+	}
+}
+
+// BenchmarkManyAttrs scans one start tag with n attributes; ns/attr stays
+// flat as n grows when the duplicate check is linear (issue 15, 3: it
+// compared every pair, so ns/attr grew with n).
+func BenchmarkManyAttrs(b *testing.B) {
+	for _, n := range []int{4, 8, 16, 100, 1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			in := []byte(`<a` + attrs(n) + `/>`)
+			r := bytes.NewReader(in)
+			s := NewScanner(r, 1<<20)
+			s.SetMaxAttrs(n)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				r.Reset(in)
+				s.Reset(r)
+				if _, err := s.Next(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/attr")
+		})
 	}
 }
