@@ -128,6 +128,11 @@ func TestRoomQueueBound(t *testing.T) {
 	bob := ts.Login(t, "bob", "pw", "r")
 	enter(t, bob, "Bob")
 	alice.Expect(`from='` + room + `/Bob'`)
+	// Whoever finds the room's queue idle carries it out, also what
+	// others queue meanwhile: bob's stream must be done with his join
+	// (his Sync is answered after it), or it could be the one to carry
+	// out alice's message below and block on the archive.
+	bob.Sync()
 
 	hold := make(chan struct{})
 	fa.set(nil, hold)
