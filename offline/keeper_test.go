@@ -10,6 +10,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -170,4 +171,48 @@ func TestKeepRefused(t *testing.T) {
 	}
 	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
 	bob.Expect(`<message type='error' id='m2'[^>]*><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+}
+
+// slowDelete is an offline store whose deletes wait until released.
+type slowDelete struct {
+	storage.Offline
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *slowDelete) DeleteOfflineMessages(ctx context.Context, user string, ids []uint64) error {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Offline.DeleteOfflineMessages(ctx, user, ids)
+}
+
+// A second session's initial presence while the first is still being
+// given the offline messages (they are not deleted yet) does not get
+// them a second time.
+func TestDeliverOnce(t *testing.T) {
+	slow := &slowDelete{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		slow.Offline = s.Storage.(storage.Offline)
+		s.Modules = []treff.Module{&offline.Module{Store: slow}}
+	})
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	bob := ts.Login(t, "bob", "pw", "r")
+	bob.Send("<message to='alice@localhost' id='m1' type='chat'><body>one</body></message>")
+	bob.Sync()
+	first := ts.Login(t, "alice", "pw", "one")
+	first.Send("<presence/>")
+	first.Expect(`id='m1'`)
+	<-slow.entered // the first Deliver is deleting
+	second := ts.Login(t, "alice", "pw", "two")
+	second.Send("<presence/>")
+	got := second.Sync()
+	close(slow.release)
+	first.Sync() // the first Deliver has deleted
+	if strings.Contains(got, "id='m1'") {
+		t.Fatalf("the message went to a second session before it was deleted: %s", got)
+	}
+	if n := count(t, ts); n != 0 {
+		t.Fatalf("%d left in offline storage", n)
+	}
 }

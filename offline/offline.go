@@ -57,8 +57,9 @@ type Module struct {
 	now     func() time.Time
 
 	// held are the stored messages a hibernating session still owns
-	// (Keep until Release or Leave): Deliver leaves them alone. Memory
-	// only: after a crash every stored message is the account's.
+	// (Keep until Release or Leave), and those a Deliver is handing out
+	// until it has deleted them: another Deliver leaves them alone.
+	// Memory only: after a crash every stored message is the account's.
 	mu   sync.Mutex
 	held map[heldKey]struct{}
 }
@@ -205,14 +206,6 @@ func (m *Module) unhold(user string, ids []uint64) {
 	}
 }
 
-// isHeld reports whether a hibernating session owns a stored message.
-func (m *Module) isHeld(user string, id uint64) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.held[heldKey{user, id}]
-	return ok
-}
-
 func (m *Module) bounce(ctx context.Context, st *treff.Stanza, e error) {
 	reply, err := treff.NewStanza(treff.AppendError(nil, st, e))
 	if err == nil {
@@ -252,20 +245,41 @@ func (m *Module) Deliver(ctx context.Context, s *treff.Session) {
 	if len(msgs) == 0 {
 		return
 	}
-	ids := make([]uint64, 0, len(msgs))
-	domain := s.JID().Domainpart()
+	// Take the messages no one else holds: a hibernating session's are
+	// not the account's yet, and those another session is being given
+	// right now (until they are deleted) must not go out twice.
+	m.mu.Lock()
+	mine := msgs[:0]
 	for _, msg := range msgs {
-		if m.isHeld(user, msg.ID) {
-			continue // a hibernating session's, not yet the account's
+		k := heldKey{user, msg.ID}
+		if _, held := m.held[k]; held {
+			continue
 		}
+		if m.held == nil {
+			m.held = make(map[heldKey]struct{})
+		}
+		m.held[k] = struct{}{}
+		mine = append(mine, msg)
+	}
+	m.mu.Unlock()
+	ids := make([]uint64, 0, len(mine))
+	domain := s.JID().Domainpart()
+	for _, msg := range mine {
 		if s.Send(withDelay(msg.Stanza, domain, msg.Received)) != nil {
 			break
 		}
 		ids = append(ids, msg.ID)
 	}
-	if err := m.Store.DeleteOfflineMessages(ctx, user, ids); err != nil {
-		m.srv.Log().Error("offline delete failed", "user", user, "err", err)
+	if len(ids) > 0 {
+		if err := m.Store.DeleteOfflineMessages(ctx, user, ids); err != nil {
+			m.srv.Log().Error("offline delete failed", "user", user, "err", err)
+		}
 	}
+	all := make([]uint64, len(mine))
+	for i, msg := range mine {
+		all[i] = msg.ID
+	}
+	m.unhold(user, all)
 }
 
 // withDelay inserts a XEP-0203 delay element at the end of a message,
