@@ -96,6 +96,21 @@ type Config struct {
 	// UploadExpire is how long shared files are kept (key
 	// upload_expire). Default: 30d.
 	UploadExpire time.Duration
+	// STUN are STUN servers offered to clients for calls (XEP-0215),
+	// host:port (key stun, comma-separated). Default: none.
+	STUN []string
+	// TURN are TURN servers offered to clients for calls across NAT,
+	// host:port, each over UDP and TCP (key turn, comma-separated).
+	// Default: none.
+	TURN []string
+	// TURNSecret is the TURN servers' shared secret (coturn's
+	// static-auth-secret with use-auth-secret), from which users get
+	// credentials valid for TURNTTL (key turn_secret). Default: none (TURN
+	// servers are listed without credentials).
+	TURNSecret string
+	// TURNTTL is how long TURN credentials are valid (key turn_ttl).
+	// Default: 24h.
+	TURNTTL time.Duration
 	// WebClient is a folder holding Converse.js (its dist/ folder, as
 	// scripts/fetch-converse.sh puts it), served at /chat/ and set up to
 	// connect to this server's WebSocket (key web_client).
@@ -237,6 +252,7 @@ func Default() Config {
 		UploadMaxSize:          10 << 20,
 		UploadQuota:            100 << 20,
 		UploadExpire:           30 * 24 * time.Hour,
+		TURNTTL:                24 * time.Hour,
 		S2SDialback:            true,
 		S2SIdleTimeout:         10 * time.Minute,
 		LogLevel:               slog.LevelInfo,
@@ -343,6 +359,19 @@ var options = []option{
 	}},
 	{"upload_expire", "keep shared files this long (`duration` or days like 30d)", func(c *Config, v string) error {
 		return setDays(&c.UploadExpire, v)
+	}},
+	{"stun", "STUN servers for calls (`host:port,...`)", func(c *Config, v string) error {
+		return setHostPorts(&c.STUN, v)
+	}},
+	{"turn", "TURN servers for calls across NAT (`host:port,...`; UDP and TCP)", func(c *Config, v string) error {
+		return setHostPorts(&c.TURN, v)
+	}},
+	{"turn_secret", "the TURN servers' shared `secret` (coturn's static-auth-secret) for time-limited credentials", func(c *Config, v string) error {
+		c.TURNSecret = v
+		return nil
+	}},
+	{"turn_ttl", "how long TURN credentials are valid (`duration`)", func(c *Config, v string) error {
+		return setDuration(&c.TURNTTL, v, false)
 	}},
 	{"web_client", "`folder` with Converse.js (dist/) to serve at /chat/ (empty: none)", func(c *Config, v string) error {
 		c.WebClient = v
@@ -634,6 +663,27 @@ func setJIDs(dst *[]string, v string) error {
 			return err
 		}
 		out = append(out, j.String())
+	}
+	*dst = out
+	return nil
+}
+
+// setHostPorts sets a comma-separated list of host:port ("" for none).
+func setHostPorts(dst *[]string, v string) error {
+	var out []string
+	for _, hp := range strings.Split(v, ",") {
+		hp = strings.TrimSpace(hp)
+		if hp == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(hp)
+		if err != nil || host == "" {
+			return fmt.Errorf("%q is not host:port", hp)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("%q: bad port", hp)
+		}
+		out = append(out, hp)
 	}
 	*dst = out
 	return nil

@@ -72,6 +72,10 @@ upload = no
 upload_max_size = 512K
 upload_quota = 2G
 upload_expire = 7d
+stun = stun.example.org:3478, [2001:db8::3]:3478
+turn = turn.example.org:3478
+turn_secret = s3cret
+turn_ttl = 2h
 s2s = [::1]:5269
 s2s_tls = [::1]:5270
 s2s_ca = /etc/ssl/a.pem, /etc/ssl/b.pem
@@ -134,6 +138,10 @@ archive_retention = 30d
 		UploadMaxSize:          512 << 10,
 		UploadQuota:            2 << 30,
 		UploadExpire:           7 * 24 * time.Hour,
+		STUN:                   []string{"stun.example.org:3478", "[2001:db8::3]:3478"},
+		TURN:                   []string{"turn.example.org:3478"},
+		TURNSecret:             "s3cret",
+		TURNTTL:                2 * time.Hour,
 		S2S:                    "[::1]:5269",
 		S2STLS:                 "[::1]:5270",
 		S2SCA:                  []string{"/etc/ssl/a.pem", "/etc/ssl/b.pem"},
@@ -214,6 +222,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"registration_per_address = 3\n", `x.conf:1: registration_per_address: "3" is not COUNT/DURATION`},
 		{"registration_global = 3/0s\n", `x.conf:1: registration_global: 0s must be positive`},
 		{"bosh_sessions_per_address = -1\n", `x.conf:1: bosh_sessions_per_address: -1 is less than 0`},
+		{"turn = turn.example.org\n", `x.conf:1: turn: "turn.example.org" is not host:port`},
+		{"stun = stun.example.org:0\n", `x.conf:1: stun: "stun.example.org:0": bad port`},
+		{"turn_ttl = 0\n", `x.conf:1: turn_ttl: 0 must be positive`},
 		{"= value\n", `x.conf:1: unknown key ""`},
 	} {
 		_, err := ParseConfig("x.conf", strings.NewReader(tc.in))

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
+	"github.com/treff-im/treff/extdisco"
 	"github.com/treff-im/treff/im"
 	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/last"
@@ -327,6 +329,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	// broadcasts it) and PEP and carbons after them (sent carbons carry
 	// the archive's stanza-id).
 	srv.Modules = im.Devices(core...)
+	if svcs := externalServices(cfg); len(svcs) > 0 {
+		srv.Modules = append(srv.Modules, &extdisco.Module{Services: svcs, Secret: cfg.TURNSecret, TTL: cfg.TURNTTL})
+	}
 	if cfg.MOTD != "" {
 		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})
 	}
@@ -491,4 +496,25 @@ func publicURL(cfg Config) string {
 	}
 	_, port, _ := net.SplitHostPort(cfg.HTTPS)
 	return "https://" + net.JoinHostPort(cfg.Domains[0], port) + "/"
+}
+
+// externalServices lists the STUN and TURN servers for XEP-0215: STUN over
+// UDP, TURN over UDP and TCP (coturn listens on both).
+func externalServices(cfg Config) []extdisco.Service {
+	var out []extdisco.Service
+	add := func(typ string, hostports []string, transports ...string) {
+		for _, hp := range hostports {
+			host, port, err := net.SplitHostPort(hp)
+			if err != nil {
+				continue // checked when the configuration was read
+			}
+			n, _ := strconv.Atoi(port)
+			for _, tr := range transports {
+				out = append(out, extdisco.Service{Type: typ, Host: host, Port: n, Transport: tr})
+			}
+		}
+	}
+	add("stun", cfg.STUN, "udp")
+	add("turn", cfg.TURN, "udp", "tcp")
+	return out
 }
