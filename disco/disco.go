@@ -14,11 +14,15 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
+	"fmt"
+	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/dataform"
 	"github.com/treff-im/treff/discoinfo"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
@@ -34,10 +38,26 @@ const (
 // CapsNode is the node advertised in entity capabilities.
 const CapsNode = "https://github.com/treff-im/treff"
 
+// ServerInfo is the FORM_TYPE of the server's contact addresses
+// (XEP-0157).
+const ServerInfo = "http://jabber.org/network/serverinfo"
+
+// ContactKinds are the kinds of contact address XEP-0157 defines; a
+// Contacts key is one of them.
+var ContactKinds = []string{"abuse", "admin", "feedback", "sales", "security", "status", "support"}
+
 // Module is the service discovery module.
 type Module struct {
 	// ServerName is the name in the server's identity; "" means "Treff".
 	ServerName string
+	// Contacts are the server's contact addresses (XEP-0157) by kind
+	// ("abuse", "admin", "security", "support", ...; see ContactKinds):
+	// URIs such as xmpp:abuse@example.org, mailto:abuse@example.org or
+	// https://example.org/contact. They are published in the server's
+	// disco#info as a http://jabber.org/network/serverinfo form (and so
+	// in its entity capabilities hash). The JabberSPAM manifesto asks
+	// servers for an abuse address.
+	Contacts map[string][]string
 
 	srv     *treff.Server
 	once    sync.Once
@@ -53,6 +73,16 @@ func (m *Module) Name() string { return "disco" }
 
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	for kind, uris := range m.Contacts {
+		if !slices.Contains(ContactKinds, kind) {
+			return fmt.Errorf("disco: %q is not a XEP-0157 contact kind (%s)", kind, strings.Join(ContactKinds, ", "))
+		}
+		for _, u := range uris {
+			if err := CheckContactURI(u); err != nil {
+				return fmt.Errorf("disco: %s address: %w", kind, err)
+			}
+		}
+	}
 	m.srv = r.Server()
 	if m.srv.Storage != nil {
 		m.rosters = m.srv.Storage
@@ -100,6 +130,20 @@ func (m *Module) build() {
 			b = treff.AppendEscaped(b, f)
 			b = append(b, "'/>"...)
 			s.WriteString(f + "<")
+		}
+		if form, ok := m.contactForm(); ok {
+			b = form.Append(b, "result")
+			// XEP-0115 5.1: FORM_TYPE, then each field (sorted by
+			// var) with its values (sorted).
+			s.WriteString(ServerInfo + "<")
+			for _, f := range form.Fields[1:] {
+				s.WriteString(f.Var + "<")
+				vs := slices.Clone(f.Values)
+				sort.Strings(vs)
+				for _, v := range vs {
+					s.WriteString(v + "<")
+				}
+			}
 		}
 		m.info = b
 		sum := sha1.Sum([]byte(s.String()))
@@ -279,4 +323,46 @@ func appendIdentity(b []byte, id discoinfo.Identity) []byte {
 		b = treff.AppendEscaped(b, id.Name)
 	}
 	return append(b, "'/>"...)
+}
+
+// contactForm returns the XEP-0157 form: FORM_TYPE, then one field per
+// kind with addresses, sorted by var.
+func (m *Module) contactForm() (dataform.Form, bool) {
+	var kinds []string
+	for kind, uris := range m.Contacts {
+		if len(uris) > 0 {
+			kinds = append(kinds, kind)
+		}
+	}
+	if len(kinds) == 0 {
+		return dataform.Form{}, false
+	}
+	sort.Strings(kinds)
+	form := dataform.Form{Fields: []dataform.Field{dataform.FormType(ServerInfo)}}
+	for _, kind := range kinds {
+		form.Fields = append(form.Fields, dataform.Field{Var: kind + "-addresses", Type: "list-multi", Values: m.Contacts[kind]})
+	}
+	return form, true
+}
+
+// CheckContactURI accepts the URIs a contact address may be: xmpp:,
+// mailto:, https:, http: and tel:.
+func CheckContactURI(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a URI: %w", s, err)
+	}
+	switch u.Scheme {
+	case "xmpp", "mailto", "tel":
+		if u.Opaque == "" && u.Path == "" {
+			return fmt.Errorf("%q: no address", s)
+		}
+	case "https", "http":
+		if u.Host == "" {
+			return fmt.Errorf("%q: no host", s)
+		}
+	default:
+		return fmt.Errorf("%q: not an xmpp:, mailto:, https:, http: or tel: URI", s)
+	}
+	return nil
 }

@@ -110,3 +110,51 @@ func TestHiddenVersion(t *testing.T) {
 	c.Send("<iq type='get' id='v1' to='localhost'><query xmlns='jabber:iq:version'/></iq>")
 	c.Expect(`<iq type='error' id='v1'[^>]*><error type='cancel'><service-unavailable `)
 }
+
+// Contact addresses (XEP-0157) are a serverinfo form in disco#info, and
+// the caps hash covers it as XEP-0115 5.1 says (FORM_TYPE, then fields
+// sorted by var with their values sorted).
+func TestContactAddresses(t *testing.T) {
+	d := &disco.Module{Contacts: map[string][]string{
+		"support": {"https://example.org/help"},
+		"abuse":   {"xmpp:abuse@localhost", "mailto:abuse@example.org"},
+	}}
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{d} })
+	ts.AddUser(t, "alice", "pw")
+	c := ts.Login(t, "alice", "pw", "r")
+	c.Send("<iq type='get' id='i1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+	info := c.Expect(`</iq>`)
+	want := "<x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/network/serverinfo</value></field>" +
+		"<field var='abuse-addresses' type='list-multi'><value>xmpp:abuse@localhost</value><value>mailto:abuse@example.org</value></field>" +
+		"<field var='support-addresses' type='list-multi'><value>https://example.org/help</value></field></x></query>"
+	if !strings.Contains(info, want) {
+		t.Fatalf("disco#info lacks the contact form %s:\n%s", want, info)
+	}
+	var s strings.Builder
+	for _, id := range regexp.MustCompile(`<identity category='([^']*)' type='([^']*)'(?: name='([^']*)')?/>`).FindAllStringSubmatch(info, -1) {
+		s.WriteString(id[1] + "/" + id[2] + "//" + id[3] + "<")
+	}
+	for _, f := range regexp.MustCompile(`<feature var='([^']*)'/>`).FindAllStringSubmatch(info, -1) {
+		s.WriteString(f[1] + "<")
+	}
+	s.WriteString("http://jabber.org/network/serverinfo<abuse-addresses<mailto:abuse@example.org<xmpp:abuse@localhost<support-addresses<https://example.org/help<")
+	sum := sha1.Sum([]byte(s.String()))
+	if got := base64.StdEncoding.EncodeToString(sum[:]); d.Ver() != got {
+		t.Errorf("caps ver %s, want %s", d.Ver(), got)
+	}
+}
+
+func TestContactAddressesChecked(t *testing.T) {
+	for _, contacts := range []map[string][]string{
+		{"complaints": {"mailto:a@example.org"}},
+		{"abuse": {"abuse@example.org"}},
+		{"abuse": {"ftp://example.org"}},
+		{"abuse": {"https://"}},
+		{"abuse": {"xmpp:"}},
+	} {
+		srv := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, Modules: []treff.Module{&disco.Module{Contacts: contacts}}}
+		if err := srv.Setup(); err == nil {
+			t.Errorf("Setup accepted contacts %v", contacts)
+		}
+	}
+}

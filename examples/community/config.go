@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/treff-im/treff/bosh"
+	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/storage/boltstore"
@@ -96,6 +97,13 @@ type Config struct {
 	// UploadExpire is how long shared files are kept (key
 	// upload_expire). Default: 30d.
 	UploadExpire time.Duration
+	// ContactAbuse, ContactAdmin, ContactSupport and ContactSecurity are
+	// the server's contact addresses (XEP-0157), xmpp:, mailto: or https:
+	// URIs (keys contact_abuse, contact_admin, contact_support,
+	// contact_security; comma-separated), published in service discovery
+	// and on the status page. Other servers look for an abuse address
+	// (JabberSPAM). Default: none.
+	ContactAbuse, ContactAdmin, ContactSupport, ContactSecurity []string
 	// STUN are STUN servers offered to clients for calls (XEP-0215),
 	// host:port (key stun, comma-separated). Default: none.
 	STUN []string
@@ -359,6 +367,18 @@ var options = []option{
 	}},
 	{"upload_expire", "keep shared files this long (`duration` or days like 30d)", func(c *Config, v string) error {
 		return setDays(&c.UploadExpire, v)
+	}},
+	{"contact_abuse", "where to report abuse (`URIs`: xmpp:, mailto:, https:, comma-separated; XEP-0157)", func(c *Config, v string) error {
+		return setURIs(&c.ContactAbuse, v)
+	}},
+	{"contact_admin", "the administrators' addresses (`URIs`)", func(c *Config, v string) error {
+		return setURIs(&c.ContactAdmin, v)
+	}},
+	{"contact_support", "where users get help (`URIs`)", func(c *Config, v string) error {
+		return setURIs(&c.ContactSupport, v)
+	}},
+	{"contact_security", "where to report security issues (`URIs`)", func(c *Config, v string) error {
+		return setURIs(&c.ContactSecurity, v)
 	}},
 	{"stun", "STUN servers for calls (`host:port,...`)", func(c *Config, v string) error {
 		return setHostPorts(&c.STUN, v)
@@ -663,6 +683,23 @@ func setJIDs(dst *[]string, v string) error {
 			return err
 		}
 		out = append(out, j.String())
+	}
+	*dst = out
+	return nil
+}
+
+// setURIs sets a comma-separated list of contact URIs ("" for none).
+func setURIs(dst *[]string, v string) error {
+	var out []string
+	for _, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if err := disco.CheckContactURI(u); err != nil {
+			return err
+		}
+		out = append(out, u)
 	}
 	*dst = out
 	return nil

@@ -72,6 +72,8 @@ upload = no
 upload_max_size = 512K
 upload_quota = 2G
 upload_expire = 7d
+contact_abuse = xmpp:abuse@example.org, mailto:abuse@example.org
+contact_security = https://example.org/security
 stun = stun.example.org:3478, [2001:db8::3]:3478
 turn = turn.example.org:3478
 turn_secret = s3cret
@@ -138,6 +140,8 @@ archive_retention = 30d
 		UploadMaxSize:          512 << 10,
 		UploadQuota:            2 << 30,
 		UploadExpire:           7 * 24 * time.Hour,
+		ContactAbuse:           []string{"xmpp:abuse@example.org", "mailto:abuse@example.org"},
+		ContactSecurity:        []string{"https://example.org/security"},
 		STUN:                   []string{"stun.example.org:3478", "[2001:db8::3]:3478"},
 		TURN:                   []string{"turn.example.org:3478"},
 		TURNSecret:             "s3cret",
@@ -222,6 +226,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"registration_per_address = 3\n", `x.conf:1: registration_per_address: "3" is not COUNT/DURATION`},
 		{"registration_global = 3/0s\n", `x.conf:1: registration_global: 0s must be positive`},
 		{"bosh_sessions_per_address = -1\n", `x.conf:1: bosh_sessions_per_address: -1 is less than 0`},
+		{"contact_abuse = abuse@example.org\n", `x.conf:1: contact_abuse: "abuse@example.org": not an xmpp:, mailto:, https:, http: or tel: URI`},
 		{"turn = turn.example.org\n", `x.conf:1: turn: "turn.example.org" is not host:port`},
 		{"stun = stun.example.org:0\n", `x.conf:1: stun: "stun.example.org:0": bad port`},
 		{"turn_ttl = 0\n", `x.conf:1: turn_ttl: 0 must be positive`},

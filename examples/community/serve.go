@@ -314,7 +314,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	core := []treff.Module{
 		&roster.Module{},
 		&offline.Module{Limit: cfg.OfflineLimit},
-		&disco.Module{},
+		&disco.Module{Contacts: cfg.contacts()},
 		&ping.Module{Interval: pingInterval},
 		&version.Module{Hide: cfg.HideVersion},
 		&xtime.Module{},
@@ -517,4 +517,15 @@ func externalServices(cfg Config) []extdisco.Service {
 	add("stun", cfg.STUN, "udp")
 	add("turn", cfg.TURN, "udp", "tcp")
 	return out
+}
+
+// contacts returns the XEP-0157 contact addresses by kind.
+func (cfg Config) contacts() map[string][]string {
+	m := map[string][]string{}
+	for kind, uris := range map[string][]string{"abuse": cfg.ContactAbuse, "admin": cfg.ContactAdmin, "support": cfg.ContactSupport, "security": cfg.ContactSecurity} {
+		if len(uris) > 0 {
+			m[kind] = uris
+		}
+	}
+	return m
 }

@@ -156,6 +156,17 @@ type statusData struct {
 	UploadExpire     string // how long shared files are kept
 	ExpireAfter      string // unused accounts may be deleted after this
 	WebClient        string // the web client's path, or empty
+	// Contacts are the contact addresses (XEP-0157), by kind: abuse,
+	// admin, support, security.
+	Contacts []Contact
+}
+
+// Contact is one kind of contact address with its URIs (checked by
+// disco.CheckContactURI when the configuration was read, so safe in an
+// href, also xmpp: ones that html/template would otherwise refuse).
+type Contact struct {
+	Kind string // abuse, admin, support, security
+	URIs []template.URL
 }
 
 func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
@@ -168,6 +179,19 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	}
 	if w.cfg.WebClient != "" {
 		d.WebClient = "/chat/"
+	}
+	for _, c := range []struct {
+		kind string
+		uris []string
+	}{{"abuse", w.cfg.ContactAbuse}, {"admin", w.cfg.ContactAdmin}, {"support", w.cfg.ContactSupport}, {"security", w.cfg.ContactSecurity}} {
+		if len(c.uris) == 0 {
+			continue
+		}
+		contact := Contact{Kind: c.kind}
+		for _, u := range c.uris {
+			contact.URIs = append(contact.URIs, template.URL(u))
+		}
+		d.Contacts = append(d.Contacts, contact)
 	}
 	if w.upload {
 		d.Upload = true

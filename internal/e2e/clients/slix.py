@@ -425,7 +425,31 @@ async def conflict(o, clients):
          first_disconnects=first.disconnects, first_connects=first.connects)
 
 
-SCENARIOS = {"chat": chat, "badauth": badauth, "send": send_to, "iq": iq, "route": route, "conflict": conflict}
+async def disco(o, clients):
+    """Asks the server's disco#info with slixmpp's XEP-0030 and reports its
+    identities, features and the fields of its extended forms (XEP-0128;
+    contact addresses, XEP-0157)."""
+    c = Client("alice", o.jid, o.password, o, o.mech)
+    c.register_plugin("xep_0030")
+    c.register_plugin("xep_0128")
+    clients.append(c)
+    await c.login()
+    step("alice: disco#info of the server")
+    info = await c["xep_0030"].get_info(jid=c.boundjid.domain, timeout=10)
+    forms = {}
+    for sub in info["disco_info"].iterables:
+        if sub.name != "x":
+            continue
+        fields = {}
+        for var, field in sub.get_fields().items():
+            v = field.get_value(convert=False)
+            fields[var] = v if isinstance(v, list) else [v]
+        form_type = fields.pop("FORM_TYPE", [""])[0]
+        forms[form_type] = fields
+    emit("disco", client=c.name, features=sorted(info["disco_info"]["features"]), forms=forms)
+
+
+SCENARIOS = {"chat": chat, "badauth": badauth, "send": send_to, "iq": iq, "route": route, "conflict": conflict, "disco": disco}
 
 
 def build_parser(scenarios=None, description=__doc__):
