@@ -93,6 +93,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.AddAccountFeature(NS)
+	// Clients look for it on the server too (poezio warns "No remote
+	// bookmark storage available" without it; Prosody lists it there).
+	r.AddFeature(NS)
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
 		if err := m.Store.DeleteAllPrivateXML(ctx, user.String()); err != nil {
 			return fmt.Errorf("private: deleting private XML: %w", err)

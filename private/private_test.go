@@ -3,6 +3,7 @@ package private_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -185,5 +186,17 @@ func TestNeedsStorage(t *testing.T) {
 		Modules: []treff.Module{&private.Module{}}}
 	if err := srv.Setup(); err == nil || !strings.Contains(err.Error(), "storage.PrivateXML") {
 		t.Errorf("Setup without storage: %v", err)
+	}
+}
+
+// The feature is on the server's disco#info too, where clients such as
+// poezio look for it.
+func TestHostFeature(t *testing.T) {
+	ts := newServer(t, &private.Module{})
+	if err := ts.Server.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(ts.Server.Features(false), private.NS) || !slices.Contains(ts.Server.Features(true), private.NS) {
+		t.Errorf("jabber:iq:private not on the host and the account: %v / %v", ts.Server.Features(false), ts.Server.Features(true))
 	}
 }
