@@ -6,7 +6,7 @@
 // The -PLUS variants bind the exchange to the TLS channel (RFC 5802
 // section 6): the caller says which binding types the stream offers and
 // gives their data (see Binding). The server-first-message can carry
-// XEP-0474's downgrade-protection hash (see DowngradeHash).
+// XEP-0474's downgrade-protection hash (saslmech.Stream.DowngradeHash).
 package scram
 
 import (
@@ -21,7 +21,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"hash"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -58,38 +57,6 @@ func Hash(mech string) func() hash.Hash {
 		return sha512.New
 	}
 	return nil
-}
-
-// DowngradeHash is the value of XEP-0474's (version 0.5) "h" attribute
-// for mechanism mech: the base64 hash, with the mechanism's hash function,
-// of the offered mechanism names sorted and joined by 0x1E, followed, if
-// channel-binding types were announced (XEP-0440; cbAnnounced), by 0x1F
-// and the types sorted and joined by 0x1E. It returns "" for an unknown
-// mechanism.
-func DowngradeHash(mech string, mechanisms []string, cbAnnounced bool, cbTypes []string) string {
-	h := Hash(mech)
-	if h == nil {
-		return ""
-	}
-	sum := h()
-	writeSorted(sum, mechanisms)
-	if cbAnnounced {
-		sum.Write([]byte{0x1f})
-		writeSorted(sum, cbTypes)
-	}
-	return base64.StdEncoding.EncodeToString(sum.Sum(nil))
-}
-
-// writeSorted writes names in octet order, joined by 0x1E.
-func writeSorted(w hash.Hash, names []string) {
-	sorted := slices.Clone(names)
-	slices.Sort(sorted) // Go compares strings bytewise: "i;octet"
-	for i, n := range sorted {
-		if i > 0 {
-			w.Write([]byte{0x1e})
-		}
-		w.Write([]byte(n))
-	}
 }
 
 // Keys are the stored credentials of one user for one mechanism.
@@ -184,7 +151,7 @@ func NewServer(mech string, lookup Lookup, fake func(username string) Keys) *Ser
 func (s *Server) SetBinding(b Binding) { s.cb = b }
 
 // SetDowngradeHash makes the server-first-message carry XEP-0474's "h"
-// attribute with value v (see DowngradeHash), before the first Step.
+// attribute with value v, before the first Step.
 func (s *Server) SetDowngradeHash(v string) {
 	s.ext = ""
 	if v != "" {

@@ -240,26 +240,6 @@ func TestWrongBindingData(t *testing.T) {
 	}
 }
 
-// TestDowngradeHashXEP0474 checks the hash against XEP-0474's example
-// (version 0.5.0): SHA-1 over the sorted mechanisms, 0x1F, the sorted
-// types, in any offered order.
-func TestDowngradeHashXEP0474(t *testing.T) {
-	got := DowngradeHash(SHA1Plus, []string{"SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"}, true, []string{"tls-server-end-point", "tls-exporter"})
-	if want := "G6k/rBLDqgOhRRaCuuatSDFkJ08="; got != want {
-		t.Errorf("DowngradeHash = %s, want %s (the XEP's example)", got, want)
-	}
-	// Without XEP-0440 no separator is hashed; an empty announced list
-	// still adds the separator.
-	sum := sha256.Sum256([]byte("PLAIN\x1eSCRAM-SHA-256"))
-	if got, want := DowngradeHash(SHA256, []string{"SCRAM-SHA-256", "PLAIN"}, false, nil), base64.StdEncoding.EncodeToString(sum[:]); got != want {
-		t.Errorf("without XEP-0440: %s, want %s", got, want)
-	}
-	sum = sha256.Sum256([]byte("PLAIN\x1eSCRAM-SHA-256\x1f"))
-	if got, want := DowngradeHash(SHA256, []string{"SCRAM-SHA-256", "PLAIN"}, true, nil), base64.StdEncoding.EncodeToString(sum[:]); got != want {
-		t.Errorf("empty XEP-0440 list: %s, want %s", got, want)
-	}
-}
-
 // testClient is a minimal SCRAM client written from RFC 5802, for the
 // binding tests (mellium's client cannot do tls-exporter).
 type testClient struct {
