@@ -125,6 +125,7 @@ type Server struct {
 	cb     Binding
 	ext    string // extension attributes of the server-first-message
 	cbData []byte // the binding data the client must send after its gs2 header
+	cbType string
 
 	nonceSuffix string // the server's part of the nonce, set by tests; "" means random
 
@@ -161,6 +162,10 @@ func (s *Server) SetDowngradeHash(v string) {
 
 // Username returns the authenticated username after a successful exchange.
 func (s *Server) Username() string { return s.username }
+
+// ChannelBinding returns the channel-binding type the client chose, or
+// "" for none.
+func (s *Server) ChannelBinding() string { return s.cbType }
 
 // Authzid returns the requested authorisation identity ("" if none).
 func (s *Server) Authzid() string { return s.authzid }
@@ -206,7 +211,7 @@ func (s *Server) clientFirst(in []byte) ([]byte, bool, error) {
 		if !ok {
 			return nil, false, ErrNotAuthorized
 		}
-		s.cbData = data
+		s.cbData, s.cbType = data, flag[2:]
 	default:
 		return nil, false, ErrMalformed
 	}
