@@ -595,9 +595,10 @@ func (c *conn) negotiate() (*Session, error) {
 }
 
 func (c *conn) startTLS() error {
-	if c.sc.Buffered() != 0 {
+	if !c.sc.BufferedSpace() {
 		// Data sent after <starttls/> but before the handshake must not be
-		// processed as if TLS protected it.
+		// processed as if TLS protected it (whitespace means nothing and
+		// is dropped with the buffer).
 		return streamError{cond: "policy-violation", text: "data after starttls"}
 	}
 	if err := c.write("<proceed xmlns='" + nsTLS + "'/>"); err != nil {
