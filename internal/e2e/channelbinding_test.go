@@ -300,4 +300,3 @@ func TestGoXMPPThroughMITM(t *testing.T) {
 	}
 	p.stop(t)
 }
-
