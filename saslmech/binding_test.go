@@ -155,3 +155,29 @@ func TestChannelBinding(t *testing.T) {
 		t.Errorf("tls-server-end-point without the certificate: %v", err)
 	}
 }
+
+// BenchmarkStreamBinding is what a stream's SASL offer and a -PLUS
+// exchange compute besides SCRAM itself: both binding types (the offer
+// checks which are available; the exchange computes one again) and the
+// XEP-0474 hash.
+func BenchmarkStreamBinding(b *testing.B) {
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	t := &testing.T{}
+	cert := certificate(t, p256, x509.ECDSAWithSHA256)
+	srvState, _ := handshake(t, cert, tls.VersionTLS13)
+	s := &saslmech.Stream{TLS: &srvState, Certificate: cert.Leaf,
+		Mechanisms:      []string{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"},
+		ChannelBindings: []string{saslmech.TLSExporter, saslmech.TLSServerEndPoint}}
+	b.ReportAllocs()
+	for range b.N {
+		for _, typ := range s.ChannelBindings {
+			if _, err := s.ChannelBinding(typ); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := s.ChannelBinding(saslmech.TLSExporter); err != nil {
+			b.Fatal(err)
+		}
+		s.DowngradeHash(sha256.New)
+	}
+}
