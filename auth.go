@@ -17,7 +17,9 @@ var ErrNotAuthorized = errors.New("treff: not authorized")
 // The session layer runs SASL itself; the Authenticator only answers
 // questions about credentials. Every Authenticator supports PLAIN through
 // CheckPassword. One that also implements SCRAMAuthenticator enables
-// SCRAM-SHA-256 and SCRAM-SHA-1, which every modern client prefers.
+// SCRAM-SHA-256 and SCRAM-SHA-1, which every modern client prefers, and
+// on TLS their -PLUS variants with channel binding (tls-exporter on TLS
+// 1.3, tls-server-end-point; announced with XEP-0440).
 //
 // A PLAIN-only Authenticator (one that checks passwords against LDAP or an
 // HTTP service, say) gives up the following: the server receives the
@@ -41,9 +43,20 @@ type Authenticator interface {
 type SCRAMAuthenticator interface {
 	Authenticator
 	// SCRAMCredential returns the credential for the account and mechanism
-	// ("SCRAM-SHA-256" or "SCRAM-SHA-1"). It returns ErrNotAuthorized if the
-	// account does not exist or has no credential for the mechanism.
+	// ("SCRAM-SHA-256", "SCRAM-SHA-1", or "SCRAM-SHA-512" for one that
+	// lists it; the -PLUS variants use the same credential). It returns
+	// ErrNotAuthorized if the account does not exist or has no credential
+	// for the mechanism.
 	SCRAMCredential(ctx context.Context, user, mechanism string) (storage.Credential, error)
+}
+
+// SCRAMMechanismLister is implemented by a SCRAMAuthenticator that keeps
+// credentials for more than SCRAM-SHA-256 and SCRAM-SHA-1: the server
+// offers SCRAM-SHA-512 (and SCRAM-SHA-512-PLUS) only if SCRAMMechanisms
+// lists it, because a client that picks it cannot log in to an account
+// without such a credential.
+type SCRAMMechanismLister interface {
+	SCRAMMechanisms() []string
 }
 
 // AuthenticatorFunc adapts a function to a PLAIN-only Authenticator.

@@ -372,3 +372,29 @@ func TestCloseUser(t *testing.T) {
 	pending.Expect(`<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`)
 	syncServer(other)
 }
+
+// TestStartTLSTrailing: bytes sent after <starttls/> before the handshake
+// close the stream, unless they are whitespace (go-xmpp sends a newline
+// with it), which is dropped: the handshake and a login follow.
+func TestStartTLSTrailing(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.Dial(t, ts.Addr)
+	c.Send(trefftest.Header(ts.Domain))
+	c.Expect(`</stream:features>`)
+	c.Send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><iq type='get' id='x'/>")
+	c.Expect(`<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text[^>]*>data after starttls</text>`)
+
+	c = ts.Dial(t, ts.Addr)
+	c.Send(trefftest.Header(ts.Domain))
+	c.Expect(`</stream:features>`)
+	c.Send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n \r\n\t")
+	c.Expect(`<proceed[^>]*/>`)
+	tc := tls.Client(c.Conn(), ts.TLSConfig())
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake after whitespace: %v", err)
+	}
+	c = trefftest.NewClient(t, tc, ts.Domain, ts.TLSConfig())
+	if jid := c.Login("alice", "alicepw", "r"); jid != "alice@localhost/r" {
+		t.Errorf("bound %q", jid)
+	}
+}

@@ -56,6 +56,8 @@ type idleConn struct {
 	pend    [1]byte // the byte wait read
 	hasPend bool
 	pendErr error // the error wait or a cut read met, returned after the data
+
+	cert *tls.Certificate // presented in the TLS handshake, if noted (notingCertificate)
 }
 
 var extraPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10+256); return &b }}
@@ -232,6 +234,7 @@ type conn struct {
 
 	mechs    []hook[saslmech.Mechanism] // offered on this stream
 	saslInfo *saslmech.Stream
+	binding  string // the channel-binding type of the last SASL exchange, for the log
 }
 
 func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
@@ -376,7 +379,7 @@ func (c *conn) serve() (sess *Session) {
 	}()
 	if c.directTLS {
 		c.ic.records = true
-		tc := tls.Server(c.ic, srv.tlsBase)
+		tc := tls.Server(c.ic, srv.c2sBase)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.nc.Close()
 			return nil
@@ -496,6 +499,14 @@ func (c *conn) negotiate() (*Session, error) {
 			feats.WriteString("<mechanism>" + name + "</mechanism>")
 		}
 		feats.WriteString("</mechanisms>")
+		if cbs := c.saslInfo.ChannelBindings; len(cbs) > 0 {
+			// XEP-0440: which binding the -PLUS mechanisms can use.
+			feats.WriteString("<sasl-channel-binding xmlns='" + nsSASLCB + "'>")
+			for _, typ := range cbs {
+				feats.WriteString("<channel-binding type='" + typ + "'/>")
+			}
+			feats.WriteString("</sasl-channel-binding>")
+		}
 		for _, f := range srv.mods.streamFeats {
 			if f.h.Phase == BeforeAuth {
 				feats.WriteString(srv.renderFeature(f, c))
@@ -584,16 +595,17 @@ func (c *conn) negotiate() (*Session, error) {
 }
 
 func (c *conn) startTLS() error {
-	if c.sc.Buffered() != 0 {
+	if !c.sc.BufferedSpace() {
 		// Data sent after <starttls/> but before the handshake must not be
-		// processed as if TLS protected it.
+		// processed as if TLS protected it (whitespace means nothing and
+		// is dropped with the buffer).
 		return streamError{cond: "policy-violation", text: "data after starttls"}
 	}
 	if err := c.write("<proceed xmlns='" + nsTLS + "'/>"); err != nil {
 		return err
 	}
 	c.ic.records = true
-	tc := tls.Server(c.ic, c.srv.tlsFor(c.host))
+	tc := tls.Server(c.ic, c.srv.c2sTLS(c.host))
 	if err := tc.HandshakeContext(c.ctx); err != nil {
 		return err
 	}
@@ -651,27 +663,48 @@ func saslFailure(cond, text string) string {
 	return s + "</failure>"
 }
 
-// saslStream describes the stream to SASL mechanisms.
+// channelBindingTypes are the types the server can announce, in the
+// order announced (the stronger first).
+var channelBindingTypes = []string{saslmech.TLSExporter, saslmech.TLSServerEndPoint}
+
+// saslStream describes the stream to SASL mechanisms, with the channel
+// bindings available on it.
 func (c *conn) saslStream() *saslmech.Stream {
 	s := &saslmech.Stream{Host: c.host}
-	if tc, ok := c.rw.(*tls.Conn); ok {
-		cs := tc.ConnectionState()
-		s.TLS = &cs
+	tc, ok := c.rw.(*tls.Conn)
+	if !ok {
+		return s
+	}
+	cs := tc.ConnectionState()
+	s.TLS = &cs
+	if c.ic.cert != nil && !cs.DidResume {
+		s.Certificate = c.srv.leaf(c.ic.cert)
+	}
+	for _, typ := range channelBindingTypes {
+		if _, err := s.ChannelBinding(typ); err == nil {
+			s.ChannelBindings = append(s.ChannelBindings, typ)
+		}
 	}
 	return s
 }
 
 // offerMechanisms returns the names of the SASL mechanisms offered on
-// the stream, and remembers the stream's description for sasl.
+// the stream, and remembers the stream's description for sasl. The
+// channel-binding types are announced only with a -PLUS mechanism.
 func (c *conn) offerMechanisms() []string {
 	s := c.saslStream()
 	c.mechs = c.mechs[:0]
+	var names []string
 	for _, e := range c.srv.mods.mechs {
 		if o, ok := e.h.(saslmech.Offerer); ok && !c.srv.offers(e.module, o, s) {
 			continue
 		}
 		c.mechs = append(c.mechs, e)
-		s.Mechanisms = append(s.Mechanisms, e.h.Name())
+		names = append(names, e.h.Name())
+	}
+	s.Mechanisms = names
+	if !s.PlusOffered() {
+		s.ChannelBindings = nil
 	}
 	c.saslInfo = s
 	return s.Mechanisms
@@ -701,6 +734,9 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 			return false, c.saslFailed("incorrect-encoding")
 		}
 		out, user, serr := srv.stepSASL(c.ctx, mech.module, x, data)
+		if sx, ok := x.(*scramExchange); ok {
+			c.binding = sx.ss.ChannelBinding()
+		}
 		if serr != nil {
 			return false, c.saslFailed(srv.saslCondition(name, serr))
 		}
@@ -796,7 +832,7 @@ func (c *conn) authenticate(user jid.JID, mechanism string) error {
 	// An account holder may send what the operator allows; before, only
 	// the small pre-authentication limit holds.
 	c.sc.SetMaxAttrs(c.srv.maxAttrs())
-	c.srv.logger().Debug("authenticated", "user", user.String(), "mechanism", mechanism)
+	c.srv.logger().Debug("authenticated", "user", user.String(), "mechanism", mechanism, "channel_binding", c.binding)
 	c.srv.recordLogin(c.ctx, user)
 	return nil
 }

@@ -26,8 +26,9 @@
 //
 // Every client stream must be encrypted before authentication: STARTTLS is
 // required on Serve's listeners, and ServeTLS's listeners speak TLS first.
-// Clients authenticate with SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN (PLAIN only
-// ever inside TLS); the Authenticator decides, and the default one in
+// Clients authenticate with SCRAM-SHA-256, SCRAM-SHA-1 (each also -PLUS,
+// bound to the TLS channel with tls-exporter or tls-server-end-point) or
+// PLAIN (PLAIN only ever inside TLS); the Authenticator decides, and the default one in
 // package auth keeps only salted SCRAM keys. After binding a resource, every
 // stanza the client sends has its 'from' stamped by the server, then goes to
 // the router: stanzas for local accounts are delivered by the rules of RFC

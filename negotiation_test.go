@@ -95,7 +95,7 @@ func TestNegotiationHandler(t *testing.T) {
 		c.StartTLS()
 		c.Send(header("localhost"))
 		f := c.Expect(`</stream:features>`)
-		if !strings.Contains(f, "<auth2 xmlns='urn:example:auth2'><mechanism>X-TOKEN</mechanism><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></auth2>") {
+		if !strings.Contains(f, "<auth2 xmlns='urn:example:auth2'><mechanism>X-TOKEN</mechanism><mechanism>SCRAM-SHA-256-PLUS</mechanism><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></auth2>") {
 			t.Fatalf("features lack the stream's auth2: %s", f)
 		}
 		return c

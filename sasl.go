@@ -3,9 +3,10 @@ package treff
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/text/secure/precis"
@@ -30,7 +31,11 @@ func (r *Registry) AddSASLMechanism(m saslmech.Mechanism) {
 // builtinMechanisms appends the server's own mechanisms after those of
 // modules, unless a module replaced one by name.
 func (srv *Server) builtinMechanisms() {
-	own := []saslmech.Mechanism{scramMechanism{srv, scram.SHA256}, scramMechanism{srv, scram.SHA1}, plainMechanism{srv}}
+	own := []saslmech.Mechanism{
+		scramMechanism{srv, scram.SHA512Plus}, scramMechanism{srv, scram.SHA256Plus}, scramMechanism{srv, scram.SHA1Plus},
+		scramMechanism{srv, scram.SHA512}, scramMechanism{srv, scram.SHA256}, scramMechanism{srv, scram.SHA1},
+		plainMechanism{srv},
+	}
 next:
 	for _, m := range own {
 		for _, e := range srv.mods.mechs {
@@ -43,7 +48,8 @@ next:
 }
 
 // plainMechanism is PLAIN (RFC 4616) through the Authenticator. Every
-// stream that reaches SASL is TLS-protected, so it is always offered.
+// stream that reaches SASL is TLS-protected (STARTTLS is required, and
+// ServeConn's transports are secure), so it is always offered there.
 type plainMechanism struct{ srv *Server }
 
 func (plainMechanism) Name() string { return "PLAIN" }
@@ -86,8 +92,11 @@ func (p *plainExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, e
 	return nil, user, nil
 }
 
-// scramMechanism is SCRAM-SHA-1 or SCRAM-SHA-256 over the keys of a
-// SCRAMAuthenticator, offered only when the Authenticator is one.
+// scramMechanism is SCRAM-SHA-1, -256 or -512, or its -PLUS variant,
+// over the keys of a SCRAMAuthenticator, offered only when the
+// Authenticator is one (SCRAM-SHA-512 only when it lists it, see
+// SCRAMMechanismLister), a -PLUS variant only where the stream has a
+// channel binding. It uses the public saslmech API only.
 type scramMechanism struct {
 	srv  *Server
 	name string
@@ -95,14 +104,26 @@ type scramMechanism struct {
 
 func (m scramMechanism) Name() string { return m.name }
 
-func (m scramMechanism) Offer(*saslmech.Stream) bool {
-	_, ok := m.srv.Authenticator.(SCRAMAuthenticator)
-	return ok
+func (m scramMechanism) Offer(s *saslmech.Stream) bool {
+	sa, ok := m.srv.Authenticator.(SCRAMAuthenticator)
+	if !ok {
+		return false
+	}
+	base, plus := strings.CutSuffix(m.name, scram.Plus)
+	if plus && len(s.ChannelBindings) == 0 {
+		return false
+	}
+	if base == scram.SHA512 {
+		l, ok := sa.(SCRAMMechanismLister)
+		return ok && slices.Contains(l.SCRAMMechanisms(), scram.SHA512)
+	}
+	return true
 }
 
 func (m scramMechanism) Start(ctx context.Context, s *saslmech.Stream) saslmech.Exchange {
 	sa := m.srv.Authenticator.(SCRAMAuthenticator)
 	x := &scramExchange{s: s}
+	base := strings.TrimSuffix(m.name, scram.Plus) // -PLUS uses the same keys
 	x.ss = scram.NewServer(m.name, func(username, authzid string) (scram.Keys, bool, error) {
 		user, err := s.Account(username)
 		if err != nil {
@@ -111,7 +132,7 @@ func (m scramMechanism) Start(ctx context.Context, s *saslmech.Stream) saslmech.
 		if authzid != "" && authzid != user.String() {
 			return scram.Keys{}, false, scram.ErrAuthzid
 		}
-		cred, err := sa.SCRAMCredential(x.ctx, user.String(), m.name)
+		cred, err := sa.SCRAMCredential(x.ctx, user.String(), base)
 		if errors.Is(err, ErrNotAuthorized) {
 			return scram.Keys{}, false, nil
 		}
@@ -119,7 +140,15 @@ func (m scramMechanism) Start(ctx context.Context, s *saslmech.Stream) saslmech.
 			return scram.Keys{}, false, err
 		}
 		return scram.Keys{Salt: cred.Salt, Iterations: cred.Iterations, StoredKey: cred.StoredKey, ServerKey: cred.ServerKey}, true, nil
-	}, func(username string) scram.Keys { return m.srv.fakeSCRAMKeys(s.Host, username) })
+	}, func(username string) scram.Keys { return m.srv.fakeSCRAMKeys(s.Host, base, username) })
+	x.ss.SetBinding(scram.Binding{Offered: s.PlusOffered(), Data: func(typ string) ([]byte, bool) {
+		if !slices.Contains(s.ChannelBindings, typ) {
+			return nil, false // not announced on this stream
+		}
+		data, err := s.ChannelBinding(typ)
+		return data, err == nil
+	}})
+	x.ss.SetDowngradeHash(s.DowngradeHash(scram.Hash(m.name)))
 	return x
 }
 
@@ -158,10 +187,14 @@ func (x *scramExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, e
 }
 
 // fakeSCRAMKeys returns stable made-up keys for an unknown user, so that
-// the exchange looks the same as for a real one.
-func (srv *Server) fakeSCRAMKeys(host, username string) scram.Keys {
-	m := hmac.New(sha256.New, srv.secret[:])
-	m.Write([]byte(host + "\x00" + username))
-	sum := m.Sum(nil)
-	return scram.Keys{Salt: sum[:16], Iterations: 4096, StoredKey: sum, ServerKey: sum}
+// the exchange looks the same as for a real one: a salt of its own per
+// mechanism (mech without -PLUS), keys of the hash's size.
+func (srv *Server) fakeSCRAMKeys(host, mech, username string) scram.Keys {
+	sum := func(label string) []byte {
+		m := hmac.New(sha512.New, srv.secret[:])
+		m.Write([]byte(label + "\x00" + mech + "\x00" + host + "\x00" + username))
+		return m.Sum(nil)
+	}
+	key := sum("key")[:scram.Hash(mech)().Size()]
+	return scram.Keys{Salt: sum("salt")[:16], Iterations: 4096, StoredKey: key, ServerKey: key}
 }

@@ -82,7 +82,7 @@ func TestSASLMechanismPlugin(t *testing.T) {
 	c.StartTLS()
 	c.Send(header("localhost"))
 	feats := c.Expect(`</stream:features>`)
-	want := "<mechanism>X-TOKEN</mechanism><mechanism>X-PANIC</mechanism><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
+	want := "<mechanism>X-TOKEN</mechanism><mechanism>X-PANIC</mechanism><mechanism>SCRAM-SHA-256-PLUS</mechanism><mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-256</mechanism><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>"
 	if !strings.Contains(feats, want) {
 		t.Fatalf("features %q lack %q", feats, want)
 	}
@@ -106,8 +106,11 @@ func TestSASLMechanismPlugin(t *testing.T) {
 	} else if _, err := s.TLS.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32); err != nil {
 		t.Errorf("no channel-binding data from the stream's TLS state: %v", err)
 	}
-	if strings.Join(s.Mechanisms, " ") != "X-TOKEN X-PANIC SCRAM-SHA-256 SCRAM-SHA-1 PLAIN" {
+	if strings.Join(s.Mechanisms, " ") != "X-TOKEN X-PANIC SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS SCRAM-SHA-256 SCRAM-SHA-1 PLAIN" {
 		t.Errorf("saslmech.Stream.Mechanisms = %v", s.Mechanisms)
+	}
+	if strings.Join(s.ChannelBindings, " ") != "tls-exporter tls-server-end-point" || s.Certificate == nil {
+		t.Errorf("saslmech.Stream.ChannelBindings = %v, Certificate %v; want both types and the certificate", s.ChannelBindings, s.Certificate != nil)
 	}
 	// The right token, as an initial response; success carries data.
 	auth("X-TOKEN", enc("alice:let-me-in"))

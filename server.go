@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,6 +113,12 @@ type Server struct {
 	secret   [32]byte // for fake SCRAM salts of unknown users
 	tlsBase  *tls.Config
 	hostTLS  map[string]*tls.Config // STARTTLS configuration per host
+	// c2sBase and c2sHost are tlsBase and hostTLS for client streams:
+	// they note the certificate presented on the connection (for
+	// tls-server-end-point channel binding).
+	c2sBase *tls.Config
+	c2sHost map[string]*tls.Config
+	leaves  sync.Map // *tls.Certificate → *x509.Certificate, for those without Leaf
 	// parkAfter is how long a session is quiet before its reader parks
 	// (see idleConn); 0 means defaultParkAfter.
 	parkAfter time.Duration
@@ -225,6 +232,11 @@ func (srv *Server) setup() error {
 	}
 	srv.tlsBase = srv.tlsConfig()
 	srv.hostTLS = srv.hostConfigs()
+	srv.c2sBase = notingCertificate(srv.tlsBase)
+	srv.c2sHost = make(map[string]*tls.Config, len(srv.hostTLS))
+	for d, cfg := range srv.hostTLS {
+		srv.c2sHost[d] = notingCertificate(cfg)
+	}
 	ctx := srv.ctx
 	for _, m := range srv.Modules {
 		r := &Registry{srv: srv, module: m.Name(), m: &srv.mods}
@@ -292,6 +304,79 @@ func (srv *Server) tlsConfig() *tls.Config {
 		}
 	}
 	return cfg
+}
+
+// c2sTLS returns the TLS configuration for a client's STARTTLS stream to
+// domain.
+func (srv *Server) c2sTLS(domain string) *tls.Config {
+	if cfg := srv.c2sHost[domain]; cfg != nil {
+		return cfg
+	}
+	return srv.c2sBase
+}
+
+// notingCertificate returns a copy of cfg that notes on each client
+// connection (an *idleConn) the certificate its handshake presents. It
+// chooses among cfg.Certificates as crypto/tls does, so that it sees the
+// choice even when there is no SNI. A certificate chosen by a
+// GetConfigForClient's configuration goes unnoted: tls-server-end-point
+// is then not offered.
+func notingCertificate(cfg *tls.Config) *tls.Config {
+	c := cfg.Clone()
+	get, certs := c.GetCertificate, c.Certificates
+	c.Certificates = nil
+	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		var cert *tls.Certificate
+		var err error
+		if get != nil {
+			cert, err = get(hello)
+		}
+		if cert == nil && err == nil {
+			cert, err = chooseCertificate(certs, hello)
+		}
+		if ic, ok := hello.Conn.(*idleConn); ok && err == nil {
+			ic.cert = cert
+		}
+		return cert, err
+	}
+	return c
+}
+
+// chooseCertificate picks from certs as crypto/tls does without
+// GetCertificate: the only one, else the first the client supports, else
+// the first.
+func chooseCertificate(certs []tls.Certificate, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	switch len(certs) {
+	case 0:
+		return nil, errors.New("treff: no certificate")
+	case 1:
+		return &certs[0], nil
+	}
+	for i := range certs {
+		if hello.SupportsCertificate(&certs[i]) == nil {
+			return &certs[i], nil
+		}
+	}
+	return &certs[0], nil
+}
+
+// leaf returns the parsed leaf of cert, parsing it once.
+func (srv *Server) leaf(cert *tls.Certificate) *x509.Certificate {
+	if cert.Leaf != nil {
+		return cert.Leaf
+	}
+	if l, ok := srv.leaves.Load(cert); ok {
+		return l.(*x509.Certificate)
+	}
+	if len(cert.Certificate) == 0 {
+		return nil
+	}
+	l, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	srv.leaves.Store(cert, l)
+	return l
 }
 
 // tlsFor returns the TLS configuration for a STARTTLS stream to domain.

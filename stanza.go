@@ -200,6 +200,7 @@ const (
 	nsStreams  = "urn:ietf:params:xml:ns:xmpp-streams"
 	nsStream   = "http://etherx.jabber.org/streams"
 	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
+	nsSASLCB   = "urn:xmpp:sasl-cb:0" // XEP-0440
 	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
 	nsBind     = "urn:ietf:params:xml:ns:xmpp-bind"
 	nsSession  = "urn:ietf:params:xml:ns:xmpp-session"

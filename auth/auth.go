@@ -3,7 +3,7 @@
 // password itself.
 //
 // For each account it stores, per mechanism (SCRAM-SHA-256 and
-// SCRAM-SHA-1), a random 16-byte salt, the iteration count (at least 4096),
+// SCRAM-SHA-1, and SCRAM-SHA-512 with Store.SHA512), a random 16-byte salt, the iteration count (at least 4096),
 // StoredKey and ServerKey. That is enough to verify SCRAM logins and PLAIN
 // logins (by deriving the keys from the given password), but a copy of the
 // database lets nobody log in without first guessing the password.
@@ -38,9 +38,27 @@ type Store struct {
 	// below MinIterations (including 0) mean MinIterations, the RFC 7677
 	// recommendation for SCRAM-SHA-256.
 	Iterations int
+	// SHA512 keeps SCRAM-SHA-512 credentials too for accounts created
+	// and passwords set from now on, and makes the server offer
+	// SCRAM-SHA-512 and SCRAM-SHA-512-PLUS. Accounts whose password was
+	// set before have no such credential: a client that picks SCRAM-SHA-512
+	// cannot log in to them until their password is set again, so turn it
+	// on for a new server.
+	SHA512 bool
 }
 
-var _ treff.SCRAMAuthenticator = (*Store)(nil)
+var (
+	_ treff.SCRAMAuthenticator   = (*Store)(nil)
+	_ treff.SCRAMMechanismLister = (*Store)(nil)
+)
+
+// SCRAMMechanisms implements treff.SCRAMMechanismLister.
+func (s *Store) SCRAMMechanisms() []string {
+	if s.SHA512 {
+		return append([]string{scram.SHA512}, Mechanisms...)
+	}
+	return Mechanisms
+}
 
 func (s *Store) iterations() int { return max(s.Iterations, MinIterations) }
 
@@ -48,13 +66,17 @@ func (s *Store) iterations() int { return max(s.Iterations, MinIterations) }
 // random salt per mechanism. The password is normalised with the PRECIS
 // OpaqueString profile (RFC 8265), as clients do.
 func NewCredentials(password string, iterations int) ([]storage.Credential, error) {
+	return newCredentials(password, iterations, Mechanisms)
+}
+
+func newCredentials(password string, iterations int, mechs []string) ([]storage.Credential, error) {
 	pw, err := precis.OpaqueString.String(password)
 	if err != nil {
 		return nil, fmt.Errorf("auth: invalid password: %w", err)
 	}
 	iterations = max(iterations, MinIterations)
-	creds := make([]storage.Credential, 0, len(Mechanisms))
-	for _, m := range Mechanisms {
+	creds := make([]storage.Credential, 0, len(mechs))
+	for _, m := range mechs {
 		salt := make([]byte, 16)
 		if _, err := rand.Read(salt); err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
@@ -78,7 +100,7 @@ func (s *Store) CreateUser(ctx context.Context, user, password string) error {
 	if password == "" {
 		return ErrEmptyPassword
 	}
-	creds, err := NewCredentials(password, s.iterations())
+	creds, err := newCredentials(password, s.iterations(), s.SCRAMMechanisms())
 	if err != nil {
 		return err
 	}
@@ -98,7 +120,7 @@ func (s *Store) SetPassword(ctx context.Context, user, password string) error {
 	if err != nil {
 		return fmt.Errorf("auth: %s: %w", user, err)
 	}
-	if a.Credentials, err = NewCredentials(password, s.iterations()); err != nil {
+	if a.Credentials, err = newCredentials(password, s.iterations(), s.SCRAMMechanisms()); err != nil {
 		return err
 	}
 	if err := s.Accounts.UpdateAccount(ctx, a); err != nil {

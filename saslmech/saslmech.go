@@ -6,18 +6,40 @@
 // stream (RFC 6120 section 6) and binds the account the mechanism
 // authenticated.
 //
-// The server's own PLAIN and SCRAM-SHA-1/256 are mechanisms on this same
-// interface.
+// The server's own PLAIN and SCRAM-SHA-1/256/512 (and their -PLUS
+// variants) are mechanisms on this same interface: a Stream carries what
+// channel binding (RFC 5056) and downgrade protection (XEP-0474) need.
 package saslmech
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
+	"hash"
+	"slices"
 	"strings"
 
 	"mellium.im/xmpp/jid"
 )
+
+// Channel-binding types (RFC 5056) that the server announces (XEP-0440)
+// and Stream.ChannelBinding computes. tls-unique is not among them: it is
+// undefined for TLS 1.3 and broken by renegotiation and resumption before
+// it (RFC 9266).
+const (
+	// TLSExporter is RFC 9266's binding, on TLS 1.3 only.
+	TLSExporter = "tls-exporter"
+	// TLSServerEndPoint is RFC 5929's hash of the server's certificate.
+	TLSServerEndPoint = "tls-server-end-point"
+)
+
+// ErrNoChannelBinding is returned by Stream.ChannelBinding for a type the
+// stream cannot provide.
+var ErrNoChannelBinding = errors.New("saslmech: channel binding not available")
 
 // ErrNotAuthorized is returned by an exchange for wrong credentials or an
 // unknown user (treff.ErrNotAuthorized, which an Authenticator returns,
@@ -67,9 +89,111 @@ type Stream struct {
 	// transport secured it (WebSocket, BOSH). Channel binding takes its
 	// data from here.
 	TLS *tls.ConnectionState
-	// Mechanisms are the names of the mechanisms offered on the stream,
-	// in the order offered (for downgrade protection, XEP-0474).
+	// Certificate is the certificate the server presented in TLS's
+	// handshake, for tls-server-end-point; nil when the server does not
+	// know it (a resumed TLS session, which presents none; a
+	// configuration's own GetConfigForClient).
+	Certificate *x509.Certificate
+	// Mechanisms are the names of the mechanisms offered on the stream
+	// in the protocol the exchange runs in (RFC 6120's <mechanisms/>, or
+	// XEP-0388's list), in the order offered, for downgrade protection
+	// (XEP-0474). An Offerer's Offer sees it empty.
 	Mechanisms []string
+	// ChannelBindings are the channel-binding types announced to the
+	// client (XEP-0440), nil if none were. The server announces the types
+	// ChannelBinding can compute whenever it offers a mechanism whose name
+	// ends in -PLUS; an Offerer's Offer sees the types available.
+	ChannelBindings []string
+}
+
+// ChannelBinding returns the stream's channel-binding data of type typ:
+// for TLSExporter (TLS 1.3 only) 32 bytes of keying material exported
+// with the label "EXPORTER-Channel-Binding" and no context (RFC 9266),
+// for TLSServerEndPoint the hash of the server's certificate (RFC 5929
+// section 4.1: the certificate's signature hash, SHA-256 for MD5 and
+// SHA-1; none for a signature without a single hash, such as Ed25519).
+// It returns ErrNoChannelBinding for another type or one the stream
+// cannot provide.
+func (s *Stream) ChannelBinding(typ string) ([]byte, error) {
+	if s.TLS == nil {
+		return nil, ErrNoChannelBinding
+	}
+	switch typ {
+	case TLSExporter:
+		if s.TLS.Version < tls.VersionTLS13 {
+			return nil, ErrNoChannelBinding
+		}
+		b, err := s.TLS.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
+		if err != nil {
+			return nil, ErrNoChannelBinding
+		}
+		return b, nil
+	case TLSServerEndPoint:
+		if s.Certificate == nil {
+			return nil, ErrNoChannelBinding
+		}
+		h := endPointHash(s.Certificate.SignatureAlgorithm)
+		if h == nil {
+			return nil, ErrNoChannelBinding
+		}
+		sum := h()
+		sum.Write(s.Certificate.Raw)
+		return sum.Sum(nil), nil
+	}
+	return nil, ErrNoChannelBinding
+}
+
+// endPointHash is the hash of tls-server-end-point for a certificate
+// signed with alg, or nil (RFC 5929 section 4.1).
+func endPointHash(alg x509.SignatureAlgorithm) func() hash.Hash {
+	switch alg {
+	case x509.MD5WithRSA, x509.SHA1WithRSA, x509.DSAWithSHA1, x509.ECDSAWithSHA1,
+		x509.SHA256WithRSA, x509.DSAWithSHA256, x509.ECDSAWithSHA256, x509.SHA256WithRSAPSS:
+		return sha256.New
+	case x509.SHA384WithRSA, x509.ECDSAWithSHA384, x509.SHA384WithRSAPSS:
+		return sha512.New384
+	case x509.SHA512WithRSA, x509.ECDSAWithSHA512, x509.SHA512WithRSAPSS:
+		return sha512.New
+	}
+	return nil
+}
+
+// DowngradeHash returns the value of XEP-0474's (version 0.5) "h"
+// attribute for a SCRAM mechanism with hash function h: the base64 hash
+// of the names in Mechanisms sorted by octet and joined by 0x1E,
+// followed, if channel-binding types were announced, by 0x1F and
+// ChannelBindings sorted and joined likewise.
+func (s *Stream) DowngradeHash(h func() hash.Hash) string {
+	sum := h()
+	writeSorted(sum, s.Mechanisms)
+	if len(s.ChannelBindings) > 0 {
+		sum.Write([]byte{0x1f})
+		writeSorted(sum, s.ChannelBindings)
+	}
+	return base64.StdEncoding.EncodeToString(sum.Sum(nil))
+}
+
+func writeSorted(w hash.Hash, names []string) {
+	sorted := slices.Clone(names)
+	slices.Sort(sorted) // bytewise: RFC 4790's "i;octet"
+	for i, n := range sorted {
+		if i > 0 {
+			w.Write([]byte{0x1e})
+		}
+		w.Write([]byte(n))
+	}
+}
+
+// PlusOffered reports whether a mechanism with channel binding (a name
+// ending in -PLUS) is among Mechanisms: a SCRAM client that could bind
+// but thinks the server cannot must then be refused (RFC 5802 section 6).
+func (s *Stream) PlusOffered() bool {
+	for _, m := range s.Mechanisms {
+		if strings.HasSuffix(m, "-PLUS") {
+			return true
+		}
+	}
+	return false
 }
 
 // Account returns the bare JID of the account a SASL authentication

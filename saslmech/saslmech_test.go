@@ -1,6 +1,7 @@
 package saslmech_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"testing"
@@ -39,3 +40,5 @@ func TestError(t *testing.T) {
 		t.Errorf("errors.As(%v) = %v", err, se)
 	}
 }
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -3,8 +3,10 @@
 // StoredKey and ServerKey of each user, never the password or the salted
 // password, so a leaked database does not let anyone log in.
 //
-// Channel binding (-PLUS) is not offered; a client that requires it is
-// refused.
+// The -PLUS variants bind the exchange to the TLS channel (RFC 5802
+// section 6): the caller says which binding types the stream offers and
+// gives their data (see Binding). The server-first-message can carry
+// XEP-0474's downgrade-protection hash (saslmech.Stream.DowngradeHash).
 package scram
 
 import (
@@ -14,17 +16,25 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"hash"
 	"strconv"
+	"strings"
 )
 
-// Mechanism names.
+// Mechanism names. A -PLUS mechanism uses the keys of the mechanism
+// without the suffix.
 const (
-	SHA1   = "SCRAM-SHA-1"
-	SHA256 = "SCRAM-SHA-256"
+	SHA1       = "SCRAM-SHA-1"
+	SHA256     = "SCRAM-SHA-256"
+	SHA512     = "SCRAM-SHA-512"
+	SHA1Plus   = SHA1 + Plus
+	SHA256Plus = SHA256 + Plus
+	SHA512Plus = SHA512 + Plus
+	Plus       = "-PLUS"
 )
 
 // Errors from Step. ErrMalformed maps to SASL <malformed-request/>,
@@ -35,13 +45,16 @@ var (
 	ErrAuthzid       = errors.New("scram: invalid authzid")
 )
 
-// Hash returns the hash function of a mechanism, or nil.
+// Hash returns the hash function of a mechanism (with or without -PLUS),
+// or nil.
 func Hash(mech string) func() hash.Hash {
-	switch mech {
+	switch strings.TrimSuffix(mech, Plus) {
 	case SHA1:
 		return sha1.New
 	case SHA256:
 		return sha256.New
+	case SHA512:
+		return sha512.New
 	}
 	return nil
 }
@@ -89,12 +102,32 @@ func mac(h func() hash.Hash, key []byte, msg string) []byte {
 // which accounts exist.
 type Lookup func(username, authzid string) (k Keys, ok bool, err error)
 
+// Binding is what a server needs for channel binding (RFC 5802 section 6)
+// on one stream.
+type Binding struct {
+	// Offered is true when the stream offered a -PLUS mechanism: a client
+	// that says it could bind but thinks the server cannot ("y") is then
+	// refused, as a stripped mechanism list means an attacker in the
+	// middle.
+	Offered bool
+	// Data returns the channel-binding data of a type the stream offers,
+	// or ok false for a type it does not offer. nil means none.
+	Data func(typ string) (data []byte, ok bool)
+}
+
 // Server runs one SCRAM exchange.
 type Server struct {
 	mech   string
+	plus   bool
 	h      func() hash.Hash
 	lookup Lookup
 	fake   func(username string) Keys
+	cb     Binding
+	ext    string // extension attributes of the server-first-message
+	cbData []byte // the binding data the client must send after its gs2 header
+	cbType string
+
+	nonceSuffix string // the server's part of the nonce, set by tests; "" means random
 
 	step      int
 	gs2       string
@@ -108,14 +141,31 @@ type Server struct {
 	serverSig []byte
 }
 
-// NewServer returns a server for mechanism mech (SHA1 or SHA256). fake
-// returns deterministic made-up keys for an unknown user.
+// NewServer returns a server for mechanism mech (one of the names
+// above). fake returns deterministic made-up keys for an unknown user. A
+// -PLUS mechanism needs SetBinding; without it every client is refused.
 func NewServer(mech string, lookup Lookup, fake func(username string) Keys) *Server {
-	return &Server{mech: mech, h: Hash(mech), lookup: lookup, fake: fake}
+	return &Server{mech: mech, plus: strings.HasSuffix(mech, Plus), h: Hash(mech), lookup: lookup, fake: fake}
+}
+
+// SetBinding sets the stream's channel binding, before the first Step.
+func (s *Server) SetBinding(b Binding) { s.cb = b }
+
+// SetDowngradeHash makes the server-first-message carry XEP-0474's "h"
+// attribute with value v, before the first Step.
+func (s *Server) SetDowngradeHash(v string) {
+	s.ext = ""
+	if v != "" {
+		s.ext = ",h=" + v
+	}
 }
 
 // Username returns the authenticated username after a successful exchange.
 func (s *Server) Username() string { return s.username }
+
+// ChannelBinding returns the channel-binding type the client chose, or
+// "" for none.
+func (s *Server) ChannelBinding() string { return s.cbType }
 
 // Authzid returns the requested authorisation identity ("" if none).
 func (s *Server) Authzid() string { return s.authzid }
@@ -143,11 +193,25 @@ func (s *Server) clientFirst(in []byte) ([]byte, bool, error) {
 		return nil, false, ErrMalformed
 	}
 	switch {
-	case flag == "n" || flag == "y":
-		// "y": the client supports channel binding but thinks we do not;
-		// we do not offer -PLUS, so that is right.
-	case len(flag) > 2 && flag[:2] == "p=":
+	case s.plus && (flag == "n" || flag == "y"):
+		// A -PLUS mechanism without binding (RFC 5802 section 6).
 		return nil, false, ErrNotAuthorized
+	case flag == "n":
+	case flag == "y":
+		// The client could bind but thinks we cannot: if we offered a
+		// -PLUS mechanism, someone stripped it (RFC 5802 section 6).
+		if s.cb.Offered {
+			return nil, false, ErrNotAuthorized
+		}
+	case len(flag) > 2 && flag[:2] == "p=":
+		if !s.plus || s.cb.Data == nil || !cbName(flag[2:]) {
+			return nil, false, ErrNotAuthorized
+		}
+		data, ok := s.cb.Data(flag[2:])
+		if !ok {
+			return nil, false, ErrNotAuthorized
+		}
+		s.cbData, s.cbType = data, flag[2:]
 	default:
 		return nil, false, ErrMalformed
 	}
@@ -191,13 +255,17 @@ func (s *Server) clientFirst(in []byte) ([]byte, bool, error) {
 		keys = s.fake(name)
 	}
 	s.keys, s.known = keys, known
-	var rnd [18]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return nil, false, err
+	suffix := s.nonceSuffix
+	if suffix == "" {
+		var rnd [18]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return nil, false, err
+		}
+		suffix = base64.StdEncoding.EncodeToString(rnd[:])
 	}
-	s.nonce = cn[2:] + base64.StdEncoding.EncodeToString(rnd[:])
+	s.nonce = cn[2:] + suffix
 	s.srvFirst = "r=" + s.nonce + ",s=" + base64.StdEncoding.EncodeToString(keys.Salt) +
-		",i=" + strconv.Itoa(keys.Iterations)
+		",i=" + strconv.Itoa(keys.Iterations) + s.ext
 	return []byte(s.srvFirst), false, nil
 }
 
@@ -213,8 +281,20 @@ func (s *Server) clientFinal(in []byte) ([]byte, bool, error) {
 		return nil, false, ErrMalformed
 	}
 	cb, rest, ok := cut(withoutProof, ',')
-	if !ok || cb != "c="+base64.StdEncoding.EncodeToString([]byte(s.gs2)) {
+	if !ok || len(cb) < 2 || cb[:2] != "c=" {
 		return nil, false, ErrMalformed
+	}
+	got, err := base64.StdEncoding.DecodeString(cb[2:])
+	if err != nil {
+		return nil, false, ErrMalformed
+	}
+	// The gs2 header again, then the binding data of a -PLUS exchange.
+	// Other binding data means another TLS channel: a man in the middle.
+	if len(got) < len(s.gs2) || string(got[:len(s.gs2)]) != s.gs2 {
+		return nil, false, ErrMalformed
+	}
+	if subtle.ConstantTimeCompare(got[len(s.gs2):], s.cbData) != 1 {
+		return nil, false, ErrNotAuthorized
 	}
 	r, _, _ := cut(rest, ',')
 	if r != "r="+s.nonce {
@@ -273,6 +353,17 @@ func unescape(s string) (string, bool) {
 		i += 2
 	}
 	return string(b), true
+}
+
+// cbName reports whether s is a cb-name (RFC 5802 section 7).
+func cbName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func printable(s string) bool {

@@ -268,6 +268,19 @@ func (s *Scanner) Reset(r io.Reader) {
 // handshake must not be processed as if they were protected.
 func (s *Scanner) Buffered() int { return s.n - s.pos }
 
+// BufferedSpace reports whether the bytes read but not yet consumed are
+// all XML whitespace (none at all included): whitespace between elements
+// means nothing, so a client may send it after <starttls/> (go-xmpp
+// sends a newline) without anything being processed unprotected.
+func (s *Scanner) BufferedSpace() bool {
+	for _, b := range s.buf[s.pos:s.n] {
+		if b != ' ' && b != '\t' && b != '\r' && b != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
 // StreamName returns the qualified name of the stream element read by Header.
 func (s *Scanner) StreamName() string { return s.streamName }
 
