@@ -670,7 +670,7 @@ var channelBindingTypes = []string{saslmech.TLSExporter, saslmech.TLSServerEndPo
 // saslStream describes the stream to SASL mechanisms, with the channel
 // bindings available on it.
 func (c *conn) saslStream() *saslmech.Stream {
-	s := &saslmech.Stream{Host: c.host}
+	s := saslmech.NewStream(c.host)
 	tc, ok := c.rw.(*tls.Conn)
 	if !ok {
 		return s

@@ -147,7 +147,7 @@ func (m scramMechanism) Start(ctx context.Context, s *saslmech.Stream) saslmech.
 		}
 		data, err := s.ChannelBinding(typ)
 		return data, err == nil
-	}})
+	}, Refused: s.RefuseBinding, RefusedBefore: s.BindingRefused})
 	x.ss.SetDowngradeHash(s.DowngradeHash(scram.Hash(m.name)))
 	return x
 }

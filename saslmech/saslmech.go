@@ -22,6 +22,7 @@ import (
 	"hash"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"mellium.im/xmpp/jid"
 )
@@ -104,7 +105,37 @@ type Stream struct {
 	// ChannelBinding can compute whenever it offers a mechanism whose name
 	// ends in -PLUS; an Offerer's Offer sees the types available.
 	ChannelBindings []string
+
+	// refused is shared by the copies each exchange gets (NewStream
+	// allocates it): see RefuseBinding.
+	refused *atomic.Bool
 }
+
+// NewStream returns a Stream for host that remembers, across the
+// exchanges on one stream, whether a client's channel binding was
+// refused (RefuseBinding). A Stream made otherwise forgets it.
+func NewStream(host string) *Stream { return &Stream{Host: host, refused: new(atomic.Bool)} }
+
+// RefuseBinding records that a client on this stream tried a -PLUS
+// mechanism without a channel-binding type the stream offers (tls-unique,
+// which TLS 1.3 lacks and which older clients such as slixmpp 1.8 and
+// nbxmpp 4 know alone) and was refused. Such a client saw the -PLUS
+// mechanisms, so its next attempt with gs2 flag "y" ("I could bind, you
+// cannot") is not the sign of a stripped list that "y" otherwise is: see
+// BindingRefused.
+func (s *Stream) RefuseBinding() {
+	if s.refused != nil {
+		s.refused.Store(true)
+	}
+}
+
+// BindingRefused reports whether RefuseBinding was called on the stream:
+// a SCRAM mechanism then accepts "y" although -PLUS was offered, instead
+// of refusing it as a downgrade (RFC 5802 section 6), so that a client
+// whose only binding type the server does not offer still logs in. An
+// attacker who strips -PLUS from the list cannot cause it: the client
+// would not have tried a -PLUS mechanism.
+func (s *Stream) BindingRefused() bool { return s.refused != nil && s.refused.Load() }
 
 // ChannelBinding returns the stream's channel-binding data of type typ:
 // for TLSExporter (TLS 1.3 only) 32 bytes of keying material exported

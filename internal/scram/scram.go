@@ -113,6 +113,13 @@ type Binding struct {
 	// Data returns the channel-binding data of a type the stream offers,
 	// or ok false for a type it does not offer. nil means none.
 	Data func(typ string) (data []byte, ok bool)
+	// Refused, if not nil, is called when the client asks for a type the
+	// stream does not offer; RefusedBefore reports whether that happened
+	// on the stream before, in which case "y" is accepted although -PLUS
+	// was offered: the client saw -PLUS and could not use it, nobody
+	// stripped it (saslmech.Stream.RefuseBinding).
+	Refused       func()
+	RefusedBefore func() bool
 }
 
 // Server runs one SCRAM exchange.
@@ -194,13 +201,18 @@ func (s *Server) clientFirst(in []byte) ([]byte, bool, error) {
 	}
 	switch {
 	case s.plus && (flag == "n" || flag == "y"):
-		// A -PLUS mechanism without binding (RFC 5802 section 6).
+		// A -PLUS mechanism without binding (RFC 5802 section 6): a
+		// client that has none of the stream's types (tls-unique alone
+		// on TLS 1.3). It saw -PLUS offered.
+		if s.cb.Refused != nil {
+			s.cb.Refused()
+		}
 		return nil, false, ErrNotAuthorized
 	case flag == "n":
 	case flag == "y":
 		// The client could bind but thinks we cannot: if we offered a
 		// -PLUS mechanism, someone stripped it (RFC 5802 section 6).
-		if s.cb.Offered {
+		if s.cb.Offered && (s.cb.RefusedBefore == nil || !s.cb.RefusedBefore()) {
 			return nil, false, ErrNotAuthorized
 		}
 	case len(flag) > 2 && flag[:2] == "p=":
@@ -209,6 +221,9 @@ func (s *Server) clientFirst(in []byte) ([]byte, bool, error) {
 		}
 		data, ok := s.cb.Data(flag[2:])
 		if !ok {
+			if s.cb.Refused != nil {
+				s.cb.Refused()
+			}
 			return nil, false, ErrNotAuthorized
 		}
 		s.cbData, s.cbType = data, flag[2:]

@@ -287,3 +287,33 @@ func (c *testClient) run(t *testing.T, s *Server) (string, error) {
 	out, _, err = s.Step([]byte(without + ",p=" + base64.StdEncoding.EncodeToString(proof)))
 	return string(out), err
 }
+
+// A client that tried a -PLUS mechanism and could not bind (its only
+// type, tls-unique, is not offered) may then say "y" on plain SCRAM: it
+// saw -PLUS, nobody stripped it. Without that attempt, "y" is refused.
+func TestYAfterRefusedBinding(t *testing.T) {
+	keys := Keys{Salt: []byte("salt"), Iterations: 4096}
+	lookup := func(username, authzid string) (Keys, bool, error) { return keys, true, nil }
+	fake := func(string) Keys { return keys }
+	refused := false
+	b := Binding{Offered: true, Data: func(typ string) ([]byte, bool) { return nil, false },
+		Refused: func() { refused = true }, RefusedBefore: func() bool { return refused }}
+	y := NewServer("SCRAM-SHA-256", lookup, fake)
+	y.SetBinding(b)
+	if _, _, err := y.Step([]byte("y,,n=user,r=abcdefgh")); err != ErrNotAuthorized {
+		t.Fatalf("y with -PLUS offered and no refused binding: %v, want ErrNotAuthorized", err)
+	}
+	for _, first := range []string{"p=tls-unique,,n=user,r=abcdefgh", "n,,n=user,r=abcdefgh"} {
+		plus := NewServer("SCRAM-SHA-256-PLUS", lookup, fake)
+		plus.SetBinding(b)
+		refused = false
+		if _, _, err := plus.Step([]byte(first)); err != ErrNotAuthorized || !refused {
+			t.Fatalf("-PLUS with %q: err %v, refused %v", first, err, refused)
+		}
+		y := NewServer("SCRAM-SHA-256", lookup, fake)
+		y.SetBinding(b)
+		if _, _, err := y.Step([]byte("y,,n=user,r=abcdefgh")); err != nil {
+			t.Errorf("y after a refused -PLUS attempt (%q): %v", first, err)
+		}
+	}
+}

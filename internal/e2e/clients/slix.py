@@ -28,7 +28,6 @@ import sys
 import time
 
 import slixmpp
-import slixmpp.util.sasl.client
 from slixmpp.xmlstream import ET
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -81,37 +80,12 @@ def stanza_error(xml):
     return {"type": err.get("type", ""), "conditions": conds, "text": text.text if text is not None else ""}
 
 
-def without_channel_binding(xmpp):
-    """Makes slixmpp 1.8.3 a client without channel binding. It binds only
-    with tls-unique, which TLS 1.3 does not define and Treff does not
-    offer (Treff announces tls-exporter and tls-server-end-point with
-    XEP-0440, which slixmpp ignores): left alone it picks a -PLUS
-    mechanism with tls-unique, and on a forced plain SCRAM it sends the
-    gs2 flag "y" ("I could bind, but the server cannot"), which a server
-    that offers -PLUS must refuse (RFC 5802 section 6). A client that
-    supports none of the announced types uses "n" (XEP-0474 0.5, business
-    rule 6), as this one now does."""
-    fm = xmpp["feature_mechanisms"]
-    creds = fm.sasl_callback
-
-    def no_binding(required, optional):
-        c = creds(required, optional)
-        if "channel_binding" in c:
-            c["channel_binding"] = None
-        return c
-
-    fm.sasl_callback = no_binding
-    if not fm.use_mech:  # sasl_mech forces a mechanism through use_mech
-        fm.use_mechs = {m for m in slixmpp.util.sasl.client.MECHANISMS if not m.endswith("-PLUS")}
-
-
 class Client(slixmpp.ClientXMPP):
     """A ClientXMPP that connects only to the given address, trusts the
     server's certificate and records what happens to it."""
 
     def __init__(self, name, jid, password, opts, mech=None):
         super().__init__(jid, password, sasl_mech=mech)
-        without_channel_binding(self)
         self.name = name
         self.opts = opts
         self.use_aiodns = False
