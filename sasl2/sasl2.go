@@ -282,6 +282,7 @@ func (m *Module) success(ctx context.Context, a *Auth, user jid.JID, data []byte
 	// No restart (XEP-0388 2.6.1): the features of the authenticated
 	// stream follow at once.
 	b = append(b, n.Features()...)
+	m.log().Debug("SASL2 authenticated", "user", user.String(), "mechanism", a.Mechanism, "jid", id.String())
 	if a.Session != nil {
 		// After <success/>, before any stanza (Negotiation.Bind).
 		return a.Session.SendNonza(b)
