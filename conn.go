@@ -225,6 +225,7 @@ type conn struct {
 	shutting  atomic.Bool
 	sess      atomic.Pointer[Session]
 	resumed   *Session   // set by Negotiation.Resume for negotiate to return
+	bound     *Session   // set by Negotiation.Bind likewise
 	wmu       sync.Mutex // direct writes before bind
 
 	// ctx is the negotiation's context (TLS handshake, SASL, the
@@ -486,42 +487,7 @@ func (c *conn) negotiate() (*Session, error) {
 	if err := c.readStreamHeader(); err != nil {
 		return nil, err
 	}
-	srv := c.srv
-	var feats strings.Builder
-	feats.WriteString(c.header(c.host))
-	feats.WriteString("<stream:features>")
-	switch {
-	case !c.secure:
-		feats.WriteString("<starttls xmlns='" + nsTLS + "'><required/></starttls>")
-	case c.user.Equal(jid.JID{}):
-		feats.WriteString("<mechanisms xmlns='" + nsSASL + "'>")
-		for _, name := range c.offerMechanisms() {
-			feats.WriteString("<mechanism>" + name + "</mechanism>")
-		}
-		feats.WriteString("</mechanisms>")
-		if cbs := c.saslInfo.ChannelBindings; len(cbs) > 0 {
-			// XEP-0440: which binding the -PLUS mechanisms can use.
-			feats.WriteString("<sasl-channel-binding xmlns='" + nsSASLCB + "'>")
-			for _, typ := range cbs {
-				feats.WriteString("<channel-binding type='" + typ + "'/>")
-			}
-			feats.WriteString("</sasl-channel-binding>")
-		}
-		for _, f := range srv.mods.streamFeats {
-			if f.h.Phase == BeforeAuth {
-				feats.WriteString(srv.renderFeature(f, c))
-			}
-		}
-	default:
-		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>")
-		for _, f := range srv.mods.streamFeats {
-			if f.h.Phase == AfterAuth {
-				feats.WriteString(srv.renderFeature(f, c))
-			}
-		}
-	}
-	feats.WriteString("</stream:features>")
-	if err := c.write(feats.String()); err != nil {
+	if err := c.write(c.header(c.host) + c.features()); err != nil {
 		return nil, err
 	}
 	for {
@@ -562,9 +528,11 @@ func (c *conn) negotiate() (*Session, error) {
 					return nil, err
 				}
 			default:
+				// A module's authentication protocol (XEP-0388) may
+				// also bind or resume a session in the same step.
 				if ok, err := c.negotiationStep(el); ok {
-					if err != nil {
-						return nil, err
+					if s := c.stepSession(err); s != nil || err != nil {
+						return s, err
 					}
 					continue
 				}
@@ -573,14 +541,10 @@ func (c *conn) negotiate() (*Session, error) {
 		default:
 			if el.Name != "iq" || (ns != "" && ns != nsClient) {
 				if ok, err := c.negotiationStep(el); ok {
-					if err != nil {
-						return nil, err
-					}
-					if s := c.resumed; s != nil {
-						// A module resumed a session (XEP-0198): it goes
-						// on on this stream.
-						c.resumed = nil
-						return s, nil
+					// A module resumed a session (XEP-0198): it goes
+					// on on this stream.
+					if s := c.stepSession(err); s != nil || err != nil {
+						return s, err
 					}
 					continue
 				}
@@ -591,6 +555,92 @@ func (c *conn) negotiate() (*Session, error) {
 				return s, err
 			}
 		}
+	}
+}
+
+// features returns the stream features offered on the stream in its
+// present state: after a negotiation step bound or resumed a session,
+// none (XEP-0388 sends them after <success/>).
+func (c *conn) features() string {
+	srv := c.srv
+	var feats strings.Builder
+	feats.WriteString("<stream:features>")
+	switch {
+	case c.bound != nil || c.resumed != nil:
+	case !c.secure:
+		feats.WriteString("<starttls xmlns='" + nsTLS + "'><required/></starttls>")
+	case c.user.Equal(jid.JID{}):
+		feats.WriteString("<mechanisms xmlns='" + nsSASL + "'>")
+		for _, name := range c.offerMechanisms() {
+			feats.WriteString("<mechanism>" + name + "</mechanism>")
+		}
+		feats.WriteString("</mechanisms>")
+		if cbs := c.saslInfo.ChannelBindings; len(cbs) > 0 {
+			// XEP-0440: which binding the -PLUS mechanisms can use.
+			feats.WriteString("<sasl-channel-binding xmlns='" + nsSASLCB + "'>")
+			for _, typ := range cbs {
+				feats.WriteString("<channel-binding type='" + typ + "'/>")
+			}
+			feats.WriteString("</sasl-channel-binding>")
+		}
+		for _, f := range srv.mods.streamFeats {
+			if f.h.Phase == BeforeAuth {
+				feats.WriteString(srv.renderFeature(f, c))
+			}
+		}
+	default:
+		feats.WriteString("<bind xmlns='" + nsBind + "'/><session xmlns='" + nsSession + "'><optional/></session>")
+		for _, f := range srv.mods.streamFeats {
+			if f.h.Phase == AfterAuth {
+				feats.WriteString(srv.renderFeature(f, c))
+			}
+		}
+	}
+	feats.WriteString("</stream:features>")
+	return feats.String()
+}
+
+// stepSession completes a negotiation step that bound or resumed a
+// session (Negotiation.Bind, Resume), and returns the session if the
+// step succeeded (err is nil): a bound one enters the routing table,
+// and its writer starts. If the step failed, a bound session is
+// dropped and a resumed one hibernates again.
+func (c *conn) stepSession(err error) *Session {
+	if err != nil {
+		c.dropStepSession()
+		return nil
+	}
+	if s := c.resumed; s != nil {
+		c.resumed = nil
+		s.release()
+		return s
+	}
+	s := c.bound
+	if s == nil {
+		return nil
+	}
+	c.bound = nil
+	c.attach(s, true)
+	return s
+}
+
+// dropStepSession gives up the session a negotiation step bound or
+// resumed, if any.
+func (c *conn) dropStepSession() {
+	if s := c.bound; s != nil {
+		c.bound = nil
+		// Never routable and never run: modules that set it up in the
+		// step (carbons, stream management) learn that it ended.
+		s.mu.Lock()
+		s.held, s.closed, s.ended = false, true, true
+		s.later = nil
+		s.mu.Unlock()
+		s.finish()
+	}
+	if s := c.resumed; s != nil {
+		c.resumed = nil
+		c.sess.Store(nil)
+		s.rehibernate()
 	}
 }
 
@@ -870,9 +920,7 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 		return nil, c.write(string(AppendError(nil, st, errBadRequest)))
 	}
 	if res == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		res = "treff-" + hex.EncodeToString(b[:])
+		res = newResource()
 	}
 	full, err := jid.New(c.user.Localpart(), c.user.Domainpart(), res)
 	if err != nil {
@@ -893,6 +941,22 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 	s.writing, s.idle = true, make(chan struct{}) // held until routable
 	s.queue, s.queued = append(s.queue, b), len(b)
 	s.mu.Unlock()
+	c.attach(s, false)
+	return s, nil
+}
+
+// newResource returns a random resource for a client that asked for none.
+func newResource() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "treff-" + hex.EncodeToString(b[:])
+}
+
+// attach makes the new session s, whose writer is held, the stream's:
+// it enters the routing table (replacing a session with the same full
+// JID), and its writer starts. held says a negotiation step bound it
+// (Negotiation.Bind).
+func (c *conn) attach(s *Session, held bool) {
 	c.ic.setHard(time.Time{})
 	c.sess.Store(s)
 	if c.shutting.Load() {
@@ -906,8 +970,11 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 			os.closeStream(streamError{cond: "conflict", text: "replaced by a new connection with the same resource"})
 		}
 	}
+	if held {
+		s.release()
+		return
+	}
 	go s.writeLoop()
-	return s, nil
 }
 
 // bindResource extracts the requested resource from a bind IQ.

@@ -83,8 +83,63 @@ func (n *Negotiation) Authenticated(user jid.JID) error { return n.c.authenticat
 
 // Failed counts a failed authentication attempt of the stream against
 // Server.MaxAuthFailures: it returns an error, to be returned by the
-// handler, once there were too many.
-func (n *Negotiation) Failed() error { return n.c.failedAttempt("") }
+// handler, once there were too many. The stream is no longer
+// authenticated, and a session the handler bound or resumed is given up
+// (see Bind and Resume).
+func (n *Negotiation) Failed() error {
+	n.c.dropStepSession()
+	return n.c.failedAttempt("")
+}
+
+// ErrBound is Negotiation.Bind's error when the handler already bound or
+// resumed a session on the stream.
+var ErrBound = errors.New("treff: a session is bound already")
+
+// ErrNotAuthenticated is Negotiation.Bind's error on a stream that has
+// not authenticated.
+var ErrNotAuthenticated = errors.New("treff: stream not authenticated")
+
+// Bind binds resource to the stream (for a protocol that binds in its own
+// elements, XEP-0386) and returns the new session, for the handler to
+// set up (enable stream management, carbons, client state) and to queue
+// its answer on with Session.SendNonza. An empty resource gets a random
+// one. An invalid resource is an error.
+//
+// The session becomes the stream's when the handler returns nil: it
+// then enters the routing table, replacing a session with the same full
+// JID as resource binding does (RFC 6120 7.7.2.2), and its writer
+// starts, with what the handler queued before anything the session is
+// sent. Until then nobody can route to it. If the handler fails, or
+// calls Failed, the session is dropped: it never was routable, and the
+// session-closed hooks run for the modules that set it up.
+func (n *Negotiation) Bind(resource string) (*Session, error) {
+	c := n.c
+	switch {
+	case c.user.Equal(jid.JID{}):
+		return nil, ErrNotAuthenticated
+	case c.bound != nil || c.resumed != nil:
+		return nil, ErrBound
+	}
+	if resource == "" {
+		resource = newResource()
+	}
+	full, err := jid.New(c.user.Localpart(), c.user.Domainpart(), resource)
+	if err != nil {
+		return nil, fmt.Errorf("treff: invalid resource: %w", err)
+	}
+	s := newSession(c, full)
+	s.mu.Lock()
+	s.writing, s.idle, s.held = true, make(chan struct{}), true
+	s.mu.Unlock()
+	c.bound = s
+	return s, nil
+}
+
+// Features returns the <stream:features/> element for the stream as it
+// is now, which XEP-0388 sends after <success/> (no stream restart): the
+// features of an authenticated stream (resource binding and the
+// modules'), or none once the handler bound or resumed a session.
+func (n *Negotiation) Features() string { return n.c.features() }
 
 // Step runs one step of a SASL exchange of the stream (for a protocol
 // that carries SASL in its own elements): it is x.Step with the

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"iter"
 	"slices"
 
 	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/stanza"
 )
 
 // Nonza is a top-level element of a client's stream that is not a
@@ -17,16 +19,67 @@ type Nonza struct {
 	// Name is the element's name; Space is its namespace.
 	Name xml.Name
 	el   *xmlscan.Element
+	// A child element (Nonza.Child) is read through ch instead of el.
+	ch    stanza.Child
+	child bool
 }
 
 // Attr returns the value of one of the element's attributes.
-func (n *Nonza) Attr(name string) (string, bool) { return n.el.Attr(name) }
+func (n *Nonza) Attr(name string) (string, bool) {
+	if n.child {
+		return n.ch.Attr(name)
+	}
+	return n.el.Attr(name)
+}
 
 // Raw returns the element as the client sent it.
-func (n *Nonza) Raw() string { return n.el.Raw }
+func (n *Nonza) Raw() string {
+	if n.child {
+		return n.ch.Raw()
+	}
+	return n.el.Raw
+}
 
 // Inner returns the element's content between its start and end tags.
-func (n *Nonza) Inner() string { return n.el.Inner() }
+func (n *Nonza) Inner() string {
+	if n.child {
+		return n.ch.Inner()
+	}
+	return n.el.Inner()
+}
+
+// Text returns the character data directly in the element (not in its
+// children), with references resolved (see stanza.Child.Text).
+func (n *Nonza) Text() string { return n.self().Text() }
+
+// Children returns an iterator over the element's child elements, in
+// document order, read from Raw without copying it (see
+// stanza.Children).
+func (n *Nonza) Children() iter.Seq[stanza.Child] { return n.self().Children() }
+
+// Child returns the first child element with that namespace and local
+// name, such as the <user-agent/> of a XEP-0388 <authenticate/>.
+func (n *Nonza) Child(space, local string) (*Nonza, bool) {
+	for c := range n.Children() {
+		if c.Name.Local == local && c.Name.Space == space {
+			return &Nonza{Name: c.Name, ch: c, child: true}, true
+		}
+	}
+	return nil, false
+}
+
+// self returns the element as a stanza.Child.
+func (n *Nonza) self() stanza.Child {
+	if n.child {
+		return n.ch
+	}
+	// A top-level element: jabber:client is the default namespace
+	// around it, unless it declares its own.
+	for c := range stanza.Children("<x>"+n.el.Raw+"</x>", nsClient) {
+		return c
+	}
+	return stanza.Child{}
+}
 
 // NonzaHandler handles the nonzas of one namespace that clients send on
 // bound sessions' streams (see Registry.HandleNonza). HandleNonza is

@@ -65,6 +65,14 @@ type Session struct {
 	resumed  bool          // run skips the bound hooks
 	hibDone  chan struct{} // closed when a lost connection was detached
 	hibTimer *time.Timer
+
+	// held: a negotiation step bound or resumed the session
+	// (Negotiation.Bind, Resume) and has not returned yet. The writer
+	// waits; what the step queues (SendNonza) goes out first, then the
+	// stanzas in later (sent meanwhile), or for a resumed session what
+	// the client did not acknowledge.
+	held  bool
+	later [][]byte
 }
 
 var _ router.Entry = (*Session)(nil)
@@ -168,6 +176,12 @@ func (s *Session) sendLocked(raw []byte) *streamError {
 		}
 	}
 	if s.offline {
+		return nil
+	}
+	if s.held {
+		if !s.resumed {
+			s.later = append(s.later, raw)
+		} // else it is in s.sm.unacked, sent on release
 		return nil
 	}
 	if queued := s.queued; queued+len(raw) > s.srv.maxQueue() {

@@ -139,7 +139,7 @@ func (m *smState) takeUnacked() (pending [][]byte, keys []uint64) {
 // caller writes <r/>); if it is not time yet, a timer asks later.
 func (s *Session) smAskLocked() bool {
 	m := &s.sm
-	if !m.on || m.asked || len(m.unacked) == 0 || s.final || s.offline {
+	if !m.on || m.asked || len(m.unacked) == 0 || s.final || s.offline || s.held {
 		return false
 	}
 	if len(m.unacked) >= smAskAfter {
@@ -161,7 +161,7 @@ func (s *Session) smAskLater() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sm.armed = false
-	if s.closed || s.ended || !s.sm.on || s.sm.asked || len(s.sm.unacked) == 0 || s.final || s.offline {
+	if s.closed || s.ended || !s.sm.on || s.sm.asked || len(s.sm.unacked) == 0 || s.final || s.offline || s.held {
 		return
 	}
 	s.sm.asked = true
@@ -217,7 +217,8 @@ func (e *AckError) Error() string {
 
 // Track starts acknowledged delivery on the session (what XEP-0198's
 // <enable/> asks for): it queues reply (the <enabled/> element, not
-// counted), and from then on counts and keeps every stanza queued after
+// counted; nil when the caller sends it otherwise, as inside XEP-0386's
+// <bound/>), and from then on counts and keeps every stanza queued after
 // it until the client acknowledges it (Acknowledge), and counts the
 // stanzas the client sends (Handled). The writer appends ask (the <r/>
 // element) to a batch once 8 stanzas are unacknowledged, or a second
@@ -235,7 +236,9 @@ func (s *Session) Track(reply, ask []byte, resume time.Duration) error {
 		return ErrTracking
 	}
 	// Counting starts with the stanzas queued after reply.
-	s.enqueueLocked(reply)
+	if reply != nil {
+		s.enqueueLocked(reply)
+	}
 	s.sm.ask = ask
 	s.sm.resume = max(resume, 0)
 	s.sm.on = true
@@ -452,15 +455,22 @@ func (s *Session) takeOver(wait time.Duration) bool {
 // stream's account onto this stream (XEP-0198 <resume/>, before binding
 // or inline in SASL2): it applies the client's count h, queues
 // resumed(handled) (the <resumed/> element, with the count of stanzas
-// the server handled) and retransmits what h does not cover; the
-// session then goes on on this stream. Modules keep their per-session
-// state; the session-bound hooks do not run again. An error is
-// ErrNotResumable (the caller answers <failed/>), or an *AckError if h
-// covers more than was sent (the caller closes the stream).
+// the server handled; nothing if it returns nil) and retransmits what h
+// does not cover; the session then goes on on this stream. Modules keep
+// their per-session state; the session-bound hooks do not run again. An
+// error is ErrNotResumable (the caller answers <failed/>), or an
+// *AckError if h covers more than was sent (the caller closes the
+// stream).
+//
+// The session's writer waits until the handler returns: what it queues
+// on the session meanwhile (Session.SendNonza: the SASL2 <success/> that
+// carries <resumed/>) goes out before the retransmitted stanzas and
+// anything sent to the session since. If the handler fails, or calls
+// Failed, the session hibernates again.
 func (n *Negotiation) Resume(s *Session, h uint32, resumed func(handled uint32) []byte) error {
 	c := n.c
 	srv := c.srv
-	if s == nil || c.user.Equal(jid.JID{}) || !s.jid.Bare().Equal(c.user) || s.srv != srv {
+	if s == nil || c.user.Equal(jid.JID{}) || !s.jid.Bare().Equal(c.user) || s.srv != srv || c.bound != nil || c.resumed != nil {
 		return ErrNotResumable
 	}
 	s.mu.Lock()
@@ -469,8 +479,11 @@ func (n *Negotiation) Resume(s *Session, h uint32, resumed func(handled uint32) 
 	if !resumable || !s.takeOver(5*time.Second) {
 		return ErrNotResumable
 	}
+	// The old connection's writer, if it still runs, fails at once on
+	// the closed connection.
+	s.waitWritten()
 	s.mu.Lock()
-	if s.ended || !s.hib {
+	if s.ended || !s.hib || s.writing {
 		s.mu.Unlock()
 		return ErrNotResumable
 	}
@@ -489,9 +502,10 @@ func (n *Negotiation) Resume(s *Session, h uint32, resumed func(handled uint32) 
 	s.pmu.Lock()
 	s.parked, s.fd = false, -1
 	s.pmu.Unlock()
-	s.enqueueLocked(resumed(s.smIn.Load()))
-	for _, raw := range s.sm.unacked {
-		s.enqueueLocked(raw)
+	// The writer waits for the handler (release).
+	s.writing, s.idle, s.held = true, make(chan struct{}), true
+	if b := resumed(s.smIn.Load()); b != nil {
+		s.enqueueLocked(b)
 	}
 	s.mu.Unlock()
 	srv.forgetHibernating(s)
@@ -639,4 +653,54 @@ func (s *Session) Hibernating() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.hib && !s.ended
+}
+
+// release lets the writer of a session that a negotiation step bound or
+// resumed start, once the step succeeded: after what the step queued
+// come the stanzas sent to the session meanwhile, or, for a resumed
+// session, what its client did not acknowledge.
+func (s *Session) release() {
+	s.mu.Lock()
+	s.held = false
+	if s.resumed {
+		for _, raw := range s.sm.unacked {
+			s.queue = append(s.queue, raw)
+			s.queued += len(raw)
+		}
+	} else {
+		for _, raw := range s.later {
+			s.queue = append(s.queue, raw)
+			s.queued += len(raw)
+		}
+	}
+	s.later = nil
+	s.mu.Unlock()
+	go s.writeLoop()
+}
+
+// rehibernate puts a session that a failed negotiation step resumed back
+// to waiting for its client, as it was before Resume (what was queued
+// for the failed stream is dropped; what the client did not acknowledge
+// is kept).
+func (s *Session) rehibernate() {
+	srv := s.srv
+	s.mu.Lock()
+	s.held = false
+	s.queue, s.queued = nil, 0
+	s.writing = false
+	close(s.idle)
+	s.offline, s.hib = true, true
+	s.hibTimer = time.AfterFunc(s.sm.resume, s.expire)
+	close(s.hibDone)
+	s.mu.Unlock()
+	srv.sm.mu.Lock()
+	if srv.sm.hib == nil {
+		srv.sm.hib = make(map[*Session]struct{})
+	}
+	srv.sm.hib[s] = struct{}{}
+	srv.sm.mu.Unlock()
+	srv.logger().Debug("session hibernating again", "jid", s.jid.String())
+	if srv.closing.Load() {
+		s.expire()
+	}
 }

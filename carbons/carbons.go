@@ -134,6 +134,20 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	return nil, nil
 }
 
+// Bind2Feature and Bind2 make carbons an inline feature of XEP-0386
+// Bind 2 (package bind2): <enable xmlns='urn:xmpp:carbons:2'/> in the
+// client's <bind/> enables carbons on the new session (section 4 of
+// XEP-0386: it always succeeds, and nothing goes into <bound/>).
+func (m *Module) Bind2Feature() string { return NS }
+
+// Bind2 enables carbons on s if el is <enable/>.
+func (m *Module) Bind2(ctx context.Context, s *treff.Session, el *treff.Nonza) (string, error) {
+	if el.Name.Local == "enable" {
+		m.set(s, true)
+	}
+	return "", nil
+}
+
 // set enables or disables carbons for s; doing either twice is no error
 // (section 8.1). The count of enabled sessions changes with the setting,
 // under the session's state lock.

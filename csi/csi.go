@@ -75,6 +75,19 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	return nil
 }
 
+// Bind2Feature and Bind2 make client state indication an inline
+// feature of XEP-0386 Bind 2 (package bind2): an <inactive/> or <active/>
+// in the client's <bind/> sets the state the session begins in.
+func (m *Module) Bind2Feature() string { return NS }
+
+// Bind2 sets the new session's state as el says.
+func (m *Module) Bind2(ctx context.Context, s *treff.Session, el *treff.Nonza) (string, error) {
+	if el.Name.Local == "inactive" && !s.Holding() {
+		s.SetHolder(&holder{m: m})
+	}
+	return "", nil
+}
+
 func (m *Module) nonza(ctx context.Context, s *treff.Session, n *treff.Nonza) {
 	switch n.Name.Local {
 	case "inactive":

@@ -15,6 +15,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/bind2"
 	"github.com/treff-im/treff/blocking"
 	"github.com/treff-im/treff/carbons"
 	"github.com/treff-im/treff/csi"
@@ -25,6 +26,7 @@ import (
 	"github.com/treff-im/treff/ping"
 	"github.com/treff-im/treff/private"
 	"github.com/treff-im/treff/roster"
+	"github.com/treff-im/treff/sasl2"
 	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/vcard"
 	"github.com/treff-im/treff/version"
@@ -53,12 +55,15 @@ func Modules() []treff.Module {
 // Devices returns the modules that keep a user's devices in step around
 // the given core modules (roster, offline and the like), in the order
 // they are listed in: blocking, vCard and private storage first, then
-// core, then PEP, carbons, client state indication and stream management
-// (the hooks' phases order what must be ordered, whatever the list's
-// order). vCard and private storage are wired to PEP for the XEP-0398
-// avatar and XEP-0411 bookmark conversions. A message archive (package
-// mam) goes among core, and so does a configured *sm.Module (else one
-// with the defaults is added).
+// core, then PEP, carbons, client state indication, stream management
+// and SASL2 (XEP-0388) with Bind 2 (XEP-0386) and stream management's
+// resumption inline (the hooks' phases order what must be ordered,
+// whatever the list's order). vCard and private storage are wired to PEP
+// for the XEP-0398 avatar and XEP-0411 bookmark conversions. A message
+// archive (package mam) goes among core, and so does a configured
+// *sm.Module (else one with the defaults is added) or *sasl2.Module
+// (else SASL2 builds one, with carbons, client state indication and
+// stream management as Bind 2 features).
 func Devices(core ...treff.Module) []treff.Module {
 	p := &pep.Module{}
 	v := &vcard.Module{PEP: p}
@@ -69,9 +74,33 @@ func Devices(core ...treff.Module) []treff.Module {
 	}
 	mods := []treff.Module{&blocking.Module{}, v, &private.Module{Bookmarks: p}}
 	mods = append(mods, core...)
-	mods = append(mods, p, &carbons.Module{}, &csi.Module{})
-	if !slices.ContainsFunc(core, func(m treff.Module) bool { _, ok := m.(*sm.Module); return ok }) {
-		mods = append(mods, &sm.Module{})
+	cm, cs := &carbons.Module{}, &csi.Module{}
+	mods = append(mods, p, cm, cs)
+	var stream *sm.Module
+	for _, m := range core {
+		if s, ok := m.(*sm.Module); ok {
+			stream = s
+		}
+	}
+	if stream == nil {
+		stream = &sm.Module{}
+		mods = append(mods, stream)
+	}
+	if !slices.ContainsFunc(core, func(m treff.Module) bool { _, ok := m.(*sasl2.Module); return ok }) {
+		mods = append(mods, SASL2(stream, cm, cs, stream))
 	}
 	return mods
+}
+
+// SASL2 returns XEP-0388 SASL2 with stream management's inline resumption
+// (sm may be nil) and XEP-0386 Bind 2, whose inline features are
+// features (carbons, client state indication, stream management: the
+// same module values as in the server's Modules).
+func SASL2(stream *sm.Module, features ...bind2.Feature) *sasl2.Module {
+	m := &sasl2.Module{}
+	if stream != nil {
+		m.Inline = append(m.Inline, stream)
+	}
+	m.Inline = append(m.Inline, &bind2.Module{Features: features})
+	return m
 }

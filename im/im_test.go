@@ -5,9 +5,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/bind2"
 	"github.com/treff-im/treff/im"
+	"github.com/treff-im/treff/sasl2"
+	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
 )
@@ -49,5 +53,38 @@ func TestModulesShareBroadcastPresence(t *testing.T) {
 	a.Send("<iq type='get' id='l' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>")
 	if got := a.Expect(`id='l'.*?</iq>`); !strings.Contains(got, ">bye</query>") {
 		t.Fatalf("last activity without the status: %s", got)
+	}
+}
+
+// Devices adds SASL2 with the configured stream management's resumption
+// and Bind 2 with carbons, CSI and that stream management inline.
+func TestDevicesSASL2(t *testing.T) {
+	st := &sm.Module{ResumeTimeout: time.Minute}
+	var got *sasl2.Module
+	mods := im.Devices(st)
+	for _, m := range mods {
+		if s, ok := m.(*sasl2.Module); ok {
+			got = s
+		}
+		if s, ok := m.(*sm.Module); ok && s != st {
+			t.Error("a second sm.Module")
+		}
+	}
+	if got == nil || len(got.Inline) != 2 || got.Inline[0] != sasl2.Inline(st) {
+		t.Fatalf("SASL2 %+v, want sm's resumption and Bind 2 inline", got)
+	}
+	b, ok := got.Inline[1].(*bind2.Module)
+	if !ok || len(b.Features) != 3 || b.Features[2] != bind2.Feature(st) {
+		t.Fatalf("Bind 2 %+v, want carbons, csi and the configured sm", got.Inline[1])
+	}
+	for _, f := range b.Features[:2] {
+		if !slices.ContainsFunc(mods, func(m treff.Module) bool { return m == f.(treff.Module) }) {
+			t.Errorf("Bind 2 feature %T is not the module in the list", f)
+		}
+	}
+	// A configured SASL2 is kept as it is.
+	own := &sasl2.Module{}
+	if n := len(slices.DeleteFunc(im.Devices(own), func(m treff.Module) bool { _, ok := m.(*sasl2.Module); return !ok })); n != 1 {
+		t.Errorf("%d SASL2 modules with one configured", n)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/sasl2"
 	"github.com/treff-im/treff/stanza"
 )
 
@@ -94,13 +95,19 @@ func (m *Module) resumeTimeout() time.Duration {
 	return m.ResumeTimeout
 }
 
-// Enable answers <enable/> on a bound session (XEP-0198 3); SASL2's
-// inline enabling (XEP-0386) calls it too. It queues <enabled/>, or
-// <failed/> if the session already has stream management.
+// Enable answers <enable/> on a bound session (XEP-0198 3). It queues
+// <enabled/>, or <failed/> if the session already has stream management.
 func (m *Module) Enable(s *treff.Session, resume bool) {
+	if b, ok := m.enable(s, resume, true); !ok {
+		s.SendNonza(b)
+	}
+}
+
+// enable starts stream management on s and returns <enabled/> (queued
+// already if queue) and true, or <failed/> (not queued) and false.
+func (m *Module) enable(s *treff.Session, resume, queue bool) ([]byte, bool) {
 	if _, on := s.Handled(); on {
-		s.SendNonza(failed(stanza.UnexpectedRequest))
-		return
+		return failed(stanza.UnexpectedRequest), false
 	}
 	timeout := m.resumeTimeout()
 	if !resume {
@@ -121,13 +128,21 @@ func (m *Module) Enable(s *treff.Session, resume bool) {
 		m.mu.Unlock()
 	}
 	b = append(b, "/>"...)
-	if err := s.Track(b, []byte(request), timeout); err != nil && id != "" {
-		// Closing: it will not be resumed.
-		m.mu.Lock()
-		delete(m.ids, id)
-		m.mu.Unlock()
-		m.id.Delete(s)
+	reply := b
+	if !queue {
+		reply = nil
 	}
+	if err := s.Track(reply, []byte(request), timeout); err != nil {
+		if id != "" {
+			// Closing: it will not be resumed.
+			m.mu.Lock()
+			delete(m.ids, id)
+			m.mu.Unlock()
+			m.id.Delete(s)
+		}
+		return failed(stanza.UnexpectedRequest), false
+	}
+	return b, true
 }
 
 // nonza handles the XEP-0198 elements of a bound session.
@@ -232,3 +247,67 @@ func count(b []byte, name string, h uint32, previd string) []byte {
 	}
 	return append(b, "/>"...)
 }
+
+// Bind2Feature and Bind2 make stream management an inline feature of
+// XEP-0386 Bind 2 (package bind2): <enable/> in the client's <bind/>
+// enables it on the new session, and <enabled/> (or <failed/>) goes
+// into <bound/>.
+func (m *Module) Bind2Feature() string { return NS }
+
+// Bind2 enables stream management on s if el is <enable/>.
+func (m *Module) Bind2(ctx context.Context, s *treff.Session, el *treff.Nonza) (string, error) {
+	if el.Name.Local != "enable" {
+		return "", nil
+	}
+	v, _ := el.Attr("resume")
+	b, _ := m.enable(s, v == "true" || v == "1", false)
+	return string(b), nil
+}
+
+// Inline and Success make resumption an inline feature of XEP-0388 SASL2
+// (package sasl2; XEP-0198 6.1 "inline"): a <resume/> in the client's
+// <authenticate/> resumes the session in the same step, and <resumed/>
+// (or <failed/>) goes into <success/>. Put the Module first in
+// sasl2.Module.Inline, so that Bind 2 knows whether to bind.
+func (m *Module) Inline(n *treff.Negotiation) string {
+	if m.resumeTimeout() == 0 {
+		return ""
+	}
+	return feature
+}
+
+// Success resumes the session the client's <resume/> names, if any. The
+// retransmission of what the client had not acknowledged follows
+// <success/> (treff.Negotiation.Resume).
+func (m *Module) Success(ctx context.Context, a *sasl2.Auth) (string, error) {
+	el, ok := a.Child(NS, "resume")
+	if !ok || a.Session != nil {
+		return "", nil
+	}
+	previd, _ := el.Attr("previd")
+	hv, _ := el.Attr("h")
+	h, err := strconv.ParseUint(hv, 10, 32)
+	if err != nil {
+		return string(failed(stanza.BadRequest)), nil
+	}
+	m.mu.Lock()
+	s := m.ids[previd]
+	m.mu.Unlock()
+	var resumed []byte
+	err = a.N.Resume(s, uint32(h), func(handled uint32) []byte {
+		resumed = count(nil, "resumed", handled, previd)
+		return nil // it goes inside <success/>
+	})
+	switch err.(type) {
+	case nil:
+		a.Session = s
+		return string(resumed), nil
+	case *treff.AckError:
+		// The client counts more than it was sent: it cannot resume
+		// this session, but it may bind a new one.
+		return string(failed(stanza.UndefinedCondition)), nil
+	}
+	return string(failed(stanza.ItemNotFound)), nil
+}
+
+var _ sasl2.Inline = (*Module)(nil)

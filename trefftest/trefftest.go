@@ -13,12 +13,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/bind2"
+	"github.com/treff-im/treff/sasl2"
 	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
@@ -49,7 +50,11 @@ type Server struct {
 // test ends. configure, if not nil, may change the server (add modules, set
 // limits) before it starts; Hosts, Storage and Authenticator are preset.
 // Stream management (package sm), which every client expects, is added
-// unless configure put an *sm.Module in Modules.
+// unless configure put an *sm.Module in Modules; so is SASL2 (package
+// sasl2, XEP-0388) with stream management's resumption and Bind 2
+// (package bind2, XEP-0386) inline, unless configure put a *sasl2.Module
+// in Modules. Bind 2's inline features are the modules in Modules that
+// implement bind2.Feature (carbons, csi, sm).
 func NewServer(tb testing.TB, configure func(*treff.Server)) *Server {
 	tb.Helper()
 	domain := "localhost"
@@ -74,8 +79,30 @@ func NewServer(tb testing.TB, configure func(*treff.Server)) *Server {
 	if configure != nil {
 		configure(srv)
 	}
-	if !slices.ContainsFunc(srv.Modules, func(m treff.Module) bool { _, ok := m.(*sm.Module); return ok }) {
-		srv.Modules = append(srv.Modules, &sm.Module{})
+	var stream *sm.Module
+	var features []bind2.Feature
+	hasSASL2 := false
+	for _, m := range srv.Modules {
+		switch m := m.(type) {
+		case *sm.Module:
+			stream = m
+		case *sasl2.Module:
+			hasSASL2 = true
+		}
+	}
+	if stream == nil {
+		stream = &sm.Module{}
+		srv.Modules = append(srv.Modules, stream)
+	}
+	if !hasSASL2 {
+		// Bind 2's inline features: the modules that offer one (carbons,
+		// client state indication, stream management).
+		for _, m := range srv.Modules {
+			if f, ok := m.(bind2.Feature); ok {
+				features = append(features, f)
+			}
+		}
+		srv.Modules = append(srv.Modules, &sasl2.Module{Inline: []sasl2.Inline{stream, &bind2.Module{Features: features}}})
 	}
 	l1, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

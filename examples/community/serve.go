@@ -327,7 +327,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	// im.Devices puts blocking, vCard and private storage before these
 	// (block lists filter first, vCard stamps presence before the roster
 	// broadcasts it) and PEP and carbons after them (sent carbons carry
-	// the archive's stanza-id).
+	// the archive's stanza-id), and adds SASL2 (XEP-0388) with this
+	// stream management's resumption and Bind 2 (XEP-0386, with carbons,
+	// CSI and stream management inline).
 	srv.Modules = im.Devices(core...)
 	if svcs := externalServices(cfg); len(svcs) > 0 {
 		srv.Modules = append(srv.Modules, &extdisco.Module{Services: svcs, Secret: cfg.TURNSecret, TTL: cfg.TURNTTL})

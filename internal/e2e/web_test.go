@@ -344,20 +344,27 @@ func TestWebSocketXMPPJS(t *testing.T) {
 		"--service", wsURL, "--jid", "alice@localhost", "--password", alicePW,
 		"--peer", "bob@localhost", "--resource", resource, "--body", aliceBody,
 		"--wait", "20", "--timeout", "40")
+	// xmpp.js logs in with SASL2 and Bind 2 (XEP-0388, XEP-0386): its
+	// resource option is the Bind 2 tag, which the server's resource
+	// begins with.
+	aliceJID := alice.waitEvent(t, "login", 20*time.Second).JID
+	if !regexp.MustCompile(`^alice@localhost/` + resource + `/[0-9a-f]{12}$`).MatchString(aliceJID) {
+		t.Errorf("alice bound %s, want alice@localhost/%s/ and a Bind 2 suffix", aliceJID, resource)
+	}
 	alice.waitEvent(t, "ready", 20*time.Second)
 
 	// bob (slix.py's first client is named "alice" in its events) sends to
 	// alice's full JID and waits for her answer.
 	es := w.clients().slix(t, "send", "--jid", "bob@localhost", "--password", bobPW,
-		"--to", "alice@localhost/"+resource, "--body", bobBody, "--expect-reply")
+		"--to", aliceJID, "--body", bobBody, "--expect-reply")
 	bobJID := es.one(t, "login", "alice").JID
 	got := es.of("message", "alice")
 	if len(got) != 1 {
 		t.Fatalf("bob got %d messages, want alice's answer", len(got))
 	}
-	if m := got[0]; m.From != "alice@localhost/"+resource || m.To != bobJID || m.Type != "chat" || m.Body != aliceBody {
-		t.Errorf("bob got from=%q to=%q type=%q and a body of %d bytes (equal: %v); want alice's chat message from alice@localhost/%s to %s, %d bytes",
-			m.From, m.To, m.Type, len(m.Body), m.Body == aliceBody, resource, bobJID, len(aliceBody))
+	if m := got[0]; m.From != aliceJID || m.To != bobJID || m.Type != "chat" || m.Body != aliceBody {
+		t.Errorf("bob got from=%q to=%q type=%q and a body of %d bytes (equal: %v); want alice's chat message from %s to %s, %d bytes",
+			m.From, m.To, m.Type, len(m.Body), m.Body == aliceBody, aliceJID, bobJID, len(aliceBody))
 	}
 
 	aes := alice.finish(t, 30*time.Second)
@@ -365,14 +372,14 @@ func TestWebSocketXMPPJS(t *testing.T) {
 		JID, Mech, Protocol, URL string
 	}
 	aes.one(t, "login", "alice").decode(t, &login)
-	if login.JID != "alice@localhost/"+resource || login.Mech != "SCRAM-SHA-1" || login.Protocol != "xmpp" || login.URL != wsURL {
-		t.Errorf("alice logged in as %+v; want alice@localhost/%s with SCRAM-SHA-1 over %s, subprotocol xmpp", login, resource, wsURL)
+	if login.JID != aliceJID || login.Mech != "SCRAM-SHA-1" || login.Protocol != "xmpp" || login.URL != wsURL {
+		t.Errorf("alice logged in as %+v; want %s with SCRAM-SHA-1 over %s, subprotocol xmpp", login, aliceJID, wsURL)
 	}
 	msgs := aes.of("message", "alice")
 	if len(msgs) != 1 {
 		t.Fatalf("alice got %d messages, want bob's", len(msgs))
 	}
-	if m := msgs[0]; m.From != bobJID || m.To != "alice@localhost/"+resource || m.Type != "chat" || m.Body != bobBody {
+	if m := msgs[0]; m.From != bobJID || m.To != aliceJID || m.Type != "chat" || m.Body != bobBody {
 		t.Errorf("alice got from=%q to=%q type=%q and a body of %d bytes (equal: %v); want bob's chat message from %s, %d bytes",
 			m.From, m.To, m.Type, len(m.Body), m.Body == bobBody, bobJID, len(bobBody))
 	}

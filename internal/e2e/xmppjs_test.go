@@ -303,3 +303,143 @@ func TestXMPPJSMUC(t *testing.T) {
 
 	p.stop(t)
 }
+
+// TestXMPPJSSASL2: xmpp.js logs in to the example server with SASL2 and
+// Bind 2 (XEP-0388, XEP-0386), over TCP with STARTTLS (SCRAM-SHA-1) and
+// over WebSocket (PLAIN, as carol): its resource is its tag and a stable part
+// derived from its user-agent id, and it enables stream management inside
+// Bind 2. Its connection is cut, bob sends it a message, and it resumes
+// inside SASL2 with its first writes on the new connection after TLS: the
+// stream header and <authenticate/> (and SCRAM's one <response/>), nothing
+// else; <success/> carries <resumed/>, and bob's message follows it. A
+// new login of the same device later gets the same resource. The server's
+// debug log shows the SASL2 logins and the resumption.
+func TestXMPPJSSASL2(t *testing.T) {
+	needXMPPJS(t)
+	// carol's password is ASCII: xmpp.js 0.14's PLAIN sends a password's
+	// characters as Latin-1 bytes, not UTF-8 (alice's has an ä).
+	const carolPW = "carol-ascii-password"
+	bin := buildCommunity(t)
+	data := t.TempDir()
+	for _, a := range [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}, {"carol@localhost", carolPW}} {
+		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0])
+	}
+	w := startWebCommunity(t, bin, data)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server output:\n%s", w.logs)
+		}
+	})
+	const uaID = "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
+	for _, tc := range []struct {
+		name, service, mech string
+		user, password      string
+		writes              []string // what the client writes to resume, after TLS
+	}{
+		{"tcp", "xmpp://" + w.addr, "SCRAM-SHA-1", "alice", alicePW, []string{"<?xml", "<authenticate", "<response"}},
+		{"websocket", "wss://" + w.https + "/xmpp-websocket", "PLAIN", "carol", carolPW, []string{"<open", "<authenticate"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tag := "treff-e2e-" + tc.name
+			body := uniqueBody("sasl2-" + tc.name)
+			es := xmppjs(t, w.communityProc, "sasl2.mjs", "--service", tc.service,
+				"--jid", tc.user+"@localhost", "--password", tc.password, "--peer", "bob@localhost", "--peer-password", bobPW,
+				"--ua-id", uaID, "--tag", tag, "--mech", tc.mech, "--body", body)
+
+			type auth struct {
+				Mechanism    string `json:"mechanism"`
+				Resume       bool   `json:"resume"`
+				Bind         bool   `json:"bind"`
+				BindEnableSM bool   `json:"bind_enable_sm"`
+			}
+			type success struct {
+				AID     string `json:"aid"`
+				Resumed bool   `json:"resumed"`
+				Bound   bool   `json:"bound"`
+				Enabled bool   `json:"enabled"`
+			}
+			var login struct {
+				JID          string   `json:"jid"`
+				Authenticate *auth    `json:"authenticate"`
+				Success      *success `json:"success"`
+				SMID         string   `json:"sm_id"`
+			}
+			es.one(t, "login", "alice").decode(t, &login)
+			resRE := regexp.MustCompile(`^` + tc.user + `@localhost/` + tag + `/[0-9a-f]{12}$`)
+			if !resRE.MatchString(login.JID) {
+				t.Errorf("alice bound %q, want %s@localhost/%s/ and a stable part", login.JID, tc.user, tag)
+			}
+			if a := login.Authenticate; a == nil || a.Mechanism != tc.mech || !a.Bind || !a.BindEnableSM || a.Resume {
+				t.Errorf("alice's <authenticate/>: %+v; want SASL2 with %s and Bind 2 enabling stream management", a, tc.mech)
+			}
+			if s := login.Success; s == nil || s.AID != login.JID || !s.Bound || !s.Enabled || s.Resumed {
+				t.Errorf("alice's <success/>: %+v; want the full JID and <bound/> with <enabled/>", s)
+			}
+			if login.SMID == "" {
+				t.Error("no stream management id")
+			}
+			es.one(t, "cut", "alice")
+			es.one(t, "sent", "bob")
+
+			var resumed struct {
+				JID          string   `json:"jid"`
+				Authenticate *auth    `json:"authenticate"`
+				Success      *success `json:"success"`
+				Writes       struct {
+					N    int      `json:"n"`
+					What []string `json:"what"`
+				} `json:"writes"`
+			}
+			es.one(t, "resumed", "alice").decode(t, &resumed)
+			if resumed.JID != login.JID {
+				t.Errorf("resumed as %s, want %s", resumed.JID, login.JID)
+			}
+			if a := resumed.Authenticate; a == nil || !a.Resume || a.Mechanism != tc.mech {
+				t.Errorf("resuming <authenticate/>: %+v; want <resume/> inline", a)
+			}
+			if s := resumed.Success; s == nil || !s.Resumed || s.AID != login.JID || s.Bound {
+				t.Errorf("resuming <success/>: %+v; want <resumed/> and the full JID, no new binding", s)
+			}
+			ok := resumed.Writes.N == len(tc.writes)
+			for i := 0; ok && i < len(tc.writes); i++ {
+				ok = strings.HasPrefix(resumed.Writes.What[i], tc.writes[i])
+			}
+			if !ok {
+				t.Errorf("writes after TLS to resume: %d %q; want %q", resumed.Writes.N, resumed.Writes.What, tc.writes)
+			}
+			t.Logf("%s: %d client writes after TLS to resume (%s): %q", tc.name, resumed.Writes.N, tc.mech, resumed.Writes.What)
+
+			msgs := es.of("message", "alice")
+			if len(msgs) != 1 || msgs[0].From == "" || !strings.HasPrefix(msgs[0].From, "bob@localhost/") || msgs[0].Body != body {
+				t.Errorf("alice got %+v, want bob's one message", msgs)
+			}
+			var rec struct {
+				Names []string `json:"names"`
+			}
+			es.one(t, "received", "alice").decode(t, &rec)
+			si, mi := slices.Index(rec.Names, "success"), slices.Index(rec.Names, "message")
+			if si < 0 || mi < si {
+				t.Errorf("alice received %q on the new connection; want <success/> before the message", rec.Names)
+			}
+
+			var again struct {
+				JID     string   `json:"jid"`
+				Success *success `json:"success"`
+			}
+			es.one(t, "login", "alice2").decode(t, &again)
+			if again.JID != login.JID || again.Success == nil || !again.Success.Bound {
+				t.Errorf("the same device logged in again as %s (%+v), want %s", again.JID, again.Success, login.JID)
+			}
+
+			logs := w.logs.String()
+			for _, want := range []string{
+				`msg="SASL2 authenticated" user=` + tc.user + `@localhost mechanism=` + tc.mech + ` jid=` + login.JID,
+				`msg="session resumed" jid=` + login.JID,
+			} {
+				if !strings.Contains(logs, want) {
+					t.Errorf("server log has no %s", want)
+				}
+			}
+		})
+	}
+}

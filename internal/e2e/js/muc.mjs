@@ -104,7 +104,7 @@ class Peer {
     this.xmpp.on("error", (err) => debug(name, "error", err));
     this.xmpp.on("send", (el) => {
       debug(name, "SEND", el.toString());
-      if (el.name === "auth" && el.attrs.mechanism) this.mech = el.attrs.mechanism;
+      if ((el.name === "auth" || el.name === "authenticate") && el.attrs.mechanism) this.mech = el.attrs.mechanism;
     });
     this.xmpp.on("element", (el) => debug(name, "RECV", el.toString()));
     this.xmpp.on("stanza", (el) => this.#onStanza(el));
@@ -261,6 +261,10 @@ async function main() {
   const aliceBody = `alice ${opts.body}`;
   const bobBody = `bob ${opts.body}`;
   await alice.send(xml("message", { to: room, type: "groupchat" }, xml("body", {}, aliceBody)));
+  // The room has alice's message before bob sends his: the history that
+  // bob gets when he rejoins has them in this order (two connections give
+  // no order by themselves).
+  await alice.messageFrom("alice", "groupchat", aliceBody);
   await bob.send(xml("message", { to: room, type: "groupchat" }, xml("body", {}, bobBody)));
   await Promise.all([
     alice.messageFrom("alice", "groupchat", aliceBody), alice.messageFrom("bob", "groupchat", bobBody),
