@@ -32,13 +32,16 @@ type offer struct {
 }
 
 var (
-	mechRE = regexp.MustCompile(`<mechanism>([^<]+)</mechanism>`)
-	cbRE   = regexp.MustCompile(`<channel-binding type='([^']+)'/>`)
+	mechRE     = regexp.MustCompile(`<mechanism>([^<]+)</mechanism>`)
+	cbRE       = regexp.MustCompile(`<channel-binding type='([^']+)'/>`)
+	legacySASL = regexp.MustCompile(`<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>.*?</mechanisms>`)
 )
 
+// parseOffer reads RFC 6120's mechanism list (SASL2's, if offered too,
+// repeats it) and XEP-0440's binding types.
 func parseOffer(feats string) offer {
 	var o offer
-	for _, m := range mechRE.FindAllStringSubmatch(feats, -1) {
+	for _, m := range mechRE.FindAllStringSubmatch(legacySASL.FindString(feats), -1) {
 		o.mechs = append(o.mechs, m[1])
 	}
 	if strings.Contains(feats, "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>") {
