@@ -130,6 +130,16 @@ func (a *accounts) setPassword(ctx context.Context, user, password string) error
 		return err
 	}
 	a.logInfo("password changed", u)
+	if a.srv != nil {
+		// What the old password granted (FAST tokens) goes with it.
+		bare, err := jid.Parse(u)
+		if err != nil {
+			return err
+		}
+		if err := a.srv.PasswordChanged(ctx, bare); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
