@@ -24,6 +24,37 @@ func (r *Registry) OnAccountDeleted(h AccountHook) {
 	r.m.deleted = append(r.m.deleted, newHook(r, h))
 }
 
+// OnPasswordChanged registers a hook run by Server.PasswordChanged after
+// a user's password changed. Each module revokes what the old password
+// granted and outlives it, such as FAST tokens (XEP-0484).
+func (r *Registry) OnPasswordChanged(h AccountHook) {
+	r.m.passwd = append(r.m.passwd, newHook(r, h))
+}
+
+// PasswordChanged tells the modules that user's password was changed, by
+// running their OnPasswordChanged hooks. Whoever changes a password calls
+// it afterwards: in-band registration (XEP-0077), the admin commands
+// (XEP-0133) and an embedder's own tools. It returns an error naming each
+// module whose hook failed (the password is changed then, but something
+// the old one granted may still work: call it again).
+func (srv *Server) PasswordChanged(ctx context.Context, user jid.JID) error {
+	if err := srv.init(); err != nil {
+		return err
+	}
+	user = user.Bare()
+	var errs []error
+	for _, h := range srv.mods.passwd {
+		if err := srv.accountHook(ctx, h, user); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		srv.logger().Error("password changed, hooks failed", "jid", user.String(), "failed", len(errs))
+		return fmt.Errorf("treff: password of %s changed, but: %w", user, errors.Join(errs...))
+	}
+	return nil
+}
+
 // accountEndWait bounds how long DeleteAccount waits for the user's
 // streams to end before it removes their data.
 const accountEndWait = 5 * time.Second

@@ -156,6 +156,7 @@ type modules struct {
 	delivered    []hook[DeliveredHook]
 	undeliver    []hook[StanzaHook]
 	deleted      []hook[AccountHook]
+	passwd       []hook[AccountHook]
 	discoNodes   map[string]discoinfo.Node
 }
 

@@ -118,7 +118,7 @@ func (srv *Server) accountHook(ctx context.Context, e hook[AccountHook], user ji
 	defer func() {
 		if r := recover(); r != nil {
 			srv.panicked(e.module, r)
-			err = fmt.Errorf("treff: module %s panicked deleting the account's data", e.module)
+			err = fmt.Errorf("treff: module %s panicked in an account hook", e.module)
 		}
 	}()
 	if err := e.h(ctx, user); err != nil {

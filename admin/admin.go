@@ -226,6 +226,9 @@ func (m *Module) changePassword(ctx context.Context, from jid.JID, v adhoc.Value
 		return adhoc.Result{}, err
 	}
 	m.srv.Log().Info("password changed by an admin", "jid", acct.String(), "admin", from.Bare().String())
+	if err := m.srv.PasswordChanged(ctx, acct); err != nil {
+		return adhoc.Result{}, err
+	}
 	return adhoc.Result{Note: "The password of " + acct.String() + " was changed."}, nil
 }
 

@@ -488,6 +488,10 @@ func (m *Module) inSession(ctx context.Context, iq *treff.Stanza) ([]byte, error
 		return nil, err
 	}
 	m.srv.Log().Info("password changed", "jid", user.String())
+	// What the old password granted (FAST tokens) goes with it.
+	if err := m.srv.PasswordChanged(ctx, user); err != nil {
+		return nil, err
+	}
 	return nil, nil
 }
 

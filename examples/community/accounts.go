@@ -16,6 +16,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/fast"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/storage"
 )
@@ -130,6 +131,16 @@ func (a *accounts) setPassword(ctx context.Context, user, password string) error
 		return err
 	}
 	a.logInfo("password changed", u)
+	if a.srv != nil {
+		// What the old password granted (FAST tokens) goes with it.
+		bare, err := jid.Parse(u)
+		if err != nil {
+			return err
+		}
+		if err := a.srv.PasswordChanged(ctx, bare); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -157,6 +168,41 @@ func (a *accounts) deleteUser(ctx context.Context, user string) error {
 		return err
 	}
 	return nil
+}
+
+// devices lists the user's devices that log in with FAST tokens
+// (XEP-0484), one line each: user agent id, software and device, last
+// use. With revoke, it ends that device's tokens instead.
+func (a *accounts) devices(ctx context.Context, user, revoke string) ([]string, error) {
+	u, err := a.user(user)
+	if err != nil {
+		return nil, err
+	}
+	tokens, ok := a.store.(storage.FastTokens)
+	if !ok {
+		return nil, errors.New("the store keeps no FAST tokens")
+	}
+	if revoke != "" {
+		if _, err := tokens.FastDevice(ctx, u, revoke); errors.Is(err, storage.ErrNotFound) {
+			return nil, &cmdError{kind: kindNotFound, msg: fmt.Sprintf("%s has no device %q", u, revoke)}
+		} else if err != nil {
+			return nil, err
+		}
+		if err := tokens.DeleteFastDevice(ctx, u, revoke); err != nil {
+			return nil, err
+		}
+		a.logInfo("FAST device logged out", u)
+		return nil, nil
+	}
+	devs, err := tokens.FastDevices(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(devs))
+	for i, d := range devs {
+		out[i] = fast.DescribeDevice(d)
+	}
+	return out, nil
 }
 
 // listUsers returns the bare JIDs of all accounts, sorted.

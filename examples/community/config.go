@@ -217,6 +217,13 @@ type Config struct {
 	// refused with resource-constraint (key archive_max_queue). Default:
 	// 8 MiB.
 	ArchiveMaxQueue int
+	// FASTExpiry is how long a FAST token (XEP-0484) stays valid: a
+	// device that does not log in for that long needs its password again
+	// (key fast_expiry, "d" counts days). Default: 21d.
+	FASTExpiry time.Duration
+	// FASTRotate is the age at which a device's token is replaced by a
+	// new one when it logs in with it (key fast_rotate). Default: 1d.
+	FASTRotate time.Duration
 	// Admins are the bare JIDs allowed to run the administration commands
 	// (XEP-0133) from their client (key admins, comma-separated).
 	// Default: none.
@@ -277,6 +284,8 @@ func Default() Config {
 		GCPercent:              30,
 		ExpireAfter:            365 * 24 * time.Hour,
 		ArchiveRetention:       365 * 24 * time.Hour,
+		FASTExpiry:             21 * 24 * time.Hour,
+		FASTRotate:             24 * time.Hour,
 
 		Registration:            register.Closed,
 		RegistrationMinPassword: 8,
@@ -551,6 +560,12 @@ var options = []option{
 			return nil
 		}
 		return setDays(&c.ArchiveRetention, v)
+	}},
+	{"fast_expiry", "how long a FAST login token stays valid (`duration`, \"d\" counts days)", func(c *Config, v string) error {
+		return setDays(&c.FASTExpiry, v)
+	}},
+	{"fast_rotate", "replace a device's FAST token when it logs in with one this old (`duration`, \"d\" counts days)", func(c *Config, v string) error {
+		return setDays(&c.FASTRotate, v)
 	}},
 	{"admins", "comma-separated `JIDs` allowed to run the administration commands from their client", func(c *Config, v string) error {
 		return setJIDs(&c.Admins, v)

@@ -118,6 +118,8 @@ muc_max_history = 5
 expire_daily = yes
 archive = yes
 archive_retention = 30d
+fast_expiry = 14d
+fast_rotate = 12h
 `
 	c, err := ParseConfig("x.conf", strings.NewReader(in))
 	if err != nil {
@@ -188,6 +190,8 @@ archive_retention = 30d
 		ExpireDaily:             true,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,
+		FASTExpiry:              14 * 24 * time.Hour,
+		FASTRotate:              12 * time.Hour,
 		ArchiveMaxQueue:         8 << 20,
 	}
 	if !reflect.DeepEqual(c, want) {

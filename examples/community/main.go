@@ -8,6 +8,8 @@
 //	community passwd [flags] JID      change an account's password
 //	community deluser [flags] JID     delete an account and its data
 //	community users [flags]           list the accounts, one JID per line
+//	community devices [flags] JID     list the devices that log in with tokens
+//	community devices -revoke ID JID  log one device out (its tokens end)
 //
 // adduser, passwd and deluser with -batch read many accounts from standard
 // input, one per line: "JID PASSWORD" (the password is the rest of the
@@ -74,6 +76,11 @@ const usageText = `Usage:
   community deluser [flags] JID     delete an account, its roster and offline messages
   community deluser -batch < FILE   delete the accounts listed one JID per line
   community users [flags]           list the accounts (-count: their number)
+  community devices [flags] JID     list the devices that log in with FAST
+                                    tokens: user agent id, software, device,
+                                    last use
+  community devices -revoke ID JID  end that device's tokens (it needs the
+                                    password again)
   community announce [-subject S] TEXT
                                     send a message to everyone online
   community expire [-delete]        list (or delete) accounts unused for
@@ -110,6 +117,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdInvite(args, stdout, stderr)
 	case "announce":
 		err = cmdAnnounce(args, stdin, stdout, stderr)
+	case "devices":
+		err = cmdDevices(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -283,6 +292,45 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 	}
 	if count {
 		fmt.Fprintln(stdout, len(resp.Users))
+		return nil
+	}
+	for _, u := range resp.Users {
+		fmt.Fprintln(stdout, u)
+	}
+	return nil
+}
+
+// cmdDevices lists the devices of a user that log in with FAST tokens
+// (XEP-0484), or revokes one device's tokens.
+func cmdDevices(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community devices", stderr, "data", "domain")
+	var revoke string
+	f.fs.StringVar(&revoke, "revoke", "", "log out the device with this user agent `id`")
+	f.usage("Usage: community devices [flags] JID\n       community devices -revoke ID JID\n")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErrorf("devices needs exactly one JID (community devices [-revoke ID] JID)")
+	}
+	if flagSet(f.fs, "revoke") && revoke == "" {
+		return usageErrorf("-revoke needs a user agent id (see community devices JID)")
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	j, err := parseUser(pos[0])
+	if err != nil {
+		return err
+	}
+	resp, err := admin(cfg, adminRequest{Cmd: "devices", JID: j.String(), Agent: revoke})
+	if err != nil {
+		return err
+	}
+	if revoke != "" {
+		fmt.Fprintf(stdout, "devices: %s of %s logged out\n", revoke, j)
 		return nil
 	}
 	for _, u := range resp.Users {
@@ -557,7 +605,7 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	if req.Cmd != "adduser" && !(req.Cmd == "invite" && !req.List) {
 		// Do not create a data folder or database just to find it empty.
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if req.Cmd == "users" || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) {
+			if req.Cmd == "users" || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) || (req.Cmd == "devices" && req.Agent == "") {
 				return adminResponse{OK: true}, nil
 			}
 			return adminResponse{}, notFound(req.JID)
@@ -590,6 +638,8 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 		resp.Users, err = a.expire(ctx, req.Before, req.Delete)
 	case "invite":
 		resp.Users, err = a.inviteRequest(ctx, req)
+	case "devices":
+		resp.Users, err = a.devices(ctx, req.JID, req.Agent)
 	}
 	if cerr := store.Close(); err == nil && cerr != nil {
 		err = cerr

@@ -29,6 +29,7 @@ import (
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
 	"github.com/treff-im/treff/extdisco"
+	"github.com/treff-im/treff/fast"
 	"github.com/treff-im/treff/im"
 	"github.com/treff-im/treff/internal/certs"
 	"github.com/treff-im/treff/last"
@@ -39,6 +40,7 @@ import (
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/s2s"
+	"github.com/treff-im/treff/sasl2"
 	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/boltstore"
@@ -88,6 +90,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	fed := s2sModule(srv)
 	if fed != nil {
 		if fed.Secret, err = loadSecret(filepath.Join(cfg.Data, s2sSecretFile)); err != nil {
+			return err
+		}
+	}
+	if tokens := fastModule(srv); tokens != nil {
+		if tokens.Secret, err = loadSecret(filepath.Join(cfg.Data, fastSecretFile)); err != nil {
 			return err
 		}
 	}
@@ -374,6 +381,17 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		})
 	}
 	ah := &adhoc.Module{}
+	// FAST tokens (XEP-0484) ride on SASL2: the same value goes last into
+	// the sasl2.Module's Inline list (after stream management's and Bind
+	// 2's) and into Modules, for its hooks (password change, account
+	// deletion) and the users' devices command; serve sets its Secret.
+	tokens := &fast.Module{Expiry: cfg.FASTExpiry, RotateAfter: cfg.FASTRotate, AdHoc: ah}
+	for _, m := range srv.Modules {
+		if s2, ok := m.(*sasl2.Module); ok {
+			s2.Inline = append(s2.Inline, tokens)
+		}
+	}
+	srv.Modules = append(srv.Modules, tokens)
 	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{
 		AdHoc:          ah,
 		Admins:         cfg.Admins,
@@ -409,6 +427,21 @@ func expireDaily(ctx context.Context, a *accounts, after time.Duration, log *slo
 // so that keys handed out before a restart still verify after it.
 const s2sSecretFile = "s2s-secret"
 
+// fastSecretFile keeps the key FAST tokens are derived from (package
+// fast) in the data folder, outside the database, so that tokens survive
+// a restart and a copy of treff.db alone lets nobody log in.
+const fastSecretFile = "fast-secret"
+
+// fastModule returns the server's FAST module, or nil.
+func fastModule(srv *treff.Server) *fast.Module {
+	for _, m := range srv.Modules {
+		if f, ok := m.(*fast.Module); ok {
+			return f
+		}
+	}
+	return nil
+}
+
 // s2sModule returns the server's federation module, or nil.
 func s2sModule(srv *treff.Server) *s2s.Module {
 	for _, m := range srv.Modules {
@@ -426,12 +459,12 @@ func loadSecret(file string) ([]byte, error) {
 		return b, nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("s2s secret: %w", err)
+		return nil, fmt.Errorf("secret %s: %w", filepath.Base(file), err)
 	}
 	b = make([]byte, 32)
 	rand.Read(b)
 	if err := os.WriteFile(file, b, 0o600); err != nil {
-		return nil, fmt.Errorf("s2s secret: %w", err)
+		return nil, fmt.Errorf("secret %s: %w", filepath.Base(file), err)
 	}
 	return b, nil
 }

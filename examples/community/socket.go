@@ -31,6 +31,8 @@ import (
 //	{"cmd":"invite","domain":"localhost","valid":"168h"}   (a new link)
 //	{"cmd":"invite","list":true}                           (links not used)
 //	{"cmd":"announce","subject":"Maintenance","body":"..."} (answer: "sent")
+//	{"cmd":"devices","jid":"alice@localhost"}    (FAST devices, one per line)
+//	{"cmd":"devices","jid":"alice@localhost","agent":"ID"}  (log one out)
 //
 //	{"ok":true}
 //	{"ok":true,"users":["alice@localhost","bob@localhost"]}
@@ -71,6 +73,8 @@ type adminRequest struct {
 	Domain string `json:"domain,omitempty"`
 	Valid  string `json:"valid,omitempty"`
 	List   bool   `json:"list,omitempty"`
+	// Agent is for devices: the user agent id to log out, "" to list.
+	Agent string `json:"agent,omitempty"`
 }
 
 type adminResponse struct {
@@ -226,6 +230,8 @@ func (a *adminServer) do(line []byte) adminResponse {
 		err = a.acct.deleteUser(ctx, req.JID)
 	case "users":
 		resp.Users, err = a.acct.listUsers(ctx)
+	case "devices":
+		resp.Users, err = a.acct.devices(ctx, req.JID, req.Agent)
 	case "registration":
 		resp.Policy, err = a.acct.registration(req.Policy)
 	case "expire":

@@ -207,3 +207,66 @@ func TestListenAdminReplacesStaleSocket(t *testing.T) {
 		t.Errorf("long path: %v", err)
 	}
 }
+
+// TestAdminDevices lists a user's FAST devices through the admin protocol,
+// logs one out, and checks that a password change ends the others.
+func TestAdminDevices(t *testing.T) {
+	path, a, store := startAdmin(t)
+	if err := a.acct.srv.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	call := func(req adminRequest) (adminResponse, string) {
+		t.Helper()
+		resp, err := callAdmin(path, req)
+		if err != nil {
+			return resp, errorKind(err) + ": " + err.Error()
+		}
+		return resp, ""
+	}
+	ctx := context.Background()
+	if _, e := call(adminRequest{Cmd: "adduser", JID: "alice@localhost", Password: "alicepw"}); e != "" {
+		t.Fatal(e)
+	}
+	used := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tok := storage.FastToken{ID: []byte("0123456789abcdef"), Mechanism: "HT-SHA-256-NONE", Issued: used, Expires: used.Add(time.Hour)}
+	for _, d := range []storage.FastDevice{
+		{Agent: "phone-1", Software: "Conversations", Device: "Pixel", LastUsed: used, Current: tok},
+		{Agent: "laptop-1", Software: "Gajim", LastUsed: used.Add(time.Hour), Next: tok},
+	} {
+		if err := store.PutFastDevice(ctx, "alice@localhost", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, e := call(adminRequest{Cmd: "devices", JID: "alice@localhost"})
+	want := []string{
+		"laptop-1 (Gajim), last used 2026-03-01 13:00:00 UTC",
+		"phone-1 (Conversations on Pixel), last used 2026-03-01 12:00:00 UTC",
+	}
+	if e != "" || !reflect.DeepEqual(resp.Users, want) {
+		t.Errorf("devices: %q %q, want %q", resp.Users, e, want)
+	}
+	if _, e := call(adminRequest{Cmd: "devices", JID: "alice@localhost", Agent: "phone-1"}); e != "" {
+		t.Fatal(e)
+	}
+	if _, err := store.FastDevice(ctx, "alice@localhost", "phone-1"); err == nil {
+		t.Error("phone-1 still has its tokens after -revoke")
+	}
+	for _, tc := range []struct {
+		req  adminRequest
+		want string
+	}{
+		{adminRequest{Cmd: "devices", JID: "alice@localhost", Agent: "phone-1"}, `notfound: alice@localhost has no device "phone-1"`},
+		{adminRequest{Cmd: "devices", JID: "alice@elsewhere.net"}, "usage: alice@elsewhere.net is not on a configured domain"},
+	} {
+		if _, e := call(tc.req); !strings.HasPrefix(e, tc.want) {
+			t.Errorf("%+v: got %q, want %q...", tc.req, e, tc.want)
+		}
+	}
+	// A password change logs out every device.
+	if _, e := call(adminRequest{Cmd: "passwd", JID: "alice@localhost", Password: "newpw"}); e != "" {
+		t.Fatal(e)
+	}
+	if resp, e := call(adminRequest{Cmd: "devices", JID: "alice@localhost"}); e != "" || len(resp.Users) != 0 {
+		t.Errorf("devices after a password change: %q %q", resp.Users, e)
+	}
+}

@@ -30,6 +30,9 @@ const (
 	nodeAnnounce     = nsAdmin + "#announce"
 	nodeRegistration = "urn:treff:admin#registration"
 	nodeInvite       = "urn:xmpp:invite#invite"
+	// nodeFastDevices lists a user's FAST devices (package fast); every
+	// local user may run it.
+	nodeFastDevices = "urn:treff:fast#devices"
 )
 
 // adminNodes are all the commands an admin may run.
@@ -286,7 +289,7 @@ func TestCommunityAdminCommands(t *testing.T) {
 		}
 	}
 	slices.Sort(nodes)
-	want := slices.Sorted(slices.Values(adminNodes))
+	want := slices.Sorted(slices.Values(append([]string{nodeFastDevices}, adminNodes...)))
 	if list.Type != "result" || !slices.Equal(nodes, want) {
 		t.Errorf("admin's command list: %s %q, want %q", list.Type, nodes, want)
 	}
@@ -331,8 +334,8 @@ func TestCommunityAdminCommands(t *testing.T) {
 	es = run("alice@localhost", alicePW2)
 	list = adminCommands{}
 	es.one(t, "commands", "user").decode(t, &list)
-	if list.Type != "result" || len(list.Items) != 0 {
-		t.Errorf("alice's command list: %s %+v, want an empty result", list.Type, list.Items)
+	if list.Type != "result" || len(list.Items) != 1 || list.Items[0].Node != nodeFastDevices {
+		t.Errorf("alice's command list: %s %+v, want only %s", list.Type, list.Items, nodeFastDevices)
 	}
 	for _, node := range adminNodes {
 		r := cmdReply(t, es, "user", node, "execute")
@@ -588,8 +591,15 @@ func TestCommunityInviteByUser(t *testing.T) {
 	t1 := time.Now()
 	var list adminCommands
 	es.one(t, "commands", "user").decode(t, &list)
-	if list.Type != "result" || len(list.Items) != 1 || list.Items[0].Node != nodeInvite || list.Items[0].JID != "localhost" {
-		t.Errorf("inviter's command list: %s %+v, want only %s on localhost", list.Type, list.Items, nodeInvite)
+	var inviterNodes []string
+	for _, it := range list.Items {
+		if it.JID == "localhost" {
+			inviterNodes = append(inviterNodes, it.Node)
+		}
+	}
+	slices.Sort(inviterNodes)
+	if list.Type != "result" || !slices.Equal(inviterNodes, []string{nodeFastDevices, nodeInvite}) || len(list.Items) != 2 {
+		t.Errorf("inviter's command list: %s %+v, want only %s and %s on localhost", list.Type, list.Items, nodeInvite, nodeFastDevices)
 	}
 	r := cmdReply(t, es, "user", nodeInvite, "execute")
 	links := resultValues(t, r, "urn:xmpp:invite", "uri")

@@ -52,11 +52,12 @@ type Store struct {
 	held     map[string]time.Time
 	invites  map[string]storage.Invite
 	rooms    map[string]storage.Room
-	private  map[string]map[string][]byte   // user -> key -> document (private.go)
-	blocks   map[string]map[string]bool     // user -> blocked JIDs (blocklist.go)
-	pep      map[string]map[string]*pepNode // owner -> node name -> node
-	archive  *archives                      // message archives (archive.go)
-	uploads  map[string]storage.Upload      // by ID (upload.go)
+	private  map[string]map[string][]byte             // user -> key -> document (private.go)
+	blocks   map[string]map[string]bool               // user -> blocked JIDs (blocklist.go)
+	pep      map[string]map[string]*pepNode           // owner -> node name -> node
+	archive  *archives                                // message archives (archive.go)
+	uploads  map[string]storage.Upload                // by ID (upload.go)
+	fast     map[string]map[string]storage.FastDevice // user -> agent -> device (fast.go)
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

@@ -102,6 +102,7 @@ var groups = []group{
 	{"PEP", pepTests},
 	{"Archive", archiveTests},
 	{"Uploads", uploadTests},
+	{"FastTokens", fastTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},
