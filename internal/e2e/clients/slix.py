@@ -80,12 +80,32 @@ def stanza_error(xml):
     return {"type": err.get("type", ""), "conditions": conds, "text": text.text if text is not None else ""}
 
 
+def forced_without_binding(xmpp):
+    """With a forced mechanism without channel binding (--mech SCRAM-SHA-1,
+    say), slixmpp 1.8 still says it could bind (gs2 flag "y"), which a
+    server that offers -PLUS must refuse as a downgrade (RFC 5802 section
+    6; Treff accepts "y" only after the client tried -PLUS on the stream).
+    A client that chose not to bind says "n": so does this one, then."""
+    fm = xmpp["feature_mechanisms"]
+    creds = fm.sasl_callback
+
+    def no_binding(required, optional):
+        c = creds(required, optional)
+        if "channel_binding" in c:
+            c["channel_binding"] = None
+        return c
+
+    fm.sasl_callback = no_binding
+
+
 class Client(slixmpp.ClientXMPP):
     """A ClientXMPP that connects only to the given address, trusts the
     server's certificate and records what happens to it."""
 
     def __init__(self, name, jid, password, opts, mech=None):
         super().__init__(jid, password, sasl_mech=mech)
+        if mech and not mech.endswith("-PLUS"):
+            forced_without_binding(self)
         self.name = name
         self.opts = opts
         self.use_aiodns = False

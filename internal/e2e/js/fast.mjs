@@ -24,7 +24,7 @@
 // On failure: {"event":"error",...} and exit 1, or a timeout (exit 3).
 
 import { parseArgs } from "node:util";
-import { client } from "@xmpp/client";
+import { client, xml } from "@xmpp/client";
 import { Script } from "./script.mjs";
 
 const { values: opts } = parseArgs({
@@ -58,9 +58,9 @@ function connect(name, password, clientId) {
     username: local,
     password,
     resource: `fast-${name}`,
-    clientId,
-    software: "treff-e2e",
-    device: name,
+    // xmpp.js 0.14 takes the SASL2 <user-agent/> element as is (its
+    // default is a new random id per client).
+    userAgent: xml("user-agent", { id: clientId }, xml("software", {}, "treff-e2e"), xml("device", {}, name)),
     timeout: Number(opts.wait) * 1000,
   });
   xmpp.reconnect.stop();
@@ -99,7 +99,7 @@ sc.run(async () => {
   await connect("second", "wrong-" + opts.password, opts["client-id"]);
   sc.step = "token of another device";
   try {
-    await connect("third", "wrong-" + opts.password, "another-device");
+    await connect("third", "wrong-" + opts.password, "0f4c6c2e-9d6a-4d8e-b3a2-7c5e1a9b2d40");
     throw new Error("another device logged in with the token");
   } catch (err) {
     if (err.condition === undefined) throw err;
