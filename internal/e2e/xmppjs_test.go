@@ -335,20 +335,31 @@ func TestXMPPJSSASL2(t *testing.T) {
 		name, service, mech string
 		user, password      string
 		writes              []string // what the client writes to resume, after TLS
+		fast                bool     // reconnect with a FAST token (XEP-0484)
 	}{
-		{"tcp", "xmpp://" + w.addr, "SCRAM-SHA-1", "alice", alicePW, []string{"<?xml", "<authenticate", "<response"}},
-		{"websocket", "wss://" + w.https + "/xmpp-websocket", "PLAIN", "carol", carolPW, []string{"<open", "<authenticate"}},
+		{"tcp", "xmpp://" + w.addr, "SCRAM-SHA-1", "alice", alicePW, []string{"<?xml", "<authenticate", "<response"}, false},
+		{"websocket", "wss://" + w.https + "/xmpp-websocket", "PLAIN", "carol", carolPW, []string{"<open", "<authenticate"}, false},
+		// A phone's reconnect: the FAST token from the password login,
+		// HT-SHA-256-NONE and <resume/> in one <authenticate/>: one
+		// round trip after the stream header.
+		{"tcp-fast", "xmpp://" + w.addr, "SCRAM-SHA-1", "alice", alicePW, []string{"<?xml", "<authenticate"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tag := "treff-e2e-" + tc.name
 			body := uniqueBody("sasl2-" + tc.name)
-			es := xmppjs(t, w.communityProc, "sasl2.mjs", "--service", tc.service,
-				"--jid", tc.user+"@localhost", "--password", tc.password, "--peer", "bob@localhost", "--peer-password", bobPW,
-				"--ua-id", uaID, "--tag", tag, "--mech", tc.mech, "--body", body)
+			args := []string{"--service", tc.service,
+				"--jid", tc.user + "@localhost", "--password", tc.password, "--peer", "bob@localhost", "--peer-password", bobPW,
+				"--ua-id", uaID, "--tag", tag, "--mech", tc.mech, "--body", body}
+			if tc.fast {
+				args = append(args, "--fast")
+			}
+			es := xmppjs(t, w.communityProc, "sasl2.mjs", args...)
 
 			type auth struct {
 				Mechanism    string `json:"mechanism"`
 				Resume       bool   `json:"resume"`
+				Fast         bool   `json:"fast"`
+				RequestToken bool   `json:"request_token"`
 				Bind         bool   `json:"bind"`
 				BindEnableSM bool   `json:"bind_enable_sm"`
 			}
@@ -394,8 +405,15 @@ func TestXMPPJSSASL2(t *testing.T) {
 			if resumed.JID != login.JID {
 				t.Errorf("resumed as %s, want %s", resumed.JID, login.JID)
 			}
-			if a := resumed.Authenticate; a == nil || !a.Resume || a.Mechanism != tc.mech {
-				t.Errorf("resuming <authenticate/>: %+v; want <resume/> inline", a)
+			resumeMech := tc.mech
+			if tc.fast {
+				resumeMech = "HT-SHA-256-NONE"
+				if !login.Authenticate.RequestToken {
+					t.Errorf("the password login asked for no FAST token: %+v", login.Authenticate)
+				}
+			}
+			if a := resumed.Authenticate; a == nil || !a.Resume || a.Mechanism != resumeMech || a.Fast != tc.fast {
+				t.Errorf("resuming <authenticate/>: %+v; want <resume/> inline with %s", a, resumeMech)
 			}
 			if s := resumed.Success; s == nil || !s.Resumed || s.AID != login.JID || s.Bound {
 				t.Errorf("resuming <success/>: %+v; want <resumed/> and the full JID, no new binding", s)

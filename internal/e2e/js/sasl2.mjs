@@ -53,6 +53,7 @@ const { values: opts } = parseArgs({
     peer: { type: "string" },
     "peer-password": { type: "string" },
     "ua-id": { type: "string" },
+    fast: { type: "boolean", default: false },
     tag: { type: "string", default: "xmppjs" },
     mech: { type: "string", default: "SCRAM-SHA-1" },
     body: { type: "string", default: "hello" },
@@ -92,7 +93,7 @@ function within(what, p) {
 }
 
 class Peer {
-  constructor(name, jid, password, { ua, tag, mech } = {}) {
+  constructor(name, jid, password, { ua, tag, mech, useFast = false } = {}) {
     const [local, domain] = jid.split("@");
     this.name = name;
     this.received = [];
@@ -107,14 +108,22 @@ class Peer {
       resource: tag,
       userAgent,
       // The mechanism is the scenario's choice, not the client's first.
-      credentials: async (authenticate, mechanisms) => {
+      // With --fast, a FAST token (XEP-0484) when there is one: xmpp.js
+      // then tries its HT mechanism first.
+      credentials: async (authenticate, mechanisms, fast) => {
         if (!mechanisms.includes(mech)) throw new Error(`${name}: ${mech} not offered: ${mechanisms}`);
-        await authenticate({ username: local, password }, mech, userAgent);
+        const token = useFast ? await fast?.fetch() : undefined;
+        await authenticate({ username: local, password, token }, mech, userAgent);
       },
       timeout: waitMs,
     });
     // Reconnecting is the scenario's step.
     this.xmpp.reconnect.stop();
+    // FAST tokens in memory, for this client's reconnection.
+    let token = null;
+    this.xmpp.fast.fetchToken = async () => token;
+    this.xmpp.fast.saveToken = async (t) => { token = t; };
+    this.xmpp.fast.deleteToken = async () => { token = null; };
     const write = this.xmpp.write.bind(this.xmpp);
     this.xmpp.write = (s) => {
       if (this.recording && this.xmpp.isSecure() && String(s) !== "") this.recording.writes.push(String(s).slice(0, 60));
@@ -128,6 +137,8 @@ class Peer {
         this.auth = {
           mechanism: el.attrs.mechanism,
           resume: el.getChild("resume", NS_SM) !== undefined,
+          fast: el.getChild("fast", "urn:xmpp:fast:0") !== undefined,
+          request_token: el.getChild("request-token", "urn:xmpp:fast:0") !== undefined,
           bind: bind !== undefined,
           bind_enable_sm: bind?.getChild("enable", NS_SM) !== undefined,
         };
@@ -211,7 +222,7 @@ class Peer {
   }
 }
 
-const aliceOpts = { ua: opts["ua-id"], tag: opts.tag, mech: opts.mech };
+const aliceOpts = { ua: opts["ua-id"], tag: opts.tag, mech: opts.mech, useFast: opts.fast };
 const alice = new Peer("alice", opts.jid, opts.password, aliceOpts);
 const bob = new Peer("bob", opts.peer, opts["peer-password"], { mech: opts.mech });
 
