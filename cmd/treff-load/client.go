@@ -141,23 +141,16 @@ func login(c config, user, presence string) (*client, error) {
 		return nil, err
 	}
 	fail := func(err error) (*client, error) { cl.conn.Close(); return nil, err }
-	if err := cl.auth(c, user); err != nil {
-		return fail(fmt.Errorf("sasl: %w", err))
+	if c.sasl2 || c.fast {
+		if err := cl.sasl2Login(c, user); err != nil {
+			return fail(fmt.Errorf("sasl2: %w", err))
+		}
+	} else {
+		if err := cl.bindLegacy(c, user); err != nil {
+			return fail(err)
+		}
 	}
-	cl.sc.Restart()
-	if _, err := cl.open(c.domain); err != nil {
-		return fail(err)
-	}
-	if err := cl.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>load</resource></bind></iq>"); err != nil {
-		return fail(err)
-	}
-	el, err := cl.expect("iq")
-	if err != nil || !strings.Contains(el.Raw, "<jid>") {
-		return fail(fmt.Errorf("bind: %v", err))
-	}
-	j := el.Raw[strings.Index(el.Raw, "<jid>")+5:]
-	cl.jid = j[:strings.Index(j, "<")]
-	if c.sm {
+	if c.sm && !cl.sm {
 		if err := cl.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"); err != nil {
 			return fail(err)
 		}
@@ -192,17 +185,31 @@ func login(c config, user, presence string) (*client, error) {
 	return cl, nil
 }
 
+// bindLegacy runs RFC 6120 SASL, the stream restart and the bind IQ.
+func (cl *client) bindLegacy(c config, user string) error {
+	if err := cl.auth(c, user); err != nil {
+		return fmt.Errorf("sasl: %w", err)
+	}
+	cl.sc.Restart()
+	if _, err := cl.open(c.domain); err != nil {
+		return err
+	}
+	if err := cl.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>load</resource></bind></iq>"); err != nil {
+		return err
+	}
+	el, err := cl.expect("iq")
+	if err != nil || !strings.Contains(el.Raw, "<jid>") {
+		return fmt.Errorf("bind: %v", err)
+	}
+	j := el.Raw[strings.Index(el.Raw, "<jid>")+5:]
+	cl.jid = j[:strings.Index(j, "<")]
+	return nil
+}
+
 func (cl *client) auth(c config, user string) error {
-	var mech sasl.Mechanism
-	switch c.mech {
-	case "PLAIN":
-		mech = sasl.Plain
-	case "SCRAM-SHA-1":
-		mech = sasl.ScramSha1
-	case "SCRAM-SHA-256":
-		mech = sasl.ScramSha256
-	default:
-		return fmt.Errorf("unknown mechanism %s", c.mech)
+	mech, err := mechanism(c.mech)
+	if err != nil {
+		return err
 	}
 	neg := sasl.NewClient(mech, sasl.Credentials(func() ([]byte, []byte, []byte) {
 		return []byte(user), []byte(c.password), nil

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/fast"
 	"github.com/treff-im/treff/im"
 	"github.com/treff-im/treff/internal/certs"
 	treffmuc "github.com/treff-im/treff/muc"
+	"github.com/treff-im/treff/sasl2"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -180,4 +182,48 @@ func TestRelay(t *testing.T) {
 		return
 	}
 	t.Fatal("relay did not start")
+}
+
+// TestModernLogin: -sasl2 logs in with SASL2 and Bind 2, -fast then with
+// FAST tokens; both with stream management enabled in Bind 2.
+func TestModernLogin(t *testing.T) {
+	tokens := &fast.Module{Secret: []byte("treff-load test secret, 32 bytes")}
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = im.Modules()
+		for _, m := range s.Modules {
+			if s2, ok := m.(*sasl2.Module); ok {
+				s2.Inline = append(s2.Inline, tokens)
+			}
+		}
+		s.Modules = append(s.Modules, tokens)
+	})
+	for i := 0; i < 4; i++ {
+		ts.AddUser(t, fmt.Sprintf("load%d", i), "loadtest-password")
+	}
+	for _, mode := range []string{"sasl2", "fast"} {
+		t.Run(mode, func(t *testing.T) {
+			fastTokens.Clear()
+			c := testConfig(ts.Addr, "login", "SCRAM-SHA-256", 4)
+			c.sm, c.sasl2, c.fast = true, true, mode == "fast"
+			r, err := run(context.Background(), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.errors != 0 || r.ops < 8 {
+				t.Fatalf("errors=%d ops=%d first=%s", r.errors, r.ops, r.firstErr)
+			}
+			if mode == "fast" {
+				n := 0
+				fastTokens.Range(func(_, v any) bool {
+					if tok := v.(*fastToken); tok.token != "" && tok.count > 0 {
+						n++
+					}
+					return true
+				})
+				if n != 4 {
+					t.Errorf("%d users logged in with a FAST token, want 4", n)
+				}
+			}
+		})
+	}
 }
