@@ -129,8 +129,15 @@ func connect(c config) (*client, *xmlscan.Element, error) {
 	return cl, f, nil
 }
 
+// sessionCache keeps TLS sessions for -tls-resume, shared by all clients.
+var sessionCache = tls.NewLRUClientSessionCache(100000)
+
 func (c *config) tlsConfig() *tls.Config {
-	return &tls.Config{ServerName: c.domain, InsecureSkipVerify: c.insecure, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{ServerName: c.domain, InsecureSkipVerify: c.insecure, MinVersion: tls.VersionTLS12}
+	if c.tlsResume {
+		tc.ClientSessionCache = sessionCache
+	}
+	return tc
 }
 
 // login connects, runs STARTTLS, SASL and bind, and sends presence (unless

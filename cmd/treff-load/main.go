@@ -72,6 +72,7 @@ type config struct {
 	sm                   bool   // enable stream management (XEP-0198)
 	sasl2                bool   // log in with SASL2 and Bind 2 (XEP-0388, XEP-0386)
 	fast                 bool   // and with FAST tokens after the first login (XEP-0484)
+	tlsResume            bool   // resume TLS sessions (tickets) when the server offers them
 	carbons              bool   // enable message carbons (XEP-0280)
 }
 
@@ -100,6 +101,7 @@ func main() {
 	flag.IntVar(&c.concurrency, "concurrency", 32, "logins in flight while setting up")
 	flag.BoolVar(&c.sasl2, "sasl2", false, "log in with SASL2 and Bind 2 (XEP-0388, XEP-0386) in one <authenticate/>, as Conversations, Monal and xmpp.js do; with -sm, stream management is enabled in Bind 2")
 	flag.BoolVar(&c.fast, "fast", false, "with SASL2: the first login of each user asks for a FAST token (XEP-0484), later ones use it (HT-SHA-256-NONE), as a phone's reconnects do")
+	flag.BoolVar(&c.tlsResume, "tls-resume", false, "resume TLS sessions with the tickets the server hands out (one cache for all clients), as a phone reconnecting does")
 	flag.BoolVar(&c.carbons, "carbons", false, "enable message carbons (XEP-0280) after binding, as most mobile and desktop clients do")
 	flag.BoolVar(&c.sm, "sm", false, "enable stream management (XEP-0198) with resumption after binding, and answer the server's acknowledgement requests, as mobile clients do")
 	flag.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
