@@ -102,16 +102,8 @@ func (r goxmppResult) sentAuth(t *testing.T) (mech, data string) {
 // which mechanism and binding were used: the <auth/> the client sent and
 // the server's debug log.
 func TestGoXMPPChannelBinding(t *testing.T) {
-	bin := buildCommunity(t)
 	client := buildGoXMPP(t)
-	data := t.TempDir()
-	runCommunity(t, bin, "adduser", "-data", data, "-password", alicePW, "alice@localhost")
-	p := startCommunity(t, bin, data)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server output:\n%s", p.logs)
-		}
-	})
+	p, _ := startAlice(t)
 	logins := map[string]int{}
 	for _, tc := range []struct {
 		name    string
@@ -246,16 +238,8 @@ func (m *mitm) relay(c net.Conn, upstream string, cfg *tls.Config, strip bool) {
 // channel binding (slixmpp, "n") succeeds: the proxy is not otherwise in
 // the way.
 func TestGoXMPPThroughMITM(t *testing.T) {
-	bin := buildCommunity(t)
 	client := buildGoXMPP(t)
-	data := t.TempDir()
-	runCommunity(t, bin, "adduser", "-data", data, "-password", alicePW, "alice@localhost")
-	p := startCommunity(t, bin, data)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server output:\n%s", p.logs)
-		}
-	})
+	p, _ := startAlice(t)
 	failures := 0
 	refused := func(t *testing.T, r goxmppResult, wantMech, wantGS2 string) {
 		t.Helper()

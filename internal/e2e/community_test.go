@@ -319,3 +319,19 @@ func TestCommunityBinaryIM(t *testing.T) {
 
 	p.stop(t)
 }
+
+// startAlice builds the example server, creates alice@localhost (alicePW)
+// in a new data folder, starts it and logs its output if the test fails.
+func startAlice(t *testing.T) (p *communityProc, data string) {
+	t.Helper()
+	bin := buildCommunity(t)
+	data = t.TempDir()
+	runCommunity(t, bin, "adduser", "-data", data, "-password", alicePW, "alice@localhost")
+	p = startCommunity(t, bin, data)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server output:\n%s", p.logs)
+		}
+	})
+	return p, data
+}

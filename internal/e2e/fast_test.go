@@ -13,15 +13,7 @@ import (
 // HT-SHA-256-NONE, and a client of another device cannot use the token.
 func TestXMPPJSFAST(t *testing.T) {
 	needXMPPJS(t)
-	bin := buildCommunity(t)
-	data := t.TempDir()
-	runCommunity(t, bin, "adduser", "-data", data, "-password", alicePW, "alice@localhost")
-	p := startCommunity(t, bin, data)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server output:\n%s", p.logs)
-		}
-	})
+	p, data := startAlice(t)
 	es := xmppjs(t, p, "fast.mjs", "--jid", "alice@localhost", "--password", alicePW)
 
 	type login struct {
