@@ -225,6 +225,8 @@ type conn struct {
 	shutting  atomic.Bool
 	sess      atomic.Pointer[Session]
 	resumed   *Session   // set by Negotiation.Resume for negotiate to return
+	stepMech  string     // the mechanism of a negotiation step's successful exchange
+	stepCond  string     // the condition of its failed one
 	bound     *Session   // set by Negotiation.Bind likewise
 	wmu       sync.Mutex // direct writes before bind
 

@@ -79,7 +79,7 @@ func (n *Negotiation) Next() (*Nonza, error) {
 // on the stream's host), through a protocol of the module's: the stream
 // goes on without a restart, and the client binds a resource next. It
 // returns an error for a JID that is no account of the host.
-func (n *Negotiation) Authenticated(user jid.JID) error { return n.c.authenticate(user, "") }
+func (n *Negotiation) Authenticated(user jid.JID) error { return n.c.authenticate(user, n.c.stepMech) }
 
 // Failed counts a failed authentication attempt of the stream against
 // Server.MaxAuthFailures: it returns an error, to be returned by the
@@ -88,7 +88,9 @@ func (n *Negotiation) Authenticated(user jid.JID) error { return n.c.authenticat
 // (see Bind and Resume).
 func (n *Negotiation) Failed() error {
 	n.c.dropStepSession()
-	return n.c.failedAttempt("")
+	cond := n.c.stepCond
+	n.c.stepCond = ""
+	return n.c.failedAttempt(cond)
 }
 
 // ErrBound is Negotiation.Bind's error when the handler already bound or
@@ -149,7 +151,16 @@ func (n *Negotiation) Features() string { return n.c.features() }
 func (n *Negotiation) Step(ctx context.Context, m saslmech.Mechanism, x saslmech.Exchange, in []byte) (out []byte, user jid.JID, cond string, err error) {
 	out, user, err = n.c.srv.stepSASL(ctx, m.Name(), x, in)
 	if err != nil {
-		return nil, jid.JID{}, n.c.srv.saslCondition(m.Name(), err), err
+		cond := n.c.srv.saslCondition(m.Name(), err)
+		n.c.stepCond = cond // for the log line of Failed
+		return nil, jid.JID{}, cond, err
+	}
+	if user.Localpart() != "" {
+		// For the log line of Authenticated.
+		n.c.stepMech = m.Name()
+		if sx, ok := x.(*scramExchange); ok {
+			n.c.binding = sx.ss.ChannelBinding()
+		}
 	}
 	return out, user, "", nil
 }

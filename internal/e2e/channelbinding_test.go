@@ -82,15 +82,19 @@ func initialResponse(prefix string) string {
 	return base64.StdEncoding.EncodeToString([]byte(prefix[:len(prefix)/3*3]))
 }
 
-var authRE = regexp.MustCompile(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='([^']+)'>([^<]*)</auth>`)
+var authRE = regexp.MustCompile(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='([^']+)'>([^<]*)</auth>|<authenticate xmlns='urn:xmpp:sasl:2' mechanism='([^']+)'><initial-response>([^<]*)</initial-response>`)
 
 // sentAuth returns the mechanism and initial response of the client's
-// <auth/>.
+// <auth/> (RFC 6120) or <authenticate/> (SASL2, which go-xmpp prefers
+// when offered).
 func (r goxmppResult) sentAuth(t *testing.T) (mech, data string) {
 	t.Helper()
 	m := authRE.FindStringSubmatch(r.stderr)
 	if m == nil {
-		t.Fatalf("no <auth/> in the client's log:\n%s", r.stderr)
+		t.Fatalf("no <auth/> or <authenticate/> in the client's log:\n%s", r.stderr)
+	}
+	if m[1] == "" {
+		return m[3], m[4]
 	}
 	return m[1], m[2]
 }
