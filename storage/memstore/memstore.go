@@ -57,6 +57,7 @@ type Store struct {
 	pep      map[string]map[string]*pepNode // owner -> node name -> node
 	archive  *archives                      // message archives (archive.go)
 	uploads  map[string]storage.Upload      // by ID (upload.go)
+	push     map[string]map[pushKey][]byte  // user -> registration -> form (push.go)
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.
