@@ -402,10 +402,10 @@ var options = []option{
 	{"turn_ttl", "how long TURN credentials are valid (`duration`)", func(c *Config, v string) error {
 		return setDuration(&c.TURNTTL, v, false)
 	}},
-	{"push", "wake users' phones with push notifications (XEP-0357; `yes` or `no`): their app server learns who wrote and how many messages", func(c *Config, v string) error {
+	{"push", "wake users' phones with push notifications (XEP-0357; `yes|no`): their app server learns who wrote and how many messages", func(c *Config, v string) error {
 		return setBool(&c.Push, v)
 	}},
-	{"push_body", "include the message text in push notifications (`yes` or `no`; the app server and Google's or Apple's push service read it)", func(c *Config, v string) error {
+	{"push_body", "include the message text in push notifications (`yes|no`; the app server and Google's or Apple's push service read it)", func(c *Config, v string) error {
 		return setBool(&c.PushBody, v)
 	}},
 	{"web_client", "`folder` with Converse.js (dist/) to serve at /chat/ (empty: none)", func(c *Config, v string) error {

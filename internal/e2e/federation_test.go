@@ -154,10 +154,10 @@ type federation struct {
 	ca2File, clientCAs string
 	dns                netip.AddrPort
 
-	prosodyLog  string // Prosody's log file (debug level)
+	prosodyLog string // Prosody's log file (debug level)
 	// prosodyExtra is appended to Prosody's configuration (components).
 	prosodyExtra string
-	ejabberdLog string // ejabberd's log file (info level)
+	ejabberdLog  string // ejabberd's log file (info level)
 }
 
 // newFederation makes the folder, the CA with one certificate per domain
