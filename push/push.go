@@ -10,8 +10,9 @@
 // account.
 //
 // When a message that would wake a phone (Server.Urgent: a body, an
-// encrypted payload, a call invitation; not chat states, receipts or
-// errors) reaches the account while the device cannot read it, the
+// encrypted payload, a call invitation; not chat states, receipts,
+// errors or headlines; group chat messages only when they reach a
+// session) reaches the account while the device cannot read it, the
 // module publishes a notification to the registration's node on the app
 // server, from the user's bare JID, with the client's form as
 // publish-options. The device cannot read it when:
@@ -41,10 +42,13 @@
 // Rate limit: a registration is sent at most one notification per
 // Interval, unless the previous one was answered with a result, in which
 // case the next message is notified at once; messages held back are
-// counted in the next notification. An error from the app server, other
-// than one of type wait, disables the registration (it is deleted, as
-// Prosody's mod_cloud_notify does for a node the app server does not
-// know); a timeout does not.
+// counted in the next notification. Error answers from the app server,
+// other than those of type wait, disable the registration (it is
+// deleted) once MaxErrors of them came in a row, as Prosody's
+// mod_cloud_notify does (push_max_errors, 16 by default): a device whose
+// app was removed or reset stops being notified, a passing failure
+// between the servers does not end its notifications. A result resets
+// the count; a timeout or an error of type wait leaves it as it is.
 package push
 
 import (
@@ -80,6 +84,7 @@ const (
 	DefaultInterval         = 30 * time.Second
 	DefaultTimeout          = 30 * time.Second
 	DefaultMaxRegistrations = 5
+	DefaultMaxErrors        = 16
 )
 
 // maxBody bounds the body sent with WithBody, in bytes.
@@ -105,6 +110,10 @@ type Module struct {
 	// enabling one more is refused with <resource-constraint/>. 0 means
 	// DefaultMaxRegistrations.
 	MaxRegistrations int
+	// MaxErrors is how many error answers in a row (not counting those
+	// of type wait) disable a registration; 0 means DefaultMaxErrors, 1
+	// disables it at the first.
+	MaxErrors int
 	// Now returns the current time, for the rate limit; nil means
 	// time.Now.
 	Now func() time.Time
@@ -138,6 +147,7 @@ type regState struct {
 	sent     time.Time // when the last notification was sent
 	answered bool      // with a result
 	held     int       // messages held back since
+	errors   int       // error answers in a row
 }
 
 // enabled is, per session, the registrations (service and node) it
@@ -242,6 +252,9 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	user := owner.String()
 	switch iq.Payload.Local {
 	case "enable":
+		if service.Bare().Equal(owner) {
+			return nil, stanza.BadRequest.WithText("the app server cannot be your own account")
+		}
 		return nil, m.enable(ctx, iq, user, service.String(), req)
 	case "disable":
 		if err := m.Store.DeletePushRegistrations(ctx, user, service.String(), req.Node); err != nil {
@@ -262,7 +275,9 @@ func (m *Module) enable(ctx context.Context, iq *treff.Stanza, user, service str
 		if req.Form.Type != "submit" || req.Form.Values().Get("FORM_TYPE") != NSPublishOptions {
 			return stanza.BadRequest.WithText("the form is not a submitted " + NSPublishOptions + " form")
 		}
-		reg.Form = formOf(iq)
+		if reg.Form = formOf(iq); reg.Form == nil {
+			return stanza.BadRequest.WithText("the form uses a namespace prefix it does not declare")
+		}
 	}
 	regs, err := m.Store.PushRegistrations(ctx, user)
 	if err != nil {
@@ -294,7 +309,8 @@ func (m *Module) enable(ctx context.Context, iq *treff.Stanza, user, service str
 }
 
 // formOf returns the <x xmlns='jabber:x:data'/> child of the enable
-// element as the client wrote it, made to declare its namespace.
+// element as the client wrote it, or nil if it uses a prefix declared
+// outside it (it could not be sent on its own).
 func formOf(iq *treff.Stanza) []byte {
 	for c := range iq.Children() {
 		for f := range c.Children() {
@@ -321,16 +337,17 @@ func (m *Module) forget(user, service, node string) {
 	}
 }
 
-// wakes reports whether a message is worth a notification.
+// wakes reports whether a message is worth a notification: urgent, and
+// not an error or a headline (an automated notice).
 func (m *Module) wakes(st *treff.Stanza) bool {
-	return st.Kind == treff.KindMessage && st.Type != "error" && m.srv.Urgent(st.Raw())
+	return st.Kind == treff.KindMessage && st.Type != "error" && st.Type != "headline" && m.srv.Urgent(st.Raw())
 }
 
 // undeliverable notifies every registration of an account that has no
 // session for the message (it goes to offline storage).
 func (m *Module) undeliverable(ctx context.Context, st *treff.Stanza) bool {
-	if !m.wakes(st) || st.Type == "groupchat" || st.Type == "headline" {
-		return false
+	if !m.wakes(st) || st.Type == "groupchat" {
+		return false // not stored offline (RFC 6121 8.5.2.1.1)
 	}
 	m.notify(ctx, st, nil)
 	return false
@@ -412,7 +429,7 @@ func (m *Module) admit(k regKey) (count int, sent time.Time, ok bool) {
 		return 0, time.Time{}, false
 	}
 	count = s.held + 1
-	*s = regState{sent: now}
+	s.sent, s.answered, s.held = now, false, 0
 	return count, now, true
 }
 
@@ -420,9 +437,29 @@ func (m *Module) admit(k regKey) (count int, sent time.Time, ok bool) {
 func (m *Module) answered(k regKey, sent time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s := m.state[k]; s != nil && s.sent.Equal(sent) {
-		s.answered = true
+	if s := m.state[k]; s != nil {
+		s.errors = 0
+		if s.sent.Equal(sent) {
+			s.answered = true
+		}
 	}
+}
+
+// failed counts an error answer for k and reports whether k has had
+// MaxErrors in a row.
+func (m *Module) failed(k regKey) bool {
+	max := m.MaxErrors
+	if max <= 0 {
+		max = DefaultMaxErrors
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.state[k]
+	if s == nil {
+		return false // disabled or enabled again meanwhile
+	}
+	s.errors++
+	return s.errors >= max
 }
 
 // publish builds the notification IQ.
@@ -493,10 +530,10 @@ func (m *Module) send(user jid.JID, k regKey, r storage.PushRegistration, iq *tr
 	switch {
 	case err == nil:
 		m.answered(k, sent)
-	case errors.As(err, &se) && se.ErrorType() != stanza.Wait:
+	case errors.As(err, &se) && se.ErrorType() != stanza.Wait && m.failed(k):
 		// The app server does not know the node (any more): the device
 		// was reset or the app removed.
-		m.srv.Log().Info("push: registration disabled by the app server", "user", user.String(), "service", r.Service, "why", string(se.Condition))
+		m.srv.Log().Info("push: registration disabled by the app server's errors", "user", user.String(), "service", r.Service, "why", string(se.Condition))
 		if derr := m.Store.DeletePushRegistrations(context.WithoutCancel(ctx), user.String(), r.Service, r.Node); derr != nil {
 			m.srv.Log().Error("push: deleting a registration", "user", user.String(), "err", derr)
 		}

@@ -3,6 +3,7 @@ package push_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -170,10 +171,12 @@ func TestEnableDisable(t *testing.T) {
 		{"no node", "<iq type='set' id='b1'><enable xmlns='urn:xmpp:push:0' jid='" + appServer + "'/></iq>", "bad-request"},
 		{"no jid", "<iq type='set' id='b2'><enable xmlns='urn:xmpp:push:0' node='n'/></iq>", "bad-request"},
 		{"form of another type", "<iq type='set' id='b3'><enable xmlns='urn:xmpp:push:0' jid='" + appServer + "' node='n'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:example</value></field></x></enable></iq>", "bad-request"},
+		{"form with a prefix declared outside it", "<iq type='set' id='b5'><enable xmlns='urn:xmpp:push:0' xmlns:d='jabber:x:data' jid='" + appServer + "' node='n'><d:x type='submit'><d:field var='FORM_TYPE'><d:value>http://jabber.org/protocol/pubsub#publish-options</d:value></d:field></d:x></enable></iq>", "bad-request"},
 		{"someone else's account", "<iq type='set' id='b4' to='bob@localhost'><enable xmlns='urn:xmpp:push:0' jid='" + appServer + "' node='n'/></iq>", "forbidden"},
 	} {
 		alice.Send(bad.iq)
-		if got := alice.Expect(`</iq>`); !strings.Contains(got, "type='error'") || !strings.Contains(got, "<"+bad.cond+" ") {
+		if got := alice.Expect(`</iq>`); !strings.Contains(got, "type='error'") || !strings.Contains(got, "<"+bad.cond+" ") ||
+			(bad.name == "form with a prefix declared outside it" && !strings.Contains(got, "namespace prefix")) {
 			t.Errorf("%s: got %s, want a %s error", bad.name, got, bad.cond)
 		}
 	}
@@ -372,33 +375,57 @@ func TestRateLimit(t *testing.T) {
 	wantField(t, st, "message-count", "1")
 }
 
-// An error from the app server disables the registration, unless it is
-// of type wait.
-func TestErrorDisables(t *testing.T) {
-	e := newEnv(t, nil)
-	ctx := context.Background()
-	for _, n := range []string{"gone", "busy"} {
-		if err := e.store().PutPushRegistration(ctx, "alice@localhost", storage.PushRegistration{Service: appServer, Node: n}); err != nil {
-			t.Fatal(err)
-		}
+// Error answers from the app server disable the registration once
+// MaxErrors came in a row; a result resets the count, an error of type
+// wait does not count.
+func TestErrorsDisable(t *testing.T) {
+	e := newEnv(t, func(m *push.Module) { m.MaxErrors = 2 })
+	if err := e.store().PutPushRegistration(context.Background(), "alice@localhost", storage.PushRegistration{Service: appServer, Node: "n"}); err != nil {
+		t.Fatal(err)
 	}
 	bob := e.ts.Login(t, "bob", "pw", "desk")
-	bob.Send("<message to='alice@localhost' type='chat' id='m1'><body>hi</body></message>")
-	for range 2 {
-		st := <-e.app
-		if strings.Contains(string(st.Raw()), "node='gone'") {
-			e.answer(t, st, stanza.Cancel, stanza.ItemNotFound)
-		} else {
-			e.answer(t, st, stanza.Wait, stanza.ResourceConstraint)
-		}
-	}
-	for range 2 {
+	for i, step := range []struct {
+		typ        stanza.ErrorType
+		cond       stanza.Condition
+		registered bool
+	}{
+		{stanza.Cancel, stanza.ItemNotFound, true},
+		{"", "", true}, // a result: the count starts again
+		{stanza.Cancel, stanza.ItemNotFound, true},
+		{stanza.Wait, stanza.ResourceConstraint, true}, // not counted
+		{stanza.Auth, stanza.Forbidden, false},         // the second in a row
+	} {
+		bob.Send(fmt.Sprintf("<message to='alice@localhost' type='chat' id='m%d'><body>%d</body></message>", i, i))
+		e.answer(t, e.publish(t, "n"), step.typ, step.cond)
 		a := e.waitAnswered(t)
-		if !errors.Is(a.err, stanza.ItemNotFound) && !errors.Is(a.err, stanza.ResourceConstraint) {
-			t.Errorf("outcome of %s: %v", a.r.Node, a.err)
+		if (step.cond == "") != (a.err == nil) || (step.cond != "" && !errors.Is(a.err, step.cond)) {
+			t.Fatalf("step %d: outcome %v, want %s", i, a.err, step.cond)
 		}
+		if regs := e.registrations(t); (len(regs) == 1) != step.registered {
+			t.Fatalf("step %d (%s): registrations %q, want registered %v", i, step.cond, regs, step.registered)
+		}
+		e.clock.Add(time.Minute) // past the rate limit after an error
 	}
-	if regs := e.registrations(t); len(regs) != 1 || regs[0].Node != "busy" {
-		t.Fatalf("registrations after the errors: %q, want busy only", regs)
+}
+
+// By default (MaxErrors 16), an error of type cancel does not disable the
+// registration at once. Push cannot be enabled with the account's own JID
+// as the app server.
+func TestDefaultErrorsAndOwnJID(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.ts.Login(t, "alice", "pw", "phone")
+	alice.Send("<iq type='set' id='own'><enable xmlns='urn:xmpp:push:0' jid='alice@localhost' node='n'/></iq>")
+	if got := alice.Expect(`</iq>`); !strings.Contains(got, "<bad-request ") {
+		t.Errorf("enabling push to one's own JID: %s", got)
+	}
+	enable(t, alice, "n", "")
+	alice.Send("</stream:stream>")
+	alice.ExpectClosed()
+	bob := e.ts.Login(t, "bob", "pw", "desk")
+	bob.Send("<message to='alice@localhost' type='chat' id='m1'><body>hi</body></message>")
+	e.answer(t, e.publish(t, "n"), stanza.Cancel, stanza.ItemNotFound)
+	e.waitAnswered(t)
+	if regs := e.registrations(t); len(regs) != 1 {
+		t.Fatalf("registrations after one error: %q", regs)
 	}
 }
