@@ -198,6 +198,9 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 	if st.Kind == KindIQ && st.To.Resourcepart() == "" {
 		// 8.5.2.1.3 / 10.3.3: the server answers for the account.
 		if st.Type != "get" && st.Type != "set" {
+			// A response to a request a module sent on the account's
+			// behalf (SendIQ from its bare JID); others are dropped.
+			srv.iqResponse(st)
 			return
 		}
 		if e, ok := srv.mods.accountIQ[st.Payload.Space]; ok {
@@ -320,8 +323,11 @@ type pendingIQ struct {
 var ErrNotIQRequest = errors.New("treff: not an IQ request")
 
 // SendIQ routes an IQ get or set that a module built (with 'from' set to
-// one of the server's hosts, so that the response comes back to the
-// server) and waits for the response, which is of type result or error.
+// one of the server's hosts, or to a local account's bare JID for a
+// request made on the user's behalf such as a push notification, so that
+// the response comes back to the server) and waits for the response,
+// which is of type result or error. The id must be unique among the
+// requests waiting (a random one).
 // An unreachable addressee yields the error response the router
 // generates. It returns ctx's error if ctx ends first.
 func (srv *Server) SendIQ(ctx context.Context, st *Stanza) (*Stanza, error) {
@@ -351,8 +357,9 @@ func (srv *Server) SendIQ(ctx context.Context, st *Stanza) (*Stanza, error) {
 	}
 }
 
-// iqResponse hands a result or error addressed to a host to the SendIQ
-// call waiting for it; other responses are dropped.
+// iqResponse hands a result or error addressed to a host or to an
+// account's bare JID to the SendIQ call waiting for it; other responses
+// are dropped.
 func (srv *Server) iqResponse(st *Stanza) {
 	srv.pendingMu.Lock()
 	p := srv.pending[st.ID]

@@ -119,6 +119,14 @@ type Config struct {
 	// TURNTTL is how long TURN credentials are valid (key turn_ttl).
 	// Default: 24h.
 	TURNTTL time.Duration
+	// Push lets users' phones be woken by push notifications (XEP-0357,
+	// key push): the app server their client names learns who wrote
+	// and how many messages. Default: yes.
+	Push bool
+	// PushBody includes the message's text in push notifications (key
+	// push_body), so that the app server and the push service behind it
+	// (Google's, Apple's) read it. Default: no.
+	PushBody bool
 	// WebClient is a folder holding Converse.js (its dist/ folder, as
 	// scripts/fetch-converse.sh puts it), served at /chat/ and set up to
 	// connect to this server's WebSocket (key web_client).
@@ -268,6 +276,7 @@ func Default() Config {
 		UploadQuota:            100 << 20,
 		UploadExpire:           30 * 24 * time.Hour,
 		TURNTTL:                24 * time.Hour,
+		Push:                   true,
 		S2SDialback:            true,
 		S2SIdleTimeout:         10 * time.Minute,
 		LogLevel:               slog.LevelInfo,
@@ -401,6 +410,12 @@ var options = []option{
 	}},
 	{"turn_ttl", "how long TURN credentials are valid (`duration`)", func(c *Config, v string) error {
 		return setDuration(&c.TURNTTL, v, false)
+	}},
+	{"push", "wake users' phones with push notifications (XEP-0357; `yes|no`): their app server learns who wrote and how many messages", func(c *Config, v string) error {
+		return setBool(&c.Push, v)
+	}},
+	{"push_body", "include the message text in push notifications (`yes|no`; the app server and Google's or Apple's push service read it)", func(c *Config, v string) error {
+		return setBool(&c.PushBody, v)
 	}},
 	{"web_client", "`folder` with Converse.js (dist/) to serve at /chat/ (empty: none)", func(c *Config, v string) error {
 		c.WebClient = v

@@ -28,7 +28,7 @@ func TestDefaults(t *testing.T) {
 	c := Default()
 	if !reflect.DeepEqual(c.Domains, []string{"localhost"}) || c.Data != "treff-data" ||
 		c.C2S != "127.0.0.1:5222" || c.C2STLS != "127.0.0.1:5223" || c.Cert != "" || c.Key != "" ||
-		c.LogLevel != slog.LevelInfo || c.MOTD != "" {
+		c.LogLevel != slog.LevelInfo || c.MOTD != "" || !c.Push || c.PushBody {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 }
@@ -78,6 +78,8 @@ stun = stun.example.org:3478, [2001:db8::3]:3478
 turn = turn.example.org:3478
 turn_secret = s3cret
 turn_ttl = 2h
+push = no
+push_body = yes
 s2s = [::1]:5269
 s2s_tls = [::1]:5270
 s2s_ca = /etc/ssl/a.pem, /etc/ssl/b.pem
@@ -148,6 +150,7 @@ fast_rotate = 12h
 		TURN:                   []string{"turn.example.org:3478"},
 		TURNSecret:             "s3cret",
 		TURNTTL:                2 * time.Hour,
+		PushBody:               true,
 		S2S:                    "[::1]:5269",
 		S2STLS:                 "[::1]:5270",
 		S2SCA:                  []string{"/etc/ssl/a.pem", "/etc/ssl/b.pem"},

@@ -37,6 +37,7 @@ import (
 	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/ping"
+	"github.com/treff-im/treff/push"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/s2s"
@@ -340,6 +341,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	srv.Modules = im.Devices(core...)
 	if svcs := externalServices(cfg); len(svcs) > 0 {
 		srv.Modules = append(srv.Modules, &extdisco.Module{Services: svcs, Secret: cfg.TURNSecret, TTL: cfg.TURNTTL})
+	}
+	if cfg.Push {
+		srv.Modules = append(srv.Modules, &push.Module{WithBody: cfg.PushBody})
 	}
 	if cfg.MOTD != "" {
 		srv.Modules = append(srv.Modules, &motd.Module{Text: cfg.MOTD})

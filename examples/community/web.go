@@ -156,6 +156,8 @@ type statusData struct {
 	UploadExpire     string // how long shared files are kept
 	ExpireAfter      string // unused accounts may be deleted after this
 	WebClient        string // the web client's path, or empty
+	Push             bool   // push notifications are on
+	PushBody         bool   // and carry the message's text
 	// Contacts are the contact addresses (XEP-0157), by kind: abuse,
 	// admin, support, security.
 	Contacts []Contact
@@ -176,6 +178,8 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 		Registration: string(register.Closed),
 		Archive:      w.cfg.Archive,
 		ExpireAfter:  days(w.cfg.ExpireAfter),
+		Push:         w.cfg.Push,
+		PushBody:     w.cfg.Push && w.cfg.PushBody,
 	}
 	if w.cfg.WebClient != "" {
 		d.WebClient = "/chat/"

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/bosh"
 	"github.com/treff-im/treff/trefftest"
 )
@@ -61,6 +62,42 @@ func TestBOSHSessionsPerAddress(t *testing.T) {
 			// Another address still gets a session.
 			if got := create(t, w, "203.0.113.10:1", 5); !strings.Contains(got, " sid='") {
 				t.Errorf("another address: %q", got)
+			}
+		})
+	}
+}
+
+// The status page says what push notifications reveal: who wrote and how
+// many messages, the text only with push_body; nothing with push off.
+func TestStatusPagePush(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		push, body     bool
+		want, dontWant []string
+	}{
+		{"default", true, false, []string{`<li id="push">`, "who wrote", "how many messages", "never the text"}, []string{"the message's text"}},
+		{"with body", true, true, []string{`<li id="push">`, "who wrote", "the message's text, which the app server"}, []string{"never the text"}},
+		{"off", false, true, nil, []string{`id="push"`, "push notifications"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			cfg.Push, cfg.PushBody = tc.push, tc.body
+			w, err := newWeb(cfg, &treff.Server{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			w.statusPage(rec, httptest.NewRequest("GET", "/", nil))
+			body := rec.Body.String()
+			for _, s := range tc.want {
+				if !strings.Contains(body, s) {
+					t.Errorf("status page without %q:\n%s", s, body)
+				}
+			}
+			for _, s := range tc.dontWant {
+				if strings.Contains(body, s) {
+					t.Errorf("status page with %q:\n%s", s, body)
+				}
 			}
 		})
 	}

@@ -72,6 +72,9 @@ const (
 	// fedTreffMUC is the group chat service of the example server (muc
 	// is on by default), reached at Treff's s2s listener too.
 	fedTreffMUC = "conference." + fedTreff
+	// fedProsodyPubsub is Prosody's pubsub component, configured only
+	// by tests that set federation.prosodyExtra (push_test.go).
+	fedProsodyPubsub = "pubsub." + fedProsody
 	// fedNowhere is a domain nobody resolves.
 	fedNowhere = "nowhere.test"
 	// fedUnreachable is routed (-s2s-resolve) to fedUnreachableAddr,
@@ -151,8 +154,10 @@ type federation struct {
 	ca2File, clientCAs string
 	dns                netip.AddrPort
 
-	prosodyLog  string // Prosody's log file (debug level)
-	ejabberdLog string // ejabberd's log file (info level)
+	prosodyLog string // Prosody's log file (debug level)
+	// prosodyExtra is appended to Prosody's configuration (components).
+	prosodyExtra string
+	ejabberdLog  string // ejabberd's log file (info level)
 }
 
 // newFederation makes the folder, the CA with one certificate per domain
@@ -198,7 +203,9 @@ func newFederation(t *testing.T) *federation {
 // domain itself: Treff presents treff.test's certificate on the streams
 // of its group chat service too, which Prosody checks
 // (s2s_secure_auth).
-var fedCertNames = map[string][]string{fedTreff: {fedTreffMUC}}
+// Prosody's pubsub component (fedProsodyPubsub, the app server of the
+// push test) presents prosody.test's.
+var fedCertNames = map[string][]string{fedTreff: {fedTreffMUC}, fedProsody: {fedProsodyPubsub}}
 
 // makeCerts writes a new ECDSA CA to caFile and, for each domain, a
 // certificate it signed for that domain and its fedCertNames (DNS-IDs,
@@ -553,6 +560,19 @@ func (f *federation) startProsody(t *testing.T, users ...string) *refServer {
 	fillTemplate(t, "prosody.cfg.lua", cfg, map[string]string{
 		"@DIR@": dir, "@IP@": fedAddr[fedProsody], "@DOMAIN@": fedProsody, "@CA@": f.caFile, "@EJABBERD@": fedEjabberd,
 	})
+	if f.prosodyExtra != "" {
+		cf, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cf.WriteString("\n" + f.prosodyExtra + "\n")
+		if cerr := cf.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	var hosts strings.Builder
 	for _, d := range slices.Sorted(maps.Keys(fedAddr)) {
 		fmt.Fprintf(&hosts, "%s %s\n", fedAddr[d], d)
@@ -649,7 +669,8 @@ func (f *federation) startTreff(t *testing.T, users ...string) *communityProc {
 		"-cert", filepath.Join(certDir, "cert.pem"), "-key", filepath.Join(certDir, "key.pem"),
 		"-c2s", p.addr, "-c2s-tls", "",
 		"-s2s", ip+":5269", "-s2s-tls", "", "-s2s-ca", f.caFile,
-		"-s2s-resolve", fmt.Sprintf("%s=%s:5269,%s=%s:5269,%s=%s", fedProsody, fedAddr[fedProsody],
+		"-s2s-resolve", fmt.Sprintf("%s=%s:5269,%s=%s:5269,%s=%s:5269,%s=%s", fedProsody, fedAddr[fedProsody],
+			fedProsodyPubsub, fedAddr[fedProsody],
 			fedEjabberd, fedAddr[fedEjabberd], fedUnreachable, fedUnreachableAddr),
 		"-http", "", "-https", "",
 		"-log-level", "debug")

@@ -58,6 +58,7 @@ type Store struct {
 	archive  *archives                                // message archives (archive.go)
 	uploads  map[string]storage.Upload                // by ID (upload.go)
 	fast     map[string]map[string]storage.FastDevice // user -> agent -> device (fast.go)
+	push     map[string]map[pushKey][]byte            // user -> registration -> form (push.go)
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

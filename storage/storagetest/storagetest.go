@@ -100,6 +100,7 @@ var groups = []group{
 	{"PrivateXML", privateTests},
 	{"Blocklists", blocklistTests},
 	{"PEP", pepTests},
+	{"PushRegistrations", pushTests},
 	{"Archive", archiveTests},
 	{"Uploads", uploadTests},
 	{"FastTokens", fastTests},
