@@ -474,6 +474,24 @@ func wantNext(t testing.TB, c *trefftest.Client, expected string) {
 	}
 }
 
+// wantSet reads as many stanzas as expected and checks that they are the
+// expected ones, in any order.
+func wantSet(t testing.TB, c *trefftest.Client, expected ...string) {
+	t.Helper()
+	left := map[string]int{}
+	for _, e := range expected {
+		left[canon(t, e)]++
+	}
+	for range expected {
+		got := next(c)
+		k := canon(t, got)
+		if left[k] == 0 {
+			t.Fatalf("got\n\t%s\nwant one of\n\t%s", got, strings.Join(expected, "\n\t"))
+		}
+		left[k]--
+	}
+}
+
 var quietN atomic.Int64
 
 // quiet waits d, then checks that c received nothing but the answer to a

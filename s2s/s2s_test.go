@@ -131,26 +131,30 @@ func TestUnreachable(t *testing.T) {
 	a.addUser(t, "alice")
 	alice := a.online(t, "alice", "r")
 
-	// Closed port: three queued stanzas, three errors, quickly.
-	start := time.Now()
+	// Closed port: three queued stanzas, three errors.
 	alice.Send(chat("x@down.test", "d1", "secret-body") + chat("y@down.test/r", "d2", "secret-body") +
 		"<iq type='get' id='d3' to='down.test'><ping xmlns='urn:xmpp:ping'/></iq>")
-	wantNext(t, alice, stanzaError("message", "d1", "alice@a.test/r", "x@down.test", "cancel", "remote-server-not-found"))
-	wantNext(t, alice, stanzaError("message", "d2", "alice@a.test/r", "y@down.test/r", "cancel", "remote-server-not-found"))
-	wantNext(t, alice, stanzaError("iq", "d3", "alice@a.test/r", "down.test", "cancel", "remote-server-not-found"))
-	if d := time.Since(start); d > 900*time.Millisecond {
-		t.Errorf("remote-server-not-found took %v for a refused connection", d)
-	}
+	// The three may fail on one connection attempt or on two (the first
+	// can fail before the others are queued): any order.
+	wantSet(t, alice,
+		stanzaError("message", "d1", "alice@a.test/r", "x@down.test", "cancel", "remote-server-not-found"),
+		stanzaError("message", "d2", "alice@a.test/r", "y@down.test/r", "cancel", "remote-server-not-found"),
+		stanzaError("iq", "d3", "alice@a.test/r", "down.test", "cancel", "remote-server-not-found"))
+	// (remote-server-not-found, not -timeout: the refusal was seen, the
+	// connect timeout did not expire)
 
 	// Silent peer: remote-server-timeout after about ConnectTimeout.
-	start = time.Now()
+	start := time.Now()
 	alice.Send(chat("x@slow.test", "s1", "secret-body") + chat("y@slow.test", "s2", "secret-body") +
 		"<iq type='get' id='s3' to='slow.test'><ping xmlns='urn:xmpp:ping'/></iq>")
-	wantNext(t, alice, stanzaError("message", "s1", "alice@a.test/r", "x@slow.test", "wait", "remote-server-timeout"))
-	wantNext(t, alice, stanzaError("message", "s2", "alice@a.test/r", "y@slow.test", "wait", "remote-server-timeout"))
-	wantNext(t, alice, stanzaError("iq", "s3", "alice@a.test/r", "slow.test", "wait", "remote-server-timeout"))
-	if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
-		t.Errorf("remote-server-timeout after %v, want about 1s (ConnectTimeout)", d)
+	wantSet(t, alice,
+		stanzaError("message", "s1", "alice@a.test/r", "x@slow.test", "wait", "remote-server-timeout"),
+		stanzaError("message", "s2", "alice@a.test/r", "y@slow.test", "wait", "remote-server-timeout"),
+		stanzaError("iq", "s3", "alice@a.test/r", "slow.test", "wait", "remote-server-timeout"))
+	// Not before ConnectTimeout (a timer cannot fire early); a slow
+	// machine may take longer.
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("remote-server-timeout after %v, before ConnectTimeout (1s)", d)
 	}
 
 	// Errors to unreachable domains are dropped, not answered.
