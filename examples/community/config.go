@@ -58,6 +58,16 @@ type Config struct {
 	// S2SIdleTimeout closes server-to-server streams idle that long (key
 	// s2s_idle_timeout). Default: 10m.
 	S2SIdleTimeout time.Duration
+	// ComponentListen is the listener for external components (key
+	// component_listen, XEP-0114). Components authenticate with a
+	// plain-text handshake over an unencrypted stream: keep it on
+	// loopback or a private network. It runs only when Components lists
+	// some. Default: 127.0.0.1:5347.
+	ComponentListen string
+	// Components are the external components' domains and secrets (key
+	// component, comma-separated DOMAIN=SECRET; a secret cannot hold a
+	// comma). Default: none.
+	Components map[string]string
 	// HTTP is the plain HTTP listener for web clients (key http; loopback
 	// addresses only, for a local reverse proxy or tests); empty disables
 	// it. Default: 127.0.0.1:5280.
@@ -268,6 +278,7 @@ func Default() Config {
 		C2S:                    "127.0.0.1:5222",
 		C2STLS:                 "127.0.0.1:5223",
 		S2S:                    "127.0.0.1:5269",
+		ComponentListen:        "127.0.0.1:5347",
 		HTTP:                   "127.0.0.1:5280",
 		HTTPS:                  "127.0.0.1:5281",
 		BOSHSessionsPerAddress: bosh.DefaultMaxSessionsPerAddress,
@@ -470,6 +481,34 @@ var options = []option{
 	}},
 	{"s2s_idle_timeout", "close server-to-server streams idle for this `duration`", func(c *Config, v string) error {
 		return setDuration(&c.S2SIdleTimeout, v, false)
+	}},
+	{"component_listen", "listener `address` for external components (XEP-0114; keep it on loopback)", func(c *Config, v string) error {
+		return setAddr(&c.ComponentListen, v)
+	}},
+	{"component", "external components, comma-separated `DOMAIN=SECRET` (XEP-0114)", func(c *Config, v string) error {
+		comps := map[string]string{}
+		for _, r := range strings.Split(v, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			d, secret, ok := strings.Cut(r, "=")
+			if !ok || strings.TrimSpace(secret) == "" {
+				return fmt.Errorf("%q is not DOMAIN=SECRET", r)
+			}
+			n, err := normalizeDomain(strings.TrimSpace(d))
+			if err != nil {
+				return err
+			}
+			if _, dup := comps[n]; dup {
+				return fmt.Errorf("component %s listed twice", n)
+			}
+			comps[n] = strings.TrimSpace(secret)
+		}
+		if len(comps) == 0 {
+			comps = nil
+		}
+		c.Components = comps
+		return nil
 	}},
 	{"cert", "certificate chain PEM `file` (default: self-signed, in the data folder)", func(c *Config, v string) error {
 		c.Cert = v

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -87,6 +88,8 @@ s2s_resolve = example.net=192.0.2.7:5269, chat.example.com=[2001:db8::1]:5269
 s2s_self_signed = yes
 s2s_dialback = no
 s2s_idle_timeout = 2m
+component_listen = 127.0.0.1:5348
+component = IRC.example.org=s3cret=x, bot.example.org = other
 cert = /etc/tls/fullchain.pem
 key=/etc/tls/privkey.pem
 log_level = DEBUG
@@ -158,6 +161,8 @@ fast_rotate = 12h
 		S2SSelfSigned:          true,
 		S2SDialback:            false,
 		S2SIdleTimeout:         2 * time.Minute,
+		ComponentListen:        "127.0.0.1:5348",
+		Components:             map[string]string{"irc.example.org": "s3cret=x", "bot.example.org": "other"},
 		Cert:                   "/etc/tls/fullchain.pem",
 		Key:                    "/etc/tls/privkey.pem",
 		LogLevel:               slog.LevelDebug,
@@ -221,6 +226,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"idle_timeout = 5\n", `x.conf:1: idle_timeout: "5" is not a duration`},
 		{"http = :80\n", `x.conf:1: http: ":80": plain HTTP is only for loopback addresses; use https`},
 		{"s2s_resolve = example.net\n", `x.conf:1: s2s_resolve: "example.net" is not domain=host:port`},
+		{"component = irc.example.org\n", `x.conf:1: component: "irc.example.org" is not DOMAIN=SECRET`},
+		{"component = irc.example.org=\n", `x.conf:1: component: "irc.example.org=" is not DOMAIN=SECRET`},
+		{"component = a.example=x, A.example=y\n", `x.conf:1: component: component a.example listed twice`},
 		{"idle_timeout = -1s\n", `x.conf:1: idle_timeout: -1s must be positive`},
 		{"negotiation_timeout = 0\n", `x.conf:1: negotiation_timeout: 0 must be positive`},
 		{"max_auth_failures = 0\n", `x.conf:1: max_auth_failures: 0 is less than 1`},
@@ -299,5 +307,23 @@ func TestFlagsAfterArguments(t *testing.T) {
 	pos, err = f.parse([]string{"--", "-data"})
 	if err != nil || !reflect.DeepEqual(pos, []string{"-data"}) {
 		t.Errorf("after --: %q, %v", pos, err)
+	}
+}
+
+// TestCheckComponents: a component domain may not be a served domain or
+// one of the services' of the configuration.
+func TestCheckComponents(t *testing.T) {
+	cfg := Default()
+	for d, want := range map[string]string{
+		"irc.localhost":        "",
+		"localhost":            "component localhost: that is a served domain",
+		"conference.localhost": "component conference.localhost: that is the group chat service",
+		"upload.localhost":     "component upload.localhost: that is the upload service",
+	} {
+		cfg.Components = map[string]string{d: "secret"}
+		err := checkComponents(cfg)
+		if got := fmt.Sprint(err); want == "" && err != nil || want != "" && got != want {
+			t.Errorf("%s: got %v, want %q", d, err, want)
+		}
 	}
 }

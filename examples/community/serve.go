@@ -26,6 +26,7 @@ import (
 	"github.com/treff-im/treff/adhoc"
 	treffadmin "github.com/treff-im/treff/admin"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/component"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
 	"github.com/treff-im/treff/extdisco"
@@ -62,6 +63,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if (cfg.Cert == "") != (cfg.Key == "") {
 		return usageErrorf("cert and key must be given together")
 	}
+	if err := checkComponents(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return err
 	}
@@ -89,6 +93,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 
 	srv := newServer(cfg, store, authn, log, &cert)
 	fed := s2sModule(srv)
+	comps := componentModule(srv)
 	if fed != nil {
 		if fed.Secret, err = loadSecret(filepath.Join(cfg.Data, s2sSecretFile)); err != nil {
 			return err
@@ -119,9 +124,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	for _, spec := range []struct {
 		name, addr string
 		directTLS  bool
-	}{{"c2s", cfg.C2S, false}, {"c2s_tls", cfg.C2STLS, true}, {"s2s", cfg.S2S, false}, {"s2s_tls", cfg.S2STLS, true}} {
-		if spec.addr == "" || fed == nil && strings.HasPrefix(spec.name, "s2s") {
+	}{{"c2s", cfg.C2S, false}, {"c2s_tls", cfg.C2STLS, true}, {"s2s", cfg.S2S, false}, {"s2s_tls", cfg.S2STLS, true}, {"component", cfg.ComponentListen, false}} {
+		if spec.addr == "" || fed == nil && strings.HasPrefix(spec.name, "s2s") || comps == nil && spec.name == "component" {
 			continue
+		}
+		if spec.name == "component" && !isLoopback(spec.addr) {
+			log.Warn("the component listener is not on loopback: components authenticate over an unencrypted stream", "component_listen", spec.addr)
 		}
 		l, err := net.Listen("tcp", spec.addr)
 		if err != nil {
@@ -155,12 +163,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 				err = fed.Serve(l.l)
 			case l.name == "s2s_tls":
 				err = fed.ServeTLS(l.l)
+			case l.name == "component":
+				err = comps.Serve(l.l)
 			case l.directTLS:
 				err = srv.ServeTLS(l.l)
 			default:
 				err = srv.Serve(l.l)
 			}
-			if errors.Is(err, s2s.ErrStopped) {
+			if errors.Is(err, s2s.ErrStopped) || errors.Is(err, component.ErrStopped) {
 				err = treff.ErrServerClosed
 			}
 			if !errors.Is(err, treff.ErrServerClosed) {
@@ -384,6 +394,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 			IdleTimeout:      cfg.S2SIdleTimeout,
 		})
 	}
+	if len(cfg.Components) > 0 {
+		srv.Modules = append(srv.Modules, &component.Module{Components: cfg.Components})
+	}
 	ah := &adhoc.Module{}
 	// FAST tokens (XEP-0484) ride on SASL2: the same value goes last into
 	// the sasl2.Module's Inline list (after stream management's and Bind
@@ -451,6 +464,37 @@ func s2sModule(srv *treff.Server) *s2s.Module {
 	for _, m := range srv.Modules {
 		if f, ok := m.(*s2s.Module); ok {
 			return f
+		}
+	}
+	return nil
+}
+
+// componentModule returns the server's external component module, or nil.
+func componentModule(srv *treff.Server) *component.Module {
+	for _, m := range srv.Modules {
+		if c, ok := m.(*component.Module); ok {
+			return c
+		}
+	}
+	return nil
+}
+
+// checkComponents refuses component domains that are served domains or
+// the services' (group chat, upload) of this configuration.
+func checkComponents(cfg Config) error {
+	taken := map[string]string{}
+	for _, d := range cfg.Domains {
+		taken[d] = "a served domain"
+		if cfg.MUC {
+			taken["conference."+d] = "the group chat service"
+		}
+		if cfg.Upload && cfg.HTTPS != "" {
+			taken["upload."+d] = "the upload service"
+		}
+	}
+	for d := range cfg.Components {
+		if what, ok := taken[d]; ok {
+			return usageErrorf("component %s: that is %s", d, what)
 		}
 	}
 	return nil

@@ -122,6 +122,7 @@ class Client(slixmpp.ClientXMPP):
 
         self.messages = []      # every <message/> received, as dicts
         self.iqs = {}           # id -> dict of the <iq/> response received
+        self.raw_iqs = {}       # id -> the <iq/> response received, as XML
         self.failed_auths = []  # every SASL <failure/>
         self.stream_errors = []
         self.sent_mechs = []    # mechanism attribute of every <auth/> sent
@@ -225,6 +226,7 @@ class Client(slixmpp.ClientXMPP):
             "type": typ,
             "error": stanza_error(xml),
         }
+        self.raw_iqs[r["id"]] = xml
         self.iqs[r["id"]] = r
 
     # --- actions --------------------------------------------------------
