@@ -283,6 +283,9 @@ func TestHibernatingNotification(t *testing.T) {
 	bob := e.ts.Login(t, "bob", "pw", "desk")
 	bob.Send("<message to='alice@localhost' type='chat' id='m1'><body>while active</body></message>")
 	phone.Expect(`id='m1'`)
+	// bob's stanza handled to the end (its delivered hooks, which decide
+	// on a push, saw the phone active) before the phone goes away.
+	bob.Sync()
 
 	phone.Conn().Close()
 	e.ts.WaitHibernating(t, "alice@localhost/phone")
@@ -311,6 +314,9 @@ func TestInactiveNotification(t *testing.T) {
 	bob.Send("<message to='alice@localhost' type='chat' id='m1'><body>while active</body></message>")
 	for _, c := range devices {
 		c.Expect(`id='m1'`)
+	}
+	bob.Sync() // m1's delivered hooks ran while both were active
+	for _, c := range devices {
 		c.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
 		c.Sync()
 	}
