@@ -98,7 +98,10 @@ func (s *Store) PutFastDevice(ctx context.Context, user string, d storage.FastDe
 		return fail(errEmptyJID, "put fast device")
 	}
 	v := encodeFastDevice(d)
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	// Every token login updates its device (the replay counter):
+	// overlapping ones share a commit (write); the function only puts, so
+	// Batch may run it twice.
+	err := s.write(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketFast)
 		if err != nil {
 			return err

@@ -26,7 +26,13 @@ func (s *Store) SetLastActivity(ctx context.Context, user string, t time.Time, s
 	v = append(v, 1)
 	v = binary.BigEndian.AppendUint64(v, uint64(t.UnixNano()))
 	v = append(v, status...)
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	if err := s.check(ctx); err != nil {
+		return fail(err, "set last activity of %q", user)
+	}
+	// Logouts come in bursts (a restart of a network, a login storm):
+	// overlapping ones share a commit (write). The function only puts,
+	// so Batch may run it twice.
+	err := s.write(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketLast)
 		if err != nil {
 			return err
