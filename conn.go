@@ -269,26 +269,10 @@ func (e streamError) xml() string {
 }
 
 func scanError(err error) (streamError, bool) {
-	switch {
-	case errors.Is(err, xmlscan.ErrNotWellFormed):
-		return streamError{cond: "not-well-formed"}, true
-	case errors.Is(err, xmlscan.ErrRestrictedXML):
-		return streamError{cond: "restricted-xml"}, true
-	case errors.Is(err, xmlscan.ErrTooLarge):
-		return streamError{cond: "policy-violation", text: "stanza too large"}, true
-	case errors.Is(err, xmlscan.ErrTooManyAttrs):
-		return streamError{cond: "policy-violation", text: "too many attributes"}, true
-	case errors.Is(err, xmlscan.ErrNestedStream):
-		// Well-formed so far, but a stream header inside the stream
-		// breaks RFC 6120's stream structure (4.9.3.11).
-		return streamError{cond: "invalid-xml", text: "stream header inside the stream"}, true
-	case errors.Is(err, xmlscan.ErrBadPrefix):
-		return streamError{cond: "bad-namespace-prefix"}, true
-	case errors.Is(err, xmlscan.ErrUnsupportedEncoding):
-		return streamError{cond: "unsupported-encoding"}, true
-	case errors.Is(err, xmlscan.ErrBadStreamHeader):
-		return streamError{cond: "invalid-namespace"}, true
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	if cond, text, ok := xmlscan.Condition(err); ok {
+		return streamError{cond: cond, text: text}, true
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return streamError{cond: "connection-timeout"}, true
 	}
 	return streamError{}, false

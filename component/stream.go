@@ -388,21 +388,11 @@ func (s *stream) closeWith(cond, text string) {
 	s.nc.Close()
 }
 
-// scanCondition maps a read error to the stream error to send.
+// scanCondition maps a read error to the stream error to send: the
+// scanner's (xmlscan.Condition, as on client streams) or a timeout.
 func scanCondition(err error) (string, bool) {
-	switch {
-	case errors.Is(err, xmlscan.ErrNotWellFormed):
-		return "not-well-formed", true
-	case errors.Is(err, xmlscan.ErrRestrictedXML):
-		return "restricted-xml", true
-	case errors.Is(err, xmlscan.ErrTooLarge), errors.Is(err, xmlscan.ErrTooManyAttrs):
-		return "policy-violation", true
-	case errors.Is(err, xmlscan.ErrNestedStream):
-		return "invalid-xml", true
-	case errors.Is(err, xmlscan.ErrBadPrefix):
-		return "bad-namespace-prefix", true
-	case errors.Is(err, xmlscan.ErrUnsupportedEncoding):
-		return "unsupported-encoding", true
+	if cond, _, ok := xmlscan.Condition(err); ok {
+		return cond, true
 	}
 	var ne interface{ Timeout() bool }
 	if errors.As(err, &ne) && ne.Timeout() {

@@ -74,21 +74,11 @@ func (c *in) serve() {
 	s.closeWith("policy-violation")
 }
 
-// scanCondition maps a read error to the stream error to send.
+// scanCondition maps a read error to the stream error to send: the
+// scanner's (xmlscan.Condition, as on client streams) or a timeout.
 func scanCondition(err error) (string, bool) {
-	switch {
-	case errors.Is(err, xmlscan.ErrNotWellFormed):
-		return "not-well-formed", true
-	case errors.Is(err, xmlscan.ErrRestrictedXML):
-		return "restricted-xml", true
-	case errors.Is(err, xmlscan.ErrTooLarge), errors.Is(err, xmlscan.ErrTooManyAttrs):
-		return "policy-violation", true
-	case errors.Is(err, xmlscan.ErrNestedStream):
-		return "invalid-xml", true
-	case errors.Is(err, xmlscan.ErrBadPrefix):
-		return "bad-namespace-prefix", true
-	case errors.Is(err, xmlscan.ErrBadStreamHeader):
-		return "invalid-namespace", true
+	if cond, _, ok := xmlscan.Condition(err); ok {
+		return cond, true
 	}
 	var ne interface{ Timeout() bool }
 	if errors.As(err, &ne) && ne.Timeout() {
