@@ -24,6 +24,7 @@ type client struct {
 	sc   *xmlscan.Scanner
 	jid  string // full JID after bind
 	sm   bool   // stream management enabled
+	smID string // its resumption id
 	h    uint32 // stanzas received since, for XEP-0198 acknowledgements
 	wmu  sync.Mutex
 	w    *bufio.Writer
@@ -149,7 +150,7 @@ func login(c config, user, presence string) (*client, error) {
 	}
 	fail := func(err error) (*client, error) { cl.conn.Close(); return nil, err }
 	if c.sasl2 || c.fast {
-		if err := cl.sasl2Login(c, user); err != nil {
+		if err := cl.sasl2Login(c, user, nil); err != nil {
 			return fail(fmt.Errorf("sasl2: %w", err))
 		}
 	} else {
@@ -161,10 +162,12 @@ func login(c config, user, presence string) (*client, error) {
 		if err := cl.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"); err != nil {
 			return fail(err)
 		}
-		if el, err := cl.expect("enabled", "failed"); err != nil || el.Local() != "enabled" {
+		el, err := cl.expect("enabled", "failed")
+		if err != nil || el.Local() != "enabled" {
 			return fail(fmt.Errorf("stream management: %v", err))
 		}
 		cl.sm = true
+		cl.smID, _ = el.Attr("id")
 	}
 	if c.carbons {
 		if err := cl.send("<iq type='set' id='carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq>"); err != nil {
@@ -190,6 +193,55 @@ func login(c config, user, presence string) (*client, error) {
 	}
 	cl.conn.SetDeadline(time.Time{})
 	return cl, nil
+}
+
+// reconnect drops prev's connection without closing its stream, connects
+// again and resumes the stream (XEP-0198): inline in SASL2 with -sasl2 or
+// -fast, after RFC 6120 SASL and the stream restart otherwise.
+func reconnect(c config, user string, prev *client) (*client, error) {
+	if prev.smID == "" {
+		return nil, errors.New("the server offered no resumption id")
+	}
+	prev.conn.Close()
+	cl, _, err := connect(c)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*client, error) { cl.conn.Close(); return nil, err }
+	if c.sasl2 || c.fast {
+		if err := cl.sasl2Login(c, user, prev); err != nil {
+			return fail(fmt.Errorf("sasl2: %w", err))
+		}
+	} else {
+		if err := cl.auth(c, user); err != nil {
+			return fail(fmt.Errorf("sasl: %w", err))
+		}
+		cl.sc.Restart()
+		if _, err := cl.open(c.domain); err != nil {
+			return fail(err)
+		}
+		if err := cl.send(resumeElement(prev)); err != nil {
+			return fail(err)
+		}
+		el, err := cl.expect("resumed", "failed")
+		if err != nil || el.Local() != "resumed" {
+			return fail(fmt.Errorf("resume: %v %s", err, elRaw(el)))
+		}
+	}
+	cl.jid, cl.sm, cl.smID, cl.h = prev.jid, true, prev.smID, prev.h
+	cl.conn.SetDeadline(time.Time{})
+	return cl, nil
+}
+
+func resumeElement(prev *client) string {
+	return "<resume xmlns='urn:xmpp:sm:3' previd='" + html.EscapeString(prev.smID) + "' h='" + strconv.FormatUint(uint64(prev.h), 10) + "'/>"
+}
+
+func elRaw(el *xmlscan.Element) string {
+	if el == nil {
+		return ""
+	}
+	return el.Raw
 }
 
 // bindLegacy runs RFC 6120 SASL, the stream restart and the bind IQ.

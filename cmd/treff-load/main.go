@@ -37,6 +37,13 @@
 // carbons (XEP-0280) after binding, as mobile and desktop clients do, so
 // that their cost on the server shows in the chat and muc scenarios.
 //
+// With -scenario login -sm -resume each user logs in once and then, in a
+// loop, drops its TCP connection without closing the stream and reconnects
+// resuming it (XEP-0198), inline in SASL2 with -sasl2 or -fast (XEP-0388,
+// XEP-0484: one round trip after TLS), or after RFC 6120 SASL and the
+// stream restart otherwise: the reconnect of a phone whose network
+// changed, measured alone. No presence is sent in this mode.
+//
 // With -relay the tool talks to a plain TLS relay (bench/relay) instead of
 // an XMPP server: clients connect with direct TLS, skip the negotiation and
 // exchange the same stanzas, which gives the physical limit of the machine.
@@ -73,6 +80,7 @@ type config struct {
 	sasl2                bool   // log in with SASL2 and Bind 2 (XEP-0388, XEP-0386)
 	fast                 bool   // and with FAST tokens after the first login (XEP-0484)
 	tlsResume            bool   // resume TLS sessions (tickets) when the server offers them
+	resume               bool   // login: reconnect and resume the stream (XEP-0198) instead of a new session
 	carbons              bool   // enable message carbons (XEP-0280)
 }
 
@@ -101,6 +109,7 @@ func main() {
 	flag.IntVar(&c.concurrency, "concurrency", 32, "logins in flight while setting up")
 	flag.BoolVar(&c.sasl2, "sasl2", false, "log in with SASL2 and Bind 2 (XEP-0388, XEP-0386) in one <authenticate/>, as Conversations, Monal and xmpp.js do; with -sm, stream management is enabled in Bind 2")
 	flag.BoolVar(&c.fast, "fast", false, "with SASL2: the first login of each user asks for a FAST token (XEP-0484), later ones use it (HT-SHA-256-NONE), as a phone's reconnects do")
+	flag.BoolVar(&c.resume, "resume", false, "login, with -sm: each user logs in once, then drops its connection and reconnects resuming the stream (XEP-0198; inside SASL2 with -sasl2 or -fast, after SASL and the restart otherwise), as a phone whose network changed does; ops are reconnects")
 	flag.BoolVar(&c.tlsResume, "tls-resume", false, "resume TLS sessions with the tickets the server hands out (one cache for all clients), as a phone reconnecting does")
 	flag.BoolVar(&c.carbons, "carbons", false, "enable message carbons (XEP-0280) after binding, as most mobile and desktop clients do")
 	flag.BoolVar(&c.sm, "sm", false, "enable stream management (XEP-0198) with resumption after binding, and answer the server's acknowledgement requests, as mobile clients do")
@@ -143,6 +152,8 @@ func (c *config) check() error {
 		return fmt.Errorf("-concurrency must be at least 1")
 	case c.register && (c.createCmd != "" || c.deleteCmd != ""):
 		return fmt.Errorf("-register and -create-cmd/-delete-cmd exclude each other")
+	case c.resume && (c.scenario != "login" || !c.sm):
+		return fmt.Errorf("-resume works only with -scenario login and -sm")
 	case c.relay && c.scenario != "chat":
 		return fmt.Errorf("-relay works only with -scenario chat")
 	case c.rounds < 0 || c.rounds > 0 && c.scenario != "presence":

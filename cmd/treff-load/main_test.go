@@ -185,7 +185,9 @@ func TestRelay(t *testing.T) {
 }
 
 // TestModernLogin: -sasl2 logs in with SASL2 and Bind 2, -fast then with
-// FAST tokens; both with stream management enabled in Bind 2.
+// FAST tokens; both with stream management enabled in Bind 2. With
+// -resume each user's reconnects resume its stream (the tool checks for
+// <resumed/>): inline in SASL2, or after RFC 6120 SASL.
 func TestModernLogin(t *testing.T) {
 	tokens := &fast.Module{Secret: []byte("treff-load test secret, 32 bytes")}
 	ts := trefftest.NewServer(t, func(s *treff.Server) {
@@ -200,11 +202,13 @@ func TestModernLogin(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		ts.AddUser(t, fmt.Sprintf("load%d", i), "loadtest-password")
 	}
-	for _, mode := range []string{"sasl2", "fast"} {
+	for _, mode := range []string{"sasl2", "fast", "resume", "sasl2-resume", "fast-resume"} {
 		t.Run(mode, func(t *testing.T) {
 			fastTokens.Clear()
 			c := testConfig(ts.Addr, "login", "SCRAM-SHA-256", 4)
-			c.sm, c.sasl2, c.fast = true, true, mode == "fast"
+			c.sm, c.resume = true, strings.HasSuffix(mode, "resume")
+			c.sasl2 = strings.HasPrefix(mode, "sasl2") || strings.HasPrefix(mode, "fast")
+			c.fast = strings.HasPrefix(mode, "fast")
 			r, err := run(context.Background(), c)
 			if err != nil {
 				t.Fatal(err)
@@ -212,7 +216,7 @@ func TestModernLogin(t *testing.T) {
 			if r.errors != 0 || r.ops < 8 {
 				t.Fatalf("errors=%d ops=%d first=%s", r.errors, r.ops, r.firstErr)
 			}
-			if mode == "fast" {
+			if c.fast {
 				n := 0
 				fastTokens.Range(func(_, v any) bool {
 					if tok := v.(*fastToken); tok.token != "" && tok.count > 0 {

@@ -133,6 +133,26 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 	switch c.scenario {
 	case "login":
 		measure = func(deadline time.Time) {
+			if c.resume {
+				c.forEach(c.users, func(i int) {
+					cl, err := login(c, c.user(i), "")
+					if err != nil {
+						e.note(err)
+						return
+					}
+					for time.Now().Before(deadline) {
+						next, err := reconnect(c, c.user(i), cl)
+						if err != nil {
+							e.note(err)
+							return
+						}
+						atomic.AddInt64(&r.ops, 1)
+						cl = next
+					}
+					cl.close()
+				})
+				return
+			}
 			c.forEach(c.users, func(i int) {
 				for time.Now().Before(deadline) {
 					cl, err := login(c, c.user(i), "<presence/>")

@@ -40,15 +40,26 @@ func userAgent(user string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
+var (
+	enabledRE = regexp.MustCompile(`<enabled xmlns='urn:xmpp:sm:3'[^>]*\bid='([^']+)'`)
+	successRE = regexp.MustCompile(`<additional-data>([^<]*)</additional-data>`)
+	authzidRE = regexp.MustCompile(`<authorization-identifier>([^<]+)</authorization-identifier>`)
+)
+
 // sasl2Login authenticates and binds in SASL2 and sets cl.jid; with c.sm
-// stream management is enabled in Bind 2.
-func (cl *client) sasl2Login(c config, user string) error {
-	inline := "<user-agent id='" + userAgent(user) + "'><software>treff-load</software></user-agent>" +
-		"<bind xmlns='urn:xmpp:bind:0'><tag>load</tag>"
-	if c.sm {
-		inline += "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+// stream management is enabled in Bind 2. With prev, it resumes prev's
+// stream inline instead of binding.
+func (cl *client) sasl2Login(c config, user string, prev *client) error {
+	inline := "<user-agent id='" + userAgent(user) + "'><software>treff-load</software></user-agent>"
+	if prev != nil {
+		inline += resumeElement(prev)
+	} else {
+		inline += "<bind xmlns='urn:xmpp:bind:0'><tag>load</tag>"
+		if c.sm {
+			inline += "<enable xmlns='urn:xmpp:sm:3' resume='true'/>"
+		}
+		inline += "</bind>"
 	}
-	inline += "</bind>"
 
 	var tok *fastToken
 	if c.fast {
@@ -96,23 +107,30 @@ func (cl *client) sasl2Login(c config, user string) error {
 			return fmt.Errorf("SASL2 %s failed: %s", mech, el.Raw)
 		case "success":
 			if neg != nil {
-				if m := regexp.MustCompile(`<additional-data>([^<]*)</additional-data>`).FindStringSubmatch(el.Raw); m != nil {
+				if m := successRE.FindStringSubmatch(el.Raw); m != nil {
 					data, _ := base64.StdEncoding.DecodeString(m[1])
 					if _, _, err := neg.Step(data); err != nil {
 						return fmt.Errorf("server signature: %w", err)
 					}
 				}
 			}
-			m := regexp.MustCompile(`<authorization-identifier>([^<]+)</authorization-identifier>`).FindStringSubmatch(el.Raw)
-			if m == nil || !strings.Contains(m[1], "/") {
-				return fmt.Errorf("SASL2: no bound JID in %s", el.Raw)
-			}
-			cl.jid = html.UnescapeString(m[1])
-			if c.sm {
-				if !strings.Contains(el.Raw, "<enabled xmlns='urn:xmpp:sm:3'") {
-					return fmt.Errorf("Bind 2 did not enable stream management: %s", el.Raw)
+			if prev != nil {
+				if !strings.Contains(el.Raw, "<resumed xmlns='urn:xmpp:sm:3'") {
+					return fmt.Errorf("SASL2 did not resume the stream: %s", el.Raw)
 				}
-				cl.sm = true
+			} else {
+				m := authzidRE.FindStringSubmatch(el.Raw)
+				if m == nil || !strings.Contains(m[1], "/") {
+					return fmt.Errorf("SASL2: no bound JID in %s", el.Raw)
+				}
+				cl.jid = html.UnescapeString(m[1])
+				if c.sm {
+					e := enabledRE.FindStringSubmatch(el.Raw)
+					if e == nil {
+						return fmt.Errorf("Bind 2 did not enable stream management: %s", el.Raw)
+					}
+					cl.sm, cl.smID = true, html.UnescapeString(e[1])
+				}
 			}
 			if tok != nil {
 				if t := tokenRE.FindStringSubmatch(el.Raw); t != nil {
