@@ -63,6 +63,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,6 +71,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/adhoc"
+	"github.com/treff-im/treff/bind2"
 	"github.com/treff-im/treff/sasl2"
 	"github.com/treff-im/treff/saslmech"
 	"github.com/treff-im/treff/storage"
@@ -126,6 +128,7 @@ type Module struct {
 	// Now returns the current time. nil means time.Now.
 	Now func() time.Time
 
+	srv    *treff.Server
 	tokens storage.FastTokens
 	secret []byte
 	log    *slog.Logger
@@ -167,6 +170,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	// Set last: a module whose Setup failed offers nothing.
 	m.tokens = tokens
+	m.srv = srv
 	m.seed = maphash.MakeSeed()
 	r.OnAccountDeleted(m.forget)
 	r.OnPasswordChanged(m.forget)
@@ -375,8 +379,12 @@ func (m *Module) Devices(ctx context.Context, user jid.JID) ([]storage.FastDevic
 	return m.tokens.FastDevices(ctx, user.Bare().String())
 }
 
-// Revoke removes the tokens of the user's device agent; it returns an
-// error wrapping storage.ErrNotFound if there is no such device.
+// Revoke removes the tokens of the user's device agent and logs the
+// device out: its sessions bound through Bind 2 (whose resource ends in
+// the part derived from the user agent id, see bind2.Resource) end with
+// <not-authorized/>, hibernating ones included, so that it cannot resume
+// either. It returns an error wrapping storage.ErrNotFound if there is no
+// such device.
 func (m *Module) Revoke(ctx context.Context, user jid.JID, agent string) error {
 	if m.tokens == nil {
 		return errors.New("fast: module not set up")
@@ -388,5 +396,14 @@ func (m *Module) Revoke(ctx context.Context, user jid.JID, agent string) error {
 	if _, err := m.tokens.FastDevice(ctx, u, agent); err != nil {
 		return err
 	}
-	return m.tokens.DeleteFastDevice(ctx, u, agent)
+	if err := m.tokens.DeleteFastDevice(ctx, u, agent); err != nil {
+		return err
+	}
+	gen := bind2.Resource(user, "", agent)
+	for _, s := range m.srv.Sessions(user.Bare()) {
+		if res := s.JID().Resourcepart(); res == gen || strings.HasSuffix(res, "/"+gen) {
+			s.Close("not-authorized", "this device was logged out")
+		}
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/adhoc"
+	"github.com/treff-im/treff/bind2"
 	"github.com/treff-im/treff/sasl2"
 	"github.com/treff-im/treff/saslmech"
 	"github.com/treff-im/treff/storage"
@@ -499,5 +500,29 @@ func TestSetup(t *testing.T) {
 		if _, ok := tc.m.Mechanism(&sasl2.Auth{}, MechNone); ok {
 			t.Errorf("%s: a module that failed its Setup offers %s", tc.name, MechNone)
 		}
+	}
+}
+
+// TestRevokeEndsSessions checks that revoking a device also ends its
+// sessions, found by the resource Bind 2 derives from its user agent id
+// (with and without a tag), and no other session of the user.
+func TestRevokeEndsSessions(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	alice := jid.MustParse("alice@localhost")
+	f.issue(passwordLogin(MechNone))
+	gen := bind2.Resource(alice, "", phone.ID)
+	plain := f.ts.Login(t, "alice", "alicepw", gen)
+	tagged := f.ts.Login(t, "alice", "alicepw", "AwesomeXMPP/"+gen)
+	other := f.ts.Login(t, "alice", "alicepw", "laptop")
+	if err := f.m.Revoke(ctx, alice, phone.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*trefftest.Client{plain, tagged} {
+		c.Expect(`<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text [^>]*>this device was logged out</text></stream:error></stream:stream>`)
+		c.ExpectClosed()
+	}
+	if got := other.Sync(); strings.Contains(got, "stream:error") {
+		t.Errorf("another device's session got %q", got)
 	}
 }

@@ -79,8 +79,8 @@ const usageText = `Usage:
   community devices [flags] JID     list the devices that log in with FAST
                                     tokens: user agent id, software, device,
                                     last use
-  community devices -revoke ID JID  end that device's tokens (it needs the
-                                    password again)
+  community devices -revoke ID JID  end that device's tokens and its
+                                    sessions (it needs the password again)
   community announce [-subject S] TEXT
                                     send a message to everyone online
   community expire [-delete]        list (or delete) accounts unused for
