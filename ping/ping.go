@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"sync"
 	"time"
 
 	"github.com/treff-im/treff"
@@ -66,12 +67,25 @@ func (m *Module) timeout() time.Duration {
 }
 
 // watch checks the session every interval and pings it when it was silent
-// for a whole interval. One timer per session, no goroutine while waiting.
+// for a whole interval. One timer per session, no goroutine while waiting;
+// the timer stops when the session ends, so that an ended session (its
+// connection, TLS state and buffers) is not kept for up to an interval
+// after it logged out.
 func (m *Module) watch(ctx context.Context, s *treff.Session) {
 	iv := m.interval()
-	var check func()
-	check = func() {
-		if s.Context().Err() != nil {
+	sctx := s.Context()
+	var mu sync.Mutex
+	var t *time.Timer
+	again := func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		// After the session's end, stop (below) has run or runs next.
+		if sctx.Err() == nil {
+			t.Reset(d)
+		}
+	}
+	check := func() {
+		if sctx.Err() != nil {
 			return
 		}
 		idle := time.Since(s.LastActivity())
@@ -79,16 +93,23 @@ func (m *Module) watch(ctx context.Context, s *treff.Session) {
 			idle = 0 // no connection to ping; look again later
 		}
 		if idle < iv {
-			time.AfterFunc(iv-idle, check)
+			again(iv - idle)
 			return
 		}
-		if m.Ping(s.Context(), s) != nil && s.Context().Err() == nil {
+		if m.Ping(sctx, s) != nil && sctx.Err() == nil {
 			s.Close("connection-timeout", "no answer to ping")
 			return
 		}
-		time.AfterFunc(iv, check)
+		again(iv)
 	}
-	time.AfterFunc(iv, check)
+	mu.Lock()
+	t = time.AfterFunc(iv, check)
+	mu.Unlock()
+	context.AfterFunc(sctx, func() {
+		mu.Lock()
+		t.Stop()
+		mu.Unlock()
+	})
 }
 
 // Ping sends a ping from the server to the session and waits for the

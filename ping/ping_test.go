@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"mellium.im/xmpp/jid"
 
@@ -104,4 +107,69 @@ func TestPingReplies(t *testing.T) {
 	}
 	// The session is not closed by Ping itself.
 	c.Sync()
+}
+
+// TestEndedSessionReleased checks that a session that ended is not kept
+// by its ping timer: before, every login kept its session, connection and
+// buffers (about 13 KiB) for up to an interval (5 minutes by default)
+// after it logged out, so a client logging in and out in a loop grew the
+// server without bound.
+func TestEndedSessionReleased(t *testing.T) {
+	var mu sync.Mutex
+	var sessions []weak.Pointer[treff.Session]
+	var ended []<-chan struct{}
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&ping.Module{Interval: time.Hour}, hookModule{func(ctx context.Context, s *treff.Session) {
+			mu.Lock()
+			sessions = append(sessions, weak.Make(s))
+			ended = append(ended, s.Context().Done())
+			mu.Unlock()
+		}}}
+	})
+	ts.AddUser(t, "alice", "pw")
+	const n = 5
+	for i := 0; i < n; i++ {
+		c := ts.Login(t, "alice", "pw", fmt.Sprintf("r%d", i))
+		c.Send("</stream:stream>")
+		c.ExpectClosed()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sessions) != n {
+		t.Fatalf("%d sessions bound, want %d", len(sessions), n)
+	}
+	for _, done := range ended {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a session's context was not cancelled 5 s after it ended")
+		}
+	}
+	// Ended sessions wait for nothing: a few collections free them all.
+	for i := 0; i < 10; i++ {
+		runtime.GC()
+		live := 0
+		for _, w := range sessions {
+			if w.Value() != nil {
+				live++
+			}
+		}
+		if live == 0 {
+			return
+		}
+		if i == 9 {
+			t.Fatalf("%d of %d ended sessions still reachable after 10 collections", live, n)
+		}
+	}
+}
+
+type hookModule struct {
+	bound func(context.Context, *treff.Session)
+}
+
+func (hookModule) Name() string { return "test-hook" }
+
+func (h hookModule) Setup(ctx context.Context, r *treff.Registry) error {
+	r.OnSessionBound(h.bound)
+	return nil
 }
