@@ -103,6 +103,17 @@ type Account struct {
 	// LastLogin is the time of the last successful login (UTC), truncated to
 	// the day by the server; zero if the user never logged in.
 	LastLogin time.Time
+	// Suspended is when an admin suspended the account (UTC); zero if it
+	// is not suspended. A suspended account cannot log in and keeps its
+	// data.
+	Suspended time.Time
+	// SuspendReason is the admin's reason, shown to the user when a login
+	// is refused; may be empty.
+	SuspendReason string
+	// Approved is when an admin approved the account (UTC), lifting the
+	// limits a new account starts with before it is old enough; zero if
+	// no admin did.
+	Approved time.Time
 }
 
 // Accounts stores user accounts.

@@ -28,6 +28,7 @@ import (
 // hand and keep the database independent of Go's struct layout.
 const (
 	accountV1    = 1
+	accountV2    = 2 // V1 and suspension (time, reason) and approval time
 	rosterItemV1 = 1
 	offlineV1    = 1
 )
@@ -67,9 +68,19 @@ func encodeAccount(a storage.Account) []byte {
 		n += 5*binary.MaxVarintLen64 + len(c.Mechanism) + len(c.Salt) + len(c.StoredKey) + len(c.ServerKey)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, accountV1)
+	v2 := !a.Suspended.IsZero() || a.SuspendReason != "" || !a.Approved.IsZero()
+	if v2 {
+		b = append(b, accountV2)
+	} else {
+		b = append(b, accountV1)
+	}
 	b = appendTime(b, a.Created)
 	b = appendTime(b, a.LastLogin)
+	if v2 {
+		b = appendTime(b, a.Suspended)
+		b = appendString(b, a.SuspendReason)
+		b = appendTime(b, a.Approved)
+	}
 	b = binary.AppendUvarint(b, uint64(len(a.Credentials)))
 	for _, c := range a.Credentials {
 		b = appendString(b, c.Mechanism)
@@ -85,12 +96,18 @@ func encodeAccount(a storage.Account) []byte {
 // memory with v.
 func decodeAccount(jid string, v []byte) (storage.Account, error) {
 	d := decoder{b: v}
-	if f := d.byte(); f != accountV1 && d.err == nil {
+	f := d.byte()
+	if f != accountV1 && f != accountV2 && d.err == nil {
 		return storage.Account{}, fmt.Errorf("account %q: unknown record format %d: %w", jid, f, errCorrupt)
 	}
 	a := storage.Account{JID: jid}
 	a.Created = d.time()
 	a.LastLogin = d.time()
+	if f == accountV2 {
+		a.Suspended = d.time()
+		a.SuspendReason = d.string()
+		a.Approved = d.time()
+	}
 	if n := d.count(); n > 0 {
 		a.Credentials = make([]storage.Credential, n)
 		for i := range a.Credentials {

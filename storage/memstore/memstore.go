@@ -398,6 +398,8 @@ func (s *Store) DeleteOffline(ctx context.Context, user string) error {
 func copyAccount(a storage.Account) storage.Account {
 	a.Created = a.Created.UTC()
 	a.LastLogin = a.LastLogin.UTC()
+	a.Suspended = a.Suspended.UTC()
+	a.Approved = a.Approved.UTC()
 	if a.Credentials != nil {
 		creds := make([]storage.Credential, len(a.Credentials))
 		for i, c := range a.Credentials {

@@ -22,6 +22,7 @@ var accountTests = []test{
 	{name: "CopiesIn", fn: testAccountCopiesIn},
 	{name: "CopiesOut", fn: testAccountCopiesOut},
 	{name: "SetLastLogin", fn: testAccountSetLastLogin},
+	{name: "SuspendedAndApproved", fn: testAccountSuspended},
 	{name: "CancelledContext", fn: cancelled(accountCalls)},
 	{name: "EmptyJID", fn: emptyJID(accountCalls)},
 }
@@ -43,6 +44,29 @@ func testAccountSetLastLogin(t *testing.T, ctx context.Context, s storage.Store)
 	if err := s.SetLastLogin(ctx, "nobody@example.org", login); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetLastLogin of a missing account: %v, want ErrNotFound", err)
 	}
+}
+
+// Suspension (time and reason) and approval are kept through create,
+// update and SetLastLogin, and cleared by an update that clears them.
+func testAccountSuspended(t *testing.T, ctx context.Context, s storage.Store) {
+	a := newAccount("suspended@example.org")
+	a.Suspended, a.SuspendReason = t2, "spam waves, see report 12"
+	must(t, s.CreateAccount(ctx, a), "CreateAccount")
+	checkAccount(t, ctx, s, a)
+	got, _ := s.Account(ctx, a.JID)
+	checkUTC(t, got.Suspended, "Account.Suspended")
+	a.Approved = t3
+	must(t, s.UpdateAccount(ctx, a), "UpdateAccount")
+	checkAccount(t, ctx, s, a)
+	must(t, s.SetLastLogin(ctx, a.JID, t3), "SetLastLogin")
+	a.LastLogin = storage.Day(t3)
+	checkAccount(t, ctx, s, a)
+	a.Suspended, a.SuspendReason = time.Time{}, ""
+	must(t, s.UpdateAccount(ctx, a), "UpdateAccount (unsuspend)")
+	checkAccount(t, ctx, s, a)
+	a.Approved = time.Time{}
+	must(t, s.UpdateAccount(ctx, a), "UpdateAccount (unapprove)")
+	checkAccount(t, ctx, s, a)
 }
 
 // newAccount returns a fully populated account with two credentials.

@@ -220,6 +220,12 @@ func DiffAccount(got, want storage.Account) string {
 	if !sameTime(got.LastLogin, want.LastLogin) {
 		return fmt.Sprintf("LastLogin = %v, want %v", got.LastLogin, want.LastLogin)
 	}
+	if !sameTime(got.Suspended, want.Suspended) || got.SuspendReason != want.SuspendReason {
+		return fmt.Sprintf("Suspended = %v %q, want %v %q", got.Suspended, got.SuspendReason, want.Suspended, want.SuspendReason)
+	}
+	if !sameTime(got.Approved, want.Approved) {
+		return fmt.Sprintf("Approved = %v, want %v", got.Approved, want.Approved)
+	}
 	if len(got.Credentials) != len(want.Credentials) {
 		return fmt.Sprintf("%d credentials, want %d", len(got.Credentials), len(want.Credentials))
 	}
