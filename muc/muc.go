@@ -16,7 +16,12 @@
 // With Module.Archive set, each room also keeps a message archive queried
 // at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
 // on group chat rooms, with XEP-0359: Unique and Stable Stanza IDs
-// (version 0.7.0) on the messages the room sends.
+// (version 0.7.0) on the messages the room sends. Moderators then retract
+// messages by their stanza-ids (XEP-0425: Moderated Message Retraction,
+// version 0.3.0) and authors their own (XEP-0424: Message Retraction,
+// version 0.4.1), leaving tombstones in the archive (moderation.go). Rooms
+// have vCards with avatars set by their owners (XEP-0486: MUC Avatars,
+// version 0.1.0; avatar.go).
 //
 // No lock of the module or of a room is held while calling storage or
 // routing a stanza: rooms are looked up per room JID (one store call per
