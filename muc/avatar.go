@@ -148,6 +148,10 @@ func (r *room) vcardIQ(ctx context.Context, st *treff.Stanza) {
 		empty = false
 		break
 	}
+	if r.busy() {
+		r.m.fail(ctx, st, errBusy)
+		return
+	}
 	r.mu.Lock()
 	defer r.unlock(ctx)
 	if r.affiliation(st.From) != storage.AffOwner {

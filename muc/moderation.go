@@ -256,6 +256,10 @@ func (r *room) moderateIQ(ctx context.Context, st *treff.Stanza) {
 		r.m.fail(ctx, st, err)
 		return
 	}
+	if r.busy() {
+		r.m.fail(ctx, st, errBusy)
+		return
+	}
 	r.mu.Lock()
 	defer r.unlock(ctx)
 	o := r.byReal[st.From.String()]
