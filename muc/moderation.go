@@ -48,6 +48,10 @@ const (
 	NSRetract = "urn:xmpp:message-retract:1"
 	// NSModerate is XEP-0425's namespace.
 	NSModerate = "urn:xmpp:message-moderate:1"
+	// NSTombstone is the feature of an archive that replaces retracted
+	// messages with tombstones (XEP-0424 section 5); clients (Monal)
+	// ignore tombstones from rooms that do not advertise it.
+	NSTombstone = NSRetract + "#tombstone"
 )
 
 // Namespaces a tombstone keeps children of: the author's origin-id
@@ -338,7 +342,7 @@ func (r *room) moderate(ctx context.Context, e storage.ArchiveEditor, st *treff.
 func (r *room) modFeatures(archiving bool) []string {
 	var f []string
 	if r.m.editor() != nil {
-		f = append(f, NSModerate)
+		f = append(f, NSModerate, NSTombstone)
 	}
 	if archiving {
 		f = append(f, NSRetract)

@@ -61,7 +61,7 @@ func TestModeration(t *testing.T) {
 
 	alice.Send("<iq type='get' id='i' to='" + room + "'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
 	info := alice.Expect(`(?s)<iq type='result' id='i'.*?</iq>`)
-	for _, f := range []string{muc.NSModerate, muc.NSRetract, "vcard-temp"} {
+	for _, f := range []string{muc.NSModerate, muc.NSRetract, muc.NSTombstone, "vcard-temp"} {
 		if !strings.Contains(info, "<feature var='"+f+"'/>") {
 			t.Errorf("room disco#info lacks %s: %s", f, info)
 		}
@@ -158,7 +158,7 @@ func TestModerationWithoutArchive(t *testing.T) {
 	ts := newServer(t, nil)
 	alice := open(t, ts)
 	alice.Send("<iq type='get' id='i' to='" + room + "'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
-	if info := alice.Expect(`(?s)<iq type='result' id='i'.*?</iq>`); strings.Contains(info, muc.NSModerate) || strings.Contains(info, muc.NSRetract) {
+	if info := alice.Expect(`(?s)<iq type='result' id='i'.*?</iq>`); strings.Contains(info, muc.NSModerate) || strings.Contains(info, muc.NSRetract) || strings.Contains(info, muc.NSTombstone) {
 		t.Errorf("room without archive advertises moderation: %s", info)
 	}
 	alice.Send("<iq type='set' id='m' to='" + room + "'><moderate id='x' xmlns='urn:xmpp:message-moderate:1'><retract xmlns='urn:xmpp:message-retract:1'/></moderate></iq>")

@@ -100,7 +100,7 @@ func TestMUCModerationSlixmpp(t *testing.T) {
 		Features []string `json:"features"`
 	}
 	es.one(t, "disco_info", "carol").decode(t, &info)
-	for _, f := range []string{muc.NSModerate, muc.NSRetract, "vcard-temp"} {
+	for _, f := range []string{muc.NSModerate, muc.NSRetract, muc.NSTombstone, "vcard-temp"} {
 		if !slices.Contains(info.Features, f) {
 			t.Errorf("the room's features %v lack %s", info.Features, f)
 		}
