@@ -306,3 +306,81 @@ func TestCommunityInvitePage(t *testing.T) {
 	}
 	w.stop(t)
 }
+
+// TestMUCModerationXMPPJS: the same with xmpp.js (js/mucmod.mjs), a
+// client independent of slixmpp: the room advertises moderation; bob, no
+// moderator, gets forbidden; alice's moderation of bob's message reaches
+// bob as a notice from the room; bob's retraction of his own second
+// message reaches alice; alice's archive query shows both messages as
+// tombstones (the first with <moderated by='room/alice'/> and the
+// reason), the notice and the retraction.
+func TestMUCModerationXMPPJS(t *testing.T) {
+	needXMPPJS(t)
+	_, _, p := startModCommunity(t)
+	const roomLocal, body, reason = "jsmod", "xmpp.js says", "off topic"
+	room := roomLocal + "@" + mucService
+	es := xmppjs(t, p, "mucmod.mjs", "--jid", "alice@localhost", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--room", roomLocal, "--service", mucService,
+		"--body", body, "--reason", reason)
+
+	var feats struct {
+		Features []string `json:"features"`
+	}
+	es.one(t, "features", "alice").decode(t, &feats)
+	for _, f := range []string{muc.NSModerate, muc.NSRetract, muc.NSTombstone} {
+		if !slices.Contains(feats.Features, f) {
+			t.Errorf("the room's features %v lack %s", feats.Features, f)
+		}
+	}
+	first, second := sentID(t, es, "alice", body+" 1"), sentID(t, es, "alice", body+" 2")
+	replies := map[string]string{}
+	for _, e := range es.of("moderate_reply", "") {
+		var r struct {
+			Label, Type, Condition string
+		}
+		e.decode(t, &r)
+		replies[r.Label] = r.Type + " " + r.Condition
+	}
+	if replies["bob"] != "error forbidden" || replies["alice"] != "result " {
+		t.Errorf("moderation replies %q, want bob's forbidden and alice's a result", replies)
+	}
+	var n retraction
+	es.one(t, "notice", "bob").decode(t, &n)
+	if n.From != room || n.ID != first || n.ModeratedBy != room+"/alice" || n.Reason != reason {
+		t.Errorf("bob's notice %+v", n)
+	}
+	es.one(t, "retraction", "alice")
+	var a struct {
+		Results []struct {
+			ID        string      `json:"id"`
+			From      string      `json:"from"`
+			HasBody   bool        `json:"has_body"`
+			Body      string      `json:"body"`
+			Retracted *retraction `json:"retracted"`
+			RetractID string      `json:"retract_id"`
+		} `json:"results"`
+	}
+	es.one(t, "archive", "alice").decode(t, &a)
+	seen := map[string]bool{}
+	for _, r := range a.Results {
+		switch {
+		case r.ID == first:
+			seen["moderated"] = !r.HasBody && r.Retracted != nil && r.Retracted.ModeratedBy == room+"/alice" && r.Retracted.Reason == reason
+		case r.ID == second:
+			seen["retracted"] = !r.HasBody && r.Retracted != nil && r.Retracted.ModeratedBy == "" && r.Retracted.Stamp != ""
+		case r.RetractID == first && r.From == room:
+			seen["notice"] = true
+		case r.RetractID == second && r.From == room+"/bob":
+			seen["retraction"] = true
+		}
+		if strings.HasPrefix(r.Body, body) {
+			t.Errorf("the archive still has %+v", r)
+		}
+	}
+	for _, k := range []string{"moderated", "retracted", "notice", "retraction"} {
+		if !seen[k] {
+			t.Errorf("archive: no %s entry as expected in %+v", k, a.Results)
+		}
+	}
+	p.stop(t)
+}
