@@ -60,6 +60,11 @@ type Module struct {
 	// InviteValidity is how long an invitation can be used. 0 means 7
 	// days.
 	InviteValidity time.Duration
+	// LandingURL, if not nil, returns the https address of a web page
+	// for an invitation (one that tells people without an XMPP app which
+	// to install and opens the invitation in it), added to the result as
+	// XEP-0401's landing-url. nil means no such page.
+	LandingURL func(inv storage.Invite) string
 
 	srv    *treff.Server
 	admins map[string]bool
@@ -345,9 +350,15 @@ func (m *Module) invite(ctx context.Context, from jid.JID, _ adhoc.Values) (adho
 		return adhoc.Result{}, err
 	}
 	m.srv.Log().Info("invitation created", "by", from.Bare().String())
-	return adhoc.Result{Form: &adhoc.Form{Fields: []adhoc.Field{
+	form := &adhoc.Form{Fields: []adhoc.Field{
 		adhoc.FormType("urn:xmpp:invite"),
 		{Var: "uri", Label: "Invitation link", Values: []string{link}},
 		{Var: "expire", Label: "Valid until", Values: []string{inv.Expires.Format(time.RFC3339)}},
-	}}}, nil
+	}}
+	if m.LandingURL != nil {
+		if u := m.LandingURL(inv); u != "" {
+			form.Fields = append(form.Fields, adhoc.Field{Var: "landing-url", Label: "Invitation web page", Values: []string{u}})
+		}
+	}
+	return adhoc.Result{Form: form}, nil
 }

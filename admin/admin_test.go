@@ -12,6 +12,7 @@ import (
 	"github.com/treff-im/treff/admin"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/register"
+	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/trefftest"
 )
 
@@ -21,7 +22,8 @@ func newServer(t *testing.T, usersMayInvite bool) (*trefftest.Server, *register.
 	reg := &register.Module{Policy: register.Closed}
 	ts := trefftest.NewServer(t, func(s *treff.Server) {
 		s.Modules = []treff.Module{&disco.Module{}, ah, reg,
-			&admin.Module{AdHoc: ah, Admins: []string{"boss@localhost"}, Register: reg, UsersMayInvite: usersMayInvite}}
+			&admin.Module{AdHoc: ah, Admins: []string{"boss@localhost"}, Register: reg, UsersMayInvite: usersMayInvite,
+				LandingURL: func(inv storage.Invite) string { return "https://localhost/invite/" + inv.Token }}}
 	})
 	ts.AddUser(t, "boss", "boss-secret")
 	ts.AddUser(t, "alice", "alice-secret")
@@ -130,6 +132,9 @@ func TestAdminCommands(t *testing.T) {
 	m := regexp.MustCompile(`<value>(xmpp:localhost\?register;preauth=[A-Z2-7]+)</value>`).FindStringSubmatch(got)
 	if m == nil || !strings.Contains(got, "var='expire'") {
 		t.Fatalf("invite: %s", got)
+	}
+	if token := strings.TrimPrefix(m[1], "xmpp:localhost?register;preauth="); !strings.Contains(got, "var='landing-url'") || !strings.Contains(got, "<value>https://localhost/invite/"+token+"</value>") {
+		t.Errorf("invite without its landing-url: %s", got)
 	}
 	if got := run(t, alice, admin.NodeInvite, ""); !strings.Contains(got, "<forbidden") {
 		t.Errorf("alice made an invitation: %s", got)

@@ -97,11 +97,11 @@ func (r *room) prepareGroupchat(st *treff.Stanza, nick string) *treff.Stanza {
 }
 
 // archiveGroupchat archives a prepared message and stamps it with
-// <stanza-id by='room'/> (XEP-0359), reporting whether it stamped it, or
-// the archive's error. It runs as a step of the room's queue (r.mu is not
+// <stanza-id by='room'/> (XEP-0359), returning the stanza-id if it
+// stamped it ("" if not), or the archive's error. It runs as a step of the room's queue (r.mu is not
 // held), so that the archive keeps the room's order. A failed append is
 // logged at most once a minute, without the room's address.
-func (r *room) archiveGroupchat(ctx context.Context, out *treff.Stanza, nick string) (bool, error) {
+func (r *room) archiveGroupchat(ctx context.Context, out *treff.Stanza, nick string) (string, error) {
 	room := r.jid.String()
 	id, err := r.m.Archive.Append(ctx, room, storage.ArchivedMessage{
 		With:         room,
@@ -112,13 +112,13 @@ func (r *room) archiveGroupchat(ctx context.Context, out *treff.Stanza, nick str
 		if ok, n := r.m.logArchive.Allow(time.Now()); ok {
 			r.m.srv.Log().Error("muc: archiving a room's message failed; messages are refused with an error to their senders", "err", err, "failures", n+1)
 		}
-		return false, err
+		return "", err
 	}
 	if err := out.AddChild(mam.AppendStanzaID(nil, room, id)); err != nil {
 		r.m.srv.Log().Error("muc: adding the stanza-id failed", "room", room, "err", err)
-		return false, nil
+		return "", nil
 	}
-	return true, nil
+	return id, nil
 }
 
 // mayReadArchive reports whether the user with the given full JID may

@@ -16,7 +16,12 @@
 // With Module.Archive set, each room also keeps a message archive queried
 // at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
 // on group chat rooms, with XEP-0359: Unique and Stable Stanza IDs
-// (version 0.7.0) on the messages the room sends.
+// (version 0.7.0) on the messages the room sends. Moderators then retract
+// messages by their stanza-ids (XEP-0425: Moderated Message Retraction,
+// version 0.3.0) and authors their own (XEP-0424: Message Retraction,
+// version 0.4.1), leaving tombstones in the archive (moderation.go). Rooms
+// have vCards with avatars set by their owners (XEP-0486: MUC Avatars,
+// version 0.1.0; avatar.go).
 //
 // No lock of the module or of a room is held while calling storage or
 // routing a stanza: rooms are looked up per room JID (one store call per
@@ -93,6 +98,18 @@ type Module struct {
 	// is full refuses messages and joins with <resource-constraint/>
 	// (type wait) until it drains. 0 means DefaultMaxQueueBytes.
 	MaxQueueBytes int
+	// MaxRetractable is how many of each room's latest archived messages
+	// the room remembers the authors of, so that an author's retraction
+	// (XEP-0424) leaves a tombstone in the archive. 0 means
+	// DefaultMaxRetractable. See moderation.go.
+	MaxRetractable int
+	// VCards keeps the rooms' vCards and avatars (XEP-0486). nil means
+	// the server's Storage if it implements storage.PrivateXML; without
+	// one, rooms have no vCards.
+	VCards storage.PrivateXML
+	// MaxVCardSize is the largest room vCard, in bytes. 0 means
+	// DefaultMaxVCardSize (256 KiB).
+	MaxVCardSize int
 
 	// A room's archive failing for every message is logged once a minute.
 	logArchive logevery.Limiter
@@ -121,6 +138,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
 	if m.Store == nil {
 		m.Store, _ = m.srv.Storage.(storage.Rooms)
+	}
+	if m.VCards == nil {
+		m.VCards, _ = m.srv.Storage.(storage.PrivateXML)
 	}
 	sub := m.Subdomain
 	if sub == "" {
@@ -405,6 +425,7 @@ func (m *Module) create(ctx context.Context, roomJID jid.JID, creator jid.JID) (
 // then it leaves the module's map. It is the room's last step.
 func (m *Module) forget(ctx context.Context, r *room, fromStore bool) {
 	m.deleteArchive(ctx, r)
+	m.deleteVCard(ctx, r)
 	if fromStore && m.Store != nil {
 		if err := m.Store.DeleteRoom(ctx, r.jid.String()); err != nil {
 			m.srv.Log().Error("muc: deleting a room failed", "room", r.jid.String(), "err", err)
@@ -650,6 +671,10 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 		m.send(ctx, treff.AppendResult(nil, st, []byte("<query xmlns='"+nsDiscoItems+"'/>")))
 	case mam.NS:
 		r.mamIQ(ctx, st)
+	case NSModerate:
+		r.moderateIQ(ctx, st)
+	case nsVCard:
+		r.vcardIQ(ctx, st)
 	default:
 		m.fail(ctx, st, stanza.ServiceUnavailable)
 	}

@@ -40,6 +40,7 @@ type historyEntry struct {
 	nick  string
 	inner string
 	at    time.Time
+	sid   string // the stanza-id the room gave it, once archived
 }
 
 // room is a live room.
@@ -76,6 +77,7 @@ type room struct {
 	out     []step               // to carry out after the lock, oldest first
 	queued  int                  // bytes of the steps in out and being carried out
 	running bool                 // a goroutine is carrying out out
+	mod     modState             // retraction and avatar (moderation.go, avatar.go)
 
 	// gone is set (under mu) when the room ends: destroyed, or a
 	// temporary room left by its last occupant. It answers as if it did
@@ -545,9 +547,9 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 	for i, o := range r.order {
 		to[i] = o.real
 	}
-	nick := o.nick
+	nick, author := o.nick, o.real.Bare().String()
 	r.laterSized(len(out.Raw())+stepOverhead*len(to), func(ctx context.Context) {
-		stamped, err := r.archiveGroupchat(ctx, out, nick)
+		sid, err := r.archiveGroupchat(ctx, out, nick)
 		if err != nil && !isSubject {
 			// Not archived, so not sent: the sender hears why.
 			r.mu.Lock()
@@ -558,10 +560,16 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 			r.m.fail(ctx, st, mam.ArchiveError(err))
 			return
 		}
-		if stamped && e != nil {
+		if sid != "" {
 			r.mu.Lock()
-			e.inner = out.Inner()
+			r.noteAuthor(sid, author)
+			if e != nil {
+				e.inner, e.sid = out.Inner(), sid
+			}
 			r.mu.Unlock()
+		}
+		if sid != "" && !isSubject {
+			r.authorRetraction(ctx, out, author)
 		}
 		for _, j := range to {
 			r.m.srv.Route(ctx, out.WithAddresses(from, j))
@@ -685,6 +693,7 @@ func newID() string {
 // discoInfo answers disco#info about the room (XEP-0045 6.4).
 func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 	r.loadArchiving(ctx)
+	r.loadAvatar(ctx)
 	r.mu.Lock()
 	defer r.unlock(ctx)
 	conf, n, archiving := r.conf, len(r.order), r.archiving()
@@ -712,6 +721,9 @@ func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 			b = append(b, "<feature var='"+f+"'/>"...)
 		}
 	}
+	for _, f := range r.modFeatures(archiving) {
+		b = append(b, "<feature var='"+f+"'/>"...)
+	}
 	f := dataform.Form{Fields: []dataform.Field{
 		dataform.FormType(NS + "#roominfo"),
 		{Var: "muc#roominfo_description", Label: "Description", Values: []string{conf.Description}},
@@ -719,6 +731,7 @@ func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 		{Var: "muc#roominfo_occupants", Label: "Number of occupants", Values: []string{strconv.Itoa(n)}},
 		{Var: "muc#roomconfig_roomname", Label: "Name", Values: []string{name}},
 	}}
+	f.Fields = append(f.Fields, r.avatarFields()...)
 	b = f.Append(b, "result")
 	r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
 }

@@ -83,6 +83,9 @@ type accounts struct {
 	domains []string
 	srv     *treff.Server
 	log     *slog.Logger
+	// landing returns the web page of an invitation link, or "" if the
+	// server serves none; nil means none.
+	landing func(link string) string
 }
 
 // user parses s and checks that its domain is served.
@@ -306,7 +309,13 @@ func (a *accounts) invite(ctx context.Context, domain string, validity time.Dura
 		return nil, err
 	}
 	a.logInfo("invitation created", domain)
-	return []string{link}, nil
+	out := []string{link}
+	if a.landing != nil {
+		if page := a.landing(link); page != "" {
+			out = append(out, page) // for phones: which app to install
+		}
+	}
+	return out, nil
 }
 
 // registration switches the running server's registration policy, if

@@ -222,6 +222,14 @@ type Config struct {
 	// and stored before it refuses messages with resource-constraint
 	// (key muc_max_queue). Default: 4 MiB.
 	MUCMaxQueue int
+	// MUCMaxRetractable is how many of each room's latest archived
+	// messages the room remembers the authors of, so that authors can
+	// retract them from the archive (key muc_max_retractable). Default:
+	// 1000.
+	MUCMaxRetractable int
+	// MUCMaxVCard is the largest room vCard (avatar), in bytes (key
+	// muc_max_vcard). Default: 256 KiB.
+	MUCMaxVCard int
 	// Archive keeps each user's messages, and group chat rooms' messages,
 	// on the server for clients to fetch (XEP-0313 message archive; key
 	// archive: yes or no). Default: no.
@@ -317,6 +325,8 @@ func Default() Config {
 		MUCMaxOccupants:         200,
 		MUCMaxHistory:           20,
 		MUCMaxQueue:             muc.DefaultMaxQueueBytes,
+		MUCMaxRetractable:       muc.DefaultMaxRetractable,
+		MUCMaxVCard:             muc.DefaultMaxVCardSize,
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
 	}
 }
@@ -601,6 +611,12 @@ var options = []option{
 	}},
 	{"muc_max_queue", "most `bytes` a group chat room may have waiting to be sent and stored", func(c *Config, v string) error {
 		return setInt(&c.MUCMaxQueue, v, 1)
+	}},
+	{"muc_max_retractable", "how many of a room's latest archived messages their authors can retract from the archive (`count`)", func(c *Config, v string) error {
+		return setInt(&c.MUCMaxRetractable, v, 1)
+	}},
+	{"muc_max_vcard", "largest room vCard (avatar), in `bytes`", func(c *Config, v string) error {
+		return setInt(&c.MUCMaxVCard, v, 1)
 	}},
 	{"archive_max_queue", "most `bytes` of archived messages waiting in memory for the disk before messages are refused", func(c *Config, v string) error {
 		return setInt(&c.ArchiveMaxQueue, v, 64<<10)

@@ -120,6 +120,8 @@ muc = no
 muc_creators = boss@example.org
 muc_max_occupants = 50
 muc_max_history = 5
+muc_max_retractable = 300
+muc_max_vcard = 65536
 expire_daily = yes
 archive = yes
 archive_retention = 30d
@@ -195,6 +197,8 @@ fast_rotate = 12h
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,
 		MUCMaxQueue:             4 << 20,
+		MUCMaxRetractable:       300,
+		MUCMaxVCard:             64 << 10,
 		ExpireDaily:             true,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,

@@ -148,7 +148,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		l:   ul,
 		log: log,
 		acct: &accounts{store: store, auth: authn, domains: cfg.Domains, srv: srv,
-			log: log.With("component", "admin")},
+			log:     log.With("component", "admin"),
+			landing: func(link string) string { return inviteLanding(cfg, link) }},
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -367,7 +368,8 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		HoldDeleted:       cfg.RegistrationHoldDeleted,
 	}
 	if cfg.MUC {
-		rooms := &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory, MaxQueueBytes: cfg.MUCMaxQueue}
+		rooms := &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory, MaxQueueBytes: cfg.MUCMaxQueue,
+			MaxRetractable: cfg.MUCMaxRetractable, MaxVCardSize: cfg.MUCMaxVCard}
 		if cfg.Archive {
 			// Rooms keep archives too (each can turn it off in its
 			// configuration); the mam module's retention job expires
@@ -416,6 +418,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		Register:       reg,
 		UsersMayInvite: cfg.InvitesByUsers,
 		InviteValidity: cfg.InviteValidity,
+		LandingURL: func(inv storage.Invite) string {
+			return inviteLanding(cfg, register.InviteLink(inv))
+		},
 	})
 	return srv
 }

@@ -64,6 +64,7 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 		io.WriteString(rw, "ok\n")
 	})
 	w.mux.HandleFunc("GET /{$}", w.statusPage)
+	w.mux.HandleFunc("GET /invite/{token}", w.invitePage)
 	for _, m := range srv.Modules {
 		if up, ok := m.(*upload.Module); ok {
 			w.upload = true

@@ -528,3 +528,53 @@ func (s *Store) SetArchivePrefs(ctx context.Context, user string, p storage.Arch
 	}
 	return nil
 }
+
+var _ storage.ArchiveEditor = (*Store)(nil)
+
+// ReplaceArchived implements storage.ArchiveEditor, after flushing the
+// queued appends: the message keeps its key (so its ID, time and place)
+// and its parties; only the stanza in its value changes.
+func (s *Store) ReplaceArchived(ctx context.Context, user, id string, stanza []byte) error {
+	if user == "" {
+		return fail(errEmptyJID, "replace archived")
+	}
+	if err := s.check(ctx); err != nil {
+		return fail(err, "replace archived")
+	}
+	if err := s.flushArchive(); err != nil {
+		return fail(err, "replace archived in %q", user)
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketArchive)
+		if root == nil || root.Bucket([]byte(user)) == nil {
+			return storage.ErrNotFound
+		}
+		ub := root.Bucket([]byte(user))
+		blk, err := archiveCipher(tx, false)
+		if err != nil {
+			return err
+		}
+		k := archiveIDKey(blk, id)
+		if k == nil {
+			return storage.ErrNotFound
+		}
+		v := ub.Get(k)
+		if v == nil {
+			return storage.ErrNotFound
+		}
+		flags, with, res, _, err := archivedHeader(v)
+		if err != nil {
+			return err
+		}
+		return ub.Put(k, encodeArchived(storage.ArchivedMessage{
+			With:         string(with),
+			WithResource: string(res),
+			Outgoing:     flags&flagOutgoing != 0,
+			Stanza:       stanza,
+		}))
+	})
+	if err != nil {
+		return fail(err, "replace archived %q in %q", id, user)
+	}
+	return nil
+}

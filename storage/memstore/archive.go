@@ -289,3 +289,23 @@ func (s *Store) SetArchivePrefs(ctx context.Context, user string, p storage.Arch
 	s.archiveLocked().prefs[user] = copyPrefs(p)
 	return nil
 }
+
+var _ storage.ArchiveEditor = (*Store)(nil)
+
+// ReplaceArchived implements storage.ArchiveEditor.
+func (s *Store) ReplaceArchived(ctx context.Context, user, id string, stanza []byte) error {
+	if err := s.lock(ctx, "replace archived", user); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if s.archive == nil {
+		return fmt.Errorf("memstore: replace archived %q of %q: %w", id, user, storage.ErrNotFound)
+	}
+	ua := s.archive.users[user]
+	i, ok := s.archive.pos(user, ua, id)
+	if !ok {
+		return fmt.Errorf("memstore: replace archived %q of %q: %w", id, user, storage.ErrNotFound)
+	}
+	ua.msgs[i].Stanza = slices.Clone(stanza)
+	return nil
+}

@@ -31,6 +31,11 @@ var archiveTests = []test{
 	{name: "Concurrent", fn: testArchiveConcurrent},
 	{name: "CancelledContext", fn: cancelled(archiveCalls)},
 	{name: "EmptyJID", fn: emptyJID(archiveCalls)},
+	// storage.ArchiveEditor, where implemented (archiveedit.go).
+	{name: "Replace", fn: testArchiveReplace},
+	{name: "ReplaceUnknown", fn: testArchiveReplaceUnknown},
+	{name: "ReplaceCancelledContext", fn: cancelled(archiveEditCalls)},
+	{name: "ReplaceEmptyJID", fn: emptyJID(archiveEditCalls)},
 }
 
 const (
