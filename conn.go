@@ -208,27 +208,30 @@ func (c *idleConn) setHard(t time.Time) {
 // bound its goroutine negotiates the stream and writes directly; after that
 // all writes go through the Session's queue.
 type conn struct {
-	srv       *Server
-	nc        net.Conn
-	ic        *idleConn
-	rw        net.Conn // ic, or the TLS connection on top of it
-	sc        *xmlscan.Scanner
-	directTLS bool
-	secure    bool
-	preSecure bool // secured by the transport (ServeConn): no STARTTLS
-	host      string
-	streamID  string
-	user      jid.JID                     // authenticated bare JID; written only by the conn's goroutine
-	authed    atomic.Pointer[jid.JID]     // copy of user for other goroutines
-	revoked   atomic.Pointer[streamError] // set by CloseUser
-	failures  int
-	shutting  atomic.Bool
-	sess      atomic.Pointer[Session]
-	resumed   *Session   // set by Negotiation.Resume for negotiate to return
-	stepMech  string     // the mechanism of a negotiation step's successful exchange
-	stepCond  string     // the condition of its failed one
-	bound     *Session   // set by Negotiation.Bind likewise
-	wmu       sync.Mutex // direct writes before bind
+	srv         *Server
+	nc          net.Conn
+	ic          *idleConn
+	rw          net.Conn // ic, or the TLS connection on top of it
+	sc          *xmlscan.Scanner
+	directTLS   bool
+	secure      bool
+	preSecure   bool // secured by the transport (ServeConn): no STARTTLS
+	host        string
+	streamID    string
+	user        jid.JID                     // authenticated bare JID; written only by the conn's goroutine
+	authed      atomic.Pointer[jid.JID]     // copy of user for other goroutines
+	revoked     atomic.Pointer[streamError] // set by CloseUser
+	failures    int
+	shutting    atomic.Bool
+	sess        atomic.Pointer[Session]
+	resumed     *Session   // set by Negotiation.Resume for negotiate to return
+	stepMech    string     // the mechanism of a negotiation step's successful exchange
+	stepCond    string     // the condition of its failed one
+	tryMech     string     // the mechanism of the current or last exchange, for LoginGuard.Failed
+	tryUser     jid.JID    // the account it tries, if the mechanism says
+	refusedStep bool       // a LoginGuard refused the negotiation step's login (not a failure for the guards)
+	bound       *Session   // set by Negotiation.Bind likewise
+	wmu         sync.Mutex // direct writes before bind
 
 	// ctx is the negotiation's context (TLS handshake, SASL, the
 	// Authenticator, pre-authentication IQs): the server's context with
@@ -694,7 +697,7 @@ func (srv *Server) stanzaErr(err error, module string) stanza.Error {
 func saslFailure(cond, text string) string {
 	s := "<failure xmlns='" + nsSASL + "'><" + cond + "/>"
 	if text != "" {
-		s += "<text xml:lang='en'>" + text + "</text>"
+		s += "<text xml:lang='en'>" + string(AppendEscaped(nil, text)) + "</text>"
 	}
 	return s + "</failure>"
 }
@@ -760,6 +763,7 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 	if mech == nil {
 		return false, c.write(saslFailure("invalid-mechanism", ""))
 	}
+	c.tryMech, c.tryUser = name, jid.JID{}
 	x, err := srv.startSASL(c.ctx, *mech, c.saslInfo)
 	if err != nil {
 		return false, c.saslFailed("temporary-auth-failure")
@@ -773,11 +777,16 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 		if sx, ok := x.(*scramExchange); ok {
 			c.binding = sx.ss.ChannelBinding()
 		}
+		c.noteTry(name, x)
 		if serr != nil {
 			return false, c.saslFailed(srv.saslCondition(name, serr))
 		}
 		if !user.Equal(jid.JID{}) {
 			if err := c.authenticate(user, name); err != nil {
+				var se *saslmech.Error
+				if errors.As(err, &se) {
+					return false, c.refused(se)
+				}
 				srv.logger().Error("SASL mechanism authenticated a JID that is no account of the stream's host", "mechanism", name)
 				return false, c.saslFailed("temporary-auth-failure")
 			}
@@ -832,12 +841,25 @@ func (srv *Server) saslCondition(mechanism string, err error) string {
 	return "temporary-auth-failure"
 }
 
-// saslFailed answers a failed attempt and closes the stream after too many.
+// saslFailed answers a failed attempt (after the login guards' delay)
+// and closes the stream after too many.
 func (c *conn) saslFailed(cond string) error {
+	c.loginFailed(cond)
+	serr := c.failedAttempt(cond)
 	if err := c.write(saslFailure(cond, "")); err != nil {
 		return err
 	}
-	return c.failedAttempt(cond)
+	return serr
+}
+
+// refused answers a login a LoginGuard refused; it counts against
+// MaxAuthFailures but not as a failure for the guards.
+func (c *conn) refused(se *saslmech.Error) error {
+	serr := c.failedAttempt(se.Condition)
+	if err := c.write(saslFailure(se.Condition, se.Text)); err != nil {
+		return err
+	}
+	return serr
 }
 
 // failedAttempt counts a failed authentication attempt and returns the
@@ -862,6 +884,10 @@ func (c *conn) failedAttempt(cond string) error {
 func (c *conn) authenticate(user jid.JID, mechanism string) error {
 	if user.Localpart() == "" || user.Domainpart() != c.host || user.Resourcepart() != "" {
 		return fmt.Errorf("treff: %s is no account of %s", user, c.host)
+	}
+	if err := c.allowLogin(user, mechanism); err != nil {
+		c.srv.logger().Info("login refused", "cond", err.(*saslmech.Error).Condition)
+		return err
 	}
 	c.user = user
 	c.authed.Store(&user)

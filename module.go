@@ -157,6 +157,7 @@ type modules struct {
 	undeliver    []hook[StanzaHook]
 	deleted      []hook[AccountHook]
 	passwd       []hook[AccountHook]
+	guards       []hook[LoginGuard]
 	discoNodes   map[string]discoinfo.Node
 }
 

@@ -78,8 +78,17 @@ func (n *Negotiation) Next() (*Nonza, error) {
 // Authenticated records that the client proved it is user (a bare JID
 // on the stream's host), through a protocol of the module's: the stream
 // goes on without a restart, and the client binds a resource next. It
-// returns an error for a JID that is no account of the host.
-func (n *Negotiation) Authenticated(user jid.JID) error { return n.c.authenticate(user, n.c.stepMech) }
+// returns an error for a JID that is no account of the host, and a
+// *saslmech.Error, whose condition and text the client is to get, when a
+// LoginGuard refuses the login; the handler then calls Failed.
+func (n *Negotiation) Authenticated(user jid.JID) error {
+	err := n.c.authenticate(user, n.c.stepMech)
+	var se *saslmech.Error
+	if errors.As(err, &se) {
+		n.c.refusedStep = true
+	}
+	return err
+}
 
 // Failed counts a failed authentication attempt of the stream against
 // Server.MaxAuthFailures: it returns an error, to be returned by the
@@ -90,6 +99,12 @@ func (n *Negotiation) Failed() error {
 	n.c.dropStepSession()
 	cond := n.c.stepCond
 	n.c.stepCond = ""
+	if n.c.refusedStep {
+		n.c.refusedStep = false
+	} else {
+		// The login guards' delay, before the handler answers.
+		n.c.loginFailed(cond)
+	}
 	return n.c.failedAttempt(cond)
 }
 
@@ -150,6 +165,7 @@ func (n *Negotiation) Features() string { return n.c.features() }
 // ("not-authorized", "malformed-request", "temporary-auth-failure", ...).
 func (n *Negotiation) Step(ctx context.Context, m saslmech.Mechanism, x saslmech.Exchange, in []byte) (out []byte, user jid.JID, cond string, err error) {
 	out, user, err = n.c.srv.stepSASL(ctx, m.Name(), x, in)
+	n.c.noteTry(m.Name(), x)
 	if err != nil {
 		cond := n.c.srv.saslCondition(m.Name(), err)
 		n.c.stepCond = cond // for the log line of Failed

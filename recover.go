@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/treff-im/treff/saslmech"
 	"runtime"
+	"time"
 
 	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff/saslmech"
 )
 
 // A panic in a module's handler or hook harms one stanza, never the
@@ -237,4 +239,26 @@ func (srv *Server) holderHold(h Holder, raw []byte, held [][]byte) (wait bool, s
 		}
 	}()
 	return h.Hold(raw, held)
+}
+
+// guardAllow runs a LoginGuard's Allow; a panic refuses the login.
+func (srv *Server) guardAllow(ctx context.Context, e hook[LoginGuard], a LoginAttempt) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			err = errPanicked
+		}
+	}()
+	return e.h.Allow(ctx, a)
+}
+
+// guardFailed runs a LoginGuard's Failed; a panic means no delay.
+func (srv *Server) guardFailed(ctx context.Context, e hook[LoginGuard], a LoginAttempt) (d time.Duration) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			d = 0
+		}
+	}()
+	return e.h.Failed(ctx, a)
 }

@@ -59,9 +59,13 @@ func (m plainMechanism) Start(ctx context.Context, s *saslmech.Stream) saslmech.
 }
 
 type plainExchange struct {
-	srv *Server
-	s   *saslmech.Stream
+	srv  *Server
+	s    *saslmech.Stream
+	user string // the authcid, once read
 }
+
+// Username implements saslmech.Identified.
+func (p *plainExchange) Username() string { return p.user }
 
 func (p *plainExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, error) {
 	if in == nil {
@@ -72,6 +76,7 @@ func (p *plainExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, e
 	if len(parts) != 3 {
 		return nil, jid.JID{}, &saslmech.Error{Condition: "malformed-request"}
 	}
+	p.user = parts[1]
 	user, err := p.s.Account(parts[1])
 	if err != nil {
 		return nil, jid.JID{}, err
@@ -157,6 +162,9 @@ type scramExchange struct {
 	ss  *scram.Server
 	ctx context.Context // of the current Step, for the credential lookup
 }
+
+// Username implements saslmech.Identified.
+func (x *scramExchange) Username() string { return x.ss.Username() }
 
 func (x *scramExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, error) {
 	if in == nil {

@@ -48,7 +48,11 @@ type htExchange struct {
 	req     request
 	noSASL2 bool
 	done    bool
+	user    string // the authcid, once read
 }
+
+// Username implements saslmech.Identified.
+func (x *htExchange) Username() string { return x.user }
 
 // tlsExporterLabel is the label of tls-exporter channel binding data
 // (RFC 9266 section 2).
@@ -98,6 +102,7 @@ func (x *htExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, erro
 		return nil, jid.JID{}, &saslmech.Error{Condition: "malformed-request", Text: x.req.bad}
 	}
 	authcid, proof, ok := bytes.Cut(in, []byte{0})
+	x.user = string(authcid)
 	if !ok || len(authcid) == 0 || len(proof) != sha256.Size {
 		return nil, jid.JID{}, &saslmech.Error{Condition: "malformed-request"}
 	}

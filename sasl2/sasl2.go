@@ -246,6 +246,12 @@ func (m *Module) start(ctx context.Context, mech saslmech.Mechanism, n *treff.Ne
 func (m *Module) success(ctx context.Context, a *Auth, user jid.JID, data []byte) error {
 	n := a.N
 	if err := n.Authenticated(user); err != nil {
+		var se *saslmech.Error
+		if errors.As(err, &se) {
+			// A LoginGuard refused the login (a suspended account, an
+			// address that guessed too often).
+			return m.fail(n, &Failure{Condition: se.Condition, Text: se.Text})
+		}
 		m.log().Error("SASL mechanism authenticated a JID that is no account of the stream's host", "mechanism", a.Mechanism)
 		return m.fail(n, &Failure{Condition: "temporary-auth-failure"})
 	}

@@ -82,6 +82,15 @@ type Exchange interface {
 	Step(ctx context.Context, in []byte) (out []byte, user jid.JID, err error)
 }
 
+// Identified is implemented by an Exchange that knows which account the
+// client tries to authenticate as once it has read it (PLAIN, SCRAM and
+// FAST tokens do): the server counts a failed attempt against that
+// account too (treff.LoginGuard). Username returns the username as the
+// client sent it, or "" before the exchange has read one.
+type Identified interface {
+	Username() string
+}
+
 // Stream describes the stream a SASL exchange runs on.
 type Stream struct {
 	// Host is the server domain the stream is for.
