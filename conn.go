@@ -763,7 +763,14 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 	if mech == nil {
 		return false, c.write(saslFailure("invalid-mechanism", ""))
 	}
-	c.tryMech, c.tryUser = name, jid.JID{}
+	if se := c.startLogin(name); se != nil {
+		c.loginFailed(se.Condition)
+		serr := c.failedAttempt(se.Condition)
+		if err := c.write(saslFailure(se.Condition, se.Text)); err != nil {
+			return false, err
+		}
+		return false, serr
+	}
 	x, err := srv.startSASL(c.ctx, *mech, c.saslInfo)
 	if err != nil {
 		return false, c.saslFailed("temporary-auth-failure")

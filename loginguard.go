@@ -20,6 +20,14 @@ import (
 // with Registry.GuardLogins; the server has none of its own besides
 // Server.MaxAuthFailures per stream.
 type LoginGuard interface {
+	// Start is asked before an exchange begins, with the client's
+	// address and the mechanism (a.User is zero). An error refuses the
+	// attempt at once, without looking at the credentials, so that an
+	// address that guessed too often gets the same answer whatever it
+	// sends: a *saslmech.Error with its condition and text, anything
+	// else "temporary-auth-failure". A refused start counts as a failed
+	// attempt (Failed is told, with the error's condition).
+	Start(ctx context.Context, a LoginAttempt) error
 	// Allow is asked when the client proved it is a.User, before the
 	// stream counts as authenticated. An error refuses the login with a
 	// SASL failure: a *saslmech.Error with its condition and text (e.g.
@@ -84,6 +92,34 @@ func (c *conn) remoteAddr() netip.Addr {
 	}
 }
 
+// startLogin asks the guards whether an exchange of mechanism may begin.
+func (c *conn) startLogin(mechanism string) *saslmech.Error {
+	srv := c.srv
+	c.tryMech, c.tryUser = mechanism, jid.JID{}
+	if len(srv.mods.guards) == 0 {
+		return nil
+	}
+	a := LoginAttempt{Addr: c.remoteAddr(), Mechanism: mechanism}
+	for _, g := range srv.mods.guards {
+		if err := srv.guardStart(c.ctx, g, a); err != nil {
+			return c.guardError(g, err)
+		}
+	}
+	return nil
+}
+
+// guardError is the *saslmech.Error for a guard's refusal.
+func (c *conn) guardError(g hook[LoginGuard], err error) *saslmech.Error {
+	var se *saslmech.Error
+	if errors.As(err, &se) {
+		return se
+	}
+	if !errors.Is(err, errPanicked) {
+		c.srv.logger().Error("login guard failed", "module", g.module, "err", err)
+	}
+	return &saslmech.Error{Condition: "temporary-auth-failure"}
+}
+
 // allowLogin asks the guards whether user may log in; the error is a
 // *saslmech.Error for the client.
 func (c *conn) allowLogin(user jid.JID, mechanism string) error {
@@ -93,18 +129,9 @@ func (c *conn) allowLogin(user jid.JID, mechanism string) error {
 	}
 	a := LoginAttempt{Addr: c.remoteAddr(), User: user.Bare(), Mechanism: mechanism}
 	for _, g := range srv.mods.guards {
-		err := srv.guardAllow(c.ctx, g, a)
-		if err == nil {
-			continue
+		if err := srv.guardAllow(c.ctx, g, a); err != nil {
+			return c.guardError(g, err)
 		}
-		var se *saslmech.Error
-		if errors.As(err, &se) {
-			return se
-		}
-		if !errors.Is(err, errPanicked) {
-			srv.logger().Error("login guard failed", "module", g.module, "err", err)
-		}
-		return &saslmech.Error{Condition: "temporary-auth-failure"}
 	}
 	return nil
 }

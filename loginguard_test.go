@@ -2,6 +2,7 @@ package treff_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/netip"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 // guard is a LoginGuard that refuses bob and records what it is told.
 type guard struct {
 	mu     sync.Mutex
+	start  []treff.LoginAttempt
 	allow  []treff.LoginAttempt
 	failed []treff.LoginAttempt
 }
@@ -24,6 +26,16 @@ func (g *guard) Name() string { return "test-guard" }
 
 func (g *guard) Setup(ctx context.Context, r *treff.Registry) error {
 	r.GuardLogins(g)
+	return nil
+}
+
+func (g *guard) Start(ctx context.Context, a treff.LoginAttempt) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.start = append(g.start, a)
+	if a.Mechanism == "SCRAM-SHA-1" {
+		return &saslmech.Error{Condition: "temporary-auth-failure", Text: "try again later"}
+	}
 	return nil
 }
 
@@ -81,10 +93,28 @@ func TestLoginGuard(t *testing.T) {
 	b2.Send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGJvYgBib2Jwdw==</initial-response></authenticate>")
 	b2.Expect(`<failure xmlns='urn:xmpp:sasl:2'><account-disabled xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><text>suspended: spam &amp; &lt;bots&gt;</text></failure>`)
 
+	// An attempt Start refuses (here: any with SCRAM-SHA-1) gets the
+	// guard's answer without the mechanism running, and is a failure.
+	s := ts.DialTLS(t)
+	s.Send(trefftest.Header("localhost"))
+	s.Expect(`</stream:features>`)
+	s.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>" + base64.StdEncoding.EncodeToString([]byte("n,,n=alice,r=abcdefgh")) + "</auth>")
+	s.Expect(`<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><temporary-auth-failure/><text xml:lang='en'>try again later</text></failure>`)
+	s.Send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-1'><initial-response>" + base64.StdEncoding.EncodeToString([]byte("n,,n=alice,r=abcdefgh")) + "</initial-response></authenticate>")
+	s.Expect(`<failure xmlns='urn:xmpp:sasl:2'><temporary-auth-failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><text>try again later</text></failure>`)
+
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.failed) != 1 {
-		t.Fatalf("Failed called %d times, want 1 (a refusal is no failure): %+v", len(g.failed), g.failed)
+	if len(g.start) != 6 {
+		t.Errorf("Start called %d times, want 6: %+v", len(g.start), g.start)
+	}
+	if len(g.failed) != 3 {
+		t.Fatalf("Failed called %d times, want 3 (a refused login is no failure, a refused start is): %+v", len(g.failed), g.failed)
+	}
+	for _, f := range g.failed[1:] {
+		if f.Mechanism != "SCRAM-SHA-1" || f.Condition != "temporary-auth-failure" || f.User.String() != "" {
+			t.Errorf("Failed after a refused start got %+v", f)
+		}
 	}
 	if f := g.failed[0]; f.Addr != loopback || f.User.String() != "alice@localhost" || f.Mechanism != "PLAIN" || f.Condition != "not-authorized" {
 		t.Errorf("Failed got %+v", f)

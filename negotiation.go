@@ -90,6 +90,20 @@ func (n *Negotiation) Authenticated(user jid.JID) error {
 	return err
 }
 
+// Begin tells the server that the client starts an authentication
+// attempt with the named mechanism, for a protocol that runs SASL
+// exchanges in its own elements (XEP-0388): the login guards (see
+// LoginGuard) may refuse it at once, with a *saslmech.Error whose
+// condition and text the client is to get; the handler then answers so
+// and calls Failed.
+func (n *Negotiation) Begin(mechanism string) error {
+	if se := n.c.startLogin(mechanism); se != nil {
+		n.c.stepCond = se.Condition
+		return se
+	}
+	return nil
+}
+
 // Failed counts a failed authentication attempt of the stream against
 // Server.MaxAuthFailures: it returns an error, to be returned by the
 // handler, once there were too many. The stream is no longer

@@ -241,6 +241,17 @@ func (srv *Server) holderHold(h Holder, raw []byte, held [][]byte) (wait bool, s
 	return h.Hold(raw, held)
 }
 
+// guardStart runs a LoginGuard's Start; a panic refuses the attempt.
+func (srv *Server) guardStart(ctx context.Context, e hook[LoginGuard], a LoginAttempt) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			srv.panicked(e.module, r)
+			err = errPanicked
+		}
+	}()
+	return e.h.Start(ctx, a)
+}
+
 // guardAllow runs a LoginGuard's Allow; a panic refuses the login.
 func (srv *Server) guardAllow(ctx context.Context, e hook[LoginGuard], a LoginAttempt) (err error) {
 	defer func() {

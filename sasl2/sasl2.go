@@ -178,6 +178,16 @@ func (m *Module) handle(ctx context.Context, n *treff.Negotiation, el *treff.Non
 	if !ok || name == "" {
 		return n.Write(failure("invalid-mechanism", ""))
 	}
+	if err := n.Begin(name); err != nil {
+		// A LoginGuard refused the attempt (an address that guessed too
+		// often).
+		f := &Failure{Condition: "temporary-auth-failure"}
+		var se *saslmech.Error
+		if errors.As(err, &se) {
+			f.Condition, f.Text = se.Condition, se.Text
+		}
+		return m.fail(n, f)
+	}
 	var in []byte
 	if ir, ok := el.Child(NS, "initial-response"); ok {
 		var err error
