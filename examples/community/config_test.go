@@ -118,6 +118,8 @@ invites_by_users = yes
 invite_validity = 48h
 muc = no
 muc_creators = boss@example.org
+pubsub = no
+pubsub_creators = boss@example.org, ops@chat.example.net
 muc_max_occupants = 50
 muc_max_history = 5
 expire_daily = yes
@@ -195,6 +197,8 @@ fast_rotate = 12h
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,
 		MUCMaxQueue:             4 << 20,
+		PubSub:                  false,
+		PubSubCreators:          []string{"boss@example.org", "ops@chat.example.net"},
 		ExpireDaily:             true,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,
