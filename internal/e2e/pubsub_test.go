@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -186,5 +188,45 @@ func TestPubSubPEPSubscribe(t *testing.T) {
 	es.one(t, "counted", "carol").decode(t, &c)
 	if c.Count != 0 {
 		t.Errorf("carol got %d notifications of the presence node", c.Count)
+	}
+}
+
+// TestPubSubFederation: Prosody 0.12 (set up as in the federation test)
+// as a remote subscriber: alice on Treff creates a block list node on
+// pubsub.treff.test; watcher, a slixmpp client on prosody.test,
+// subscribes over server-to-server streams, gets alice's item as a
+// notification from the service through Prosody, and retrieves it.
+func TestPubSubFederation(t *testing.T) {
+	needFederation(t)
+	f := newFederation(t)
+	f.startProsody(t, "watcher")
+	f.startTreff(t, "alice")
+	script, err := filepath.Abs(filepath.Join("clients", "pubsub.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := runClient(t, "pubsub.py federation", pythonEnv(), python, script,
+		"--cert", f.clientCAs, "--timeout", fmt.Sprint(fedScriptTimeout.Seconds()), "--wait", fmt.Sprint(fedWait.Seconds()),
+		"--jid", "alice@"+fedTreff, "--password", fedPassword, "--addr", fedAddr[fedTreff]+":5222",
+		"--peer", "watcher@"+fedProsody, "--peer-password", fedPassword, "--peer-addr", fedAddr[fedProsody]+":5222",
+		"--service", fedTreffPubsub, "federation")
+
+	wantResult(t, es, "alice", "create")
+	if r := wantResult(t, es, "watcher", "subscribe"); !strings.Contains(r.XML, `jid="watcher@`+fedProsody+`"`) {
+		t.Errorf("watcher's subscription: %s", r.XML)
+	}
+	wantResult(t, es, "alice", "publish")
+	got := false
+	for _, e := range pepEvents(t, es, "watcher") {
+		if e.From == fedTreffPubsub && e.Node == "muc_bans_sha256" && len(e.Items) == 1 && e.Items[0].ID == "hash1" &&
+			strings.Contains(e.Items[0].Payload, "urn:xmpp:reporting:1") {
+			got = true
+		}
+	}
+	if !got {
+		t.Errorf("watcher's notifications: %+v", pepEvents(t, es, "watcher"))
+	}
+	if r := wantResult(t, es, "watcher", "items"); !strings.Contains(r.XML, `id="hash1"`) {
+		t.Errorf("watcher's items: %s", r.XML)
 	}
 }

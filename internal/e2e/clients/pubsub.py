@@ -25,6 +25,7 @@ Events, besides those of slix.py, im.py and pep.py (pep_event):
                 a round trip (label, count)
 """
 
+import argparse
 import sys
 
 from slixmpp.exceptions import IqError, IqTimeout
@@ -181,11 +182,35 @@ async def pep_subscribe(o, clients):
     emit("counted", client="carol", label="private", count=len(carol.events_from(a, PRIVATE)))
 
 
-SCENARIOS = {"service": service, "pep": pep_subscribe}
+async def federation(o, clients):
+    """alice on Treff (--jid, --addr) creates a block list node on the
+    service (--service); watcher, on another server (--peer,
+    --peer-password, --peer-addr), subscribes to it over server-to-server
+    streams; alice publishes an item, which watcher gets from the
+    service; watcher fetches the newest item too."""
+    alice = Client("alice", o.jid, o.password, o)
+    wo = argparse.Namespace(**vars(o))
+    wo.addr = o.peer_addr
+    watcher = Client("watcher", o.peer, o.peer_password, wo)
+    clients += [alice, watcher]
+    for c in (alice, watcher):
+        await c.go_online()
+    svc = o.service
+    await alice.call("create", alice["xep_0060"].create_node(svc, RTBL, timeout=o.wait))
+    await watcher.call("subscribe", watcher["xep_0060"].subscribe(svc, RTBL, timeout=o.wait))
+    await alice.call("publish", alice["xep_0060"].publish(svc, RTBL, id="hash1", payload=report(), timeout=o.wait))
+    await watcher.wait_until(lambda: any(it["id"] == "hash1" for e in watcher.events_from(svc, RTBL) for it in e["items"]),
+                             "the notification from the service")
+    await watcher.call("items", watcher["xep_0060"].get_items(svc, RTBL, max_items=1, timeout=o.wait))
+
+
+SCENARIOS = {"service": service, "pep": pep_subscribe, "federation": federation}
 
 if __name__ == "__main__":
     p = slix.build_parser(SCENARIOS, __doc__)
     p.add_argument("--wait", type=float, default=5, help="seconds for each wait for the server")
     p.add_argument("--third", default="", help="the third account (carol)")
     p.add_argument("--third-password", default="")
+    p.add_argument("--peer-addr", default="", help="the peer's server (federation)")
+    p.add_argument("--service", default="", help="the pubsub service (federation)")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
