@@ -143,7 +143,64 @@ func (s *Service) Setup(ctx context.Context, r *treff.Registry) error {
 		r.HandleDomain(d, treff.StanzaHandlerFunc(s.handle))
 		r.AddItem(discoinfo.Item{JID: d, Name: "Publish-Subscribe"})
 	}
+	r.OnAccountDeleted(s.accountDeleted)
 	return nil
+}
+
+// accountDeleted removes a deleted account from the affiliations and
+// subscriptions of every node of the services, so that a later account
+// of the same name inherits nothing, and deletes the nodes it was the
+// only owner of.
+func (s *Service) accountDeleted(ctx context.Context, user jid.JID) error {
+	bare := user.Bare().String()
+	for service := range s.services {
+		nodes, err := s.engine.Store.PEPNodes(ctx, service)
+		if err != nil {
+			return fmt.Errorf("pubsub: deleting the account's affiliations: %w", err)
+		}
+		for _, node := range nodes {
+			if err := s.forget(ctx, service, node, bare); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("pubsub: deleting the account's affiliations: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// forget removes bare's affiliation and subscriptions from one node.
+func (s *Service) forget(ctx context.Context, service, node, bare string) error {
+	m := &s.engine
+	if subs := m.subscribers(ctx, service, node); len(subs) > 0 {
+		for _, sub := range subs {
+			if j, err := jid.Parse(sub); err == nil && j.Bare().String() == bare {
+				if err := m.Subscriptions.UnsubscribePEPNode(ctx, service, node, sub); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					return err
+				}
+			}
+		}
+	}
+	unlock := m.lock(service)
+	cfg, err := m.Store.PEPNodeConfig(ctx, service, node)
+	if err != nil {
+		unlock()
+		return err
+	}
+	if affiliationOf(service, cfg, bare) == affNone {
+		unlock()
+		return nil
+	}
+	not := func(v string) bool { return v == bare }
+	cfg.Owners = slices.DeleteFunc(cfg.Owners, not)
+	cfg.Publishers = slices.DeleteFunc(cfg.Publishers, not)
+	cfg.Whitelist = slices.DeleteFunc(cfg.Whitelist, not)
+	cfg.Outcasts = slices.DeleteFunc(cfg.Outcasts, not)
+	if len(cfg.Owners) > 0 {
+		err = m.Store.SetPEPNodeConfig(ctx, service, node, cfg)
+		unlock()
+		return err
+	}
+	unlock()
+	return m.deleteNode(ctx, service, node)
 }
 
 // Stop implements treff.Stopper.

@@ -347,3 +347,42 @@ func TestPEPExplicitSubscription(t *testing.T) {
 		t.Errorf("the outcast is still subscribed: %s", got)
 	}
 }
+
+// TestServiceAccountDeleted: a deleted account's nodes that it alone
+// owned are deleted (with a notification), it leaves the owners of the
+// others and its subscriptions end.
+func TestServiceAccountDeleted(t *testing.T) {
+	ts, s := newServiceEnv(t)
+	ctx := context.Background()
+	a := login(t, ts, "alice")
+	b := login(t, ts, "bob")
+	for _, n := range []string{"alone", "shared"} {
+		a.Send(svcIQ("c-"+n, "set", nsPubsub, "<create node='"+n+"'/>"))
+		expectResult(t, a, "c-"+n)
+	}
+	a.Send(svcIQ("a1", "set", NSOwner, "<affiliations node='shared'><affiliation jid='bob@localhost' affiliation='owner'/></affiliations>"))
+	expectResult(t, a, "a1")
+	b.Send(svcIQ("c-bobs", "set", nsPubsub, "<create node='bobs'/>"))
+	expectResult(t, b, "c-bobs")
+	a.Send(svcIQ("s1", "set", nsPubsub, "<subscribe node='bobs' jid='"+a.JID+"'/>"))
+	expectResult(t, a, "s1")
+	b.Send(svcIQ("s2", "set", nsPubsub, "<subscribe node='alone' jid='bob@localhost'/>"))
+	expectResult(t, b, "s2")
+
+	if err := ts.DeleteAccount(ctx, jid.MustParse("alice@localhost"), "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Expect(`<message[^>]*>.*?</message>`); !strings.Contains(got, "<delete node='alone'/>") {
+		t.Errorf("bob's notification of the deletion: %s", got)
+	}
+	store := s.engine.Store
+	if nodes, err := store.PEPNodes(ctx, svcJID); err != nil || strings.Join(nodes, ",") != "bobs,shared" {
+		t.Errorf("nodes after the deletion: %q, %v", nodes, err)
+	}
+	if cfg, err := store.PEPNodeConfig(ctx, svcJID, "shared"); err != nil || strings.Join(cfg.Owners, ",") != "bob@localhost" {
+		t.Errorf("owners of the shared node: %q, %v", cfg.Owners, err)
+	}
+	if subs, err := s.engine.Subscriptions.PEPSubscribers(ctx, svcJID, "bobs"); err != nil || len(subs) != 0 {
+		t.Errorf("subscribers of bob's node: %q, %v", subs, err)
+	}
+}
