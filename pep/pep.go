@@ -17,7 +17,12 @@
 // disco#info query per verification string, checked against its hash and
 // kept in a bounded cache. An entity that becomes available gets the last
 // item of each node it is interested in (XEP-0163 section 6.2). Explicit
-// subscriptions are not offered.
+// subscriptions (XEP-0060 section 6.1) are offered when a
+// storage.PEPSubscriptions keeps them; subscribers get every notification
+// the access model lets them see.
+//
+// Service is a publish-subscribe service (XEP-0060 version 1.26) on
+// pubsub.DOMAIN that runs the same engine on the same node store.
 //
 // Items of nodes with pubsub#persist_items false are not stored: the last
 // one is kept in memory (lost on restart) for retrieval and for the

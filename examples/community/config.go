@@ -610,7 +610,7 @@ var options = []option{
 	{"muc_max_queue", "most `bytes` a group chat room may have waiting to be sent and stored", func(c *Config, v string) error {
 		return setInt(&c.MUCMaxQueue, v, 1)
 	}},
-	{"pubsub", "publish-subscribe service on pubsub.DOMAIN (`yes` or `no`)", func(c *Config, v string) error {
+	{"pubsub", "publish-subscribe service on pubsub.DOMAIN (XEP-0060; `yes|no`)", func(c *Config, v string) error {
 		return setBool(&c.PubSub, v)
 	}},
 	{"pubsub_creators", "comma-separated `JIDs` of the only users who may create pubsub nodes (empty: every user of this server)", func(c *Config, v string) error {
