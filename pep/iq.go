@@ -749,7 +749,13 @@ func (m *Module) manageSubscriptions(ctx context.Context, iq *treff.Stanza, owne
 		}
 		switch s.Subscription {
 		case "subscribed":
-			err = m.Subscriptions.SubscribePEPNode(ctx, owner, node, j.String())
+			var subs []string
+			if subs, err = m.Subscriptions.PEPSubscribers(ctx, owner, node); err == nil && len(subs) >= orDefault(m.MaxSubscribers, DefaultMaxSubscribers) && !slices.Contains(subs, j.String()) {
+				err = stanza.PolicyViolation.WithText("too many subscriptions to this node")
+			}
+			if err == nil {
+				err = m.Subscriptions.SubscribePEPNode(ctx, owner, node, j.String())
+			}
 		case "none":
 			if err = m.Subscriptions.UnsubscribePEPNode(ctx, owner, node, j.String()); errors.Is(err, storage.ErrNotFound) {
 				err = nil

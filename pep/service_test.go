@@ -386,3 +386,31 @@ func TestServiceAccountDeleted(t *testing.T) {
 		t.Errorf("subscribers of bob's node: %q, %v", subs, err)
 	}
 }
+
+// TestServiceSubscriberLimit: MaxSubscribers bounds a node's
+// subscriptions, for subscribers and for the owner's changes alike; an
+// existing subscriber may subscribe again.
+func TestServiceSubscriberLimit(t *testing.T) {
+	ts, _ := newServiceEnv(t, func(s *Service) { s.MaxSubscribers = 1 })
+	a := login(t, ts, "alice")
+	b := login(t, ts, "bob")
+	c := login(t, ts, "carol")
+	a.Send(svcIQ("c1", "set", nsPubsub, "<create node='n'/>"))
+	expectResult(t, a, "c1")
+	b.Send(svcIQ("s1", "set", nsPubsub, "<subscribe node='n' jid='bob@localhost'/>"))
+	expectResult(t, b, "s1")
+	b.Send(svcIQ("s2", "set", nsPubsub, "<subscribe node='n' jid='bob@localhost'/>"))
+	expectResult(t, b, "s2")
+	c.Send(svcIQ("s3", "set", nsPubsub, "<subscribe node='n' jid='carol@localhost'/>"))
+	expectError(t, c, "s3", "policy-violation")
+	a.Send(svcIQ("m1", "set", NSOwner, "<subscriptions node='n'><subscription jid='carol@localhost' subscription='subscribed'/></subscriptions>"))
+	expectError(t, a, "m1", "policy-violation")
+	a.Send(svcIQ("m2", "set", NSOwner, "<subscriptions node='n'><subscription jid='bob@localhost' subscription='none'/></subscriptions>"))
+	expectResult(t, a, "m2")
+	a.Send(svcIQ("m3", "set", NSOwner, "<subscriptions node='n'><subscription jid='carol@localhost' subscription='subscribed'/></subscriptions>"))
+	expectResult(t, a, "m3")
+	a.Send(svcIQ("m4", "get", NSOwner, "<subscriptions node='n'/>"))
+	if got := expectResult(t, a, "m4"); !strings.Contains(got, "<subscription jid='carol@localhost' subscription='subscribed'/>") || strings.Contains(got, "bob@") {
+		t.Errorf("the node's subscriptions: %s", got)
+	}
+}
