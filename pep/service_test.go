@@ -414,3 +414,47 @@ func TestServiceSubscriberLimit(t *testing.T) {
 		t.Errorf("the node's subscriptions: %s", got)
 	}
 }
+
+// TestServicePublishModels: with 'subscribers' a subscriber publishes
+// and a stranger does not; with 'open' anyone but an outcast does.
+func TestServicePublishModels(t *testing.T) {
+	ts, _ := newServiceEnv(t)
+	a := login(t, ts, "alice")
+	b := login(t, ts, "bob")
+	c := login(t, ts, "carol")
+	conf := func(model string) string {
+		return "<configure><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>" + NSConfig + "</value></field>" +
+			field("pubsub#publish_model", model) + "</x></configure>"
+	}
+	pub := func(node, id string) string {
+		return svcIQ(id, "set", nsPubsub, "<publish node='"+node+"'><item id='"+id+"'>"+payload1+"</item></publish>")
+	}
+	a.Send(svcIQ("c1", "set", nsPubsub, "<create node='subs'/>"+conf("subscribers")))
+	expectResult(t, a, "c1")
+	a.Send(svcIQ("c2", "set", nsPubsub, "<create node='open'/>"+conf("open")))
+	expectResult(t, a, "c2")
+	a.Send(svcIQ("c3", "set", nsPubsub, "<create node='bad'/>"+conf("everyone")))
+	expectError(t, a, "c3", "not-acceptable")
+
+	c.Send(pub("subs", "p1"))
+	expectError(t, c, "p1", "forbidden")
+	c.Send(svcIQ("s1", "set", nsPubsub, "<subscribe node='subs' jid='"+c.JID+"'/>"))
+	expectResult(t, c, "s1")
+	c.Send(pub("subs", "p2"))
+	expectResult(t, c, "p2")
+
+	b.Send(pub("open", "p3"))
+	expectResult(t, b, "p3")
+	a.Send(svcIQ("a1", "set", NSOwner, "<affiliations node='open'><affiliation jid='bob@localhost' affiliation='outcast'/></affiliations>"))
+	expectResult(t, a, "a1")
+	b.Send(pub("open", "p4"))
+	expectError(t, b, "p4", "forbidden")
+	// The configuration form shows the model.
+	a.Send(svcIQ("g1", "get", NSOwner, "<configure node='open'/>"))
+	if got := expectResult(t, a, "g1"); !strings.Contains(got, "<field var='pubsub#publish_model' type='list-single'") || !strings.Contains(got, "<option><value>subscribers</value></option><option><value>open</value></option><value>open</value></field>") {
+		t.Errorf("configuration form: %s", got)
+	}
+	// A non-owner may not read it.
+	c.Send(svcIQ("g2", "get", NSOwner, "<configure node='open'/>"))
+	expectError(t, c, "g2", "forbidden")
+}
