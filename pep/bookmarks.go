@@ -165,7 +165,7 @@ func (m *Module) SetLegacyBookmarks(ctx context.Context, owner jid.JID, storageX
 			p = append(p, "</extensions>"...)
 		}
 		p = append(p, "</conference>"...)
-		if _, err := m.publish(ctx, o, NSBookmarks, storage.PEPItem{ID: id, Payload: p}, bookmarksConfig, false); err != nil {
+		if _, err := m.publish(ctx, o, NSBookmarks, storage.PEPItem{ID: id, Payload: p}, bookmarksConfig, false, o); err != nil {
 			return fmt.Errorf("pep: legacy bookmarks: %w", err)
 		}
 	}

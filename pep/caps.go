@@ -509,44 +509,103 @@ func (m *Module) sendLast(ctx context.Context, owner, full, bare string, nodes [
 }
 
 // notify sends an event about the owner's node to every tracked resource
-// that wants it and may see it.
+// that wants it and to every explicit subscriber, if it may see it.
 func (m *Module) notify(ctx context.Context, owner, node string, cfg storage.PEPNodeConfig, inner []byte) {
-	type target struct{ full, bare string }
-	var targets []target
-	m.mu.Lock()
-	for full, w := range m.watchers[owner] {
-		targets = append(targets, target{full, w.bare})
+	m.notifyTo(ctx, owner, node, cfg, inner, m.subscribers(ctx, owner, node))
+}
+
+// subscribers returns the explicit subscribers of a node (none without
+// a subscription store).
+func (m *Module) subscribers(ctx context.Context, owner, node string) []string {
+	if m.Subscriptions == nil {
+		return nil
 	}
-	caps := make([]string, len(targets))
-	for i, t := range targets {
-		caps[i] = m.watchers[owner][t.full].caps
+	subs, err := m.Subscriptions.PEPSubscribers(ctx, owner, node)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		m.srv.Log().Error("pep: subscribers read failed", "owner", owner, "node", node, "err", err)
 	}
-	m.mu.Unlock()
+	return subs
+}
+
+// notifyTo sends an event about the owner's node to the tracked
+// resources that want it (on an account: implicit, presence-based
+// subscriptions, XEP-0163 section 4.3) and to the explicit subscribers
+// subs, each once, if the access model lets them see it.
+func (m *Module) notifyTo(ctx context.Context, owner, node string, cfg storage.PEPNodeConfig, inner []byte, subs []string) {
 	var roster map[string]storage.RosterItem
-	for i, t := range targets {
-		nodes, ok := m.nodesOf(t.full, caps[i])
-		if !ok || !slices.Contains(nodes, node) {
-			continue
+	rosterOK := true
+	// rosterItem returns the owner's roster item for bare (nil if none),
+	// reading the roster once; false if it cannot be read.
+	rosterItem := func(bare string) (*storage.RosterItem, bool) {
+		if m.svc != nil || m.rosters == nil {
+			return nil, true
 		}
-		if t.bare != owner {
-			if roster == nil {
-				roster = map[string]storage.RosterItem{}
-				if m.rosters != nil {
-					items, _, err := m.rosters.Roster(ctx, owner)
-					if err != nil {
-						m.srv.Log().Error("pep: roster read failed", "user", owner, "err", err)
-						return
-					}
-					for _, it := range items {
-						roster[it.JID] = it
-					}
+		if roster == nil && rosterOK {
+			roster = map[string]storage.RosterItem{}
+			items, _, err := m.rosters.Roster(ctx, owner)
+			if err != nil {
+				m.srv.Log().Error("pep: roster read failed", "user", owner, "err", err)
+				rosterOK = false
+			}
+			for _, it := range items {
+				roster[it.JID] = it
+			}
+		}
+		if !rosterOK {
+			return nil, false
+		}
+		if it, ok := roster[bare]; ok {
+			return &it, true
+		}
+		return nil, true
+	}
+	sentBare := map[string]bool{}
+	sentFull := map[string]bool{}
+	if m.svc == nil {
+		type target struct{ full, bare, caps string }
+		var targets []target
+		m.mu.Lock()
+		for full, w := range m.watchers[owner] {
+			targets = append(targets, target{full, w.bare, w.caps})
+		}
+		m.mu.Unlock()
+		for _, t := range targets {
+			nodes, ok := m.nodesOf(t.full, t.caps)
+			if !ok || !slices.Contains(nodes, node) {
+				continue
+			}
+			if t.bare != owner {
+				it, ok := rosterItem(t.bare)
+				if !ok {
+					return
+				}
+				if it == nil || (it.Subscription != storage.SubFrom && it.Subscription != storage.SubBoth) || !allowed(cfg, t.bare, it) {
+					continue
 				}
 			}
-			it, ok := roster[t.bare]
-			if !ok || (it.Subscription != storage.SubFrom && it.Subscription != storage.SubBoth) || !allowed(cfg, t.bare, &it) {
+			sentBare[t.bare], sentFull[t.full] = true, true
+			m.sendEvent(ctx, owner, t.full, inner)
+		}
+	}
+	for _, s := range subs {
+		j, err := jid.Parse(s)
+		if err != nil {
+			continue
+		}
+		bare := j.Bare().String()
+		if sentFull[s] || (j.Resourcepart() == "" && sentBare[bare]) {
+			continue
+		}
+		if bare != owner {
+			it, ok := rosterItem(bare)
+			if !ok {
+				return
+			}
+			if !allowed(cfg, bare, it) {
 				continue
 			}
 		}
-		m.sendEvent(ctx, owner, t.full, inner)
+		sentFull[s] = true
+		m.sendEvent(ctx, owner, s, inner)
 	}
 }

@@ -20,7 +20,10 @@ const (
 	fieldNotifyDelete  = "pubsub#notify_delete"
 	fieldTitle         = "pubsub#title"
 	fieldRosterGroups  = "pubsub#roster_groups_allowed"
+	fieldPublishModel  = "pubsub#publish_model"
 )
+
+var publishModels = []string{storage.PublishPublishers, storage.PublishSubscribers, storage.PublishOpen}
 
 var accessModels = []string{storage.AccessOpen, storage.AccessPresence, storage.AccessRoster, storage.AccessWhitelist}
 
@@ -96,6 +99,11 @@ func applyValue(cfg *storage.PEPNodeConfig, field string, values []string) error
 		cfg.MaxItems = n
 	case fieldTitle:
 		cfg.Title = v
+	case fieldPublishModel:
+		if !slices.Contains(publishModels, v) {
+			return stanza.NotAcceptable.WithText("unsupported publish model")
+		}
+		cfg.PublishModel = v
 	case fieldRosterGroups:
 		cfg.RosterGroups = slices.Clone(values)
 	}
@@ -138,7 +146,7 @@ func optionsOf(f *dataform.Submitted) map[string]string {
 	opts := map[string]string{}
 	for k, vs := range f.Values() {
 		switch k {
-		case fieldAccess, fieldPersist, fieldMaxItems, fieldNotifyRetract, fieldNotifyDelete:
+		case fieldAccess, fieldPersist, fieldMaxItems, fieldNotifyRetract, fieldNotifyDelete, fieldPublishModel:
 			v := ""
 			if len(vs) > 0 {
 				v = vs[0]
@@ -161,10 +169,19 @@ func preconditions(cfg storage.PEPNodeConfig, opts map[string]string) error {
 		return errPrecondition
 	}
 	if want.AccessModel != cfg.AccessModel || want.PersistItems != cfg.PersistItems ||
-		want.MaxItems != cfg.MaxItems || want.NotifyRetract != cfg.NotifyRetract || want.NotifyDelete != cfg.NotifyDelete {
+		want.MaxItems != cfg.MaxItems || want.NotifyRetract != cfg.NotifyRetract || want.NotifyDelete != cfg.NotifyDelete ||
+		publishModel(want) != publishModel(cfg) {
 		return errPrecondition
 	}
 	return nil
+}
+
+// publishModel returns the node's publish model ("" is publishers).
+func publishModel(cfg storage.PEPNodeConfig) string {
+	if cfg.PublishModel == "" {
+		return storage.PublishPublishers
+	}
+	return cfg.PublishModel
 }
 
 // appendConfigForm appends the node_config form describing cfg.
@@ -178,6 +195,7 @@ func appendConfigForm(b []byte, cfg storage.PEPNodeConfig) []byte {
 		dataform.FormType(NSConfig),
 		{Var: fieldTitle, Type: "text-single", Label: "A friendly name for the node", Values: []string{cfg.Title}},
 		{Var: fieldAccess, Type: "list-single", Label: "Who may retrieve items", Values: []string{access}, Options: accessModels},
+		{Var: fieldPublishModel, Type: "list-single", Label: "Who may publish items", Values: []string{publishModel(cfg)}, Options: publishModels},
 		{Var: fieldRosterGroups, Type: "list-multi", Label: "Roster groups allowed (roster access model)", Values: groups},
 		{Var: fieldPersist, Type: "boolean", Label: "Persist items to storage", Values: []string{formatBool(cfg.PersistItems)}},
 		{Var: fieldMaxItems, Type: "text-single", Label: "Max number of items to persist ('max' for the service's limit)", Values: []string{formatMax(cfg.MaxItems)}},

@@ -48,6 +48,19 @@ type (
 		ID    string `xml:"id,attr"`
 		Inner string `xml:",innerxml"`
 	}
+	// subEl is <subscribe/>, <unsubscribe/> or <subscription/>.
+	subEl struct {
+		Node         string `xml:"node,attr"`
+		JID          string `xml:"jid,attr"`
+		Subscription string `xml:"subscription,attr"`
+	}
+	// rsmSet is a XEP-0059 <set/> in a request.
+	rsmSet struct {
+		Max    *string `xml:"max"`
+		After  *string `xml:"after"`
+		Before *string `xml:"before"`
+		Index  *string `xml:"index"`
+	}
 	request struct {
 		Create    *nodeEl `xml:"create"`
 		Configure *struct {
@@ -81,14 +94,48 @@ type (
 				Affiliation string `xml:"affiliation,attr"`
 			} `xml:"affiliation"`
 		} `xml:"affiliations"`
-		Subscribe     *nodeEl `xml:"subscribe"`
-		Unsubscribe   *nodeEl `xml:"unsubscribe"`
-		Subscriptions *nodeEl `xml:"subscriptions"`
-		Options       *nodeEl `xml:"options"`
+		Subscribe     *subEl `xml:"subscribe"`
+		Unsubscribe   *subEl `xml:"unsubscribe"`
+		Subscriptions *struct {
+			Node  string  `xml:"node,attr"`
+			Items []subEl `xml:"subscription"`
+		} `xml:"subscriptions"`
+		Options *nodeEl `xml:"options"`
+		Set     *rsmSet `xml:"http://jabber.org/protocol/rsm set"`
 	}
 )
 
-// handleIQ answers pubsub and pubsub#owner requests to an account.
+// NSRSM is the namespace of XEP-0059: Result Set Management, which pages
+// item retrieval.
+const NSRSM = "http://jabber.org/protocol/rsm"
+
+// Affiliations (XEP-0060 section 4.1).
+const (
+	affOwner     = "owner"
+	affPublisher = "publisher"
+	affMember    = "member"
+	affOutcast   = "outcast"
+	affNone      = "none"
+)
+
+// affiliationOf returns who's affiliation with a node of the owner key
+// (an account's bare JID, or a Service's JID, which no requester has).
+func affiliationOf(owner string, cfg storage.PEPNodeConfig, who string) string {
+	switch {
+	case who == owner || slices.Contains(cfg.Owners, who):
+		return affOwner
+	case slices.Contains(cfg.Outcasts, who):
+		return affOutcast
+	case slices.Contains(cfg.Publishers, who):
+		return affPublisher
+	case slices.Contains(cfg.Whitelist, who):
+		return affMember
+	}
+	return affNone
+}
+
+// handleIQ answers pubsub and pubsub#owner requests to an account (or to
+// a Service).
 func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error) {
 	owner := iq.To.Bare()
 	if iq.To.Equal(jid.JID{}) {
@@ -114,11 +161,9 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, stanza.ItemNotFound
 	}
-	m.srv.Log().Error("pep: request failed", "user", owner.String(), "err", err)
+	m.srv.Log().Error("pep: request failed", "service", owner.String(), "err", err)
 	return nil, err
 }
-
-func isOwner(iq *treff.Stanza, owner string) bool { return iq.From.Bare().String() == owner }
 
 var errForbidden = stanza.Forbidden
 
@@ -129,53 +174,47 @@ func wrapPubsub(ns string, inner []byte) []byte {
 	return append(b, "</pubsub>"...)
 }
 
+// mayCreate reports whether who may create nodes: on an account its
+// owner, on a Service whom Service.Creators allows.
+func (m *Module) mayCreate(owner, who string) bool {
+	if m.svc != nil {
+		return m.svc.mayCreate(who)
+	}
+	return who == owner
+}
+
 func (m *Module) userRequest(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
+	who := iq.From.Bare().String()
 	switch {
 	case iq.Type == "set" && req.Publish != nil:
 		return m.handlePublish(ctx, iq, owner, req)
 	case iq.Type == "set" && req.Create != nil:
-		if !isOwner(iq, owner) {
-			return nil, errForbidden
-		}
-		node := req.Create.Node
-		if node == "" {
-			return nil, pubsubError(stanza.NotAcceptable, "nodeid-required")
-		}
-		cfg := defaultConfig()
-		if req.Configure != nil {
-			if err := applyForm(&cfg, req.Configure.Form); err != nil {
-				return nil, err
-			}
-		}
-		unlock := m.lock(owner)
-		err := m.createNode(ctx, owner, node, cfg)
-		unlock()
-		return nil, err
+		return m.handleCreate(ctx, owner, who, req)
 	case iq.Type == "get" && req.Items != nil:
 		return m.handleItems(ctx, iq, owner, req)
 	case iq.Type == "set" && req.Retract != nil:
-		if !isOwner(iq, owner) {
-			return nil, errForbidden
-		}
 		r := req.Retract
 		if r.Node == "" {
 			return nil, errNodeRequired
 		}
+		if m.svc == nil && who != owner {
+			return nil, errForbidden
+		}
 		if len(r.Items) != 1 || r.Items[0].ID == "" {
 			return nil, pubsubError(stanza.BadRequest, "item-required")
+		}
+		cfg, err := m.Store.PEPNodeConfig(ctx, owner, r.Node)
+		if err != nil {
+			return nil, err
+		}
+		if a := affiliationOf(owner, cfg, who); a != affOwner && a != affPublisher {
+			return nil, errForbidden
 		}
 		notify, _ := parseBool(r.Notify)
 		return nil, m.retract(ctx, owner, r.Node, r.Items[0].ID, notify)
 	case iq.Type == "get" && req.Subscriptions != nil:
-		// Explicit subscriptions are not offered, so there are none.
-		if !isOwner(iq, owner) {
-			return nil, errForbidden
-		}
-		return wrapPubsub(NS, []byte("<subscriptions/>")), nil
+		return m.userSubscriptions(ctx, iq, owner, req.Subscriptions.Node)
 	case iq.Type == "get" && req.Affiliations != nil:
-		if !isOwner(iq, owner) {
-			return nil, errForbidden
-		}
 		nodes, err := m.Store.PEPNodes(ctx, owner)
 		if err != nil {
 			return nil, err
@@ -185,24 +224,85 @@ func (m *Module) userRequest(ctx context.Context, iq *treff.Stanza, owner string
 			if req.Affiliations.Node != "" && n != req.Affiliations.Node {
 				continue
 			}
+			a := affOwner
+			if who != owner {
+				cfg, err := m.Store.PEPNodeConfig(ctx, owner, n)
+				if err != nil {
+					continue // deleted meanwhile
+				}
+				if a = affiliationOf(owner, cfg, who); a == affNone {
+					continue
+				}
+			}
 			b = append(b, "<affiliation node='"...)
 			b = treff.AppendEscaped(b, n)
-			b = append(b, "' affiliation='owner'/>"...)
+			b = append(b, "' affiliation='"+a+"'/>"...)
 		}
 		return wrapPubsub(NS, append(b, "</affiliations>"...)), nil
-	case req.Subscribe != nil, req.Unsubscribe != nil:
-		return nil, unsupported("subscribe")
+	case iq.Type == "set" && req.Subscribe != nil:
+		return m.subscribe(ctx, iq, owner, req.Subscribe)
+	case iq.Type == "set" && req.Unsubscribe != nil:
+		return nil, m.unsubscribe(ctx, iq, owner, req.Unsubscribe)
 	case req.Options != nil:
 		return nil, unsupported("subscription-options")
 	}
 	return nil, stanza.FeatureNotImplemented
 }
 
-func (m *Module) handlePublish(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
-	if !isOwner(iq, owner) {
+// handleCreate creates a node (XEP-0060 section 8.1); on a Service, a
+// request without a node name creates an instant node.
+func (m *Module) handleCreate(ctx context.Context, owner, who string, req *request) ([]byte, error) {
+	if !m.mayCreate(owner, who) {
 		return nil, errForbidden
 	}
+	node := req.Create.Node
+	instant := false
+	if node == "" {
+		if m.svc == nil {
+			return nil, pubsubError(stanza.NotAcceptable, "nodeid-required")
+		}
+		node, instant = newID(), true
+	}
+	cfg := m.defaultConfig()
+	if req.Configure != nil {
+		if err := applyForm(&cfg, req.Configure.Form); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.checkConfig(cfg); err != nil {
+		return nil, err
+	}
+	if m.svc != nil {
+		cfg.Owners = []string{who}
+	}
+	unlock := m.lock(owner)
+	err := m.createNode(ctx, owner, node, cfg)
+	unlock()
+	if err != nil || !instant {
+		return nil, err
+	}
+	b := []byte("<create node='")
+	b = treff.AppendEscaped(b, node)
+	return wrapPubsub(NS, append(b, "'/>"...)), nil
+}
+
+func (m *Module) handlePublish(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
+	who := iq.From.Bare().String()
 	p := req.Publish
+	if m.svc == nil && who != owner {
+		// On an account, others may publish only to existing nodes
+		// where they are publishers.
+		if p.Node == "" {
+			return nil, errForbidden
+		}
+		cfg, err := m.Store.PEPNodeConfig(ctx, owner, p.Node)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+		if err != nil || m.mayPublish(ctx, owner, p.Node, cfg, iq.From) != nil {
+			return nil, errForbidden
+		}
+	}
 	if p.Node == "" {
 		return nil, errNodeRequired
 	}
@@ -216,6 +316,21 @@ func (m *Module) handlePublish(ctx context.Context, iq *treff.Stanza, owner stri
 	if err != nil {
 		return nil, errBadPayload
 	}
+	if m.svc != nil {
+		cfg, err := m.Store.PEPNodeConfig(ctx, owner, p.Node)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			if !m.mayCreate(owner, who) {
+				return nil, stanza.ItemNotFound
+			}
+		case err != nil:
+			return nil, err
+		default:
+			if err := m.mayPublish(ctx, owner, p.Node, cfg, iq.From); err != nil {
+				return nil, err
+			}
+		}
+	}
 	id := p.Items[0].ID
 	if id == "" {
 		id = newID()
@@ -224,7 +339,7 @@ func (m *Module) handlePublish(ctx context.Context, iq *treff.Stanza, owner stri
 	if req.PublishOptions != nil {
 		opts = optionsOf(req.PublishOptions.Form)
 	}
-	if _, err := m.publish(ctx, owner, p.Node, storage.PEPItem{ID: id, Payload: []byte(payload)}, opts, true); err != nil {
+	if _, err := m.publish(ctx, owner, p.Node, storage.PEPItem{ID: id, Payload: []byte(payload)}, opts, true, who); err != nil {
 		return nil, err
 	}
 	b := []byte("<publish node='")
@@ -233,6 +348,36 @@ func (m *Module) handlePublish(ctx context.Context, iq *treff.Stanza, owner stri
 	b = treff.AppendEscaped(b, id)
 	b = append(b, "'/></publish>"...)
 	return wrapPubsub(NS, b), nil
+}
+
+// mayPublish applies the node's affiliations and publish model (XEP-0060
+// section 7.1.3.1) to the publisher from.
+func (m *Module) mayPublish(ctx context.Context, owner, node string, cfg storage.PEPNodeConfig, from jid.JID) error {
+	switch affiliationOf(owner, cfg, from.Bare().String()) {
+	case affOwner, affPublisher:
+		return nil
+	case affOutcast:
+		return errForbidden
+	case affMember:
+		if cfg.PublishModel == storage.PublishSubscribers {
+			return nil
+		}
+	}
+	switch cfg.PublishModel {
+	case storage.PublishOpen:
+		return nil
+	case storage.PublishSubscribers:
+		if m.Subscriptions != nil {
+			subs, err := m.Subscriptions.PEPSubscribers(ctx, owner, node)
+			if err != nil {
+				return err
+			}
+			if slices.Contains(subs, from.Bare().String()) || slices.Contains(subs, from.String()) {
+				return nil
+			}
+		}
+	}
+	return errForbidden
 }
 
 func (m *Module) handleItems(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
@@ -268,17 +413,91 @@ func (m *Module) handleItems(ctx context.Context, iq *treff.Stanza, owner string
 			return nil, err
 		}
 	}
-	return wrapPubsub(NS, appendItems(nil, r.Node, items)), nil
+	if req.Set == nil || len(ids) > 0 {
+		return wrapPubsub(NS, appendItems(nil, r.Node, items)), nil
+	}
+	page, set, err := rsmPage(items, req.Set)
+	if err != nil {
+		return nil, err
+	}
+	return wrapPubsub(NS, append(appendItems(nil, r.Node, page), set...)), nil
 }
 
-// mayRetrieve checks the node's access model for requester (XEP-0060
-// section 6.5.9 for the errors).
+// rsmPage returns the page of items (oldest first) that a XEP-0059
+// request asks for, and the <set/> to answer with. Item IDs are the
+// UIDs of <after/> and <before/>; <index/> is not supported.
+func rsmPage(items []storage.PEPItem, set *rsmSet) ([]storage.PEPItem, []byte, error) {
+	if set.Index != nil {
+		return nil, nil, unsupported("rsm-index")
+	}
+	limit := -1
+	if set.Max != nil {
+		n, err := strconv.Atoi(strings.TrimSpace(*set.Max))
+		if err != nil || n < 0 {
+			return nil, nil, stanza.BadRequest.WithText("bad <max/> in the result set request")
+		}
+		limit = n
+	}
+	find := func(id string) (int, error) {
+		i := slices.IndexFunc(items, func(it storage.PEPItem) bool { return it.ID == id })
+		if i < 0 {
+			return 0, stanza.ItemNotFound.WithText("no item with that ID in the result set")
+		}
+		return i, nil
+	}
+	start, end := 0, len(items)
+	switch {
+	case set.Before != nil:
+		if id := strings.TrimSpace(*set.Before); id != "" {
+			i, err := find(id)
+			if err != nil {
+				return nil, nil, err
+			}
+			end = i
+		}
+		if limit >= 0 && end-start > limit {
+			start = end - limit
+		}
+	default:
+		if set.After != nil {
+			i, err := find(strings.TrimSpace(*set.After))
+			if err != nil {
+				return nil, nil, err
+			}
+			start = i + 1
+		}
+		if limit >= 0 && end-start > limit {
+			end = start + limit
+		}
+	}
+	page := items[start:end]
+	b := []byte("<set xmlns='" + NSRSM + "'>")
+	if len(page) > 0 {
+		b = append(b, "<first index='"...)
+		b = strconv.AppendInt(b, int64(start), 10)
+		b = append(b, "'>"...)
+		b = treff.AppendEscaped(b, page[0].ID)
+		b = append(b, "</first><last>"...)
+		b = treff.AppendEscaped(b, page[len(page)-1].ID)
+		b = append(b, "</last>"...)
+	}
+	b = append(b, "<count>"...)
+	b = strconv.AppendInt(b, int64(len(items)), 10)
+	return page, append(b, "</count></set>"...), nil
+}
+
+// mayRetrieve checks the node's affiliations and access model for
+// requester (XEP-0060 section 6.5.9 for the errors; also those of a
+// subscription, section 6.1.3).
 func (m *Module) mayRetrieve(ctx context.Context, owner, requester string, cfg storage.PEPNodeConfig) error {
-	if requester == owner {
+	switch affiliationOf(owner, cfg, requester) {
+	case affOwner, affPublisher, affMember:
 		return nil
+	case affOutcast:
+		return errForbidden
 	}
 	var it *storage.RosterItem
-	if cfg.AccessModel != storage.AccessOpen && cfg.AccessModel != storage.AccessWhitelist && m.rosters != nil {
+	if m.svc == nil && cfg.AccessModel != storage.AccessOpen && cfg.AccessModel != storage.AccessWhitelist && m.rosters != nil {
 		r, err := m.rosters.RosterItem(ctx, owner, requester)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
@@ -299,14 +518,21 @@ func (m *Module) mayRetrieve(ctx context.Context, owner, requester string, cfg s
 	return pubsubError(stanza.NotAuthorized, "presence-subscription-required")
 }
 
-// allowed applies the access model to a requester other than the owner,
-// given the owner's roster item for it (nil if none).
+// allowed applies the affiliations and the access model to a requester
+// other than the account's owner, given the owner's roster item for it
+// (nil if none).
 func allowed(cfg storage.PEPNodeConfig, requester string, it *storage.RosterItem) bool {
+	switch {
+	case slices.Contains(cfg.Outcasts, requester):
+		return false
+	case slices.Contains(cfg.Owners, requester), slices.Contains(cfg.Publishers, requester), slices.Contains(cfg.Whitelist, requester):
+		return true
+	}
 	switch cfg.AccessModel {
 	case storage.AccessOpen:
 		return true
 	case storage.AccessWhitelist:
-		return slices.Contains(cfg.Whitelist, requester)
+		return false
 	case storage.AccessRoster:
 		if it == nil {
 			return false
@@ -321,20 +547,153 @@ func allowed(cfg storage.PEPNodeConfig, requester string, it *storage.RosterItem
 	return it != nil && (it.Subscription == storage.SubFrom || it.Subscription == storage.SubBoth)
 }
 
+// subscriber checks the jid attribute of a (un)subscription request: it
+// must be the requester's bare or full JID (XEP-0060 section 6.1.3.1).
+func subscriber(iq *treff.Stanza, s *subEl) (jid.JID, error) {
+	j, err := jid.Parse(s.JID)
+	if err != nil || !j.Bare().Equal(iq.From.Bare()) {
+		return jid.JID{}, pubsubError(stanza.BadRequest, "invalid-jid")
+	}
+	return j, nil
+}
+
+// subscribe subscribes the requester to a node (XEP-0060 section 6.1).
+func (m *Module) subscribe(ctx context.Context, iq *treff.Stanza, owner string, s *subEl) ([]byte, error) {
+	if m.Subscriptions == nil {
+		return nil, unsupported("subscribe")
+	}
+	if s.Node == "" {
+		return nil, errNodeRequired
+	}
+	j, err := subscriber(iq, s)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := m.Store.PEPNodeConfig(ctx, owner, s.Node)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.mayRetrieve(ctx, owner, j.Bare().String(), cfg); err != nil {
+		return nil, err
+	}
+	unlock := m.lock(owner)
+	subs, err := m.Subscriptions.PEPSubscribers(ctx, owner, s.Node)
+	if err == nil && len(subs) >= orDefault(m.MaxSubscribers, DefaultMaxSubscribers) && !slices.Contains(subs, j.String()) {
+		err = stanza.PolicyViolation.WithText("too many subscriptions to this node")
+	}
+	if err == nil {
+		err = m.Subscriptions.SubscribePEPNode(ctx, owner, s.Node, j.String())
+	}
+	unlock()
+	if err != nil {
+		return nil, err
+	}
+	return wrapPubsub(NS, appendSubscription(nil, s.Node, j.String(), "subscribed")), nil
+}
+
+// unsubscribe ends the requester's subscription (XEP-0060 section 6.2).
+func (m *Module) unsubscribe(ctx context.Context, iq *treff.Stanza, owner string, s *subEl) error {
+	if m.Subscriptions == nil {
+		return unsupported("subscribe")
+	}
+	if s.Node == "" {
+		return errNodeRequired
+	}
+	j, err := subscriber(iq, s)
+	if err != nil {
+		return err
+	}
+	if _, err := m.Store.PEPNodeConfig(ctx, owner, s.Node); err != nil {
+		return err
+	}
+	err = m.Subscriptions.UnsubscribePEPNode(ctx, owner, s.Node, j.String())
+	if errors.Is(err, storage.ErrNotFound) {
+		return pubsubError(stanza.UnexpectedRequest, "not-subscribed")
+	}
+	return err
+}
+
+func appendSubscription(b []byte, node, j, state string) []byte {
+	b = append(b, "<subscription"...)
+	if node != "" {
+		b = append(b, " node='"...)
+		b = treff.AppendEscaped(b, node)
+		b = append(b, '\'')
+	}
+	b = append(b, " jid='"...)
+	b = treff.AppendEscaped(b, j)
+	return append(b, "' subscription='"+state+"'/>"...)
+}
+
+// userSubscriptions lists the requester's subscriptions, of its bare
+// and of its full JID (XEP-0060 section 5.6).
+func (m *Module) userSubscriptions(ctx context.Context, iq *treff.Stanza, owner, node string) ([]byte, error) {
+	b := []byte("<subscriptions")
+	if node != "" {
+		b = append(b, " node='"...)
+		b = treff.AppendEscaped(b, node)
+		b = append(b, '\'')
+	}
+	b = append(b, '>')
+	if m.Subscriptions != nil {
+		for _, j := range []string{iq.From.Bare().String(), iq.From.String()} {
+			nodes, err := m.Subscriptions.PEPSubscriptionsOf(ctx, owner, j)
+			if err != nil {
+				return nil, err
+			}
+			for _, n := range nodes {
+				if node == "" || n == node {
+					b = appendSubscription(b, n, j, "subscribed")
+				}
+			}
+			if iq.From.Resourcepart() == "" {
+				break
+			}
+		}
+	}
+	return wrapPubsub(NS, append(b, "</subscriptions>"...)), nil
+}
+
 func (m *Module) ownerRequest(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
-	if !isOwner(iq, owner) {
+	who := iq.From.Bare().String()
+	if m.svc == nil && who != owner {
+		return nil, errForbidden
+	}
+	if iq.Type == "get" && req.Default != nil {
+		b := []byte("<default>")
+		b = appendConfigForm(b, m.defaultConfig())
+		return wrapPubsub(NSOwner, append(b, "</default>"...)), nil
+	}
+	var node string
+	switch {
+	case req.Configure != nil:
+		node = req.Configure.Node
+	case iq.Type == "set" && req.Delete != nil:
+		node = req.Delete.Node
+	case iq.Type == "set" && req.Purge != nil:
+		node = req.Purge.Node
+	case req.Affiliations != nil:
+		node = req.Affiliations.Node
+	case req.Subscriptions != nil:
+		if m.Subscriptions == nil {
+			return nil, unsupported("manage-subscriptions")
+		}
+		node = req.Subscriptions.Node
+	default:
+		return nil, stanza.FeatureNotImplemented
+	}
+	if node == "" {
+		return nil, errNodeRequired
+	}
+	cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
+	if err != nil {
+		return nil, err
+	}
+	if affiliationOf(owner, cfg, who) != affOwner {
 		return nil, errForbidden
 	}
 	switch {
 	case req.Configure != nil:
-		node := req.Configure.Node
-		if node == "" {
-			return nil, errNodeRequired
-		}
-		cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
-		if err != nil {
-			return nil, err
-		}
 		if iq.Type == "get" {
 			b := []byte("<configure node='")
 			b = treff.AppendEscaped(b, node)
@@ -352,36 +711,71 @@ func (m *Module) ownerRequest(ctx context.Context, iq *treff.Stanza, owner strin
 		if err := applyForm(&cfg, f); err != nil {
 			return nil, err
 		}
+		if err := m.checkConfig(cfg); err != nil {
+			return nil, err
+		}
 		return nil, m.setConfig(ctx, owner, node, cfg)
-	case iq.Type == "get" && req.Default != nil:
-		b := []byte("<default>")
-		b = appendConfigForm(b, defaultConfig())
-		return wrapPubsub(NSOwner, append(b, "</default>"...)), nil
-	case iq.Type == "set" && req.Delete != nil:
-		if req.Delete.Node == "" {
-			return nil, errNodeRequired
-		}
-		return nil, m.deleteNode(ctx, owner, req.Delete.Node)
-	case iq.Type == "set" && req.Purge != nil:
-		if req.Purge.Node == "" {
-			return nil, errNodeRequired
-		}
-		return nil, m.purge(ctx, owner, req.Purge.Node)
+	case req.Delete != nil:
+		return nil, m.deleteNode(ctx, owner, node)
+	case req.Purge != nil:
+		return nil, m.purge(ctx, owner, node)
 	case req.Affiliations != nil:
 		return m.affiliations(ctx, iq, owner, req)
-	case req.Subscriptions != nil:
-		return nil, unsupported("manage-subscriptions")
 	}
-	return nil, stanza.FeatureNotImplemented
+	return m.manageSubscriptions(ctx, iq, owner, req)
 }
 
-// affiliations lists and changes a node's affiliations: the owner and the
-// members of its whitelist (XEP-0060 section 8.9).
+// manageSubscriptions lists and changes a node's subscriptions
+// (XEP-0060 section 8.8): 'subscribed' adds one, 'none' removes it.
+func (m *Module) manageSubscriptions(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
+	node := req.Subscriptions.Node
+	if iq.Type == "get" {
+		subs, err := m.Subscriptions.PEPSubscribers(ctx, owner, node)
+		if err != nil {
+			return nil, err
+		}
+		b := []byte("<subscriptions node='")
+		b = treff.AppendEscaped(b, node)
+		b = append(b, "'>"...)
+		for _, j := range subs {
+			b = appendSubscription(b, "", j, "subscribed")
+		}
+		return wrapPubsub(NSOwner, append(b, "</subscriptions>"...)), nil
+	}
+	for _, s := range req.Subscriptions.Items {
+		j, err := jid.Parse(s.JID)
+		if err != nil {
+			return nil, stanza.JIDMalformed
+		}
+		switch s.Subscription {
+		case "subscribed":
+			var subs []string
+			if subs, err = m.Subscriptions.PEPSubscribers(ctx, owner, node); err == nil && len(subs) >= orDefault(m.MaxSubscribers, DefaultMaxSubscribers) && !slices.Contains(subs, j.String()) {
+				err = stanza.PolicyViolation.WithText("too many subscriptions to this node")
+			}
+			if err == nil {
+				err = m.Subscriptions.SubscribePEPNode(ctx, owner, node, j.String())
+			}
+		case "none":
+			if err = m.Subscriptions.UnsubscribePEPNode(ctx, owner, node, j.String()); errors.Is(err, storage.ErrNotFound) {
+				err = nil
+			}
+		default:
+			err = errNotAcceptable
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// affiliations lists and changes a node's affiliations (XEP-0060 section
+// 8.9): owners (on a Service; an account's node has its one owner),
+// publishers, members (the whitelist) and outcasts, whose subscriptions
+// end.
 func (m *Module) affiliations(ctx context.Context, iq *treff.Stanza, owner string, req *request) ([]byte, error) {
 	node := req.Affiliations.Node
-	if node == "" {
-		return nil, errNodeRequired
-	}
 	if iq.Type == "get" {
 		cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
 		if err != nil {
@@ -389,44 +783,95 @@ func (m *Module) affiliations(ctx context.Context, iq *treff.Stanza, owner strin
 		}
 		b := []byte("<affiliations node='")
 		b = treff.AppendEscaped(b, node)
-		b = append(b, "'><affiliation jid='"...)
-		b = treff.AppendEscaped(b, owner)
-		b = append(b, "' affiliation='owner'/>"...)
-		for _, j := range cfg.Whitelist {
+		b = append(b, "'>"...)
+		add := func(j, a string) {
 			b = append(b, "<affiliation jid='"...)
 			b = treff.AppendEscaped(b, j)
-			b = append(b, "' affiliation='member'/>"...)
+			b = append(b, "' affiliation='"+a+"'/>"...)
+		}
+		if m.svc == nil {
+			add(owner, affOwner)
+		}
+		for _, l := range []struct {
+			jids []string
+			aff  string
+		}{{cfg.Owners, affOwner}, {cfg.Publishers, affPublisher}, {cfg.Whitelist, affMember}, {cfg.Outcasts, affOutcast}} {
+			for _, j := range l.jids {
+				add(j, l.aff)
+			}
 		}
 		return wrapPubsub(NSOwner, append(b, "</affiliations>"...)), nil
 	}
 	unlock := m.lock(owner)
-	defer unlock()
 	cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
 	if err != nil {
+		unlock()
 		return nil, err
 	}
+	var outcasts []string
 	for _, a := range req.Affiliations.Items {
 		j, err := jid.Parse(a.JID)
 		if err != nil {
+			unlock()
 			return nil, stanza.JIDMalformed
 		}
 		bare := j.Bare().String()
 		if bare == owner {
-			if a.Affiliation != "owner" {
+			if a.Affiliation != affOwner {
+				unlock()
 				return nil, errNotAcceptable
 			}
 			continue
 		}
-		cfg.Whitelist = slices.DeleteFunc(cfg.Whitelist, func(s string) bool { return s == bare })
+		not := func(s string) bool { return s == bare }
+		cfg.Owners = slices.DeleteFunc(cfg.Owners, not)
+		cfg.Publishers = slices.DeleteFunc(cfg.Publishers, not)
+		cfg.Whitelist = slices.DeleteFunc(cfg.Whitelist, not)
+		cfg.Outcasts = slices.DeleteFunc(cfg.Outcasts, not)
 		switch a.Affiliation {
-		case "member", "publisher", "publish-only":
+		case affOwner:
+			if m.svc == nil {
+				unlock()
+				return nil, errNotAcceptable
+			}
+			cfg.Owners = append(cfg.Owners, bare)
+		case affPublisher, "publish-only":
+			cfg.Publishers = append(cfg.Publishers, bare)
+		case affMember:
 			cfg.Whitelist = append(cfg.Whitelist, bare)
-		case "none", "outcast":
+		case affOutcast:
+			cfg.Outcasts = append(cfg.Outcasts, bare)
+			outcasts = append(outcasts, bare)
+		case affNone:
 		default:
+			unlock()
 			return nil, errNotAcceptable
 		}
 	}
-	return nil, m.Store.SetPEPNodeConfig(ctx, owner, node, cfg)
+	if m.svc != nil && len(cfg.Owners) == 0 {
+		unlock()
+		return nil, errNotAcceptable.WithText("a node keeps at least one owner")
+	}
+	err = m.Store.SetPEPNodeConfig(ctx, owner, node, cfg)
+	unlock()
+	if err != nil || len(outcasts) == 0 || m.Subscriptions == nil {
+		return nil, err
+	}
+	// An outcast's subscriptions end (XEP-0060 section 4.1).
+	subs, err := m.Subscriptions.PEPSubscribers(ctx, owner, node)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range subs {
+		j, err := jid.Parse(s)
+		if err != nil || !slices.Contains(outcasts, j.Bare().String()) {
+			continue
+		}
+		if err := m.Subscriptions.UnsubscribePEPNode(ctx, owner, node, s); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // singleElement checks that s is one XML element (with surrounding

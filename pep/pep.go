@@ -17,7 +17,12 @@
 // disco#info query per verification string, checked against its hash and
 // kept in a bounded cache. An entity that becomes available gets the last
 // item of each node it is interested in (XEP-0163 section 6.2). Explicit
-// subscriptions are not offered.
+// subscriptions (XEP-0060 section 6.1) are offered when a
+// storage.PEPSubscriptions keeps them; subscribers get every notification
+// the access model lets them see.
+//
+// Service is a publish-subscribe service (XEP-0060 version 1.26) on
+// pubsub.DOMAIN that runs the same engine on the same node store.
 //
 // Items of nodes with pubsub#persist_items false are not stored: the last
 // one is kept in memory (lost on restart) for retrieval and for the
@@ -55,7 +60,8 @@ const (
 	NSLegacyBookmarks = "storage:bookmarks"
 )
 
-// features are the account disco features the module adds.
+// features are the account disco features the module adds (with
+// subFeatures when explicit subscriptions are kept).
 var features = []string{
 	NS,
 	NS + "#access-open",
@@ -63,6 +69,7 @@ var features = []string{
 	NS + "#access-roster",
 	NS + "#access-whitelist",
 	NS + "#auto-create",
+	NS + "#auto-subscribe",
 	NS + "#config-node",
 	NS + "#create-and-configure",
 	NS + "#create-nodes",
@@ -72,16 +79,28 @@ var features = []string{
 	NS + "#item-ids",
 	NS + "#last-published",
 	NS + "#manage-affiliations",
+	NS + "#member-affiliation",
 	NS + "#modify-affiliations",
+	NS + "#multi-items",
+	NS + "#outcast-affiliation",
 	NS + "#persistent-items",
 	NS + "#publish",
 	NS + "#publish-options",
 	NS + "#purge-nodes",
 	NS + "#retract-items",
 	NS + "#retrieve-affiliations",
+	NS + "#publisher-affiliation",
 	NS + "#retrieve-default",
 	NS + "#retrieve-items",
+	NS + "#rsm",
 	NSBookmarks + "#compat",
+}
+
+// subFeatures are the features of explicit subscriptions.
+var subFeatures = []string{
+	NS + "#manage-subscriptions",
+	NS + "#retrieve-subscriptions",
+	NS + "#subscribe",
 }
 
 // Defaults of the Module fields.
@@ -90,6 +109,8 @@ const (
 	DefaultMaxNodes      = 100
 	DefaultCapsCacheSize = 1000
 	DefaultMaxWatchers   = 1000
+	// DefaultMaxSubscribers bounds the explicit subscriptions of a node.
+	DefaultMaxSubscribers = 1000
 )
 
 // Module is the personal eventing service of every account.
@@ -108,12 +129,21 @@ type Module struct {
 	// MaxWatchers bounds the available resources (own and contacts')
 	// tracked per account for notifications. 0 means DefaultMaxWatchers.
 	MaxWatchers int
+	// Subscriptions keeps explicit subscriptions (XEP-0060 section 6.1).
+	// nil means the server's Storage if it implements
+	// storage.PEPSubscriptions; without either, explicit subscriptions are
+	// not offered.
+	Subscriptions storage.PEPSubscriptions
+	// MaxSubscribers is the most explicit subscriptions per node. 0 means
+	// DefaultMaxSubscribers.
+	MaxSubscribers int
 	// OnPublish, if set, is called after an item was published to one of
 	// an owner's nodes, for modules that derive something from it (the
 	// vCard module's avatar hash from urn:xmpp:avatar:metadata).
 	OnPublish func(ctx context.Context, owner jid.JID, node string)
 
 	srv     *treff.Server
+	svc     *Service // set when the module is the engine of a Service
 	rosters storage.Rosters
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -140,22 +170,16 @@ func (m *Module) Name() string { return "pep" }
 
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
-	m.srv = r.Server()
-	var err error
-	if m.Store, err = storage.Require(m.Store, m.srv.Storage, "pep"); err != nil {
+	if err := m.init(ctx, r.Server(), "pep"); err != nil {
 		return err
 	}
-	if m.srv.Storage != nil {
-		m.rosters = m.srv.Storage
-	}
-	m.ctx, m.cancel = context.WithCancel(ctx) // the server's: ends when it stops
-	m.seed = maphash.MakeSeed()
-	m.transient = make(map[nodeKey]storage.PEPItem)
-	m.watchers = make(map[string]map[string]*watcher)
-	m.pending = make(map[string][]waiter)
-	m.caps = newCapsCache(orDefault(m.CapsCacheSize, DefaultCapsCacheSize))
 	for _, f := range features {
 		r.AddAccountFeature(f)
+	}
+	if m.Subscriptions != nil {
+		for _, f := range subFeatures {
+			r.AddAccountFeature(f)
+		}
 	}
 	// XEP-0163 4: the account is a PEP service (clients such as
 	// Conversations look for this identity).
@@ -166,6 +190,29 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.OnAccountStanza(m.contactPresence)
 	r.OnSessionClosed(m.sessionClosed)
 	r.OnAccountDeleted(m.accountDeleted)
+	return nil
+}
+
+// init sets the module up as the engine of srv, with the store required
+// under the name what.
+func (m *Module) init(ctx context.Context, srv *treff.Server, what string) error {
+	m.srv = srv
+	var err error
+	if m.Store, err = storage.Require(m.Store, m.srv.Storage, what); err != nil {
+		return err
+	}
+	if m.Subscriptions == nil {
+		m.Subscriptions, _ = m.srv.Storage.(storage.PEPSubscriptions)
+	}
+	if m.srv.Storage != nil {
+		m.rosters = m.srv.Storage
+	}
+	m.ctx, m.cancel = context.WithCancel(ctx) // the server's: ends when it stops
+	m.seed = maphash.MakeSeed()
+	m.transient = make(map[nodeKey]storage.PEPItem)
+	m.watchers = make(map[string]map[string]*watcher)
+	m.pending = make(map[string][]waiter)
+	m.caps = newCapsCache(orDefault(m.CapsCacheSize, DefaultCapsCacheSize))
 	return nil
 }
 
@@ -211,8 +258,20 @@ func (m *Module) effectiveMax(cfg storage.PEPNodeConfig) int {
 	return cfg.MaxItems
 }
 
-// defaultConfig is the configuration of a node created without one.
-func defaultConfig() storage.PEPNodeConfig {
+// defaultConfig is the configuration of a node created without one: on
+// a Service, open with DefaultServiceNodeItems items; on an account,
+// presence with one item.
+func (m *Module) defaultConfig() storage.PEPNodeConfig {
+	if m.svc != nil {
+		return storage.PEPNodeConfig{
+			AccessModel:   storage.AccessOpen,
+			PublishModel:  storage.PublishPublishers,
+			PersistItems:  true,
+			MaxItems:      DefaultServiceNodeItems,
+			NotifyRetract: true,
+			NotifyDelete:  true,
+		}
+	}
 	return storage.PEPNodeConfig{
 		AccessModel:   storage.AccessPresence,
 		PersistItems:  true,
@@ -220,6 +279,15 @@ func defaultConfig() storage.PEPNodeConfig {
 		NotifyRetract: true,
 		NotifyDelete:  true,
 	}
+}
+
+// checkConfig refuses what a node of this kind does not offer: a
+// Service has no rosters, so only the open and whitelist access models.
+func (m *Module) checkConfig(cfg storage.PEPNodeConfig) error {
+	if m.svc != nil && cfg.AccessModel != storage.AccessOpen && cfg.AccessModel != storage.AccessWhitelist {
+		return stanza.NotAcceptable.WithText("unsupported access model")
+	}
+	return nil
 }
 
 func (m *Module) accountDeleted(ctx context.Context, user jid.JID) error {
@@ -294,7 +362,7 @@ func (m *Module) PublishItem(ctx context.Context, owner jid.JID, node, id string
 	if id == "" {
 		id = newID()
 	}
-	_, err = m.publish(ctx, o, node, storage.PEPItem{ID: id, Payload: payload}, opts, false)
+	_, err = m.publish(ctx, o, node, storage.PEPItem{ID: id, Payload: payload}, opts, false, o)
 	return err
 }
 
@@ -319,11 +387,11 @@ func (m *Module) items(ctx context.Context, owner, node string, ids []string, la
 }
 
 // publish stores it on the owner's node, creating the node with opts (or
-// checking opts as preconditions if it exists, when precond is set), and
-// notifies. It returns the item ID.
-func (m *Module) publish(ctx context.Context, owner, node string, it storage.PEPItem, opts map[string]string, precond bool) (string, error) {
+// checking opts as preconditions if it exists, when precond is set) with
+// creator as its owner, and notifies. It returns the item ID.
+func (m *Module) publish(ctx context.Context, owner, node string, it storage.PEPItem, opts map[string]string, precond bool, creator string) (string, error) {
 	unlock := m.lock(owner)
-	cfg, err := m.ensureNode(ctx, owner, node, opts, precond)
+	cfg, err := m.ensureNode(ctx, owner, node, opts, precond, creator)
 	if err != nil {
 		unlock()
 		return "", err
@@ -349,9 +417,10 @@ func (m *Module) publish(ctx context.Context, owner, node string, it storage.PEP
 }
 
 // ensureNode returns the node's configuration, creating the node from
-// the defaults and opts if it does not exist. With precond, opts of an
-// existing node must match its configuration. The owner's lock is held.
-func (m *Module) ensureNode(ctx context.Context, owner, node string, opts map[string]string, precond bool) (storage.PEPNodeConfig, error) {
+// the defaults and opts (and creator as its owner on a Service) if it
+// does not exist. With precond, opts of an existing node must match its
+// configuration. The owner's lock is held.
+func (m *Module) ensureNode(ctx context.Context, owner, node string, opts map[string]string, precond bool, creator string) (storage.PEPNodeConfig, error) {
 	cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
 	if err == nil {
 		if precond {
@@ -364,9 +433,15 @@ func (m *Module) ensureNode(ctx context.Context, owner, node string, opts map[st
 	if !errors.Is(err, storage.ErrNotFound) {
 		return cfg, err
 	}
-	cfg = defaultConfig()
+	cfg = m.defaultConfig()
 	if err := applyOptions(&cfg, opts); err != nil {
 		return cfg, err
+	}
+	if err := m.checkConfig(cfg); err != nil {
+		return cfg, err
+	}
+	if m.svc != nil {
+		cfg.Owners = []string{creator}
 	}
 	if err := m.createNode(ctx, owner, node, cfg); err != nil {
 		return cfg, err
@@ -383,6 +458,11 @@ func (m *Module) createNode(ctx context.Context, owner, node string, cfg storage
 	}
 	if len(nodes) >= orDefault(m.MaxNodes, DefaultMaxNodes) {
 		return stanza.PolicyViolation.WithText("too many nodes")
+	}
+	if m.svc != nil && len(cfg.Owners) > 0 && !slices.Contains(nodes, node) {
+		if err := m.svc.checkUserNodes(ctx, owner, nodes, cfg.Owners[0]); err != nil {
+			return err
+		}
 	}
 	if err := m.Store.CreatePEPNode(ctx, owner, node, cfg); err != nil {
 		if errors.Is(err, storage.ErrExists) {
@@ -443,7 +523,9 @@ func (m *Module) purge(ctx context.Context, owner, node string) error {
 func (m *Module) clear(ctx context.Context, owner, node, event string, op func(ctx context.Context, owner, node string) error) error {
 	unlock := m.lock(owner)
 	cfg, err := m.Store.PEPNodeConfig(ctx, owner, node)
+	var subs []string
 	if err == nil {
+		subs = m.subscribers(ctx, owner, node) // a deletion removes them
 		err = op(ctx, owner, node)
 	}
 	m.mu.Lock()
@@ -455,7 +537,7 @@ func (m *Module) clear(ctx context.Context, owner, node, event string, op func(c
 	}
 	if cfg.NotifyDelete {
 		b := append([]byte("<"+event+" node='"), treff.AppendEscaped(nil, node)...)
-		m.notify(ctx, owner, node, cfg, append(b, "'/>"...))
+		m.notifyTo(ctx, owner, node, cfg, append(b, "'/>"...), subs)
 	}
 	return nil
 }

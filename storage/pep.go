@@ -18,6 +18,18 @@ const (
 	AccessWhitelist = "whitelist"
 )
 
+// Publish models (XEP-0060 section 16.4.4, pubsub#publish_model), the
+// values of PEPNodeConfig.PublishModel.
+const (
+	// PublishPublishers lets owners and publishers publish; the default
+	// ("" means it too).
+	PublishPublishers = "publishers"
+	// PublishSubscribers also lets subscribers and members publish.
+	PublishSubscribers = "subscribers"
+	// PublishOpen lets anyone who is not an outcast publish.
+	PublishOpen = "open"
+)
+
 // PEPMaxItemsMax is the value of PEPNodeConfig.MaxItems that stands for
 // pubsub#max_items "max": as many items as the service allows.
 const PEPMaxItemsMax = -1
@@ -34,7 +46,8 @@ type PEPNodeConfig struct {
 	// MaxItems is the most items kept (pubsub#max_items), or
 	// PEPMaxItemsMax for the service's limit.
 	MaxItems int
-	// Whitelist holds the bare JIDs allowed by AccessWhitelist.
+	// Whitelist holds the bare JIDs allowed by AccessWhitelist: the
+	// member affiliation (XEP-0060 section 4.1).
 	Whitelist []string
 	// RosterGroups are the groups allowed by AccessRoster.
 	RosterGroups []string
@@ -46,6 +59,18 @@ type PEPNodeConfig struct {
 	NotifyDelete bool
 	// Title is a human-readable name (pubsub#title).
 	Title string
+	// PublishModel is one of the Publish* constants; "" means
+	// PublishPublishers.
+	PublishModel string
+	// Owners holds the bare JIDs with the owner affiliation besides the
+	// node's owner key (on a pubsub service, whose key is the service's
+	// JID, the node's creator).
+	Owners []string
+	// Publishers holds the bare JIDs with the publisher affiliation.
+	Publishers []string
+	// Outcasts holds the bare JIDs with the outcast affiliation, who may
+	// neither retrieve, subscribe nor publish.
+	Outcasts []string
 }
 
 // PEPItem is one item published on a personal eventing node.
@@ -93,4 +118,25 @@ type PEP interface {
 	// DeletePEPOwner removes all nodes of the owner (account removal); an
 	// owner without nodes is not an error.
 	DeletePEPOwner(ctx context.Context, owner string) error
+}
+
+// PEPSubscriptions stores explicit subscriptions (XEP-0060 section 6.1)
+// to the nodes that storage.PEP keeps: one subscription per subscriber
+// JID (bare or full, as given) and node. Optional: the PEP and pubsub
+// modules offer explicit subscriptions with it. Deleting a node
+// (DeletePEPNode) or an owner (DeletePEPOwner) removes its
+// subscriptions; purging a node keeps them.
+type PEPSubscriptions interface {
+	// SubscribePEPNode subscribes jid to a node; ErrNotFound if the node
+	// does not exist. Subscribing again is not an error.
+	SubscribePEPNode(ctx context.Context, owner, node, jid string) error
+	// UnsubscribePEPNode removes jid's subscription; ErrNotFound if the
+	// node or the subscription does not exist.
+	UnsubscribePEPNode(ctx context.Context, owner, node, jid string) error
+	// PEPSubscribers returns the subscribed JIDs of a node, sorted;
+	// ErrNotFound if the node does not exist.
+	PEPSubscribers(ctx context.Context, owner, node string) ([]string, error)
+	// PEPSubscriptionsOf returns the names of the owner's nodes that jid
+	// is subscribed to, sorted (none is not an error).
+	PEPSubscriptionsOf(ctx context.Context, owner, jid string) ([]string, error)
 }

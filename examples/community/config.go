@@ -230,6 +230,13 @@ type Config struct {
 	// MUCMaxVCard is the largest room vCard (avatar), in bytes (key
 	// muc_max_vcard). Default: 256 KiB.
 	MUCMaxVCard int
+	// PubSub enables the publish-subscribe service (XEP-0060) on
+	// pubsub.DOMAIN for each domain (key pubsub: yes or no). Default: yes.
+	PubSub bool
+	// PubSubCreators, if not empty, are the only users who may create
+	// nodes on it (key pubsub_creators, comma-separated JIDs). Default:
+	// every user of this server.
+	PubSubCreators []string
 	// Archive keeps each user's messages, and group chat rooms' messages,
 	// on the server for clients to fetch (XEP-0313 message archive; key
 	// archive: yes or no). Default: no.
@@ -296,6 +303,7 @@ func Default() Config {
 		UploadExpire:           30 * 24 * time.Hour,
 		TURNTTL:                24 * time.Hour,
 		Push:                   true,
+		PubSub:                 true,
 		S2SDialback:            true,
 		S2SIdleTimeout:         10 * time.Minute,
 		LogLevel:               slog.LevelInfo,
@@ -617,6 +625,12 @@ var options = []option{
 	}},
 	{"muc_max_vcard", "largest room vCard (avatar), in `bytes`", func(c *Config, v string) error {
 		return setInt(&c.MUCMaxVCard, v, 1)
+	}},
+	{"pubsub", "publish-subscribe service on pubsub.DOMAIN (XEP-0060; `yes|no`)", func(c *Config, v string) error {
+		return setBool(&c.PubSub, v)
+	}},
+	{"pubsub_creators", "comma-separated `JIDs` of the only users who may create pubsub nodes (empty: every user of this server)", func(c *Config, v string) error {
+		return setJIDs(&c.PubSubCreators, v)
 	}},
 	{"archive_max_queue", "most `bytes` of archived messages waiting in memory for the disk before messages are refused", func(c *Config, v string) error {
 		return setInt(&c.ArchiveMaxQueue, v, 64<<10)

@@ -118,6 +118,8 @@ invites_by_users = yes
 invite_validity = 48h
 muc = no
 muc_creators = boss@example.org
+pubsub = no
+pubsub_creators = boss@example.org, ops@chat.example.net
 muc_max_occupants = 50
 muc_max_history = 5
 muc_max_retractable = 300
@@ -199,6 +201,8 @@ fast_rotate = 12h
 		MUCMaxQueue:             4 << 20,
 		MUCMaxRetractable:       300,
 		MUCMaxVCard:             64 << 10,
+		PubSub:                  false,
+		PubSubCreators:          []string{"boss@example.org", "ops@chat.example.net"},
 		ExpireDaily:             true,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,

@@ -37,6 +37,7 @@ import (
 	"github.com/treff-im/treff/mam"
 	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/offline"
+	"github.com/treff-im/treff/pep"
 	"github.com/treff-im/treff/ping"
 	"github.com/treff-im/treff/push"
 	"github.com/treff-im/treff/register"
@@ -277,6 +278,11 @@ func loadCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
 				names = append(names, "conference."+d)
 			}
 		}
+		if cfg.PubSub {
+			for _, d := range cfg.Domains {
+				names = append(names, "pubsub."+d)
+			}
+		}
 		cert, err = certs.LoadOrCreate(certFile, keyFile, names...)
 		if err == nil {
 			log.Debug("using the self-signed certificate", "file", certFile)
@@ -377,6 +383,13 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 			rooms.Archive = &mam.Archiver{}
 		}
 		srv.Modules = append(srv.Modules, rooms)
+	}
+	if cfg.PubSub {
+		ps := &pep.Service{}
+		if len(cfg.PubSubCreators) > 0 {
+			ps.Creators = cfg.PubSubCreators // nil: every user of this server
+		}
+		srv.Modules = append(srv.Modules, ps)
 	}
 	if cfg.Upload && cfg.HTTPS != "" {
 		srv.Modules = append(srv.Modules, &upload.Module{
@@ -492,6 +505,9 @@ func checkComponents(cfg Config) error {
 		taken[d] = "a served domain"
 		if cfg.MUC {
 			taken["conference."+d] = "the group chat service"
+		}
+		if cfg.PubSub {
+			taken["pubsub."+d] = "the publish-subscribe service"
 		}
 		if cfg.Upload && cfg.HTTPS != "" {
 			taken["upload."+d] = "the upload service"

@@ -72,6 +72,9 @@ const (
 	// fedTreffMUC is the group chat service of the example server (muc
 	// is on by default), reached at Treff's s2s listener too.
 	fedTreffMUC = "conference." + fedTreff
+	// fedTreffPubsub is the publish-subscribe service of the example
+	// server (on by default), reached at Treff's s2s listener too.
+	fedTreffPubsub = "pubsub." + fedTreff
 	// fedProsodyPubsub is Prosody's pubsub component, configured only
 	// by tests that set federation.prosodyExtra (push_test.go).
 	fedProsodyPubsub = "pubsub." + fedProsody
@@ -94,10 +97,11 @@ const (
 
 // fedAddr is the loopback address of each domain's server.
 var fedAddr = map[string]string{
-	fedTreff:    "127.0.0.2",
-	fedTreffMUC: "127.0.0.2",
-	fedProsody:  "127.0.0.3",
-	fedEjabberd: "127.0.0.4",
+	fedTreff:       "127.0.0.2",
+	fedTreffMUC:    "127.0.0.2",
+	fedTreffPubsub: "127.0.0.2",
+	fedProsody:     "127.0.0.3",
+	fedEjabberd:    "127.0.0.4",
 }
 
 // fedSkip skips the test, or fails it when CI=true (CI installs
@@ -201,11 +205,11 @@ func newFederation(t *testing.T) *federation {
 
 // fedCertNames are the names of a domain's certificate besides the
 // domain itself: Treff presents treff.test's certificate on the streams
-// of its group chat service too, which Prosody checks
+// of its group chat and pubsub services too, which Prosody checks
 // (s2s_secure_auth).
 // Prosody's pubsub component (fedProsodyPubsub, the app server of the
 // push test) presents prosody.test's.
-var fedCertNames = map[string][]string{fedTreff: {fedTreffMUC}, fedProsody: {fedProsodyPubsub}}
+var fedCertNames = map[string][]string{fedTreff: {fedTreffMUC, fedTreffPubsub}, fedProsody: {fedProsodyPubsub}}
 
 // makeCerts writes a new ECDSA CA to caFile and, for each domain, a
 // certificate it signed for that domain and its fedCertNames (DNS-IDs,

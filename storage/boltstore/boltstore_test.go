@@ -566,3 +566,33 @@ func BenchmarkCountOffline(b *testing.B) {
 		}
 	}
 }
+
+// TestPEPConfigFormats: a node configuration without the pubsub service's
+// fields is still written in format 1 (readable by earlier versions), one
+// with them in format 2; both read back as written, and an unknown format
+// is corrupt.
+func TestPEPConfigFormats(t *testing.T) {
+	pepOnly := storage.PEPNodeConfig{AccessModel: storage.AccessPresence, PersistItems: true, MaxItems: 1, Whitelist: []string{"bob@example.org"}}
+	service := pepOnly
+	service.PublishModel = storage.PublishOpen
+	service.Owners = []string{"alice@example.org"}
+	service.Outcasts = []string{"mallory@example.org"}
+	for _, tc := range []struct {
+		cfg    storage.PEPNodeConfig
+		format byte
+	}{{pepOnly, pepConfigV1}, {service, pepConfigV2}} {
+		b := encodePEPConfig(tc.cfg)
+		if b[0] != tc.format {
+			t.Errorf("%+v written in format %d, want %d", tc.cfg, b[0], tc.format)
+		}
+		got, err := decodePEPConfig(b)
+		if err != nil || !reflect.DeepEqual(got, tc.cfg) {
+			t.Errorf("decoded %+v, %v; want %+v", got, err, tc.cfg)
+		}
+	}
+	b := encodePEPConfig(service)
+	b[0] = 3
+	if _, err := decodePEPConfig(b); !errors.Is(err, errCorrupt) {
+		t.Errorf("format 3: %v, want errCorrupt", err)
+	}
+}

@@ -12,7 +12,10 @@ import (
 	"github.com/treff-im/treff/storage"
 )
 
-var _ storage.PEP = (*Store)(nil)
+var (
+	_ storage.PEP              = (*Store)(nil)
+	_ storage.PEPSubscriptions = (*Store)(nil)
+)
 
 // PEP layout. The top-level bucket "pep" holds one bucket per owner (named
 // by bare JID), which holds one bucket per node (named by node name). A
@@ -24,6 +27,8 @@ var _ storage.PEP = (*Store)(nil)
 //     byte 1, the item ID as a uvarint-length-prefixed string, then the
 //     payload. Its bucket sequence is the number of items.
 //   - bucket "ids": key = item ID, value = its sequence number key.
+//   - bucket "subs" (made on the first subscription): key = subscribed
+//     JID, empty value.
 //
 // The node bucket's own sequence is the last sequence number handed out.
 // Owner buckets left without nodes are removed.
@@ -32,10 +37,15 @@ var (
 	keyPEPCfg   = []byte("config")
 	bucketItems = []byte("items")
 	bucketIDs   = []byte("ids")
+	bucketSubs  = []byte("subs")
 )
 
+// Node configuration formats: version 2 adds the publish model and the
+// owner, publisher and outcast lists after version 1's fields; a
+// configuration without them is still written as version 1.
 const (
 	pepConfigV1 = 1
+	pepConfigV2 = 2
 	pepItemV1   = 1
 )
 
@@ -47,7 +57,11 @@ const (
 )
 
 func encodePEPConfig(c storage.PEPNodeConfig) []byte {
+	v2 := c.PublishModel != "" || len(c.Owners) > 0 || len(c.Publishers) > 0 || len(c.Outcasts) > 0
 	b := []byte{pepConfigV1}
+	if v2 {
+		b[0] = pepConfigV2
+	}
 	b = appendString(b, c.AccessModel)
 	var flags byte
 	if c.PersistItems {
@@ -68,13 +82,23 @@ func encodePEPConfig(c storage.PEPNodeConfig) []byte {
 			b = appendString(b, s)
 		}
 	}
+	if v2 {
+		b = appendString(b, c.PublishModel)
+		for _, list := range [][]string{c.Owners, c.Publishers, c.Outcasts} {
+			b = binary.AppendUvarint(b, uint64(len(list)))
+			for _, s := range list {
+				b = appendString(b, s)
+			}
+		}
+	}
 	return b
 }
 
 func decodePEPConfig(v []byte) (storage.PEPNodeConfig, error) {
 	d := decoder{b: v}
 	var c storage.PEPNodeConfig
-	if f := d.byte(); f != pepConfigV1 && d.err == nil {
+	f := d.byte()
+	if f != pepConfigV1 && f != pepConfigV2 && d.err == nil {
 		return c, fmt.Errorf("PEP node config: unknown record format %d: %w", f, errCorrupt)
 	}
 	c.AccessModel = d.string()
@@ -87,7 +111,14 @@ func decodePEPConfig(v []byte) (storage.PEPNodeConfig, error) {
 	c.NotifyDelete = flags&pepNotifyDelete != 0
 	c.MaxItems = int(d.varint())
 	c.Title = d.string()
-	for _, list := range []*[]string{&c.Whitelist, &c.RosterGroups} {
+	lists := []*[]string{&c.Whitelist, &c.RosterGroups}
+	if f == pepConfigV2 {
+		lists = append(lists, &c.Owners, &c.Publishers, &c.Outcasts)
+	}
+	for i, list := range lists {
+		if i == 2 {
+			c.PublishModel = d.string()
+		}
 		if n := d.count(); n > 0 {
 			*list = make([]string, n)
 			for i := range *list {
@@ -447,4 +478,97 @@ func (s *Store) DeletePEPOwner(ctx context.Context, owner string) error {
 		return fail(err, "delete PEP nodes of %q", owner)
 	}
 	return nil
+}
+
+// SubscribePEPNode implements storage.PEPSubscriptions.
+func (s *Store) SubscribePEPNode(ctx context.Context, owner, node, jid string) error {
+	if jid == "" {
+		return fail(errEmptyJID, "subscribe to PEP node")
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		nb, err := pepNode(tx, owner, node)
+		if err != nil {
+			return err
+		}
+		sb, err := nb.CreateBucketIfNotExists(bucketSubs)
+		if err != nil {
+			return err
+		}
+		return sb.Put([]byte(jid), nil)
+	})
+	if err != nil {
+		return fail(err, "subscribe %q to %q of %q", jid, node, owner)
+	}
+	return nil
+}
+
+// UnsubscribePEPNode implements storage.PEPSubscriptions.
+func (s *Store) UnsubscribePEPNode(ctx context.Context, owner, node, jid string) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		nb, err := pepNode(tx, owner, node)
+		if err != nil {
+			return err
+		}
+		sb := nb.Bucket(bucketSubs)
+		if jid == "" || sb == nil || sb.Get([]byte(jid)) == nil {
+			return storage.ErrNotFound
+		}
+		return sb.Delete([]byte(jid))
+	})
+	if err != nil {
+		return fail(err, "unsubscribe %q from %q of %q", jid, node, owner)
+	}
+	return nil
+}
+
+// PEPSubscribers implements storage.PEPSubscriptions.
+func (s *Store) PEPSubscribers(ctx context.Context, owner, node string) ([]string, error) {
+	out := []string{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		nb, err := pepNode(tx, owner, node)
+		if err != nil {
+			return err
+		}
+		sb := nb.Bucket(bucketSubs)
+		if sb == nil {
+			return nil
+		}
+		return sb.ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fail(err, "PEP subscribers of %q of %q", node, owner)
+	}
+	return out, nil
+}
+
+// PEPSubscriptionsOf implements storage.PEPSubscriptions. It visits every
+// node of the owner.
+func (s *Store) PEPSubscriptionsOf(ctx context.Context, owner, jid string) ([]string, error) {
+	if owner == "" || jid == "" {
+		return nil, fail(errEmptyJID, "PEP subscriptions")
+	}
+	var out []string
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketPEP)
+		if root == nil {
+			return nil
+		}
+		ob := root.Bucket([]byte(owner))
+		if ob == nil {
+			return nil
+		}
+		return ob.ForEachBucket(func(k []byte) error {
+			if sb := ob.Bucket(k).Bucket(bucketSubs); sb != nil && sb.Get([]byte(jid)) != nil {
+				out = append(out, string(k[1:]))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fail(err, "PEP subscriptions of %q on %q", jid, owner)
+	}
+	return out, nil
 }

@@ -9,17 +9,24 @@ import (
 	"github.com/treff-im/treff/storage"
 )
 
-var _ storage.PEP = (*Store)(nil)
+var (
+	_ storage.PEP              = (*Store)(nil)
+	_ storage.PEPSubscriptions = (*Store)(nil)
+)
 
 // pepNode is one stored PEP node; items are oldest first.
 type pepNode struct {
 	cfg   storage.PEPNodeConfig
 	items []storage.PEPItem
+	subs  map[string]bool // subscribed JIDs
 }
 
 func copyPEPConfig(c storage.PEPNodeConfig) storage.PEPNodeConfig {
 	c.Whitelist = slices.Clone(c.Whitelist)
 	c.RosterGroups = slices.Clone(c.RosterGroups)
+	c.Owners = slices.Clone(c.Owners)
+	c.Publishers = slices.Clone(c.Publishers)
+	c.Outcasts = slices.Clone(c.Outcasts)
 	return c
 }
 
@@ -206,4 +213,72 @@ func (s *Store) DeletePEPOwner(ctx context.Context, owner string) error {
 	defer s.mu.Unlock()
 	delete(s.pep, owner)
 	return nil
+}
+
+// SubscribePEPNode implements storage.PEPSubscriptions.
+func (s *Store) SubscribePEPNode(ctx context.Context, owner, node, jid string) error {
+	if err := s.lock(ctx, "subscribe to PEP node", jid); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	n, err := s.pepNodeLocked("subscribe to PEP node", owner, node)
+	if err != nil {
+		return err
+	}
+	if n.subs == nil {
+		n.subs = make(map[string]bool)
+	}
+	n.subs[jid] = true
+	return nil
+}
+
+// UnsubscribePEPNode implements storage.PEPSubscriptions.
+func (s *Store) UnsubscribePEPNode(ctx context.Context, owner, node, jid string) error {
+	if err := s.lock(ctx, "unsubscribe from PEP node"); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	n, err := s.pepNodeLocked("unsubscribe from PEP node", owner, node)
+	if err != nil {
+		return err
+	}
+	if !n.subs[jid] {
+		return fmt.Errorf("memstore: unsubscribe %q from %q of %q: %w", jid, node, owner, storage.ErrNotFound)
+	}
+	delete(n.subs, jid)
+	return nil
+}
+
+// PEPSubscribers implements storage.PEPSubscriptions.
+func (s *Store) PEPSubscribers(ctx context.Context, owner, node string) ([]string, error) {
+	if err := s.rlock(ctx, "PEP subscribers"); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	n, err := s.pepNodeLocked("PEP subscribers", owner, node)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(n.subs))
+	for j := range n.subs {
+		out = append(out, j)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// PEPSubscriptionsOf implements storage.PEPSubscriptions.
+func (s *Store) PEPSubscriptionsOf(ctx context.Context, owner, jid string) ([]string, error) {
+	if err := s.rlock(ctx, "PEP subscriptions", owner, jid); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	var out []string
+	for name, n := range s.pep[owner] {
+		if n.subs[jid] {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

@@ -19,6 +19,10 @@ var pepTests = []test{
 	{name: "DeleteOwner", fn: testPEPDeleteOwner},
 	{name: "CancelledContext", fn: cancelled(pepCalls)},
 	{name: "EmptyJID", fn: emptyJID(pepCalls)},
+	{name: "Affiliations", fn: testPEPAffiliations},
+	{name: "Subscriptions", fn: testPEPSubscriptions},
+	{name: "SubscriptionsCancelledContext", fn: cancelled(pepSubCalls)},
+	{name: "SubscriptionsEmptyJID", fn: emptyJID(pepSubCalls)},
 }
 
 const (
@@ -239,4 +243,128 @@ func testPEPDeleteOwner(t *testing.T, ctx context.Context, s storage.Store) {
 	// The owner can start again.
 	must(t, p.CreatePEPNode(ctx, alice, pepDevices, storage.PEPNodeConfig{}), "CreatePEPNode after DeletePEPOwner")
 	wantPEPIDs(t, p, ctx, alice, pepDevices, nil, 0)
+}
+
+// testPEPAffiliations: the fields a pubsub service adds to a node's
+// configuration (publish model, owners, publishers, outcasts) survive a
+// round trip, and a service JID is an owner key like a bare JID.
+func testPEPAffiliations(t *testing.T, ctx context.Context, s storage.Store) {
+	p := pepStore(t, s)
+	const service = "pubsub.example.org"
+	cfg := storage.PEPNodeConfig{
+		AccessModel: storage.AccessOpen, PersistItems: true, MaxItems: 10,
+		PublishModel: storage.PublishOpen,
+		Owners:       []string{alice}, Publishers: []string{bob, "dave@example.net"},
+		Outcasts: []string{carol}, Whitelist: []string{"erin@example.net"},
+	}
+	must(t, p.CreatePEPNode(ctx, service, "rtbl", cfg), "CreatePEPNode on a service")
+	got, err := p.PEPNodeConfig(ctx, service, "rtbl")
+	must(t, err, "PEPNodeConfig")
+	if !reflect.DeepEqual(got, cfg) {
+		t.Errorf("PEPNodeConfig = %+v, want %+v", got, cfg)
+	}
+	got.Publishers[0] = "mallory@example.org"
+	if again, _ := p.PEPNodeConfig(ctx, service, "rtbl"); again.Publishers[0] != bob {
+		t.Error("changing a returned config changed the stored one")
+	}
+	cfg.Owners = append(cfg.Owners, bob)
+	cfg.Outcasts = nil
+	cfg.PublishModel = storage.PublishPublishers
+	must(t, p.SetPEPNodeConfig(ctx, service, "rtbl", cfg), "SetPEPNodeConfig")
+	if got, _ := p.PEPNodeConfig(ctx, service, "rtbl"); !reflect.DeepEqual(got, cfg) {
+		t.Errorf("after SetPEPNodeConfig: %+v, want %+v", got, cfg)
+	}
+}
+
+func pepSubStore(t *testing.T, s storage.Store) (storage.PEP, storage.PEPSubscriptions) {
+	t.Helper()
+	p := pepStore(t, s)
+	return p, as[storage.PEPSubscriptions](t, s)
+}
+
+func wantStrings(t *testing.T, what string, got []string, err error, want ...string) {
+	t.Helper()
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s = %q, want %q", what, got, want)
+		return
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("%s = %q, want %q", what, got, want)
+			return
+		}
+	}
+}
+
+// testPEPSubscriptions: subscriptions per node and subscriber, listed
+// sorted, removed with their node or owner, kept by a purge.
+func testPEPSubscriptions(t *testing.T, ctx context.Context, s storage.Store) {
+	p, ps := pepSubStore(t, s)
+	const service = "pubsub.example.org"
+	wantErr(t, ps.SubscribePEPNode(ctx, alice, pepDevices, bob), storage.ErrNotFound, "SubscribePEPNode to a missing node")
+	if _, err := ps.PEPSubscribers(ctx, alice, pepDevices); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("PEPSubscribers of a missing node: %v, want ErrNotFound", err)
+	}
+	subs, err := ps.PEPSubscriptionsOf(ctx, alice, bob)
+	wantStrings(t, "PEPSubscriptionsOf without nodes", subs, err)
+	for _, node := range []string{pepDevices, pepAvatar} {
+		must(t, p.CreatePEPNode(ctx, alice, node, storage.PEPNodeConfig{}), "CreatePEPNode")
+	}
+	must(t, p.CreatePEPNode(ctx, service, pepDevices, storage.PEPNodeConfig{}), "CreatePEPNode on a service")
+	must(t, ps.SubscribePEPNode(ctx, alice, pepDevices, bob), "SubscribePEPNode bob")
+	must(t, ps.SubscribePEPNode(ctx, alice, pepDevices, bob), "SubscribePEPNode bob again")
+	must(t, ps.SubscribePEPNode(ctx, alice, pepDevices, carol+"/phone"), "SubscribePEPNode carol's resource")
+	must(t, ps.SubscribePEPNode(ctx, alice, pepAvatar, bob), "SubscribePEPNode bob avatar")
+	must(t, ps.SubscribePEPNode(ctx, service, pepDevices, "example.net"), "SubscribePEPNode a server")
+	subs, err = ps.PEPSubscribers(ctx, alice, pepDevices)
+	wantStrings(t, "PEPSubscribers", subs, err, bob, carol+"/phone")
+	subs, err = ps.PEPSubscriptionsOf(ctx, alice, bob)
+	wantStrings(t, "PEPSubscriptionsOf bob", subs, err, pepDevices, pepAvatar)
+	subs, err = ps.PEPSubscriptionsOf(ctx, alice, carol)
+	wantStrings(t, "PEPSubscriptionsOf carol's bare JID", subs, err)
+	subs, err = ps.PEPSubscribers(ctx, service, pepDevices)
+	wantStrings(t, "PEPSubscribers of the service's node", subs, err, "example.net")
+
+	wantErr(t, ps.UnsubscribePEPNode(ctx, alice, pepDevices, carol), storage.ErrNotFound, "UnsubscribePEPNode of a non-subscriber")
+	wantErr(t, ps.UnsubscribePEPNode(ctx, bob, pepDevices, alice), storage.ErrNotFound, "UnsubscribePEPNode from a missing node")
+	must(t, ps.UnsubscribePEPNode(ctx, alice, pepDevices, carol+"/phone"), "UnsubscribePEPNode")
+	subs, err = ps.PEPSubscribers(ctx, alice, pepDevices)
+	wantStrings(t, "PEPSubscribers after unsubscribe", subs, err, bob)
+
+	// A purge keeps subscriptions, a deletion removes them, and a node
+	// created again starts without any.
+	must(t, p.PublishPEPItem(ctx, alice, pepDevices, pepItem("a"), 0), "PublishPEPItem")
+	must(t, p.PurgePEPNode(ctx, alice, pepDevices), "PurgePEPNode")
+	subs, err = ps.PEPSubscribers(ctx, alice, pepDevices)
+	wantStrings(t, "PEPSubscribers after purge", subs, err, bob)
+	must(t, p.DeletePEPNode(ctx, alice, pepDevices), "DeletePEPNode")
+	must(t, p.CreatePEPNode(ctx, alice, pepDevices, storage.PEPNodeConfig{}), "CreatePEPNode again")
+	subs, err = ps.PEPSubscribers(ctx, alice, pepDevices)
+	wantStrings(t, "PEPSubscribers of a node created again", subs, err)
+	subs, err = ps.PEPSubscriptionsOf(ctx, alice, bob)
+	wantStrings(t, "PEPSubscriptionsOf after the deletion", subs, err, pepAvatar)
+
+	must(t, p.DeletePEPOwner(ctx, alice), "DeletePEPOwner")
+	subs, err = ps.PEPSubscriptionsOf(ctx, alice, bob)
+	wantStrings(t, "PEPSubscriptionsOf after DeletePEPOwner", subs, err)
+	subs, err = ps.PEPSubscribers(ctx, service, pepDevices)
+	wantStrings(t, "the service's subscribers after deleting alice's nodes", subs, err, "example.net")
+}
+
+func pepSubCalls(t *testing.T, ctx context.Context, s storage.Store) []call {
+	p, ps := pepSubStore(t, s)
+	const node = "urn:example:node"
+	must(t, p.CreatePEPNode(ctx, alice, node, storage.PEPNodeConfig{}), "CreatePEPNode")
+	must(t, ps.SubscribePEPNode(ctx, alice, node, bob), "SubscribePEPNode")
+	return []call{
+		{"SubscribePEPNode(jid)", carol, func(ctx context.Context, j string) error { return ps.SubscribePEPNode(ctx, alice, node, j) }},
+		{"UnsubscribePEPNode", "", func(ctx context.Context, j string) error { return ps.UnsubscribePEPNode(ctx, alice, node, bob) }},
+		{"PEPSubscribers", "", func(ctx context.Context, j string) error { _, err := ps.PEPSubscribers(ctx, alice, node); return err }},
+		{"PEPSubscriptionsOf(owner)", alice, func(ctx context.Context, j string) error { _, err := ps.PEPSubscriptionsOf(ctx, j, bob); return err }},
+		{"PEPSubscriptionsOf(jid)", bob, func(ctx context.Context, j string) error { _, err := ps.PEPSubscriptionsOf(ctx, alice, j); return err }},
+	}
 }
