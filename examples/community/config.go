@@ -198,6 +198,16 @@ type Config struct {
 	// registration_per_address, as COUNT/DURATION), kept in memory only.
 	// Default: 3/1h.
 	RegistrationPerAddress register.Limit
+	// AuthLimit limits failed logins per client address (key auth_limit,
+	// as COUNT/DURATION; IPv6 per /64), kept in memory only; then the
+	// address gets temporary-auth-failure until one attempt comes back
+	// every DURATION/COUNT. Default: 20/1h (ejabberd mod_fail2ban's).
+	AuthLimit register.Limit
+	// AuthLimitAccount is the ceiling of failed logins per account (key
+	// auth_limit_account, COUNT/DURATION): over it, the account's logins
+	// from addresses that failed recently are refused; its owner
+	// elsewhere is not locked out. Default: 100/1h.
+	AuthLimitAccount register.Limit
 	// RegistrationGlobal limits registrations on the whole server (key
 	// registration_global, as COUNT/DURATION). Default: 60/1h.
 	RegistrationGlobal register.Limit
@@ -327,6 +337,8 @@ func Default() Config {
 		RegistrationMinPassword: 8,
 		RegistrationPerAddress:  register.Limit{N: 3, Period: time.Hour},
 		RegistrationGlobal:      register.Limit{N: 60, Period: time.Hour},
+		AuthLimit:               register.Limit{N: 20, Period: time.Hour},
+		AuthLimitAccount:        register.Limit{N: 100, Period: time.Hour},
 		RegistrationHoldDeleted: 30 * 24 * time.Hour,
 		InviteValidity:          7 * 24 * time.Hour,
 		MUC:                     true,
@@ -598,6 +610,12 @@ var options = []option{
 	}},
 	{"registration_per_address", "registrations allowed per client address (`COUNT/DURATION`, e.g. 3/1h)", func(c *Config, v string) error {
 		return setLimit(&c.RegistrationPerAddress, v)
+	}},
+	{"auth_limit", "failed logins allowed per client address (`COUNT/DURATION`, e.g. 20/1h; IPv6 per /64), then temporary-auth-failure", func(c *Config, v string) error {
+		return setLimit(&c.AuthLimit, v)
+	}},
+	{"auth_limit_account", "failed logins per account (`COUNT/DURATION`) over which its logins from addresses that failed are refused", func(c *Config, v string) error {
+		return setLimit(&c.AuthLimitAccount, v)
 	}},
 	{"registration_global", "registrations allowed on the whole server (`COUNT/DURATION`, e.g. 60/1h)", func(c *Config, v string) error {
 		return setLimit(&c.RegistrationGlobal, v)

@@ -111,6 +111,8 @@ registration = Open
 registration_min_password = 12
 registration_per_address = 1/10m
 registration_global = 100 / 24h
+auth_limit = 5/10m
+auth_limit_account = 30/1h
 expire_after = 180d
 registration_hold_deleted = 7d
 admins = Boss@Example.org, ops@chat.example.net
@@ -189,6 +191,8 @@ fast_rotate = 12h
 		RegistrationMinPassword: 12,
 		RegistrationPerAddress:  register.Limit{N: 1, Period: 10 * time.Minute},
 		RegistrationGlobal:      register.Limit{N: 100, Period: 24 * time.Hour},
+		AuthLimit:               register.Limit{N: 5, Period: 10 * time.Minute},
+		AuthLimitAccount:        register.Limit{N: 30, Period: time.Hour},
 		ExpireAfter:             180 * 24 * time.Hour,
 		RegistrationHoldDeleted: 7 * 24 * time.Hour,
 		Admins:                  []string{"boss@example.org", "ops@chat.example.net"},

@@ -26,6 +26,7 @@ import (
 	"github.com/treff-im/treff/adhoc"
 	treffadmin "github.com/treff-im/treff/admin"
 	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/component"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
@@ -424,6 +425,10 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		}
 	}
 	srv.Modules = append(srv.Modules, tokens)
+	srv.Modules = append(srv.Modules, &authlimit.Module{
+		PerAddress: authlimit.Rate(cfg.AuthLimit),
+		PerAccount: authlimit.Rate(cfg.AuthLimitAccount),
+	})
 	srv.Modules = append(srv.Modules, reg, ah, &treffadmin.Module{
 		AdHoc:          ah,
 		Admins:         cfg.Admins,
