@@ -2,7 +2,8 @@
 // as XEP-0050 ad-hoc commands (package adhoc), for the JIDs listed as
 // admins: add a user, delete users, change a user's password, count and
 // list the registered users, count the online users, announce to every
-// online user, and switch the in-band registration policy. It also offers
+// online user, disable (suspend) and re-enable users, and switch the
+// in-band registration policy. It also offers
 // the XEP-0401 invitation command (urn:xmpp:invite#invite) to admins and,
 // if allowed, to every local user.
 package admin
@@ -111,6 +112,8 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 			adhoc.Field{Var: "subject", Type: "text-single", Label: "Subject"},
 			adhoc.Field{Var: "announcement", Type: "text-multi", Label: "Announcement", Required: true}), Run: m.announce},
 	}
+	cmds = append(cmds, m.suspendCommands(isAdmin)...)
+	r.GuardLogins(m)
 	if m.Register != nil {
 		cmds = append(cmds,
 			adhoc.Command{Node: NodeRegistration, Name: "Registration policy", Allowed: isAdmin, Form: m.registrationForm, Run: m.setRegistration},

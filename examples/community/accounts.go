@@ -191,7 +191,13 @@ func (a *accounts) devices(ctx context.Context, user, revoke string) ([]string, 
 		} else if err != nil {
 			return nil, err
 		}
-		if err := tokens.DeleteFastDevice(ctx, u, revoke); err != nil {
+		if fm := fastModuleOf(a.srv); fm != nil {
+			// Through the module: the device's sessions end too.
+			bare, _ := jid.Parse(u)
+			if err := fm.Revoke(ctx, bare, revoke); err != nil {
+				return nil, err
+			}
+		} else if err := tokens.DeleteFastDevice(ctx, u, revoke); err != nil {
 			return nil, err
 		}
 		a.logInfo("FAST device logged out", u)
@@ -206,6 +212,14 @@ func (a *accounts) devices(ctx context.Context, user, revoke string) ([]string, 
 		out[i] = fast.DescribeDevice(d)
 	}
 	return out, nil
+}
+
+// fastModuleOf returns srv's FAST module, or nil (also for no server).
+func fastModuleOf(srv *treff.Server) *fast.Module {
+	if srv == nil {
+		return nil
+	}
+	return fastModule(srv)
 }
 
 // listUsers returns the bare JIDs of all accounts, sorted.

@@ -75,7 +75,14 @@ const usageText = `Usage:
   community passwd [flags] JID      change an account's password
   community deluser [flags] JID     delete an account, its roster and offline messages
   community deluser -batch < FILE   delete the accounts listed one JID per line
-  community users [flags]           list the accounts (-count: their number)
+  community users [flags]           list the accounts (-count: their number;
+                                    -recent: those created in the last 7 days
+                                    (-days N), with their state)
+  community suspend [-reason R] JID the account keeps its data but cannot
+                                    log in; its sessions end
+  community unsuspend JID           lift a suspension
+  community ban JID                 delete the account and hold its name
+                                    for good
   community devices [flags] JID     list the devices that log in with FAST
                                     tokens: user agent id, software, device,
                                     last use
@@ -109,6 +116,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdServe(ctx, args, stderr)
 	case "adduser", "passwd", "deluser", "users":
 		err = cmdAdmin(cmd, args, stdin, stdout, stderr)
+	case "suspend", "unsuspend", "ban":
+		err = cmdSuspend(cmd, args, stdout, stderr)
 	case "registration":
 		err = cmdRegistration(args, stdout, stderr)
 	case "expire":
@@ -235,9 +244,12 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 	var batch bool
 	withUser := cmd != "users"
 	withPassword := cmd == "adduser" || cmd == "passwd"
-	var count bool
+	var count, recent bool
+	var days int
 	if cmd == "users" {
 		f.fs.BoolVar(&count, "count", false, "print only the number of accounts")
+		f.fs.BoolVar(&recent, "recent", false, "list the accounts created in the last -days days, newest first, with creation, last login, approval and suspension")
+		f.fs.IntVar(&days, "days", 7, "with -recent: how many `days` back")
 	}
 	if withPassword {
 		f.fs.StringVar(&password, "password", "", "the `password` (default: read one line from standard input)")
@@ -268,6 +280,12 @@ func cmdAdmin(cmd string, args []string, stdin io.Reader, stdout, stderr io.Writ
 		return adminBatch(cfg, cmd, withPassword, stdin, stdout)
 	}
 	req := adminRequest{Cmd: cmd}
+	if recent {
+		if days < 1 {
+			return usageErrorf("-days must be at least 1")
+		}
+		req.Cmd, req.Before = "recent", time.Now().Add(-time.Duration(days)*24*time.Hour)
+	}
 	if withUser {
 		j, err := parseUser(pos[0])
 		if err != nil {
@@ -605,7 +623,7 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	if req.Cmd != "adduser" && !(req.Cmd == "invite" && !req.List) {
 		// Do not create a data folder or database just to find it empty.
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if req.Cmd == "users" || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) || (req.Cmd == "devices" && req.Agent == "") {
+			if req.Cmd == "users" || req.Cmd == "recent" || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) || (req.Cmd == "devices" && req.Agent == "") {
 				return adminResponse{OK: true}, nil
 			}
 			return adminResponse{}, notFound(req.JID)
@@ -640,6 +658,8 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 		resp.Users, err = a.inviteRequest(ctx, req)
 	case "devices":
 		resp.Users, err = a.devices(ctx, req.JID, req.Agent)
+	default:
+		_, err = a.doAbuse(ctx, req, &resp)
 	}
 	if cerr := store.Close(); err == nil && cerr != nil {
 		err = cerr

@@ -75,6 +75,8 @@ type adminRequest struct {
 	List   bool   `json:"list,omitempty"`
 	// Agent is for devices: the user agent id to log out, "" to list.
 	Agent string `json:"agent,omitempty"`
+	// Reason is for suspend.
+	Reason string `json:"reason,omitempty"`
 }
 
 type adminResponse struct {
@@ -245,7 +247,10 @@ func (a *adminServer) do(line []byte) adminResponse {
 	case "announce":
 		resp.Sent, err = a.acct.announce(req.Subject, req.Body)
 	default:
-		err = usageErrorf("unknown command %q", req.Cmd)
+		var ok bool
+		if ok, err = a.acct.doAbuse(ctx, req, &resp); !ok {
+			err = usageErrorf("unknown command %q", req.Cmd)
+		}
 	}
 	if err != nil {
 		kind := errorKind(err)
