@@ -88,6 +88,11 @@ type Module struct {
 	// Limit is the most JIDs a list may hold. 0 means DefaultLimit;
 	// negative means no limit.
 	Limit int
+	// OnReport, if set, is given each spam or abuse report (XEP-0377)
+	// that came with a block, after the block is in place; the feature
+	// urn:xmpp:reporting:1 is advertised only then. It must not block
+	// for long.
+	OnReport func(ctx context.Context, r Report)
 
 	srv        *treff.Server
 	interested *treff.SessionState[bool] // fetched the list
@@ -113,6 +118,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	r.AddFeature(NS)
+	if m.OnReport != nil {
+		r.AddFeature(NSReporting)
+	}
 	// A block list filters before any other module sees the stanza.
 	r.InPhase(treff.PhaseFilter).OnAccountStanza(m.inbound)
 	r.InPhase(treff.PhaseFilter).OnAccountOutbound(m.outbound)
@@ -366,7 +374,8 @@ func insertBlocked(b []byte) []byte {
 type request struct {
 	XMLName xml.Name
 	Items   []struct {
-		JID *string `xml:"jid,attr"`
+		JID    *string     `xml:"jid,attr"`
+		Report *reportElem `xml:"urn:xmpp:reporting:1 report"`
 	} `xml:"item"`
 }
 
@@ -421,6 +430,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		if err := m.block(ctx, user, jids); err != nil {
 			return nil, err
 		}
+		m.report(ctx, m.reports(user, req))
 	} else if err := m.unblock(ctx, user, jids); err != nil {
 		return nil, err
 	}
