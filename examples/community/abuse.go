@@ -18,8 +18,9 @@ import (
 // The admin commands against abuse: suspend, unsuspend, ban, users
 // -recent.
 
-// banHold is how long a banned account's name stays held: for good.
-var banHold = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+// banHold is until when a banned account's name stays held: for good
+// (a hundred years; storage keeps times as int64 nanoseconds).
+func banHold() time.Time { return time.Now().AddDate(100, 0, 0) }
 
 // suspend suspends the account: it keeps its data, cannot log in (its
 // logins get <account-disabled/> with the reason), and its sessions end.
@@ -78,7 +79,7 @@ func (a *accounts) ban(ctx context.Context, user string) error {
 	if err := a.deleteUser(ctx, u); err != nil {
 		return err
 	}
-	if err := held.HoldName(ctx, u, banHold); err != nil {
+	if err := held.HoldName(ctx, u, banHold()); err != nil {
 		return fmt.Errorf("the account is deleted, but holding its name failed: %w", err)
 	}
 	a.logInfo("account banned", u)

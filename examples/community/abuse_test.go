@@ -63,7 +63,7 @@ func TestAdminSuspendBan(t *testing.T) {
 	if _, err := store.Account(ctx, "bob@localhost"); err == nil {
 		t.Error("bob exists after ban")
 	}
-	if until, err := store.NameHeldUntil(ctx, "bob@localhost"); err != nil || until.Year() != 9999 {
+	if until, err := store.NameHeldUntil(ctx, "bob@localhost"); err != nil || until.Year() < 2120 {
 		t.Errorf("bob's name held until %v, %v", until, err)
 	}
 	for _, tc := range []struct {

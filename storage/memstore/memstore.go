@@ -43,22 +43,24 @@ var errEmptyJID = errors.New("empty JID")
 // Store is an in-memory storage.Store. The zero value is not usable; create
 // one with New.
 type Store struct {
-	mu       sync.RWMutex
-	closed   bool
-	accounts map[string]storage.Account
-	rosters  map[string]*roster
-	offline  map[string][]storage.OfflineMessage
-	last     map[string]lastSeen
-	held     map[string]time.Time
-	invites  map[string]storage.Invite
-	rooms    map[string]storage.Room
-	private  map[string]map[string][]byte             // user -> key -> document (private.go)
-	blocks   map[string]map[string]bool               // user -> blocked JIDs (blocklist.go)
-	pep      map[string]map[string]*pepNode           // owner -> node name -> node
-	archive  *archives                                // message archives (archive.go)
-	uploads  map[string]storage.Upload                // by ID (upload.go)
-	fast     map[string]map[string]storage.FastDevice // user -> agent -> device (fast.go)
-	push     map[string]map[pushKey][]byte            // user -> registration -> form (push.go)
+	mu        sync.RWMutex
+	closed    bool
+	accounts  map[string]storage.Account
+	rosters   map[string]*roster
+	offline   map[string][]storage.OfflineMessage
+	last      map[string]lastSeen
+	held      map[string]time.Time
+	reports   []storage.Report // spam reports, oldest first
+	reportSeq uint64
+	invites   map[string]storage.Invite
+	rooms     map[string]storage.Room
+	private   map[string]map[string][]byte             // user -> key -> document (private.go)
+	blocks    map[string]map[string]bool               // user -> blocked JIDs (blocklist.go)
+	pep       map[string]map[string]*pepNode           // owner -> node name -> node
+	archive   *archives                                // message archives (archive.go)
+	uploads   map[string]storage.Upload                // by ID (upload.go)
+	fast      map[string]map[string]storage.FastDevice // user -> agent -> device (fast.go)
+	push      map[string]map[pushKey][]byte            // user -> registration -> form (push.go)
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

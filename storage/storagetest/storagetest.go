@@ -104,6 +104,7 @@ var groups = []group{
 	{"Archive", archiveTests},
 	{"Uploads", uploadTests},
 	{"FastTokens", fastTests},
+	{"Reports", reportTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},
