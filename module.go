@@ -152,6 +152,7 @@ type modules struct {
 	closed       []hook[SessionHook]
 	fromClient   []hook[StanzaHook]
 	toAccount    []hook[StanzaHook]
+	toHost       []hook[StanzaHook]
 	outbound     []hook[StanzaHook]
 	delivered    []hook[DeliveredHook]
 	undeliver    []hook[StanzaHook]
@@ -364,6 +365,15 @@ func (r *Registry) OnClientStanza(h StanzaHook) {
 // stanza-id) may change it with Stanza.Rewrite.
 func (r *Registry) OnAccountStanza(h StanzaHook) {
 	r.m.toAccount = append(r.m.toAccount, newHook(r, h))
+}
+
+// OnHostStanza registers a hook run for every message and presence
+// addressed to one of the server's hosts (the server itself, a JID
+// without localpart), from anyone: for instance publish-subscribe
+// notifications of a subscription the server holds (a real-time block
+// list). Returning true stops the stanza from reaching later hooks.
+func (r *Registry) OnHostStanza(h StanzaHook) {
+	r.m.toHost = append(r.m.toHost, newHook(r, h))
 }
 
 // OnAccountOutbound registers a hook run for every stanza that leaves a

@@ -85,8 +85,10 @@ func (srv *Server) toSelf(ctx context.Context, st *Stanza, from *Session) {
 // toHost handles stanzas addressed to one of the server's hosts.
 func (srv *Server) toHost(ctx context.Context, st *Stanza) {
 	if st.Kind != KindIQ {
-		// Messages and presence to the server itself go to modules through
-		// OnClientStanza; nothing else is done with them.
+		// Messages and presence to the server itself go to the
+		// OnHostStanza hooks (a local client's went through
+		// OnClientStanza before); nothing else is done with them.
+		srv.stanzaHooks(ctx, srv.mods.toHost, st)
 		return
 	}
 	if st.Type != "get" && st.Type != "set" {

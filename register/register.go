@@ -92,6 +92,10 @@ var DefaultReserved = []string{
 
 // Module is the in-band registration module.
 type Module struct {
+	// OnRegistered, if set, is called after an account was created by
+	// in-band registration (with an invitation or not), e.g. to tell the
+	// admins. It must not block for long.
+	OnRegistered func(ctx context.Context, user jid.JID, invited bool)
 	// Policy is the policy at start; SetPolicy changes it later. Empty
 	// means Closed.
 	Policy Policy
@@ -358,6 +362,9 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 	}
 	m.forget(ctx)
 	m.srv.Log().Info("account registered", "jid", account.String(), "invited", inv.Token != "")
+	if m.OnRegistered != nil {
+		m.OnRegistered(ctx, account, inv.Token != "")
+	}
 	return nil, nil
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/abuse"
 	treffadmin "github.com/treff-im/treff/admin"
 	"github.com/treff-im/treff/storage"
 )
@@ -179,6 +181,165 @@ func (a *accounts) doAbuse(ctx context.Context, req adminRequest, resp *adminRes
 	case "recent":
 		resp.Users, err = a.recent(ctx, req.Before)
 		return true, err
+	case "block", "unblock":
+		resp.Users, err = a.blockList(ctx, req.Entries, req.Cmd == "unblock")
+		return true, err
+	case "reports":
+		resp.Users, err = a.reports(ctx, req.Agent)
+		return true, err
 	}
 	return false, nil
+}
+
+// abuseModule returns srv's abuse module, or nil (also for no server).
+func abuseModule(srv *treff.Server) *abuse.Module {
+	if srv == nil {
+		return nil
+	}
+	for _, m := range srv.Modules {
+		if a, ok := m.(*abuse.Module); ok {
+			return a
+		}
+	}
+	return nil
+}
+
+// blockList changes or lists the server-wide block list: entries are
+// blocked (or with unblock, unblocked); without entries it lists the
+// list and the real-time block lists' sizes.
+func (a *accounts) blockList(ctx context.Context, entries []string, unblock bool) ([]string, error) {
+	if m := abuseModule(a.srv); m != nil {
+		var err error
+		switch {
+		case len(entries) == 0:
+		case unblock:
+			err = m.Unblock(ctx, entries...)
+		default:
+			err = m.Block(ctx, entries...)
+		}
+		if err != nil {
+			return nil, usageErrorf("%v", err)
+		}
+		if len(entries) > 0 {
+			return nil, nil
+		}
+		list, feeds, err := m.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for f, n := range feeds {
+			list = append(list, fmt.Sprintf("# real-time block list %s: %d entries", f, n))
+		}
+		return list, nil
+	}
+	// No server runs: the stored list alone.
+	bl, ok := a.store.(storage.Blocklists)
+	if !ok {
+		return nil, errors.New("the store keeps no block lists")
+	}
+	var norm []string
+	for _, e := range entries {
+		j, err := jid.Parse(strings.TrimSpace(e))
+		if err != nil || j.Resourcepart() != "" {
+			return nil, usageErrorf("%q is not a domain, a bare JID or a SHA-256 hash", e)
+		}
+		if !unblock && slices.Contains(a.domains, j.Domainpart()) {
+			return nil, usageErrorf("%s is served here: delete or suspend the account instead", j)
+		}
+		norm = append(norm, strings.ToLower(j.String()))
+	}
+	switch {
+	case len(norm) == 0:
+		list, err := bl.Blocklist(ctx, abuse.ListKey)
+		slices.Sort(list)
+		return list, err
+	case unblock:
+		return nil, bl.Unblock(ctx, abuse.ListKey, norm)
+	default:
+		return nil, bl.Block(ctx, abuse.ListKey, norm)
+	}
+}
+
+// reports lists the spam reports, oldest first, or deletes one.
+func (a *accounts) reports(ctx context.Context, del string) ([]string, error) {
+	rs, ok := a.store.(storage.Reports)
+	if !ok {
+		return nil, errors.New("the store keeps no reports")
+	}
+	if del != "" {
+		if err := rs.DeleteReport(ctx, del); errors.Is(err, storage.ErrNotFound) {
+			return nil, &cmdError{kind: kindNotFound, msg: fmt.Sprintf("no report %s", del)}
+		} else if err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	list, err := rs.ListReports(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(list))
+	for i, r := range list {
+		out[i] = r.ID + " " + abuse.DescribeReport(r)
+	}
+	return out, nil
+}
+
+// cmdBlock runs block and unblock.
+func cmdBlock(cmd string, args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community "+cmd, stderr, "data", "domain")
+	if cmd == "block" {
+		f.usage("Usage: community block [flags] DOMAIN|JID|SHA256...   block them server-wide\n       community block [flags]                        list the server's block list\n")
+	} else {
+		f.usage("Usage: community unblock [flags] DOMAIN|JID|SHA256...\n")
+	}
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if cmd == "unblock" && len(pos) == 0 {
+		return usageErrorf("unblock needs at least one entry")
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	resp, err := admin(cfg, adminRequest{Cmd: cmd, Entries: pos})
+	if err != nil {
+		return err
+	}
+	for _, l := range resp.Users {
+		fmt.Fprintln(stdout, l)
+	}
+	return nil
+}
+
+// cmdReports lists the spam reports or deletes one.
+func cmdReports(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community reports", stderr, "data", "domain")
+	var del string
+	f.fs.StringVar(&del, "delete", "", "delete the report with this `id` (the first column)")
+	f.usage("Usage: community reports [flags]\n")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageErrorf("reports takes no arguments")
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	resp, err := admin(cfg, adminRequest{Cmd: "reports", Agent: del})
+	if err != nil {
+		return err
+	}
+	if del != "" {
+		fmt.Fprintf(stdout, "report %s deleted\n", del)
+	}
+	for _, l := range resp.Users {
+		fmt.Fprintln(stdout, l)
+	}
+	return nil
 }

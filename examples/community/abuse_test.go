@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/treff-im/treff/storage"
 )
 
 // TestAdminSuspendBan suspends, lists, unsuspends and bans an account
@@ -77,5 +79,52 @@ func TestAdminSuspendBan(t *testing.T) {
 		if _, e := call(tc.req); !strings.HasPrefix(e, tc.want) {
 			t.Errorf("%+v: got %q, want %q...", tc.req, e, tc.want)
 		}
+	}
+}
+
+// TestAdminBlockReports blocks and unblocks server-wide and lists and
+// deletes reports through the admin protocol.
+func TestAdminBlockReports(t *testing.T) {
+	path, a, store := startAdmin(t)
+	if err := a.acct.srv.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	call := func(req adminRequest) (adminResponse, string) {
+		t.Helper()
+		resp, err := callAdmin(path, req)
+		if err != nil {
+			return resp, errorKind(err) + ": " + err.Error()
+		}
+		return resp, ""
+	}
+	if _, e := call(adminRequest{Cmd: "block", Entries: []string{"spam.example", "troll@other.example"}}); e != "" {
+		t.Fatal(e)
+	}
+	if _, e := call(adminRequest{Cmd: "block", Entries: []string{"x@localhost"}}); !strings.HasPrefix(e, "usage: x@localhost is served here") {
+		t.Errorf("blocking a local JID: %q", e)
+	}
+	if _, e := call(adminRequest{Cmd: "unblock", Entries: []string{"troll@other.example"}}); e != "" {
+		t.Fatal(e)
+	}
+	resp, e := call(adminRequest{Cmd: "block"})
+	if e != "" || strings.Join(resp.Users, " ") != "spam.example" {
+		t.Errorf("block list: %q %q", resp.Users, e)
+	}
+	ctx := context.Background()
+	id, err := store.AddReport(ctx, storage.Report{Time: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC), Reporter: "alice@localhost",
+		Reported: "spam@spam.example", Reason: "urn:xmpp:reporting:spam", Text: "pills", MessageIDs: []string{"alice@localhost abc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, e = call(adminRequest{Cmd: "reports"})
+	want := id + " 2026-12-01 09:30 UTC alice@localhost reported spam@spam.example (spam), 1 message id(s): alice@localhost abc: pills"
+	if e != "" || len(resp.Users) != 1 || resp.Users[0] != want {
+		t.Errorf("reports: %q %q, want %q", resp.Users, e, want)
+	}
+	if _, e := call(adminRequest{Cmd: "reports", Agent: id}); e != "" {
+		t.Fatal(e)
+	}
+	if _, e := call(adminRequest{Cmd: "reports", Agent: id}); !strings.HasPrefix(e, "notfound: no report") {
+		t.Errorf("deleting twice: %q", e)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/treff-im/treff/abuse"
 	"github.com/treff-im/treff/bosh"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/muc"
@@ -271,6 +272,16 @@ type Config struct {
 	// (XEP-0133) from their client (key admins, comma-separated).
 	// Default: none.
 	Admins []string
+	// RTBL are the real-time block lists the server follows (key rtbl,
+	// comma-separated JID/NODE, e.g. xmppbl.org/muc_bans_sha256): pubsub
+	// nodes whose items name domains, JIDs or their SHA-256 hashes,
+	// blocked like the server's own list (community block). Default:
+	// none.
+	RTBL []string
+	// NotifyRegistrations sends the admins a message on each account
+	// created by in-band registration (key notify_registrations: yes or
+	// no). Default: yes. Spam reports (XEP-0377) always go to them.
+	NotifyRegistrations bool
 	// InvitesByUsers lets every user create invitation links from their
 	// client, not only admins (key invites_by_users: yes or no).
 	// Default: no.
@@ -341,6 +352,7 @@ func Default() Config {
 		AuthLimitAccount:        register.Limit{N: 100, Period: time.Hour},
 		RegistrationHoldDeleted: 30 * 24 * time.Hour,
 		InviteValidity:          7 * 24 * time.Hour,
+		NotifyRegistrations:     true,
 		MUC:                     true,
 		MUCMaxOccupants:         200,
 		MUCMaxHistory:           20,
@@ -671,6 +683,23 @@ var options = []option{
 	}},
 	{"admins", "comma-separated `JIDs` allowed to run the administration commands from their client", func(c *Config, v string) error {
 		return setJIDs(&c.Admins, v)
+	}},
+	{"rtbl", "comma-separated real-time block lists to follow, as `JID/NODE` (e.g. xmppbl.org/muc_bans_sha256)", func(c *Config, v string) error {
+		var out []string
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			if _, err := abuse.ParseFeed(f); err != nil {
+				return err
+			}
+			out = append(out, f)
+		}
+		c.RTBL = out
+		return nil
+	}},
+	{"notify_registrations", "send the admins a message on each in-band registration (`yes` or `no`)", func(c *Config, v string) error {
+		return setBool(&c.NotifyRegistrations, v)
 	}},
 	{"invites_by_users", "let every user create invitation links (`yes` or `no`)", func(c *Config, v string) error {
 		return setBool(&c.InvitesByUsers, v)

@@ -112,6 +112,8 @@ registration_min_password = 12
 registration_per_address = 1/10m
 registration_global = 100 / 24h
 auth_limit = 5/10m
+rtbl = xmppbl.org/muc_bans_sha256, pubsub.example.net/spam
+notify_registrations = no
 auth_limit_account = 30/1h
 expire_after = 180d
 registration_hold_deleted = 7d
@@ -193,6 +195,8 @@ fast_rotate = 12h
 		RegistrationGlobal:      register.Limit{N: 100, Period: 24 * time.Hour},
 		AuthLimit:               register.Limit{N: 5, Period: 10 * time.Minute},
 		AuthLimitAccount:        register.Limit{N: 30, Period: time.Hour},
+		RTBL:                    []string{"xmppbl.org/muc_bans_sha256", "pubsub.example.net/spam"},
+		NotifyRegistrations:     false,
 		ExpireAfter:             180 * 24 * time.Hour,
 		RegistrationHoldDeleted: 7 * 24 * time.Hour,
 		Admins:                  []string{"boss@example.org", "ops@chat.example.net"},

@@ -83,6 +83,10 @@ const usageText = `Usage:
   community unsuspend JID           lift a suspension
   community ban JID                 delete the account and hold its name
                                     for good
+  community block [DOMAIN|JID ...]  block domains or JIDs server-wide (no
+                                    arguments: list the block list)
+  community unblock DOMAIN|JID ...  lift such blocks
+  community reports [-delete ID]    list the users' spam reports (XEP-0377)
   community devices [flags] JID     list the devices that log in with FAST
                                     tokens: user agent id, software, device,
                                     last use
@@ -118,6 +122,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdAdmin(cmd, args, stdin, stdout, stderr)
 	case "suspend", "unsuspend", "ban":
 		err = cmdSuspend(cmd, args, stdout, stderr)
+	case "block", "unblock":
+		err = cmdBlock(cmd, args, stdout, stderr)
+	case "reports":
+		err = cmdReports(args, stdout, stderr)
 	case "registration":
 		err = cmdRegistration(args, stdout, stderr)
 	case "expire":
@@ -623,7 +631,7 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	if req.Cmd != "adduser" && !(req.Cmd == "invite" && !req.List) {
 		// Do not create a data folder or database just to find it empty.
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if req.Cmd == "users" || req.Cmd == "recent" || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) || (req.Cmd == "devices" && req.Agent == "") {
+			if req.Cmd == "users" || req.Cmd == "recent" || req.Cmd == "reports" || (req.Cmd == "block" && len(req.Entries) == 0) || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) || (req.Cmd == "devices" && req.Agent == "") {
 				return adminResponse{OK: true}, nil
 			}
 			return adminResponse{}, notFound(req.JID)

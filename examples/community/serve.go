@@ -23,10 +23,12 @@ import (
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/abuse"
 	"github.com/treff-im/treff/adhoc"
 	treffadmin "github.com/treff-im/treff/admin"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/authlimit"
+	"github.com/treff-im/treff/blocking"
 	"github.com/treff-im/treff/component"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/examples/motd"
@@ -425,6 +427,23 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		}
 	}
 	srv.Modules = append(srv.Modules, tokens)
+	// The server-wide block list, real-time block lists and spam reports
+	// (package abuse): reports come from the blocking module (XEP-0377),
+	// registrations from in-band registration.
+	ab := &abuse.Module{Admins: cfg.Admins}
+	for _, f := range cfg.RTBL {
+		feed, _ := abuse.ParseFeed(f) // checked with the configuration
+		ab.RTBL = append(ab.RTBL, feed)
+	}
+	for _, m := range srv.Modules {
+		if b, ok := m.(*blocking.Module); ok {
+			b.OnReport = ab.Report
+		}
+	}
+	if cfg.NotifyRegistrations {
+		reg.OnRegistered = ab.NotifyRegistration
+	}
+	srv.Modules = append(srv.Modules, ab)
 	srv.Modules = append(srv.Modules, &authlimit.Module{
 		PerAddress: authlimit.Rate(cfg.AuthLimit),
 		PerAccount: authlimit.Rate(cfg.AuthLimitAccount),

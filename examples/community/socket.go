@@ -77,6 +77,8 @@ type adminRequest struct {
 	Agent string `json:"agent,omitempty"`
 	// Reason is for suspend.
 	Reason string `json:"reason,omitempty"`
+	// Entries are for block and unblock.
+	Entries []string `json:"entries,omitempty"`
 }
 
 type adminResponse struct {
