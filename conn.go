@@ -229,6 +229,7 @@ type conn struct {
 	stepCond    string     // the condition of its failed one
 	tryMech     string     // the mechanism of the current or last exchange, for LoginGuard.Failed
 	tryUser     jid.JID    // the account it tries, if the mechanism says
+	tryBinding  bool       // it failed for its channel binding alone (saslmech.ErrBindingRefused)
 	refusedStep bool       // a LoginGuard refused the negotiation step's login (not a failure for the guards)
 	bound       *Session   // set by Negotiation.Bind likewise
 	wmu         sync.Mutex // direct writes before bind
@@ -786,6 +787,7 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 		}
 		c.noteTry(name, x)
 		if serr != nil {
+			c.tryBinding = errors.Is(serr, saslmech.ErrBindingRefused)
 			return false, c.saslFailed(srv.saslCondition(name, serr))
 		}
 		if !user.Equal(jid.JID{}) {

@@ -36,7 +36,9 @@ type LoginGuard interface {
 	// one, but is not passed to Failed.
 	Allow(ctx context.Context, a LoginAttempt) error
 	// Failed is told of an attempt that failed (wrong credentials,
-	// unknown account, a malformed exchange). It returns how long the
+	// unknown account, a malformed exchange; not a -PLUS attempt refused
+	// for its channel binding alone, saslmech.ErrBindingRefused, which
+	// guesses nothing). It returns how long the
 	// server holds the failure's answer back, to slow down guessing; 0
 	// for not at all.
 	Failed(ctx context.Context, a LoginAttempt) time.Duration
@@ -140,7 +142,12 @@ func (c *conn) allowLogin(user jid.JID, mechanism string) error {
 // longest delay they ask for (or the end of the negotiation).
 func (c *conn) loginFailed(cond string) {
 	srv := c.srv
-	if len(srv.mods.guards) == 0 {
+	binding := c.tryBinding
+	c.tryBinding = false
+	if len(srv.mods.guards) == 0 || binding {
+		// A -PLUS attempt refused for its channel binding guessed
+		// nothing: clients that know only tls-unique (slixmpp 1.8,
+		// nbxmpp 4) make one or two before each login on TLS 1.3.
 		return
 	}
 	a := LoginAttempt{Addr: c.remoteAddr(), User: c.tryUser, Mechanism: c.tryMech, Condition: cond}

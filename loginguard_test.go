@@ -103,10 +103,18 @@ func TestLoginGuard(t *testing.T) {
 	s.Send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-1'><initial-response>" + base64.StdEncoding.EncodeToString([]byte("n,,n=alice,r=abcdefgh")) + "</initial-response></authenticate>")
 	s.Expect(`<failure xmlns='urn:xmpp:sasl:2'><temporary-auth-failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/><text>try again later</text></failure>`)
 
+	// A -PLUS attempt refused for its binding alone (a client that knows
+	// only tls-unique) guesses nothing: no failure for the guards.
+	p := ts.DialTLS(t)
+	p.Send(trefftest.Header("localhost"))
+	p.Expect(`</stream:features>`)
+	p.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>" + base64.StdEncoding.EncodeToString([]byte("p=tls-unique,,n=alice,r=abcdefgh")) + "</auth>")
+	p.Expect(`<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>`)
+
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.start) != 6 {
-		t.Errorf("Start called %d times, want 6: %+v", len(g.start), g.start)
+	if len(g.start) != 7 {
+		t.Errorf("Start called %d times, want 7: %+v", len(g.start), g.start)
 	}
 	if len(g.failed) != 3 {
 		t.Fatalf("Failed called %d times, want 3 (a refused login is no failure, a refused start is): %+v", len(g.failed), g.failed)

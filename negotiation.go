@@ -181,6 +181,7 @@ func (n *Negotiation) Step(ctx context.Context, m saslmech.Mechanism, x saslmech
 	out, user, err = n.c.srv.stepSASL(ctx, m.Name(), x, in)
 	n.c.noteTry(m.Name(), x)
 	if err != nil {
+		n.c.tryBinding = errors.Is(err, saslmech.ErrBindingRefused)
 		cond := n.c.srv.saslCondition(m.Name(), err)
 		n.c.stepCond = cond // for the log line of Failed
 		return nil, jid.JID{}, cond, err

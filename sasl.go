@@ -179,6 +179,8 @@ func (x *scramExchange) Step(ctx context.Context, in []byte) ([]byte, jid.JID, e
 		return nil, jid.JID{}, &saslmech.Error{Condition: "malformed-request"}
 	case errors.Is(err, scram.ErrAuthzid):
 		return nil, jid.JID{}, &saslmech.Error{Condition: "invalid-authzid"}
+	case errors.Is(err, scram.ErrBindingRefused):
+		return nil, jid.JID{}, saslmech.ErrBindingRefused
 	case errors.Is(err, scram.ErrNotAuthorized):
 		return nil, jid.JID{}, ErrNotAuthorized
 	case err != nil:

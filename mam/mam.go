@@ -172,6 +172,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddAccountFeature(NSSID)
 	r.HandleAccountIQ(NS, treff.IQHandlerFunc(m.handleIQ))
 	// Stanza-ids are stamped before message carbons copy the message.
+	r.InPhase(treff.PhaseFilter).OnClientStanza(m.fromClient)
 	r.InPhase(treff.PhaseStamp).OnAccountStanza(m.inbound)
 	r.InPhase(treff.PhaseStamp).OnAccountOutbound(m.outbound)
 	r.OnUnacked(IsResult)
@@ -212,12 +213,16 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		return false
 	}
 	owner := st.To.Bare()
-	if !content && !mayClaim(raw, owner) {
+	if !content && !mayClaim(raw, owner) && !(spoofable && st.From.Localpart() != "" && m.srv.IsLocal(st.From.Domainpart())) {
 		// The common case for group chat deliveries: the only stanza-id
 		// is the room's, so the message need not be parsed.
 		return false
 	}
-	ins := inspect(st.Children(), owner)
+	// Besides any stanza-id claiming to be by the owner, the sender's
+	// (a local account's, which outbound stamped for the sender's own
+	// copies: carbons, archive) goes: a delivered message carries the
+	// recipient's alone (XEP-0313 3.3). Rooms' stanza-ids stay.
+	ins := inspect(st.Children(), owner, m.srv.IsLocal)
 	if len(ins.spoofed) > 0 {
 		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
 			m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
@@ -241,6 +246,37 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		return true
 	}
 	m.stampID(st, user, id)
+	return false
+}
+
+// fromClient removes the stanza-ids a client put on its message that
+// claim to be by this server, one of its accounts or services (XEP-0359
+// section 5): only the server says what its archives hold.
+func (m *Module) fromClient(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindMessage {
+		return false
+	}
+	raw := st.Raw()
+	if !bytes.Contains(raw, []byte(NSSID)) {
+		return false
+	}
+	var cut [][2]int64
+	for c := range st.Children() {
+		if c.Name != (xml.Name{Space: NSSID, Local: "stanza-id"}) {
+			continue
+		}
+		by, _ := c.Attr("by")
+		j, err := jid.Parse(by)
+		if err != nil || m.srv.Serves(j.Domainpart()) {
+			// A malformed claim goes too: nobody can vouch for it.
+			cut = append(cut, [2]int64{int64(c.Offset()), int64(c.Offset() + len(c.Raw()))})
+		}
+	}
+	if len(cut) > 0 {
+		if err := st.Rewrite(without(raw, cut)); err != nil {
+			m.srv.Log().Error("mam: removing a client's stanza-id failed", "err", err)
+		}
+	}
 	return false
 }
 
@@ -297,7 +333,7 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	if st.To.Bare().Equal(owner) {
 		return false
 	}
-	ins := inspect(st.Children(), owner)
+	ins := inspect(st.Children(), owner, nil)
 	if len(ins.spoofed) > 0 {
 		// Only this server says what is in the sender's archive.
 		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
@@ -397,8 +433,9 @@ type inspection struct {
 }
 
 // inspect looks at the child elements of a message; owner is the bare JID
-// whose stanza-ids are to be found.
-func inspect(children iter.Seq[stanza.Child], owner jid.JID) inspection {
+// whose stanza-ids are to be found, and with local set, those of every
+// account of the server's hosts too.
+func inspect(children iter.Seq[stanza.Child], owner jid.JID, local func(string) bool) inspection {
 	var ins inspection
 	var content, noStore, store bool
 	for c := range children {
@@ -412,7 +449,7 @@ func inspect(children iter.Seq[stanza.Child], owner jid.JID) inspection {
 			store = true
 		case xml.Name{Space: NSSID, Local: "stanza-id"}:
 			if by, _ := c.Attr("by"); by != "" {
-				if j, err := jid.Parse(by); err == nil && j.Equal(owner) {
+				if j, err := jid.Parse(by); err == nil && (j.Equal(owner) || local != nil && j.Localpart() != "" && j.Resourcepart() == "" && local(j.Domainpart())) {
 					ins.spoofed = append(ins.spoofed, [2]int64{int64(c.Offset()), int64(c.Offset() + len(c.Raw()))})
 				}
 			}

@@ -226,15 +226,17 @@ func TestPaging(t *testing.T) {
 		clk.Add(time.Second)
 		a.Send("<message to='bob@localhost' type='chat' id='x" + fmt.Sprint(i) + "'><body>" + body(i) + "</body></message>")
 		got := b.Expect(`(?s)<message[^>]*id='x` + fmt.Sprint(i) + `'.*?</message>`)
-		// Alice's archive ID comes along (by alice), bob's is added.
+		// Bob's archive ID alone: alice's stays on her own copies
+		// (XEP-0313 3.3).
 		var m []string
-		for _, sm := range stanzaIDRe.FindAllStringSubmatch(got, -1) {
+		all := stanzaIDRe.FindAllStringSubmatch(got, -1)
+		for _, sm := range all {
 			if sm[1] == "bob@localhost" {
 				m = sm
 			}
 		}
-		if m == nil || !strings.Contains(got, "by='alice@localhost'") {
-			t.Fatalf("bob got %s, want a stanza-id by alice@localhost and one by bob@localhost", got)
+		if m == nil || len(all) != 1 {
+			t.Fatalf("bob got %s, want one stanza-id, by bob@localhost", got)
 		}
 		bobIDs = append(bobIDs, m[2])
 	}
@@ -637,5 +639,30 @@ func TestSentCarbonCarriesArchiveID(t *testing.T) {
 	}
 	if ids := query(t, laptop, "").ids(); len(ids) != 1 || ids[0] != sm[0][2] {
 		t.Errorf("archive ids %v, carbon's %s", ids, sm[0][2])
+	}
+}
+
+// TestOneStanzaID checks that a delivered message carries the recipient's
+// stanza-id alone: the sender's stays on the sender's copies, and
+// stanza-ids a client claims by this server, its accounts or services are
+// removed on the way in (XEP-0359 section 5); foreign ones pass.
+func TestOneStanzaID(t *testing.T) {
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = []treff.Module{&Module{}} })
+	for _, u := range []string{"alice", "bob"} {
+		ts.AddUser(t, u, "pw")
+	}
+	a := ts.Login(t, "alice", "pw", "a")
+	b := ts.Login(t, "bob", "pw", "b")
+	b.Send("<presence/>")
+	flush(t, b)
+	a.Send("<message to='bob@localhost' type='chat' id='m1'><body>hi</body>" +
+		"<stanza-id xmlns='urn:xmpp:sid:0' by='localhost' id='f1'/>" +
+		"<stanza-id xmlns='urn:xmpp:sid:0' by='carol@localhost' id='f2'/>" +
+		"<stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='f3'/>" +
+		"<stanza-id xmlns='urn:xmpp:sid:0' by='x@elsewhere.example' id='kept'/></message>")
+	got := b.Expect(`(?s)<message[^>]*id='m1'.*?</message>`)
+	sm := stanzaIDRe.FindAllStringSubmatch(got, -1)
+	if len(sm) != 2 || sm[0][1] != "x@elsewhere.example" || sm[0][2] != "kept" || sm[1][1] != "bob@localhost" || strings.Contains(got, "'f") {
+		t.Errorf("bob got %s: want the foreign stanza-id and bob's own", got)
 	}
 }

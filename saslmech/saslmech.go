@@ -19,6 +19,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"hash"
 	"slices"
 	"strings"
@@ -47,6 +48,13 @@ var ErrNoChannelBinding = errors.New("saslmech: channel binding not available")
 // means the same). The client sees <not-authorized/> and never learns
 // which of the two it was.
 var ErrNotAuthorized = errors.New("saslmech: not authorized")
+
+// ErrBindingRefused is ErrNotAuthorized (it wraps it: the client gets
+// <not-authorized/>) for an attempt refused for its channel binding
+// alone, before any credential was looked at: a client that knows only
+// tls-unique trying -PLUS on TLS 1.3. Login guards do not count it as a
+// failed guess (see treff.LoginGuard).
+var ErrBindingRefused = fmt.Errorf("%w: channel binding refused", ErrNotAuthorized)
 
 // Mechanism is a SASL mechanism (RFC 4422) offered to clients before
 // they authenticate. The server itself offers SCRAM-SHA-256 and

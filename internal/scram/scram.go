@@ -20,6 +20,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"hash"
 	"strconv"
 	"strings"
@@ -42,7 +43,11 @@ const (
 var (
 	ErrMalformed     = errors.New("scram: malformed message")
 	ErrNotAuthorized = errors.New("scram: not authorized")
-	ErrAuthzid       = errors.New("scram: invalid authzid")
+	// ErrBindingRefused is ErrNotAuthorized for a -PLUS attempt refused
+	// for its channel binding (a type the stream does not offer, or none),
+	// before any credential was looked at.
+	ErrBindingRefused = fmt.Errorf("%w: channel binding refused", ErrNotAuthorized)
+	ErrAuthzid        = errors.New("scram: invalid authzid")
 )
 
 // Hash returns the hash function of a mechanism (with or without -PLUS),
@@ -207,7 +212,7 @@ func (s *Server) clientFirst(in []byte) ([]byte, bool, error) {
 		if s.cb.Refused != nil {
 			s.cb.Refused()
 		}
-		return nil, false, ErrNotAuthorized
+		return nil, false, ErrBindingRefused
 	case flag == "n":
 	case flag == "y":
 		// The client could bind but thinks we cannot: if we offered a
@@ -224,7 +229,7 @@ func (s *Server) clientFirst(in []byte) ([]byte, bool, error) {
 			if s.cb.Refused != nil {
 				s.cb.Refused()
 			}
-			return nil, false, ErrNotAuthorized
+			return nil, false, ErrBindingRefused
 		}
 		s.cbData, s.cbType = data, flag[2:]
 	default:

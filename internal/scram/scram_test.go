@@ -307,7 +307,7 @@ func TestYAfterRefusedBinding(t *testing.T) {
 		plus := NewServer("SCRAM-SHA-256-PLUS", lookup, fake)
 		plus.SetBinding(b)
 		refused = false
-		if _, _, err := plus.Step([]byte(first)); err != ErrNotAuthorized || !refused {
+		if _, _, err := plus.Step([]byte(first)); err != ErrBindingRefused || !errors.Is(err, ErrNotAuthorized) || !refused {
 			t.Fatalf("-PLUS with %q: err %v, refused %v", first, err, refused)
 		}
 		y := NewServer("SCRAM-SHA-256", lookup, fake)
