@@ -93,6 +93,16 @@ type Module struct {
 	// is full refuses messages and joins with <resource-constraint/>
 	// (type wait) until it drains. 0 means DefaultMaxQueueBytes.
 	MaxQueueBytes int
+	// KeepTemporary is how long a temporary room that had occupants when
+	// the server stopped is kept after the next start for them to come
+	// back (see keep.go): it ends then if nobody has entered it. 0 means
+	// DefaultKeepTemporary (24 hours); negative: temporary rooms end when
+	// the server stops, as when their last occupant leaves. Persistent
+	// rooms are always kept, with their recent history.
+	KeepTemporary time.Duration
+
+	keepMu     sync.Mutex
+	keepTimers map[string]*time.Timer // ends of the rooms kept over the restart
 
 	// A room's archive failing for every message is logged once a minute.
 	logArchive logevery.Limiter
@@ -140,6 +150,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		}
 	}
 	r.OnSessionClosed(m.sessionClosed)
+	m.restoreKept(ctx)
 	if a := m.Archive; a != nil {
 		var err error
 		if a.Store, err = storage.Require(a.Store, m.srv.Storage, "muc"); err != nil {
@@ -152,12 +163,21 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	return nil
 }
 
-// Stop implements treff.Stopper: it ends the archive's retention job.
+// Stop implements treff.Stopper: it stores the live rooms for the next
+// start (see keep.go) and ends the archive's retention job.
 func (m *Module) Stop(ctx context.Context) error {
-	if m.Archive == nil {
-		return nil
+	if m.srv == nil {
+		return nil // Setup did not run
 	}
-	return m.Archive.StopRetention(ctx)
+	m.stopKeepTimers()
+	err := m.keepRooms(ctx)
+	if err != nil {
+		m.srv.Log().Error("muc: storing the rooms at the stop failed", "err", err)
+	}
+	if m.Archive == nil {
+		return err
+	}
+	return errors.Join(err, m.Archive.StopRetention(ctx))
 }
 
 func (m *Module) maxOccupants() int  { return or(m.MaxOccupants, 200) }
@@ -345,6 +365,7 @@ func (m *Module) room(ctx context.Context, roomJID jid.JID) (*room, error) {
 		l.r = m.rooms[key]
 	case err == nil:
 		l.r = newRoom(m, roomJID.Bare(), stored)
+		l.r.kept = !stored.Persistent && !stored.KeepUntil.IsZero()
 		m.rooms[key] = l.r
 	case errors.Is(err, storage.ErrNotFound):
 		if len(m.missing) >= maxMissing {
@@ -361,6 +382,12 @@ func (m *Module) room(ctx context.Context, roomJID jid.JID) (*room, error) {
 	close(l.done)
 	if l.err != nil {
 		m.srv.Log().Error("muc: loading a room failed", "room", key, "err", err)
+	}
+	if err == nil && l.r != nil && len(stored.OccupantIDKey) == 0 {
+		// A room stored before occupant-ids keeps the secret it got.
+		l.r.mu.Lock()
+		l.r.save()
+		l.r.unlock(ctx)
 	}
 	return l.r, l.err
 }
@@ -435,8 +462,13 @@ func (m *Module) mayCreate(user jid.JID) bool {
 	return false
 }
 
-// sessionClosed takes a user whose session ended out of every room.
+// sessionClosed takes a user whose session ended out of every room,
+// unless the server stops: the rooms are then kept as they are, to be
+// stored by Stop.
 func (m *Module) sessionClosed(ctx context.Context, s *treff.Session) {
+	if m.srv.Closing() {
+		return
+	}
 	m.mu.Lock()
 	var rooms []*room
 	for _, r := range m.rooms {
@@ -647,7 +679,7 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 	case nsDiscoInfo:
 		r.discoInfo(ctx, st)
 	case nsDiscoItems:
-		m.send(ctx, treff.AppendResult(nil, st, []byte("<query xmlns='"+nsDiscoItems+"'/>")))
+		r.discoItems(ctx, st)
 	case mam.NS:
 		r.mamIQ(ctx, st)
 	default:
