@@ -52,6 +52,15 @@ func (m *Module) restoreKept(ctx context.Context) {
 			if err != nil {
 				continue
 			}
+			if !time.Now().Before(sr.KeepUntil) {
+				// Nobody came back in time (the server was down): it ends
+				// now, before anyone can enter it.
+				if err := m.Store.DeleteRoom(ctx, sr.JID); err != nil {
+					m.srv.Log().Error("muc: deleting a room kept over the restart failed", "room", sr.JID, "err", err)
+				}
+				m.deleteArchive(ctx, &room{jid: j})
+				continue
+			}
 			m.keepMu.Lock()
 			if m.keepTimers == nil {
 				m.keepTimers = map[string]*time.Timer{}

@@ -150,7 +150,6 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		}
 	}
 	r.OnSessionClosed(m.sessionClosed)
-	m.restoreKept(ctx)
 	if a := m.Archive; a != nil {
 		var err error
 		if a.Store, err = storage.Require(a.Store, m.srv.Storage, "muc"); err != nil {
@@ -160,6 +159,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		// A room archive's results went to the session that asked.
 		r.OnUnacked(mam.IsResult)
 	}
+	m.restoreKept(ctx)
 	return nil
 }
 

@@ -51,11 +51,12 @@ type session struct {
 
 // setSession makes the session with the given full JID (added if new)
 // the one whose presence the others see, with the content inner; it
-// reports whether what they see changed.
+// reports whether the presence content the others see changed (the
+// session's full JID alone is not worth a presence to everyone).
 func (o *occupant) setSession(real jid.JID, inner string) bool {
 	o.sessions = slices.DeleteFunc(o.sessions, func(s *session) bool { return s.real.Equal(real) })
 	o.sessions = append(o.sessions, &session{real: real, inner: inner})
-	changed := !o.real.Equal(real) || o.inner != inner
+	changed := o.inner != inner
 	o.real, o.inner = real, inner
 	return changed
 }
@@ -65,7 +66,7 @@ func (o *occupant) setSession(real jid.JID, inner string) bool {
 func (o *occupant) dropSession(real jid.JID) bool {
 	o.sessions = slices.DeleteFunc(o.sessions, func(s *session) bool { return s.real.Equal(real) })
 	last := o.sessions[len(o.sessions)-1]
-	changed := o.inner != last.inner || !o.real.Equal(last.real)
+	changed := o.inner != last.inner
 	o.real, o.inner = last.real, last.inner
 	return changed
 }
