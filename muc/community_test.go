@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/muc"
+	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
 	"github.com/treff-im/treff/trefftest"
@@ -57,8 +60,8 @@ func TestSeveralSessionsOneNick(t *testing.T) {
 
 	// A private message to the nickname reaches both sessions.
 	bob.Send("<message to='" + room + "/Alice' type='chat' id='pm'><body>psst</body></message>")
-	a1.Expect(`<message from='` + room + `/Bob' to='alice@localhost/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>`)
-	a2.Expect(`<message from='` + room + `/Bob' to='alice@localhost/phone' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>`)
+	a1.Expect(`<message from='` + room + `/Bob' to='alice@localhost/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/>` + occ + `</message>`)
+	a2.Expect(`<message from='` + room + `/Bob' to='alice@localhost/phone' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/>` + occ + `</message>`)
 
 	// Either session speaks as Alice, with the same occupant-id; both
 	// get the reflection.
@@ -183,7 +186,14 @@ func TestHistoryKeepsWhatClientsShow(t *testing.T) {
 // entered before its time ends at the next start.
 func TestRoomKeptOverStop(t *testing.T) {
 	store := memstore.New()
-	ts := newServer(t, &muc.Module{Store: store})
+	// With the roster module, which sends unavailable presence to the
+	// rooms of the sessions that end as the server stops.
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&disco.Module{}, &roster.Module{}, &muc.Module{Store: store}}
+	})
+	for _, u := range []string{"alice", "bob"} {
+		ts.AddUser(t, u, "pw")
+	}
 	alice := open(t, ts)
 	alice.Send("<message to='" + room + "' type='groupchat'><subject>Tea time</subject></message>")
 	alice.Expect(`<subject>Tea time</subject>`)
@@ -286,4 +296,24 @@ func TestRoomDiscoAndForms(t *testing.T) {
 	dave.Expect(`<iq [^>]*id='it2'[^>]*><query xmlns='http://jabber.org/protocol/disco#items'/></iq>|<iq [^>]*id='it2'[^>]*><query xmlns='http://jabber.org/protocol/disco#items'></query></iq>`)
 	dave.Send("<iq type='get' id='ml' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>")
 	dave.Expect(`<iq [^>]*id='ml'.*?<error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+}
+
+// TestArchiveKeepsOccupantID: the room's archive returns messages with
+// their occupant-id, the one the occupants got; chat states and
+// <no-store/> messages are not archived.
+func TestArchiveKeepsOccupantID(t *testing.T) {
+	ts := newArchiveServer(t)
+	alice := open(t, ts)
+	alice.Send("<message to='" + room + "' type='groupchat' id='cs'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+	alice.Expect(`id='cs'`)
+	alice.Send("<message to='" + room + "' type='groupchat' id='ns'><body>off the record</body><no-store xmlns='urn:xmpp:hints'/></message>")
+	alice.Expect(`id='ns'`)
+	alice.Send("<message to='" + room + "' type='groupchat' id='k'><body>on the record</body></message>")
+	live := occupantID(t, alice.Expect(`<message [^>]*id='k'>.*?</message>`))
+	alice.Send("<iq type='set' id='q' to='" + room + "'><query xmlns='urn:xmpp:mam:2' queryid='q'/></iq>")
+	got := alice.Expect(`(?s)<iq [^>]*id='q'.*?</iq>`)
+	res := regexp.MustCompile(`<result xmlns='urn:xmpp:mam:2'.*?</result>`).FindAllString(got, -1)
+	if len(res) != 1 || !strings.Contains(res[0], "on the record") || occupantID(t, res[0]) != live {
+		t.Errorf("archive returned %q, want only 'on the record' with occupant-id %s", res, live)
+	}
 }

@@ -122,6 +122,9 @@ func (m *Module) keepRooms(ctx context.Context) error {
 		r.later(func(ctx context.Context) { done <- m.Store.PutRoom(ctx, conf) })
 		r.unlock(ctx)
 	}
+	if len(dones) > 0 {
+		m.srv.Log().Info("muc: storing the rooms for the next start", "rooms", len(dones))
+	}
 	var errs []error
 	for _, done := range dones {
 		select {

@@ -548,6 +548,12 @@ const (
 // presence handles presence to room/nick: entering, changing nickname or
 // presence, leaving.
 func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
+	if m.srv.Closing() {
+		// The server stops: the unavailable presence it sends for the
+		// ending sessions (to where they sent directed presence) must not
+		// empty the rooms, which Stop keeps for the next start.
+		return
+	}
 	if st.Type == "error" {
 		// An occupant's client bounced something: it is gone (XEP-0045
 		// 18.1). The error may come back while the room sends (no lock

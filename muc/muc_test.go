@@ -82,7 +82,7 @@ func TestJoinTalkLeave(t *testing.T) {
 
 	// Private messages go through the room with a muc#user marker.
 	alice.Send("<message to='" + room + "/Bob' type='chat' id='pm'><body>psst</body></message>")
-	bob.Expect(`<message from='` + room + `/Alice' to='bob@localhost/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>`)
+	bob.Expect(`<message from='` + room + `/Alice' to='bob@localhost/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/></message>`)
 	alice.Send("<message to='" + room + "/Nobody' type='chat' id='pm2'><body>?</body></message>")
 	alice.Expect(`<message [^>]*type='error'.*?<item-not-found`)
 	dave := ts.Login(t, "dave", "pw", "r")

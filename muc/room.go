@@ -731,9 +731,20 @@ func (r *room) private(ctx context.Context, st *treff.Stanza) {
 		fail("item-not-found", "nobody by that nickname is in this room")
 		return
 	}
-	// To every session of the occupant.
+	// To every session of the occupant, with the sender's occupant-id
+	// (XEP-0421) instead of any the sender put in.
+	raw, _ := withoutOccupantIDs(st)
+	raw = withUserX(raw)
+	if i := strings.LastIndex(string(raw), "</"); i >= 0 {
+		raw = []byte(string(raw[:i]) + string(appendOccupantID(nil, o.id)) + string(raw[i:]))
+	}
+	pm, err := treff.NewStanza(raw)
+	if err != nil {
+		fail("bad-request", "this message cannot be forwarded")
+		return
+	}
 	for _, s := range to.sessions {
-		r.send(withUserX(st.WithAddresses(r.nickJID(o.nick), s.real).Raw()))
+		r.send(pm.WithAddresses(r.nickJID(o.nick), s.real).Raw())
 	}
 }
 
