@@ -222,6 +222,11 @@ type Config struct {
 	// and stored before it refuses messages with resource-constraint
 	// (key muc_max_queue). Default: 4 MiB.
 	MUCMaxQueue int
+	// MUCKeepTemporary is how long a temporary room that had occupants
+	// when the server stopped is kept after the next start for them to
+	// come back (key muc_keep_temporary, "d" counts days; 0: such rooms
+	// end at the stop). Default: 1d.
+	MUCKeepTemporary time.Duration
 	// Archive keeps each user's messages, and group chat rooms' messages,
 	// on the server for clients to fetch (XEP-0313 message archive; key
 	// archive: yes or no). Default: no.
@@ -317,6 +322,7 @@ func Default() Config {
 		MUCMaxOccupants:         200,
 		MUCMaxHistory:           20,
 		MUCMaxQueue:             muc.DefaultMaxQueueBytes,
+		MUCKeepTemporary:        muc.DefaultKeepTemporary,
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
 	}
 }
@@ -601,6 +607,13 @@ var options = []option{
 	}},
 	{"muc_max_queue", "most `bytes` a group chat room may have waiting to be sent and stored", func(c *Config, v string) error {
 		return setInt(&c.MUCMaxQueue, v, 1)
+	}},
+	{"muc_keep_temporary", "time a temporary room with occupants at the stop is kept after the next start (`duration`, \"d\" counts days; 0: it ends at the stop)", func(c *Config, v string) error {
+		if v == "0" {
+			c.MUCKeepTemporary = 0
+			return nil
+		}
+		return setDays(&c.MUCKeepTemporary, v)
 	}},
 	{"archive_max_queue", "most `bytes` of archived messages waiting in memory for the disk before messages are refused", func(c *Config, v string) error {
 		return setInt(&c.ArchiveMaxQueue, v, 64<<10)

@@ -120,6 +120,7 @@ muc = no
 muc_creators = boss@example.org
 muc_max_occupants = 50
 muc_max_history = 5
+muc_keep_temporary = 2h
 expire_daily = yes
 archive = yes
 archive_retention = 30d
@@ -195,6 +196,7 @@ fast_rotate = 12h
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,
 		MUCMaxQueue:             4 << 20,
+		MUCKeepTemporary:        2 * time.Hour,
 		ExpireDaily:             true,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,
