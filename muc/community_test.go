@@ -31,7 +31,7 @@ func occupantID(t *testing.T, s string) string {
 }
 
 // TestSeveralSessionsOneNick: a second session of alice's account joins
-// under her nickname (XEP-0045 7.2.5) and gets the room's state, bob sees
+// under her nickname (XEP-0045 7.2.9) and gets the room's state, bob sees
 // one occupant (no presence for the second session), groupchat and
 // private messages reach both sessions, the first session leaving keeps
 // the occupant, and the last one leaving is seen by bob. A kick removes

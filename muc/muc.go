@@ -13,6 +13,13 @@
 // (kick, ban, voice, membership, lists) through muc#admin, and mediated
 // invitations, which make the invitee a member of a members-only room.
 //
+// For communities: several sessions of one account share a nickname
+// (one occupant to the others, every message to each session), every
+// presence and message carries an XEP-0421: Occupant identifiers for
+// semi-anonymous MUCs (version 1.0.1) occupant-id, and live rooms are
+// stored when the server stops, to be there after it starts again
+// (temporary ones for Module.KeepTemporary; see keep.go).
+//
 // With Module.Archive set, each room also keeps a message archive queried
 // at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
 // on group chat rooms, with XEP-0359: Unique and Stable Stanza IDs

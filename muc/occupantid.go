@@ -12,9 +12,9 @@ import (
 	"github.com/treff-im/treff"
 )
 
-// NSOccupantID is the namespace of XEP-0421: Anonymous unique occupant
-// identifiers for MUCs (version 0.2.0). Every presence and groupchat
-// message a room sends carries
+// NSOccupantID is the namespace of XEP-0421: Occupant identifiers for
+// semi-anonymous MUCs (version 1.0.1). Every presence, groupchat message
+// and private message a room sends on behalf of an occupant carries
 // <occupant-id xmlns='urn:xmpp:occupant-id:0' id='…'/>, the same for
 // every session of a user and across rejoins, that does not reveal the
 // user's JID: the HMAC-SHA-256 of the room's and the user's bare JIDs

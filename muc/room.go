@@ -29,7 +29,7 @@ const (
 )
 
 // occupant is one nickname in the room, held by one user (bare JID)
-// from one session or several: XEP-0045 7.2.5 lets a service admit a
+// from one session or several: XEP-0045 7.2.9 lets a service admit a
 // second session of the same user under the same nickname, and the
 // other occupants see one occupant. Its presence is that of the session
 // that entered or changed its presence last, whose JID and content are
@@ -407,7 +407,7 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 		return true
 	}
 	// Another session of the occupant's user under the same nickname
-	// joins that occupant (XEP-0045 7.2.5).
+	// joins that occupant (XEP-0045 7.2.9).
 	same := r.byNick[nick]
 	if same != nil && !same.real.Bare().Equal(st.From.Bare()) {
 		same = nil

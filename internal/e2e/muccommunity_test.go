@@ -36,7 +36,7 @@ func occupantIDs(t *testing.T, es events, client string) []mucOccupantID {
 }
 
 // TestMUCSeveralSessions: two sessions of alice join a room as "alice"
-// (the second is admitted, XEP-0045 7.2.5, and gets the room's state);
+// (the second is admitted, XEP-0045 7.2.9, and gets the room's state);
 // both get bob's groupchat message and his private message to the
 // nickname; bob sees one occupant: no presence when the second session
 // joins or leaves, an unavailable one only when the last leaves. Every

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Group chat scenarios for communities (package muc, issue 18) for the
 Go end-to-end tests in internal/e2e: two sessions of one account under
-one nickname (XEP-0045 7.2.5), XEP-0421 occupant-ids, the history a
+one nickname (XEP-0045 7.2.9), XEP-0421 occupant-ids, the history a
 newcomer gets, and a room that outlives a restart of the server.
 
 Usage: /usr/bin/python3 muccommunity.py [common options] SCENARIO [scenario options]
