@@ -169,3 +169,49 @@ func TestMUCRoomSurvivesRestart(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestMUCArchiveOccupantID: with archives on (-archive yes), the room's
+// archive, read by slixmpp's xep_0313, returns the messages with the
+// occupant-id the occupants got live, and not the chat state sent with
+// <no-store/>.
+func TestMUCArchiveOccupantID(t *testing.T) {
+	const room = "recorded@" + mucService
+	_, _, p := startRegCommunity(t, []string{"-archive", "yes"}, [2]string{"alice@localhost", alicePW}, [2]string{"bob@localhost", bobPW})
+	body := uniqueBody("archived")
+	es := p.clients().client(t, "muccommunity.py", "archived", "--jid", "alice@localhost", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--room", "recorded", "--body", body)
+	var live string
+	for _, o := range occupantIDs(t, es, "alice") {
+		if o.Kind == "message" && o.Body != nil && *o.Body == "first "+body && o.ID != nil {
+			live = *o.ID
+		}
+	}
+	if live == "" {
+		t.Fatal("alice's first message came back without occupant-id")
+	}
+	var got []string
+	for _, e := range es.of("archived", "bob") {
+		var a struct {
+			From       string  `json:"from"`
+			Body       *string `json:"body"`
+			OccupantID *string `json:"occupant_id"`
+			ChatState  bool    `json:"chat_state"`
+		}
+		e.decode(t, &a)
+		b, id := "<none>", "<none>"
+		if a.Body != nil {
+			b = *a.Body
+		}
+		if a.OccupantID != nil {
+			id = *a.OccupantID
+		}
+		got = append(got, fmt.Sprintf("%s %q %s chatstate=%v", a.From, b, id, a.ChatState))
+	}
+	want := []string{
+		fmt.Sprintf("%s/alice %q %s chatstate=false", room, "first "+body, live),
+		fmt.Sprintf("%s/alice %q %s chatstate=false", room, "second "+body, live),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the room's archive:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

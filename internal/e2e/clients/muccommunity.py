@@ -14,6 +14,10 @@ plus
                   from the service: kind, from, type, id (null if none),
                   body (messages), delay (whether it has one)
     marker        a point of the scenario (name)
+    archived      a result of a query of the room's archive (XEP-0313,
+                  slixmpp's xep_0313): from, body (null if none), the
+                  forwarded message's occupant-id (null if none), whether
+                  it has a chat state
 """
 
 import asyncio
@@ -26,6 +30,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
 import im
+import mam
 import muc
 import slix
 from slix import NS_CLIENT, emit, step
@@ -176,7 +181,42 @@ async def keep_after(o, clients):
     await bob.sync()
 
 
+async def archived(o, clients):
+    """With archives on: alice creates --room (instant) and sends a
+    message, a chat state with <no-store/> and another message; bob, who
+    never entered the room (open, so he may read its archive), retrieves
+    the archive with slixmpp's xep_0313."""
+    alice = Client("alice", o.jid, o.password, o)
+    bob = Client("bob", o.peer, o.peer_password, o)
+    for c in (alice, bob):
+        for p in ("xep_0059", "xep_0297", "xep_0203", "xep_0313"):
+            c.register_plugin(p)
+    clients += [alice, bob]
+    await muc.login_all(alice, bob)
+    room = muc.room_jid(o, o.room)
+    await alice.create(room, "alice")
+    await alice.said(room, "first " + o.body)
+    alice.chat_state(room, "no-store")
+    await alice.said(room, "second " + o.body)
+    step("bob: retrieve the archive of %s" % room)
+    try:
+        page = await bob["xep_0313"].retrieve(jid=JID(room), timeout=o.wait)
+    except Exception as e:
+        slix.fail("bob: archive of %s: %r" % (room, e))
+    for m in page["mam"]["results"]:
+        fwd = m.xml.find("{%s}result/{%s}forwarded/{%s}message" % (mam.NS_MAM, mam.NS_FORWARD, NS_CLIENT))
+        if fwd is None:
+            continue
+        body = fwd.find("{%s}body" % NS_CLIENT)
+        oid = fwd.find("{%s}occupant-id" % NS_OCCUPANT_ID)
+        emit("archived", client=bob.name, **{"from": fwd.get("from", ""),
+             "body": (body.text or "") if body is not None else None,
+             "occupant_id": oid.get("id") if oid is not None else None,
+             "chat_state": any(ch.tag.startswith("{%s}" % NS_CHATSTATES) for ch in fwd)})
+
+
 SCENARIOS = {
+    "archived": archived,
     "sessions": sessions,
     "keep_before": keep_before,
     "keep_after": keep_after,
