@@ -12,7 +12,8 @@ import (
 // TestChatPageRoomHistory: without message archives, the bundled
 // Converse.js is told to ask rooms for their history on joining
 // (muc_history_max_stanzas, the rooms' muc_max_history); with archives
-// it catches up through MAM and the setting is left out.
+// it catches up through MAM and the setting is left out. The status
+// page tells users what a room keeps.
 func TestChatPageRoomHistory(t *testing.T) {
 	for _, tc := range []struct {
 		archive string
@@ -41,6 +42,11 @@ func TestChatPageRoomHistory(t *testing.T) {
 			}
 			if got := strings.Contains(page, "muc_history_max_stanzas"); got != (tc.want != "") || tc.want != "" && !strings.Contains(page, tc.want) {
 				t.Errorf("/chat/ with archive=%s, want %q:\n%s", tc.archive, tc.want, page)
+			}
+			rec = httptest.NewRecorder()
+			w.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+			if !strings.Contains(rec.Body.String(), "Each group chat keeps its last 7 messages") {
+				t.Errorf("the status page does not say what rooms keep:\n%s", rec.Body.String())
 			}
 		})
 	}

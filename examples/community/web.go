@@ -164,6 +164,7 @@ type statusData struct {
 	WebClient        string // the web client's path, or empty
 	Push             bool   // push notifications are on
 	PushBody         bool   // and carry the message's text
+	RoomHistory      int    // messages each group chat room keeps for newcomers; 0: no group chat
 	// Contacts are the contact addresses (XEP-0157), by kind: abuse,
 	// admin, support, security.
 	Contacts []Contact
@@ -186,6 +187,9 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 		ExpireAfter:  days(w.cfg.ExpireAfter),
 		Push:         w.cfg.Push,
 		PushBody:     w.cfg.Push && w.cfg.PushBody,
+	}
+	if w.cfg.MUC {
+		d.RoomHistory = w.cfg.MUCMaxHistory
 	}
 	if w.cfg.WebClient != "" {
 		d.WebClient = "/chat/"
