@@ -317,3 +317,33 @@ func TestArchiveKeepsOccupantID(t *testing.T) {
 		t.Errorf("archive returned %q, want only 'on the record' with occupant-id %s", res, live)
 	}
 }
+
+// TestRoomNotKeptWhenTurnedOff: with a negative KeepTemporary, a
+// temporary room is not stored at the stop; a persistent one is, with its
+// history.
+func TestRoomNotKeptWhenTurnedOff(t *testing.T) {
+	store := memstore.New()
+	ts := newServer(t, &muc.Module{Store: store, KeepTemporary: -1})
+	alice := open(t, ts)
+	alice.Send("<message to='" + room + "' type='groupchat' id='m'><body>gone with the stop</body></message>")
+	alice.Expect(`id='m'`)
+	alice.Send("<presence to='other@conference.localhost/Alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
+	alice.Expect(`<subject></subject>`)
+	alice.Send("<iq type='set' id='p' to='other@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>" +
+		"<field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>")
+	alice.Expect(`id='p'`)
+	alice.Send("<message to='other@conference.localhost' type='groupchat' id='k'><body>kept</body></message>")
+	alice.Expect(`id='k'`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := store.Room(ctx, room); err == nil {
+		t.Errorf("a temporary room was stored: %+v", r)
+	}
+	r, err := store.Room(ctx, "other@conference.localhost")
+	if err != nil || len(r.History) != 1 || !strings.Contains(r.History[0].Content, "kept") || !r.KeepUntil.IsZero() {
+		t.Errorf("the persistent room stored as %+v (%v), want it with its one message", r, err)
+	}
+}
