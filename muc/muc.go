@@ -18,7 +18,13 @@
 // presence and message carries an XEP-0421: Occupant identifiers for
 // semi-anonymous MUCs (version 1.0.1) occupant-id, and live rooms are
 // stored when the server stops, to be there after it starts again
-// (temporary ones for Module.KeepTemporary; see keep.go).
+// (temporary ones for Module.KeepTemporary): the sessions that end as the
+// server stops do not take their users out of the rooms, and Stop stores
+// every live room that is not being set up with its configuration,
+// affiliations, subject, occupant-id secret and recent history. A kept
+// temporary room is there after the start as it was, ends as temporary
+// rooms do when its last occupant leaves, and ends at its KeepUntil if
+// nobody has entered it by then.
 //
 // With Module.Archive set, each room also keeps a message archive queried
 // at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
@@ -102,7 +108,7 @@ type Module struct {
 	MaxQueueBytes int
 	// KeepTemporary is how long a temporary room that had occupants when
 	// the server stopped is kept after the next start for them to come
-	// back (see keep.go): it ends then if nobody has entered it. 0 means
+	// back: it ends then if nobody has entered it. 0 means
 	// DefaultKeepTemporary (24 hours); negative: temporary rooms end when
 	// the server stops, as when their last occupant leaves. Persistent
 	// rooms are always kept, with their recent history.
@@ -171,7 +177,8 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 }
 
 // Stop implements treff.Stopper: it stores the live rooms for the next
-// start (see keep.go) and ends the archive's retention job.
+// start (see the package documentation) and ends the archive's
+// retention job.
 func (m *Module) Stop(ctx context.Context) error {
 	if m.srv == nil {
 		return nil // Setup did not run
