@@ -663,6 +663,12 @@ func (srv *Server) stopModulesNow(ctx context.Context) {
 	}
 }
 
+// Closing reports whether Shutdown or Close has been called. The hooks
+// that run as the sessions end during a stop (OnSessionClosed) can tell
+// from it that the server stops, and keep for the next start what they
+// would otherwise tear down (the group chat service keeps its rooms).
+func (srv *Server) Closing() bool { return srv.closing.Load() }
+
 // IsLocal reports whether domain is one of the server's hosts.
 func (srv *Server) IsLocal(domain string) bool {
 	if srv.init() != nil {

@@ -165,8 +165,11 @@ func (r *room) owners() int {
 
 // remove takes an occupant out with a status code: 307 kicked, 301
 // banned, 321 no longer a member.
+// Every session of the occupant goes.
 func (r *room) remove(o *occupant, reason string, code int, actorNick string) {
-	delete(r.byReal, o.real.String())
+	for _, s := range o.sessions {
+		delete(r.byReal, s.real.String())
+	}
 	delete(r.byNick, o.nick)
 	for i, x := range r.order {
 		if x == o {

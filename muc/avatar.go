@@ -177,13 +177,15 @@ func (r *room) vcardIQ(ctx context.Context, st *treff.Stanza) {
 		r.mod.avatar, r.mod.avatarKnown = hashes, true
 		var notices [][]byte
 		for _, o := range r.order {
-			b := []byte("<message type='groupchat' from='")
-			b = treff.AppendEscaped(b, r.jid.String())
-			b = append(b, "' to='"...)
-			b = treff.AppendEscaped(b, o.real.String())
-			b = append(b, "' id='"...)
-			b = append(b, newID()...)
-			notices = append(notices, append(b, "'><x xmlns='"+NSUser+"'><status code='104'/></x></message>"...))
+			for _, s := range o.sessions { // every session of each occupant
+				b := []byte("<message type='groupchat' from='")
+				b = treff.AppendEscaped(b, r.jid.String())
+				b = append(b, "' to='"...)
+				b = treff.AppendEscaped(b, s.real.String())
+				b = append(b, "' id='"...)
+				b = append(b, newID()...)
+				notices = append(notices, append(b, "'><x xmlns='"+NSUser+"'><status code='104'/></x></message>"...))
+			}
 		}
 		r.mu.Unlock()
 		for _, b := range notices {

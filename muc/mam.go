@@ -80,18 +80,28 @@ func (r *room) setArchiving(on bool) {
 	})
 }
 
-// prepareGroupchat turns a groupchat message from the occupant with the
-// given nickname into what the room sends: from the occupant's room JID,
-// without 'to', without the stanza-ids claiming to be by the room that
-// the sender put in. r.mu is held.
-func (r *room) prepareGroupchat(st *treff.Stanza, nick string) *treff.Stanza {
-	out := st.WithAddresses(r.nickJID(nick), jid.JID{})
+// prepareGroupchat turns a groupchat message from the occupant o into
+// what the room sends: from the occupant's room JID, without 'to',
+// without the stanza-ids claiming to be by the room and the occupant-ids
+// that the sender put in, with o's occupant-id (XEP-0421). r.mu is held.
+func (r *room) prepareGroupchat(st *treff.Stanza, o *occupant) *treff.Stanza {
+	out := st.WithAddresses(r.nickJID(o.nick), jid.JID{})
 	if clean, ok := mam.WithoutStanzaIDs(out.Raw(), r.jid); ok {
 		if c, err := treff.NewStanza(clean); err == nil {
 			out = c
 		} else {
 			r.m.srv.Log().Error("muc: removing a stanza-id failed", "room", r.jid.String(), "err", err)
 		}
+	}
+	if clean, ok := withoutOccupantIDs(out); ok {
+		if c, err := treff.NewStanza(clean); err == nil {
+			out = c
+		} else {
+			r.m.srv.Log().Error("muc: removing an occupant-id failed", "room", r.jid.String(), "err", err)
+		}
+	}
+	if err := out.AddChild(appendOccupantID(nil, o.id)); err != nil {
+		r.m.srv.Log().Error("muc: adding the occupant-id failed", "room", r.jid.String(), "err", err)
 	}
 	return out
 }

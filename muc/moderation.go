@@ -326,9 +326,11 @@ func (r *room) moderate(ctx context.Context, e storage.ArchiveEditor, st *treff.
 		}
 	}
 	r.mu.Lock()
-	to := make([]jid.JID, len(r.order))
-	for i, o := range r.order {
-		to[i] = o.real
+	to := make([]jid.JID, 0, len(r.order))
+	for _, o := range r.order {
+		for _, s := range o.sessions { // every session of each occupant
+			to = append(to, s.real)
+		}
 	}
 	r.mu.Unlock()
 	for _, j := range to {

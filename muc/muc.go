@@ -13,6 +13,19 @@
 // (kick, ban, voice, membership, lists) through muc#admin, and mediated
 // invitations, which make the invitee a member of a members-only room.
 //
+// For communities: several sessions of one account share a nickname
+// (one occupant to the others, every message to each session), every
+// presence and message carries an XEP-0421: Occupant identifiers for
+// semi-anonymous MUCs (version 1.0.1) occupant-id, and live rooms are
+// stored when the server stops, to be there after it starts again
+// (temporary ones for Module.KeepTemporary): the sessions that end as the
+// server stops do not take their users out of the rooms, and Stop stores
+// every live room that is not being set up with its configuration,
+// affiliations, subject, occupant-id secret and recent history. A kept
+// temporary room is there after the start as it was, ends as temporary
+// rooms do when its last occupant leaves, and ends at its KeepUntil if
+// nobody has entered it by then.
+//
 // With Module.Archive set, each room also keeps a message archive queried
 // at the room's JID: XEP-0313: Message Archive Management (version 1.1.3)
 // on group chat rooms, with XEP-0359: Unique and Stable Stanza IDs
@@ -110,6 +123,16 @@ type Module struct {
 	// MaxVCardSize is the largest room vCard, in bytes. 0 means
 	// DefaultMaxVCardSize (256 KiB).
 	MaxVCardSize int
+	// KeepTemporary is how long a temporary room that had occupants when
+	// the server stopped is kept after the next start for them to come
+	// back: it ends then if nobody has entered it. 0 means
+	// DefaultKeepTemporary (24 hours); negative: temporary rooms end when
+	// the server stops, as when their last occupant leaves. Persistent
+	// rooms are always kept, with their recent history.
+	KeepTemporary time.Duration
+
+	keepMu     sync.Mutex
+	keepTimers map[string]*time.Timer // ends of the rooms kept over the restart
 
 	// A room's archive failing for every message is logged once a minute.
 	logArchive logevery.Limiter
@@ -169,15 +192,26 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		// A room archive's results went to the session that asked.
 		r.OnUnacked(mam.IsResult)
 	}
+	m.restoreKept(ctx)
 	return nil
 }
 
-// Stop implements treff.Stopper: it ends the archive's retention job.
+// Stop implements treff.Stopper: it stores the live rooms for the next
+// start (see the package documentation) and ends the archive's
+// retention job.
 func (m *Module) Stop(ctx context.Context) error {
-	if m.Archive == nil {
-		return nil
+	if m.srv == nil {
+		return nil // Setup did not run
 	}
-	return m.Archive.StopRetention(ctx)
+	m.stopKeepTimers()
+	err := m.keepRooms(ctx)
+	if err != nil {
+		m.srv.Log().Error("muc: storing the rooms at the stop failed", "err", err)
+	}
+	if m.Archive == nil {
+		return err
+	}
+	return errors.Join(err, m.Archive.StopRetention(ctx))
 }
 
 func (m *Module) maxOccupants() int  { return or(m.MaxOccupants, 200) }
@@ -365,6 +399,7 @@ func (m *Module) room(ctx context.Context, roomJID jid.JID) (*room, error) {
 		l.r = m.rooms[key]
 	case err == nil:
 		l.r = newRoom(m, roomJID.Bare(), stored)
+		l.r.kept = !stored.Persistent && !stored.KeepUntil.IsZero()
 		m.rooms[key] = l.r
 	case errors.Is(err, storage.ErrNotFound):
 		if len(m.missing) >= maxMissing {
@@ -381,6 +416,12 @@ func (m *Module) room(ctx context.Context, roomJID jid.JID) (*room, error) {
 	close(l.done)
 	if l.err != nil {
 		m.srv.Log().Error("muc: loading a room failed", "room", key, "err", err)
+	}
+	if err == nil && l.r != nil && len(stored.OccupantIDKey) == 0 {
+		// A room stored before occupant-ids keeps the secret it got.
+		l.r.mu.Lock()
+		l.r.save()
+		l.r.unlock(ctx)
 	}
 	return l.r, l.err
 }
@@ -456,8 +497,13 @@ func (m *Module) mayCreate(user jid.JID) bool {
 	return false
 }
 
-// sessionClosed takes a user whose session ended out of every room.
+// sessionClosed takes a user whose session ended out of every room,
+// unless the server stops: the rooms are then kept as they are, to be
+// stored by Stop.
 func (m *Module) sessionClosed(ctx context.Context, s *treff.Session) {
+	if m.srv.Closing() {
+		return
+	}
 	m.mu.Lock()
 	var rooms []*room
 	for _, r := range m.rooms {
@@ -537,6 +583,12 @@ const (
 // presence handles presence to room/nick: entering, changing nickname or
 // presence, leaving.
 func (m *Module) presence(ctx context.Context, st *treff.Stanza) {
+	if m.srv.Closing() {
+		// The server stops: the unavailable presence it sends for the
+		// ending sessions (to where they sent directed presence) must not
+		// empty the rooms, which Stop keeps for the next start.
+		return
+	}
 	if st.Type == "error" {
 		// An occupant's client bounced something: it is gone (XEP-0045
 		// 18.1). The error may come back while the room sends (no lock
@@ -668,7 +720,7 @@ func (m *Module) roomIQ(ctx context.Context, st *treff.Stanza) {
 	case nsDiscoInfo:
 		r.discoInfo(ctx, st)
 	case nsDiscoItems:
-		m.send(ctx, treff.AppendResult(nil, st, []byte("<query xmlns='"+nsDiscoItems+"'/>")))
+		r.discoItems(ctx, st)
 	case mam.NS:
 		r.mamIQ(ctx, st)
 	case NSModerate:

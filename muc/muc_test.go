@@ -36,7 +36,7 @@ const instant = "<iq type='set' id='cfg' to='" + room + "'><query xmlns='http://
 func open(t *testing.T, ts *trefftest.Server) *trefftest.Client {
 	alice := ts.Login(t, "alice", "pw", "r")
 	join(alice, "Alice", "")
-	alice.Expect(`<presence from='` + room + `/Alice' to='alice@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' jid='alice@localhost/r' role='moderator'/><status code='110'/><status code='201'/></x></presence>`)
+	alice.Expect(`<presence from='` + room + `/Alice' to='alice@localhost/r'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' jid='alice@localhost/r' role='moderator'/><status code='110'/><status code='201'/></x></presence>`)
 	alice.Expect(`<message type='groupchat' from='` + room + `' to='alice@localhost/r'><subject></subject></message>`)
 	alice.Send(instant)
 	alice.Expect(`<iq type='result' id='cfg'`)
@@ -57,15 +57,15 @@ func TestJoinTalkLeave(t *testing.T) {
 
 	join(bob, "Bob", "")
 	// bob sees alice (no real JID: semi-anonymous), then himself, then the subject.
-	bob.Expect(`<presence from='` + room + `/Alice' to='bob@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>`)
-	bob.Expect(`<presence from='` + room + `/Bob' to='bob@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/><status code='110'/></x></presence>`)
+	bob.Expect(`<presence from='` + room + `/Alice' to='bob@localhost/r'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>`)
+	bob.Expect(`<presence from='` + room + `/Bob' to='bob@localhost/r'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/><status code='110'/></x></presence>`)
 	bob.Expect(`<subject></subject>`)
 	// alice, a moderator, sees bob's real JID.
-	alice.Expect(`<presence from='` + room + `/Bob' to='alice@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/></x></presence>`)
+	alice.Expect(`<presence from='` + room + `/Bob' to='alice@localhost/r'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/></x></presence>`)
 
 	bob.Send("<message to='" + room + "' type='groupchat' id='m1'><body>hello all</body></message>")
-	alice.Expect(`<message from='` + room + `/Bob' to='alice@localhost/r' type='groupchat' id='m1'><body>hello all</body></message>`)
-	bob.Expect(`<message from='` + room + `/Bob' to='bob@localhost/r' type='groupchat' id='m1'><body>hello all</body></message>`)
+	alice.Expect(`<message from='` + room + `/Bob' to='alice@localhost/r' type='groupchat' id='m1'><body>hello all</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/></message>`)
+	bob.Expect(`<message from='` + room + `/Bob' to='bob@localhost/r' type='groupchat' id='m1'><body>hello all</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/></message>`)
 
 	// A late joiner gets the history with a delay, then the subject.
 	alice.Send("<message to='" + room + "' type='groupchat'><subject>Tea</subject></message>")
@@ -74,7 +74,7 @@ func TestJoinTalkLeave(t *testing.T) {
 	join(carol, "Bob", "")
 	carol.Expect(`<presence [^>]*type='error'.*?<conflict`)
 	join(carol, "Carol", "")
-	carol.Expect(`from='` + room + `/Bob' to='carol@localhost/r'><body>hello all</body><delay xmlns='urn:xmpp:delay' from='` + room + `' stamp='[0-9T:.Z-]+'/></message>`)
+	carol.Expect(`from='` + room + `/Bob' to='carol@localhost/r'><body>hello all</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><delay xmlns='urn:xmpp:delay' from='` + room + `' stamp='[0-9T:.Z-]+'/></message>`)
 	carol.Expect(`<message type='groupchat' from='` + room + `/Alice' to='carol@localhost/r'><subject>Tea</subject></message>`)
 	// Only moderators change the subject by default.
 	carol.Send("<message to='" + room + "' type='groupchat' id='s'><subject>Coffee</subject></message>")
@@ -82,7 +82,7 @@ func TestJoinTalkLeave(t *testing.T) {
 
 	// Private messages go through the room with a muc#user marker.
 	alice.Send("<message to='" + room + "/Bob' type='chat' id='pm'><body>psst</body></message>")
-	bob.Expect(`<message from='` + room + `/Alice' to='bob@localhost/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>`)
+	bob.Expect(`<message from='` + room + `/Alice' to='bob@localhost/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/></message>`)
 	alice.Send("<message to='" + room + "/Nobody' type='chat' id='pm2'><body>?</body></message>")
 	alice.Expect(`<message [^>]*type='error'.*?<item-not-found`)
 	dave := ts.Login(t, "dave", "pw", "r")
@@ -91,12 +91,12 @@ func TestJoinTalkLeave(t *testing.T) {
 
 	// Nickname change: 303, then the new presence.
 	bob.Send("<presence to='" + room + "/Robert'/>")
-	alice.Expect(`<presence from='` + room + `/Bob' to='alice@localhost/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='none' nick='Robert'/><status code='303'/></x></presence>`)
+	alice.Expect(`<presence from='` + room + `/Bob' to='alice@localhost/r' type='unavailable'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='none' nick='Robert'/><status code='303'/></x></presence>`)
 	alice.Expect(`<presence from='` + room + `/Robert' to='alice@localhost/r'>`)
 
 	// Leaving, and a session that ends, both tell the others.
 	bob.Send("<presence to='" + room + "/Robert' type='unavailable'><status>bye</status></presence>")
-	bob.Expect(`<presence from='` + room + `/Robert' to='bob@localhost/r' type='unavailable'><status>bye</status><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='none'/><status code='110'/></x></presence>`)
+	bob.Expect(`<presence from='` + room + `/Robert' to='bob@localhost/r' type='unavailable'><status>bye</status><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='none'/><status code='110'/></x></presence>`)
 	alice.Expect(`<presence from='` + room + `/Robert' to='alice@localhost/r' type='unavailable'><status>bye</status>`)
 	carol.Conn().Close()
 	alice.Expect(`<presence from='` + room + `/Carol' to='alice@localhost/r' type='unavailable'>`)
@@ -148,14 +148,14 @@ func TestRoomConfiguration(t *testing.T) {
 	ts2 := newServer(t, &muc.Module{Store: store})
 	carol := ts2.Login(t, "carol", "pw", "r")
 	join(carol, "Carol", "<password>sesame</password>")
-	carol.Expect(`<presence from='` + room + `/Carol' to='carol@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='carol@localhost/r' role='participant'/><status code='110'/><status code='100'/></x></presence>`)
+	carol.Expect(`<presence from='` + room + `/Carol' to='carol@localhost/r'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='carol@localhost/r' role='participant'/><status code='110'/><status code='100'/></x></presence>`)
 
 	// Destroy: occupants leave with the alternative venue.
 	alice2 := ts2.Login(t, "alice", "pw", "r")
 	join(alice2, "Alice", "")
 	alice2.Expect(`<status code='110'/>`)
 	alice2.Send("<iq type='set' id='d' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy jid='new@conference.localhost'><reason>moved</reason></destroy></query></iq>")
-	carol.Expect(`<presence from='` + room + `/Carol' to='carol@localhost/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='carol@localhost/r' role='none'/><destroy jid='new@conference.localhost'><reason>moved</reason></destroy></x></presence>`)
+	carol.Expect(`<presence from='` + room + `/Carol' to='carol@localhost/r' type='unavailable'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='carol@localhost/r' role='none'/><destroy jid='new@conference.localhost'><reason>moved</reason></destroy></x></presence>`)
 	if _, err := store.Room(t.Context(), room); err == nil {
 		t.Error("destroyed room still stored")
 	}
@@ -199,7 +199,7 @@ func TestRolesAffiliationsInvites(t *testing.T) {
 	// Kick: everyone sees 307 with the actor and reason.
 	admin("k", "<item nick='Carol' role='none'><reason>spam</reason></item>")
 	alice.Expect(`<iq type='result' id='k'`)
-	carol.Expect(`<presence from='` + room + `/Carol' to='carol@localhost/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='carol@localhost/r' role='none'><actor nick='Alice'/><reason>spam</reason></item><status code='110'/><status code='307'/></x></presence>`)
+	carol.Expect(`<presence from='` + room + `/Carol' to='carol@localhost/r' type='unavailable'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='carol@localhost/r' role='none'><actor nick='Alice'/><reason>spam</reason></item><status code='110'/><status code='307'/></x></presence>`)
 	bob.Expect(`<presence from='` + room + `/Carol' to='bob@localhost/r' type='unavailable'>.*?<status code='307'/>`)
 	// A participant cannot kick.
 	bob.Send("<iq type='set' id='k2' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Alice' role='none'/></query></iq>")
@@ -258,7 +258,7 @@ func TestVoiceRequest(t *testing.T) {
 	bob.Send("<message to='" + room + "'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>")
 	alice.Expect(`<message from='` + room + `' to='alice@localhost/r'><x xmlns='jabber:x:data' type='form'><title>Voice request</title>.*?<field var='muc#roomnick' type='text-single' label='Nickname'><value>Bob</value></field>`)
 	alice.Send("<message to='" + room + "'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#roomnick'><value>Bob</value></field><field var='muc#request_allow'><value>true</value></field></x></message>")
-	bob.Expect(`<presence from='` + room + `/Bob' to='bob@localhost/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/><status code='110'/>`)
+	bob.Expect(`<presence from='` + room + `/Bob' to='bob@localhost/r'><occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' jid='bob@localhost/r' role='participant'/><status code='110'/>`)
 	bob.Send("<message to='" + room + "' type='groupchat' id='g2'><body>hi now</body></message>")
 	alice.Expect(`<body>hi now</body>`)
 }

@@ -2,6 +2,7 @@ package muc
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/treff-im/treff"
@@ -40,14 +41,16 @@ func (r *room) ownerIQ(ctx context.Context, st *treff.Stanza) {
 		b := r.configForm().Append([]byte("<query xmlns='"+NSOwner+"'>"), "form")
 		r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
 	case q.Destroy != nil:
-		r.send(treff.AppendResult(nil, st, nil))
+		// The occupants hear of the end before the owner's answer
+		// (XEP-0045 10.9).
 		r.destroy(q.Destroy.JID, q.Destroy.Reason)
-	case q.Form != nil && q.Form.Type == "cancel":
 		r.send(treff.AppendResult(nil, st, nil))
+	case q.Form != nil && q.Form.Type == "cancel":
 		if r.locked {
 			// Cancelling the configuration of a new room destroys it.
 			r.destroy("", "")
 		}
+		r.send(treff.AppendResult(nil, st, nil))
 	case q.Form != nil && q.Form.Type == "submit":
 		r.configure(st, q.Form.Values())
 	default:
@@ -81,7 +84,8 @@ func (r *room) configForm() *dataform.Form {
 		{Var: "muc#roomconfig_whois", Type: "list-single", Label: "Who may see occupants' real addresses", Options: []string{"moderators", "anyone"}, Values: []string{whois}},
 		{Var: "muc#roomconfig_passwordprotectedroom", Type: "boolean", Label: "Password required to enter", Values: boolValue(c.Password != "")},
 		{Var: "muc#roomconfig_roomsecret", Type: "text-private", Label: "Password", Values: []string{c.Password}},
-		{Var: "muc#roomconfig_maxusers", Type: "text-single", Label: "Most occupants (0: the service's limit)", Values: []string{strconv.Itoa(c.MaxOccupants)}},
+		{Var: "muc#roomconfig_maxusers", Type: "list-single", Label: "Most occupants (none: the service's limit, " + strconv.Itoa(r.m.maxOccupants()) + ")", Options: r.maxUsersOptions(), Values: []string{maxUsersValue(c.MaxOccupants)}},
+		{Var: "muc#roomconfig_lang", Type: "text-single", Label: "Language of the discussion (e.g. en, de)", Values: []string{c.Lang}},
 		{Var: "muc#roomconfig_changesubject", Type: "boolean", Label: "Occupants may change the subject", Values: boolValue(c.OccupantsChangeSubject)},
 		{Var: "muc#roomconfig_allowinvites", Type: "boolean", Label: "Occupants may invite others", Values: boolValue(c.OccupantsInvite)},
 		{Var: "muc#maxhistoryfetch", Type: "text-single", Label: "Messages of history for new occupants", Values: []string{strconv.Itoa(or(c.MaxHistory, r.m.maxHistory()))}},
@@ -90,6 +94,35 @@ func (r *room) configForm() *dataform.Form {
 		f.Fields = append(f.Fields, dataform.Field{Var: cfgArchiving, Type: "boolean", Label: "Keep a message archive (XEP-0313)", Values: boolValue(r.archiving())})
 	}
 	return f
+}
+
+// maxUsersValue is the muc#roomconfig_maxusers value of a room's limit:
+// "none" for the service's.
+func maxUsersValue(n int) string {
+	if n <= 0 {
+		return "none"
+	}
+	return strconv.Itoa(n)
+}
+
+// maxUsersOptions are the choices of muc#roomconfig_maxusers, a
+// list-single field (XEP-0045 15.5.3): the usual sizes up to the
+// service's limit, that limit, the room's own if it differs, and "none"
+// (the service's limit). r.mu is held.
+func (r *room) maxUsersOptions() []string {
+	max := r.m.maxOccupants()
+	var out []string
+	for _, n := range []int{10, 20, 30, 50, 100, 200, 500, 1000} {
+		if n < max {
+			out = append(out, strconv.Itoa(n))
+		}
+	}
+	out = append(out, strconv.Itoa(max))
+	if c := r.conf.MaxOccupants; c > 0 && c < max && !slices.Contains(out, strconv.Itoa(c)) {
+		out = append(out, strconv.Itoa(c))
+		slices.SortFunc(out, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+	}
+	return append(out, "none")
 }
 
 // configure applies a submitted configuration (an empty one accepts the
@@ -114,6 +147,12 @@ func (r *room) configure(st *treff.Stanza, v dataform.Values) {
 	}
 	text("muc#roomconfig_roomname", &c.Name)
 	text("muc#roomconfig_roomdesc", &c.Description)
+	text("muc#roomconfig_lang", &c.Lang)
+	if len(c.Lang) > 35 {
+		// BCP 47's longest useful tags are shorter (RFC 5646 4.4.1).
+		r.fail(st, stanza.NotAcceptable.WithText("muc#roomconfig_lang is a language tag"))
+		return
+	}
 	flag("muc#roomconfig_persistentroom", &c.Persistent)
 	flag("muc#roomconfig_publicroom", &c.Public)
 	flag("muc#roomconfig_membersonly", &c.MembersOnly)
@@ -133,7 +172,9 @@ func (r *room) configure(st *treff.Stanza, v dataform.Values) {
 		return
 	}
 	for name, dst := range map[string]*int{"muc#roomconfig_maxusers": &c.MaxOccupants, "muc#maxhistoryfetch": &c.MaxHistory} {
-		if s := v.Get(name); s != "" {
+		if s := v.Get(name); s == "none" && name == "muc#roomconfig_maxusers" {
+			*dst = 0
+		} else if s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {
 				r.fail(st, stanza.NotAcceptable.WithText(name+" must be a number"))
@@ -185,8 +226,9 @@ func (r *room) configure(st *treff.Stanza, v dataform.Values) {
 			b := []byte("<message type='groupchat' from='")
 			b = treff.AppendEscaped(b, r.jid.String())
 			b = append(b, "' to='"...)
-			b = treff.AppendEscaped(b, o.real.String())
-			r.send(append(b, "'><x xmlns='"+NSUser+"'>"+codes+"</x></message>"...))
+			for _, s := range o.sessions {
+				r.send(append(append(treff.AppendEscaped(slices.Clone(b), s.real.String()), "'><x xmlns='"...), NSUser+"'>"+codes+"</x></message>"...))
+			}
 		}
 	}
 }
@@ -206,7 +248,9 @@ func (r *room) destroy(venue, reason string) {
 	}
 	var out [][]byte
 	for _, o := range r.order {
-		out = append(out, r.presenceOf(o, o, "unavailable", extra))
+		for _, s := range o.sessions {
+			out = append(out, r.presenceOf(o, o, s.real, "unavailable", extra))
+		}
 	}
 	r.order, r.byNick, r.byReal = nil, map[string]*occupant{}, map[string]*occupant{}
 	r.end(true)

@@ -16,7 +16,6 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
-	"github.com/treff-im/treff/dataform"
 	"github.com/treff-im/treff/mam"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
@@ -29,11 +28,47 @@ const (
 	roleVisitor     = "visitor"
 )
 
+// occupant is one nickname in the room, held by one user (bare JID)
+// from one session or several: XEP-0045 7.2.9 lets a service admit a
+// second session of the same user under the same nickname, and the
+// other occupants see one occupant. Its presence is that of the session
+// that entered or changed its presence last, whose JID and content are
+// in real and inner.
 type occupant struct {
-	nick  string
+	nick     string
+	real     jid.JID // full JID of the session whose presence the others see
+	role     string
+	inner    string     // that session's presence content, without the MUC join element
+	sessions []*session // every session under the nickname, real's last
+	id       string     // XEP-0421 occupant-id
+}
+
+// session is one of an occupant's sessions.
+type session struct {
 	real  jid.JID // full JID
-	role  string
-	inner string // the occupant's presence content, without the MUC join element
+	inner string  // its presence content
+}
+
+// setSession makes the session with the given full JID (added if new)
+// the one whose presence the others see, with the content inner; it
+// reports whether the presence content the others see changed (the
+// session's full JID alone is not worth a presence to everyone).
+func (o *occupant) setSession(real jid.JID, inner string) bool {
+	o.sessions = slices.DeleteFunc(o.sessions, func(s *session) bool { return s.real.Equal(real) })
+	o.sessions = append(o.sessions, &session{real: real, inner: inner})
+	changed := o.inner != inner
+	o.real, o.inner = real, inner
+	return changed
+}
+
+// dropSession takes a session out of an occupant that keeps others; it
+// reports whether what the others see changed.
+func (o *occupant) dropSession(real jid.JID) bool {
+	o.sessions = slices.DeleteFunc(o.sessions, func(s *session) bool { return s.real.Equal(real) })
+	last := o.sessions[len(o.sessions)-1]
+	changed := o.inner != last.inner
+	o.real, o.inner = last.real, last.inner
+	return changed
 }
 
 type historyEntry struct {
@@ -41,6 +76,16 @@ type historyEntry struct {
 	inner string
 	at    time.Time
 	sid   string // the stanza-id the room gave it, once archived
+}
+
+// recentHistory is the history as stored when the service stops. r.mu is
+// held.
+func (r *room) recentHistory() []storage.RoomMessage {
+	out := make([]storage.RoomMessage, 0, len(r.history))
+	for _, e := range r.history {
+		out = append(out, storage.RoomMessage{Nick: e.nick, Content: e.inner, At: e.at.UTC()})
+	}
+	return out
 }
 
 // room is a live room.
@@ -74,6 +119,7 @@ type room struct {
 	history []*historyEntry
 	pending map[string]pendingIQ // forwarded IQs by the id sent on
 	archive int8                 // archiving: 0 not read yet, 1 on, -1 off
+	kept    bool                 // temporary, but stored over a restart: its end deletes it
 	out     []step               // to carry out after the lock, oldest first
 	queued  int                  // bytes of the steps in out and being carried out
 	running bool                 // a goroutine is carrying out out
@@ -123,11 +169,23 @@ func (r *room) queue(s step) {
 	r.queued += s.size
 }
 
+// newRoom makes a live room of a new or stored configuration: the stored
+// history goes to the room's history, and a room without a secret for
+// its occupant-ids gets one.
 func newRoom(m *Module, j jid.JID, conf storage.Room) *room {
 	if conf.Affiliations == nil {
 		conf.Affiliations = map[string]storage.Affiliation{}
 	}
-	return &room{m: m, jid: j, conf: conf, byNick: map[string]*occupant{}, byReal: map[string]*occupant{}, ended: make(chan struct{})}
+	if len(conf.OccupantIDKey) == 0 {
+		conf.OccupantIDKey = make([]byte, 32)
+		rand.Read(conf.OccupantIDKey)
+	}
+	r := &room{m: m, jid: j, conf: conf, byNick: map[string]*occupant{}, byReal: map[string]*occupant{}, ended: make(chan struct{})}
+	for _, h := range conf.History {
+		r.history = append(r.history, &historyEntry{nick: h.Nick, inner: h.Content, at: h.At})
+	}
+	r.conf.History, r.conf.KeepUntil = nil, time.Time{}
+	return r
 }
 
 // send queues raw for routing. r.mu is held.
@@ -247,19 +305,20 @@ func (r *room) save() {
 	})
 }
 
-// presenceOf builds o's presence as to sees it, with the given status
-// codes; extra goes inside <x/> after the item.
-func (r *room) presenceOf(o *occupant, to *occupant, typ string, itemExtra string, codes ...int) []byte {
+// presenceOf builds o's presence as to sees it, for to's session dest,
+// with the given status codes; extra goes inside <x/> after the item.
+func (r *room) presenceOf(o *occupant, to *occupant, dest jid.JID, typ string, itemExtra string, codes ...int) []byte {
 	b := []byte("<presence from='")
 	b = treff.AppendEscaped(b, r.nickJID(o.nick).String())
 	b = append(b, "' to='"...)
-	b = treff.AppendEscaped(b, to.real.String())
+	b = treff.AppendEscaped(b, dest.String())
 	if typ != "" {
 		b = append(b, "' type='"...)
 		b = append(b, typ...)
 	}
 	b = append(b, "'>"...)
 	b = append(b, o.inner...)
+	b = appendOccupantID(b, o.id)
 	b = append(b, "<x xmlns='"+NSUser+"'><item affiliation='"...)
 	aff := string(r.affiliation(o.real))
 	if aff == "" {
@@ -290,19 +349,40 @@ func (r *room) presenceOf(o *occupant, to *occupant, typ string, itemExtra strin
 	return append(b, "</x></presence>"...)
 }
 
-// broadcastPresence queues o's presence to every occupant; o's own copy
-// gets selfCodes (110 first), the others othersCodes. r.mu is held.
+// broadcastPresence queues o's presence to every session of every
+// occupant; o's own sessions get selfCodes (110 first), the others
+// othersCodes. r.mu is held.
 func (r *room) broadcastPresence(o *occupant, typ, itemExtra string, othersCodes, selfCodes []int) {
+	r.broadcastPresenceExcept(o, jid.JID{}, typ, itemExtra, othersCodes, selfCodes)
+}
+
+// broadcastPresenceExcept is broadcastPresence but for the session skip.
+// r.mu is held.
+func (r *room) broadcastPresenceExcept(o *occupant, skip jid.JID, typ, itemExtra string, othersCodes, selfCodes []int) {
 	for _, to := range r.order {
 		codes := othersCodes
 		if to == o {
 			codes = selfCodes
 		}
-		r.send(r.presenceOf(o, to, typ, itemExtra, codes...))
+		for _, s := range to.sessions {
+			if !s.real.Equal(skip) {
+				r.send(r.presenceOf(o, to, s.real, typ, itemExtra, codes...))
+			}
+		}
 	}
-	if typ == "unavailable" && r.byReal[o.real.String()] == nil {
-		// o has left the lists already; it still hears of its exit.
-		r.send(r.presenceOf(o, o, typ, itemExtra, selfCodes...))
+	if typ == "unavailable" && r.byNick[o.nick] != o {
+		// o has left the lists already; its sessions still hear of its
+		// exit.
+		for _, s := range o.sessions {
+			r.send(r.presenceOf(o, o, s.real, typ, itemExtra, selfCodes...))
+		}
+	}
+}
+
+// toSessions queues build's stanza for each session of to. r.mu is held.
+func (r *room) toSessions(to *occupant, build func(dest jid.JID) []byte) {
+	for _, s := range to.sessions {
+		r.send(build(s.real))
 	}
 }
 
@@ -321,12 +401,18 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 	inner, join := stripJoin(st.Inner())
 	if o := r.byReal[st.From.String()]; o != nil {
 		if o.nick == nick {
-			o.inner = inner
+			o.setSession(st.From, inner)
 			r.broadcastPresence(o, "", "", nil, r.selfCodes(false))
 			return true
 		}
 		r.changeNick(st, o, nick, inner)
 		return true
+	}
+	// Another session of the occupant's user under the same nickname
+	// joins that occupant (XEP-0045 7.2.9).
+	same := r.byNick[nick]
+	if same != nil && !same.real.Bare().Equal(st.From.Bare()) {
+		same = nil
 	}
 	aff := r.affiliation(st.From)
 	fail := func(cond stanza.Condition, text string) { r.failJoin(st, stanza.Error{Condition: cond, Text: text}) }
@@ -343,15 +429,20 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 	case r.conf.Password != "" && join.Password != r.conf.Password && aff != storage.AffOwner:
 		fail("not-authorized", "this room needs a password")
 		return true
-	case len(r.order) >= or(r.conf.MaxOccupants, r.m.maxOccupants()) && aff != storage.AffOwner && aff != storage.AffAdmin:
+	case same == nil && len(r.order) >= or(r.conf.MaxOccupants, r.m.maxOccupants()) && aff != storage.AffOwner && aff != storage.AffAdmin:
 		r.failJoin(st, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable, Text: "this room is full"})
 		return true
 	}
-	if other := r.byNick[nick]; other != nil {
+	if same != nil {
+		r.addSession(same, st.From, inner, join)
+		return true
+	}
+	if r.byNick[nick] != nil {
 		fail("conflict", "this nickname is in use in this room")
 		return true
 	}
-	o := &occupant{nick: nick, real: st.From, inner: inner, role: roleParticipant}
+	o := &occupant{nick: nick, role: roleParticipant, id: r.occupantID(st.From)}
+	o.setSession(st.From, inner)
 	switch {
 	case aff == storage.AffOwner || aff == storage.AffAdmin:
 		o.role = roleModerator
@@ -360,13 +451,39 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 	}
 	// The others' presence first, then the newcomer's to everyone.
 	for _, other := range r.order {
-		r.send(r.presenceOf(other, o, "", ""))
+		r.send(r.presenceOf(other, o, st.From, "", ""))
 	}
 	r.byNick[nick], r.byReal[st.From.String()] = o, o
 	r.order = append(r.order, o)
 	r.broadcastPresence(o, "", "", nil, r.selfCodes(created))
-	r.sendHistory(o, join)
-	// The subject comes last, always (XEP-0045 7.2.15).
+	r.sendHistory(st.From, join)
+	r.sendSubject(st.From)
+	return true
+}
+
+// addSession adds a session of o's user to o: the session gets the room's
+// state as any newcomer does (the others' presence, its own, the history
+// and the subject), and the others hear of o only if what they see of it
+// changes. r.mu is held.
+func (r *room) addSession(o *occupant, real jid.JID, inner string, join joinElement) {
+	for _, other := range r.order {
+		if other != o {
+			r.send(r.presenceOf(other, o, real, "", ""))
+		}
+	}
+	changed := o.setSession(real, inner)
+	r.byReal[real.String()] = o
+	if changed {
+		r.broadcastPresenceExcept(o, real, "", "", nil, r.selfCodes(false))
+	}
+	r.send(r.presenceOf(o, o, real, "", "", r.selfCodes(false)...))
+	r.sendHistory(real, join)
+	r.sendSubject(real)
+}
+
+// sendSubject queues the subject for a session that entered: it comes
+// last, always (XEP-0045 7.2.15). r.mu is held.
+func (r *room) sendSubject(to jid.JID) {
 	b := []byte("<message type='groupchat' from='")
 	from := r.jid
 	if r.conf.SubjectBy != "" {
@@ -374,11 +491,10 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 	}
 	b = treff.AppendEscaped(b, from.String())
 	b = append(b, "' to='"...)
-	b = treff.AppendEscaped(b, o.real.String())
+	b = treff.AppendEscaped(b, to.String())
 	b = append(b, "'><subject>"...)
 	b = treff.AppendEscaped(b, r.conf.Subject)
 	r.send(append(b, "</subject></message>"...))
-	return true
 }
 
 // selfCodes are the status codes of an occupant's own presence.
@@ -400,17 +516,21 @@ func (r *room) changeNick(st *treff.Stanza, o *occupant, nick, inner string) {
 		return
 	}
 	// Unavailable under the old nickname with 303 and the new one, then
-	// available under the new (XEP-0045 7.6).
+	// available under the new (XEP-0045 7.6). All of the occupant's
+	// sessions change nickname together.
 	extra := " nick='" + string(treff.AppendEscaped(nil, nick)) + "'/>"
 	for _, to := range r.order {
 		codes := []int{303}
 		if to == o {
 			codes = append([]int{110}, codes...)
 		}
-		r.send(r.presenceOf(o, to, "unavailable", extra, codes...))
+		for _, s := range to.sessions {
+			r.send(r.presenceOf(o, to, s.real, "unavailable", extra, codes...))
+		}
 	}
 	delete(r.byNick, o.nick)
-	o.nick, o.inner = nick, inner
+	o.nick = nick
+	o.setSession(st.From, inner)
 	r.byNick[nick] = o
 	r.broadcastPresence(o, "", "", nil, r.selfCodes(false))
 }
@@ -426,6 +546,20 @@ func (r *room) leave(ctx context.Context, real jid.JID, status string, gone bool
 		return
 	}
 	delete(r.byReal, real.String())
+	if len(o.sessions) > 1 {
+		// The occupant stays with its other sessions: only this one
+		// hears of its exit, and the others of a change of presence.
+		left := *o
+		left.real, left.inner = real, status
+		if gone {
+			left.inner = ""
+		}
+		r.send(r.presenceOf(&left, &left, real, "unavailable", "", 110))
+		if o.dropSession(real) {
+			r.broadcastPresence(o, "", "", nil, r.selfCodes(false))
+		}
+		return
+	}
 	delete(r.byNick, o.nick)
 	for i, x := range r.order {
 		if x == o {
@@ -439,15 +573,17 @@ func (r *room) leave(ctx context.Context, real jid.JID, status string, gone bool
 	}
 	r.broadcastPresence(o, "unavailable", "", nil, []int{110})
 	if len(r.order) == 0 && (!r.conf.Persistent || r.locked) {
-		r.end(false) // a temporary room ends with its last occupant
+		// A temporary room ends with its last occupant (also one kept
+		// over a restart, whose stored state goes too).
+		r.end(r.kept)
 	}
 }
 
-// sendHistory queues the discussion history for a new occupant, as its
-// join element asked (XEP-0045 7.2.14). r.mu is held. The entries are
-// read when the step runs: messages queued before it have their
+// sendHistory queues the discussion history for a session that entered,
+// as its join element asked (XEP-0045 7.2.14). r.mu is held. The entries
+// are read when the step runs: messages queued before it have their
 // stanza-ids by then.
-func (r *room) sendHistory(o *occupant, join joinElement) {
+func (r *room) sendHistory(dest jid.JID, join joinElement) {
 	h := r.history
 	if join.MaxStanzas >= 0 && join.MaxStanzas < len(h) {
 		h = h[len(h)-join.MaxStanzas:]
@@ -477,7 +613,7 @@ func (r *room) sendHistory(o *occupant, join joinElement) {
 			b := []byte("<message type='groupchat' from='")
 			b = treff.AppendEscaped(b, r.nickJID(e.nick).String())
 			b = append(b, "' to='"...)
-			b = treff.AppendEscaped(b, o.real.String())
+			b = treff.AppendEscaped(b, dest.String())
 			b = append(b, "'>"...)
 			b = append(b, e.inner...)
 			b = append(b, "<delay xmlns='"+nsDelay+"' from='"...)
@@ -522,12 +658,15 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 		fail("forbidden", "only moderators may change the subject")
 		return
 	}
-	out := r.prepareGroupchat(st, o.nick)
+	out := r.prepareGroupchat(st, o)
 	var e *historyEntry
 	if isSubject {
 		r.conf.Subject, r.conf.SubjectBy = subject, o.nick
 		r.save()
-	} else {
+	} else if mam.Archivable(out.Raw()) {
+		// The history keeps what clients show: a body (or an encrypted
+		// payload), or what a <store/> hint asks to keep; not chat
+		// states, not what <no-store/> or <no-permanent-store/> marks.
 		e = &historyEntry{nick: o.nick, inner: out.Inner(), at: time.Now()}
 		r.history = append(r.history, e)
 		if max := or(r.conf.MaxHistory, r.m.maxHistory()); len(r.history) > max {
@@ -537,15 +676,19 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 	from := r.nickJID(o.nick)
 	if !r.archiving() || !(isSubject || mam.Archivable(out.Raw())) {
 		for _, to := range r.order {
-			r.route(out.WithAddresses(from, to.real))
+			for _, s := range to.sessions {
+				r.route(out.WithAddresses(from, s.real))
+			}
 		}
 		return
 	}
 	// Archived first, then sent with the archive's id: both in the
 	// room's order.
-	to := make([]jid.JID, len(r.order))
-	for i, o := range r.order {
-		to[i] = o.real
+	var to []jid.JID
+	for _, o := range r.order {
+		for _, s := range o.sessions {
+			to = append(to, s.real)
+		}
 	}
 	nick, author := o.nick, o.real.Bare().String()
 	r.laterSized(len(out.Raw())+stepOverhead*len(to), func(ctx context.Context) {
@@ -596,8 +739,21 @@ func (r *room) private(ctx context.Context, st *treff.Stanza) {
 		fail("item-not-found", "nobody by that nickname is in this room")
 		return
 	}
-	raw := st.WithAddresses(r.nickJID(o.nick), to.real).Raw()
-	r.send(withUserX(raw))
+	// To every session of the occupant, with the sender's occupant-id
+	// (XEP-0421) instead of any the sender put in.
+	raw, _ := withoutOccupantIDs(st)
+	raw = withUserX(raw)
+	if i := strings.LastIndex(string(raw), "</"); i >= 0 {
+		raw = []byte(string(raw[:i]) + string(appendOccupantID(nil, o.id)) + string(raw[i:]))
+	}
+	pm, err := treff.NewStanza(raw)
+	if err != nil {
+		fail("bad-request", "this message cannot be forwarded")
+		return
+	}
+	for _, s := range to.sessions {
+		r.send(pm.WithAddresses(r.nickJID(o.nick), s.real).Raw())
+	}
 }
 
 // withUserX adds an empty muc#user element to a message (XEP-0045 7.5).
@@ -696,7 +852,7 @@ func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 	r.loadAvatar(ctx)
 	r.mu.Lock()
 	defer r.unlock(ctx)
-	conf, n, archiving := r.conf, len(r.order), r.archiving()
+	conf, archiving := r.conf, r.archiving()
 	pick := func(c bool, yes, no string) string {
 		if c {
 			return yes
@@ -724,15 +880,10 @@ func (r *room) discoInfo(ctx context.Context, st *treff.Stanza) {
 	for _, f := range r.modFeatures(archiving) {
 		b = append(b, "<feature var='"+f+"'/>"...)
 	}
-	f := dataform.Form{Fields: []dataform.Field{
-		dataform.FormType(NS + "#roominfo"),
-		{Var: "muc#roominfo_description", Label: "Description", Values: []string{conf.Description}},
-		{Var: "muc#roominfo_subject", Label: "Subject", Values: []string{conf.Subject}},
-		{Var: "muc#roominfo_occupants", Label: "Number of occupants", Values: []string{strconv.Itoa(n)}},
-		{Var: "muc#roomconfig_roomname", Label: "Name", Values: []string{name}},
-	}}
-	f.Fields = append(f.Fields, r.avatarFields()...)
-	b = f.Append(b, "result")
+	b = append(b, "<feature var='"+NSOccupantID+"'/>"...)
+	info := r.roomInfo(name)
+	info.Fields = append(info.Fields, r.avatarFields()...)
+	b = info.Append(b, "result")
 	r.send(treff.AppendResult(nil, st, append(b, "</query>"...)))
 }
 
@@ -745,8 +896,8 @@ type joinElement struct {
 	Since      time.Time
 }
 
-// stripJoin returns a presence's content without the MUC join element,
-// and what that element said.
+// stripJoin returns a presence's content without the MUC join element
+// and the occupant-ids the client put in, and what the join element said.
 func stripJoin(inner string) (string, joinElement) {
 	j := joinElement{MaxStanzas: -1, MaxChars: -1, Seconds: -1}
 	d := xml.NewDecoder(strings.NewReader(inner))
@@ -760,6 +911,13 @@ func stripJoin(inner string) (string, joinElement) {
 		}
 		se, ok := tok.(xml.StartElement)
 		if !ok {
+			continue
+		}
+		if se.Name.Space == NSOccupantID {
+			// The room puts in its own (XEP-0421).
+			keep.WriteString(inner[prev:start])
+			d.Skip()
+			prev = d.InputOffset()
 			continue
 		}
 		if se.Name.Space != NS || se.Name.Local != "x" {

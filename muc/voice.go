@@ -3,6 +3,8 @@ package muc
 import (
 	"context"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
 	"github.com/treff-im/treff/stanza"
@@ -54,13 +56,15 @@ func (r *room) voice(ctx context.Context, st *treff.Stanza) bool {
 		if mod.role != roleModerator {
 			continue
 		}
-		b := []byte("<message from='")
-		b = treff.AppendEscaped(b, r.jid.String())
-		b = append(b, "' to='"...)
-		b = treff.AppendEscaped(b, mod.real.String())
-		b = append(b, "'>"...)
-		b = f.Append(b, "form")
-		r.send(append(b, "</message>"...))
+		r.toSessions(mod, func(dest jid.JID) []byte {
+			b := []byte("<message from='")
+			b = treff.AppendEscaped(b, r.jid.String())
+			b = append(b, "' to='"...)
+			b = treff.AppendEscaped(b, dest.String())
+			b = append(b, "'>"...)
+			b = f.Append(b, "form")
+			return append(b, "</message>"...)
+		})
 	}
 	return true
 }

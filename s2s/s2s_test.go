@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -403,6 +404,28 @@ func TestQueueLimit(t *testing.T) {
 // With a certificate that names conference.a.test too, b.test accepts
 // the service's stream by SASL EXTERNAL; with one for a.test only, by
 // dialback (b.test asks conference.a.test's authoritative server).
+// occupantIDRE matches an XEP-0421 occupant-id the group chat service
+// puts in the stanzas it sends for an occupant.
+var occupantIDRE = regexp.MustCompile(`<occupant-id xmlns='urn:xmpp:occupant-id:0' id='[^']+'/>`)
+
+// wantMUC is want for a stanza from a room occupant: it must carry one
+// occupant-id, and is compared without it.
+func wantMUC(t testing.TB, c *trefftest.Client, expected string) {
+	t.Helper()
+	w := canon(t, expected)
+	for i := 0; i < 1000; i++ {
+		got := next(c)
+		if canon(t, occupantIDRE.ReplaceAllString(got, "")) == w {
+			if n := len(occupantIDRE.FindAllString(got, -1)); n != 1 {
+				t.Errorf("%s carries %d occupant-ids, want 1", got, n)
+			}
+			return
+		}
+		t.Logf("skipped while waiting for %s: %s", expected, got)
+	}
+	t.Fatalf("never got %s", expected)
+}
+
 func TestGroupChatAcrossServers(t *testing.T) {
 	t.Run("service in certificate", func(t *testing.T) { testGroupChat(t, true) })
 	t.Run("service not in certificate", func(t *testing.T) { testGroupChat(t, false) })
@@ -426,7 +449,7 @@ func testGroupChat(t *testing.T, serviceInCert bool) {
 	bob := b.online(t, "bob", "r")
 
 	alice.Send("<presence to='" + room + "/Alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
-	want(t, alice, "<presence from='"+room+"/Alice' to='alice@a.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' jid='alice@a.test/r' role='moderator'/><status code='110'/><status code='201'/></x></presence>")
+	wantMUC(t, alice, "<presence from='"+room+"/Alice' to='alice@a.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' jid='alice@a.test/r' role='moderator'/><status code='110'/><status code='201'/></x></presence>")
 	alice.Send("<iq type='set' id='cfg' to='" + room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>")
 	want(t, alice, "<iq type='result' id='cfg' from='"+room+"' to='alice@a.test/r'/>")
 
@@ -440,26 +463,26 @@ func testGroupChat(t *testing.T, serviceInCert bool) {
 	alice.Send("<message to='" + room + "'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='bob@b.test'><reason>come in</reason></invite></x></message>")
 	want(t, bob, "<message from='"+room+"' to='bob@b.test'><x xmlns='http://jabber.org/protocol/muc#user'><invite from='alice@a.test'><reason>come in</reason></invite></x></message>")
 	bob.Send("<presence to='" + room + "/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>")
-	want(t, bob, "<presence from='"+room+"/Alice' to='bob@b.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>")
-	want(t, bob, "<presence from='"+room+"/Bob' to='bob@b.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='participant'/><status code='110'/></x></presence>")
+	wantMUC(t, bob, "<presence from='"+room+"/Alice' to='bob@b.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>")
+	wantMUC(t, bob, "<presence from='"+room+"/Bob' to='bob@b.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='participant'/><status code='110'/></x></presence>")
 	want(t, bob, "<message type='groupchat' from='"+room+"' to='bob@b.test/r'><subject></subject></message>")
-	want(t, alice, "<presence from='"+room+"/Bob' to='alice@a.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='participant'/></x></presence>")
+	wantMUC(t, alice, "<presence from='"+room+"/Bob' to='alice@a.test/r'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='participant'/></x></presence>")
 
 	bob.Send("<message to='" + room + "' type='groupchat' id='g1'><body>hello from b</body></message>")
-	want(t, alice, "<message from='"+room+"/Bob' to='alice@a.test/r' type='groupchat' id='g1'><body>hello from b</body></message>")
-	want(t, bob, "<message from='"+room+"/Bob' to='bob@b.test/r' type='groupchat' id='g1'><body>hello from b</body></message>")
+	wantMUC(t, alice, "<message from='"+room+"/Bob' to='alice@a.test/r' type='groupchat' id='g1'><body>hello from b</body></message>")
+	wantMUC(t, bob, "<message from='"+room+"/Bob' to='bob@b.test/r' type='groupchat' id='g1'><body>hello from b</body></message>")
 	alice.Send("<message to='" + room + "' type='groupchat' id='g2'><body>welcome</body></message>")
-	want(t, bob, "<message from='"+room+"/Alice' to='bob@b.test/r' type='groupchat' id='g2'><body>welcome</body></message>")
-	want(t, alice, "<message from='"+room+"/Alice' to='alice@a.test/r' type='groupchat' id='g2'><body>welcome</body></message>")
+	wantMUC(t, bob, "<message from='"+room+"/Alice' to='bob@b.test/r' type='groupchat' id='g2'><body>welcome</body></message>")
+	wantMUC(t, alice, "<message from='"+room+"/Alice' to='alice@a.test/r' type='groupchat' id='g2'><body>welcome</body></message>")
 
 	// Private message from bob to alice through the room.
 	bob.Send("<message to='" + room + "/Alice' type='chat' id='pm'><body>psst</body></message>")
-	want(t, alice, "<message from='"+room+"/Bob' to='alice@a.test/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>")
+	wantMUC(t, alice, "<message from='"+room+"/Bob' to='alice@a.test/r' type='chat' id='pm'><body>psst</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>")
 
 	// bob leaves; alice sees it.
 	bob.Send("<presence to='" + room + "/Bob' type='unavailable'/>")
-	want(t, bob, "<presence from='"+room+"/Bob' to='bob@b.test/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='none'/><status code='110'/></x></presence>")
-	want(t, alice, "<presence from='"+room+"/Bob' to='alice@a.test/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='none'/></x></presence>")
+	wantMUC(t, bob, "<presence from='"+room+"/Bob' to='bob@b.test/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='none'/><status code='110'/></x></presence>")
+	wantMUC(t, alice, "<presence from='"+room+"/Bob' to='alice@a.test/r' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' jid='bob@b.test/r' role='none'/></x></presence>")
 
 	b.waitAuthenticated(t, "in", "conference.a.test", method)
 	a.waitAuthenticated(t, "in", "b.test", "external")

@@ -307,14 +307,17 @@ const (
 	AffOutcast Affiliation = "outcast"
 )
 
-// Room is the stored state of a persistent group chat room (XEP-0045):
-// its configuration, subject and affiliations. Occupants and the message
-// history are not stored here.
+// Room is the stored state of a group chat room (XEP-0045): its
+// configuration, subject and affiliations, and, for a room kept over a
+// restart of the service, its recent history. Occupants are not stored.
 type Room struct {
 	// JID is the room's normalised bare JID, e.g. "lobby@conference.example.org".
 	JID string
 	// Name and Description are shown in room lists.
 	Name, Description string
+	// Lang is the language of the room's discussions (a language tag,
+	// e.g. "de"); "" if not said.
+	Lang string
 	// Subject is the room's subject and SubjectBy the nickname that set it.
 	Subject, SubjectBy string
 	// Public rooms are listed in service discovery.
@@ -345,6 +348,27 @@ type Room struct {
 	Affiliations map[string]Affiliation
 	// Created is when the room was created (UTC).
 	Created time.Time
+	// OccupantIDKey is the room's secret for its XEP-0421 occupant
+	// identifiers (stable per user, kept so they survive restarts).
+	OccupantIDKey []byte
+	// History is the room's recent discussion history (oldest first),
+	// kept when the service stops so that it outlives a restart.
+	History []RoomMessage
+	// KeepUntil, if not zero, marks a temporary (not Persistent) room that
+	// had occupants when the service stopped: it is kept until then for
+	// them to come back, and ends if nobody has entered it by then.
+	KeepUntil time.Time
+}
+
+// RoomMessage is one message of a room's stored history.
+type RoomMessage struct {
+	// Nick is the sender's nickname in the room.
+	Nick string
+	// Content is the message's content (the children of <message/>) as
+	// the occupants received it.
+	Content string
+	// At is when the room received it (UTC).
+	At time.Time
 }
 
 // Rooms stores persistent group chat rooms. Optional: a group chat

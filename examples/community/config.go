@@ -248,6 +248,11 @@ type Config struct {
 	// nodes on it (key pubsub_creators, comma-separated JIDs). Default:
 	// every user of this server.
 	PubSubCreators []string
+	// MUCKeepTemporary is how long a temporary room that had occupants
+	// when the server stopped is kept after the next start for them to
+	// come back (key muc_keep_temporary, "d" counts days; 0: such rooms
+	// end at the stop). Default: 1d.
+	MUCKeepTemporary time.Duration
 	// Archive keeps each user's messages, and group chat rooms' messages,
 	// on the server for clients to fetch (XEP-0313 message archive; key
 	// archive: yes or no). Default: no.
@@ -359,6 +364,7 @@ func Default() Config {
 		MUCMaxQueue:             muc.DefaultMaxQueueBytes,
 		MUCMaxRetractable:       muc.DefaultMaxRetractable,
 		MUCMaxVCard:             muc.DefaultMaxVCardSize,
+		MUCKeepTemporary:        muc.DefaultKeepTemporary,
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
 	}
 }
@@ -661,6 +667,13 @@ var options = []option{
 	}},
 	{"pubsub_creators", "comma-separated `JIDs` of the only users who may create pubsub nodes (empty: every user of this server)", func(c *Config, v string) error {
 		return setJIDs(&c.PubSubCreators, v)
+	}},
+	{"muc_keep_temporary", "time a temporary room with occupants at the stop is kept after the next start (`duration`, \"d\" counts days; 0: it ends at the stop)", func(c *Config, v string) error {
+		if v == "0" {
+			c.MUCKeepTemporary = 0
+			return nil
+		}
+		return setDays(&c.MUCKeepTemporary, v)
 	}},
 	{"archive_max_queue", "most `bytes` of archived messages waiting in memory for the disk before messages are refused", func(c *Config, v string) error {
 		return setInt(&c.ArchiveMaxQueue, v, 64<<10)

@@ -128,6 +128,7 @@ muc_max_occupants = 50
 muc_max_history = 5
 muc_max_retractable = 300
 muc_max_vcard = 65536
+muc_keep_temporary = 2h
 expire_daily = yes
 archive = yes
 archive_retention = 30d
@@ -211,6 +212,7 @@ fast_rotate = 12h
 		MUCMaxVCard:             64 << 10,
 		PubSub:                  false,
 		PubSubCreators:          []string{"boss@example.org", "ops@chat.example.net"},
+		MUCKeepTemporary:        2 * time.Hour,
 		ExpireDaily:             true,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,

@@ -378,7 +378,11 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	}
 	if cfg.MUC {
 		rooms := &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory, MaxQueueBytes: cfg.MUCMaxQueue,
-			MaxRetractable: cfg.MUCMaxRetractable, MaxVCardSize: cfg.MUCMaxVCard}
+			MaxRetractable: cfg.MUCMaxRetractable, MaxVCardSize: cfg.MUCMaxVCard,
+			KeepTemporary: cfg.MUCKeepTemporary}
+		if cfg.MUCKeepTemporary == 0 {
+			rooms.KeepTemporary = -1 // the module's 0 is its default
+		}
 		if cfg.Archive {
 			// Rooms keep archives too (each can turn it off in its
 			// configuration); the mam module's retention job expires

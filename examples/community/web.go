@@ -83,7 +83,7 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 // chatPage starts Converse.js, connected to this server's WebSocket.
 func (w *web) chatPage(rw http.ResponseWriter, r *http.Request) {
 	_, ws, host := base(r)
-	settings, _ := json.Marshal(map[string]any{
+	conf := map[string]any{
 		"websocket_url":               ws + "://" + host + "/xmpp-websocket",
 		"discover_connection_methods": false,
 		"assets_path":                 "/chat/dist/",
@@ -94,7 +94,13 @@ func (w *web) chatPage(rw http.ResponseWriter, r *http.Request) {
 		"allow_registration":          false,
 		"i18n":                        "en",
 		"auto_reconnect":              true,
-	})
+	}
+	if !w.cfg.Archive {
+		// Rooms keep no archive to catch up with (XEP-0313): Converse asks
+		// for the rooms' history on joining instead (XEP-0045 7.2.14).
+		conf["muc_history_max_stanzas"] = w.cfg.MUCMaxHistory
+	}
+	settings, _ := json.Marshal(conf)
 	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rw.Header().Set("Cache-Control", "no-cache")
 	fmt.Fprintf(rw, `<!DOCTYPE html>
@@ -159,6 +165,7 @@ type statusData struct {
 	WebClient        string // the web client's path, or empty
 	Push             bool   // push notifications are on
 	PushBody         bool   // and carry the message's text
+	RoomHistory      int    // messages each group chat room keeps for newcomers; 0: no group chat
 	// Contacts are the contact addresses (XEP-0157), by kind: abuse,
 	// admin, support, security.
 	Contacts []Contact
@@ -181,6 +188,9 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 		ExpireAfter:  days(w.cfg.ExpireAfter),
 		Push:         w.cfg.Push,
 		PushBody:     w.cfg.Push && w.cfg.PushBody,
+	}
+	if w.cfg.MUC {
+		d.RoomHistory = w.cfg.MUCMaxHistory
 	}
 	if w.cfg.WebClient != "" {
 		d.WebClient = "/chat/"

@@ -339,7 +339,10 @@ func (d *webDriver) screenshot(name string) string {
 // page's own origin), opens the room web@conference.localhost that bob (a
 // slixmpp user on TCP) created, enters it (choosing the nickname alice if
 // Converse asks), and sends a groupchat message that bob gets from
-// web@conference.localhost/alice; bob's answer shows up in the page. A
+// web@conference.localhost/alice; bob's answer shows up in the page, and
+// so does the message bob sent before alice came: with archives off (the
+// example's default), Converse is configured to ask the room for its
+// history (muc_history_max_stanzas) and shows it. A
 // screenshot of the room is saved in $E2E_ARTIFACTS (default: a temporary
 // folder), and one of the page if the test fails.
 func TestConverseBrowser(t *testing.T) {
@@ -369,8 +372,18 @@ func TestConverseBrowser(t *testing.T) {
 	}
 
 	const room = "web@" + mucService
-	body := uniqueBody("converse")
+	// ChromeDriver types only characters of the Basic Multilingual Plane.
+	bmp := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r > 0xFFFF {
+				return -1
+			}
+			return r
+		}, s)
+	}
+	body := bmp(uniqueBody("converse"))
 	reply := uniqueBody("slixmpp-reply")
+	early := uniqueBody("before alice came")
 	script, err := filepath.Abs(filepath.Join("clients", "web.py"))
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +391,7 @@ func TestConverseBrowser(t *testing.T) {
 	bob := startClient(t, "client web.py muc_wait", pythonEnv(), python, script,
 		"--addr", w.addr, "--cert", w.cert, "--timeout", "150", "muc_wait",
 		"--jid", "bob@localhost", "--password", bobPW, "--room", "web", "--service", mucService,
-		"--body", body, "--reply", reply, "--wait", "90")
+		"--body", body, "--reply", reply, "--early", early, "--wait", "90")
 	bob.waitEvent(t, "ready", 30*time.Second)
 
 	d := startBrowser(t, driver, shots)
@@ -440,10 +453,10 @@ func TestConverseBrowser(t *testing.T) {
 		t.Errorf("bob got alice's message as %q, want once as %q", got, want)
 	}
 
-	d.waitJS("bob's answer in the page", 20*time.Second, `
+	d.waitJS("bob's answer and the room's history in the page", 20*time.Second, `
 		const texts = [...document.querySelectorAll('converse-muc .chat-msg__text')].map((e) => e.textContent);
-		return texts.some((t) => t.includes(arguments[0])) && texts.some((t) => t.includes(arguments[1])) ? 'ok' : '';`,
-		body, reply)
+		return arguments.length && [...arguments].every((a) => texts.some((t) => t.includes(a))) ? 'ok' : '';`,
+		body, reply, early)
 	if d.screenshot("converse-muc.png") == "" {
 		t.Error("no screenshot saved")
 	}

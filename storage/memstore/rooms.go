@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,6 +16,8 @@ var _ storage.Rooms = (*Store)(nil)
 func copyRoom(r storage.Room) storage.Room {
 	r.Affiliations = maps.Clone(r.Affiliations)
 	r.Created = r.Created.UTC()
+	r.OccupantIDKey = slices.Clone(r.OccupantIDKey)
+	r.History = slices.Clone(r.History)
 	return r
 }
 

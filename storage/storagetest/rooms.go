@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -29,8 +30,12 @@ func testRooms(t *testing.T, ctx context.Context, s storage.Store) {
 		Subject: "Welcome", SubjectBy: "alice", Public: true, MembersOnly: true, Moderated: true,
 		NonAnonymous: true, Persistent: true, Password: "pw", MaxOccupants: 50, MaxHistory: 20,
 		OccupantsChangeSubject: true, OccupantsInvite: true,
-		Affiliations: map[string]storage.Affiliation{alice: storage.AffOwner, bob: storage.AffMember, "eve@example.net": storage.AffOutcast},
-		Created:      time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)),
+		Affiliations:  map[string]storage.Affiliation{alice: storage.AffOwner, bob: storage.AffMember, "eve@example.net": storage.AffOutcast},
+		Created:       time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600)),
+		OccupantIDKey: []byte{0, 1, 2, 0xff},
+		History: []storage.RoomMessage{{Nick: "alice", Content: "<body>a &lt; b ✓</body>", At: time.Date(2026, 1, 2, 3, 4, 6, 0, time.UTC)},
+			{Nick: "bob", Content: "<body>hi</body>", At: time.Date(2026, 1, 2, 3, 4, 7, 0, time.UTC)}},
+		KeepUntil: time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC),
 	}
 	other := storage.Room{JID: "attic@conference.example.org", Created: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	elsewhere := storage.Room{JID: "lobby@muc.example.net", Created: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -68,8 +73,14 @@ func testRooms(t *testing.T, ctx context.Context, s storage.Store) {
 }
 
 func sameRoom(a, b storage.Room) bool {
-	if len(a.Affiliations) != len(b.Affiliations) || !a.Created.Equal(b.Created) {
+	if len(a.Affiliations) != len(b.Affiliations) || !a.Created.Equal(b.Created) ||
+		!bytes.Equal(a.OccupantIDKey, b.OccupantIDKey) || !a.KeepUntil.Equal(b.KeepUntil) || len(a.History) != len(b.History) {
 		return false
+	}
+	for i, m := range b.History {
+		if a.History[i].Nick != m.Nick || a.History[i].Content != m.Content || !a.History[i].At.Equal(m.At) {
+			return false
+		}
 	}
 	for k, v := range b.Affiliations {
 		if a.Affiliations[k] != v {

@@ -13,7 +13,8 @@ they come: "ready" says when the web client may start.
 Scenarios:
 
     muc_wait  bob creates --room as an instant room (empty owner form),
-              prints "ready", waits for a live groupchat message with
+              sends the groupchat message --early if given (for the
+              room's history), prints "ready", waits for a live groupchat message with
               --body from another occupant, answers with a groupchat
               message --reply, makes a round trip and leaves.
     echo      bob (--jid, with its resource) prints "ready", waits for a
@@ -35,6 +36,9 @@ async def muc_wait(o, clients):
     await bob.login()
     room = muc.room_jid(o, o.room)
     await bob.create(room, "bob")
+    if o.early:
+        await bob.groupchat(room, o.early)
+        await bob.wait_muc_message(lambda m: m["from"] == room + "/bob" and m["body"] == o.early, "his early message")
     emit("ready", client=bob.name, room=room)
 
     def theirs(m):
@@ -68,5 +72,6 @@ if __name__ == "__main__":
     p.add_argument("--service", default="conference.localhost", help="the group chat service")
     p.add_argument("--room", default="web", help="local part of the room")
     p.add_argument("--reply", default="hello from slixmpp", help="muc_wait: bob's answer")
+    p.add_argument("--early", default="", help="muc_wait: a message bob sends before the web client comes")
     p.add_argument("--from", dest="from_prefix", default="", help="echo: the sender's JID or its start")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
