@@ -786,6 +786,10 @@ func (c *conn) sasl(el *xmlscan.Element) (bool, error) {
 		}
 		c.noteTry(name, x)
 		if serr != nil {
+			if bindingRefused(x) {
+				// No credential was tried: not a failure for the guards.
+				return false, c.refused(&saslmech.Error{Condition: srv.saslCondition(name, serr)})
+			}
 			return false, c.saslFailed(srv.saslCondition(name, serr))
 		}
 		if !user.Equal(jid.JID{}) {

@@ -36,7 +36,9 @@ type LoginGuard interface {
 	// one, but is not passed to Failed.
 	Allow(ctx context.Context, a LoginAttempt) error
 	// Failed is told of an attempt that failed (wrong credentials,
-	// unknown account, a malformed exchange). It returns how long the
+	// unknown account, a malformed exchange), not of a SCRAM -PLUS
+	// attempt refused for a channel-binding type the stream does not
+	// offer (no credential was tried). It returns how long the
 	// server holds the failure's answer back, to slow down guessing; 0
 	// for not at all.
 	Failed(ctx context.Context, a LoginAttempt) time.Duration

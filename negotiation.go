@@ -183,6 +183,9 @@ func (n *Negotiation) Step(ctx context.Context, m saslmech.Mechanism, x saslmech
 	if err != nil {
 		cond := n.c.srv.saslCondition(m.Name(), err)
 		n.c.stepCond = cond // for the log line of Failed
+		if bindingRefused(x) {
+			n.c.refusedStep = true // no credential was tried: not a failure for the guards
+		}
 		return nil, jid.JID{}, cond, err
 	}
 	if user.Localpart() != "" {

@@ -152,7 +152,7 @@ func (m scramMechanism) Start(ctx context.Context, s *saslmech.Stream) saslmech.
 		}
 		data, err := s.ChannelBinding(typ)
 		return data, err == nil
-	}, Refused: s.RefuseBinding, RefusedBefore: s.BindingRefused})
+	}, Refused: func() { x.bindingRefused = true; s.RefuseBinding() }, RefusedBefore: s.BindingRefused})
 	x.ss.SetDowngradeHash(s.DowngradeHash(scram.Hash(m.name)))
 	return x
 }
@@ -161,6 +161,21 @@ type scramExchange struct {
 	s   *saslmech.Stream
 	ss  *scram.Server
 	ctx context.Context // of the current Step, for the credential lookup
+	// bindingRefused is set when the client asked for a channel binding
+	// the stream does not offer (tls-unique on TLS 1.3): the exchange
+	// failed before any credential was looked at.
+	bindingRefused bool
+}
+
+// bindingRefused reports whether x failed because its client asked for a
+// channel binding the stream does not offer. Such a failure is not told
+// to the login guards: no password was tried, and clients that know
+// tls-unique alone (slixmpp 1.8, nbxmpp 4) try two -PLUS mechanisms
+// before plain SCRAM on every login, which the guards would otherwise
+// count and hold back as guesses.
+func bindingRefused(x saslmech.Exchange) bool {
+	sx, ok := x.(*scramExchange)
+	return ok && sx.bindingRefused
 }
 
 // Username implements saslmech.Identified.

@@ -260,6 +260,41 @@ func TestAbuseLocal(t *testing.T) {
 		waitLog(t, p, "account suspended")
 	})
 
+	// slixmpp 1.8.3 as it logs in by default: it tries SCRAM-SHA-256-PLUS
+	// and SCRAM-SHA-1-PLUS with tls-unique, which TLS 1.3 lacks; the
+	// server refuses them before any password is involved, and the client
+	// goes on with SCRAM-SHA-256. Those refusals are no guesses: three
+	// such logins (six refusals) do not reach auth_limit (3).
+	t.Run("UnboundLogins", func(t *testing.T) {
+		es := runPausing(t, noPause(t), append(slices.Clone(common), "unbound",
+			"--jid", "bob@localhost", "--password", bobPW, "--logins", "3")...)
+		type login struct {
+			N          int      `json:"n"`
+			Outcome    string   `json:"outcome"`
+			Conditions []string `json:"conditions"`
+			Mechs      []string `json:"mechs"`
+		}
+		var ls []login
+		for _, e := range es.of("attempt", "") {
+			var l login
+			e.decode(t, &l)
+			ls = append(ls, l)
+		}
+		if len(ls) != 3 {
+			t.Fatalf("%d logins, want 3: %+v", len(ls), ls)
+		}
+		for _, l := range ls {
+			if l.Outcome != "session" {
+				t.Errorf("login %d: %+v, want a session", l.N, l)
+			}
+			for i, m := range l.Mechs {
+				if !strings.HasSuffix(m, "-PLUS") || l.Conditions[i] != "not-authorized" {
+					t.Errorf("login %d: %s refused with %s, want only -PLUS refused (not-authorized)", l.N, m, l.Conditions[i])
+				}
+			}
+		}
+	})
+
 	// Password guessing (auth_limit 3/1h): three wrong passwords from
 	// 127.0.0.1 get <not-authorized/>, the second and third held back (1s,
 	// 2s); then the address is locked: the right password gets

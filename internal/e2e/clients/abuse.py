@@ -32,6 +32,9 @@ Scenarios:
                 its stream must end; a new login with the right password
                 (SCRAM-SHA-256) must fail; pause "unsuspend"; the next
                 login must succeed.
+    unbound     --logins logins with the right password, slixmpp
+                choosing the mechanism (SCRAM-*-PLUS with tls-unique
+                first, refused, then SCRAM-SHA-256).
     guess       one login with the right password (--password), then
                 --wrong logins with a wrong one, each on its own
                 connection with SCRAM-SHA-256 only (one attempt per
@@ -204,6 +207,21 @@ async def guess(o, clients):
         await c.close()
 
 
+async def unbound(o, clients):
+    """--logins logins with the right password, slixmpp choosing the
+    mechanism: it tries SCRAM-SHA-256-PLUS and SCRAM-SHA-1-PLUS with
+    tls-unique (refused: TLS 1.3 has none) before SCRAM-SHA-256."""
+    for n in range(o.logins):
+        c = Client("login%d" % n, o.jid, o.password, o, mech=None)
+        clients.append(c)
+        t0 = time.monotonic()
+        await c.login(required=False)
+        emit("attempt", client=c.name, n=n, password="right", outcome=c.outcome, failures=len(c.failed_auths),
+             conditions=[x for f in c.failed_auths for x in f["conditions"]], text="",
+             mechs=[f["mech"] for f in c.failed_auths], seconds=round(time.monotonic() - t0, 3))
+        await c.close()
+
+
 # --- federation ------------------------------------------------------------
 
 async def federation(o, clients):
@@ -296,7 +314,7 @@ async def federation(o, clients):
     await probe("delisted", False)
 
 
-SCENARIOS = {"report": report, "suspend": suspend, "guess": guess, "federation": federation}
+SCENARIOS = {"report": report, "suspend": suspend, "guess": guess, "unbound": unbound, "federation": federation}
 
 
 def parse_args(argv):
@@ -315,6 +333,7 @@ def parse_args(argv):
     p.add_argument("--text", default="")
     p.add_argument("--stanza-id", default="", help="BY=ID")
     p.add_argument("--wrong", type=int, default=3)
+    p.add_argument("--logins", type=int, default=3)
     p.add_argument("--body", default="hello")
     p.add_argument("--treff-addr", default="")
     p.add_argument("--prosody-addr", default="")
