@@ -158,7 +158,8 @@ func TestAbuseLocal(t *testing.T) {
 		evePW  = "eve pässword"
 		reason = "Sent spam to 40 strangers <in one hour> & more"
 	)
-	bin, data, p := startRegCommunity(t, []string{"-admins", "boss@localhost", "-auth-limit", "3/1h"},
+	bin, data, p := startRegCommunity(t, []string{"-admins", "boss@localhost", "-auth-limit", "3/1h",
+		"-registration", "open", "-notify-registrations", "yes"},
 		[2]string{"boss@localhost", bossPW}, [2]string{"bob@localhost", bobPW}, [2]string{"eve@localhost", evePW})
 	common := []string{"--addr", p.addr, "--cert", p.cert, "--wait", "10"}
 
@@ -214,6 +215,37 @@ func TestAbuseLocal(t *testing.T) {
 		}
 		if got := strings.TrimSpace(runCommunity(t, bin, "reports", "-data", data)); got != "" {
 			t.Errorf("community reports after the deletion: %q, want nothing", got)
+		}
+	})
+
+	// notify_registrations: an in-band registration (XEP-0077, slixmpp's
+	// plugin) while boss is online gets him a message naming the account
+	// and the command that stops it; users -recent lists it.
+	t.Run("RegistrationNotice", func(t *testing.T) {
+		es := runPausing(t, noPause(t), append(slices.Clone(common), "registration",
+			"--admin-jid", "boss@localhost", "--admin-password", bossPW,
+			"--jid", "newbie@localhost", "--password", "newbie pässword")...)
+		var reg struct {
+			Stage, Type string
+		}
+		es.one(t, "register_reply", "newbie").decode(t, &reg)
+		if reg.Stage != "set" || reg.Type != "result" {
+			t.Fatalf("the registration was answered with %+v, want a result to the set", reg)
+		}
+		var msg struct {
+			From, Type, Subject, Body string
+		}
+		es.one(t, "admin_message", "admin").decode(t, &msg)
+		if msg.From != "localhost" || msg.Subject != "New account" {
+			t.Errorf("boss got %+v, want a message from localhost with the subject \"New account\"", msg)
+		}
+		for _, want := range []string{"newbie@localhost was registered by in-band registration", "community suspend newbie@localhost"} {
+			if !strings.Contains(msg.Body, want) {
+				t.Errorf("boss's message %q does not say %q", msg.Body, want)
+			}
+		}
+		if recent := runCommunity(t, bin, "users", "-data", data, "-recent"); !regexp.MustCompile(`(?m)^newbie@localhost created .*, never logged in$`).MatchString(recent) {
+			t.Errorf("community users -recent does not list newbie:\n%s", recent)
 		}
 	})
 

@@ -28,6 +28,10 @@ Scenarios:
                 (slixmpp 1.8.3's xep_0377 knows only urn:xmpp:reporting:0
                 and puts the report beside the items); the admin waits
                 for the server's message about it.
+    registration  the admin (--admin-jid) logs in with presence; a new
+                client registers --jid in-band (register.py's RegClient,
+                XEP-0077); the admin waits for the server's message about
+                the new account.
     suspend     the user (--jid) logs in with presence; pause "suspend";
                 its stream must end; a new login with the right password
                 (SCRAM-SHA-256) must fail; pause "unsuspend"; the next
@@ -53,6 +57,7 @@ Scenarios:
 
 Events besides slix.py's:
 
+    register_reply   register.py's: the answers to the registration
     server_features  the features of the user's server (disco#info)
     block_reply      the answer to the <block/> with the report
     admin_message    a message with a subject the admin got: from, type,
@@ -80,6 +85,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream import ET
 
 import im
+import register
 import slix
 from im import marker
 from slix import NS_CLIENT, emit, fail, step
@@ -162,6 +168,23 @@ async def report(o, clients):
     except IqTimeout:
         fail("user: no answer to the block with the report")
     await admin.wait_until(lambda: any(m["subject"] for m in admin.messages), "the server's message about the report")
+    for m in admin.messages:
+        if m["subject"]:
+            emit("admin_message", client=admin.name, **{k: m[k] for k in ("from", "type", "subject", "body")})
+
+
+# --- registration ----------------------------------------------------------
+
+async def registration(o, clients):
+    admin = Client("admin", o.admin_jid, o.admin_password, o)
+    clients.append(admin)
+    await admin.login()
+    await admin.initial_presence()
+    newbie = register.RegClient("newbie", o.jid, o.password, o, mech="SCRAM-SHA-256")
+    clients.append(newbie)
+    await newbie.register_account()
+    await newbie.close()
+    await admin.wait_until(lambda: any(m["subject"] for m in admin.messages), "the server's message about the new account")
     for m in admin.messages:
         if m["subject"]:
             emit("admin_message", client=admin.name, **{k: m[k] for k in ("from", "type", "subject", "body")})
@@ -314,7 +337,7 @@ async def federation(o, clients):
     await probe("delisted", False)
 
 
-SCENARIOS = {"report": report, "suspend": suspend, "guess": guess, "unbound": unbound, "federation": federation}
+SCENARIOS = {"report": report, "registration": registration, "suspend": suspend, "guess": guess, "unbound": unbound, "federation": federation}
 
 
 def parse_args(argv):
