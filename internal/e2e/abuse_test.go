@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -507,7 +509,7 @@ func startAbuseTreff(t *testing.T, f *federation, bin string, flags []string, us
 // to alice on Treff (treff.test). Her messages arrive; after `community
 // block prosody.test` they are refused with <service-unavailable/> and
 // alice's to her with <not-allowed/>; after `community unblock` they
-// arrive again. Then the real-time block list: Treff follows the node
+// arrive again; the same with the SHA-256 of mallory's JID blocked. Then the real-time block list: Treff follows the node
 // spamlist of Prosody's pubsub component (-rtbl
 // pubsub.prosody.test/spamlist: it subscribes treff.test and fetches the
 // items over s2s); keeper, its owner, publishes an item whose id is
@@ -519,6 +521,9 @@ func TestAbuseFederation(t *testing.T) {
 	startAbuseProsody(t, f, "mallory", "keeper")
 	bin := buildCommunity(t)
 	const node = "spamlist"
+	// The form of xmppbl.org's lists: the SHA-256 of the bare JID, in hex.
+	sum := sha256.Sum256([]byte("mallory@" + fedProsody))
+	malloryHash := hex.EncodeToString(sum[:])
 	feed := fedProsodyPubsub + "/" + node
 	var (
 		data string
@@ -561,6 +566,13 @@ func TestAbuseFederation(t *testing.T) {
 			if got := community("block"); slices.Contains(strings.Split(strings.TrimSpace(got), "\n"), fedProsody) {
 				t.Errorf("community block still lists %s after unblock: %q", fedProsody, got)
 			}
+		case "block-hash":
+			community("block", malloryHash)
+		case "unblock-hash":
+			community("unblock", malloryHash)
+			if got := community("block"); strings.Contains(got, malloryHash) {
+				t.Errorf("community block still lists %s after unblock: %q", malloryHash, got)
+			}
 		case "published":
 			waitFeed(1)
 		case "retracted":
@@ -589,7 +601,7 @@ func TestAbuseFederation(t *testing.T) {
 	for _, c := range []struct {
 		round   string
 		blocked bool
-	}{{"before", false}, {"blocked", true}, {"unblocked", false}, {"listed", true}, {"delisted", false}} {
+	}{{"before", false}, {"blocked", true}, {"unblocked", false}, {"hashed", true}, {"listed", true}, {"delisted", false}} {
 		pr, ok := probes[c.round]
 		if !ok {
 			t.Errorf("round %s: no probe", c.round)

@@ -49,8 +49,9 @@ Scenarios:
                 --node on --service (open access), pause "node"; alice
                 logs in with presence. Then rounds of "mallory writes to
                 alice" (probe) with pauses between them: "block" (the
-                domain is blocked by the admin), "unblock", then keeper
-                publishes an item whose id is --spam-domain and pause
+                domain is blocked by the admin), "unblock", "block-hash"
+                (the SHA-256 of mallory's JID is), "unblock-hash", then
+                keeper publishes an item whose id is --spam-domain and pause
                 "published", then keeper retracts it (notify) and pause
                 "retracted". In the blocked rounds alice also writes to
                 mallory.
@@ -315,6 +316,9 @@ async def federation(o, clients):
     await probe("blocked", True)
     await pause("unblock")
     await probe("unblocked", False)
+    await pause("block-hash")
+    await probe("hashed", True)
+    await pause("unblock-hash")
 
     step("keeper: publish %s" % o.spam_domain)
     payload = ET.Element("{urn:treff:e2e:rtbl}reason")
