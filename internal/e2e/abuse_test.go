@@ -27,17 +27,20 @@ import (
 // 1.8.3 (clients/abuse.py) and, across servers, with Prosody 0.12:
 //
 //   - TestAbuseLocal: a XEP-0377 spam report inside a XEP-0191 block
-//     reaches the admin as a message and `community reports`; a
+//     reaches the admin as a message and `community reports`; an in-band
+//     registration gets the admin a notice (notify_registrations); a
 //     suspended account's session ends and its logins get
 //     <account-disabled/> with the reason until `community unsuspend`;
-//     password guessing from one address is locked out with
-//     <temporary-auth-failure/> after auth_limit failures, even with the
-//     right password.
+//     slixmpp's refused SCRAM-*-PLUS attempts (tls-unique) do not count
+//     as failed logins; password guessing from one address is locked out
+//     with <temporary-auth-failure/> after auth_limit failures, even with
+//     the right password.
 //   - TestAbuseFederation: a user of Prosody reaches a Treff user until
 //     `community block prosody.test`, and again after `community
-//     unblock`; then a real-time block list on Prosody's pubsub
-//     component, which Treff follows over s2s (rtbl), lists prosody.test
-//     and the messages stop, and start again when the item is retracted.
+//     unblock`; the same with the SHA-256 of her JID; then a real-time
+//     block list on Prosody's pubsub component, which Treff follows over
+//     s2s (rtbl), lists prosody.test and the messages stop, and start
+//     again when the item is retracted.
 //
 // The scenarios pause where the test acts on the server (admin commands,
 // waiting for a list to load): runPausing answers each pause.
