@@ -335,9 +335,10 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 }
 
 // outbound keeps local accounts from sending to blocked addresses: the
-// sender learns why.
+// sender learns why. The module's own errors (answers to inbound
+// stanzas, sent in a local account's name) go out.
 func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
-	if st.To.Equal(jid.JID{}) || !m.Blocked(st.To) {
+	if st.To.Equal(jid.JID{}) || ctx.Value(ownErrorKey{}) != nil || !m.Blocked(st.To) {
 		return false
 	}
 	if st.Type == "error" || st.Kind == treff.KindPresence || st.Kind == treff.KindIQ && st.Type == "result" {
@@ -347,8 +348,10 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	return true
 }
 
-// ownErrorKey marks the errors the module sends in a blocked address's
-// name, which inbound lets through.
+// ownErrorKey marks the errors the module sends: in a blocked address's
+// name (an answer to a local account's stanza), which inbound lets
+// through, and in a local account's name to a blocked address (the
+// answer to its stanza), which outbound lets through.
 type ownErrorKey struct{}
 
 func (m *Module) answer(ctx context.Context, st *treff.Stanza, e error) {

@@ -173,3 +173,55 @@ func TestReports(t *testing.T) {
 		t.Errorf("reports kept = %+v, %v (the oldest beyond MaxReports goes)", list, err)
 	}
 }
+
+// remote catches what the server sends to other domains.
+type remote struct{ got chan *treff.Stanza }
+
+func (r *remote) Name() string { return "remote" }
+func (r *remote) Setup(ctx context.Context, reg *treff.Registry) error {
+	reg.HandleRemote(treff.StanzaHandlerFunc(func(ctx context.Context, st *treff.Stanza) {
+		select {
+		case r.got <- st:
+		default:
+		}
+	}))
+	return nil
+}
+
+// TestServerBlocklistAnswersSender: a blocked remote sender's message and
+// IQ get are answered with <service-unavailable/> in the local account's
+// name, and that answer leaves the server although it goes to a blocked
+// address (found by TestAbuseFederation: the outbound filter dropped it).
+func TestServerBlocklistAnswersSender(t *testing.T) {
+	m := &abuse.Module{}
+	rem := &remote{got: make(chan *treff.Stanza, 4)}
+	ts := trefftest.NewServer(t, func(s *treff.Server) { s.Modules = append(im.Modules(), m, rem) })
+	ts.AddUser(t, "alice", "pw")
+	ts.Login(t, "alice", "pw", "r")
+	if err := m.Block(context.Background(), "spam.example"); err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range []string{
+		"<message from='x@spam.example/r' to='alice@localhost' type='chat' id='m1'><body>buy</body></message>",
+		"<iq from='x@spam.example/r' to='alice@localhost' type='get' id='q1'><query xmlns='jabber:iq:version'/></iq>",
+	} {
+		route(t, ts, raw)
+		select {
+		case st := <-rem.got:
+			s := st.String()
+			if st.Type != "error" || st.To.String() != "x@spam.example/r" || st.From.String() != "alice@localhost" ||
+				!strings.Contains(s, "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>") {
+				t.Errorf("the answer to %s: %s, want <service-unavailable/> from alice@localhost to x@spam.example/r", raw, s)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no answer left the server for %s", raw)
+		}
+	}
+	// Errors of its own to a blocked address (not the module's) stay in.
+	route(t, ts, "<message from='alice@localhost/r' to='x@spam.example/r' type='error' id='e1'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>")
+	select {
+	case st := <-rem.got:
+		t.Errorf("an error of alice's reached a blocked address: %s", st)
+	default:
+	}
+}
