@@ -231,6 +231,15 @@ func (m *Module) Blocked(j jid.JID) bool {
 	return false
 }
 
+// blockedAddress reports whether j is blocked by its bare JID (or its
+// hash) but not by its domain.
+func (m *Module) blockedAddress(j jid.JID) bool {
+	if j.Localpart() == "" {
+		return false
+	}
+	return !m.Blocked(j.Domain())
+}
+
 // normalise checks a block list entry: a domain, a bare JID or a SHA-256
 // hash (hex).
 func normalise(entry string) (string, error) {
@@ -344,7 +353,12 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	if st.Type == "error" || st.Kind == treff.KindPresence || st.Kind == treff.KindIQ && st.Type == "result" {
 		return true
 	}
-	m.answer(ctx, st, stanza.NotAllowed.WithText("this server does not exchange messages with "+st.To.Domainpart()+" (blocked by its admins)"))
+	// Say what is blocked: the domain, or the address alone.
+	what := st.To.Domainpart()
+	if m.blockedAddress(st.To) {
+		what = st.To.Bare().String()
+	}
+	m.answer(ctx, st, stanza.NotAllowed.WithText("this server does not exchange messages with "+what+" (blocked by its admins)"))
 	return true
 }
 

@@ -247,4 +247,3 @@ type feedSyntax struct{ s string }
 func (e *feedSyntax) Error() string {
 	return "\"" + e.s + "\" is not JID/NODE (like xmppbl.org/muc_bans_sha256)"
 }
-

@@ -28,6 +28,8 @@ const (
 	nodeUsersList    = nsAdmin + "#get-registered-users-list"
 	nodeOnlineNum    = nsAdmin + "#get-online-users-num"
 	nodeAnnounce     = nsAdmin + "#announce"
+	nodeDisableUser  = nsAdmin + "#disable-user"
+	nodeReenableUser = nsAdmin + "#reenable-user"
 	nodeRegistration = "urn:treff:admin#registration"
 	nodeInvite       = "urn:xmpp:invite#invite"
 	// nodeFastDevices lists a user's FAST devices (package fast); every
@@ -37,7 +39,7 @@ const (
 
 // adminNodes are all the commands an admin may run.
 var adminNodes = []string{nodeAddUser, nodeDeleteUser, nodeChangePass, nodeUsersNum, nodeUsersList,
-	nodeOnlineNum, nodeAnnounce, nodeRegistration, nodeInvite}
+	nodeOnlineNum, nodeAnnounce, nodeDisableUser, nodeReenableUser, nodeRegistration, nodeInvite}
 
 // inviteLinkRe matches an invitation link of the domain localhost; the
 // token is 15 random bytes in base32.
@@ -263,7 +265,7 @@ func preauthReply(t *testing.T, es events, client string) regIQReply {
 // with their result (2 registered users, their list, 1 online user, an
 // invitation link that 'community invite -list' then shows). alice, not
 // an admin, gets an empty command list and <forbidden/> (type auth) for
-// each of the nine. Nothing changed: the same accounts, registration
+// each of the eleven. Nothing changed: the same accounts, registration
 // still closed.
 func TestCommunityAdminCommands(t *testing.T) {
 	const bossPW, alicePW2 = "boss password", "alice password"
@@ -302,6 +304,8 @@ func TestCommunityAdminCommands(t *testing.T) {
 			{Var: "password", Type: "text-private", Required: true}},
 		nodeAnnounce:     {{Var: "subject", Type: "text-single"}, {Var: "announcement", Type: "text-multi", Required: true}},
 		nodeRegistration: {{Var: "policy", Type: "list-single", Required: true}},
+		nodeDisableUser:  {{Var: "accountjids", Type: "jid-multi", Required: true}, {Var: "reason", Type: "text-single"}},
+		nodeReenableUser: {{Var: "accountjids", Type: "jid-multi", Required: true}},
 	}
 	for node, fields := range forms {
 		r := cmdReply(t, es, "user", node, "execute")

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // The tests in this file drive message archives (XEP-0313, package mam) in
