@@ -214,7 +214,8 @@ func user(d *xml.Decoder, se xml.StartElement, domain string) (*User, error) {
 				}
 			case xml.Name{Space: nsRoster, Local: "query"}:
 				err = roster(d, u)
-			case xml.Name{Space: nsClient, Local: "presence"}:
+			case xml.Name{Space: nsClient, Local: "presence"}, xml.Name{Space: NS, Local: "presence"}:
+				// Prosody 0.12 writes it without xmlns, in NS.
 				if attr(t, "type") == "subscribe" {
 					var c string
 					if c, err = bareJID(attr(t, "from"), false); err == nil {
@@ -421,7 +422,7 @@ func pepNode(u *User, name string) *PEPNode {
 	return &u.PEP[len(u.PEP)-1]
 }
 
-// pepConfig reads <pubsub xmlns='...#owner'> with a <configure node=''>
+// pepConfig reads <pubsub xmlns='...#owner'> with a <configure node='NAME'>
 // per node and its submitted form.
 func pepConfig(d *xml.Decoder, u *User) error {
 	for {
@@ -549,8 +550,8 @@ func applyField(cfg *storage.PEPNodeConfig, field string, values []string) {
 	}
 }
 
-// pepItems reads <pubsub xmlns='...pubsub'> with <items node=''> of
-// <item id=''>payload</item>.
+// pepItems reads <pubsub xmlns='...pubsub'> with <items node='NAME'> of
+// <item id='ID'>payload</item>.
 func pepItems(d *xml.Decoder, u *User) error {
 	for {
 		tok, err := d.Token()

@@ -42,7 +42,7 @@ func fill(t *testing.T, ctx context.Context, s *memstore.Store) {
 	for _, it := range []storage.RosterItem{
 		{JID: bob, Name: "Bob & Co", Groups: []string{"Friends", "Work"}, Subscription: storage.SubBoth},
 		{JID: carol, Subscription: storage.SubNone, PendingOut: true},
-		{JID: dave, Subscription: storage.SubNone, PendingIn: true},              // a request alone
+		{JID: dave, Subscription: storage.SubNone, PendingIn: true},                           // a request alone
 		{JID: "erin@example.org", Name: "Erin", Subscription: storage.SubTo, PendingIn: true}, // and in the roster
 	} {
 		_, err := s.PutRosterItem(ctx, alice, it)
@@ -185,7 +185,7 @@ func prosodyFile(t *testing.T, pw string) string {
 		`<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'><server-key>` + b64(k.ServerKey) + `</server-key><stored-key>` +
 		b64(k.StoredKey) + `</stored-key><iter-count>4096</iter-count><salt>` + b64(k.Salt) + `</salt></scram-credentials>` +
 		`<query xmlns='jabber:iq:roster' version='3'><item subscription='both' jid='Bob@Example.org' name='Bob'><group>Friends</group></item></query>` +
-		`<presence xmlns='jabber:client' type='subscribe' from='dave@example.org'/>` +
+		`<presence type='subscribe' from='dave@example.org'/>` +
 		`<vCard xmlns='vcard-temp'><FN>Alice</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>iVBO</BINVAL></PHOTO></vCard>` +
 		`<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>` +
 		`<archive xmlns='urn:xmpp:pie:0#mam'/>` +

@@ -192,7 +192,7 @@ func (a *adminServer) handle(c net.Conn) {
 		}
 		c.SetReadDeadline(time.Now().Add(adminIdle))
 		a.mu.Unlock()
-		line, err := readLine(r, adminMaxLine)
+		line, err := readLine(r, adminMaxEntry)
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
 				writeResponse(c, adminResponse{Kind: kindUsage, Error: "request too long"})
@@ -201,6 +201,16 @@ func (a *adminServer) handle(c net.Conn) {
 		}
 		if a.closing.Load() {
 			writeResponse(c, adminResponse{Kind: kindError, Error: "server is shutting down"})
+			return
+		}
+		if handled, err := a.migrate(c, line); handled { // import, export: migrate.go
+			if err != nil {
+				return
+			}
+			continue
+		}
+		if len(line) > adminMaxLine {
+			writeResponse(c, adminResponse{Kind: kindUsage, Error: "request too long"})
 			return
 		}
 		resp := a.do(line)
