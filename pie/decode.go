@@ -520,10 +520,12 @@ func form(d *xml.Decoder, cfg *storage.PEPNodeConfig) error {
 }
 
 func applyField(cfg *storage.PEPNodeConfig, field string, values []string) {
-	v := ""
-	if len(values) > 0 {
-		v = values[0]
+	if len(values) == 0 {
+		// Prosody writes every field of its form, unset ones without a
+		// value: the default stays.
+		return
 	}
+	v := values[0]
 	b := v == "1" || v == "true"
 	switch field {
 	case "pubsub#access_model":

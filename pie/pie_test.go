@@ -188,6 +188,10 @@ func prosodyFile(t *testing.T, pw string) string {
 		`<presence type='subscribe' from='dave@example.org'/>` +
 		`<vCard xmlns='vcard-temp'><FN>Alice</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>iVBO</BINVAL></PHOTO></vCard>` +
 		`<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>` +
+		`<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='http://jabber.org/protocol/nick'><x xmlns='jabber:x:data' type='submit'>` +
+		`<field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#max_items' type='text-single'/>` +
+		`<field var='pubsub#persist_items' type='boolean'/><field var='pubsub#access_model' type='list-single'/><field var='pubsub#notify_delete' type='boolean'><value>0</value></field></x></configure></pubsub>` +
+		`<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='http://jabber.org/protocol/nick'><item id='current'><nick xmlns='http://jabber.org/protocol/nick'>Alice</nick></item></items></pubsub>` +
 		`<archive xmlns='urn:xmpp:pie:0#mam'/>` +
 		`</user></host></server-data>`
 }
@@ -197,8 +201,18 @@ func TestImportProsody(t *testing.T) {
 	dst := memstore.New()
 	sum, err := pie.Import(ctx, dst, strings.NewReader(prosodyFile(t, "pässwörd")), opts)
 	must(t, err)
-	if sum.Accounts != 1 || sum.Contacts != 2 || sum.VCards != 1 || sum.Private != 1 || !strings.Contains(sum.String(), "message archive") {
+	if sum.Accounts != 1 || sum.Contacts != 2 || sum.VCards != 1 || sum.Private != 1 || sum.PEPNodes != 1 || sum.PEPItems != 1 || !strings.Contains(sum.String(), "message archive") {
 		t.Errorf("summary:\n%s", sum)
+	}
+	// Prosody writes every field of the node's form, unset ones empty:
+	// they keep the default.
+	cfg, err := dst.PEPNodeConfig(ctx, alice, "http://jabber.org/protocol/nick")
+	must(t, err)
+	if want := pie.DefaultPEPConfig(); cfg.AccessModel != want.AccessModel || !cfg.PersistItems || cfg.MaxItems != want.MaxItems || cfg.NotifyDelete {
+		t.Errorf("PEP node config %+v", cfg)
+	}
+	if items, _ := dst.PEPItems(ctx, alice, "http://jabber.org/protocol/nick", nil, 0); len(items) != 1 || !strings.Contains(string(items[0].Payload), ">Alice</nick>") {
+		t.Errorf("PEP items %q", items)
 	}
 	a := &auth.Store{Accounts: dst}
 	must(t, a.CheckPassword(ctx, alice, "pässwörd"))

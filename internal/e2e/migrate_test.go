@@ -136,6 +136,16 @@ func checkMigrated(t *testing.T, es events, domain string) {
 	}
 }
 
+// checkPEP checks the nickname alice published with PEP before the move.
+func checkPEP(t *testing.T, es events) {
+	t.Helper()
+	var pep struct{ Nicks []string }
+	es.one(t, "pep", "alice").decode(t, &pep)
+	if !slices.Equal(pep.Nicks, []string{"Alice"}) {
+		t.Errorf("alice's PEP nickname items %q, want [Alice]", pep.Nicks)
+	}
+}
+
 // importSummary checks a line of the summary community import prints.
 func importSummary(t *testing.T, out, what string, imported, skipped int) {
 	t.Helper()
@@ -174,7 +184,7 @@ c2s_require_encryption = true
 ssl = { certificate = %[5]q; key = %[6]q; }
 authentication = "internal_hashed"
 storage = "internal"
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "vcard"; "private"; "offline"; "posix" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "vcard"; "private"; "pep"; "offline"; "posix" }
 VirtualHost %[7]q
 `, filepath.Join(dir, "prosody.pid"), filepath.Join(dir, "data"), filepath.Join(dir, "prosody.log"), ip,
 		filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), domain))
@@ -189,7 +199,7 @@ VirtualHost %[7]q
 	}
 	pr := startRef(t, "prosody", dir, []string{filepath.Join(dir, "prosody.log")}, []string{ip + ":5222"},
 		"-u", "prosody", "--", "prosody", "-F", "--config", cfg)
-	migClient(t, ip+":5222", filepath.Join(dir, "cert.pem"), domain, "populate")
+	migClient(t, ip+":5222", filepath.Join(dir, "cert.pem"), domain, "populate", "--pep")
 	pr.stop()
 
 	// prosody-migrator writes its xep0227 store's files into its data
@@ -206,7 +216,7 @@ VirtualHost %[7]q
 	}
 	export := filepath.Join(dir, "export")
 	writeFile(t, filepath.Join(dir, "migrator.lua"), re.ReplaceAllLiteralString(string(script), fmt.Sprintf("CFG_DATADIR=%q;", export)))
-	stores := `{ "accounts", "roster", "vcard", "private" }`
+	stores := `{ "accounts", "roster", "vcard", "private", "pep-pubsub" }`
 	writeFile(t, filepath.Join(dir, "migrator.cfg.lua"), fmt.Sprintf(`input { type = "internal"; path = %q; hosts = { [%q] = %s } }
 output { type = "xep0227"; path = %q; hosts = { [%q] = %s } }
 `, filepath.Join(dir, "data"), domain, stores, export, domain, stores))
@@ -217,6 +227,7 @@ output { type = "xep0227"; path = %q; hosts = { [%q] = %s } }
 		t.Fatalf("prosody-migrator wrote %q, want one file per user", files)
 	}
 	b, _ := os.ReadFile(filepath.Join(export, "alice@"+domain+".xml"))
+	t.Logf("Prosody's export of alice:\n%s", b)
 	if !strings.Contains(string(b), "mechanism='SCRAM-SHA-1'") || strings.Contains(string(b), migUsers[0][1]) {
 		t.Errorf("Prosody's export of alice:\n%s", b)
 	}
@@ -234,8 +245,9 @@ output { type = "xep0227"; path = %q; hosts = { [%q] = %s } }
 
 	p := startCommunity(t, bin, data)
 	// Prosody 0.12 kept SCRAM-SHA-1 credentials only.
-	es := migClient(t, p.addr, p.cert, domain, "check", "--mech", "SCRAM-SHA-1")
+	es := migClient(t, p.addr, p.cert, domain, "check", "--mech", "SCRAM-SHA-1", "--pep")
 	checkMigrated(t, es, domain)
+	checkPEP(t, es)
 	p.stop(t)
 }
 
@@ -326,8 +338,9 @@ EJABBERD_BYPASS_WARNINGS=true
 	importSummary(t, out, "accounts", 3, 0)
 	importSummary(t, out, "vCards", 1, 0)
 	importSummary(t, out, "private XML", 1, 0)
-	es := migClient(t, p.addr, p.cert, domain, "check")
+	es := migClient(t, p.addr, p.cert, domain, "check", "--pep")
 	checkMigrated(t, es, domain)
+	checkPEP(t, es)
 	p.stop(t)
 }
 
@@ -343,7 +356,7 @@ func TestMigrateTreffRoundTrip(t *testing.T) {
 		runCommunity(t, bin, "adduser", "-data", src, "-password", u[1], u[0]+"@"+domain)
 	}
 	p := startCommunity(t, bin, src)
-	migClient(t, p.addr, p.cert, domain, "populate")
+	migClient(t, p.addr, p.cert, domain, "populate", "--pep")
 	file := filepath.Join(t.TempDir(), "treff.xml")
 	runCommunity(t, bin, "export", "-data", src, file)
 	p.stop(t)
@@ -353,7 +366,8 @@ func TestMigrateTreffRoundTrip(t *testing.T) {
 	importSummary(t, out, "accounts", 3, 0)
 	importSummary(t, out, "vCards", 1, 0)
 	p = startCommunity(t, bin, dst)
-	es := migClient(t, p.addr, p.cert, domain, "check")
+	es := migClient(t, p.addr, p.cert, domain, "check", "--pep")
 	checkMigrated(t, es, domain)
+	checkPEP(t, es)
 	p.stop(t)
 }

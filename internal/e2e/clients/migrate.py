@@ -14,9 +14,11 @@ Scenarios:
     populate  alice names bob "Bobby" in the group "Friends" and they
               subscribe to each other (both); carol (--third) asks alice,
               who does not answer; alice sets her vCard (FN --body) and
-              keeps an element in private XML storage.
+              keeps an element in private XML storage; with --pep she
+              publishes a nickname (XEP-0172) on her PEP node.
     check     alice and bob log in with their old passwords; alice gets
-              her roster, her vCard and her private element, then sends
+              her roster, her vCard, her private element (and with --pep
+              her nickname's PEP items), then sends
               presence and reports the subscription requests the server
               delivers (carol's, pending); bob gets his roster.
 
@@ -28,6 +30,7 @@ Events, besides those of slix.py and im.py:
     private   client, nick
     pending   client, from: a subscription request delivered after
               initial presence
+    pep       client, nicks: the items of the nickname node
 """
 
 import asyncio
@@ -44,6 +47,8 @@ NS_ROSTER = "jabber:iq:roster"
 NS_VCARD = "vcard-temp"
 NS_PRIVATE = "jabber:iq:private"
 NS_PREFS = "urn:treff:e2e:prefs"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_NICK = "http://jabber.org/protocol/nick"
 
 
 async def send_iq(c, iq, what):
@@ -97,6 +102,11 @@ async def populate(o, clients):
     prefs = ET.SubElement(q, "{%s}prefs" % NS_PREFS)
     ET.SubElement(prefs, "{%s}nick" % NS_PREFS).text = "rabbit & co"
     await send_iq(alice, iq, "private XML set")
+    if o.pep:
+        iq = alice.Iq(stype="set")
+        pub = ET.SubElement(ET.SubElement(iq.xml, "{%s}pubsub" % NS_PUBSUB), "{%s}publish" % NS_PUBSUB, node=NS_NICK)
+        ET.SubElement(ET.SubElement(pub, "{%s}item" % NS_PUBSUB, id="current"), "{%s}nick" % NS_NICK).text = "Alice"
+        await send_iq(alice, iq, "PEP publish of a nickname")
     for c in (alice, bob, carol):
         await c.sync()
     emit("populated")
@@ -124,6 +134,13 @@ async def check(o, clients):
     nick = r.xml.find("{%s}query/{%s}prefs/{%s}nick" % (NS_PRIVATE, NS_PREFS, NS_PREFS))
     emit("private", client=alice.name, nick=nick.text if nick is not None else None)
 
+    if o.pep:
+        iq = alice.Iq(stype="get", sto=alice.boundjid.bare)
+        ET.SubElement(ET.SubElement(iq.xml, "{%s}pubsub" % NS_PUBSUB), "{%s}items" % NS_PUBSUB, node=NS_NICK)
+        r = await send_iq(alice, iq, "PEP items of the nickname node")
+        nicks = r.xml.findall("{%s}pubsub/{%s}items/{%s}item/{%s}nick" % (NS_PUBSUB, NS_PUBSUB, NS_PUBSUB, NS_NICK))
+        emit("pep", client=alice.name, nicks=[n.text for n in nicks])
+
     # RFC 6121 3.1.3: a pending request is delivered again when the
     # contact sends initial presence.
     await alice.initial_presence()
@@ -140,4 +157,5 @@ if __name__ == "__main__":
     p.add_argument("--wait", type=float, default=5, help="seconds for each wait for the server")
     p.add_argument("--third", default="", help="carol's JID")
     p.add_argument("--third-password", default="")
+    p.add_argument("--pep", action="store_true", help="populate: alice publishes a nickname (XEP-0172) with PEP; check: reads it")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
