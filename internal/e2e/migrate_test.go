@@ -252,12 +252,15 @@ output { type = "xep0227"; path = %q; hosts = { [%q] = %s } }
 }
 
 // TestMigrateFromEjabberd: accounts filled on ejabberd 23.01 (passwords
-// kept as SCRAM-SHA-256), exported with ejabberdctl export_piefxis (a
+// kept as SCRAM-SHA-256 on one host, in clear on another), exported with ejabberdctl export_piefxis (a
 // main file including one file per host), imported with community import
 // FOLDER through the admin socket of a running Treff, checked there.
 func TestMigrateFromEjabberd(t *testing.T) {
 	needMigration(t, "ejabberdctl")
-	const domain = "ejabberd.migrate.test"
+	// plainDomain's passwords are kept in clear (ejabberd's
+	// auth_password_format: plain), and exported so.
+	const domain, plainDomain = "ejabberd.migrate.test", "plain.ejabberd.migrate.test"
+	const dora, doraPW = "dora@" + plainDomain, "dora's pässwörd"
 	dir := migDir(t, domain)
 	ip := migAddr["ejabberd"]
 	distPort := freePort(t)
@@ -266,6 +269,10 @@ loglevel: info
 log_rotate_count: 0
 hosts:
   - %[1]q
+  - %[5]q
+host_config:
+  %[5]q:
+    auth_password_format: plain
 certfiles:
   - %[2]q
   - %[3]q
@@ -300,7 +307,7 @@ modules:
   mod_private: {}
   mod_roster: {}
   mod_vcard: {}
-`, domain, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), ip))
+`, domain, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), ip, plainDomain))
 	writeFile(t, filepath.Join(dir, "ejabberdctl.cfg"), fmt.Sprintf(`ERLANG_NODE=treff-migrate-ejabberd@localhost
 INET_DIST_INTERFACE=127.0.0.1
 ERL_DIST_PORT=%d
@@ -323,24 +330,33 @@ EJABBERD_BYPASS_WARNINGS=true
 	for _, u := range migUsers {
 		runAs(t, "ejabberd", dir, home, append(slices.Clone(ctl), "register", u[0], domain, u[1])...)
 	}
+	runAs(t, "ejabberd", dir, home, append(slices.Clone(ctl), "register", "dora", plainDomain, doraPW)...)
 	migClient(t, ip+":5222", filepath.Join(dir, "cert.pem"), domain, "populate")
 	export := filepath.Join(dir, "export")
 	runAs(t, "ejabberd", dir, home, append(slices.Clone(ctl), "export_piefxis", export)...)
 	files, _ := filepath.Glob(filepath.Join(export, "*.xml"))
-	if len(files) != 2 {
-		t.Fatalf("export_piefxis wrote %q, want a main file and one for the host", files)
+	if len(files) != 3 {
+		t.Fatalf("export_piefxis wrote %q, want a main file and one for each host", files)
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		t.Logf("ejabberd's %s:\n%s", filepath.Base(f), b)
 	}
 
-	bin := withFlags(t, buildCommunity(t), "-domain", domain)
+	bin := withFlags(t, buildCommunity(t), "-domain", domain+","+plainDomain)
 	data := t.TempDir()
 	p := startCommunity(t, bin, data)
 	out := runCommunity(t, bin, "import", "-data", data, export)
-	importSummary(t, out, "accounts", 3, 0)
+	importSummary(t, out, "accounts", 4, 0)
 	importSummary(t, out, "vCards", 1, 0)
 	importSummary(t, out, "private XML", 1, 0)
-	es := migClient(t, p.addr, p.cert, domain, "check", "--pep")
+	es := migClient(t, p.addr, p.cert, domain, "check")
 	checkMigrated(t, es, domain)
-	checkPEP(t, es)
+	// dora's password came in clear and was hashed on import.
+	es = p.clients().slix(t, "disco", "--jid", dora, "--password", doraPW, "--mech", "SCRAM-SHA-256")
+	if l := es.one(t, "login", "alice"); !strings.HasPrefix(l.JID, dora+"/") || l.Mech != "SCRAM-SHA-256" {
+		t.Errorf("dora's login: %+v", l)
+	}
 	p.stop(t)
 }
 
