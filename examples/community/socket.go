@@ -39,6 +39,9 @@ import (
 //	{"ok":true,"policy":"open"}
 //	{"ok":false,"kind":"notfound","error":"no account carol@localhost"}
 //
+// import and export (community import, community export) are described
+// in migrate.go; an import request may be up to adminMaxEntry long.
+//
 // kind is one of usage, exists, notfound and error. A connection may carry
 // several requests; the server closes it after adminIdle without one.
 
