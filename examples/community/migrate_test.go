@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,4 +170,40 @@ func TestMigrateCommands(t *testing.T) {
 	}
 	expectFail(t, bin, 1, "not-there.xml", "import", "-data", live, filepath.Join(out, "not-there.xml"))
 	srv.stop(t, syscall.SIGTERM)
+}
+
+// On a terminal, import shows how far it got on stderr (util-linux's
+// script gives the command one); elsewhere it shows nothing.
+func TestImportProgress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	scriptBin, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to run the command on a terminal")
+	}
+	bin := buildBinary(t)
+	src := t.TempDir()
+	mustRun(t, bin, "", "adduser", "-data", src, "-password", "pw-1", "alice@localhost")
+	mustRun(t, bin, "", "adduser", "-data", src, "-password", "pw-2", "bob@localhost")
+	file := filepath.Join(t.TempDir(), "all.xml")
+	mustRun(t, bin, "", "export", "-data", src, file)
+
+	// Not a terminal: the summary only.
+	r := runCmd(t, bin, "", "import", "-data", t.TempDir(), file)
+	if r.code != 0 || strings.Contains(r.stderr, "MiB read") {
+		t.Errorf("import without a terminal: exit %d, stderr %q", r.code, r.stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+	cmd := exec.CommandContext(ctx, scriptBin, "-qec", quote(bin)+" import -data "+quote(t.TempDir())+" "+quote(file), "/dev/null")
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("import on a terminal: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`\rimport: [0-9.]+ of [0-9.]+ MiB read, [12] users and rooms`).Match(out) || !strings.Contains(string(out), "accounts:        2 imported") {
+		t.Errorf("import on a terminal showed no progress:\n%q", out)
+	}
 }
