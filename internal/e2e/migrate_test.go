@@ -36,7 +36,7 @@ const (
 
 // migUsers are the local parts and passwords of the test accounts (the
 // passwords with non-ASCII letters and spaces: SASLprep matters).
-var migUsers = [][2]string{{"alice", "alice pässwörd 1"}, {"bob", "bob-Paßwort-2"}, {"carol", "carol pw 3"}}
+var migUsers = [][2]string{{"alice", "alice pässwörd 1"}, {"bob", "bob-Paßwort-2"}, {"carol", "carol pw 3"}, {"erin", "erin pw 4"}}
 
 // needMigration checks what a test against a reference server needs.
 func needMigration(t *testing.T, progs ...string) {
@@ -85,7 +85,9 @@ func writeFile(t *testing.T, name, content string) {
 }
 
 // migClient runs clients/migrate.py scenario against addr for the users
-// of domain (alice, with bob as peer and carol as third).
+// of domain (alice, with bob as peer and carol as third; erin is the
+// account that gets a message while it never logged in, with
+// --offline-to).
 func migClient(t *testing.T, addr, cert, domain, scenario string, extra ...string) events {
 	t.Helper()
 	s := &server{Server: &trefftest.Server{Domain: domain, Addr: addr, CertFile: cert}}
@@ -143,6 +145,25 @@ func checkPEP(t *testing.T, es events) {
 	es.one(t, "pep", "alice").decode(t, &pep)
 	if !slices.Equal(pep.Nicks, []string{"Alice"}) {
 		t.Errorf("alice's PEP nickname items %q, want [Alice]", pep.Nicks)
+	}
+}
+
+// offlineArgs are the options of migClient for erin's offline message.
+func offlineArgs(domain string) []string {
+	return []string{"--offline-to", migUsers[3][0] + "@" + domain, "--offline-password", migUsers[3][1]}
+}
+
+// checkOffline checks that erin got bob's message, stored before the
+// move, with a <delay/>.
+func checkOffline(t *testing.T, es events, domain string) {
+	t.Helper()
+	var m struct{ Body, From string }
+	es.one(t, "offline", "erin").decode(t, &m)
+	if m.Body != "while you were away" || !strings.HasPrefix(m.From, "bob@"+domain) {
+		t.Errorf("erin's offline message: %+v", m)
+	}
+	if len(es.of("delay", "erin")) != 1 {
+		t.Errorf("erin's offline message came without a single <delay/>: %v", es.of("delay", "erin"))
 	}
 }
 
@@ -235,12 +256,12 @@ output { type = "xep0227"; path = %q; hosts = { [%q] = %s } }
 	bin := withFlags(t, buildCommunity(t), "-domain", domain)
 	data := t.TempDir()
 	out := runCommunity(t, bin, "import", "-data", data, export)
-	importSummary(t, out, "accounts", 3, 0)
+	importSummary(t, out, "accounts", 4, 0)
 	importSummary(t, out, "roster contacts", 4, 0) // bob, carol (pending), alice; alice in carol's
 	importSummary(t, out, "vCards", 1, 0)
 	importSummary(t, out, "private XML", 1, 0)
 	out = runCommunity(t, bin, "import", "-data", data, export)
-	importSummary(t, out, "accounts", 0, 3)
+	importSummary(t, out, "accounts", 0, 4)
 	importSummary(t, out, "roster contacts", 0, 4)
 
 	p := startCommunity(t, bin, data)
@@ -331,7 +352,7 @@ EJABBERD_BYPASS_WARNINGS=true
 		runAs(t, "ejabberd", dir, home, append(slices.Clone(ctl), "register", u[0], domain, u[1])...)
 	}
 	runAs(t, "ejabberd", dir, home, append(slices.Clone(ctl), "register", "dora", plainDomain, doraPW)...)
-	migClient(t, ip+":5222", filepath.Join(dir, "cert.pem"), domain, "populate")
+	migClient(t, ip+":5222", filepath.Join(dir, "cert.pem"), domain, "populate", offlineArgs(domain)...)
 	export := filepath.Join(dir, "export")
 	runAs(t, "ejabberd", dir, home, append(slices.Clone(ctl), "export_piefxis", export)...)
 	files, _ := filepath.Glob(filepath.Join(export, "*.xml"))
@@ -347,11 +368,13 @@ EJABBERD_BYPASS_WARNINGS=true
 	data := t.TempDir()
 	p := startCommunity(t, bin, data)
 	out := runCommunity(t, bin, "import", "-data", data, export)
-	importSummary(t, out, "accounts", 4, 0)
+	importSummary(t, out, "accounts", 5, 0)
 	importSummary(t, out, "vCards", 1, 0)
 	importSummary(t, out, "private XML", 1, 0)
-	es := migClient(t, p.addr, p.cert, domain, "check")
+	importSummary(t, out, "offline msgs", 1, 0)
+	es := migClient(t, p.addr, p.cert, domain, "check", offlineArgs(domain)...)
 	checkMigrated(t, es, domain)
+	checkOffline(t, es, domain)
 	// dora's password came in clear and was hashed on import.
 	es = p.clients().slix(t, "disco", "--jid", dora, "--password", doraPW, "--mech", "SCRAM-SHA-256")
 	if l := es.one(t, "login", "alice"); !strings.HasPrefix(l.JID, dora+"/") || l.Mech != "SCRAM-SHA-256" {
@@ -372,18 +395,20 @@ func TestMigrateTreffRoundTrip(t *testing.T) {
 		runCommunity(t, bin, "adduser", "-data", src, "-password", u[1], u[0]+"@"+domain)
 	}
 	p := startCommunity(t, bin, src)
-	migClient(t, p.addr, p.cert, domain, "populate", "--pep")
+	migClient(t, p.addr, p.cert, domain, "populate", append(offlineArgs(domain), "--pep")...)
 	file := filepath.Join(t.TempDir(), "treff.xml")
 	runCommunity(t, bin, "export", "-data", src, file)
 	p.stop(t)
 
 	dst := t.TempDir()
 	out := runCommunity(t, bin, "import", "-data", dst, file)
-	importSummary(t, out, "accounts", 3, 0)
+	importSummary(t, out, "accounts", 4, 0)
 	importSummary(t, out, "vCards", 1, 0)
+	importSummary(t, out, "offline msgs", 1, 0)
 	p = startCommunity(t, bin, dst)
-	es := migClient(t, p.addr, p.cert, domain, "check", "--pep")
+	es := migClient(t, p.addr, p.cert, domain, "check", append(offlineArgs(domain), "--pep")...)
 	checkMigrated(t, es, domain)
+	checkOffline(t, es, domain)
 	checkPEP(t, es)
 	p.stop(t)
 }

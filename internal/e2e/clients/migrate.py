@@ -15,12 +15,15 @@ Scenarios:
               subscribe to each other (both); carol (--third) asks alice,
               who does not answer; alice sets her vCard (FN --body) and
               keeps an element in private XML storage; with --pep she
-              publishes a nickname (XEP-0172) on her PEP node.
+              publishes a nickname (XEP-0172) on her PEP node; with
+              --offline-to bob sends that account (which never logged
+              in) a message the server stores.
     check     alice and bob log in with their old passwords; alice gets
               her roster, her vCard, her private element (and with --pep
               her nickname's PEP items), then sends
               presence and reports the subscription requests the server
-              delivers (carol's, pending); bob gets his roster.
+              delivers (carol's, pending); bob gets his roster; with
+              --offline-to that account logs in and gets bob's message.
 
 Events, besides those of slix.py and im.py:
 
@@ -31,6 +34,7 @@ Events, besides those of slix.py and im.py:
     pending   client, from: a subscription request delivered after
               initial presence
     pep       client, nicks: the items of the nickname node
+    offline   client, body, from: the stored message, delivered
 """
 
 import asyncio
@@ -49,6 +53,7 @@ NS_PRIVATE = "jabber:iq:private"
 NS_PREFS = "urn:treff:e2e:prefs"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_NICK = "http://jabber.org/protocol/nick"
+OFFLINE_BODY = "while you were away"
 
 
 async def send_iq(c, iq, what):
@@ -102,6 +107,9 @@ async def populate(o, clients):
     prefs = ET.SubElement(q, "{%s}prefs" % NS_PREFS)
     ET.SubElement(prefs, "{%s}nick" % NS_PREFS).text = "rabbit & co"
     await send_iq(alice, iq, "private XML set")
+    if o.offline_to:
+        # Never logged in: the server stores it.
+        bob.send_message(mto=o.offline_to, mbody=OFFLINE_BODY, mtype="chat")
     if o.pep:
         iq = alice.Iq(stype="set")
         pub = ET.SubElement(ET.SubElement(iq.xml, "{%s}pubsub" % NS_PUBSUB), "{%s}publish" % NS_PUBSUB, node=NS_NICK)
@@ -141,6 +149,14 @@ async def check(o, clients):
         nicks = r.xml.findall("{%s}pubsub/{%s}items/{%s}item/{%s}nick" % (NS_PUBSUB, NS_PUBSUB, NS_PUBSUB, NS_NICK))
         emit("pep", client=alice.name, nicks=[n.text for n in nicks])
 
+    if o.offline_to:
+        erin = im.IMClient("erin", o.offline_to, o.offline_password, o)
+        clients.append(erin)
+        await erin.login()
+        await erin.initial_presence()
+        m = await erin.wait_message(lambda m: m["body"] == OFFLINE_BODY, "the offline message")
+        emit("offline", client=erin.name, body=m["body"], **{"from": m["from"]})
+
     # RFC 6121 3.1.3: a pending request is delivered again when the
     # contact sends initial presence.
     await alice.initial_presence()
@@ -157,5 +173,7 @@ if __name__ == "__main__":
     p.add_argument("--wait", type=float, default=5, help="seconds for each wait for the server")
     p.add_argument("--third", default="", help="carol's JID")
     p.add_argument("--third-password", default="")
+    p.add_argument("--offline-to", default="", help="populate: bob sends this JID (never logged in) a message; check: it logs in and gets it")
+    p.add_argument("--offline-password", default="")
     p.add_argument("--pep", action="store_true", help="populate: alice publishes a nickname (XEP-0172) with PEP; check: reads it")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
