@@ -91,6 +91,9 @@ func applyUser(ctx context.Context, store storage.Store, u *User, opts Options, 
 		return fail("account", err)
 	default:
 		s.Accounts++
+		if len(creds) > 0 && !slices.ContainsFunc(creds, func(c storage.Credential) bool { return c.Mechanism == "SCRAM-SHA-256" }) {
+			s.SHA1Only++
+		}
 	}
 	for _, what := range u.Skipped {
 		s.note("%s: %s (not imported)", u.JID, what)

@@ -130,6 +130,10 @@ type Summary struct {
 	PEPSkipped                int
 	Offline, OfflineSkipped   int
 	Rooms, RoomsSkipped       int
+	// SHA1Only counts the accounts created with SCRAM-SHA-1 keys only
+	// (Prosody 0.12 keeps no others): a client that chooses SCRAM-SHA-256
+	// cannot log in to them until their password is set again.
+	SHA1Only int
 	// Notes say what was skipped and why, one line each, at most
 	// MaxNotes (Add keeps the first).
 	Notes []string
@@ -155,6 +159,7 @@ func (s *Summary) Add(o Summary) {
 	s.OfflineSkipped += o.OfflineSkipped
 	s.Rooms += o.Rooms
 	s.RoomsSkipped += o.RoomsSkipped
+	s.SHA1Only += o.SHA1Only
 	for _, n := range o.Notes {
 		s.note("%s", n)
 	}
@@ -183,6 +188,9 @@ func (s Summary) String() string {
 	fmt.Fprintf(&b, "%-16s %d nodes and %d items imported, %d skipped\n", "PEP:", s.PEPNodes, s.PEPItems, s.PEPSkipped)
 	row("offline msgs", s.Offline, s.OfflineSkipped)
 	row("rooms", s.Rooms, s.RoomsSkipped)
+	if s.SHA1Only > 0 {
+		fmt.Fprintf(&b, "note: %d accounts came with SCRAM-SHA-1 keys only: they log in with SCRAM-SHA-1 or PLAIN; a client that chooses SCRAM-SHA-256 cannot log in to them until their password is set again\n", s.SHA1Only)
+	}
 	for _, n := range s.Notes {
 		b.WriteString("skipped: " + n + "\n")
 	}

@@ -204,6 +204,9 @@ func TestImportProsody(t *testing.T) {
 	if sum.Accounts != 1 || sum.Contacts != 2 || sum.VCards != 1 || sum.Private != 1 || sum.PEPNodes != 1 || sum.PEPItems != 1 || !strings.Contains(sum.String(), "message archive") {
 		t.Errorf("summary:\n%s", sum)
 	}
+	if sum.SHA1Only != 1 || !strings.Contains(sum.String(), "1 accounts came with SCRAM-SHA-1 keys only") {
+		t.Errorf("SCRAM-SHA-1 only: %d\n%s", sum.SHA1Only, sum)
+	}
 	// Prosody writes every field of the node's form, unset ones empty:
 	// they keep the default.
 	cfg, err := dst.PEPNodeConfig(ctx, alice, "http://jabber.org/protocol/nick")

@@ -260,6 +260,9 @@ output { type = "xep0227"; path = %q; hosts = { [%q] = %s } }
 	importSummary(t, out, "roster contacts", 4, 0) // bob, carol (pending), alice; alice in carol's
 	importSummary(t, out, "vCards", 1, 0)
 	importSummary(t, out, "private XML", 1, 0)
+	if !strings.Contains(out, "note: 4 accounts came with SCRAM-SHA-1 keys only") {
+		t.Errorf("the summary does not say that the accounts have SCRAM-SHA-1 keys only:\n%s", out)
+	}
 	out = runCommunity(t, bin, "import", "-data", data, export)
 	importSummary(t, out, "accounts", 0, 4)
 	importSummary(t, out, "roster contacts", 0, 4)
