@@ -386,9 +386,10 @@ EJABBERD_BYPASS_WARNINGS=true
 	p.stop(t)
 }
 
-// TestMigrateTreffRoundTrip: accounts filled on Treff, exported with
-// community export while it runs, imported with community import FILE
-// into an empty data folder, checked on a Treff started there.
+// TestMigrateTreffRoundTrip: accounts filled on Treff (and a persistent
+// room), exported with community export while it runs, imported with
+// community import FILE into an empty data folder, checked on a Treff
+// started there.
 func TestMigrateTreffRoundTrip(t *testing.T) {
 	needSlixmpp(t)
 	const domain = "localhost"
@@ -399,6 +400,14 @@ func TestMigrateTreffRoundTrip(t *testing.T) {
 	}
 	p := startCommunity(t, bin, src)
 	migClient(t, p.addr, p.cert, domain, "populate", append(offlineArgs(domain), "--pep")...)
+	// A persistent room alice owns (XEP-0045), with a name that needs
+	// escaping.
+	const room, roomName = "keep@" + mucService, "Käffchen & Co's <room>"
+	roomArgs := []string{"--jid", "alice@" + domain, "--password", migUsers[0][1], "--peer", "bob@" + domain,
+		"--peer-password", migUsers[1][1], "--third", "carol@" + domain, "--third-password", migUsers[2][1],
+		"--room", "keep", "--room-name", roomName}
+	es := p.clients().muc(t, "persist_create", roomArgs...)
+	checkJoined(t, es, "alice", room, "alice", 110, 201)
 	file := filepath.Join(t.TempDir(), "treff.xml")
 	runCommunity(t, bin, "export", "-data", src, file)
 	p.stop(t)
@@ -408,10 +417,21 @@ func TestMigrateTreffRoundTrip(t *testing.T) {
 	importSummary(t, out, "accounts", 4, 0)
 	importSummary(t, out, "vCards", 1, 0)
 	importSummary(t, out, "offline msgs", 1, 0)
+	importSummary(t, out, "rooms", 1, 0)
 	p = startCommunity(t, bin, dst)
-	es := migClient(t, p.addr, p.cert, domain, "check", append(offlineArgs(domain), "--pep")...)
+	es = migClient(t, p.addr, p.cert, domain, "check", append(offlineArgs(domain), "--pep")...)
 	checkMigrated(t, es, domain)
 	checkOffline(t, es, domain)
 	checkPEP(t, es)
+	// The room is there, persistent with its name, and alice gets back in
+	// as its owner (not created anew: no 201).
+	es = p.clients().muc(t, "persist_check", roomArgs...)
+	checkRoomInfo(t, discoInfo(t, es, "bob"), roomName, "muc_persistent", "muc_public")
+	checkJoined(t, es, "alice", room, "alice", 110)
+	for _, pr := range mucPresences(t, es, "alice") {
+		if pr.From == room+"/alice" && pr.Type == "" && (pr.Item == nil || pr.Item.Affiliation != "owner") {
+			t.Errorf("alice's self-presence in the imported room has item %+v, want owner", pr.Item)
+		}
+	}
 	p.stop(t)
 }
