@@ -84,6 +84,11 @@ func (a *adminServer) migrate(c net.Conn, line []byte) (handled bool, err error)
 		return false, nil
 	}
 	write := func(resp migrateResponse) error {
+		if a.closing.Load() {
+			// An export in progress ends at its next piece: shutting
+			// down does not wait for it.
+			return errors.New("server is shutting down")
+		}
 		b, err := json.Marshal(resp)
 		if err != nil {
 			return err
