@@ -187,6 +187,31 @@ func user(d *xml.Decoder, se xml.StartElement, domain string) (*User, error) {
 	}
 	u := &User{JID: j, Password: attr(se, "password")}
 	fail := func(err error) (*User, error) { return nil, fmt.Errorf("pie: user %s: %w", j, err) }
+	for _, a := range se.Attr {
+		if a.Name.Space != NSAccount {
+			continue
+		}
+		var t *time.Time
+		switch a.Name.Local {
+		case "created":
+			t = &u.Account.Created
+		case "last-login":
+			t = &u.Account.LastLogin
+		case "suspended":
+			t = &u.Account.Suspended
+		case "approved":
+			t = &u.Account.Approved
+		case "suspend-reason":
+			u.Account.SuspendReason = a.Value
+		}
+		if t != nil {
+			v, err := time.Parse(time.RFC3339Nano, a.Value)
+			if err != nil {
+				return fail(fmt.Errorf("%s: %w", a.Name.Local, err))
+			}
+			*t = v.UTC()
+		}
+	}
 	pending := map[string]bool{}
 	for {
 		tok, err := d.Token()

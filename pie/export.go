@@ -130,7 +130,23 @@ func (e *exporter) b(b []byte) {
 func (e *exporter) user(a storage.Account) error {
 	ctx := e.ctx
 	local, _, _ := strings.Cut(a.JID, "@")
-	e.s("  <user name='" + esc(local) + "'>\n")
+	e.s("  <user name='" + esc(local) + "'")
+	attrs := ""
+	for _, x := range []struct {
+		name string
+		t    time.Time
+	}{{"created", a.Created}, {"last-login", a.LastLogin}, {"suspended", a.Suspended}, {"approved", a.Approved}} {
+		if !x.t.IsZero() {
+			attrs += " t:" + x.name + "='" + x.t.UTC().Format(time.RFC3339Nano) + "'"
+		}
+	}
+	if a.SuspendReason != "" {
+		attrs += " t:suspend-reason='" + esc(a.SuspendReason) + "'"
+	}
+	if attrs != "" {
+		e.s(" xmlns:t='" + NSAccount + "'" + attrs)
+	}
+	e.s(">\n")
 	for _, c := range a.Credentials {
 		e.s("   <scram-credentials xmlns='" + NSSCRAM + "' mechanism='" + esc(c.Mechanism) + "'>")
 		e.s("<iter-count>" + strconv.Itoa(c.Iterations) + "</iter-count>")

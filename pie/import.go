@@ -82,7 +82,12 @@ func applyUser(ctx context.Context, store storage.Store, u *User, opts Options, 
 	if len(creds) == 0 {
 		s.note("%s: no password or SCRAM credentials in the file: the account cannot log in until its password is set (community passwd)", u.JID)
 	}
-	err := store.CreateAccount(ctx, storage.Account{JID: u.JID, Credentials: creds, Created: nowUTC()})
+	acct := u.Account
+	acct.JID, acct.Credentials = u.JID, creds
+	if acct.Created.IsZero() {
+		acct.Created = nowUTC()
+	}
+	err := store.CreateAccount(ctx, acct)
 	switch {
 	case errors.Is(err, storage.ErrExists):
 		s.AccountsSkipped++

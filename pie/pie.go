@@ -14,7 +14,8 @@
 // 1.1: SCRAM-SHA-1, SCRAM-SHA-256, SCRAM-SHA-512), or a plain password
 // attribute, which Apply hashes into SCRAM credentials and never stores;
 // the roster with subscription states, pending requests both ways and
-// groups; the vCard (vcard-temp); private XML (jabber:iq:private); PEP
+// groups; when the account was created, last used, suspended or approved
+// (attributes in Treff's namespace NSAccount); the vCard (vcard-temp); private XML (jabber:iq:private); PEP
 // nodes with their configuration and items; offline messages. Rooms
 // (XEP-0045) with their configuration and affiliations travel in an
 // element of Treff's own namespace (NSRoom) under the host of the group
@@ -49,6 +50,10 @@ const (
 	// NSRoom is Treff's namespace for a group chat room (configuration
 	// and affiliations) under the host of its service.
 	NSRoom = "urn:xmpp:treff:pie:room:0"
+	// NSAccount qualifies Treff's attributes of <user/>: when the account
+	// was created, last logged in, was suspended (and why) or approved
+	// (storage.Account). Other servers ignore them.
+	NSAccount = "urn:xmpp:treff:pie:account:0"
 	// NSXInclude is the namespace of <xi:include/>.
 	NSXInclude = "http://www.w3.org/2001/XInclude"
 )
@@ -80,6 +85,10 @@ type User struct {
 	Password string
 	// Credentials are the SCRAM credentials from the file.
 	Credentials []storage.Credential
+	// Account holds what the file says of the account besides its JID
+	// and credentials (Treff's NSAccount attributes): Created, LastLogin,
+	// Suspended, SuspendReason, Approved; zero where it says nothing.
+	Account storage.Account
 	// Roster holds the contacts, pending inbound requests included
 	// (PendingIn).
 	Roster []storage.RosterItem

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -39,6 +40,14 @@ func fill(t *testing.T, ctx context.Context, s *memstore.Store) {
 	a := &auth.Store{Accounts: s}
 	must(t, a.CreateUser(ctx, alice, "alice-pw"))
 	must(t, a.CreateUser(ctx, bob, "bob-pw"))
+	// bob is suspended; Treff's own attributes carry that.
+	acct, err := s.Account(ctx, bob)
+	must(t, err)
+	acct.Created = time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)
+	acct.LastLogin = time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	acct.Suspended = time.Date(2026, 6, 7, 8, 9, 10, 0, time.UTC)
+	acct.SuspendReason = "spam & <links>"
+	must(t, s.UpdateAccount(ctx, acct))
 	for _, it := range []storage.RosterItem{
 		{JID: bob, Name: "Bob & Co", Groups: []string{"Friends", "Work"}, Subscription: storage.SubBoth},
 		{JID: carol, Subscription: storage.SubNone, PendingOut: true},
@@ -54,7 +63,7 @@ func fill(t *testing.T, ctx context.Context, s *memstore.Store) {
 	must(t, s.CreatePEPNode(ctx, alice, "eu.siacs.conversations.axolotl.devicelist", cfg))
 	must(t, s.PublishPEPItem(ctx, alice, "eu.siacs.conversations.axolotl.devicelist",
 		storage.PEPItem{ID: "current", Payload: []byte(`<list xmlns="eu.siacs.conversations.axolotl"><device id="42"></device></list>`)}, 0))
-	_, err := s.PushOffline(ctx, alice, storage.OfflineMessage{Received: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+	_, err = s.PushOffline(ctx, alice, storage.OfflineMessage{Received: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		Stanza: []byte(`<message from="bob@example.org/phone" to="alice@example.org" type="chat"><body>hi &amp; bye</body></message>`)}, 0)
 	must(t, err)
 	must(t, s.PutRoom(ctx, storage.Room{JID: "lobby@conference.example.org", Name: "Lobby", Persistent: true, Public: true,
@@ -87,6 +96,10 @@ func TestRoundTrip(t *testing.T) {
 		must(t, err)
 		if fmt.Sprint(a.Credentials) != fmt.Sprint(b.Credentials) {
 			t.Errorf("%s: credentials differ", u)
+		}
+		a.Credentials, b.Credentials = nil, nil
+		if !reflect.DeepEqual(a, b) { // Created, LastLogin, Suspended... in Treff's attributes
+			t.Errorf("%s: account %+v, want %+v", u, b, a)
 		}
 	}
 	must(t, (&auth.Store{Accounts: dst}).CheckPassword(ctx, alice, "alice-pw"))
