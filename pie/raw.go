@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"unicode"
 )
 
 const xmlURL = "http://www.w3.org/XML/1998/namespace"
@@ -20,7 +21,16 @@ func raw(d *xml.Decoder, start xml.StartElement, skip func(xml.StartElement) boo
 	var b bytes.Buffer
 	type frame struct{ ns string }
 	stack := []frame{}
+	var bad error
 	open := func(se xml.StartElement, parentNS string) {
+		if !ncName(se.Name.Local) {
+			bad = fmt.Errorf("pie: %q is not an element name", se.Name.Local)
+		}
+		for _, a := range se.Attr {
+			if !ncName(a.Name.Local) {
+				bad = fmt.Errorf("pie: %q is not an attribute name", a.Name.Local)
+			}
+		}
 		b.WriteByte('<')
 		b.WriteString(se.Name.Local)
 		if se.Name.Space != parentNS || len(stack) == 0 {
@@ -54,6 +64,9 @@ func raw(d *xml.Decoder, start xml.StartElement, skip func(xml.StartElement) boo
 	}
 	open(start, "")
 	for len(stack) > 0 {
+		if bad != nil {
+			return nil, bad
+		}
 		tok, err := d.Token()
 		if err != nil {
 			return nil, err
@@ -79,7 +92,24 @@ func raw(d *xml.Decoder, start xml.StartElement, skip func(xml.StartElement) boo
 			xml.EscapeText(&b, t)
 		}
 	}
+	if bad != nil {
+		return nil, bad
+	}
 	return b.Bytes(), nil
+}
+
+// ncName reports whether s is a name without a colon (Namespaces in XML
+// 1.0), which encoding/xml does not check: copies must stand alone.
+func ncName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r == '_' || unicode.IsLetter(r):
+		case i > 0 && (r == '-' || r == '.' || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Mc, r) || r == 0xB7):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // text reads the rest of the element start opened and returns its
