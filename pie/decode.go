@@ -448,8 +448,70 @@ func pepNode(u *User, name string) *PEPNode {
 }
 
 // pepConfig reads <pubsub xmlns='...#owner'> with a <configure node='NAME'>
-// per node and its submitted form.
+// per node and its submitted form, and <affiliations node='NAME'>, whose
+// members are the node's whitelist (as Prosody and Treff write them).
 func pepConfig(d *xml.Decoder, u *User) error {
+	whitelists := map[string][]string{}
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.EndElement:
+			for name, wl := range whitelists {
+				n := pepNode(u, name)
+				if n.Config == nil {
+					cfg := DefaultPEPConfig()
+					n.Config = &cfg
+				}
+				n.Config.Whitelist = wl
+			}
+			return nil
+		case xml.StartElement:
+			node := attr(t, "node")
+			switch {
+			case node == "":
+				err = d.Skip()
+			case t.Name.Local == "configure":
+				err = configure(d, pepNode(u, node))
+			case t.Name.Local == "affiliations":
+				err = affiliations(d, node, whitelists)
+			default:
+				err = d.Skip()
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func configure(d *xml.Decoder, n *PEPNode) error {
+	cfg := DefaultPEPConfig()
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		if _, ok := tok.(xml.EndElement); ok {
+			break
+		}
+		if x, ok := tok.(xml.StartElement); ok {
+			if x.Name == (xml.Name{Space: nsDataForm, Local: "x"}) {
+				if err := form(d, &cfg); err != nil {
+					return err
+				}
+			} else if err := d.Skip(); err != nil {
+				return err
+			}
+		}
+	}
+	n.Config = &cfg
+	return nil
+}
+
+func affiliations(d *xml.Decoder, node string, whitelists map[string][]string) error {
 	for {
 		tok, err := d.Token()
 		if err != nil {
@@ -459,33 +521,16 @@ func pepConfig(d *xml.Decoder, u *User) error {
 		case xml.EndElement:
 			return nil
 		case xml.StartElement:
-			if t.Name.Local != "configure" || attr(t, "node") == "" {
-				if err := d.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			n := pepNode(u, attr(t, "node"))
-			cfg := DefaultPEPConfig()
-			for {
-				tok, err := d.Token()
+			if t.Name.Local == "affiliation" && attr(t, "affiliation") == "member" {
+				j, err := bareJID(attr(t, "jid"), false)
 				if err != nil {
-					return err
+					return fmt.Errorf("PEP node %s: affiliation: %w", node, err)
 				}
-				if _, ok := tok.(xml.EndElement); ok {
-					break
-				}
-				if x, ok := tok.(xml.StartElement); ok {
-					if x.Name == (xml.Name{Space: nsDataForm, Local: "x"}) {
-						if err := form(d, &cfg); err != nil {
-							return err
-						}
-					} else if err := d.Skip(); err != nil {
-						return err
-					}
-				}
+				whitelists[node] = append(whitelists[node], j)
 			}
-			n.Config = &cfg
+			if err := d.Skip(); err != nil {
+				return err
+			}
 		}
 	}
 }

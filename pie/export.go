@@ -321,6 +321,13 @@ func (e *exporter) pep(pep storage.PEP, owner string) error {
 			field("pubsub#roster_groups_allowed", cfg.RosterGroups...)
 		}
 		e.s("</x></configure>\n")
+		if len(cfg.Whitelist) > 0 {
+			e.s("    <affiliations node='" + esc(n) + "'>")
+			for _, w := range cfg.Whitelist {
+				e.s("<affiliation jid='" + esc(w) + "' affiliation='member'/>")
+			}
+			e.s("</affiliations>\n")
+		}
 	}
 	e.s("   </pubsub>\n   <pubsub xmlns='" + nsPubsub + "'>\n")
 	for _, n := range nodes {

@@ -60,6 +60,8 @@ func fill(t *testing.T, ctx context.Context, s *memstore.Store) {
 	must(t, s.PutPrivateXML(ctx, alice, "vcard-temp", []byte(`<vCard xmlns="vcard-temp"><FN>Alice &lt;A&gt;</FN></vCard>`)))
 	must(t, s.PutPrivateXML(ctx, alice, "{storage:bookmarks}storage", []byte(`<storage xmlns="storage:bookmarks"><conference jid="lobby@conference.example.org" autojoin="true"></conference></storage>`)))
 	cfg := storage.PEPNodeConfig{AccessModel: storage.AccessOpen, PersistItems: true, MaxItems: storage.PEPMaxItemsMax, NotifyRetract: true, Title: "keys"}
+	must(t, s.CreatePEPNode(ctx, alice, "urn:xmpp:avatar:metadata", storage.PEPNodeConfig{AccessModel: storage.AccessWhitelist,
+		PersistItems: true, MaxItems: 1, Whitelist: []string{bob, carol}, RosterGroups: []string{"Friends"}}))
 	must(t, s.CreatePEPNode(ctx, alice, "eu.siacs.conversations.axolotl.devicelist", cfg))
 	must(t, s.PublishPEPItem(ctx, alice, "eu.siacs.conversations.axolotl.devicelist",
 		storage.PEPItem{ID: "current", Payload: []byte(`<list xmlns="eu.siacs.conversations.axolotl"><device id="42"></device></list>`)}, 0))
@@ -86,7 +88,7 @@ func TestRoundTrip(t *testing.T) {
 	dst := memstore.New()
 	sum, err := pie.Import(ctx, dst, bytes.NewReader(file.Bytes()), opts)
 	must(t, err)
-	if sum.Accounts != 2 || sum.Contacts != 4 || sum.VCards != 1 || sum.Private != 1 || sum.PEPNodes != 1 || sum.PEPItems != 1 || sum.Offline != 1 || sum.Rooms != 1 {
+	if sum.Accounts != 2 || sum.Contacts != 4 || sum.VCards != 1 || sum.Private != 1 || sum.PEPNodes != 2 || sum.PEPItems != 1 || sum.Offline != 1 || sum.Rooms != 1 {
 		t.Errorf("summary:\n%s", sum)
 	}
 	// Everything compares equal, read back through the store.
@@ -114,6 +116,11 @@ func TestRoundTrip(t *testing.T) {
 		if !strings.Contains(string(doc), "Alice &lt;A&gt;") && !strings.Contains(string(doc), `autojoin="true"`) {
 			t.Errorf("%s: %s", k, doc)
 		}
+	}
+	wl, err := dst.PEPNodeConfig(ctx, alice, "urn:xmpp:avatar:metadata")
+	must(t, err)
+	if want, _ := src.PEPNodeConfig(ctx, alice, "urn:xmpp:avatar:metadata"); !reflect.DeepEqual(wl, want) {
+		t.Errorf("whitelist node config %+v, want %+v", wl, want)
 	}
 	cfg, err := dst.PEPNodeConfig(ctx, alice, "eu.siacs.conversations.axolotl.devicelist")
 	must(t, err)
