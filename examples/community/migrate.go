@@ -43,8 +43,8 @@ const (
 	// exportChunk is how much of an exported document one answer line
 	// carries.
 	exportChunk = 64 << 10
-	// migrateTimeout bounds a whole export (and each imported entry's
-	// wait for its answer).
+	// migrateTimeout bounds a whole export on the server's side (each
+	// piece must still be taken within adminIdle).
 	migrateTimeout = time.Hour
 )
 
