@@ -32,7 +32,7 @@ func (a *accounts) suspend(ctx context.Context, user, reason string) error {
 		return err
 	}
 	bare, _ := jid.Parse(u)
-	if a.srv != nil {
+	if a.srv != nil && !a.offline {
 		err = treffadmin.Suspend(ctx, a.srv, bare, reason)
 	} else {
 		var ac storage.Account
@@ -208,7 +208,7 @@ func abuseModule(srv *treff.Server) *abuse.Module {
 // blocked (or with unblock, unblocked); without entries it lists the
 // list and the real-time block lists' sizes.
 func (a *accounts) blockList(ctx context.Context, entries []string, unblock bool) ([]string, error) {
-	if m := abuseModule(a.srv); m != nil {
+	if m := abuseModule(a.srv); m != nil && !a.offline {
 		var err error
 		switch {
 		case len(entries) == 0:

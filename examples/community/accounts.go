@@ -83,6 +83,9 @@ type accounts struct {
 	domains []string
 	srv     *treff.Server
 	log     *slog.Logger
+	// offline is set in an admin command that opened the database itself:
+	// srv then never serves, and its modules may not be set up.
+	offline bool
 	// landing returns the web page of an invitation link, or "" if the
 	// server serves none; nil means none.
 	landing func(link string) string
@@ -191,7 +194,7 @@ func (a *accounts) devices(ctx context.Context, user, revoke string) ([]string, 
 		} else if err != nil {
 			return nil, err
 		}
-		if fm := fastModuleOf(a.srv); fm != nil {
+		if fm := fastModuleOf(a.srv); fm != nil && !a.offline {
 			// Through the module: the device's sessions end too.
 			bare, _ := jid.Parse(u)
 			if err := fm.Revoke(ctx, bare, revoke); err != nil {

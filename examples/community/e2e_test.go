@@ -341,6 +341,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o700); err != nil { // admin commands make no data folder
+		t.Fatal(err)
+	}
 
 	// Admin commands with the server stopped open the database directly.
 	mustRun(t, bin, "", "adduser", "-data", data, "-password", "alicepw", "alice@localhost")
@@ -536,6 +539,9 @@ func TestExpire(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o700); err != nil { // admin commands make no data folder
+		t.Fatal(err)
+	}
 	mustRun(t, bin, "", "adduser", "-data", data, "-password", "oldpw-1", "old@localhost")
 	mustRun(t, bin, "", "adduser", "-data", data, "-password", "usedpw-1", "used@localhost")
 	srv := startServer(t, bin, data)
@@ -585,6 +591,9 @@ func TestInviteCommand(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o700); err != nil { // admin commands make no data folder
+		t.Fatal(err)
+	}
 	link := strings.TrimSpace(mustRun(t, bin, "", "invite", "-data", data, "-valid", "2d"))
 	if !regexp.MustCompile(`^xmpp:localhost\?register;preauth=[A-Z2-7]{24}$`).MatchString(link) {
 		t.Errorf("invite link %q", link)

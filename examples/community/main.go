@@ -10,6 +10,8 @@
 //	community users [flags]           list the accounts, one JID per line
 //	community devices [flags] JID     list the devices that log in with tokens
 //	community devices -revoke ID JID  log one device out (its tokens end)
+//	community export [-user JID] FILE write accounts and rooms (XEP-0227)
+//	community import FILE|FOLDER      add accounts from a XEP-0227 export
 //
 // adduser, passwd and deluser with -batch read many accounts from standard
 // input, one per line: "JID PASSWORD" (the password is the rest of the
@@ -101,6 +103,11 @@ const usageText = `Usage:
                                     in-band registration policy
   community invite [-valid 7d]      make an invitation link for one account
   community invite -list            list the links not used yet
+  community export [-user JID] FILE write all accounts (or one) and rooms
+                                    to FILE in XEP-0227 format (- : stdout)
+  community import FILE|FOLDER      add the accounts and their data from a
+                                    XEP-0227 export (Prosody, ejabberd,
+                                    Treff); existing ones are kept
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
 adduser/passwd -password); they work while the server runs.
@@ -136,6 +143,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdAnnounce(args, stdin, stdout, stderr)
 	case "devices":
 		err = cmdDevices(args, stdout, stderr)
+	case "export":
+		err = cmdExport(args, stdout, stderr)
+	case "import":
+		err = cmdImport(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -620,7 +631,6 @@ func readPassword(stdin io.Reader, stderr io.Writer, user string) (string, error
 // adminDirect carries out req on the database file itself, when no server
 // runs.
 func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
-	path := filepath.Join(cfg.Data, dbFile)
 	if req.JID != "" {
 		// Usage errors first, before looking at the files.
 		a := &accounts{domains: cfg.Domains}
@@ -628,16 +638,10 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 			return adminResponse{}, err
 		}
 	}
-	if req.Cmd != "adduser" && !(req.Cmd == "invite" && !req.List) {
-		// Do not create a data folder or database just to find it empty.
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if req.Cmd == "users" || req.Cmd == "recent" || req.Cmd == "reports" || (req.Cmd == "block" && len(req.Entries) == 0) || req.Cmd == "expire" || (req.Cmd == "invite" && req.List) || (req.Cmd == "devices" && req.Agent == "") {
-				return adminResponse{OK: true}, nil
-			}
-			return adminResponse{}, notFound(req.JID)
-		}
-	}
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+	// Never a new data folder, nor a database that would hide the real
+	// one (see existingDatabase).
+	path, err := existingDatabase(cfg, req.Cmd == "adduser" || req.Cmd == "invite" && !req.List)
+	if err != nil {
 		return adminResponse{}, err
 	}
 	store, err := openStore(path, "another admin command, or a server whose admin socket does not answer; try again", nil)
@@ -648,7 +652,7 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	// A server that never listens: account removal runs the modules' hooks.
 	srv := newServer(cfg, store, authn, slog.New(slog.DiscardHandler), nil)
 	defer srv.Close()
-	a := &accounts{store: store, auth: authn, domains: cfg.Domains, srv: srv}
+	a := &accounts{store: store, auth: authn, domains: cfg.Domains, srv: srv, offline: true}
 	ctx := context.Background()
 	resp := adminResponse{OK: true}
 	switch req.Cmd {

@@ -39,6 +39,9 @@ import (
 //	{"ok":true,"policy":"open"}
 //	{"ok":false,"kind":"notfound","error":"no account carol@localhost"}
 //
+// import and export (community import, community export) are described
+// in migrate.go; an import request may be up to adminMaxEntry long.
+//
 // kind is one of usage, exists, notfound and error. A connection may carry
 // several requests; the server closes it after adminIdle without one.
 
@@ -196,7 +199,7 @@ func (a *adminServer) handle(c net.Conn) {
 		}
 		c.SetReadDeadline(time.Now().Add(adminIdle))
 		a.mu.Unlock()
-		line, err := readLine(r, adminMaxLine)
+		line, err := readLine(r, adminMaxEntry)
 		if err != nil {
 			if errors.Is(err, errLineTooLong) {
 				writeResponse(c, adminResponse{Kind: kindUsage, Error: "request too long"})
@@ -205,6 +208,16 @@ func (a *adminServer) handle(c net.Conn) {
 		}
 		if a.closing.Load() {
 			writeResponse(c, adminResponse{Kind: kindError, Error: "server is shutting down"})
+			return
+		}
+		if handled, err := a.migrate(c, line); handled { // import, export: migrate.go
+			if err != nil {
+				return
+			}
+			continue
+		}
+		if len(line) > adminMaxLine {
+			writeResponse(c, adminResponse{Kind: kindUsage, Error: "request too long"})
 			return
 		}
 		resp := a.do(line)

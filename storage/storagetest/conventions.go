@@ -200,12 +200,16 @@ func privateCalls(t *testing.T, ctx context.Context, s storage.Store) []call {
 	const key = "storage:bookmarks"
 	doc := []byte("<storage xmlns='storage:bookmarks'/>")
 	must(t, p.PutPrivateXML(ctx, alice, key, doc), "PutPrivateXML")
-	return []call{
+	calls := []call{
 		{"PrivateXML", alice, func(ctx context.Context, j string) error { _, err := p.PrivateXML(ctx, j, key); return err }},
 		{"PutPrivateXML", alice, func(ctx context.Context, j string) error { return p.PutPrivateXML(ctx, j, "other", doc) }},
 		{"DeletePrivateXML", alice, func(ctx context.Context, j string) error { return p.DeletePrivateXML(ctx, j, key) }},
 		{"DeleteAllPrivateXML", alice, func(ctx context.Context, j string) error { return p.DeleteAllPrivateXML(ctx, j) }},
 	}
+	if k, ok := s.(storage.PrivateXMLKeys); ok {
+		calls = append(calls, call{"PrivateXMLKeys", alice, func(ctx context.Context, j string) error { _, err := k.PrivateXMLKeys(ctx, j); return err }})
+	}
+	return calls
 }
 
 func blocklistCalls(t *testing.T, ctx context.Context, s storage.Store) []call {

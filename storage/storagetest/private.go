@@ -3,6 +3,7 @@ package storagetest
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/treff-im/treff/storage"
@@ -12,6 +13,7 @@ import (
 var privateTests = []test{
 	{name: "PutGetDelete", fn: testPrivateXML},
 	{name: "DeleteAll", fn: testPrivateDeleteAll},
+	{name: "Keys", fn: testPrivateKeys},
 	{name: "CancelledContext", fn: cancelled(privateCalls)},
 	{name: "EmptyJID", fn: emptyJID(privateCalls)},
 }
@@ -84,5 +86,33 @@ func testPrivateDeleteAll(t *testing.T, ctx context.Context, s storage.Store) {
 	must(t, p.PutPrivateXML(ctx, alice, "a", []byte("<new/>")), "PutPrivateXML after DeleteAllPrivateXML")
 	if got, err := p.PrivateXML(ctx, alice, "a"); err != nil || string(got) != "<new/>" {
 		t.Errorf("document stored after DeleteAllPrivateXML: %q, %v", got, err)
+	}
+}
+
+func testPrivateKeys(t *testing.T, ctx context.Context, s storage.Store) {
+	p, ok := s.(storage.PrivateXML)
+	lister, ok2 := s.(storage.PrivateXMLKeys)
+	if !ok || !ok2 {
+		t.Skip("store does not implement storage.PrivateXMLKeys")
+	}
+	if keys, err := lister.PrivateXMLKeys(ctx, alice); err != nil || len(keys) != 0 {
+		t.Fatalf("PrivateXMLKeys of a user without documents: %q, %v; want none", keys, err)
+	}
+	for _, k := range []string{"vcard-temp", "{storage:bookmarks}storage", "{a:b}c"} {
+		must(t, p.PutPrivateXML(ctx, alice, k, []byte("<x/>")), "PutPrivateXML "+k)
+	}
+	must(t, p.PutPrivateXML(ctx, bob, "{bob:only}x", []byte("<x/>")), "PutPrivateXML bob")
+	keys, err := lister.PrivateXMLKeys(ctx, alice)
+	must(t, err, "PrivateXMLKeys")
+	if want := []string{"vcard-temp", "{a:b}c", "{storage:bookmarks}storage"}; !slices.Equal(keys, want) {
+		t.Errorf("PrivateXMLKeys = %q, want %q (sorted, only this user's)", keys, want)
+	}
+	must(t, p.DeletePrivateXML(ctx, alice, "{a:b}c"), "DeletePrivateXML")
+	if keys, _ := lister.PrivateXMLKeys(ctx, alice); len(keys) != 2 {
+		t.Errorf("PrivateXMLKeys after a delete = %q, want 2 keys", keys)
+	}
+	must(t, p.DeleteAllPrivateXML(ctx, alice), "DeleteAllPrivateXML")
+	if keys, _ := lister.PrivateXMLKeys(ctx, alice); len(keys) != 0 {
+		t.Errorf("PrivateXMLKeys after DeleteAllPrivateXML = %q, want none", keys)
 	}
 }
