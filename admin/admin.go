@@ -177,45 +177,18 @@ func (m *Module) addUser(ctx context.Context, from jid.JID, v adhoc.Values) (adh
 }
 
 func (m *Module) deleteUsers(ctx context.Context, from jid.JID, v adhoc.Values) (adhoc.Result, error) {
-	var accts []jid.JID
-	for _, s := range v["accountjids"] {
-		if strings.TrimSpace(s) == "" {
-			continue
-		}
-		a, err := m.account(from, s)
-		if err != nil {
-			return adhoc.Result{}, err
-		}
-		accts = append(accts, a)
+	accts, err := m.accounts(from, v)
+	if err != nil {
+		return adhoc.Result{}, err
 	}
-	if len(accts) == 0 {
-		return adhoc.Result{}, stanza.BadRequest.WithText("no account given")
-	}
-	var deleted, missing []string
 	for _, a := range accts {
 		if a.Equal(from.Bare()) {
 			return adhoc.Result{}, stanza.NotAllowed.WithText("delete your own account with in-band registration instead")
 		}
 	}
-	for _, a := range accts {
-		err := m.srv.DeleteAccount(ctx, a, "account deleted by an administrator")
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			missing = append(missing, a.String())
-		case err != nil:
-			return adhoc.Result{}, err
-		default:
-			deleted = append(deleted, a.String())
-		}
-	}
-	note := fmt.Sprintf("Deleted: %s.", strings.Join(deleted, ", "))
-	if len(deleted) == 0 {
-		note = "Nothing deleted."
-	}
-	if len(missing) > 0 {
-		note += fmt.Sprintf(" No such account: %s.", strings.Join(missing, ", "))
-	}
-	return adhoc.Result{Note: note}, nil
+	return m.each(accts, "Deleted", "Nothing deleted.", func(a jid.JID) error {
+		return m.srv.DeleteAccount(ctx, a, "account deleted by an administrator")
+	})
 }
 
 func (m *Module) changePassword(ctx context.Context, from jid.JID, v adhoc.Values) (adhoc.Result, error) {

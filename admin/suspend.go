@@ -131,7 +131,7 @@ func (m *Module) disableUsers(ctx context.Context, from jid.JID, v adhoc.Values)
 			return adhoc.Result{}, stanza.NotAllowed.WithText("you cannot disable your own account")
 		}
 	}
-	return m.each(accts, "Disabled", func(a jid.JID) error { return Suspend(ctx, m.srv, a, strings.TrimSpace(v.Get("reason"))) })
+	return m.each(accts, "Disabled", "Nothing changed.", func(a jid.JID) error { return Suspend(ctx, m.srv, a, strings.TrimSpace(v.Get("reason"))) })
 }
 
 func (m *Module) reenableUsers(ctx context.Context, from jid.JID, v adhoc.Values) (adhoc.Result, error) {
@@ -139,11 +139,11 @@ func (m *Module) reenableUsers(ctx context.Context, from jid.JID, v adhoc.Values
 	if err != nil {
 		return adhoc.Result{}, err
 	}
-	return m.each(accts, "Re-enabled", func(a jid.JID) error { return Unsuspend(ctx, m.srv.Storage, a) })
+	return m.each(accts, "Re-enabled", "Nothing changed.", func(a jid.JID) error { return Unsuspend(ctx, m.srv.Storage, a) })
 }
 
-// each runs f for each account and says what it did.
-func (m *Module) each(accts []jid.JID, did string, f func(jid.JID) error) (adhoc.Result, error) {
+// each runs f for each account and says what it did (none: nothing).
+func (m *Module) each(accts []jid.JID, did, nothing string, f func(jid.JID) error) (adhoc.Result, error) {
 	var done, missing []string
 	for _, a := range accts {
 		err := f(a)
@@ -158,7 +158,7 @@ func (m *Module) each(accts []jid.JID, did string, f func(jid.JID) error) (adhoc
 	}
 	note := fmt.Sprintf("%s: %s.", did, strings.Join(done, ", "))
 	if len(done) == 0 {
-		note = "Nothing changed."
+		note = nothing
 	}
 	if len(missing) > 0 {
 		note += fmt.Sprintf(" No such account: %s.", strings.Join(missing, ", "))

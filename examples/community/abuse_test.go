@@ -9,14 +9,11 @@ import (
 	"github.com/treff-im/treff/storage"
 )
 
-// TestAdminSuspendBan suspends, lists, unsuspends and bans an account
-// through the admin protocol.
-func TestAdminSuspendBan(t *testing.T) {
-	path, a, store := startAdmin(t)
-	if err := a.acct.srv.Setup(); err != nil {
-		t.Fatal(err)
-	}
-	call := func(req adminRequest) (adminResponse, string) {
+// adminCaller returns a function that sends a request to the admin
+// socket at path and returns the answer and, for an error, its kind and
+// text ("" for none).
+func adminCaller(t *testing.T, path string) func(adminRequest) (adminResponse, string) {
+	return func(req adminRequest) (adminResponse, string) {
 		t.Helper()
 		resp, err := callAdmin(path, req)
 		if err != nil {
@@ -24,6 +21,16 @@ func TestAdminSuspendBan(t *testing.T) {
 		}
 		return resp, ""
 	}
+}
+
+// TestAdminSuspendBan suspends, lists, unsuspends and bans an account
+// through the admin protocol.
+func TestAdminSuspendBan(t *testing.T) {
+	path, a, store := startAdmin(t)
+	if err := a.acct.srv.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	call := adminCaller(t, path)
 	ctx := context.Background()
 	for _, u := range []string{"alice@localhost", "bob@localhost"} {
 		if _, e := call(adminRequest{Cmd: "adduser", JID: u, Password: "password-1"}); e != "" {
@@ -89,14 +96,7 @@ func TestAdminBlockReports(t *testing.T) {
 	if err := a.acct.srv.Setup(); err != nil {
 		t.Fatal(err)
 	}
-	call := func(req adminRequest) (adminResponse, string) {
-		t.Helper()
-		resp, err := callAdmin(path, req)
-		if err != nil {
-			return resp, errorKind(err) + ": " + err.Error()
-		}
-		return resp, ""
-	}
+	call := adminCaller(t, path)
 	if _, e := call(adminRequest{Cmd: "block", Entries: []string{"spam.example", "troll@other.example"}}); e != "" {
 		t.Fatal(e)
 	}

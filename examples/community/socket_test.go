@@ -56,14 +56,7 @@ func startAdmin(t *testing.T) (string, *adminServer, *memstore.Store) {
 
 func TestAdminProtocol(t *testing.T) {
 	path, _, store := startAdmin(t)
-	call := func(req adminRequest) (adminResponse, string) {
-		t.Helper()
-		resp, err := callAdmin(path, req)
-		if err != nil {
-			return resp, errorKind(err) + ": " + err.Error()
-		}
-		return resp, ""
-	}
+	call := adminCaller(t, path)
 	for _, u := range []string{"bob@example.org", "alice@localhost", "carol@localhost"} {
 		if _, e := call(adminRequest{Cmd: "adduser", JID: u, Password: "pw-" + u}); e != "" {
 			t.Fatal(e)
