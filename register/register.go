@@ -329,8 +329,15 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 	if m.CurrentPolicy() == Invite && token == "" {
 		return nil, stanza.NotAllowed.WithText("Registration needs an invitation.")
 	}
-	if !m.allow(treff.PeerAddr(ctx), time.Now()) {
+	// An invitation passes both limits (it counts against them all the
+	// same): the operator or a user vouched for the newcomer. Over the
+	// global limit, registration falls back to invitations alone until
+	// the period has passed.
+	switch m.allow(treff.PeerAddr(ctx), time.Now(), token != "") {
+	case overAddress:
 		return nil, stanza.ResourceConstraint.WithText("too many registrations; try again later")
+	case overGlobal:
+		return nil, stanza.NotAllowed.WithText("Registration is by invitation only for now: many accounts were made recently. Ask someone on this server for an invitation, or try again later.")
 	}
 	var inv storage.Invite
 	if token != "" && m.Invites != nil {
@@ -581,11 +588,20 @@ func hostOf(addr net.Addr) string {
 	return host
 }
 
-// allow applies the rate limits to a registration from addr. Addresses are
-// kept in memory for at most one period and never written anywhere.
-func (m *Module) allow(addr net.Addr, now time.Time) bool {
-	per := orLimit(m.PerAddress, Limit{3, time.Hour})
-	global := orLimit(m.Global, Limit{60, time.Hour})
+// Verdicts of allow.
+const (
+	allowed = iota
+	overAddress
+	overGlobal
+)
+
+// allow applies the rate limits to a registration from addr and counts
+// it if it is allowed, or if invited is set (an invitation passes the
+// limits but counts against them). Addresses are kept in memory for at
+// most one period and never written anywhere.
+func (m *Module) allow(addr net.Addr, now time.Time, invited bool) int {
+	per := orLimit(m.PerAddress, Limit{N: 3, Period: time.Hour})
+	global := orLimit(m.Global, Limit{N: 60, Period: time.Hour})
 	host := hostOf(addr)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -603,9 +619,20 @@ func (m *Module) allow(addr net.Addr, now time.Time) bool {
 	}
 	// Check both before counting either.
 	wc, gc := *w, m.global
-	if !wc.allow(per, now) || !gc.allow(global, now) {
-		return false
+	okAddr, okGlobal := wc.allow(per, now), gc.allow(global, now)
+	switch {
+	case invited:
+		if !okAddr {
+			wc.n++
+		}
+		if !okGlobal {
+			gc.n++
+		}
+	case !okAddr:
+		return overAddress
+	case !okGlobal:
+		return overGlobal
 	}
 	*w, m.global = wc, gc
-	return true
+	return allowed
 }

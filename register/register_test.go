@@ -115,8 +115,36 @@ func TestRateLimits(t *testing.T) {
 	c2.Expect(`not-acceptable`)
 	c2.Send(reg("x1", "long-enough"))
 	c2.Expect(`<iq type='result' id='r'`)
+	// Over the global limit, registration falls back to invitations: an
+	// uninvited one is told so, an invited one passes.
 	c2.Send(reg("x2", "long-enough"))
-	c2.Expect(`resource-constraint`)
+	c2.Expect(`<error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text[^>]*>Registration is by invitation only for now: many accounts were made recently.`)
+	inv, _, err := m2.NewInvite(context.Background(), "localhost", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c4 := preAuth(t, ts2)
+	c4.Send("<iq type='set' id='pa'><preauth xmlns='urn:xmpp:pars:0' token='" + inv.Token + "'/></iq>")
+	c4.Expect(`<iq type='result' id='pa'`)
+	c4.Send(reg("x3", "long-enough"))
+	c4.Expect(`<iq type='result' id='r'`)
+	// The per-address limit passes invitations too.
+	m5 := &register.Module{Policy: register.Open, PerAddress: register.Limit{N: 1, Period: time.Hour}}
+	ts5 := newServer(t, m5)
+	c5 := preAuth(t, ts5)
+	c5.Send(reg("y1", "long-enough"))
+	c5.Expect(`<iq type='result' id='r'`)
+	inv5, _, err := m5.NewInvite(context.Background(), "localhost", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c6 := preAuth(t, ts5)
+	c6.Send("<iq type='set' id='pa'><preauth xmlns='urn:xmpp:pars:0' token='" + inv5.Token + "'/></iq>")
+	c6.Expect(`<iq type='result' id='pa'`)
+	c6.Send(reg("y2", "long-enough"))
+	c6.Expect(`<iq type='result' id='r'`)
+	c6.Send(reg("y3", "long-enough"))
+	c6.Expect(`resource-constraint`)
 }
 
 func TestPasswordChangeAndRemoval(t *testing.T) {
