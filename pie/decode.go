@@ -92,31 +92,25 @@ func include(se xml.StartElement, opts DecodeOptions, fn func(Entry) error, dept
 }
 
 func serverData(d *xml.Decoder, opts DecodeOptions, fn func(Entry) error, depth int) error {
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return fmt.Errorf("pie: %w", err)
+	return docChildren(d, func(t xml.StartElement) error {
+		switch t.Name {
+		case xml.Name{Space: NS, Local: "host"}:
+			return host(d, t, opts, fn, depth)
+		case xml.Name{Space: NSXInclude, Local: "include"}:
+			return includeAndSkip(d, t, opts, fn, depth)
+		default:
+			return d.Skip()
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			switch t.Name {
-			case xml.Name{Space: NS, Local: "host"}:
-				err = host(d, t, opts, fn, depth)
-			case xml.Name{Space: NSXInclude, Local: "include"}:
-				err = include(t, opts, fn, depth)
-				if err == nil {
-					err = d.Skip()
-				}
-			default:
-				err = d.Skip()
-			}
-			if err != nil {
-				return err
-			}
-		}
+	})
+}
+
+// includeAndSkip decodes the file <xi:include/> names, then reads over
+// the element itself.
+func includeAndSkip(d *xml.Decoder, se xml.StartElement, opts DecodeOptions, fn func(Entry) error, depth int) error {
+	if err := include(se, opts, fn, depth); err != nil {
+		return err
 	}
+	return d.Skip()
 }
 
 func host(d *xml.Decoder, se xml.StartElement, opts DecodeOptions, fn func(Entry) error, depth int) error {
@@ -124,46 +118,26 @@ func host(d *xml.Decoder, se xml.StartElement, opts DecodeOptions, fn func(Entry
 	if err != nil || domain.Localpart() != "" || domain.Resourcepart() != "" {
 		return fmt.Errorf("pie: <host jid=%q/> is not a domain", attr(se, "jid"))
 	}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return fmt.Errorf("pie: %w", err)
-		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			switch t.Name {
-			case xml.Name{Space: NS, Local: "user"}:
-				u, err := user(d, t, domain.Domainpart())
-				if err != nil {
-					return err
-				}
-				if err := fn(Entry{User: u}); err != nil {
-					return err
-				}
-			case xml.Name{Space: NSRoom, Local: "room"}:
-				r, err := room(d, t, domain.Domainpart())
-				if err != nil {
-					return err
-				}
-				if err := fn(Entry{Room: r}); err != nil {
-					return err
-				}
-			case xml.Name{Space: NSXInclude, Local: "include"}:
-				if err := include(t, opts, fn, depth); err != nil {
-					return err
-				}
-				if err := d.Skip(); err != nil {
-					return err
-				}
-			default:
-				if err := d.Skip(); err != nil {
-					return err
-				}
+	return docChildren(d, func(t xml.StartElement) error {
+		switch t.Name {
+		case xml.Name{Space: NS, Local: "user"}:
+			u, err := user(d, t, domain.Domainpart())
+			if err != nil {
+				return err
 			}
+			return fn(Entry{User: u})
+		case xml.Name{Space: NSRoom, Local: "room"}:
+			r, err := room(d, t, domain.Domainpart())
+			if err != nil {
+				return err
+			}
+			return fn(Entry{Room: r})
+		case xml.Name{Space: NSXInclude, Local: "include"}:
+			return includeAndSkip(d, t, opts, fn, depth)
+		default:
+			return d.Skip()
 		}
-	}
+	})
 }
 
 // bareJID normalises s, which must be a bare JID (with a localpart if
@@ -213,68 +187,60 @@ func user(d *xml.Decoder, se xml.StartElement, domain string) (*User, error) {
 		}
 	}
 	pending := map[string]bool{}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return fail(err)
-		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			for c := range pending {
-				i := indexContact(u.Roster, c)
-				if i < 0 {
-					u.Roster = append(u.Roster, storage.RosterItem{JID: c, Subscription: storage.SubNone})
-					i = len(u.Roster) - 1
-				}
-				u.Roster[i].PendingIn = true
-			}
-			return u, nil
-		case xml.StartElement:
-			var err error
-			switch t.Name {
-			case xml.Name{Space: NSSCRAM, Local: "scram-credentials"}:
-				var c storage.Credential
-				if c, err = scramCredential(d, t); err == nil {
-					u.Credentials = append(u.Credentials, c)
-				}
-			case xml.Name{Space: nsRoster, Local: "query"}:
-				err = roster(d, u)
-			case xml.Name{Space: nsClient, Local: "presence"}, xml.Name{Space: NS, Local: "presence"}:
-				// Prosody 0.12 writes it without xmlns, in NS.
-				if attr(t, "type") == "subscribe" {
-					var c string
-					if c, err = bareJID(attr(t, "from"), false); err == nil {
-						pending[c] = true
-					}
-				}
-				if err == nil {
-					err = d.Skip()
-				}
-			case xml.Name{Space: nsVCard, Local: "vCard"}:
-				u.VCard, err = raw(d, t, nil)
-			case xml.Name{Space: nsPrivate, Local: "query"}:
-				err = private(d, u)
-			case xml.Name{Space: nsPubsubOwner, Local: "pubsub"}:
-				err = pepConfig(d, u)
-			case xml.Name{Space: nsPubsub, Local: "pubsub"}:
-				err = pepItems(d, u)
-			case xml.Name{Space: NS, Local: "offline-messages"}:
-				err = offline(d, u)
-			case xml.Name{Space: NSArchive, Local: "archive"}:
-				u.Skipped = append(u.Skipped, "message archive")
-				err = d.Skip()
-			case xml.Name{Space: nsPrivacy, Local: "query"}:
-				u.Skipped = append(u.Skipped, "privacy lists")
-				err = d.Skip()
-			default:
-				u.Skipped = append(u.Skipped, fmt.Sprintf("<%s xmlns=%q/>", t.Name.Local, t.Name.Space))
-				err = d.Skip()
-			}
+	err = eachChild(d, func(t xml.StartElement) error {
+		switch t.Name {
+		case xml.Name{Space: NSSCRAM, Local: "scram-credentials"}:
+			c, err := scramCredential(d, t)
 			if err != nil {
-				return fail(err)
+				return err
 			}
+			u.Credentials = append(u.Credentials, c)
+			return nil
+		case xml.Name{Space: nsRoster, Local: "query"}:
+			return roster(d, u)
+		case xml.Name{Space: nsClient, Local: "presence"}, xml.Name{Space: NS, Local: "presence"}:
+			// Prosody 0.12 writes it without xmlns, in NS.
+			if attr(t, "type") == "subscribe" {
+				c, err := bareJID(attr(t, "from"), false)
+				if err != nil {
+					return err
+				}
+				pending[c] = true
+			}
+			return d.Skip()
+		case xml.Name{Space: nsVCard, Local: "vCard"}:
+			var err error
+			u.VCard, err = raw(d, t, nil)
+			return err
+		case xml.Name{Space: nsPrivate, Local: "query"}:
+			return private(d, u)
+		case xml.Name{Space: nsPubsubOwner, Local: "pubsub"}:
+			return pepConfig(d, u)
+		case xml.Name{Space: nsPubsub, Local: "pubsub"}:
+			return pepItems(d, u)
+		case xml.Name{Space: NS, Local: "offline-messages"}:
+			return offline(d, u)
+		case xml.Name{Space: NSArchive, Local: "archive"}:
+			u.Skipped = append(u.Skipped, "message archive")
+		case xml.Name{Space: nsPrivacy, Local: "query"}:
+			u.Skipped = append(u.Skipped, "privacy lists")
+		default:
+			u.Skipped = append(u.Skipped, fmt.Sprintf("<%s xmlns=%q/>", t.Name.Local, t.Name.Space))
 		}
+		return d.Skip()
+	})
+	if err != nil {
+		return fail(err)
 	}
+	for c := range pending {
+		i := indexContact(u.Roster, c)
+		if i < 0 {
+			u.Roster = append(u.Roster, storage.RosterItem{JID: c, Subscription: storage.SubNone})
+			i = len(u.Roster) - 1
+		}
+		u.Roster[i].PendingIn = true
+	}
+	return u, nil
 }
 
 func indexContact(items []storage.RosterItem, c string) int {
@@ -300,49 +266,45 @@ func scramCredential(d *xml.Decoder, se xml.StartElement) (storage.Credential, e
 		return c, fmt.Errorf("unsupported SCRAM mechanism %q", c.Mechanism)
 	}
 	var salt, stored, server string
-	for {
-		tok, err := d.Token()
+	err := eachChild(d, func(t xml.StartElement) error {
+		v, err := text(d)
 		if err != nil {
-			return c, err
+			return err
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			// ejabberd 23.01 writes each value base64-encoded twice: the
-			// keys' lengths tell.
-			twice := false
-			if c.StoredKey, twice, err = key(stored, size); err != nil {
-				return c, fmt.Errorf("%s stored-key: %w", c.Mechanism, err)
-			}
-			if c.ServerKey, _, err = key(server, size); err != nil {
-				return c, fmt.Errorf("%s server-key: %w", c.Mechanism, err)
-			}
-			if c.Salt, err = base64.StdEncoding.DecodeString(strings.TrimSpace(salt)); err == nil && twice {
-				c.Salt, err = base64.StdEncoding.DecodeString(string(c.Salt))
-			}
-			if err != nil || len(c.Salt) == 0 {
-				return c, fmt.Errorf("%s: bad salt", c.Mechanism)
-			}
-			if c.Iterations < 1 {
-				return c, fmt.Errorf("%s: bad iter-count", c.Mechanism)
-			}
-			return c, nil
-		case xml.StartElement:
-			v, err := text(d)
-			if err != nil {
-				return c, err
-			}
-			switch t.Name.Local {
-			case "iter-count":
-				c.Iterations, _ = strconv.Atoi(strings.TrimSpace(v))
-			case "salt":
-				salt = v
-			case "stored-key":
-				stored = v
-			case "server-key":
-				server = v
-			}
+		switch t.Name.Local {
+		case "iter-count":
+			c.Iterations, _ = strconv.Atoi(strings.TrimSpace(v))
+		case "salt":
+			salt = v
+		case "stored-key":
+			stored = v
+		case "server-key":
+			server = v
 		}
+		return nil
+	})
+	if err != nil {
+		return c, err
 	}
+	// ejabberd 23.01 writes each value base64-encoded twice: the keys'
+	// lengths tell.
+	twice := false
+	if c.StoredKey, twice, err = key(stored, size); err != nil {
+		return c, fmt.Errorf("%s stored-key: %w", c.Mechanism, err)
+	}
+	if c.ServerKey, _, err = key(server, size); err != nil {
+		return c, fmt.Errorf("%s server-key: %w", c.Mechanism, err)
+	}
+	if c.Salt, err = base64.StdEncoding.DecodeString(strings.TrimSpace(salt)); err == nil && twice {
+		c.Salt, err = base64.StdEncoding.DecodeString(string(c.Salt))
+	}
+	if err != nil || len(c.Salt) == 0 {
+		return c, fmt.Errorf("%s: bad salt", c.Mechanism)
+	}
+	if c.Iterations < 1 {
+		return c, fmt.Errorf("%s: bad iter-count", c.Mechanism)
+	}
+	return c, nil
 }
 
 // key decodes a base64 key of size bytes, or one base64-encoded twice
@@ -362,79 +324,51 @@ func key(s string, size int) ([]byte, bool, error) {
 }
 
 func roster(d *xml.Decoder, u *User) error {
-	for {
-		tok, err := d.Token()
+	return eachChild(d, func(t xml.StartElement) error {
+		if t.Name != (xml.Name{Space: nsRoster, Local: "item"}) {
+			return d.Skip()
+		}
+		c, err := bareJID(attr(t, "jid"), false)
+		if err != nil {
+			return fmt.Errorf("roster item: %w", err)
+		}
+		it := storage.RosterItem{JID: c, Name: attr(t, "name"), Subscription: storage.Subscription(attr(t, "subscription"))}
+		switch it.Subscription {
+		case storage.SubNone, storage.SubTo, storage.SubFrom, storage.SubBoth:
+		case "":
+			it.Subscription = storage.SubNone
+		default:
+			return fmt.Errorf("roster item %s: subscription %q", c, it.Subscription)
+		}
+		it.PendingOut = attr(t, "ask") == "subscribe"
+		it.Approved = attr(t, "approved") == "true" || attr(t, "approved") == "1"
+		groups, err := childTexts(d, "group")
 		if err != nil {
 			return err
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			if t.Name != (xml.Name{Space: nsRoster, Local: "item"}) {
-				if err := d.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			c, err := bareJID(attr(t, "jid"), false)
-			if err != nil {
-				return fmt.Errorf("roster item: %w", err)
-			}
-			it := storage.RosterItem{JID: c, Name: attr(t, "name"), Subscription: storage.Subscription(attr(t, "subscription"))}
-			switch it.Subscription {
-			case storage.SubNone, storage.SubTo, storage.SubFrom, storage.SubBoth:
-			case "":
-				it.Subscription = storage.SubNone
-			default:
-				return fmt.Errorf("roster item %s: subscription %q", c, it.Subscription)
-			}
-			it.PendingOut = attr(t, "ask") == "subscribe"
-			it.Approved = attr(t, "approved") == "true" || attr(t, "approved") == "1"
-			for {
-				tok, err := d.Token()
-				if err != nil {
-					return err
-				}
-				if _, ok := tok.(xml.EndElement); ok {
-					break
-				}
-				if g, ok := tok.(xml.StartElement); ok {
-					name, err := text(d)
-					if err != nil {
-						return err
-					}
-					if g.Name.Local == "group" && name != "" {
-						it.Groups = append(it.Groups, name)
-					}
-				}
-			}
-			if i := indexContact(u.Roster, c); i >= 0 {
-				u.Roster[i] = it
-			} else {
-				u.Roster = append(u.Roster, it)
+		for _, g := range groups {
+			if g != "" {
+				it.Groups = append(it.Groups, g)
 			}
 		}
-	}
+		if i := indexContact(u.Roster, c); i >= 0 {
+			u.Roster[i] = it
+		} else {
+			u.Roster = append(u.Roster, it)
+		}
+		return nil
+	})
 }
 
 func private(d *xml.Decoder, u *User) error {
-	for {
-		tok, err := d.Token()
+	return eachChild(d, func(t xml.StartElement) error {
+		doc, err := raw(d, t, nil)
 		if err != nil {
 			return err
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			doc, err := raw(d, t, nil)
-			if err != nil {
-				return err
-			}
-			u.Private = append(u.Private, PrivateDoc{Key: "{" + t.Name.Space + "}" + t.Name.Local, Doc: doc})
-		}
-	}
+		u.Private = append(u.Private, PrivateDoc{Key: "{" + t.Name.Space + "}" + t.Name.Local, Doc: doc})
+		return nil
+	})
 }
 
 func pepNode(u *User, name string) *PEPNode {
@@ -452,87 +386,59 @@ func pepNode(u *User, name string) *PEPNode {
 // members are the node's whitelist (as Prosody and Treff write them).
 func pepConfig(d *xml.Decoder, u *User) error {
 	whitelists := map[string][]string{}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
+	err := eachChild(d, func(t xml.StartElement) error {
+		node := attr(t, "node")
+		switch {
+		case node == "":
+			return d.Skip()
+		case t.Name.Local == "configure":
+			return configure(d, pepNode(u, node))
+		case t.Name.Local == "affiliations":
+			return affiliations(d, node, whitelists)
+		default:
+			return d.Skip()
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			for name, wl := range whitelists {
-				n := pepNode(u, name)
-				if n.Config == nil {
-					cfg := DefaultPEPConfig()
-					n.Config = &cfg
-				}
-				n.Config.Whitelist = wl
-			}
-			return nil
-		case xml.StartElement:
-			node := attr(t, "node")
-			switch {
-			case node == "":
-				err = d.Skip()
-			case t.Name.Local == "configure":
-				err = configure(d, pepNode(u, node))
-			case t.Name.Local == "affiliations":
-				err = affiliations(d, node, whitelists)
-			default:
-				err = d.Skip()
-			}
-			if err != nil {
-				return err
-			}
-		}
+	})
+	if err != nil {
+		return err
 	}
+	for name, wl := range whitelists {
+		n := pepNode(u, name)
+		if n.Config == nil {
+			cfg := DefaultPEPConfig()
+			n.Config = &cfg
+		}
+		n.Config.Whitelist = wl
+	}
+	return nil
 }
 
 func configure(d *xml.Decoder, n *PEPNode) error {
 	cfg := DefaultPEPConfig()
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
+	err := eachChild(d, func(x xml.StartElement) error {
+		if x.Name == (xml.Name{Space: nsDataForm, Local: "x"}) {
+			return form(d, &cfg)
 		}
-		if _, ok := tok.(xml.EndElement); ok {
-			break
-		}
-		if x, ok := tok.(xml.StartElement); ok {
-			if x.Name == (xml.Name{Space: nsDataForm, Local: "x"}) {
-				if err := form(d, &cfg); err != nil {
-					return err
-				}
-			} else if err := d.Skip(); err != nil {
-				return err
-			}
-		}
+		return d.Skip()
+	})
+	if err != nil {
+		return err
 	}
 	n.Config = &cfg
 	return nil
 }
 
 func affiliations(d *xml.Decoder, node string, whitelists map[string][]string) error {
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			if t.Name.Local == "affiliation" && attr(t, "affiliation") == "member" {
-				j, err := bareJID(attr(t, "jid"), false)
-				if err != nil {
-					return fmt.Errorf("PEP node %s: affiliation: %w", node, err)
-				}
-				whitelists[node] = append(whitelists[node], j)
+	return eachChild(d, func(t xml.StartElement) error {
+		if t.Name.Local == "affiliation" && attr(t, "affiliation") == "member" {
+			j, err := bareJID(attr(t, "jid"), false)
+			if err != nil {
+				return fmt.Errorf("PEP node %s: affiliation: %w", node, err)
 			}
-			if err := d.Skip(); err != nil {
-				return err
-			}
+			whitelists[node] = append(whitelists[node], j)
 		}
-	}
+		return d.Skip()
+	})
 }
 
 // DefaultPEPConfig is the configuration of a node the file gives none
@@ -550,43 +456,20 @@ func DefaultPEPConfig() storage.PEPNodeConfig {
 // form reads a node configuration form into cfg; fields Treff does not
 // keep are ignored.
 func form(d *xml.Decoder, cfg *storage.PEPNodeConfig) error {
-	for {
-		tok, err := d.Token()
+	return eachChild(d, func(t xml.StartElement) error {
+		if t.Name.Local != "field" {
+			return d.Skip()
+		}
+		values, err := childTexts(d, "value")
 		if err != nil {
 			return err
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			if t.Name.Local != "field" {
-				if err := d.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			var values []string
-			for {
-				tok, err := d.Token()
-				if err != nil {
-					return err
-				}
-				if _, ok := tok.(xml.EndElement); ok {
-					break
-				}
-				if v, ok := tok.(xml.StartElement); ok {
-					s, err := text(d)
-					if err != nil {
-						return err
-					}
-					if v.Name.Local == "value" {
-						values = append(values, strings.TrimSpace(s))
-					}
-				}
-			}
-			applyField(cfg, attr(t, "var"), values)
+		for i, v := range values {
+			values[i] = strings.TrimSpace(v)
 		}
-	}
+		applyField(cfg, attr(t, "var"), values)
+		return nil
+	})
 }
 
 func applyField(cfg *storage.PEPNodeConfig, field string, values []string) {
@@ -625,104 +508,62 @@ func applyField(cfg *storage.PEPNodeConfig, field string, values []string) {
 // pepItems reads <pubsub xmlns='...pubsub'> with <items node='NAME'> of
 // <item id='ID'>payload</item>.
 func pepItems(d *xml.Decoder, u *User) error {
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
+	return eachChild(d, func(t xml.StartElement) error {
+		if t.Name.Local != "items" || attr(t, "node") == "" {
+			return d.Skip()
 		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			if t.Name.Local != "items" || attr(t, "node") == "" {
-				if err := d.Skip(); err != nil {
-					return err
+		n := pepNode(u, attr(t, "node"))
+		return eachChild(d, func(it xml.StartElement) error {
+			item := storage.PEPItem{ID: attr(it, "id")}
+			err := eachChild(d, func(p xml.StartElement) error {
+				if item.Payload != nil {
+					return d.Skip()
 				}
-				continue
-			}
-			n := pepNode(u, attr(t, "node"))
-			for {
-				tok, err := d.Token()
-				if err != nil {
-					return err
-				}
-				if _, ok := tok.(xml.EndElement); ok {
-					break
-				}
-				it, ok := tok.(xml.StartElement)
-				if !ok {
-					continue
-				}
-				item := storage.PEPItem{ID: attr(it, "id")}
-				for {
-					tok, err := d.Token()
-					if err != nil {
-						return err
-					}
-					if _, ok := tok.(xml.EndElement); ok {
-						break
-					}
-					if p, ok := tok.(xml.StartElement); ok {
-						if item.Payload != nil {
-							if err := d.Skip(); err != nil {
-								return err
-							}
-							continue
-						}
-						if item.Payload, err = raw(d, p, nil); err != nil {
-							return err
-						}
-					}
-				}
-				if item.ID == "" {
-					item.ID = "current"
-				}
-				n.Items = append(n.Items, item)
-			}
-		}
-	}
-}
-
-func offline(d *xml.Decoder, u *User) error {
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return err
-		}
-		switch t := tok.(type) {
-		case xml.EndElement:
-			return nil
-		case xml.StartElement:
-			if t.Name.Local != "message" {
-				if err := d.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			var received time.Time
-			// The delay the exporting server added when it stored the
-			// message is its arrival time; the importing server adds its
-			// own when it delivers.
-			stanza, err := raw(d, t, func(c xml.StartElement) bool {
-				if c.Name != (xml.Name{Space: nsDelay, Local: "delay"}) || !received.IsZero() {
-					return false
-				}
-				ts, err := time.Parse(time.RFC3339Nano, attr(c, "stamp"))
-				if err != nil {
-					return false
-				}
-				received = ts.UTC()
-				return true
+				var err error
+				item.Payload, err = raw(d, p, nil)
+				return err
 			})
 			if err != nil {
 				return err
 			}
-			if received.IsZero() {
-				received = time.Now().UTC()
+			if item.ID == "" {
+				item.ID = "current"
 			}
-			u.Offline = append(u.Offline, storage.OfflineMessage{Received: received, Stanza: bytes.Clone(stanza)})
+			n.Items = append(n.Items, item)
+			return nil
+		})
+	})
+}
+
+func offline(d *xml.Decoder, u *User) error {
+	return eachChild(d, func(t xml.StartElement) error {
+		if t.Name.Local != "message" {
+			return d.Skip()
 		}
-	}
+		var received time.Time
+		// The delay the exporting server added when it stored the
+		// message is its arrival time; the importing server adds its
+		// own when it delivers.
+		stanza, err := raw(d, t, func(c xml.StartElement) bool {
+			if c.Name != (xml.Name{Space: nsDelay, Local: "delay"}) || !received.IsZero() {
+				return false
+			}
+			ts, err := time.Parse(time.RFC3339Nano, attr(c, "stamp"))
+			if err != nil {
+				return false
+			}
+			received = ts.UTC()
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		if received.IsZero() {
+			received = time.Now().UTC()
+		}
+		u.Offline = append(u.Offline, storage.OfflineMessage{Received: received, Stanza: bytes.Clone(stanza)})
+		return nil
+	})
 }
 
 // roomXML is the form of a room in NSRoom.

@@ -133,6 +133,60 @@ func text(d *xml.Decoder) (string, error) {
 	return b.String(), nil
 }
 
+// eachChild reads the rest of the element whose start tag d has just
+// returned, up to and including its end tag, and calls f with the start
+// tag of each child element; f reads the child to its end (d.Skip() for
+// one it does not want). Text, comments and processing instructions
+// between the children are passed over. An error reading the document,
+// or one from f, ends the walk and is returned as it is.
+func eachChild(d *xml.Decoder, f func(xml.StartElement) error) error {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.EndElement:
+			return nil
+		case xml.StartElement:
+			if err := f(t); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// docChildren is eachChild for the document's own structure
+// (<server-data/>, <host/>): an error reading the document gets the
+// package's prefix; one from f (a user's, a room's, the caller's own
+// from Decode's fn) is returned as it is.
+func docChildren(d *xml.Decoder, f func(xml.StartElement) error) error {
+	var ferr error
+	err := eachChild(d, func(t xml.StartElement) error {
+		ferr = f(t)
+		return ferr
+	})
+	if err != nil && ferr == nil {
+		return fmt.Errorf("pie: %w", err)
+	}
+	return err
+}
+
+// childTexts reads the rest of the element whose start tag d has just
+// returned and gives the text of each child named local, in order;
+// other children are read over.
+func childTexts(d *xml.Decoder, local string) ([]string, error) {
+	var texts []string
+	err := eachChild(d, func(t xml.StartElement) error {
+		s, err := text(d)
+		if err == nil && t.Name.Local == local {
+			texts = append(texts, s)
+		}
+		return err
+	})
+	return texts, err
+}
+
 func attr(se xml.StartElement, name string) string {
 	for _, a := range se.Attr {
 		if a.Name.Space == "" && a.Name.Local == name {
