@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+)
+
+// The test in this file runs the spam-bot scenario of clients/spambot.py
+// (slixmpp) against the example server binary with its abuse limits
+// (package antispam) at their defaults, given explicitly.
+
+// Events of clients/spambot.py (see its doc comment).
+type (
+	botReport struct {
+		Bounced      map[string]int `json:"bounced"`
+		RoomsCreated int            `json:"rooms_created"`
+	}
+	spamReceived struct {
+		JID        string         `json:"jid"`
+		Messages   map[string]int `json:"messages"`
+		Subscribes map[string]int `json:"subscribes"`
+		Errors     []stanzaError  `json:"errors"`
+	}
+)
+
+// TestSpamBot: a freshly registered account (in-band, slixmpp's
+// xep_0077) sends 500 chat messages to 5 accounts that are not its
+// contacts, 200 subscription requests to JIDs nobody registered and
+// tries to create 10 rooms, while two established users, each other's
+// contacts, exchange 100 messages each way. The strangers limit (30 per
+// hour, messages and subscription requests together) lets the first 30
+// messages through and bounces the other 470 and all 200 requests with
+// <policy-violation/> (type wait) naming the limit; the room creations
+// limit (5 per hour) lets 5 rooms be made and bounces 5. The targets get
+// 30 messages from the bot between them, and the friends all 200 of
+// theirs, without a single error.
+func TestSpamBot(t *testing.T) {
+	const (
+		targets   = 5
+		messages  = 500
+		subs      = 200
+		rooms     = 10
+		chat      = 100
+		strangers = 30
+		creations = 5
+	)
+	accounts := [][2]string{{"friend1@localhost", "friend1-pw"}, {"friend2@localhost", "friend2-pw"}}
+	args := []string{"--jid", "friend1@localhost", "--password", "friend1-pw", "--peer", "friend2@localhost", "--peer-password", "friend2-pw",
+		"--bot", "bot@localhost=bot-password", "--messages", fmt.Sprint(messages), "--subscriptions", fmt.Sprint(subs),
+		"--rooms", fmt.Sprint(rooms), "--chat", fmt.Sprint(chat)}
+	for i := 1; i <= targets; i++ {
+		j, pw := fmt.Sprintf("target%d@localhost", i), fmt.Sprintf("target%d-pw", i)
+		accounts = append(accounts, [2]string{j, pw})
+		args = append(args, "--target", j+"="+pw)
+	}
+	_, _, p := startRegCommunity(t, []string{"-registration", "open", "-new-account-age", "24h",
+		"-limit-strangers", fmt.Sprintf("%d/1h", strangers), "-limit-messages", "600/1m",
+		"-limit-room-creations", fmt.Sprintf("%d/1h", creations)}, accounts...)
+	es := p.clients().client(t, "spambot.py", "spambot", args...)
+
+	var bot botReport
+	es.one(t, "bot_report", "bot").decode(t, &bot)
+	strangersText := fmt.Sprintf("New accounts may send %d per 1h messages and contact requests to people who are not their contacts; try again later.", strangers)
+	want := map[string]int{
+		"message policy-violation wait " + strangersText:                                                                         messages - strangers,
+		"presence policy-violation wait " + strangersText:                                                                        subs,
+		fmt.Sprintf("presence policy-violation wait New accounts may create %d per 1h group chats; try again later.", creations): rooms - creations,
+	}
+	if fmt.Sprint(bot.Bounced) != fmt.Sprint(want) {
+		t.Errorf("errors the bot got:\n%v\nwant\n%v", bot.Bounced, want)
+	}
+	if bot.RoomsCreated != creations {
+		t.Errorf("the bot created %d rooms, want %d", bot.RoomsCreated, creations)
+	}
+	fromBot := 0
+	for i := 1; i <= targets; i++ {
+		var r spamReceived
+		es.one(t, "received", fmt.Sprintf("target%d", i)).decode(t, &r)
+		fromBot += r.Messages["bot@localhost"]
+		if len(r.Errors) > 0 || len(r.Subscribes) > 0 {
+			t.Errorf("%s got errors %v, subscription requests %v", r.JID, r.Errors, r.Subscribes)
+		}
+		// Round robin: each target got its share.
+		if n := r.Messages["bot@localhost"]; n != strangers/targets {
+			t.Errorf("%s got %d messages from the bot, want %d", r.JID, n, strangers/targets)
+		}
+	}
+	if fromBot != strangers {
+		t.Errorf("the targets got %d messages from the bot, want %d", fromBot, strangers)
+	}
+	for _, f := range [][2]string{{"friend1", "friend2@localhost"}, {"friend2", "friend1@localhost"}} {
+		var r spamReceived
+		es.one(t, "received", f[0]).decode(t, &r)
+		if r.Messages[f[1]] != chat || len(r.Errors) > 0 || r.Messages["bot@localhost"] != 0 {
+			t.Errorf("%s got %v messages (want %d from %s) and errors %v", f[0], r.Messages, chat, f[1], r.Errors)
+		}
+	}
+}
