@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -94,5 +96,77 @@ func TestSpamBot(t *testing.T) {
 		if r.Messages[f[1]] != chat || len(r.Errors) > 0 || r.Messages["bot@localhost"] != 0 {
 			t.Errorf("%s got %v messages (want %d from %s) and errors %v", f[0], r.Messages, chat, f[1], r.Errors)
 		}
+	}
+}
+
+// TestStrangerFilter: the stranger filter (antispam.Filter) with the
+// server-wide default filter_strangers = drop, and a user's own choice
+// through the ad-hoc commands (slixmpp's xep_0050): carol's friend
+// reaches her throughout; a stranger's message is dropped while she
+// keeps the default; once she chose quarantine, the stranger's three
+// messages and subscription request are kept from her, and her review
+// delivers the two she picks, with a XEP-0203 delay, and discards the
+// rest. The stranger never gets an error: the filter tells spammers
+// nothing.
+func TestStrangerFilter(t *testing.T) {
+	accounts := [][2]string{{"carol@localhost", "carol-pw"}, {"friend@localhost", "friend-pw"}, {"stranger@localhost", "stranger-pw"}}
+	_, _, p := startRegCommunity(t, []string{"-filter-strangers", "drop"}, accounts...)
+	es := p.clients().client(t, "spambot.py", "filter", "--jid", "carol@localhost", "--password", "carol-pw",
+		"--peer", "friend@localhost", "--peer-password", "friend-pw", "--stranger", "stranger@localhost=stranger-pw")
+
+	mode := cmdReply(t, es, "carol", "mode", "complete")
+	checkCompleted(t, mode, "", "Messages from strangers: kept for you to review.")
+	var before struct {
+		Bodies     []string `json:"bodies"`
+		Subscribes []string `json:"subscribes"`
+	}
+	var after struct {
+		Bodies []string `json:"bodies"`
+	}
+	for _, e := range es.of("marker", "carol") {
+		var m struct {
+			Name string `json:"name"`
+		}
+		e.decode(t, &m)
+		switch m.Name {
+		case "before_review":
+			e.decode(t, &before)
+		case "after_review":
+			e.decode(t, &after)
+		}
+	}
+	if !slices.Equal(before.Bodies, []string{"from a friend"}) || slices.Contains(before.Subscribes, "stranger@localhost") {
+		t.Errorf("before the review carol got %q and requests from %q; want only her friend's message", before.Bodies, before.Subscribes)
+	}
+	review := cmdReply(t, es, "carol", "review", "execute")
+	if review.Form == nil || !slices.Equal(review.Form.field("deliver").Options, []string{"1", "2", "3", "4"}) {
+		t.Fatalf("review form: %+v", review.Form)
+	}
+	checkCompleted(t, cmdReply(t, es, "carol", "review", "complete"), review.SessionID, "Delivered: 2. Discarded: 2. Kept: 0.")
+	if !slices.Equal(after.Bodies, []string{"from a friend", "kept 1", "kept 2"}) {
+		t.Errorf("after the review carol got %q", after.Bodies)
+	}
+	delays := 0
+	for _, e := range es.of("delay", "carol") {
+		var d struct {
+			Body      string `json:"body"`
+			DelayFrom string `json:"delay_from"`
+		}
+		e.decode(t, &d)
+		if strings.HasPrefix(d.Body, "kept") && d.DelayFrom == "localhost" {
+			delays++
+		}
+	}
+	if delays != 2 {
+		t.Errorf("%d delivered messages carried a delay from localhost, want 2", delays)
+	}
+	// An empty quarantine: the command says so at once.
+	checkCompleted(t, cmdReply(t, es, "carol", "review_again", "execute"), "", "Kept: 0.")
+	var se struct {
+		Errors []stanzaError `json:"errors"`
+	}
+	es.one(t, "stranger_errors", "stranger").decode(t, &se)
+	if len(se.Errors) != 0 {
+		t.Errorf("the stranger got errors: %+v", se.Errors)
 	}
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""The spam-bot scenario for the Go end-to-end tests in internal/e2e
-(spambot_test.go): a freshly registered account floods strangers while
-established users chat, against the example server's abuse limits
-(package antispam).
+"""Spam scenarios for the Go end-to-end tests in internal/e2e
+(spambot_test.go), against the example server's defences (package
+antispam): "spambot", a freshly registered account flooding strangers
+while established users chat (the limits), and "filter", a user keeping
+strangers' messages away with the ad-hoc commands (the stranger filter).
 
 Usage: /usr/bin/python3 spambot.py [common options] SCENARIO [scenario options]
 
@@ -15,6 +16,9 @@ Events, besides those of slix.py and im.py:
                    condition, type and text, and the rooms it entered
     received       per target or friend: how many messages (and
                    subscription requests) it got from whom, and its errors
+    command_reply  a reply to an ad-hoc command (as in admin.py)
+    marker         carol's messages before and after her review
+    stranger_errors the errors the stranger got (none: the filter is silent)
 """
 
 import asyncio
@@ -24,6 +28,7 @@ import sys
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+import admin
 import im
 import register
 import slix
@@ -137,16 +142,67 @@ async def spambot(o, clients):
         emit("received", client=c.name, jid=c.boundjid.bare, messages=dict(got), subscribes=dict(subs), errors=errs)
 
 
-SCENARIOS = {"spambot": spambot}
+NODE_FILTER = "urn:treff:antispam#filter"
+NODE_QUARANTINE = "urn:treff:antispam#quarantine"
+
+
+async def filter_strangers(o, clients):
+    """--jid (carol) and --peer (friend) become each other's contacts;
+    --stranger is online. With the server's default (drop), the
+    stranger's first message goes nowhere. Carol chooses quarantine with
+    the ad-hoc command "Messages from strangers"; the stranger sends her
+    three messages and a subscription request, friend one message. Carol
+    reviews the kept ones with "Messages kept from strangers", delivering
+    the first two and discarding the others; the two then arrive."""
+    carol = admin.AdminClient("carol", o.jid, o.password, o)
+    friend = im.IMClient("friend", o.peer, o.peer_password, o)
+    sjid, spw = o.stranger.split("=", 1)
+    stranger = im.IMClient("stranger", sjid, spw, o)
+    clients += [carol, friend, stranger]
+    await asyncio.gather(*(c.login() for c in (carol, friend, stranger)))
+    await asyncio.gather(*(c.start_im() for c in (carol, friend, stranger)))
+    # With the server filtering strangers, each adds the other to the
+    # roster first: a subscription request from a stranger is dropped
+    # too.
+    step("carol and friend: add each other to the roster")
+    await asyncio.gather(carol.update_roster(friend.boundjid.bare, timeout=o.wait),
+                         friend.update_roster(carol.boundjid.bare, timeout=o.wait))
+    await register.subscribe_both(carol, friend)
+    cj = carol.boundjid.bare
+
+    step("stranger: a message while carol drops")
+    stranger.send_message(mto=cj, mbody="dropped 0", mtype="chat")
+    await stranger.sync()
+    await carol.command("mode", NODE_FILTER, {"mode": "quarantine"})
+    step("stranger: messages and a request while carol quarantines")
+    for i in range(1, 4):
+        stranger.send_message(mto=cj, mbody="kept %d" % i, mtype="chat")
+    stranger.send_presence(pto=cj, ptype="subscribe")
+    friend.send_message(mto=cj, mbody="from a friend", mtype="chat")
+    await asyncio.gather(stranger.sync(), friend.sync())
+    await carol.sync()
+    im.marker(carol, "before_review", bodies=[m["body"] for m in carol.messages if m["type"] == "chat"],
+              subscribes=[p["from"] for p in carol.got_presences if p["type"] == "subscribe"])
+    await carol.command("review", NODE_QUARANTINE, {"deliver": ["1", "2"], "discard": True})
+    await carol.wait_until(lambda: sum(1 for m in carol.messages if m["body"].startswith("kept")) >= 2,
+                           "the two messages delivered from the quarantine")
+    await carol.sync()
+    im.marker(carol, "after_review", bodies=[m["body"] for m in carol.messages if m["type"] == "chat"])
+    await carol.command("review_again", NODE_QUARANTINE)
+    emit("stranger_errors", client="stranger", errors=[m["error"] for m in stranger.messages if m["type"] == "error"])
+
+
+SCENARIOS = {"spambot": spambot, "filter": filter_strangers}
 
 
 if __name__ == "__main__":
     p = slix.build_parser(SCENARIOS, __doc__)
     p.add_argument("--wait", type=float, default=10, help="seconds for each wait for the server")
-    p.add_argument("--bot", required=True, help="JID=PASSWORD the bot registers")
+    p.add_argument("--bot", default="", help="spambot: JID=PASSWORD the bot registers")
     p.add_argument("--target", action="append", default=[], help="JID=PASSWORD of a target")
     p.add_argument("--messages", type=int, default=500)
     p.add_argument("--subscriptions", type=int, default=200)
     p.add_argument("--rooms", type=int, default=10)
     p.add_argument("--chat", type=int, default=100, help="messages each friend sends the other")
+    p.add_argument("--stranger", default="", help="filter: JID=PASSWORD of the stranger")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
