@@ -13,8 +13,12 @@ import (
 // antispam), whose users' commands go to ah.
 func addAntispam(srv *treff.Server, cfg Config, ah *adhoc.Module) {
 	srv.PreAuthIQs = orOff(cfg.LimitPreAuth)
+	age := cfg.NewAccountAge
+	if age == 0 {
+		age = -1 // no account is new
+	}
 	limits := &antispam.Limits{
-		NewAccountAge: cfg.NewAccountAge,
+		NewAccountAge: age,
 		Strangers:     orOff(cfg.LimitStrangers),
 		Messages:      orOff(cfg.LimitMessages),
 		Joins:         orOff(cfg.LimitJoins),

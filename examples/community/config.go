@@ -190,8 +190,8 @@ type Config struct {
 	// (key hide_version: yes or no). Default: no.
 	HideVersion bool
 	// NewAccountAge is how long an account counts as new, with the
-	// stricter limits below (key new_account_age, "d" counts days).
-	// Default: 24h.
+	// stricter limits below (key new_account_age, "d" counts days; 0:
+	// no account is new). Default: 24h.
 	NewAccountAge time.Duration
 	// LimitStrangers limits the messages and subscription requests a new
 	// account sends to JIDs that are not its contacts (key
@@ -696,7 +696,11 @@ var options = []option{
 	{"hide_version", "do not tell clients the server software and version (`yes` or `no`)", func(c *Config, v string) error {
 		return setBool(&c.HideVersion, v)
 	}},
-	{"new_account_age", "how long an account counts as new, with stricter limits (`duration`, \"d\" counts days)", func(c *Config, v string) error {
+	{"new_account_age", "how long an account counts as new, with stricter limits (`duration`, \"d\" counts days; 0: no account is new)", func(c *Config, v string) error {
+		if strings.TrimSpace(v) == "0" {
+			c.NewAccountAge = 0
+			return nil
+		}
 		return setDays(&c.NewAccountAge, v)
 	}},
 	{"limit_strangers", "messages and subscription requests a new account may send to JIDs not its contacts (`COUNT/DURATION` or none)", func(c *Config, v string) error {
