@@ -21,7 +21,6 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -104,7 +103,6 @@ type Limits struct {
 	Now func() time.Time
 
 	srv    *treff.Server
-	seed   maphash.Seed
 	shards [32]shard
 	maxPer time.Duration // the longest period, after which a quiet account's state goes
 }
@@ -134,7 +132,6 @@ func (m *Limits) Name() string { return "limits" }
 // Setup implements treff.Module.
 func (m *Limits) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
-	m.seed = maphash.MakeSeed()
 	if m.Accounts == nil && m.srv.Storage != nil {
 		m.Accounts = m.srv.Storage
 	}
@@ -185,11 +182,16 @@ func (m *Limits) now() time.Time {
 }
 
 func (m *Limits) shard(k userKey) *shard {
-	var h maphash.Hash
-	h.SetSeed(m.seed)
-	h.WriteString(k.local)
-	h.WriteString(k.domain)
-	return &m.shards[h.Sum64()%uint64(len(m.shards))]
+	// FNV-1a over the name: keeps the key's strings on the stack (a
+	// hash.Hash would make them escape, and each costs an allocation).
+	h := uint32(2166136261)
+	for i := 0; i < len(k.local); i++ {
+		h = (h ^ uint32(k.local[i])) * 16777619
+	}
+	for i := 0; i < len(k.domain); i++ {
+		h = (h ^ uint32(k.domain[i])) * 16777619
+	}
+	return &m.shards[h%uint32(len(m.shards))]
 }
 
 // account returns the state of user's account with its shard locked; the
@@ -213,7 +215,7 @@ func (m *Limits) account(ctx context.Context, user jid.JID, now time.Time) (*acc
 			m.srv.Log().Error("limits: reading an account failed", "user", user.Bare().String(), "err", err)
 		}
 	}
-	k = userKey{strings.Clone(user.Localpart()), strings.Clone(user.Domainpart())} // the map keeps its own copies
+	nk := userKey{strings.Clone(user.Localpart()), strings.Clone(user.Domainpart())} // the map keeps its own copies
 	sh.mu.Lock()
 	if sh.m == nil {
 		sh.m = make(map[userKey]*account)
@@ -221,10 +223,10 @@ func (m *Limits) account(ctx context.Context, user jid.JID, now time.Time) (*acc
 	if now.Sub(sh.swept) >= time.Minute {
 		sh.sweep(now, m.maxPer)
 	}
-	a := sh.m[k]
+	a := sh.m[nk]
 	if a == nil {
 		a = &account{created: created, used: now}
-		sh.m[k] = a
+		sh.m[nk] = a
 	}
 	return a, sh
 }
