@@ -577,8 +577,8 @@ func hostOf(addr net.Addr) string {
 // allow applies the rate limits to a registration from addr. Addresses are
 // kept in memory for at most one period and never written anywhere.
 func (m *Module) allow(addr net.Addr, now time.Time) bool {
-	per := orLimit(m.PerAddress, Limit{3, time.Hour})
-	global := orLimit(m.Global, Limit{60, time.Hour})
+	per := orLimit(m.PerAddress, Limit{N: 3, Period: time.Hour})
+	global := orLimit(m.Global, Limit{N: 60, Period: time.Hour})
 	host := hostOf(addr)
 	m.mu.Lock()
 	defer m.mu.Unlock()
