@@ -73,8 +73,9 @@ type Limits struct {
 	// or whose own subscription request waits for an answer: the other
 	// side agreed or asked, which a spammer cannot arrange alone.
 	// Messages of type groupchat and error, and stanzas to the account
-	// itself or to a domain (no localpart), do not count. Zero means
-	// DefaultStrangers (30 per hour).
+	// itself or to a domain (no localpart), do not count; private
+	// messages to room occupants do. Zero means DefaultStrangers (30 per
+	// hour).
 	Strangers ratelimit.Limit
 	// Messages limits all messages an account sends (type error
 	// excepted), new or not. Zero means DefaultMessages (600 per minute).
@@ -143,6 +144,16 @@ func (m *Limits) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	// Limits decide before any other module sees the stanza.
 	r.InPhase(treff.PhaseFilter).OnClientStanza(m.check)
+	// A deleted account's state goes with it: an account made again
+	// under its name is new.
+	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
+		k := userKey{user.Localpart(), user.Domainpart()}
+		sh := m.shard(k)
+		sh.mu.Lock()
+		delete(sh.m, k)
+		sh.mu.Unlock()
+		return nil
+	})
 	// The account's creation time is read once, at login.
 	r.OnSessionBound(func(ctx context.Context, s *treff.Session) {
 		_, sh := m.account(ctx, s.JID(), m.now())

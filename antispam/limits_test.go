@@ -225,3 +225,25 @@ func TestLimitsOff(t *testing.T) {
 		t.Errorf("limits that are off bounced: %s", out)
 	}
 }
+
+// A deleted account's buckets go with it: made again, the account starts
+// afresh (and new).
+func TestDeletedAccountForgotten(t *testing.T) {
+	ts, _ := newLimited(t, &antispam.Limits{Strangers: ratelimit.Limit{N: 1, Period: time.Hour}})
+	newbie := ts.Login(t, "newbie", "pw", "r")
+	newbie.Send("<presence to='stranger1@localhost' id='s1' type='subscribe'/>")
+	newbie.Send("<presence to='stranger2@localhost' id='s2' type='subscribe'/>")
+	newbie.Expect(`<presence type='error' id='s2'[^>]*>` + policyWait + rest)
+	if err := ts.DeleteAccount(context.Background(), jid.MustParse("newbie@localhost"), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	newbie.ExpectClosed()
+	ts.AddUser(t, "newbie", "pw")
+	again := ts.Login(t, "newbie", "pw", "r")
+	again.Send("<presence to='stranger2@localhost' id='s3' type='subscribe'/>")
+	if out := again.Sync(); strings.Contains(out, "policy-violation") {
+		t.Errorf("the new account inherited the old one's limit: %s", out)
+	}
+	again.Send("<presence to='stranger3@localhost' id='s4' type='subscribe'/>")
+	again.Expect(`<presence type='error' id='s4'[^>]*>` + policyWait + rest)
+}
