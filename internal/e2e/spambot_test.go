@@ -170,3 +170,42 @@ func TestStrangerFilter(t *testing.T) {
 		t.Errorf("the stranger got errors: %+v", se.Errors)
 	}
 }
+
+// TestPreAuthLimit: the IQs one stream sends before it logs in are
+// limited (Server.PreAuthIQs, key limit_pre_auth): slixmpp, offered
+// in-band registration, asks for the form 8 times on one stream; with
+// -limit-pre-auth 5/1h the first 5 get the form and the other 3
+// <policy-violation/> (type wait) with the limit in the text. A new
+// connection starts with a full bucket.
+func TestPreAuthLimit(t *testing.T) {
+	_, _, p := startRegCommunity(t, []string{"-registration", "open", "-limit-pre-auth", "5/1h"})
+	es := p.clients().client(t, "spambot.py", "preauth", "--jid", "someone@localhost", "--password", "some-password", "--requests", "8")
+	var r struct {
+		Replies []struct {
+			Type  string       `json:"type"`
+			Error *stanzaError `json:"error"`
+		} `json:"replies"`
+	}
+	es.one(t, "preauth_replies", "flooder").decode(t, &r)
+	if len(r.Replies) != 8 {
+		t.Fatalf("%d replies, want 8", len(r.Replies))
+	}
+	for i, rep := range r.Replies {
+		if i < 5 {
+			if rep.Type != "result" || rep.Error != nil {
+				t.Errorf("request %d: %s %+v, want the form", i+1, rep.Type, rep.Error)
+			}
+			continue
+		}
+		if rep.Type != "error" {
+			t.Errorf("request %d: %s, want an error", i+1, rep.Type)
+			continue
+		}
+		checkError(t, fmt.Sprintf("request %d", i+1), rep.Error, "policy-violation", "wait",
+			"too many requests before logging in (the limit is 5 per 1h); try again later")
+	}
+	es.one(t, "preauth_replies", "next").decode(t, &r)
+	if len(r.Replies) != 1 || r.Replies[0].Type != "result" {
+		t.Errorf("a new connection's request: %+v, want the form", r.Replies)
+	}
+}

@@ -3,7 +3,9 @@
 (spambot_test.go), against the example server's defences (package
 antispam): "spambot", a freshly registered account flooding strangers
 while established users chat (the limits), and "filter", a user keeping
-strangers' messages away with the ad-hoc commands (the stranger filter).
+strangers' messages away with the ad-hoc commands (the stranger filter),
+and "preauth", a connection asking for the registration form again and
+again before logging in (the core's limit on IQs before authentication).
 
 Usage: /usr/bin/python3 spambot.py [common options] SCENARIO [scenario options]
 
@@ -19,11 +21,14 @@ Events, besides those of slix.py and im.py:
     command_reply  a reply to an ad-hoc command (as in admin.py)
     marker         carol's messages before and after her review
     stranger_errors the errors the stranger got (none: the filter is silent)
+    preauth_replies the replies to the form requests of one connection
 """
 
 import asyncio
 import collections
 import sys
+
+from slixmpp.exceptions import IqError, IqTimeout
 
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -192,7 +197,44 @@ async def filter_strangers(o, clients):
     emit("stranger_errors", client="stranger", errors=[m["error"] for m in stranger.messages if m["type"] == "error"])
 
 
-SCENARIOS = {"spambot": spambot, "filter": filter_strangers}
+class PreAuthFlooder(register.RegClient):
+    """A RegClient that, offered <register/> before logging in, asks for
+    the registration form --requests times on that stream, one after the
+    other, and stops there (no registration, no login)."""
+
+    def __init__(self, name, jid, password, opts, requests):
+        super().__init__(name, jid, password, opts)
+        self.requests = requests
+
+    async def _register_feature(self, features):
+        replies = []
+        for i in range(self.requests):
+            step("%s: form request %d" % (self.name, i + 1))
+            iq = self.Iq(stype="get")
+            iq.enable("register")
+            try:
+                r = await iq.send(timeout=self.opts.wait)
+            except IqError as e:
+                r = e.iq
+            except IqTimeout:
+                slix.fail("%s: no answer to form request %d within %gs" % (self.name, i + 1, self.opts.wait))
+            replies.append(register.iq_reply(r))
+        emit("preauth_replies", client=self.name, replies=replies)
+        self.reg_done.set()
+        return True  # no login on this stream
+
+
+async def preauth(o, clients):
+    """Two connections that do not log in: the first asks for the
+    registration form --requests times, the second once."""
+    for name, n in (("flooder", o.requests), ("next", 1)):
+        c = PreAuthFlooder(name, o.jid, o.password, o, n)
+        clients.append(c)
+        await c.register_account()
+        await c.close()
+
+
+SCENARIOS = {"spambot": spambot, "filter": filter_strangers, "preauth": preauth}
 
 
 if __name__ == "__main__":
@@ -205,4 +247,5 @@ if __name__ == "__main__":
     p.add_argument("--rooms", type=int, default=10)
     p.add_argument("--chat", type=int, default=100, help="messages each friend sends the other")
     p.add_argument("--stranger", default="", help="filter: JID=PASSWORD of the stranger")
+    p.add_argument("--requests", type=int, default=20, help="preauth: form requests on the first stream")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
