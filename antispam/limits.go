@@ -42,7 +42,7 @@ const (
 var (
 	DefaultStrangers = ratelimit.Limit{N: 30, Period: time.Hour}
 	DefaultMessages  = ratelimit.Limit{N: 600, Period: time.Minute}
-	DefaultJoins     = ratelimit.Limit{N: 60, Period: time.Minute}
+	DefaultJoins     = ratelimit.Limit{N: 100, Period: time.Minute}
 	DefaultCreations = ratelimit.Limit{N: 5, Period: time.Hour}
 	DefaultUploads   = ratelimit.Limit{N: 20, Period: time.Hour}
 )
@@ -83,7 +83,8 @@ type Limits struct {
 	// Joins limits the group chat rooms (XEP-0045) an account enters:
 	// available presence to a room occupant JID with a
 	// <x xmlns='http://jabber.org/protocol/muc'/> child. Zero means
-	// DefaultJoins (60 per minute).
+	// DefaultJoins (100 per minute: a client that rejoins 100 bookmarked
+	// rooms at once passes).
 	Joins ratelimit.Limit
 	// Creations limits the rooms a new account creates: joins of rooms
 	// that RoomExists says do not exist. Without RoomExists, creations

@@ -201,7 +201,7 @@ type Config struct {
 	// Default: 600/1m.
 	LimitMessages ratelimit.Limit
 	// LimitJoins limits every account's group chat joins (key
-	// limit_joins). Default: 60/1m.
+	// limit_joins). Default: 100/1m.
 	LimitJoins ratelimit.Limit
 	// LimitRoomCreations limits the rooms a new account creates (key
 	// limit_room_creations). Default: 5/1h.
