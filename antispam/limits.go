@@ -70,8 +70,10 @@ type Limits struct {
 	// Strangers limits the messages and presence subscription requests
 	// a new account sends to JIDs that are not its contacts, together.
 	// A contact is a roster item with a subscription (to, from or both)
-	// or whose own subscription request waits for an answer: the other
-	// side agreed or asked, which a spammer cannot arrange alone.
+	// or whose own subscription request waits for an answer, or who sent
+	// the account a message first (remembered in memory, 100 at most):
+	// the other side agreed, asked or wrote, which a spammer cannot
+	// arrange alone.
 	// Messages of type groupchat and error, and stanzas to the account
 	// itself or to a domain (no localpart), do not count; private
 	// messages to room occupants do. Zero means DefaultStrangers (30 per
@@ -126,7 +128,13 @@ type account struct {
 	created                                        time.Time // zero: unknown, not new
 	messages, strangers, joins, creations, uploads ratelimit.Bucket
 	used                                           time.Time // last stanza counted
+	// wroteFirst, for a new account, are the JIDs that sent it a
+	// message: answering them is no message to a stranger.
+	wroteFirst map[userKey]struct{}
 }
+
+// maxWroteFirst bounds account.wroteFirst.
+const maxWroteFirst = 100
 
 // Name implements treff.Module.
 func (m *Limits) Name() string { return "limits" }
@@ -145,6 +153,8 @@ func (m *Limits) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	// Limits decide before any other module sees the stanza.
 	r.InPhase(treff.PhaseFilter).OnClientStanza(m.check)
+	// Who wrote to a new account first.
+	r.InPhase(treff.PhaseObserve).OnAccountStanza(m.inbound)
 	// A deleted account's state goes with it: an account made again
 	// under its name is new.
 	r.OnAccountDeleted(func(ctx context.Context, user jid.JID) error {
@@ -303,7 +313,7 @@ func (m *Limits) message(ctx context.Context, st *treff.Stanza) bool {
 	a, sh := m.account(ctx, st.From, now)
 	a.used = now
 	msgs := m.messages()
-	if !a.isNew(now, m.newAge()) || st.Type == "groupchat" || !mayBeStranger(st.From, st.To) || m.strangers().None() {
+	if !a.isNew(now, m.newAge()) || st.Type == "groupchat" || !mayBeStranger(st.From, st.To) || m.strangers().None() || a.wroteFirstTo(st.To) {
 		ok := a.messages.Allow(msgs, now)
 		sh.mu.Unlock()
 		if !ok {
@@ -342,7 +352,7 @@ func (m *Limits) subscribe(ctx context.Context, st *treff.Stanza) bool {
 	now := m.now()
 	a, sh := m.account(ctx, st.From, now)
 	a.used = now
-	if !a.isNew(now, m.newAge()) || !mayBeStranger(st.From, st.To) || m.strangers().None() {
+	if !a.isNew(now, m.newAge()) || !mayBeStranger(st.From, st.To) || m.strangers().None() || a.wroteFirstTo(st.To) {
 		sh.mu.Unlock()
 		return false
 	}
@@ -401,6 +411,35 @@ func (m *Limits) upload(ctx context.Context, st *treff.Stanza) bool {
 		return true
 	}
 	return false
+}
+
+// inbound is the OnAccountStanza hook: a message that reaches a new
+// account (online, so its state is at hand) makes its sender someone the
+// account may answer freely.
+func (m *Limits) inbound(ctx context.Context, st *treff.Stanza) bool {
+	if st.Kind != treff.KindMessage || st.Type == "error" || st.Type == "groupchat" || st.From.Localpart() == "" {
+		return false
+	}
+	k := userKey{st.To.Localpart(), st.To.Domainpart()}
+	sh := m.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	a := sh.m[k]
+	if a == nil || !a.isNew(m.now(), m.newAge()) || len(a.wroteFirst) >= maxWroteFirst {
+		return false
+	}
+	if a.wroteFirst == nil {
+		a.wroteFirst = make(map[userKey]struct{})
+	}
+	a.wroteFirst[userKey{strings.Clone(st.From.Localpart()), strings.Clone(st.From.Domainpart())}] = struct{}{}
+	return false
+}
+
+// wroteFirstTo reports whether to wrote to the account first; a's
+// shard must be locked.
+func (a *account) wroteFirstTo(to jid.JID) bool {
+	_, ok := a.wroteFirst[userKey{to.Localpart(), to.Domainpart()}]
+	return ok
 }
 
 // contact reports whether to is user's contact (see Limits.Strangers).

@@ -247,3 +247,27 @@ func TestDeletedAccountForgotten(t *testing.T) {
 	again.Send("<presence to='stranger3@localhost' id='s4' type='subscribe'/>")
 	again.Expect(`<presence type='error' id='s4'[^>]*>` + policyWait + rest)
 }
+
+// A new account answers freely whoever wrote to it first.
+func TestAnswerWhoWroteFirst(t *testing.T) {
+	ts, _ := newLimited(t, &antispam.Limits{Strangers: ratelimit.Limit{N: 1, Period: time.Hour}})
+	newbie := ts.Login(t, "newbie", "pw", "r")
+	newbie.Send("<presence/>")
+	newbie.Sync()
+	s1 := ts.Login(t, "stranger1", "pw", "r")
+	s1.Send("<presence/>")
+	s1.Sync()
+	s1.Send("<message to='newbie@localhost' id='q' type='chat'><body>hello?</body></message>")
+	newbie.Expect(`<message[^>]*id='q'`)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		newbie.Send("<message to='stranger1@localhost' id='" + id + "' type='chat'><body>hi</body></message>")
+		s1.Expect(`<message[^>]*id='` + id + `'`)
+	}
+	if out := newbie.Sync(); strings.Contains(out, "policy-violation") {
+		t.Errorf("answers to who wrote first bounced: %s", out)
+	}
+	// Others are still strangers: one passes, the next bounces.
+	newbie.Send("<message to='stranger2@localhost' id='b1' type='chat'><body>hi</body></message>")
+	newbie.Send("<message to='stranger2@localhost' id='b2' type='chat'><body>hi</body></message>")
+	newbie.Expect(`<message type='error' id='b2'[^>]*>` + policyWait + rest)
+}
