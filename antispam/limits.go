@@ -417,7 +417,8 @@ func (m *Limits) upload(ctx context.Context, st *treff.Stanza) bool {
 // account (online, so its state is at hand) makes its sender someone the
 // account may answer freely.
 func (m *Limits) inbound(ctx context.Context, st *treff.Stanza) bool {
-	if st.Kind != treff.KindMessage || st.Type == "error" || st.Type == "groupchat" || st.From.Localpart() == "" {
+	if st.Kind != treff.KindMessage || st.Type == "error" || st.Type == "groupchat" || st.From.Localpart() == "" ||
+		m.newAge() < 0 || m.strangers().None() {
 		return false
 	}
 	k := userKey{st.To.Localpart(), st.To.Domainpart()}
