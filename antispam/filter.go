@@ -150,10 +150,10 @@ func (f *Filter) Setup(ctx context.Context, r *treff.Registry) error {
 	if f.Default == "" {
 		f.Default = Off
 	}
-	if _, err := ParseMode(string(f.Default)); err != nil {
+	var err error
+	if f.Default, err = ParseMode(string(f.Default)); err != nil {
 		return err
 	}
-	var err error
 	if f.Store, err = storage.Require(f.Store, f.srv.Storage, "antispam"); err != nil {
 		return err
 	}

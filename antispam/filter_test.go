@@ -163,3 +163,19 @@ func between(s, a, b string) string {
 	s, _, _ = strings.Cut(s, b)
 	return s
 }
+
+// Default is read as ParseMode reads it: "off" filters nothing, a mode
+// it does not know stops the server from starting.
+func TestFilterDefault(t *testing.T) {
+	ts := newFiltered(t, &antispam.Filter{Default: "Off"})
+	alice := online(t, ts, "alice")
+	mallory := online(t, ts, "mallory")
+	mallory.Send("<message to='alice@localhost' id='m1' type='chat'><body>hi</body></message>")
+	alice.Expect(`<message[^>]*id='m1'`)
+
+	srv := &treff.Server{Hosts: []treff.Host{{Domain: "localhost"}}, Storage: ts.Store,
+		Modules: []treff.Module{&antispam.Filter{Default: "sometimes"}}}
+	if err := srv.Setup(); err == nil || !strings.Contains(err.Error(), "sometimes") {
+		t.Errorf("Setup with an unknown mode: %v", err)
+	}
+}
