@@ -179,3 +179,33 @@ func TestFilterDefault(t *testing.T) {
 		t.Errorf("Setup with an unknown mode: %v", err)
 	}
 }
+
+// A subscription request released from the quarantine reaches the user
+// as one from the stranger, kept by the roster for her answer.
+func TestReleaseSubscription(t *testing.T) {
+	f := &antispam.Filter{Default: antispam.Quarantine}
+	ts := newFiltered(t, f)
+	alice := online(t, ts, "alice")
+	eve := online(t, ts, "eve")
+	eve.Send("<presence to='alice@localhost' type='subscribe'/>")
+	eve.Sync()
+	if out := alice.Sync(); strings.Contains(out, "subscribe") {
+		t.Fatalf("the request arrived: %s", out)
+	}
+	ctx := context.Background()
+	aliceJID := jid.MustParse("alice@localhost")
+	q, err := f.Quarantined(ctx, aliceJID)
+	if err != nil || len(q) != 1 {
+		t.Fatalf("Quarantined = %+v, %v", q, err)
+	}
+	if n, err := f.Release(ctx, aliceJID, q[0].ID); n != 1 || err != nil {
+		t.Fatalf("Release = %d, %v", n, err)
+	}
+	alice.Expect(`<presence[^>]*from='eve@localhost'[^>]*type='subscribe'|<presence[^>]*type='subscribe'[^>]*from='eve@localhost'`)
+	if it, err := ts.Store.RosterItem(ctx, "alice@localhost", "eve@localhost"); err != nil || !it.PendingIn {
+		t.Errorf("alice's roster item for eve: %+v, %v; want a pending request", it, err)
+	}
+	if q, _ := f.Quarantined(ctx, aliceJID); len(q) != 0 {
+		t.Errorf("still kept: %+v", q)
+	}
+}
