@@ -158,6 +158,7 @@ type statusData struct {
 	WebClient        string // the web client's path, or empty
 	Push             bool   // push notifications are on
 	PushBody         bool   // and carry the message's text
+	FilterStrangers  string // no, drop or quarantine: what happens by default to messages from strangers
 	// Contacts are the contact addresses (XEP-0157), by kind: abuse,
 	// admin, support, security.
 	Contacts []Contact
@@ -181,6 +182,7 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 		Push:         w.cfg.Push,
 		PushBody:     w.cfg.Push && w.cfg.PushBody,
 	}
+	d.FilterStrangers = string(w.cfg.FilterStrangers)
 	if w.cfg.WebClient != "" {
 		d.WebClient = "/chat/"
 	}
