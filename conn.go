@@ -21,6 +21,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff/internal/xmlscan"
+	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/stanza"
 )
 
@@ -222,6 +223,7 @@ type conn struct {
 	authed      atomic.Pointer[jid.JID]     // copy of user for other goroutines
 	revoked     atomic.Pointer[streamError] // set by CloseUser
 	failures    int
+	preAuth     ratelimit.Bucket // IQs before authentication (Server.PreAuthIQs)
 	shutting    atomic.Bool
 	sess        atomic.Pointer[Session]
 	resumed     *Session   // set by Negotiation.Resume for negotiate to return
@@ -654,6 +656,18 @@ func (c *conn) startTLS() error {
 	return nil
 }
 
+// preAuthIQs is the limit of Server.PreAuthIQs.
+func (srv *Server) preAuthIQs() ratelimit.Limit {
+	switch l := srv.PreAuthIQs; {
+	case l.N < 0:
+		return ratelimit.Limit{}
+	case l.N == 0 && l.Period == 0:
+		return ratelimit.Limit{N: 20, Period: time.Minute}
+	default:
+		return l
+	}
+}
+
 // preAuthIQ handles an IQ on a secure but unauthenticated stream.
 func (c *conn) preAuthIQ(el *xmlscan.Element) error {
 	st, err := stanzaFrom(el)
@@ -665,6 +679,12 @@ func (c *conn) preAuthIQ(el *xmlscan.Element) error {
 		return streamError{cond: "not-authorized"}
 	}
 	st.raw = []byte(el.Raw)
+	if l := c.srv.preAuthIQs(); !c.preAuth.Allow(l, time.Now()) {
+		reply := *st
+		reply.To = jid.JID{}
+		return c.write(string(AppendError(nil, &reply, stanza.Error{Type: stanza.Wait, Condition: stanza.PolicyViolation,
+			Text: "too many requests before logging in (the limit is " + l.Text() + "); try again later"})))
+	}
 	st.To, _ = jid.New("", c.host, "")
 	ctx := context.WithValue(c.ctx, peerAddrKey{}, c.nc.RemoteAddr())
 	ctx = context.WithValue(ctx, streamIDKey{}, c.streamID)

@@ -17,6 +17,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff/accept"
+	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/router"
 	"github.com/treff-im/treff/storage"
 )
@@ -89,6 +90,11 @@ type Server struct {
 	// a stream that takes longer is closed with <connection-timeout/>.
 	// 0 means 30 seconds.
 	NegotiationTimeout time.Duration
+	// PreAuthIQs limits the IQs one stream may send before it
+	// authenticates (in-band registration, invitations), as a token
+	// bucket: over it, an IQ is answered with <policy-violation/> (type
+	// wait). The zero Limit means 20 per minute; N < 0 means no limit.
+	PreAuthIQs ratelimit.Limit
 	// IdleTimeout closes a stream after that long without any data from the
 	// client (whitespace keepalives count). 0 means 14 minutes (as
 	// Prosody); negative means never.

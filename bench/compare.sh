@@ -401,6 +401,9 @@ bench_treff() {
 	# With BENCH_ACCOUNTS=register: registration open, its limits out of the way.
 	TREFF_REG=()
 	[ "$ACCOUNTS" = register ] && TREFF_REG=(-registration open -registration-per-address 1000000/1h -registration-global 1000000/1h)
+	# Abuse limits (package antispam) off, like the others' (no mod_limits,
+	# no shaper): the bench accounts are new and write to strangers.
+	TREFF_REG+=(-limit-messages none -limit-strangers none -limit-joins none -limit-room-creations none -limit-pre-auth none)
 	log "treff: starting on 127.0.0.1:$TREFF_PORT"
 	sh -c "ulimit -n $NOFILE && exec taskset -c $SERVER_CPU \"\$0\" \"\$@\"" "$WORK/bin/treff-community" serve \
 		-domain "$DOMAIN" -data "$d/data" -c2s 127.0.0.1:$TREFF_PORT -c2s-tls '' -s2s '' -http '' -https '' \

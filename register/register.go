@@ -31,6 +31,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/dataform"
+	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
@@ -77,11 +78,10 @@ type Accounts interface {
 	SetPassword(ctx context.Context, user, password string) error
 }
 
-// Limit allows N events per period; N <= 0 means no limit.
-type Limit struct {
-	N      int
-	Period time.Duration
-}
+// Limit allows N events per period; N <= 0 means no limit. It is the
+// limit type of package ratelimit; registrations count it in fixed
+// windows, so that a failed registration can be given back.
+type Limit = ratelimit.Limit
 
 // DefaultReserved are usernames nobody may register.
 var DefaultReserved = []string{

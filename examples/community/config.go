@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/treff-im/treff/abuse"
+	"github.com/treff-im/treff/antispam"
 	"github.com/treff-im/treff/bosh"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/muc"
+	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/storage/boltstore"
 	"mellium.im/xmpp/jid"
@@ -188,6 +190,34 @@ type Config struct {
 	// HideVersion stops the server from telling its software and version
 	// (key hide_version: yes or no). Default: no.
 	HideVersion bool
+	// NewAccountAge is how long an account counts as new, with the
+	// stricter limits below (key new_account_age, "d" counts days; 0:
+	// no account is new). Default: 24h.
+	NewAccountAge time.Duration
+	// LimitStrangers limits the messages and subscription requests a new
+	// account sends to JIDs that are not its contacts (key
+	// limit_strangers, COUNT/DURATION or none). Default: 30/1h.
+	LimitStrangers ratelimit.Limit
+	// LimitMessages limits every account's messages (key limit_messages).
+	// Default: 600/1m.
+	LimitMessages ratelimit.Limit
+	// LimitJoins limits every account's group chat joins (key
+	// limit_joins). Default: 100/1m.
+	LimitJoins ratelimit.Limit
+	// LimitRoomCreations limits the rooms a new account creates (key
+	// limit_room_creations). Default: 5/1h.
+	LimitRoomCreations ratelimit.Limit
+	// LimitUploads limits the upload slots a new account asks for (key
+	// limit_uploads). Default: 20/1h.
+	LimitUploads ratelimit.Limit
+	// LimitPreAuth limits the requests (IQs) one connection makes before
+	// logging in, e.g. to register (key limit_pre_auth). Default: 20/1m.
+	LimitPreAuth ratelimit.Limit
+	// FilterStrangers is what happens by default to messages and
+	// subscription requests from JIDs not in a user's roster (key
+	// filter_strangers: no, drop or quarantine); each user may choose
+	// otherwise with an ad-hoc command. Default: no.
+	FilterStrangers antispam.Mode
 	// Registration is the in-band registration policy at start (key
 	// registration: open, closed or invite); the registration admin command
 	// switches it while the server runs. Default: closed.
@@ -348,6 +378,15 @@ func Default() Config {
 		ArchiveRetention:       365 * 24 * time.Hour,
 		FASTExpiry:             21 * 24 * time.Hour,
 		FASTRotate:             24 * time.Hour,
+
+		NewAccountAge:      antispam.DefaultNewAccountAge,
+		LimitStrangers:     antispam.DefaultStrangers,
+		LimitMessages:      antispam.DefaultMessages,
+		LimitJoins:         antispam.DefaultJoins,
+		LimitRoomCreations: antispam.DefaultCreations,
+		LimitUploads:       antispam.DefaultUploads,
+		LimitPreAuth:       ratelimit.Limit{N: 20, Period: time.Minute},
+		FilterStrangers:    antispam.Off,
 
 		Registration:            register.Closed,
 		RegistrationMinPassword: 8,
@@ -747,6 +786,39 @@ var options = []option{
 	{"hide_version", "do not tell clients the server software and version (`yes` or `no`)", func(c *Config, v string) error {
 		return setBool(&c.HideVersion, v)
 	}},
+	{"new_account_age", "how long an account counts as new, with stricter limits (`duration`, \"d\" counts days; 0: no account is new)", func(c *Config, v string) error {
+		if strings.TrimSpace(v) == "0" {
+			c.NewAccountAge = 0
+			return nil
+		}
+		return setDays(&c.NewAccountAge, v)
+	}},
+	{"limit_strangers", "messages and subscription requests a new account may send to JIDs not its contacts (`COUNT/DURATION` or none)", func(c *Config, v string) error {
+		return setRate(&c.LimitStrangers, v)
+	}},
+	{"limit_messages", "messages any account may send (`COUNT/DURATION` or none)", func(c *Config, v string) error {
+		return setRate(&c.LimitMessages, v)
+	}},
+	{"limit_joins", "group chats any account may enter (`COUNT/DURATION` or none)", func(c *Config, v string) error {
+		return setRate(&c.LimitJoins, v)
+	}},
+	{"limit_room_creations", "group chats a new account may create (`COUNT/DURATION` or none)", func(c *Config, v string) error {
+		return setRate(&c.LimitRoomCreations, v)
+	}},
+	{"limit_uploads", "upload slots a new account may ask for (`COUNT/DURATION` or none)", func(c *Config, v string) error {
+		return setRate(&c.LimitUploads, v)
+	}},
+	{"limit_pre_auth", "requests one connection may make before logging in (`COUNT/DURATION` or none)", func(c *Config, v string) error {
+		return setRate(&c.LimitPreAuth, v)
+	}},
+	{"filter_strangers", "messages and subscription requests from JIDs not in the roster, unless the user chose otherwise (`no`, drop or quarantine)", func(c *Config, v string) error {
+		m, err := antispam.ParseMode(v)
+		if err != nil {
+			return fmt.Errorf("%q is not no, drop or quarantine", v)
+		}
+		c.FilterStrangers = m
+		return nil
+	}},
 }
 
 func lookupOption(key string) *option {
@@ -931,6 +1003,16 @@ func setDays(dst *time.Duration, v string) error {
 		return nil
 	}
 	return setDuration(dst, v, false)
+}
+
+// setRate parses COUNT/DURATION (e.g. 30/1h) or none.
+func setRate(dst *ratelimit.Limit, v string) error {
+	l, err := ratelimit.Parse(v)
+	if err != nil {
+		return fmt.Errorf("%q is not COUNT/DURATION (like 30/1h) or none", v)
+	}
+	*dst = l
+	return nil
 }
 
 // setLimit parses COUNT/DURATION, e.g. 3/1h.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/treff-im/treff/antispam"
+	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/register"
 )
 
@@ -105,6 +107,14 @@ motd = "  Welcome # not a comment\n"
 offline_limit = 50
 ping_interval = 0
 hide_version = YES
+new_account_age = 2d
+limit_strangers = 10/30m
+limit_messages = none
+limit_joins = 20/1m
+limit_room_creations = 1/24h
+limit_uploads = 5 / 1h
+limit_pre_auth = 10/1m
+filter_strangers = Quarantine
 gc_percent = 50
 debug_addr = 127.0.0.1:6060
 registration = Open
@@ -187,6 +197,14 @@ fast_rotate = 12h
 		OfflineLimit:           50,
 		PingInterval:           0,
 		HideVersion:            true,
+		NewAccountAge:          48 * time.Hour,
+		LimitStrangers:         ratelimit.Limit{N: 10, Period: 30 * time.Minute},
+		LimitMessages:          ratelimit.Limit{},
+		LimitJoins:             ratelimit.Limit{N: 20, Period: time.Minute},
+		LimitRoomCreations:     ratelimit.Limit{N: 1, Period: 24 * time.Hour},
+		LimitUploads:           ratelimit.Limit{N: 5, Period: time.Hour},
+		LimitPreAuth:           ratelimit.Limit{N: 10, Period: time.Minute},
+		FilterStrangers:        antispam.Quarantine,
 		GCPercent:              50,
 		DebugAddr:              "127.0.0.1:6060",
 
@@ -258,6 +276,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open, closed or invite`},
 		{"registration_per_address = 3\n", `x.conf:1: registration_per_address: "3" is not COUNT/DURATION`},
 		{"registration_global = 3/0s\n", `x.conf:1: registration_global: 0s must be positive`},
+		{"limit_strangers = 30\n", `x.conf:1: limit_strangers: "30" is not COUNT/DURATION (like 30/1h) or none`},
+		{"limit_messages = 0/1m\n", `x.conf:1: limit_messages: "0/1m" is not COUNT/DURATION`},
+		{"filter_strangers = maybe\n", `x.conf:1: filter_strangers: "maybe" is not no, drop or quarantine`},
+		{"new_account_age = 0d\n", `x.conf:1: new_account_age:`},
 		{"bosh_sessions_per_address = -1\n", `x.conf:1: bosh_sessions_per_address: -1 is less than 0`},
 		{"contact_abuse = abuse@example.org\n", `x.conf:1: contact_abuse: "abuse@example.org": not an xmpp:, mailto:, https:, http: or tel: URI`},
 		{"turn = turn.example.org\n", `x.conf:1: turn: "turn.example.org" is not host:port`},

@@ -420,6 +420,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		srv.Modules = append(srv.Modules, &component.Module{Components: cfg.Components})
 	}
 	ah := &adhoc.Module{}
+	addAntispam(srv, cfg, ah)
 	// FAST tokens (XEP-0484) ride on SASL2: the same value goes last into
 	// the sasl2.Module's Inline list (after stream management's and Bind
 	// 2's) and into Modules, for its hooks (password change, account

@@ -166,6 +166,7 @@ type statusData struct {
 	Push             bool   // push notifications are on
 	PushBody         bool   // and carry the message's text
 	RoomHistory      int    // messages each group chat room keeps for newcomers; 0: no group chat
+	FilterStrangers  string // no, drop or quarantine: what happens by default to messages from strangers
 	// Contacts are the contact addresses (XEP-0157), by kind: abuse,
 	// admin, support, security.
 	Contacts []Contact
@@ -192,6 +193,7 @@ func (w *web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	if w.cfg.MUC {
 		d.RoomHistory = w.cfg.MUCMaxHistory
 	}
+	d.FilterStrangers = string(w.cfg.FilterStrangers)
 	if w.cfg.WebClient != "" {
 		d.WebClient = "/chat/"
 	}

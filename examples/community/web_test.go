@@ -67,6 +67,25 @@ func TestBOSHSessionsPerAddress(t *testing.T) {
 	}
 }
 
+// The status page says what happens to strangers' messages by default.
+func TestStatusPageStrangers(t *testing.T) {
+	for mode, want := range map[string]string{"no": "are delivered", "drop": "are dropped", "quarantine": "are kept for you to review"} {
+		cfg := Default()
+		if err := cfg.Set("filter_strangers", mode); err != nil {
+			t.Fatal(err)
+		}
+		w, err := newWeb(cfg, &treff.Server{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		w.statusPage(rec, httptest.NewRequest("GET", "/", nil))
+		if body := rec.Body.String(); !strings.Contains(body, `<li id="strangers">Messages and contact requests from people not in your contacts `+want) {
+			t.Errorf("filter_strangers = %s: the status page does not say %q:\n%s", mode, want, body)
+		}
+	}
+}
+
 // The status page says what push notifications reveal: who wrote and how
 // many messages, the text only with push_body; nothing with push off.
 func TestStatusPagePush(t *testing.T) {

@@ -33,8 +33,9 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 		runCommunity(t, bin, "adduser", "-data", data, "-password", a[1], a[0]+"@localhost")
 	}
 	// The offline limit is above what one round sends, so no message is
-	// refused for the quota (a refused one is answered, not kept).
-	bin = withFlags(t, bin, "-offline-limit", "5000")
+	// refused for the quota (a refused one is answered, not kept); so
+	// is the message rate limit (alice sends 1000 at once).
+	bin = withFlags(t, bin, "-offline-limit", "5000", "-limit-messages", "none")
 	seed := rand.Uint64()
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("seed %d", seed)
