@@ -139,6 +139,19 @@ const maxWroteFirst = 100
 // Name implements treff.Module.
 func (m *Limits) Name() string { return "limits" }
 
+// Approved tells the limits that an admin approved the account
+// (storage.Account.Approved): it counts as established from now on, not
+// new, whatever its age.
+func (m *Limits) Approved(user jid.JID) {
+	k := userKey{user.Localpart(), user.Domainpart()}
+	sh := m.shard(k)
+	sh.mu.Lock()
+	if a := sh.m[k]; a != nil {
+		a.created = time.Time{}
+	}
+	sh.mu.Unlock()
+}
+
 // Setup implements treff.Module.
 func (m *Limits) Setup(ctx context.Context, r *treff.Registry) error {
 	m.srv = r.Server()
@@ -233,6 +246,10 @@ func (m *Limits) account(ctx context.Context, user jid.JID, now time.Time) (*acc
 		switch {
 		case err == nil:
 			created = acc.Created
+			if !acc.Approved.IsZero() {
+				// An admin vouched for it: no longer new.
+				created = time.Time{}
+			}
 		case !errors.Is(err, storage.ErrNotFound):
 			m.srv.Log().Error("limits: reading an account failed", "user", user.Bare().String(), "err", err)
 		}

@@ -271,3 +271,35 @@ func TestAnswerWhoWroteFirst(t *testing.T) {
 	newbie.Send("<message to='stranger2@localhost' id='b2' type='chat'><body>hi</body></message>")
 	newbie.Expect(`<message type='error' id='b2'[^>]*>` + policyWait + rest)
 }
+
+// TestApproved: an account an admin approved is not new, whatever its
+// age: stored before its first login, or told while it is logged in.
+func TestApproved(t *testing.T) {
+	l := &antispam.Limits{NewAccountAge: time.Hour, Strangers: ratelimit.Limit{N: 1, Period: time.Hour}}
+	ts, _ := newLimited(t, l)
+	ctx := context.Background()
+	acc, err := ts.Store.Account(ctx, "stranger3@localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc.Approved = time.Now()
+	if err := ts.Store.UpdateAccount(ctx, acc); err != nil {
+		t.Fatal(err)
+	}
+	approved := ts.Login(t, "stranger3", "pw", "r")
+	for i := range 3 {
+		approved.Send("<presence to='stranger" + string(rune('1'+i%2)) + "@localhost' id='a" + string(rune('0'+i)) + "' type='subscribe'/>")
+	}
+	if out := approved.Sync(); strings.Contains(out, "policy-violation") {
+		t.Errorf("an approved account was limited: %s", out)
+	}
+	newbie := ts.Login(t, "newbie", "pw", "r")
+	newbie.Send("<presence to='stranger1@localhost' id='n1' type='subscribe'/>")
+	newbie.Send("<presence to='stranger2@localhost' id='n2' type='subscribe'/>")
+	newbie.Expect(`<presence type='error' id='n2'[^>]*>` + policyWait + rest)
+	l.Approved(jid.MustParse("newbie@localhost"))
+	newbie.Send("<presence to='stranger3@localhost' id='n3' type='subscribe'/>")
+	if out := newbie.Sync(); strings.Contains(out, "policy-violation") {
+		t.Errorf("an account approved while logged in was limited: %s", out)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/abuse"
 	treffadmin "github.com/treff-im/treff/admin"
+	"github.com/treff-im/treff/antispam"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -65,6 +66,36 @@ func (a *accounts) unsuspend(ctx context.Context, user string) error {
 		a.logInfo("account unsuspended", u)
 	}
 	return err
+}
+
+// approve marks the account as approved by an admin: the limits for new
+// accounts (new_account_age) no longer apply to it.
+func (a *accounts) approve(ctx context.Context, user string) error {
+	u, err := a.user(user)
+	if err != nil {
+		return err
+	}
+	ac, err := a.store.Account(ctx, u)
+	if errors.Is(err, storage.ErrNotFound) {
+		return notFound(u)
+	}
+	if err != nil {
+		return err
+	}
+	ac.Approved = time.Now().UTC()
+	if err := a.store.UpdateAccount(ctx, ac); err != nil {
+		return err
+	}
+	if !a.offline && a.srv != nil {
+		for _, m := range a.srv.Modules {
+			if l, ok := m.(*antispam.Limits); ok {
+				bare, _ := jid.Parse(u)
+				l.Approved(bare)
+			}
+		}
+	}
+	a.logInfo("account approved", u)
+	return nil
 }
 
 // ban deletes the account with all its data and holds its name for good,
@@ -131,7 +162,7 @@ func describeAccount(ac storage.Account) string {
 	return b.String()
 }
 
-// cmdSuspend runs suspend, unsuspend and ban.
+// cmdSuspend runs suspend, unsuspend, ban and approve.
 func cmdSuspend(cmd string, args []string, stdout, stderr io.Writer) error {
 	f := newFlags("community "+cmd, stderr, "data", "domain")
 	var reason string
@@ -164,6 +195,8 @@ func cmdSuspend(cmd string, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%s can log in again\n", j)
 	case "ban":
 		fmt.Fprintf(stdout, "%s is deleted with its data, and its name is held for good\n", j)
+	case "approve":
+		fmt.Fprintf(stdout, "%s is approved: the limits for new accounts no longer apply to it\n", j)
 	}
 	return nil
 }
@@ -176,6 +209,8 @@ func (a *accounts) doAbuse(ctx context.Context, req adminRequest, resp *adminRes
 		return true, a.suspend(ctx, req.JID, req.Reason)
 	case "unsuspend":
 		return true, a.unsuspend(ctx, req.JID)
+	case "approve":
+		return true, a.approve(ctx, req.JID)
 	case "ban":
 		return true, a.ban(ctx, req.JID)
 	case "recent":

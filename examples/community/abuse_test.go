@@ -128,3 +128,28 @@ func TestAdminBlockReports(t *testing.T) {
 		t.Errorf("deleting twice: %q", e)
 	}
 }
+
+// TestAdminApprove approves an account through the admin protocol.
+func TestAdminApprove(t *testing.T) {
+	path, a, store := startAdmin(t)
+	if err := a.acct.srv.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	call := adminCaller(t, path)
+	if _, e := call(adminRequest{Cmd: "adduser", JID: "new@localhost", Password: "password-1"}); e != "" {
+		t.Fatal(e)
+	}
+	if _, e := call(adminRequest{Cmd: "approve", JID: "new@localhost"}); e != "" {
+		t.Fatal(e)
+	}
+	if ac, err := store.Account(context.Background(), "new@localhost"); err != nil || ac.Approved.IsZero() {
+		t.Errorf("after approve: %+v %v", ac, err)
+	}
+	resp, e := call(adminRequest{Cmd: "recent", Before: time.Now().Add(-time.Hour)})
+	if e != "" || len(resp.Users) != 1 || !strings.Contains(resp.Users[0], ", approved") {
+		t.Errorf("recent: %q %q", resp.Users, e)
+	}
+	if _, e := call(adminRequest{Cmd: "approve", JID: "nobody@localhost"}); !strings.HasPrefix(e, "notfound:") {
+		t.Errorf("approving nobody: %q", e)
+	}
+}

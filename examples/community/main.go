@@ -83,6 +83,8 @@ const usageText = `Usage:
   community suspend [-reason R] JID the account keeps its data but cannot
                                     log in; its sessions end
   community unsuspend JID           lift a suspension
+  community approve JID             the limits for new accounts no longer
+                                    apply to the account
   community ban JID                 delete the account and hold its name
                                     for good
   community block [DOMAIN|JID ...]  block domains or JIDs server-wide (no
@@ -127,7 +129,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdServe(ctx, args, stderr)
 	case "adduser", "passwd", "deluser", "users":
 		err = cmdAdmin(cmd, args, stdin, stdout, stderr)
-	case "suspend", "unsuspend", "ban":
+	case "suspend", "unsuspend", "ban", "approve":
 		err = cmdSuspend(cmd, args, stdout, stderr)
 	case "block", "unblock":
 		err = cmdBlock(cmd, args, stdout, stderr)

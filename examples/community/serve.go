@@ -26,6 +26,7 @@ import (
 	"github.com/treff-im/treff/abuse"
 	"github.com/treff-im/treff/adhoc"
 	treffadmin "github.com/treff-im/treff/admin"
+	"github.com/treff-im/treff/antispam"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/blocking"
@@ -449,6 +450,12 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		reg.OnRegistered = ab.NotifyRegistration
 	}
 	srv.Modules = append(srv.Modules, ab)
+	for _, m := range srv.Modules {
+		if f, ok := m.(*antispam.Filter); ok {
+			// Strangers on the server's block lists are filtered out.
+			f.Blocklist = ab
+		}
+	}
 	srv.Modules = append(srv.Modules, &authlimit.Module{
 		PerAddress: authlimit.Rate(cfg.AuthLimit),
 		PerAccount: authlimit.Rate(cfg.AuthLimitAccount),
