@@ -111,6 +111,11 @@ type Module struct {
 	// is full refuses messages and joins with <resource-constraint/>
 	// (type wait) until it drains. 0 means DefaultMaxQueueBytes.
 	MaxQueueBytes int
+	// Blocklist, if set, keeps the JIDs it blocks (the server's block list
+	// and real-time block lists, package abuse) out of public rooms:
+	// joining one gets <forbidden/> unless the room made them a member,
+	// admin or owner.
+	Blocklist interface{ Blocked(jid.JID) bool }
 	// MaxRetractable is how many of each room's latest archived messages
 	// the room remembers the authors of, so that an author's retraction
 	// (XEP-0424) leaves a tombstone in the archive. 0 means

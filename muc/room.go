@@ -423,6 +423,12 @@ func (r *room) enter(ctx context.Context, st *treff.Stanza, nick string, created
 	case aff == storage.AffOutcast:
 		fail("forbidden", "you are banned from this room")
 		return true
+	case aff == "" && r.conf.Public && r.m.Blocklist != nil && r.m.Blocklist.Blocked(st.From):
+		// A real-time block list (MUC RTBL) or the server's own list
+		// keeps known spammers out of public rooms; a room's members
+		// and owners decide for themselves.
+		fail("forbidden", "you are banned from this service's public rooms")
+		return true
 	case r.conf.MembersOnly && aff == "":
 		fail("registration-required", "this room is for members only")
 		return true

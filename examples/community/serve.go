@@ -451,9 +451,13 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	}
 	srv.Modules = append(srv.Modules, ab)
 	for _, m := range srv.Modules {
-		if f, ok := m.(*antispam.Filter); ok {
+		switch m := m.(type) {
+		case *antispam.Filter:
 			// Strangers on the server's block lists are filtered out.
-			f.Blocklist = ab
+			m.Blocklist = ab
+		case *muc.Module:
+			// And kept out of public rooms (MUC RTBL).
+			m.Blocklist = ab
 		}
 	}
 	srv.Modules = append(srv.Modules, &authlimit.Module{
