@@ -46,10 +46,10 @@ const (
 	acmeRetryMax     = 12 * time.Hour
 )
 
-// acmeRenewAfterEnv is a test knob (not for operators): a Go duration
-// after which a certificate obtained or loaded is renewed, instead of at
-// two thirds of its lifetime.
-const acmeRenewAfterEnv = "TREFF_ACME_RENEW_AFTER"
+// acmeRenewOnHUPEnv is a test knob, not for operators (a CA limits how
+// often a certificate may be renewed): set to 1, each SIGHUP renews the
+// ACME certificate at once.
+const acmeRenewOnHUPEnv = "TREFF_ACME_RENEW_ON_HUP"
 
 // certSource holds the certificate every TLS listener presents, through
 // tls.Config.GetCertificate: a new one (renewed, or re-read on SIGHUP)
@@ -127,8 +127,9 @@ func (s *certSource) httpHandler(next http.Handler) http.Handler {
 // reloadOnHUP re-reads the certificate with load on each SIGHUP until ctx
 // ends (for operators whose certificates another program renews, e.g.
 // certbot's deploy hook). A certificate that fails to load is logged and
-// the current one stays.
-func reloadOnHUP(ctx context.Context, src *certSource, load func() (tls.Certificate, error), log *slog.Logger) {
+// the current one stays. With am, the certificate is the ACME client's:
+// nothing is read (the test knob acmeRenewOnHUPEnv renews it instead).
+func reloadOnHUP(ctx context.Context, src *certSource, load func() (tls.Certificate, error), am *acmeManager, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -137,6 +138,17 @@ func reloadOnHUP(ctx context.Context, src *certSource, load func() (tls.Certific
 		case <-ctx.Done():
 			return
 		case <-hup:
+		}
+		if am != nil {
+			if am.renewOnHUP {
+				select {
+				case am.kick <- struct{}{}:
+				default: // one is pending already
+				}
+			} else {
+				log.Info("SIGHUP: the certificate comes from ACME; nothing to reload")
+			}
+			continue
 		}
 		c, err := load()
 		if err != nil {
@@ -194,12 +206,12 @@ type acmeManager struct {
 	tlsALPN01 bool // the https listener runs
 	log       *slog.Logger
 
-	renewAfter time.Duration // acmeRenewAfterEnv, or 0
+	renewOnHUP bool          // acmeRenewOnHUPEnv
+	kick       chan struct{} // renew now
 	now        func() time.Time
 
 	client *acme.Client
 	leaf   *x509.Certificate // of the current ACME certificate, or nil
-	since  time.Time         // when it was obtained or loaded
 }
 
 func newACMEManager(cfg Config, log *slog.Logger) (*acmeManager, error) {
@@ -213,13 +225,8 @@ func newACMEManager(cfg Config, log *slog.Logger) (*acmeManager, error) {
 		log:       log.With("component", "acme"),
 		now:       time.Now,
 	}
-	if v := os.Getenv(acmeRenewAfterEnv); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("%s: %q is not a positive duration", acmeRenewAfterEnv, v)
-		}
-		m.renewAfter = d
-	}
+	m.renewOnHUP = os.Getenv(acmeRenewOnHUPEnv) == "1"
+	m.kick = make(chan struct{}, 1)
 	if err := os.MkdirAll(m.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -245,9 +252,6 @@ func (m *acmeManager) renewAt() time.Time {
 			return time.Time{}
 		}
 	}
-	if m.renewAfter > 0 {
-		return m.since.Add(m.renewAfter)
-	}
 	return l.NotBefore.Add(l.NotAfter.Sub(l.NotBefore) * 2 / 3)
 }
 
@@ -257,7 +261,7 @@ func (m *acmeManager) renewAt() time.Time {
 func (m *acmeManager) run(ctx context.Context, src *certSource) {
 	m.src = src
 	if c, err := m.loadCert(); err == nil {
-		m.leaf, m.since = c.Leaf, m.now()
+		m.leaf = c.Leaf
 	}
 	retry := acmeRetryMin
 	for {
@@ -269,6 +273,8 @@ func (m *acmeManager) run(ctx context.Context, src *certSource) {
 				t.Stop()
 				return
 			case <-t.C:
+			case <-m.kick:
+				t.Stop()
 			}
 		}
 		renewal := m.leaf != nil
@@ -357,7 +363,7 @@ func (m *acmeManager) obtain(ctx context.Context) error {
 	if err := m.save(der, key); err != nil {
 		return err
 	}
-	m.leaf, m.since = cert.Leaf, m.now()
+	m.leaf = cert.Leaf
 	m.src.set(cert)
 	return nil
 }

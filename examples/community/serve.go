@@ -229,7 +229,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		go http.Serve(dl, mux)
 		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
 	}
-	go reloadOnHUP(ctx, certs, func() (tls.Certificate, error) { return loadCertificate(cfg, am, log) }, log)
+	go reloadOnHUP(ctx, certs, func() (tls.Certificate, error) { return loadCertificate(cfg, am, log) }, am, log)
 	if am != nil {
 		go am.run(ctx, certs)
 	}
