@@ -207,6 +207,8 @@ type acmeManager struct {
 	log       *slog.Logger
 
 	renewOnHUP bool          // acmeRenewOnHUPEnv
+	retryMin   time.Duration // acmeRetryMin
+	retryMax   time.Duration // acmeRetryMax
 	kick       chan struct{} // renew now
 	now        func() time.Time
 
@@ -224,6 +226,8 @@ func newACMEManager(cfg Config, log *slog.Logger) (*acmeManager, error) {
 		tlsALPN01: cfg.HTTPS != "",
 		log:       log.With("component", "acme"),
 		now:       time.Now,
+		retryMin:  acmeRetryMin,
+		retryMax:  acmeRetryMax,
 	}
 	m.renewOnHUP = os.Getenv(acmeRenewOnHUPEnv) == "1"
 	m.kick = make(chan struct{}, 1)
@@ -263,7 +267,7 @@ func (m *acmeManager) run(ctx context.Context, src *certSource) {
 	if c, err := m.loadCert(); err == nil {
 		m.leaf = c.Leaf
 	}
-	retry := acmeRetryMin
+	retry := m.retryMin
 	for {
 		if d := m.renewAt().Sub(m.now()); d > 0 {
 			m.log.Info("certificate valid; renewal planned", "at", m.now().Add(d).UTC().Round(time.Second))
@@ -291,10 +295,10 @@ func (m *acmeManager) run(ctx context.Context, src *certSource) {
 				return
 			case <-t.C:
 			}
-			retry = min(retry*2, acmeRetryMax)
+			retry = min(retry*2, m.retryMax)
 			continue
 		}
-		retry = acmeRetryMin
+		retry = m.retryMin
 		what := "certificate obtained"
 		if renewal {
 			what = "certificate renewed"

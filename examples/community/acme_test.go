@@ -303,3 +303,70 @@ func TestLoadCertificateFiles(t *testing.T) {
 		t.Error("a broken key loaded")
 	}
 }
+
+// errorLog sends each error record's retry_in to a channel.
+type errorLog struct{ retries chan time.Duration }
+
+func (h errorLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h errorLog) WithAttrs([]slog.Attr) slog.Handler         { return h }
+func (h errorLog) WithGroup(string) slog.Handler              { return h }
+func (h errorLog) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "retry_in" {
+			h.retries <- a.Value.Duration()
+		}
+		return true
+	})
+	return nil
+}
+
+// TestACMERetryBackoff: a CA that fails every request is retried after
+// retryMin, doubling up to retryMax, and the current certificate stays.
+func TestACMERetryBackoff(t *testing.T) {
+	// A CA that is down: nothing listens on its port any more.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caAddr := l.Addr().String()
+	l.Close()
+	cfg := Default()
+	cfg.Data = t.TempDir()
+	cfg.ACMEDirectory = "https://" + caAddr + "/dir"
+	h := errorLog{retries: make(chan time.Duration, 1)}
+	m, err := newACMEManager(cfg, slog.New(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.retryMin, m.retryMax = time.Millisecond, 4*time.Millisecond
+	cur := selfSigned(t, "localhost")
+	src := newCertSource(cur)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.run(ctx, src); close(done) }()
+	var got []time.Duration
+	for len(got) < 5 {
+		select {
+		case d := <-h.retries:
+			got = append(got, d)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no retry within 30s; got %v", got)
+		}
+	}
+	cancel()
+	for {
+		select {
+		case <-h.retries: // one more attempt may have failed meanwhile
+			continue
+		case <-done:
+		}
+		break
+	}
+	want := []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond, 4 * time.Millisecond}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("retry waits %v, want %v", got, want)
+	}
+	if src.cert.Load().Leaf != cur.Leaf {
+		t.Error("the current certificate changed after failures")
+	}
+}
