@@ -308,8 +308,8 @@ func TestLoadCertificateFiles(t *testing.T) {
 type errorLog struct{ retries chan time.Duration }
 
 func (h errorLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
-func (h errorLog) WithAttrs([]slog.Attr) slog.Handler         { return h }
-func (h errorLog) WithGroup(string) slog.Handler              { return h }
+func (h errorLog) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h errorLog) WithGroup(string) slog.Handler                { return h }
 func (h errorLog) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "retry_in" {
