@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	certs := newCertSource(cert)
+	tlsCerts := newCertSource(cert)
 
 	store, err := openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
 		&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})
@@ -112,9 +112,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	authn := &auth.Store{Accounts: store}
 
 	srv := newServer(cfg, store, authn, log, &cert)
-	// Every listener takes the certificate from certs, which ACME renewals
+	// Every listener takes the certificate from tlsCerts, which ACME renewals
 	// and SIGHUP replace.
-	srv.TLSConfig = certs.serverTLS()
+	srv.TLSConfig = tlsCerts.serverTLS()
 	fed := s2sModule(srv)
 	comps := componentModule(srv)
 	if fed != nil {
@@ -206,7 +206,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		_, port, _ := net.SplitHostPort(l.l.Addr().String())
 		log.Info("listening", "listener", l.name, "port", port)
 	}
-	webServers, err := startWeb(cfg, srv, certs, log, errc)
+	webServers, err := startWeb(cfg, srv, tlsCerts, log, errc)
 	if err != nil {
 		closeAll()
 		ul.Close()
@@ -229,9 +229,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		go http.Serve(dl, mux)
 		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
 	}
-	go reloadOnHUP(ctx, certs, func() (tls.Certificate, error) { return loadCertificate(cfg, am, log) }, am, log)
+	go reloadOnHUP(ctx, tlsCerts, func() (tls.Certificate, error) { return loadCertificate(cfg, am, log) }, am, log)
 	if am != nil {
-		go am.run(ctx, certs)
+		go am.run(ctx, tlsCerts)
 	}
 	if cfg.ExpireDaily {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
@@ -586,7 +586,7 @@ func loadSecret(file string) ([]byte, error) {
 
 // startWeb starts the http and https listeners, if configured; their
 // errors go to errc (one each, http.ErrServerClosed when shut down).
-func startWeb(cfg Config, srv *treff.Server, certs *certSource, log *slog.Logger, errc chan error) ([]*http.Server, error) {
+func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Logger, errc chan error) ([]*http.Server, error) {
 	if cfg.HTTP == "" && cfg.HTTPS == "" {
 		return nil, nil
 	}
@@ -617,10 +617,10 @@ func startWeb(cfg Config, srv *treff.Server, certs *certSource, log *slog.Logger
 		}
 		// net/http logs failed handshakes with the client's address: the
 		// server writes no IP addresses to its logs, so those go nowhere.
-		hs := &http.Server{Handler: certs.httpHandler(w), ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdlog.New(io.Discard, "", 0)}
+		hs := &http.Server{Handler: tlsCerts.httpHandler(w), ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdlog.New(io.Discard, "", 0)}
 		if spec.tls {
 			hs.Handler = w
-			hs.TLSConfig = certs.httpsTLS()
+			hs.TLSConfig = tlsCerts.httpsTLS()
 			l = tls.NewListener(l, hs.TLSConfig)
 		}
 		out = append(out, hs)
