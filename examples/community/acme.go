@@ -229,6 +229,14 @@ func newACMEManager(cfg Config, log *slog.Logger) (*acmeManager, error) {
 		retryMin:  acmeRetryMin,
 		retryMax:  acmeRetryMax,
 	}
+	// The CA connects to port 443 (tls-alpn-01) or 80 (http-01) of each
+	// name: a listener on loopback is reached only through a proxy.
+	switch {
+	case m.tlsALPN01 && isLoopback(cfg.HTTPS):
+		m.log.Warn("the https listener is on loopback: the CA validates on port 443 of each name, so forward it here (TLS passthrough) or set https = :443", "https", cfg.HTTPS)
+	case !m.tlsALPN01:
+		m.log.Info("the CA validates on port 80 of each name: forward /.well-known/acme-challenge/ there to the http listener", "http", cfg.HTTP)
+	}
 	m.renewOnHUP = os.Getenv(acmeRenewOnHUPEnv) == "1"
 	m.kick = make(chan struct{}, 1)
 	if err := os.MkdirAll(m.dir, 0o700); err != nil {
