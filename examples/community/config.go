@@ -19,6 +19,7 @@ import (
 	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/storage/boltstore"
+	"golang.org/x/crypto/acme"
 	"mellium.im/xmpp/jid"
 )
 
@@ -148,6 +149,16 @@ type Config struct {
 	// key (keys cert and key). Both empty means a self-signed certificate
 	// kept in Data.
 	Cert, Key string
+	// ACME makes the server obtain and renew its certificate from an ACME
+	// CA (RFC 8555) for its domains and their services (key acme: yes or
+	// no; conflicts with cert). Default: no.
+	ACME bool
+	// ACMEDirectory is the ACME CA's directory URL (key acme_directory).
+	// Default: Let's Encrypt's.
+	ACMEDirectory string
+	// ACMEEmail is the contact address given to the CA (key acme_email);
+	// empty gives none. Default: empty.
+	ACMEEmail string
 	// LogLevel is the lowest level logged (key log_level: debug, info, warn
 	// or error). Default: info.
 	LogLevel slog.Level
@@ -348,6 +359,7 @@ func Default() Config {
 		Data:                   "treff-data",
 		C2S:                    "127.0.0.1:5222",
 		C2STLS:                 "127.0.0.1:5223",
+		ACMEDirectory:          acme.LetsEncryptURL,
 		S2S:                    "127.0.0.1:5269",
 		ComponentListen:        "127.0.0.1:5347",
 		HTTP:                   "127.0.0.1:5280",
@@ -603,6 +615,23 @@ var options = []option{
 	}},
 	{"key", "private key PEM `file` for -cert", func(c *Config, v string) error {
 		c.Key = v
+		return nil
+	}},
+	{"acme", "obtain and renew the certificate from an ACME CA such as Let's Encrypt (`yes|no`; the CA checks the names on the https listener at port 443, or on the http listener through a proxy on port 80)", func(c *Config, v string) error {
+		return setBool(&c.ACME, v)
+	}},
+	{"acme_directory", "ACME CA's directory `URL`", func(c *Config, v string) error {
+		if !strings.HasPrefix(v, "https://") {
+			return fmt.Errorf("%q is not an https URL", v)
+		}
+		c.ACMEDirectory = v
+		return nil
+	}},
+	{"acme_email", "contact `address` given to the ACME CA (empty: none)", func(c *Config, v string) error {
+		if v != "" && !strings.Contains(v, "@") {
+			return fmt.Errorf("%q is not an email address", v)
+		}
+		c.ACMEEmail = v
 		return nil
 	}},
 	{"log_level", "log `level`: debug, info, warn or error", func(c *Config, v string) error {

@@ -94,6 +94,9 @@ component_listen = 127.0.0.1:5348
 component = IRC.example.org=s3cret=x, bot.example.org = other
 cert = /etc/tls/fullchain.pem
 key=/etc/tls/privkey.pem
+acme = yes
+acme_directory = https://acme-staging-v02.api.letsencrypt.org/directory
+acme_email = ops@example.org
 log_level = DEBUG
 max_stanza_size = 100000
 max_attributes = 200
@@ -184,6 +187,9 @@ fast_rotate = 12h
 		Components:             map[string]string{"irc.example.org": "s3cret=x", "bot.example.org": "other"},
 		Cert:                   "/etc/tls/fullchain.pem",
 		Key:                    "/etc/tls/privkey.pem",
+		ACME:                   true,
+		ACMEDirectory:          "https://acme-staging-v02.api.letsencrypt.org/directory",
+		ACMEEmail:              "ops@example.org",
 		LogLevel:               slog.LevelDebug,
 		MaxStanzaSize:          100000,
 		MaxAttributes:          200,
@@ -285,6 +291,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"turn = turn.example.org\n", `x.conf:1: turn: "turn.example.org" is not host:port`},
 		{"stun = stun.example.org:0\n", `x.conf:1: stun: "stun.example.org:0": bad port`},
 		{"turn_ttl = 0\n", `x.conf:1: turn_ttl: 0 must be positive`},
+		{"acme = maybe\n", `x.conf:1: acme:`},
+		{"acme_directory = http://ca.example/dir\n", `x.conf:1: acme_directory: "http://ca.example/dir" is not an https URL`},
+		{"acme_email = ops\n", `x.conf:1: acme_email: "ops" is not an email address`},
 		{"= value\n", `x.conf:1: unknown key ""`},
 	} {
 		_, err := ParseConfig("x.conf", strings.NewReader(tc.in))

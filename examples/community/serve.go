@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	stdlog "log"
 	"log/slog"
 	"net"
@@ -16,7 +17,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,6 +68,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if (cfg.Cert == "") != (cfg.Key == "") {
 		return usageErrorf("cert and key must be given together")
 	}
+	if cfg.ACME && cfg.Cert != "" {
+		return usageErrorf("acme and cert exclude each other")
+	}
+	if cfg.ACME && cfg.HTTP == "" && cfg.HTTPS == "" {
+		return usageErrorf("acme needs the http listener (http-01) or the https listener (tls-alpn-01)")
+	}
 	if err := checkComponents(cfg); err != nil {
 		return err
 	}
@@ -77,10 +83,20 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if fi, err := os.Stat(cfg.Data); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("the data folder is accessible to other users; consider chmod 700", "data", cfg.Data)
 	}
-	cert, err := loadCertificate(cfg, log)
+	var am *acmeManager
+	if cfg.ACME {
+		// Until the CA's certificate comes, the listeners present the
+		// self-signed one.
+		var err error
+		if am, err = newACMEManager(cfg, log); err != nil {
+			return err
+		}
+	}
+	cert, err := loadCertificate(cfg, am, log)
 	if err != nil {
 		return err
 	}
+	tlsCerts := newCertSource(cert)
 
 	store, err := openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
 		&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})
@@ -97,6 +113,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	authn := &auth.Store{Accounts: store}
 
 	srv := newServer(cfg, store, authn, log, &cert)
+	// Every listener takes the certificate from tlsCerts, which ACME renewals
+	// and SIGHUP replace.
+	srv.TLSConfig = tlsCerts.serverTLS()
 	fed := s2sModule(srv)
 	comps := componentModule(srv)
 	if fed != nil {
@@ -188,7 +207,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		_, port, _ := net.SplitHostPort(l.l.Addr().String())
 		log.Info("listening", "listener", l.name, "port", port)
 	}
-	webServers, err := startWeb(cfg, srv, cert, log, errc)
+	webServers, err := startWeb(cfg, srv, tlsCerts, log, errc)
 	if err != nil {
 		closeAll()
 		ul.Close()
@@ -210,6 +229,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		go http.Serve(dl, mux)
 		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
+	}
+	go reloadOnHUP(ctx, tlsCerts, func() (tls.Certificate, error) { return loadCertificate(cfg, am, log) }, am, log)
+	if am != nil {
+		go am.run(ctx, tlsCerts)
 	}
 	if cfg.ExpireDaily {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
@@ -265,29 +288,24 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	return runErr
 }
 
-// loadCertificate loads cfg's certificate or the self-signed one in the
-// data folder, creating it on first start.
-func loadCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
+// loadCertificate loads cfg's certificate, the one obtained by am (if
+// not nil) before, or the self-signed one in the data folder, creating it
+// on first start.
+func loadCertificate(cfg Config, am *acmeManager, log *slog.Logger) (tls.Certificate, error) {
 	var cert tls.Certificate
 	var err error
+	if am != nil {
+		if cert, err = am.loadCert(); err == nil {
+			return cert, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("the certificate obtained before does not load; asking for a new one", "err", err)
+		}
+	}
 	if cfg.Cert != "" {
 		cert, err = tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
 	} else {
 		certFile, keyFile := filepath.Join(cfg.Data, "cert.pem"), filepath.Join(cfg.Data, "key.pem")
-		// The group chat service's names too: other servers check them
-		// when it talks to their users.
-		names := slices.Clone(cfg.Domains)
-		if cfg.MUC {
-			for _, d := range cfg.Domains {
-				names = append(names, "conference."+d)
-			}
-		}
-		if cfg.PubSub {
-			for _, d := range cfg.Domains {
-				names = append(names, "pubsub."+d)
-			}
-		}
-		cert, err = certs.LoadOrCreate(certFile, keyFile, names...)
+		cert, err = certs.LoadOrCreate(certFile, keyFile, certNames(cfg)...)
 		if err == nil {
 			log.Debug("using the self-signed certificate", "file", certFile)
 		}
@@ -295,7 +313,7 @@ func loadCertificate(cfg Config, log *slog.Logger) (tls.Certificate, error) {
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("certificate: %w", err)
 	}
-	if cert.Leaf != nil {
+	if cert.Leaf != nil && am == nil {
 		for _, d := range cfg.Domains {
 			if cert.Leaf.VerifyHostname(d) != nil {
 				log.Warn("the certificate is not valid for a served domain; clients will refuse it (delete cert.pem and key.pem in the data folder to make a new self-signed one)",
@@ -580,7 +598,7 @@ func loadSecret(file string) ([]byte, error) {
 
 // startWeb starts the http and https listeners, if configured; their
 // errors go to errc (one each, http.ErrServerClosed when shut down).
-func startWeb(cfg Config, srv *treff.Server, cert tls.Certificate, log *slog.Logger, errc chan error) ([]*http.Server, error) {
+func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Logger, errc chan error) ([]*http.Server, error) {
 	if cfg.HTTP == "" && cfg.HTTPS == "" {
 		return nil, nil
 	}
@@ -611,9 +629,10 @@ func startWeb(cfg Config, srv *treff.Server, cert tls.Certificate, log *slog.Log
 		}
 		// net/http logs failed handshakes with the client's address: the
 		// server writes no IP addresses to its logs, so those go nowhere.
-		hs := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdlog.New(io.Discard, "", 0)}
+		hs := &http.Server{Handler: tlsCerts.httpHandler(w), ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdlog.New(io.Discard, "", 0)}
 		if spec.tls {
-			hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			hs.Handler = w
+			hs.TLSConfig = tlsCerts.httpsTLS()
 			l = tls.NewListener(l, hs.TLSConfig)
 		}
 		out = append(out, hs)
