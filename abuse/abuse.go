@@ -67,6 +67,12 @@ type Module struct {
 	Reports storage.Reports
 	// MaxReports bounds the reports kept. 0 means DefaultMaxReports.
 	MaxReports int
+	// ForwardTo, if set, is a service that gets each report as a message
+	// (a block list's maintainers, say): the reported JID, the reason and
+	// the reporter's text in <report xmlns='urn:xmpp:reporting:1'/> with
+	// <jid xmlns='urn:xmpp:jid:0'/>, as Prosody's mod_report_forward
+	// sends them; never the reporter's JID.
+	ForwardTo jid.JID
 	// OnFeedUpdate, if set, is called after a feed's list changed (loaded,
 	// or changed by a notification) with the feed and its entry count.
 	OnFeedUpdate func(feed Feed, entries int)
@@ -394,7 +400,29 @@ func (m *Module) Report(ctx context.Context, r blocking.Report) {
 		}
 	}
 	m.log.Info("spam report", "reporter", sr.Reporter, "reported", sr.Reported, "reason", sr.Reason)
+	m.forward(ctx, r.Reporter.Domainpart(), sr)
 	m.tellAdmins(ctx, r.Reporter.Domainpart(), "Spam report", DescribeReport(sr)+"\n\n`community reports` lists all reports.")
+}
+
+// forward sends the report to ForwardTo, without the reporter.
+func (m *Module) forward(ctx context.Context, domain string, r storage.Report) {
+	if m.ForwardTo.Equal(jid.JID{}) {
+		return
+	}
+	esc := func(s string) string { return string(treff.AppendEscaped(nil, s)) }
+	raw := "<message type='normal' from='" + esc(domain) + "' to='" + esc(m.ForwardTo.String()) + "'><body>" +
+		esc("Spam report from "+domain+": "+r.Reported+" ("+strings.TrimPrefix(r.Reason, "urn:xmpp:reporting:")+")") +
+		"</body><report xmlns='urn:xmpp:reporting:1' reason='" + esc(r.Reason) + "'><jid xmlns='urn:xmpp:jid:0'>" + esc(r.Reported) + "</jid>"
+	if r.Text != "" {
+		raw += "<text>" + esc(r.Text) + "</text>"
+	}
+	raw += "</report></message>"
+	st, err := treff.NewStanza([]byte(raw))
+	if err != nil {
+		m.log.Error("abuse: bad report forward built", "err", err)
+		return
+	}
+	m.srv.Route(ctx, st)
 }
 
 // trim drops the oldest reports over MaxReports.

@@ -147,7 +147,7 @@ func TestRTBL(t *testing.T) {
 
 // TestReports stores a report and tells the admins.
 func TestReports(t *testing.T) {
-	m := &abuse.Module{Admins: []string{"boss@localhost"}, MaxReports: 2}
+	m := &abuse.Module{Admins: []string{"boss@localhost"}, MaxReports: 2, ForwardTo: jid.MustParse("desk@localhost")}
 	ts := trefftest.NewServer(t, func(s *treff.Server) {
 		s.Modules = im.Modules()
 		for _, mod := range s.Modules {
@@ -159,14 +159,21 @@ func TestReports(t *testing.T) {
 	})
 	ts.AddUser(t, "alice", "pw")
 	ts.AddUser(t, "boss", "pw")
+	ts.AddUser(t, "desk", "pw")
 	boss := ts.Login(t, "boss", "pw", "r")
 	boss.Send("<presence/>")
+	desk := ts.Login(t, "desk", "pw", "r")
+	desk.Send("<presence/>")
 	alice := ts.Login(t, "alice", "pw", "r")
 	for i, who := range []string{"a@spam.example", "b@spam.example", "c@spam.example"} {
 		alice.Send("<iq type='set' id='b" + string(rune('0'+i)) + "'><block xmlns='urn:xmpp:blocking'><item jid='" + who + "'>" +
 			"<report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'><text>pills</text></report></item></block></iq>")
 		alice.Expect(`<iq type='result' id='b` + string(rune('0'+i)) + `'`)
 		boss.Expect(`<message type='normal' from='localhost' to='boss@localhost'><subject>Spam report</subject><body>[^<]* alice@localhost reported ` + who + ` \(spam\): pills`)
+		got := desk.Expect(`<message type='normal' from='localhost' to='desk@localhost'>.*?</message>`)
+		if !strings.Contains(got, "<report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'><jid xmlns='urn:xmpp:jid:0'>"+who+"</jid><text>pills</text></report>") || strings.Contains(got, "alice") {
+			t.Errorf("forwarded report %s: want the report without the reporter", got)
+		}
 	}
 	list, err := ts.Store.(storage.Reports).ListReports(context.Background())
 	if err != nil || len(list) != 2 || list[0].Reported != "b@spam.example" || list[1].Reported != "c@spam.example" || list[1].Text != "pills" {

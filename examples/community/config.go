@@ -324,6 +324,10 @@ type Config struct {
 	// blocked like the server's own list (community block). Default:
 	// none.
 	RTBL []string
+	// ReportForward, if set, is a JID that gets each spam report (the
+	// reported JID, reason and text; never the reporter) as a message, for
+	// a block list's maintainers (key report_forward). Default: none.
+	ReportForward string
 	// NotifyRegistrations sends the admins a message on each account
 	// created by in-band registration (key notify_registrations: yes or
 	// no). Default: yes. Spam reports (XEP-0377) always go to them.
@@ -777,6 +781,19 @@ var options = []option{
 			out = append(out, f)
 		}
 		c.RTBL = out
+		return nil
+	}},
+	{"report_forward", "`JID` that gets each spam report (reported JID, reason, text; not the reporter), e.g. a block list's reporting address", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			c.ReportForward = ""
+			return nil
+		}
+		j, err := jid.Parse(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a JID", v)
+		}
+		c.ReportForward = j.String()
 		return nil
 	}},
 	{"notify_registrations", "send the admins a message on each in-band registration (`yes` or `no`)", func(c *Config, v string) error {

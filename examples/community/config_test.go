@@ -127,6 +127,7 @@ registration_global = 100 / 24h
 auth_limit = 5/10m
 rtbl = xmppbl.org/muc_bans_sha256, pubsub.example.net/spam
 notify_registrations = no
+report_forward = reports@xmppbl.example
 auth_limit_account = 30/1h
 expire_after = 180d
 registration_hold_deleted = 7d
@@ -222,6 +223,7 @@ fast_rotate = 12h
 		AuthLimitAccount:        register.Limit{N: 30, Period: time.Hour},
 		RTBL:                    []string{"xmppbl.org/muc_bans_sha256", "pubsub.example.net/spam"},
 		NotifyRegistrations:     false,
+		ReportForward:           "reports@xmppbl.example",
 		ExpireAfter:             180 * 24 * time.Hour,
 		RegistrationHoldDeleted: 7 * 24 * time.Hour,
 		Admins:                  []string{"boss@example.org", "ops@chat.example.net"},

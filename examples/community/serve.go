@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/abuse"
 	"github.com/treff-im/treff/adhoc"
@@ -455,6 +457,9 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	// (package abuse): reports come from the blocking module (XEP-0377),
 	// registrations from in-band registration.
 	ab := &abuse.Module{Admins: cfg.Admins}
+	if cfg.ReportForward != "" {
+		ab.ForwardTo, _ = jid.Parse(cfg.ReportForward) // checked with the configuration
+	}
 	for _, f := range cfg.RTBL {
 		feed, _ := abuse.ParseFeed(f) // checked with the configuration
 		ab.RTBL = append(ab.RTBL, feed)
