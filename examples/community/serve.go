@@ -148,6 +148,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		closeAll()
 		return err
 	}
+	logListening(log, "admin", ul.Addr().String())
 	admin := &adminServer{
 		l:   ul,
 		log: log,
@@ -183,9 +184,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			}
 			errc <- err
 		}()
-		// The port only: the server logs no IP addresses.
-		_, port, _ := net.SplitHostPort(l.l.Addr().String())
-		log.Info("listening", "listener", l.name, "port", port)
+		logListening(log, l.name, l.l.Addr().String())
 	}
 	webServers, err := startWeb(cfg, srv, cert, log, errc)
 	if err != nil {
@@ -208,7 +207,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		go http.Serve(dl, mux)
-		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
+		logListening(log, "debug", dl.Addr().String())
 	}
 	if cfg.ExpireDaily {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
@@ -262,6 +261,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		log.Info("stopped")
 	}
 	return runErr
+}
+
+// logListening logs a listener's address once, at start. These are the
+// server's own addresses; it logs no client's.
+func logListening(log *slog.Logger, name, addr string) {
+	log.Info("listening", "listener", name, "addr", addr)
 }
 
 // loadCertificate loads cfg's certificate or the self-signed one in the
@@ -605,8 +610,7 @@ func startWeb(cfg Config, srv *treff.Server, cert tls.Certificate, log *slog.Log
 			l = tls.NewListener(l, hs.TLSConfig)
 		}
 		out = append(out, hs)
-		_, port, _ := net.SplitHostPort(l.Addr().String())
-		log.Info("listening", "listener", spec.name, "port", port)
+		logListening(log, spec.name, l.Addr().String())
 		go func() {
 			err := hs.Serve(l)
 			if errors.Is(err, http.ErrServerClosed) {
