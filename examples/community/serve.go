@@ -89,7 +89,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	// From here on, this process owns the data folder: the database lock
 	// keeps out other servers and direct admin commands.
 	defer func() {
-		if err := store.Close(); err != nil {
+		// Closed already at the end of a normal shutdown.
+		if err := store.Close(); err != nil && !errors.Is(err, storage.ErrClosed) {
 			log.Error("closing the database", "err", err)
 		}
 	}()
@@ -263,8 +264,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	return runErr
 }
 
-// logListening logs a listener's address once, at start. These are the
-// server's own addresses; it logs no client's.
+// logListening logs a listener's address once, at start, for the
+// operator. These are the server's own addresses; the server logs no
+// client's (see the README's Privacy section).
 func logListening(log *slog.Logger, name, addr string) {
 	log.Info("listening", "listener", name, "addr", addr)
 }

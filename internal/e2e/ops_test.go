@@ -255,6 +255,9 @@ func TestCommunityCheck(t *testing.T) {
 	}
 
 	p.stop(t)
+	if strings.Contains(p.logs.String(), "level=ERROR") {
+		t.Errorf("errors logged by a clean start and stop:\n%s", p.logs)
+	}
 	out, errOut, code = runCommunityStatus(t, bin, checkArgs...)
 	if code != 1 || !strings.Contains(errOut, "check:") {
 		t.Errorf("check after stop exited %d (stderr %q), want 1:\n%s", code, errOut, out)
