@@ -442,6 +442,19 @@ func (c *checker) checkDNS(ctx context.Context) {
 			}
 		}
 	}
+	if c.federation() {
+		// External components' domains are reached through this server.
+		var comps []string
+		for d := range cfg.Components {
+			if publicDomain(d) {
+				comps = append(comps, d)
+			}
+		}
+		slices.Sort(comps)
+		for _, d := range comps {
+			c.checkSRV(ctx, "xmpp-server", d, port(cfg.S2S), 5269, checkWarn)
+		}
+	}
 	if cfg.HTTPS != "" {
 		u, err := url.Parse(publicURL(cfg))
 		if err == nil && publicDomain(u.Hostname()) {

@@ -91,6 +91,7 @@ func TestCheckDNS(t *testing.T) {
 	cfg.Domains = []string{"example.org", "broken.example.net", "chat.test"}
 	cfg.C2S, cfg.C2STLS, cfg.S2S, cfg.S2STLS = "[::]:5222", "[::]:5223", "[::]:5269", ""
 	cfg.HTTPS, cfg.HTTPURL = "[::]:443", ""
+	cfg.Components = map[string]string{"irc.example.org": "secret", "gw.test": "secret"}
 	zone := dnstest.Zone{
 		Addrs: map[string][]netip.Addr{
 			"xmpp.example.org":        addrs("192.0.2.10", "2001:db8::10"),
@@ -101,9 +102,10 @@ func TestCheckDNS(t *testing.T) {
 			"pubsub.example.org.test": nil,
 		},
 		SRV: map[string][]net.SRV{
-			"_xmpp-client._tcp.example.org":  {{Target: "xmpp.example.org", Port: 5222, Weight: 5}},
-			"_xmpps-client._tcp.example.org": {{Target: "xmpp.example.org", Port: 443, Weight: 5}},
-			"_xmpp-server._tcp.example.org":  {{Target: "xmpp.example.org", Port: 5269, Weight: 5}},
+			"_xmpp-client._tcp.example.org":     {{Target: "xmpp.example.org", Port: 5222, Weight: 5}},
+			"_xmpps-client._tcp.example.org":    {{Target: "xmpp.example.org", Port: 443, Weight: 5}},
+			"_xmpp-server._tcp.example.org":     {{Target: "xmpp.example.org", Port: 5269, Weight: 5}},
+			"_xmpp-server._tcp.irc.example.org": {{Target: "xmpp.example.org", Port: 5269}},
 			// broken.example.net: a client record to a name without
 			// addresses, a direct TLS record saying "not here".
 			"_xmpp-client._tcp.broken.example.net":  {{Target: "gone.example.net", Port: 5222}},
@@ -128,6 +130,8 @@ func TestCheckDNS(t *testing.T) {
 		// s2s for broken.example.net: its own address, private.
 		{checkWarn, []string{"broken.example.net has the address 10.0.0.5, which the internet cannot reach"}},
 		{checkOK, []string{"no SRV record _xmpp-server._tcp.broken.example.net: found at broken.example.net port 5269 (10.0.0.5)"}},
+		// An external component's domain.
+		{checkOK, []string{"SRV _xmpp-server._tcp.irc.example.org -> xmpp.example.org:5269"}},
 		// The https listener's public name (the first domain).
 		{checkOK, []string{"example.org (https, upload) has addresses 192.0.2.10"}},
 	} {
@@ -135,9 +139,9 @@ func TestCheckDNS(t *testing.T) {
 			t.Errorf("no %s line with %q in:\n%s", want.level, want.parts, out)
 		}
 	}
-	// chat.test is not public: nothing looked up for it.
+	// chat.test and gw.test are not public: nothing looked up for them.
 	for _, l := range out {
-		if strings.Contains(l, "chat.test") {
+		if strings.Contains(l, ".test") {
 			t.Errorf("chat.test checked: %s", l)
 		}
 	}
