@@ -460,8 +460,17 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(logs, "account deleted") || !strings.Contains(logs, "stopped") {
 		t.Errorf("unexpected logs:\n%s", logs)
 	}
-	// The privacy promise: no IP address and no password in the logs or
-	// anywhere in the database file.
+	// The privacy promise: no client's IP address and no password in the
+	// logs or anywhere in the database file. The server's own listen
+	// addresses are logged at start, once each (on loopback here, where
+	// the clients come from too): those lines are left out of the search.
+	var others []string
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, "msg=listening ") {
+			others = append(others, l)
+		}
+	}
+	logs = strings.Join(others, "\n")
 	db, err := os.ReadFile(filepath.Join(data, dbFile))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@
 //	community devices -revoke ID JID  log one device out (its tokens end)
 //	community export [-user JID] FILE write accounts and rooms (XEP-0227)
 //	community import FILE|FOLDER      add accounts from a XEP-0227 export
+//	community check                   check DNS, certificates, listeners, settings
+//	community version                 print the version (also: -version)
 //
 // adduser, passwd and deluser with -batch read many accounts from standard
 // input, one per line: "JID PASSWORD" (the password is the rest of the
@@ -110,6 +112,11 @@ const usageText = `Usage:
   community import FILE|FOLDER      add the accounts and their data from a
                                     XEP-0227 export (Prosody, ejabberd,
                                     Treff); existing ones are kept
+  community check [-resolver ADDR]  check DNS records, certificates,
+                                    listeners and settings; one line per
+                                    check (OK, WARN, FAIL); exit 1 on FAIL
+  community version                 print the version and the git revision
+                                    it was built from (also: -version)
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
 adduser/passwd -password); they work while the server runs.
@@ -120,6 +127,9 @@ Run 'community -h' for the server's flags.
 // stops when ctx is done or at SIGINT or SIGTERM.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
+		cmd, args = "version", args[1:]
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
@@ -149,6 +159,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdExport(args, stdout, stderr)
 	case "import":
 		err = cmdImport(args, stdout, stderr)
+	case "version":
+		err = cmdVersion(args, stdout)
+	case "check":
+		err = cmdCheck(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

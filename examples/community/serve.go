@@ -108,7 +108,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	// From here on, this process owns the data folder: the database lock
 	// keeps out other servers and direct admin commands.
 	defer func() {
-		if err := store.Close(); err != nil {
+		// Closed already at the end of a normal shutdown.
+		if err := store.Close(); err != nil && !errors.Is(err, storage.ErrClosed) {
 			log.Error("closing the database", "err", err)
 		}
 	}()
@@ -170,6 +171,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		closeAll()
 		return err
 	}
+	logListening(log, "admin", ul.Addr().String())
 	admin := &adminServer{
 		l:   ul,
 		log: log,
@@ -205,9 +207,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			}
 			errc <- err
 		}()
-		// The port only: the server logs no IP addresses.
-		_, port, _ := net.SplitHostPort(l.l.Addr().String())
-		log.Info("listening", "listener", l.name, "port", port)
+		logListening(log, l.name, l.l.Addr().String())
 	}
 	webServers, err := startWeb(cfg, srv, tlsCerts, log, errc)
 	if err != nil {
@@ -230,7 +230,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		go http.Serve(dl, mux)
-		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
+		logListening(log, "debug", dl.Addr().String())
 	}
 	go reloadOnHUP(ctx, tlsCerts, func() (tls.Certificate, error) { return loadCertificate(cfg, am, log) }, am, log)
 	if am != nil {
@@ -288,6 +288,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		log.Info("stopped")
 	}
 	return runErr
+}
+
+// logListening logs a listener's address once, at start, for the
+// operator. These are the server's own addresses; the server logs no
+// client's (see the README's Privacy section).
+func logListening(log *slog.Logger, name, addr string) {
+	log.Info("listening", "listener", name, "addr", addr)
 }
 
 // loadCertificate loads cfg's certificate, the one obtained by am (if
@@ -641,8 +648,7 @@ func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Log
 			l = tls.NewListener(l, hs.TLSConfig)
 		}
 		out = append(out, hs)
-		_, port, _ := net.SplitHostPort(l.Addr().String())
-		log.Info("listening", "listener", spec.name, "port", port)
+		logListening(log, spec.name, l.Addr().String())
 		go func() {
 			err := hs.Serve(l)
 			if errors.Is(err, http.ErrServerClosed) {
