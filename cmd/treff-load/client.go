@@ -100,7 +100,7 @@ func (cl *client) open(domain string) (*xmlscan.Element, error) {
 // connect dials the server and runs STARTTLS; it returns the client with
 // the features of the encrypted stream and a deadline of c.timeout set.
 func connect(c config) (*client, *xmlscan.Element, error) {
-	d := net.Dialer{Timeout: c.timeout}
+	d := net.Dialer{Timeout: c.timeout, LocalAddr: c.localAddr()}
 	conn, err := d.Dial("tcp", c.addr)
 	if err != nil {
 		return nil, nil, err
@@ -355,7 +355,7 @@ func (cl *client) unregister() error {
 // relayConnect opens a direct-TLS connection to a raw relay and sends a
 // stream header, which the relay hands to the partner connection.
 func relayConnect(c config, user string) (*client, error) {
-	d := &net.Dialer{Timeout: c.timeout}
+	d := &net.Dialer{Timeout: c.timeout, LocalAddr: c.localAddr()}
 	conn, err := tls.DialWithDialer(d, "tcp", c.addr, c.tlsConfig())
 	if err != nil {
 		return nil, err

@@ -56,6 +56,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 )
@@ -69,19 +70,20 @@ type config struct {
 	insecure                                       bool
 	timeout                                        time.Duration
 
-	register             bool   // create and remove accounts with XEP-0077
-	createCmd, deleteCmd string // or with these shell commands
-	contacts             int    // presence: contacts per user
-	rounds               int    // presence: lockstep rounds instead of -duration
-	room                 string // muc: room bare JID
-	relay                bool   // talk to a raw TLS relay
-	concurrency          int    // logins at a time while setting up
-	sm                   bool   // enable stream management (XEP-0198)
-	sasl2                bool   // log in with SASL2 and Bind 2 (XEP-0388, XEP-0386)
-	fast                 bool   // and with FAST tokens after the first login (XEP-0484)
-	tlsResume            bool   // resume TLS sessions (tickets) when the server offers them
-	resume               bool   // login: reconnect and resume the stream (XEP-0198) instead of a new session
-	carbons              bool   // enable message carbons (XEP-0280)
+	register             bool         // create and remove accounts with XEP-0077
+	createCmd, deleteCmd string       // or with these shell commands
+	contacts             int          // presence: contacts per user
+	rounds               int          // presence: lockstep rounds instead of -duration
+	room                 string       // muc: room bare JID
+	relay                bool         // talk to a raw TLS relay
+	concurrency          int          // logins at a time while setting up
+	sm                   bool         // enable stream management (XEP-0198)
+	sasl2                bool         // log in with SASL2 and Bind 2 (XEP-0388, XEP-0386)
+	fast                 bool         // and with FAST tokens after the first login (XEP-0484)
+	tlsResume            bool         // resume TLS sessions (tickets) when the server offers them
+	resume               bool         // login: reconnect and resume the stream (XEP-0198) instead of a new session
+	carbons              bool         // enable message carbons (XEP-0280)
+	sources              []netip.Addr // local addresses to spread connections over
 }
 
 func main() {
@@ -113,6 +115,8 @@ func main() {
 	flag.BoolVar(&c.tlsResume, "tls-resume", false, "resume TLS sessions with the tickets the server hands out (one cache for all clients), as a phone reconnecting does")
 	flag.BoolVar(&c.carbons, "carbons", false, "enable message carbons (XEP-0280) after binding, as most mobile and desktop clients do")
 	flag.BoolVar(&c.sm, "sm", false, "enable stream management (XEP-0198) with resumption after binding, and answer the server's acknowledgement requests, as mobile clients do")
+	var sources string
+	flag.StringVar(&sources, "sources", "", "local `addresses` to connect from, round robin, as a range (127.0.1.1-127.0.1.8) or a list: beyond ~28,000 connections one address runs out of ephemeral ports")
 	flag.BoolVar(&asJSON, "json", false, "print the report as one JSON object")
 	flag.BoolVar(&printUsers, "print-users", false, "print the JIDs the run uses, one per line, and exit")
 	flag.Parse()
@@ -121,6 +125,11 @@ func main() {
 			fmt.Printf("%s@%s\n", c.user(i), c.domain)
 		}
 		return
+	}
+	var err error
+	if c.sources, err = parseSources(sources); err != nil {
+		fmt.Fprintln(os.Stderr, "treff-load:", err)
+		os.Exit(2)
 	}
 	if err := c.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "treff-load:", err)
