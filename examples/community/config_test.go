@@ -130,6 +130,8 @@ muc_max_retractable = 300
 muc_max_vcard = 65536
 muc_keep_temporary = 2h
 expire_daily = yes
+backup_daily = /var/backups/treff
+backup_keep = 14
 archive = yes
 archive_retention = 30d
 fast_expiry = 14d
@@ -214,6 +216,8 @@ fast_rotate = 12h
 		PubSubCreators:          []string{"boss@example.org", "ops@chat.example.net"},
 		MUCKeepTemporary:        2 * time.Hour,
 		ExpireDaily:             true,
+		BackupDaily:             "/var/backups/treff",
+		BackupKeep:              14,
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,
 		FASTExpiry:              14 * 24 * time.Hour,

@@ -12,6 +12,8 @@
 //	community devices -revoke ID JID  log one device out (its tokens end)
 //	community export [-user JID] FILE write accounts and rooms (XEP-0227)
 //	community import FILE|FOLDER      add accounts from a XEP-0227 export
+//	community backup -o FILE          back up the data folder (backup.go)
+//	community restore FILE            unpack a backup into a new data folder
 //
 // adduser, passwd and deluser with -batch read many accounts from standard
 // input, one per line: "JID PASSWORD" (the password is the rest of the
@@ -108,6 +110,13 @@ const usageText = `Usage:
   community import FILE|FOLDER      add the accounts and their data from a
                                     XEP-0227 export (Prosody, ejabberd,
                                     Treff); existing ones are kept
+  community backup -o FILE [-passphrase-file F | -recipient AGE_PUBKEY]
+                                    write a backup of the data folder
+                                    (database, uploads, secrets), also
+                                    while the server runs (- : stdout)
+  community restore [-identity F | -passphrase-file F] FILE
+                                    unpack a backup into an empty or new
+                                    data folder (-data)
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
 adduser/passwd -password); they work while the server runs.
@@ -147,6 +156,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdExport(args, stdout, stderr)
 	case "import":
 		err = cmdImport(args, stdout, stderr)
+	case "backup":
+		err = cmdBackup(args, stdout, stderr)
+	case "restore":
+		err = cmdRestore(args, stdin, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
