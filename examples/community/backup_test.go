@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"filippo.io/age/armor"
 
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/storage"
@@ -295,7 +296,32 @@ func TestBackupEncrypted(t *testing.T) {
 		failCLI(t, tc.code, tc.msg, append(append([]string{"restore", "-data", dst}, tc.args...), tc.file)...)
 		mustNotExist(t, dst)
 	}
-	for file, args := range map[string][]string{byPass: {"-passphrase-file", pass}, byKey: {"-identity", idFile}} {
+	// An armored copy (age -a) restores too.
+	armored := filepath.Join(dir, "k.age.asc")
+	{
+		in, err := os.Open(byKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := age.Decrypt(in, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		aw := armor.NewWriter(&buf)
+		w, err := age.Encrypt(aw, id.Recipient())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		aw.Close()
+		in.Close()
+		writeTestFile(t, armored, buf.String())
+	}
+	for file, args := range map[string][]string{byPass: {"-passphrase-file", pass}, byKey: {"-identity", idFile}, armored: {"-identity", idFile}} {
 		dst := filepath.Join(t.TempDir(), "d")
 		out := mustCLI(t, append(append([]string{"restore", "-data", dst}, args...), file)...)
 		if !strings.Contains(out, "1 accounts") {

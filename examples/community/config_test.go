@@ -240,6 +240,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"domain = a@b\n", `x.conf:1: domain: "a@b" is not a domain`},
 		{"domain = a, A\n", `x.conf:1: domain: domain "A" listed twice`},
 		{"data =\n", `x.conf:1: data: must not be empty`},
+		{"backup_keep = 0\n", `x.conf:1: backup_keep: 0 is less than 1`},
 		{"c2s = 5222\n", `x.conf:1: c2s: "5222" is not a host:port address`},
 		{"\nlog_level = verbose\n", `x.conf:2: log_level: "verbose" is not one of`},
 		{"max_stanza_size = 1k\n", `x.conf:1: max_stanza_size: "1k" is not an integer`},
