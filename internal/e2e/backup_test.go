@@ -105,7 +105,9 @@ func downloadFrom(t *testing.T, u, addr, certFile string) (int, []byte) {
 // the room, and the photo byte for byte. That server also writes a daily
 // backup (-backup-daily). Backups encrypted with a passphrase file and
 // for an age X25519 recipient (generated here with the age library)
-// round-trip; a wrong identity fails clearly and restores nothing.
+// round-trip, also through the age CLI when it is installed (it decrypts
+// Treff's backup; Treff restores what it encrypted); a wrong identity
+// fails clearly and restores nothing.
 func TestBackupRestoreCommunity(t *testing.T) {
 	needSlixmpp(t)
 	const domain = "localhost"
@@ -244,6 +246,36 @@ func TestBackupRestoreCommunity(t *testing.T) {
 			t.Errorf("%s is not an age file", f)
 		}
 	}
+	// The age CLI (an independent implementation, if installed: Debian's
+	// age) opens Treff's backups, and Treff restores what it encrypts.
+	restores := []struct {
+		file string
+		args []string
+	}{
+		{byPass, []string{"-passphrase-file", pass}},
+		{byKey, []string{"-identity", idFile}},
+		{dailies[0], nil},
+	}
+	if agePath, err := exec.LookPath("age"); err == nil {
+		fromCLI, byCLI := filepath.Join(dir, "from-cli.tar.gz"), filepath.Join(dir, "by-cli.age")
+		for _, args := range [][]string{
+			{"-d", "-i", idFile, "-o", fromCLI, byKey},
+			{"-r", id.Recipient().String(), "-o", byCLI, plain},
+		} {
+			if out, err := exec.Command(agePath, args...).CombinedOutput(); err != nil {
+				t.Fatalf("age %q: %v\n%s", args, err, out)
+			}
+		}
+		restores = append(restores, struct {
+			file string
+			args []string
+		}{fromCLI, nil}, struct {
+			file string
+			args []string
+		}{byCLI, []string{"-identity", idFile}})
+	} else {
+		t.Log("no age CLI: interoperability with it not checked")
+	}
 	bad := filepath.Join(t.TempDir(), "bad")
 	if _, stderr, err := runCommunityErr(bin, "restore", "-data", bad, "-identity", wrongFile, byKey); err == nil ||
 		!strings.Contains(stderr, "encrypted for other keys: no identity in "+wrongFile+" matches") {
@@ -252,14 +284,7 @@ func TestBackupRestoreCommunity(t *testing.T) {
 	if _, err := os.Stat(bad); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed restore left %s: %v", bad, err)
 	}
-	for _, tc := range []struct {
-		file string
-		args []string
-	}{
-		{byPass, []string{"-passphrase-file", pass}},
-		{byKey, []string{"-identity", idFile}},
-		{dailies[0], nil},
-	} {
+	for _, tc := range restores {
 		to := filepath.Join(t.TempDir(), "d")
 		out := runCommunity(t, bin, append(append([]string{"restore", "-data", to}, tc.args...), tc.file)...)
 		if !strings.Contains(out, "4 accounts (localhost)") || !strings.Contains(out, "1 uploaded files") {
