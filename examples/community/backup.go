@@ -273,6 +273,9 @@ func serverSnapshot(cfg Config) snapshotFunc {
 			return 0, errNoServer
 		}
 		defer c.Close()
+		if err := giveToOwnerOf(f, cfg.Data); err != nil {
+			return 0, fmt.Errorf("backup: %w", err)
+		}
 		c.SetDeadline(time.Now().Add(backupTimeout))
 		b, _ := json.Marshal(adminRequest{Cmd: "backup", File: filepath.Base(f.Name())})
 		if _, err := c.Write(append(b, '\n')); err != nil {
