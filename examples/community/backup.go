@@ -223,7 +223,7 @@ func writeBackup(ctx context.Context, w io.Writer, data string, domains []string
 		if err != nil {
 			return err
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: fi.Size(), ModTime: fi.ModTime(), Typeflag: tar.TypeReg}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: fi.Size(), ModTime: fi.ModTime().Truncate(time.Second), Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
 		if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
@@ -555,6 +555,9 @@ func readBackup(r io.Reader, dir string) (backupManifest, backupStats, error) {
 		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
+		}
+		if err == nil && !hdr.ModTime.IsZero() {
+			err = os.Chtimes(path, hdr.ModTime, hdr.ModTime)
 		}
 		if err != nil {
 			return man, st, fmt.Errorf("restoring %s: %w", name, err)

@@ -163,6 +163,10 @@ func TestBackupRestore(t *testing.T) {
 			t.Errorf("restored %s: %q, %v; want %q", name, b, err, a)
 		}
 	}
+	a, _ := os.Stat(filepath.Join(data, "uploads", "Slot-1_a"))
+	if b, err := os.Stat(filepath.Join(dst, "uploads", "Slot-1_a")); err != nil || !b.ModTime().Truncate(time.Second).Equal(a.ModTime().Truncate(time.Second)) {
+		t.Errorf("the upload's time: %v, want %v", b, a.ModTime())
+	}
 	checkMode(t, dst, 0o700)
 	checkMode(t, filepath.Join(dst, "fast-secret"), 0o600)
 	if users := mustCLI(t, "users", "-data", dst); users != "alice@localhost\n" {
