@@ -1,7 +1,7 @@
 package main
 
 // Backups: community backup -o FILE, community restore FILE, and the
-// server's daily backup (keys backup_daily, backup_keep).
+// server's daily backup (keys backup_daily, backup_keep, backup_recipient).
 //
 // A backup is a gzip-compressed tar archive of the data folder:
 //
@@ -69,8 +69,9 @@ const (
 	// backupTimeout bounds the server's copy of the database, asked on
 	// the admin socket.
 	backupTimeout = time.Hour
-	// dailyPrefix and dailySuffix frame the names of daily backups.
-	dailyPrefix, dailySuffix = "treff-backup-", ".tar.gz"
+	// dailyPrefix and dailySuffix frame the names of daily backups;
+	// encrypted ones end in dailySuffix+ageSuffix.
+	dailyPrefix, dailySuffix, ageSuffix = "treff-backup-", ".tar.gz", ".age"
 	// dailyLayout is the time in the names of daily backups (UTC).
 	dailyLayout = "20060102T150405Z"
 	// uploadsDir is the folder of uploaded files in the data folder.
@@ -323,6 +324,35 @@ func (a *adminServer) backupSnapshot(ctx context.Context, name string) (int64, e
 		a.log.Info("database copied for a backup", "bytes", n)
 	}
 	return n, err
+}
+
+// parseRecipientList checks a comma-separated list of age public keys
+// and returns them, spaces removed.
+func parseRecipientList(v string) ([]string, error) {
+	var keys []string
+	for _, k := range strings.Split(v, ",") {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		if _, err := age.ParseRecipients(strings.NewReader(k)); err != nil {
+			return nil, fmt.Errorf("%q is not an age public key", k)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// ageRecipients parses keys checked by parseRecipientList.
+func ageRecipients(keys []string) ([]age.Recipient, error) {
+	var rs []age.Recipient
+	for _, k := range keys {
+		r, err := age.ParseRecipients(strings.NewReader(k))
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r...)
+	}
+	return rs, nil
 }
 
 // backupEncrypter wraps w to encrypt what is written for recipients (none:
@@ -755,9 +785,22 @@ func dailyDue(dir string, now time.Time) time.Time {
 	if len(names) == 0 {
 		return now
 	}
-	newest := names[len(names)-1]
-	t, _ := time.Parse(dailyLayout, strings.TrimSuffix(strings.TrimPrefix(newest, dailyPrefix), dailySuffix))
+	t, _ := dailyTime(names[len(names)-1])
 	return t.Add(24 * time.Hour)
+}
+
+// dailyTime returns the time in the name of a daily backup.
+func dailyTime(name string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(name, dailyPrefix)
+	if !ok {
+		return time.Time{}, false
+	}
+	rest = strings.TrimSuffix(rest, ageSuffix)
+	if rest, ok = strings.CutSuffix(rest, dailySuffix); !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(dailyLayout, rest)
+	return t, err == nil
 }
 
 // dailyBackups returns the names of the daily backups in dir, oldest
@@ -766,15 +809,11 @@ func dailyBackups(dir string) []string {
 	entries, _ := os.ReadDir(dir)
 	var names []string
 	for _, e := range entries {
-		n := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(n, dailyPrefix) || !strings.HasSuffix(n, dailySuffix) {
-			continue
-		}
-		if _, err := time.Parse(dailyLayout, strings.TrimSuffix(strings.TrimPrefix(n, dailyPrefix), dailySuffix)); err == nil {
-			names = append(names, n)
+		if _, ok := dailyTime(e.Name()); ok && e.Type().IsRegular() {
+			names = append(names, e.Name())
 		}
 	}
-	slices.Sort(names) // the time's layout sorts as text
+	slices.Sort(names) // the time's layout sorts as text, and comes first
 	return names
 }
 
@@ -789,14 +828,28 @@ func writeDaily(ctx context.Context, cfg Config, store storage.Store, now time.T
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", backupStats{}, nil, err
 	}
+	recipients, err := ageRecipients(cfg.BackupRecipients)
+	if err != nil {
+		return "", backupStats{}, nil, err
+	}
 	name := filepath.Join(dir, dailyPrefix+now.UTC().Format(dailyLayout)+dailySuffix)
+	if len(recipients) > 0 {
+		name += ageSuffix
+	}
 	w, commit, err := createOutput(name, nil)
 	if err != nil {
 		return "", backupStats{}, nil, err
 	}
 	defer commit(false)
 	bw := bufio.NewWriterSize(w, 1<<20)
-	st, err := writeBackup(ctx, bw, cfg.Data, cfg.Domains, storeSnapshot(store), []string{dir})
+	enc, err := backupEncrypter(bw, recipients)
+	if err != nil {
+		return "", backupStats{}, nil, err
+	}
+	st, err := writeBackup(ctx, enc, cfg.Data, cfg.Domains, storeSnapshot(store), []string{dir})
+	if err == nil {
+		err = enc.Close()
+	}
 	if err == nil {
 		err = bw.Flush()
 	}

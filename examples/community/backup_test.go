@@ -428,7 +428,8 @@ func TestBackupWhileServing(t *testing.T) {
 
 // TestBackupDaily: the daily backups go to their folder (made if needed),
 // named by time, and only the newest backup_keep stay; other files there
-// are kept; the next is due a day after the newest.
+// are kept; the next is due a day after the newest. With
+// backup_recipient they are encrypted for those keys.
 func TestBackupDaily(t *testing.T) {
 	data := fillData(t)
 	cfg := Default()
@@ -481,5 +482,29 @@ func TestBackupDaily(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(data, "treff.db")); errors.Is(err, fs.ErrNotExist) {
 		t.Error("no database")
+	}
+
+	// With backup_recipient, encrypted for that key, named .age, counted
+	// with the others.
+	id, _ := age.GenerateX25519Identity()
+	cfg.BackupRecipients = []string{id.Recipient().String()}
+	name, _, removed, err := writeDaily(ctx, cfg, store, t0.Add(4*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(name) != "treff-backup-20261205T030000Z.tar.gz.age" || len(removed) != 1 || removed[0] != all[2] {
+		t.Errorf("encrypted daily backup %s, removed %q", name, removed)
+	}
+	if got := dailyBackups(cfg.BackupDaily); !slices.Equal(got, []string{all[3], filepath.Base(name)}) {
+		t.Errorf("backups kept: %q", got)
+	}
+	if due := dailyDue(cfg.BackupDaily, now); !due.Equal(t0.Add(5 * 24 * time.Hour)) {
+		t.Errorf("next due %v", due)
+	}
+	idFile := filepath.Join(t.TempDir(), "id")
+	writeTestFile(t, idFile, id.String()+"\n")
+	failCLI(t, 2, "is encrypted (age)", "restore", "-data", filepath.Join(t.TempDir(), "x"), name)
+	if out := mustCLI(t, "restore", "-data", filepath.Join(t.TempDir(), "r"), "-identity", idFile, name); !strings.Contains(out, "1 accounts") {
+		t.Errorf("restore of the encrypted daily backup: %q", out)
 	}
 }

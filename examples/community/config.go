@@ -309,6 +309,10 @@ type Config struct {
 	// BackupKeep is how many daily backups are kept in BackupDaily; older
 	// ones are deleted (key backup_keep). Default: 7.
 	BackupKeep int
+	// BackupRecipients are the age public keys the daily backups are
+	// encrypted for (key backup_recipient, comma-separated); none: not
+	// encrypted. Default: none.
+	BackupRecipients []string
 	// GCPercent is the Go garbage collector's target (key gc_percent, as
 	// the GOGC environment variable, which wins if set). Default: 30.
 	GCPercent int
@@ -740,6 +744,11 @@ var options = []option{
 	}},
 	{"backup_keep", "keep this `number` of daily backups, deleting older ones", func(c *Config, v string) error {
 		return setInt(&c.BackupKeep, v, 1)
+	}},
+	{"backup_recipient", "encrypt the daily backups for these comma-separated age public `keys` (empty: not encrypted)", func(c *Config, v string) error {
+		keys, err := parseRecipientList(v)
+		c.BackupRecipients = keys
+		return err
 	}},
 	{"gc_percent", "Go garbage collector target `percent` (as GOGC, which wins if set)", func(c *Config, v string) error {
 		return setInt(&c.GCPercent, v, 1)
