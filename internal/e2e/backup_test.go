@@ -103,7 +103,7 @@ func downloadFrom(t *testing.T, u, addr, certFile string) (int, []byte) {
 // backup is restored into a new folder, where the example server serves
 // everything to the same clients logging in with their old passwords,
 // the room, and the photo byte for byte. That server also writes a daily
-// backup (-backup-daily). Backups encrypted with a passphrase file and
+// backup (-backup-daily), encrypted for an age key (-backup-recipient). Backups encrypted with a passphrase file and
 // for an age X25519 recipient (generated here with the age library)
 // round-trip, also through the age CLI when it is installed (it decrypts
 // Treff's backup; Treff restores what it encrypted); a wrong identity
@@ -192,8 +192,20 @@ func TestBackupRestoreCommunity(t *testing.T) {
 	if _, stderr, err := runCommunityErr(bin, "restore", "-data", dst, plain); err == nil || !strings.Contains(stderr, "is not empty") {
 		t.Errorf("restore into the restored folder again: %v, %q; want a refusal", err, stderr)
 	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, _ := age.GenerateX25519Identity()
+	idFile, wrongFile := filepath.Join(dir, "key.txt"), filepath.Join(dir, "wrong.txt")
+	for f, k := range map[string]*age.X25519Identity{idFile: id, wrongFile: wrong} {
+		if err := os.WriteFile(f, []byte(k.String()+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	daily := filepath.Join(t.TempDir(), "daily")
-	w2 := startWebCommunity(t, bin, dst, "-upload-max-size", "4000", "-backup-daily", daily, "-backup-keep", "3")
+	w2 := startWebCommunity(t, bin, dst, "-upload-max-size", "4000", "-backup-daily", daily, "-backup-keep", "3",
+		"-backup-recipient", id.Recipient().String())
 	es = migClient(t, w2.addr, w2.cert, domain, "check", append(offlineArgs(domain), "--pep")...)
 	checkMigrated(t, es, domain)
 	checkOffline(t, es, domain)
@@ -216,7 +228,7 @@ func TestBackupRestoreCommunity(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	w2.stop(t)
-	dailies, _ := filepath.Glob(filepath.Join(daily, "treff-backup-*.tar.gz"))
+	dailies, _ := filepath.Glob(filepath.Join(daily, "treff-backup-*.tar.gz.age"))
 	if len(dailies) != 1 {
 		t.Fatalf("daily backups: %q, want one", dailies)
 	}
@@ -226,17 +238,6 @@ func TestBackupRestoreCommunity(t *testing.T) {
 	pass := filepath.Join(dir, "passphrase")
 	if err := os.WriteFile(pass, []byte("a long passphrase for the backups\n"), 0o600); err != nil {
 		t.Fatal(err)
-	}
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrong, _ := age.GenerateX25519Identity()
-	idFile, wrongFile := filepath.Join(dir, "key.txt"), filepath.Join(dir, "wrong.txt")
-	for f, k := range map[string]*age.X25519Identity{idFile: id, wrongFile: wrong} {
-		if err := os.WriteFile(f, []byte(k.String()+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 	byPass, byKey := filepath.Join(dir, "p.tar.gz.age"), filepath.Join(dir, "k.tar.gz.age")
 	runCommunity(t, bin, "backup", "-data", dst, "-o", byPass, "-passphrase-file", pass)
@@ -254,7 +255,7 @@ func TestBackupRestoreCommunity(t *testing.T) {
 	}{
 		{byPass, []string{"-passphrase-file", pass}},
 		{byKey, []string{"-identity", idFile}},
-		{dailies[0], nil},
+		{dailies[0], []string{"-identity", idFile}},
 	}
 	if agePath, err := exec.LookPath("age"); err == nil {
 		fromCLI, byCLI := filepath.Join(dir, "from-cli.tar.gz"), filepath.Join(dir, "by-cli.age")
