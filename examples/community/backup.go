@@ -431,8 +431,10 @@ func cmdBackup(args []string, stdout, stderr io.Writer) error {
 	// Never a new data folder (withStore, without a server, also wants
 	// its database).
 	if fi, err := os.Stat(cfg.Data); err != nil || !fi.IsDir() {
-		_, err := existingDatabase(cfg, false)
-		return err
+		if _, err := existingDatabase(cfg, false); err != nil {
+			return err
+		}
+		return fmt.Errorf("the data folder %s is not usable", cfg.Data)
 	}
 	var exclude []string
 	if out != "-" {
