@@ -347,6 +347,17 @@ type Config struct {
 	// ExpireDaily makes the server delete such accounts once a day (key
 	// expire_daily: yes or no). Default: no.
 	ExpireDaily bool
+	// BackupDaily is a folder where the server writes a backup of its data
+	// folder once a day (key backup_daily; see backup.go); empty: none.
+	// Default: empty.
+	BackupDaily string
+	// BackupKeep is how many daily backups are kept in BackupDaily; older
+	// ones are deleted (key backup_keep). Default: 7.
+	BackupKeep int
+	// BackupRecipients are the age public keys the daily backups are
+	// encrypted for (key backup_recipient, comma-separated); none: not
+	// encrypted. Default: none.
+	BackupRecipients []string
 	// GCPercent is the Go garbage collector's target (key gc_percent, as
 	// the GOGC environment variable, which wins if set). Default: 30.
 	GCPercent int
@@ -391,6 +402,7 @@ func Default() Config {
 		PingInterval:           5 * time.Minute,
 		GCPercent:              30,
 		ExpireAfter:            365 * 24 * time.Hour,
+		BackupKeep:             7,
 		ArchiveRetention:       365 * 24 * time.Hour,
 		FASTExpiry:             21 * 24 * time.Hour,
 		FASTRotate:             24 * time.Hour,
@@ -810,6 +822,18 @@ var options = []option{
 	}},
 	{"expire_daily", "delete unused accounts once a day (`yes` or `no`)", func(c *Config, v string) error {
 		return setBool(&c.ExpireDaily, v)
+	}},
+	{"backup_daily", "write a backup of the data folder into this `folder` once a day (empty: none)", func(c *Config, v string) error {
+		c.BackupDaily = v
+		return nil
+	}},
+	{"backup_keep", "keep this `number` of daily backups, deleting older ones", func(c *Config, v string) error {
+		return setInt(&c.BackupKeep, v, 1)
+	}},
+	{"backup_recipient", "encrypt the daily backups for these comma-separated age public `keys` (empty: not encrypted)", func(c *Config, v string) error {
+		keys, err := parseRecipientList(v)
+		c.BackupRecipients = keys
+		return err
 	}},
 	{"gc_percent", "Go garbage collector target `percent` (as GOGC, which wins if set)", func(c *Config, v string) error {
 		return setInt(&c.GCPercent, v, 1)

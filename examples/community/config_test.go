@@ -144,6 +144,9 @@ muc_max_retractable = 300
 muc_max_vcard = 65536
 muc_keep_temporary = 2h
 expire_daily = yes
+backup_daily = /var/backups/treff
+backup_keep = 14
+backup_recipient = age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p , age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg
 archive = yes
 archive_retention = 30d
 fast_expiry = 14d
@@ -240,6 +243,9 @@ fast_rotate = 12h
 		PubSubCreators:          []string{"boss@example.org", "ops@chat.example.net"},
 		MUCKeepTemporary:        2 * time.Hour,
 		ExpireDaily:             true,
+		BackupDaily:             "/var/backups/treff",
+		BackupKeep:              14,
+		BackupRecipients:        []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg"},
 		Archive:                 true,
 		ArchiveRetention:        30 * 24 * time.Hour,
 		FASTExpiry:              14 * 24 * time.Hour,
@@ -262,6 +268,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"domain = a@b\n", `x.conf:1: domain: "a@b" is not a domain`},
 		{"domain = a, A\n", `x.conf:1: domain: domain "A" listed twice`},
 		{"data =\n", `x.conf:1: data: must not be empty`},
+		{"backup_keep = 0\n", `x.conf:1: backup_keep: 0 is less than 1`},
+		{"backup_recipient = age1nope\n", `x.conf:1: backup_recipient: "age1nope" is not an age public key`},
 		{"c2s = 5222\n", `x.conf:1: c2s: "5222" is not a host:port address`},
 		{"\nlog_level = verbose\n", `x.conf:2: log_level: "verbose" is not one of`},
 		{"max_stanza_size = 1k\n", `x.conf:1: max_stanza_size: "1k" is not an integer`},

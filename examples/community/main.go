@@ -14,6 +14,8 @@
 //	community import FILE|FOLDER      add accounts from a XEP-0227 export
 //	community check                   check DNS, certificates, listeners, settings
 //	community version                 print the version (also: -version)
+//	community backup -o FILE          back up the data folder (backup.go)
+//	community restore FILE            unpack a backup into a new data folder
 //
 // adduser, passwd and deluser with -batch read many accounts from standard
 // input, one per line: "JID PASSWORD" (the password is the rest of the
@@ -117,6 +119,13 @@ const usageText = `Usage:
                                     check (OK, WARN, FAIL); exit 1 on FAIL
   community version                 print the version and the git revision
                                     it was built from (also: -version)
+  community backup -o FILE [-passphrase-file F | -recipient AGE_PUBKEY]
+                                    write a backup of the data folder
+                                    (database, uploads, secrets), also
+                                    while the server runs (- : stdout)
+  community restore [-identity F | -passphrase-file F] FILE
+                                    unpack a backup into an empty or new
+                                    data folder (-data)
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
 adduser/passwd -password); they work while the server runs.
@@ -163,6 +172,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdVersion(args, stdout)
 	case "check":
 		err = cmdCheck(ctx, args, stdout, stderr)
+	case "backup":
+		err = cmdBackup(args, stdout, stderr)
+	case "restore":
+		err = cmdRestore(args, stdin, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK

@@ -173,8 +173,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	logListening(log, "admin", ul.Addr().String())
 	admin := &adminServer{
-		l:   ul,
-		log: log,
+		l:    ul,
+		log:  log,
+		data: cfg.Data,
 		acct: &accounts{store: store, auth: authn, domains: cfg.Domains, srv: srv,
 			log:     log.With("component", "admin"),
 			landing: func(link string) string { return inviteLanding(cfg, link) }},
@@ -239,6 +240,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if cfg.ExpireDaily {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
 	}
+	dailyDone := make(chan struct{})
+	if cfg.BackupDaily != "" {
+		go func() { backupDaily(ctx, cfg, store, log); close(dailyDone) }()
+	} else {
+		close(dailyDone)
+	}
 	admDone := make(chan error, 1)
 	go func() { admDone <- admin.serve() }()
 	log.Info("server started", "domains", cfg.Domains, "data", cfg.Data, "motd", cfg.MOTD != "")
@@ -281,6 +288,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			runErr = err
 		}
 	}
+	<-dailyDone // a daily backup under way stops at its next file
 	if err := store.Close(); err != nil && runErr == nil {
 		runErr = err
 	}

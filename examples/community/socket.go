@@ -33,6 +33,7 @@ import (
 //	{"cmd":"announce","subject":"Maintenance","body":"..."} (answer: "sent")
 //	{"cmd":"devices","jid":"alice@localhost"}    (FAST devices, one per line)
 //	{"cmd":"devices","jid":"alice@localhost","agent":"ID"}  (log one out)
+//	{"cmd":"backup","file":".backup-1.db"}  (a database copy: backup.go)
 //
 //	{"ok":true}
 //	{"ok":true,"users":["alice@localhost","bob@localhost"]}
@@ -82,6 +83,9 @@ type adminRequest struct {
 	Reason string `json:"reason,omitempty"`
 	// Entries are for block and unblock.
 	Entries []string `json:"entries,omitempty"`
+	// File is for backup: the file in the data folder for the database
+	// copy (see backup.go).
+	File string `json:"file,omitempty"`
 }
 
 type adminResponse struct {
@@ -91,6 +95,7 @@ type adminResponse struct {
 	Users  []string `json:"users,omitempty"`
 	Policy string   `json:"policy,omitempty"`
 	Sent   int      `json:"sent,omitempty"` // announce: sessions reached
+	Size   int64    `json:"size,omitempty"` // backup: the database copy's bytes
 }
 
 // adminServer serves the admin protocol for a running server.
@@ -98,6 +103,7 @@ type adminServer struct {
 	l    *net.UnixListener
 	acct *accounts
 	log  *slog.Logger
+	data string // the data folder, for backup
 
 	closing atomic.Bool
 	wg      sync.WaitGroup
@@ -261,6 +267,8 @@ func (a *adminServer) do(line []byte) adminResponse {
 		resp.Users, err = a.acct.inviteRequest(ctx, req)
 	case "announce":
 		resp.Sent, err = a.acct.announce(req.Subject, req.Body)
+	case "backup": // backup.go
+		resp.Size, err = a.backupSnapshot(ctx, req.File)
 	default:
 		var ok bool
 		if ok, err = a.acct.doAbuse(ctx, req, &resp); !ok {
