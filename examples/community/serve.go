@@ -95,7 +95,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}()
 	authn := &auth.Store{Accounts: store}
 
-	srv := newServer(cfg, store, authn, log, &cert)
+	timed := &timedStore{Store: store}
+	srv := newServer(cfg, timed, authn, log, &cert)
 	fed := s2sModule(srv)
 	comps := componentModule(srv)
 	if fed != nil {
@@ -209,6 +210,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		go http.Serve(dl, mux)
 		log.Info("profiling endpoints", "addr", cfg.DebugAddr)
+	}
+	if err := startMetrics(ctx, cfg, srv, timed, log); err != nil {
+		closeAll()
+		ul.Close()
+		return err
 	}
 	if cfg.ExpireDaily {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
