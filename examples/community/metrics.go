@@ -35,7 +35,9 @@ import (
 const defaultMetricsAddr = "127.0.0.1:5282"
 
 // offlineCountAge is how long a count of the stored offline messages is
-// reused: counting reads every account's queue.
+// reused while no message was stored: counting reads every account's
+// queue. (Deliveries empty queues without a count changing here, so the
+// figure may be that much too high.)
 const offlineCountAge = 15 * time.Second
 
 // latencyBuckets are the upper bounds, in seconds, of the storage latency
@@ -46,6 +48,15 @@ var latencyBuckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 
 type histogram struct {
 	counts [16]atomic.Uint64 // per bucket (not cumulative); the last is +Inf
 	sum    atomic.Int64      // nanoseconds
+}
+
+// total is the number of observations.
+func (h *histogram) total() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
 }
 
 func (h *histogram) observe(d time.Duration) {
@@ -88,6 +99,7 @@ type metricsHandler struct {
 	mu          sync.Mutex
 	offlineAt   time.Time
 	offlineN    int
+	offlinePush uint64 // PushOffline calls when offlineN was counted
 	runtimeRead []metrics.Sample
 }
 
@@ -209,7 +221,7 @@ func (h *metricsHandler) write(ctx context.Context, w io.Writer) {
 	m.one("treff_auth_refused_total", "counter", "Login attempts refused by the rate limits since the server started.", float64(authRefused))
 
 	if n, ok := h.offlineCount(ctx); ok {
-		m.one("treff_offline_messages", "gauge", "Messages stored for users without an available session (counted at most every 15 s).", float64(n))
+		m.one("treff_offline_messages", "gauge", "Messages stored for users without an available session (recounted when one was stored, else at most every 15 s).", float64(n))
 	}
 	if h.store != nil {
 		m.family("treff_storage_seconds", "histogram", "Latency of storage appends on the message path.")
@@ -227,7 +239,8 @@ func (h *metricsHandler) offlineCount(ctx context.Context) (int, bool) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.offlineAt.IsZero() && time.Since(h.offlineAt) < offlineCountAge {
+	pushes := h.store.offline.total()
+	if !h.offlineAt.IsZero() && time.Since(h.offlineAt) < offlineCountAge && pushes == h.offlinePush {
 		return h.offlineN, true
 	}
 	accts, err := h.store.ListAccounts(ctx, "")
@@ -242,7 +255,7 @@ func (h *metricsHandler) offlineCount(ctx context.Context) (int, bool) {
 		}
 		n += c
 	}
-	h.offlineAt, h.offlineN = time.Now(), n
+	h.offlineAt, h.offlineN, h.offlinePush = time.Now(), n, pushes
 	return n, true
 }
 
