@@ -71,8 +71,11 @@ const (
 	numKinds
 )
 
-// serverStats holds the counters behind Stats.
+// serverStats holds the counters behind Stats. The padding keeps the
+// counters, written on every stanza, off the cache lines of the Server's
+// read-mostly fields around them.
 type serverStats struct {
+	_             [64]byte
 	sessions      [numTransports]atomic.Int64
 	sessionsBound [numTransports]atomic.Int64
 	in, out       [numKinds]atomic.Uint64
@@ -80,6 +83,7 @@ type serverStats struct {
 	offline       atomic.Uint64
 	bounced       atomic.Uint64
 	queueDrops    atomic.Uint64
+	_             [64]byte
 }
 
 // Stats returns a snapshot of the server's counters. It is safe to call

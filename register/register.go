@@ -130,7 +130,7 @@ type Module struct {
 	Invites storage.Invites
 
 	srv      *treff.Server
-	policy   atomic.Value // Policy
+	policy   atomic.Value  // Policy
 	made     atomic.Uint64 // accounts registered
 	reserved map[string]bool
 	mu       sync.Mutex
