@@ -38,7 +38,8 @@ func TestCommunityMetrics(t *testing.T) {
 	runCommunity(t, bin, "adduser", "-data", data, "-password", alicePW, "alice@localhost")
 	runCommunity(t, bin, "adduser", "-data", data, "-password", bobPW, "bob@localhost")
 
-	p, metricsAddr := startCommunityMetrics(t, bin, data)
+	p, metricsAddr := startCommunityMetrics(t, bin, data, "-archive", "yes", "-registration", "open",
+		"-registration-per-address", "1000/1m", "-registration-global", "1000/1m")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server output:\n%s", p.logs)
@@ -143,6 +144,81 @@ func TestCommunityMetrics(t *testing.T) {
 	p.stop(t)
 }
 
+// TestCommunityMetricsS2S: two example servers federate (a.test and
+// b.test on loopback, self-signed certificates accepted, routes given
+// with -s2s-resolve). Before any message, neither has a server-to-server
+// stream; after alice@a.test's message reached bob@b.test, a.test's
+// /metrics shows an established outgoing stream and b.test's an
+// established incoming one.
+func TestCommunityMetricsS2S(t *testing.T) {
+	bin := buildCommunity(t)
+	type side struct {
+		domain, user, data, s2s string
+		p                       *communityProc
+		metrics                 string
+	}
+	a := &side{domain: "a.test", user: "alice", data: t.TempDir(), s2s: trefftest.FreeAddr(t)}
+	b := &side{domain: "b.test", user: "bob", data: t.TempDir(), s2s: trefftest.FreeAddr(t)}
+	resolve := "a.test=" + a.s2s + ",b.test=" + b.s2s
+	for _, sd := range []*side{a, b} {
+		runCommunity(t, bin, "adduser", "-data", sd.data, "-domain", sd.domain, "-password", alicePW, sd.user+"@"+sd.domain)
+		sd.p, sd.metrics = startCommunityMetrics(t, bin, sd.data, "-domain", sd.domain, "-s2s", sd.s2s,
+			"-s2s-resolve", resolve, "-s2s-self-signed", "yes", "-muc", "no")
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s output:\n%s", sd.domain, sd.p.logs)
+			}
+		})
+	}
+	streams := func(sd *side) exposition {
+		t.Helper()
+		e := scrape(t, "http://"+sd.metrics+"/metrics")
+		if e.types["treff_s2s_streams"] != "gauge" {
+			t.Fatalf("%s: no treff_s2s_streams gauge", sd.domain)
+		}
+		return e
+	}
+	for _, sd := range []*side{a, b} {
+		for key, v := range streams(sd).samples {
+			if strings.HasPrefix(key, "treff_s2s_streams{") && v != 0 {
+				t.Errorf("%s before any message: %s = %v", sd.domain, key, v)
+			}
+		}
+	}
+
+	login := func(sd *side) *trefftest.Client {
+		roots := x509.NewCertPool()
+		pem, err := os.ReadFile(sd.p.cert)
+		if err != nil || !roots.AppendCertsFromPEM(pem) {
+			t.Fatalf("%s certificate: %v", sd.domain, err)
+		}
+		nc, err := net.Dial("tcp", sd.p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		c := trefftest.NewClient(t, nc, sd.domain, &tls.Config{RootCAs: roots, ServerName: sd.domain})
+		c.Login(sd.user, alicePW, "metrics")
+		return c
+	}
+	alice, bob := login(a), login(b)
+	alice.Send("<message to='" + bob.JID + "' type='chat' id='fed1'><body>across</body></message>")
+	bob.Expect(`<message [^>]*id='fed1'`)
+
+	ea, eb := streams(a), streams(b)
+	if v := ea.samples[`treff_s2s_streams{direction="out",state="established"}`]; v != 1 {
+		t.Errorf("a.test: outgoing established streams = %v, want 1", v)
+	}
+	if v := eb.samples[`treff_s2s_streams{direction="in",state="established"}`]; v != 1 {
+		t.Errorf("b.test: incoming established streams = %v, want 1", v)
+	}
+	if v := eb.samples[`treff_deliveries_total{result="delivered"}`]; v < 1 {
+		t.Errorf("b.test: delivered = %v", v)
+	}
+	a.p.stop(t)
+	b.p.stop(t)
+}
+
 // buildLoad builds cmd/treff-load into a temporary folder.
 func buildLoad(t *testing.T) string {
 	t.Helper()
@@ -157,19 +233,19 @@ func buildLoad(t *testing.T) string {
 	return bin
 }
 
-// startCommunityMetrics starts the binary with registration open (limits
-// raised for the load tool), the archive on and -metrics on a fresh
-// loopback port, and waits until the client listener and the metrics
-// endpoint answer; it tries other ports if one was taken meanwhile.
-func startCommunityMetrics(t *testing.T, bin, data string) (*communityProc, string) {
+// startCommunityMetrics starts the binary with -metrics on a fresh
+// loopback port and the further arguments args, and waits until the
+// client listener and the metrics endpoint answer; it tries other ports
+// if one was taken meanwhile.
+func startCommunityMetrics(t *testing.T, bin, data string, args ...string) (*communityProc, string) {
 	t.Helper()
 	for try := 1; ; try++ {
 		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
 			addr: trefftest.FreeAddr(t), tls: trefftest.FreeAddr(t), cert: filepath.Join(data, "cert.pem")}
 		maddr := trefftest.FreeAddr(t)
-		p.start(t, bin, "-data", data, "-c2s", p.addr, "-c2s-tls", p.tls, "-s2s", "", "-http", "", "-https", "",
-			"-metrics", maddr, "-archive", "yes", "-registration", "open",
-			"-registration-per-address", "1000/1m", "-registration-global", "1000/1m")
+		argv := append([]string{"-data", data, "-c2s", p.addr, "-c2s-tls", p.tls, "-s2s", "", "-http", "", "-https", "",
+			"-metrics", maddr}, args...) // later flags win
+		p.start(t, bin, argv...)
 		err := waitReady(p, maddr)
 		if err == nil {
 			return p, maddr
