@@ -176,6 +176,7 @@ func (s *Session) Send(raw []byte) error {
 func (s *Session) sendLocked(raw []byte) *streamError {
 	if s.sm.on {
 		if e := s.sm.sent(raw, s.srv.maxQueue()); e != nil {
+			s.srv.stats.queueDrops.Add(1)
 			return e
 		}
 	}

@@ -30,7 +30,8 @@ type Stats struct {
 	// with a stanza error (or dropped, for an error stanza).
 	Bounced uint64
 	// QueueDrops counts sessions closed because their outbound queue
-	// exceeded Server.MaxQueue (slow readers).
+	// exceeded Server.MaxQueue (slow readers), or, with stream
+	// management, their unacknowledged stanzas did.
 	QueueDrops uint64
 }
 
