@@ -50,6 +50,8 @@ type ByTransport struct {
 
 // ByKind splits a count of stanzas by kind.
 type ByKind struct {
+	// Message, Presence and IQ count <message/>, <presence/> and <iq/>
+	// stanzas.
 	Message, Presence, IQ uint64
 }
 

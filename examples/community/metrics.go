@@ -187,7 +187,7 @@ func (h *metricsHandler) write(ctx context.Context, w io.Writer) {
 	}
 	byKind("treff_stanzas_in_total", "Stanzas read from clients, by kind.", st.StanzasIn)
 	byKind("treff_stanzas_out_total", "Stanzas queued for clients, by kind.", st.StanzasOut)
-	m.family("treff_deliveries_total", "counter", "Stanzas for local accounts by outcome: queued to a session, stored offline, or bounced with an error.")
+	m.family("treff_deliveries_total", "counter", "Routed stanzas by outcome: queued to a local account's session, stored offline, or bounced with an error (any stanza the server could not deliver).")
 	m.sample("treff_deliveries_total", float64(st.Delivered), "result", "delivered")
 	m.sample("treff_deliveries_total", float64(st.Offline), "result", "offline")
 	m.sample("treff_deliveries_total", float64(st.Bounced), "result", "bounced")
