@@ -341,6 +341,9 @@ func TestSlowClientDoesNotBlockSender(t *testing.T) {
 	if n := len(ts.Sessions(jid.MustParse("bob@localhost"))); n > 0 {
 		t.Errorf("%d sessions of bob after the slow one closed", n)
 	}
+	if st := ts.Stats(); st.QueueDrops < 1 || st.Sessions.TCP != 1 {
+		t.Errorf("Stats: QueueDrops %d, Sessions %+v; want the drop counted and alice's session left", st.QueueDrops, st.Sessions)
+	}
 }
 
 // syncServer waits until the server has processed everything c sent before.

@@ -998,6 +998,10 @@ func newResource() string {
 // JID), and its writer starts. held says a negotiation step bound it
 // (Negotiation.Bind).
 func (c *conn) attach(s *Session, held bool) {
+	t := transportOf(c)
+	s.transport = t
+	c.srv.stats.sessions[t].Add(1)
+	c.srv.stats.sessionsBound[t].Add(1)
 	c.ic.setHard(time.Time{})
 	c.sess.Store(s)
 	if c.shutting.Load() {

@@ -133,6 +133,7 @@ func (srv *Server) deliverReply(ctx context.Context, st *Stanza, raw []byte) {
 // bounce answers st with a stanza error unless st is itself an error (which
 // is never answered, so that errors cannot loop).
 func (srv *Server) bounce(ctx context.Context, st *Stanza, e stanza.Error) {
+	srv.stats.bounced.Add(1)
 	if st.Type == "error" || st.From.Equal(jid.JID{}) {
 		return
 	}
@@ -270,8 +271,11 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 						s.Send(st.raw)
 					}
 				}
+				srv.stats.delivered.Add(1)
 			case router.Undeliverable:
-				if !srv.stanzaHooks(ctx, srv.mods.undeliver, st) && fallback == router.ErrorReply {
+				if srv.stanzaHooks(ctx, srv.mods.undeliver, st) {
+					srv.stats.offline.Add(1)
+				} else if fallback == router.ErrorReply {
 					srv.bounce(ctx, st, errServiceUnavailable)
 				}
 			case router.ErrorReply:
@@ -290,6 +294,9 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			srv.bounce(ctx, st, e)
 			return
 		}
+		if took {
+			srv.stats.delivered.Add(1)
+		}
 		if len(srv.mods.delivered) > 0 && st.Kind != KindIQ {
 			var sbuf [8]*Session
 			got := sbuf[:0]
@@ -304,6 +311,7 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		}
 	case router.Undeliverable:
 		if srv.stanzaHooks(ctx, srv.mods.undeliver, st) {
+			srv.stats.offline.Add(1)
 			return
 		}
 		if fallback == router.ErrorReply {

@@ -147,6 +147,8 @@ type Server struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	panics  atomic.Int64 // panics recovered so far (for tests)
+
+	stats serverStats // behind Stats
 }
 
 // Context returns the server's base context, which every context the
@@ -500,7 +502,9 @@ func (srv *Server) serve(l net.Listener, directTLS bool) error {
 // has secured it already (HTTPS, or a loopback connection it trusts), so
 // no STARTTLS is offered and authentication comes first. nc.RemoteAddr
 // should be the client's address (rate limits use it; it is never
-// logged). ServeConn returns ErrServerClosed if the server is shutting
+// logged). If nc has a method Transport() string that returns
+// "websocket" or "bosh", Stats counts the session under that transport.
+// ServeConn returns ErrServerClosed if the server is shutting
 // down, else nil when the stream has ended (a session with stream
 // management may live on, waiting to be resumed over any transport).
 func (srv *Server) ServeConn(nc net.Conn) error {

@@ -37,6 +37,9 @@ type Session struct {
 	parked   bool        // no goroutine reads; unpark starts one
 	timer    *time.Timer // idle or hard deadline while parked
 	fd       int32       // socket registered by watch, or -1; under poller.mu
+	// transport is what Stats counts the session under once it is
+	// routable (attach), transportNone before.
+	transport int8
 
 	available atomic.Bool
 	priority  atomic.Int32
@@ -79,7 +82,7 @@ var _ router.Entry = (*Session)(nil)
 
 func newSession(c *conn, full jid.JID) *Session {
 	ctx, cancel := context.WithCancel(c.srv.ctx)
-	s := &Session{srv: c.srv, jid: full, ctx: ctx, cancel: cancel, fd: -1, gone: make(chan struct{}), hibDone: make(chan struct{})}
+	s := &Session{srv: c.srv, jid: full, ctx: ctx, cancel: cancel, fd: -1, transport: transportNone, gone: make(chan struct{}), hibDone: make(chan struct{})}
 	s.cp.Store(c)
 	s.fromAttr = " from='" + string(AppendEscaped(nil, full.String())) + "'"
 	return s
@@ -115,6 +118,7 @@ func (s *Session) Send(raw []byte) error {
 		s.mu.Unlock()
 		return ErrSessionClosed
 	}
+	s.srv.stats.countOut(raw)
 	var key uint64
 	if s.keepsLocked() {
 		// Hibernating: the message is stored before it counts as sent
@@ -172,6 +176,7 @@ func (s *Session) Send(raw []byte) error {
 func (s *Session) sendLocked(raw []byte) *streamError {
 	if s.sm.on {
 		if e := s.sm.sent(raw, s.srv.maxQueue()); e != nil {
+			s.srv.stats.queueDrops.Add(1)
 			return e
 		}
 	}
@@ -186,6 +191,7 @@ func (s *Session) sendLocked(raw []byte) *streamError {
 	}
 	if queued := s.queued; queued+len(raw) > s.srv.maxQueue() {
 		s.srv.logger().Warn("closing slow session", "jid", s.jid.String(), "queued", queued)
+		s.srv.stats.queueDrops.Add(1)
 		return &streamError{cond: "policy-violation", text: "too slow to read"}
 	}
 	s.enqueueLocked(raw)
@@ -520,6 +526,9 @@ func (s *Session) end(c *conn) {
 // table and its connection is closed.
 func (s *Session) finish() {
 	srv := s.srv
+	if t := s.transport; t != transportNone {
+		srv.stats.sessions[t].Add(-1)
+	}
 	srv.table.Remove(s)
 	s.available.Store(false)
 	s.cancel()
@@ -541,6 +550,7 @@ func (s *Session) handle(el *xmlscan.Element) {
 		return
 	}
 	st.From = s.jid
+	srv.stats.countIn(st.Kind)
 	// Stamp 'from' (RFC 6120 8.1.2.1): whatever the client wrote is replaced.
 	if el.NS() == "" {
 		st.raw = el.AppendWithout(make([]byte, 0, len(el.Raw)+len(s.fromAttr)), s.fromAttr, "from")

@@ -243,6 +243,10 @@ func TestLoginAndChat(t *testing.T) {
 	c := s.client(t)
 	c.login("alice", "alicepw", "web")
 	bob := s.ts.Login(t, "bob", "bobpw", "desk")
+	// The server counts each session under its transport.
+	if st := s.ts.Stats(); st.Sessions.BOSH != 1 || st.Sessions.TCP != 1 || st.Sessions.Other != 0 {
+		t.Errorf("Stats().Sessions = %+v, want one BOSH and one TCP session", st.Sessions)
+	}
 
 	// A held poll returns as soon as a message arrives.
 	c.rid++
@@ -273,6 +277,9 @@ func TestLoginAndChat(t *testing.T) {
 	resp := c.send(" type='terminate'", "<presence xmlns='jabber:client' type='unavailable'/>")
 	match(t, "terminate", resp, `^<body xmlns='http://jabber.org/protocol/httpbind' type='terminate'/>$`)
 	s.closed.Wait(t, "alice@localhost/web")
+	if st := s.ts.Stats(); st.Sessions.BOSH != 0 || st.SessionsBound.BOSH != 1 {
+		t.Errorf("after terminate: Sessions %+v, SessionsBound %+v", st.Sessions, st.SessionsBound)
+	}
 	resp = c.send("", "")
 	match(t, "after terminate", resp, `type='terminate' condition='item-not-found'`)
 }

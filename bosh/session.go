@@ -410,6 +410,9 @@ func (s *session) idleExpired(gen int) {
 
 // Read returns the next input of the stream, waiting for a request to
 // bring some (or for the read deadline).
+// Transport names the transport for treff.Server.Stats (see ServeConn).
+func (s *session) Transport() string { return "bosh" }
+
 func (s *session) Read(p []byte) (int, error) {
 	s.mu.Lock()
 	for {

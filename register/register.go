@@ -130,7 +130,8 @@ type Module struct {
 	Invites storage.Invites
 
 	srv      *treff.Server
-	policy   atomic.Value // Policy
+	policy   atomic.Value  // Policy
+	made     atomic.Uint64 // accounts registered
 	reserved map[string]bool
 	mu       sync.Mutex
 	perAddr  map[string]*window
@@ -203,6 +204,10 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	r.AddFeature(NS)
 	return nil
 }
+
+// Registered returns how many accounts the module registered since it
+// was set up (by in-band registration, XEP-0077), for monitoring.
+func (m *Module) Registered() uint64 { return m.made.Load() }
 
 // CurrentPolicy returns the registration policy in force.
 func (m *Module) CurrentPolicy() Policy {
@@ -368,6 +373,7 @@ func (m *Module) preAuth(ctx context.Context, iq *treff.Stanza) ([]byte, error) 
 		return nil, err
 	}
 	m.forget(ctx)
+	m.made.Add(1)
 	m.srv.Log().Info("account registered", "jid", account.String(), "invited", inv.Token != "")
 	if m.OnRegistered != nil {
 		m.OnRegistered(ctx, account, inv.Token != "")

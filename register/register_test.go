@@ -62,6 +62,10 @@ func TestRegistration(t *testing.T) {
 		"<field var='FORM_TYPE'><value>jabber:iq:register</value></field><field var='username'><value>carol</value></field>" +
 		"<field var='password'><value>carol-secret</value></field></x></query></iq>")
 	c.Expect(`<iq type='result' id='f'`)
+	// Two accounts made; the refusals do not count.
+	if n := m.Registered(); n != 2 {
+		t.Errorf("Registered() = %d, want 2", n)
+	}
 
 	ts.Login(t, "alice", "alice-secret", "r")
 	ts.Login(t, "carol", "carol-secret", "r")

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -35,6 +36,61 @@ type state struct {
 	listeners map[net.Listener]struct{}
 	stopped   bool
 	wg        sync.WaitGroup
+	drops     atomic.Uint64 // stanzas refused for a full queue
+}
+
+// Stats counts a module's streams, for monitoring; see Module.Stats.
+type Stats struct {
+	// InAuthenticated are the incoming streams on which the peer
+	// authenticated at least one domain; InNegotiating are the other
+	// incoming streams (TLS, SASL or dialback under way).
+	InAuthenticated, InNegotiating int
+	// OutReady are the outgoing streams that are up; OutConnecting are
+	// those being set up (resolution, connection, TLS, authentication).
+	OutReady, OutConnecting int
+	// QueueDrops counts the stanzas answered with <resource-constraint/>
+	// because the queue of an outgoing stream being set up was full
+	// (QueueLimit).
+	QueueDrops uint64
+}
+
+// Stats returns the module's current counts; zero before Setup. It
+// takes the module's lock once and each stream's briefly, so call it
+// for a scrape, not per stanza.
+func (m *Module) Stats() Stats {
+	st := m.st
+	if st == nil {
+		return Stats{}
+	}
+	var s Stats
+	st.mu.Lock()
+	outs := make([]*out, 0, len(st.outs))
+	for _, o := range st.outs {
+		outs = append(outs, o)
+	}
+	ins := make([]*in, 0, len(st.ins))
+	for c := range st.ins {
+		ins = append(ins, c)
+	}
+	st.mu.Unlock()
+	for _, o := range outs {
+		o.mu.Lock()
+		if o.ready && !o.closed {
+			s.OutReady++
+		} else if !o.closed {
+			s.OutConnecting++
+		}
+		o.mu.Unlock()
+	}
+	for _, c := range ins {
+		if c.anyAuth() {
+			s.InAuthenticated++
+		} else {
+			s.InNegotiating++
+		}
+	}
+	s.QueueDrops = st.drops.Load()
+	return s
 }
 
 // pair is a local and a remote domain: one outgoing stream each.

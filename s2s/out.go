@@ -47,6 +47,7 @@ func (o *out) enqueue(st *treff.Stanza) bool {
 	if !o.ready {
 		if len(o.pending) >= o.m.queueLimit() {
 			o.mu.Unlock()
+			o.m.st.drops.Add(1)
 			o.m.bounce(st, stanza.ResourceConstraint, "queue full")
 			return true
 		}

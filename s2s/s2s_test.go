@@ -217,6 +217,13 @@ func TestQueueOrderAndStreamReuse(t *testing.T) {
 			}
 			burst(alice, bob, "bob@b.test/r", "alice@a.test/r", "ab")
 			burst(bob, alice, "alice@a.test/r", "bob@b.test/r", "ba")
+			// Both ways delivered: each server has its outgoing stream
+			// up and the other's incoming one authenticated.
+			for _, n := range []*node{a, b} {
+				if st := n.S2S.Stats(); st.OutReady != 1 || st.OutConnecting != 0 || st.InAuthenticated != 1 || st.QueueDrops != 0 {
+					t.Errorf("%s: Stats() = %+v, want one stream each way, up", n.Domain, st)
+				}
+			}
 			inB, inA := b.s2sL.accepted.Load(), a.s2sL.accepted.Load()
 			t.Logf("connections accepted: a.test %d, b.test %d", inA, inB)
 			max := int32(1)
@@ -392,6 +399,9 @@ func TestQueueLimit(t *testing.T) {
 	alice.Send(sb.String())
 	wantNext(t, alice, stanzaError("message", "q3", "alice@a.test/r", "x@slow.test", "wait", "resource-constraint"))
 	wantNext(t, alice, stanzaError("message", "q4", "alice@a.test/r", "x@slow.test", "wait", "resource-constraint"))
+	if st := a.S2S.Stats(); st.QueueDrops != 2 || st.OutReady != 0 {
+		t.Errorf("Stats() = %+v, want 2 queue drops and no stream up", st)
+	}
 	for i := range 3 {
 		wantNext(t, alice, stanzaError("message", fmt.Sprint("q", i), "alice@a.test/r", "x@slow.test", "wait", "remote-server-timeout"))
 	}

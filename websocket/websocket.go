@@ -191,6 +191,9 @@ type conn struct {
 	wbuf []byte // output not yet a whole element
 }
 
+// Transport names the transport for treff.Server.Stats (see ServeConn).
+func (c *conn) Transport() string { return "websocket" }
+
 func (c *conn) Read(p []byte) (int, error) {
 	for len(c.rbuf) == 0 {
 		var msg string

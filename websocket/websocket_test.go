@@ -89,6 +89,10 @@ func TestWebSocketSession(t *testing.T) {
 	// A TCP client and the WebSocket client talk; a 20 KiB stanza is one
 	// message.
 	bob := ts.Login(t, "bob", "bobpw", "desk")
+	// The server counts each session under its transport.
+	if st := ts.Stats(); st.Sessions.WebSocket != 1 || st.Sessions.TCP != 1 || st.Sessions.Other != 0 {
+		t.Errorf("Stats().Sessions = %+v, want one WebSocket and one TCP session", st.Sessions)
+	}
 	big := strings.Repeat("x", 20<<10)
 	bob.Send("<message to='alice@localhost/web' id='m1'><body>" + big + "</body></message>")
 	got := c.expect(`id='m1'`)

@@ -364,6 +364,10 @@ type Config struct {
 	// DebugAddr is a loopback address for Go's profiling endpoints under
 	// /debug/pprof/ (key debug_addr); empty disables them. Default: empty.
 	DebugAddr string
+	// Metrics is the address of the Prometheus endpoint, /metrics (key
+	// metrics; "yes" means 127.0.0.1:5282, "no" or empty disables it).
+	// Default: empty.
+	Metrics string
 }
 
 // Default returns the configuration used when neither a config file nor a
@@ -851,6 +855,21 @@ var options = []option{
 			return fmt.Errorf("%q is not a loopback address: the profiling endpoints must not be reachable from outside", v)
 		}
 		c.DebugAddr = v
+		return nil
+	}},
+	{"metrics", "`address` of the Prometheus /metrics endpoint (\"yes\": 127.0.0.1:5282; empty: none)", func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "", "no":
+			c.Metrics = ""
+			return nil
+		case "yes":
+			c.Metrics = defaultMetricsAddr
+			return nil
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return fmt.Errorf("%q is not host:port, yes or no", v)
+		}
+		c.Metrics = v
 		return nil
 	}},
 	{"hide_version", "do not tell clients the server software and version (`yes` or `no`)", func(c *Config, v string) error {

@@ -120,6 +120,7 @@ limit_pre_auth = 10/1m
 filter_strangers = Quarantine
 gc_percent = 50
 debug_addr = 127.0.0.1:6060
+metrics = 127.0.0.1:9155
 registration = Open
 registration_min_password = 12
 registration_per_address = 1/10m
@@ -217,6 +218,7 @@ fast_rotate = 12h
 		FilterStrangers:        antispam.Quarantine,
 		GCPercent:              50,
 		DebugAddr:              "127.0.0.1:6060",
+		Metrics:                "127.0.0.1:9155",
 
 		Registration:            register.Open,
 		RegistrationMinPassword: 12,
@@ -287,6 +289,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"motd = \"unterminated\n", `x.conf:1: motd: bad quoted string`},
 		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
 		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
+		{"metrics = 9155\n", `x.conf:1: metrics: "9155" is not host:port, yes or no`},
 		{"admins = boss\n", `x.conf:1: admins: "boss" is not a user's bare JID`},
 		{"expire_after = 0d\n", `x.conf:1: expire_after: "0d" is not a number of days`},
 		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open, closed or invite`},

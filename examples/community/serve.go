@@ -115,7 +115,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}()
 	authn := &auth.Store{Accounts: store}
 
-	srv := newServer(cfg, store, authn, log, &cert)
+	timed := &timedStore{Store: store}
+	srv := newServer(cfg, timed, authn, log, &cert)
 	// Every listener takes the certificate from tlsCerts, which ACME renewals
 	// and SIGHUP replace.
 	srv.TLSConfig = tlsCerts.serverTLS()
@@ -236,6 +237,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	go reloadOnHUP(ctx, tlsCerts, func() (tls.Certificate, error) { return loadCertificate(cfg, am, log) }, am, log)
 	if am != nil {
 		go am.run(ctx, tlsCerts)
+	}
+	if err := startMetrics(ctx, cfg, srv, timed, log); err != nil {
+		closeAll()
+		ul.Close()
+		return err
 	}
 	if cfg.ExpireDaily {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
