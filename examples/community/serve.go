@@ -28,7 +28,6 @@ import (
 	"github.com/treff-im/treff/abuse"
 	"github.com/treff-im/treff/adhoc"
 	treffadmin "github.com/treff-im/treff/admin"
-	"github.com/treff-im/treff/antispam"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/blocking"
@@ -495,12 +494,10 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	}
 	srv.Modules = append(srv.Modules, ab)
 	for _, m := range srv.Modules {
-		switch m := m.(type) {
-		case *antispam.Filter:
-			// Strangers on the server's block lists are filtered out.
-			m.Blocklist = ab
-		case *muc.Module:
-			// And kept out of public rooms (MUC RTBL).
+		// The abuse module answers blocked senders itself, before the
+		// stranger filter would drop them silently; rooms ask it (MUC
+		// RTBL).
+		if m, ok := m.(*muc.Module); ok {
 			m.Blocklist = ab
 		}
 	}

@@ -1172,9 +1172,16 @@ func TestFederation(t *testing.T) {
 		})
 
 		// Federation logs who, whom and why, never an address: Treff's
-		// debug log of all of the above names no 127.0.0.x.
-		if m := regexp.MustCompile(`127\.0\.0\.\d+`).FindString(p.logs.String()); m != "" {
-			t.Errorf("Treff logged the address %s", m)
+		// debug log of all of the above names no 127.0.0.x, but for the
+		// start-up lines of its own listeners.
+		for _, l := range strings.Split(p.logs.String(), "\n") {
+			if strings.Contains(l, "msg=listening ") {
+				continue
+			}
+			if m := regexp.MustCompile(`127\.0\.0\.\d+`).FindString(l); m != "" {
+				t.Errorf("Treff logged the address %s: %s", m, l)
+				break
+			}
 		}
 		p.stop(t)
 	})
