@@ -157,8 +157,11 @@ func TestCommunityMetricsS2S(t *testing.T) {
 		p                       *communityProc
 		metrics                 string
 	}
-	a := &side{domain: "a.test", user: "alice", data: t.TempDir(), s2s: trefftest.FreeAddr(t)}
-	b := &side{domain: "b.test", user: "bob", data: t.TempDir(), s2s: trefftest.FreeAddr(t)}
+	// Each server's s2s listener on its own loopback address: two free
+	// ports asked for one after the other on one address can be the
+	// same (the first is closed before the second is taken).
+	a := &side{domain: "a.test", user: "alice", data: t.TempDir(), s2s: freeAddrOn(t, "127.0.24.1")}
+	b := &side{domain: "b.test", user: "bob", data: t.TempDir(), s2s: freeAddrOn(t, "127.0.24.2")}
 	resolve := "a.test=" + a.s2s + ",b.test=" + b.s2s
 	for _, sd := range []*side{a, b} {
 		runCommunity(t, bin, "adduser", "-data", sd.data, "-domain", sd.domain, "-password", alicePW, sd.user+"@"+sd.domain)
@@ -489,4 +492,15 @@ func TestParseExposition(t *testing.T) {
 			t.Errorf("accepted %q", bad)
 		}
 	}
+}
+
+// freeAddrOn returns a free TCP address on the loopback address ip.
+func freeAddrOn(t *testing.T, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
