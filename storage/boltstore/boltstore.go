@@ -203,7 +203,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.BatchDelay > 0 {
 		db.MaxBatchDelay = o.BatchDelay
 	}
-	if err := db.Update(initSchema); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := initSchema(tx); err != nil {
+			return err
+		}
+		return foldArchiveJournal(tx)
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
@@ -212,6 +217,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	s.archive.room.L = &s.archive.mu
 	s.archive.afterFunc = afterFunc
 	s.archive.now = time.Now
+	s.archive.folded = time.Now()
 	s.archive.log = o.Logger
 	return s, nil
 }
