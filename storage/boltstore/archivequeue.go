@@ -39,6 +39,9 @@ import (
 // holds archiveFoldMax records, before every read of the archive, at
 // Close and at Open (after a crash): by then most users have several
 // records, and their bucket's last page is written once for all of them.
+// (A build older than the journal ignores it: opened by one after a
+// crash, the journal's records are not seen until a newer build opens
+// the file again.)
 //
 // The queue is bounded in bytes (Options.ArchiveQueueBytes). A failed
 // commit (a full disk, say) keeps its records queued and is tried again
