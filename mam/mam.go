@@ -223,30 +223,66 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 	// copies: carbons, archive) goes: a delivered message carries the
 	// recipient's alone (XEP-0313 3.3). Rooms' stanza-ids stay.
 	ins := inspect(st.Children(), owner, m.srv.IsLocal)
+	// The stanza without those is what is archived; st gets it, with the
+	// owner's stanza-id if it is archived, in one rewrite (each parses
+	// the whole stanza again).
+	kept := raw
 	if len(ins.spoofed) > 0 {
-		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
-			m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
+		kept = without(raw, ins.spoofed)
+	}
+	rewrite := func() {
+		if len(ins.spoofed) > 0 {
+			if err := st.Rewrite(kept); err != nil {
+				m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
+			}
 		}
 	}
 	if !content || !ins.archivable || st.From.Equal(jid.JID{}) {
+		rewrite()
 		return false
 	}
 	user := owner.String()
 	if !m.wanted(ctx, user, st.From) {
+		rewrite()
 		return false
 	}
 	id, err := m.Store.AppendArchive(ctx, user, storage.ArchivedMessage{
 		Time:         m.stamp(),
 		With:         st.From.Bare().String(),
 		WithResource: st.From.Resourcepart(),
-		Stanza:       st.Raw(),
+		Stanza:       kept,
 	})
 	if err != nil {
+		rewrite()
 		m.refuse(ctx, st, err)
 		return true
 	}
+	sid := AppendStanzaID(make([]byte, 0, 64+len(user)+len(id)), user, id)
+	if b, ok := withChild(kept, sid); ok {
+		if err := st.Rewrite(b); err != nil {
+			m.srv.Log().Error("mam: adding the stanza-id failed", "user", user, "err", err)
+		}
+		return false
+	}
+	rewrite()
 	m.stampID(st, user, id)
 	return false
+}
+
+// withChild returns a copy of the serialised stanza raw with child
+// appended as its last child, as Stanza.AddChild does, in one buffer; ok
+// is false if raw is an empty element (<message/>, which has no content
+// to archive), whose end tag withChild does not write.
+func withChild(raw, child []byte) (b []byte, ok bool) {
+	raw = bytes.TrimRight(raw, " \t\r\n") // a parsed stanza keeps trailing white space
+	end := bytes.LastIndex(raw, []byte("</"))
+	if end < 0 || bytes.HasSuffix(raw, []byte("/>")) {
+		return nil, false
+	}
+	b = make([]byte, 0, len(raw)+len(child))
+	b = append(b, raw[:end]...)
+	b = append(b, child...)
+	return append(b, raw[end:]...), true
 }
 
 // fromClient removes the stanza-ids a client put on its message that

@@ -1036,6 +1036,10 @@ func Parse(raw []byte, max int) (*Element, error) {
 func ParseAttrs(raw []byte, max, maxAttrs int) (*Element, error) {
 	s := NewScanner(bytes.NewReader(raw), max)
 	s.SetMaxAttrs(maxAttrs)
+	// The element copies what it keeps out of the read buffer: give the
+	// buffer back to the pool for the next parse (a stanza rewritten by
+	// a module is parsed again; without this each parse took a new one).
+	defer s.Release()
 	el, err := s.Next()
 	if err != nil {
 		if err == io.EOF || err == ErrStreamEnd {

@@ -545,3 +545,20 @@ func BenchmarkManyAttrs(b *testing.B) {
 		})
 	}
 }
+
+// TestParseReusesBuffer: Parse gives its read buffer back to the pool;
+// what an earlier Parse returned stays intact when a later one reuses it.
+func TestParseReusesBuffer(t *testing.T) {
+	a, err := Parse([]byte(`<message to='a@x'><body>first</body></message>`), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := Parse(fmt.Appendf(nil, `<iq id='%d' type='get'><query xmlns='zzzzzzzzzzzzzzzzzzzzzzzzzzzz'/></iq>`, i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Raw != `<message to='a@x'><body>first</body></message>` || a.Name != "message" || len(a.Attrs) != 1 || a.Attrs[0].Value != "a@x" {
+		t.Fatalf("first element changed: %q %q %+v", a.Raw, a.Name, a.Attrs)
+	}
+}

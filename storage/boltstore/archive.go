@@ -18,8 +18,9 @@ import (
 
 var _ storage.Archive = (*Store)(nil)
 
-// Message archives (storage.Archive) are kept in two buckets, created on
-// first use:
+// Message archives (storage.Archive) are kept in two buckets (and, for
+// records not yet folded into them, the journal "archive_journal" of
+// archivequeue.go), created on first use:
 //
 //   - "archive": one nested bucket per user, named by bare JID, holding
 //     key = the message's time (Unix nanoseconds, 8 bytes big endian with

@@ -1,8 +1,10 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -23,6 +25,23 @@ import (
 // returned is always visible to queries. A machine crash can lose the
 // last few milliseconds of archived messages (they were delivered all the
 // same).
+//
+// A scheduled flush appends the batch to a journal, the bucket
+// "archive_journal", in one write transaction (synced to disk like every
+// commit unless Options.NoSync): its keys only grow, so a commit touches
+// the journal's last page or two whatever the number of users in the
+// batch. Writing each record into its user's bucket instead dirties (and
+// makes bbolt copy, write and later collect) a page per user in the
+// batch, which at a community server's rates (a few messages per user
+// per commit or less) cost more than everything else a message does. The
+// journal is folded into the users' buckets, with the batch of the
+// moment, in one transaction once a second (archiveFoldEvery), once it
+// holds archiveFoldMax records, before every read of the archive, at
+// Close and at Open (after a crash): by then most users have several
+// records, and their bucket's last page is written once for all of them.
+// (A build older than the journal ignores it: opened by one after a
+// crash, the journal's records are not seen until a newer build opens
+// the file again.)
 //
 // The queue is bounded in bytes (Options.ArchiveQueueBytes). A failed
 // commit (a full disk, say) keeps its records queued and is tried again
@@ -49,6 +68,11 @@ const (
 	// most.
 	archiveRetryFirst = 50 * time.Millisecond
 	archiveRetryMax   = 5 * time.Second
+	// archiveFoldEvery and archiveFoldMax: a scheduled flush folds the
+	// journal into the users' buckets once this long has passed since the
+	// last fold, or once this many records wait in the journal.
+	archiveFoldEvery = time.Second
+	archiveFoldMax   = 4096
 	// archiveRecordOverhead is what a queued record costs beyond its
 	// user, key and value (its slice element and headers).
 	archiveRecordOverhead = 64
@@ -82,6 +106,11 @@ type archiveQueue struct {
 	// when one ends, for appends that wait for room.
 	flushing bool
 	room     sync.Cond
+	// journaled counts the records committed to the journal since the
+	// last fold, folded is when that fold was; only flush changes them,
+	// under flushMu.
+	journaled int
+	folded    time.Time
 	// failures counts the commits that failed in a row; while it is
 	// not zero a retry is scheduled, and lastErr is the last error.
 	failures int
@@ -269,7 +298,9 @@ func (s *Store) flush(why int) error {
 		q.stop = nil
 	}
 	seq := q.seq
-	if len(batch) == 0 {
+	if len(batch) == 0 && (why == flushTimer || q.journaled == 0) {
+		// Nothing to write, nor to fold: a read or Close folds the
+		// journal even with nothing queued.
 		q.flushing = false
 		q.room.Broadcast()
 		q.mu.Unlock()
@@ -277,28 +308,20 @@ func (s *Store) flush(why int) error {
 	}
 	q.flushing = true
 	q.mu.Unlock()
+	fold := why != flushTimer || q.journaled+len(batch) >= archiveFoldMax || q.now().Sub(q.folded) >= archiveFoldEvery
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		root, err := tx.CreateBucketIfNotExists(bucketArchive)
-		if err != nil {
-			return err
+		if fold {
+			return foldArchive(tx, batch, seq)
 		}
-		for _, r := range batch {
-			ub, err := root.CreateBucketIfNotExists([]byte(r.user))
-			if err != nil {
-				return err
-			}
-			if err := ub.Put(r.key, r.val); err != nil {
-				return err
-			}
-			if err := ub.SetSequence(ub.Sequence() + 1); err != nil {
-				return err
-			}
-		}
-		if seq > root.Sequence() {
-			return root.SetSequence(seq)
-		}
-		return nil
+		return journalArchive(tx, batch, seq)
 	})
+	if err == nil {
+		if fold {
+			q.journaled, q.folded = 0, q.now()
+		} else {
+			q.journaled += len(batch)
+		}
+	}
 	q.mu.Lock()
 	q.flushing = false
 	q.room.Broadcast()
@@ -334,6 +357,118 @@ func (s *Store) flush(why int) error {
 		q.log.Info("boltstore: archived messages are written again", "failed_attempts", failures, "written", len(batch))
 	}
 	return nil
+}
+
+// bucketArchiveJournal holds the records committed by scheduled flushes
+// and not yet folded into the users' buckets: key = 8-byte big-endian
+// sequence number of the journal bucket, value = the user (a uvarint
+// length and the bytes), the record's key (archiveKeyLen bytes), then its
+// value.
+var bucketArchiveJournal = []byte("archive_journal")
+
+// journalArchive appends batch to the journal and records seq as the
+// archive's last sequence number.
+func journalArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
+	root, err := tx.CreateBucketIfNotExists(bucketArchive)
+	if err != nil {
+		return err
+	}
+	j, err := tx.CreateBucketIfNotExists(bucketArchiveJournal)
+	if err != nil {
+		return err
+	}
+	j.FillPercent = 1 // keys only grow: fill pages instead of splitting them in half
+	// One buffer for the batch's keys and values: bbolt keeps them until
+	// the commit.
+	n := 0
+	for _, r := range batch {
+		n += 8 + binary.MaxVarintLen64 + len(r.user) + len(r.key) + len(r.val)
+	}
+	buf := make([]byte, 0, n)
+	next := j.Sequence()
+	for _, r := range batch {
+		next++
+		start := len(buf)
+		buf = binary.BigEndian.AppendUint64(buf, next)
+		mid := len(buf)
+		buf = binary.AppendUvarint(buf, uint64(len(r.user)))
+		buf = append(buf, r.user...)
+		buf = append(buf, r.key...)
+		buf = append(buf, r.val...)
+		if err := j.Put(buf[start:mid:mid], buf[mid:len(buf):len(buf)]); err != nil {
+			return err
+		}
+	}
+	if err := j.SetSequence(next); err != nil {
+		return err
+	}
+	if seq > root.Sequence() {
+		return root.SetSequence(seq)
+	}
+	return nil
+}
+
+// foldArchive moves the journal's records, then batch's, into the users'
+// buckets, removes the journal and records seq (if higher) as the
+// archive's last sequence number.
+func foldArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
+	root, err := tx.CreateBucketIfNotExists(bucketArchive)
+	if err != nil {
+		return err
+	}
+	var (
+		name []byte
+		ub   *bolt.Bucket
+	)
+	put := func(user, key, val []byte) error {
+		if ub == nil || !bytes.Equal(name, user) {
+			if ub, err = root.CreateBucketIfNotExists(user); err != nil {
+				return err
+			}
+			ub.FillPercent = 1 // a user's keys only grow, see AppendArchive
+			name = user
+		}
+		if err := ub.Put(key, val); err != nil {
+			return err
+		}
+		return ub.SetSequence(ub.Sequence() + 1)
+	}
+	if j := tx.Bucket(bucketArchiveJournal); j != nil {
+		c := j.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			n, w := binary.Uvarint(v)
+			if w <= 0 || uint64(len(v)-w) < n+archiveKeyLen {
+				return fmt.Errorf("archive journal record %x: %w", k, errCorrupt)
+			}
+			// v points into the mmap, which the commit may remap: one copy.
+			v = bytes.Clone(v[w:])
+			user, rest := v[:n:n], v[n:]
+			if err := put(user, rest[:archiveKeyLen:archiveKeyLen], rest[archiveKeyLen:]); err != nil {
+				return err
+			}
+		}
+		if err := tx.DeleteBucket(bucketArchiveJournal); err != nil {
+			return err
+		}
+	}
+	for _, r := range batch {
+		if err := put([]byte(r.user), r.key, r.val); err != nil {
+			return err
+		}
+	}
+	if seq > root.Sequence() {
+		return root.SetSequence(seq)
+	}
+	return nil
+}
+
+// foldArchiveJournal folds a journal left by a crash into the users'
+// buckets (Open).
+func foldArchiveJournal(tx *bolt.Tx) error {
+	if tx.Bucket(bucketArchiveJournal) == nil {
+		return nil
+	}
+	return foldArchive(tx, nil, 0)
 }
 
 // archiveRetry is the delay before the next attempt after the given

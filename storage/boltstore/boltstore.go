@@ -10,7 +10,8 @@
 //
 // AppendArchive is the exception: it queues the message and commits it
 // with others a few milliseconds later (the message's ID must be known
-// before it is delivered). That queue is bounded by
+// before it is delivered), into a journal that is folded into the users'
+// buckets once a second and before every read (see archivequeue.go). That queue is bounded by
 // Options.ArchiveQueueBytes; when commits fail (a full disk), they are
 // retried with a growing delay, and once the queue is full AppendArchive
 // fails with storage.ErrFull, so that the server refuses the message
@@ -203,7 +204,12 @@ func Open(path string, opts *Options) (*Store, error) {
 	if o.BatchDelay > 0 {
 		db.MaxBatchDelay = o.BatchDelay
 	}
-	if err := db.Update(initSchema); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := initSchema(tx); err != nil {
+			return err
+		}
+		return foldArchiveJournal(tx)
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
@@ -212,6 +218,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	s.archive.room.L = &s.archive.mu
 	s.archive.afterFunc = afterFunc
 	s.archive.now = time.Now
+	s.archive.folded = time.Now()
 	s.archive.log = o.Logger
 	return s, nil
 }

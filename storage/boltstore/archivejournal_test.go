@@ -1,0 +1,165 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/treff-im/treff/storage"
+)
+
+// journalLen returns the records in the archive journal and those in
+// user's bucket.
+func journalLen(t *testing.T, s *Store, user string) (journal, stored int) {
+	t.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if j := tx.Bucket(bucketArchiveJournal); j != nil {
+			journal = j.Stats().KeyN
+		}
+		if root := tx.Bucket(bucketArchive); root != nil {
+			if ub := root.Bucket([]byte(user)); ub != nil {
+				stored = ub.Stats().KeyN
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return journal, stored
+}
+
+// appendN appends messages from to to-1 from bob to alice's archive
+// (message i has body i and time i seconds after midnight) and returns
+// their IDs.
+func appendN(t *testing.T, s *Store, from, to int) []string {
+	t.Helper()
+	var ids []string
+	for i := from; i < to; i++ {
+		id, err := s.AppendArchive(context.Background(), "alice@example.org", storage.ArchivedMessage{
+			Time:   time.Date(2026, 12, 7, 0, 0, i, 0, time.UTC),
+			With:   "bob@example.org",
+			Stanza: fmt.Appendf(nil, "<message type='chat'><body>%d</body></message>", i),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// checkArchive checks that alice's archive holds exactly the messages
+// with ids, in order, with their stanzas.
+func checkArchive(t *testing.T, s *Store, ids []string) {
+	t.Helper()
+	page, err := s.QueryArchive(context.Background(), "alice@example.org", storage.ArchiveQuery{Limit: len(ids) + 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != len(ids) {
+		t.Fatalf("archive holds %d messages, want %d", len(page.Messages), len(ids))
+	}
+	for i, m := range page.Messages {
+		if m.ID != ids[i] {
+			t.Errorf("message %d has ID %s, want %s", i, m.ID, ids[i])
+		}
+		if want := fmt.Sprintf("<message type='chat'><body>%d</body></message>", i); string(m.Stanza) != want {
+			t.Errorf("message %d is %s, want %s", i, m.Stanza, want)
+		}
+	}
+	n, err := s.CountArchive(context.Background(), "alice@example.org")
+	if err != nil || n != len(ids) {
+		t.Errorf("CountArchive = %d, %v; want %d", n, err, len(ids))
+	}
+}
+
+// TestArchiveJournal: a scheduled flush commits the queue to the journal;
+// a read folds the journal into the user's bucket first.
+func TestArchiveJournal(t *testing.T) {
+	s, _ := openTemp(t, &Options{NoSync: true})
+	defer s.Close()
+	ft := &fakeTimers{}
+	s.archive.afterFunc = ft.afterFunc
+	ids := appendN(t, s, 0, 3)
+	if ft.fire() != 1 {
+		t.Fatal("no flush was scheduled")
+	}
+	if j, u := journalLen(t, s, "alice@example.org"); j != 3 || u != 0 {
+		t.Fatalf("after the scheduled flush: %d records in the journal, %d in the bucket; want 3, 0", j, u)
+	}
+	// A read with nothing queued folds the journal too.
+	checkArchive(t, s, ids)
+	if j, u := journalLen(t, s, "alice@example.org"); j != 0 || u != 3 {
+		t.Fatalf("after a query: %d records in the journal, %d in the bucket; want 0, 3", j, u)
+	}
+	ids = append(ids, appendN(t, s, 3, 5)...)
+	ft.fire()
+	ids = append(ids, appendN(t, s, 5, 7)...) // queued, not committed
+	checkArchive(t, s, ids)                   // the query flushes and folds
+	if j, u := journalLen(t, s, "alice@example.org"); j != 0 || u != 7 {
+		t.Fatalf("after a query: %d records in the journal, %d in the bucket; want 0, 7", j, u)
+	}
+}
+
+// TestArchiveJournalFoldDue: a scheduled flush folds once archiveFoldEvery
+// has passed since the last fold.
+func TestArchiveJournalFoldDue(t *testing.T) {
+	s, _ := openTemp(t, &Options{NoSync: true})
+	defer s.Close()
+	ft := &fakeTimers{}
+	s.archive.afterFunc = ft.afterFunc
+	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	s.archive.now = func() time.Time { return now }
+	s.archive.folded = now
+	appendN(t, s, 0, 2)
+	ft.fire()
+	if j, u := journalLen(t, s, "alice@example.org"); j != 2 || u != 0 {
+		t.Fatalf("before the fold is due: %d in the journal, %d in the bucket; want 2, 0", j, u)
+	}
+	now = now.Add(archiveFoldEvery)
+	appendN(t, s, 2, 3)
+	ft.fire()
+	if j, u := journalLen(t, s, "alice@example.org"); j != 0 || u != 3 {
+		t.Fatalf("once the fold is due: %d in the journal, %d in the bucket; want 0, 3", j, u)
+	}
+}
+
+// TestArchiveJournalCrash: what a scheduled flush committed survives a
+// crash (the file closed without Close) and is folded by Open, with the
+// same IDs; new appends after it get new keys.
+func TestArchiveJournalCrash(t *testing.T) {
+	s, path := openTemp(t, nil) // synced, as in production
+	ft := &fakeTimers{}
+	s.archive.afterFunc = ft.afterFunc
+	ids := appendN(t, s, 0, 4)
+	ft.fire()
+	if j, _ := journalLen(t, s, "alice@example.org"); j != 4 {
+		t.Fatalf("%d records in the journal, want 4", j)
+	}
+	// The crash: the file is closed as a killed process leaves it, no
+	// last flush or fold.
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if j, u := journalLen(t, s, "alice@example.org"); j != 0 || u != 4 {
+		t.Fatalf("after Open: %d in the journal, %d in the bucket; want 0, 4", j, u)
+	}
+	checkArchive(t, s, ids)
+	more, err := s.AppendArchive(context.Background(), "alice@example.org", storage.ArchivedMessage{
+		Time: time.Date(2026, 12, 7, 0, 0, 4, 0, time.UTC), With: "bob@example.org",
+		Stanza: []byte("<message type='chat'><body>4</body></message>"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkArchive(t, s, append(ids, more))
+}
