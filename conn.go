@@ -262,6 +262,9 @@ func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
 type streamError struct {
 	cond, text string
 	app        string // an application-specific condition element, or ""
+	// stuck: the client does not read, so what is queued will not be
+	// written: the connection's writes get a short deadline too.
+	stuck bool
 }
 
 func (e streamError) Error() string { return "treff: stream error " + e.cond }

@@ -53,6 +53,7 @@ type Session struct {
 	writing bool
 	closed  bool          // no more Send
 	final   bool          // the closing tag is queued
+	stuck   bool          // closed because the client does not read: writes get a short deadline
 	idle    chan struct{} // closed and replaced when the writer stops
 
 	// Stream management (sm.go) and what a Holder keeps back (nonza.go),
@@ -192,7 +193,7 @@ func (s *Session) sendLocked(raw []byte) *streamError {
 	if queued := s.queued; queued+len(raw) > s.srv.maxQueue() {
 		s.srv.logger().Warn("closing slow session", "jid", s.jid.String(), "queued", queued)
 		s.srv.stats.queueDrops.Add(1)
-		return &streamError{cond: "policy-violation", text: "too slow to read"}
+		return &streamError{cond: "policy-violation", text: "too slow to read", stuck: true}
 	}
 	s.enqueueLocked(raw)
 	return nil
@@ -233,6 +234,7 @@ func (s *Session) closeStream(e streamError) {
 		return
 	}
 	s.closed, s.final = true, true
+	s.stuck = e.stuck
 	tail := "</stream:stream>"
 	if e.cond != "" {
 		tail = e.xml() + tail
@@ -244,6 +246,11 @@ func (s *Session) closeStream(e streamError) {
 	// this long.
 	c.ic.setHard(time.Now().Add(2 * time.Second))
 	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if e.stuck {
+		// The writer, blocked on a client that does not read, gives up as
+		// soon: the session ends in seconds, not after WriteTimeout.
+		c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	}
 	s.unpark(nil)
 }
 
@@ -274,6 +281,10 @@ func (s *Session) writeLoop() {
 		// (XEP-0198), in the same write, or soon.
 		ask := s.smAskLocked()
 		askFor := s.sm.ask
+		deadline := wt
+		if s.stuck {
+			deadline = 2 * time.Second
+		}
 		s.mu.Unlock()
 
 		bp := bufPool.Get().(*[]byte)
@@ -285,7 +296,7 @@ func (s *Session) writeLoop() {
 		if ask {
 			buf = append(buf, askFor...)
 		}
-		c.rw.SetWriteDeadline(time.Now().Add(wt))
+		c.rw.SetWriteDeadline(time.Now().Add(deadline))
 		_, err := c.rw.Write(buf)
 		if cap(buf) <= 64<<10 {
 			*bp = buf
