@@ -260,19 +260,30 @@ func normalise(entry string) (string, error) {
 	return j.String(), nil
 }
 
-// Block adds entries (domains, bare JIDs or SHA-256 hashes of either) to
-// the server's block list. Local domains and accounts are refused.
-func (m *Module) Block(ctx context.Context, entries ...string) error {
-	var add []string
+// normaliseAll normalises each entry (see normalise).
+func normaliseAll(entries []string) ([]string, error) {
+	out := make([]string, 0, len(entries))
 	for _, e := range entries {
 		n, err := normalise(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Block adds entries (domains, bare JIDs or SHA-256 hashes of either) to
+// the server's block list. Local domains and accounts are refused.
+func (m *Module) Block(ctx context.Context, entries ...string) error {
+	add, err := normaliseAll(entries)
+	if err != nil {
+		return err
+	}
+	for _, n := range add {
 		if j, err := jid.Parse(n); err == nil && !isHash(n) && m.srv.Serves(j.Domainpart()) {
 			return fmt.Errorf("%s is served here: delete or suspend the account instead", n)
 		}
-		add = append(add, n)
 	}
 	if len(add) == 0 {
 		return errors.New("nothing to block")
@@ -292,13 +303,9 @@ func (m *Module) Block(ctx context.Context, entries ...string) error {
 // Unblock removes entries from the server's block list; entries not on
 // it are ignored.
 func (m *Module) Unblock(ctx context.Context, entries ...string) error {
-	var rm []string
-	for _, e := range entries {
-		n, err := normalise(e)
-		if err != nil {
-			return err
-		}
-		rm = append(rm, n)
+	rm, err := normaliseAll(entries)
+	if err != nil {
+		return err
 	}
 	if err := m.Store.Unblock(ctx, ListKey, rm); err != nil {
 		return err
@@ -336,15 +343,8 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 	if st.From.Equal(jid.JID{}) || ctx.Value(ownErrorKey{}) != nil || !m.Blocked(st.From) {
 		return false
 	}
-	switch st.Kind {
-	case treff.KindMessage:
-		if st.Type != "error" && st.Type != "groupchat" {
-			m.answer(ctx, st, stanza.ServiceUnavailable)
-		}
-	case treff.KindIQ:
-		if st.Type == "get" || st.Type == "set" {
-			m.answer(ctx, st, stanza.ServiceUnavailable)
-		}
+	if blocking.Answered(st) {
+		m.answer(ctx, st, stanza.ServiceUnavailable)
 	}
 	return true
 }

@@ -312,17 +312,24 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 	if len(l.jids) == 0 || exempt(ctx) || st.From.Bare().Equal(st.To.Bare()) || ownServer(st.To, st.From) || !l.matches(st.From) {
 		return false
 	}
-	switch st.Kind {
-	case treff.KindMessage:
-		if st.Type != "error" && st.Type != "groupchat" {
-			m.answer(ctx, st, stanza.ServiceUnavailable)
-		}
-	case treff.KindIQ:
-		if st.Type == "get" || st.Type == "set" {
-			m.answer(ctx, st, stanza.ServiceUnavailable)
-		}
+	if Answered(st) {
+		m.answer(ctx, st, stanza.ServiceUnavailable)
 	}
 	return true
+}
+
+// Answered reports whether a stanza a block list stops gets an error
+// back (XEP-0191 section 3.5): a message other than an error or a group
+// chat message, or an IQ request; presence, errors and results are
+// dropped silently.
+func Answered(st *treff.Stanza) bool {
+	switch st.Kind {
+	case treff.KindMessage:
+		return st.Type != "error" && st.Type != "groupchat"
+	case treff.KindIQ:
+		return st.Type == "get" || st.Type == "set"
+	}
+	return false
 }
 
 // answer routes the error e to st's sender, past the module's own hooks.
