@@ -765,6 +765,17 @@ func (srv *Server) CloseUser(user jid.JID, condition, text string) []*Session {
 			out = append(out, s)
 		}
 	}
+	// In a cluster, the user's sessions on other nodes are closed by
+	// their nodes.
+	if srv.init() == nil {
+		var buf [8]router.Entry
+		for _, e := range srv.table.Resources(buf[:0], user) {
+			if s, ok := e.(*Session); ok && s.remote != nil {
+				s.remote.Close(condition, text)
+				out = append(out, s)
+			}
+		}
+	}
 	return out
 }
 

@@ -1,0 +1,369 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/im"
+	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/storage/memstore"
+	"github.com/treff-im/treff/trefftest"
+)
+
+// testNode is one node of an in-process cluster: a Treff server with
+// its own embedded NATS server, routed to the others'.
+type testNode struct {
+	*trefftest.Server
+	node *Node
+	ns   *server.Server
+	nc   *nats.Conn
+}
+
+type testCluster struct {
+	nodes []*testNode
+	store storage.Store
+	auth  *auth.Store
+}
+
+// Short heartbeats so that a silent node is dropped within a second.
+const (
+	testHeartbeat = 100 * time.Millisecond
+	testDeadAfter = 600 * time.Millisecond
+)
+
+// newCluster starts k nodes sharing one memstore.
+func newCluster(t *testing.T, k int) *testCluster {
+	t.Helper()
+	store := memstore.New()
+	t.Cleanup(func() { store.Close() })
+	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}}
+	addrs := make([]string, k)
+	for i := range addrs {
+		addrs[i] = trefftest.FreeAddr(t)
+	}
+	for i := range k {
+		name := fmt.Sprintf("n%d", i)
+		ns, nc, err := Embedded{Name: name, Listen: addrs[i], Peers: addrs}.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn := &testNode{ns: ns, nc: nc, node: &Node{Name: name, Conn: nc, Heartbeat: testHeartbeat, DeadAfter: testDeadAfter}}
+		// Registered before the server's own clean-up, so run after it.
+		t.Cleanup(func() {
+			tn.node.Leave()
+			nc.Close()
+			ns.Shutdown()
+		})
+		tn.Server = trefftest.NewServer(t, func(s *treff.Server) {
+			s.Storage = store
+			s.Authenticator = c.auth
+			s.Modules = im.Modules()
+			s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			if err := tn.node.Join(s); err != nil {
+				t.Fatal(err)
+			}
+		})
+		c.nodes = append(c.nodes, tn)
+	}
+	// Every node hears every other.
+	waitFor(t, "the nodes to see each other", func() bool {
+		for _, n := range c.nodes {
+			if len(n.node.Nodes()) != k-1 {
+				return false
+			}
+		}
+		return true
+	})
+	return c
+}
+
+func (c *testCluster) addUser(t *testing.T, local string) {
+	t.Helper()
+	if err := c.auth.CreateUser(context.Background(), local+"@localhost", "pw-"+local); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *testCluster) login(t *testing.T, i int, local, res string) *trefftest.Client {
+	t.Helper()
+	cl := c.nodes[i].Dial(t, c.nodes[i].Addr)
+	cl.Login(local+"@localhost", "pw-"+local, res)
+	return cl
+}
+
+// waitFor polls cond (rows travel through NATS and announce themselves
+// to no one in the test) for at most 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// waitSeen waits until every node sees full bound, available with the
+// given priority (or, with prio < -128, just bound).
+func (c *testCluster) waitSeen(t *testing.T, full string, prio int) {
+	t.Helper()
+	j := jid.MustParse(full)
+	waitFor(t, full+" on every node", func() bool {
+		for _, n := range c.nodes {
+			s := n.Session(j)
+			if s == nil || prio >= -128 && (!s.Available() || s.Priority() != prio) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (c *testCluster) waitGone(t *testing.T, full string, nodes ...int) {
+	t.Helper()
+	j := jid.MustParse(full)
+	waitFor(t, full+" gone", func() bool {
+		for _, i := range nodes {
+			if c.nodes[i].Session(j) != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestChatAcrossNodes(t *testing.T) {
+	c := newCluster(t, 2)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	alice := c.login(t, 0, "alice", "phone")
+	bob := c.login(t, 1, "bob", "pc")
+	alice.Send("<presence/>")
+	bob.Send("<presence/>")
+	c.waitSeen(t, "alice@localhost/phone", 0)
+	c.waitSeen(t, "bob@localhost/pc", 0)
+
+	if !c.nodes[1].Session(jid.MustParse("alice@localhost/phone")).Remote() {
+		t.Error("alice's session on node 1 is not remote")
+	}
+	bob.Send("<message to='alice@localhost/phone' type='chat' id='m1'><body>to full</body></message>")
+	got := alice.Expect(`<message[^>]*>.*?to full.*?</message>`)
+	if !strings.Contains(got, "from='bob@localhost/pc'") {
+		t.Errorf("alice got %q, want it from bob@localhost/pc", got)
+	}
+	bob.Send("<message to='alice@localhost' type='chat' id='m2'><body>to bare</body></message>")
+	alice.Expect(`to bare`)
+	alice.Send("<message to='bob@localhost' type='chat' id='m3'><body>reply</body></message>")
+	bob.Expect(`reply`)
+}
+
+// TestBarePriorityAcrossNodes: a chat message to a bare JID reaches the
+// available resource of highest priority, whichever node it is on
+// (RFC 6121 8.5.2.1.1), and follows a priority change on another node.
+func TestBarePriorityAcrossNodes(t *testing.T) {
+	c := newCluster(t, 3)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	high := c.login(t, 0, "alice", "high")
+	low := c.login(t, 1, "alice", "low")
+	bob := c.login(t, 2, "bob", "pc")
+	high.Send("<presence><priority>5</priority></presence>")
+	low.Send("<presence><priority>1</priority></presence>")
+	c.waitSeen(t, "alice@localhost/high", 5)
+	c.waitSeen(t, "alice@localhost/low", 1)
+
+	bob.Send("<message to='alice@localhost' type='chat' id='m1'><body>first</body></message>")
+	high.Expect(`first`)
+	bob.Sync()
+	if got := low.Sync(); strings.Contains(got, "first") {
+		t.Errorf("the lower-priority resource got the message: %q", got)
+	}
+
+	low.Send("<presence><priority>10</priority></presence>")
+	c.waitSeen(t, "alice@localhost/low", 10)
+	bob.Send("<message to='alice@localhost' type='chat' id='m2'><body>second</body></message>")
+	low.Expect(`second`)
+	bob.Sync()
+	if got := high.Sync(); strings.Contains(got, "second") {
+		t.Errorf("the now lower-priority resource got the message: %q", got)
+	}
+	// Negative priority on both: undeliverable, so offline storage.
+	high.Send("<presence><priority>-1</priority></presence>")
+	low.Send("<presence><priority>-1</priority></presence>")
+	c.waitSeen(t, "alice@localhost/high", -1)
+	c.waitSeen(t, "alice@localhost/low", -1)
+	bob.Send("<message to='alice@localhost' type='chat' id='m3'><body>third</body></message>")
+	bob.Sync()
+	waitFor(t, "the message stored offline", func() bool {
+		msgs, err := c.store.OfflineMessages(context.Background(), "alice@localhost")
+		return err == nil && len(msgs) == 1
+	})
+}
+
+// TestPresenceAcrossNodes: broadcast presence reaches contacts and the
+// user's own resources on other nodes, and probes are answered with the
+// presence of sessions on other nodes (RFC 6121 4.2-4.4).
+func TestPresenceAcrossNodes(t *testing.T) {
+	c := newCluster(t, 3)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	ctx := context.Background()
+	c.store.PutRosterItem(ctx, "alice@localhost", storage.RosterItem{JID: "bob@localhost", Subscription: storage.SubBoth})
+	c.store.PutRosterItem(ctx, "bob@localhost", storage.RosterItem{JID: "alice@localhost", Subscription: storage.SubBoth})
+
+	alice := c.login(t, 0, "alice", "phone")
+	alice.Send("<presence><show>dnd</show><status>on node 0</status></presence>")
+	c.waitSeen(t, "alice@localhost/phone", 0)
+
+	// bob's initial presence on node 1 probes alice: node 1 answers
+	// with her presence as node 0 announced it.
+	bob := c.login(t, 1, "bob", "pc")
+	bob.Send("<presence/>")
+	got := bob.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*>.*?</presence>`)
+	if !strings.Contains(got, "on node 0") {
+		t.Errorf("bob got %q, want alice's status", got)
+	}
+	// ... and alice hears of bob through his broadcast.
+	alice.Expect(`<presence[^>]*from='bob@localhost/pc'`)
+
+	// alice's second resource on node 2 learns of her first.
+	tablet := c.login(t, 2, "alice", "tablet")
+	tablet.Send("<presence/>")
+	got = tablet.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*>.*?</presence>`)
+	if !strings.Contains(got, "dnd") {
+		t.Errorf("tablet got %q, want phone's dnd", got)
+	}
+	alice.Expect(`<presence[^>]*from='alice@localhost/tablet'`)
+	bob.Expect(`<presence[^>]*from='alice@localhost/tablet'`)
+
+	// Logging out on node 0 is seen on node 1.
+	alice.Send("<presence type='unavailable'/>")
+	bob.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*type='unavailable'`)
+}
+
+// TestConflictAcrossNodes: binding a resource that is bound on another
+// node closes the older session with <conflict/> (RFC 6120 7.7.2.2).
+func TestConflictAcrossNodes(t *testing.T) {
+	c := newCluster(t, 3)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	first := c.login(t, 0, "alice", "dup")
+	first.Send("<presence/>")
+	c.waitSeen(t, "alice@localhost/dup", 0)
+	second := c.login(t, 1, "alice", "dup")
+	first.Expect(`<conflict`)
+	first.ExpectClosed()
+	second.Send("<presence><priority>3</priority></presence>")
+	c.waitSeen(t, "alice@localhost/dup", 3)
+	for _, n := range c.nodes {
+		if s := n.Session(jid.MustParse("alice@localhost/dup")); n != c.nodes[1] && !s.Remote() {
+			t.Errorf("node %s: the session is local", n.node.Name)
+		}
+	}
+	bob := c.login(t, 2, "bob", "pc")
+	bob.Send("<message to='alice@localhost/dup' type='chat'><body>to the new one</body></message>")
+	second.Expect(`to the new one`)
+}
+
+// TestCarbonsAcrossNodes: a message delivered to one resource is copied
+// to the account's other resources with carbons enabled, on any node
+// (XEP-0280).
+func TestCarbonsAcrossNodes(t *testing.T) {
+	c := newCluster(t, 3)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	a := c.login(t, 0, "alice", "a")
+	b := c.login(t, 1, "alice", "b")
+	for _, cl := range []*trefftest.Client{a, b} {
+		cl.Send("<iq type='set' id='cc'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+		cl.Expect(`<iq[^>]*id='cc'[^>]*type='result'|<iq[^>]*type='result'[^>]*id='cc'`)
+		cl.Send("<presence/>")
+	}
+	c.waitSeen(t, "alice@localhost/a", 0)
+	c.waitSeen(t, "alice@localhost/b", 0)
+	waitFor(t, "carbons announced", func() bool {
+		return c.nodes[0].Session(jid.MustParse("alice@localhost/b")).Shared("urn:xmpp:carbons:2") == "on" &&
+			c.nodes[1].Session(jid.MustParse("alice@localhost/a")).Shared("urn:xmpp:carbons:2") == "on"
+	})
+	bob := c.login(t, 2, "bob", "pc")
+	bob.Send("<message to='alice@localhost/b' type='chat'><body>for b</body></message>")
+	b.Expect(`for b`)
+	got := a.Expect(`<received xmlns='urn:xmpp:carbons:2'>.*?</received>`)
+	if !strings.Contains(got, "for b") {
+		t.Errorf("a's carbon: %q", got)
+	}
+	// a sends: b gets a <sent/> copy across nodes.
+	a.Send("<message to='bob@localhost/pc' type='chat'><body>from a</body></message>")
+	bob.Expect(`from a`)
+	got = b.Expect(`<sent xmlns='urn:xmpp:carbons:2'>.*?</sent>`)
+	if !strings.Contains(got, "from a") {
+		t.Errorf("b's carbon: %q", got)
+	}
+}
+
+// TestNodeLeaves: a node that stops takes its sessions out of every
+// table; messages to its users then go to offline storage.
+func TestNodeLeaves(t *testing.T) {
+	c := newCluster(t, 3)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	alice := c.login(t, 1, "alice", "phone")
+	alice.Send("<presence/>")
+	c.waitSeen(t, "alice@localhost/phone", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.nodes[1].Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[1].node.Leave()
+	c.waitGone(t, "alice@localhost/phone", 0, 2)
+	bob := c.login(t, 0, "bob", "pc")
+	bob.Send("<message to='alice@localhost' type='chat'><body>while away</body></message>")
+	bob.Sync()
+	waitFor(t, "the message stored offline", func() bool {
+		msgs, err := c.store.OfflineMessages(context.Background(), "alice@localhost")
+		return err == nil && len(msgs) == 1
+	})
+	// She comes back on another node and gets it.
+	again := c.login(t, 2, "alice", "phone")
+	again.Send("<presence/>")
+	again.Expect(`while away`)
+}
+
+// TestNodeSilent: a node whose NATS connection dies without a goodbye is
+// dropped by the others after DeadAfter; its users' messages go offline.
+func TestNodeSilent(t *testing.T) {
+	c := newCluster(t, 3)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	alice := c.login(t, 2, "alice", "phone")
+	alice.Send("<presence/>")
+	c.waitSeen(t, "alice@localhost/phone", 0)
+	start := time.Now()
+	c.nodes[2].ns.Shutdown() // node 2's NATS goes away; node 2 does not know
+	c.waitGone(t, "alice@localhost/phone", 0, 1)
+	if d := time.Since(start); d > testDeadAfter+time.Second {
+		t.Errorf("dropped after %v, want about DeadAfter (%v)", d, testDeadAfter)
+	}
+	bob := c.login(t, 0, "bob", "pc")
+	bob.Send("<message to='alice@localhost/phone' type='chat'><body>lost node</body></message>")
+	bob.Sync()
+	waitFor(t, "the message stored offline", func() bool {
+		msgs, err := c.store.OfflineMessages(context.Background(), "alice@localhost")
+		return err == nil && len(msgs) == 1
+	})
+	// Node 2 dropped the others too: bob is not in its table any more.
+	c.waitGone(t, "bob@localhost/pc", 2)
+}
