@@ -43,7 +43,9 @@ const (
 )
 
 // newCluster starts k nodes sharing one memstore.
-func newCluster(t *testing.T, k int) *testCluster {
+func newCluster(t *testing.T, k int) *testCluster { return newClusterTB(t, k) }
+
+func newClusterTB(t testing.TB, k int) *testCluster {
 	t.Helper()
 	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
@@ -77,7 +79,7 @@ func newCluster(t *testing.T, k int) *testCluster {
 		c.nodes = append(c.nodes, tn)
 	}
 	// Every node hears every other.
-	waitFor(t, "the nodes to see each other", func() bool {
+	waitForTB(t, "the nodes to see each other", func() bool {
 		for _, n := range c.nodes {
 			if len(n.node.Nodes()) != k-1 {
 				return false
@@ -88,14 +90,14 @@ func newCluster(t *testing.T, k int) *testCluster {
 	return c
 }
 
-func (c *testCluster) addUser(t *testing.T, local string) {
+func (c *testCluster) addUser(t testing.TB, local string) {
 	t.Helper()
 	if err := c.auth.CreateUser(context.Background(), local+"@localhost", "pw-"+local); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (c *testCluster) login(t *testing.T, i int, local, res string) *trefftest.Client {
+func (c *testCluster) login(t testing.TB, i int, local, res string) *trefftest.Client {
 	t.Helper()
 	cl := c.nodes[i].Dial(t, c.nodes[i].Addr)
 	cl.Login(local+"@localhost", "pw-"+local, res)
@@ -104,7 +106,9 @@ func (c *testCluster) login(t *testing.T, i int, local, res string) *trefftest.C
 
 // waitFor polls cond (rows travel through NATS and announce themselves
 // to no one in the test) for at most 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) { waitForTB(t, what, cond) }
+
+func waitForTB(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	for range 1000 {
 		if cond() {

@@ -618,12 +618,19 @@ func (n *Node) onDeliver(msg *nats.Msg) {
 	if i < 0 {
 		return
 	}
+	raw := msg.Data[i+1:] // this message's own buffer: the session may keep it
+	// The common case without parsing the JID: the session is ours.
+	n.mu.Lock()
+	o := n.own[string(msg.Data[:i])]
+	n.mu.Unlock()
+	if o != nil && o.s.Send(raw) == nil {
+		return
+	}
 	to, err := jid.Parse(string(msg.Data[:i]))
 	if err != nil {
 		return
 	}
-	// msg.Data is this message's own buffer: the session may keep it.
-	if err := n.srv.Deliver(n.ctx, to, msg.Data[i+1:]); err != nil && !errors.Is(err, treff.ErrNoSession) {
+	if err := n.srv.Deliver(n.ctx, to, raw); err != nil && !errors.Is(err, treff.ErrNoSession) {
 		n.log().Warn("cluster: forwarded stanza not delivered", "to", to.String(), "err", err)
 	}
 }
