@@ -229,6 +229,26 @@ type Config struct {
 	// filter_strangers: no, drop or quarantine); each user may choose
 	// otherwise with an ad-hoc command. Default: no.
 	FilterStrangers antispam.Mode
+
+	// Cluster runs this server as one node of several sharing the
+	// service (key cluster, package cluster): sessions and stanzas are
+	// routed between nodes on NATS. It needs a store all nodes share,
+	// which bbolt is not. Default: no.
+	Cluster bool
+	// ClusterNATS is an external NATS server or cluster to route through
+	// (key cluster_nats, nats://host:port, comma-separated); empty with
+	// cluster: an embedded NATS server. Default: empty.
+	ClusterNATS string
+	// ClusterListen is where the embedded NATS server accepts the other
+	// nodes' routes (key cluster_listen, host:port). Default: empty.
+	ClusterListen string
+	// ClusterPeers are the other nodes' cluster_listen addresses (key
+	// cluster_peers, comma-separated host:port). Default: none.
+	ClusterPeers []string
+	// NodeName is this node's name, unique in the cluster (key
+	// node_name; letters, digits, '-' and '_'). Default: empty, meaning
+	// the host name (cluster.HostName).
+	NodeName string
 	// Registration is the in-band registration policy at start (key
 	// registration: open, closed or invite); the registration admin command
 	// switches it while the server runs. Default: closed.
@@ -899,6 +919,38 @@ var options = []option{
 	}},
 	{"limit_pre_auth", "requests one connection may make before logging in (`COUNT/DURATION` or none)", func(c *Config, v string) error {
 		return setRate(&c.LimitPreAuth, v)
+	}},
+	{"cluster", "run as one node of a cluster routed on NATS (`yes` or `no`; needs a shared store)", func(c *Config, v string) error {
+		return setBool(&c.Cluster, v)
+	}},
+	{"cluster_nats", "external NATS `URL`s, comma-separated (empty: the embedded NATS server)", func(c *Config, v string) error {
+		c.ClusterNATS = strings.TrimSpace(v)
+		return nil
+	}},
+	{"cluster_listen", "`address` the embedded NATS server takes the other nodes' routes on", func(c *Config, v string) error {
+		if v == "" {
+			c.ClusterListen = ""
+			return nil
+		}
+		var one []string
+		if err := setHostPorts(&one, v); err != nil || len(one) != 1 {
+			return fmt.Errorf("%q is not host:port", v)
+		}
+		c.ClusterListen = one[0]
+		return nil
+	}},
+	{"cluster_peers", "the other nodes' cluster_listen `addresses` (host:port,...)", func(c *Config, v string) error {
+		return setHostPorts(&c.ClusterPeers, v)
+	}},
+	{"node_name", "this node's `name`, unique in the cluster (letters, digits, - and _)", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		for _, r := range v {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("%q: use letters, digits, - and _", v)
+			}
+		}
+		c.NodeName = v
+		return nil
 	}},
 	{"filter_strangers", "messages and subscription requests from JIDs not in the roster, unless the user chose otherwise (`no`, drop or quarantine)", func(c *Config, v string) error {
 		m, err := antispam.ParseMode(v)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -387,5 +389,44 @@ func TestCheckComponents(t *testing.T) {
 		if got := fmt.Sprint(err); want == "" && err != nil || want != "" && got != want {
 			t.Errorf("%s: got %v, want %q", d, err, want)
 		}
+	}
+}
+
+// TestServeClusterNeedsSharedStore: cluster = yes with the bbolt store
+// (each process its own file) is a usage error before anything is
+// created.
+func TestServeClusterNeedsSharedStore(t *testing.T) {
+	cfg := Default()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
+	if err := cfg.Set("cluster", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	err := serve(context.Background(), cfg, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "needs a store that all nodes share") || errorKind(err) != kindUsage {
+		t.Errorf("got %v, want a usage error about a shared store", err)
+	}
+	if _, err := os.Stat(cfg.Data); err == nil {
+		t.Error("the data folder was created")
+	}
+}
+
+// TestClusterKeys: the cluster keys parse and refuse bad values.
+func TestClusterKeys(t *testing.T) {
+	cfg := Default()
+	for k, v := range map[string]string{"cluster_listen": "127.0.0.2:6222", "cluster_peers": "127.0.0.2:6222, 127.0.0.3:6222", "node_name": "node-1", "cluster_nats": "nats://127.0.0.1:4222"} {
+		if err := cfg.Set(k, v); err != nil {
+			t.Errorf("%s = %s: %v", k, v, err)
+		}
+	}
+	if cfg.ClusterListen != "127.0.0.2:6222" || len(cfg.ClusterPeers) != 2 || cfg.NodeName != "node-1" || cfg.ClusterNATS != "nats://127.0.0.1:4222" {
+		t.Errorf("got %+v", cfg)
+	}
+	for k, v := range map[string]string{"cluster_listen": "nohost", "cluster_peers": "a:b", "node_name": "a.b", "cluster": "maybe"} {
+		if err := cfg.Set(k, v); err == nil {
+			t.Errorf("%s = %s accepted", k, v)
+		}
+	}
+	if d := Default(); d.NodeName != "" || d.Cluster {
+		t.Error("defaults: want cluster no and node_name empty (the host name)")
 	}
 }

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"log/slog"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/cluster"
+)
+
+// sharedStore reports whether the configured store can be shared by the
+// nodes of a cluster. The only store here is bbolt, a file that one
+// process holds locked: no.
+func sharedStore(cfg Config) bool { return false }
+
+// checkCluster refuses cluster = yes without a store all nodes share:
+// each node would have its own accounts, rosters and offline messages.
+func checkCluster(cfg Config) error {
+	if cfg.Cluster && !sharedStore(cfg) {
+		return usageErrorf("cluster = yes needs a store that all nodes share (PostgreSQL); the bbolt store (treff.db in the data folder) belongs to one process")
+	}
+	return nil
+}
+
+// joinCluster connects to NATS (cluster_nats, or an embedded server
+// routed to cluster_peers) and makes srv a node of the cluster. Call
+// leave after srv has shut down.
+func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(), err error) {
+	if cfg.NodeName == "" {
+		cfg.NodeName = cluster.HostName()
+	}
+	var nc *nats.Conn
+	var ns *natsserver.Server
+	if cfg.ClusterNATS != "" {
+		nc, err = cluster.Connect(cfg.ClusterNATS, cfg.NodeName)
+	} else {
+		ns, nc, err = cluster.Embedded{Name: cfg.NodeName, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers}.Start()
+	}
+	if err != nil {
+		return nil, err
+	}
+	node := &cluster.Node{Name: cfg.NodeName, Conn: nc, Logger: log}
+	if err := node.Join(srv); err != nil {
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+		}
+		return nil, err
+	}
+	log.Info("joined the cluster", "node", cfg.NodeName, "nats", cfg.ClusterNATS, "listen", cfg.ClusterListen, "peers", len(cfg.ClusterPeers))
+	return func() {
+		node.Leave()
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+		}
+	}, nil
+}
