@@ -44,10 +44,10 @@ const (
 	DefaultDeadAfter = 4 * time.Second
 	// snapshotTimeout bounds a request for a node's rows.
 	snapshotTimeout = 2 * time.Second
-	// Pending limits of the delivery subscription: what NATS holds for a
-	// node that falls behind before it drops (and the node logs it).
-	pendingMsgs  = 1 << 20
-	pendingBytes = 256 << 20
+	// inboxSize is how many row updates and forwarded stanzas may wait
+	// for the node's reader; NATS drops what comes beyond (a slow
+	// consumer: a missed row is fetched again, a stanza is lost).
+	inboxSize = 1 << 16
 )
 
 // Node is this server's membership in a cluster. Set its fields, then
@@ -86,6 +86,7 @@ type Node struct {
 	peers   map[string]*peer
 	left    bool
 	subs    []*nats.Subscription
+	inbox   chan *nats.Msg
 	stop    chan struct{}
 	stopped chan struct{}
 	dupSeen bool
@@ -235,13 +236,22 @@ func (n *Node) Join(srv *treff.Server) error {
 		n.subs = append(n.subs, s)
 		return nil
 	}
-	if err := sub(n.subj("c", "*"), n.onControl); err != nil {
-		return err
+	// Row updates and stanzas for this node's sessions go through one
+	// channel, read by one goroutine, in the order NATS delivered them:
+	// a stanza that another node published after a row update is handed
+	// over after the update is applied (a client that got a contact's
+	// presence through the cluster finds the contact's node's table
+	// state here).
+	n.inbox = make(chan *nats.Msg, inboxSize)
+	deliver := n.subj("node", n.Name, "d")
+	for _, subject := range []string{n.subj("c", "*"), deliver} {
+		s, err := n.Conn.ChanSubscribe(subject, n.inbox)
+		if err != nil {
+			return fmt.Errorf("cluster: subscribe %s: %w", subject, err)
+		}
+		n.subs = append(n.subs, s)
 	}
-	if err := sub(n.subj("node", n.Name, "d"), n.onDeliver); err != nil {
-		return err
-	}
-	n.subs[len(n.subs)-1].SetPendingLimits(pendingMsgs, pendingBytes)
+	go n.read(deliver)
 	if err := sub(n.subj("node", n.Name, "ctl"), n.onClose); err != nil {
 		return err
 	}
@@ -283,6 +293,22 @@ func (n *Node) Leave() {
 	n.mu.Unlock()
 	for _, s := range ended {
 		n.srv.RemoteEnded(s)
+	}
+}
+
+// read handles the inbox until Leave.
+func (n *Node) read(deliver string) {
+	for {
+		select {
+		case <-n.stop:
+			return
+		case m := <-n.inbox:
+			if m.Subject == deliver {
+				n.onDeliver(m)
+			} else {
+				n.onControl(m)
+			}
+		}
 	}
 }
 
