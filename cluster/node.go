@@ -87,6 +87,7 @@ type Node struct {
 	left    bool
 	subs    []*nats.Subscription
 	inbox   chan *nats.Msg
+	later   []func() // run by finish, after the lock
 	stop    chan struct{}
 	stopped chan struct{}
 	dupSeen bool
@@ -95,6 +96,8 @@ type Node struct {
 type ownRow struct {
 	s     *treff.Session
 	bound int64
+	avail bool   // as last published
+	since uint64 // seq of the update that published the last change of avail
 }
 
 type peer struct {
@@ -118,6 +121,10 @@ type row struct {
 	Pres   string            `json:"x,omitempty"`
 	Shared map[string]string `json:"s,omitempty"`
 	Seq    uint64            `json:"q"`
+	// Seen is, for a row that changes availability, the sequence number
+	// of each other node's updates its node had applied when publishing
+	// it (see repairLocked).
+	Seen map[string]uint64 `json:"v,omitempty"`
 }
 
 // ctlMsg is a control message on the cluster subject: a heartbeat, a row
@@ -471,6 +478,13 @@ func (n *Node) onControl(msg *nats.Msg) {
 }
 
 func (n *Node) finish(ended, closing []*treff.Session) {
+	n.mu.Lock()
+	later := n.later
+	n.later = nil
+	n.mu.Unlock()
+	for _, f := range later {
+		f()
+	}
 	for _, s := range ended {
 		n.srv.RemoteEnded(s)
 	}
@@ -504,19 +518,65 @@ func (n *Node) setRowLocked(p *peer, rw row, closing []*treff.Session) []*treff.
 			n.srv.RemoteEnded(r.sess) // not under a table lock: fine
 		}
 		r = &remote{n: n, p: p, jid: full, full: rw.JID, bound: rw.Bound}
-		r.st.Store(st)
+		r.st.Store(&rstate{})
 		r.sess = n.srv.RemoteSession(r)
 		p.rows[rw.JID] = r
 	}
+	was := r.seq != 0 && r.st.Load().avail
 	r.seq = rw.Seq
 	r.st.Store(st)
 	delete(p.tomb, rw.JID)
+	if rw.Avail != was {
+		n.repairLocked(r, rw)
+	}
 	if o := n.own[rw.JID]; o != nil && newer(rw.Bound, p.name, o.bound, n.Name) {
 		// RFC 6120 7.7.2.2 across nodes: the newer session wins.
 		closing = append(closing, o.s)
 	}
 	n.resolveLocked(rw.JID)
 	return closing
+}
+
+// repairLocked makes up for presence that crossed in flight: a remote
+// session r that became available (or unavailable) broadcast its
+// presence to the account's resources its node knew available (RFC 6121
+// 4.2.2, 4.5.2), and learnt theirs. A local resource that became
+// available after the update r's node had applied from this node (in
+// rw.Seen) was missed both ways, so this node sends r's presence to it,
+// and its presence to r. Duplicates (the broadcast caught it after all)
+// are possible and harmless; a miss is not.
+func (n *Node) repairLocked(r *remote, rw row) {
+	bare := r.jid.Bare()
+	seen := rw.Seen[n.Name]
+	var pres *treff.Stanza
+	if rw.Avail {
+		pres = r.st.Load().pres
+	}
+	var buf [8]router.Entry
+	for _, e := range n.table.Resources(buf[:0], bare) {
+		o := n.own[e.JID().String()]
+		if o == nil || router.Entry(o.s) != e || !o.avail || o.since <= seen {
+			continue
+		}
+		s := o.s
+		// Sent once the lock is released (Send may store for a
+		// hibernating session).
+		if pres != nil {
+			n.later = append(n.later, func() {
+				s.Send(pres.WithAddresses(r.jid, s.JID()).Raw())
+				if mine := s.Presence(); mine != nil {
+					r.Send(mine.WithAddresses(s.JID(), r.jid).Raw())
+				}
+			})
+		} else if !rw.Avail {
+			b := []byte("<presence from='")
+			b = treff.AppendEscaped(b, r.full)
+			b = append(b, "' to='"...)
+			b = treff.AppendEscaped(b, s.JID().String())
+			b = append(b, "' type='unavailable'/>"...)
+			n.later = append(n.later, func() { s.Send(b) })
+		}
+	}
 }
 
 // delRowLocked removes p's row for full and returns its session to end.
@@ -687,8 +747,7 @@ func (n *Node) Add(e router.Entry) router.Entry {
 	prev := n.table.Lookup(s.JID())
 	o := &ownRow{s: s, bound: time.Now().UnixNano()}
 	n.own[full] = o
-	rw := rowOf(full, o)
-	n.publishLocked(&ctlMsg{Op: "set", Row: &rw})
+	n.publishRowLocked(full, o)
 	n.resolveLocked(full)
 	lost := n.table.Lookup(s.JID()) != router.Entry(s)
 	n.mu.Unlock()
@@ -732,8 +791,24 @@ func (n *Node) Update(e router.Entry) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if o := n.own[full]; o != nil && o.s == s {
-		rw := rowOf(full, o)
-		n.publishLocked(&ctlMsg{Op: "set", Row: &rw})
+		n.publishRowLocked(full, o)
+	}
+}
+
+// publishRowLocked publishes o's current state. A change of
+// availability carries what this node had applied of the others'
+// updates, and is remembered with its sequence number.
+func (n *Node) publishRowLocked(full string, o *ownRow) {
+	rw := rowOf(full, o)
+	if rw.Avail != o.avail {
+		rw.Seen = make(map[string]uint64, len(n.peers))
+		for name, p := range n.peers {
+			rw.Seen[name] = p.seq
+		}
+	}
+	n.publishLocked(&ctlMsg{Op: "set", Row: &rw})
+	if rw.Avail != o.avail {
+		o.avail, o.since = rw.Avail, rw.Seq
 	}
 }
 

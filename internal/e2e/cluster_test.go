@@ -1,0 +1,306 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/auth"
+	"github.com/treff-im/treff/cluster"
+	"github.com/treff-im/treff/im"
+	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/storage/memstore"
+	"github.com/treff-im/treff/trefftest"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// clusterNode is one in-process node of a test cluster.
+type clusterNode struct {
+	*trefftest.Server
+	node *cluster.Node
+	ns   *natsserver.Server
+}
+
+// testCluster is k Treff servers in this process sharing one memstore,
+// each with its own embedded NATS server routed to the others (what
+// cluster = yes with cluster_listen and cluster_peers gives each node of
+// the example server). The example server cannot share a store between
+// processes yet (bbolt is one process's file), so the nodes run here.
+type testCluster struct {
+	nodes []*clusterNode
+	store storage.Store
+	auth  *auth.Store
+	cert  string // the nodes' certificate (PEM file), for the clients
+	logs  *logStore
+}
+
+func newTestCluster(t *testing.T, k int) *testCluster {
+	t.Helper()
+	needSlixmpp(t)
+	store := memstore.New()
+	t.Cleanup(func() { store.Close() })
+	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}, logs: &logStore{}}
+	addrs := make([]string, k)
+	for i := range addrs {
+		addrs[i] = trefftest.FreeAddr(t)
+	}
+	// One certificate for every node, as behind one load balancer.
+	cert, err := trefftest.Certificate("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cert = filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(c.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range k {
+		name := fmt.Sprintf("node%d", i)
+		ns, nc, err := cluster.Embedded{Name: name, Listen: addrs[i], Peers: addrs}.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cn := &clusterNode{ns: ns, node: &cluster.Node{Name: name, Conn: nc, Heartbeat: 100 * time.Millisecond, DeadAfter: time.Second}}
+		t.Cleanup(func() { // after the server's shutdown, registered below
+			cn.node.Leave()
+			nc.Close()
+			ns.Shutdown()
+		})
+		cn.Server = trefftest.NewServer(t, func(s *treff.Server) {
+			s.Storage = store
+			s.Authenticator = c.auth
+			s.Modules = im.Modules()
+			s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			s.Logger = slog.New(&logHandler{store: c.logs}).With("node", name)
+			if err := cn.node.Join(s); err != nil {
+				t.Fatal(err)
+			}
+		})
+		c.nodes = append(c.nodes, cn)
+	}
+	c.waitFor(t, "the nodes to see each other", func() bool {
+		for _, n := range c.nodes {
+			if len(n.node.Nodes()) != k-1 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server logs:\n%s", c.logs.dump())
+		}
+	})
+	return c
+}
+
+// waitFor polls cond for at most 10 s: which rows a node has is seen by
+// no client, so the test looks.
+func (c *testCluster) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func (c *testCluster) addUser(t *testing.T, user, pw string) {
+	t.Helper()
+	if err := c.auth.CreateUser(context.Background(), user, pw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// friends makes a and b subscribed to each other's presence.
+func (c *testCluster) friends(t *testing.T, a, b string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, p := range [][2]string{{a, b}, {b, a}} {
+		if _, err := c.store.PutRosterItem(ctx, p[0], storage.RosterItem{JID: p[1], Subscription: storage.SubBoth}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// run runs clients/cluster.py's scenario against the nodes.
+func (c *testCluster) run(t *testing.T, scenario string, args ...string) events {
+	t.Helper()
+	script, err := filepath.Abs(filepath.Join("clients", "cluster.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, n := range c.nodes {
+		addrs = append(addrs, n.Addr)
+	}
+	argv := []string{script, "--cert", c.cert, "--timeout", fmt.Sprint(scriptTimeout.Seconds()),
+		"--addr", addrs[0], "--addrs", strings.Join(addrs, ",")}
+	if testing.Verbose() && os.Getenv("E2E_DEBUG") != "" {
+		argv = append(argv, "--debug")
+	}
+	argv = append(argv, scenario)
+	argv = append(argv, args...)
+	return runClient(t, "cluster.py "+scenario, pythonEnv(), python, argv...)
+}
+
+type clusterReceived struct {
+	Client       string   `json:"client"`
+	JID          string   `json:"jid"`
+	Node         int      `json:"node"`
+	Bodies       []string `json:"bodies"`
+	PresenceFrom []string `json:"presence_from"`
+	ErrorFrom    []string `json:"error_from"`
+}
+
+// TestClusterRoute: slixmpp users on three nodes of one cluster. bob on
+// node 2 sends a chat message to alice's bare JID while her resources on
+// nodes 0 and 1 have priorities 5 and 1: only the priority-5 one gets it
+// (RFC 6121 8.5.2.1.1, across nodes), and each gets its full-JID message.
+// Presence crosses nodes both ways: bob sees each of alice's resources,
+// they see bob (his node answers their probes with his presence) and
+// each other.
+func TestClusterRoute(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	c.addUser(t, "alice@localhost", alicePW)
+	c.addUser(t, "bob@localhost", bobPW)
+	c.friends(t, "alice@localhost", "bob@localhost")
+	body := uniqueBody("cluster-route")
+	es := c.run(t, "route", "--jid", "alice@localhost", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body,
+		"--session", "high=5@0", "--session", "low=1@1", "--sender-node", "2")
+	for _, tc := range []struct {
+		res    string
+		node   int
+		bodies []string
+	}{
+		{"high", 0, []string{"bare " + body, "full high " + body}},
+		{"low", 1, []string{"full low " + body}},
+	} {
+		var r clusterReceived
+		es.one(t, "received", tc.res).decode(t, &r)
+		if r.Node != tc.node || r.JID != "alice@localhost/"+tc.res {
+			t.Errorf("%s: node %d, bound %q", tc.res, r.Node, r.JID)
+		}
+		if !slices.Equal(r.Bodies, tc.bodies) {
+			t.Errorf("%s got %q, want %q", tc.res, r.Bodies, tc.bodies)
+		}
+		other := "alice@localhost/high"
+		if tc.res == "high" {
+			other = "alice@localhost/low"
+		}
+		if !slices.Contains(r.PresenceFrom, "bob@localhost/sender") && !slices.ContainsFunc(r.PresenceFrom, func(s string) bool { return strings.HasPrefix(s, "bob@localhost/") }) {
+			t.Errorf("%s did not get bob's presence: %q", tc.res, r.PresenceFrom)
+		}
+		if !slices.Contains(r.PresenceFrom, other) {
+			t.Errorf("%s did not get %s's presence: %q", tc.res, other, r.PresenceFrom)
+		}
+	}
+	var snd clusterReceived
+	es.one(t, "received", "sender").decode(t, &snd)
+	if len(snd.Bodies) != 0 || len(snd.ErrorFrom) != 0 {
+		t.Errorf("sender got messages %q, errors from %q; want none", snd.Bodies, snd.ErrorFrom)
+	}
+	for _, want := range []string{"alice@localhost/high", "alice@localhost/low"} {
+		if !slices.Contains(snd.PresenceFrom, want) {
+			t.Errorf("bob did not get %s's presence: %q", want, snd.PresenceFrom)
+		}
+	}
+}
+
+// TestClusterConflict: binding a resource on node 1 that is bound on
+// node 0 closes the session on node 0 with <conflict/> (RFC 6120
+// 7.7.2.2, the newer session wins across nodes); a message from node 2
+// to the full JID reaches the new session.
+func TestClusterConflict(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	c.addUser(t, "alice@localhost", alicePW)
+	c.addUser(t, "bob@localhost", bobPW)
+	c.friends(t, "alice@localhost", "bob@localhost")
+	body := uniqueBody("cluster-conflict")
+	es := c.run(t, "conflict", "--jid", "alice@localhost/dup", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body)
+	r := es.one(t, "conflict_result", "")
+	if r.FirstJID != "alice@localhost/dup" || r.SecondJID != "alice@localhost/dup" {
+		t.Errorf("bound %q then %q", r.FirstJID, r.SecondJID)
+	}
+	if len(r.FirstStreamErrors) != 1 || !slices.Equal(r.FirstStreamErrors[0].Conditions, []string{"conflict"}) {
+		t.Errorf("first session's stream errors: %+v, want one <conflict/>", r.FirstStreamErrors)
+	}
+	if r.FirstMessages != 0 {
+		t.Errorf("the replaced session got %d messages", r.FirstMessages)
+	}
+	if n := len(es.of("stream_error", "second")); n != 0 {
+		t.Errorf("the new session got %d stream errors", n)
+	}
+}
+
+// TestClusterNodeLost: a node whose NATS connection dies without a
+// goodbye is dropped by the others within DeadAfter (1 s here); a
+// message to its user then goes to offline storage, and she gets it when
+// she logs in on another node; her client on the cut-off node does not.
+func TestClusterNodeLost(t *testing.T) {
+	t.Parallel()
+	c := newTestCluster(t, 3)
+	c.addUser(t, "alice@localhost", alicePW)
+	c.addUser(t, "bob@localhost", bobPW)
+	c.friends(t, "alice@localhost", "bob@localhost")
+	body := uniqueBody("cluster-node-lost")
+	gate := filepath.Join(t.TempDir(), "gate")
+	done := make(chan events, 1)
+	go func() {
+		done <- c.run(t, "node_lost", "--jid", "alice@localhost", "--password", alicePW,
+			"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body, "--gate", gate)
+	}()
+	c.waitFor(t, "the script to be ready", func() bool {
+		_, err := os.Stat(gate + ".ready")
+		return err == nil
+	})
+	old := jid.MustParse("alice@localhost/old")
+	if s := c.nodes[0].Session(old); s == nil || !s.Remote() {
+		t.Fatalf("node 0 does not see alice on node 2: %v", s)
+	}
+	start := time.Now()
+	c.nodes[2].ns.Shutdown() // no goodbye: node 2 just goes silent
+	c.waitFor(t, "nodes 0 and 1 to drop node 2's sessions", func() bool {
+		return c.nodes[0].Session(old) == nil && c.nodes[1].Session(old) == nil
+	})
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("dropped after %v, want about DeadAfter (1s)", d)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var es events
+	select {
+	case es = <-done:
+	case <-time.After(clientTimeout + 5*time.Second):
+		t.Fatal("the script did not end")
+	}
+	var r struct {
+		OldMessages  []string `json:"old_messages"`
+		SenderErrors []string `json:"sender_errors"`
+	}
+	es.one(t, "node_lost_result", "").decode(t, &r)
+	if slices.Contains(r.OldMessages, body) {
+		t.Error("the client on the cut-off node got the message")
+	}
+	if len(r.SenderErrors) != 0 {
+		t.Errorf("bob got errors from %q", r.SenderErrors)
+	}
+}
