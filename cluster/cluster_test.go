@@ -371,3 +371,57 @@ func TestNodeSilent(t *testing.T) {
 	// Node 2 dropped the others too: bob is not in its table any more.
 	c.waitGone(t, "bob@localhost/pc", 2)
 }
+
+// TestPushesAcrossNodes: roster pushes (RFC 6121 2.1.6) and block list
+// pushes (XEP-0191) reach the account's resources on other nodes that
+// asked for the roster and the block list.
+func TestPushesAcrossNodes(t *testing.T) {
+	c := newCluster(t, 2)
+	c.addUser(t, "alice")
+	a := c.login(t, 0, "alice", "a")
+	b := c.login(t, 1, "alice", "b")
+	b.Send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+	b.Expect(`id='r1'`)
+	b.Send("<iq type='get' id='b1'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
+	b.Expect(`id='b1'`)
+	bj := jid.MustParse("alice@localhost/b")
+	waitFor(t, "b's interest announced", func() bool {
+		s := c.nodes[0].Session(bj)
+		return s != nil && s.Shared("jabber:iq:roster") != "" && s.Shared("urn:xmpp:blocking") != ""
+	})
+	a.Send("<iq type='set' id='r2'><query xmlns='jabber:iq:roster'><item jid='carol@localhost' name='Carol'/></query></iq>")
+	b.Expect(`<iq[^>]*type='set'[^>]*>.*?<item[^>]*jid='carol@localhost'`)
+	a.Send("<iq type='set' id='b2'><block xmlns='urn:xmpp:blocking'><item jid='spam@example.net'/></block></iq>")
+	b.Expect(`<block xmlns='urn:xmpp:blocking'><item jid='spam@example.net'`)
+}
+
+// TestDeliverFallback: a stanza forwarded to a session that has gone
+// meanwhile goes to the account's other local session, or to offline
+// storage; anything but a chat or normal message is dropped.
+func TestDeliverFallback(t *testing.T) {
+	c := newCluster(t, 1)
+	c.addUser(t, "alice")
+	n := c.nodes[0]
+	other := c.login(t, 0, "alice", "other")
+	other.Send("<presence/>")
+	other.Sync()
+	ctx := context.Background()
+	gone := jid.MustParse("alice@localhost/gone")
+	msg := []byte("<message from='bob@localhost/pc' to='alice@localhost/gone' type='chat'><body>late</body></message>")
+	if err := n.Deliver(ctx, gone, msg); err != nil {
+		t.Fatal(err)
+	}
+	other.Expect(`late`)
+	if err := n.Deliver(ctx, gone, []byte("<iq from='bob@localhost/pc' to='alice@localhost/gone' type='get' id='q'><ping xmlns='urn:xmpp:ping'/></iq>")); err != treff.ErrNoSession {
+		t.Errorf("an IQ for a gone session: %v, want ErrNoSession", err)
+	}
+	other.Send("<presence type='unavailable'/>")
+	other.Sync()
+	if err := n.Deliver(ctx, gone, msg); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.store.OfflineMessages(ctx, "alice@localhost")
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("offline: %d messages, %v; want 1", len(msgs), err)
+	}
+}
