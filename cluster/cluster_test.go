@@ -425,3 +425,20 @@ func TestDeliverFallback(t *testing.T) {
 		t.Fatalf("offline: %d messages, %v; want 1", len(msgs), err)
 	}
 }
+
+// TestDeleteAccountAcrossNodes: deleting an account on one node closes
+// its sessions on the others (Server.CloseUser asks their nodes), and
+// DeleteAccount returns once they are gone.
+func TestDeleteAccountAcrossNodes(t *testing.T) {
+	c := newCluster(t, 2)
+	c.addUser(t, "alice")
+	alice := c.login(t, 1, "alice", "phone")
+	alice.Send("<presence/>")
+	c.waitSeen(t, "alice@localhost/phone", 0)
+	if err := c.nodes[0].DeleteAccount(context.Background(), jid.MustParse("alice@localhost"), "account deleted"); err != nil {
+		t.Fatal(err)
+	}
+	alice.Expect(`<not-authorized`)
+	alice.ExpectClosed()
+	c.waitGone(t, "alice@localhost/phone", 0, 1)
+}
