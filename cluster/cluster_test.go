@@ -347,13 +347,21 @@ func TestNodeLeaves(t *testing.T) {
 }
 
 // TestNodeSilent: a node whose NATS connection dies without a goodbye is
-// dropped by the others after DeadAfter; its users' messages go offline.
+// dropped by the others after DeadAfter; its users' contacts there get
+// their unavailable presence, and messages to them go offline.
 func TestNodeSilent(t *testing.T) {
 	c := newCluster(t, 3)
 	c.addUser(t, "alice")
 	c.addUser(t, "bob")
+	ctx := context.Background()
+	c.store.PutRosterItem(ctx, "alice@localhost", storage.RosterItem{JID: "bob@localhost", Subscription: storage.SubBoth})
+	c.store.PutRosterItem(ctx, "bob@localhost", storage.RosterItem{JID: "alice@localhost", Subscription: storage.SubBoth})
+	bob := c.login(t, 0, "bob", "pc")
+	bob.Send("<presence/>")
+	c.waitSeen(t, "bob@localhost/pc", 0)
 	alice := c.login(t, 2, "alice", "phone")
 	alice.Send("<presence/>")
+	bob.Expect(`<presence[^>]*from='alice@localhost/phone'`)
 	c.waitSeen(t, "alice@localhost/phone", 0)
 	start := time.Now()
 	c.nodes[2].ns.Shutdown() // node 2's NATS goes away; node 2 does not know
@@ -361,7 +369,7 @@ func TestNodeSilent(t *testing.T) {
 	if d := time.Since(start); d > testDeadAfter+time.Second {
 		t.Errorf("dropped after %v, want about DeadAfter (%v)", d, testDeadAfter)
 	}
-	bob := c.login(t, 0, "bob", "pc")
+	bob.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*type='unavailable'`)
 	bob.Send("<message to='alice@localhost/phone' type='chat'><body>lost node</body></message>")
 	bob.Sync()
 	waitFor(t, "the message stored offline", func() bool {

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/storage"
 )
 
 // Defaults of Node's limits.
@@ -286,8 +288,10 @@ func (n *Node) Leave() {
 	close(n.stop)
 	n.mu.Unlock()
 	<-n.stopped
-	n.publish(&ctlMsg{Op: "bye"})
-	n.Conn.Flush()
+	if n.Conn.IsConnected() {
+		n.publish(&ctlMsg{Op: "bye"})
+		n.Conn.FlushTimeout(time.Second)
+	}
 	for _, s := range n.subs {
 		s.Unsubscribe()
 	}
@@ -380,6 +384,57 @@ func (n *Node) expirePeers(now time.Time) {
 	for _, s := range ended {
 		n.srv.RemoteEnded(s)
 	}
+	if len(ended) > 0 {
+		go n.announceGone(ended)
+	}
+}
+
+// announceGone tells this node's sessions that the sessions of a node
+// that went silent (or restarted) are gone, as their node would have
+// when they ended (RFC 6121 4.5.2): unavailable presence from each one
+// that was available, to the account's other resources here and to its
+// contacts' sessions here that receive its presence (subscription from
+// or both). Every surviving node does this for its own sessions only.
+// Directed presence (RFC 6121 4.6) is not known here and is not
+// covered.
+func (n *Node) announceGone(gone []*treff.Session) {
+	if n.srv.Storage == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	for _, g := range gone {
+		if !g.Available() {
+			continue
+		}
+		user := g.JID().Bare()
+		targets := []jid.JID{user}
+		items, _, err := n.srv.Storage.Roster(ctx, user.String())
+		if err != nil {
+			n.log().Warn("cluster: roster read failed", "user", user.String(), "err", err)
+		}
+		for _, it := range items {
+			if it.Subscription != storage.SubFrom && it.Subscription != storage.SubBoth {
+				continue
+			}
+			if c, err := jid.Parse(it.JID); err == nil {
+				targets = append(targets, c)
+			}
+		}
+		for _, to := range targets {
+			for _, s := range n.srv.Sessions(to) {
+				if s.Remote() || !s.Available() || s.JID().Equal(g.JID()) {
+					continue
+				}
+				b := []byte("<presence from='")
+				b = treff.AppendEscaped(b, g.JID().String())
+				b = append(b, "' to='"...)
+				b = treff.AppendEscaped(b, s.JID().String())
+				b = append(b, "' type='unavailable'/>"...)
+				s.Send(b)
+			}
+		}
+	}
 }
 
 // dropPeerLocked removes every row of p from the table and returns the
@@ -436,6 +491,8 @@ func (n *Node) onControl(msg *nats.Msg) {
 	if p != nil && p.inc != m.Inc {
 		// The node restarted: what it had is gone.
 		ended = n.dropPeerLocked(p)
+		restarted := slices.Clone(ended)
+		n.later = append(n.later, func() { go n.announceGone(restarted) })
 		p = nil
 	}
 	fetch := false
