@@ -450,3 +450,37 @@ func TestDeleteAccountAcrossNodes(t *testing.T) {
 	alice.ExpectClosed()
 	c.waitGone(t, "alice@localhost/phone", 0, 1)
 }
+
+// TestPresenceCrossed: two contacts send initial presence on different
+// nodes while neither node has heard of the other's session becoming
+// available (both inboxes paused): each broadcast and each probe misses
+// the other. Once the row updates arrive, the nodes repair it: both get
+// each other's presence.
+func TestPresenceCrossed(t *testing.T) {
+	c := newCluster(t, 2)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	ctx := context.Background()
+	c.store.PutRosterItem(ctx, "alice@localhost", storage.RosterItem{JID: "bob@localhost", Subscription: storage.SubBoth})
+	c.store.PutRosterItem(ctx, "bob@localhost", storage.RosterItem{JID: "alice@localhost", Subscription: storage.SubBoth})
+	alice := c.login(t, 0, "alice", "phone")
+	bob := c.login(t, 1, "bob", "pc")
+	c.waitSeen(t, "alice@localhost/phone", -1000)
+	c.waitSeen(t, "bob@localhost/pc", -1000)
+	for _, n := range c.nodes {
+		n.node.pause.Lock()
+	}
+	alice.Send("<presence><status>alice here</status></presence>")
+	bob.Send("<presence><status>bob here</status></presence>")
+	if got := alice.Sync(); strings.Contains(got, "bob here") {
+		t.Fatalf("presence crossed before the rows did: %q", got)
+	}
+	if got := bob.Sync(); strings.Contains(got, "alice here") {
+		t.Fatalf("presence crossed before the rows did: %q", got)
+	}
+	for _, n := range c.nodes {
+		n.node.pause.Unlock()
+	}
+	alice.Expect(`<presence[^>]*from='bob@localhost/pc'[^>]*>.*?bob here`)
+	bob.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*>.*?alice here`)
+}

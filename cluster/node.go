@@ -50,6 +50,9 @@ const (
 	// for the node's reader; NATS drops what comes beyond (a slow
 	// consumer: a missed row is fetched again, a stanza is lost).
 	inboxSize = 1 << 16
+	// recentChanges bounds the own availability changes kept for the
+	// repair of presence between contacts that crossed in flight.
+	recentChanges = 1024
 )
 
 // Node is this server's membership in a cluster. Set its fields, then
@@ -90,6 +93,12 @@ type Node struct {
 	subs    []*nats.Subscription
 	inbox   chan *nats.Msg
 	later   []func() // run by finish, after the lock
+	// recent are the latest availability changes of this node's
+	// sessions, oldest first, at most recentChanges (see repairLocked).
+	recent []*ownRow
+	// pause is taken before each inbox message; tests hold it to stop
+	// the inbox.
+	pause sync.Mutex
 	stop    chan struct{}
 	stopped chan struct{}
 	dupSeen bool
@@ -314,6 +323,8 @@ func (n *Node) read(deliver string) {
 		case <-n.stop:
 			return
 		case m := <-n.inbox:
+			n.pause.Lock()
+			n.pause.Unlock()
 			if m.Subject == deliver {
 				n.onDeliver(m)
 			} else {
@@ -634,6 +645,61 @@ func (n *Node) repairLocked(r *remote, rw row) {
 			n.later = append(n.later, func() { s.Send(b) })
 		}
 	}
+	// Contacts: this node's sessions of other accounts that became
+	// available after what r's node had seen. Whether presence goes
+	// between them depends on the subscription, in the shared roster:
+	// read after the lock, outside the inbox's goroutine.
+	if !rw.Avail || pres == nil {
+		return
+	}
+	var cands []*treff.Session
+	for i := len(n.recent) - 1; i >= 0; i-- {
+		o := n.recent[i]
+		if o.since <= seen {
+			break
+		}
+		if o.avail && n.own[o.s.JID().String()] == o && !o.s.JID().Bare().Equal(bare) {
+			cands = append(cands, o.s)
+		}
+	}
+	if len(cands) > 0 {
+		n.later = append(n.later, func() { go n.repairContacts(r, pres, cands) })
+	}
+}
+
+// repairContacts sends r's presence to the sessions in cands whose
+// accounts receive r's account's presence (subscription from or both in
+// its roster), and their presence to r where r's account receives
+// theirs (to or both).
+func (n *Node) repairContacts(r *remote, pres *treff.Stanza, cands []*treff.Session) {
+	if n.srv.Storage == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	items, _, err := n.srv.Storage.Roster(ctx, r.jid.Bare().String())
+	if err != nil {
+		n.log().Warn("cluster: roster read failed", "user", r.jid.Bare().String(), "err", err)
+		return
+	}
+	subs := make(map[string]storage.Subscription, len(items))
+	for _, it := range items {
+		subs[it.JID] = it.Subscription
+	}
+	for _, s := range cands {
+		sub, ok := subs[s.JID().Bare().String()]
+		if !ok {
+			continue
+		}
+		if sub == storage.SubFrom || sub == storage.SubBoth {
+			s.Send(pres.WithAddresses(r.jid, s.JID()).Raw())
+		}
+		if sub == storage.SubTo || sub == storage.SubBoth {
+			if mine := s.Presence(); mine != nil {
+				r.Send(mine.WithAddresses(s.JID(), r.jid).Raw())
+			}
+		}
+	}
 }
 
 // delRowLocked removes p's row for full and returns its session to end.
@@ -866,6 +932,10 @@ func (n *Node) publishRowLocked(full string, o *ownRow) {
 	n.publishLocked(&ctlMsg{Op: "set", Row: &rw})
 	if rw.Avail != o.avail {
 		o.avail, o.since = rw.Avail, rw.Seq
+		if len(n.recent) == recentChanges {
+			n.recent = append(n.recent[:0], n.recent[1:]...)
+		}
+		n.recent = append(n.recent, o)
 	}
 }
 
