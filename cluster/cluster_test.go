@@ -31,6 +31,7 @@ type testNode struct {
 }
 
 type testCluster struct {
+	addrs []string // the first nodes' route listeners
 	nodes []*testNode
 	store storage.Store
 	auth  *auth.Store
@@ -54,29 +55,9 @@ func newClusterTB(t testing.TB, k int) *testCluster {
 	for i := range addrs {
 		addrs[i] = trefftest.FreeAddr(t)
 	}
+	c.addrs = addrs
 	for i := range k {
-		name := fmt.Sprintf("n%d", i)
-		ns, nc, err := Embedded{Name: name, Listen: addrs[i], Peers: addrs}.Start()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tn := &testNode{ns: ns, nc: nc, node: &Node{Name: name, Conn: nc, Heartbeat: testHeartbeat, DeadAfter: testDeadAfter}}
-		// Registered before the server's own clean-up, so run after it.
-		t.Cleanup(func() {
-			tn.node.Leave()
-			nc.Close()
-			ns.Shutdown()
-		})
-		tn.Server = trefftest.NewServer(t, func(s *treff.Server) {
-			s.Storage = store
-			s.Authenticator = c.auth
-			s.Modules = im.Modules()
-			s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-			if err := tn.node.Join(s); err != nil {
-				t.Fatal(err)
-			}
-		})
-		c.nodes = append(c.nodes, tn)
+		c.addNode(t, i)
 	}
 	// Every node hears every other.
 	waitForTB(t, "the nodes to see each other", func() bool {
@@ -88,6 +69,38 @@ func newClusterTB(t testing.TB, k int) *testCluster {
 		return true
 	})
 	return c
+}
+
+// addNode starts node i, routed to the nodes at c.addrs.
+func (c *testCluster) addNode(t testing.TB, i int) *testNode {
+	t.Helper()
+	name := fmt.Sprintf("n%d", i)
+	listen := ""
+	if i < len(c.addrs) {
+		listen = c.addrs[i]
+	}
+	ns, nc, err := Embedded{Name: name, Listen: listen, Peers: c.addrs}.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{ns: ns, nc: nc, node: &Node{Name: name, Conn: nc, Heartbeat: testHeartbeat, DeadAfter: testDeadAfter}}
+	// Registered before the server's own clean-up, so run after it.
+	t.Cleanup(func() {
+		tn.node.Leave()
+		nc.Close()
+		ns.Shutdown()
+	})
+	tn.Server = trefftest.NewServer(t, func(s *treff.Server) {
+		s.Storage = c.store
+		s.Authenticator = c.auth
+		s.Modules = im.Modules()
+		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if err := tn.node.Join(s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	c.nodes = append(c.nodes, tn)
+	return tn
 }
 
 func (c *testCluster) addUser(t testing.TB, local string) {
@@ -483,4 +496,21 @@ func TestPresenceCrossed(t *testing.T) {
 	}
 	alice.Expect(`<presence[^>]*from='bob@localhost/pc'[^>]*>.*?bob here`)
 	bob.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*>.*?alice here`)
+}
+
+// TestJoinLater: a node that joins a running cluster gets the other
+// nodes' sessions from their snapshots, and routes to them.
+func TestJoinLater(t *testing.T) {
+	c := newCluster(t, 2)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	alice := c.login(t, 0, "alice", "phone")
+	alice.Send("<presence><priority>3</priority></presence>")
+	c.waitSeen(t, "alice@localhost/phone", 3)
+	late := c.addNode(t, 2)
+	waitFor(t, "the late node to hear the others", func() bool { return len(late.node.Nodes()) == 2 })
+	c.waitSeen(t, "alice@localhost/phone", 3)
+	bob := c.login(t, 2, "bob", "pc")
+	bob.Send("<message to='alice@localhost' type='chat'><body>from the new node</body></message>")
+	alice.Expect(`from the new node`)
 }

@@ -118,7 +118,7 @@ type peer struct {
 	synced    bool   // a snapshot was applied
 	fetching  bool
 	rows      map[string]*remote
-	tomb      map[string]uint64 // removed rows' seq, until the next snapshot
+	tomb      map[string]uint64 // rows removed while a snapshot is on its way
 	deliver   string            // subjects
 	ctl       string
 }
@@ -533,8 +533,8 @@ func (n *Node) onControl(msg *nats.Msg) {
 			}
 		}
 	case "":
-		if p.synced && m.Seq > p.seq {
-			fetch = true // missed an update
+		if !p.synced || m.Seq > p.seq {
+			fetch = true // never synced (a request failed), or missed an update
 		}
 	}
 	if fetch && !p.fetching {
@@ -704,7 +704,8 @@ func (n *Node) repairContacts(r *remote, pres *treff.Stanza, cands []*treff.Sess
 
 // delRowLocked removes p's row for full and returns its session to end.
 func (n *Node) delRowLocked(p *peer, full string, seq uint64) *treff.Session {
-	if seq > p.tomb[full] {
+	if p.fetching && seq > p.tomb[full] {
+		// A snapshot taken before this removal may still come.
 		p.tomb[full] = seq
 	}
 	r := p.rows[full]
@@ -765,6 +766,7 @@ func (n *Node) fetch(name, inc string) {
 	p.fetching = false
 	if err != nil || m.Inc != inc {
 		// Tried again at its next heartbeat.
+		clear(p.tomb)
 		n.mu.Unlock()
 		if err != nil {
 			n.log().Warn("cluster: no snapshot from node", "node", name, "err", err)
@@ -784,11 +786,7 @@ func (n *Node) fetch(name, inc string) {
 			}
 		}
 	}
-	for full, seq := range p.tomb {
-		if seq <= m.Seq {
-			delete(p.tomb, full)
-		}
-	}
+	clear(p.tomb) // needed only while a snapshot was on its way
 	if m.Seq > p.seq {
 		p.seq = m.Seq
 	}
