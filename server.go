@@ -66,7 +66,9 @@ type Server struct {
 	// Modules add features, set up in order when serving starts.
 	Modules []Module
 	// Table is the table of online sessions. nil means an in-process
-	// router.Local.
+	// router.Local; package cluster's Node.Join sets a cluster-wide one,
+	// whose entries for other nodes' sessions are remote Sessions
+	// (Session.Remote).
 	Table router.Table
 	// Logger receives the server's logs. nil means slog.Default(). The
 	// server never logs passwords, SASL data, message bodies or IP

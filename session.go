@@ -23,7 +23,10 @@ import (
 var ErrSessionClosed = errors.New("treff: session closed")
 
 // Session is a client's stream with a bound resource. Modules receive it in
-// session hooks and may send to it; the server owns its life.
+// session hooks and may send to it; the server owns its life. In a
+// cluster (package cluster), Server.Sessions also returns the sessions
+// bound on other nodes: Remote reports true for them, and Send and Close
+// reach them through their node (see RemoteSession).
 type Session struct {
 	srv      *Server
 	cp       atomic.Pointer[conn] // the current connection (replaced on resumption)
