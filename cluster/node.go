@@ -85,20 +85,20 @@ type Node struct {
 	inc   string       // this run's incarnation
 	ctx   context.Context
 
-	mu      sync.Mutex
-	seq     uint64
-	own     map[string]*ownRow
-	peers   map[string]*peer
-	left    bool
-	subs    []*nats.Subscription
-	inbox   chan *nats.Msg
-	later   []func() // run by finish, after the lock
+	mu    sync.Mutex
+	seq   uint64
+	own   map[string]*ownRow
+	peers map[string]*peer
+	left  bool
+	subs  []*nats.Subscription
+	inbox chan *nats.Msg
+	later []func() // run by finish, after the lock
 	// recent are the latest availability changes of this node's
 	// sessions, oldest first, at most recentChanges (see repairLocked).
 	recent []*ownRow
 	// pause is taken before each inbox message; tests hold it to stop
 	// the inbox.
-	pause sync.Mutex
+	pause   sync.Mutex
 	stop    chan struct{}
 	stopped chan struct{}
 	dupSeen bool
