@@ -514,3 +514,38 @@ func TestJoinLater(t *testing.T) {
 	bob.Send("<message to='alice@localhost' type='chat'><body>from the new node</body></message>")
 	alice.Expect(`from the new node`)
 }
+
+// TestResumeOnOtherNode: a client with stream management loses its
+// connection to node 0 and comes back through node 1 (where its session
+// cannot be resumed: it lives in node 0's memory). It binds the same
+// resource anew; node 0 ends the waiting session (the conflict rule),
+// and the message the client had not acknowledged reaches it on node 1.
+func TestResumeOnOtherNode(t *testing.T) {
+	c := newCluster(t, 2)
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	alice := c.login(t, 0, "alice", "phone")
+	alice.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	m := alice.Expect(`<enabled xmlns='urn:xmpp:sm:3' id='[^']+'`)
+	id := m[strings.Index(m, "id='")+4 : len(m)-1]
+	alice.Send("<presence/>")
+	c.waitSeen(t, "alice@localhost/phone", 0)
+	bob := c.login(t, 1, "bob", "pc")
+	bob.Send("<message to='alice@localhost/phone' type='chat'><body>not acknowledged</body></message>")
+	alice.Expect(`not acknowledged`)
+	alice.Conn().Close() // no <a/>: the message is not acknowledged
+	c.nodes[0].WaitHibernating(t, "alice@localhost/phone")
+
+	again := c.nodes[1].Dial(t, c.nodes[1].Addr)
+	again.Authenticate("alice@localhost", "pw-alice")
+	again.Send("<resume xmlns='urn:xmpp:sm:3' previd='" + id + "' h='0'/>")
+	again.Expect(`<failed xmlns='urn:xmpp:sm:3'`)
+	again.Send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>phone</resource></bind></iq>")
+	again.Expect(`<jid>alice@localhost/phone</jid>`)
+	again.Send("<presence/>")
+	again.Expect(`not acknowledged`)
+	waitFor(t, "node 0 to route to the new session", func() bool {
+		s := c.nodes[0].Session(jid.MustParse("alice@localhost/phone"))
+		return s != nil && s.Remote()
+	})
+}
