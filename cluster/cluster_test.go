@@ -550,3 +550,64 @@ func TestResumeOnOtherNode(t *testing.T) {
 		return s != nil && s.Remote()
 	})
 }
+
+// TestManyAcrossNodes: six users on three nodes each send 20 chat
+// messages to every other user's bare JID at once; every message arrives,
+// in order per sender (one node publishes, one node hands over).
+func TestManyAcrossNodes(t *testing.T) {
+	const users, each = 6, 20
+	c := newCluster(t, 3)
+	var cls []*trefftest.Client
+	for i := range users {
+		name := fmt.Sprintf("u%d", i)
+		c.addUser(t, name)
+		cl := c.login(t, i%3, name, "r")
+		cl.Send("<presence/>")
+		cls = append(cls, cl)
+	}
+	for i := range users {
+		c.waitSeen(t, fmt.Sprintf("u%d@localhost/r", i), 0)
+	}
+	done := make(chan struct{})
+	for i, cl := range cls {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			var b strings.Builder
+			for k := range each {
+				for j := range users {
+					if j != i {
+						fmt.Fprintf(&b, "<message to='u%d@localhost' type='chat'><body>m%d from u%d</body></message>", j, k, i)
+					}
+				}
+			}
+			cl.Write([]byte(b.String()))
+		}()
+	}
+	for range cls {
+		<-done
+	}
+	for i, cl := range cls {
+		var got strings.Builder
+		for range (users - 1) * each {
+			got.WriteString(cl.Expect(`<body>m\d+ from u\d+</body>`))
+		}
+		got.WriteString(cl.Sync())
+		all := got.String()
+		for j := range users {
+			if j == i {
+				continue
+			}
+			last := -1
+			for k := range each {
+				idx := strings.Index(all, fmt.Sprintf(">m%d from u%d<", k, j))
+				if idx < 0 {
+					t.Fatalf("u%d did not get m%d from u%d", i, k, j)
+				}
+				if idx < last {
+					t.Errorf("u%d got m%d from u%d out of order", i, k, j)
+				}
+				last = idx
+			}
+		}
+	}
+}
