@@ -304,3 +304,20 @@ func TestClusterNodeLost(t *testing.T) {
 		t.Errorf("bob got errors from %q", r.SenderErrors)
 	}
 }
+
+// TestClusterRefusedWithBolt: the example server refuses cluster = yes
+// with its bbolt store (one process's file: the nodes would not share
+// accounts, rosters or offline messages), with a clear message and the
+// usage exit code, before it creates anything.
+func TestClusterRefusedWithBolt(t *testing.T) {
+	t.Parallel()
+	bin := buildCommunity(t)
+	data := filepath.Join(t.TempDir(), "data")
+	_, stderr, code := runCommunityStatus(t, bin, "-data", data, "-cluster", "yes", "-cluster-listen", "127.0.0.1:6222", "-cluster-peers", "127.0.0.2:6222", "-node-name", "node-1")
+	if code != 2 || !strings.Contains(stderr, "cluster = yes needs a store that all nodes share") {
+		t.Errorf("exit %d, stderr %q; want 2 and the shared-store message", code, stderr)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Error("the data folder was created")
+	}
+}
