@@ -54,7 +54,7 @@ type Listener struct {
 	// nil means slog.Default().
 	Logger *slog.Logger
 
-	noLoopback      bool // tests: loopback is not trusted by itself
+	noLoopback      bool         // tests: loopback is not trusted by itself
 	untrustedLogged atomic.Int64 // unix seconds of the last such warning
 	failures        atomic.Int64
 }

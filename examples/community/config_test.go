@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -121,6 +122,12 @@ filter_strangers = Quarantine
 gc_percent = 50
 debug_addr = 127.0.0.1:6060
 metrics = 127.0.0.1:9155
+proxy_protocol = c2s, https, c2s
+proxy_protocol_trusted = 10.0.0.5, 192.0.2.0/24, ::ffff:198.51.100.1
+proxy_protocol_timeout = 2s
+proxy_protocol_max_header = 4096
+drain_see_other_host = [2001:db8::1]:5222
+drain_ack_wait = 0s
 registration = Open
 registration_min_password = 12
 registration_per_address = 1/10m
@@ -219,6 +226,11 @@ fast_rotate = 12h
 		GCPercent:              50,
 		DebugAddr:              "127.0.0.1:6060",
 		Metrics:                "127.0.0.1:9155",
+		ProxyProtocol:          []string{"c2s", "https"},
+		ProxyTrusted:           []netip.Prefix{netip.MustParsePrefix("10.0.0.5/32"), netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.1/32")},
+		ProxyTimeout:           2 * time.Second,
+		ProxyMaxHeader:         4096,
+		DrainSeeOtherHost:      "[2001:db8::1]:5222",
 
 		Registration:            register.Open,
 		RegistrationMinPassword: 12,
@@ -290,6 +302,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
 		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
 		{"metrics = 9155\n", `x.conf:1: metrics: "9155" is not host:port, yes or no`},
+		{"proxy_protocol = s2s\n", `x.conf:1: proxy_protocol: "s2s" is not one of`},
+		{"proxy_protocol_trusted = 10.0.0.0/33\n", `x.conf:1: proxy_protocol_trusted: "10.0.0.0/33" is not an address or prefix`},
+		{"drain_see_other_host = a b\n", `x.conf:1: drain_see_other_host:`},
 		{"admins = boss\n", `x.conf:1: admins: "boss" is not a user's bare JID`},
 		{"expire_after = 0d\n", `x.conf:1: expire_after: "0d" is not a number of days`},
 		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open, closed or invite`},
