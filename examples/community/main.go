@@ -102,6 +102,9 @@ const usageText = `Usage:
                                     sessions (it needs the password again)
   community announce [-subject S] TEXT
                                     send a message to everyone online
+  community drain                   stop taking clients and send those
+                                    online to other nodes (rolling
+                                    upgrades; /health says draining)
   community expire [-delete]        list (or delete) accounts unused for
                                     expire_after (default 365d)
   community registration [open|closed|invite]
@@ -162,6 +165,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdInvite(args, stdout, stderr)
 	case "announce":
 		err = cmdAnnounce(args, stdin, stdout, stderr)
+	case "drain":
+		err = cmdDrain(args, stdout, stderr)
 	case "devices":
 		err = cmdDevices(args, stdout, stderr)
 	case "export":
@@ -439,6 +444,28 @@ func cmdAnnounce(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "announce: sent to %d sessions\n", resp.Sent)
+	return nil
+}
+
+// cmdDrain asks the running server to drain (drain.go).
+func cmdDrain(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community drain", stderr, "data")
+	f.usage("Usage: community drain [flags]   (the node stops taking clients and sends its clients elsewhere; stop it afterwards)\n")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	resp, err := callAdmin(filepath.Join(cfg.Data, adminSocket), adminRequest{Cmd: "drain"})
+	if errors.Is(err, errNoServer) {
+		return fmt.Errorf("no server runs with the data folder %s", cfg.Data)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "drain: %d client streams closed; /health says draining\n", resp.Sent)
 	return nil
 }
 

@@ -44,6 +44,7 @@ import (
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/pep"
 	"github.com/treff-im/treff/ping"
+	"github.com/treff-im/treff/proxyproto"
 	"github.com/treff-im/treff/push"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
@@ -131,6 +132,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			return err
 		}
 	}
+	// The drain module closes streams that bind while the node drains.
+	drain := newDrainer(cfg, srv, log)
+	srv.Modules = append(srv.Modules, drain)
 	// Modules are set up before any listener runs: the server-to-server
 	// listeners need them.
 	if err := srv.Setup(); err != nil {
@@ -163,6 +167,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			closeAll()
 			return fmt.Errorf("%s: %w", spec.name, err)
 		}
+		l = proxied(cfg, spec.name, l, log)
+		if spec.name == "c2s" || spec.name == "c2s_tls" {
+			drain.addListener(l)
+		}
 		ls = append(ls, listener{spec.name, l, spec.directTLS})
 	}
 
@@ -181,8 +189,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			landing: func(link string) string { return inviteLanding(cfg, link) }},
 	}
 
+	admin.drain = drain
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go drainOnSignal(ctx, drain)
 
 	errc := make(chan error, len(ls)+3) // the listeners, the web listeners, one more
 	for _, l := range ls {
@@ -200,7 +210,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			default:
 				err = srv.Serve(l.l)
 			}
-			if errors.Is(err, s2s.ErrStopped) || errors.Is(err, component.ErrStopped) {
+			if errors.Is(err, s2s.ErrStopped) || errors.Is(err, component.ErrStopped) || drain.listenerClosed(err) {
 				err = treff.ErrServerClosed
 			}
 			if !errors.Is(err, treff.ErrServerClosed) {
@@ -210,7 +220,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		}()
 		logListening(log, l.name, l.l.Addr().String())
 	}
-	webServers, err := startWeb(cfg, srv, tlsCerts, log, errc)
+	webServers, err := startWeb(cfg, srv, tlsCerts, drain, log, errc)
 	if err != nil {
 		closeAll()
 		ul.Close()
@@ -302,6 +312,34 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	return runErr
 }
+
+// proxied wraps the named listener for the PROXY protocol if the
+// configuration says so.
+func proxied(cfg Config, name string, l net.Listener, log *slog.Logger) net.Listener {
+	if !cfg.proxied(name) {
+		return l
+	}
+	return &proxyproto.Listener{Listener: l, Trusted: cfg.ProxyTrusted, Timeout: cfg.ProxyTimeout,
+		MaxHeader: cfg.ProxyMaxHeader, Logger: log.With("listener", name)}
+}
+
+// drainOnSignal drains the node on SIGUSR1, until ctx ends.
+func drainOnSignal(ctx context.Context, d *drainer) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	defer signal.Stop(c)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c:
+			go d.drain()
+		}
+	}
+}
+
+// isClosedErr reports whether err is the error of a closed listener.
+func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
 
 // logListening logs a listener's address once, at start, for the
 // operator. These are the server's own addresses; the server logs no
@@ -621,7 +659,7 @@ func loadSecret(file string) ([]byte, error) {
 
 // startWeb starts the http and https listeners, if configured; their
 // errors go to errc (one each, http.ErrServerClosed when shut down).
-func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Logger, errc chan error) ([]*http.Server, error) {
+func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, drain *drainer, log *slog.Logger, errc chan error) ([]*http.Server, error) {
 	if cfg.HTTP == "" && cfg.HTTPS == "" {
 		return nil, nil
 	}
@@ -635,6 +673,7 @@ func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	w.drain = drain
 	var out []*http.Server
 	for _, spec := range []struct {
 		name, addr string
@@ -650,6 +689,7 @@ func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Log
 			}
 			return nil, fmt.Errorf("%s: %w", spec.name, err)
 		}
+		l = proxied(cfg, spec.name, l, log)
 		// net/http logs failed handshakes with the client's address: the
 		// server writes no IP addresses to its logs, so those go nowhere.
 		hs := &http.Server{Handler: tlsCerts.httpHandler(w), ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdlog.New(io.Discard, "", 0)}
