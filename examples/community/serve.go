@@ -210,8 +210,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			default:
 				err = srv.Serve(l.l)
 			}
-			if errors.Is(err, s2s.ErrStopped) || errors.Is(err, component.ErrStopped) || drain.listenerClosed(err) {
+			if errors.Is(err, s2s.ErrStopped) || errors.Is(err, component.ErrStopped) {
 				err = treff.ErrServerClosed
+			}
+			if drain.listenerClosed(err) {
+				err = errDrained
 			}
 			if !errors.Is(err, treff.ErrServerClosed) {
 				err = fmt.Errorf("%s: %w", l.name, err)
@@ -266,15 +269,24 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	log.Info("server started", "domains", cfg.Domains, "data", cfg.Data, "motd", cfg.MOTD != "")
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-errc:
-		log.Error("server failed; shutting down", "err", runErr)
-		errc <- runErr // counted below
-	case runErr = <-admDone:
-		log.Error("server failed; shutting down", "err", runErr)
-		admDone <- runErr
+	drained := 0 // listeners closed by draining, whose error was taken here
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+		case runErr = <-errc:
+			if errors.Is(runErr, errDrained) {
+				drained, runErr = drained+1, nil
+				continue
+			}
+			log.Error("server failed; shutting down", "err", runErr)
+			errc <- runErr // counted below
+		case runErr = <-admDone:
+			log.Error("server failed; shutting down", "err", runErr)
+			admDone <- runErr
+		}
+		break wait
 	}
 	stop() // a second signal kills at once
 
@@ -298,7 +310,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		// and the modules to stop before the store closes.
 		srv.Close()
 	}
-	for range len(ls) + len(webServers) {
+	for range len(ls) + len(webServers) - drained {
 		if err := <-errc; !errors.Is(err, treff.ErrServerClosed) && runErr == nil {
 			runErr = err
 		}
@@ -337,6 +349,9 @@ func drainOnSignal(ctx context.Context, d *drainer) {
 		}
 	}
 }
+
+// errDrained is the result of a client listener that draining closed.
+var errDrained = fmt.Errorf("listener closed for draining: %w", treff.ErrServerClosed)
 
 // isClosedErr reports whether err is the error of a closed listener.
 func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
