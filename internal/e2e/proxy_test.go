@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -156,11 +157,14 @@ func (h *haproxy) waitServer(t *testing.T, server, status string) map[string]str
 // HAProxy's connections come from one address): the first registration
 // from each address succeeds, the second is refused with
 // resource-constraint whichever listener and header version it came
-// through. No client address appears in the server's output.
+// through. With auth_limit 1/1h, one wrong password locks its address
+// out (temporary-auth-failure), not another. SIGUSR1 drains the server
+// (its listeners close) and it still exits 0 on SIGTERM. No client
+// address appears in the server's output.
 func TestProxyProtocol(t *testing.T) {
 	hap := needHAProxy(t)
 	bin, data, p := startRegCommunity(t, []string{"-registration", "open", "-registration-per-address", "1/1h",
-		"-proxy-protocol", "yes"})
+		"-auth-limit", "1/1h", "-proxy-protocol", "yes"})
 	const ip = "127.0.4.1"
 	v2, v1 := freeAddrOn(t, ip), freeAddrOn(t, ip)
 	startHAProxy(t, hap, `global
@@ -212,6 +216,38 @@ backend c2s_tls
 	refused(register(v1, "127.0.4.23", "five", true), "the second registration from 127.0.4.23 (v1, direct TLS)")
 	refused(register(v1, "127.0.4.22", "six", true), "a registration from 127.0.4.22 through the other listener (v1)")
 	checkUsers(t, bin, data, "four@localhost", "one@localhost", "three@localhost")
+
+	// auth_limit 1/1h counts the header's address too: after one wrong
+	// password from 127.0.4.24, that address is locked out, another is not.
+	login := func(source, password string) events {
+		t.Helper()
+		return s.client(t, "proxy.py", "login", "--addr", v2, "--source", source, "--jid", "one@localhost",
+			"--password", password, "--try-mech", "SCRAM-SHA-256")
+	}
+	conds := func(es events) []string {
+		var out []string
+		for _, e := range es.of("failed_auth", "login-SCRAM-SHA-256") {
+			out = append(out, e.Conditions...)
+		}
+		return out
+	}
+	if got := conds(login("127.0.4.24", "wrong password")); !slices.Equal(got, []string{"not-authorized"}) {
+		t.Errorf("a wrong password from 127.0.4.24: %q, want not-authorized", got)
+	}
+	if got := conds(login("127.0.4.24", "one password")); !slices.Equal(got, []string{"temporary-auth-failure"}) {
+		t.Errorf("the right password from 127.0.4.24 after a failure: %q, want temporary-auth-failure", got)
+	}
+	login("127.0.4.25", "one password").one(t, "login", "login-SCRAM-SHA-256")
+
+	// SIGUSR1 drains too; the drained server keeps running and exits 0 on
+	// SIGTERM.
+	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, `msg="drained: client streams closed" streams=0`)
+	if accepts(p.addr) {
+		t.Error("the drained server still accepts on c2s")
+	}
 	p.stop(t)
 	if out := p.logs.String(); strings.Contains(out, "127.0.4.2") || strings.Contains(out, "PROXY protocol header refused") {
 		t.Errorf("the server's output names a client address or refused a header:\n%s", out)
