@@ -158,16 +158,19 @@ func (c *Conn) header() {
 			d = userDeadline
 		}
 		c.Conn.SetReadDeadline(d)
-		max := l.MaxHeader
-		if max <= 0 {
-			max = DefaultMaxHeader
+		maxHdr := l.MaxHeader
+		if maxHdr <= 0 {
+			maxHdr = DefaultMaxHeader
 		}
-		buf := make([]byte, 0, 256)
+		// The buffer never needs more than the longest header allowed
+		// (either version) and grows to it at most.
+		limit := max(maxHdr, MaxV1)
+		buf := make([]byte, 0, min(256, limit))
 		var err error
 		for {
 			var h Header
 			var n int
-			h, n, err = Parse(buf, max)
+			h, n, err = Parse(buf, maxHdr)
 			if err == nil {
 				c.hdr, c.rest = h, buf[n:]
 				break
@@ -176,8 +179,9 @@ func (c *Conn) header() {
 				break
 			}
 			if len(buf) == cap(buf) {
-				// Only a version 2 header with TLVs gets here.
-				nb := make([]byte, len(buf), min(2*cap(buf), max+64))
+				// Only a version 2 header with TLVs gets here (Parse
+				// says ErrIncomplete only below the limit).
+				nb := make([]byte, len(buf), min(2*cap(buf), limit))
 				copy(nb, buf)
 				buf = nb
 			}

@@ -233,3 +233,33 @@ func TestPortCheckIsQuiet(t *testing.T) {
 		t.Errorf("a connection that sent nothing was logged: %q", lb.String())
 	}
 }
+
+// A version 2 header with TLVs longer than the first read buffer, and
+// one over MaxHeader, and a version 1 header with a MaxHeader below
+// version 1's own bound.
+func TestHeaderSizes(t *testing.T) {
+	l, _ := listen(t)
+	h := Header{Command: Proxy, Source: netip.MustParseAddrPort("192.0.2.7:1"), Destination: netip.MustParseAddrPort("192.0.2.1:2")}
+	withTLV := func(n int) []byte {
+		b := h.Append(nil, 2)
+		// One TLV of type 0xE0 (custom) with n bytes of value.
+		b = append(b, 0xe0, byte(n>>8), byte(n))
+		b = append(b, bytes.Repeat([]byte{'x'}, n)...)
+		total := len(b) - 16
+		b[14], b[15] = byte(total>>8), byte(total)
+		return b
+	}
+	_, s := dial(t, l, append(withTLV(900), "ok"...))
+	if got := readAll(t, s, 2); got != "ok" || s.RemoteAddr().String() != "192.0.2.7:1" {
+		t.Errorf("900-byte TLV: read %q from %v", got, s.RemoteAddr())
+	}
+	_, s = dial(t, l, withTLV(1100))
+	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, ErrTooLong) {
+		t.Errorf("1100-byte TLV: %v, want ErrTooLong", err)
+	}
+	l.MaxHeader = 20
+	_, s = dial(t, l, append([]byte("PROXY TCP6 2001:db8:1:2:3:4:5:6 2001:db8:1:2:3:4:5:7 65535 65535\r\n"), "ok"...))
+	if got := readAll(t, s, 2); got != "ok" || s.RemoteAddr().String() != "[2001:db8:1:2:3:4:5:6]:65535" {
+		t.Errorf("v1 with a small MaxHeader: read %q from %v", got, s.RemoteAddr())
+	}
+}
