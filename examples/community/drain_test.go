@@ -16,7 +16,7 @@ import (
 )
 
 // TestDrain: draining closes the client listeners it was given, turns
-// /health to 503 "draining", lets a stream management client acknowledge
+// /health to 503 "draining", refuses WebSocket requests, lets a stream management client acknowledge
 // before its stream ends with see-other-host, ends the others' streams
 // so too, and closes a stream that binds afterwards at once.
 func TestDrain(t *testing.T) {
@@ -68,6 +68,11 @@ func TestDrain(t *testing.T) {
 	bob.Expect(regexp.QuoteMeta(seeOther))
 	if code, body := health(); code != http.StatusServiceUnavailable || body != "draining\n" {
 		t.Errorf("/health while draining: %d %q", code, body)
+	}
+	rec := httptest.NewRecorder()
+	w.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/xmpp-websocket", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("a WebSocket request while draining: %d, want 503", rec.Code)
 	}
 	if _, err := l.Accept(); err == nil {
 		t.Error("the client listener still accepts")
