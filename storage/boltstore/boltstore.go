@@ -170,6 +170,8 @@ type Store struct {
 	pushing atomic.Int32
 	// archive queues archive appends (see archivequeue.go).
 	archive archiveQueue
+	// prefs keeps archiving preferences once read (see ArchivePrefs).
+	prefs prefsCache
 }
 
 // Open opens the bbolt database at path, creating it with mode 0600 if it
