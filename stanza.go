@@ -336,7 +336,7 @@ func (st *Stanza) AddChild(child []byte) error { return st.EditChildren(nil, chi
 // Payload. On error st is unchanged.
 func (st *Stanza) EditChildren(drop func(stanza.Child) bool, add []byte) error {
 	if add != nil {
-		if _, err := xmlscan.Parse(add, 0); err != nil {
+		if err := xmlscan.Check(add, 0); err != nil {
 			return errors.Join(ErrBadStanza, err)
 		}
 	}

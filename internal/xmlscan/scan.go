@@ -204,6 +204,7 @@ type Scanner struct {
 	indexed   bool
 	attrTmp   []rawAttr
 	table     []int32 // uniqueHashed's table
+	check     bool    // Check: scan, but build no Element (done returns &checked)
 }
 
 type span struct{ off, end int }
@@ -918,6 +919,9 @@ func (s *Scanner) done(top span, startEnd int, child span, childNS rawAttr, hasC
 	if !validUTF8(raw) {
 		return nil, ErrNotWellFormed
 	}
+	if s.check {
+		return &checked, nil
+	}
 	el := s.finish(top, empty)
 	el.StartEnd = startEnd
 	if child.off >= 0 {
@@ -1034,13 +1038,29 @@ func Parse(raw []byte, max int) (*Element, error) {
 // ParseAttrs is Parse with a limit of maxAttrs attributes per start tag
 // (<= 0 means DefaultMaxAttrs).
 func ParseAttrs(raw []byte, max, maxAttrs int) (*Element, error) {
+	return parse(raw, max, maxAttrs, false)
+}
+
+// Check reports whether raw holds one element (and white space) that
+// Parse would accept, without building the Element: for a serialised
+// element a caller is about to splice into another, whose only question
+// is whether it is well-formed.
+func Check(raw []byte, max int) error {
+	_, err := parse(raw, max, DefaultMaxAttrs, true)
+	return err
+}
+
+// checked is what the scanner returns for an element in check mode.
+var checked Element
+
+func parse(raw []byte, max, maxAttrs int, check bool) (*Element, error) {
 	p := parsers.Get().(*parser)
 	defer p.put()
 	p.r.Reset(raw)
 	s := &p.s
 	// A scanner from the pool keeps its scratch slices (element resets
 	// them) and nothing else.
-	*s = Scanner{r: &p.r, stack: s.stack[:0], prefix: s.prefix[:0], attrTmp: s.attrTmp[:0], table: s.table}
+	*s = Scanner{r: &p.r, stack: s.stack[:0], prefix: s.prefix[:0], attrTmp: s.attrTmp[:0], table: s.table, check: check}
 	if max <= 0 {
 		max = 256 << 10
 	}
