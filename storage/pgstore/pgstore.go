@@ -43,22 +43,22 @@ type Store struct {
 
 // Interface guards.
 var (
-	_ storage.Store              = (*Store)(nil)
-	_ storage.LastActivity       = (*Store)(nil)
-	_ storage.HeldNames          = (*Store)(nil)
-	_ storage.Invites            = (*Store)(nil)
-	_ storage.Rooms              = (*Store)(nil)
-	_ storage.PrivateXML         = (*Store)(nil)
-	_ storage.PrivateXMLKeys     = (*Store)(nil)
-	_ storage.Blocklists         = (*Store)(nil)
-	_ storage.PEP                = (*Store)(nil)
-	_ storage.PEPSubscriptions   = (*Store)(nil)
-	_ storage.PushRegistrations  = (*Store)(nil)
-	_ storage.Archive            = (*Store)(nil)
-	_ storage.ArchiveEditor      = (*Store)(nil)
-	_ storage.Uploads            = (*Store)(nil)
-	_ storage.FastTokens         = (*Store)(nil)
-	_ storage.Reports            = (*Store)(nil)
+	_ storage.Store             = (*Store)(nil)
+	_ storage.LastActivity      = (*Store)(nil)
+	_ storage.HeldNames         = (*Store)(nil)
+	_ storage.Invites           = (*Store)(nil)
+	_ storage.Rooms             = (*Store)(nil)
+	_ storage.PrivateXML        = (*Store)(nil)
+	_ storage.PrivateXMLKeys    = (*Store)(nil)
+	_ storage.Blocklists        = (*Store)(nil)
+	_ storage.PEP               = (*Store)(nil)
+	_ storage.PEPSubscriptions  = (*Store)(nil)
+	_ storage.PushRegistrations = (*Store)(nil)
+	_ storage.Archive           = (*Store)(nil)
+	_ storage.ArchiveEditor     = (*Store)(nil)
+	_ storage.Uploads           = (*Store)(nil)
+	_ storage.FastTokens        = (*Store)(nil)
+	_ storage.Reports           = (*Store)(nil)
 )
 
 // Open connects to the database named by dsn (a pgx connection string:
@@ -207,4 +207,29 @@ func domainOf(jid string) string {
 		return jid[i+1:]
 	}
 	return jid
+}
+
+// dataTables are the tables that hold data (all but schema_version).
+var dataTables = []string{
+	"accounts", "roster_items", "offline", "last_activity", "held_names", "invites", "rooms",
+	"private_xml", "blocklist", "push_registrations", "fast_devices", "reports", "uploads",
+	"pep_nodes", "archive", "archive_prefs",
+}
+
+// Empty reports whether the database holds no data at all, for a tool
+// that copies another store into it and refuses to mix two.
+func (s *Store) Empty(ctx context.Context) (bool, error) {
+	if err := s.check(ctx); err != nil {
+		return false, fail(ctx, err, "empty")
+	}
+	for _, t := range dataTables {
+		var any bool
+		if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+t+")").Scan(&any); err != nil {
+			return false, fail(ctx, err, "empty")
+		}
+		if any {
+			return false, nil
+		}
+	}
+	return true, nil
 }
