@@ -297,4 +297,3 @@ func copyArchive(ctx context.Context, src fullStore, dst *pgstore.Store, o strin
 		}
 	}
 }
-
