@@ -432,6 +432,9 @@ func cmdBackup(args []string, stdout, stderr io.Writer) error {
 		}
 		recipients = []age.Recipient{r}
 	}
+	if cfg.Store == storePostgres {
+		return errors.New("backup: with store = postgres, back up the database with PostgreSQL's own tools (pg_dump) and the data folder's files with any file backup; community backup copies a bbolt data folder")
+	}
 	// Never a new data folder (withStore, without a server, also wants
 	// its database).
 	if fi, err := os.Stat(cfg.Data); err != nil || !fi.IsDir() {

@@ -170,6 +170,9 @@ func TestMigrateStore(t *testing.T) {
 	if code != 0 || stdout != "alice@localhost\ncarol@localhost\n" {
 		t.Errorf("users -store postgres: exit %d, %q, %s", code, stdout, stderr)
 	}
+	if code, _, stderr := runHere("backup", "-data", dir, "-store", "postgres", "-pg-dsn", dsn, "-o", filepath.Join(t.TempDir(), "b.tar.gz")); code == 0 || !strings.Contains(stderr, "pg_dump") {
+		t.Errorf("backup -store postgres: exit %d, %q; want a pointer to pg_dump", code, stderr)
+	}
 	if code, _, stderr := runHere("users", "-data", dir, "-store", "postgres"); code == 0 || !strings.Contains(stderr, "pg_dsn") {
 		t.Errorf("-store postgres without -pg-dsn: exit %d, %q", code, stderr)
 	}
