@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/pgstore"
@@ -85,8 +86,9 @@ func cmdMigrateStore(args []string, stdout, stderr io.Writer) error {
 // of per-owner data) rosters, offline messages, last activity, private
 // XML and vCards, block lists, PEP nodes with items and subscriptions,
 // push registrations, FAST devices, uploads, archives with their IDs and
-// preferences; then rooms, invitations and reports. Names held after an
-// account's deletion (HeldNames) cannot be listed and are not copied.
+// preferences; then rooms, the names of deleted accounts held back from
+// registration (when src can list them, as boltstore can), invitations
+// and reports.
 func copyStore(ctx context.Context, src fullStore, dst *pgstore.Store, domains, roomServices []string) (storeCopy, error) {
 	var n storeCopy
 	accts, err := src.ListAccounts(ctx, "")
@@ -120,6 +122,19 @@ func copyStore(ctx context.Context, src fullStore, dst *pgstore.Store, domains, 
 	for _, o := range owners {
 		if err := copyOwner(ctx, src, dst, o, &n); err != nil {
 			return n, fmt.Errorf("%s: %w", o, err)
+		}
+	}
+	if h, ok := src.(interface {
+		HeldNames(context.Context) (map[string]time.Time, error)
+	}); ok {
+		held, err := h.HeldNames(ctx)
+		if err != nil {
+			return n, err
+		}
+		for j, until := range held {
+			if err := dst.HoldName(ctx, j, until); err != nil {
+				return n, err
+			}
 		}
 	}
 	invs, err := src.ListInvites(ctx)

@@ -70,6 +70,8 @@ func TestMigrateStore(t *testing.T) {
 	must(src.PutRoom(ctx, storage.Room{JID: "lobby@conference.localhost", Name: "Lobby", Persistent: true, Affiliations: map[string]storage.Affiliation{a: storage.AffOwner}, Created: at}))
 	_, err = src.AppendArchive(ctx, "lobby@conference.localhost", storage.ArchivedMessage{Time: at, With: "lobby@conference.localhost", WithResource: "alice", Stanza: []byte("<message type='groupchat'/>")})
 	must(err)
+	held := time.Now().Add(24 * time.Hour).UTC()
+	must(src.HoldName(ctx, "gone@localhost", held))
 	must(src.CreateInvite(ctx, storage.Invite{Token: "tok", Domain: "localhost", Created: at, Expires: time.Now().Add(time.Hour)}))
 	_, err = src.AddReport(ctx, storage.Report{Time: at, Reporter: a, Reported: "spam@example.org", Reason: "urn:xmpp:reporting:spam"})
 	must(err)
@@ -145,6 +147,9 @@ func TestMigrateStore(t *testing.T) {
 	}
 	if r, err := dst.Room(ctx, "lobby@conference.localhost"); err != nil || r.Name != "Lobby" || r.Affiliations[a] != storage.AffOwner {
 		t.Errorf("room: %+v, %v", r, err)
+	}
+	if until, err := dst.NameHeldUntil(ctx, "gone@localhost"); err != nil || !until.Equal(held) {
+		t.Errorf("held name: %v, %v; want %v", until, err, held)
 	}
 	if inv, err := dst.Invite(ctx, "tok"); err != nil || inv.Domain != "localhost" {
 		t.Errorf("invite: %+v, %v", inv, err)
