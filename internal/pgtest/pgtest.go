@@ -82,6 +82,21 @@ func Bin() string {
 // if a server cannot be started.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return StartWith(tb, Options{})
+}
+
+// Options change how StartWith starts a throwaway server.
+type Options struct {
+	// Durable keeps PostgreSQL's fsync on, for benchmarks whose figures
+	// must include the cost of a durable commit. Tests leave it off:
+	// their data is thrown away.
+	Durable bool
+}
+
+// StartWith is Start with options for a throwaway server (they do not
+// apply to TREFF_PGSQL_DSN's).
+func StartWith(tb testing.TB, o Options) *Server {
+	tb.Helper()
 	if dsn := os.Getenv(EnvDSN); dsn != "" {
 		return &Server{DSN: dsn}
 	}
@@ -92,7 +107,7 @@ func Start(tb testing.TB) *Server {
 	s := &Server{bin: bin}
 	var err error
 	for range 3 { // a port found free may be taken before postgres binds it
-		if err = s.start(tb); err == nil {
+		if err = s.start(o); err == nil {
 			tb.Cleanup(s.stop)
 			return s
 		}
@@ -115,7 +130,7 @@ func (s *Server) asPostgres(name string, args ...string) *exec.Cmd {
 }
 
 // start makes a data folder and starts a server on it.
-func (s *Server) start(tb testing.TB) error {
+func (s *Server) start(o Options) error {
 	dir, err := os.MkdirTemp("", "treff-pgtest-")
 	if err != nil {
 		return err
@@ -147,8 +162,12 @@ func (s *Server) start(tb testing.TB) error {
 	}
 	// The server runs in the foreground of its own process (no pg_ctl),
 	// so that the test knows its PID and stops it by that.
+	fsync := "off"
+	if o.Durable {
+		fsync = "on"
+	}
 	cmd := s.asPostgres("postgres", "-D", data, "-p", strconv.Itoa(port), "-k", dir, "-h", "127.0.0.1",
-		"-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB")
+		"-c", "fsync="+fsync, "-c", "max_connections=200", "-c", "shared_buffers=32MB")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
