@@ -43,44 +43,21 @@ func scanArchived(row pgx.Row) (storage.ArchivedMessage, error) {
 // one user's archive, so that seq order and time order agree.
 func archiveLock(user string) string { return "archive " + user }
 
-// AppendArchive implements storage.Archive. The lock, the look at the
-// latest time and the insert are one implicit transaction sent in one
-// round trip.
+// AppendArchive implements storage.Archive. Concurrent appends are
+// committed together (see batch.go); each returns once its message is
+// committed.
 func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.ArchivedMessage) (string, error) {
 	if err := noEmpty(user, msg.With); err != nil {
 		return "", fail(ctx, err, "append archive")
 	}
-	stanza := msg.Stanza
-	if stanza == nil {
-		stanza = []byte{}
+	if err := s.check(ctx); err != nil {
+		return "", fail(ctx, err, "append archive")
 	}
-	for range 3 { // a random ID that is taken: try another
-		if err := s.check(ctx); err != nil {
-			return "", fail(ctx, err, "append archive")
-		}
-		id := newArchiveID()
-		b := &pgx.Batch{}
-		b.Queue("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", archiveLock(user))
-		b.Queue(`INSERT INTO archive (owner, id, at, with_jid, with_resource, outgoing, stanza)
-			SELECT $1, $2, greatest($3, coalesce((SELECT at FROM archive WHERE owner = $1 ORDER BY at DESC, seq DESC LIMIT 1), $3)), $4, $5, $6, $7`,
-			user, id, msg.Time.UnixNano(), msg.With, msg.WithResource, msg.Outgoing, stanza)
-		br := s.pool.SendBatch(ctx, b)
-		_, err := br.Exec()
-		if err == nil {
-			_, err = br.Exec()
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if isUnique(err) {
-			continue
-		}
-		if err != nil {
-			return "", fail(ctx, err, "append archive")
-		}
-		return id, nil
+	id, err := s.appendBatched(&appendReq{ctx: ctx, user: user, id: newArchiveID(), msg: msg, done: make(chan appendResult, 1)})
+	if err != nil {
+		return "", fail(ctx, err, "append archive")
 	}
-	return "", fail(ctx, errors.New("no free archive ID after three tries"), "append archive")
+	return id, nil
 }
 
 // ArchiveImporter is implemented by Store: it writes messages with the

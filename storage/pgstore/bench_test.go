@@ -1,22 +1,26 @@
-package pgstore_test
+package pgstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/treff-im/treff/internal/pgtest"
 	"github.com/treff-im/treff/storage"
-	"github.com/treff-im/treff/storage/pgstore"
 )
 
 // benchStanza is a chat message of a usual size.
 var benchStanza = []byte("<message type='chat' id='m1' from='alice@example.org/phone' to='bob@example.org'><body>Shall we meet at the station at nine tomorrow morning?</body></message>")
 
 // BenchmarkWrites measures the two writes on the path of a chat message,
-// AppendArchive and PushOffline, committed durably (a PostgreSQL with
+// AppendArchive (batched, and each on its own for comparison) and
+// PushOffline, committed durably (a PostgreSQL with
 // fsync on), from one goroutine and from 16 per core, for 100 users:
 // comparable with boltstore's BenchmarkAppendArchive.
 func BenchmarkWrites(b *testing.B) {
@@ -26,25 +30,32 @@ func BenchmarkWrites(b *testing.B) {
 	for i := range users {
 		users[i] = fmt.Sprintf("user%03d@example.org", i)
 	}
-	ops := map[string]func(s *pgstore.Store, user string) error{
-		"AppendArchive": func(s *pgstore.Store, user string) error {
+	ops := map[string]func(s *Store, user string) error{
+		"AppendArchive": func(s *Store, user string) error {
 			_, err := s.AppendArchive(ctx, user, storage.ArchivedMessage{Time: time.Now().UTC(), With: "bob@example.org", WithResource: "phone", Stanza: benchStanza})
 			return err
 		},
-		"PushOffline": func(s *pgstore.Store, user string) error {
+		// The same append committed on its own (as without batching),
+		// for comparison.
+		"AppendArchiveUnbatched": func(s *Store, user string) error {
+			_, err := s.appendOne(ctx, user, newArchiveID(), storage.ArchivedMessage{Time: time.Now().UTC(), With: "bob@example.org", WithResource: "phone", Stanza: benchStanza})
+			return err
+		},
+		"PushOffline": func(s *Store, user string) error {
 			_, err := s.PushOffline(ctx, user, storage.OfflineMessage{Received: time.Now().UTC(), Stanza: benchStanza}, 0)
 			return err
 		},
 	}
-	for _, name := range []string{"AppendArchive", "PushOffline"} {
+	for _, name := range []string{"AppendArchive", "AppendArchiveUnbatched", "PushOffline"} {
 		op := ops[name]
 		b.Run(name+"/Serial", func(b *testing.B) {
-			s, err := pgstore.Open(ctx, srv.Schema(b))
+			s, err := Open(ctx, srv.Schema(b))
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
 			b.SetBytes(int64(len(benchStanza)))
+			cpu := serverCPU(srv.PID)
 			i := 0
 			for b.Loop() {
 				if err := op(s, users[i%len(users)]); err != nil {
@@ -52,15 +63,18 @@ func BenchmarkWrites(b *testing.B) {
 				}
 				i++
 			}
+			reportServerCPU(b, srv.PID, cpu)
 		})
 		b.Run(name+"/Parallel", func(b *testing.B) {
-			s, err := pgstore.Open(ctx, srv.Schema(b))
+			s, err := Open(ctx, srv.Schema(b))
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
 			b.SetBytes(int64(len(benchStanza)))
 			b.SetParallelism(16)
+			cpu := serverCPU(srv.PID)
+			defer reportServerCPU(b, srv.PID, cpu)
 			var next atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -79,7 +93,7 @@ func BenchmarkWrites(b *testing.B) {
 func BenchmarkQueryArchive(b *testing.B) {
 	srv := pgtest.Start(b)
 	ctx := context.Background()
-	s, err := pgstore.Open(ctx, srv.Schema(b))
+	s, err := Open(ctx, srv.Schema(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,4 +137,51 @@ func BenchmarkQueryArchive(b *testing.B) {
 			}
 		})
 	}
+}
+
+// serverCPU returns the CPU time (user and system, in clock ticks) used
+// so far by the PostgreSQL server pid and its child processes (the
+// backends), or -1 if it cannot be read (no local server).
+func serverCPU(pid int) int64 {
+	if pid == 0 {
+		return -1
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return -1
+	}
+	var total int64
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which is in parentheses).
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if self, _ := strconv.Atoi(e.Name()); self != pid && ppid != pid {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += ut + st
+	}
+	return total
+}
+
+// reportServerCPU reports the server's CPU time per operation since
+// before (clock ticks of 10 ms), as "server-µs/op": the database's cost,
+// which the machine's load does not inflate as it does wall time.
+func reportServerCPU(b *testing.B, pid int, before int64) {
+	if before < 0 || b.N == 0 {
+		return
+	}
+	after := serverCPU(pid)
+	b.ReportMetric(float64(after-before)*1e4/float64(b.N), "server-µs/op")
 }

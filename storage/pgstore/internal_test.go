@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -222,5 +223,81 @@ func TestContextCancelsStatement(t *testing.T) {
 	tx.Rollback(ctx)
 	if n, err := s.CountArchive(ctx, "a@example.org"); err != nil || n != 0 {
 		t.Errorf("after the cancelled append: %d messages, %v", n, err)
+	}
+}
+
+// TestArchiveBatching: 64 goroutines append 20 messages each to 8 users
+// at once. Every append returns a distinct ID, every message is stored
+// once, each user's times never decrease in archive order, and the
+// appends were committed in fewer transactions than there were appends.
+func TestArchiveBatching(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := t.Context()
+	s, err := Open(ctx, srv.Schema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const workers, each, users = 64, 20, 8
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, workers)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range each {
+				// Times that go back now and then: stored as the latest.
+				at := base.Add(time.Duration((w*7+i*13)%50) * time.Second)
+				id, err := s.AppendArchive(ctx, fmt.Sprintf("u%d@example.org", (w+i)%users),
+					storage.ArchivedMessage{Time: at, With: "c@example.org", Stanza: fmt.Appendf(nil, "<message><body>%d %d</body></message>", w, i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				dup := ids[id]
+				ids[id] = true
+				mu.Unlock()
+				if dup {
+					errs <- fmt.Errorf("ID %s returned twice", id)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := 0
+	for u := range users {
+		p, err := s.QueryArchive(ctx, fmt.Sprintf("u%d@example.org", u), storage.ArchiveQuery{Limit: workers * each})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range p.Messages {
+			if !ids[m.ID] {
+				t.Errorf("stored ID %s was not returned by an append", m.ID)
+			}
+			if i > 0 && m.Time.Before(p.Messages[i-1].Time) {
+				t.Errorf("user %d: time %v after %v in archive order", u, m.Time, p.Messages[i-1].Time)
+			}
+		}
+		total += len(p.Messages)
+	}
+	if total != workers*each {
+		t.Errorf("%d messages stored, want %d", total, workers*each)
+	}
+	if n := s.batch.batches.Load(); n >= workers*each {
+		t.Errorf("%d transactions for %d appends: no batching", n, workers*each)
+	} else {
+		t.Logf("%d appends in %d transactions", workers*each, n)
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/treff-im/treff/storage"
@@ -34,11 +35,16 @@ import (
 // one server.
 const DefaultMaxConns = 16
 
+// cancelGrace is how long a statement whose context ended may take to
+// answer the cancel request before its connection is closed.
+const cancelGrace = 2 * time.Second
+
 // Store is a storage backend on PostgreSQL. It is safe for concurrent
 // use. Its zero value is not usable: call Open.
 type Store struct {
 	pool   *pgxpool.Pool
 	closed atomic.Bool
+	batch  archiveBatcher
 }
 
 // Interface guards.
@@ -77,6 +83,15 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	// A done context cancels the statement on the server (a cancel
+	// request), not only the wait for its answer: pgx's default closes
+	// the connection and leaves the statement running, so that a write
+	// waiting for a lock could still commit after its caller gave up.
+	// If the server does not answer within cancelGrace, the connection
+	// is closed.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelGrace}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
