@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/treff-im/treff/internal/pgtest"
 	"github.com/treff-im/treff/storage"
@@ -299,5 +301,52 @@ func TestArchiveBatching(t *testing.T) {
 		t.Errorf("%d transactions for %d appends: no batching", n, workers*each)
 	} else {
 		t.Logf("%d appends in %d transactions", workers*each, n)
+	}
+}
+
+// TestMigrateFromVersion1: a database made by the first schema step, with
+// offline messages stored the way that version stored them, is brought to
+// the current version by Open in one go; the counts the new step derives
+// are right, so the offline limit holds across the upgrade.
+func TestMigrateFromVersion1(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.Schema(t)
+	ctx := t.Context()
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateSteps(ctx, pool, migrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	// Version 1's PushOffline: a counter row and the messages.
+	if _, err := pool.Exec(ctx, `INSERT INTO offline_counters (owner, last) VALUES ('a@example.org', 5);
+		INSERT INTO offline (owner, id, received, stanza) VALUES ('a@example.org', 4, 1, '<m/>'), ('a@example.org', 5, 2, '<m/>')`); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var v int
+	if err := s.pool.QueryRow(ctx, "SELECT version FROM schema_version").Scan(&v); err != nil || v != SchemaVersion {
+		t.Fatalf("version after Open: %d, %v; want %d", v, err, SchemaVersion)
+	}
+	// Two are stored; a limit of 3 takes one more, with the next ID.
+	id, err := s.PushOffline(ctx, "a@example.org", storage.OfflineMessage{Stanza: []byte("<m/>")}, 3)
+	if err != nil || id != 6 {
+		t.Fatalf("push after the upgrade: %d, %v; want ID 6", id, err)
+	}
+	if _, err := s.PushOffline(ctx, "a@example.org", storage.OfflineMessage{Stanza: []byte("<m/>")}, 3); !errors.Is(err, storage.ErrQuotaExceeded) {
+		t.Fatalf("push beyond the limit after the upgrade: %v", err)
+	}
+	if err := s.DeleteOfflineMessages(ctx, "a@example.org", []uint64{4, 99}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PushOffline(ctx, "a@example.org", storage.OfflineMessage{Stanza: []byte("<m/>")}, 3); err != nil {
+		t.Fatalf("push after a deletion made room: %v", err)
 	}
 }

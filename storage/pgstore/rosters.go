@@ -156,10 +156,12 @@ func (s *Store) DeleteRoster(ctx context.Context, user string) error {
 	})
 }
 
-// PushOffline implements storage.Offline. The check of the limit and the
-// append are one implicit transaction sent in one round trip: the first
-// statement takes the user's next ID (locking the user's counter row, so
-// that pushes for one user take turns), the second counts and appends.
+// PushOffline implements storage.Offline in one statement: the upsert
+// of the user's counter row takes the next ID and counts the message only
+// if the user has fewer than limit stored (evaluated on the row's latest
+// version under its lock, so concurrent pushes take turns), and the
+// insert of the message uses the ID it returned; under the limit nothing
+// is returned and nothing inserted.
 func (s *Store) PushOffline(ctx context.Context, user string, msg storage.OfflineMessage, limit int) (uint64, error) {
 	if err := noEmpty(user); err != nil {
 		return 0, fail(ctx, err, "push offline")
@@ -171,25 +173,16 @@ func (s *Store) PushOffline(ctx context.Context, user string, msg storage.Offlin
 	if stanza == nil {
 		stanza = []byte{}
 	}
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO offline_counters (owner, last) VALUES ($1, 1)
-		ON CONFLICT (owner) DO UPDATE SET last = offline_counters.last + 1`, user)
-	b.Queue(`INSERT INTO offline (owner, id, received, stanza)
-		SELECT $1, (SELECT last FROM offline_counters WHERE owner = $1), $2, $3
-		WHERE $4::int8 <= 0 OR (SELECT count(*) FROM offline WHERE owner = $1) < $4::int8
-		RETURNING id`, user, ns(msg.Received), stanza, int64(max(limit, 0)))
-	br := s.pool.SendBatch(ctx, b)
-	_, err := br.Exec()
 	var id int64
-	if err == nil {
-		err = br.QueryRow().Scan(&id)
-	}
-	cerr := br.Close()
+	err := s.pool.QueryRow(ctx, `WITH c AS (
+			INSERT INTO offline_counters (owner, last, stored) VALUES ($1, 1, 1)
+			ON CONFLICT (owner) DO UPDATE SET last = offline_counters.last + 1, stored = offline_counters.stored + 1
+			WHERE $4::int8 <= 0 OR offline_counters.stored < $4::int8
+			RETURNING last)
+		INSERT INTO offline (owner, id, received, stanza) SELECT $1, c.last, $2, $3 FROM c RETURNING id`,
+		user, ns(msg.Received), stanza, int64(max(limit, 0))).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("pgstore: push offline for %s: %w", user, storage.ErrQuotaExceeded)
-	}
-	if err == nil {
-		err = cerr
 	}
 	if err != nil {
 		return 0, fail(ctx, err, "push offline")
@@ -234,7 +227,8 @@ func (s *Store) DeleteOfflineMessages(ctx context.Context, user string, ids []ui
 			arr = append(arr, int64(id))
 		}
 	}
-	_, err := s.exec(ctx, "delete offline messages", "DELETE FROM offline WHERE owner = $1 AND id = ANY($2)", user, arr)
+	_, err := s.exec(ctx, "delete offline messages", `WITH d AS (DELETE FROM offline WHERE owner = $1 AND id = ANY($2) RETURNING 1)
+		UPDATE offline_counters SET stored = stored - (SELECT count(*) FROM d) WHERE owner = $1`, user, arr)
 	return err
 }
 
@@ -263,6 +257,7 @@ func (s *Store) DeleteOffline(ctx context.Context, user string) error {
 	if err := noEmpty(user); err != nil {
 		return fail(ctx, err, "delete offline")
 	}
-	_, err := s.exec(ctx, "delete offline", "DELETE FROM offline WHERE owner = $1", user)
+	_, err := s.exec(ctx, "delete offline", `WITH d AS (DELETE FROM offline WHERE owner = $1 RETURNING 1)
+		UPDATE offline_counters SET stored = stored - (SELECT count(*) FROM d) WHERE owner = $1`, user)
 	return err
 }
