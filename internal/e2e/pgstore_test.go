@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,4 +215,25 @@ func TestMigrateStoreToPostgres(t *testing.T) {
 		}
 	}
 	p.stop(t)
+}
+
+// TestPostgresCrashKeepsAcknowledged is TestCrashKeepsAcknowledged on
+// PostgreSQL: bob's resumable session hibernates, alice sends 300
+// messages with stream management, the server is killed with SIGKILL once
+// a random number of them were acknowledged, and after the restart bob
+// gets every acknowledged one exactly once, from PostgreSQL.
+func TestPostgresCrashKeepsAcknowledged(t *testing.T) {
+	pg := pgtest.Start(t)
+	admin := pgFlags(t, buildCommunity(t), pg.Database(t))
+	data := t.TempDir()
+	for _, a := range [][2]string{{"alice", "alicepw"}, {"bob", "bobpw"}} {
+		runCommunity(t, admin, "adduser", "-data", data, "-password", a[1], a[0]+"@localhost")
+	}
+	bin := withFlags(t, admin, "-offline-limit", "5000", "-limit-messages", "none")
+	seed := rand.Uint64()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	const total = 300
+	killAt := 1 + rng.IntN(total)
+	acked := crashRound(t, bin, data, 1, total, killAt)
+	t.Logf("seed %d: killed once %d messages were acknowledged; %d were by then", seed, killAt, acked)
 }
