@@ -186,7 +186,11 @@ func TestPoolSize(t *testing.T) {
 		t.Errorf("default pool size %d, want %d", got, DefaultMaxConns)
 	}
 	s.Close()
-	s, err = Open(ctx, dsn+"&pool_max_conns=3")
+	sep := " " // key=value DSN (TREFF_PGSQL_DSN may be one)
+	if strings.Contains(dsn, "://") {
+		sep = "&" // a URL: pgtest's have a query already (search_path)
+	}
+	s, err = Open(ctx, dsn+sep+"pool_max_conns=3")
 	if err != nil {
 		t.Fatal(err)
 	}
