@@ -310,6 +310,14 @@ type Config struct {
 	// refused with resource-constraint (key archive_max_queue). Default:
 	// 8 MiB.
 	ArchiveMaxQueue int
+	// Store is where the server keeps its data (key store): "bbolt", the
+	// file treff.db in Data, or "postgres", the PostgreSQL database PGDSN
+	// (storage/pgstore). Files stay in Data either way. Default: bbolt.
+	Store string
+	// PGDSN is the PostgreSQL connection string for store = postgres (key
+	// pg_dsn), a postgres:// URL or key=value pairs; pool_max_conns in it
+	// sets the pool size (default 16). Default: empty.
+	PGDSN string
 	// FASTExpiry is how long a FAST token (XEP-0484) stays valid: a
 	// device that does not log in for that long needs its password again
 	// (key fast_expiry, "d" counts days). Default: 21d.
@@ -470,6 +478,7 @@ func Default() Config {
 		ProxyTimeout:            proxyproto.DefaultTimeout,
 		ProxyMaxHeader:          proxyproto.DefaultMaxHeader,
 		DrainAckWait:            5 * time.Second,
+		Store:                   storeBolt,
 	}
 }
 
@@ -795,6 +804,17 @@ var options = []option{
 			return nil
 		}
 		return setDays(&c.MUCKeepTemporary, v)
+	}},
+	{"store", "where data is kept: `bbolt` (treff.db in the data folder) or postgres (pg_dsn)", func(c *Config, v string) error {
+		if v != storeBolt && v != storePostgres {
+			return fmt.Errorf("%q is not bbolt or postgres", v)
+		}
+		c.Store = v
+		return nil
+	}},
+	{"pg_dsn", "PostgreSQL connection `string` for store = postgres (postgres://USER@HOST/DB?pool_max_conns=16)", func(c *Config, v string) error {
+		c.PGDSN = v
+		return nil
 	}},
 	{"archive_max_queue", "most `bytes` of archived messages waiting in memory for the disk before messages are refused", func(c *Config, v string) error {
 		return setInt(&c.ArchiveMaxQueue, v, 64<<10)

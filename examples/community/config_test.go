@@ -156,6 +156,8 @@ backup_daily = /var/backups/treff
 backup_keep = 14
 backup_recipient = age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p , age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg
 archive = yes
+store = postgres
+pg_dsn = postgres://treff@/treff?host=/run/postgresql&pool_max_conns=8
 archive_retention = 30d
 fast_expiry = 14d
 fast_rotate = 12h
@@ -265,6 +267,8 @@ fast_rotate = 12h
 		FASTExpiry:              14 * 24 * time.Hour,
 		FASTRotate:              12 * time.Hour,
 		ArchiveMaxQueue:         8 << 20,
+		Store:                   "postgres",
+		PGDSN:                   "postgres://treff@/treff?host=/run/postgresql&pool_max_conns=8",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -283,6 +287,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"domain = a, A\n", `x.conf:1: domain: domain "A" listed twice`},
 		{"data =\n", `x.conf:1: data: must not be empty`},
 		{"backup_keep = 0\n", `x.conf:1: backup_keep: 0 is less than 1`},
+		{"store = mysql\n", `x.conf:1: store: "mysql" is not bbolt or postgres`},
 		{"backup_recipient = age1nope\n", `x.conf:1: backup_recipient: "age1nope" is not an age public key`},
 		{"c2s = 5222\n", `x.conf:1: c2s: "5222" is not a host:port address`},
 		{"\nlog_level = verbose\n", `x.conf:2: log_level: "verbose" is not one of`},

@@ -100,8 +100,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	tlsCerts := newCertSource(cert)
 
-	store, err := openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
-		&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})
+	var store fullStore
+	if cfg.Store == storePostgres {
+		store, err = openPostgres(cfg)
+	} else {
+		store, err = openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
+			&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})
+	}
 	if err != nil {
 		return err
 	}
@@ -115,7 +120,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}()
 	authn := &auth.Store{Accounts: store}
 
-	timed := &timedStore{Store: store}
+	timed := &timedStore{fullStore: store}
 	srv := newServer(cfg, timed, authn, log, &cert)
 	// Every listener takes the certificate from tlsCerts, which ACME renewals
 	// and SIGHUP replace.
@@ -259,7 +264,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
 	}
 	dailyDone := make(chan struct{})
-	if cfg.BackupDaily != "" {
+	if cfg.BackupDaily != "" && cfg.Store == storePostgres {
+		log.Warn("backup_daily copies a bbolt data folder; with store = postgres back up the database with pg_dump", "backup_daily", cfg.BackupDaily)
+		close(dailyDone)
+	} else if cfg.BackupDaily != "" {
 		go func() { backupDaily(ctx, cfg, store, log); close(dailyDone) }()
 	} else {
 		close(dailyDone)
