@@ -262,6 +262,7 @@ func (srv *Server) newConn(nc net.Conn, directTLS bool) *conn {
 type streamError struct {
 	cond, text string
 	app        string // an application-specific condition element, or ""
+	data       string // the condition element's character data, or ""
 	// stuck: the client does not read, so what is queued will not be
 	// written: the connection's writes get a short deadline too.
 	stuck bool
@@ -271,6 +272,9 @@ func (e streamError) Error() string { return "treff: stream error " + e.cond }
 
 func (e streamError) xml() string {
 	s := "<stream:error><" + e.cond + " xmlns='" + nsStreams + "'/>"
+	if e.data != "" {
+		s = "<stream:error><" + e.cond + " xmlns='" + nsStreams + "'>" + string(AppendEscaped(nil, e.data)) + "</" + e.cond + ">"
+	}
 	if e.text != "" {
 		s += "<text xmlns='" + nsStreams + "'>" + string(AppendEscaped(nil, e.text)) + "</text>"
 	}

@@ -206,6 +206,10 @@ type StreamError struct {
 	// App is an application-specific condition element (RFC 6120
 	// 4.9.4), serialised, or "".
 	App string
+	// Data is the condition element's character data, escaped when
+	// written: the alternate host[:port] of "see-other-host" (RFC 6120
+	// 4.9.3.19), or "".
+	Data string
 }
 
 func (e *StreamError) Error() string { return "treff: stream error " + e.Condition }
@@ -272,7 +276,7 @@ func (c *conn) negotiationStep(x *xmlscan.Element) (bool, error) {
 	case errors.As(err, &se):
 		return true, se
 	case errors.As(err, &pe):
-		return true, streamError{cond: pe.Condition, text: pe.Text, app: pe.App}
+		return true, streamError{cond: pe.Condition, text: pe.Text, app: pe.App, data: pe.Data}
 	case errors.Is(err, errPanicked):
 		return true, streamError{cond: "internal-server-error"}
 	}

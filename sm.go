@@ -298,7 +298,7 @@ func (s *Session) SendNonza(raw []byte) error {
 // undefined-condition with <handled-count-too-high/> as App). It returns
 // at once.
 func (s *Session) CloseWith(e *StreamError) {
-	s.closeStream(streamError{cond: e.Condition, text: e.Text, app: e.App})
+	s.closeStream(streamError{cond: e.Condition, text: e.Text, app: e.App, data: e.Data})
 }
 
 // connLost reports a read error that means the connection broke rather

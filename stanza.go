@@ -322,23 +322,84 @@ func (st *Stanza) Rewrite(raw []byte) error {
 }
 
 // AddChild rewrites the stanza (see Rewrite) with child, one serialised
-// element, appended to its content.
-func (st *Stanza) AddChild(child []byte) error {
-	raw := bytes.TrimRight(st.raw, " \t\r\n") // NewStanza keeps trailing white space
-	b := make([]byte, 0, len(raw)+len(child)+12)
-	if bytes.HasSuffix(raw, []byte("/>")) {
-		// <message .../> becomes <message ...>child</message>
-		b = append(b, raw[:len(raw)-2]...)
+// element, appended to its content. It is EditChildren(nil, child).
+func (st *Stanza) AddChild(child []byte) error { return st.EditChildren(nil, child) }
+
+// EditChildren rewrites the stanza (see Rewrite) without the child
+// elements for which drop reports true (drop nil: none) and with add, one
+// serialised element (nil: none), appended to its content, in one step.
+// Unlike Rewrite it does not parse the whole stanza again: only add is
+// parsed, to check that it is one well-formed element, and the rest is
+// copied as bytes once (the stanza's start tag, and so its kind,
+// addresses, type and id, cannot change). Only when the first child goes,
+// or a stanza without children gets one, is the result parsed again, for
+// Payload. On error st is unchanged.
+func (st *Stanza) EditChildren(drop func(stanza.Child) bool, add []byte) error {
+	if add != nil {
+		if err := xmlscan.Check(add, 0); err != nil {
+			return errors.Join(ErrBadStanza, err)
+		}
+	}
+	raw := st.raw
+	var cuts [4][2]int
+	cut := cuts[:0]
+	firstGone := false
+	if drop != nil {
+		i := 0
+		for c := range st.Children() {
+			if drop(c) {
+				cut = append(cut, [2]int{c.Offset(), c.Offset() + len(c.Raw())})
+				firstGone = firstGone || i == 0
+			}
+			i++
+		}
+	}
+	if len(cut) == 0 && add == nil {
+		return nil
+	}
+	trimmed := bytes.TrimRight(raw, " \t\r\n") // NewStanza keeps trailing white space
+	b := make([]byte, 0, len(trimmed)+len(add)+len(st.el.Name)+3)
+	last := 0
+	for _, c := range cut {
+		b = append(b, trimmed[last:c[0]]...)
+		last = c[1]
+	}
+	if st.el.Empty {
+		// <message .../> becomes <message ...>add</message>
+		b = append(b, trimmed[last:len(trimmed)-2]...)
 		b = append(b, '>')
-		b = append(b, child...)
+		b = append(b, add...)
 		b = append(b, "</"...)
 		b = append(b, st.el.Name...)
 		b = append(b, '>')
-	} else {
-		end := bytes.LastIndex(raw, []byte("</"))
-		b = append(b, raw[:end]...)
-		b = append(b, child...)
-		b = append(b, raw[end:]...)
+		return st.Rewrite(b)
 	}
-	return st.Rewrite(b)
+	end := bytes.LastIndex(trimmed, []byte("</"))
+	if end < last {
+		return st.Rewrite(append(b, trimmed[last:]...)) // cannot happen for a parsed stanza
+	}
+	b = append(b, trimmed[last:end]...)
+	b = append(b, add...)
+	b = append(b, trimmed[end:]...)
+	if firstGone || st.el.Child == "" {
+		return st.Rewrite(b)
+	}
+	// The element keeps its start tag as received (see Attr), which may
+	// differ from raw's (the server stamps 'from', WithAddresses rewrites
+	// the addresses); what follows the start tag is the same in both.
+	el := *st.el
+	tail := len(el.Raw) - el.StartEnd
+	body := len(raw) - tail // where raw's content begins
+	switch {
+	case body < 0 || len(cut) > 0 && cut[0][0] < body || body > end || rawString(raw[body:]) != el.Raw[el.StartEnd:]:
+		return st.Rewrite(b) // not a stanza NewStanza made; cannot happen
+	case body == el.StartEnd && unsafe.StringData(el.Raw) == unsafe.SliceData(raw):
+		el.Raw = rawString(b) // b is not modified again
+	default:
+		el.Raw = el.Raw[:el.StartEnd] + rawString(b[body:])
+	}
+	// el.Attrs still points into the old element's attributes, which
+	// nothing modifies: the start tag is the same.
+	st.el, st.raw = &el, b
+	return nil
 }

@@ -55,6 +55,27 @@ type ByKind struct {
 	Message, Presence, IQ uint64
 }
 
+// Transport names the transport the session's stream came over: "tcp"
+// (STARTTLS, Serve), "tls" (direct TLS, ServeTLS), "websocket", "bosh",
+// or "other" (ServeConn with a connection that does not say), as
+// counted in Stats. A client sent elsewhere needs to know: RFC 6120's
+// see-other-host names a TCP address, RFC 7395's see-other-uri a URL.
+// A session resumed over another transport reports the one it first
+// bound on.
+func (s *Session) Transport() string {
+	switch s.transport {
+	case transportTCP:
+		return "tcp"
+	case transportTLS:
+		return "tls"
+	case transportWebSocket:
+		return "websocket"
+	case transportBOSH:
+		return "bosh"
+	}
+	return "other"
+}
+
 // Transports, as counted in serverStats.
 const (
 	transportNone int8 = iota - 1

@@ -232,7 +232,7 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 	}
 	rewrite := func() {
 		if len(ins.spoofed) > 0 {
-			if err := st.Rewrite(kept); err != nil {
+			if err := st.EditChildren(at(ins.spoofed), nil); err != nil {
 				m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
 			}
 		}
@@ -258,31 +258,27 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		return true
 	}
 	sid := AppendStanzaID(make([]byte, 0, 64+len(user)+len(id)), user, id)
-	if b, ok := withChild(kept, sid); ok {
-		if err := st.Rewrite(b); err != nil {
-			m.srv.Log().Error("mam: adding the stanza-id failed", "user", user, "err", err)
-		}
-		return false
+	if err := st.EditChildren(at(ins.spoofed), sid); err != nil {
+		m.srv.Log().Error("mam: adding the stanza-id failed", "user", user, "err", err)
 	}
-	rewrite()
-	m.stampID(st, user, id)
 	return false
 }
 
-// withChild returns a copy of the serialised stanza raw with child
-// appended as its last child, as Stanza.AddChild does, in one buffer; ok
-// is false if raw is an empty element (<message/>, which has no content
-// to archive), whose end tag withChild does not write.
-func withChild(raw, child []byte) (b []byte, ok bool) {
-	raw = bytes.TrimRight(raw, " \t\r\n") // a parsed stanza keeps trailing white space
-	end := bytes.LastIndex(raw, []byte("</"))
-	if end < 0 || bytes.HasSuffix(raw, []byte("/>")) {
-		return nil, false
+// at returns a function reporting whether a child of the stanza the
+// byte ranges cut were taken from starts one of them, for
+// Stanza.EditChildren (nil if cut is empty).
+func at(cut [][2]int64) func(stanza.Child) bool {
+	if len(cut) == 0 {
+		return nil
 	}
-	b = make([]byte, 0, len(raw)+len(child))
-	b = append(b, raw[:end]...)
-	b = append(b, child...)
-	return append(b, raw[end:]...), true
+	return func(c stanza.Child) bool {
+		for _, r := range cut {
+			if int64(c.Offset()) == r[0] {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // fromClient removes the stanza-ids a client put on its message that
@@ -309,7 +305,7 @@ func (m *Module) fromClient(ctx context.Context, st *treff.Stanza) bool {
 		}
 	}
 	if len(cut) > 0 {
-		if err := st.Rewrite(without(raw, cut)); err != nil {
+		if err := st.EditChildren(at(cut), nil); err != nil {
 			m.srv.Log().Error("mam: removing a client's stanza-id failed", "err", err)
 		}
 	}
@@ -372,7 +368,7 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	ins := inspect(st.Children(), owner, nil)
 	if len(ins.spoofed) > 0 {
 		// Only this server says what is in the sender's archive.
-		if err := st.Rewrite(without(raw, ins.spoofed)); err != nil {
+		if err := st.EditChildren(at(ins.spoofed), nil); err != nil {
 			m.srv.Log().Error("mam: removing a spoofed stanza-id failed", "err", err)
 		}
 		raw = st.Raw()

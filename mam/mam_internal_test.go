@@ -26,21 +26,3 @@ func TestMayClaim(t *testing.T) {
 		}
 	}
 }
-
-func TestWithChild(t *testing.T) {
-	sid := []byte(`<stanza-id xmlns='urn:xmpp:sid:0' by='a@localhost' id='X'/>`)
-	for _, tc := range []struct {
-		raw, want string
-		ok        bool
-	}{
-		{`<message><body>x</body></message>`, `<message><body>x</body>` + string(sid) + `</message>`, true},
-		{"<message><body>x</body></message> \n", `<message><body>x</body>` + string(sid) + `</message>`, true},
-		{`<c:message xmlns:c='jabber:client'><c:body>x</c:body></c:message>`, `<c:message xmlns:c='jabber:client'><c:body>x</c:body>` + string(sid) + `</c:message>`, true},
-		{`<message to='a@localhost'/>`, ``, false},
-	} {
-		got, ok := withChild([]byte(tc.raw), sid)
-		if string(got) != tc.want || ok != tc.ok {
-			t.Errorf("withChild(%q) = %q, %v; want %q, %v", tc.raw, got, ok, tc.want, tc.ok)
-		}
-	}
-}

@@ -56,9 +56,10 @@ type Module struct {
 	// negative disables resumption (acknowledgements still work).
 	ResumeTimeout time.Duration
 
-	mu  sync.Mutex
-	ids map[string]*treff.Session // resumable sessions by resumption id
-	id  *treff.SessionState[string]
+	mu      sync.Mutex
+	ids     map[string]*treff.Session // resumable sessions by resumption id
+	id      *treff.SessionState[string]
+	settles map[*treff.Session][]chan struct{} // Settle calls waiting for an <a/>
 }
 
 var _ treff.Module = (*Module)(nil)
@@ -69,6 +70,7 @@ func (m *Module) Name() string { return "sm" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	m.ids = make(map[string]*treff.Session)
+	m.settles = make(map[*treff.Session][]chan struct{})
 	m.id = treff.NewSessionState[string]()
 	r.AddStreamFeature(treff.StreamFeature{Phase: treff.AfterAuth, XML: feature})
 	r.HandleNonza(NS, treff.NonzaHandlerFunc(m.nonza))
@@ -164,6 +166,7 @@ func (m *Module) nonza(ctx context.Context, s *treff.Session, n *treff.Nonza) {
 		}
 		switch err := s.Acknowledge(uint32(h)); e := err.(type) {
 		case nil:
+			m.settled(s)
 		case *treff.AckError:
 			s.CloseWith(tooHigh(e))
 		default:
@@ -175,6 +178,66 @@ func (m *Module) nonza(ctx context.Context, s *treff.Session, n *treff.Nonza) {
 		s.SendNonza(failed(stanza.UnexpectedRequest))
 	default:
 		s.Close("unsupported-stanza-type", "")
+	}
+}
+
+// Settle gives a session with stream management the chance to settle
+// its accounts before the server closes its stream (a node draining for
+// an upgrade): it sends the client the count of stanzas the server
+// handled (<a h/>, so that the client knows which of its own stanzas
+// arrived; XEP-0198 4 lets either side send one at any time) and asks
+// for the client's (<r/>), then waits for the client's next <a/>, which
+// releases what the client received. It returns nil at once for a
+// session without stream management, and ctx's error if the client does
+// not answer in time. What the client does not acknowledge is not lost
+// when the stream then closes: it goes to the account's other sessions
+// or offline storage, like any unacknowledged stanza.
+func (m *Module) Settle(ctx context.Context, s *treff.Session) error {
+	h, on := s.Handled()
+	if !on {
+		return nil
+	}
+	ch := make(chan struct{})
+	m.mu.Lock()
+	m.settles[s] = append(m.settles[s], ch)
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		waiting := m.settles[s]
+		for i, c := range waiting {
+			if c == ch {
+				waiting = append(waiting[:i], waiting[i+1:]...)
+				break
+			}
+		}
+		if len(waiting) == 0 {
+			delete(m.settles, s)
+		} else {
+			m.settles[s] = waiting
+		}
+	}()
+	if err := s.SendNonza(append(count(nil, "a", h, ""), request...)); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-s.Context().Done():
+		return treff.ErrSessionClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// settled wakes the Settle calls waiting for s's acknowledgement.
+func (m *Module) settled(s *treff.Session) {
+	m.mu.Lock()
+	waiting := m.settles[s]
+	delete(m.settles, s)
+	m.mu.Unlock()
+	for _, ch := range waiting {
+		close(ch)
 	}
 }
 

@@ -1,6 +1,7 @@
 package sm_test
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -216,4 +217,42 @@ func TestSMExpiredSessionToOtherResource(t *testing.T) {
 	ts.WaitLost(t, "alice@localhost/phone")
 	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
 	laptop.Expect(`<message from='bob@localhost/desk' to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>`)
+}
+
+// Settle tells the client the server's count and asks for its own, and
+// returns when the client answers; a session without stream management
+// settles at once, and a client that does not answer is given up on.
+func TestSettle(t *testing.T) {
+	m := &sm.Module{}
+	ts := newTestServer(t, func(s *treff.Server) { s.Modules = []treff.Module{m, &offline.Module{}} })
+	alice := ts.Login(t, "alice", "alicepw", "phone")
+	bob := ts.Login(t, "bob", "bobpw", "desk")
+	ctx := t.Context()
+	if err := m.Settle(ctx, ts.Session(jid.MustParse("bob@localhost/desk"))); err != nil {
+		t.Errorf("Settle without stream management: %v", err)
+	}
+	alice.Send("<enable xmlns='urn:xmpp:sm:3'/>")
+	alice.Expect(`<enabled xmlns='urn:xmpp:sm:3'/>`)
+	alice.Send("<message to='bob@localhost/desk' id='a1' type='chat'><body>one</body></message>")
+	bob.Expect(`id='a1'`)
+	bob.Send("<message to='alice@localhost/phone' id='b1' type='chat'><body>two</body></message>")
+	alice.Expect(`id='b1'.*</message>`)
+	s := ts.Session(jid.MustParse("alice@localhost/phone"))
+	done := make(chan error, 1)
+	go func() { done <- m.Settle(ctx, s) }()
+	alice.Expect(`<a xmlns='urn:xmpp:sm:3' h='1'/><r xmlns='urn:xmpp:sm:3'/>`)
+	select {
+	case err := <-done:
+		t.Fatalf("Settle returned before the client answered: %v", err)
+	default:
+	}
+	alice.Send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
+	if err := <-done; err != nil {
+		t.Errorf("Settle: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := m.Settle(short, s); err != context.DeadlineExceeded {
+		t.Errorf("Settle with a silent client: %v", err)
+	}
 }

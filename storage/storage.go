@@ -7,7 +7,8 @@
 // backend can grow one concern at a time.
 //
 // Backends shipped with Treff are storage/memstore (in memory, for tests and
-// embedding) and storage/boltstore (bbolt, the default). Any backend,
+// embedding), storage/boltstore (bbolt, the default) and storage/pgstore
+// (PostgreSQL). Any backend,
 // including a plugin author's, checks itself with storagetest.Run.
 //
 // A backend of Archive need not write XEP-0313 filtering and XEP-0059

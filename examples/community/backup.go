@@ -56,6 +56,7 @@ import (
 
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/boltstore"
+	"github.com/treff-im/treff/storage/pgstore"
 )
 
 const (
@@ -252,6 +253,9 @@ func storeSnapshot(store storage.Store) snapshotFunc {
 		b, ok := store.(interface {
 			Backup(context.Context, io.Writer) (int64, error)
 		})
+		if _, pg := store.(*pgstore.Store); pg {
+			return 0, errors.New("backup: with store = postgres, back up the database with PostgreSQL's own tools (pg_dump) and the data folder's files with any file backup; community backup copies a bbolt data folder")
+		}
 		if !ok {
 			return 0, errors.New("backup: the store cannot copy itself")
 		}
@@ -427,6 +431,9 @@ func cmdBackup(args []string, stdout, stderr io.Writer) error {
 			r.SetWorkFactor(scryptWorkFactor)
 		}
 		recipients = []age.Recipient{r}
+	}
+	if cfg.Store == storePostgres {
+		return errors.New("backup: with store = postgres, back up the database with PostgreSQL's own tools (pg_dump) and the data folder's files with any file backup; community backup copies a bbolt data folder")
 	}
 	// Never a new data folder (withStore, without a server, also wants
 	// its database).

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/treff-im/treff/proxyproto"
 	"github.com/treff-im/treff/register"
 )
 
@@ -396,16 +397,30 @@ func (c *checker) checkServedCertificate(ctx context.Context, what string, der [
 	if addr == "" {
 		return
 	}
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: checkTimeout}, Config: &tls.Config{
-		ServerName:         c.cfg.Domains[0],
-		InsecureSkipVerify: true, // compared below, not verified
-	}}
-	conn, err := d.DialContext(ctx, "tcp", dialAddr(addr))
+	d := net.Dialer{Timeout: checkTimeout}
+	nc, err := d.DialContext(ctx, "tcp", dialAddr(addr))
 	if err != nil {
 		return // the listener check says so
 	}
-	defer conn.Close()
-	peer := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	defer nc.Close()
+	if c.cfg.proxied("c2s_tls") {
+		// A listener behind a load balancer wants a PROXY header from
+		// loopback too: LOCAL, as the balancer's own health checks send.
+		nc.SetDeadline(time.Now().Add(checkTimeout))
+		if _, err := nc.Write(proxyproto.Header{Command: proxyproto.Local}.Append(nil, 2)); err != nil {
+			return
+		}
+	}
+	conn := tls.Client(nc, &tls.Config{
+		ServerName:         c.cfg.Domains[0],
+		InsecureSkipVerify: true, // compared below, not verified
+	})
+	hctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	if err := conn.HandshakeContext(hctx); err != nil {
+		return // the listener check says so
+	}
+	peer := conn.ConnectionState().PeerCertificates
 	if len(peer) == 0 || !bytes.Equal(peer[0].Raw, der) {
 		c.report(checkWarn, "the running server presents another certificate than "+strings.TrimPrefix(strings.TrimPrefix(what, "self-signed "), "certificate "),
 			"reload it after a renewal: systemctl reload treff (SIGHUP)")

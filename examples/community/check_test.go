@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/treff-im/treff/internal/dnstest"
+	"github.com/treff-im/treff/proxyproto"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/trefftest"
 )
@@ -227,15 +228,26 @@ func testCA(t *testing.T, dir string, notAfter time.Time, names ...string) (pool
 // serveTLS serves cert on a loopback TLS listener until the test ends,
 // completing handshakes; it returns the address.
 func serveTLS(t *testing.T, certFile, keyFile string) string {
+	return serveTLSProxied(t, certFile, keyFile, false)
+}
+
+// serveTLSProxied is serveTLS, behind a PROXY protocol listener if
+// proxied (loopback is trusted: every connection must send a header).
+func serveTLSProxied(t *testing.T, certFile, keyFile string, proxied bool) string {
 	t.Helper()
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := tls.Listen("tcp", trefftest.FreeAddr(t), &tls.Config{Certificates: []tls.Certificate{cert}})
+	var l net.Listener
+	l, err = net.Listen("tcp", trefftest.FreeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if proxied {
+		l = &proxyproto.Listener{Listener: l}
+	}
+	l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}})
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -303,6 +315,23 @@ func TestCheckCertificate(t *testing.T) {
 	out, _ = runChecks(t, cfg, dnstest.Zone{}, nil, now, (*checker).checkCertificate)
 	if !out.has(checkFail, "is not valid for example.com") {
 		t.Errorf("for another domain:\n%s", out)
+	}
+}
+
+// Behind a load balancer, check sends the PROXY header a health check
+// would (LOCAL) before its TLS handshake.
+func TestCheckCertificateBehindProxy(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	roots, certFile, keyFile := testCA(t, dir, now.Add(60*24*time.Hour), "example.org")
+	cfg := Default()
+	cfg.Domains = []string{"example.org"}
+	cfg.Data, cfg.Cert, cfg.Key = dir, certFile, keyFile
+	cfg.ProxyProtocol = []string{"c2s_tls"}
+	cfg.C2STLS = serveTLSProxied(t, certFile, keyFile, true)
+	out, _ := runChecks(t, cfg, dnstest.Zone{}, roots, now, (*checker).checkCertificate)
+	if !out.has(checkOK, "the running server presents it on c2s_tls") {
+		t.Errorf("behind a PROXY protocol listener:\n%s", out)
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/treff-im/treff/bosh"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/muc"
+	"github.com/treff-im/treff/proxyproto"
 	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/storage/boltstore"
@@ -327,6 +330,14 @@ type Config struct {
 	// refused with resource-constraint (key archive_max_queue). Default:
 	// 8 MiB.
 	ArchiveMaxQueue int
+	// Store is where the server keeps its data (key store): "bbolt", the
+	// file treff.db in Data, or "postgres", the PostgreSQL database PGDSN
+	// (storage/pgstore). Files stay in Data either way. Default: bbolt.
+	Store string
+	// PGDSN is the PostgreSQL connection string for store = postgres (key
+	// pg_dsn), a postgres:// URL or key=value pairs; pool_max_conns in it
+	// sets the pool size (default 16). Default: empty.
+	PGDSN string
 	// FASTExpiry is how long a FAST token (XEP-0484) stays valid: a
 	// device that does not log in for that long needs its password again
 	// (key fast_expiry, "d" counts days). Default: 21d.
@@ -388,6 +399,33 @@ type Config struct {
 	// metrics; "yes" means 127.0.0.1:5282, "no" or empty disables it).
 	// Default: empty.
 	Metrics string
+	// ProxyProtocol are the listeners behind a TCP load balancer that
+	// sends HAProxy's PROXY protocol header (key proxy_protocol: no, yes
+	// for c2s, c2s_tls, http and https, or a comma-separated list of
+	// those names): their clients' addresses come from the header, from
+	// trusted sources only (see proxyproto). Default: no.
+	ProxyProtocol []string
+	// ProxyTrusted are the load balancers' addresses or prefixes whose
+	// headers are read, besides loopback (key proxy_protocol_trusted,
+	// comma-separated). Default: none (loopback only).
+	ProxyTrusted []netip.Prefix
+	// ProxyTimeout bounds a trusted source's header (key
+	// proxy_protocol_timeout). Default: 5s.
+	ProxyTimeout time.Duration
+	// ProxyMaxHeader is the longest PROXY protocol version 2 header
+	// accepted, TLVs included (key proxy_protocol_max_header, bytes).
+	// Default: 1024.
+	ProxyMaxHeader int
+	// DrainSeeOtherHost is where a draining node sends its clients
+	// (key drain_see_other_host, host or host:port, e.g. the load
+	// balancer's name): streams over TCP end with <see-other-host/>
+	// naming it (RFC 6120 4.9.3.19); empty: <system-shutdown/>.
+	// Default: empty.
+	DrainSeeOtherHost string
+	// DrainAckWait is how long a draining node waits for each client
+	// with stream management to acknowledge what it received before
+	// closing its stream (key drain_ack_wait). Default: 5s.
+	DrainAckWait time.Duration
 }
 
 // Default returns the configuration used when neither a config file nor a
@@ -457,6 +495,10 @@ func Default() Config {
 		MUCMaxVCard:             muc.DefaultMaxVCardSize,
 		MUCKeepTemporary:        muc.DefaultKeepTemporary,
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
+		ProxyTimeout:            proxyproto.DefaultTimeout,
+		ProxyMaxHeader:          proxyproto.DefaultMaxHeader,
+		DrainAckWait:            5 * time.Second,
+		Store:                   storeBolt,
 	}
 }
 
@@ -783,6 +825,17 @@ var options = []option{
 		}
 		return setDays(&c.MUCKeepTemporary, v)
 	}},
+	{"store", "where data is kept: `bbolt` (treff.db in the data folder) or postgres (pg_dsn)", func(c *Config, v string) error {
+		if v != storeBolt && v != storePostgres {
+			return fmt.Errorf("%q is not bbolt or postgres", v)
+		}
+		c.Store = v
+		return nil
+	}},
+	{"pg_dsn", "PostgreSQL connection `string` for store = postgres (postgres://USER@HOST/DB?pool_max_conns=16)", func(c *Config, v string) error {
+		c.PGDSN = v
+		return nil
+	}},
 	{"archive_max_queue", "most `bytes` of archived messages waiting in memory for the disk before messages are refused", func(c *Config, v string) error {
 		return setInt(&c.ArchiveMaxQueue, v, 64<<10)
 	}},
@@ -959,6 +1012,24 @@ var options = []option{
 		}
 		c.FilterStrangers = m
 		return nil
+	}},
+	{"proxy_protocol", "listeners behind a load balancer sending the PROXY protocol (`no`, yes for c2s,c2s_tls,http,https, or a comma-separated list of those)", setProxyProtocol},
+	{"proxy_protocol_trusted", "load balancers' `addresses` or prefixes (comma-separated) whose PROXY headers are read, besides loopback", setPrefixes},
+	{"proxy_protocol_timeout", "time a trusted source has to send its PROXY header (`duration`)", func(c *Config, v string) error {
+		return setDuration(&c.ProxyTimeout, v, false)
+	}},
+	{"proxy_protocol_max_header", "longest PROXY protocol v2 header accepted (`bytes`, TLVs included)", func(c *Config, v string) error {
+		return setInt(&c.ProxyMaxHeader, v, 232)
+	}},
+	{"drain_see_other_host", "`host[:port]` a draining node sends its clients to (see-other-host; empty: system-shutdown)", func(c *Config, v string) error {
+		if strings.ContainsAny(v, " \t/<>&'\"") {
+			return fmt.Errorf("%q is not a host or host:port", v)
+		}
+		c.DrainSeeOtherHost = v
+		return nil
+	}},
+	{"drain_ack_wait", "time a draining node waits for each stream management client's acknowledgement (`duration`)", func(c *Config, v string) error {
+		return setDuration(&c.DrainAckWait, v, true)
 	}},
 }
 
@@ -1267,3 +1338,63 @@ func loadConfig(file string, flags []setting) (Config, error) {
 
 // flagName is the command-line flag for a config key.
 func flagName(key string) string { return strings.ReplaceAll(key, "_", "-") }
+
+// proxyListeners are the listeners proxy_protocol = yes covers.
+var proxyListeners = []string{"c2s", "c2s_tls", "http", "https"}
+
+// setProxyProtocol parses no, yes or a list of listener names.
+func setProxyProtocol(c *Config, v string) error {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "no", "false", "":
+		c.ProxyProtocol = nil
+		return nil
+	case "yes", "true":
+		c.ProxyProtocol = append([]string(nil), proxyListeners...)
+		return nil
+	}
+	var out []string
+	for _, n := range strings.Split(v, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if !slices.Contains(proxyListeners, n) {
+			return fmt.Errorf("%q is not one of no, yes, c2s, c2s_tls, http, https (s2s and component take no PROXY header)", n)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	c.ProxyProtocol = out
+	return nil
+}
+
+// setPrefixes parses comma-separated IP addresses and prefixes.
+func setPrefixes(c *Config, v string) error {
+	var out []netip.Prefix
+	for _, a := range strings.Split(v, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if strings.Contains(a, "/") {
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return fmt.Errorf("%q is not an address or prefix", a)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return fmt.Errorf("%q is not an address or prefix", a)
+		}
+		ip = ip.Unmap()
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	c.ProxyTrusted = out
+	return nil
+}
+
+// proxied reports whether the named listener reads PROXY headers.
+func (c Config) proxied(listener string) bool { return slices.Contains(c.ProxyProtocol, listener) }

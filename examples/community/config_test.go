@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -123,6 +124,12 @@ filter_strangers = Quarantine
 gc_percent = 50
 debug_addr = 127.0.0.1:6060
 metrics = 127.0.0.1:9155
+proxy_protocol = c2s, https, c2s
+proxy_protocol_trusted = 10.0.0.5, 192.0.2.0/24, ::ffff:198.51.100.1
+proxy_protocol_timeout = 2s
+proxy_protocol_max_header = 4096
+drain_see_other_host = [2001:db8::1]:5222
+drain_ack_wait = 0s
 registration = Open
 registration_min_password = 12
 registration_per_address = 1/10m
@@ -151,6 +158,8 @@ backup_daily = /var/backups/treff
 backup_keep = 14
 backup_recipient = age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p , age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg
 archive = yes
+store = postgres
+pg_dsn = postgres://treff@/treff?host=/run/postgresql&pool_max_conns=8
 archive_retention = 30d
 fast_expiry = 14d
 fast_rotate = 12h
@@ -221,6 +230,11 @@ fast_rotate = 12h
 		GCPercent:              50,
 		DebugAddr:              "127.0.0.1:6060",
 		Metrics:                "127.0.0.1:9155",
+		ProxyProtocol:          []string{"c2s", "https"},
+		ProxyTrusted:           []netip.Prefix{netip.MustParsePrefix("10.0.0.5/32"), netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.1/32")},
+		ProxyTimeout:           2 * time.Second,
+		ProxyMaxHeader:         4096,
+		DrainSeeOtherHost:      "[2001:db8::1]:5222",
 
 		Registration:            register.Open,
 		RegistrationMinPassword: 12,
@@ -255,6 +269,8 @@ fast_rotate = 12h
 		FASTExpiry:              14 * 24 * time.Hour,
 		FASTRotate:              12 * time.Hour,
 		ArchiveMaxQueue:         8 << 20,
+		Store:                   "postgres",
+		PGDSN:                   "postgres://treff@/treff?host=/run/postgresql&pool_max_conns=8",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -273,6 +289,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"domain = a, A\n", `x.conf:1: domain: domain "A" listed twice`},
 		{"data =\n", `x.conf:1: data: must not be empty`},
 		{"backup_keep = 0\n", `x.conf:1: backup_keep: 0 is less than 1`},
+		{"store = mysql\n", `x.conf:1: store: "mysql" is not bbolt or postgres`},
 		{"backup_recipient = age1nope\n", `x.conf:1: backup_recipient: "age1nope" is not an age public key`},
 		{"c2s = 5222\n", `x.conf:1: c2s: "5222" is not a host:port address`},
 		{"\nlog_level = verbose\n", `x.conf:2: log_level: "verbose" is not one of`},
@@ -292,6 +309,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"debug_addr = :6060\n", `x.conf:1: debug_addr: ":6060" is not a loopback address`},
 		{"gc_percent = 0\n", `x.conf:1: gc_percent:`},
 		{"metrics = 9155\n", `x.conf:1: metrics: "9155" is not host:port, yes or no`},
+		{"proxy_protocol = s2s\n", `x.conf:1: proxy_protocol: "s2s" is not one of`},
+		{"proxy_protocol_trusted = 10.0.0.0/33\n", `x.conf:1: proxy_protocol_trusted: "10.0.0.0/33" is not an address or prefix`},
+		{"drain_see_other_host = a b\n", `x.conf:1: drain_see_other_host:`},
 		{"admins = boss\n", `x.conf:1: admins: "boss" is not a user's bare JID`},
 		{"expire_after = 0d\n", `x.conf:1: expire_after: "0d" is not a number of days`},
 		{"registration = invite-only\n", `x.conf:1: registration: "invite-only" is not open, closed or invite`},

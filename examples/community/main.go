@@ -16,6 +16,7 @@
 //	community version                 print the version (also: -version)
 //	community backup -o FILE          back up the data folder (backup.go)
 //	community restore FILE            unpack a backup into a new data folder
+//	community migrate-store -pg-dsn DSN  copy the bbolt database into PostgreSQL
 //
 // adduser, passwd and deluser with -batch read many accounts from standard
 // input, one per line: "JID PASSWORD" (the password is the rest of the
@@ -102,6 +103,9 @@ const usageText = `Usage:
                                     sessions (it needs the password again)
   community announce [-subject S] TEXT
                                     send a message to everyone online
+  community drain                   stop taking clients and send those
+                                    online to other nodes (rolling
+                                    upgrades; /health says draining)
   community expire [-delete]        list (or delete) accounts unused for
                                     expire_after (default 365d)
   community registration [open|closed|invite]
@@ -126,9 +130,15 @@ const usageText = `Usage:
   community restore [-identity F | -passphrase-file F] FILE
                                     unpack a backup into an empty or new
                                     data folder (-data)
+  community migrate-store -pg-dsn DSN
+                                    copy the data folder's bbolt database
+                                    (everything it holds) into an empty
+                                    PostgreSQL database; then serve with
+                                    -store postgres -pg-dsn DSN
 
 Admin commands accept -config FILE, -data DIR and -domain LIST (and
-adduser/passwd -password); they work while the server runs.
+adduser/passwd -password), and -store postgres -pg-dsn DSN for a server
+on PostgreSQL; they work while the server runs.
 Run 'community -h' for the server's flags.
 `
 
@@ -162,6 +172,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdInvite(args, stdout, stderr)
 	case "announce":
 		err = cmdAnnounce(args, stdin, stdout, stderr)
+	case "drain":
+		err = cmdDrain(args, stdout, stderr)
 	case "devices":
 		err = cmdDevices(args, stdout, stderr)
 	case "export":
@@ -174,6 +186,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdCheck(ctx, args, stdout, stderr)
 	case "backup":
 		err = cmdBackup(args, stdout, stderr)
+	case "migrate-store":
+		err = cmdMigrateStore(args, stdout, stderr)
 	case "restore":
 		err = cmdRestore(args, stdin, stdout, stderr)
 	case "help":
@@ -214,6 +228,11 @@ func newFlags(name string, stderr io.Writer, keys ...string) *flags {
 	f.fs.SetOutput(io.Discard)
 	f.fs.Usage = func() {}
 	f.fs.StringVar(&f.configFile, "config", "", "config `file` (see treff.conf.sample); flags override it")
+	if slices.Contains(keys, "data") {
+		// Every command that opens the data folder's database can open
+		// the PostgreSQL one instead.
+		keys = append(keys, "store", "pg_dsn")
+	}
 	for _, o := range options {
 		if len(keys) > 0 && !slices.Contains(keys, o.key) {
 			continue
@@ -439,6 +458,28 @@ func cmdAnnounce(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 		return err
 	}
 	fmt.Fprintf(stdout, "announce: sent to %d sessions\n", resp.Sent)
+	return nil
+}
+
+// cmdDrain asks the running server to drain (drain.go).
+func cmdDrain(args []string, stdout, stderr io.Writer) error {
+	f := newFlags("community drain", stderr, "data")
+	f.usage("Usage: community drain [flags]   (the node stops taking clients and sends its clients elsewhere; stop it afterwards)\n")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	resp, err := callAdmin(filepath.Join(cfg.Data, adminSocket), adminRequest{Cmd: "drain"})
+	if errors.Is(err, errNoServer) {
+		return fmt.Errorf("no server runs with the data folder %s", cfg.Data)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "drain: %d client streams closed; /health says draining\n", resp.Sent)
 	return nil
 }
 
@@ -669,11 +710,7 @@ func adminDirect(cfg Config, req adminRequest) (adminResponse, error) {
 	}
 	// Never a new data folder, nor a database that would hide the real
 	// one (see existingDatabase).
-	path, err := existingDatabase(cfg, req.Cmd == "adduser" || req.Cmd == "invite" && !req.List)
-	if err != nil {
-		return adminResponse{}, err
-	}
-	store, err := openStore(path, "another admin command, or a server whose admin socket does not answer; try again", nil)
+	store, err := openDB(cfg, req.Cmd == "adduser" || req.Cmd == "invite" && !req.List)
 	if err != nil {
 		return adminResponse{}, err
 	}

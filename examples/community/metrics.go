@@ -28,7 +28,6 @@ import (
 	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/storage"
-	"github.com/treff-im/treff/storage/boltstore"
 )
 
 // defaultMetricsAddr is where "metrics = yes" serves /metrics.
@@ -69,24 +68,25 @@ func (h *histogram) observe(d time.Duration) {
 	h.sum.Add(int64(d))
 }
 
-// timedStore is the bbolt store with the latency of the two appends on
-// the message path measured. Embedding keeps every other method (and so
-// every optional storage interface the modules look for).
+// timedStore is the store (bbolt or PostgreSQL) with the latency of the
+// two appends on the message path measured. Embedding keeps every other
+// method of fullStore (and so every optional storage interface the
+// modules look for).
 type timedStore struct {
-	*boltstore.Store
+	fullStore
 	offline, archive histogram
 }
 
 func (s *timedStore) PushOffline(ctx context.Context, user string, msg storage.OfflineMessage, limit int) (uint64, error) {
 	t := time.Now()
-	id, err := s.Store.PushOffline(ctx, user, msg, limit)
+	id, err := s.fullStore.PushOffline(ctx, user, msg, limit)
 	s.offline.observe(time.Since(t))
 	return id, err
 }
 
 func (s *timedStore) AppendArchive(ctx context.Context, user string, msg storage.ArchivedMessage) (string, error) {
 	t := time.Now()
-	id, err := s.Store.AppendArchive(ctx, user, msg)
+	id, err := s.fullStore.AppendArchive(ctx, user, msg)
 	s.archive.observe(time.Since(t))
 	return id, err
 }

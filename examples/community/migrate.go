@@ -496,11 +496,7 @@ func rootElement(name string) (xml.Name, error) {
 // withStore opens the database for an admin command when no server runs
 // (never creating it), says on stderr which one, and closes it after fn.
 func withStore(cfg Config, cmd string, fn func(storage.Store) error) error {
-	path, err := existingDatabase(cfg, cmd == "import")
-	if err != nil {
-		return err
-	}
-	store, err := openStore(path, "another admin command, or a server whose admin socket does not answer; try again", nil)
+	store, err := openDB(cfg, cmd == "import")
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ import (
 	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/pep"
 	"github.com/treff-im/treff/ping"
+	"github.com/treff-im/treff/proxyproto"
 	"github.com/treff-im/treff/push"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/roster"
@@ -102,8 +103,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	tlsCerts := newCertSource(cert)
 
-	store, err := openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
-		&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})
+	var store fullStore
+	if cfg.Store == storePostgres {
+		store, err = openPostgres(cfg)
+	} else {
+		store, err = openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
+			&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})
+	}
 	if err != nil {
 		return err
 	}
@@ -117,7 +123,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}()
 	authn := &auth.Store{Accounts: store}
 
-	timed := &timedStore{Store: store}
+	timed := &timedStore{fullStore: store}
 	srv := newServer(cfg, timed, authn, log, &cert)
 	if cfg.Cluster {
 		leave, err := joinCluster(cfg, srv, log)
@@ -141,6 +147,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			return err
 		}
 	}
+	// The drain module closes streams that bind while the node drains.
+	drain := newDrainer(cfg, srv, log)
+	srv.Modules = append(srv.Modules, drain)
 	// Modules are set up before any listener runs: the server-to-server
 	// listeners need them.
 	if err := srv.Setup(); err != nil {
@@ -173,6 +182,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			closeAll()
 			return fmt.Errorf("%s: %w", spec.name, err)
 		}
+		l = proxied(cfg, spec.name, l, log)
+		if spec.name == "c2s" || spec.name == "c2s_tls" {
+			drain.addListener(l)
+		}
 		ls = append(ls, listener{spec.name, l, spec.directTLS})
 	}
 
@@ -191,8 +204,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			landing: func(link string) string { return inviteLanding(cfg, link) }},
 	}
 
+	admin.drain = drain
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go drainOnSignal(ctx, drain)
 
 	errc := make(chan error, len(ls)+3) // the listeners, the web listeners, one more
 	for _, l := range ls {
@@ -213,6 +228,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			if errors.Is(err, s2s.ErrStopped) || errors.Is(err, component.ErrStopped) {
 				err = treff.ErrServerClosed
 			}
+			if drain.listenerClosed(err) {
+				err = errDrained
+			}
 			if !errors.Is(err, treff.ErrServerClosed) {
 				err = fmt.Errorf("%s: %w", l.name, err)
 			}
@@ -220,7 +238,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		}()
 		logListening(log, l.name, l.l.Addr().String())
 	}
-	webServers, err := startWeb(cfg, srv, tlsCerts, log, errc)
+	webServers, err := startWeb(cfg, srv, tlsCerts, drain, log, errc)
 	if err != nil {
 		closeAll()
 		ul.Close()
@@ -256,7 +274,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		go expireDaily(ctx, admin.acct, cfg.ExpireAfter, log)
 	}
 	dailyDone := make(chan struct{})
-	if cfg.BackupDaily != "" {
+	if cfg.BackupDaily != "" && cfg.Store == storePostgres {
+		log.Warn("backup_daily copies a bbolt data folder; with store = postgres back up the database with pg_dump", "backup_daily", cfg.BackupDaily)
+		close(dailyDone)
+	} else if cfg.BackupDaily != "" {
 		go func() { backupDaily(ctx, cfg, store, log); close(dailyDone) }()
 	} else {
 		close(dailyDone)
@@ -266,15 +287,24 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	log.Info("server started", "domains", cfg.Domains, "data", cfg.Data, "motd", cfg.MOTD != "")
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-errc:
-		log.Error("server failed; shutting down", "err", runErr)
-		errc <- runErr // counted below
-	case runErr = <-admDone:
-		log.Error("server failed; shutting down", "err", runErr)
-		admDone <- runErr
+	drained := 0 // listeners closed by draining, whose error was taken here
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+		case runErr = <-errc:
+			if errors.Is(runErr, errDrained) {
+				drained, runErr = drained+1, nil
+				continue
+			}
+			log.Error("server failed; shutting down", "err", runErr)
+			errc <- runErr // counted below
+		case runErr = <-admDone:
+			log.Error("server failed; shutting down", "err", runErr)
+			admDone <- runErr
+		}
+		break wait
 	}
 	stop() // a second signal kills at once
 
@@ -298,7 +328,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 		// and the modules to stop before the store closes.
 		srv.Close()
 	}
-	for range len(ls) + len(webServers) {
+	for range len(ls) + len(webServers) - drained {
 		if err := <-errc; !errors.Is(err, treff.ErrServerClosed) && runErr == nil {
 			runErr = err
 		}
@@ -312,6 +342,37 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	}
 	return runErr
 }
+
+// proxied wraps the named listener for the PROXY protocol if the
+// configuration says so.
+func proxied(cfg Config, name string, l net.Listener, log *slog.Logger) net.Listener {
+	if !cfg.proxied(name) {
+		return l
+	}
+	return &proxyproto.Listener{Listener: l, Trusted: cfg.ProxyTrusted, Timeout: cfg.ProxyTimeout,
+		MaxHeader: cfg.ProxyMaxHeader, Logger: log.With("listener", name)}
+}
+
+// drainOnSignal drains the node on SIGUSR1, until ctx ends.
+func drainOnSignal(ctx context.Context, d *drainer) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	defer signal.Stop(c)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c:
+			go d.drain()
+		}
+	}
+}
+
+// errDrained is the result of a client listener that draining closed.
+var errDrained = fmt.Errorf("listener closed for draining: %w", treff.ErrServerClosed)
+
+// isClosedErr reports whether err is the error of a closed listener.
+func isClosedErr(err error) bool { return errors.Is(err, net.ErrClosed) }
 
 // logListening logs a listener's address once, at start, for the
 // operator. These are the server's own addresses; the server logs no
@@ -631,7 +692,7 @@ func loadSecret(file string) ([]byte, error) {
 
 // startWeb starts the http and https listeners, if configured; their
 // errors go to errc (one each, http.ErrServerClosed when shut down).
-func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Logger, errc chan error) ([]*http.Server, error) {
+func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, drain *drainer, log *slog.Logger, errc chan error) ([]*http.Server, error) {
 	if cfg.HTTP == "" && cfg.HTTPS == "" {
 		return nil, nil
 	}
@@ -645,6 +706,7 @@ func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	w.drain = drain
 	var out []*http.Server
 	for _, spec := range []struct {
 		name, addr string
@@ -660,6 +722,7 @@ func startWeb(cfg Config, srv *treff.Server, tlsCerts *certSource, log *slog.Log
 			}
 			return nil, fmt.Errorf("%s: %w", spec.name, err)
 		}
+		l = proxied(cfg, spec.name, l, log)
 		// net/http logs failed handshakes with the client's address: the
 		// server writes no IP addresses to its logs, so those go nowhere.
 		hs := &http.Server{Handler: tlsCerts.httpHandler(w), ReadHeaderTimeout: 10 * time.Second, ErrorLog: stdlog.New(io.Discard, "", 0)}

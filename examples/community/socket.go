@@ -34,6 +34,7 @@ import (
 //	{"cmd":"devices","jid":"alice@localhost"}    (FAST devices, one per line)
 //	{"cmd":"devices","jid":"alice@localhost","agent":"ID"}  (log one out)
 //	{"cmd":"backup","file":".backup-1.db"}  (a database copy: backup.go)
+//	{"cmd":"drain"}        (drain.go; answer: the streams closed, as sent)
 //
 //	{"ok":true}
 //	{"ok":true,"users":["alice@localhost","bob@localhost"]}
@@ -100,10 +101,11 @@ type adminResponse struct {
 
 // adminServer serves the admin protocol for a running server.
 type adminServer struct {
-	l    *net.UnixListener
-	acct *accounts
-	log  *slog.Logger
-	data string // the data folder, for backup
+	l     *net.UnixListener
+	acct  *accounts
+	drain *drainer // nil in tests without one
+	log   *slog.Logger
+	data  string // the data folder, for backup
 
 	closing atomic.Bool
 	wg      sync.WaitGroup
@@ -267,6 +269,12 @@ func (a *adminServer) do(line []byte) adminResponse {
 		resp.Users, err = a.acct.inviteRequest(ctx, req)
 	case "announce":
 		resp.Sent, err = a.acct.announce(req.Subject, req.Body)
+	case "drain": // drain.go
+		if a.drain == nil {
+			err = usageErrorf("this server cannot drain")
+			break
+		}
+		resp.Sent = a.drain.drain()
 	case "backup": // backup.go
 		resp.Size, err = a.backupSnapshot(ctx, req.File)
 	default:

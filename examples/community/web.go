@@ -35,6 +35,7 @@ type web struct {
 	status *template.Template
 	mux    *http.ServeMux
 	upload bool // file upload is served under /upload/
+	drain  *drainer
 }
 
 func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
@@ -51,7 +52,7 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 		return nil, fmt.Errorf("status_template: %w", err)
 	}
 	w := &web{cfg: cfg, srv: srv, reg: reg, status: tmpl, mux: http.NewServeMux()}
-	w.mux.Handle("/xmpp-websocket", &websocket.Handler{Server: srv, Origins: cfg.HTTPOrigins, SeeOtherURI: cfg.WebSocketSeeOther})
+	w.mux.Handle("/xmpp-websocket", w.refuseWhileDraining(&websocket.Handler{Server: srv, Origins: cfg.HTTPOrigins, SeeOtherURI: cfg.WebSocketSeeOther}))
 	perAddr := cfg.BOSHSessionsPerAddress
 	if perAddr == 0 {
 		perAddr = -1 // the handler's "no cap"
@@ -59,10 +60,8 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 	w.mux.Handle("/http-bind", &bosh.Handler{Server: srv, MaxSessionsPerAddress: perAddr})
 	w.mux.HandleFunc("GET /.well-known/host-meta", w.hostMeta)
 	w.mux.HandleFunc("GET /.well-known/host-meta.json", w.hostMetaJSON)
-	w.mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, r *http.Request) {
-		rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(rw, "ok\n")
-	})
+	w.mux.HandleFunc("GET /healthz", w.health)
+	w.mux.HandleFunc("GET /health", w.health)
 	w.mux.HandleFunc("GET /{$}", w.statusPage)
 	w.mux.HandleFunc("GET /invite/{token}", w.invitePage)
 	for _, m := range srv.Modules {
@@ -78,6 +77,34 @@ func newWeb(cfg Config, srv *treff.Server, reg *register.Module) (*web, error) {
 		w.mux.Handle("GET /chat", http.RedirectHandler("/chat/", http.StatusMovedPermanently))
 	}
 	return w, nil
+}
+
+// health answers a load balancer's check (HAProxy's option httpchk):
+// 200 "ok", or 503 "draining" once the node drains (drain.go).
+func (w *web) health(rw http.ResponseWriter, r *http.Request) {
+	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rw.Header().Set("Cache-Control", "no-store")
+	if w.drain.Draining() {
+		rw.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(rw, "draining\n")
+		return
+	}
+	io.WriteString(rw, "ok\n")
+}
+
+// refuseWhileDraining answers 503 instead of h while the node drains:
+// no new WebSocket stream. (BOSH requests go on: those of a new session
+// cannot be told from the others without reading the body; a session
+// that binds while the node drains is closed at once, drain.go.)
+func (w *web) refuseWhileDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if w.drain.Draining() {
+			rw.Header().Set("Retry-After", "1")
+			http.Error(rw, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(rw, r)
+	})
 }
 
 // chatPage starts Converse.js, connected to this server's WebSocket.

@@ -59,6 +59,9 @@ func FuzzParse(f *testing.F) {
 		}
 		el, err := Parse(data, max)
 		big, bigErr := Parse(data, 1<<20)
+		if cerr := Check(data, max); cerr != err {
+			t.Fatalf("Check says %v, Parse %v", cerr, err)
+		}
 		// The limit: only the size may change the verdict.
 		if err == nil {
 			if len(el.Raw) > max {

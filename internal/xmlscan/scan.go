@@ -204,6 +204,7 @@ type Scanner struct {
 	indexed   bool
 	attrTmp   []rawAttr
 	table     []int32 // uniqueHashed's table
+	check     bool    // Check: scan, but build no Element (done returns &checked)
 }
 
 type span struct{ off, end int }
@@ -918,6 +919,9 @@ func (s *Scanner) done(top span, startEnd int, child span, childNS rawAttr, hasC
 	if !validUTF8(raw) {
 		return nil, ErrNotWellFormed
 	}
+	if s.check {
+		return &checked, nil
+	}
 	el := s.finish(top, empty)
 	el.StartEnd = startEnd
 	if child.off >= 0 {
@@ -1034,12 +1038,34 @@ func Parse(raw []byte, max int) (*Element, error) {
 // ParseAttrs is Parse with a limit of maxAttrs attributes per start tag
 // (<= 0 means DefaultMaxAttrs).
 func ParseAttrs(raw []byte, max, maxAttrs int) (*Element, error) {
-	s := NewScanner(bytes.NewReader(raw), max)
+	return parse(raw, max, maxAttrs, false)
+}
+
+// Check reports whether raw holds one element (and white space) that
+// Parse would accept, without building the Element: for a serialised
+// element a caller is about to splice into another, whose only question
+// is whether it is well-formed.
+func Check(raw []byte, max int) error {
+	_, err := parse(raw, max, DefaultMaxAttrs, true)
+	return err
+}
+
+// checked is what the scanner returns for an element in check mode.
+var checked Element
+
+func parse(raw []byte, max, maxAttrs int, check bool) (*Element, error) {
+	p := parsers.Get().(*parser)
+	defer p.put()
+	p.r.Reset(raw)
+	s := &p.s
+	// A scanner from the pool keeps its scratch slices (element resets
+	// them) and nothing else.
+	*s = Scanner{r: &p.r, stack: s.stack[:0], prefix: s.prefix[:0], attrTmp: s.attrTmp[:0], table: s.table, check: check}
+	if max <= 0 {
+		max = 256 << 10
+	}
+	s.max = max
 	s.SetMaxAttrs(maxAttrs)
-	// The element copies what it keeps out of the read buffer: give the
-	// buffer back to the pool for the next parse (a stanza rewritten by
-	// a module is parsed again; without this each parse took a new one).
-	defer s.Release()
 	el, err := s.Next()
 	if err != nil {
 		if err == io.EOF || err == ErrStreamEnd {
@@ -1052,6 +1078,33 @@ func ParseAttrs(raw []byte, max, maxAttrs int) (*Element, error) {
 		return nil, ErrNotWellFormed
 	}
 	return el, nil
+}
+
+// parser is what Parse uses, kept in a pool: elements are parsed again
+// on hot paths (a stanza a module rewrites, a child it adds), and a new
+// scanner each time grew its scratch slices anew.
+type parser struct {
+	s Scanner
+	r bytes.Reader
+}
+
+var parsers = sync.Pool{New: func() any { return new(parser) }}
+
+// put gives the read buffer back to its pool (the element copied what it
+// keeps out of it), drops the references to the input and returns p to
+// the pool, unless its scratch grew large.
+func (p *parser) put() {
+	s := &p.s
+	if s.pbuf != nil && len(s.buf) == bufSize {
+		bufPool.Put(s.pbuf)
+	}
+	s.buf, s.pbuf, s.r, s.rerr = nil, nil, nil, nil
+	s.prefixIdx, s.indexed = nil, false
+	p.r.Reset(nil)
+	if cap(s.stack) > 256 || cap(s.prefix) > 256 || cap(s.attrTmp) > 256 || cap(s.table) > 1024 {
+		return
+	}
+	parsers.Put(p)
 }
 
 // Restart prepares the scanner for a new stream header on the same

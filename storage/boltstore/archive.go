@@ -9,6 +9,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -406,6 +408,8 @@ func (s *Store) DeleteArchive(ctx context.Context, user string) error {
 		return fail(err, "delete archive of %q", user)
 	}
 	defer s.forgetArchiveUser(user)
+	defer s.prefs.forget(user)
+	s.prefs.forget(user)
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		if root := tx.Bucket(bucketArchive); root != nil && root.Bucket([]byte(user)) != nil {
 			if err := root.DeleteBucket([]byte(user)); err != nil {
@@ -487,12 +491,20 @@ func decodeArchivePrefs(v []byte) (storage.ArchivePrefs, error) {
 	return p, nil
 }
 
-// ArchivePrefs implements storage.Archive.
+// ArchivePrefs implements storage.Archive. Preferences are read for
+// every archived message (twice for one between two local users), so
+// the store keeps them in memory once read (see prefsCache).
 func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchivePrefs, error) {
 	if user == "" {
 		return storage.ArchivePrefs{}, fail(errEmptyJID, "archive preferences")
 	}
-	var p storage.ArchivePrefs
+	if err := s.check(ctx); err != nil {
+		return storage.ArchivePrefs{}, fail(err, "archive preferences of %q", user)
+	}
+	p, ok, gen := s.prefs.get(user)
+	if ok {
+		return p, nil
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketArchivePrefs)
 		if b == nil {
@@ -509,7 +521,55 @@ func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchiveP
 	if err != nil {
 		return storage.ArchivePrefs{}, fail(err, "archive preferences of %q", user)
 	}
-	return p, nil
+	s.prefs.put(user, p, gen)
+	return clonePrefs(p), nil
+}
+
+// prefsCache keeps users' archiving preferences once read. Every write
+// of preferences goes through the store, which forgets the user's entry
+// after writing (forget); gen makes a read that raced with a write not
+// keep what it read before the write. It holds at most prefsCacheMax
+// users, and starts again empty when full.
+type prefsCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]storage.ArchivePrefs
+}
+
+const prefsCacheMax = 1 << 16
+
+// get returns the user's preferences (a copy) if known, and the
+// generation to hand to put otherwise.
+func (c *prefsCache) get(user string) (storage.ArchivePrefs, bool, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.m[user]
+	if ok {
+		return clonePrefs(p), true, c.gen
+	}
+	return storage.ArchivePrefs{}, false, c.gen
+}
+
+// put keeps p for user unless a write happened since get returned gen.
+func (c *prefsCache) put(user string, p storage.ArchivePrefs, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.m == nil || len(c.m) >= prefsCacheMax {
+		c.m = make(map[string]storage.ArchivePrefs)
+	}
+	c.m[user] = clonePrefs(p)
+}
+
+// forget drops the user's entry; call it after writing their
+// preferences (or deleting them), whether the write succeeded or not.
+func (c *prefsCache) forget(user string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.m, user)
 }
 
 // SetArchivePrefs implements storage.Archive.
@@ -517,6 +577,8 @@ func (s *Store) SetArchivePrefs(ctx context.Context, user string, p storage.Arch
 	if user == "" {
 		return fail(errEmptyJID, "set archive preferences")
 	}
+	defer s.prefs.forget(user)
+	s.prefs.forget(user)
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketArchivePrefs)
 		if err != nil {
@@ -578,4 +640,11 @@ func (s *Store) ReplaceArchived(ctx context.Context, user, id string, stanza []b
 		return fail(err, "replace archived %q in %q", id, user)
 	}
 	return nil
+}
+
+// clonePrefs returns p with lists of its own, so that a caller that
+// changes what it was given does not change what the cache keeps.
+func clonePrefs(p storage.ArchivePrefs) storage.ArchivePrefs {
+	p.Always, p.Never = slices.Clone(p.Always), slices.Clone(p.Never)
+	return p
 }

@@ -35,7 +35,7 @@ import (
 // batch, which at a community server's rates (a few messages per user
 // per commit or less) cost more than everything else a message does. The
 // journal is folded into the users' buckets, with the batch of the
-// moment, in one transaction once a second (archiveFoldEvery), once it
+// moment, in one transaction every ten seconds (archiveFoldEvery), once it
 // holds archiveFoldMax records, before every read of the archive, at
 // Close and at Open (after a crash): by then most users have several
 // records, and their bucket's last page is written once for all of them.
@@ -71,8 +71,8 @@ const (
 	// archiveFoldEvery and archiveFoldMax: a scheduled flush folds the
 	// journal into the users' buckets once this long has passed since the
 	// last fold, or once this many records wait in the journal.
-	archiveFoldEvery = time.Second
-	archiveFoldMax   = 4096
+	archiveFoldEvery = 10 * time.Second
+	archiveFoldMax   = 16384
 	// archiveRecordOverhead is what a queued record costs beyond its
 	// user, key and value (its slice element and headers).
 	archiveRecordOverhead = 64

@@ -11,7 +11,7 @@
 // AppendArchive is the exception: it queues the message and commits it
 // with others a few milliseconds later (the message's ID must be known
 // before it is delivered), into a journal that is folded into the users'
-// buckets once a second and before every read (see archivequeue.go). That queue is bounded by
+// buckets every ten seconds and before every read (see archivequeue.go). That queue is bounded by
 // Options.ArchiveQueueBytes; when commits fail (a full disk), they are
 // retried with a growing delay, and once the queue is full AppendArchive
 // fails with storage.ErrFull, so that the server refuses the message
@@ -170,6 +170,8 @@ type Store struct {
 	pushing atomic.Int32
 	// archive queues archive appends (see archivequeue.go).
 	archive archiveQueue
+	// prefs keeps archiving preferences once read (see ArchivePrefs).
+	prefs prefsCache
 }
 
 // Open opens the bbolt database at path, creating it with mode 0600 if it

@@ -77,3 +77,30 @@ func (s *Store) NameHeldUntil(ctx context.Context, jid string) (time.Time, error
 	}
 	return t, nil
 }
+
+// HeldNames returns every name held now with its end, for copying the
+// holds to another store (community migrate-store); storage.HeldNames has
+// no way to list them.
+func (s *Store) HeldNames(ctx context.Context) (map[string]time.Time, error) {
+	out := make(map[string]time.Time)
+	now := time.Now()
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHeld)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("held name record: %w", errCorrupt)
+			}
+			if t := time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(); t.After(now) {
+				out[string(k)] = t
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fail(err, "held names")
+	}
+	return out, nil
+}
