@@ -512,6 +512,7 @@ func (n *Node) onControl(msg *nats.Msg) {
 			deliver: n.subj("node", m.Node, "d"), ctl: n.subj("node", m.Node, "ctl")}
 		n.peers[m.Node] = p
 		fetch = true
+		n.log().Info("cluster: node up", "node", m.Node)
 	}
 	p.seen = time.Now()
 	switch m.Op {

@@ -11,15 +11,15 @@ import (
 )
 
 // sharedStore reports whether the configured store can be shared by the
-// nodes of a cluster. The only store here is bbolt, a file that one
-// process holds locked: no.
-func sharedStore(cfg Config) bool { return false }
+// nodes of a cluster: PostgreSQL can, bbolt (a file that one process
+// holds locked) cannot.
+func sharedStore(cfg Config) bool { return cfg.Store == storePostgres }
 
 // checkCluster refuses cluster = yes without a store all nodes share:
 // each node would have its own accounts, rosters and offline messages.
 func checkCluster(cfg Config) error {
 	if cfg.Cluster && !sharedStore(cfg) {
-		return usageErrorf("cluster = yes needs a store that all nodes share (PostgreSQL); the bbolt store (treff.db in the data folder) belongs to one process")
+		return usageErrorf("cluster = yes needs a store that all nodes share (store = postgres); the bbolt store (treff.db in the data folder) belongs to one process")
 	}
 	return nil
 }

@@ -235,8 +235,8 @@ type Config struct {
 
 	// Cluster runs this server as one node of several sharing the
 	// service (key cluster, package cluster): sessions and stanzas are
-	// routed between nodes on NATS. It needs a store all nodes share,
-	// which bbolt is not. Default: no.
+	// routed between nodes on NATS. It needs a store all nodes share
+	// (store = postgres), which bbolt is not. Default: no.
 	Cluster bool
 	// ClusterNATS is an external NATS server or cluster to route through
 	// (key cluster_nats, nats://host:port, comma-separated); empty with

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,8 +21,10 @@ import (
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/cluster"
 	"github.com/treff-im/treff/im"
+	"github.com/treff-im/treff/internal/pgtest"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
+	"github.com/treff-im/treff/storage/pgstore"
 	"github.com/treff-im/treff/trefftest"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -319,5 +323,194 @@ func TestClusterRefusedWithBolt(t *testing.T) {
 	}
 	if _, err := os.Stat(data); err == nil {
 		t.Error("the data folder was created")
+	}
+}
+
+// communityNode is one example-server process of a cluster.
+type communityNode struct {
+	*communityProc
+	name string
+}
+
+// waitLogLine waits (at most 20 s) until the process has logged a line with
+// all of the given parts.
+func waitLogLine(t *testing.T, p *communityProc, parts ...string) {
+	t.Helper()
+	for range 400 {
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			ok := true
+			for _, part := range parts {
+				ok = ok && strings.Contains(line, part)
+			}
+			if ok {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no log line with %q within 20s\nserver output:\n%s", parts, p.logs)
+}
+
+// TestClusterCommunity: three example-server processes on 127.0.0.2-4
+// as one cluster (-cluster yes, each with its embedded NATS server routed
+// to the others' -cluster-listen addresses), sharing one PostgreSQL
+// database (-store postgres; internal/pgtest's throwaway server or
+// TREFF_PGSQL_DSN) and one certificate, with slixmpp users on different
+// nodes: bare-JID priority routing, full-JID delivery and presence
+// across nodes; a resource conflict across nodes; then node 2 is killed
+// (SIGKILL): nodes 0 and 1 drop its sessions, a message to its user goes
+// to offline storage in PostgreSQL and reaches her on node 1.
+func TestClusterCommunity(t *testing.T) {
+	needSlixmpp(t)
+	pg := pgtest.Start(t)
+	dsn := pg.Database(t)
+	bin := buildCommunity(t)
+	dir := t.TempDir()
+
+	cert, err := trefftest.Certificate("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The accounts, and the schema, before the nodes start.
+	admin := pgFlags(t, bin, dsn)
+	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", alicePW, "alice@localhost")
+	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", bobPW, "bob@localhost")
+	ctx := context.Background()
+	st, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][2]string{{"alice@localhost", "bob@localhost"}, {"bob@localhost", "alice@localhost"}} {
+		if _, err := st.PutRosterItem(ctx, p[0], storage.RosterItem{JID: p[1], Subscription: storage.SubBoth}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	const k = 3
+	routes := make([]string, k)
+	for i := range routes {
+		routes[i] = freeAddrOn(t, fmt.Sprintf("127.0.0.%d", i+2))
+	}
+	var nodes []*communityNode
+	for i := range k {
+		host := fmt.Sprintf("127.0.0.%d", i+2)
+		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
+			addr: freeAddrOn(t, host), tls: freeAddrOn(t, host), cert: certFile}
+		n := &communityNode{communityProc: p, name: fmt.Sprintf("node%d", i)}
+		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
+			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
+			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
+			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s output:\n%s", n.name, p.logs)
+			}
+		})
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o != n {
+				waitLogLine(t, n.communityProc, "cluster: node up", "node="+o.name)
+			}
+		}
+		if !accepts(n.addr) {
+			t.Fatalf("%s does not accept on %s", n.name, n.addr)
+		}
+	}
+	run := func(scenario string, args ...string) events {
+		t.Helper()
+		script, err := filepath.Abs(filepath.Join("clients", "cluster.py"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var addrs []string
+		for _, n := range nodes {
+			addrs = append(addrs, n.addr)
+		}
+		argv := append([]string{script, "--cert", certFile, "--timeout", fmt.Sprint(scriptTimeout.Seconds()),
+			"--addr", addrs[0], "--addrs", strings.Join(addrs, ","), scenario}, args...)
+		return runClient(t, "cluster.py "+scenario, pythonEnv(), python, argv...)
+	}
+
+	// Routing and presence across the three processes.
+	body := uniqueBody("cluster-community")
+	es := run("route", "--jid", "alice@localhost", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body,
+		"--session", "high=5@0", "--session", "low=1@1", "--sender-node", "2")
+	for _, tc := range []struct {
+		res    string
+		bodies []string
+	}{
+		{"high", []string{"bare " + body, "full high " + body}},
+		{"low", []string{"full low " + body}},
+	} {
+		var r clusterReceived
+		es.one(t, "received", tc.res).decode(t, &r)
+		if !slices.Equal(r.Bodies, tc.bodies) {
+			t.Errorf("%s got %q, want %q", tc.res, r.Bodies, tc.bodies)
+		}
+	}
+
+	// A resource bound on node 0, then on node 1.
+	es = run("conflict", "--jid", "alice@localhost/dup", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", uniqueBody("cluster-community-conflict"))
+	r := es.one(t, "conflict_result", "")
+	if len(r.FirstStreamErrors) != 1 || !slices.Equal(r.FirstStreamErrors[0].Conditions, []string{"conflict"}) {
+		t.Errorf("first session's stream errors: %+v, want one <conflict/>", r.FirstStreamErrors)
+	}
+
+	// Node 2 dies with alice on it.
+	body = uniqueBody("cluster-community-killed")
+	gate := filepath.Join(dir, "gate")
+	done := make(chan events, 1)
+	go func() {
+		done <- run("node_lost", "--jid", "alice@localhost", "--password", alicePW,
+			"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body, "--gate", gate, "--killed")
+	}()
+	for range 400 {
+		if _, err := os.Stat(gate + ".ready"); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := nodes[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-nodes[2].done
+	for _, n := range nodes[:2] {
+		waitLogLine(t, n.communityProc, "cluster: node silent, dropping its sessions", "node=node2")
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case es = <-done:
+	case <-time.After(clientTimeout + 5*time.Second):
+		t.Fatal("the script did not end")
+	}
+	var lost struct {
+		OldMessages  []string `json:"old_messages"`
+		SenderErrors []string `json:"sender_errors"`
+	}
+	es.one(t, "node_lost_result", "").decode(t, &lost)
+	if len(lost.SenderErrors) != 0 {
+		t.Errorf("bob got errors from %q", lost.SenderErrors)
+	}
+	for _, n := range nodes[:2] {
+		n.stop(t)
 	}
 }

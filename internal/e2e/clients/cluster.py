@@ -166,9 +166,10 @@ async def node_lost(o, clients):
     """alice is online on node 2 and bob on node 0 sees her. The script
     then writes --gate + ".ready" and waits for --gate to exist: meanwhile
     the Go test cuts node 2 off NATS and waits until the other nodes have
-    dropped its sessions. bob then sends alice a message: it must go to
-    offline storage, and alice gets it when she logs in again on node 1
-    (her old client, on the cut-off node, must not)."""
+    dropped its sessions (or kills node 2: --killed). bob then sends alice
+    a message: it must go to offline storage, and alice gets it when she
+    logs in again on node 1 (her old client, on the cut-off node, must
+    not)."""
     sender = Client("sender", o.peer, o.peer_password, o, 0)
     clients.append(sender)
     await sender.login()
@@ -195,7 +196,8 @@ async def node_lost(o, clients):
     await new.login()
     await new.presence(1)
     await new.wait_msg(lambda m: m["body"] == o.body, "the offline message", o.wait)
-    await old.sync()
+    if not o.killed:
+        await old.sync()
     emit("node_lost_result", old_messages=[x["body"] for x in old.messages],
          sender_errors=[x["from"] for x in sender.messages if x["type"] == "error"])
 
@@ -209,4 +211,5 @@ if __name__ == "__main__":
     p.add_argument("--sender-node", type=int, default=0)
     p.add_argument("--wait", type=float, default=5, help="seconds for each wait for the server")
     p.add_argument("--gate", default="", help="node_lost: file the Go test creates to go on")
+    p.add_argument("--killed", action="store_true", help="node_lost: node 2 is killed, not cut off (the old client is gone)")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
