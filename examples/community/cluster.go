@@ -36,6 +36,9 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 	if cfg.ClusterNATS != "" {
 		nc, err = cluster.Connect(cfg.ClusterNATS, cfg.NodeName)
 	} else {
+		if cfg.ClusterListen != "" && !isLoopback(cfg.ClusterListen) {
+			log.Warn("the cluster listener is not on loopback: NATS routes between the nodes are neither authenticated nor encrypted; keep cluster_listen on a private network", "cluster_listen", cfg.ClusterListen)
+		}
 		ns, nc, err = cluster.Embedded{Name: cfg.NodeName, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers}.Start()
 	}
 	if err != nil {
