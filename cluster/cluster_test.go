@@ -611,3 +611,54 @@ func TestManyAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbeddedSecret: embedded NATS servers with a route secret form a
+// cluster only with servers that share it.
+func TestEmbeddedSecret(t *testing.T) {
+	a, b, x := trefftest.FreeAddr(t), trefftest.FreeAddr(t), trefftest.FreeAddr(t)
+	start := func(name, listen, secret string, peers ...string) (*server.Server, *nats.Conn) {
+		ns, nc, err := Embedded{Name: name, Listen: listen, Peers: peers, Secret: secret}.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close(); ns.Shutdown() })
+		return ns, nc
+	}
+	nx, cx := start("x", x, "wrong", a, b, x)
+	na, ca := start("a", a, "s3cret", a, b, x)
+	_, cb := start("b", b, "s3cret", a, b, x)
+	got := make(chan string, 1)
+	sub, err := cb.Subscribe("t", func(m *nats.Msg) {
+		select {
+		case got <- string(m.Data):
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	cb.Flush()
+	// a publishes until b has it: the route is up.
+	waitFor(t, "b to get a's message", func() bool {
+		ca.Publish("t", []byte("from a"))
+		ca.Flush()
+		select {
+		case <-got:
+			return true
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	})
+	// a and b dialled x, and x them, with different secrets: no route
+	// between them came up (a has its pooled routes to b only). A
+	// negative check: it holds at this moment; a route that came up
+	// later would show in TestChatAcrossNodes-style traffic, not here.
+	if n := nx.NumRoutes(); n != 0 {
+		t.Errorf("x has %d routes, want 0", n)
+	}
+	if n := na.NumRoutes(); n == 0 {
+		t.Error("a has no routes")
+	}
+	cx.Close()
+}

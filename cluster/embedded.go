@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -27,9 +30,15 @@ type Embedded struct {
 	// other and retry until the peer is up; a node may list all nodes,
 	// itself included.
 	Peers []string
+	// Secret, if not empty, is a secret every node's embedded server
+	// shares: routes are accepted only from servers that present it (it
+	// authenticates, it does not encrypt). "" accepts any route: keep
+	// Listen on a private network then.
+	Secret string
 	// Client is an address for NATS clients (a monitoring tool, another
-	// program); "" means a random loopback port: the node itself talks to
-	// its server in-process.
+	// program), without authentication; "" means a random loopback port
+	// with a random password: the node itself talks to its server
+	// in-process.
 	Client string
 }
 
@@ -42,9 +51,16 @@ func (e Embedded) Start() (*server.Server, *nats.Conn, error) {
 		NoLog:      true,
 		// The route listener starts only after the client listener (with
 		// DontListen it never would): without Client, a random loopback
-		// port nobody is told of.
+		// port nobody is told of, with a random password.
 		Host: "127.0.0.1",
 		Port: server.RANDOM_PORT,
+	}
+	var auth []nats.Option
+	if e.Client == "" {
+		var b [16]byte
+		rand.Read(b[:])
+		opts.Username, opts.Password = "treff", hex.EncodeToString(b[:])
+		auth = append(auth, nats.UserInfo(opts.Username, opts.Password))
 	}
 	if e.Client != "" {
 		host, port, err := splitAddr(e.Client)
@@ -65,6 +81,14 @@ func (e Embedded) Start() (*server.Server, *nats.Conn, error) {
 			opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", -1 // random, unused
 		}
 		opts.Cluster.NoAdvertise = true
+		var user *url.Userinfo
+		if e.Secret != "" {
+			// The password is derived, so that the secret itself never
+			// travels.
+			sum := sha256.Sum256([]byte("treff cluster route\x00" + e.Secret))
+			opts.Cluster.Username, opts.Cluster.Password = "treff-route", hex.EncodeToString(sum[:])
+			user = url.UserPassword(opts.Cluster.Username, opts.Cluster.Password)
+		}
 		for _, p := range e.Peers {
 			if p == e.Listen {
 				continue
@@ -72,7 +96,7 @@ func (e Embedded) Start() (*server.Server, *nats.Conn, error) {
 			if _, _, err := splitAddr(p); err != nil {
 				return nil, nil, fmt.Errorf("cluster: peer address %q: %w", p, err)
 			}
-			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: p})
+			opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: p, User: user})
 		}
 	}
 	ns, err := server.NewServer(opts)
@@ -84,7 +108,7 @@ func (e Embedded) Start() (*server.Server, *nats.Conn, error) {
 		ns.Shutdown()
 		return nil, nil, errors.New("cluster: nats server did not start")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name(e.Name), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", append(auth, nats.InProcessServer(ns), nats.Name(e.Name), nats.MaxReconnects(-1))...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, fmt.Errorf("cluster: nats: %w", err)

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -36,10 +39,24 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 	if cfg.ClusterNATS != "" {
 		nc, err = cluster.Connect(cfg.ClusterNATS, cfg.NodeName)
 	} else {
-		if cfg.ClusterListen != "" && !isLoopback(cfg.ClusterListen) {
-			log.Warn("the cluster listener is not on loopback: NATS routes between the nodes are neither authenticated nor encrypted; keep cluster_listen on a private network", "cluster_listen", cfg.ClusterListen)
+		var secret string
+		if cfg.ClusterSecretFile != "" {
+			b, err := os.ReadFile(cfg.ClusterSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("cluster_secret_file: %w", err)
+			}
+			if secret = strings.TrimSpace(string(b)); secret == "" {
+				return nil, fmt.Errorf("cluster_secret_file %s is empty", cfg.ClusterSecretFile)
+			}
 		}
-		ns, nc, err = cluster.Embedded{Name: cfg.NodeName, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers}.Start()
+		if cfg.ClusterListen != "" && !isLoopback(cfg.ClusterListen) {
+			if secret == "" {
+				log.Warn("the cluster listener is not on loopback and cluster_secret_file is not set: any server that reaches it can join; keep it on a private network", "cluster_listen", cfg.ClusterListen)
+			} else {
+				log.Info("the NATS routes between the nodes are authenticated, not encrypted: keep cluster_listen on a private network", "cluster_listen", cfg.ClusterListen)
+			}
+		}
+		ns, nc, err = cluster.Embedded{Name: cfg.NodeName, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers, Secret: secret}.Start()
 	}
 	if err != nil {
 		return nil, err

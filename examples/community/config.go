@@ -248,6 +248,10 @@ type Config struct {
 	// ClusterPeers are the other nodes' cluster_listen addresses (key
 	// cluster_peers, comma-separated host:port). Default: none.
 	ClusterPeers []string
+	// ClusterSecretFile is a file holding a secret all nodes share (key
+	// cluster_secret_file): the embedded NATS servers accept routes only
+	// from servers that know it. Default: none (any route is accepted).
+	ClusterSecretFile string
 	// NodeName is this node's name, unique in the cluster (key
 	// node_name; letters, digits, '-' and '_'). Default: empty, meaning
 	// the host name (cluster.HostName).
@@ -994,6 +998,10 @@ var options = []option{
 	}},
 	{"cluster_peers", "the other nodes' cluster_listen `addresses` (host:port,...)", func(c *Config, v string) error {
 		return setHostPorts(&c.ClusterPeers, v)
+	}},
+	{"cluster_secret_file", "`file` with a secret all nodes share: the embedded NATS servers accept routes only from servers that know it", func(c *Config, v string) error {
+		c.ClusterSecretFile = strings.TrimSpace(v)
+		return nil
 	}},
 	{"node_name", "this node's `name`, unique in the cluster (letters, digits, - and _)", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)

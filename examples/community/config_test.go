@@ -433,12 +433,12 @@ func TestServeClusterNeedsSharedStore(t *testing.T) {
 // TestClusterKeys: the cluster keys parse and refuse bad values.
 func TestClusterKeys(t *testing.T) {
 	cfg := Default()
-	for k, v := range map[string]string{"cluster_listen": "127.0.0.2:6222", "cluster_peers": "127.0.0.2:6222, 127.0.0.3:6222", "node_name": "node-1", "cluster_nats": "nats://127.0.0.1:4222"} {
+	for k, v := range map[string]string{"cluster_listen": "127.0.0.2:6222", "cluster_peers": "127.0.0.2:6222, 127.0.0.3:6222", "node_name": "node-1", "cluster_nats": "nats://127.0.0.1:4222", "cluster_secret_file": "/etc/treff/cluster-secret"} {
 		if err := cfg.Set(k, v); err != nil {
 			t.Errorf("%s = %s: %v", k, v, err)
 		}
 	}
-	if cfg.ClusterListen != "127.0.0.2:6222" || len(cfg.ClusterPeers) != 2 || cfg.NodeName != "node-1" || cfg.ClusterNATS != "nats://127.0.0.1:4222" {
+	if cfg.ClusterListen != "127.0.0.2:6222" || len(cfg.ClusterPeers) != 2 || cfg.NodeName != "node-1" || cfg.ClusterNATS != "nats://127.0.0.1:4222" || cfg.ClusterSecretFile != "/etc/treff/cluster-secret" {
 		t.Errorf("got %+v", cfg)
 	}
 	for k, v := range map[string]string{"cluster_listen": "nohost", "cluster_peers": "a:b", "node_name": "a.b", "cluster": "maybe"} {

@@ -353,7 +353,8 @@ func waitLogLine(t *testing.T, p *communityProc, parts ...string) {
 
 // TestClusterCommunity: three example-server processes on 127.0.0.2-4
 // as one cluster (-cluster yes, each with its embedded NATS server routed
-// to the others' -cluster-listen addresses), sharing one PostgreSQL
+// to the others' -cluster-listen addresses, with -cluster-secret-file),
+// sharing one PostgreSQL
 // database (-store postgres; internal/pgtest's throwaway server or
 // TREFF_PGSQL_DSN) and one certificate, with slixmpp users on different
 // nodes: bare-JID priority routing, full-JID delivery and presence
@@ -380,6 +381,11 @@ func TestClusterCommunity(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	secretFile := filepath.Join(dir, "cluster-secret")
+	if err := os.WriteFile(secretFile, []byte("e2e cluster secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -413,7 +419,8 @@ func TestClusterCommunity(t *testing.T) {
 		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
 			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
 			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
-			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name)
+			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
+			"-cluster-secret-file", secretFile)
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("%s output:\n%s", n.name, p.logs)
