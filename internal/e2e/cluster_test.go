@@ -351,7 +351,9 @@ func waitLogLine(t *testing.T, p *communityProc, parts ...string) {
 	t.Fatalf("no log line with %q within 20s\nserver output:\n%s", parts, p.logs)
 }
 
-// TestClusterCommunity: three example-server processes on 127.0.0.2-4
+// TestClusterCommunity: three example-server processes on 127.0.0.2-4,
+// behind HAProxy (PROXY protocol v2; a round-robin frontend and one per
+// node)
 // as one cluster (-cluster yes, each with its embedded NATS server routed
 // to the others' -cluster-listen addresses, with -cluster-secret-file),
 // sharing one PostgreSQL
@@ -363,6 +365,7 @@ func waitLogLine(t *testing.T, p *communityProc, parts ...string) {
 // to offline storage in PostgreSQL and reaches her on node 1.
 func TestClusterCommunity(t *testing.T) {
 	needSlixmpp(t)
+	hap := needHAProxy(t)
 	pg := pgtest.Start(t)
 	dsn := pg.Database(t)
 	bin := buildCommunity(t)
@@ -420,7 +423,7 @@ func TestClusterCommunity(t *testing.T) {
 			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
 			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
 			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
-			"-cluster-secret-file", secretFile)
+			"-cluster-secret-file", secretFile, "-proxy-protocol", "c2s")
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("%s output:\n%s", n.name, p.logs)
@@ -438,19 +441,69 @@ func TestClusterCommunity(t *testing.T) {
 			t.Fatalf("%s does not accept on %s", n.name, n.addr)
 		}
 	}
-	run := func(scenario string, args ...string) events {
+	// HAProxy in front (TCP, PROXY protocol v2 to the nodes, which take
+	// headers on c2s): a round-robin frontend on 127.0.0.5, and one
+	// frontend per node so that a scenario can put a client on a node.
+	const lbIP = "127.0.0.5"
+	hdata := map[string]string{"LB": freeAddrOn(t, lbIP)}
+	var fronts []string
+	for i, n := range nodes {
+		f := freeAddrOn(t, lbIP)
+		fronts = append(fronts, f)
+		hdata[fmt.Sprintf("F%d", i)] = f
+		hdata[fmt.Sprintf("N%d", i)] = n.addr
+	}
+	startHAProxy(t, hap, `global
+    stats socket {{.Sock}} mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+frontend lb
+    bind {{.LB}}
+    default_backend all
+backend all
+    balance roundrobin
+    server node0 {{.N0}} send-proxy-v2
+    server node1 {{.N1}} send-proxy-v2
+    server node2 {{.N2}} send-proxy-v2
+frontend f0
+    bind {{.F0}}
+    default_backend b0
+backend b0
+    server node0 {{.N0}} send-proxy-v2
+frontend f1
+    bind {{.F1}}
+    default_backend b1
+backend b1
+    server node1 {{.N1}} send-proxy-v2
+frontend f2
+    bind {{.F2}}
+    default_backend b2
+backend b2
+    server node2 {{.N2}} send-proxy-v2
+`, hdata)
+	runAt := func(addrs []string, scenario string, args ...string) events {
 		t.Helper()
 		script, err := filepath.Abs(filepath.Join("clients", "cluster.py"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var addrs []string
-		for _, n := range nodes {
-			addrs = append(addrs, n.addr)
-		}
 		argv := append([]string{script, "--cert", certFile, "--timeout", fmt.Sprint(scriptTimeout.Seconds()),
 			"--addr", addrs[0], "--addrs", strings.Join(addrs, ","), scenario}, args...)
 		return runClient(t, "cluster.py "+scenario, pythonEnv(), python, argv...)
+	}
+	run := func(scenario string, args ...string) events {
+		t.Helper()
+		return runAt(fronts, scenario, args...)
+	}
+	logins := func() []int {
+		var out []int
+		for _, n := range nodes {
+			out = append(out, strings.Count(n.logs.String(), `msg=authenticated`))
+		}
+		return out
 	}
 
 	// Routing and presence across the three processes.
@@ -470,6 +523,37 @@ func TestClusterCommunity(t *testing.T) {
 		if !slices.Equal(r.Bodies, tc.bodies) {
 			t.Errorf("%s got %q, want %q", tc.res, r.Bodies, tc.bodies)
 		}
+	}
+
+	// The same through the round-robin frontend: the three clients land
+	// on the nodes in turn, wherever that is.
+	before := logins()
+	body = uniqueBody("cluster-community-lb")
+	lb := hdata["LB"]
+	es = runAt([]string{lb, lb, lb}, "route", "--jid", "alice@localhost", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body,
+		"--session", "high=5@1", "--session", "low=1@2", "--sender-node", "0")
+	for _, tc := range []struct {
+		res    string
+		bodies []string
+	}{
+		{"high", []string{"bare " + body, "full high " + body}},
+		{"low", []string{"full low " + body}},
+	} {
+		var r clusterReceived
+		es.one(t, "received", tc.res).decode(t, &r)
+		if !slices.Equal(r.Bodies, tc.bodies) {
+			t.Errorf("through the balancer, %s got %q, want %q", tc.res, r.Bodies, tc.bodies)
+		}
+	}
+	used := 0
+	for i, n := range logins() {
+		if n > before[i] {
+			used++
+		}
+	}
+	if used < 2 {
+		t.Errorf("the balanced clients all logged in on one node (logins before %v, after %v)", before, logins())
 	}
 
 	// A resource bound on node 0, then on node 1.
