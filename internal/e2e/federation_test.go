@@ -167,7 +167,7 @@ type federation struct {
 	// from (pgfederation_test.go).
 	prosodyAddrs    map[string]string
 	prosodyInsecure string
-	ejabberdLog  string // ejabberd's log file (info level)
+	ejabberdLog     string // ejabberd's log file (info level)
 }
 
 // newFederation makes the folder, the CA with one certificate per domain

@@ -171,6 +171,7 @@ async def pair(o, clients):
     await asyncio.sleep(0.3)
     await a.sync()
     await b.sync()
+    a.state(bj)
     b.state(aj)
 
 
