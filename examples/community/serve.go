@@ -118,6 +118,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			log.Error("closing the database", "err", err)
 		}
 	}()
+	if am != nil && cfg.Store == storePostgres {
+		shareACME(am, store, tlsCerts, log)
+	}
 	authn := &auth.Store{Accounts: store}
 
 	timed := &timedStore{fullStore: store}
