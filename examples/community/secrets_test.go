@@ -76,3 +76,46 @@ func TestSharedSecretNodesAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestCopySecrets: migrate-store puts the data folder's secrets and ACME
+// state into the store, where the nodes find them; a second run (or a
+// store that has them already) changes nothing.
+func TestCopySecrets(t *testing.T) {
+	st := memstore.New()
+	defer st.Close()
+	data := t.TempDir()
+	dialback, fastKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 48)
+	for file, b := range map[string][]byte{s2sSecretFile: dialback, fastSecretFile: fastKey} {
+		if err := os.WriteFile(filepath.Join(data, file), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &acmeManager{dir: filepath.Join(data, acmeDir), names: []string{"example.org"}}
+	if err := os.MkdirAll(m.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	der, key := issue(t, 3)
+	if err := m.save(der, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadOrCreateKey(filepath.Join(m.dir, acmeAccountFile)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := copySecrets(t.Context(), data, st)
+	if err != nil || n != 4 {
+		t.Fatalf("copySecrets = %d, %v; want 4", n, err)
+	}
+	for name, want := range map[string][]byte{secretDialback: dialback, secretFAST: fastKey} {
+		if got, err := sharedSecret(t.Context(), st, name, ""); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s = %x, %v; want the file's", name, got, err)
+		}
+	}
+	node := &acmeManager{dir: t.TempDir()} // another node's empty folder
+	node.share(st)
+	if c, err := node.loadCert(); err != nil || !bytes.Equal(c.Certificate[0], der[0]) {
+		t.Errorf("a node's loadCert = %v; want the copied certificate", err)
+	}
+	if n, err := copySecrets(t.Context(), data, st); err != nil || n != 0 {
+		t.Errorf("second copySecrets = %d, %v; want 0", n, err)
+	}
+}
