@@ -986,7 +986,7 @@ func (c *conn) bindIQ(el *xmlscan.Element) (*Session, error) {
 	b = AppendEscaped(b, full.String())
 	b = append(b, "</jid></bind></iq>"...)
 	s.mu.Lock()
-	s.writing, s.idle = true, make(chan struct{}) // held until routable
+	s.writing = true // held until routable
 	s.queue, s.queued = append(s.queue, b), len(b)
 	s.mu.Unlock()
 	c.attach(s, false)

@@ -133,6 +133,9 @@ func (srv *Server) toKeeper(ids []uint64, f func(ctx context.Context, k Keeper, 
 
 // keptError returns the error of a failed keep among Send's errors.
 func keptError(err error) (error, bool) {
+	if err == nil {
+		return nil, false // without the errors.As, whose target escapes
+	}
 	var ke *keepError
 	if errors.As(err, &ke) {
 		return ke.err, true

@@ -386,7 +386,9 @@ func (r *Registry) OnAccountOutbound(h StanzaHook) {
 }
 
 // DeliveredHook is told that a stanza addressed to a local account was
-// written to the queues of the sessions in to (at least one).
+// written to the queues of the sessions in to (at least one). to is
+// valid during the call only (the server reuses it): a hook that keeps
+// the sessions copies the slice.
 type DeliveredHook func(ctx context.Context, st *Stanza, to []*Session)
 
 // OnDelivered registers a hook run after a message or presence for a local

@@ -160,7 +160,7 @@ func (n *Negotiation) Bind(resource string) (*Session, error) {
 	}
 	s := newSession(c, full)
 	s.mu.Lock()
-	s.writing, s.idle, s.held = true, make(chan struct{}), true
+	s.writing, s.held = true, true
 	s.mu.Unlock()
 	c.bound = s
 	return s, nil

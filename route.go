@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 
 	"mellium.im/xmpp/jid"
 
@@ -173,8 +174,17 @@ type sender interface{ Send(raw []byte) error }
 // toAccount applies RFC 6121 8.5 to a stanza for a local account.
 func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 	bare := st.To.Bare()
-	var buf [8]router.Entry
-	sessions := srv.table.Resources(buf[:0], bare)
+	// The table is an interface: a buffer on the stack would escape to
+	// the heap at every stanza, so it comes from a pool.
+	bp := entryPool.Get().(*[]router.Entry)
+	sessions := srv.table.Resources((*bp)[:0], bare)
+	defer func() {
+		clear(sessions)
+		if cap(sessions) <= 64 {
+			*bp = sessions[:0]
+			entryPool.Put(bp)
+		}
+	}()
 	if len(sessions) == 0 && !srv.accountExists(ctx, bare) {
 		// 8.5.1: no such user.
 		switch st.Kind {
@@ -298,8 +308,11 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			srv.stats.delivered.Add(1)
 		}
 		if len(srv.mods.delivered) > 0 && st.Kind != KindIQ {
-			var sbuf [8]*Session
-			got := sbuf[:0]
+			// The hooks get the slice (so it would escape to the heap
+			// at every delivery): it comes from a pool, and DeliveredHook
+			// says it is valid during the call only.
+			gp := deliveredPool.Get().(*[]*Session)
+			got := (*gp)[:0]
 			for _, e := range targets {
 				if s, ok := e.(*Session); ok {
 					got = append(got, s)
@@ -307,6 +320,11 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			}
 			if len(got) > 0 {
 				srv.deliveredHooks(ctx, srv.mods.delivered, st, got)
+			}
+			clear(got)
+			if cap(got) <= 64 {
+				*gp = got[:0]
+				deliveredPool.Put(gp)
 			}
 		}
 	case router.Undeliverable:
@@ -321,6 +339,12 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 		srv.bounce(ctx, st, errServiceUnavailable)
 	}
 }
+
+// entryPool holds the lists of an account's sessions toAccount looks up.
+var entryPool = sync.Pool{New: func() any { s := make([]router.Entry, 0, 8); return &s }}
+
+// deliveredPool holds the session lists handed to DeliveredHooks.
+var deliveredPool = sync.Pool{New: func() any { s := make([]*Session, 0, 8); return &s }}
 
 // pendingIQ is a request sent with SendIQ awaiting its response.
 type pendingIQ struct {

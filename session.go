@@ -64,7 +64,7 @@ type Session struct {
 	closed  bool          // no more Send
 	final   bool          // the closing tag is queued
 	stuck   bool          // closed because the client does not read: writes get a short deadline
-	idle    chan struct{} // closed and replaced when the writer stops
+	idle    chan struct{} // made by a waiter (waitWritten), closed when the writer stops
 
 	// Stream management (sm.go) and what a Holder keeps back (nonza.go),
 	// under mu.
@@ -240,7 +240,6 @@ func (s *Session) enqueueLocked(raw []byte) {
 	s.queued += len(raw)
 	if !s.writing {
 		s.writing = true
-		s.idle = make(chan struct{})
 		go s.writeLoop()
 	}
 }
@@ -302,8 +301,14 @@ func (s *Session) writeLoop() {
 	for {
 		s.mu.Lock()
 		if len(s.queue) == 0 {
+			if cap(s.queue) == 0 && cap(batch) <= 64 {
+				// The next writer starts with this goroutine's spare
+				// slice: the queue then takes the next stanza without
+				// allocating.
+				s.queue = batch[:0]
+			}
 			s.writing = false
-			close(s.idle)
+			s.writerStoppedLocked()
 			s.mu.Unlock()
 			return
 		}
@@ -364,10 +369,25 @@ func (s *Session) drain() {
 // waitWritten waits until the writer has written everything queued.
 func (s *Session) waitWritten() {
 	s.mu.Lock()
-	idle, writing := s.idle, s.writing
+	if !s.writing {
+		s.mu.Unlock()
+		return
+	}
+	if s.idle == nil {
+		s.idle = make(chan struct{})
+	}
+	idle := s.idle
 	s.mu.Unlock()
-	if writing {
-		<-idle
+	<-idle
+}
+
+// writerStoppedLocked tells those waiting in waitWritten that the writer
+// stopped. The channel is made only when someone waits: a writer starts
+// and stops for every burst a session is sent.
+func (s *Session) writerStoppedLocked() {
+	if s.idle != nil {
+		close(s.idle)
+		s.idle = nil
 	}
 }
 

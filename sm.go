@@ -506,7 +506,7 @@ func (n *Negotiation) Resume(s *Session, h uint32, resumed func(handled uint32) 
 	s.parked, s.fd = false, -1
 	s.pmu.Unlock()
 	// The writer waits for the handler (release).
-	s.writing, s.idle, s.held = true, make(chan struct{}), true
+	s.writing, s.held = true, true
 	if b := resumed(s.smIn.Load()); b != nil {
 		s.enqueueLocked(b)
 	}
@@ -691,7 +691,7 @@ func (s *Session) rehibernate() {
 	s.held = false
 	s.queue, s.queued = nil, 0
 	s.writing = false
-	close(s.idle)
+	s.writerStoppedLocked()
 	s.offline, s.hib = true, true
 	s.hibTimer = time.AfterFunc(s.sm.resume, s.expire)
 	close(s.hibDone)

@@ -323,6 +323,9 @@ func (c *in) dialbackVerify(el *xmlscan.Element) error {
 	if m.srv.Serves(to) && key != "" && key == m.dialbackKey(from, to, id) {
 		typ = "valid"
 	}
+	// The key may come from another node of a cluster sharing Secret:
+	// the stream id is not checked against this node's streams.
+	m.log().Debug("s2s dialback key checked", "domain", from, "local", to, "id", id, "type", typ)
 	return c.s.writeString(fmt.Sprintf("<db:verify from='%s' to='%s' id='%s' type='%s'/>",
 		treff.AppendEscaped(nil, to), treff.AppendEscaped(nil, from), treff.AppendEscaped(nil, id), typ))
 }

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
+
+	"github.com/treff-im/treff/storage"
 )
 
 // Files of the ACME client, in the folder acmeDir of the data folder, all
@@ -145,6 +147,12 @@ func reloadOnHUP(ctx context.Context, src *certSource, load func() (tls.Certific
 				case am.kick <- struct{}{}:
 				default: // one is pending already
 				}
+			} else if am.shared != nil {
+				select {
+				case am.reload <- struct{}{}:
+				default:
+				}
+				log.Info("SIGHUP: re-reading the certificate from the store")
 			} else {
 				log.Info("SIGHUP: the certificate comes from ACME; nothing to reload")
 			}
@@ -214,6 +222,15 @@ type acmeManager struct {
 
 	client *acme.Client
 	leaf   *x509.Certificate // of the current ACME certificate, or nil
+
+	// With a shared store (see acmeshared.go): where the account and
+	// certificate live instead of dir, this process's lease holder name,
+	// SIGHUP's request to re-read the store, and how often it is re-read
+	// anyway. shared is nil with bbolt.
+	shared storage.Secrets
+	node   string
+	reload chan struct{}
+	poll   time.Duration
 }
 
 func newACMEManager(cfg Config, log *slog.Logger) (*acmeManager, error) {
@@ -228,6 +245,7 @@ func newACMEManager(cfg Config, log *slog.Logger) (*acmeManager, error) {
 		now:       time.Now,
 		retryMin:  acmeRetryMin,
 		retryMax:  acmeRetryMax,
+		poll:      acmeSharedPoll,
 	}
 	// The CA connects to port 443 (tls-alpn-01) or 80 (http-01) of each
 	// name: a listener on loopback is reached only through a proxy.
@@ -248,6 +266,9 @@ func newACMEManager(cfg Config, log *slog.Logger) (*acmeManager, error) {
 // loadCert reads the certificate obtained before, if any: fs.ErrNotExist
 // when there is none.
 func (m *acmeManager) loadCert() (tls.Certificate, error) {
+	if m.shared != nil {
+		return m.loadShared()
+	}
 	return tls.LoadX509KeyPair(filepath.Join(m.dir, acmeCertFile), filepath.Join(m.dir, acmeKeyFile))
 }
 
@@ -276,21 +297,67 @@ func (m *acmeManager) run(ctx context.Context, src *certSource) {
 		m.leaf = c.Leaf
 	}
 	retry := m.retryMin
+	var planned time.Time
+	// wait waits for d, a kick (reported) or a reload request.
+	wait := func(d time.Duration) (kicked, done bool) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false, true
+		case <-t.C:
+		case <-m.kick:
+			return true, false
+		case <-m.reload: // nil without a shared store
+		}
+		return false, false
+	}
 	for {
 		if d := m.renewAt().Sub(m.now()); d > 0 {
-			m.log.Info("certificate valid; renewal planned", "at", m.now().Add(d).UTC().Round(time.Second))
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if at := m.now().Add(d).UTC().Round(time.Second); !at.Equal(planned) {
+				planned = at
+				m.log.Info("certificate valid; renewal planned", "at", at)
+			}
+			if m.shared != nil {
+				// Re-read the store now and then: another node may
+				// renew first.
+				d = min(d, m.poll)
+			}
+			kicked, done := wait(d)
+			if done {
 				return
-			case <-t.C:
-			case <-m.kick:
-				t.Stop()
+			}
+			if m.shared != nil {
+				// A certificate another node obtained meanwhile also
+				// answers a kick.
+				if m.refresh() || !kicked && m.renewAt().After(m.now()) {
+					continue
+				}
+			}
+		} else if m.shared != nil && m.refresh() {
+			continue
+		}
+		if m.shared != nil {
+			ok, err := m.takeLease(ctx)
+			if err != nil {
+				m.log.Error("could not take the ACME lease; trying again later", "err", err)
+			} else if !ok {
+				m.log.Info("another node is ordering the certificate; waiting for it", "poll", m.poll)
+			}
+			if err != nil || !ok {
+				if _, done := wait(m.poll); done {
+					return
+				}
+				continue
 			}
 		}
 		renewal := m.leaf != nil
 		err := m.obtain(ctx)
+		if m.shared != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), secretTimeout)
+			m.releaseLease(rctx)
+			cancel()
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -321,7 +388,13 @@ func (m *acmeManager) obtain(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, acmeOrderTimeout)
 	defer cancel()
 	if m.client == nil {
-		key, err := loadOrCreateKey(filepath.Join(m.dir, acmeAccountFile))
+		var key crypto.Signer
+		var err error
+		if m.shared != nil {
+			key, err = m.sharedAccountKey(ctx)
+		} else {
+			key, err = loadOrCreateKey(filepath.Join(m.dir, acmeAccountFile))
+		}
 		if err != nil {
 			return err
 		}
@@ -372,7 +445,12 @@ func (m *acmeManager) obtain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.save(der, key); err != nil {
+	if m.shared != nil {
+		err = m.saveShared(ctx, der, key)
+	} else {
+		err = m.save(der, key)
+	}
+	if err != nil {
 		return err
 	}
 	m.leaf = cert.Leaf

@@ -2,15 +2,20 @@ package main
 
 // community migrate-store -pg-dsn DSN [-data DIR]: copies everything the
 // bbolt database of a data folder holds into an empty PostgreSQL
-// database, for moving a server to store = postgres. The files of the
-// data folder (certificate, secrets, uploads, ACME) stay where they are
-// and are used as they are.
+// database, for moving a server to store = postgres, and the data
+// folder's secrets (dialback, FAST, the ACME account and certificate)
+// into its secrets table (secrets.go), so that every node started on it
+// shares them. The other files of the data folder (certificate, uploads)
+// stay where they are and are used as they are.
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/treff-im/treff/storage"
@@ -76,8 +81,12 @@ func cmdMigrateStore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("migrate-store: %w (the target is incomplete: empty it before trying again)", err)
 	}
-	fmt.Fprintf(stdout, "migrate-store: %s into PostgreSQL: %d accounts, %d rooms, %d offline messages, %d archived messages, %d PEP nodes, %d uploads, %d invitations, %d reports\n",
-		path, n.Accounts, n.Rooms, n.Offline, n.Archived, n.PEPNodes, n.Uploads, n.Invites, n.Reports)
+	secrets, err := copySecrets(ctx, cfg.Data, dst)
+	if err != nil {
+		return fmt.Errorf("migrate-store: secrets: %w", err)
+	}
+	fmt.Fprintf(stdout, "migrate-store: %s into PostgreSQL: %d accounts, %d rooms, %d offline messages, %d archived messages, %d PEP nodes, %d uploads, %d invitations, %d reports, %d secrets\n",
+		path, n.Accounts, n.Rooms, n.Offline, n.Archived, n.PEPNodes, n.Uploads, n.Invites, n.Reports, secrets)
 	return nil
 }
 
@@ -311,4 +320,47 @@ func copyArchive(ctx context.Context, src fullStore, dst *pgstore.Store, o strin
 			return nil
 		}
 	}
+}
+
+// copySecrets puts the secrets of the data folder into st where st has
+// none yet (a node that started on st before made its own, which stay),
+// and returns how many it put there.
+func copySecrets(ctx context.Context, data string, st storage.Secrets) (int, error) {
+	n := 0
+	put := func(name string, b []byte) error {
+		ok, err := st.SwapSecret(ctx, name, nil, b)
+		if ok {
+			n++
+		}
+		return err
+	}
+	for _, s := range []struct {
+		name, file string
+		min        int // a shorter file is not used (loadSecret)
+	}{
+		{secretDialback, s2sSecretFile, secretSize}, {secretFAST, fastSecretFile, secretSize},
+		{secretACMEAccount, filepath.Join(acmeDir, acmeAccountFile), 1},
+	} {
+		b, err := os.ReadFile(filepath.Join(data, s.file))
+		if errors.Is(err, os.ErrNotExist) || err == nil && len(b) < s.min {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if err := put(s.name, b); err != nil {
+			return n, err
+		}
+	}
+	key, kerr := os.ReadFile(filepath.Join(data, acmeDir, acmeKeyFile))
+	chain, cerr := os.ReadFile(filepath.Join(data, acmeDir, acmeCertFile))
+	if kerr == nil && cerr == nil {
+		if _, err := tls.X509KeyPair(chain, key); err != nil {
+			return n, fmt.Errorf("the ACME certificate in %s: %w", filepath.Join(data, acmeDir), err)
+		}
+		if err := put(secretACMECert, append(key, chain...)); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -121,6 +121,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 			log.Error("closing the database", "err", err)
 		}
 	}()
+	if am != nil && cfg.Store == storePostgres {
+		shareACME(am, store, tlsCerts, log)
+	}
 	authn := &auth.Store{Accounts: store}
 
 	timed := &timedStore{fullStore: store}
@@ -137,15 +140,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	srv.TLSConfig = tlsCerts.serverTLS()
 	fed := s2sModule(srv)
 	comps := componentModule(srv)
-	if fed != nil {
-		if fed.Secret, err = loadSecret(filepath.Join(cfg.Data, s2sSecretFile)); err != nil {
-			return err
-		}
-	}
-	if tokens := fastModule(srv); tokens != nil {
-		if tokens.Secret, err = loadSecret(filepath.Join(cfg.Data, fastSecretFile)); err != nil {
-			return err
-		}
+	if err := loadSecrets(ctx, cfg, srv, store, log); err != nil {
+		return err
 	}
 	// The drain module closes streams that bind while the node drains.
 	drain := newDrainer(cfg, srv, log)

@@ -3,9 +3,10 @@ package main
 // The server's store: the bbolt file treff.db in the data folder (the
 // default) or a PostgreSQL database (store = postgres, pg_dsn = DSN).
 // With PostgreSQL the data folder still holds what are files: the TLS
-// certificate and key, the secrets of federation (dialback) and FAST, the
-// uploaded files, the ACME account and certificates, and the admin
-// socket.
+// certificate and key, the uploaded files and the admin socket; the
+// secrets every node of a cluster must share (dialback, FAST, the upload
+// URL key, the ACME account and certificate) move into the store (see
+// secrets.go).
 
 import (
 	"context"
@@ -47,6 +48,7 @@ type fullStore interface {
 	storage.Uploads
 	storage.FastTokens
 	storage.Reports
+	storage.Secrets
 }
 
 var (

@@ -161,7 +161,13 @@ type federation struct {
 	prosodyLog string // Prosody's log file (debug level)
 	// prosodyExtra is appended to Prosody's configuration (components).
 	prosodyExtra string
-	ejabberdLog  string // ejabberd's log file (info level)
+	// prosodyAddrs, when set, replaces fedAddr for Prosody: its own
+	// address (fedProsody's) and its hosts file; prosodyInsecure, when
+	// set, replaces fedEjabberd as the domain Prosody accepts dialback
+	// from (pgfederation_test.go).
+	prosodyAddrs    map[string]string
+	prosodyInsecure string
+	ejabberdLog     string // ejabberd's log file (info level)
 }
 
 // newFederation makes the folder, the CA with one certificate per domain
@@ -561,8 +567,15 @@ func (f *federation) startProsody(t *testing.T, users ...string) *refServer {
 	t.Helper()
 	dir := filepath.Join(f.dir, fedProsody)
 	cfg := filepath.Join(dir, "prosody.cfg.lua")
+	addrs, insecure := fedAddr, fedEjabberd
+	if f.prosodyAddrs != nil {
+		addrs = f.prosodyAddrs
+	}
+	if f.prosodyInsecure != "" {
+		insecure = f.prosodyInsecure
+	}
 	fillTemplate(t, "prosody.cfg.lua", cfg, map[string]string{
-		"@DIR@": dir, "@IP@": fedAddr[fedProsody], "@DOMAIN@": fedProsody, "@CA@": f.caFile, "@EJABBERD@": fedEjabberd,
+		"@DIR@": dir, "@IP@": addrs[fedProsody], "@DOMAIN@": fedProsody, "@CA@": f.caFile, "@EJABBERD@": insecure,
 	})
 	if f.prosodyExtra != "" {
 		cf, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
@@ -578,8 +591,8 @@ func (f *federation) startProsody(t *testing.T, users ...string) *refServer {
 		}
 	}
 	var hosts strings.Builder
-	for _, d := range slices.Sorted(maps.Keys(fedAddr)) {
-		fmt.Fprintf(&hosts, "%s %s\n", fedAddr[d], d)
+	for _, d := range slices.Sorted(maps.Keys(addrs)) {
+		fmt.Fprintf(&hosts, "%s %s\n", addrs[d], d)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -591,7 +604,7 @@ func (f *federation) startProsody(t *testing.T, users ...string) *refServer {
 	for _, u := range users {
 		runAs(t, "prosody", dir, nil, "prosodyctl", "--config", cfg, "register", u, fedProsody, fedPassword)
 	}
-	ip := fedAddr[fedProsody]
+	ip := addrs[fedProsody]
 	f.prosodyLog = filepath.Join(dir, "prosody.log")
 	return startRef(t, "prosody", dir, []string{f.prosodyLog},
 		[]string{ip + ":5222", ip + ":5269"},

@@ -61,6 +61,7 @@ type Store struct {
 	uploads   map[string]storage.Upload                // by ID (upload.go)
 	fast      map[string]map[string]storage.FastDevice // user -> agent -> device (fast.go)
 	push      map[string]map[pushKey][]byte            // user -> registration -> form (push.go)
+	secrets   map[string][]byte                        // name -> value (secrets.go)
 	// lastVer is the last roster version handed out, for any user.
 	lastVer uint64
 	// lastID is the last offline message ID handed out, for any user.

@@ -190,6 +190,16 @@ CREATE TABLE archive_prefs (
 ALTER TABLE offline_counters ADD COLUMN stored int8 NOT NULL DEFAULT 0;
 UPDATE offline_counters c SET stored = (SELECT count(*) FROM offline o WHERE o.owner = c.owner);
 `,
+
+	// 3: secrets holds the values every node of a cluster shares
+	// (storage.Secrets): the dialback and FAST keys, the ACME account
+	// and certificate, leases.
+	`
+CREATE TABLE secrets (
+	name  text PRIMARY KEY,
+	value bytea NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the version of the schema this package writes: the

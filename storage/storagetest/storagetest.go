@@ -105,6 +105,7 @@ var groups = []group{
 	{"Uploads", uploadTests},
 	{"FastTokens", fastTests},
 	{"Reports", reportTests},
+	{"Secrets", secretTests},
 	{"Isolation", isolationTests},
 	{"Concurrency", concurrencyTests},
 	{"Close", closeTests},

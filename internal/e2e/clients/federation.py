@@ -39,6 +39,12 @@ Scenarios:
              (both get both), a private message through the room each
              way; a lists the members (muc#admin); b leaves, a sees it.
              The MUC clients are muc.py's MUCClient.
+    nodes    a's domain runs on two nodes sharing one store: a logs in on
+             one (--a-addr) and sends b a message; b answers and pings
+             a's full JID, which the other node, where b's server
+             delivers, cannot reach (an error comes back); a logs in
+             again on the other node (--c-addr) and gets b's answer from
+             offline storage.
 
 Events besides those of slix.py and im.py (presence, roster, message)
 and, for muc, muc.py's (muc_presence, muc_message, joined, join_error,
@@ -253,7 +259,42 @@ async def muc_remote(o, clients):
     await b.sync()
 
 
-SCENARIOS = {"pair": pair, "unknown": unknown, "muc": muc_remote}
+async def nodes(o, clients):
+    """Two nodes of one domain (pgfederation_test.go): a logs in on one
+    node (--a-addr), b on the remote server; a's message goes out from
+    a's node; b's answer comes in at the other node, which has no session
+    of a: b's ping of a's full JID comes back as an error, after which
+    (same stream, in order) b's message is in offline storage; a then
+    logs in again on the other node (--c-addr) and gets it."""
+    a = client("a", o, o.a_jid, o.a_password, o.a_addr)
+    b = client("b", o, o.b_jid, o.b_password, o.b_addr)
+    clients += [a, b]
+    await asyncio.gather(a.login(), b.login())
+    await asyncio.gather(a.start_im(), b.start_im())
+    aj, bj = a.boundjid.bare, b.boundjid.bare
+
+    body_a = "from a: %s" % o.body
+    marker(a, "send_message", to=bj)
+    a.send_message(mto=bj, mbody=body_a, mtype="chat")
+    await b.wait_until(lambda: any(m["body"] == body_a for m in b.messages), "the message of %s" % aj)
+
+    body_b = "from b: %s" % o.body
+    marker(b, "send_message", to=aj)
+    b.send_message(mto=aj, mbody=body_b, mtype="chat")
+    await ping(b, a.boundjid.full)
+    await a.sync()
+    marker(a, "close")
+    await a.close()
+
+    a2 = client("a2", o, o.a_jid, o.a_password, o.c_addr)
+    clients.append(a2)
+    await a2.login()
+    await a2.start_im()
+    await a2.wait_until(lambda: any(m["body"] == body_b for m in a2.messages), "the offline message of %s" % bj)
+    await a2.sync()
+
+
+SCENARIOS = {"pair": pair, "unknown": unknown, "muc": muc_remote, "nodes": nodes}
 
 
 def parse_args(argv):
@@ -264,6 +305,7 @@ def parse_args(argv):
     p.add_argument("--wait", type=float, default=15, help="seconds for each wait for a server")
     p.add_argument("--debug", action="store_true", help="slixmpp debug log on stderr")
     p.add_argument("--body", default="hello")
+    p.add_argument("--c-addr", default="", help="nodes: IP:port of the other node of a's domain")
     p.add_argument("--service", default="", help="muc: the group chat service (of a's server)")
     p.add_argument("--room", default="", help="muc: local part of the members-only room")
     p.add_argument("--room-2", default="", help="muc: local part of the open room")

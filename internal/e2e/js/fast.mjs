@@ -4,6 +4,7 @@
 //
 //   NODE_EXTRA_CA_CERTS=DATA/cert.pem node fast.mjs --addr 127.0.0.1:5222 \
 //       --jid alice@localhost --password PW [--client-id ID] [--wait 20] [--timeout 30]
+//       [--addr2 IP:PORT]
 //
 // Step 1: a client with user agent id ID logs in with the password over
 // SASL2 and asks for a FAST token (xmpp.js does when the server lists
@@ -12,7 +13,8 @@
 // and a wrong password logs in: only the token can let it in, with
 // HT-SHA-256-NONE and a <fast/> element. Step 3: a third client with
 // another user agent id tries the same token and must fall back to the
-// (wrong) password and fail.
+// (wrong) password and fail. With --addr2 (another node of the same
+// domain), steps 2 and 3 connect there.
 //
 // Output: one JSON object per line, each with "event" and "client":
 //   login   {jid, mech, fast, request_token}  after each session starts:
@@ -30,6 +32,7 @@ import { Script } from "./script.mjs";
 const { values: opts } = parseArgs({
   options: {
     addr: { type: "string" },
+    addr2: { type: "string", default: "" },
     jid: { type: "string" },
     password: { type: "string" },
     "client-id": { type: "string", default: "b2c0a2c9-5e0a-4f32-8a1e-1d0b5b3d7f11" },
@@ -51,9 +54,9 @@ let saved = null; // the token, as xmpp.js hands it to saveToken
 
 // connect logs one client in and resolves with what its <authenticate/>
 // carried; password and clientId as given, the token store shared.
-function connect(name, password, clientId) {
+function connect(name, password, clientId, addr = opts.addr) {
   const xmpp = client({
-    service: `xmpp://${opts.addr}`,
+    service: `xmpp://${addr}`,
     domain,
     username: local,
     password,
@@ -96,10 +99,11 @@ sc.run(async () => {
   await connect("first", opts.password, opts["client-id"]);
   if (!saved) throw new Error("no FAST token after the password login");
   sc.step = "token login";
-  await connect("second", "wrong-" + opts.password, opts["client-id"]);
+  const later = opts.addr2 || opts.addr;
+  await connect("second", "wrong-" + opts.password, opts["client-id"], later);
   sc.step = "token of another device";
   try {
-    await connect("third", "wrong-" + opts.password, "0f4c6c2e-9d6a-4d8e-b3a2-7c5e1a9b2d40");
+    await connect("third", "wrong-" + opts.password, "0f4c6c2e-9d6a-4d8e-b3a2-7c5e1a9b2d40", later);
     throw new Error("another device logged in with the token");
   } catch (err) {
     if (err.condition === undefined) throw err;
