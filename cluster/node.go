@@ -102,6 +102,9 @@ type Node struct {
 	stop    chan struct{}
 	stopped chan struct{}
 	dupSeen bool
+	// rooms, if set, takes the room stanzas other nodes forward here
+	// (rooms.go), in inbox order.
+	rooms atomic.Pointer[Rooms]
 }
 
 type ownRow struct {
@@ -262,7 +265,7 @@ func (n *Node) Join(srv *treff.Server) error {
 	// state here).
 	n.inbox = make(chan *nats.Msg, inboxSize)
 	deliver := n.subj("node", n.Name, "d")
-	for _, subject := range []string{n.subj("c", "*"), deliver} {
+	for _, subject := range []string{n.subj("c", "*"), deliver, n.roomSubject(n.Name)} {
 		s, err := n.Conn.ChanSubscribe(subject, n.inbox)
 		if err != nil {
 			return fmt.Errorf("cluster: subscribe %s: %w", subject, err)
@@ -327,6 +330,8 @@ func (n *Node) read(deliver string) {
 			n.pause.Unlock()
 			if m.Subject == deliver {
 				n.onDeliver(m)
+			} else if strings.HasSuffix(m.Subject, roomSuffix) {
+				n.onRoom(m)
 			} else {
 				n.onControl(m)
 			}

@@ -135,6 +135,10 @@ type Module struct {
 	// the server stops, as when their last occupant leaves. Persistent
 	// rooms are always kept, with their recent history.
 	KeepTemporary time.Duration
+	// Placement, in a cluster, takes the stanzas for rooms that another
+	// node owns to that node (see cluster.go). nil means every room is
+	// here.
+	Placement Placement
 
 	keepMu     sync.Mutex
 	keepTimers map[string]*time.Timer // ends of the rooms kept over the restart
@@ -198,6 +202,9 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		r.OnUnacked(mam.IsResult)
 	}
 	m.restoreKept(ctx)
+	if p, ok := m.Placement.(interface{ Ready() }); ok {
+		p.Ready() // the services and the store are known now
+	}
 	return nil
 }
 
@@ -269,6 +276,13 @@ func or(v, def int) int {
 
 // handle receives every stanza for a service domain.
 func (m *Module) handle(ctx context.Context, st *treff.Stanza) {
+	if m.Placement != nil && st.To.Localpart() != "" && m.Placement.Elsewhere(ctx, st) {
+		return
+	}
+	m.handleHere(ctx, st)
+}
+
+func (m *Module) handleHere(ctx context.Context, st *treff.Stanza) {
 	switch {
 	case st.To.Localpart() == "":
 		m.service(ctx, st)
