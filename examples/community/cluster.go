@@ -69,8 +69,18 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 		}
 		return nil, err
 	}
+	stopRooms, err := startRooms(node, srv, log)
+	if err != nil {
+		node.Leave()
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+		}
+		return nil, err
+	}
 	log.Info("joined the cluster", "node", cfg.NodeName, "nats", cfg.ClusterNATS, "listen", cfg.ClusterListen, "peers", len(cfg.ClusterPeers))
 	return func() {
+		stopRooms()
 		node.Leave()
 		nc.Close()
 		if ns != nil {

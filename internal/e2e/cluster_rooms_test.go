@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/treff-im/treff/internal/pgtest"
+	"github.com/treff-im/treff/storage/pgstore"
+	"github.com/treff-im/treff/trefftest"
+)
+
+// TestClusterRooms: group chat on three example-server processes
+// (127.0.0.6-8, -cluster yes with embedded NATS, -store postgres on one
+// throwaway PostgreSQL database), with slixmpp clients
+// (clients/clusterrooms.py). alice creates a persistent members-only
+// room through node 0, which owns it; bob on node 1 and carol on node 2
+// join through their nodes: everyone sees everyone's presence and
+// messages, each message once. Node 0 is then killed with SIGKILL: bob
+// and carol get an unavailable presence with status 332, rejoin, and a
+// surviving node has taken the room over from PostgreSQL (logged, and
+// its ownership record names it) with its configuration and
+// affiliations: dave, no member, is refused; alice, back on node 2, is
+// still the owner.
+func TestClusterRooms(t *testing.T) {
+	needSlixmpp(t)
+	pg := pgtest.Start(t)
+	dsn := pg.Database(t)
+	bin := buildCommunity(t)
+	dir := t.TempDir()
+
+	cert, err := trefftest.Certificate("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const carolPW, davePW = "carol pässwörd", "dave-pw"
+	admin := pgFlags(t, bin, dsn)
+	for _, u := range [][2]string{{"alice", alicePW}, {"bob", bobPW}, {"carol", carolPW}, {"dave", davePW}} {
+		runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", u[1], u[0]+"@localhost")
+	}
+
+	const k = 3
+	routes := make([]string, k)
+	for i := range routes {
+		routes[i] = freeAddrOn(t, fmt.Sprintf("127.0.0.%d", i+6))
+	}
+	var nodes []*communityNode
+	for i := range k {
+		host := fmt.Sprintf("127.0.0.%d", i+6)
+		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
+			addr: freeAddrOn(t, host), tls: freeAddrOn(t, host), cert: certFile}
+		n := &communityNode{communityProc: p, name: fmt.Sprintf("rnode%d", i)}
+		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
+			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
+			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
+			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s output:\n%s", n.name, p.logs)
+			}
+		})
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o != n {
+				waitLogLine(t, n.communityProc, "cluster: node up", "node="+o.name)
+			}
+		}
+		if !accepts(n.addr) {
+			t.Fatalf("%s does not accept on %s", n.name, n.addr)
+		}
+	}
+
+	const roomLocal = "clusterroom"
+	const roomJID = roomLocal + "@conference.localhost"
+	st, err := pgstore.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	owner := func() string {
+		b, err := st.Secret(context.Background(), "muc/owner/"+roomJID)
+		if err != nil {
+			t.Fatalf("the room's ownership record: %v", err)
+		}
+		name, _, _ := strings.Cut(string(b), "\n")
+		return name
+	}
+
+	script, err := filepath.Abs(filepath.Join("clients", "clusterrooms.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.addr)
+	}
+	body := uniqueBody("cluster-rooms")
+	gate := filepath.Join(dir, "gate")
+	done := make(chan events, 1)
+	go func() {
+		done <- runClient(t, "clusterrooms.py kill_owner", pythonEnv(), python, script, "--cert", certFile,
+			"--timeout", "28", "--wait", "10", "--addr", addrs[0], "--addrs", strings.Join(addrs, ","),
+			"kill_owner", "--jid", "alice@localhost/a", "--password", alicePW,
+			"--peer", "bob@localhost/b", "--peer-password", bobPW,
+			"--third", "carol@localhost/c", "--third-password", carolPW,
+			"--fourth", "dave@localhost/d", "--fourth-password", davePW,
+			"--room", roomLocal, "--body", body, "--gate", gate)
+	}()
+	ready := false
+	for range 600 {
+		if _, err := os.Stat(gate + ".ready"); err == nil {
+			ready = true
+			break
+		}
+		select {
+		case es := <-done:
+			t.Fatalf("the script ended before the kill: %+v", es)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !ready {
+		t.Fatal("the script did not get ready")
+	}
+	if got := owner(); got != "rnode0" {
+		t.Fatalf("the room's owner is %q, want rnode0 (alice created it there)", got)
+	}
+	if err := nodes[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-nodes[0].done
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var es events
+	select {
+	case es = <-done:
+	case <-time.After(clientTimeout + 5*time.Second):
+		t.Fatal("the script did not end")
+	}
+
+	want := []string{body + " from alice", body + " from bob", body + " from carol"}
+	for _, c := range []string{"alice", "bob", "carol"} {
+		var seen struct {
+			Bodies       []string `json:"bodies"`
+			PresenceFrom []string `json:"presence_from"`
+		}
+		es.one(t, "seen", c).decode(t, &seen)
+		if !slices.Equal(seen.Bodies, want) {
+			t.Errorf("%s got %q, want each of %q once", c, seen.Bodies, want)
+		}
+		for _, nick := range []string{"alice", "bob", "carol"} {
+			if !slices.Contains(seen.PresenceFrom, roomJID+"/"+nick) {
+				t.Errorf("%s did not get %s's presence (got %q)", c, nick, seen.PresenceFrom)
+			}
+		}
+	}
+	for _, c := range []string{"bob", "carol", "alice2"} {
+		var after struct {
+			Bodies      []string `json:"bodies"`
+			Codes       []int    `json:"codes"`
+			Affiliation string   `json:"affiliation"`
+			Removed332  int      `json:"removed_332"`
+		}
+		es.one(t, "after", c).decode(t, &after)
+		if len(after.Bodies) != 1 {
+			t.Errorf("%s got the message after the take-over %d times, want once", c, len(after.Bodies))
+		}
+		wantAff, want332 := "member", 1
+		if c == "alice2" {
+			wantAff, want332 = "owner", 0
+		}
+		if after.Affiliation != wantAff {
+			t.Errorf("%s rejoined as %q, want %q", c, after.Affiliation, wantAff)
+		}
+		if after.Removed332 != want332 {
+			t.Errorf("%s got %d removals with status 332, want %d", c, after.Removed332, want332)
+		}
+	}
+	var refused struct {
+		Error struct {
+			Conditions []string `json:"conditions"`
+		} `json:"error"`
+	}
+	es.one(t, "join_error", "dave").decode(t, &refused)
+	if !slices.Equal(refused.Error.Conditions, []string{"registration-required"}) {
+		t.Errorf("dave's join: %+v, want registration-required (members-only)", refused)
+	}
+	now := owner()
+	if now != "rnode1" && now != "rnode2" {
+		t.Errorf("after the kill the room's owner is %q, want a surviving node", now)
+	}
+	for _, n := range nodes[1:] {
+		if n.name == now {
+			waitLogLine(t, n.communityProc, "cluster: room taken over", "room="+roomJID, "from=rnode0")
+		}
+		waitLogLine(t, n.communityProc, "cluster: room owner gone, occupants here told (332)", "room="+roomJID)
+	}
+}
