@@ -119,7 +119,10 @@ func TestClusterRooms(t *testing.T) {
 	gate := filepath.Join(dir, "gate")
 	done := make(chan events, 1)
 	go func() {
-		done <- runClient(t, "clusterrooms.py kill_owner", pythonEnv(), python, script, "--cert", certFile,
+		// runClient fails the test with Goexit: done hears of it then too.
+		var es events
+		defer func() { done <- es }()
+		es = runClient(t, "clusterrooms.py kill_owner", pythonEnv(), python, script, "--cert", certFile,
 			"--timeout", "28", "--wait", "10", "--addr", addrs[0], "--addrs", strings.Join(addrs, ","),
 			"kill_owner", "--jid", "alice@localhost/a", "--password", alicePW,
 			"--peer", "bob@localhost/b", "--peer-password", bobPW,
@@ -127,6 +130,11 @@ func TestClusterRooms(t *testing.T) {
 			"--fourth", "dave@localhost/d", "--fourth-password", davePW,
 			"--room", roomLocal, "--body", body, "--gate", gate)
 	}()
+	ended := func(es events) {
+		if es == nil {
+			t.FailNow() // runClient said why
+		}
+	}
 	ready := false
 	for range 600 {
 		if _, err := os.Stat(gate + ".ready"); err == nil {
@@ -135,6 +143,7 @@ func TestClusterRooms(t *testing.T) {
 		}
 		select {
 		case es := <-done:
+			ended(es)
 			t.Fatalf("the script ended before the kill: %+v", es)
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -155,6 +164,7 @@ func TestClusterRooms(t *testing.T) {
 	var es events
 	select {
 	case es = <-done:
+		ended(es)
 	case <-time.After(clientTimeout + 5*time.Second):
 		t.Fatal("the script did not end")
 	}
