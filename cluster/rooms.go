@@ -465,10 +465,15 @@ func (r *Rooms) check(ctx context.Context) {
 	}
 	n.mu.Unlock()
 	r.mu.Lock()
-	lost := false
+	lost, appeared := false, false
 	for name, inc := range r.peers {
 		if now[name] != inc {
 			lost = true
+		}
+	}
+	for name, inc := range now {
+		if r.peers[name] != inc {
+			appeared = true
 		}
 	}
 	r.peers = now
@@ -506,6 +511,11 @@ func (r *Rooms) check(ctx context.Context) {
 		}
 	}
 	r.mu.Unlock()
+	if appeared {
+		// Back from a partition, maybe: the other side may have taken
+		// over rooms this node still holds.
+		r.recheck(ctx)
+	}
 	if lost {
 		// Occupants whose sessions were on the nodes that went: their
 		// nodes cannot tell the rooms here that they left.
@@ -525,6 +535,40 @@ func (r *Rooms) check(ctx context.Context) {
 			s.Send(muc.ShutdownPresence(t.room, nick, fj))
 		}
 		r.log().Info("cluster: room owner gone, occupants here told (332)", "room", t.room.String(), "node", t.node, "occupants", len(t.nicks))
+	}
+}
+
+// recheck reads the ownership records of the rooms this node owns and
+// releases those that another node has taken over (while the two did
+// not hear each other): their occupants here get status 332 and rejoin
+// at the new owner.
+func (r *Rooms) recheck(ctx context.Context) {
+	me := r.mine()
+	r.mu.Lock()
+	var keys []string
+	for key, o := range r.owners {
+		if o == me {
+			keys = append(keys, key)
+		}
+	}
+	r.mu.Unlock()
+	for _, key := range keys {
+		cur, err := r.Leases.Secret(ctx, leasePrefix+key)
+		if err != nil || bytes.Equal(cur, me.value()) {
+			continue
+		}
+		r.mu.Lock()
+		if r.owners[key] == me {
+			delete(r.owners, key)
+		}
+		r.mu.Unlock()
+		roomJID, err := jid.Parse(key)
+		if err != nil {
+			continue
+		}
+		if r.MUC.Release(roomJID) {
+			r.log().Warn("cluster: another node took over a room held here; released it", "room", key, "owner", parseOwner(cur).node)
+		}
 	}
 }
 

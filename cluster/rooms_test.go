@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"mellium.im/xmpp/jid"
+
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/im"
@@ -215,5 +217,48 @@ func TestRoomNotCreatedByLookups(t *testing.T) {
 	bob.Expect(`<iq [^>]*type='error'[^>]*id='i'|<iq [^>]*id='i'[^>]*type='error'`)
 	if _, err := c.store.(storage.Secrets).Secret(context.Background(), leasePrefix+testRoom); err == nil {
 		t.Error("a disco query made an ownership record")
+	}
+}
+
+// TestRoomReleased: a node that finds, when a node (re)appears, that
+// another node took over a room it holds (they did not hear each other
+// for a while) drops its copy: the occupants get status 332 and rejoin
+// at the new owner, which loads the room from the store.
+func TestRoomReleased(t *testing.T) {
+	c, rooms := newRoomCluster(t, 2)
+	c.addUser(t, "alice")
+	alice := c.login(t, 0, "alice", "a")
+	joinRoom(alice, "Alice")
+	alice.Expect(`<status code='201'/>`)
+	alice.Send("<iq type='set' id='cfg' to='" + testRoom + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>" +
+		"<field var='muc#roomconfig_persistentroom'><value>1</value></field><field var='muc#roomconfig_roomname'><value>Tea room</value></field></x></query></iq>")
+	alice.Expect(`<iq type='result' id='cfg'`)
+	// Node 1 took the room over while the two did not hear each other.
+	ctx := context.Background()
+	secrets := c.store.(storage.Secrets)
+	cur, err := secrets.Secret(ctx, leasePrefix+testRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := secrets.SwapSecret(ctx, leasePrefix+testRoom, cur, rooms[1].mine().value()); !ok || err != nil {
+		t.Fatalf("swap: %v %v", ok, err)
+	}
+	r := rooms[0]
+	r.mu.Lock()
+	r.peers = map[string]string{} // as if node 1 came back
+	r.mu.Unlock()
+	r.check(ctx)
+	alice.Expect(`<presence from='` + testRoom + `/Alice' to='alice@localhost/a' type='unavailable'>.*?<status code='110'/><status code='332'/></x></presence>`)
+	if r.MUC.Owns(jid.MustParse(testRoom)) {
+		t.Error("node 0 still holds the room")
+	}
+	joinRoom(alice, "Alice")
+	selfPresence(t, alice, "Alice")
+	if !rooms[1].MUC.Owns(jid.MustParse(testRoom)) {
+		t.Error("node 1 does not hold the room after the rejoin")
+	}
+	alice.Send("<iq type='get' id='info' to='" + testRoom + "'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+	if got := alice.Expect(`<iq [^>]*id='info'.*?</iq>`); !strings.Contains(got, "Tea room") {
+		t.Errorf("the room's name did not survive: %q", got)
 	}
 }

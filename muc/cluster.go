@@ -111,3 +111,42 @@ func (m *Module) Claimed(roomJID jid.JID) {
 	defer m.mu.Unlock()
 	delete(m.missing, roomJID.Bare().String())
 }
+
+// Release drops the live room from this node without touching its stored
+// state or archive: another node of the cluster owns it now (this node
+// was cut off, and the others took the room over). Each session of each
+// occupant gets its unavailable self-presence with status 332, so that
+// its client rejoins, at the new owner. It reports whether the room was
+// live here.
+func (m *Module) Release(roomJID jid.JID) bool {
+	key := roomJID.Bare().String()
+	m.mu.Lock()
+	r := m.rooms[key]
+	m.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	if r.gone.Swap(true) {
+		r.mu.Unlock()
+		return false
+	}
+	for _, o := range r.order {
+		for _, s := range o.sessions {
+			left := *o
+			left.real, left.inner = s.real, ""
+			r.send(r.presenceOf(&left, &left, s.real, "unavailable", "", 110, 332))
+		}
+	}
+	r.order, r.byNick, r.byReal = nil, map[string]*occupant{}, map[string]*occupant{}
+	r.later(func(context.Context) {
+		m.mu.Lock()
+		if m.rooms[key] == r {
+			delete(m.rooms, key)
+		}
+		m.mu.Unlock()
+		close(r.ended)
+	})
+	r.unlock(m.srv.Context())
+	return true
+}
