@@ -69,7 +69,7 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 		}
 		return nil, err
 	}
-	stopRooms, err := startRooms(node, srv, log)
+	stopRooms, err := startRooms(cfg, node, srv, log)
 	if err != nil {
 		node.Leave()
 		nc.Close()

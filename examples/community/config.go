@@ -16,6 +16,7 @@ import (
 	"github.com/treff-im/treff/abuse"
 	"github.com/treff-im/treff/antispam"
 	"github.com/treff-im/treff/bosh"
+	"github.com/treff-im/treff/cluster"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/proxyproto"
@@ -256,6 +257,11 @@ type Config struct {
 	// node_name; letters, digits, '-' and '_'). Default: empty, meaning
 	// the host name (cluster.HostName).
 	NodeName string
+	// ClusterRoomQueue is how many group chat stanzas other nodes
+	// forwarded to this node (the owner of their rooms) may wait for it
+	// (key cluster_room_queue); beyond it they are refused with
+	// resource-constraint. Default: cluster.DefaultRoomQueue (4096).
+	ClusterRoomQueue int
 	// Registration is the in-band registration policy at start (key
 	// registration: open, closed or invite); the registration admin command
 	// switches it while the server runs. Default: closed.
@@ -492,6 +498,7 @@ func Default() Config {
 		InviteValidity:          7 * 24 * time.Hour,
 		NotifyRegistrations:     true,
 		MUC:                     true,
+		ClusterRoomQueue:        cluster.DefaultRoomQueue,
 		MUCMaxOccupants:         200,
 		MUCMaxHistory:           20,
 		MUCMaxQueue:             muc.DefaultMaxQueueBytes,
@@ -1002,6 +1009,9 @@ var options = []option{
 	{"cluster_secret_file", "`file` with a secret all nodes share: the embedded NATS servers accept routes only from servers that know it", func(c *Config, v string) error {
 		c.ClusterSecretFile = strings.TrimSpace(v)
 		return nil
+	}},
+	{"cluster_room_queue", "group chat stanzas forwarded by other nodes that may wait for this node (`count`)", func(c *Config, v string) error {
+		return setInt(&c.ClusterRoomQueue, v, 1)
 	}},
 	{"node_name", "this node's `name`, unique in the cluster (letters, digits, - and _)", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)

@@ -251,6 +251,7 @@ fast_rotate = 12h
 		InvitesByUsers:          true,
 		InviteValidity:          48 * time.Hour,
 		MUC:                     false,
+		ClusterRoomQueue:        4096,
 		MUCCreators:             []string{"boss@example.org"},
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,
