@@ -19,7 +19,7 @@ import (
 )
 
 // TestClusterRooms: group chat on three example-server processes
-// (127.0.0.6-8, -cluster yes with embedded NATS, -store postgres on one
+// (127.0.0.12-14, -cluster yes with embedded NATS, -store postgres on one
 // throwaway PostgreSQL database), with slixmpp clients
 // (clients/clusterrooms.py). alice creates a persistent members-only
 // room through node 0, which owns it; bob on node 1 and carol on node 2
@@ -61,11 +61,11 @@ func TestClusterRooms(t *testing.T) {
 	const k = 3
 	routes := make([]string, k)
 	for i := range routes {
-		routes[i] = freeAddrOn(t, fmt.Sprintf("127.0.0.%d", i+6))
+		routes[i] = freeAddrOn(t, fmt.Sprintf("127.0.0.%d", i+12))
 	}
 	var nodes []*communityNode
 	for i := range k {
-		host := fmt.Sprintf("127.0.0.%d", i+6)
+		host := fmt.Sprintf("127.0.0.%d", i+12)
 		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
 			addr: freeAddrOn(t, host), tls: freeAddrOn(t, host), cert: certFile}
 		n := &communityNode{communityProc: p, name: fmt.Sprintf("rnode%d", i)}
