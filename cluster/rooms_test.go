@@ -186,15 +186,20 @@ func TestRoomAcrossNodes(t *testing.T) {
 	}
 }
 
-// TestRoomOccupantNodeLost: when a node with occupants of a room dies,
+// TestRoomOccupantNodeLost: an occupant on another node whose session
+// ends leaves the room (its node sends the unavailable presence, which
+// goes to the room's node); when a node with occupants of a room dies,
 // the room's node takes them out, and the others see them leave.
 func TestRoomOccupantNodeLost(t *testing.T) {
 	c, _ := newRoomCluster(t, 2)
 	c.addUser(t, "alice")
 	c.addUser(t, "bob")
+	c.addUser(t, "carol")
 	alice := c.login(t, 0, "alice", "a")
 	bob := c.login(t, 1, "bob", "b")
+	carol := c.login(t, 1, "carol", "c")
 	c.waitSeen(t, "bob@localhost/b", -200)
+	c.waitSeen(t, "carol@localhost/c", -200)
 	joinRoom(alice, "Alice")
 	alice.Expect(`<status code='201'/>`)
 	alice.Send("<iq type='set' id='cfg' to='" + testRoom + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>")
@@ -202,6 +207,11 @@ func TestRoomOccupantNodeLost(t *testing.T) {
 	joinRoom(bob, "Bob")
 	selfPresence(t, bob, "Bob")
 	alice.Expect(`<presence from='` + testRoom + `/Bob'`)
+	joinRoom(carol, "Carol")
+	selfPresence(t, carol, "Carol")
+	alice.Expect(`<presence from='` + testRoom + `/Carol'`)
+	carol.Send("</stream:stream>")
+	alice.Expect(`<presence from='` + testRoom + `/Carol' to='alice@localhost/a' type='unavailable'>`)
 	c.nodes[1].ns.Shutdown()
 	alice.Timeout = testDeadAfter + 5e9
 	alice.Expect(`<presence from='` + testRoom + `/Bob' to='alice@localhost/a' type='unavailable'>`)

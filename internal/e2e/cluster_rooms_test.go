@@ -172,16 +172,20 @@ func TestClusterRooms(t *testing.T) {
 	want := []string{body + " from alice", body + " from bob", body + " from carol"}
 	for _, c := range []string{"alice", "bob", "carol"} {
 		var seen struct {
-			Bodies       []string `json:"bodies"`
-			PresenceFrom []string `json:"presence_from"`
+			Bodies        []string       `json:"bodies"`
+			PresenceFrom  []string       `json:"presence_from"`
+			PresenceCount map[string]int `json:"presence_count"`
 		}
 		es.one(t, "seen", c).decode(t, &seen)
+		if len(seen.PresenceFrom) != 3 {
+			t.Errorf("%s got presence from %q, want the three occupants", c, seen.PresenceFrom)
+		}
 		if !slices.Equal(seen.Bodies, want) {
 			t.Errorf("%s got %q, want each of %q once", c, seen.Bodies, want)
 		}
 		for _, nick := range []string{"alice", "bob", "carol"} {
-			if !slices.Contains(seen.PresenceFrom, roomJID+"/"+nick) {
-				t.Errorf("%s did not get %s's presence (got %q)", c, nick, seen.PresenceFrom)
+			if n := seen.PresenceCount[roomJID+"/"+nick]; n != 1 {
+				t.Errorf("%s got %s's presence %d times, want once (got %v)", c, nick, n, seen.PresenceCount)
 			}
 		}
 	}

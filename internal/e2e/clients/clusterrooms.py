@@ -12,8 +12,8 @@ connects to the node the scenario gives it.
 Events, besides muc.py's:
 
     seen        what one occupant got before the kill: the groupchat
-                bodies (each as often as it arrived) and the nicknames
-                whose presence it got
+                bodies (each as often as it arrived), the occupant JIDs
+                whose presence it got, and how often from each
     after       what the occupants got after rejoining: the bodies of
                 the last message, the rejoin's self-presence codes and
                 affiliation
@@ -89,8 +89,9 @@ async def kill_owner(o, clients):
         await c.wait_until(lambda c=c: all(b in c.bodies(room) for b in want), "the three messages")
     for c in occupants:
         await c.sync()
+        avail = [p["from"] for p in c.muc_presences if p["type"] == ""]
         emit("seen", client=c.name, node=c.node, bodies=sorted(c.bodies(room)),
-             presence_from=sorted({p["from"] for p in c.muc_presences if p["type"] == ""}))
+             presence_from=sorted(set(avail)), presence_count={f: avail.count(f) for f in set(avail)})
 
     with open(o.gate + ".ready", "w") as f:
         f.write("ready\n")
