@@ -58,16 +58,30 @@ func TestClusterRooms(t *testing.T) {
 		runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", u[1], u[0]+"@localhost")
 	}
 
+	// Every address picked before any process binds it: a port the
+	// kernel hands out twice would fail a node's start.
+	picked := map[string]bool{}
+	pick := func(ip string) string {
+		t.Helper()
+		for range 20 {
+			if a := freeAddrOn(t, ip); !picked[a] {
+				picked[a] = true
+				return a
+			}
+		}
+		t.Fatalf("no distinct free port on %s", ip)
+		return ""
+	}
 	const k = 3
 	routes := make([]string, k)
 	for i := range routes {
-		routes[i] = freeAddrOn(t, fmt.Sprintf("127.0.0.%d", i+12))
+		routes[i] = pick(fmt.Sprintf("127.0.0.%d", i+12))
 	}
 	var nodes []*communityNode
 	for i := range k {
 		host := fmt.Sprintf("127.0.0.%d", i+12)
 		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
-			addr: freeAddrOn(t, host), tls: freeAddrOn(t, host), cert: certFile}
+			addr: pick(host), tls: pick(host), cert: certFile}
 		n := &communityNode{communityProc: p, name: fmt.Sprintf("rnode%d", i)}
 		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
 			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
