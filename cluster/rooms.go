@@ -158,6 +158,18 @@ func (r *Rooms) Start() error {
 // Ready implements the readiness hook of muc.Placement: MUC is set up.
 func (r *Rooms) Ready() { r.once.Do(func() { close(r.ready) }) }
 
+// waitReady waits until MUC is set up (Ready, called from its Setup) and
+// then until the server's setup is over (Setup returns when the first
+// call's work is done), or Stop; it reports whether to go on.
+func (r *Rooms) waitReady() bool {
+	select {
+	case <-r.stop:
+		return false
+	case <-r.ready:
+	}
+	return r.srv.Setup() == nil
+}
+
 // Stop ends the forwarding to and from this node.
 func (r *Rooms) Stop() {
 	if r.stop == nil {
@@ -395,10 +407,8 @@ func (n *Node) onRoom(m *nats.Msg) {
 func (r *Rooms) work() {
 	defer r.done.Done()
 	ctx := r.Node.ctx
-	select {
-	case <-r.stop:
+	if !r.waitReady() {
 		return
-	case <-r.ready:
 	}
 	for {
 		var m *nats.Msg
@@ -439,10 +449,8 @@ func (r *Rooms) work() {
 // those nodes owned are told that they are out (status 332).
 func (r *Rooms) watch() {
 	defer r.done.Done()
-	select {
-	case <-r.stop:
+	if !r.waitReady() {
 		return
-	case <-r.ready:
 	}
 	t := time.NewTicker(r.Node.heartbeat())
 	defer t.Stop()

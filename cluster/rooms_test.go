@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -38,7 +39,7 @@ func newRoomCluster(t *testing.T, k int) (*testCluster, []*Rooms) {
 			t.Fatal(err)
 		}
 		tn := &testNode{ns: ns, nc: nc, node: &Node{Name: name, Conn: nc, Heartbeat: testHeartbeat, DeadAfter: testDeadAfter}}
-		r := &Rooms{Node: tn.node, MUC: &muc.Module{}}
+		r := &Rooms{Node: tn.node, MUC: &muc.Module{SaveHistory: 20 * time.Millisecond}}
 		t.Cleanup(func() {
 			r.Stop()
 			tn.node.Leave()
@@ -98,8 +99,8 @@ func roomOwner(t *testing.T, c *testCluster) string {
 // owner node goes silent (its NATS server shut down): the occupants on
 // the other nodes get an unavailable presence with status 332, rejoin,
 // and a surviving node has taken the room over from the store with its
-// configuration (members-only, persistent) and affiliations (the owner,
-// the members).
+// configuration (members-only, persistent), affiliations (the owner, the
+// members) and history (stored by SaveHistory).
 func TestRoomAcrossNodes(t *testing.T) {
 	c, _ := newRoomCluster(t, 3)
 	for _, u := range []string{"alice", "bob", "carol", "dave"} {
@@ -138,11 +139,10 @@ func TestRoomAcrossNodes(t *testing.T) {
 	bob.Expect(`<presence from='` + testRoom + `/Carol'`)
 
 	// A message from each node reaches everyone once.
+	// (One after the other: messages from different senders may cross.)
 	for i, sender := range []*trefftest.Client{alice, bob, carol} {
 		sender.Send(fmt.Sprintf("<message to='%s' type='groupchat' id='g%d'><body>hello %d</body></message>", testRoom, i, i))
-	}
-	for _, cl := range []*trefftest.Client{alice, bob, carol} {
-		for i := range 3 {
+		for _, cl := range []*trefftest.Client{alice, bob, carol} {
 			cl.Expect(fmt.Sprintf(`<message [^>]*type='groupchat' id='g%d'><body>hello %d</body>`, i, i))
 		}
 	}
@@ -151,6 +151,12 @@ func TestRoomAcrossNodes(t *testing.T) {
 			t.Errorf("%s got a message twice: %q", cl.JID, rest)
 		}
 	}
+
+	// The room stores its recent history (SaveHistory).
+	waitFor(t, "the history stored", func() bool {
+		r, err := c.store.(storage.Rooms).Room(context.Background(), testRoom)
+		return err == nil && len(r.History) == 3
+	})
 
 	// The owner node goes silent.
 	c.nodes[0].ns.Shutdown()
@@ -162,6 +168,9 @@ func TestRoomAcrossNodes(t *testing.T) {
 	got = selfPresence(t, bob, "Bob")
 	if !strings.Contains(got, "affiliation='member'") {
 		t.Errorf("bob is not a member after the take-over: %q", got)
+	}
+	for i := range 3 {
+		bob.Expect(fmt.Sprintf(`<body>hello %d</body>(?:<[^>]*/>)*<delay xmlns='urn:xmpp:delay'`, i))
 	}
 	if owner := roomOwner(t, c); owner != "n1" {
 		t.Errorf("the room's owner is %q after the take-over, want n1 (bob's node)", owner)

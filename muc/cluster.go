@@ -131,6 +131,10 @@ func (m *Module) Release(roomJID jid.JID) bool {
 		r.mu.Unlock()
 		return false
 	}
+	if r.histSave != nil {
+		r.histSave.Stop()
+		r.histSave = nil
+	}
 	for _, o := range r.order {
 		for _, s := range o.sessions {
 			left := *o

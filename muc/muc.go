@@ -135,6 +135,12 @@ type Module struct {
 	// the server stops, as when their last occupant leaves. Persistent
 	// rooms are always kept, with their recent history.
 	KeepTemporary time.Duration
+	// SaveHistory, if positive, is how long after a new message a
+	// persistent room stores its recent history (at most one store per
+	// room per SaveHistory), so that the history survives a crash of the
+	// server, or of the cluster node holding the room. 0 means the
+	// history is stored only when the server stops.
+	SaveHistory time.Duration
 	// Placement, in a cluster, takes the stanzas for rooms that another
 	// node owns to that node (see cluster.go). nil means every room is
 	// here.
@@ -216,6 +222,7 @@ func (m *Module) Stop(ctx context.Context) error {
 		return nil // Setup did not run
 	}
 	m.stopKeepTimers()
+	m.stopHistoryTimers()
 	err := m.keepRooms(ctx)
 	if err != nil {
 		m.srv.Log().Error("muc: storing the rooms at the stop failed", "err", err)

@@ -125,6 +125,9 @@ type room struct {
 	running bool                 // a goroutine is carrying out out
 	mod     modState             // retraction and avatar (moderation.go, avatar.go)
 
+	// histSave is the pending store of the history (Module.SaveHistory).
+	histSave *time.Timer
+
 	// gone is set (under mu) when the room ends: destroyed, or a
 	// temporary room left by its last occupant. It answers as if it did
 	// not exist until its last step has run, which forgets it and closes
@@ -298,6 +301,7 @@ func (r *room) save() {
 		return
 	}
 	conf := r.confCopy()
+	conf.History = r.recentHistory() // a crash keeps what was stored last
 	r.later(func(ctx context.Context) {
 		if err := r.m.Store.PutRoom(ctx, conf); err != nil {
 			r.m.srv.Log().Error("muc: storing a room failed", "room", r.jid.String(), "err", err)
@@ -678,6 +682,7 @@ func (r *room) groupchat(ctx context.Context, st *treff.Stanza) {
 		if max := or(r.conf.MaxHistory, r.m.maxHistory()); len(r.history) > max {
 			r.history = append(r.history[:0], r.history[len(r.history)-max:]...)
 		}
+		r.historyAdded()
 	}
 	from := r.nickJID(o.nick)
 	if !r.archiving() || !(isSubject || mam.Archivable(out.Raw())) {

@@ -327,6 +327,11 @@ type Config struct {
 	// come back (key muc_keep_temporary, "d" counts days; 0: such rooms
 	// end at the stop). Default: 1d.
 	MUCKeepTemporary time.Duration
+	// MUCSaveHistory is how long after a new message a persistent room
+	// stores its recent history (key muc_save_history; 0: only at the
+	// stop), so that it survives a crash, or a cluster node's death.
+	// Default: 10s.
+	MUCSaveHistory time.Duration
 	// Archive keeps each user's messages, and group chat rooms' messages,
 	// on the server for clients to fetch (XEP-0313 message archive; key
 	// archive: yes or no). Default: no.
@@ -505,6 +510,7 @@ func Default() Config {
 		MUCMaxRetractable:       muc.DefaultMaxRetractable,
 		MUCMaxVCard:             muc.DefaultMaxVCardSize,
 		MUCKeepTemporary:        muc.DefaultKeepTemporary,
+		MUCSaveHistory:          10 * time.Second,
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
 		ProxyTimeout:            proxyproto.DefaultTimeout,
 		ProxyMaxHeader:          proxyproto.DefaultMaxHeader,
@@ -828,6 +834,9 @@ var options = []option{
 	}},
 	{"pubsub_creators", "comma-separated `JIDs` of the only users who may create pubsub nodes (empty: every user of this server)", func(c *Config, v string) error {
 		return setJIDs(&c.PubSubCreators, v)
+	}},
+	{"muc_save_history", "time after a new message until a persistent room stores its recent history (`duration`; 0: only at the stop)", func(c *Config, v string) error {
+		return setDuration(&c.MUCSaveHistory, v, true)
 	}},
 	{"muc_keep_temporary", "time a temporary room with occupants at the stop is kept after the next start (`duration`, \"d\" counts days; 0: it ends at the stop)", func(c *Config, v string) error {
 		if v == "0" {

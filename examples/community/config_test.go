@@ -252,6 +252,7 @@ fast_rotate = 12h
 		InviteValidity:          48 * time.Hour,
 		MUC:                     false,
 		ClusterRoomQueue:        4096,
+		MUCSaveHistory:          10 * time.Second,
 		MUCCreators:             []string{"boss@example.org"},
 		MUCMaxOccupants:         50,
 		MUCMaxHistory:           5,

@@ -487,7 +487,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 	if cfg.MUC {
 		rooms := &muc.Module{Creators: cfg.MUCCreators, MaxOccupants: cfg.MUCMaxOccupants, MaxHistory: cfg.MUCMaxHistory, MaxQueueBytes: cfg.MUCMaxQueue,
 			MaxRetractable: cfg.MUCMaxRetractable, MaxVCardSize: cfg.MUCMaxVCard,
-			KeepTemporary: cfg.MUCKeepTemporary}
+			KeepTemporary: cfg.MUCKeepTemporary, SaveHistory: cfg.MUCSaveHistory}
 		if cfg.MUCKeepTemporary == 0 {
 			rooms.KeepTemporary = -1 // the module's 0 is its default
 		}

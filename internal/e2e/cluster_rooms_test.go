@@ -27,9 +27,10 @@ import (
 // messages, each message once. Node 0 is then killed with SIGKILL: bob
 // and carol get an unavailable presence with status 332, rejoin, and a
 // surviving node has taken the room over from PostgreSQL (logged, and
-// its ownership record names it) with its configuration and
-// affiliations: dave, no member, is refused; alice, back on node 2, is
-// still the owner.
+// its ownership record names it) with its configuration, affiliations
+// and recent history (stored by -muc-save-history before the kill): bob
+// and carol's rejoins get the three messages as history; dave, no
+// member, is refused; alice, back on node 2, is still the owner.
 func TestClusterRooms(t *testing.T) {
 	needSlixmpp(t)
 	pg := pgtest.Start(t)
@@ -86,7 +87,8 @@ func TestClusterRooms(t *testing.T) {
 		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
 			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
 			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
-			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name)
+			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
+			"-muc-save-history", "100ms")
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("%s output:\n%s", n.name, p.logs)
@@ -165,6 +167,20 @@ func TestClusterRooms(t *testing.T) {
 	if !ready {
 		t.Fatal("the script did not get ready")
 	}
+	// The room's recent history is in the store (muc_save_history).
+	stored := 0
+	for range 200 {
+		r, err := st.Room(context.Background(), roomJID)
+		if err == nil {
+			if stored = len(r.History); stored == 3 {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if stored != 3 {
+		t.Fatalf("the room's stored history has %d messages, want 3", stored)
+	}
 	if got := owner(); got != "rnode0" {
 		t.Fatalf("the room's owner is %q, want rnode0 (alice created it there)", got)
 	}
@@ -223,6 +239,21 @@ func TestClusterRooms(t *testing.T) {
 		}
 		if after.Removed332 != want332 {
 			t.Errorf("%s got %d removals with status 332, want %d", c, after.Removed332, want332)
+		}
+	}
+	// The rejoins get the history the new owner loaded.
+	for _, c := range []string{"bob", "carol"} {
+		var j struct {
+			History []string `json:"history"`
+		}
+		joins := es.of("joined", c)
+		if len(joins) != 2 {
+			t.Fatalf("%s joined %d times, want 2", c, len(joins))
+		}
+		joins[1].decode(t, &j)
+		slices.Sort(j.History) // the three were sent at once: any order
+		if !slices.Equal(j.History, want) {
+			t.Errorf("%s's rejoin got the history %q, want %q", c, j.History, want)
 		}
 	}
 	var refused struct {
