@@ -51,7 +51,9 @@
 // (XEP-0198, with resumption: package sm, on the session's acknowledged
 // delivery, Session.Track), client state indication (package csi),
 // message carbons, archives, blocking, vCards, PEP and file upload are
-// modules (im.Modules wires the usual set).
+// modules (im.Modules wires the usual set). Package cluster runs several
+// servers sharing one store as one service, routing between them on
+// NATS (Server.Table).
 //
 // # Extending it
 //

@@ -66,7 +66,9 @@ type Server struct {
 	// Modules add features, set up in order when serving starts.
 	Modules []Module
 	// Table is the table of online sessions. nil means an in-process
-	// router.Local.
+	// router.Local; package cluster's Node.Join sets a cluster-wide one,
+	// whose entries for other nodes' sessions are remote Sessions
+	// (Session.Remote).
 	Table router.Table
 	// Logger receives the server's logs. nil means slog.Default(). The
 	// server never logs passwords, SASL data, message bodies or IP
@@ -763,6 +765,17 @@ func (srv *Server) CloseUser(user jid.JID, condition, text string) []*Session {
 		if s.jid.Bare().Equal(user) {
 			s.expire()
 			out = append(out, s)
+		}
+	}
+	// In a cluster, the user's sessions on other nodes are closed by
+	// their nodes.
+	if srv.init() == nil {
+		var buf [8]router.Entry
+		for _, e := range srv.table.Resources(buf[:0], user) {
+			if s, ok := e.(*Session); ok && s.remote != nil {
+				s.remote.Close(condition, text)
+				out = append(out, s)
+			}
 		}
 	}
 	return out

@@ -23,7 +23,10 @@ import (
 var ErrSessionClosed = errors.New("treff: session closed")
 
 // Session is a client's stream with a bound resource. Modules receive it in
-// session hooks and may send to it; the server owns its life.
+// session hooks and may send to it; the server owns its life. In a
+// cluster (package cluster), Server.Sessions also returns the sessions
+// bound on other nodes: Remote reports true for them, and Send and Close
+// reach them through their node (see RemoteSession).
 type Session struct {
 	srv      *Server
 	cp       atomic.Pointer[conn] // the current connection (replaced on resumption)
@@ -43,6 +46,13 @@ type Session struct {
 
 	available atomic.Bool
 	priority  atomic.Int32
+	presence  atomic.Pointer[Stanza] // last available broadcast presence
+
+	// remote is set on a session bound on another node of a cluster
+	// (remote.go); such a session has no connection.
+	remote Remote
+	smu    sync.Mutex
+	shared [][2]string // SetShared's keys and values, under smu
 
 	values     sessionValues // modules' SessionState
 	valuesGone bool          // under values.mu: the session ended
@@ -93,14 +103,29 @@ func newSession(c *conn, full jid.JID) *Session {
 func (s *Session) JID() jid.JID { return s.jid }
 
 // Available reports whether the session has sent available presence.
-func (s *Session) Available() bool { return s.available.Load() }
+func (s *Session) Available() bool {
+	if s.remote != nil {
+		return s.remote.Available()
+	}
+	return s.available.Load()
+}
 
 // Priority returns the priority of the session's last available presence.
-func (s *Session) Priority() int { return int(s.priority.Load()) }
+func (s *Session) Priority() int {
+	if s.remote != nil {
+		return s.remote.Priority()
+	}
+	return int(s.priority.Load())
+}
 
 // LastActivity returns when the client last sent anything (including
-// whitespace keepalives).
-func (s *Session) LastActivity() time.Time { return time.Unix(0, s.conn().ic.last.Load()) }
+// whitespace keepalives); the zero time for a remote session.
+func (s *Session) LastActivity() time.Time {
+	if s.remote != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, s.conn().ic.last.Load())
+}
 
 // conn returns the session's current connection.
 func (s *Session) conn() *conn { return s.cp.Load() }
@@ -114,6 +139,9 @@ func (s *Session) Context() context.Context { return s.ctx }
 // the session is closed with a <policy-violation/> stream error and Send
 // returns an error. raw must not be modified after the call.
 func (s *Session) Send(raw []byte) error {
+	if s.remote != nil {
+		return s.remote.Send(raw)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -220,6 +248,10 @@ func (s *Session) enqueueLocked(raw []byte) {
 // tag, refuses further sends and gives the client a moment to close its
 // side before the connection is dropped.
 func (s *Session) closeStream(e streamError) {
+	if s.remote != nil {
+		s.remote.Close(e.cond, e.text)
+		return
+	}
 	s.mu.Lock()
 	s.noResume = true
 	if s.hib {
@@ -648,10 +680,15 @@ func (s *Session) updatePresence(st *Stanza) {
 	switch st.Type {
 	case "":
 		s.priority.Store(int32(presencePriority(st)))
+		s.presence.Store(st)
 		s.available.Store(true)
 	case "unavailable":
 		s.available.Store(false)
+		s.presence.Store(nil)
+	default:
+		return
 	}
+	s.srv.sessionChanged(s)
 }
 
 // presencePriority returns the value of the presence's own <priority/>

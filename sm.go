@@ -282,6 +282,9 @@ func (s *Session) Acknowledge(h uint32) error {
 // management or client state element) for the client: unlike Send, it
 // is neither counted for acknowledgements nor held back by a Holder.
 func (s *Session) SendNonza(raw []byte) error {
+	if s.remote != nil {
+		return ErrSessionClosed
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.offline {

@@ -407,6 +407,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 	case iq.Type == "get" && req.XMLName.Local == "blocklist":
 		if s := m.srv.Session(iq.From); s != nil {
 			m.interested.Set(s, true)
+			s.SetShared(NS, "interested") // for the other nodes of a cluster
 		}
 		l, err := m.load(ctx, user)
 		if err != nil {
@@ -613,7 +614,7 @@ func (m *Module) push(ctx context.Context, user jid.JID, name string, jids []str
 	var id [6]byte
 	rand.Read(id[:])
 	for _, s := range m.srv.Sessions(user) {
-		if ok, _ := m.interested.Get(s); !ok {
+		if ok, _ := m.interested.Get(s); !ok && s.Shared(NS) == "" {
 			continue
 		}
 		b := []byte("<iq type='set' id='push-" + hex.EncodeToString(id[:]) + "' to='")

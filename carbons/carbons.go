@@ -157,9 +157,11 @@ func (m *Module) set(s *treff.Session, enable bool) {
 		case old == ended:
 		case enable && old != on:
 			m.enabled.Add(1)
+			s.SetShared(NS, "on") // for the other nodes of a cluster
 			return on
 		case !enable && old == on:
 			m.enabled.Add(-1)
+			s.SetShared(NS, "")
 			return off
 		}
 		return old
@@ -179,6 +181,9 @@ func (m *Module) closed(ctx context.Context, s *treff.Session) {
 
 // Enabled reports whether s has carbons enabled.
 func (m *Module) Enabled(s *treff.Session) bool {
+	if s.Remote() {
+		return s.Shared(NS) == "on"
+	}
 	v, _ := m.carbons.Get(s)
 	return v == on
 }
@@ -201,7 +206,7 @@ func copied(typ string) bool { return typ == "chat" || typ == "normal" || typ ==
 // received sends <received/> copies of a message delivered to the
 // sessions in got to the user's other sessions that want them.
 func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Session) {
-	if st.Kind != treff.KindMessage || !copied(st.Type) || m.enabled.Load() == 0 {
+	if st.Kind != treff.KindMessage || !copied(st.Type) || m.enabled.Load() == 0 && !m.srv.Clustered() {
 		return
 	}
 	if accountOf(st.From) == accountOf(st.To) {
@@ -219,7 +224,7 @@ func (m *Module) received(ctx context.Context, st *treff.Stanza, got []*treff.Se
 // user's other sessions that want them, as the message leaves the
 // account (OnAccountOutbound). It never consumes the message.
 func (m *Module) sent(ctx context.Context, st *treff.Stanza) bool {
-	if st.Kind != treff.KindMessage || !copied(st.Type) || m.enabled.Load() == 0 || st.To.Equal(jid.JID{}) || st.From.Resourcepart() == "" {
+	if st.Kind != treff.KindMessage || !copied(st.Type) || m.enabled.Load() == 0 && !m.srv.Clustered() || st.To.Equal(jid.JID{}) || st.From.Resourcepart() == "" {
 		return false // not from a client (a module's message on the account's behalf)
 	}
 	if accountOf(st.To) == accountOf(st.From) {

@@ -21,6 +21,18 @@ type presenceState struct {
 
 // state returns what the module remembers of s, made on first use. Once
 // the session has ended it returns an empty state that nobody keeps.
+// last returns the last available presence s broadcast, or nil: for a
+// session on another node of a cluster, the one its node announced.
+func (m *Module) last(s *treff.Session) *treff.Stanza {
+	if s.Remote() {
+		return s.Presence()
+	}
+	ps := m.state(s)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.last
+}
+
 func (m *Module) state(s *treff.Session) *presenceState {
 	if ps, ok := m.presence.Get(s); ok {
 		return ps
@@ -208,10 +220,7 @@ func (m *Module) outboundSubscription(ctx context.Context, user, contact jid.JID
 // sessions (or unavailable) to to.
 func (m *Module) presenceTo(ctx context.Context, user, to jid.JID, unavailable bool) {
 	for _, s := range m.srv.Sessions(user) {
-		ps := m.state(s)
-		ps.mu.Lock()
-		last := ps.last
-		ps.mu.Unlock()
+		last := m.last(s)
 		if last == nil {
 			continue
 		}
@@ -278,11 +287,7 @@ func (m *Module) broadcast(ctx context.Context, s *treff.Session, st *treff.Stan
 		if o == s {
 			continue
 		}
-		ops := m.state(o)
-		ops.mu.Lock()
-		last := ops.last
-		ops.mu.Unlock()
-		if last != nil {
+		if last := m.last(o); last != nil {
 			s.Send(last.WithAddresses(o.JID(), s.JID()).Raw())
 		}
 	}
@@ -400,11 +405,7 @@ func (m *Module) probe(ctx context.Context, user jid.JID, st *treff.Stanza) {
 	}
 	sent := false
 	for _, s := range m.srv.Sessions(user) {
-		ps := m.state(s)
-		ps.mu.Lock()
-		last := ps.last
-		ps.mu.Unlock()
-		if last != nil {
+		if last := m.last(s); last != nil {
 			m.srv.Route(ctx, last.WithAddresses(s.JID(), st.From))
 			sent = true
 		}

@@ -155,6 +155,7 @@ func (m *Module) handleIQ(ctx context.Context, iq *treff.Stanza) ([]byte, error)
 		}
 		if s := m.srv.Session(iq.From); s != nil {
 			m.interested.Set(s, true)
+			s.SetShared(NS, "interested") // for the other nodes of a cluster
 		}
 		items, ver, err := m.Store.Roster(ctx, user.String())
 		if err != nil {
@@ -321,7 +322,7 @@ func (m *Module) Push(ctx context.Context, user jid.JID, it storage.RosterItem, 
 		item = AppendItem(nil, it)
 	}
 	for _, s := range m.srv.Sessions(user) {
-		if ok, _ := m.interested.Get(s); !ok {
+		if ok, _ := m.interested.Get(s); !ok && s.Shared(NS) == "" {
 			continue
 		}
 		b := []byte("<iq type='set' id='push-" + hex.EncodeToString(id[:]) + "' to='")

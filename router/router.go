@@ -44,6 +44,14 @@ type Table interface {
 	Len() int
 }
 
+// Updater is a Table that wants to know when an entry's availability,
+// priority or other published state changes (a cluster table publishes
+// it to the other nodes). The treff package calls Update after each such
+// change of an entry it added.
+type Updater interface {
+	Update(e Entry)
+}
+
 const shards = 64
 
 // Local is an in-process Table. Its zero value is ready to use. Lookups take

@@ -16,6 +16,7 @@ import (
 	"github.com/treff-im/treff/abuse"
 	"github.com/treff-im/treff/antispam"
 	"github.com/treff-im/treff/bosh"
+	"github.com/treff-im/treff/cluster"
 	"github.com/treff-im/treff/disco"
 	"github.com/treff-im/treff/muc"
 	"github.com/treff-im/treff/proxyproto"
@@ -232,6 +233,37 @@ type Config struct {
 	// filter_strangers: no, drop or quarantine); each user may choose
 	// otherwise with an ad-hoc command. Default: no.
 	FilterStrangers antispam.Mode
+
+	// Cluster runs this server as one node of several sharing the
+	// service (key cluster, package cluster): sessions and stanzas are
+	// routed between nodes on NATS. It needs a store all nodes share
+	// (store = postgres), which bbolt is not. Default: no.
+	Cluster bool
+	// ClusterNATS is an external NATS server or cluster to route through
+	// (key cluster_nats, nats://host:port, comma-separated); empty with
+	// cluster: an embedded NATS server. Default: empty.
+	ClusterNATS string
+	// ClusterListen is where the embedded NATS server accepts the other
+	// nodes' routes (key cluster_listen, host:port). Default: empty.
+	ClusterListen string
+	// ClusterPeers are the other nodes' cluster_listen addresses (key
+	// cluster_peers, comma-separated host:port). Default: none.
+	ClusterPeers []string
+	// ClusterHeartbeat is how often this node tells the others it is
+	// alive (key cluster_heartbeat). Default: 1s.
+	ClusterHeartbeat time.Duration
+	// ClusterDeadAfter is how long a node may be silent before the others
+	// drop its sessions (key cluster_dead_after; more than
+	// cluster_heartbeat). Default: 4s.
+	ClusterDeadAfter time.Duration
+	// ClusterSecretFile is a file holding a secret all nodes share (key
+	// cluster_secret_file): the embedded NATS servers accept routes only
+	// from servers that know it. Default: none (any route is accepted).
+	ClusterSecretFile string
+	// NodeName is this node's name, unique in the cluster (key
+	// node_name; letters, digits, '-' and '_'). Default: empty, meaning
+	// the host name (cluster.HostName).
+	NodeName string
 	// Registration is the in-band registration policy at start (key
 	// registration: open, closed or invite); the registration admin command
 	// switches it while the server runs. Default: closed.
@@ -475,6 +507,8 @@ func Default() Config {
 		MUCMaxVCard:             muc.DefaultMaxVCardSize,
 		MUCKeepTemporary:        muc.DefaultKeepTemporary,
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
+		ClusterHeartbeat:        cluster.DefaultHeartbeat,
+		ClusterDeadAfter:        cluster.DefaultDeadAfter,
 		ProxyTimeout:            proxyproto.DefaultTimeout,
 		ProxyMaxHeader:          proxyproto.DefaultMaxHeader,
 		DrainAckWait:            5 * time.Second,
@@ -952,6 +986,48 @@ var options = []option{
 	}},
 	{"limit_pre_auth", "requests one connection may make before logging in (`COUNT/DURATION` or none)", func(c *Config, v string) error {
 		return setRate(&c.LimitPreAuth, v)
+	}},
+	{"cluster", "run as one node of a cluster routed on NATS (`yes` or `no`; needs a shared store)", func(c *Config, v string) error {
+		return setBool(&c.Cluster, v)
+	}},
+	{"cluster_nats", "external NATS `URL`s, comma-separated (empty: the embedded NATS server)", func(c *Config, v string) error {
+		c.ClusterNATS = strings.TrimSpace(v)
+		return nil
+	}},
+	{"cluster_listen", "`address` the embedded NATS server takes the other nodes' routes on", func(c *Config, v string) error {
+		if v == "" {
+			c.ClusterListen = ""
+			return nil
+		}
+		var one []string
+		if err := setHostPorts(&one, v); err != nil || len(one) != 1 {
+			return fmt.Errorf("%q is not host:port", v)
+		}
+		c.ClusterListen = one[0]
+		return nil
+	}},
+	{"cluster_peers", "the other nodes' cluster_listen `addresses` (host:port,...)", func(c *Config, v string) error {
+		return setHostPorts(&c.ClusterPeers, v)
+	}},
+	{"cluster_heartbeat", "how often a node tells the others it is alive (`duration`)", func(c *Config, v string) error {
+		return setDuration(&c.ClusterHeartbeat, v, false)
+	}},
+	{"cluster_dead_after", "silence after which the other nodes drop a node's sessions (`duration`, more than cluster_heartbeat)", func(c *Config, v string) error {
+		return setDuration(&c.ClusterDeadAfter, v, false)
+	}},
+	{"cluster_secret_file", "`file` with a secret all nodes share: the embedded NATS servers accept routes only from servers that know it", func(c *Config, v string) error {
+		c.ClusterSecretFile = strings.TrimSpace(v)
+		return nil
+	}},
+	{"node_name", "this node's `name`, unique in the cluster (letters, digits, - and _)", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		for _, r := range v {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("%q: use letters, digits, - and _", v)
+			}
+		}
+		c.NodeName = v
+		return nil
 	}},
 	{"filter_strangers", "messages and subscription requests from JIDs not in the roster, unless the user chose otherwise (`no`, drop or quarantine)", func(c *Config, v string) error {
 		m, err := antispam.ParseMode(v)

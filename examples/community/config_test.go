@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -268,6 +270,8 @@ fast_rotate = 12h
 		FASTRotate:              12 * time.Hour,
 		ArchiveMaxQueue:         8 << 20,
 		Store:                   "postgres",
+		ClusterHeartbeat:        time.Second,
+		ClusterDeadAfter:        4 * time.Second,
 		PGDSN:                   "postgres://treff@/treff?host=/run/postgresql&pool_max_conns=8",
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -407,5 +411,60 @@ func TestCheckComponents(t *testing.T) {
 		if got := fmt.Sprint(err); want == "" && err != nil || want != "" && got != want {
 			t.Errorf("%s: got %v, want %q", d, err, want)
 		}
+	}
+}
+
+// TestServeClusterNeedsSharedStore: cluster = yes with the bbolt store
+// (each process its own file) is a usage error before anything is
+// created.
+func TestServeClusterNeedsSharedStore(t *testing.T) {
+	cfg := Default()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
+	if err := cfg.Set("cluster", "yes"); err != nil {
+		t.Fatal(err)
+	}
+	err := serve(context.Background(), cfg, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "needs a store that all nodes share") || errorKind(err) != kindUsage {
+		t.Errorf("got %v, want a usage error about a shared store", err)
+	}
+	if _, err := os.Stat(cfg.Data); err == nil {
+		t.Error("the data folder was created")
+	}
+}
+
+// TestClusterKeys: the cluster keys parse and refuse bad values.
+func TestClusterKeys(t *testing.T) {
+	cfg := Default()
+	for k, v := range map[string]string{"cluster_listen": "127.0.0.2:6222", "cluster_peers": "127.0.0.2:6222, 127.0.0.3:6222", "node_name": "node-1", "cluster_nats": "nats://127.0.0.1:4222", "cluster_secret_file": "/etc/treff/cluster-secret"} {
+		if err := cfg.Set(k, v); err != nil {
+			t.Errorf("%s = %s: %v", k, v, err)
+		}
+	}
+	if cfg.ClusterListen != "127.0.0.2:6222" || len(cfg.ClusterPeers) != 2 || cfg.NodeName != "node-1" || cfg.ClusterNATS != "nats://127.0.0.1:4222" || cfg.ClusterSecretFile != "/etc/treff/cluster-secret" {
+		t.Errorf("got %+v", cfg)
+	}
+	for k, v := range map[string]string{"cluster_listen": "nohost", "cluster_peers": "a:b", "node_name": "a.b", "cluster": "maybe"} {
+		if err := cfg.Set(k, v); err == nil {
+			t.Errorf("%s = %s accepted", k, v)
+		}
+	}
+	if d := Default(); d.NodeName != "" || d.Cluster {
+		t.Error("defaults: want cluster no and node_name empty (the host name)")
+	}
+}
+
+// TestServeClusterDeadAfter: cluster_dead_after not above
+// cluster_heartbeat is a usage error before anything is opened.
+func TestServeClusterDeadAfter(t *testing.T) {
+	cfg := Default()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
+	for k, v := range map[string]string{"cluster": "yes", "store": "postgres", "pg_dsn": "postgres://nobody@127.0.0.1:1/none", "cluster_heartbeat": "2s", "cluster_dead_after": "2s"} {
+		if err := cfg.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := serve(context.Background(), cfg, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "cluster_dead_after (2s) must be more than cluster_heartbeat (2s)") || errorKind(err) != kindUsage {
+		t.Errorf("got %v, want a usage error about cluster_dead_after", err)
 	}
 }

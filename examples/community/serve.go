@@ -79,6 +79,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 	if err := checkComponents(cfg); err != nil {
 		return err
 	}
+	if err := checkCluster(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return err
 	}
@@ -125,6 +128,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 
 	timed := &timedStore{fullStore: store}
 	srv := newServer(cfg, timed, authn, log, &cert)
+	if cfg.Cluster {
+		leave, err := joinCluster(cfg, srv, log)
+		if err != nil {
+			return err
+		}
+		defer leave() // after the server's shutdown below
+	}
 	// Every listener takes the certificate from tlsCerts, which ACME renewals
 	// and SIGHUP replace.
 	srv.TLSConfig = tlsCerts.serverTLS()

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/cluster"
+)
+
+// sharedStore reports whether the configured store can be shared by the
+// nodes of a cluster: PostgreSQL can, bbolt (a file that one process
+// holds locked) cannot.
+func sharedStore(cfg Config) bool { return cfg.Store == storePostgres }
+
+// checkCluster refuses cluster = yes without a store all nodes share:
+// each node would have its own accounts, rosters and offline messages.
+func checkCluster(cfg Config) error {
+	if !cfg.Cluster {
+		return nil
+	}
+	if !sharedStore(cfg) {
+		return usageErrorf("cluster = yes needs a store that all nodes share (store = postgres); the bbolt store (treff.db in the data folder) belongs to one process")
+	}
+	if cfg.ClusterDeadAfter <= cfg.ClusterHeartbeat {
+		return usageErrorf("cluster_dead_after (%v) must be more than cluster_heartbeat (%v)", cfg.ClusterDeadAfter, cfg.ClusterHeartbeat)
+	}
+	return nil
+}
+
+// joinCluster connects to NATS (cluster_nats, or an embedded server
+// routed to cluster_peers) and makes srv a node of the cluster. Call
+// leave after srv has shut down.
+func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(), err error) {
+	if cfg.NodeName == "" {
+		cfg.NodeName = cluster.HostName()
+	}
+	var nc *nats.Conn
+	var ns *natsserver.Server
+	if cfg.ClusterNATS != "" {
+		nc, err = cluster.Connect(cfg.ClusterNATS, cfg.NodeName)
+	} else {
+		var secret string
+		if cfg.ClusterSecretFile != "" {
+			b, err := os.ReadFile(cfg.ClusterSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("cluster_secret_file: %w", err)
+			}
+			if secret = strings.TrimSpace(string(b)); secret == "" {
+				return nil, fmt.Errorf("cluster_secret_file %s is empty", cfg.ClusterSecretFile)
+			}
+		}
+		if cfg.ClusterListen != "" && !isLoopback(cfg.ClusterListen) {
+			if secret == "" {
+				log.Warn("the cluster listener is not on loopback and cluster_secret_file is not set: any server that reaches it can join; keep it on a private network", "cluster_listen", cfg.ClusterListen)
+			} else {
+				log.Info("the NATS routes between the nodes are authenticated, not encrypted: keep cluster_listen on a private network", "cluster_listen", cfg.ClusterListen)
+			}
+		}
+		ns, nc, err = cluster.Embedded{Name: cfg.NodeName, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers, Secret: secret}.Start()
+	}
+	if err != nil {
+		return nil, err
+	}
+	node := &cluster.Node{Name: cfg.NodeName, Conn: nc, Logger: log, Heartbeat: cfg.ClusterHeartbeat, DeadAfter: cfg.ClusterDeadAfter}
+	if err := node.Join(srv); err != nil {
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+		}
+		return nil, err
+	}
+	log.Info("joined the cluster", "node", cfg.NodeName, "nats", cfg.ClusterNATS, "listen", cfg.ClusterListen, "peers", len(cfg.ClusterPeers))
+	return func() {
+		node.Leave()
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+		}
+	}, nil
+}
