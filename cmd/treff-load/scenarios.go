@@ -52,12 +52,14 @@ func bare(j string) string {
 	return j
 }
 
-// flow runs a sender and a receiver per client until the deadline. msg
+// flow runs a sender and a receiver per client until the deadline; with
+// -rate, each sender keeps its own fixed schedule (pacer), shifted by its
+// share of the period. msg
 // builds a sender's next message; count reports whether a received stanza
 // is a delivered message to measure; release names the client whose
 // sender may send its next message when it has only one in flight (nil:
 // none).
-func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
+func flow(c config, clients []*client, deadline time.Time, ops, sent *int64, e *errs,
 	msg func(from *client) string, count func(cl *client, el *xmlscan.Element) bool,
 	release func(cl *client, el *xmlscan.Element) *client) []time.Duration {
 	var lat latencies
@@ -66,7 +68,8 @@ func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
 	for _, cl := range clients {
 		gotc[cl] = make(chan struct{}, 1)
 	}
-	for _, cl := range clients {
+	start := time.Now()
+	for i, cl := range clients {
 		got := gotc[cl]
 		wg.Add(2)
 		go func() { // receiver
@@ -99,19 +102,20 @@ func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
 		}()
 		go func() { // sender
 			defer wg.Done()
-			var tick <-chan time.Time
+			var pace *pacer
 			if c.rate > 0 {
-				t := time.NewTicker(time.Duration(float64(time.Second) / c.rate))
-				defer t.Stop()
-				tick = t.C
+				pace = newPacer(start, i, len(clients), periodOf(c.rate))
 			}
 			for time.Now().Before(deadline) {
+				if pace != nil && !pace.wait(deadline) {
+					return
+				}
 				if err := cl.send(msg(cl)); err != nil {
 					e.note(err)
 					return
 				}
-				if tick != nil {
-					<-tick
+				atomic.AddInt64(sent, 1)
+				if pace != nil {
 					continue
 				}
 				select { // one in flight
@@ -128,7 +132,7 @@ func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
 
 // chat makes pairs (0,1), (2,3), ... send messages to each other until the
 // deadline and returns the latencies measured by the receivers.
-func chat(c config, clients []*client, deadline time.Time, ops *int64, e *errs) []time.Duration {
+func chat(c config, clients []*client, deadline time.Time, ops, sent *int64, e *errs) []time.Duration {
 	peer := make(map[*client]*client, len(clients))
 	var active []*client
 	for i := 0; i+1 < len(clients); i += 2 {
@@ -139,7 +143,7 @@ func chat(c config, clients []*client, deadline time.Time, ops *int64, e *errs) 
 		peer[a], peer[b] = b, a
 		active = append(active, a, b)
 	}
-	return flow(c, active, deadline, ops, e,
+	return flow(c, active, deadline, ops, sent, e,
 		func(from *client) string {
 			return "<message to='" + peer[from].jid + "' type='chat'><body>" + stampNow() + "</body></message>"
 		},
@@ -147,110 +151,6 @@ func chat(c config, clients []*client, deadline time.Time, ops *int64, e *errs) 
 		func(cl *client, el *xmlscan.Element) *client {
 			if el.Local() == "message" {
 				return peer[cl]
-			}
-			return nil
-		})
-}
-
-// joinRoom makes every client join c.room with its localpart as nickname
-// (XEP-0045 section 7.2). The first creates the room if it does not exist
-// and accepts the default configuration (an instant room, section 10.1.2).
-// Clients that cannot join are closed and dropped.
-func joinRoom(c config, clients []*client, e *errs) error {
-	join := func(cl *client) error {
-		cl.conn.SetReadDeadline(time.Now().Add(c.timeout))
-		defer cl.conn.SetReadDeadline(time.Time{})
-		nick := c.room + "/" + cl.jid[:strings.IndexByte(cl.jid, '@')]
-		if err := cl.send("<presence to='" + nick + "'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"); err != nil {
-			return err
-		}
-		for i := 0; i < 100_000; i++ {
-			el, err := cl.sc.Next()
-			if err != nil {
-				return fmt.Errorf("join %s: %w", c.room, err)
-			}
-			if from, _ := el.Attr("from"); el.Local() != "presence" || from != nick {
-				continue
-			}
-			if t, _ := el.Attr("type"); t == "error" {
-				return fmt.Errorf("join %s: %s", c.room, el.Raw)
-			}
-			if !strings.Contains(el.Raw, "code='110'") && !strings.Contains(el.Raw, `code="110"`) {
-				continue
-			}
-			if !strings.Contains(el.Raw, "code='201'") && !strings.Contains(el.Raw, `code="201"`) {
-				return nil
-			}
-			// A new room: unlock it with the default configuration.
-			if err := cl.send("<iq type='set' id='instant' to='" + c.room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"); err != nil {
-				return err
-			}
-			for j := 0; j < 1000; j++ {
-				el, err := cl.sc.Next()
-				if err != nil {
-					return fmt.Errorf("configure %s: %w", c.room, err)
-				}
-				if id, _ := el.Attr("id"); el.Local() == "iq" && id == "instant" {
-					if t, _ := el.Attr("type"); t != "result" {
-						return fmt.Errorf("configure %s: %s", c.room, el.Raw)
-					}
-					return nil
-				}
-			}
-			return fmt.Errorf("configure %s: no answer", c.room)
-		}
-		return fmt.Errorf("join %s: no self-presence", c.room)
-	}
-	first := -1
-	for i, cl := range clients {
-		if cl != nil {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		return errors.New("no client to join the room")
-	}
-	if err := join(clients[first]); err != nil {
-		return err
-	}
-	c.forEach(len(clients)-first-1, func(i int) {
-		cl := clients[first+1+i]
-		if cl == nil {
-			return
-		}
-		if err := join(cl); err != nil {
-			e.note(err)
-			cl.close()
-			clients[first+1+i] = nil
-		}
-	})
-	return nil
-}
-
-// muc makes every occupant send groupchat messages to the room; every
-// occupant's receiver measures every message it gets (the fan-out).
-func muc(c config, clients []*client, deadline time.Time, ops *int64, e *errs) []time.Duration {
-	var active []*client
-	self := make(map[*client]string)
-	for _, cl := range clients {
-		if cl != nil {
-			active = append(active, cl)
-			self[cl] = c.room + "/" + cl.jid[:strings.IndexByte(cl.jid, '@')]
-		}
-	}
-	isGroupchat := func(el *xmlscan.Element) bool {
-		t, _ := el.Attr("type")
-		return el.Local() == "message" && t == "groupchat"
-	}
-	return flow(c, active, deadline, ops, e,
-		func(*client) string {
-			return "<message to='" + c.room + "' type='groupchat'><body>" + stampNow() + "</body></message>"
-		},
-		func(_ *client, el *xmlscan.Element) bool { return isGroupchat(el) },
-		func(cl *client, el *xmlscan.Element) *client {
-			if from, _ := el.Attr("from"); isGroupchat(el) && from == self[cl] {
-				return cl
 			}
 			return nil
 		})
@@ -380,16 +280,24 @@ func subscribeAll(c config) error {
 }
 
 // presence makes every user log in with a time-stamped presence, stay
-// online for its share of the cycle (1/-rate, default one second), and log
-// out, until the deadline. The contacts that receive the broadcast measure
+// online for its cycle (1/-rate, default one second) or, with -online X
+// below 1, for that share of it and offline for the rest, and log out,
+// until the deadline; with -online the users' cycles are spread evenly
+// over the period, so that about X of them are online at a time. The contacts that receive the broadcast measure
 // its latency; the presences of contacts received as answers to the
 // login's probes carry older stamps and are not counted, nor is a second
 // copy of a presence already counted.
 func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.Duration {
 	period := time.Second
 	if c.rate > 0 {
-		period = time.Duration(float64(time.Second) / c.rate)
+		period = periodOf(c.rate)
 	}
+	spread := c.online > 0 && c.online < 1
+	online := period
+	if spread {
+		online = time.Duration(float64(period) * c.online)
+	}
+	begin := time.Now()
 	var lat latencies
 	var wg sync.WaitGroup
 	for i := 0; i < c.users; i++ {
@@ -398,11 +306,18 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 			defer wg.Done()
 			user := c.user(i) + "@" + c.domain
 			var local []time.Duration
-			for start := time.Now(); start.Before(deadline); start = time.Now() {
+			start := begin
+			if spread { // this user's cycle starts at its share of the period
+				start = begin.Add(phase(i, c.users, period))
+				time.Sleep(time.Until(start))
+			}
+			for start.Before(deadline) {
+				next := start.Add(period)
 				cl, err := login(c, c.user(i), "")
 				if err != nil {
 					e.note(err)
-					time.Sleep(time.Until(start.Add(period)))
+					time.Sleep(time.Until(next))
+					start = next
 					continue
 				}
 				atomic.AddInt64(logins, 1)
@@ -410,7 +325,7 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 				if err := cl.send("<presence><status>" + stampNow() + "</status></presence>"); err != nil {
 					e.note(err)
 				}
-				end := start.Add(period)
+				end := start.Add(online)
 				if end.After(deadline) {
 					end = deadline.Add(500 * time.Millisecond)
 				}
@@ -438,6 +353,21 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 					}
 				}
 				cl.close()
+				if !spread {
+					start = time.Now()
+					continue
+				}
+				// Offline for the rest of the cycle; a cycle that ran
+				// late starts the next one at once.
+				if w := time.Until(next); w > 0 {
+					if next.After(deadline) {
+						break
+					}
+					time.Sleep(w)
+					start = next
+				} else {
+					start = time.Now()
+				}
 			}
 			lat.add(local)
 		}()
