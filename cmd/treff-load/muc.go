@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -65,9 +66,24 @@ type mucRun struct {
 	rooms     [][]*occupant
 	start     atomic.Int64 // UnixNano of the measured part's start; 0 before
 	delivered atomic.Int64
+	retries   atomic.Int64 // joins retried after a wait error
 	lat       latencies
 	readers   sync.WaitGroup
 }
+
+// joinError is a room's refusal of a join.
+type joinError struct{ room, raw string }
+
+func (e *joinError) Error() string { return "join " + e.room + ": " + e.raw }
+
+// wait reports an error of type wait (RFC 6120 section 8.3.2: retry
+// after waiting), such as a room busy with a burst of joins.
+func (e *joinError) wait() bool {
+	return strings.Contains(e.raw, "type='wait'") || strings.Contains(e.raw, `type="wait"`)
+}
+
+// joinAttempts bounds the retries of a join refused with a wait error.
+const joinAttempts = 20
 
 func hasStatus(raw, code string) bool {
 	return strings.Contains(raw, "code='"+code+"'") || strings.Contains(raw, `code="`+code+`"`)
@@ -80,10 +96,13 @@ func (m *mucRun) read(o *occupant) {
 	defer m.readers.Done()
 	var local []time.Duration
 	done, configuring := false, false
-	signal := func(err error) {
-		if !done {
+	signal := func(err error) { // one outcome per join attempt
+		if err == nil {
 			done = true
-			o.joined <- err
+		}
+		select {
+		case o.joined <- err:
+		default:
 		}
 	}
 	for {
@@ -103,7 +122,7 @@ func (m *mucRun) read(o *occupant) {
 				continue
 			}
 			if typ == "error" {
-				signal(fmt.Errorf("join %s: %s", o.room, el.Raw))
+				signal(&joinError{room: o.room, raw: el.Raw})
 				continue
 			}
 			if !hasStatus(el.Raw, "110") || configuring {
@@ -165,15 +184,24 @@ func joinRooms(c config, clients []*client, e *errs) (*mucRun, error) {
 		m.readers.Add(1)
 		go m.read(o)
 	}
+	// A join refused with a wait error (a room busy with a burst of
+	// joins) is retried after a growing pause, as a client would.
 	join := func(o *occupant) error {
-		if err := o.cl.send("<presence to='" + o.nick + "'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"); err != nil {
-			return err
-		}
-		select {
-		case err := <-o.joined:
-			return err
-		case <-time.After(c.timeout):
-			return fmt.Errorf("join %s: no self-presence within %s", o.room, c.timeout)
+		for attempt := 1; ; attempt++ {
+			if err := o.cl.send("<presence to='" + o.nick + "'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"); err != nil {
+				return err
+			}
+			select {
+			case err := <-o.joined:
+				var je *joinError
+				if err == nil || !errors.As(err, &je) || !je.wait() || attempt == joinAttempts {
+					return err
+				}
+				m.retries.Add(1)
+				time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+			case <-time.After(c.timeout):
+				return fmt.Errorf("join %s: no self-presence within %s", o.room, c.timeout)
+			}
 		}
 	}
 	for _, occ := range m.rooms {

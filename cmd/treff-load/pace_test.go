@@ -79,6 +79,15 @@ func TestRooms(t *testing.T) {
 	}
 }
 
+// Only a refusal of type wait is retried.
+func TestJoinErrorWait(t *testing.T) {
+	busy := &joinError{room: "r", raw: `<presence type='error'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>`}
+	full := &joinError{room: "r", raw: `<presence type="error"><error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></presence>`}
+	if !busy.wait() || full.wait() {
+		t.Errorf("wait: busy %v, full %v", busy.wait(), full.wait())
+	}
+}
+
 func TestParsePIDs(t *testing.T) {
 	if got, err := parsePIDs("12, 34,0,"); err != nil || !slices.Equal(got, []int{12, 34}) {
 		t.Errorf("%v %v", got, err)

@@ -14,18 +14,19 @@ import (
 
 // report is the outcome of a run.
 type report struct {
-	cfg        config
-	ops        int64 // logins, delivered messages or presences, or sessions held
-	logins     int64 // presence: login cycles
-	sent       int64 // chat, muc: messages sent; login with -rate: logins started
-	rooms      int   // muc: rooms
-	errors     int64
-	elapsed    time.Duration
-	latencies  []time.Duration
-	sessions   int
-	rss0, rss1 int64 // bytes
-	cpu0, cpu1 time.Duration
-	firstErr   string
+	cfg         config
+	ops         int64 // logins, delivered messages or presences, or sessions held
+	logins      int64 // presence: login cycles
+	sent        int64 // chat, muc: messages sent; login with -rate: logins started
+	rooms       int   // muc: rooms
+	joinRetries int64 // muc: joins retried after a wait error
+	errors      int64
+	elapsed     time.Duration
+	latencies   []time.Duration
+	sessions    int
+	rss0, rss1  int64 // bytes
+	cpu0, cpu1  time.Duration
+	firstErr    string
 }
 
 func percentile(l []time.Duration, p float64) time.Duration {
@@ -60,7 +61,7 @@ func (r *report) print(w io.Writer) {
 	if r.sent > 0 {
 		fmt.Fprintf(w, "sent=%d rate_sent=%.1f/s", r.sent, float64(r.sent)/r.elapsed.Seconds())
 		if r.cfg.scenario == "muc" {
-			fmt.Fprintf(w, " rooms=%d fanout=%.2f", r.rooms, float64(r.ops)/float64(r.sent))
+			fmt.Fprintf(w, " rooms=%d fanout=%.2f join_retries=%d", r.rooms, float64(r.ops)/float64(r.sent), r.joinRetries)
 		}
 		fmt.Fprintln(w)
 	}
@@ -105,7 +106,7 @@ func (r *report) printJSON(w io.Writer) {
 	if r.sent > 0 {
 		out["rate_sent"] = float64(r.sent) / r.elapsed.Seconds()
 		if r.cfg.scenario == "muc" {
-			out["rooms"], out["fanout"] = r.rooms, float64(r.ops)/float64(r.sent)
+			out["rooms"], out["fanout"], out["join_retries"] = r.rooms, float64(r.ops)/float64(r.sent), r.joinRetries
 		}
 	}
 	if l := r.latencies; len(l) > 0 {

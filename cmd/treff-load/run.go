@@ -210,7 +210,7 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 				cleanup()
 				return nil, err
 			}
-			r.rooms = c.roomCount()
+			r.rooms, r.joinRetries = c.roomCount(), m.retries.Load()
 			measure = func(deadline time.Time) { r.latencies = m.measure(deadline, &r.ops, &r.sent, &e) }
 		}
 	case "presence":
