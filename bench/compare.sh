@@ -85,10 +85,10 @@ FIXED_RATES="2.5 5 10"        # per user: 500, 1 000 and 2 000 msg/s in all
 FIXED_LOGIN_USERS=20
 FIXED_LOGIN_RATE=1            # logins/s per client: 20/s
 FIXED_LOGIN_MECHS="SCRAM-SHA-1 PLAIN"
-ROSTER_USERS=250              # presence: roster of 50, 20 % online
+ROSTER_USERS=150              # presence: roster of 50, 20 % online (30 users)
 ROSTER_CONTACTS=50
 ROSTER_ONLINE=0.2
-ROSTER_CYCLE=10               # s: each user online 2 s of every 10 (25 logins/s)
+ROSTER_CYCLE=10               # s: each user online 2 s of every 10 (15 logins/s)
 MUC_SIZES="10 100 500"        # occupants of the one room of each run
 MUC_SENDERS=2                 # senders per room ...
 MUC_SENDER_RATE=10            # ... at 10 msg/s each: 20 messages in per second
@@ -279,7 +279,7 @@ plan() {
 			done
 			printf 'fixed\tpresence: roster %d, %g %% online, %d users, one login each per %d s\trost\t%d\t%d\t-scenario presence -contacts %d -online %s -rate %s -duration %s\n' \
 				$ROSTER_CONTACTS "$(awk -v o=$ROSTER_ONLINE 'BEGIN {print o * 100}')" $ROSTER_USERS $ROSTER_CYCLE $ROSTER_USERS \
-				$((ROSTER_S + 120 + ROSTER_USERS * ROSTER_CONTACTS / 100)) $ROSTER_CONTACTS $ROSTER_ONLINE "$ROSTER_RATE" $ROSTER_RUN
+				$((ROSTER_S + 120 + ROSTER_USERS * ROSTER_CONTACTS / 20)) $ROSTER_CONTACTS $ROSTER_ONLINE "$ROSTER_RATE" $ROSTER_RUN
 			for n in $MUC_SIZES; do
 				printf 'fixed\tmuc fan-out, room of %d, %s msg in/s\tm%d_\t%d\t%d\t-scenario muc -room fan%d@conference.%s -senders %d -rate %s -duration %s\n' \
 					"$n" "$(msgs $MUC_SENDERS $MUC_SENDER_RATE)" "$n" "$n" $((FIXED_S + 120 + n / 5)) "$n" "$DOMAIN" $MUC_SENDERS $MUC_SENDER_RATE $FIXED_RUN
@@ -375,6 +375,29 @@ load() {
 	fi
 }
 
+# cpu_ticks PIDS: utime+stime of the comma-separated processes, in ticks.
+cpu_ticks() {
+	local p t=0 n
+	for p in ${1//,/ }; do
+		n=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+		t=$((t + ${n:-0}))
+	done
+	echo $t
+}
+# settle PIDS: wait (at most 30 s) until the server uses less than 5 % of
+# a CPU over a second, so that no run pays for the backlog of the one
+# before (a slow server may still be working through a presence setup).
+settle() {
+	local a b=0 i
+	for i in $(seq 30); do
+		a=$(cpu_ticks "$1")
+		sleep 1
+		b=$(cpu_ticks "$1")
+		[ $((b - a)) -le 5 ] && return 0
+	done
+	log "warning: the server is still busy after 30 s ($((b - a)) ticks in the last second)"
+}
+
 # run_plan SERVER ARCHIVE PIDS ADDR: every run of the pass.
 run_plan() {
 	local s=$1 arch=$2 pids=$3 addr=$4 group label prefix users limit args peak half
@@ -388,6 +411,7 @@ run_plan() {
 			fi
 			args=${args//@HALF@/$half}
 		fi
+		settle "$pids"
 		# shellcheck disable=SC2086 # args are words without spaces
 		load "$s" "$arch" "$group" "$label" "$pids" "$addr" "$limit" "$users" "$prefix" $args </dev/null
 	done < <(plan "$s" "$arch")
@@ -640,7 +664,8 @@ estimate() {
 				total=$((total + ${d:-10} + 5))
 				n=$((n + users))
 				case $args in *"-scenario idle"*) total=$((total + users / 150)) ;; esac
-				case $args in *"-scenario presence"*) total=$((total + users * $(printf '%s\n' "$args" | sed -n 's/.*-contacts \([0-9]*\).*/\1/p') / 400)) ;; esac
+				# Subscriptions: Prosody takes ~10 ms of CPU for each.
+				case $args in *"-scenario presence"*) total=$((total + users * $(printf '%s\n' "$args" | sed -n 's/.*-contacts \([0-9]*\).*/\1/p') / $([ "$s" = prosody ] && echo 100 || echo 400))) ;; esac
 				case $args in *"-scenario muc"*) total=$((total + users * users / 20000)) ;; esac
 			done < <(plan "$s" "$arch")
 			[ "$s" = ejabberd ] && total=$((total + n / 120)) || total=$((total + n / 400))
@@ -668,8 +693,16 @@ ELAPSED=$(($(date +%s) - T0))
 # 19 rate sent, 20 fanout, 21 first error.
 AWK_COMMON='
 function num(x) { return x != "" }
-function note(   n) {
+function note(   n, got) {
 	n = $6
+	# A fixed-rate run that did not get its offered load through: the
+	# server (or the load tool) was overloaded, and the figure is not the
+	# cost at that rate.
+	got = ($4 ~ /^muc/) ? $19 : $10
+	if ($3 == "fixed" && $4 !~ /^presence/ && num($18) && $18 > 0 && num(got) && got < 0.95 * $18)
+		n = n ", OVERLOADED: " sprintf("%.0f", 100 * got / $18) " % of the offered load"
+	if ($3 == "fixed" && $4 ~ /^muc/ && num($20) && num($5) && $20 < 0.95 * $5)
+		n = n ", OVERLOADED: fan-out " sprintf("%.1f", $20) " of " $5
 	if (num($11) && $11 > 0) n = n ", " $11 " errors" ($21 != "" ? " (first: " substr($21, 1, 80) ")" : "")
 	return n
 }
@@ -710,13 +743,17 @@ saturated_table() {
 # and rate (fixed-rate chat rows).
 archive_ratio() {
 	LC_ALL=C awk -F'\t' '
-	$3 == "fixed" && $4 ~ /^chat/ && $17 != "" { c[$1 "\t" $4 "\t" $2] = $17; k[$1 "\t" $4] = 1; order[++n] = $1 "\t" $4 }
+	$3 == "fixed" && $4 ~ /^chat/ && $17 != "" {
+		c[$1 "\t" $4 "\t" $2] = $17; order[++n] = $1 "\t" $4
+		if ($18 != "" && $10 < 0.95 * $18) over[$1 "\t" $4] = 1
+	}
 	END {
 		for (i = 1; i <= n; i++) {
 			key = order[i]
 			if (seen[key]++ || !((key "\toff") in c) || !((key "\ton") in c)) continue
 			split(key, f, "\t")
-			printf "| %s | %s | %.1f µs | %.1f µs | %.2f |\n", f[1], f[2], c[key "\toff"], c[key "\ton"], c[key "\ton"] / c[key "\toff"]
+			printf "| %s | %s | %.1f µs | %.1f µs | %.2f%s |\n", f[1], f[2], c[key "\toff"], c[key "\ton"], c[key "\ton"] / c[key "\toff"],
+				(key in over) ? " (overloaded: not the cost at this rate)" : ""
 		}
 	}' "$ROWS"
 }
