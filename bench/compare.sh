@@ -16,6 +16,7 @@
 #   -addr-base IP   the servers listen on IP, IP+1, IP+2, IP+3 (Treff,
 #                   Prosody, ejabberd, relay; default 127.0.77.1)
 #   -keep           keep the work directory (configs, logs, raw outputs)
+#   -dry-run        print the runs and the expected duration, start nothing
 #
 # Environment: TREFF_ADDR, PROSODY_ADDR, EJABBERD_ADDR, RELAY_ADDR (each
 # overrides -addr-base), TREFF_PORT, PROSODY_PORT, PROSODY_BASE,
@@ -33,6 +34,7 @@ QUICK=0
 MODE=both
 ONLY="treff,prosody,ejabberd,relay"
 KEEP=0
+DRY=0
 ADDR_BASE=${BENCH_ADDR_BASE:-127.0.77.1}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -41,7 +43,8 @@ while [ $# -gt 0 ]; do
 	-only | --only) ONLY=${2:?-only needs a list}; shift ;;
 	-addr-base | --addr-base) ADDR_BASE=${2:?-addr-base needs an IPv4 address}; shift ;;
 	-keep | --keep) KEEP=1 ;;
-	-h | -help | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-dry-run | --dry-run) DRY=1 ;;
+	-h | -help | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -679,6 +682,16 @@ START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 EXPECTED=$(estimate)
 log "mode $MODE$([ $QUICK = 1 ] && echo ", quick"): expected duration about $((EXPECTED / 60)) min $((EXPECTED % 60)) s (servers: $ONLY; addresses treff $TREFF_ADDR, prosody $PROSODY_ADDR, ejabberd $EJABBERD_ADDR, relay $RELAY_ADDR)"
+if [ $DRY = 1 ]; then
+	for s in treff prosody ejabberd relay; do
+		want "$s" || continue
+		for arch in $(passes "$s"); do
+			echo "$s, archive $arch:"
+			plan "$s" "$arch" | awk -F'\t' '{ printf "  %-9s %-62s treff-load -prefix %s -users %s %s\n", $1, $2, $3, $4, $6 }'
+		done
+	done
+	exit 0
+fi
 T0=$(date +%s)
 for s in treff prosody ejabberd relay; do
 	want "$s" || continue

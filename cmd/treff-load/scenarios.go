@@ -166,8 +166,10 @@ func contactsOf(c config, i int) []string {
 	return out
 }
 
-// setupStall is how long the presence setup waits for the next approval.
-const setupStall = 30 * time.Second
+// setupStall is how long the presence setup of n subscriptions waits for
+// the next approval: 30 s and 20 ms for each (the first approval may come
+// only after the server has handled every request).
+func setupStall(n int) time.Duration { return 30*time.Second + time.Duration(n)*20*time.Millisecond }
 
 // setupLimit bounds the presence setup of n subscriptions: a minute and
 // 50 ms for each.
@@ -230,10 +232,12 @@ func subscribeAll(c config) error {
 		return fmt.Errorf("presence setup: %d logins failed, first: %s", n, e.first.Load())
 	}
 	// Servers differ a lot in the cost of a subscription (Prosody 0.12
-	// takes ~10 ms of CPU for each, rewriting the roster file): the setup
-	// goes on as long as approvals keep arriving, and ends after
-	// setupStall without one or at the hard limit.
-	limit := time.Now().Add(setupLimit(c.users * c.contacts))
+	// takes ~10 ms for each, rewriting the roster file, and handles the
+	// burst of requests before the first approval): the setup goes on as
+	// long as approvals keep arriving, and ends after a stall without one
+	// or at the hard limit.
+	n := c.users * c.contacts
+	limit, stall := time.Now().Add(setupLimit(n)), setupStall(n)
 	targets := make([][]string, len(clients))
 	for i := range clients {
 		for j := range need[i] {
@@ -277,7 +281,7 @@ func subscribeAll(c config) error {
 	// Readers that are done stop when the last approval arrives; wake them.
 	go func() {
 		last, progress := pending.Load(), time.Now()
-		for pending.Load() > 0 && time.Now().Before(limit) && time.Since(progress) < setupStall {
+		for pending.Load() > 0 && time.Now().Before(limit) && time.Since(progress) < stall {
 			time.Sleep(10 * time.Millisecond)
 			if n := pending.Load(); n < last {
 				last, progress = n, time.Now()
@@ -289,7 +293,7 @@ func subscribeAll(c config) error {
 	}()
 	wg.Wait()
 	if n := pending.Load(); n > 0 {
-		return fmt.Errorf("presence setup: %d subscriptions not approved in time", n)
+		return fmt.Errorf("presence setup: %d of %d subscriptions not approved (none for %s, or over %s)", n, c.users*c.contacts, stall, setupLimit(c.users*c.contacts))
 	}
 	return nil
 }
