@@ -186,7 +186,15 @@ func joinRooms(c config, clients []*client, e *errs) (*mucRun, error) {
 	}
 	// A join refused with a wait error (a room busy with a burst of
 	// joins) is retried after a growing pause, as a client would.
+	// A join waits -timeout and 20 ms per occupant of its room: every
+	// join is broadcast to all (Prosody 0.12 takes seconds for a join
+	// into a room of 500 while others join too).
 	join := func(o *occupant) error {
+		size := c.users
+		if c.roomCount() > 1 {
+			size = c.roomSize
+		}
+		wait := c.timeout + time.Duration(size)*20*time.Millisecond
 		for attempt := 1; ; attempt++ {
 			if err := o.cl.send("<presence to='" + o.nick + "'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"); err != nil {
 				return err
@@ -199,8 +207,8 @@ func joinRooms(c config, clients []*client, e *errs) (*mucRun, error) {
 				}
 				m.retries.Add(1)
 				time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
-			case <-time.After(c.timeout):
-				return fmt.Errorf("join %s: no self-presence within %s", o.room, c.timeout)
+			case <-time.After(wait):
+				return fmt.Errorf("join %s: no self-presence within %s", o.room, wait)
 			}
 		}
 	}

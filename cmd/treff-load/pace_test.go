@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -85,6 +86,31 @@ func TestJoinErrorWait(t *testing.T) {
 	full := &joinError{room: "r", raw: `<presence type="error"><error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></presence>`}
 	if !busy.wait() || full.wait() {
 		t.Errorf("wait: busy %v, full %v", busy.wait(), full.wait())
+	}
+}
+
+// settle returns at once for a process that does nothing (the test's
+// own process is idle while it sleeps in settle) and within its limit
+// for a busy one.
+func TestSettle(t *testing.T) {
+	if d := settle([]int{os.Getpid()}, 5*time.Second); d > 2*time.Second {
+		t.Errorf("idle process: settled after %s", d)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	for i := 0; i < 2; i++ {
+		go func() { // keep this process busy
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		}()
+	}
+	if d := settle([]int{os.Getpid()}, 600*time.Millisecond); d < 600*time.Millisecond || d > 3*time.Second {
+		t.Errorf("busy process: settle took %s, want its limit of 600ms", d)
 	}
 }
 

@@ -15,11 +15,12 @@ import (
 // report is the outcome of a run.
 type report struct {
 	cfg         config
-	ops         int64 // logins, delivered messages or presences, or sessions held
-	logins      int64 // presence: login cycles
-	sent        int64 // chat, muc: messages sent; login with -rate: logins started
-	rooms       int   // muc: rooms
-	joinRetries int64 // muc: joins retried after a wait error
+	ops         int64         // logins, delivered messages or presences, or sessions held
+	logins      int64         // presence: login cycles
+	sent        int64         // chat, muc: messages sent; login with -rate: logins started
+	rooms       int           // muc: rooms
+	joinRetries int64         // muc: joins retried after a wait error
+	settle      time.Duration // the wait for the server to go quiet after the setup
 	errors      int64
 	elapsed     time.Duration
 	latencies   []time.Duration
@@ -101,7 +102,7 @@ func (r *report) printJSON(w io.Writer) {
 		"scenario": r.cfg.scenario, "users": r.cfg.users, "sessions": r.sessions,
 		"duration_s": r.elapsed.Seconds(), "ops": r.ops, "unit": r.unit(),
 		"rate": float64(r.ops) / r.elapsed.Seconds(), "errors": r.errors, "first_error": r.firstErr,
-		"logins": r.logins, "sent": r.sent, "offered_rate": r.offered(),
+		"logins": r.logins, "sent": r.sent, "offered_rate": r.offered(), "settle_s": r.settle.Seconds(),
 	}
 	if r.sent > 0 {
 		out["rate_sent"] = float64(r.sent) / r.elapsed.Seconds()
