@@ -17,6 +17,8 @@
 #                   Prosody, ejabberd, relay; default 127.0.77.1)
 #   -keep           keep the work directory (configs, logs, raw outputs)
 #   -dry-run        print the runs and the expected duration, start nothing
+#   -tsung          also drive the fixed-rate chat rows with tsung 1.7, an
+#                   independent load generator (SASL PLAIN)
 #
 # Environment: TREFF_ADDR, PROSODY_ADDR, EJABBERD_ADDR, RELAY_ADDR (each
 # overrides -addr-base), TREFF_PORT, PROSODY_PORT, PROSODY_BASE,
@@ -35,6 +37,7 @@ MODE=both
 ONLY="treff,prosody,ejabberd,relay"
 KEEP=0
 DRY=0
+TSUNG=0
 ADDR_BASE=${BENCH_ADDR_BASE:-127.0.77.1}
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -44,7 +47,8 @@ while [ $# -gt 0 ]; do
 	-addr-base | --addr-base) ADDR_BASE=${2:?-addr-base needs an IPv4 address}; shift ;;
 	-keep | --keep) KEEP=1 ;;
 	-dry-run | --dry-run) DRY=1 ;;
-	-h | -help | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-tsung | --tsung) TSUNG=1 ;;
+	-h | -help | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -174,6 +178,7 @@ if want prosody; then
 	dpkg -s lua-event >/dev/null 2>&1 || PKGS+=(lua-event)
 fi
 want ejabberd && ! command -v ejabberdctl >/dev/null && PKGS+=(ejabberd)
+[ $TSUNG = 1 ] && ! command -v tsung >/dev/null && PKGS+=(tsung)
 if [ ${#PKGS[@]} -gt 0 ]; then
 	log "installing ${PKGS[*]}"
 	apt-get update -qq >&2 || die "apt-get update failed"
@@ -279,6 +284,12 @@ plan() {
 			printf 'fixed\tchat %s msg/s (%d users x %s/s)\tf%s_\t%d\t%d\t-scenario chat -rate %s -duration %s\n' \
 				"$(msgs $FIXED_USERS "$r")" $FIXED_USERS "$r" "${r/./_}" $FIXED_USERS $((FIXED_S + 90)) "$r" $FIXED_RUN
 		done
+		if [ "$s" != relay ] && [ $TSUNG = 1 ]; then
+			for r in $FIXED_RATES; do
+				printf 'tsung\tchat %s msg/s (%d users x %s/s), tsung, PLAIN\tt%s_\t%d\t%d\t-rate %s -duration %s\n' \
+					"$(msgs $FIXED_USERS "$r")" $FIXED_USERS "$r" "${r/./_}" $FIXED_USERS $((FIXED_S + FIXED_USERS / 50 + 90)) "$r" $FIXED_RUN
+			done
+		fi
 		if [ "$s" != relay ] && [ "$arch" = off ]; then
 			for m in $FIXED_LOGIN_MECHS; do
 				printf 'fixed\tlogin %s, %s/s (%d clients x %s/s)\tl%s_\t%d\t%d\t-scenario login -mech %s -rate %s -duration %s\n' \
@@ -406,6 +417,86 @@ settle() {
 	log "warning: the server is still busy after 30 s ($((b - a)) ticks in the last second)"
 }
 
+# tsung_run SERVER ARCHIVE LABEL PIDS ADDR LIMIT USERS PREFIX -rate R
+# -duration Ds: the fixed-rate chat driven by tsung (bench/tsung/chat.xml.in).
+# The users log in at 50 a second and wait; then each sends one message
+# every 1/R s to random users. The server's CPU is read over D seconds in
+# the middle of the chat phase, when every user sends; the ops are the
+# messages tsung's schedule offers in that window (USERS x R x D: tsung
+# undercounts what it receives under load), and the row says how many of
+# all the messages sent tsung saw arrive.
+tsung_run() {
+	local s=$1 arch=$2 label=$3 pids=$4 addr=$5 limit=$6 users=$7 prefix=$8 rate=${10} dur=${12%s}
+	local d="$WORK/tsung-$s-$arch-$prefix" arrival think=5 n period i rc a b t0 start rss=0 p kib out json ops sent rcv errs
+	arrival=$(((users + 49) / 50))
+	period=$(awk -v r="$rate" 'BEGIN {printf "%.3f", 1 / r}')
+	n=$(awk -v r="$rate" -v d="$dur" -v a="$arrival" 'BEGIN {printf "%d", r * (d + a + 6)}')
+	mkdir -p "$d/log"
+	for i in $(seq 0 $((users - 1))); do echo "$prefix$i;$PASSWORD"; done >"$d/users.csv"
+	sed -e "s#@ADDR@#${addr%:*}#" -e "s#@PORT@#${addr##*:}#" -e "s#@DOMAIN@#$DOMAIN#" -e "s#@USERS@#$users#" \
+		-e "s#@ARRIVAL@#$arrival#" -e "s#@CSV@#$d/users.csv#" -e "s#@THINK@#$think#" -e "s#@N@#$n#" -e "s#@PERIOD@#$period#" \
+		"$ROOT/bench/tsung/chat.xml.in" >"$d/chat.xml"
+	NCMD=$((NCMD + 1))
+	printf '%d\tERL_AFLAGS="-kernel inet_dist_use_interface {127,0,0,1}" ERL_EPMD_ADDRESS=127.0.0.1 taskset -c %d tsung -n -f chat.xml -l LOGDIR start (chat.xml: bench/tsung/chat.xml.in with %d users at 50 logins/s, then %d messages each every %s s; CPU read over %d s from %d s after the start)\n' \
+		$NCMD $LOAD_CPU "$users" "$n" "$period" "$dur" $((arrival + think + 3)) >>"$CMDS"
+	log "$s ($arch) $label [#$NCMD]: tsung, $users users, $n messages each every $period s"
+	out="$d/out.txt"
+	t0=$(date +%s.%N)
+	ERL_AFLAGS="-kernel inet_dist_use_interface {127,0,0,1}" ERL_EPMD_ADDRESS=127.0.0.1 \
+		timeout -k 5 "$limit" taskset -c $LOAD_CPU tsung -n -f "$d/chat.xml" -l "$d/log" start >"$out" 2>&1 &
+	CHILD=$!
+	# The window: all users are online and sending from the login phase
+	# plus the wait (and a margin) until D seconds later.
+	start=$(awk -v t0="$t0" -v s=$((arrival + think + 3)) -v now="$(date +%s.%N)" 'BEGIN {w = t0 + s - now; printf "%.2f", (w > 0 ? w : 0)}')
+	nap "$start"
+	a=$(cpu_ticks "$pids")
+	nap "$dur"
+	b=$(cpu_ticks "$pids")
+	for p in ${pids//,/ }; do
+		kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+		rss=$((rss + ${kib:-0}))
+	done
+	wait $CHILD
+	rc=$?
+	CHILD=""
+	for p in $(pgrep -x epmd); do
+		case " $EPMD_BEFORE $EPMD_OURS " in *" $p "*) ;; *) EPMD_OURS+=" $p" ;; esac
+	done
+	# What tsung sent: its requests without acknowledgement are the chat
+	# messages, the initial presences and the closes. A tsung that lags
+	# behind its schedule (a think time does not count the send) sent
+	# fewer than planned: the window's ops shrink in proportion.
+	planned=$((users * n))
+	sent=$(grep '^stats: request_noack' "$d"/log/*/tsung.log 2>/dev/null | tail -1 | awk -v u="$users" '{print $4 - 2 * u}')
+	ops=$(awk -v u="$users" -v r="$rate" -v d="$dur" -v s="${sent:-0}" -v p="$planned" 'BEGIN {f = s / p; if (f > 1 || f <= 0) f = 1; printf "%d", u * r * d * f}')
+	# tsung's count of data it did not wait for: reads, not messages (it
+	# undercounts messages that arrive together), shown for information.
+	rcv=$(grep '^stats: async_unknown_data_rcv' "$d"/log/*/tsung.log 2>/dev/null | tail -1 | awk '{print $4}')
+	errs=$(grep -oE '^stats: error_[a-z_]+ [0-9]+ [0-9]+' "$d"/log/*/tsung.log 2>/dev/null | awk '{e[$2] = $4} END {for (k in e) printf "%s=%s ", k, e[k]}')
+	json="$d/result.json"
+	jq -n --argjson ops "$ops" --argjson cpu "$(awk -v t=$((b - a)) 'BEGIN {print t / 100}')" --argjson rss "$rss" \
+		--argjson offered "$(awk -v u="$users" -v r="$rate" 'BEGIN {print u * r}')" --argjson dur "$dur" --arg errs "$errs" \
+		--argjson seen "${rcv:-0}" --argjson sent "${sent:-0}" --argjson planned "$planned" '{ops: $ops, unit: "messages sent by tsung",
+		rate: null, errors: (if $errs == "" then 0 else 1 end), cpu_s: $cpu, cpu_per_op_us: (if $ops > 0 then $cpu * 1e6 / $ops else null end),
+		offered_rate: $offered, rate_sent: ($ops / $dur), rss_after_kib: $rss, first_error: $errs,
+		tsung_sent: $sent, tsung_planned: $planned, tsung_reads: $seen}' >"$json"
+	{
+		echo "### #$NCMD $s, archive $arch: $label"
+		echo "tsung (see the command list); exit $rc; CPU ticks over the window $((b - a))"
+		cat "$json"
+		grep -E '^stats: (connected|users_count|finish_users_count|request_noack|async_unknown_data_rcv|error)' "$d"/log/*/tsung.log 2>/dev/null | tail -8
+		echo
+	} >>"$RAW"
+	sed 's/^/    /' "$json" >&2
+	if ! kill -0 "${pids%%,*}" 2>/dev/null; then
+		row "$s" "$arch" fixed "$label" "$users" "server died" "" $NCMD
+	elif [ $rc = 0 ]; then
+		row "$s" "$arch" fixed "$label" "$users" "ok (tsung sent ${sent:-?} of $planned planned; delivery not counted)" "$json" $NCMD
+	else
+		row "$s" "$arch" fixed "$label" "$users" "tsung exit $rc: $(tail -1 "$out" | tr '\t|' '  ')" "$json" $NCMD
+	fi
+}
+
 # run_plan SERVER ARCHIVE PIDS ADDR: every run of the pass.
 run_plan() {
 	local s=$1 arch=$2 pids=$3 addr=$4 group label prefix users limit args peak half
@@ -420,6 +511,11 @@ run_plan() {
 			args=${args//@HALF@/$half}
 		fi
 		settle "$pids"
+		if [ "$group" = tsung ]; then
+			# shellcheck disable=SC2086
+			tsung_run "$s" "$arch" "$label" "$pids" "$addr" "$limit" "$users" "$prefix" $args </dev/null
+			continue
+		fi
 		# shellcheck disable=SC2086 # args are words without spaces
 		load "$s" "$arch" "$group" "$label" "$pids" "$addr" "$limit" "$users" "$prefix" $args </dev/null
 	done < <(plan "$s" "$arch")
@@ -670,6 +766,7 @@ estimate() {
 			while IFS=$'\t' read -r group label prefix users limit args; do
 				d=$(printf '%s\n' "$args" | sed -n 's/.*-duration \([0-9]*\)s.*/\1/p')
 				total=$((total + ${d:-10} + 5))
+				[ "$group" = tsung ] && total=$((total + users / 50 + 12))
 				n=$((n + users))
 				case $args in *"-scenario idle"*) total=$((total + users / 150)) ;; esac
 				# Subscriptions: Prosody takes ~35 ms for each.
@@ -692,7 +789,7 @@ if [ $DRY = 1 ]; then
 		want "$s" || continue
 		for arch in $(passes "$s"); do
 			echo "$s, archive $arch:"
-			plan "$s" "$arch" | awk -F'\t' '{ printf "  %-9s %-62s treff-load -prefix %s -users %s %s\n", $1, $2, $3, $4, $6 }'
+			plan "$s" "$arch" | awk -F'\t' '{ printf "  %-9s %-62s %s -prefix %s -users %s %s\n", $1, $2, ($1 == "tsung" ? "tsung (bench/tsung/chat.xml.in)" : "treff-load"), $3, $4, $6 }'
 		done
 	done
 	exit 0
@@ -716,7 +813,7 @@ function note(   n, got) {
 	# A run at a fixed rate that did not get its offered load through: the
 	# server (or the load tool) was overloaded, and the figure is not the
 	# cost at that rate.
-	got = ($4 ~ /^muc/) ? $19 : $10
+	got = ($4 ~ /^muc/ || !num($10)) ? $19 : $10 # muc, tsung: what was sent
 	if ($4 !~ /^presence/ && num($18) && $18 > 0 && num(got) && got < 0.95 * $18)
 		n = n ", OVERLOADED: " sprintf("%.0f", 100 * got / $18) " % of the offered load"
 	if ($3 == "fixed" && $4 ~ /^muc/ && num($20) && num($5) && $20 < 0.95 * $5)
