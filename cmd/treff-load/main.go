@@ -8,8 +8,9 @@
 //
 // Scenarios:
 //
-//	login     connect + TLS + SASL + bind, repeatedly; reports the login
-//	          rate and, with -pid, server CPU per login
+//	login     connect + TLS + SASL + bind, repeatedly (as fast as possible,
+//	          or at -rate per client); reports the login rate and, with
+//	          -pid, server CPU per login
 //	chat      pairs of clients send each other messages (at -rate per
 //	          client, or as fast as possible with one in flight); latency
 //	          from a timestamp in the body
@@ -19,10 +20,15 @@
 //	          latency from a timestamp in the presence status, measured by
 //	          the contacts that receive the broadcast; with -rounds N,
 //	          N rounds in lockstep instead: all log in, each waits for
-//	          every contact's presence, all log out
-//	muc       all users join the room -room (XEP-0045) and send groupchat
-//	          messages; reports the fan-out rate (messages delivered to
-//	          occupants) and latency
+//	          every contact's presence, all log out; with -online X, each
+//	          user is online for that share of its cycle and the cycles
+//	          are spread, so that share of the users is online at a time
+//	muc       the users join the room -room (XEP-0045), or rooms of
+//	          -room-size occupants named after it, and -senders occupants
+//	          of each send groupchat messages; every occupant counts every
+//	          copy it gets: one message in, N copies out, so the ops are
+//	          delivered copies (the fan-out) and CPU per op the cost of one
+//	          copy
 //
 // Accounts are PREFIX0 .. PREFIX(N-1) at -domain with one password. They
 // must exist, or the tool creates them before the run and removes them
@@ -48,6 +54,11 @@
 // an XMPP server: clients connect with direct TLS, skip the negotiation and
 // exchange the same stanzas, which gives the physical limit of the machine.
 //
+// With -rate, every client keeps its own fixed schedule, shifted by its
+// share of the period so that the clients do not send in bursts; the
+// report's "sent" is what was actually offered. -pid takes several PIDs
+// (a server made of several processes) and sums their CPU and RSS.
+//
 // Every run is bounded by -duration and -users, and the tool only ever
 // connects to -addr; use it on servers you run.
 package main
@@ -66,7 +77,7 @@ type config struct {
 	users                                          int
 	duration                                       time.Duration
 	rate                                           float64
-	pid                                            int
+	pids                                           []int // the server's processes, for /proc readings
 	insecure                                       bool
 	timeout                                        time.Duration
 
@@ -75,6 +86,9 @@ type config struct {
 	contacts             int          // presence: contacts per user
 	rounds               int          // presence: lockstep rounds instead of -duration
 	room                 string       // muc: room bare JID
+	roomSize             int          // muc: occupants per room (0: one room)
+	senders              int          // muc: occupants per room that send (0: all)
+	online               float64      // presence: share of each cycle a user is online
 	relay                bool         // talk to a raw TLS relay
 	concurrency          int          // logins at a time while setting up
 	sm                   bool         // enable stream management (XEP-0198)
@@ -97,8 +111,9 @@ func main() {
 	flag.StringVar(&c.scenario, "scenario", "chat", "`scenario`: login, chat, idle, presence or muc")
 	flag.IntVar(&c.users, "users", 10, "number of clients (chat uses pairs)")
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "how long the scenario runs")
-	flag.Float64Var(&c.rate, "rate", 0, "chat, muc: messages per second per client; presence: logins per second per client (0: as fast as possible, one in flight)")
-	flag.IntVar(&c.pid, "pid", 0, "server process `PID` for RSS and CPU readings from /proc (0: none)")
+	flag.Float64Var(&c.rate, "rate", 0, "chat, muc: messages per second per sending client; login, presence: logins per second per client (0: as fast as possible, one in flight; presence: one a second); each client keeps its own schedule, shifted by its share of the period, and skips what it falls behind on (the report's sent says what was offered)")
+	var pids string
+	flag.StringVar(&pids, "pid", "", "server process `PIDs` (comma-separated: the sums are reported) for RSS and CPU readings from /proc (empty: none)")
 	flag.BoolVar(&c.insecure, "insecure", true, "accept any server certificate (test servers with self-signed certificates)")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout for each login")
 	flag.BoolVar(&c.register, "register", false, "create the accounts by in-band registration (XEP-0077) before the run and remove them after it")
@@ -106,7 +121,10 @@ func main() {
 	flag.StringVar(&c.deleteCmd, "delete-cmd", "", "shell `command` run once after the run with \"LOCALPART\" lines on stdin, to delete the accounts")
 	flag.IntVar(&c.contacts, "contacts", 10, "presence: contacts per user (even, less than -users)")
 	flag.IntVar(&c.rounds, "rounds", 0, "presence: run this many lockstep rounds (all users log in, wait for each contact's presence, log out) instead of for -duration")
-	flag.StringVar(&c.room, "room", "load@conference.localhost", "muc: bare `JID` of the room")
+	flag.StringVar(&c.room, "room", "load@conference.localhost", "muc: bare `JID` of the room (with -room-size, rooms are named after it: load0@…, load1@…)")
+	flag.IntVar(&c.roomSize, "room-size", 0, "muc: occupants per room; the users are split into rooms of this size (0: all in one room)")
+	flag.IntVar(&c.senders, "senders", 0, "muc: occupants of each room that send, at -rate each or one in flight (0: all); the others only receive")
+	flag.Float64Var(&c.online, "online", 1, "presence: share of each user's cycle (1/-rate) it is online, 0 < x <= 1; below 1 the users' cycles are spread over the period, so this share of them is online at any time")
 	flag.BoolVar(&c.relay, "relay", false, "chat only: talk to a raw TLS relay (bench/relay) instead of an XMPP server")
 	flag.IntVar(&c.concurrency, "concurrency", 32, "logins in flight while setting up")
 	flag.BoolVar(&c.sasl2, "sasl2", false, "log in with SASL2 and Bind 2 (XEP-0388, XEP-0386) in one <authenticate/>, as Conversations, Monal and xmpp.js do; with -sm, stream management is enabled in Bind 2")
@@ -127,6 +145,10 @@ func main() {
 		return
 	}
 	var err error
+	if c.pids, err = parsePIDs(pids); err != nil {
+		fmt.Fprintln(os.Stderr, "treff-load:", err)
+		os.Exit(2)
+	}
 	if c.sources, err = parseSources(sources); err != nil {
 		fmt.Fprintln(os.Stderr, "treff-load:", err)
 		os.Exit(2)
@@ -167,6 +189,12 @@ func (c *config) check() error {
 		return fmt.Errorf("-relay works only with -scenario chat")
 	case c.rounds < 0 || c.rounds > 0 && c.scenario != "presence":
 		return fmt.Errorf("-rounds must not be negative and works only with -scenario presence")
+	case c.roomSize < 0 || c.senders < 0:
+		return fmt.Errorf("-room-size and -senders must not be negative")
+	case c.online <= 0 || c.online > 1:
+		return fmt.Errorf("-online must be in (0, 1]")
+	case c.online < 1 && c.rounds > 0:
+		return fmt.Errorf("-online does not work with -rounds")
 	case c.scenario == "presence" && (c.contacts < 2 || c.contacts%2 != 0 || c.contacts >= c.users):
 		return fmt.Errorf("presence: -contacts must be even, at least 2 and less than -users")
 	}

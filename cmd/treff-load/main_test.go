@@ -24,7 +24,7 @@ import (
 func testConfig(addr, scenario, mech string, users int) config {
 	return config{addr: addr, domain: "localhost", prefix: "load", password: "loadtest-password",
 		mech: mech, scenario: scenario, users: users, duration: 500 * time.Millisecond,
-		pid: os.Getpid(), insecure: true, timeout: 5 * time.Second, contacts: 4, concurrency: 8,
+		pids: []int{os.Getpid()}, insecure: true, timeout: 5 * time.Second, contacts: 4, concurrency: 8,
 		room: "load@conference.localhost"}
 }
 
@@ -112,7 +112,7 @@ func TestScenarios(t *testing.T) {
 
 	// A wrong password is counted as an error, not a hang.
 	c := testConfig(ts.Addr, "idle", "PLAIN", 2)
-	c.password, c.pid, c.duration = "wrong", 0, 100*time.Millisecond
+	c.password, c.pids, c.duration = "wrong", nil, 100*time.Millisecond
 	if _, err := run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "authentication failed") {
 		t.Errorf("wrong password: %v", err)
 	}
@@ -163,7 +163,7 @@ func TestRelay(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	c := testConfig(addr, "chat", "PLAIN", 4)
-	c.relay, c.pid = true, cmd.Process.Pid
+	c.relay, c.pids = true, []int{cmd.Process.Pid}
 	// The relay says nothing when it listens: poll its port (a refused
 	// connection), bounded by a deadline rather than a count so that a slow
 	// start on a loaded machine still gets 30 seconds.

@@ -14,16 +14,20 @@ import (
 
 // report is the outcome of a run.
 type report struct {
-	cfg        config
-	ops        int64 // logins, delivered messages or presences, or sessions held
-	logins     int64 // presence: login cycles
-	errors     int64
-	elapsed    time.Duration
-	latencies  []time.Duration
-	sessions   int
-	rss0, rss1 int64 // bytes
-	cpu0, cpu1 time.Duration
-	firstErr   string
+	cfg         config
+	ops         int64         // logins, delivered messages or presences, or sessions held
+	logins      int64         // presence: login cycles
+	sent        int64         // chat, muc: messages sent; login with -rate: logins started
+	rooms       int           // muc: rooms
+	joinRetries int64         // muc: joins retried after a wait error
+	settle      time.Duration // the wait for the server to go quiet after the setup
+	errors      int64
+	elapsed     time.Duration
+	latencies   []time.Duration
+	sessions    int
+	rss0, rss1  int64 // bytes
+	cpu0, cpu1  time.Duration
+	firstErr    string
 }
 
 func percentile(l []time.Duration, p float64) time.Duration {
@@ -55,6 +59,13 @@ func (r *report) print(w io.Writer) {
 	if r.logins > 0 {
 		fmt.Fprintf(w, "logins=%d\n", r.logins)
 	}
+	if r.sent > 0 {
+		fmt.Fprintf(w, "sent=%d rate_sent=%.1f/s", r.sent, float64(r.sent)/r.elapsed.Seconds())
+		if r.cfg.scenario == "muc" {
+			fmt.Fprintf(w, " rooms=%d fanout=%.2f join_retries=%d", r.rooms, float64(r.ops)/float64(r.sent), r.joinRetries)
+		}
+		fmt.Fprintln(w)
+	}
 	if r.firstErr != "" {
 		fmt.Fprintf(w, "first_error=%q\n", r.firstErr)
 	}
@@ -62,7 +73,7 @@ func (r *report) print(w io.Writer) {
 		l := r.latencies
 		fmt.Fprintf(w, "latency p50=%s p90=%s p99=%s max=%s\n", percentile(l, .5), percentile(l, .9), percentile(l, .99), l[len(l)-1])
 	}
-	if r.cfg.pid > 0 {
+	if len(r.cfg.pids) > 0 {
 		fmt.Fprintf(w, "server rss_before=%dKiB rss_after=%dKiB cpu=%s\n", r.rss0>>10, r.rss1>>10, (r.cpu1 - r.cpu0).Round(time.Millisecond))
 		if r.cfg.scenario == "idle" && r.sessions > 0 {
 			fmt.Fprintf(w, "server rss_per_session=%.1fKiB\n", r.rssPerSession())
@@ -91,12 +102,18 @@ func (r *report) printJSON(w io.Writer) {
 		"scenario": r.cfg.scenario, "users": r.cfg.users, "sessions": r.sessions,
 		"duration_s": r.elapsed.Seconds(), "ops": r.ops, "unit": r.unit(),
 		"rate": float64(r.ops) / r.elapsed.Seconds(), "errors": r.errors, "first_error": r.firstErr,
-		"logins": r.logins,
+		"logins": r.logins, "sent": r.sent, "offered_rate": r.offered(), "settle_s": r.settle.Seconds(),
+	}
+	if r.sent > 0 {
+		out["rate_sent"] = float64(r.sent) / r.elapsed.Seconds()
+		if r.cfg.scenario == "muc" {
+			out["rooms"], out["fanout"], out["join_retries"] = r.rooms, float64(r.ops)/float64(r.sent), r.joinRetries
+		}
 	}
 	if l := r.latencies; len(l) > 0 {
 		out["p50_ms"], out["p90_ms"], out["p99_ms"], out["max_ms"] = ms(percentile(l, .5)), ms(percentile(l, .9)), ms(percentile(l, .99)), ms(l[len(l)-1])
 	}
-	if r.cfg.pid > 0 {
+	if len(r.cfg.pids) > 0 {
 		cpu := r.cpu1 - r.cpu0
 		out["rss_before_kib"], out["rss_after_kib"], out["cpu_s"] = r.rss0>>10, r.rss1>>10, cpu.Seconds()
 		if r.cfg.scenario == "idle" && r.sessions > 0 {
@@ -108,6 +125,68 @@ func (r *report) printJSON(w io.Writer) {
 	}
 	enc := json.NewEncoder(w)
 	enc.Encode(out)
+}
+
+// offered is the load asked for, per second (0: as fast as possible):
+// messages sent for chat and muc, logins for login and presence.
+func (r *report) offered() float64 {
+	c := r.cfg
+	if c.rate <= 0 {
+		if c.scenario == "presence" {
+			return float64(c.users) // one login per user per second
+		}
+		return 0
+	}
+	switch c.scenario {
+	case "chat", "login", "presence":
+		return float64(c.users) * c.rate
+	case "muc":
+		senders := c.users
+		if c.senders > 0 {
+			per := c.roomSize
+			if c.roomCount() == 1 {
+				per = c.users
+			}
+			senders = c.roomCount() * min(c.senders, per)
+		}
+		return float64(senders) * c.rate
+	}
+	return 0
+}
+
+// procStatsAll sums procStats over the server's processes (ejabberd's
+// Erlang VM and its helpers, for instance). The first must be readable;
+// one of the others that has gone is left out.
+func procStatsAll(pids []int) (rss int64, cpu time.Duration, err error) {
+	for i, pid := range pids {
+		r, c, err := procStats(pid)
+		if err != nil {
+			if i == 0 {
+				return 0, 0, err
+			}
+			continue
+		}
+		rss += r
+		cpu += c
+	}
+	return rss, cpu, nil
+}
+
+// parsePIDs parses -pid: a comma-separated list of process IDs.
+func parsePIDs(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" || f == "0" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("-pid: %q is not a process ID", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // procStats reads RSS (bytes) and user+system CPU time of a process.

@@ -121,11 +121,11 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 	r := &report{cfg: c}
 	var e errs
 	mark := func() error {
-		if c.pid <= 0 {
+		if len(c.pids) == 0 {
 			return nil
 		}
 		var err error
-		r.rss0, r.cpu0, err = procStats(c.pid)
+		r.rss0, r.cpu0, err = procStatsAll(c.pids)
 		return err
 	}
 	var measure func(deadline time.Time)
@@ -153,8 +153,17 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 				})
 				return
 			}
+			start := time.Now()
 			c.forEach(c.users, func(i int) {
+				var pace *pacer
+				if c.rate > 0 {
+					pace = newPacer(start, i, c.users, periodOf(c.rate))
+				}
 				for time.Now().Before(deadline) {
+					if pace != nil && !pace.wait(deadline) {
+						return
+					}
+					atomic.AddInt64(&r.sent, 1)
 					cl, err := login(c, c.user(i), "<presence/>")
 					if err != nil {
 						e.note(err)
@@ -194,13 +203,15 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 				r.ops = int64(r.sessions)
 			}
 		case "chat":
-			measure = func(deadline time.Time) { r.latencies = chat(c, clients, deadline, &r.ops, &e) }
+			measure = func(deadline time.Time) { r.latencies = chat(c, clients, deadline, &r.ops, &r.sent, &e) }
 		case "muc":
-			if err := joinRoom(c, clients, &e); err != nil {
+			m, err := joinRooms(c, clients, &e)
+			if err != nil {
 				cleanup()
 				return nil, err
 			}
-			measure = func(deadline time.Time) { r.latencies = muc(c, clients, deadline, &r.ops, &e) }
+			r.rooms, r.joinRetries = c.roomCount(), m.retries.Load()
+			measure = func(deadline time.Time) { r.latencies = m.measure(deadline, &r.ops, &r.sent, &e) }
 		}
 	case "presence":
 		if err := subscribeAll(c); err != nil {
@@ -215,6 +226,12 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 		defer cleanup()
 	}
 	if c.scenario != "idle" {
+		// The setup (logins, subscriptions, room joins) may leave the
+		// server a backlog (a room of 500 still sending the joins'
+		// presences): the measured part starts when it has gone quiet.
+		if len(c.pids) > 0 {
+			r.settle = settle(c.pids, settleLimit)
+		}
 		if err := mark(); err != nil {
 			return nil, err
 		}
@@ -225,14 +242,36 @@ func runScenario(ctx context.Context, c config) (*report, error) {
 	if r.elapsed > c.duration && c.rounds == 0 {
 		r.elapsed = c.duration // the tail only drains what was in flight
 	}
-	if c.pid > 0 {
-		r.rss1, r.cpu1, _ = procStats(c.pid)
+	if len(c.pids) > 0 {
+		r.rss1, r.cpu1, _ = procStatsAll(c.pids)
 	}
 	r.errors = e.n.Load()
 	if v := e.first.Load(); v != nil {
 		r.firstErr = v.(string)
 	}
 	return r, nil
+}
+
+// settleLimit bounds the wait for the server to go quiet after the setup.
+const settleLimit = 30 * time.Second
+
+// settle waits until the server's processes use less than a tenth of a
+// CPU over 200 ms, or until limit; it returns how long it waited.
+func settle(pids []int, limit time.Duration) time.Duration {
+	start := time.Now()
+	const window = 200 * time.Millisecond
+	for time.Since(start) < limit {
+		_, a, err := procStatsAll(pids)
+		if err != nil {
+			break
+		}
+		time.Sleep(window)
+		_, b, err := procStatsAll(pids)
+		if err != nil || b-a <= window/10 {
+			break
+		}
+	}
+	return time.Since(start)
 }
 
 // loginAll logs every user in (or, with -relay, connects them to the relay

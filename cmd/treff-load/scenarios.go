@@ -52,12 +52,14 @@ func bare(j string) string {
 	return j
 }
 
-// flow runs a sender and a receiver per client until the deadline. msg
+// flow runs a sender and a receiver per client until the deadline; with
+// -rate, each sender keeps its own fixed schedule (pacer), shifted by its
+// share of the period. msg
 // builds a sender's next message; count reports whether a received stanza
 // is a delivered message to measure; release names the client whose
 // sender may send its next message when it has only one in flight (nil:
 // none).
-func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
+func flow(c config, clients []*client, deadline time.Time, ops, sent *int64, e *errs,
 	msg func(from *client) string, count func(cl *client, el *xmlscan.Element) bool,
 	release func(cl *client, el *xmlscan.Element) *client) []time.Duration {
 	var lat latencies
@@ -66,7 +68,8 @@ func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
 	for _, cl := range clients {
 		gotc[cl] = make(chan struct{}, 1)
 	}
-	for _, cl := range clients {
+	start := time.Now()
+	for i, cl := range clients {
 		got := gotc[cl]
 		wg.Add(2)
 		go func() { // receiver
@@ -99,19 +102,20 @@ func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
 		}()
 		go func() { // sender
 			defer wg.Done()
-			var tick <-chan time.Time
+			var pace *pacer
 			if c.rate > 0 {
-				t := time.NewTicker(time.Duration(float64(time.Second) / c.rate))
-				defer t.Stop()
-				tick = t.C
+				pace = newPacer(start, i, len(clients), periodOf(c.rate))
 			}
 			for time.Now().Before(deadline) {
+				if pace != nil && !pace.wait(deadline) {
+					return
+				}
 				if err := cl.send(msg(cl)); err != nil {
 					e.note(err)
 					return
 				}
-				if tick != nil {
-					<-tick
+				atomic.AddInt64(sent, 1)
+				if pace != nil {
 					continue
 				}
 				select { // one in flight
@@ -128,7 +132,7 @@ func flow(c config, clients []*client, deadline time.Time, ops *int64, e *errs,
 
 // chat makes pairs (0,1), (2,3), ... send messages to each other until the
 // deadline and returns the latencies measured by the receivers.
-func chat(c config, clients []*client, deadline time.Time, ops *int64, e *errs) []time.Duration {
+func chat(c config, clients []*client, deadline time.Time, ops, sent *int64, e *errs) []time.Duration {
 	peer := make(map[*client]*client, len(clients))
 	var active []*client
 	for i := 0; i+1 < len(clients); i += 2 {
@@ -139,7 +143,7 @@ func chat(c config, clients []*client, deadline time.Time, ops *int64, e *errs) 
 		peer[a], peer[b] = b, a
 		active = append(active, a, b)
 	}
-	return flow(c, active, deadline, ops, e,
+	return flow(c, active, deadline, ops, sent, e,
 		func(from *client) string {
 			return "<message to='" + peer[from].jid + "' type='chat'><body>" + stampNow() + "</body></message>"
 		},
@@ -147,110 +151,6 @@ func chat(c config, clients []*client, deadline time.Time, ops *int64, e *errs) 
 		func(cl *client, el *xmlscan.Element) *client {
 			if el.Local() == "message" {
 				return peer[cl]
-			}
-			return nil
-		})
-}
-
-// joinRoom makes every client join c.room with its localpart as nickname
-// (XEP-0045 section 7.2). The first creates the room if it does not exist
-// and accepts the default configuration (an instant room, section 10.1.2).
-// Clients that cannot join are closed and dropped.
-func joinRoom(c config, clients []*client, e *errs) error {
-	join := func(cl *client) error {
-		cl.conn.SetReadDeadline(time.Now().Add(c.timeout))
-		defer cl.conn.SetReadDeadline(time.Time{})
-		nick := c.room + "/" + cl.jid[:strings.IndexByte(cl.jid, '@')]
-		if err := cl.send("<presence to='" + nick + "'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"); err != nil {
-			return err
-		}
-		for i := 0; i < 100_000; i++ {
-			el, err := cl.sc.Next()
-			if err != nil {
-				return fmt.Errorf("join %s: %w", c.room, err)
-			}
-			if from, _ := el.Attr("from"); el.Local() != "presence" || from != nick {
-				continue
-			}
-			if t, _ := el.Attr("type"); t == "error" {
-				return fmt.Errorf("join %s: %s", c.room, el.Raw)
-			}
-			if !strings.Contains(el.Raw, "code='110'") && !strings.Contains(el.Raw, `code="110"`) {
-				continue
-			}
-			if !strings.Contains(el.Raw, "code='201'") && !strings.Contains(el.Raw, `code="201"`) {
-				return nil
-			}
-			// A new room: unlock it with the default configuration.
-			if err := cl.send("<iq type='set' id='instant' to='" + c.room + "'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"); err != nil {
-				return err
-			}
-			for j := 0; j < 1000; j++ {
-				el, err := cl.sc.Next()
-				if err != nil {
-					return fmt.Errorf("configure %s: %w", c.room, err)
-				}
-				if id, _ := el.Attr("id"); el.Local() == "iq" && id == "instant" {
-					if t, _ := el.Attr("type"); t != "result" {
-						return fmt.Errorf("configure %s: %s", c.room, el.Raw)
-					}
-					return nil
-				}
-			}
-			return fmt.Errorf("configure %s: no answer", c.room)
-		}
-		return fmt.Errorf("join %s: no self-presence", c.room)
-	}
-	first := -1
-	for i, cl := range clients {
-		if cl != nil {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		return errors.New("no client to join the room")
-	}
-	if err := join(clients[first]); err != nil {
-		return err
-	}
-	c.forEach(len(clients)-first-1, func(i int) {
-		cl := clients[first+1+i]
-		if cl == nil {
-			return
-		}
-		if err := join(cl); err != nil {
-			e.note(err)
-			cl.close()
-			clients[first+1+i] = nil
-		}
-	})
-	return nil
-}
-
-// muc makes every occupant send groupchat messages to the room; every
-// occupant's receiver measures every message it gets (the fan-out).
-func muc(c config, clients []*client, deadline time.Time, ops *int64, e *errs) []time.Duration {
-	var active []*client
-	self := make(map[*client]string)
-	for _, cl := range clients {
-		if cl != nil {
-			active = append(active, cl)
-			self[cl] = c.room + "/" + cl.jid[:strings.IndexByte(cl.jid, '@')]
-		}
-	}
-	isGroupchat := func(el *xmlscan.Element) bool {
-		t, _ := el.Attr("type")
-		return el.Local() == "message" && t == "groupchat"
-	}
-	return flow(c, active, deadline, ops, e,
-		func(*client) string {
-			return "<message to='" + c.room + "' type='groupchat'><body>" + stampNow() + "</body></message>"
-		},
-		func(_ *client, el *xmlscan.Element) bool { return isGroupchat(el) },
-		func(cl *client, el *xmlscan.Element) *client {
-			if from, _ := el.Attr("from"); isGroupchat(el) && from == self[cl] {
-				return cl
 			}
 			return nil
 		})
@@ -265,6 +165,16 @@ func contactsOf(c config, i int) []string {
 	}
 	return out
 }
+
+// setupStall is how long the presence setup of n subscriptions waits for
+// the next approval: 30 s and 40 ms for each (the first approval may come
+// only after the server has handled every request; Prosody 0.12 took
+// 170 s for 5,000).
+func setupStall(n int) time.Duration { return 30*time.Second + time.Duration(n)*40*time.Millisecond }
+
+// setupLimit bounds the presence setup of n subscriptions: a minute and
+// 80 ms for each.
+func setupLimit(n int) time.Duration { return time.Minute + time.Duration(n)*80*time.Millisecond }
 
 // subscribeAll gives every user a mutual subscription ("both") with each of
 // its contacts, through the protocol, skipping those it has already. Every
@@ -322,7 +232,13 @@ func subscribeAll(c config) error {
 	if n := e.n.Load(); n > 0 {
 		return fmt.Errorf("presence setup: %d logins failed, first: %s", n, e.first.Load())
 	}
-	limit := time.Now().Add(30*time.Second + time.Duration(c.users*c.contacts)*time.Millisecond)
+	// Servers differ a lot in the cost of a subscription (Prosody 0.12
+	// takes ~30 ms for each, rewriting the roster file, and handles the
+	// burst of requests before the first approval): the setup goes on as
+	// long as approvals keep arriving, and ends after a stall without one
+	// or at the hard limit.
+	n := c.users * c.contacts
+	limit, stall := time.Now().Add(setupLimit(n)), setupStall(n)
 	targets := make([][]string, len(clients))
 	for i := range clients {
 		for j := range need[i] {
@@ -365,8 +281,12 @@ func subscribeAll(c config) error {
 	}
 	// Readers that are done stop when the last approval arrives; wake them.
 	go func() {
-		for pending.Load() > 0 && time.Now().Before(limit) {
+		last, progress := pending.Load(), time.Now()
+		for pending.Load() > 0 && time.Now().Before(limit) && time.Since(progress) < stall {
 			time.Sleep(10 * time.Millisecond)
+			if n := pending.Load(); n < last {
+				last, progress = n, time.Now()
+			}
 		}
 		for _, cl := range clients {
 			cl.conn.SetReadDeadline(time.Now())
@@ -374,22 +294,30 @@ func subscribeAll(c config) error {
 	}()
 	wg.Wait()
 	if n := pending.Load(); n > 0 {
-		return fmt.Errorf("presence setup: %d subscriptions not approved in time", n)
+		return fmt.Errorf("presence setup: %d of %d subscriptions not approved (none for %s, or over %s)", n, c.users*c.contacts, stall, setupLimit(c.users*c.contacts))
 	}
 	return nil
 }
 
 // presence makes every user log in with a time-stamped presence, stay
-// online for its share of the cycle (1/-rate, default one second), and log
-// out, until the deadline. The contacts that receive the broadcast measure
+// online for its cycle (1/-rate, default one second) or, with -online X
+// below 1, for that share of it and offline for the rest, and log out,
+// until the deadline; with -online the users' cycles are spread evenly
+// over the period, so that about X of them are online at a time. The contacts that receive the broadcast measure
 // its latency; the presences of contacts received as answers to the
 // login's probes carry older stamps and are not counted, nor is a second
 // copy of a presence already counted.
 func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.Duration {
 	period := time.Second
 	if c.rate > 0 {
-		period = time.Duration(float64(time.Second) / c.rate)
+		period = periodOf(c.rate)
 	}
+	spread := c.online > 0 && c.online < 1
+	online := period
+	if spread {
+		online = time.Duration(float64(period) * c.online)
+	}
+	begin := time.Now()
 	var lat latencies
 	var wg sync.WaitGroup
 	for i := 0; i < c.users; i++ {
@@ -398,11 +326,18 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 			defer wg.Done()
 			user := c.user(i) + "@" + c.domain
 			var local []time.Duration
-			for start := time.Now(); start.Before(deadline); start = time.Now() {
+			start := begin
+			if spread { // this user's cycle starts at its share of the period
+				start = begin.Add(phase(i, c.users, period))
+				time.Sleep(time.Until(start))
+			}
+			for start.Before(deadline) {
+				next := start.Add(period)
 				cl, err := login(c, c.user(i), "")
 				if err != nil {
 					e.note(err)
-					time.Sleep(time.Until(start.Add(period)))
+					time.Sleep(time.Until(next))
+					start = next
 					continue
 				}
 				atomic.AddInt64(logins, 1)
@@ -410,7 +345,7 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 				if err := cl.send("<presence><status>" + stampNow() + "</status></presence>"); err != nil {
 					e.note(err)
 				}
-				end := start.Add(period)
+				end := start.Add(online)
 				if end.After(deadline) {
 					end = deadline.Add(500 * time.Millisecond)
 				}
@@ -438,6 +373,21 @@ func presence(c config, deadline time.Time, ops, logins *int64, e *errs) []time.
 					}
 				}
 				cl.close()
+				if !spread {
+					start = time.Now()
+					continue
+				}
+				// Offline for the rest of the cycle; a cycle that ran
+				// late starts the next one at once.
+				if w := time.Until(next); w > 0 {
+					if next.After(deadline) {
+						break
+					}
+					time.Sleep(w)
+					start = next
+				} else {
+					start = time.Now()
+				}
 			}
 			lat.add(local)
 		}()

@@ -21,8 +21,14 @@ func sharedStore(cfg Config) bool { return cfg.Store == storePostgres }
 // checkCluster refuses cluster = yes without a store all nodes share:
 // each node would have its own accounts, rosters and offline messages.
 func checkCluster(cfg Config) error {
-	if cfg.Cluster && !sharedStore(cfg) {
+	if !cfg.Cluster {
+		return nil
+	}
+	if !sharedStore(cfg) {
 		return usageErrorf("cluster = yes needs a store that all nodes share (store = postgres); the bbolt store (treff.db in the data folder) belongs to one process")
+	}
+	if cfg.ClusterDeadAfter <= cfg.ClusterHeartbeat {
+		return usageErrorf("cluster_dead_after (%v) must be more than cluster_heartbeat (%v)", cfg.ClusterDeadAfter, cfg.ClusterHeartbeat)
 	}
 	return nil
 }
@@ -61,7 +67,7 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 	if err != nil {
 		return nil, err
 	}
-	node := &cluster.Node{Name: cfg.NodeName, Conn: nc, Logger: log}
+	node := &cluster.Node{Name: cfg.NodeName, Conn: nc, Logger: log, Heartbeat: cfg.ClusterHeartbeat, DeadAfter: cfg.ClusterDeadAfter}
 	if err := node.Join(srv); err != nil {
 		nc.Close()
 		if ns != nil {

@@ -249,6 +249,13 @@ type Config struct {
 	// ClusterPeers are the other nodes' cluster_listen addresses (key
 	// cluster_peers, comma-separated host:port). Default: none.
 	ClusterPeers []string
+	// ClusterHeartbeat is how often this node tells the others it is
+	// alive (key cluster_heartbeat). Default: 1s.
+	ClusterHeartbeat time.Duration
+	// ClusterDeadAfter is how long a node may be silent before the others
+	// drop its sessions (key cluster_dead_after; more than
+	// cluster_heartbeat). Default: 4s.
+	ClusterDeadAfter time.Duration
 	// ClusterSecretFile is a file holding a secret all nodes share (key
 	// cluster_secret_file): the embedded NATS servers accept routes only
 	// from servers that know it. Default: none (any route is accepted).
@@ -512,6 +519,8 @@ func Default() Config {
 		MUCKeepTemporary:        muc.DefaultKeepTemporary,
 		MUCSaveHistory:          10 * time.Second,
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
+		ClusterHeartbeat:        cluster.DefaultHeartbeat,
+		ClusterDeadAfter:        cluster.DefaultDeadAfter,
 		ProxyTimeout:            proxyproto.DefaultTimeout,
 		ProxyMaxHeader:          proxyproto.DefaultMaxHeader,
 		DrainAckWait:            5 * time.Second,
@@ -1014,6 +1023,12 @@ var options = []option{
 	}},
 	{"cluster_peers", "the other nodes' cluster_listen `addresses` (host:port,...)", func(c *Config, v string) error {
 		return setHostPorts(&c.ClusterPeers, v)
+	}},
+	{"cluster_heartbeat", "how often a node tells the others it is alive (`duration`)", func(c *Config, v string) error {
+		return setDuration(&c.ClusterHeartbeat, v, false)
+	}},
+	{"cluster_dead_after", "silence after which the other nodes drop a node's sessions (`duration`, more than cluster_heartbeat)", func(c *Config, v string) error {
+		return setDuration(&c.ClusterDeadAfter, v, false)
 	}},
 	{"cluster_secret_file", "`file` with a secret all nodes share: the embedded NATS servers accept routes only from servers that know it", func(c *Config, v string) error {
 		c.ClusterSecretFile = strings.TrimSpace(v)

@@ -272,6 +272,8 @@ fast_rotate = 12h
 		FASTRotate:              12 * time.Hour,
 		ArchiveMaxQueue:         8 << 20,
 		Store:                   "postgres",
+		ClusterHeartbeat:        time.Second,
+		ClusterDeadAfter:        4 * time.Second,
 		PGDSN:                   "postgres://treff@/treff?host=/run/postgresql&pool_max_conns=8",
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -450,5 +452,21 @@ func TestClusterKeys(t *testing.T) {
 	}
 	if d := Default(); d.NodeName != "" || d.Cluster {
 		t.Error("defaults: want cluster no and node_name empty (the host name)")
+	}
+}
+
+// TestServeClusterDeadAfter: cluster_dead_after not above
+// cluster_heartbeat is a usage error before anything is opened.
+func TestServeClusterDeadAfter(t *testing.T) {
+	cfg := Default()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
+	for k, v := range map[string]string{"cluster": "yes", "store": "postgres", "pg_dsn": "postgres://nobody@127.0.0.1:1/none", "cluster_heartbeat": "2s", "cluster_dead_after": "2s"} {
+		if err := cfg.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := serve(context.Background(), cfg, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "cluster_dead_after (2s) must be more than cluster_heartbeat (2s)") || errorKind(err) != kindUsage {
+		t.Errorf("got %v, want a usage error about cluster_dead_after", err)
 	}
 }

@@ -423,7 +423,8 @@ func TestClusterCommunity(t *testing.T) {
 			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
 			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
 			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
-			"-cluster-secret-file", secretFile, "-proxy-protocol", "c2s")
+			"-cluster-secret-file", secretFile, "-cluster-heartbeat", "250ms", "-cluster-dead-after", "2s",
+			"-proxy-protocol", "c2s")
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("%s output:\n%s", n.name, p.logs)
