@@ -88,7 +88,7 @@ func TestClusterRooms(t *testing.T) {
 			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
 			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
 			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
-			"-muc-save-history", "100ms")
+			"-muc-save-history", "100ms", "-cluster-heartbeat", "250ms", "-cluster-dead-after", "2s")
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("%s output:\n%s", n.name, p.logs)
