@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"mellium.im/xmpp/jid"
 
 	"github.com/treff-im/treff"
@@ -279,5 +280,27 @@ func TestRoomReleased(t *testing.T) {
 	alice.Send("<iq type='get' id='info' to='" + testRoom + "'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
 	if got := alice.Expect(`<iq [^>]*id='info'.*?</iq>`); !strings.Contains(got, "Tea room") {
 		t.Errorf("the room's name did not survive: %q", got)
+	}
+}
+
+// TestRoomQueueFull: a room stanza forwarded to a node whose queue of
+// forwarded room stanzas is full (Rooms.Queue) is refused with
+// <resource-constraint/> (wait), and the sender, on another node, gets
+// the error.
+func TestRoomQueueFull(t *testing.T) {
+	c, rooms := newRoomCluster(t, 2)
+	c.addUser(t, "alice")
+	alice := c.login(t, 1, "alice", "a")
+	c.waitSeen(t, "alice@localhost/a", -200)
+	n := c.nodes[0].node
+	// A full queue that nobody reads, in place of node 0's.
+	full := &Rooms{queue: make(chan *nats.Msg, 1)}
+	full.queue <- &nats.Msg{}
+	n.rooms.Store(full)
+	defer n.rooms.Store(rooms[0])
+	n.onRoom(&nats.Msg{Subject: n.roomSubject(n.Name), Data: []byte("0\n<message from='alice@localhost/a' to='" + testRoom + "' type='groupchat' id='busy'><body>hi</body></message>")})
+	got := alice.Expect(`<message [^>]*id='busy'.*?</message>`)
+	if !strings.Contains(got, "type='error'") || !strings.Contains(got, "<resource-constraint") || !strings.Contains(got, "type='wait'") {
+		t.Errorf("alice got %q, want a resource-constraint error of type wait", got)
 	}
 }
