@@ -408,16 +408,31 @@ func TestClusterCommunity(t *testing.T) {
 	}
 	st.Close()
 
+	// Every address picked before any process binds it, and none twice:
+	// the kernel may hand out a port it handed out a moment ago, and a
+	// node whose route and client ports collide does not start.
+	picked := map[string]bool{}
+	pick := func(ip string) string {
+		t.Helper()
+		for range 20 {
+			if a := freeAddrOn(t, ip); !picked[a] {
+				picked[a] = true
+				return a
+			}
+		}
+		t.Fatalf("no distinct free port on %s", ip)
+		return ""
+	}
 	const k = 3
 	routes := make([]string, k)
 	for i := range routes {
-		routes[i] = freeAddrOn(t, fmt.Sprintf("127.0.0.%d", i+2))
+		routes[i] = pick(fmt.Sprintf("127.0.0.%d", i+2))
 	}
 	var nodes []*communityNode
 	for i := range k {
 		host := fmt.Sprintf("127.0.0.%d", i+2)
 		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
-			addr: freeAddrOn(t, host), tls: freeAddrOn(t, host), cert: certFile}
+			addr: pick(host), tls: pick(host), cert: certFile}
 		n := &communityNode{communityProc: p, name: fmt.Sprintf("node%d", i)}
 		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
 			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
@@ -446,10 +461,10 @@ func TestClusterCommunity(t *testing.T) {
 	// headers on c2s): a round-robin frontend on 127.0.0.5, and one
 	// frontend per node so that a scenario can put a client on a node.
 	const lbIP = "127.0.0.5"
-	hdata := map[string]string{"LB": freeAddrOn(t, lbIP)}
+	hdata := map[string]string{"LB": pick(lbIP)}
 	var fronts []string
 	for i, n := range nodes {
-		f := freeAddrOn(t, lbIP)
+		f := pick(lbIP)
 		fronts = append(fronts, f)
 		hdata[fmt.Sprintf("F%d", i)] = f
 		hdata[fmt.Sprintf("N%d", i)] = n.addr
