@@ -87,7 +87,7 @@ func openFaulty(t *testing.T, limit int) (*Store, string, *diskfault.File, *fake
 	}
 	ft := &fakeTimers{}
 	clock := trefftest.NewClock(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
-	s.archive.afterFunc, s.archive.now = ft.afterFunc, clock.Now
+	s.archive.afterFunc, s.archive.now, s.archive.smallBatch = ft.afterFunc, clock.Now, 0
 	disk, err := diskfault.Find(path)
 	if err != nil {
 		t.Fatal(err)

@@ -83,7 +83,7 @@ func TestArchiveJournal(t *testing.T) {
 	s, _ := openTemp(t, &Options{NoSync: true})
 	defer s.Close()
 	ft := &fakeTimers{}
-	s.archive.afterFunc = ft.afterFunc
+	s.archive.afterFunc, s.archive.smallBatch = ft.afterFunc, 0
 	ids := appendN(t, s, 0, 3)
 	if ft.fire() != 1 {
 		t.Fatal("no flush was scheduled")
@@ -111,7 +111,7 @@ func TestArchiveJournalFoldDue(t *testing.T) {
 	s, _ := openTemp(t, &Options{NoSync: true})
 	defer s.Close()
 	ft := &fakeTimers{}
-	s.archive.afterFunc = ft.afterFunc
+	s.archive.afterFunc, s.archive.smallBatch = ft.afterFunc, 0
 	now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	s.archive.now = func() time.Time { return now }
 	s.archive.folded = now
@@ -134,7 +134,7 @@ func TestArchiveJournalFoldDue(t *testing.T) {
 func TestArchiveJournalCrash(t *testing.T) {
 	s, path := openTemp(t, nil) // synced, as in production
 	ft := &fakeTimers{}
-	s.archive.afterFunc = ft.afterFunc
+	s.archive.afterFunc, s.archive.smallBatch = ft.afterFunc, 0
 	ids := appendN(t, s, 0, 4)
 	ft.fire()
 	if j, _ := journalLen(t, s, "alice@example.org"); j != 4 {
@@ -162,4 +162,51 @@ func TestArchiveJournalCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkArchive(t, s, append(ids, more))
+}
+
+// TestArchiveSmallBatchWaits: a scheduled flush that finds a small batch
+// waits for more, until archiveFlushWait after its first record; a batch
+// of archiveFlushBatch records is committed at once; a read still sees
+// everything at once.
+func TestArchiveSmallBatchWaits(t *testing.T) {
+	s, _ := openTemp(t, nil)
+	defer s.Close()
+	ft := &fakeTimers{}
+	now := time.Now()
+	s.archive.afterFunc = ft.afterFunc
+	s.archive.now = func() time.Time { return now }
+	appendN(t, s, 0, 3)
+	if ft.fire() != 1 {
+		t.Fatal("no flush was scheduled")
+	}
+	if j, u := journalLen(t, s, "alice@example.org"); j+u != 0 {
+		t.Fatalf("a small batch was committed at once: %d in the journal, %d in the bucket", j, u)
+	}
+	now = now.Add(archiveFlushWait)
+	if ft.fire() != 1 {
+		t.Fatal("the waiting flush was not scheduled again")
+	}
+	if j, u := journalLen(t, s, "alice@example.org"); j+u != 3 {
+		t.Fatalf("after the wait: %d in the journal, %d in the bucket; want 3 in all", j, u)
+	}
+	// A full batch goes at once.
+	appendN(t, s, 3, 3+archiveFlushBatch)
+	if ft.fire() != 1 {
+		t.Fatal("no flush was scheduled")
+	}
+	if j, u := journalLen(t, s, "alice@example.org"); j+u != 3+archiveFlushBatch {
+		t.Fatalf("after a full batch: %d in the journal, %d in the bucket; want %d in all", j, u, 3+archiveFlushBatch)
+	}
+	// A read does not wait.
+	ids := appendN(t, s, 0, 2)
+	if ft.fire() != 1 {
+		t.Fatal("no flush was scheduled")
+	}
+	page, err := s.QueryArchive(context.Background(), "alice@example.org", storage.ArchiveQuery{IDs: ids, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != 2 {
+		t.Fatalf("a read found %d of the 2 queued messages", len(page.Messages))
+	}
 }

@@ -19,12 +19,12 @@ import (
 // Archive appends are written behind: AppendArchive gives the message its
 // key and ID at once (the ID goes into the delivered stanza as its
 // stanza-id, so the message must not wait for a disk commit) and queues
-// the record; a flush commits everything queued in one transaction a
-// few milliseconds later, or at once when much has queued. Every read
-// of the archive (and Close) flushes first, so what AppendArchive
-// returned is always visible to queries. A machine crash can lose the
-// last few milliseconds of archived messages (they were delivered all the
-// same).
+// the record; a flush commits everything queued in one transaction 25
+// ms later (up to 250 ms while fewer than 64 records wait: see
+// archiveFlushBatch), or at once when much has queued. Every read of the
+// archive (and Close) flushes first, so what AppendArchive returned is
+// always visible to queries. A crash can lose the archive copies of
+// that last moment (the messages were delivered all the same).
 //
 // A scheduled flush appends the batch to a journal, the bucket
 // "archive_journal", in one write transaction (synced to disk like every
@@ -62,6 +62,14 @@ import (
 
 const (
 	archiveFlushDelay = 25 * time.Millisecond
+	// archiveFlushBatch and archiveFlushWait: a scheduled flush that
+	// finds fewer than archiveFlushBatch records waits for more, until
+	// archiveFlushWait after the first of them was queued. Each commit
+	// costs about as much CPU as a few dozen appends (and two syncs), so
+	// at a community server's rates (a few hundred messages a second)
+	// committing every 25 ms cost as much as the rest of archiving.
+	archiveFlushBatch = 64
+	archiveFlushWait  = 250 * time.Millisecond
 	archiveFlushMax   = 1024 // queued records that trigger a flush at once
 	// archiveRetryFirst and archiveRetryMax bound the delay before a
 	// failed commit is tried again; it doubles from the first to the
@@ -99,9 +107,13 @@ type archiveQueue struct {
 	blk     cipher.Block         // the IDs' cipher
 	last    map[string]time.Time // time in the newest key of each user seen
 	pending []archiveRecord
-	bytes   int         // size of the queued records, pending or being committed
-	limit   int         // the bound of bytes
-	stop    func() bool // stops the scheduled flush, if any
+	first   time.Time // when the first of pending was queued
+	// smallBatch is archiveFlushBatch (tests that fire the timers
+	// themselves set 0: every scheduled flush commits).
+	smallBatch int
+	bytes      int         // size of the queued records, pending or being committed
+	limit      int         // the bound of bytes
+	stop       func() bool // stops the scheduled flush, if any
 	// flushing is set while a commit runs; room is signalled (with mu)
 	// when one ends, for appends that wait for room.
 	flushing bool
@@ -244,6 +256,9 @@ func (s *Store) archiveRoom(size int, outgoing bool) error {
 // archiveEnqueue queues a record; q.mu is held.
 func (s *Store) archiveEnqueue(r archiveRecord) {
 	q := &s.archive
+	if len(q.pending) == 0 {
+		q.first = q.now()
+	}
 	q.pending = append(q.pending, r)
 	q.bytes += r.size()
 	switch {
@@ -290,6 +305,14 @@ func (s *Store) flush(why int) error {
 		q.flushing = false // in case an append started this flush
 		q.mu.Unlock()
 		return fmt.Errorf("archived messages wait for a retry of a commit that failed: %w", err)
+	}
+	if why == flushTimer && q.failures == 0 && len(q.pending) > 0 && len(q.pending) < q.smallBatch {
+		if wait := archiveFlushWait - q.now().Sub(q.first); wait > 0 {
+			// A small batch: wait for more (see archiveFlushBatch).
+			q.stop = q.afterFunc(min(wait, archiveFlushDelay), s.flushArchiveLater)
+			q.mu.Unlock()
+			return nil
+		}
 	}
 	batch := q.pending
 	q.pending = nil
