@@ -59,20 +59,7 @@ func TestClusterRooms(t *testing.T) {
 		runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", u[1], u[0]+"@localhost")
 	}
 
-	// Every address picked before any process binds it: a port the
-	// kernel hands out twice would fail a node's start.
-	picked := map[string]bool{}
-	pick := func(ip string) string {
-		t.Helper()
-		for range 20 {
-			if a := freeAddrOn(t, ip); !picked[a] {
-				picked[a] = true
-				return a
-			}
-		}
-		t.Fatalf("no distinct free port on %s", ip)
-		return ""
-	}
+	pick := addrPicker(t) // every address distinct, picked before any process binds it
 	const k = 3
 	routes := make([]string, k)
 	for i := range routes {

@@ -408,21 +408,7 @@ func TestClusterCommunity(t *testing.T) {
 	}
 	st.Close()
 
-	// Every address picked before any process binds it, and none twice:
-	// the kernel may hand out a port it handed out a moment ago, and a
-	// node whose route and client ports collide does not start.
-	picked := map[string]bool{}
-	pick := func(ip string) string {
-		t.Helper()
-		for range 20 {
-			if a := freeAddrOn(t, ip); !picked[a] {
-				picked[a] = true
-				return a
-			}
-		}
-		t.Fatalf("no distinct free port on %s", ip)
-		return ""
-	}
+	pick := addrPicker(t)
 	const k = 3
 	routes := make([]string, k)
 	for i := range routes {
@@ -619,5 +605,25 @@ backend b2
 	}
 	for _, n := range nodes[:2] {
 		n.stop(t)
+	}
+}
+
+// addrPicker returns a function that picks a free address on an IP,
+// never the same twice: every address of a multi-process test is picked
+// before any process binds it, and the kernel may hand out a port it
+// handed out a moment ago (a node whose route and client ports collide
+// does not start).
+func addrPicker(t *testing.T) func(ip string) string {
+	picked := map[string]bool{}
+	return func(ip string) string {
+		t.Helper()
+		for range 20 {
+			if a := freeAddrOn(t, ip); !picked[a] {
+				picked[a] = true
+				return a
+			}
+		}
+		t.Fatalf("no distinct free port on %s", ip)
+		return ""
 	}
 }
