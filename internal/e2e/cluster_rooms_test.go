@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,21 +36,7 @@ func TestClusterRooms(t *testing.T) {
 	bin := buildCommunity(t)
 	dir := t.TempDir()
 
-	cert, err := trefftest.Certificate("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := writeCertFiles(t, dir)
 	const carolPW, davePW = "carol pässwörd", "dave-pw"
 	admin := pgFlags(t, bin, dsn)
 	for _, u := range [][2]string{{"alice", alicePW}, {"bob", bobPW}, {"carol", carolPW}, {"dave", davePW}} {

@@ -371,21 +371,7 @@ func TestClusterCommunity(t *testing.T) {
 	bin := buildCommunity(t)
 	dir := t.TempDir()
 
-	cert, err := trefftest.Certificate("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile := writeCertFiles(t, dir)
 
 	secretFile := filepath.Join(dir, "cluster-secret")
 	if err := os.WriteFile(secretFile, []byte("e2e cluster secret\n"), 0o600); err != nil {
@@ -626,4 +612,27 @@ func addrPicker(t *testing.T) func(ip string) string {
 		t.Fatalf("no distinct free port on %s", ip)
 		return ""
 	}
+}
+
+// writeCertFiles writes a self-signed certificate for localhost and its
+// key to dir (cert.pem, key.pem) for the nodes of a multi-process test,
+// which all present the same one.
+func writeCertFiles(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	cert, err := trefftest.Certificate("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
