@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/treff-im/treff/internal/pgtest"
 	"github.com/treff-im/treff/storage/pgstore"
-	"github.com/treff-im/treff/trefftest"
 )
 
 // TestClusterRooms: group chat on three example-server processes
@@ -31,52 +28,11 @@ import (
 // member, is refused; alice, back on node 2, is still the owner.
 func TestClusterRooms(t *testing.T) {
 	needSlixmpp(t)
-	pg := pgtest.Start(t)
-	dsn := pg.Database(t)
-	bin := buildCommunity(t)
-	dir := t.TempDir()
-
-	certFile, keyFile := writeCertFiles(t, dir)
 	const carolPW, davePW = "carol pässwörd", "dave-pw"
-	admin := pgFlags(t, bin, dsn)
-	for _, u := range [][2]string{{"alice", alicePW}, {"bob", bobPW}, {"carol", carolPW}, {"dave", davePW}} {
-		runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", u[1], u[0]+"@localhost")
-	}
-
-	pick := addrPicker(t) // every address distinct, picked before any process binds it
-	const k = 3
-	routes := make([]string, k)
-	for i := range routes {
-		routes[i] = pick(fmt.Sprintf("127.0.0.%d", i+12))
-	}
-	var nodes []*communityNode
-	for i := range k {
-		host := fmt.Sprintf("127.0.0.%d", i+12)
-		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
-			addr: pick(host), tls: pick(host), cert: certFile}
-		n := &communityNode{communityProc: p, name: fmt.Sprintf("rnode%d", i)}
-		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
-			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
-			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
-			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
-			"-muc-save-history", "100ms", "-cluster-heartbeat", "250ms", "-cluster-dead-after", "2s")
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("%s output:\n%s", n.name, p.logs)
-			}
-		})
-		nodes = append(nodes, n)
-	}
-	for _, n := range nodes {
-		for _, o := range nodes {
-			if o != n {
-				waitLogLine(t, n.communityProc, "cluster: node up", "node="+o.name)
-			}
-		}
-		if !accepts(n.addr) {
-			t.Fatalf("%s does not accept on %s", n.name, n.addr)
-		}
-	}
+	c := startProcCluster(t, procClusterSpec{ip: 12, prefix: "rnode", noHAProxy: true,
+		accounts: [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}, {"carol@localhost", carolPW}, {"dave@localhost", davePW}},
+		flags:    []string{"-muc-save-history", "100ms"}})
+	nodes, dsn, certFile, dir := c.nodes, c.dsn, c.certFile, c.dir
 
 	const roomLocal = "clusterroom"
 	const roomJID = roomLocal + "@conference.localhost"

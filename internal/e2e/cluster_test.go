@@ -21,10 +21,8 @@ import (
 	"github.com/treff-im/treff/auth"
 	"github.com/treff-im/treff/cluster"
 	"github.com/treff-im/treff/im"
-	"github.com/treff-im/treff/internal/pgtest"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/memstore"
-	"github.com/treff-im/treff/storage/pgstore"
 	"github.com/treff-im/treff/trefftest"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -326,12 +324,6 @@ func TestClusterRefusedWithBolt(t *testing.T) {
 	}
 }
 
-// communityNode is one example-server process of a cluster.
-type communityNode struct {
-	*communityProc
-	name string
-}
-
 // waitLogLine waits (at most 20 s) until the process has logged a line with
 // all of the given parts.
 func waitLogLine(t *testing.T, p *communityProc, parts ...string) {
@@ -365,126 +357,23 @@ func waitLogLine(t *testing.T, p *communityProc, parts ...string) {
 // to offline storage in PostgreSQL and reaches her on node 1.
 func TestClusterCommunity(t *testing.T) {
 	needSlixmpp(t)
-	hap := needHAProxy(t)
-	pg := pgtest.Start(t)
-	dsn := pg.Database(t)
-	bin := buildCommunity(t)
-	dir := t.TempDir()
-
-	certFile, keyFile := writeCertFiles(t, dir)
-
-	secretFile := filepath.Join(dir, "cluster-secret")
-	if err := os.WriteFile(secretFile, []byte("e2e cluster secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	// The accounts, and the schema, before the nodes start.
-	admin := pgFlags(t, bin, dsn)
-	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", alicePW, "alice@localhost")
-	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", bobPW, "bob@localhost")
-	ctx := context.Background()
-	st, err := pgstore.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range [][2]string{{"alice@localhost", "bob@localhost"}, {"bob@localhost", "alice@localhost"}} {
-		if _, err := st.PutRosterItem(ctx, p[0], storage.RosterItem{JID: p[1], Subscription: storage.SubBoth}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st.Close()
-
-	pick := addrPicker(t)
-	const k = 3
-	routes := make([]string, k)
-	for i := range routes {
-		routes[i] = pick(fmt.Sprintf("127.0.0.%d", i+2))
-	}
-	var nodes []*communityNode
-	for i := range k {
-		host := fmt.Sprintf("127.0.0.%d", i+2)
-		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
-			addr: pick(host), tls: pick(host), cert: certFile}
-		n := &communityNode{communityProc: p, name: fmt.Sprintf("node%d", i)}
-		p.start(t, bin, "-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
-			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
-			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
-			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
-			"-cluster-secret-file", secretFile, "-cluster-heartbeat", "250ms", "-cluster-dead-after", "2s",
-			"-proxy-protocol", "c2s")
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("%s output:\n%s", n.name, p.logs)
-			}
-		})
-		nodes = append(nodes, n)
-	}
-	for _, n := range nodes {
-		for _, o := range nodes {
-			if o != n {
-				waitLogLine(t, n.communityProc, "cluster: node up", "node="+o.name)
-			}
-		}
-		if !accepts(n.addr) {
-			t.Fatalf("%s does not accept on %s", n.name, n.addr)
-		}
-	}
-	// HAProxy in front (TCP, PROXY protocol v2 to the nodes, which take
-	// headers on c2s): a round-robin frontend on 127.0.0.5, and one
-	// frontend per node so that a scenario can put a client on a node.
-	const lbIP = "127.0.0.5"
-	hdata := map[string]string{"LB": pick(lbIP)}
-	var fronts []string
-	for i, n := range nodes {
-		f := pick(lbIP)
-		fronts = append(fronts, f)
-		hdata[fmt.Sprintf("F%d", i)] = f
-		hdata[fmt.Sprintf("N%d", i)] = n.addr
-	}
-	startHAProxy(t, hap, `global
-    stats socket {{.Sock}} mode 600 level admin
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1m
-    timeout server 1m
-frontend lb
-    bind {{.LB}}
-    default_backend all
-backend all
-    balance roundrobin
-    server node0 {{.N0}} send-proxy-v2
-    server node1 {{.N1}} send-proxy-v2
-    server node2 {{.N2}} send-proxy-v2
-frontend f0
-    bind {{.F0}}
-    default_backend b0
-backend b0
-    server node0 {{.N0}} send-proxy-v2
-frontend f1
-    bind {{.F1}}
-    default_backend b1
-backend b1
-    server node1 {{.N1}} send-proxy-v2
-frontend f2
-    bind {{.F2}}
-    default_backend b2
-backend b2
-    server node2 {{.N2}} send-proxy-v2
-`, hdata)
+	c := startProcCluster(t, procClusterSpec{ip: 2, prefix: "node",
+		accounts: [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}}})
+	c.friends(t, "alice@localhost", "bob@localhost")
+	nodes := c.nodes
 	runAt := func(addrs []string, scenario string, args ...string) events {
 		t.Helper()
 		script, err := filepath.Abs(filepath.Join("clients", "cluster.py"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		argv := append([]string{script, "--cert", certFile, "--timeout", fmt.Sprint(scriptTimeout.Seconds()),
+		argv := append([]string{script, "--cert", c.certFile, "--timeout", fmt.Sprint(scriptTimeout.Seconds()),
 			"--addr", addrs[0], "--addrs", strings.Join(addrs, ","), scenario}, args...)
 		return runClient(t, "cluster.py "+scenario, pythonEnv(), python, argv...)
 	}
 	run := func(scenario string, args ...string) events {
 		t.Helper()
-		return runAt(fronts, scenario, args...)
+		return runAt(c.fronts, scenario, args...)
 	}
 	logins := func() []int {
 		var out []int
@@ -517,7 +406,7 @@ backend b2
 	// on the nodes in turn, wherever that is.
 	before := logins()
 	body = uniqueBody("cluster-community-lb")
-	lb := hdata["LB"]
+	lb := c.lb
 	es = runAt([]string{lb, lb, lb}, "route", "--jid", "alice@localhost", "--password", alicePW,
 		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body,
 		"--session", "high=5@1", "--session", "low=1@2", "--sender-node", "0")
@@ -554,7 +443,7 @@ backend b2
 
 	// Node 2 dies with alice on it.
 	body = uniqueBody("cluster-community-killed")
-	gate := filepath.Join(dir, "gate")
+	gate := filepath.Join(c.dir, "gate")
 	done := make(chan events, 1)
 	go func() {
 		done <- run("node_lost", "--jid", "alice@localhost", "--password", alicePW,
