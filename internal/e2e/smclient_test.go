@@ -571,7 +571,7 @@ func (u *smUser) stream(addr string) (string, error) {
 // messages. It returns the host of a <see-other-host/>.
 func (u *smUser) read(c *smConn, base int) (string, error) {
 	c.conn.SetReadDeadline(u.env.end)
-	var since []string     // a receiver's bodies since its last <a/>
+	var since []string           // a receiver's bodies since its last <a/>
 	bySender := map[string]int{} // a receiver's messages on this stream by sender
 	defer func() {
 		u.mu.Lock()
