@@ -1,6 +1,7 @@
 package treff
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -18,7 +19,8 @@ import (
 //
 // The server asks the Keeper about every message a hibernating session
 // is sent, and about the ones its client had not acknowledged when the
-// connection broke, except errors, groupchat and headline messages and
+// connection broke (with Server.KeepInFlight: about every message a
+// session with stream management is sent, connected or not), except errors, groupchat and headline messages and
 // the copies an OnUnacked hook claims (carbons, archive results).
 // What it keeps it releases once the resumed client acknowledges the
 // message, or once the message was delivered to another session of the
@@ -57,18 +59,34 @@ func (r *Registry) KeepUnacked(k Keeper) {
 // with it.
 type keepError struct{ err error }
 
+// NotKept returns the error a Remote's Send reports when the session's
+// node could not store a message it had to keep (Server.KeepInFlight):
+// err is why, as stanza.FromError reads it (a stanza.Error such as
+// <resource-constraint/>; <internal-server-error/> otherwise). The
+// router then answers the message's sender with that error instead of
+// counting the message as handled.
+func NotKept(err error) error { return &keepError{err} }
+
 func (e *keepError) Error() string { return "treff: message not kept: " + e.err.Error() }
 func (e *keepError) Unwrap() error { return e.err }
 
 // keeps reports whether the Keeper is asked about messages to s: it is
-// resumable and has no working connection. Under s.mu.
+// resumable and has no working connection, or it has stream management
+// and the server keeps messages in flight (Server.KeepInFlight). Under
+// s.mu.
 func (s *Session) keepsLocked() bool {
-	return s.offline && s.sm.on && s.sm.resume > 0 && s.srv.mods.keeper != nil
+	if !s.sm.on || s.srv.mods.keeper == nil {
+		return false
+	}
+	return s.srv.KeepInFlight || s.offline && s.sm.resume > 0
 }
 
 // keep asks the Keeper to store a message for s. It returns id 0 for a
 // stanza that stays in memory only.
 func (srv *Server) keep(s *Session, raw []byte) (id uint64, err error) {
+	if !bytes.HasPrefix(raw, []byte("<message")) {
+		return 0, nil // presence, IQs: not for the Keeper
+	}
 	st, perr := NewStanza(raw)
 	if perr != nil || st.Kind != KindMessage || st.Type == "error" || st.Type == "groupchat" || st.Type == "headline" {
 		return 0, nil
@@ -88,7 +106,7 @@ func (srv *Server) keep(s *Session, raw []byte) (id uint64, err error) {
 	switch {
 	case err != nil:
 		if _, ok := stanza.FromError(err); !ok {
-			srv.logger().Error("keeping a message for a hibernating session failed", "module", k.module, "err", err)
+			srv.logger().Error("keeping a message failed", "module", k.module, "err", err)
 		}
 		return 0, &keepError{err}
 	case !kept:

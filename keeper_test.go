@@ -95,3 +95,43 @@ func TestKeeper(t *testing.T) {
 	bob.Expect(`<message type='error' id='m3'[^>]*><error type='cancel'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
 	bob.Sync()
 }
+
+// With Server.KeepInFlight the Keeper also sees what a connected session
+// with stream management is sent, and forgets it once the client
+// acknowledges it; a session without stream management is not kept for
+// (nothing tells the server it arrived), and neither are presence or
+// IQs.
+func TestKeepInFlight(t *testing.T) {
+	k := &memKeeper{kept: make(map[uint64]string)}
+	ts := newTestServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{k}
+		s.KeepInFlight = true
+	})
+	phone := ts.Login(t, "alice", "alicepw", "phone")
+	phone.Send("<enable xmlns='urn:xmpp:sm:3'/>")
+	phone.Expect(`<enabled xmlns='urn:xmpp:sm:3'/>`)
+	desk := ts.Login(t, "alice", "alicepw", "desk") // no stream management
+	bob := ts.Login(t, "bob", "bobpw", "desk")
+
+	bob.Send("<message to='alice@localhost/phone' id='m1' type='chat'><body>one</body></message>")
+	phone.Expect(`<message [^>]*id='m1'`)
+	bob.Send("<message to='alice@localhost/desk' id='d1' type='chat'><body>desk</body></message>")
+	desk.Expect(`<message [^>]*id='d1'`)
+	bob.Sync()
+	if got := k.ids(); !got["m1"] || len(got) != 1 {
+		t.Fatalf("kept %v while the phone had not acknowledged, want m1 only", got)
+	}
+
+	phone.Send("<a xmlns='urn:xmpp:sm:3' h='1'/>")
+	phone.Sync()
+	if got := k.ids(); len(got) != 0 {
+		t.Fatalf("kept %v after the phone acknowledged, want none", got)
+	}
+
+	// Kept before it is queued: once the phone has it, so has the Keeper.
+	bob.Send("<message to='alice@localhost/phone' id='m2' type='chat'><body>two</body></message>")
+	phone.Expect(`<message [^>]*id='m2'`)
+	if got := k.ids(); !got["m2"] {
+		t.Fatalf("kept %v, want m2", got)
+	}
+}

@@ -111,6 +111,18 @@ type Server struct {
 	// MaxAuthFailures is how many failed SASL attempts a stream may make
 	// before it is closed. 0 means 3.
 	MaxAuthFailures int
+	// KeepInFlight has the Keeper (Registry.KeepUnacked; the offline
+	// module) store every message sent to a connected session with
+	// stream management until its client acknowledges it, not only the
+	// messages of a hibernating session. Then a crash of this process
+	// loses no message its sender was told was handled even while the
+	// recipient's client was connected: the next login finds it in
+	// offline storage. It costs a storage write per message and a
+	// delete per acknowledgement, so it is meant for a cluster, where
+	// a node's death must not lose what it held (package cluster) and
+	// PostgreSQL takes the writes; a single server with an archive has
+	// those messages in the archive anyway.
+	KeepInFlight bool
 
 	initOnce sync.Once
 	stopOnce sync.Once

@@ -35,6 +35,7 @@ type testCluster struct {
 	nodes []*testNode
 	store storage.Store
 	auth  *auth.Store
+	setup func(*treff.Server) // more configuration, or nil
 }
 
 // Short heartbeats so that a silent node is dropped within 2 s, with
@@ -47,11 +48,15 @@ const (
 // newCluster starts k nodes sharing one memstore.
 func newCluster(t *testing.T, k int) *testCluster { return newClusterTB(t, k) }
 
-func newClusterTB(t testing.TB, k int) *testCluster {
+func newClusterTB(t testing.TB, k int) *testCluster { return newClusterWith(t, k, nil) }
+
+// newClusterWith starts k nodes sharing one memstore, each server also
+// configured by setup if not nil.
+func newClusterWith(t testing.TB, k int, setup func(*treff.Server)) *testCluster {
 	t.Helper()
 	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
-	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}}
+	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}, setup: setup}
 	addrs := make([]string, k)
 	for i := range addrs {
 		addrs[i] = trefftest.FreeAddr(t)
@@ -96,6 +101,9 @@ func (c *testCluster) addNode(t testing.TB, i int) *testNode {
 		s.Authenticator = c.auth
 		s.Modules = im.Modules()
 		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if c.setup != nil {
+			c.setup(s)
+		}
 		if err := tn.node.Join(s); err != nil {
 			t.Fatal(err)
 		}

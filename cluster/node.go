@@ -37,6 +37,7 @@ import (
 
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/router"
+	"github.com/treff-im/treff/stanza"
 	"github.com/treff-im/treff/storage"
 )
 
@@ -836,16 +837,86 @@ func (n *Node) onDeliver(msg *nats.Msg) {
 	n.mu.Lock()
 	o := n.own[string(msg.Data[:i])]
 	n.mu.Unlock()
-	if o != nil && o.s.Send(raw) == nil {
-		return
+	if o != nil {
+		err := o.s.Send(raw)
+		if err == nil || !errors.Is(err, treff.ErrSessionClosed) {
+			// Delivered, or not kept (a message its sender's node
+			// waits for: it answers the sender with the error).
+			n.answer(msg, err)
+			return
+		}
 	}
 	to, err := jid.Parse(string(msg.Data[:i]))
 	if err != nil {
+		n.answer(msg, treff.ErrNoSession)
 		return
 	}
-	if err := n.srv.Deliver(n.ctx, to, raw); err != nil && !errors.Is(err, treff.ErrNoSession) {
+	err = n.srv.Deliver(n.ctx, to, raw)
+	if err != nil && !errors.Is(err, treff.ErrNoSession) && !errors.Is(err, treff.ErrSessionClosed) {
 		n.log().Warn("cluster: forwarded stanza not delivered", "to", to.String(), "err", err)
 	}
+	n.answer(msg, err)
+}
+
+// Answers to a forwarded message whose sender's node waits until it is
+// kept (treff.Server.KeepInFlight): an empty one when it was handed
+// over, answerGone when the session is gone and the sender's node should
+// take the message elsewhere, answerNotKept and the stanza error as JSON
+// when it could not be stored.
+const (
+	answerGone    = "gone"
+	answerNotKept = "not-kept\n"
+)
+
+// answer tells the node that forwarded msg, if it waits for it, what
+// became of the stanza.
+func (n *Node) answer(msg *nats.Msg, err error) {
+	if msg.Reply == "" {
+		return
+	}
+	var data []byte
+	switch {
+	case err == nil:
+	case errors.Is(err, treff.ErrSessionClosed) || errors.Is(err, treff.ErrNoSession):
+		data = []byte(answerGone)
+	default:
+		e, ok := stanza.FromError(err)
+		if !ok {
+			e = stanza.InternalServerError.WithText("")
+		}
+		b, _ := json.Marshal(notKept{Type: string(e.ErrorType()), Cond: string(e.Condition), Text: e.Text})
+		data = append([]byte(answerNotKept), b...)
+	}
+	if rerr := msg.Respond(data); rerr != nil {
+		n.log().Warn("cluster: answering a forwarded message", "err", rerr)
+	}
+}
+
+// notKept is the stanza error of answerNotKept.
+type notKept struct {
+	Type string `json:"type,omitempty"`
+	Cond string `json:"cond,omitempty"`
+	Text string `json:"text,omitempty"`
+}
+
+// keepable reports whether raw is a message its recipient's node keeps
+// with treff.Server.KeepInFlight (type chat or normal), from its start
+// tag only. A '>' in an attribute value before 'type' makes it say
+// true for another type: one needless wait, no harm.
+func keepable(raw []byte) bool {
+	if !bytes.HasPrefix(raw, []byte("<message")) {
+		return false
+	}
+	tag := raw
+	if end := bytes.IndexByte(raw, '>'); end >= 0 {
+		tag = raw[:end]
+	}
+	for _, t := range [...]string{"error", "groupchat", "headline"} {
+		if bytes.Contains(tag, []byte(" type='"+t+"'")) || bytes.Contains(tag, []byte(` type="`+t+`"`)) {
+			return false
+		}
+	}
+	return true
 }
 
 // onClose closes a local session another node asked to close (a
@@ -1007,15 +1078,42 @@ func (r *remote) Send(raw []byte) error {
 	}
 	bp := bufPool.Get().(*[]byte)
 	b := append(append(append((*bp)[:0], r.full...), '\n'), raw...)
-	err := nc.Publish(r.p.deliver, b)
+	var err error
+	if r.n.srv.KeepInFlight && keepable(raw) {
+		err = r.sendKept(b)
+	} else if nc.Publish(r.p.deliver, b) != nil {
+		err = treff.ErrSessionClosed
+	}
 	if cap(b) <= 64<<10 {
 		*bp = b
 		bufPool.Put(bp)
 	}
-	if err != nil {
+	return err
+}
+
+// sendKept forwards a message and waits until the session's node has
+// it (kept, if the session keeps messages in flight), so that the
+// sender is not told it was handled while it exists only in this node's
+// memory and in flight. A node that does not answer in DeadAfter is
+// taken for gone: the router takes the message elsewhere (another
+// session, offline storage), one copy too many if the node had it after
+// all.
+func (r *remote) sendKept(b []byte) error {
+	resp, err := r.n.Conn.Request(r.p.deliver, b, r.n.deadAfter())
+	switch {
+	case errors.Is(err, nats.ErrTimeout):
+		r.n.log().Warn("cluster: a node did not answer for a forwarded message", "node", r.p.name)
 		return treff.ErrSessionClosed
+	case err != nil: // no responders: the node is gone
+		return treff.ErrSessionClosed
+	case len(resp.Data) == 0:
+		return nil
+	case bytes.HasPrefix(resp.Data, []byte(answerNotKept)):
+		var nk notKept
+		json.Unmarshal(resp.Data[len(answerNotKept):], &nk)
+		return treff.NotKept(stanza.Error{Type: stanza.ErrorType(nk.Type), Condition: stanza.Condition(nk.Cond), Text: nk.Text})
 	}
-	return nil
+	return treff.ErrSessionClosed
 }
 
 // Close asks the session's node to close it.

@@ -144,6 +144,7 @@ func (c *config) tlsConfig() *tls.Config {
 // login connects, runs STARTTLS, SASL and bind, and sends presence (unless
 // it is empty). The returned client has no deadline set.
 func login(c config, user, presence string) (*client, error) {
+	c.addr = c.addrFor(user)
 	cl, _, err := connect(c)
 	if err != nil {
 		return nil, err
@@ -203,6 +204,7 @@ func reconnect(c config, user string, prev *client) (*client, error) {
 		return nil, errors.New("the server offered no resumption id")
 	}
 	prev.conn.Close()
+	c.addr = c.addrFor(user)
 	cl, _, err := connect(c)
 	if err != nil {
 		return nil, err
@@ -312,6 +314,7 @@ func (cl *client) auth(c config, user string) error {
 // account that exists already (conflict) is not an error: its password is
 // checked when the run logs in.
 func register(c config, user string) error {
+	c.addr = c.addrFor(user)
 	cl, _, err := connect(c)
 	if err != nil {
 		return err
@@ -355,6 +358,7 @@ func (cl *client) unregister() error {
 // relayConnect opens a direct-TLS connection to a raw relay and sends a
 // stream header, which the relay hands to the partner connection.
 func relayConnect(c config, user string) (*client, error) {
+	c.addr = c.addrFor(user)
 	d := &net.Dialer{Timeout: c.timeout, LocalAddr: c.localAddr()}
 	conn, err := tls.DialWithDialer(d, "tcp", c.addr, c.tlsConfig())
 	if err != nil {

@@ -103,7 +103,7 @@ type config struct {
 func main() {
 	var c config
 	var printUsers, asJSON bool
-	flag.StringVar(&c.addr, "addr", "127.0.0.1:5222", "server `address` (STARTTLS port; with -relay the relay's direct-TLS port)")
+	flag.StringVar(&c.addr, "addr", "127.0.0.1:5222", "server `address` (STARTTLS port; with -relay the relay's direct-TLS port); several, comma-separated (cluster nodes): client i connects to the i-th modulo their number, so that chat pairs (0,1), (2,3)... span two nodes")
 	flag.StringVar(&c.domain, "domain", "localhost", "XMPP `domain` of the accounts")
 	flag.StringVar(&c.prefix, "prefix", "load", "account name `prefix`: accounts are PREFIX0..PREFIX(N-1)")
 	flag.StringVar(&c.password, "password", "loadtest-password", "`password` of every account")

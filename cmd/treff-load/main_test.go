@@ -231,3 +231,18 @@ func TestModernLogin(t *testing.T) {
 		})
 	}
 }
+
+// With several -addr, client i connects to the i-th address modulo
+// their number: the chat pairs (0,1), (2,3)... span two of them.
+func TestAddrFor(t *testing.T) {
+	c := config{prefix: "load", addr: "127.0.0.2:5222, 127.0.0.3:5222,127.0.0.4:5222"}
+	for user, want := range map[string]string{"load0": "127.0.0.2:5222", "load1": "127.0.0.3:5222", "load2": "127.0.0.4:5222", "load3": "127.0.0.2:5222", "load10": "127.0.0.3:5222"} {
+		if got := c.addrFor(user); got != want {
+			t.Errorf("addrFor(%s) = %s, want %s", user, got, want)
+		}
+	}
+	one := config{prefix: "load", addr: "127.0.0.1:5222"}
+	if got := one.addrFor("load7"); got != "127.0.0.1:5222" {
+		t.Errorf("one address: %s", got)
+	}
+}

@@ -15,6 +15,21 @@ import (
 
 func (c *config) user(i int) string { return c.prefix + strconv.Itoa(i) }
 
+// addrFor returns the server address user connects to: with several
+// (-addr a,b,c), user PREFIX<i> connects to the i-th modulo their number,
+// so that the chat pairs (0,1), (2,3), ... span two of them.
+func (c *config) addrFor(user string) string {
+	addrs := strings.Split(c.addr, ",")
+	if len(addrs) == 1 {
+		return c.addr
+	}
+	i, err := strconv.Atoi(strings.TrimPrefix(user, c.prefix))
+	if err != nil || i < 0 {
+		i = 0
+	}
+	return strings.TrimSpace(addrs[i%len(addrs)])
+}
+
 // errs counts errors and keeps the first one.
 type errs struct {
 	n     atomic.Int64

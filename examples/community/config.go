@@ -256,6 +256,14 @@ type Config struct {
 	// drop its sessions (key cluster_dead_after; more than
 	// cluster_heartbeat). Default: 4s.
 	ClusterDeadAfter time.Duration
+	// KeepInFlight is whether a message sent to a connected client with
+	// stream management is written to offline storage until the client
+	// acknowledges it (key keep_in_flight: yes, no or auto), so that a
+	// crash of this server or node loses none that its sender saw
+	// acknowledged; it costs a write and a delete per message. auto:
+	// yes with cluster = yes, no otherwise (a single server's archive
+	// has such messages anyway). Default: auto.
+	KeepInFlight string
 	// ClusterSecretFile is a file holding a secret all nodes share (key
 	// cluster_secret_file): the embedded NATS servers accept routes only
 	// from servers that know it. Default: none (any route is accepted).
@@ -521,6 +529,7 @@ func Default() Config {
 		ArchiveMaxQueue:         boltstore.DefaultArchiveQueueBytes,
 		ClusterHeartbeat:        cluster.DefaultHeartbeat,
 		ClusterDeadAfter:        cluster.DefaultDeadAfter,
+		KeepInFlight:            "auto",
 		ProxyTimeout:            proxyproto.DefaultTimeout,
 		ProxyMaxHeader:          proxyproto.DefaultMaxHeader,
 		DrainAckWait:            5 * time.Second,
@@ -1004,6 +1013,14 @@ var options = []option{
 	}},
 	{"cluster", "run as one node of a cluster routed on NATS (`yes` or `no`; needs a shared store)", func(c *Config, v string) error {
 		return setBool(&c.Cluster, v)
+	}},
+	{"keep_in_flight", "store messages for connected clients with stream management until they acknowledge them (`yes`, `no` or `auto`: yes in a cluster)", func(c *Config, v string) error {
+		switch v = strings.ToLower(strings.TrimSpace(v)); v {
+		case "yes", "no", "auto":
+			c.KeepInFlight = v
+			return nil
+		}
+		return fmt.Errorf("%q is not yes, no or auto", v)
 	}},
 	{"cluster_nats", "external NATS `URL`s, comma-separated (empty: the embedded NATS server)", func(c *Config, v string) error {
 		c.ClusterNATS = strings.TrimSpace(v)

@@ -274,6 +274,7 @@ fast_rotate = 12h
 		Store:                   "postgres",
 		ClusterHeartbeat:        time.Second,
 		ClusterDeadAfter:        4 * time.Second,
+		KeepInFlight:            "auto",
 		PGDSN:                   "postgres://treff@/treff?host=/run/postgresql&pool_max_conns=8",
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -428,6 +428,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		WriteTimeout:       cfg.WriteTimeout,
 		MaxQueue:           cfg.MaxQueue,
 		MaxAuthFailures:    cfg.MaxAuthFailures,
+		KeepInFlight:       cfg.KeepInFlight == "yes" || cfg.KeepInFlight == "auto" && cfg.Cluster,
 	}
 	if cfg.IdleTimeout == 0 {
 		srv.IdleTimeout = -1 // never
