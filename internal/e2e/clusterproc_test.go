@@ -55,7 +55,7 @@ type procClusterSpec struct {
 type communityNode struct {
 	*communityProc // the current process; replaced by a restart
 	name           string
-	http           string   // the http listener (/health); empty without HAProxy
+	https          string   // the https listener (/health); empty without HAProxy
 	args           []string // the process's flags, the same at every start
 	starts         int
 }
@@ -99,15 +99,15 @@ func startProcCluster(t *testing.T, spec procClusterSpec) *procCluster {
 		p := &communityProc{addr: pick(host), tls: pick(host), cert: c.certFile}
 		n := &communityNode{communityProc: p, name: fmt.Sprintf("%s%d", spec.prefix, i)}
 		if !spec.noHAProxy {
-			n.http = pick(host)
+			n.https = pick(host)
 		}
 		n.args = []string{"-data", filepath.Join(c.dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
-			"-s2s", "", "-http", n.http, "-https", "", "-log-level", "debug", "-new-account-age", "0",
+			"-s2s", "", "-http", "", "-https", n.https, "-log-level", "debug", "-new-account-age", "0",
 			"-cert", c.certFile, "-key", c.keyFile, "-store", "postgres", "-pg-dsn", c.dsn,
 			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
 			"-cluster-secret-file", secretFile, "-cluster-heartbeat", "250ms", "-cluster-dead-after", "2s"}
 		if !spec.noHAProxy {
-			// Every client listener (http too: HAProxy's checks) takes
+			// Every client listener (https too: HAProxy's checks) takes
 			// HAProxy's header; a drained node sends its clients back to
 			// the round-robin frontend.
 			n.args = append(n.args, "-proxy-protocol", "yes", "-drain-see-other-host", c.lb)
@@ -143,7 +143,7 @@ func startProcCluster(t *testing.T, spec procClusterSpec) *procCluster {
 // haproxyConfig is HAProxy's configuration for the cluster (a template
 // for startHAProxy): TCP mode, PROXY protocol v2 to the nodes; frontend
 // lb balances round-robin over the nodes HAProxy's checks of /health
-// (with a PROXY header: check-send-proxy) find up, and sends a
+// (on the https listener, with a PROXY header: check-send-proxy) find up, and sends a
 // connection whose node does not answer to another (redispatch); frontend
 // fI goes to node I only, so that a test can put a client on a node.
 func (c *procCluster) haproxyConfig() string {
@@ -167,8 +167,8 @@ backend all
     default-server send-proxy-v2 check-send-proxy inter 200 fall 1 rise 1
 `, c.lb)
 	for _, n := range c.nodes {
-		_, port, _ := net.SplitHostPort(n.http)
-		fmt.Fprintf(&b, "    server %s %s check port %s\n", n.name, n.addr, port)
+		_, port, _ := net.SplitHostPort(n.https)
+		fmt.Fprintf(&b, "    server %s %s check port %s check-ssl verify none\n", n.name, n.addr, port)
 	}
 	for i, n := range c.nodes {
 		fmt.Fprintf(&b, "frontend f%d\n    bind %s\n    default_backend b%d\nbackend b%d\n    server %s %s send-proxy-v2\n",
