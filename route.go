@@ -265,22 +265,33 @@ func (srv *Server) toAccount(ctx context.Context, st *Stanza) {
 			// messages over) between the lookup and the send: the
 			// bare-JID rules again without them, so that the message
 			// reaches another session or offline storage instead of
-			// being lost after its sender was told it was handled.
-			var lbuf, lout [8]router.Entry
-			live := lbuf[:0]
-			for _, e := range sessions {
-				if !slices.Contains(targets, e) {
-					live = append(live, e)
-				}
-			}
+			// being lost after its sender was told it was handled. The
+			// table is read again: a send may have waited (a message
+			// forwarded to another node waits for it to keep it, up to
+			// the cluster's dead-after time, when that node died), and
+			// the account may have bound a session since; offline
+			// storage would hold the message back from it until its
+			// next login.
+			var lout [8]router.Entry
+			live := slices.DeleteFunc(srv.table.Resources(nil, bare), func(e router.Entry) bool {
+				return slices.Contains(targets, e)
+			})
 			targets, act, fallback = router.SelectBare(lout[:0], live, st.Kind, st.Type)
-			switch act {
-			case router.Deliver:
+			if act == router.Deliver {
+				took := false
 				for _, e := range targets {
-					if s, ok := e.(sender); ok {
-						s.Send(st.raw)
+					if s, ok := e.(sender); ok && s.Send(st.raw) == nil {
+						took = true
 					}
 				}
+				if !took {
+					// These failed too: as if there were none (offline
+					// storage).
+					targets, act, fallback = router.SelectBare(lout[:0], nil, st.Kind, st.Type)
+				}
+			}
+			switch act {
+			case router.Deliver:
 				srv.stats.delivered.Add(1)
 			case router.Undeliverable:
 				if srv.stanzaHooks(ctx, srv.mods.undeliver, st) {

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/treff-im/treff"
 )
@@ -67,4 +69,51 @@ func TestKeepInFlightAcrossNodes(t *testing.T) {
 	again.Send("<presence/>")
 	again.Expect(`id='m2'[^>]*><body>in flight</body><delay `)
 	again.Expect(`id='m3'[^>]*><body>after the death</body><delay `)
+}
+
+// TestKeepInFlightUnansweredNewSession: a message forwarded to a node
+// that does not answer (here its inbox is held; in production it was
+// killed after NATS had handed the message over) is taken elsewhere after
+// DeadAfter, by the bare-JID rules applied to the table as it is then:
+// the session the account bound on the sender's node meanwhile (and
+// whose initial presence read offline storage before) gets it, rather
+// than offline storage, which would hold it back until the next login.
+// (TestClusterKillDuringStream in internal/e2e found it.)
+func TestKeepInFlightUnansweredNewSession(t *testing.T) {
+	c := newClusterWith(t, 2, func(s *treff.Server) { s.KeepInFlight = true })
+	c.addUser(t, "alice")
+	c.addUser(t, "bob")
+	phone := c.login(t, 1, "alice", "phone")
+	phone.Send("<presence/>")
+	phone.Expect(`<presence[^>]*from='alice@localhost/phone'`)
+	phone.Send("<enable xmlns='urn:xmpp:sm:3'/>")
+	phone.Expect(`<enabled xmlns='urn:xmpp:sm:3'/>`)
+	c.waitSeen(t, "alice@localhost/phone", 0)
+	bob := c.login(t, 0, "bob", "pc")
+
+	held := c.nodes[1]
+	held.node.pause.Lock()
+	unpaused := false
+	defer func() {
+		if !unpaused {
+			held.node.pause.Unlock()
+		}
+	}()
+	start := time.Now()
+	bob.Send("<message to='alice@localhost' id='m1' type='chat'><body>unanswered</body></message>")
+	// While node 0 waits for node 1's answer, alice comes online there.
+	laptop := c.login(t, 0, "alice", "laptop")
+	laptop.Send("<presence/>")
+	laptop.Sync()
+	bob.Timeout = 2 * testDeadAfter
+	bob.Sync() // after m1's routing: node 0 gave up waiting
+	if d := time.Since(start); d < testDeadAfter {
+		t.Fatalf("bob's message was routed after %v, before DeadAfter: node 1 answered", d)
+	}
+	held.node.pause.Unlock()
+	unpaused = true
+	got := laptop.Expect(`<message [^>]*id='m1'[^>]*>.*?</message>`)
+	if strings.Contains(got, "urn:xmpp:delay") {
+		t.Errorf("the laptop got m1 from offline storage: %q", got)
+	}
 }
