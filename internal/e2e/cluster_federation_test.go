@@ -33,9 +33,10 @@ import (
 // the cluster to node B: the cross-node path is exercised, not only the
 // node that hosts the recipient. What bob sends leaves from node B's own
 // stream to Prosody, alice's from node A's. The scenario (clients/
-// federation.py, "cluster") checks subscriptions, presence, chat both
-// ways, XEP-0092 and XEP-0199 round trips, and RFC 6121 bare-JID priority
-// across the nodes. Then node B is killed (SIGKILL): node A sends, on the
+// federation.py, "cluster") checks subscriptions, presence (status
+// changes, and Prosody's probes answered by node A for both nodes' sessions),
+// chat both ways, XEP-0092 and XEP-0199 round trips, and RFC 6121
+// bare-JID priority across the nodes. Then node B is killed (SIGKILL): node A sends, on the
 // dead node's behalf, bob/b's unavailable presence to carol (a contact on
 // the remote server) and to dan, who got directed presence from bob/b
 // (RFC 6121 4.6) and whom only node B knew of until the cluster table
@@ -231,10 +232,27 @@ func TestClusterFederationProsody(t *testing.T) {
 	if ping.Type != "result" {
 		t.Errorf("carol's ping of alice: %q, want result", ping.Type)
 	}
+	// carol's second resource got bob's and alice's presence from the
+	// answers to Prosody's probes, which node A gave for both nodes.
+	for _, peer := range []struct{ jid, status string }{{"alice@" + fedTreff + "/a", "alice " + body}, {bobB, "bob " + body}, {bobA, ""}} {
+		n := 0
+		for _, e := range es.of("presence", "carol2") {
+			var p struct {
+				Status string `json:"status"`
+			}
+			e.decode(t, &p)
+			if e.From == peer.jid && e.Type == "" && p.Status == peer.status {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("carol2 got no available presence from %s with status %q", peer.jid, peer.status)
+		}
+	}
 	// After node B died: bob/b's unavailable presence reached carol and
 	// dan (and b2), once each, bob/b2 stayed available for them; alice,
 	// not bob's contact, got none.
-	for _, c := range []string{"carol", "dan", "bob2", "alice"} {
+	for _, c := range []string{"carol", "carol2", "dan", "bob2", "alice"} {
 		n := 0
 		for _, p := range es.of("presence", c) {
 			if p.From == bobB && p.Type == "unavailable" {

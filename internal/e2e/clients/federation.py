@@ -56,12 +56,14 @@ Scenarios:
              alice's. bob logs in a second resource b2 on node A
              (priority 1): carol's message to bob's bare JID reaches b
              on node B only; b2 raises its priority to 10 and the next
-             one reaches b2 only. bob's b sends dan (no subscription)
+             one reaches b2 only. carol logs in a second resource c2:
+             the answers to her server's probes bring the presence of
+             alice, b and b2. bob's b sends dan (no subscription)
              directed presence. The script then writes --gate + ".ready"
              and waits for --gate: meanwhile the Go test kills node B.
-             carol (a contact) and dan (directed presence) get bob/b's
-             unavailable presence, b2 too, and carol's next message to
-             bob reaches b2.
+             carol's c and c2 (a contact) and dan (directed presence)
+             get bob/b's unavailable presence, b2 too, and carol's next
+             message to bob reaches b2.
 
 Events besides those of slix.py and im.py (presence, roster, message)
 and, for muc, muc.py's (muc_presence, muc_message, joined, join_error,
@@ -413,6 +415,18 @@ async def cluster(o, clients):
                               "the priority 10 of %s" % bob2.boundjid.full)
     await chat_to(carol, bob.boundjid.bare, "priority 10 on node A: " + o.body, bob2)
 
+    # carol's second resource logs in: her server probes her contacts,
+    # and node A, where the probes land, answers for bob's resources on
+    # both nodes from the cluster table.
+    carol2 = client("carol2", o, o.carol + "/c2", o.password, o.remote)
+    clients.append(carol2)
+    await carol2.login()
+    await carol2.start_im()
+    for who, want in ((alice, "alice " + o.body), (bob, "bob " + o.body), (bob2, "")):
+        await carol2.wait_presence(lambda p, who=who, want=want: p["from"] == who.boundjid.full and p["type"] == ""
+                                   and p["status"] == want, "the presence of %s (probe)" % who.boundjid.full)
+        emit("probe_answered", client="carol2", peer=who.boundjid.full)
+
     # Directed presence to dan, who is not bob's contact.
     marker(bob, "directed_presence", to=dan.boundjid.full)
     bob.send_presence(pto=dan.boundjid.full, pstatus="directed " + o.body, ppriority=5)
@@ -433,7 +447,7 @@ async def cluster(o, clients):
     except asyncio.TimeoutError:
         fail("the gate was not opened")
     gone = bob.boundjid.full
-    for c in (carol, dan, bob2):
+    for c in (carol, carol2, dan, bob2):
         await c.wait_presence(lambda p: p["from"] == gone and p["type"] == "unavailable",
                               "the unavailable presence of %s" % gone)
         emit("gone_seen", client=c.name, peer=gone)
@@ -441,7 +455,7 @@ async def cluster(o, clients):
 
     # Anything duplicated or misrouted would have arrived by now.
     await asyncio.sleep(0.3)
-    await asyncio.gather(*(c.sync() for c in (alice, bob2, carol, dan)))
+    await asyncio.gather(*(c.sync() for c in (alice, bob2, carol, carol2, dan)))
 
 
 def _opts(o, addr):
