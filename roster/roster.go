@@ -40,7 +40,7 @@ type Module struct {
 	// recipients (RFC 6121 4.6) are published with its row in a cluster
 	// (treff.SharedDirected), so that another node can tell them if the
 	// session's node dies. Recipients beyond it are still told when the
-	// session ends on a live node. 0 means 64.
+	// session ends on a live node. 0 means DefaultMaxSharedDirected.
 	MaxSharedDirected int
 
 	srv        *treff.Server
@@ -124,9 +124,12 @@ func (m *Module) maxItems() int {
 	return m.MaxItems
 }
 
+// DefaultMaxSharedDirected is Module.MaxSharedDirected's default.
+const DefaultMaxSharedDirected = 64
+
 func (m *Module) maxSharedDirected() int {
 	if m.MaxSharedDirected <= 0 {
-		return 64
+		return DefaultMaxSharedDirected
 	}
 	return m.MaxSharedDirected
 }
