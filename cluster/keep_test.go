@@ -14,7 +14,7 @@ import (
 // storage. A message to the dead node's session before the others
 // noticed is taken to offline storage at once (no one answers for it).
 func TestKeepInFlightAcrossNodes(t *testing.T) {
-	c := newClusterWith(t, 2, func(s *treff.Server) { s.KeepInFlight = true })
+	c := newClusterWith(t, 2, func(_ int, s *treff.Server) { s.KeepInFlight = true })
 	c.addUser(t, "alice")
 	c.addUser(t, "bob")
 	ctx := context.Background()
