@@ -111,6 +111,15 @@ func (s *Session) SetShared(key, value string) {
 	}
 }
 
+// SharedDirected is the Shared key under which the presence module
+// (package roster) publishes the JIDs a session sent directed presence to
+// (RFC 6121 4.6) and that do not get its broadcasts anyway, one per line.
+// When the session's node dies, another node of a cluster reads it from
+// the session's row and sends them the unavailable presence the dead
+// node would have sent (package cluster). JIDs contain no line breaks
+// (RFC 7622: no control characters).
+const SharedDirected = "urn:treff:directed"
+
 func (s *Session) findShared(key string) int {
 	for i, kv := range s.shared {
 		if kv[0] == key {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +36,9 @@ type testCluster struct {
 	nodes []*testNode
 	store storage.Store
 	auth  *auth.Store
-	setup func(*treff.Server) // more configuration, or nil
+	// setup, if set, configures node i's server further (after
+	// im.Modules()).
+	setup func(i int, s *treff.Server)
 }
 
 // Short heartbeats so that a silent node is dropped within 2 s, with
@@ -50,9 +53,9 @@ func newCluster(t *testing.T, k int) *testCluster { return newClusterTB(t, k) }
 
 func newClusterTB(t testing.TB, k int) *testCluster { return newClusterWith(t, k, nil) }
 
-// newClusterWith starts k nodes sharing one memstore, each server also
-// configured by setup if not nil.
-func newClusterWith(t testing.TB, k int, setup func(*treff.Server)) *testCluster {
+// newClusterWith starts k nodes sharing one memstore, node i's server
+// also configured by setup(i, s) if setup is not nil.
+func newClusterWith(t testing.TB, k int, setup func(i int, s *treff.Server)) *testCluster {
 	t.Helper()
 	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
@@ -102,7 +105,7 @@ func (c *testCluster) addNode(t testing.TB, i int) *testNode {
 		s.Modules = im.Modules()
 		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		if c.setup != nil {
-			c.setup(s)
+			c.setup(i, s)
 		}
 		if err := tn.node.Join(s); err != nil {
 			t.Fatal(err)
@@ -400,6 +403,89 @@ func TestNodeSilent(t *testing.T) {
 	})
 	// Node 2 dropped the others too: bob is not in its table any more.
 	c.waitGone(t, "bob@localhost/pc", 2)
+}
+
+// remoteRecorder stands in for the server-to-server module: it keeps
+// every stanza routed to another domain.
+type remoteRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *remoteRecorder) Name() string { return "remote-recorder" }
+
+func (r *remoteRecorder) Setup(ctx context.Context, reg *treff.Registry) error {
+	reg.HandleRemote(treff.StanzaHandlerFunc(func(ctx context.Context, st *treff.Stanza) {
+		r.mu.Lock()
+		r.got = append(r.got, string(st.Raw()))
+		r.mu.Unlock()
+	}))
+	return nil
+}
+
+// unavailableTo returns the unavailable presences from from that r got,
+// by their 'to'.
+func (r *remoteRecorder) unavailableFrom(from string) map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for _, raw := range r.got {
+		st, err := treff.NewStanza([]byte(raw))
+		if err == nil && st.Kind == treff.KindPresence && st.Type == "unavailable" && st.From.String() == from {
+			out[st.To.String()]++
+		}
+	}
+	return out
+}
+
+// TestNodeSilentDirected: when a node dies, the surviving node with the
+// smallest name sends its sessions' unavailable presence to other
+// servers on their behalf: to their contacts there (subscription both)
+// and to the JIDs they sent directed presence to (RFC 6121 4.6), which
+// their node published with their rows; a local user who got directed
+// presence (no subscription) hears of it from his own node. The other
+// survivor sends nothing to other servers.
+func TestNodeSilentDirected(t *testing.T) {
+	recs := make([]*remoteRecorder, 3)
+	c := newClusterWith(t, 3, func(i int, s *treff.Server) {
+		recs[i] = &remoteRecorder{}
+		s.Modules = append(s.Modules, recs[i])
+	})
+	c.addUser(t, "alice")
+	c.addUser(t, "dave")
+	ctx := context.Background()
+	c.store.PutRosterItem(ctx, "alice@localhost", storage.RosterItem{JID: "erin@remote.test", Subscription: storage.SubBoth})
+	dave := c.login(t, 1, "dave", "pc")
+	dave.Send("<presence/>")
+	c.waitSeen(t, "dave@localhost/pc", 0)
+	alice := c.login(t, 2, "alice", "phone")
+	alice.Send("<presence/>")
+	alice.Send("<presence to='dave@localhost/pc'><status>directed</status></presence>")
+	alice.Send("<presence to='carol@remote.test/x'/>")
+	alice.Send("<presence to='frank@remote.test/y'/>")
+	alice.Send("<presence to='frank@remote.test/y' type='unavailable'/>")
+	dave.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*>.*directed`)
+	alice.Sync()
+	want := "carol@remote.test/x\ndave@localhost/pc"
+	waitFor(t, "alice's directed presence published", func() bool {
+		s := c.nodes[0].Session(jid.MustParse("alice@localhost/phone"))
+		return s != nil && s.Shared(treff.SharedDirected) == want
+	})
+	c.nodes[2].ns.Shutdown()
+	c.waitGone(t, "alice@localhost/phone", 0, 1)
+	dave.Expect(`<presence[^>]*from='alice@localhost/phone'[^>]*type='unavailable'`)
+	waitFor(t, "node 0's announcement to the other server", func() bool {
+		got := recs[0].unavailableFrom("alice@localhost/phone")
+		return got["erin@remote.test"] == 1 && got["carol@remote.test/x"] == 1
+	})
+	if got := recs[0].unavailableFrom("alice@localhost/phone"); len(got) != 2 {
+		t.Errorf("node 0 sent unavailable presence to %v, want erin and carol only", got)
+	}
+	// Node 1 told dave (above) after it had passed over the remote
+	// targets, which it leaves to node 0.
+	if got := recs[1].unavailableFrom("alice@localhost/phone"); len(got) != 0 {
+		t.Errorf("node 1 sent unavailable presence to %v, want none (node 0 announces)", got)
+	}
 }
 
 // TestPushesAcrossNodes: roster pushes (RFC 6121 2.1.6) and block list

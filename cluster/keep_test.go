@@ -16,7 +16,7 @@ import (
 // storage. A message to the dead node's session before the others
 // noticed is taken to offline storage at once (no one answers for it).
 func TestKeepInFlightAcrossNodes(t *testing.T) {
-	c := newClusterWith(t, 2, func(s *treff.Server) { s.KeepInFlight = true })
+	c := newClusterWith(t, 2, func(_ int, s *treff.Server) { s.KeepInFlight = true })
 	c.addUser(t, "alice")
 	c.addUser(t, "bob")
 	ctx := context.Background()
@@ -80,7 +80,7 @@ func TestKeepInFlightAcrossNodes(t *testing.T) {
 // than offline storage, which would hold it back until the next login.
 // (TestClusterKillDuringStream in internal/e2e found it.)
 func TestKeepInFlightUnansweredNewSession(t *testing.T) {
-	c := newClusterWith(t, 2, func(s *treff.Server) { s.KeepInFlight = true })
+	c := newClusterWith(t, 2, func(_ int, s *treff.Server) { s.KeepInFlight = true })
 	c.addUser(t, "alice")
 	c.addUser(t, "bob")
 	phone := c.login(t, 1, "alice", "phone")

@@ -397,35 +397,81 @@ func (n *Node) expirePeers(now time.Time) {
 			delete(n.peers, name)
 		}
 	}
+	announcer := n.announcerLocked("")
 	n.mu.Unlock()
 	for _, s := range ended {
 		n.srv.RemoteEnded(s)
 	}
 	if len(ended) > 0 {
-		go n.announceGone(ended)
+		go n.announceGone(ended, announcer)
 	}
 }
 
-// announceGone tells this node's sessions that the sessions of a node
-// that went silent (or restarted) are gone, as their node would have
-// when they ended (RFC 6121 4.5.2): unavailable presence from each one
-// that was available, to the account's other resources here and to its
-// contacts' sessions here that receive its presence (subscription from
-// or both). Every surviving node does this for its own sessions only.
-// Directed presence (RFC 6121 4.6) is not known here and is not
-// covered.
-func (n *Node) announceGone(gone []*treff.Session) {
+// announcerLocked reports whether this node speaks for the sessions of
+// dead nodes to other servers: the node with the smallest name among
+// itself and the nodes it hears from, except the one named except (a
+// node that restarted does not speak for its previous run). Nodes that
+// disagree on who is alive at that moment may both speak (a duplicate
+// unavailable presence) or neither.
+func (n *Node) announcerLocked(except string) bool {
+	for name := range n.peers {
+		if name != except && name < n.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// announceGone sends, on behalf of the sessions of a node that went
+// silent (or restarted), the unavailable presence their node would have
+// sent when they ended (RFC 6121 4.5.2), from each one's full JID: for
+// each that was available, to the account's other resources and to its
+// contacts that receive its presence (subscription from or both, read
+// from the shared roster); for each, to the JIDs it had sent directed
+// presence to (RFC 6121 4.6), as its node published them with its row
+// (treff.SharedDirected). Every surviving node delivers to its own
+// sessions of local accounts; the announcer (see announcerLocked) routes
+// to other servers' users and services. Service domains of this cluster
+// (group chat) are not told: they drop the dead node's sessions
+// themselves.
+func (n *Node) announceGone(gone []*treff.Session, announcer bool) {
 	if n.srv.Storage == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
 	for _, g := range gone {
-		if !g.Available() {
-			continue
+		for _, to := range n.goneTargets(ctx, g) {
+			domain := to.Domainpart()
+			switch {
+			case n.srv.IsLocal(domain):
+				n.tellLocal(g, to)
+			case n.srv.Serves(domain) || !announcer:
+			default:
+				st, err := treff.NewStanza(unavailable(g.JID(), to))
+				if err != nil {
+					continue
+				}
+				n.srv.Route(ctx, st)
+			}
 		}
+	}
+}
+
+// goneTargets returns whom g's unavailable presence goes to (see
+// announceGone), each once.
+func (n *Node) goneTargets(ctx context.Context, g *treff.Session) []jid.JID {
+	var targets []jid.JID
+	seen := map[string]bool{}
+	add := func(j jid.JID) {
+		if k := j.String(); !seen[k] && !j.Equal(g.JID()) {
+			seen[k] = true
+			targets = append(targets, j)
+		}
+	}
+	if g.Available() {
 		user := g.JID().Bare()
-		targets := []jid.JID{user}
+		add(user)
 		items, _, err := n.srv.Storage.Roster(ctx, user.String())
 		if err != nil {
 			n.log().Warn("cluster: roster read failed", "user", user.String(), "err", err)
@@ -435,23 +481,45 @@ func (n *Node) announceGone(gone []*treff.Session) {
 				continue
 			}
 			if c, err := jid.Parse(it.JID); err == nil {
-				targets = append(targets, c)
-			}
-		}
-		for _, to := range targets {
-			for _, s := range n.srv.Sessions(to) {
-				if s.Remote() || !s.Available() || s.JID().Equal(g.JID()) {
-					continue
-				}
-				b := []byte("<presence from='")
-				b = treff.AppendEscaped(b, g.JID().String())
-				b = append(b, "' to='"...)
-				b = treff.AppendEscaped(b, s.JID().String())
-				b = append(b, "' type='unavailable'/>"...)
-				s.Send(b)
+				add(c)
 			}
 		}
 	}
+	if d := g.Shared(treff.SharedDirected); d != "" {
+		for _, line := range strings.Split(d, "\n") {
+			if j, err := jid.Parse(line); err == nil {
+				add(j)
+			}
+		}
+	}
+	return targets
+}
+
+// tellLocal sends g's unavailable presence to this node's sessions of a
+// local account: the session bound to to if it is a full JID, else every
+// available one of the account (but g itself).
+func (n *Node) tellLocal(g *treff.Session, to jid.JID) {
+	if to.Resourcepart() != "" {
+		if s := n.srv.Session(to); s != nil && !s.Remote() {
+			s.Send(unavailable(g.JID(), s.JID()))
+		}
+		return
+	}
+	for _, s := range n.srv.Sessions(to) {
+		if s.Remote() || !s.Available() || s.JID().Equal(g.JID()) {
+			continue
+		}
+		s.Send(unavailable(g.JID(), s.JID()))
+	}
+}
+
+// unavailable returns <presence from='FROM' to='TO' type='unavailable'/>.
+func unavailable(from, to jid.JID) []byte {
+	b := []byte("<presence from='")
+	b = treff.AppendEscaped(b, from.String())
+	b = append(b, "' to='"...)
+	b = treff.AppendEscaped(b, to.String())
+	return append(b, "' type='unavailable'/>"...)
 }
 
 // dropPeerLocked removes every row of p from the table and returns the
@@ -509,7 +577,8 @@ func (n *Node) onControl(msg *nats.Msg) {
 		// The node restarted: what it had is gone.
 		ended = n.dropPeerLocked(p)
 		restarted := slices.Clone(ended)
-		n.later = append(n.later, func() { go n.announceGone(restarted) })
+		announcer := n.announcerLocked(m.Node)
+		n.later = append(n.later, func() { go n.announceGone(restarted, announcer) })
 		p = nil
 	}
 	fetch := false

@@ -3,6 +3,8 @@ package roster
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 
 	"mellium.im/xmpp/jid"
@@ -170,6 +172,7 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 			return false
 		}
 		ps.mu.Lock()
+		before := len(ps.directed)
 		if st.Type == "unavailable" {
 			delete(ps.directed, to.String())
 		} else {
@@ -178,9 +181,31 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 			}
 			ps.directed[to.String()] = to
 		}
+		if len(ps.directed) != before {
+			m.shareDirectedLocked(s, ps)
+		}
 		ps.mu.Unlock()
 		return false
 	}
+}
+
+// shareDirectedLocked publishes ps's directed presence recipients with
+// s's row (treff.SharedDirected), at most MaxSharedDirected of them, when
+// the server is a node of a cluster: if s's node dies, another node tells
+// them. ps.mu is held, so that two changes publish in their order.
+func (m *Module) shareDirectedLocked(s *treff.Session, ps *presenceState) {
+	if !m.srv.Clustered() {
+		return
+	}
+	keys := make([]string, 0, len(ps.directed))
+	for k := range ps.directed {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // the same set publishes the same value
+	if len(keys) > m.maxSharedDirected() {
+		keys = keys[:m.maxSharedDirected()]
+	}
+	s.SetShared(treff.SharedDirected, strings.Join(keys, "\n"))
 }
 
 func (m *Module) outboundSubscription(ctx context.Context, user, contact jid.JID, typ string) {
@@ -249,7 +274,10 @@ func (m *Module) broadcast(ctx context.Context, s *treff.Session, st *treff.Stan
 		for _, j := range ps.directed {
 			directed = append(directed, j)
 		}
-		ps.directed = nil
+		if len(ps.directed) > 0 {
+			ps.directed = nil
+			m.shareDirectedLocked(s, ps)
+		}
 	}
 	ps.mu.Unlock()
 

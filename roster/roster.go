@@ -36,6 +36,12 @@ type Module struct {
 	// MaxLength is the longest item name or group name, in characters.
 	// 0 means 1023 (RFC 6121 suggests at least that much).
 	MaxLength int
+	// MaxSharedDirected is how many of a session's directed presence
+	// recipients (RFC 6121 4.6) are published with its row in a cluster
+	// (treff.SharedDirected), so that another node can tell them if the
+	// session's node dies. Recipients beyond it are still told when the
+	// session ends on a live node. 0 means DefaultMaxSharedDirected.
+	MaxSharedDirected int
 
 	srv        *treff.Server
 	interested *treff.SessionState[bool]           // requested the roster
@@ -116,6 +122,16 @@ func (m *Module) maxItems() int {
 		return 1000
 	}
 	return m.MaxItems
+}
+
+// DefaultMaxSharedDirected is Module.MaxSharedDirected's default.
+const DefaultMaxSharedDirected = 64
+
+func (m *Module) maxSharedDirected() int {
+	if m.MaxSharedDirected <= 0 {
+		return DefaultMaxSharedDirected
+	}
+	return m.MaxSharedDirected
 }
 
 func (m *Module) maxLength() int {

@@ -22,6 +22,7 @@ import (
 	"github.com/treff-im/treff/proxyproto"
 	"github.com/treff-im/treff/ratelimit"
 	"github.com/treff-im/treff/register"
+	"github.com/treff-im/treff/roster"
 	"github.com/treff-im/treff/storage/boltstore"
 	"golang.org/x/crypto/acme"
 	"mellium.im/xmpp/jid"
@@ -277,6 +278,12 @@ type Config struct {
 	// (key cluster_room_queue); beyond it they are refused with
 	// resource-constraint. Default: cluster.DefaultRoomQueue (4096).
 	ClusterRoomQueue int
+	// ClusterDirectedPresence is how many of a session's directed
+	// presence recipients are published to the other nodes, which tell
+	// them the session is gone if this node dies (key
+	// cluster_directed_presence). Default: roster.DefaultMaxSharedDirected
+	// (64).
+	ClusterDirectedPresence int
 	// Registration is the in-band registration policy at start (key
 	// registration: open, closed or invite); the registration admin command
 	// switches it while the server runs. Default: closed.
@@ -519,6 +526,7 @@ func Default() Config {
 		NotifyRegistrations:     true,
 		MUC:                     true,
 		ClusterRoomQueue:        cluster.DefaultRoomQueue,
+		ClusterDirectedPresence: roster.DefaultMaxSharedDirected,
 		MUCMaxOccupants:         200,
 		MUCMaxHistory:           20,
 		MUCMaxQueue:             muc.DefaultMaxQueueBytes,
@@ -1053,6 +1061,9 @@ var options = []option{
 	}},
 	{"cluster_room_queue", "group chat stanzas forwarded by other nodes that may wait for this node (`count`)", func(c *Config, v string) error {
 		return setInt(&c.ClusterRoomQueue, v, 1)
+	}},
+	{"cluster_directed_presence", "directed presence recipients per session published to the other nodes, which tell them if this node dies (`count`)", func(c *Config, v string) error {
+		return setInt(&c.ClusterDirectedPresence, v, 1)
 	}},
 	{"node_name", "this node's `name`, unique in the cluster (letters, digits, - and _)", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)

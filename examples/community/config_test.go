@@ -252,6 +252,7 @@ fast_rotate = 12h
 		InviteValidity:          48 * time.Hour,
 		MUC:                     false,
 		ClusterRoomQueue:        4096,
+		ClusterDirectedPresence: 64,
 		MUCSaveHistory:          10 * time.Second,
 		MUCCreators:             []string{"boss@example.org"},
 		MUCMaxOccupants:         50,
@@ -438,15 +439,15 @@ func TestServeClusterNeedsSharedStore(t *testing.T) {
 // TestClusterKeys: the cluster keys parse and refuse bad values.
 func TestClusterKeys(t *testing.T) {
 	cfg := Default()
-	for k, v := range map[string]string{"cluster_listen": "127.0.0.2:6222", "cluster_peers": "127.0.0.2:6222, 127.0.0.3:6222", "node_name": "node-1", "cluster_nats": "nats://127.0.0.1:4222", "cluster_secret_file": "/etc/treff/cluster-secret"} {
+	for k, v := range map[string]string{"cluster_listen": "127.0.0.2:6222", "cluster_peers": "127.0.0.2:6222, 127.0.0.3:6222", "node_name": "node-1", "cluster_nats": "nats://127.0.0.1:4222", "cluster_secret_file": "/etc/treff/cluster-secret", "cluster_directed_presence": "10"} {
 		if err := cfg.Set(k, v); err != nil {
 			t.Errorf("%s = %s: %v", k, v, err)
 		}
 	}
-	if cfg.ClusterListen != "127.0.0.2:6222" || len(cfg.ClusterPeers) != 2 || cfg.NodeName != "node-1" || cfg.ClusterNATS != "nats://127.0.0.1:4222" || cfg.ClusterSecretFile != "/etc/treff/cluster-secret" {
+	if cfg.ClusterListen != "127.0.0.2:6222" || len(cfg.ClusterPeers) != 2 || cfg.NodeName != "node-1" || cfg.ClusterNATS != "nats://127.0.0.1:4222" || cfg.ClusterSecretFile != "/etc/treff/cluster-secret" || cfg.ClusterDirectedPresence != 10 {
 		t.Errorf("got %+v", cfg)
 	}
-	for k, v := range map[string]string{"cluster_listen": "nohost", "cluster_peers": "a:b", "node_name": "a.b", "cluster": "maybe"} {
+	for k, v := range map[string]string{"cluster_listen": "nohost", "cluster_peers": "a:b", "node_name": "a.b", "cluster": "maybe", "cluster_directed_presence": "0"} {
 		if err := cfg.Set(k, v); err == nil {
 			t.Errorf("%s = %s accepted", k, v)
 		}

@@ -449,7 +449,7 @@ func newServer(cfg Config, store storage.Store, authn *auth.Store, log *slog.Log
 		pingInterval = -1 // never
 	}
 	core := []treff.Module{
-		&roster.Module{},
+		&roster.Module{MaxSharedDirected: cfg.ClusterDirectedPresence},
 		&offline.Module{Limit: cfg.OfflineLimit},
 		&disco.Module{Contacts: cfg.contacts()},
 		&ping.Module{Interval: pingInterval},

@@ -45,6 +45,25 @@ Scenarios:
              delivers, cannot reach (an error comes back); a logs in
              again on the other node (--c-addr) and gets b's answer from
              offline storage.
+    cluster  a domain served by a cluster of nodes with cluster routing
+             (cluster_federation_test.go): alice logs in on node A
+             (--node-a), bob on node B (--node-b, priority 5), carol and
+             dan on the remote server (--remote). carol and alice, then
+             carol and bob, subscribe to each other; each sees the
+             other's presence and status change; a chat message goes
+             each way between carol and each of them; carol asks bob's
+             full JID for its software version (XEP-0092) and pings
+             alice's. bob logs in a second resource b2 on node A
+             (priority 1): carol's message to bob's bare JID reaches b
+             on node B only; b2 raises its priority to 10 and the next
+             one reaches b2 only. carol logs in a second resource c2:
+             the answers to her server's probes bring the presence of
+             alice, b and b2. bob's b sends dan (no subscription)
+             directed presence. The script then writes --gate + ".ready"
+             and waits for --gate: meanwhile the Go test kills node B.
+             carol's c and c2 (a contact) and dan (directed presence)
+             get bob/b's unavailable presence, b2 too, and carol's next
+             message to bob reaches b2.
 
 Events besides those of slix.py and im.py (presence, roster, message)
 and, for muc, muc.py's (muc_presence, muc_message, joined, join_error,
@@ -53,6 +72,8 @@ config_reply, admin_reply, disco_info):
     subscribed    a client's roster shows the peer with subscription both
     status_seen   a client saw the peer's new status
     ping          the answer to a ping: type, from, error
+    version       the answer to a software version request: type, from,
+                  name
     bounce        the error that came back for a message to a user or
                   domain that does not exist: from, type, conditions
 """
@@ -60,6 +81,7 @@ config_reply, admin_reply, disco_info):
 import argparse
 import asyncio
 import copy
+import os
 import sys
 import time
 
@@ -294,7 +316,155 @@ async def nodes(o, clients):
     await a2.sync()
 
 
-SCENARIOS = {"pair": pair, "unknown": unknown, "muc": muc_remote, "nodes": nodes}
+async def subscribe_both(a, b):
+    """a asks to subscribe to b, b approves and asks back, a approves:
+    both rosters at both, and each sees the other online."""
+    aj, bj = a.boundjid.bare, b.boundjid.bare
+    marker(a, "subscribe", to=bj)
+    a.send_presence_subscription(bj)
+    await b.wait_presence(lambda p: p["type"] == "subscribe" and slixmpp.JID(p["from"]).bare == aj,
+                          "the subscription request of %s" % aj)
+    marker(b, "approve_and_subscribe", to=aj)
+    b.send_presence_subscription(aj, ptype="subscribed")
+    b.send_presence_subscription(aj)
+    await a.wait_presence(lambda p: p["type"] == "subscribed" and slixmpp.JID(p["from"]).bare == bj,
+                          "the approval of %s" % bj)
+    await a.wait_presence(lambda p: p["type"] == "subscribe" and slixmpp.JID(p["from"]).bare == bj,
+                          "the subscription request of %s" % bj)
+    marker(a, "approve", to=bj)
+    a.send_presence_subscription(bj, ptype="subscribed")
+    for c, peer, other in ((a, bj, b), (b, aj, a)):
+        await c.wait_until(lambda c=c, peer=peer: im.subscribed_item(c, peer, "both"),
+                           "a roster push of %s with subscription both" % peer)
+        emit("subscribed", client=c.name, peer=peer)
+        await c.wait_presence(lambda p, other=other: p["from"] == other.boundjid.full and p["type"] == "",
+                              "the available presence of %s" % other.boundjid.full)
+
+
+def got(c, body):
+    return any(m["body"] == body for m in c.messages)
+
+
+async def chat_to(c, to, body, *receivers):
+    """c sends a chat message to `to`; waits until every receiver has it."""
+    marker(c, "send_message", to=to, body=body)
+    c.send_message(mto=to, mbody=body, mtype="chat")
+    for r in receivers:
+        await r.wait_until(lambda r=r: got(r, body), "the message %r of %s" % (body, c.boundjid.full))
+
+
+async def cluster(o, clients):
+    """See "cluster" in the module's doc."""
+    alice = client("alice", o, o.alice + "/a", o.password, o.node_a)
+    bob = im.IMClient("bob", o.bob + "/b", o.password, _opts(o, o.node_b),
+                      plugins=["xep_0030", "xep_0092", "xep_0199"])
+    bob["xep_0092"].software_name = "bob on node B"
+    carol = im.IMClient("carol", o.carol + "/c", o.password, _opts(o, o.remote),
+                        plugins=["xep_0030", "xep_0092", "xep_0199"])
+    dan = client("dan", o, o.dan + "/d", o.password, o.remote)
+    clients += [alice, bob, carol, dan]
+    await asyncio.gather(alice.login(), bob.login(), carol.login(), dan.login())
+    await bob.fetch_roster()
+    await asyncio.gather(alice.start_im(), bob.initial_presence(ppriority=5), carol.start_im(), dan.start_im())
+
+    # Subscriptions across the servers: carol's requests come in at
+    # whichever node her server's stream lands on.
+    await subscribe_both(carol, alice)
+    await subscribe_both(carol, bob)
+
+    # Status changes both ways.
+    carol.send_presence(pstatus="carol " + o.body)
+    alice.send_presence(pstatus="alice " + o.body)
+    bob.send_presence(pstatus="bob " + o.body, ppriority=5)
+    for c, other in ((carol, alice), (carol, bob), (alice, carol), (bob, carol)):
+        want = "%s %s" % (other.name, o.body)
+        await c.wait_presence(lambda p, other=other, want=want: p["from"] == other.boundjid.full and p["status"] == want,
+                              "the new status of %s" % other.boundjid.full)
+        emit("status_seen", client=c.name, peer=other.boundjid.full, status=want)
+
+    # Chat both ways, to bare JIDs.
+    await chat_to(carol, alice.boundjid.bare, "carol to alice: " + o.body, alice)
+    await chat_to(carol, bob.boundjid.bare, "carol to bob: " + o.body, bob)
+    await chat_to(alice, carol.boundjid.bare, "alice to carol: " + o.body, carol)
+    await chat_to(bob, carol.boundjid.bare, "bob to carol: " + o.body, carol)
+
+    # IQs to full JIDs, answered by the clients.
+    step("carol: software version of %s" % bob.boundjid.full)
+    try:
+        r = await carol["xep_0092"].get_version(bob.boundjid.full, timeout=o.wait)
+        emit("version", client="carol", sent_to=bob.boundjid.full, type=r["type"], from_jid=str(r["from"]),
+             name=r["software_version"]["name"])
+    except IqError as e:
+        emit("version", client="carol", sent_to=bob.boundjid.full, type="error", from_jid=str(e.iq["from"]),
+             name="", error=slix.stanza_error(e.iq.xml))
+    except IqTimeout:
+        fail("carol: no answer to the version request to %s within %gs" % (bob.boundjid.full, o.wait))
+    await ping(carol, alice.boundjid.full)
+
+    # Bare-JID priority across nodes: b (node B) 5, b2 (node A) 1.
+    bob2 = client("bob2", o, o.bob + "/b2", o.password, o.node_a)
+    clients.append(bob2)
+    await bob2.login()
+    await bob2.fetch_roster()
+    await bob2.initial_presence(ppriority=1)
+    await carol.wait_presence(lambda p: p["from"] == bob2.boundjid.full and p["type"] == "" and p["priority"] == "1",
+                              "the presence of %s" % bob2.boundjid.full)
+    await chat_to(carol, bob.boundjid.bare, "priority 5 on node B: " + o.body, bob)
+    bob2.send_presence(ppriority=10)
+    await carol.wait_presence(lambda p: p["from"] == bob2.boundjid.full and p["priority"] == "10",
+                              "the priority 10 of %s" % bob2.boundjid.full)
+    await chat_to(carol, bob.boundjid.bare, "priority 10 on node A: " + o.body, bob2)
+
+    # carol's second resource logs in: her server probes her contacts,
+    # and node A, where the probes land, answers for bob's resources on
+    # both nodes from the cluster table.
+    carol2 = client("carol2", o, o.carol + "/c2", o.password, o.remote)
+    clients.append(carol2)
+    await carol2.login()
+    await carol2.start_im()
+    for who, want in ((alice, "alice " + o.body), (bob, "bob " + o.body), (bob2, "")):
+        await carol2.wait_presence(lambda p, who=who, want=want: p["from"] == who.boundjid.full and p["type"] == ""
+                                   and p["status"] == want, "the presence of %s (probe)" % who.boundjid.full)
+        emit("probe_answered", client="carol2", peer=who.boundjid.full)
+
+    # Directed presence to dan, who is not bob's contact.
+    marker(bob, "directed_presence", to=dan.boundjid.full)
+    bob.send_presence(pto=dan.boundjid.full, pstatus="directed " + o.body, ppriority=5)
+    await dan.wait_presence(lambda p: p["from"] == bob.boundjid.full and p["status"] == "directed " + o.body,
+                            "the directed presence of %s" % bob.boundjid.full)
+    await asyncio.gather(*(c.sync() for c in (alice, bob, bob2)))
+
+    # Node B dies (the Go test kills it).
+    with open(o.gate + ".ready", "w") as f:
+        f.write("ready\n")
+    step("wait for the Go test to kill node B")
+
+    async def gate():
+        while not os.path.exists(o.gate):
+            await asyncio.sleep(0.02)
+    try:
+        await asyncio.wait_for(gate(), o.wait * 2)
+    except asyncio.TimeoutError:
+        fail("the gate was not opened")
+    gone = bob.boundjid.full
+    for c in (carol, carol2, dan, bob2):
+        await c.wait_presence(lambda p: p["from"] == gone and p["type"] == "unavailable",
+                              "the unavailable presence of %s" % gone)
+        emit("gone_seen", client=c.name, peer=gone)
+    await chat_to(carol, bob2.boundjid.bare, "after node B: " + o.body, bob2)
+
+    # Anything duplicated or misrouted would have arrived by now.
+    await asyncio.sleep(0.3)
+    await asyncio.gather(*(c.sync() for c in (alice, bob2, carol, carol2, dan)))
+
+
+def _opts(o, addr):
+    co = copy.copy(o)
+    co.addr = addr
+    return co
+
+
+SCENARIOS = {"pair": pair, "unknown": unknown, "muc": muc_remote, "nodes": nodes, "cluster": cluster}
 
 
 def parse_args(argv):
@@ -311,11 +481,17 @@ def parse_args(argv):
     p.add_argument("--room-2", default="", help="muc: local part of the open room")
     p.add_argument("--room-3", default="", help="muc: local part of the room b tries to create")
     p.add_argument("--reason", default="", help="muc: the invitation's reason")
+    for who in ("alice", "bob", "carol", "dan"):
+        p.add_argument("--" + who, default="", help="cluster: %s's bare JID" % who)
+    p.add_argument("--password", default="", help="cluster: every user's password")
+    p.add_argument("--node-a", default="", help="cluster: IP:port of node A")
+    p.add_argument("--node-b", default="", help="cluster: IP:port of node B")
+    p.add_argument("--remote", default="", help="cluster: IP:port of the remote server")
+    p.add_argument("--gate", default="", help="cluster: file the Go test creates once node B is dead")
     for side in ("a", "b"):
-        required = side == "a"
-        p.add_argument("--%s-jid" % side, required=required)
-        p.add_argument("--%s-password" % side, required=required)
-        p.add_argument("--%s-addr" % side, required=required, help="IP:port of its server (STARTTLS)")
+        p.add_argument("--%s-jid" % side)
+        p.add_argument("--%s-password" % side)
+        p.add_argument("--%s-addr" % side, help="IP:port of its server (STARTTLS)")
         p.add_argument("--%s-nobody" % side, default="", help="JID that must bounce")
     o = p.parse_args(argv)
     # What slix.Client reads from the options (addr is set per client).
