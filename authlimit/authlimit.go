@@ -27,6 +27,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,9 +83,15 @@ type Module struct {
 	MaxTracked int
 	// Now returns the current time. nil means time.Now.
 	Now func() time.Time
+	// Shared, if set, shares the failures with the other servers that
+	// serve the same users (the nodes of a cluster; *cluster.Node is
+	// one), so that the limits hold for all of them together. nil means
+	// this server counts alone.
+	Shared Sharer
 
 	mu       sync.Mutex
-	addrs    map[netip.Prefix]*bucket
+	addrs    map[string]*bucket // by addrKey
+	publish  func([]byte)
 	accounts map[string]*bucket
 	failures atomic.Uint64
 	refused  atomic.Uint64
@@ -95,13 +102,79 @@ var (
 	_ treff.LoginGuard = (*Module)(nil)
 )
 
+// Sharer shares counts with other servers: each server counts a failure
+// in its own memory and publishes it; the others add it to theirs. A
+// server that cannot reach the others counts alone meanwhile. The module
+// publishes "KEY\nACCOUNT" per failure, where KEY is the client address
+// (its /64 for IPv6) hashed with HashKey, and ACCOUNT the bare JID tried
+// (either may be empty).
+type Sharer interface {
+	// Share subscribes recv to the events the other servers publish on
+	// topic and returns the function that publishes this server's
+	// events to them (not to itself). recv must not block.
+	Share(topic string, recv func(data []byte)) (publish func(data []byte), err error)
+	// HashKey returns a keyed hash of s that is the same on every server
+	// and cannot be reversed without the key, so that client addresses
+	// never leave the server that saw them.
+	HashKey(s string) string
+}
+
+// ShareTopic is the topic the module shares failures on.
+const ShareTopic = "authlimit"
+
 // Name implements treff.Module.
 func (m *Module) Name() string { return "authlimit" }
 
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	if m.Shared != nil {
+		pub, err := m.Shared.Share(ShareTopic, m.failedElsewhere)
+		if err != nil {
+			return fmt.Errorf("authlimit: sharing the limits: %w", err)
+		}
+		m.publish = pub
+	}
 	r.GuardLogins(m)
 	return nil
+}
+
+// addrKey is what an address prefix counts under: the prefix, hashed
+// with Shared.HashKey if the counts are shared.
+func (m *Module) addrKey(p netip.Prefix) string {
+	if m.Shared != nil {
+		return m.Shared.HashKey(p.String())
+	}
+	return p.String()
+}
+
+// failedElsewhere counts a failure another server published.
+func (m *Module) failedElsewhere(data []byte) {
+	key, account, ok := strings.Cut(string(data), "\n")
+	if !ok {
+		return
+	}
+	m.count(key, account, m.now())
+}
+
+// count counts a failure against the address key and the account (each
+// if not empty) and returns the address's recent failures.
+func (m *Module) count(key, account string, t time.Time) (fails int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.perAddress(); r.N >= 0 && key != "" {
+		if m.addrs == nil {
+			m.addrs = make(map[string]*bucket)
+		}
+		b := take(m.addrs, key, r, t, m.maxTracked())
+		fails = int(float64(r.N) - b.tokens + 0.5)
+	}
+	if r := m.perAccount(); r.N >= 0 && account != "" {
+		if m.accounts == nil {
+			m.accounts = make(map[string]*bucket)
+		}
+		take(m.accounts, account, r, t, m.maxTracked())
+	}
+	return fails
 }
 
 // Failures returns how many failed logins the module was told of since
@@ -165,8 +238,9 @@ func (m *Module) Start(ctx context.Context, a treff.LoginAttempt) error {
 		return nil
 	}
 	t := m.now()
+	key := m.addrKey(p)
 	m.mu.Lock()
-	b := m.addrs[p]
+	b := m.addrs[key]
 	var tokens float64
 	if b != nil {
 		tokens = b.level(r, t)
@@ -214,7 +288,7 @@ func (m *Module) Allow(ctx context.Context, a treff.LoginAttempt) error {
 	// The account is over its ceiling: only addresses without recent
 	// failures get in.
 	if p, ok := prefix(a.Addr); ok {
-		if ab := m.addrs[p]; ab == nil || ab.level(m.perAddress(), t) >= float64(m.perAddress().N) {
+		if ab := m.addrs[m.addrKey(p)]; ab == nil || ab.level(m.perAddress(), t) >= float64(m.perAddress().N) {
 			return nil
 		}
 	}
@@ -226,24 +300,16 @@ func (m *Module) Allow(ctx context.Context, a treff.LoginAttempt) error {
 // address and the account and returns the hold-back.
 func (m *Module) Failed(ctx context.Context, a treff.LoginAttempt) time.Duration {
 	m.failures.Add(1)
-	t := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var fails int
-	if r := m.perAddress(); r.N >= 0 {
-		if p, ok := prefix(a.Addr); ok {
-			if m.addrs == nil {
-				m.addrs = make(map[netip.Prefix]*bucket)
-			}
-			b := take(m.addrs, p, r, t, m.maxTracked())
-			fails = int(float64(r.N) - b.tokens + 0.5)
-		}
+	var key, account string
+	if p, ok := prefix(a.Addr); ok {
+		key = m.addrKey(p)
 	}
-	if r := m.perAccount(); r.N >= 0 && a.User.Localpart() != "" {
-		if m.accounts == nil {
-			m.accounts = make(map[string]*bucket)
-		}
-		take(m.accounts, a.User.String(), r, t, m.maxTracked())
+	if a.User.Localpart() != "" {
+		account = a.User.String()
+	}
+	fails := m.count(key, account, m.now())
+	if m.publish != nil {
+		m.publish([]byte(key + "\n" + account))
 	}
 	return m.delay(fails)
 }

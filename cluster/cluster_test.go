@@ -35,6 +35,8 @@ type testCluster struct {
 	nodes []*testNode
 	store storage.Store
 	auth  *auth.Store
+	// modules, if set, adds modules to node i's server (after Join).
+	modules func(i int, n *Node) []treff.Module
 }
 
 // Short heartbeats so that a silent node is dropped within 2 s, with
@@ -48,10 +50,16 @@ const (
 func newCluster(t *testing.T, k int) *testCluster { return newClusterTB(t, k) }
 
 func newClusterTB(t testing.TB, k int) *testCluster {
+	return newClusterWith(t, k, nil)
+}
+
+// newClusterWith starts k nodes sharing one memstore, with the modules
+// modules returns for each added to im.Modules().
+func newClusterWith(t testing.TB, k int, modules func(i int, n *Node) []treff.Module) *testCluster {
 	t.Helper()
 	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
-	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}}
+	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}, modules: modules}
 	addrs := make([]string, k)
 	for i := range addrs {
 		addrs[i] = trefftest.FreeAddr(t)
@@ -98,6 +106,9 @@ func (c *testCluster) addNode(t testing.TB, i int) *testNode {
 		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		if err := tn.node.Join(s); err != nil {
 			t.Fatal(err)
+		}
+		if c.modules != nil {
+			s.Modules = append(s.Modules, c.modules(i, tn.node)...)
 		}
 	})
 	c.nodes = append(c.nodes, tn)

@@ -79,6 +79,10 @@ type Node struct {
 	DeadAfter time.Duration
 	// Logger receives the node's logs; nil means the server's.
 	Logger *slog.Logger
+	// KeySecret is the key of HashKey, the same on every node. nil means
+	// a random one kept in the shared store (storage.Secrets, name
+	// "cluster/key-hash"), made by the first node that starts.
+	KeySecret []byte
 
 	srv   *treff.Server
 	table router.Local // the effective entry per full JID
@@ -105,6 +109,9 @@ type Node struct {
 	// rooms, if set, takes the room stanzas other nodes forward here
 	// (rooms.go), in inbox order.
 	rooms atomic.Pointer[Rooms]
+	// shares are the receivers of shared events, by subject (shared.go).
+	shares  map[string]func([]byte)
+	keyHash []byte
 }
 
 type ownRow struct {
@@ -248,6 +255,9 @@ func (n *Node) Join(srv *treff.Server) error {
 	n.stop, n.stopped = make(chan struct{}), make(chan struct{})
 	srv.Table = n
 	n.ctx = context.WithoutCancel(srv.Context())
+	if err := n.loadKeyHash(); err != nil {
+		return err
+	}
 
 	sub := func(subject string, h nats.MsgHandler) error {
 		s, err := n.Conn.Subscribe(subject, h)
@@ -272,7 +282,8 @@ func (n *Node) Join(srv *treff.Server) error {
 		}
 		n.subs = append(n.subs, s)
 	}
-	go n.read(deliver)
+	sharePrefix := n.subj("share", "")
+	go n.read(deliver, sharePrefix)
 	if err := sub(n.subj("node", n.Name, "ctl"), n.onClose); err != nil {
 		return err
 	}
@@ -320,7 +331,7 @@ func (n *Node) Leave() {
 }
 
 // read handles the inbox until Leave.
-func (n *Node) read(deliver string) {
+func (n *Node) read(deliver, sharePrefix string) {
 	for {
 		select {
 		case <-n.stop:
@@ -330,6 +341,8 @@ func (n *Node) read(deliver string) {
 			n.pause.Unlock()
 			if m.Subject == deliver {
 				n.onDeliver(m)
+			} else if strings.HasPrefix(m.Subject, sharePrefix) {
+				n.onShare(m)
 			} else if strings.HasSuffix(m.Subject, roomSuffix) {
 				n.onRoom(m)
 			} else {

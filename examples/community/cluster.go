@@ -10,7 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/cluster"
+	"github.com/treff-im/treff/register"
 )
 
 // sharedStore reports whether the configured store can be shared by the
@@ -75,6 +77,7 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 		}
 		return nil, err
 	}
+	shareLimits(srv, node)
 	stopRooms, err := startRooms(cfg, node, srv, log)
 	if err != nil {
 		node.Leave()
@@ -93,4 +96,20 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 			ns.Shutdown()
 		}
 	}, nil
+}
+
+// shareLimits makes the registration limits (registration_per_address,
+// registration_global) and the failed-login limits (auth_limit,
+// auth_limit_account) hold for the whole cluster: the modules share
+// their counts through the node (client addresses hashed with a key the
+// nodes keep in the shared store; see docs/cluster.md).
+func shareLimits(srv *treff.Server, node *cluster.Node) {
+	for _, m := range srv.Modules {
+		switch m := m.(type) {
+		case *register.Module:
+			m.Shared = node
+		case *authlimit.Module:
+			m.Shared = node
+		}
+	}
 }

@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/treff-im/treff/internal/pgtest"
+	"github.com/treff-im/treff/trefftest"
+	"github.com/treff-im/treff/storage"
+	"github.com/treff-im/treff/storage/pgstore"
+)
+
+// twoNodes is two example-server processes run as one cluster (-cluster
+// yes, embedded NATS routed to each other) on one throwaway PostgreSQL
+// database, with alice and bob made beforehand, subscribed to each other.
+type twoNodes struct {
+	nodes    []*communityNode
+	certFile string
+	dir      string
+	bin      string // with -store postgres and the DSN
+}
+
+// startTwoNodes starts the nodes on 127.0.0.2 and 127.0.0.3 with the
+// extra flags and waits until each hears of the other.
+func startTwoNodes(t *testing.T, flags ...string) *twoNodes {
+	t.Helper()
+	needSlixmpp(t)
+	pg := pgtest.Start(t)
+	dsn := pg.Database(t)
+	bin := buildCommunity(t)
+	dir := t.TempDir()
+	certFile, keyFile := writeCertFiles(t, dir)
+	admin := pgFlags(t, bin, dsn)
+	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", alicePW, "alice@localhost")
+	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", bobPW, "bob@localhost")
+	ctx := context.Background()
+	st, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][2]string{{"alice@localhost", "bob@localhost"}, {"bob@localhost", "alice@localhost"}} {
+		if _, err := st.PutRosterItem(ctx, p[0], storage.RosterItem{JID: p[1], Subscription: storage.SubBoth}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	pick := addrPicker(t)
+	routes := []string{pick("127.0.0.2"), pick("127.0.0.3")}
+	c := &twoNodes{certFile: certFile, dir: dir, bin: admin}
+	for i := range 2 {
+		host := fmt.Sprintf("127.0.0.%d", i+2)
+		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
+			addr: pick(host), tls: pick(host), cert: certFile}
+		n := &communityNode{communityProc: p, name: fmt.Sprintf("node%d", i)}
+		args := []string{"-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
+			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
+			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
+			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
+			"-cluster-heartbeat", "250ms", "-cluster-dead-after", "2s"}
+		p.start(t, bin, append(args, flags...)...)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s output:\n%s", n.name, p.logs)
+			}
+		})
+		c.nodes = append(c.nodes, n)
+	}
+	for i, n := range c.nodes {
+		waitLogLine(t, n.communityProc, "cluster: node up", "node="+c.nodes[1-i].name)
+		if !accepts(n.addr) {
+			t.Fatalf("%s does not accept on %s", n.name, n.addr)
+		}
+	}
+	return c
+}
+
+// run runs a scenario of clients/cluster.py with --addrs the nodes'
+// client addresses.
+func (c *twoNodes) run(t *testing.T, scenario string, args ...string) events {
+	t.Helper()
+	script, err := filepath.Abs(filepath.Join("clients", "cluster.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := []string{c.nodes[0].addr, c.nodes[1].addr}
+	argv := append([]string{script, "--cert", c.certFile, "--timeout", fmt.Sprint(scriptTimeout.Seconds()),
+		"--addr", addrs[0], "--addrs", strings.Join(addrs, ","), scenario}, args...)
+	return runClient(t, "cluster.py "+scenario, pythonEnv(), python, argv...)
+}
+
+// synced makes sure node 1 has applied what node 0 published before:
+// bob on node 0 sends alice on node 1 a message, which node 1 takes
+// from its ordered inbox after everything node 0 published earlier
+// (row updates, shared counts).
+func (c *twoNodes) synced(t *testing.T, tag string) {
+	t.Helper()
+	body := uniqueBody(tag)
+	es := c.run(t, "route", "--jid", "alice@localhost", "--password", alicePW,
+		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body,
+		"--session", "sync=1@1", "--sender-node", "0")
+	var r clusterReceived
+	es.one(t, "received", "sync").decode(t, &r)
+	if !slices.Contains(r.Bodies, "full sync "+body) {
+		t.Fatalf("alice on node 1 got %q, want the message from node 0", r.Bodies)
+	}
+}
+
+// TestClusterRegistrationLimit: two nodes (-cluster yes -store postgres)
+// with -registration open and -registration-per-address 2/1h. slixmpp
+// registers two accounts in band (XEP-0077) on node 0; node 1, which has
+// registered nobody, refuses the third from the same address with
+// <resource-constraint/> (type wait) "too many registrations; try again
+// later", the error a single node gives: the nodes share their counts
+// through NATS (register.Module.Shared, cluster.Node.Share). Node 1 has
+// applied node 0's counts once a chat message node 0 routed after them
+// has reached alice there (twoNodes.synced). Only the two accounts exist.
+// Neither node's log holds the client address.
+func TestClusterRegistrationLimit(t *testing.T) {
+	c := startTwoNodes(t, "-registration", "open", "-registration-per-address", "2/1h")
+	es := c.nodes[0].clients().reg(t, "register", "--jid", "first@localhost", "--password", "first password",
+		"--attempt", "second@localhost", "second password")
+	for _, client := range []string{"r1", "r2"} {
+		rs := regReplies(t, es, client)
+		if len(rs) != 1 || rs[0].Type != "result" || rs[0].Error != nil {
+			t.Fatalf("%s on node 0: registration replies %+v, want one result", client, rs)
+		}
+	}
+	c.synced(t, "cluster-reg-limit")
+	es = c.nodes[1].clients().reg(t, "register", "--jid", "third@localhost", "--password", "third password")
+	rs := regReplies(t, es, "r1")
+	if len(rs) != 1 || rs[0].Stage != "set" {
+		t.Fatalf("node 1: registration replies %+v, want one to the set", rs)
+	}
+	checkError(t, "the third registration from the address, on the other node", rs[0].Error,
+		"resource-constraint", "wait", "too many registrations; try again later")
+	users := strings.Fields(runCommunity(t, c.bin, "users", "-data", filepath.Join(c.dir, "admin")))
+	slices.Sort(users)
+	if want := []string{"alice@localhost", "bob@localhost", "first@localhost", "second@localhost"}; !slices.Equal(users, want) {
+		t.Errorf("accounts %q, want %q", users, want)
+	}
+	for _, n := range c.nodes {
+		n.stop(t)
+		if strings.Contains(n.logs.String(), "127.0.0.1") {
+			t.Errorf("%s logged the client address", n.name)
+		}
+	}
+}
