@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/treff-im/treff/internal/pgtest"
-	"github.com/treff-im/treff/trefftest"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/pgstore"
+	"github.com/treff-im/treff/trefftest"
 )
 
 // twoNodes is two example-server processes run as one cluster (-cluster
