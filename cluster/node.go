@@ -165,6 +165,7 @@ type ctlMsg struct {
 
 var _ router.Table = (*Node)(nil)
 var _ router.Updater = (*Node)(nil)
+var _ router.Lister = (*Node)(nil)
 
 func (n *Node) prefix() string {
 	if n.Subject == "" {
@@ -966,6 +967,10 @@ func (n *Node) Lookup(full jid.JID) router.Entry { return n.table.Lookup(full) }
 
 // Len implements router.Table: the sessions of every node.
 func (n *Node) Len() int { return n.table.Len() }
+
+// AppendAll implements router.Lister: the sessions of every node (one
+// entry per full JID: the newest bind where two nodes have one).
+func (n *Node) AppendAll(dst []router.Entry) []router.Entry { return n.table.AppendAll(dst) }
 
 // Nodes returns the names of the other nodes this node hears from, for
 // health checks and tests.

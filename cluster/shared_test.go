@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/adhoc"
+	"github.com/treff-im/treff/admin"
 	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/register"
 	"github.com/treff-im/treff/trefftest"
@@ -145,4 +148,53 @@ func TestLimitsAcrossNodes(t *testing.T) {
 	f1 := preAuth(1)
 	f1.Send(trefftest.PlainAuth("u1", "long enough"))
 	f1.Expect(`<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><temporary-auth-failure/><text xml:lang='en'>Too many failed logins from your address; try again in 30 minutes.</text></failure>`)
+}
+
+// TestAdminAcrossNodes: Server.AllSessions on a node lists the other
+// nodes' sessions too (OnlineSessions this node's only), so the admin
+// commands (XEP-0133) see the whole cluster: an admin on node 0 counts
+// and lists alice, who is on node 1, and his announcement reaches her
+// there.
+func TestAdminAcrossNodes(t *testing.T) {
+	c := newClusterWith(t, 2, func(i int, n *Node) []treff.Module {
+		ah := &adhoc.Module{}
+		return []treff.Module{ah, &admin.Module{AdHoc: ah, Admins: []string{"boss@localhost"}}}
+	})
+	c.addUser(t, "alice")
+	c.addUser(t, "boss")
+	alice := c.login(t, 1, "alice", "pc")
+	alice.Send("<presence/>")
+	boss := c.login(t, 0, "boss", "desk")
+	c.waitSeen(t, "alice@localhost/pc", 0)
+	c.waitSeen(t, "boss@localhost/desk", -200)
+
+	srv := c.nodes[0].Server.Server
+	if got := len(srv.OnlineSessions()); got != 1 {
+		t.Errorf("node 0's OnlineSessions: %d, want 1 (boss)", got)
+	}
+	all := map[string]bool{}
+	for _, s := range srv.AllSessions() {
+		all[s.JID().String()] = s.Remote()
+	}
+	if len(all) != 2 || all["boss@localhost/desk"] || !all["alice@localhost/pc"] {
+		t.Errorf("node 0's AllSessions (JID: remote): %v, want boss here and alice remote", all)
+	}
+
+	cmd := func(node string) string {
+		boss.Send("<iq type='set' id='c' to='localhost'><command xmlns='http://jabber.org/protocol/commands' node='" + node + "' action='execute'/></iq>")
+		return boss.Expect(`<iq type='(result|error)' id='c'.*?</iq>`)
+	}
+	if got := cmd(admin.NodeOnlineList); !strings.Contains(got, "<value>alice@localhost</value><value>boss@localhost</value></field>") {
+		t.Errorf("online users list on node 0: %s", got)
+	}
+	if got := cmd(admin.NodeOnlineNum); !strings.Contains(got, "<value>2</value>") {
+		t.Errorf("online users number on node 0: %s", got)
+	}
+	if n := admin.Announce(srv, "localhost", "Maintenance", "down at ten"); n != 2 {
+		t.Errorf("Announce reached %d sessions, want 2", n)
+	}
+	got := alice.Expect(`<message type='headline' from='localhost'[^>]*>.*?</message>`)
+	if !strings.Contains(got, "<subject>Maintenance</subject><body>down at ten</body>") {
+		t.Errorf("alice on node 1 got %s", got)
+	}
 }

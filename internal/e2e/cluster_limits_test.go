@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/treff-im/treff/internal/pgtest"
 	"github.com/treff-im/treff/storage"
@@ -22,6 +24,7 @@ type twoNodes struct {
 	certFile string
 	dir      string
 	bin      string // with -store postgres and the DSN
+	raw      string // the binary itself
 }
 
 // startTwoNodes starts the nodes on 127.0.0.2 and 127.0.0.3 with the
@@ -51,7 +54,7 @@ func startTwoNodes(t *testing.T, flags ...string) *twoNodes {
 
 	pick := addrPicker(t)
 	routes := []string{pick("127.0.0.2"), pick("127.0.0.3")}
-	c := &twoNodes{certFile: certFile, dir: dir, bin: admin}
+	c := &twoNodes{certFile: certFile, dir: dir, bin: admin, raw: bin}
 	for i := range 2 {
 		host := fmt.Sprintf("127.0.0.%d", i+2)
 		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
@@ -148,5 +151,57 @@ func TestClusterRegistrationLimit(t *testing.T) {
 		if strings.Contains(n.logs.String(), "127.0.0.1") {
 			t.Errorf("%s logged the client address", n.name)
 		}
+	}
+}
+
+// TestClusterAnnounce: 'community announce' on node 0 (through its
+// admin socket, admin.Announce over Server.AllSessions) reaches bob on
+// node 0 and alice on node 1, once each, as a headline from the domain;
+// the command counts both sessions.
+func TestClusterAnnounce(t *testing.T) {
+	c := startTwoNodes(t)
+	gate := filepath.Join(c.dir, "gate")
+	done := make(chan events, 1)
+	go func() {
+		done <- c.run(t, "announced", "--jid", "alice@localhost", "--password", alicePW,
+			"--peer", "bob@localhost", "--peer-password", bobPW, "--gate", gate)
+	}()
+	ready := false
+	for range 400 {
+		if _, err := os.Stat(gate + ".ready"); err == nil {
+			ready = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !ready {
+		t.Fatal("the clients did not get online")
+	}
+	body := uniqueBody("cluster-announce")
+	if got := runCommunity(t, c.raw, "announce", "-data", filepath.Join(c.dir, "node0"), "-subject", "Maintenance", body); got != "announce: sent to 2 sessions\n" {
+		t.Errorf("community announce printed %q, want 2 sessions", got)
+	}
+	var es events
+	select {
+	case es = <-done:
+	case <-time.After(clientTimeout + 5*time.Second):
+		t.Fatal("the script did not end")
+	}
+	for _, client := range []string{"bob", "alice"} {
+		var h struct {
+			Node   int    `json:"node"`
+			Sender string `json:"sender"`
+			Body   string `json:"body"`
+		}
+		es.one(t, "headline", client).decode(t, &h)
+		if h.Sender != "localhost" || h.Body != body {
+			t.Errorf("%s on node %d got a headline from %q: %q, want from localhost: %q", client, h.Node, h.Sender, h.Body, body)
+		}
+		if n := len(es.of("message", client)); n != 1 {
+			t.Errorf("%s got %d messages, want the announcement once", client, n)
+		}
+	}
+	for _, n := range c.nodes {
+		n.stop(t)
 	}
 }
