@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,6 +38,8 @@ type testCluster struct {
 	auth  *auth.Store
 	// modules, if set, adds modules to node i's server (after Join).
 	modules func(i int, n *Node) []treff.Module
+	// routeTLS, if set, is node i's Embedded.TLS.
+	routeTLS func(i int) *tls.Config
 }
 
 // Short heartbeats so that a silent node is dropped within 2 s, with
@@ -57,9 +60,16 @@ func newClusterTB(t testing.TB, k int) *testCluster {
 // modules returns for each added to im.Modules().
 func newClusterWith(t testing.TB, k int, modules func(i int, n *Node) []treff.Module) *testCluster {
 	t.Helper()
+	return startCluster(t, k, &testCluster{modules: modules})
+}
+
+// startCluster starts k nodes of c (its modules and routeTLS set, if
+// wanted) sharing one memstore.
+func startCluster(t testing.TB, k int, c *testCluster) *testCluster {
+	t.Helper()
 	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
-	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}, modules: modules}
+	c.store, c.auth = store, &auth.Store{Accounts: store}
 	addrs := make([]string, k)
 	for i := range addrs {
 		addrs[i] = trefftest.FreeAddr(t)
@@ -88,7 +98,11 @@ func (c *testCluster) addNode(t testing.TB, i int) *testNode {
 	if i < len(c.addrs) {
 		listen = c.addrs[i]
 	}
-	ns, nc, err := Embedded{Name: name, Listen: listen, Peers: c.addrs}.Start()
+	e := Embedded{Name: name, Listen: listen, Peers: c.addrs}
+	if c.routeTLS != nil {
+		e.TLS = c.routeTLS(i)
+	}
+	ns, nc, err := e.Start()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -201,6 +209,68 @@ func TestClusterAnnounce(t *testing.T) {
 			t.Errorf("%s got %d messages, want the announcement once", client, n)
 		}
 	}
+	for _, n := range c.nodes {
+		n.stop(t)
+	}
+}
+
+// writeRouteCerts writes a CA and a certificate it signs for the given
+// IP addresses (server and client use), with its key, to dir.
+func writeRouteCerts(t *testing.T, dir string, ips ...string) (certFile, keyFile, caFile string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, key := newKey(), newKey()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e route CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "e2e node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	for _, ip := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, caFile = filepath.Join(dir, "route.pem"), filepath.Join(dir, "route.key"), filepath.Join(dir, "route-ca.pem")
+	for path, b := range map[string][]byte{
+		certFile: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyFile:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}),
+		caFile:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+	} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile, caFile
+}
+
+// TestClusterRouteTLS: two nodes whose embedded NATS routes use TLS
+// (-cluster-tls-cert, -cluster-tls-key, -cluster-tls-ca: a CA made here
+// and a certificate for both nodes' route addresses) form the cluster
+// and route a chat message between slixmpp clients on the two nodes.
+// (A server with a certificate of another CA, or without TLS, is kept
+// out: TestRouteTLS in cluster/.)
+func TestClusterRouteTLS(t *testing.T) {
+	cert, key, ca := writeRouteCerts(t, t.TempDir(), "127.0.0.2", "127.0.0.3")
+	c := startTwoNodes(t, "-cluster-tls-cert", cert, "-cluster-tls-key", key, "-cluster-tls-ca", ca)
+	c.synced(t, "cluster-route-tls")
 	for _, n := range c.nodes {
 		n.stop(t)
 	}
