@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // testCA is a certificate authority made for one test.
@@ -224,5 +226,62 @@ func TestRouteTLS(t *testing.T) {
 	}
 	for _, n := range c.nodes {
 		n.ns.SetLogger(nil, false, false)
+	}
+}
+
+// TestConnectTLS: Connect with ConnectTLS reaches an external NATS
+// server over tls:// whose certificate a private CA signs (the CA file
+// given), presenting a client certificate the server requires; without
+// the CA, or without the client certificate, it does not connect.
+func TestConnectTLS(t *testing.T) {
+	ca := newTestCA(t, "external NATS CA")
+	dir := t.TempDir()
+	serverCfg := routeTLSFor(t, ca, "nats") // a certificate for 127.0.0.1, client certificates required
+	serverCfg, err := routeTLS(serverCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		TLS: true, TLSVerify: true, TLSConfig: serverCfg, TLSTimeout: routeTLSTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the NATS server did not start")
+	}
+	url := "tls://" + ns.Addr().String()
+	cert, key, caFile := ca.files(t, dir, "client")
+	opts, err := ConnectTLS(cert, key, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := Connect(url, "n0", opts...)
+	if err != nil {
+		t.Fatalf("with the CA and a client certificate: %v", err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Error(err)
+	}
+	nc.Close()
+	for _, c := range []struct {
+		what              string
+		cert, key, caFile string
+	}{
+		{"without the CA", cert, key, ""},
+		{"without a client certificate", "", "", caFile},
+	} {
+		opts, err := ConnectTLS(c.cert, c.key, c.caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if nc, err := Connect(url, "n0", opts...); err == nil {
+			nc.Close()
+			t.Errorf("%s: connected", c.what)
+		}
+	}
+	if _, err := ConnectTLS("", "", filepath.Join(dir, "missing.pem")); err == nil {
+		t.Error("a missing CA file was accepted")
 	}
 }
