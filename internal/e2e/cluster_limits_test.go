@@ -275,3 +275,77 @@ func TestClusterRouteTLS(t *testing.T) {
 		n.stop(t)
 	}
 }
+
+// TestClusterAuthLimit: two nodes with -auth-limit 2/1h. bob (node 0)
+// and alice (node 1) stay online (clients/cluster.py online_sync); two
+// slixmpp logins with a wrong password fail on node 0 with
+// <not-authorized/>; once a message from bob has reached alice (node 1
+// has applied node 0's counts), a login with the right password on node
+// 1 from the same address is refused with <temporary-auth-failure/> "Too
+// many failed logins from your address; try again in 30 minutes.": the
+// nodes share their failure counts (authlimit.Module.Shared).
+func TestClusterAuthLimit(t *testing.T) {
+	c := startTwoNodes(t, "-auth-limit", "2/1h")
+	gate := filepath.Join(c.dir, "gate")
+	done, ended := make(chan events, 1), make(chan struct{})
+	go func() {
+		defer close(ended)
+		done <- c.run(t, "online_sync", "--jid", "alice@localhost", "--password", alicePW,
+			"--peer", "bob@localhost", "--peer-password", bobPW, "--gate", gate, "--body", uniqueBody("cluster-auth-limit"),
+			// Not slixmpp's default (SCRAM-*-PLUS first, refused here):
+			// these logins must not fail.
+			"--mech", "SCRAM-SHA-256")
+	}()
+	if err := waitFile(gate+".online.ready", 20*time.Second, ended); err != nil {
+		t.Fatal(err)
+	}
+	es := c.nodes[0].clients().reg(t, "login", "--jid", "alice@localhost", "--password", "wrong password",
+		"--try-mech", "SCRAM-SHA-256", "--try-mech", "SCRAM-SHA-1")
+	checkLoginRefused(t, es, "login-SCRAM-SHA-256")
+	checkLoginRefused(t, es, "login-SCRAM-SHA-1")
+	if err := os.WriteFile(gate+".online", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFile(gate+".synced.ready", 20*time.Second, ended); err != nil {
+		t.Fatal(err)
+	}
+	es = c.nodes[1].clients().reg(t, "login", "--jid", "alice@localhost", "--password", alicePW, "--try-mech", "SCRAM-SHA-256")
+	if got := es.of("login", "login-SCRAM-SHA-256"); len(got) != 0 {
+		t.Errorf("alice logged in on node 1 after two failures on node 0")
+	}
+	var fs []struct {
+		Conditions []string `json:"conditions"`
+		XML        string   `json:"xml"`
+	}
+	for _, e := range es.of("failed_auth", "login-SCRAM-SHA-256") {
+		var f struct {
+			Conditions []string `json:"conditions"`
+			XML        string   `json:"xml"`
+		}
+		e.decode(t, &f)
+		fs = append(fs, f)
+	}
+	if len(fs) != 1 || !slices.Equal(fs[0].Conditions, []string{"temporary-auth-failure"}) ||
+		!strings.Contains(fs[0].XML, ">Too many failed logins from your address; try again in 30 minutes.</text>") {
+		t.Errorf("login on node 1 failed with %+v, want one <temporary-auth-failure/> with the wait", fs)
+	}
+	// Only the test's two logins failed: the scenario's clients forced
+	// a mechanism that works.
+	for _, n := range c.nodes {
+		if got := strings.Count(n.logs.String(), `msg="authentication failed" cond=not-authorized`); got != map[string]int{"node0": 2, "node1": 0}[n.name] {
+			t.Errorf("%s logged %d failed logins", n.name, got)
+		}
+	}
+	if err := os.WriteFile(gate+".synced", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case es = <-done:
+	case <-time.After(clientTimeout + 5*time.Second):
+		t.Fatal("the script did not end")
+	}
+	es.one(t, "synced", "alice")
+	for _, n := range c.nodes {
+		n.stop(t)
+	}
+}
