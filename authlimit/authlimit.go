@@ -27,6 +27,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,12 +108,16 @@ var (
 // server that cannot reach the others counts alone meanwhile. The module
 // publishes "KEY\nACCOUNT" per failure, where KEY is the client address
 // (its /64 for IPv6) hashed with HashKey, and ACCOUNT the bare JID tried
-// (either may be empty).
+// (either may be empty). Its state is "=a TOKENS AT KEY" per address and
+// "=u TOKENS AT ACCOUNT" per account that failed recently (AT in Unix
+// nanoseconds), which a server merges by keeping the fewer tokens.
 type Sharer interface {
 	// Share subscribes recv to the events the other servers publish on
 	// topic and returns the function that publishes this server's
-	// events to them (not to itself). recv must not block.
-	Share(topic string, recv func(data []byte)) (publish func(data []byte), err error)
+	// events to them (not to itself). recv must not block. A server
+	// that starts (or meets another) gets the others' state, from their
+	// state function, through recv too.
+	Share(topic string, recv func(data []byte), state func() [][]byte) (publish func(data []byte), err error)
 	// HashKey returns a keyed hash of s that is the same on every server
 	// and cannot be reversed without the key, so that client addresses
 	// never leave the server that saw them.
@@ -128,7 +133,7 @@ func (m *Module) Name() string { return "authlimit" }
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	if m.Shared != nil {
-		pub, err := m.Shared.Share(ShareTopic, m.failedElsewhere)
+		pub, err := m.Shared.Share(ShareTopic, m.failedElsewhere, m.state)
 		if err != nil {
 			return fmt.Errorf("authlimit: sharing the limits: %w", err)
 		}
@@ -147,13 +152,98 @@ func (m *Module) addrKey(p netip.Prefix) string {
 	return p.String()
 }
 
-// failedElsewhere counts a failure another server published.
+// failedElsewhere counts a failure another server published, or merges
+// a bucket of its state.
 func (m *Module) failedElsewhere(data []byte) {
+	if len(data) > 0 && data[0] == '=' {
+		m.merge(string(data[1:]))
+		return
+	}
 	key, account, ok := strings.Cut(string(data), "\n")
 	if !ok {
 		return
 	}
 	m.count(key, account, m.now())
+}
+
+// merge takes a bucket of another server's state ("a TOKENS AT KEY" or
+// "u TOKENS AT ACCOUNT") if it has fewer tokens than this server's (the
+// same failures may have come as events too).
+func (m *Module) merge(entry string) {
+	f := strings.SplitN(entry, " ", 4)
+	if len(f) != 4 || f[3] == "" {
+		return
+	}
+	tokens, err1 := strconv.ParseFloat(f[1], 64)
+	at, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	var mp map[string]*bucket
+	var r Rate
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch f[0] {
+	case "a":
+		if r = m.perAddress(); r.N < 0 {
+			return
+		}
+		if m.addrs == nil {
+			m.addrs = make(map[string]*bucket)
+		}
+		mp = m.addrs
+	case "u":
+		if r = m.perAccount(); r.N < 0 {
+			return
+		}
+		if m.accounts == nil {
+			m.accounts = make(map[string]*bucket)
+		}
+		mp = m.accounts
+	default:
+		return
+	}
+	t := m.now()
+	in := &bucket{tokens: max(min(tokens, float64(r.N)), -float64(r.N)), at: time.Unix(0, at)}
+	if in.at.After(t) {
+		in.at = t
+	}
+	if in.level(r, t) >= float64(r.N) {
+		return // refilled: nothing to remember
+	}
+	b := mp[f[3]]
+	if b == nil {
+		if len(mp) >= m.maxTracked() {
+			evict(mp, r, t)
+		}
+		mp[f[3]] = in
+		return
+	}
+	if in.tokens < b.level(r, t) {
+		b.tokens = in.tokens
+	}
+}
+
+// state returns the buckets that have not refilled, for a server that
+// starts (Sharer).
+func (m *Module) state() [][]byte {
+	t := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	add := func(kind string, mp map[string]*bucket, r Rate) {
+		if r.N < 0 {
+			return
+		}
+		for k, b := range mp {
+			if k != "" && b.level(r, t) < float64(r.N) {
+				out = append(out, fmt.Appendf(nil, "=%s %g %d %s", kind, b.tokens, b.at.UnixNano(), k))
+			}
+		}
+	}
+	add("a", m.addrs, m.perAddress())
+	add("u", m.accounts, m.perAccount())
+	return out
 }
 
 // count counts a failure against the address key and the account (each

@@ -159,16 +159,27 @@ func TestServer(t *testing.T) {
 // pairSharer is one end of an in-process link between two servers'
 // modules: what one publishes, the other receives at once.
 type pairSharer struct {
-	peer *pairSharer
-	recv func([]byte)
-	mu   sync.Mutex
-	sent []string
+	peer  *pairSharer
+	recv  func([]byte)
+	state func() [][]byte
+	mu    sync.Mutex
+	sent  []string
 }
 
-func (p *pairSharer) Share(topic string, recv func([]byte)) (func([]byte), error) {
+func (p *pairSharer) Share(topic string, recv func([]byte), state func() [][]byte) (func([]byte), error) {
 	p.mu.Lock()
-	p.recv = recv
+	p.recv, p.state = recv, state
 	p.mu.Unlock()
+	// A server that starts gets the other's state (as cluster.Node asks
+	// for it).
+	p.peer.mu.Lock()
+	peerState := p.peer.state
+	p.peer.mu.Unlock()
+	if peerState != nil {
+		for _, e := range peerState() {
+			recv(e)
+		}
+	}
 	return func(b []byte) {
 		p.mu.Lock()
 		p.sent = append(p.sent, string(b))
@@ -214,4 +225,30 @@ func TestShared(t *testing.T) {
 	if len(s0.sent) != 2 || s0.sent[0] != want || s0.sent[1] != want {
 		t.Errorf("published %q, want %q twice", s0.sent, want)
 	}
+}
+
+// TestSharedState: a server that starts after another has counted
+// failures gets them (the other's state) and locks the address too.
+func TestSharedState(t *testing.T) {
+	s0, s1 := &pairSharer{}, &pairSharer{}
+	s0.peer, s1.peer = s1, s0
+	newTS := func(s *pairSharer) *trefftest.Server {
+		m := &authlimit.Module{PerAddress: authlimit.Rate{N: 2, Period: time.Hour}, Delay: -1, Shared: s}
+		return trefftest.NewServer(t, func(srv *treff.Server) { srv.Modules = append(im.Modules(), m) })
+	}
+	ts0 := newTS(s0)
+	c := ts0.DialTLS(t)
+	c.Send(trefftest.Header("localhost"))
+	c.Expect(`</stream:features>`)
+	for range 2 {
+		c.Send(trefftest.PlainAuth("alice", "wrong"))
+		c.Expect(`<not-authorized/>`)
+	}
+	ts1 := newTS(s1)
+	ts1.AddUser(t, "alice", "alicepw")
+	d := ts1.DialTLS(t)
+	d.Send(trefftest.Header("localhost"))
+	d.Expect(`</stream:features>`)
+	d.Send(trefftest.PlainAuth("alice", "alicepw"))
+	d.Expect(`<temporary-auth-failure/>`)
 }

@@ -109,8 +109,9 @@ type Node struct {
 	// rooms, if set, takes the room stanzas other nodes forward here
 	// (rooms.go), in inbox order.
 	rooms atomic.Pointer[Rooms]
-	// shares are the receivers of shared events, by subject (shared.go).
-	shares  map[string]func([]byte)
+	// shares are the topics shared, by subject (shared.go).
+	shares  map[string]*share
+	stateq  *nats.Subscription
 	keyHash []byte
 }
 
@@ -283,8 +284,8 @@ func (n *Node) Join(srv *treff.Server) error {
 		}
 		n.subs = append(n.subs, s)
 	}
-	sharePrefix := n.subj("share", "")
-	go n.read(deliver, sharePrefix)
+	sharePrefix, statePrefix := n.subj("share", ""), n.subj("node", n.Name, "state", "")
+	go n.read(deliver, sharePrefix, statePrefix)
 	if err := sub(n.subj("node", n.Name, "ctl"), n.onClose); err != nil {
 		return err
 	}
@@ -332,7 +333,7 @@ func (n *Node) Leave() {
 }
 
 // read handles the inbox until Leave.
-func (n *Node) read(deliver, sharePrefix string) {
+func (n *Node) read(deliver, sharePrefix, statePrefix string) {
 	for {
 		select {
 		case <-n.stop:
@@ -344,6 +345,8 @@ func (n *Node) read(deliver, sharePrefix string) {
 				n.onDeliver(m)
 			} else if strings.HasPrefix(m.Subject, sharePrefix) {
 				n.onShare(m)
+			} else if strings.HasPrefix(m.Subject, statePrefix) {
+				n.onState(m)
 			} else if strings.HasSuffix(m.Subject, roomSuffix) {
 				n.onRoom(m)
 			} else {
@@ -532,6 +535,10 @@ func (n *Node) onControl(msg *nats.Msg) {
 		n.peers[m.Node] = p
 		fetch = true
 		n.log().Info("cluster: node up", "node", m.Node)
+		// Its counts (shared.go): what it counted before this node
+		// heard of it, or everything if this node just started.
+		name := m.Node
+		n.later = append(n.later, func() { go n.askState(name, "") })
 	}
 	p.seen = time.Now()
 	switch m.Op {

@@ -7,8 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +30,26 @@ import (
 // newline, the module's bytes. They come through the node's ordered
 // inbox, so an event published before a stanza is applied on the
 // receiving node before that stanza reaches its recipient there.
+//
+// A node that starts, or hears of another node for the first time, asks
+// it for its counts (PREFIX.node.NAME.stateq: the asking node's name, a
+// newline, the topic); the other node answers on
+// PREFIX.node.ASKING.state.TOPIC with its name, a newline, and its
+// module's state entries, each preceded by its length (uvarint), in
+// messages of at most stateChunk bytes. The module applies them with the
+// same receiver as events, merging (a count it already has is not
+// counted twice): so counts survive a node's restart, and a rolling
+// restart, as long as one node runs.
+
+// stateChunk bounds the payload of one state message (NATS's default
+// limit is 1 MiB).
+const stateChunk = 256 << 10
+
+// share is a topic this node shares.
+type share struct {
+	recv  func([]byte)
+	state func() [][]byte
+}
 
 // secretKeyHash is the name, in storage.Secrets, of the key HashKey uses.
 const secretKeyHash = "cluster/key-hash"
@@ -44,9 +66,16 @@ func (n *Node) shareSubject(topic string) string { return n.subj("share", topic)
 // Call it after Join and before the server serves, once per topic
 // (letters, digits, '-' and '_').
 //
+// state, if not nil, returns what this node counts now as entries that
+// recv on another node merges into its counts (telling them apart from
+// events, and taking the larger count rather than adding: a node may
+// get the same counts from several nodes, and events it got already).
+// A node asks for them when it shares the topic and when it hears of a
+// node for the first time. Entries of an empty slice are skipped.
+//
 // Data must not hold a person's identifying values in clear: hash a
 // client address with HashKey first.
-func (n *Node) Share(topic string, recv func(data []byte)) (publish func(data []byte), err error) {
+func (n *Node) Share(topic string, recv func(data []byte), state func() [][]byte) (publish func(data []byte), err error) {
 	if n.srv == nil {
 		return nil, errors.New("cluster: Share before Join")
 	}
@@ -56,21 +85,46 @@ func (n *Node) Share(topic string, recv func(data []byte)) (publish func(data []
 	subject := n.shareSubject(topic)
 	n.mu.Lock()
 	if n.shares == nil {
-		n.shares = make(map[string]func([]byte))
+		n.shares = make(map[string]*share)
 	}
 	if _, dup := n.shares[subject]; dup {
 		n.mu.Unlock()
 		return nil, fmt.Errorf("cluster: topic %q shared twice", topic)
 	}
-	n.shares[subject] = recv
+	n.shares[subject] = &share{recv: recv, state: state}
 	n.mu.Unlock()
-	s, err := n.Conn.ChanSubscribe(subject, n.inbox)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: subscribe %s: %w", subject, err)
+	subjects := []string{subject, n.subj("node", n.Name, "state", topic)}
+	for _, subj := range subjects {
+		s, err := n.Conn.ChanSubscribe(subj, n.inbox)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: subscribe %s: %w", subj, err)
+		}
+		n.mu.Lock()
+		n.subs = append(n.subs, s)
+		n.mu.Unlock()
 	}
 	n.mu.Lock()
-	n.subs = append(n.subs, s)
+	if n.stateq == nil {
+		n.stateq, err = n.Conn.Subscribe(n.subj("node", n.Name, "stateq"), n.onStateRequest)
+		if err != nil {
+			n.mu.Unlock()
+			return nil, fmt.Errorf("cluster: subscribe: %w", err)
+		}
+		n.subs = append(n.subs, n.stateq)
+	}
+	peers := make([]string, 0, len(n.peers))
+	for name := range n.peers {
+		peers = append(peers, name)
+	}
 	n.mu.Unlock()
+	if state != nil {
+		// The answers come to the subscriptions above: the servers know
+		// them before the requests (one connection, in order).
+		n.Conn.Flush()
+		for _, p := range peers {
+			n.askState(p, topic)
+		}
+	}
 	return func(data []byte) {
 		n.mu.Lock()
 		left := n.left
@@ -94,10 +148,95 @@ func (n *Node) onShare(m *nats.Msg) {
 		return
 	}
 	n.mu.Lock()
-	recv := n.shares[m.Subject]
+	sh := n.shares[m.Subject]
 	n.mu.Unlock()
-	if recv != nil {
-		recv(m.Data[i+1:])
+	if sh != nil {
+		sh.recv(m.Data[i+1:])
+	}
+}
+
+// askState asks node peer for its state of topic, or of every topic
+// this node shares with a state if topic is "".
+func (n *Node) askState(peer, topic string) {
+	n.mu.Lock()
+	var topics []string
+	prefix := n.shareSubject("")
+	for subj, sh := range n.shares {
+		if t := strings.TrimPrefix(subj, prefix); sh.state != nil && (topic == "" || t == topic) {
+			topics = append(topics, t)
+		}
+	}
+	left := n.left
+	n.mu.Unlock()
+	if left || !n.Conn.IsConnected() {
+		return
+	}
+	for _, t := range topics {
+		if err := n.Conn.Publish(n.subj("node", peer, "stateq"), []byte(n.Name+"\n"+t)); err != nil {
+			n.log().Debug("cluster: state request not published", "node", peer, "topic", t, "err", err)
+		}
+	}
+}
+
+// onStateRequest answers another node's request for this node's state
+// of a topic, in messages of at most stateChunk bytes.
+func (n *Node) onStateRequest(m *nats.Msg) {
+	asker, topic, ok := strings.Cut(string(m.Data), "\n")
+	if !ok || !validName(asker) || !validName(topic) || asker == n.Name {
+		return
+	}
+	n.mu.Lock()
+	sh := n.shares[n.shareSubject(topic)]
+	left := n.left
+	n.mu.Unlock()
+	if sh == nil || sh.state == nil || left {
+		return
+	}
+	subject := n.subj("node", asker, "state", topic)
+	head := n.Name + "\n"
+	b := []byte(head)
+	flush := func() {
+		if len(b) > len(head) {
+			if err := n.Conn.Publish(subject, b); err != nil {
+				n.log().Debug("cluster: state not published", "node", asker, "topic", topic, "err", err)
+			}
+		}
+		b = []byte(head)
+	}
+	for _, e := range sh.state() {
+		if len(e) == 0 || len(e) > stateChunk/2 {
+			continue
+		}
+		if len(b)+binary.MaxVarintLen64+len(e) > stateChunk {
+			flush()
+		}
+		b = binary.AppendUvarint(b, uint64(len(e)))
+		b = append(b, e...)
+	}
+	flush()
+}
+
+// onState hands the state entries another node sent to the topic's
+// receiver.
+func (n *Node) onState(m *nats.Msg) {
+	i := bytes.IndexByte(m.Data, '\n')
+	if i < 0 || string(m.Data[:i]) == n.Name {
+		return
+	}
+	topic := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	n.mu.Lock()
+	sh := n.shares[n.shareSubject(topic)]
+	n.mu.Unlock()
+	if sh == nil {
+		return
+	}
+	for rest := m.Data[i+1:]; len(rest) > 0; {
+		l, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < l {
+			return
+		}
+		sh.recv(rest[k : k+int(l)])
+		rest = rest[k+int(l):]
 	}
 }
 

@@ -2,7 +2,10 @@ package cluster
 
 import (
 	"bytes"
+	"context"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,16 +37,16 @@ func TestShare(t *testing.T) {
 	got := make(chan ev, 1024)
 	var pubs []func([]byte)
 	for i, n := range c.nodes {
-		pub, err := n.node.Share("test", func(b []byte) { got <- ev{i, string(b)} })
+		pub, err := n.node.Share("test", func(b []byte) { got <- ev{i, string(b)} }, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pubs = append(pubs, pub)
 	}
-	if _, err := c.nodes[0].node.Share("test", func([]byte) {}); err == nil {
+	if _, err := c.nodes[0].node.Share("test", func([]byte) {}, nil); err == nil {
 		t.Error("a topic shared twice was accepted")
 	}
-	if _, err := c.nodes[0].node.Share("a.b", func([]byte) {}); err == nil {
+	if _, err := c.nodes[0].node.Share("a.b", func([]byte) {}, nil); err == nil {
 		t.Error("a topic with a dot was accepted")
 	}
 	// The subscriptions reach the other NATS servers through their
@@ -99,12 +102,20 @@ func TestShare(t *testing.T) {
 // one address on node 0 use up the per-address limit on node 1 too, and
 // failed logins on node 0 lock the address on node 1. Each time a chat
 // message from node 0 to a user on node 1, published after the counts,
-// makes sure node 1 has applied them (one ordered inbox).
+// makes sure node 1 has applied them (one ordered inbox). A node that
+// starts afterwards gets the counts from the others (their state) and
+// refuses both too.
 func TestLimitsAcrossNodes(t *testing.T) {
+	var mu sync.Mutex
+	guards := map[int]*authlimit.Module{}
 	c := newClusterWith(t, 2, func(i int, n *Node) []treff.Module {
+		g := &authlimit.Module{PerAddress: authlimit.Rate{N: 2, Period: time.Hour}, Delay: -1, Shared: n}
+		mu.Lock()
+		guards[i] = g
+		mu.Unlock()
 		return []treff.Module{
 			&register.Module{Policy: register.Open, PerAddress: register.Limit{N: 2, Period: time.Hour}, Shared: n},
-			&authlimit.Module{PerAddress: authlimit.Rate{N: 2, Period: time.Hour}, Delay: -1, Shared: n},
+			g,
 		}
 	})
 	c.addUser(t, "alice")
@@ -148,6 +159,23 @@ func TestLimitsAcrossNodes(t *testing.T) {
 	f1 := preAuth(1)
 	f1.Send(trefftest.PlainAuth("u1", "long enough"))
 	f1.Expect(`<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><temporary-auth-failure/><text xml:lang='en'>Too many failed logins from your address; try again in 30 minutes.</text></failure>`)
+
+	// Node 2 starts now: it asks the others for their counts. Node 0
+	// answers the register module's request before the authlimit
+	// module's (set up in that order), and both answers come through
+	// node 2's ordered inbox: once the failures are there, so are the
+	// registrations.
+	c.addNode(t, 2)
+	mu.Lock()
+	g2 := guards[2]
+	mu.Unlock()
+	local := treff.LoginAttempt{Addr: netip.MustParseAddr("127.0.0.1"), Mechanism: "PLAIN"}
+	waitFor(t, "node 2 to get the failures", func() bool { return g2.Start(context.Background(), local) != nil })
+	r2 := preAuth(2)
+	r2.Send(reg("u4"))
+	r2.Expect(`<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+	r2.Send(trefftest.PlainAuth("u1", "long enough"))
+	r2.Expect(`<temporary-auth-failure/>`)
 }
 
 // TestAdminAcrossNodes: Server.AllSessions on a node lists the other

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,12 +150,17 @@ type Module struct {
 // in its own memory and publishes it; the others add it to theirs. A
 // server that cannot reach the others counts alone meanwhile. The
 // module publishes "+KEY" for a registration counted and "-KEY" for one
-// given back, where KEY is the client address hashed with HashKey.
+// given back, where KEY is the client address hashed with HashKey; its
+// state is "=KEY START N" per address window and "=* START N" for the
+// global one (START in Unix nanoseconds), which a server merges by
+// taking the larger count.
 type Sharer interface {
 	// Share subscribes recv to the events the other servers publish on
 	// topic and returns the function that publishes this server's
-	// events to them (not to itself). recv must not block.
-	Share(topic string, recv func(data []byte)) (publish func(data []byte), err error)
+	// events to them (not to itself). recv must not block. A server
+	// that starts (or meets another) gets the others' state, from their
+	// state function, through recv too.
+	Share(topic string, recv func(data []byte), state func() [][]byte) (publish func(data []byte), err error)
 	// HashKey returns a keyed hash of s that is the same on every server
 	// and cannot be reversed without the key, so that client addresses
 	// never leave the server that saw them.
@@ -205,7 +211,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	m.perAddr = make(map[string]*window)
 	if m.Shared != nil {
-		pub, err := m.Shared.Share(ShareTopic, m.counted)
+		pub, err := m.Shared.Share(ShareTopic, m.counted, m.state)
 		if err != nil {
 			return fmt.Errorf("register: sharing the limits: %w", err)
 		}
@@ -594,6 +600,18 @@ func (w *window) allow(l Limit, now time.Time) bool {
 	return true
 }
 
+// merge takes another server's window for the same key if it counts
+// more (the same events may have come as events and in a state), and
+// its window has not ended.
+func (w *window) merge(in window, l Limit, now time.Time) {
+	if now.Sub(in.start) >= l.Period {
+		return
+	}
+	if now.Sub(w.start) >= l.Period || in.n > w.n {
+		*w = in
+	}
+}
+
 // add counts an event whether or not it fits (another server allowed it).
 func (w *window) add(l Limit, now time.Time) {
 	if now.Sub(w.start) >= l.Period {
@@ -642,7 +660,7 @@ func (m *Module) key(addr net.Addr) string {
 }
 
 // counted applies a registration another server counted ("+KEY") or gave
-// back ("-KEY").
+// back ("-KEY"), or a window of its state ("=KEY START N").
 func (m *Module) counted(data []byte) {
 	if len(data) == 0 {
 		return
@@ -659,7 +677,45 @@ func (m *Module) counted(data []byte) {
 		m.global.add(global, now)
 	case '-':
 		m.refundLocked(key)
+	case '=':
+		f := strings.Fields(key)
+		if len(f) != 3 {
+			return
+		}
+		start, err1 := strconv.ParseInt(f[1], 10, 64)
+		n, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil || n <= 0 {
+			return
+		}
+		in := window{start: time.Unix(0, start), n: n}
+		if f[0] == "*" {
+			m.global.merge(in, global, now)
+		} else if now.Sub(in.start) < per.Period {
+			m.windowLocked(f[0], per, now).merge(in, per, now)
+		}
 	}
+}
+
+// state returns the windows still running, for a server that starts
+// (Sharer).
+func (m *Module) state() [][]byte {
+	now := time.Now()
+	per, global := m.limits()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	entry := func(key string, w window) {
+		out = append(out, fmt.Appendf(nil, "=%s %d %d", key, w.start.UnixNano(), w.n))
+	}
+	for k, w := range m.perAddr {
+		if w.n > 0 && now.Sub(w.start) < per.Period {
+			entry(k, *w)
+		}
+	}
+	if m.global.n > 0 && now.Sub(m.global.start) < global.Period {
+		entry("*", m.global)
+	}
+	return out
 }
 
 func (m *Module) limits() (per, global Limit) {
