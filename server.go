@@ -725,6 +725,30 @@ func (srv *Server) OnlineSessions() []*Session {
 	return append(out, srv.hibernating()...)
 }
 
+// AllSessions returns every bound session of the service, in no order:
+// this server's (OnlineSessions) and, when the Table is cluster-wide and
+// can list its entries (router.Lister, as cluster.Node does), the other
+// nodes' sessions, for which Session.Remote reports true and Send
+// forwards to their node. For administrators' views and announcements;
+// what only this server may do to a session (close it while draining)
+// uses OnlineSessions.
+func (srv *Server) AllSessions() []*Session {
+	out := srv.OnlineSessions()
+	if srv.init() != nil || !srv.Clustered() {
+		return out
+	}
+	l, ok := srv.table.(router.Lister)
+	if !ok {
+		return out
+	}
+	for _, e := range l.AppendAll(nil) {
+		if s, ok := e.(*Session); ok && s.Remote() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Sessions returns the client sessions currently bound to the bare JID.
 func (srv *Server) Sessions(bare jid.JID) []*Session {
 	return srv.AppendSessions(nil, bare)

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ const (
 	NodeUsersNum   = NS + "#get-registered-users-num"
 	NodeUsersList  = NS + "#get-registered-users-list"
 	NodeOnlineNum  = NS + "#get-online-users-num"
+	NodeOnlineList = NS + "#get-online-users-list"
 	NodeAnnounce   = NS + "#announce"
 	// NodeRegistration switches the in-band registration policy (Treff's
 	// own command).
@@ -108,6 +110,7 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		{Node: NodeUsersNum, Name: "Number of registered users", Allowed: isAdmin, Run: m.usersNum},
 		{Node: NodeUsersList, Name: "List of registered users", Allowed: isAdmin, Run: m.usersList},
 		{Node: NodeOnlineNum, Name: "Number of online users", Allowed: isAdmin, Run: m.onlineNum},
+		{Node: NodeOnlineList, Name: "List of online users", Allowed: isAdmin, Run: m.onlineList},
 		{Node: NodeAnnounce, Name: "Send an announcement to online users", Allowed: isAdmin, Form: form("Announcement", "Sent as a headline message to everyone online on this domain.",
 			adhoc.Field{Var: "subject", Type: "text-single", Label: "Subject"},
 			adhoc.Field{Var: "announcement", Type: "text-multi", Label: "Announcement", Required: true}), Run: m.announce},
@@ -248,14 +251,31 @@ func (m *Module) usersList(ctx context.Context, from jid.JID, _ adhoc.Values) (a
 	return adhoc.Result{Form: result(adhoc.Field{Var: "registereduserjids", Type: "jid-multi", Label: "The registered users", Values: users})}, nil
 }
 
-func (m *Module) onlineNum(ctx context.Context, from jid.JID, _ adhoc.Values) (adhoc.Result, error) {
-	users := map[string]bool{}
-	for _, s := range m.srv.OnlineSessions() {
-		if s.JID().Domainpart() == from.Domainpart() {
-			users[s.JID().Bare().String()] = true
+// online returns the bare JIDs with a session bound on domain, on this
+// server or, in a cluster, on any node (Server.AllSessions), sorted.
+func (m *Module) online(domain string) []string {
+	seen := map[string]bool{}
+	var users []string
+	for _, s := range m.srv.AllSessions() {
+		if b := s.JID().Bare().String(); s.JID().Domainpart() == domain && !seen[b] {
+			seen[b] = true
+			users = append(users, b)
 		}
 	}
-	return adhoc.Result{Form: result(adhoc.Field{Var: "onlineusersnum", Label: "The number of online users", Values: []string{strconv.Itoa(len(users))}})}, nil
+	slices.Sort(users)
+	return users
+}
+
+func (m *Module) onlineNum(ctx context.Context, from jid.JID, _ adhoc.Values) (adhoc.Result, error) {
+	n := len(m.online(from.Domainpart()))
+	return adhoc.Result{Form: result(adhoc.Field{Var: "onlineusersnum", Label: "The number of online users", Values: []string{strconv.Itoa(n)}})}, nil
+}
+
+// onlineList answers XEP-0133 4.14 (Get List of Online Users) with every
+// online user of the admin's domain.
+func (m *Module) onlineList(ctx context.Context, from jid.JID, _ adhoc.Values) (adhoc.Result, error) {
+	users := m.online(from.Domainpart())
+	return adhoc.Result{Form: result(adhoc.Field{Var: "onlineuserjids", Type: "jid-multi", Label: "The online users", Values: users})}, nil
 }
 
 func (m *Module) announce(ctx context.Context, from jid.JID, v adhoc.Values) (adhoc.Result, error) {
@@ -273,7 +293,7 @@ func (m *Module) announce(ctx context.Context, from jid.JID, v adhoc.Values) (ad
 // many it went to.
 func Announce(srv *treff.Server, domain, subject, body string) int {
 	n := 0
-	for _, s := range srv.OnlineSessions() {
+	for _, s := range srv.AllSessions() {
 		if s.JID().Domainpart() != domain {
 			continue
 		}

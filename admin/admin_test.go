@@ -64,7 +64,7 @@ func TestAdminCommands(t *testing.T) {
 	list := "<iq type='get' id='l' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items' node='http://jabber.org/protocol/commands'/></iq>"
 	boss.Send(list)
 	items := boss.Expect(`<iq type='result' id='l'.*?</iq>`)
-	for _, n := range []string{"#add-user", "#delete-user", "#change-user-password", "#get-registered-users-num", "#get-registered-users-list", "#get-online-users-num", "#announce", "urn:treff:admin#registration", "urn:xmpp:invite#invite"} {
+	for _, n := range []string{"#add-user", "#delete-user", "#change-user-password", "#get-registered-users-num", "#get-registered-users-list", "#get-online-users-num", "#get-online-users-list", "#announce", "urn:treff:admin#registration", "urn:xmpp:invite#invite"} {
 		if !strings.Contains(items, n+"'") {
 			t.Errorf("admin's command list lacks %s: %s", n, items)
 		}
@@ -103,6 +103,10 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if got := run(t, boss, admin.NodeOnlineNum, ""); !regexp.MustCompile(`var='onlineusersnum'[^>]*><value>3</value>`).MatchString(got) {
 		t.Errorf("get-online-users-num: %s", got)
+	}
+	if got := run(t, boss, admin.NodeOnlineList, ""); !strings.Contains(got, "var='onlineuserjids' type='jid-multi'") ||
+		!strings.Contains(got, "<value>alice@localhost</value><value>boss@localhost</value><value>carol@localhost</value></field>") {
+		t.Errorf("get-online-users-list: %s", got)
 	}
 
 	if got := run(t, boss, admin.NodeAnnounce, field("subject", "Maintenance")+field("announcement", "Down at 22:00", "for ten minutes")); !strings.Contains(got, "sent to") {

@@ -27,6 +27,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,9 +84,15 @@ type Module struct {
 	MaxTracked int
 	// Now returns the current time. nil means time.Now.
 	Now func() time.Time
+	// Shared, if set, shares the failures with the other servers that
+	// serve the same users (the nodes of a cluster; *cluster.Node is
+	// one), so that the limits hold for all of them together. nil means
+	// this server counts alone.
+	Shared Sharer
 
 	mu       sync.Mutex
-	addrs    map[netip.Prefix]*bucket
+	addrs    map[string]*bucket // by addrKey
+	publish  func([]byte)
 	accounts map[string]*bucket
 	failures atomic.Uint64
 	refused  atomic.Uint64
@@ -95,13 +103,168 @@ var (
 	_ treff.LoginGuard = (*Module)(nil)
 )
 
+// Sharer shares counts with other servers: each server counts a failure
+// in its own memory and publishes it; the others add it to theirs. A
+// server that cannot reach the others counts alone meanwhile. The module
+// publishes "KEY\nACCOUNT" per failure, where KEY is the client address
+// (its /64 for IPv6) hashed with HashKey, and ACCOUNT the bare JID tried
+// (either may be empty). Its state is "=a TOKENS AT KEY" per address and
+// "=u TOKENS AT ACCOUNT" per account that failed recently (AT in Unix
+// nanoseconds), which a server merges by keeping the fewer tokens.
+type Sharer interface {
+	// Share subscribes recv to the events the other servers publish on
+	// topic and returns the function that publishes this server's
+	// events to them (not to itself). recv must not block. A server
+	// that starts (or meets another) gets the others' state, from their
+	// state function, through recv too.
+	Share(topic string, recv func(data []byte), state func() [][]byte) (publish func(data []byte), err error)
+	// HashKey returns a keyed hash of s that is the same on every server
+	// and cannot be reversed without the key, so that client addresses
+	// never leave the server that saw them.
+	HashKey(s string) string
+}
+
+// ShareTopic is the topic the module shares failures on.
+const ShareTopic = "authlimit"
+
 // Name implements treff.Module.
 func (m *Module) Name() string { return "authlimit" }
 
 // Setup implements treff.Module.
 func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
+	if m.Shared != nil {
+		pub, err := m.Shared.Share(ShareTopic, m.failedElsewhere, m.state)
+		if err != nil {
+			return fmt.Errorf("authlimit: sharing the limits: %w", err)
+		}
+		m.publish = pub
+	}
 	r.GuardLogins(m)
 	return nil
+}
+
+// addrKey is what an address prefix counts under: the prefix, hashed
+// with Shared.HashKey if the counts are shared.
+func (m *Module) addrKey(p netip.Prefix) string {
+	if m.Shared != nil {
+		return m.Shared.HashKey(p.String())
+	}
+	return p.String()
+}
+
+// failedElsewhere counts a failure another server published, or merges
+// a bucket of its state.
+func (m *Module) failedElsewhere(data []byte) {
+	if len(data) > 0 && data[0] == '=' {
+		m.merge(string(data[1:]))
+		return
+	}
+	key, account, ok := strings.Cut(string(data), "\n")
+	if !ok {
+		return
+	}
+	m.count(key, account, m.now())
+}
+
+// merge takes a bucket of another server's state ("a TOKENS AT KEY" or
+// "u TOKENS AT ACCOUNT") if it has fewer tokens than this server's (the
+// same failures may have come as events too).
+func (m *Module) merge(entry string) {
+	f := strings.SplitN(entry, " ", 4)
+	if len(f) != 4 || f[3] == "" {
+		return
+	}
+	tokens, err1 := strconv.ParseFloat(f[1], 64)
+	at, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	var mp map[string]*bucket
+	var r Rate
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch f[0] {
+	case "a":
+		if r = m.perAddress(); r.N < 0 {
+			return
+		}
+		if m.addrs == nil {
+			m.addrs = make(map[string]*bucket)
+		}
+		mp = m.addrs
+	case "u":
+		if r = m.perAccount(); r.N < 0 {
+			return
+		}
+		if m.accounts == nil {
+			m.accounts = make(map[string]*bucket)
+		}
+		mp = m.accounts
+	default:
+		return
+	}
+	t := m.now()
+	in := &bucket{tokens: max(min(tokens, float64(r.N)), -float64(r.N)), at: time.Unix(0, at)}
+	if in.at.After(t) {
+		in.at = t
+	}
+	if in.level(r, t) >= float64(r.N) {
+		return // refilled: nothing to remember
+	}
+	b := mp[f[3]]
+	if b == nil {
+		if len(mp) >= m.maxTracked() {
+			evict(mp, r, t)
+		}
+		mp[f[3]] = in
+		return
+	}
+	if in.tokens < b.level(r, t) {
+		b.tokens = in.tokens
+	}
+}
+
+// state returns the buckets that have not refilled, for a server that
+// starts (Sharer).
+func (m *Module) state() [][]byte {
+	t := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	add := func(kind string, mp map[string]*bucket, r Rate) {
+		if r.N < 0 {
+			return
+		}
+		for k, b := range mp {
+			if k != "" && b.level(r, t) < float64(r.N) {
+				out = append(out, fmt.Appendf(nil, "=%s %g %d %s", kind, b.tokens, b.at.UnixNano(), k))
+			}
+		}
+	}
+	add("a", m.addrs, m.perAddress())
+	add("u", m.accounts, m.perAccount())
+	return out
+}
+
+// count counts a failure against the address key and the account (each
+// if not empty) and returns the address's recent failures.
+func (m *Module) count(key, account string, t time.Time) (fails int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.perAddress(); r.N >= 0 && key != "" {
+		if m.addrs == nil {
+			m.addrs = make(map[string]*bucket)
+		}
+		b := take(m.addrs, key, r, t, m.maxTracked())
+		fails = int(float64(r.N) - b.tokens + 0.5)
+	}
+	if r := m.perAccount(); r.N >= 0 && account != "" {
+		if m.accounts == nil {
+			m.accounts = make(map[string]*bucket)
+		}
+		take(m.accounts, account, r, t, m.maxTracked())
+	}
+	return fails
 }
 
 // Failures returns how many failed logins the module was told of since
@@ -165,8 +328,9 @@ func (m *Module) Start(ctx context.Context, a treff.LoginAttempt) error {
 		return nil
 	}
 	t := m.now()
+	key := m.addrKey(p)
 	m.mu.Lock()
-	b := m.addrs[p]
+	b := m.addrs[key]
 	var tokens float64
 	if b != nil {
 		tokens = b.level(r, t)
@@ -214,7 +378,7 @@ func (m *Module) Allow(ctx context.Context, a treff.LoginAttempt) error {
 	// The account is over its ceiling: only addresses without recent
 	// failures get in.
 	if p, ok := prefix(a.Addr); ok {
-		if ab := m.addrs[p]; ab == nil || ab.level(m.perAddress(), t) >= float64(m.perAddress().N) {
+		if ab := m.addrs[m.addrKey(p)]; ab == nil || ab.level(m.perAddress(), t) >= float64(m.perAddress().N) {
 			return nil
 		}
 	}
@@ -226,24 +390,16 @@ func (m *Module) Allow(ctx context.Context, a treff.LoginAttempt) error {
 // address and the account and returns the hold-back.
 func (m *Module) Failed(ctx context.Context, a treff.LoginAttempt) time.Duration {
 	m.failures.Add(1)
-	t := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var fails int
-	if r := m.perAddress(); r.N >= 0 {
-		if p, ok := prefix(a.Addr); ok {
-			if m.addrs == nil {
-				m.addrs = make(map[netip.Prefix]*bucket)
-			}
-			b := take(m.addrs, p, r, t, m.maxTracked())
-			fails = int(float64(r.N) - b.tokens + 0.5)
-		}
+	var key, account string
+	if p, ok := prefix(a.Addr); ok {
+		key = m.addrKey(p)
 	}
-	if r := m.perAccount(); r.N >= 0 && a.User.Localpart() != "" {
-		if m.accounts == nil {
-			m.accounts = make(map[string]*bucket)
-		}
-		take(m.accounts, a.User.String(), r, t, m.maxTracked())
+	if a.User.Localpart() != "" {
+		account = a.User.String()
+	}
+	fails := m.count(key, account, m.now())
+	if m.publish != nil {
+		m.publish([]byte(key + "\n" + account))
 	}
 	return m.delay(fails)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +154,101 @@ func TestServer(t *testing.T) {
 	if m.Failures() != 3 || m.Refused() != 1 {
 		t.Errorf("Failures, Refused = %d, %d; want 3, 1", m.Failures(), m.Refused())
 	}
+}
+
+// pairSharer is one end of an in-process link between two servers'
+// modules: what one publishes, the other receives at once.
+type pairSharer struct {
+	peer  *pairSharer
+	recv  func([]byte)
+	state func() [][]byte
+	mu    sync.Mutex
+	sent  []string
+}
+
+func (p *pairSharer) Share(topic string, recv func([]byte), state func() [][]byte) (func([]byte), error) {
+	p.mu.Lock()
+	p.recv, p.state = recv, state
+	p.mu.Unlock()
+	// A server that starts gets the other's state (as cluster.Node asks
+	// for it).
+	p.peer.mu.Lock()
+	peerState := p.peer.state
+	p.peer.mu.Unlock()
+	if peerState != nil {
+		for _, e := range peerState() {
+			recv(e)
+		}
+	}
+	return func(b []byte) {
+		p.mu.Lock()
+		p.sent = append(p.sent, string(b))
+		p.mu.Unlock()
+		p.peer.mu.Lock()
+		recv := p.peer.recv
+		p.peer.mu.Unlock()
+		if recv != nil {
+			recv(b)
+		}
+	}, nil
+}
+
+func (p *pairSharer) HashKey(s string) string { return "hash(" + strings.ReplaceAll(s, ".", "-") + ")" }
+
+// TestShared: two servers whose modules share their failures
+// (Module.Shared): failures on one lock the address on the other, and
+// what travels is the hashed address and the account.
+func TestShared(t *testing.T) {
+	s0, s1 := &pairSharer{}, &pairSharer{}
+	s0.peer, s1.peer = s1, s0
+	var ts []*trefftest.Server
+	for _, s := range []*pairSharer{s0, s1} {
+		m := &authlimit.Module{PerAddress: authlimit.Rate{N: 2, Period: time.Hour}, Delay: -1, Shared: s}
+		ts = append(ts, trefftest.NewServer(t, func(srv *treff.Server) { srv.Modules = append(im.Modules(), m) }))
+	}
+	ts[1].AddUser(t, "alice", "alicepw")
+	c := ts[0].DialTLS(t)
+	c.Send(trefftest.Header("localhost"))
+	c.Expect(`</stream:features>`)
+	for range 2 {
+		c.Send(trefftest.PlainAuth("alice", "wrong"))
+		c.Expect(`<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>`)
+	}
+	d := ts[1].DialTLS(t)
+	d.Send(trefftest.Header("localhost"))
+	d.Expect(`</stream:features>`)
+	d.Send(trefftest.PlainAuth("alice", "alicepw"))
+	d.Expect(`<temporary-auth-failure/><text xml:lang='en'>Too many failed logins from your address; try again in 30 minutes.</text>`)
+	want := "hash(127-0-0-1/32)\nalice@localhost"
+	s0.mu.Lock()
+	defer s0.mu.Unlock()
+	if len(s0.sent) != 2 || s0.sent[0] != want || s0.sent[1] != want {
+		t.Errorf("published %q, want %q twice", s0.sent, want)
+	}
+}
+
+// TestSharedState: a server that starts after another has counted
+// failures gets them (the other's state) and locks the address too.
+func TestSharedState(t *testing.T) {
+	s0, s1 := &pairSharer{}, &pairSharer{}
+	s0.peer, s1.peer = s1, s0
+	newTS := func(s *pairSharer) *trefftest.Server {
+		m := &authlimit.Module{PerAddress: authlimit.Rate{N: 2, Period: time.Hour}, Delay: -1, Shared: s}
+		return trefftest.NewServer(t, func(srv *treff.Server) { srv.Modules = append(im.Modules(), m) })
+	}
+	ts0 := newTS(s0)
+	c := ts0.DialTLS(t)
+	c.Send(trefftest.Header("localhost"))
+	c.Expect(`</stream:features>`)
+	for range 2 {
+		c.Send(trefftest.PlainAuth("alice", "wrong"))
+		c.Expect(`<not-authorized/>`)
+	}
+	ts1 := newTS(s1)
+	ts1.AddUser(t, "alice", "alicepw")
+	d := ts1.DialTLS(t)
+	d.Send(trefftest.Header("localhost"))
+	d.Expect(`</stream:features>`)
+	d.Send(trefftest.PlainAuth("alice", "alicepw"))
+	d.Expect(`<temporary-auth-failure/>`)
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -39,6 +40,10 @@ type testCluster struct {
 	// setup, if set, configures node i's server further (after
 	// im.Modules()).
 	setup func(i int, s *treff.Server)
+	// modules, if set, adds modules to node i's server (after Join).
+	modules func(i int, n *Node) []treff.Module
+	// routeTLS, if set, is node i's Embedded.TLS.
+	routeTLS func(i int) *tls.Config
 }
 
 // Short heartbeats so that a silent node is dropped within 2 s, with
@@ -57,9 +62,16 @@ func newClusterTB(t testing.TB, k int) *testCluster { return newClusterWith(t, k
 // also configured by setup(i, s) if setup is not nil.
 func newClusterWith(t testing.TB, k int, setup func(i int, s *treff.Server)) *testCluster {
 	t.Helper()
+	return startCluster(t, k, &testCluster{setup: setup})
+}
+
+// startCluster starts k nodes of c (its setup, modules and routeTLS
+// set, if wanted) sharing one memstore.
+func startCluster(t testing.TB, k int, c *testCluster) *testCluster {
+	t.Helper()
 	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
-	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}, setup: setup}
+	c.store, c.auth = store, &auth.Store{Accounts: store}
 	addrs := make([]string, k)
 	for i := range addrs {
 		addrs[i] = trefftest.FreeAddr(t)
@@ -88,7 +100,11 @@ func (c *testCluster) addNode(t testing.TB, i int) *testNode {
 	if i < len(c.addrs) {
 		listen = c.addrs[i]
 	}
-	ns, nc, err := Embedded{Name: name, Listen: listen, Peers: c.addrs}.Start()
+	e := Embedded{Name: name, Listen: listen, Peers: c.addrs}
+	if c.routeTLS != nil {
+		e.TLS = c.routeTLS(i)
+	}
+	ns, nc, err := e.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +125,9 @@ func (c *testCluster) addNode(t testing.TB, i int) *testNode {
 		}
 		if err := tn.node.Join(s); err != nil {
 			t.Fatal(err)
+		}
+		if c.modules != nil {
+			s.Modules = append(s.Modules, c.modules(i, tn.node)...)
 		}
 	})
 	c.nodes = append(c.nodes, tn)

@@ -3,11 +3,14 @@ package cluster
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -40,6 +43,66 @@ type Embedded struct {
 	// with a random password: the node itself talks to its server
 	// in-process.
 	Client string
+	// TLS, if not nil, encrypts the routes between the servers and
+	// authenticates them by certificate (mutual TLS): its Certificates
+	// hold this node's certificate, its RootCAs (or ClientCAs) the CAs
+	// that sign every node's certificate; a server dials a peer at the
+	// address in Peers and checks that the peer's certificate names it
+	// (an IP address SAN for an address given as an IP). Every node
+	// must use TLS, or none. nil means plain routes. See RouteTLS.
+	TLS *tls.Config
+}
+
+// routeTLSTimeout bounds a route's TLS handshake, in seconds.
+const routeTLSTimeout = 5
+
+// RouteTLS returns a configuration for Embedded.TLS from PEM files: the
+// node's certificate chain and key, and the CA certificates that sign
+// every node's certificate.
+func RouteTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: route certificate: %w", err)
+	}
+	pool, err := loadCA(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// loadCA reads PEM CA certificates from file.
+func loadCA(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("cluster: CA file %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// routeTLS completes c for routes, which are both servers and clients:
+// client certificates required and verified, the same CAs both ways.
+func routeTLS(c *tls.Config) (*tls.Config, error) {
+	c = c.Clone()
+	if len(c.Certificates) == 0 && c.GetCertificate == nil {
+		return nil, errors.New("cluster: route TLS without a certificate")
+	}
+	if c.RootCAs == nil {
+		c.RootCAs = c.ClientCAs
+	}
+	if c.ClientCAs == nil {
+		c.ClientCAs = c.RootCAs
+	}
+	if c.RootCAs == nil {
+		return nil, errors.New("cluster: route TLS without the CAs of the nodes' certificates")
+	}
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
+	return c, nil
 }
 
 // Start starts the server and returns it with an in-process connection
@@ -81,6 +144,13 @@ func (e Embedded) Start() (*server.Server, *nats.Conn, error) {
 			opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", -1 // random, unused
 		}
 		opts.Cluster.NoAdvertise = true
+		if e.TLS != nil {
+			c, err := routeTLS(e.TLS)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = c, routeTLSTimeout
+		}
 		var user *url.Userinfo
 		if e.Secret != "" {
 			// The password is derived, so that the secret itself never
@@ -117,14 +187,37 @@ func (e Embedded) Start() (*server.Server, *nats.Conn, error) {
 }
 
 // Connect connects to an external NATS server or cluster (a URL such as
-// nats://127.0.0.1:4222, or several separated by commas), reconnecting
-// for ever when the connection breaks.
-func Connect(url, name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.RetryOnFailedConnect(false))
+// nats://127.0.0.1:4222 or tls://nats.example:4222, or several separated
+// by commas), reconnecting for ever when the connection breaks. opts add
+// to the connection's options, e.g. nats.RootCAs for a NATS server
+// whose certificate a private CA signs (see ConnectTLS).
+func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.RetryOnFailedConnect(false)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: nats %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// ConnectTLS returns the options for Connect that trust the CA
+// certificates in caFile (for a tls:// URL) and, if certFile is not
+// empty, present that client certificate (with keyFile) to a NATS server
+// that asks for one. Either file may be "".
+func ConnectTLS(certFile, keyFile, caFile string) ([]nats.Option, error) {
+	var opts []nats.Option
+	if caFile != "" {
+		if _, err := loadCA(caFile); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.RootCAs(caFile))
+	}
+	if certFile != "" {
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return nil, fmt.Errorf("cluster: client certificate: %w", err)
+		}
+		opts = append(opts, nats.ClientCert(certFile, keyFile))
+	}
+	return opts, nil
 }
 
 func splitAddr(a string) (string, int, error) {

@@ -80,6 +80,10 @@ type Node struct {
 	DeadAfter time.Duration
 	// Logger receives the node's logs; nil means the server's.
 	Logger *slog.Logger
+	// KeySecret is the key of HashKey, the same on every node. nil means
+	// a random one kept in the shared store (storage.Secrets, name
+	// "cluster/key-hash"), made by the first node that starts.
+	KeySecret []byte
 
 	srv   *treff.Server
 	table router.Local // the effective entry per full JID
@@ -106,6 +110,10 @@ type Node struct {
 	// rooms, if set, takes the room stanzas other nodes forward here
 	// (rooms.go), in inbox order.
 	rooms atomic.Pointer[Rooms]
+	// shares are the topics shared, by subject (shared.go).
+	shares  map[string]*share
+	stateq  *nats.Subscription
+	keyHash []byte
 }
 
 type ownRow struct {
@@ -159,6 +167,7 @@ type ctlMsg struct {
 
 var _ router.Table = (*Node)(nil)
 var _ router.Updater = (*Node)(nil)
+var _ router.Lister = (*Node)(nil)
 
 func (n *Node) prefix() string {
 	if n.Subject == "" {
@@ -249,6 +258,9 @@ func (n *Node) Join(srv *treff.Server) error {
 	n.stop, n.stopped = make(chan struct{}), make(chan struct{})
 	srv.Table = n
 	n.ctx = context.WithoutCancel(srv.Context())
+	if err := n.loadKeyHash(); err != nil {
+		return err
+	}
 
 	sub := func(subject string, h nats.MsgHandler) error {
 		s, err := n.Conn.Subscribe(subject, h)
@@ -273,7 +285,8 @@ func (n *Node) Join(srv *treff.Server) error {
 		}
 		n.subs = append(n.subs, s)
 	}
-	go n.read(deliver)
+	sharePrefix, statePrefix := n.subj("share", ""), n.subj("node", n.Name, "state", "")
+	go n.read(deliver, sharePrefix, statePrefix)
 	if err := sub(n.subj("node", n.Name, "ctl"), n.onClose); err != nil {
 		return err
 	}
@@ -321,7 +334,7 @@ func (n *Node) Leave() {
 }
 
 // read handles the inbox until Leave.
-func (n *Node) read(deliver string) {
+func (n *Node) read(deliver, sharePrefix, statePrefix string) {
 	for {
 		select {
 		case <-n.stop:
@@ -331,6 +344,10 @@ func (n *Node) read(deliver string) {
 			n.pause.Unlock()
 			if m.Subject == deliver {
 				n.onDeliver(m)
+			} else if strings.HasPrefix(m.Subject, sharePrefix) {
+				n.onShare(m)
+			} else if strings.HasPrefix(m.Subject, statePrefix) {
+				n.onState(m)
 			} else if strings.HasSuffix(m.Subject, roomSuffix) {
 				n.onRoom(m)
 			} else {
@@ -588,6 +605,10 @@ func (n *Node) onControl(msg *nats.Msg) {
 		n.peers[m.Node] = p
 		fetch = true
 		n.log().Info("cluster: node up", "node", m.Node)
+		// Its counts (shared.go): what it counted before this node
+		// heard of it, or everything if this node just started.
+		name := m.Node
+		n.later = append(n.later, func() { go n.askState(name, "") })
 	}
 	p.seen = time.Now()
 	switch m.Op {
@@ -1093,6 +1114,10 @@ func (n *Node) Lookup(full jid.JID) router.Entry { return n.table.Lookup(full) }
 
 // Len implements router.Table: the sessions of every node.
 func (n *Node) Len() int { return n.table.Len() }
+
+// AppendAll implements router.Lister: the sessions of every node (one
+// entry per full JID: the newest bind where two nodes have one).
+func (n *Node) AppendAll(dst []router.Entry) []router.Entry { return n.table.AppendAll(dst) }
 
 // Nodes returns the names of the other nodes this node hears from, for
 // health checks and tests.

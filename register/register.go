@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,6 +129,11 @@ type Module struct {
 	// implements storage.Invites; without one, the Invite policy cannot
 	// be chosen.
 	Invites storage.Invites
+	// Shared, if set, shares the counts of PerAddress and Global with the
+	// other servers that serve the same users (the nodes of a cluster;
+	// *cluster.Node is one), so that the limits hold for all of them
+	// together. nil means this server counts alone.
+	Shared Sharer
 
 	srv      *treff.Server
 	policy   atomic.Value  // Policy
@@ -137,7 +143,32 @@ type Module struct {
 	perAddr  map[string]*window
 	global   window
 	tokens   map[string]presented // by stream ID
+	publish  func([]byte)         // to the other servers, if Shared
 }
+
+// Sharer shares counts with other servers: each server counts an event
+// in its own memory and publishes it; the others add it to theirs. A
+// server that cannot reach the others counts alone meanwhile. The
+// module publishes "+KEY" for a registration counted and "-KEY" for one
+// given back, where KEY is the client address hashed with HashKey; its
+// state is "=KEY START N" per address window and "=* START N" for the
+// global one (START in Unix nanoseconds), which a server merges by
+// taking the larger count.
+type Sharer interface {
+	// Share subscribes recv to the events the other servers publish on
+	// topic and returns the function that publishes this server's
+	// events to them (not to itself). recv must not block. A server
+	// that starts (or meets another) gets the others' state, from their
+	// state function, through recv too.
+	Share(topic string, recv func(data []byte), state func() [][]byte) (publish func(data []byte), err error)
+	// HashKey returns a keyed hash of s that is the same on every server
+	// and cannot be reversed without the key, so that client addresses
+	// never leave the server that saw them.
+	HashKey(s string) string
+}
+
+// ShareTopic is the topic the module shares its counts on.
+const ShareTopic = "register"
 
 // presented is an invitation token a stream presented.
 type presented struct {
@@ -179,6 +210,13 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 		}
 	}
 	m.perAddr = make(map[string]*window)
+	if m.Shared != nil {
+		pub, err := m.Shared.Share(ShareTopic, m.counted, m.state)
+		if err != nil {
+			return fmt.Errorf("register: sharing the limits: %w", err)
+		}
+		m.publish = pub
+	}
 	if m.Held == nil {
 		m.Held, _ = m.srv.Storage.(storage.HeldNames)
 	}
@@ -562,6 +600,26 @@ func (w *window) allow(l Limit, now time.Time) bool {
 	return true
 }
 
+// merge takes another server's window for the same key if it counts
+// more (the same events may have come as events and in a state), and
+// its window has not ended.
+func (w *window) merge(in window, l Limit, now time.Time) {
+	if now.Sub(in.start) >= l.Period {
+		return
+	}
+	if now.Sub(w.start) >= l.Period || in.n > w.n {
+		*w = in
+	}
+}
+
+// add counts an event whether or not it fits (another server allowed it).
+func (w *window) add(l Limit, now time.Time) {
+	if now.Sub(w.start) >= l.Period {
+		w.start, w.n = now, 0
+	}
+	w.n++
+}
+
 func orLimit(l, def Limit) Limit {
 	if l.N == 0 && l.Period == 0 {
 		return def
@@ -573,14 +631,113 @@ func orLimit(l, def Limit) Limit {
 // registration failed after all (a taken name, a used invitation): only
 // accounts created count against the limits.
 func (m *Module) refund(addr net.Addr) {
+	key := m.key(addr)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if w := m.perAddr[hostOf(addr)]; w != nil && w.n > 0 {
+	m.refundLocked(key)
+	m.mu.Unlock()
+	if m.publish != nil {
+		m.publish([]byte("-" + key))
+	}
+}
+
+func (m *Module) refundLocked(key string) {
+	if w := m.perAddr[key]; w != nil && w.n > 0 {
 		w.n--
 	}
 	if m.global.n > 0 {
 		m.global.n--
 	}
+}
+
+// key is what registrations from addr count under: the address's host,
+// hashed with Shared.HashKey if the counts are shared.
+func (m *Module) key(addr net.Addr) string {
+	host := hostOf(addr)
+	if m.Shared != nil {
+		return m.Shared.HashKey(host)
+	}
+	return host
+}
+
+// counted applies a registration another server counted ("+KEY") or gave
+// back ("-KEY"), or a window of its state ("=KEY START N").
+func (m *Module) counted(data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	key := string(data[1:])
+	now := time.Now()
+	per, global := m.limits()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch data[0] {
+	case '+':
+		w := m.windowLocked(key, per, now)
+		w.add(per, now)
+		m.global.add(global, now)
+	case '-':
+		m.refundLocked(key)
+	case '=':
+		f := strings.Fields(key)
+		if len(f) != 3 {
+			return
+		}
+		start, err1 := strconv.ParseInt(f[1], 10, 64)
+		n, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil || n <= 0 {
+			return
+		}
+		in := window{start: time.Unix(0, start), n: n}
+		if f[0] == "*" {
+			m.global.merge(in, global, now)
+		} else if now.Sub(in.start) < per.Period {
+			m.windowLocked(f[0], per, now).merge(in, per, now)
+		}
+	}
+}
+
+// state returns the windows still running, for a server that starts
+// (Sharer).
+func (m *Module) state() [][]byte {
+	now := time.Now()
+	per, global := m.limits()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	entry := func(key string, w window) {
+		out = append(out, fmt.Appendf(nil, "=%s %d %d", key, w.start.UnixNano(), w.n))
+	}
+	for k, w := range m.perAddr {
+		if w.n > 0 && now.Sub(w.start) < per.Period {
+			entry(k, *w)
+		}
+	}
+	if m.global.n > 0 && now.Sub(m.global.start) < global.Period {
+		entry("*", m.global)
+	}
+	return out
+}
+
+func (m *Module) limits() (per, global Limit) {
+	return orLimit(m.PerAddress, Limit{N: 3, Period: time.Hour}), orLimit(m.Global, Limit{N: 60, Period: time.Hour})
+}
+
+// windowLocked returns key's window, made if new; it forgets the windows
+// past their period when there are many.
+func (m *Module) windowLocked(key string, per Limit, now time.Time) *window {
+	if len(m.perAddr) > 10000 {
+		for k, w := range m.perAddr {
+			if now.Sub(w.start) >= per.Period {
+				delete(m.perAddr, k)
+			}
+		}
+	}
+	w := m.perAddr[key]
+	if w == nil {
+		w = &window{start: now}
+		m.perAddr[key] = w
+	}
+	return w
 }
 
 func hostOf(addr net.Addr) string {
@@ -606,23 +763,19 @@ const (
 // limits but counts against them). Addresses are kept in memory for at
 // most one period and never written anywhere.
 func (m *Module) allow(addr net.Addr, now time.Time, invited bool) int {
-	per := orLimit(m.PerAddress, Limit{N: 3, Period: time.Hour})
-	global := orLimit(m.Global, Limit{N: 60, Period: time.Hour})
-	host := hostOf(addr)
+	key := m.key(addr)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.perAddr) > 10000 {
-		for k, w := range m.perAddr {
-			if now.Sub(w.start) >= per.Period {
-				delete(m.perAddr, k)
-			}
-		}
+	v := m.allowLocked(key, now, invited)
+	m.mu.Unlock()
+	if v == allowed && m.publish != nil {
+		m.publish([]byte("+" + key))
 	}
-	w := m.perAddr[host]
-	if w == nil {
-		w = &window{start: now}
-		m.perAddr[host] = w
-	}
+	return v
+}
+
+func (m *Module) allowLocked(key string, now time.Time, invited bool) int {
+	per, global := m.limits()
+	w := m.windowLocked(key, per, now)
 	// Check both before counting either.
 	wc, gc := *w, m.global
 	okAddr, okGlobal := wc.allow(per, now), gc.allow(global, now)

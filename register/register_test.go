@@ -3,6 +3,7 @@ package register_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,4 +267,102 @@ func TestInviteOnly(t *testing.T) {
 	c5 := preAuth(t, ts)
 	c5.Send(preauth(inv3.Token))
 	c5.Expect(`<iq type='error' id='pa'.*?<item-not-found`)
+}
+
+// pairSharer is one end of an in-process link between two servers'
+// modules: what one publishes, the other receives at once.
+type pairSharer struct {
+	peer  *pairSharer
+	recv  func([]byte)
+	state func() [][]byte
+	mu    sync.Mutex
+	sent  []string
+}
+
+func (p *pairSharer) Share(topic string, recv func([]byte), state func() [][]byte) (func([]byte), error) {
+	p.mu.Lock()
+	p.recv, p.state = recv, state
+	p.mu.Unlock()
+	// A server that starts gets the other's state (as cluster.Node asks
+	// for it).
+	p.peer.mu.Lock()
+	peerState := p.peer.state
+	p.peer.mu.Unlock()
+	if peerState != nil {
+		for _, e := range peerState() {
+			recv(e)
+		}
+	}
+	return func(b []byte) {
+		p.mu.Lock()
+		p.sent = append(p.sent, string(b))
+		p.mu.Unlock()
+		p.peer.mu.Lock()
+		recv := p.peer.recv
+		p.peer.mu.Unlock()
+		if recv != nil {
+			recv(b)
+		}
+	}, nil
+}
+
+func (p *pairSharer) HashKey(s string) string { return "hash(" + strings.ReplaceAll(s, ".", "-") + ")" }
+
+// TestSharedLimits: two servers whose modules share their counts
+// (Module.Shared) keep one per-address limit together: a registration on
+// one counts on the other, a refused taken name is given back on both,
+// and what travels is the hashed address.
+func TestSharedLimits(t *testing.T) {
+	s0, s1 := &pairSharer{}, &pairSharer{}
+	s0.peer, s1.peer = s1, s0
+	lim := register.Limit{N: 3, Period: time.Hour}
+	ts0 := newServer(t, &register.Module{Policy: register.Open, PerAddress: lim, Shared: s0})
+	ts1 := newServer(t, &register.Module{Policy: register.Open, PerAddress: lim, Shared: s1})
+	c0, c1 := preAuth(t, ts0), preAuth(t, ts1)
+	c0.Send(reg("a", "long-enough"))
+	c0.Expect(`<iq type='result' id='r'`)
+	c1.Send(reg("b", "long-enough"))
+	c1.Expect(`<iq type='result' id='r'`)
+	// The servers have separate stores: the name is taken on ts1 only,
+	// and the refusal gives its count back on both.
+	c1.Send(reg("b", "long-enough"))
+	c1.Expect(`this username is taken`)
+	c0.Send(reg("c", "long-enough"))
+	c0.Expect(`<iq type='result' id='r'`)
+	c1.Send(reg("d", "long-enough"))
+	c1.Expect(`<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+	c0.Send(reg("d", "long-enough"))
+	c0.Expect(`resource-constraint`)
+	s0.mu.Lock()
+	s1.mu.Lock()
+	defer s0.mu.Unlock()
+	defer s1.mu.Unlock()
+	want0 := []string{"+hash(127-0-0-1)", "+hash(127-0-0-1)"}
+	want1 := []string{"+hash(127-0-0-1)", "+hash(127-0-0-1)", "-hash(127-0-0-1)"}
+	if strings.Join(s0.sent, " ") != strings.Join(want0, " ") || strings.Join(s1.sent, " ") != strings.Join(want1, " ") {
+		t.Errorf("published %q and %q, want %q and %q", s0.sent, s1.sent, want0, want1)
+	}
+}
+
+// TestSharedState: a server that starts after another has counted
+// registrations gets its counts (the other's state) and keeps the limit.
+func TestSharedState(t *testing.T) {
+	s0, s1 := &pairSharer{}, &pairSharer{}
+	s0.peer, s1.peer = s1, s0
+	lim := register.Limit{N: 3, Period: time.Hour}
+	ts0 := newServer(t, &register.Module{Policy: register.Open, PerAddress: lim, Global: register.Limit{N: 4, Period: time.Hour}, Shared: s0})
+	c0 := preAuth(t, ts0)
+	for _, u := range []string{"a", "b"} {
+		c0.Send(reg(u, "long-enough"))
+		c0.Expect(`<iq type='result' id='r'`)
+	}
+	ts1 := newServer(t, &register.Module{Policy: register.Open, PerAddress: lim, Global: register.Limit{N: 4, Period: time.Hour}, Shared: s1})
+	c1 := preAuth(t, ts1)
+	c1.Send(reg("c", "long-enough"))
+	c1.Expect(`<iq type='result' id='r'`)
+	c1.Send(reg("d", "long-enough"))
+	c1.Expect(`<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>`)
+	// ts0 counts "c" too (an event).
+	c0.Send(reg("d", "long-enough"))
+	c0.Expect(`resource-constraint`)
 }

@@ -52,6 +52,16 @@ type Updater interface {
 	Update(e Entry)
 }
 
+// Lister is a Table that can list every entry it holds, for views of
+// the whole table (an administrator's list of online users, an
+// announcement to all of them). Listing takes the table's locks one
+// shard at a time: the result is not a snapshot of one instant.
+type Lister interface {
+	// AppendAll appends every entry to dst and returns the result, in no
+	// order.
+	AppendAll(dst []Entry) []Entry
+}
+
 const shards = 64
 
 // Local is an in-process Table. Its zero value is ready to use. Lookups take
@@ -63,7 +73,10 @@ type Local struct {
 	}
 }
 
-var _ Table = (*Local)(nil)
+var (
+	_ Table  = (*Local)(nil)
+	_ Lister = (*Local)(nil)
+)
 
 func fnv(s string) uint32 {
 	h := uint32(2166136261)
@@ -152,6 +165,19 @@ func (t *Local) Lookup(full jid.JID) Entry {
 		}
 	}
 	return nil
+}
+
+// AppendAll implements Lister.
+func (t *Local) AppendAll(dst []Entry) []Entry {
+	for i := range t.shard {
+		sh := &t.shard[i]
+		sh.RLock()
+		for _, l := range sh.m {
+			dst = append(dst, l...)
+		}
+		sh.RUnlock()
+	}
+	return dst
 }
 
 // Len implements Table.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/treff-im/treff"
+	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/cluster"
+	"github.com/treff-im/treff/register"
 )
 
 // sharedStore reports whether the configured store can be shared by the
@@ -30,6 +33,15 @@ func checkCluster(cfg Config) error {
 	if cfg.ClusterDeadAfter <= cfg.ClusterHeartbeat {
 		return usageErrorf("cluster_dead_after (%v) must be more than cluster_heartbeat (%v)", cfg.ClusterDeadAfter, cfg.ClusterHeartbeat)
 	}
+	if (cfg.ClusterTLSCert == "") != (cfg.ClusterTLSKey == "") {
+		return usageErrorf("cluster_tls_cert and cluster_tls_key go together")
+	}
+	if cfg.ClusterNATS == "" && cfg.ClusterTLSCert != "" && cfg.ClusterTLSCA == "" {
+		return usageErrorf("cluster_tls_cert needs cluster_tls_ca: the CA that signs every node's route certificate")
+	}
+	if cfg.ClusterNATS == "" && cfg.ClusterTLSCA != "" && cfg.ClusterTLSCert == "" {
+		return usageErrorf("cluster_tls_ca needs cluster_tls_cert and cluster_tls_key: this node's route certificate")
+	}
 	return nil
 }
 
@@ -43,7 +55,12 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 	var nc *nats.Conn
 	var ns *natsserver.Server
 	if cfg.ClusterNATS != "" {
-		nc, err = cluster.Connect(cfg.ClusterNATS, cfg.NodeName)
+		var opts []nats.Option
+		opts, err = cluster.ConnectTLS(cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA)
+		if err != nil {
+			return nil, err
+		}
+		nc, err = cluster.Connect(cfg.ClusterNATS, cfg.NodeName, opts...)
 	} else {
 		var secret string
 		if cfg.ClusterSecretFile != "" {
@@ -55,14 +72,23 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 				return nil, fmt.Errorf("cluster_secret_file %s is empty", cfg.ClusterSecretFile)
 			}
 		}
-		if cfg.ClusterListen != "" && !isLoopback(cfg.ClusterListen) {
-			if secret == "" {
-				log.Warn("the cluster listener is not on loopback and cluster_secret_file is not set: any server that reaches it can join; keep it on a private network", "cluster_listen", cfg.ClusterListen)
-			} else {
-				log.Info("the NATS routes between the nodes are authenticated, not encrypted: keep cluster_listen on a private network", "cluster_listen", cfg.ClusterListen)
+		var routeTLS *tls.Config
+		if cfg.ClusterTLSCert != "" {
+			if routeTLS, err = cluster.RouteTLS(cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA); err != nil {
+				return nil, err
 			}
 		}
-		ns, nc, err = cluster.Embedded{Name: cfg.NodeName, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers, Secret: secret}.Start()
+		if cfg.ClusterListen != "" && !isLoopback(cfg.ClusterListen) {
+			switch {
+			case routeTLS != nil:
+				log.Info("the NATS routes between the nodes use TLS with certificates of cluster_tls_ca", "cluster_listen", cfg.ClusterListen)
+			case secret == "":
+				log.Warn("the cluster listener is not on loopback and neither cluster_tls_cert nor cluster_secret_file is set: any server that reaches it can join, and the routes are not encrypted; keep it on a private network", "cluster_listen", cfg.ClusterListen)
+			default:
+				log.Info("the NATS routes between the nodes are authenticated, not encrypted (set cluster_tls_cert, cluster_tls_key, cluster_tls_ca): keep cluster_listen on a private network", "cluster_listen", cfg.ClusterListen)
+			}
+		}
+		ns, nc, err = cluster.Embedded{Name: cfg.NodeName, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers, Secret: secret, TLS: routeTLS}.Start()
 	}
 	if err != nil {
 		return nil, err
@@ -75,6 +101,7 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 		}
 		return nil, err
 	}
+	shareLimits(srv, node)
 	stopRooms, err := startRooms(cfg, node, srv, log)
 	if err != nil {
 		node.Leave()
@@ -93,4 +120,20 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 			ns.Shutdown()
 		}
 	}, nil
+}
+
+// shareLimits makes the registration limits (registration_per_address,
+// registration_global) and the failed-login limits (auth_limit,
+// auth_limit_account) hold for the whole cluster: the modules share
+// their counts through the node (client addresses hashed with a key the
+// nodes keep in the shared store; see docs/cluster.md).
+func shareLimits(srv *treff.Server, node *cluster.Node) {
+	for _, m := range srv.Modules {
+		switch m := m.(type) {
+		case *register.Module:
+			m.Shared = node
+		case *authlimit.Module:
+			m.Shared = node
+		}
+	}
 }

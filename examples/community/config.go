@@ -269,6 +269,19 @@ type Config struct {
 	// cluster_secret_file): the embedded NATS servers accept routes only
 	// from servers that know it. Default: none (any route is accepted).
 	ClusterSecretFile string
+	// ClusterTLSCert and ClusterTLSKey are this node's certificate chain
+	// and key for the embedded NATS servers' routes (keys
+	// cluster_tls_cert, cluster_tls_key; PEM files): with
+	// ClusterTLSCA the routes are encrypted and each server proves
+	// itself with its certificate (mutual TLS). With cluster_nats, the
+	// client certificate presented to the external NATS, if it asks for
+	// one. Default: none (plain routes).
+	ClusterTLSCert, ClusterTLSKey string
+	// ClusterTLSCA is the CA certificates (PEM file) that sign every
+	// node's route certificate (key cluster_tls_ca); with cluster_nats,
+	// the CAs trusted for the external NATS server's certificate (a
+	// tls:// URL). Default: none.
+	ClusterTLSCA string
 	// NodeName is this node's name, unique in the cluster (key
 	// node_name; letters, digits, '-' and '_'). Default: empty, meaning
 	// the host name (cluster.HostName).
@@ -1057,6 +1070,18 @@ var options = []option{
 	}},
 	{"cluster_secret_file", "`file` with a secret all nodes share: the embedded NATS servers accept routes only from servers that know it", func(c *Config, v string) error {
 		c.ClusterSecretFile = strings.TrimSpace(v)
+		return nil
+	}},
+	{"cluster_tls_cert", "`file` (PEM) with this node's certificate for TLS on the NATS routes (with cluster_tls_key and cluster_tls_ca)", func(c *Config, v string) error {
+		c.ClusterTLSCert = strings.TrimSpace(v)
+		return nil
+	}},
+	{"cluster_tls_key", "`file` (PEM) with the key of cluster_tls_cert", func(c *Config, v string) error {
+		c.ClusterTLSKey = strings.TrimSpace(v)
+		return nil
+	}},
+	{"cluster_tls_ca", "`file` (PEM) with the CA certificates of the nodes' route certificates (or of the external NATS server's)", func(c *Config, v string) error {
+		c.ClusterTLSCA = strings.TrimSpace(v)
 		return nil
 	}},
 	{"cluster_room_queue", "group chat stanzas forwarded by other nodes that may wait for this node (`count`)", func(c *Config, v string) error {

@@ -452,8 +452,46 @@ func TestClusterKeys(t *testing.T) {
 			t.Errorf("%s = %s accepted", k, v)
 		}
 	}
-	if d := Default(); d.NodeName != "" || d.Cluster {
-		t.Error("defaults: want cluster no and node_name empty (the host name)")
+	if d := Default(); d.NodeName != "" || d.Cluster || d.ClusterTLSCert != "" || d.ClusterTLSKey != "" || d.ClusterTLSCA != "" {
+		t.Error("defaults: want cluster no, node_name empty (the host name), no route TLS")
+	}
+}
+
+// TestClusterTLSKeys: cluster_tls_cert, cluster_tls_key and
+// cluster_tls_ca go together for the embedded routes (a usage error
+// otherwise); with cluster_nats the CA alone will do.
+func TestClusterTLSKeys(t *testing.T) {
+	for _, c := range []struct {
+		set  map[string]string
+		want string // in the error; "" for none
+	}{
+		{map[string]string{"cluster_tls_cert": "c.pem"}, "cluster_tls_cert and cluster_tls_key go together"},
+		{map[string]string{"cluster_tls_cert": "c.pem", "cluster_tls_key": "k.pem"}, "cluster_tls_cert needs cluster_tls_ca"},
+		{map[string]string{"cluster_tls_ca": "ca.pem"}, "cluster_tls_ca needs cluster_tls_cert and cluster_tls_key"},
+		{map[string]string{"cluster_tls_cert": "c.pem", "cluster_tls_key": "k.pem", "cluster_tls_ca": "ca.pem"}, ""},
+		{map[string]string{"cluster_nats": "tls://127.0.0.1:4222", "cluster_tls_ca": "ca.pem"}, ""},
+	} {
+		cfg := Default()
+		for k, v := range map[string]string{"cluster": "yes", "store": "postgres"} {
+			if err := cfg.Set(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for k, v := range c.set {
+			if err := cfg.Set(k, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if cfg.ClusterTLSCA != c.set["cluster_tls_ca"] || cfg.ClusterTLSCert != c.set["cluster_tls_cert"] || cfg.ClusterTLSKey != c.set["cluster_tls_key"] {
+			t.Errorf("%v: got %q %q %q", c.set, cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA)
+		}
+		err := checkCluster(cfg)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%v: %v", c.set, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || errorKind(err) != kindUsage):
+			t.Errorf("%v: got %v, want a usage error %q", c.set, err, c.want)
+		}
 	}
 }
 

@@ -202,7 +202,64 @@ async def node_lost(o, clients):
          sender_errors=[x["from"] for x in sender.messages if x["type"] == "error"])
 
 
-SCENARIOS = {"route": route, "conflict": conflict, "node_lost": node_lost}
+async def announced(o, clients):
+    """bob is online on node 0 and alice on node 1, each seeing the
+    other's presence (so each node has the other's row). The script then
+    writes --gate + ".ready"; meanwhile the Go test has the server on node
+    0 announce (community announce). Both wait for the headline message
+    from the domain and report it."""
+    bob = Client("bob", o.peer, o.peer_password, o, 0)
+    alice = Client("alice", o.jid, o.password, o, 1)
+    clients += [bob, alice]
+    await asyncio.gather(bob.login(), alice.login())
+    await asyncio.gather(bob.presence(), alice.presence())
+    await bob.wait_presence(lambda p: p["from"] == alice.boundjid.full and p["type"] == "", "alice's presence", o.wait)
+    await alice.wait_presence(lambda p: p["from"] == bob.boundjid.full and p["type"] == "", "bob's presence", o.wait)
+    with open(o.gate + ".ready", "w") as f:
+        f.write("ready\n")
+    for c in (bob, alice):
+        m = await c.wait_msg(lambda m: m["type"] == "headline", "the announcement", o.wait * 3)
+        emit("headline", client=c.name, node=c.node, sender=m["from"], body=m["body"])
+
+
+async def gate_open(o, name):
+    """Writes --gate.NAME.ready, then waits for --gate.NAME to exist."""
+    path = "%s.%s" % (o.gate, name)
+    with open(path + ".ready", "w") as f:
+        f.write("ready\n")
+    step("wait for the Go test (%s)" % name)
+    async def wait():
+        while not os.path.exists(path):
+            await asyncio.sleep(0.02)
+    try:
+        await asyncio.wait_for(wait(), o.wait * 6)
+    except asyncio.TimeoutError:
+        fail("the gate %s was not opened" % name)
+
+
+async def online_sync(o, clients):
+    """bob on node 0 and alice on node 1 come online and see each other.
+    Gate "online": the Go test acts on node 0 meanwhile. Then bob sends
+    alice a chat message with --body and she gets it, so that node 1 has
+    applied what node 0 published before it; she reports it ("synced").
+    Gate "synced": the Go test acts on node 1 meanwhile. They stay online
+    all along (their logins are done before the Go test's actions)."""
+    bob = Client("bob", o.peer, o.peer_password, o, 0)
+    alice = Client("alice", o.jid, o.password, o, 1)
+    clients += [bob, alice]
+    await asyncio.gather(bob.login(), alice.login())
+    await asyncio.gather(bob.presence(), alice.presence())
+    await bob.wait_presence(lambda p: p["from"] == alice.boundjid.full and p["type"] == "", "alice's presence", o.wait)
+    await alice.wait_presence(lambda p: p["from"] == bob.boundjid.full and p["type"] == "", "bob's presence", o.wait)
+    await gate_open(o, "online")
+    bob.send_message(mto=alice.boundjid.full, mbody=o.body, mtype="chat")
+    await alice.wait_msg(lambda m: m["body"] == o.body, "bob's message", o.wait)
+    emit("synced", client=alice.name, node=alice.node)
+    await gate_open(o, "synced")
+
+
+SCENARIOS = {"route": route, "conflict": conflict, "node_lost": node_lost, "announced": announced,
+             "online_sync": online_sync}
 
 
 if __name__ == "__main__":
@@ -210,6 +267,6 @@ if __name__ == "__main__":
     p.add_argument("--addrs", required=True, help="the nodes' STARTTLS addresses, comma-separated")
     p.add_argument("--sender-node", type=int, default=0)
     p.add_argument("--wait", type=float, default=5, help="seconds for each wait for the server")
-    p.add_argument("--gate", default="", help="node_lost: file the Go test creates to go on")
+    p.add_argument("--gate", default="", help="node_lost: file the Go test creates to go on; announced: the file this script creates, + .ready")
     p.add_argument("--killed", action="store_true", help="node_lost: node 2 is killed, not cut off (the old client is gone)")
     slix.run(p.parse_args(sys.argv[1:]), SCENARIOS)
