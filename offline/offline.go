@@ -51,10 +51,19 @@ type Module struct {
 	// Limit is the most messages kept per user. 0 means 1000; negative
 	// means no limit.
 	Limit int
+	// Shared, in a cluster (cluster.Node), tells the other nodes each
+	// time this one stores a message for an account, so that a session
+	// of it there that had already read the store at its initial
+	// presence reads it again: a node routes by its view of the
+	// cluster, which can miss a session that has just come online on
+	// another node, and would otherwise leave the message in storage
+	// until the next login. nil: one server.
+	Shared Sharer
 
 	srv     *treff.Server
 	initial *treff.SessionState[bool] // initial presence seen
 	now     func() time.Time
+	publish func([]byte) // to Shared's other nodes; nil without
 
 	// held are the stored messages a hibernating session still owns
 	// (Keep until Release or Leave), and those a Deliver is handing out
@@ -68,6 +77,17 @@ type heldKey struct {
 	user string
 	id   uint64
 }
+
+// Sharer is what the module needs of a cluster (cluster.Node.Share):
+// a topic whose events every other node receives, in the order this one
+// published them.
+type Sharer interface {
+	Share(topic string, recv func(data []byte), state func() [][]byte) (publish func(data []byte), err error)
+}
+
+// ShareTopic is the topic on which a node tells the others that it
+// stored a message for an account (the payload is the bare JID).
+const ShareTopic = "offline"
 
 var _ treff.Module = (*Module)(nil)
 
@@ -86,6 +106,13 @@ func (m *Module) Setup(ctx context.Context, r *treff.Registry) error {
 	}
 	if m.now == nil {
 		m.now = time.Now
+	}
+	if m.Shared != nil {
+		pub, err := m.Shared.Share(ShareTopic, m.storedElsewhere, nil)
+		if err != nil {
+			return fmt.Errorf("offline: sharing: %w", err)
+		}
+		m.publish = pub
 	}
 	r.AddFeature(NS)
 	r.OnUndeliverable(m.store)
@@ -141,6 +168,7 @@ func (m *Module) store(ctx context.Context, st *treff.Stanza) bool {
 	_, err := m.Store.PushOffline(ctx, user, storage.OfflineMessage{Received: m.now().UTC(), Stanza: st.Raw()}, m.limit())
 	switch {
 	case err == nil:
+		m.stored(ctx, st.To.Bare())
 		return true
 	case errors.Is(err, storage.ErrQuotaExceeded):
 		m.bounce(ctx, st, stanza.ResourceConstraint.WithText("the recipient's offline storage is full"))
@@ -150,6 +178,59 @@ func (m *Module) store(ctx context.Context, st *treff.Stanza) bool {
 		m.srv.Log().Error("offline store failed", "to", user, "err", err)
 		m.bounce(ctx, st, stanza.InternalServerError)
 		return true
+	}
+}
+
+// stored runs after a message for user went to storage. Sessions of the
+// account that have had their initial presence read the store then; one
+// that did so after the router looked for it and before the write
+// landed (it came online on another node, which this node had not heard
+// of yet) would miss the message until its next login. So the account's
+// available sessions here that have had their initial presence read the
+// store again, and so do the other nodes' when told (Shared). Either a
+// session's initial read comes after the write (and sees it), or its
+// initial presence was marked before this look (here) or before the
+// other node hears of the write (there): no message stays behind. A
+// message may then come twice, never not at all.
+func (m *Module) stored(ctx context.Context, user jid.JID) {
+	m.redeliver(ctx, user)
+	if m.publish != nil {
+		m.publish([]byte(user.String()))
+	}
+}
+
+// storedElsewhere is told by another node that it stored a message for
+// the account in data. It runs on the node's inbox goroutine: the store
+// is read on another.
+func (m *Module) storedElsewhere(data []byte) {
+	user, err := jid.Parse(string(data))
+	if err != nil || len(m.waiting(user)) == 0 {
+		return
+	}
+	go m.redeliver(context.Background(), user)
+}
+
+// waiting returns the account's sessions on this node that would have
+// got a message from the store: available with a non-negative priority,
+// and after their initial presence.
+func (m *Module) waiting(user jid.JID) []*treff.Session {
+	var out []*treff.Session
+	for _, s := range m.srv.Sessions(user.Bare()) {
+		if s.Remote() || !s.Available() || s.Priority() < 0 {
+			continue
+		}
+		if seen, _ := m.initial.Get(s); seen {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// redeliver hands the stored messages to the account's waiting sessions
+// (the first that takes them; Deliver leaves what another is given).
+func (m *Module) redeliver(ctx context.Context, user jid.JID) {
+	for _, s := range m.waiting(user) {
+		m.Deliver(ctx, s)
 	}
 }
 

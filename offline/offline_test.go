@@ -4,7 +4,9 @@ import (
 	"context"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,4 +182,70 @@ func TestInitialPresenceLastsTheSession(t *testing.T) {
 	b = ts.Login(t, "bob", "pw", "r")
 	b.Send("<presence/>")
 	b.Expect(`id='late'><body>hi</body><delay xmlns='urn:xmpp:delay'`)
+}
+
+// fakeSharer stands for a cluster node: it records what the module
+// publishes and hands the test the module's receiver.
+type fakeSharer struct {
+	mu        sync.Mutex
+	topic     string
+	recv      func([]byte)
+	published []string
+}
+
+func (f *fakeSharer) Share(topic string, recv func([]byte), state func() [][]byte) (func([]byte), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.topic, f.recv = topic, recv
+	return func(data []byte) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.published = append(f.published, string(data))
+	}, nil
+}
+
+// TestStoredSharedInCluster: with Shared (a cluster node), the module
+// tells the other nodes of every message it stores (the account's bare
+// JID on ShareTopic), and when another node tells it of one, its
+// sessions of that account that have had their initial presence (and so
+// read the store already) get it from the store: a message another node
+// stored before it knew they were online does not wait for the next
+// login. A negative-priority session gets nothing.
+func TestStoredSharedInCluster(t *testing.T) {
+	f := &fakeSharer{}
+	ts := trefftest.NewServer(t, func(s *treff.Server) {
+		s.Modules = []treff.Module{&offline.Module{Shared: f}}
+	})
+	ts.AddUser(t, "alice", "pw")
+	ts.AddUser(t, "bob", "pw")
+	a := ts.Login(t, "alice", "pw", "r") // the server has set up
+	a.Send("<message to='bob@localhost' type='chat' id='m1'><body>stored</body></message>")
+	a.Sync()
+	f.mu.Lock()
+	topic, recv, published := f.topic, f.recv, slices.Clone(f.published)
+	f.mu.Unlock()
+	if topic != offline.ShareTopic {
+		t.Fatalf("shared topic %q, want %q", topic, offline.ShareTopic)
+	}
+	if !slices.Equal(published, []string{"bob@localhost"}) {
+		t.Fatalf("published %q, want bob's bare JID once", published)
+	}
+
+	neg := ts.Login(t, "bob", "pw", "bot")
+	neg.Send("<presence><priority>-1</priority></presence>")
+	neg.Sync()
+	b := ts.Login(t, "bob", "pw", "phone")
+	b.Send("<presence/>")
+	b.Expect(`id='m1'><body>stored</body><delay `)
+	b.Sync()
+	// Another node stored one after bob's initial presence read the store.
+	msg := storage.OfflineMessage{Stanza: []byte("<message from='carol@localhost/r' to='bob@localhost' type='chat' id='m2'><body>elsewhere</body></message>"), Received: time.Now()}
+	if _, err := ts.Store.PushOffline(context.Background(), "bob@localhost", msg, 0); err != nil {
+		t.Fatal(err)
+	}
+	recv([]byte("bob@localhost"))
+	b.Expect(`id='m2'><body>elsewhere</body><delay `)
+	if got := neg.Sync(); strings.Contains(got, "<body>") {
+		t.Errorf("the negative-priority session got stored messages: %q", got)
+	}
 }

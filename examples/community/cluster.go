@@ -13,6 +13,7 @@ import (
 	"github.com/treff-im/treff"
 	"github.com/treff-im/treff/authlimit"
 	"github.com/treff-im/treff/cluster"
+	"github.com/treff-im/treff/offline"
 	"github.com/treff-im/treff/register"
 )
 
@@ -126,13 +127,18 @@ func joinCluster(cfg Config, srv *treff.Server, log *slog.Logger) (leave func(),
 // registration_global) and the failed-login limits (auth_limit,
 // auth_limit_account) hold for the whole cluster: the modules share
 // their counts through the node (client addresses hashed with a key the
-// nodes keep in the shared store; see docs/cluster.md).
+// nodes keep in the shared store; see docs/cluster.md). The offline
+// module shares through it too: a node that stored a message for an
+// account tells the others, whose sessions of it that came online
+// meanwhile read the store again.
 func shareLimits(srv *treff.Server, node *cluster.Node) {
 	for _, m := range srv.Modules {
 		switch m := m.(type) {
 		case *register.Module:
 			m.Shared = node
 		case *authlimit.Module:
+			m.Shared = node
+		case *offline.Module:
 			m.Shared = node
 		}
 	}
