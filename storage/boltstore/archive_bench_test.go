@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,4 +131,68 @@ func BenchmarkArchiveFlush(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkArchiveAtRate measures the whole archive path of the store at
+// the rates of a community server (issue 21): each op is one record,
+// appended as the server appends it (two per chat message between local
+// users, 200 users), with the scheduled flushes of archivequeue.go run
+// as the timer would run them, on a clock that advances 25 ms per
+// flush: 500, 1,000 and 2,000 messages a second are batches of 25, 50 and
+// 100 records per tick, so the small-batch wait, the journal commits and
+// the folds every ten seconds happen as they do in the server. Commits
+// are synced (like the example server's). Besides ns/op it reports
+// cpu-ns/rec, the process's CPU time (user and system, from getrusage)
+// per record, which leaves out the time spent waiting for the disk.
+func BenchmarkArchiveAtRate(b *testing.B) {
+	ctx := context.Background()
+	stanza := []byte("<message type='chat' id='m1' from='alice@example.org/phone' to='bob@example.org'><body>Shall we meet at the station at nine tomorrow morning?</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>")
+	users := make([]string, 200)
+	for i := range users {
+		users[i] = fmt.Sprintf("user%03d@example.org", i)
+	}
+	for _, rate := range []int{500, 1000, 2000} {
+		b.Run(fmt.Sprintf("msgs=%d", rate), func(b *testing.B) {
+			s, _ := openTemp(b, nil)
+			defer s.Close()
+			clock := time.Date(2026, 12, 7, 4, 0, 0, 0, time.UTC)
+			s.archive.now = func() time.Time { return clock }
+			s.archive.folded = clock
+			s.archive.afterFunc = func(time.Duration, func()) func() bool { return func() bool { return true } }
+			perTick := 2 * rate * int(archiveFlushDelay) / int(time.Second)
+			b.SetBytes(int64(len(stanza)))
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			i := 0
+			for b.Loop() {
+				sender, recipient := users[(i/2*7)%len(users)], users[(i/2*13+1)%len(users)]
+				msg := storage.ArchivedMessage{Time: clock, With: recipient, WithResource: "laptop", Outgoing: true, Stanza: stanza}
+				owner := sender
+				if i%2 == 1 {
+					msg = storage.ArchivedMessage{Time: clock, With: sender, WithResource: "phone", Stanza: stanza}
+					owner = recipient
+				}
+				if _, err := s.AppendArchive(ctx, owner, msg); err != nil {
+					b.Fatal(err)
+				}
+				i++
+				if i%perTick == 0 {
+					clock = clock.Add(archiveFlushDelay)
+					if err := s.flush(flushTimer); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/rec")
+		})
+	}
+}
+
+// cpuTime returns the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
