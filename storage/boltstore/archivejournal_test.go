@@ -2,7 +2,9 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,13 +13,23 @@ import (
 	"github.com/treff-im/treff/storage"
 )
 
-// journalLen returns the records in the archive journal and those in
+// journalLen returns user's records in the archive journal and those in
 // user's bucket.
 func journalLen(t *testing.T, s *Store, user string) (journal, stored int) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if j := tx.Bucket(bucketArchiveJournal); j != nil {
-			journal = j.Stats().KeyN
+			err := j.ForEach(func(k, v []byte) error {
+				return eachJournalRecord(k, v, func(u, _, _ []byte) error {
+					if string(u) == user {
+						journal++
+					}
+					return nil
+				})
+			})
+			if err != nil {
+				return err
+			}
 		}
 		if root := tx.Bucket(bucketArchive); root != nil {
 			if ub := root.Bucket([]byte(user)); ub != nil {
@@ -162,6 +174,115 @@ func TestArchiveJournalCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkArchive(t, s, append(ids, more))
+}
+
+// TestArchiveJournalOldFormat: a journal left by a crash of a build that
+// wrote one record per value (before the batch values), followed by
+// batch values of this build, is folded by Open with every record in
+// place and the same IDs.
+func TestArchiveJournalOldFormat(t *testing.T) {
+	s, path := openTemp(t, nil)
+	ft := &fakeTimers{}
+	s.archive.afterFunc, s.archive.smallBatch = ft.afterFunc, 0
+	ids := appendN(t, s, 0, 3)
+	ft.fire()
+	// The first batch rewritten as the old build wrote it: one value per
+	// record, under the journal's next keys.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		j := tx.Bucket(bucketArchiveJournal)
+		k, v := j.Cursor().First()
+		var old [][]byte
+		err := eachJournalRecord(k, v, func(user, key, val []byte) error {
+			r := binary.AppendUvarint(nil, uint64(len(user)))
+			r = append(r, user...)
+			r = append(r, key...)
+			old = append(old, append(r, val...))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(old) != 3 {
+			return fmt.Errorf("the batch holds %d records, want 3", len(old))
+		}
+		if err := j.Delete(k); err != nil {
+			return err
+		}
+		for _, r := range old {
+			seq, err := j.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := j.Put(binary.BigEndian.AppendUint64(nil, seq), r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, appendN(t, s, 3, 5)...)
+	ft.fire()
+	if j, _ := journalLen(t, s, "alice@example.org"); j != 5 {
+		t.Fatalf("%d records in the journal, want 5", j)
+	}
+	if err := s.db.Close(); err != nil { // the crash
+		t.Fatal(err)
+	}
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if j, u := journalLen(t, s, "alice@example.org"); j != 0 || u != 5 {
+		t.Fatalf("after Open: %d in the journal, %d in the bucket; want 0, 5", j, u)
+	}
+	if n, err := s.CountArchive(context.Background(), "alice@example.org"); err != nil || n != 5 {
+		t.Fatalf("CountArchive = %d, %v; want 5", n, err)
+	}
+	checkArchive(t, s, ids)
+}
+
+// TestArchiveFoldManyUsers: a fold of records of several users, their
+// appends interleaved, puts each in its user's archive in order, with
+// the counts right.
+func TestArchiveFoldManyUsers(t *testing.T) {
+	s, _ := openTemp(t, &Options{NoSync: true})
+	defer s.Close()
+	ft := &fakeTimers{}
+	s.archive.afterFunc, s.archive.smallBatch = ft.afterFunc, 0
+	ctx := context.Background()
+	users := []string{"carol@example.org", "alice@example.org", "bob@example.org"}
+	want := map[string][]string{}
+	for i := range 30 {
+		u := users[i*7%len(users)]
+		body := fmt.Sprintf("<message type='chat'><body>%d</body></message>", i)
+		if _, err := s.AppendArchive(ctx, u, storage.ArchivedMessage{Time: time.Date(2026, 12, 7, 0, 0, i, 0, time.UTC),
+			With: "dave@example.org", Stanza: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+		want[u] = append(want[u], body)
+		if i%4 == 3 {
+			ft.fire() // to the journal: several batch values
+		}
+	}
+	for _, u := range users {
+		page, err := s.QueryArchive(ctx, u, storage.ArchiveQuery{Limit: 100}) // folds
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range page.Messages {
+			got = append(got, string(m.Stanza))
+		}
+		if !slices.Equal(got, want[u]) {
+			t.Errorf("%s's archive: %q, want %q", u, got, want[u])
+		}
+		if n, err := s.CountArchive(ctx, u); err != nil || n != len(want[u]) {
+			t.Errorf("CountArchive(%s) = %d, %v; want %d", u, n, err, len(want[u]))
+		}
+	}
 }
 
 // TestArchiveSmallBatchWaits: a scheduled flush that finds a small batch
