@@ -134,7 +134,7 @@ func encodeArchived(m storage.ArchivedMessage) []byte {
 
 // archivedLen is the length of m's encoded value, at most.
 func archivedLen(m storage.ArchivedMessage) int {
-	return 2 + 2*binary.MaxVarintLen64 + len(m.With) + len(m.WithResource) + len(m.Stanza)
+	return 2 + 2*binary.MaxVarintLen16 + len(m.With) + len(m.WithResource) + len(m.Stanza)
 }
 
 // appendArchived appends m's encoded value to b.
