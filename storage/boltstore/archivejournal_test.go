@@ -331,3 +331,38 @@ func TestArchiveSmallBatchWaits(t *testing.T) {
 		t.Fatalf("a read found %d of the 2 queued messages", len(page.Messages))
 	}
 }
+
+// TestArchiveFullQueueFlush: archiveFlushMax queued records start one
+// flush (not one per append until it takes the queue), which writes them
+// to the journal without a fold.
+func TestArchiveFullQueueFlush(t *testing.T) {
+	s, _ := openTemp(t, &Options{NoSync: true})
+	defer s.Close()
+	ft := &fakeTimers{}
+	var kicks []func()
+	s.archive.afterFunc = ft.afterFunc
+	s.archive.spawn = func(f func()) { kicks = append(kicks, f) }
+	appendN(t, s, 0, archiveFlushMax+50)
+	if len(kicks) != 1 {
+		t.Fatalf("%d flushes started for a full queue, want 1", len(kicks))
+	}
+	kicks[0]()
+	if j, u := journalLen(t, s, "alice@example.org"); j != archiveFlushMax+50 || u != 0 {
+		t.Fatalf("after the flush: %d in the journal, %d in the bucket; want %d, 0", j, u, archiveFlushMax+50)
+	}
+	if n := s.ArchiveQueued(); n != 0 {
+		t.Fatalf("%d bytes still queued", n)
+	}
+	appendN(t, s, archiveFlushMax+50, 2*archiveFlushMax+50)
+	if len(kicks) != 2 {
+		t.Fatalf("%d flushes started for two full queues, want 2", len(kicks))
+	}
+	kicks[1]()
+	kicks[0]() // a late one finds nothing to do
+	if j, u := journalLen(t, s, "alice@example.org"); j != 2*archiveFlushMax+50 || u != 0 {
+		t.Fatalf("after the second flush: %d in the journal, %d in the bucket; want %d, 0", j, u, 2*archiveFlushMax+50)
+	}
+	if n, err := s.CountArchive(context.Background(), "alice@example.org"); err != nil || n != 2*archiveFlushMax+50 {
+		t.Fatalf("CountArchive = %d, %v; want %d", n, err, 2*archiveFlushMax+50)
+	}
+}

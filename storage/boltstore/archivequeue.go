@@ -27,7 +27,8 @@ import (
 // always visible to queries. A crash can lose the archive copies of
 // that last moment (the messages were delivered all the same).
 //
-// A scheduled flush appends the batch to a journal, the bucket
+// A scheduled flush (or one for a full queue) appends the batch to a
+// journal, the bucket
 // "archive_journal", in one write transaction (synced to disk like every
 // commit unless Options.NoSync): its keys only grow, so a commit touches
 // the journal's last page or two whatever the number of users in the
@@ -120,6 +121,9 @@ type archiveQueue struct {
 	bytes      int         // size of the queued records, pending or being committed
 	limit      int         // the bound of bytes
 	stop       func() bool // stops the scheduled flush, if any
+	// kicked is set from when an append starts a flush for a full queue
+	// until a flush takes the queue.
+	kicked bool
 	// flushing is set while a commit runs; room is signalled (with mu)
 	// when one ends, for appends that wait for room.
 	flushing bool
@@ -138,6 +142,7 @@ type archiveQueue struct {
 
 	// Set by Open; tests replace them.
 	afterFunc func(time.Duration, func()) (stop func() bool)
+	spawn     func(func()) // runs a flush for a full queue in a goroutine
 	now       func() time.Time
 	log       *slog.Logger
 	logLimit  logevery.Limiter
@@ -275,7 +280,12 @@ func (s *Store) archiveEnqueue(r archiveRecord) {
 			q.stop()
 			q.stop = nil
 		}
-		go s.flushArchive()
+		if !q.kicked {
+			// One flush at a time: the appends that come before it takes
+			// the queue do not start more.
+			q.kicked = true
+			q.spawn(func() { s.flush(flushFull) })
+		}
 	case q.stop == nil:
 		q.stop = q.afterFunc(archiveFlushDelay, s.flushArchiveLater)
 	}
@@ -283,9 +293,10 @@ func (s *Store) archiveEnqueue(r archiveRecord) {
 
 // Why a flush runs.
 const (
-	flushRead  = iota // a read, or a full queue: not during the retry delay
+	flushRead  = iota // a read, or appends waiting for room: not during the retry delay
 	flushTimer        // the scheduled flush or retry
 	flushClose        // the last one
+	flushFull         // archiveFlushMax records queued: to the journal, as flushTimer
 )
 
 // flushArchive commits the queued records, for a read; see flush.
@@ -302,10 +313,15 @@ func (s *Store) flush(why int) error {
 	q := &s.archive
 	q.flushMu.Lock()
 	defer q.flushMu.Unlock()
-	if why == flushTimer && s.closed.Load() {
+	if (why == flushTimer || why == flushFull) && s.closed.Load() {
 		return nil // Close made the last attempt
 	}
 	q.mu.Lock()
+	if why == flushFull && q.failures > 0 {
+		q.kicked = false
+		q.mu.Unlock()
+		return nil // the retry scheduled takes the queue
+	}
 	if why == flushRead && q.failures > 0 {
 		err := q.lastErr
 		q.flushing = false // in case an append started this flush
@@ -322,12 +338,13 @@ func (s *Store) flush(why int) error {
 	}
 	batch := q.pending
 	q.pending, q.spare = q.spare, nil
+	q.kicked = false
 	if q.stop != nil {
 		q.stop()
 		q.stop = nil
 	}
 	seq := q.seq
-	if len(batch) == 0 && (why == flushTimer || q.journaled == 0) {
+	if len(batch) == 0 && (why == flushTimer || why == flushFull || q.journaled == 0) {
 		// Nothing to write, nor to fold: a read or Close folds the
 		// journal even with nothing queued.
 		q.flushing = false
@@ -337,7 +354,7 @@ func (s *Store) flush(why int) error {
 	}
 	q.flushing = true
 	q.mu.Unlock()
-	fold := why != flushTimer || q.journaled+len(batch) >= archiveFoldMax || q.now().Sub(q.folded) >= archiveFoldEvery
+	fold := why == flushRead || why == flushClose || q.journaled+len(batch) >= archiveFoldMax || q.now().Sub(q.folded) >= archiveFoldEvery
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if fold {
 			return foldArchive(tx, batch, seq, q.journaled)
