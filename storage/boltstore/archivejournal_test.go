@@ -286,9 +286,9 @@ func TestArchiveFoldManyUsers(t *testing.T) {
 }
 
 // TestArchiveSmallBatchWaits: a scheduled flush that finds a small batch
-// waits for more, until archiveFlushWait after its first record; a batch
-// of archiveFlushBatch records is committed at once; a read still sees
-// everything at once.
+// waits for more, until archiveFlushWait after its first record (one
+// timer); a batch of archiveFlushBatch records is committed at once,
+// without the timer; a read still sees everything at once.
 func TestArchiveSmallBatchWaits(t *testing.T) {
 	s, _ := openTemp(t, nil)
 	defer s.Close()
@@ -303,6 +303,10 @@ func TestArchiveSmallBatchWaits(t *testing.T) {
 	if j, u := journalLen(t, s, "alice@example.org"); j+u != 0 {
 		t.Fatalf("a small batch was committed at once: %d in the journal, %d in the bucket", j, u)
 	}
+	// One wake-up for the rest of the wait, not one every 25 ms.
+	if d := ft.delays[len(ft.delays)-1]; d != archiveFlushWait {
+		t.Fatalf("the waiting flush was scheduled in %v, want %v", d, archiveFlushWait)
+	}
 	now = now.Add(archiveFlushWait)
 	if ft.fire() != 1 {
 		t.Fatal("the waiting flush was not scheduled again")
@@ -310,11 +314,17 @@ func TestArchiveSmallBatchWaits(t *testing.T) {
 	if j, u := journalLen(t, s, "alice@example.org"); j+u != 3 {
 		t.Fatalf("after the wait: %d in the journal, %d in the bucket; want 3 in all", j, u)
 	}
-	// A full batch goes at once.
+	// A full batch goes at once, without waiting for the timer.
+	var kicks []func()
+	s.archive.spawn = func(f func()) { kicks = append(kicks, f) }
 	appendN(t, s, 3, 3+archiveFlushBatch)
-	if ft.fire() != 1 {
-		t.Fatal("no flush was scheduled")
+	if len(kicks) != 1 {
+		t.Fatalf("%d flushes started by a full batch, want 1", len(kicks))
 	}
+	if ft.fire() != 0 {
+		t.Fatal("the timer of a full batch was not stopped")
+	}
+	kicks[0]()
 	if j, u := journalLen(t, s, "alice@example.org"); j+u != 3+archiveFlushBatch {
 		t.Fatalf("after a full batch: %d in the journal, %d in the bucket; want %d in all", j, u, 3+archiveFlushBatch)
 	}

@@ -121,8 +121,9 @@ type archiveQueue struct {
 	bytes      int         // size of the queued records, pending or being committed
 	limit      int         // the bound of bytes
 	stop       func() bool // stops the scheduled flush, if any
-	// kicked is set from when an append starts a flush for a full queue
-	// until a flush takes the queue.
+	// kicked is set from when an append starts a flush for a full batch
+	// (smallBatch or archiveFlushMax records) until a flush takes the
+	// queue.
 	kicked bool
 	// flushing is set while a commit runs; room is signalled (with mu)
 	// when one ends, for appends that wait for room.
@@ -275,7 +276,8 @@ func (s *Store) archiveEnqueue(r archiveRecord) {
 	switch {
 	case q.failures > 0:
 		// A retry is scheduled; it takes this record too.
-	case len(q.pending) >= archiveFlushMax:
+	case len(q.pending) >= archiveFlushMax || q.smallBatch > 0 && len(q.pending) >= q.smallBatch:
+		// Enough for a commit now, without waiting for the timer.
 		if q.stop != nil {
 			q.stop()
 			q.stop = nil
@@ -296,7 +298,7 @@ const (
 	flushRead  = iota // a read, or appends waiting for room: not during the retry delay
 	flushTimer        // the scheduled flush or retry
 	flushClose        // the last one
-	flushFull         // archiveFlushMax records queued: to the journal, as flushTimer
+	flushFull         // a full batch queued: to the journal, as flushTimer
 )
 
 // flushArchive commits the queued records, for a read; see flush.
@@ -330,8 +332,10 @@ func (s *Store) flush(why int) error {
 	}
 	if why == flushTimer && q.failures == 0 && len(q.pending) > 0 && len(q.pending) < q.smallBatch {
 		if wait := archiveFlushWait - q.now().Sub(q.first); wait > 0 {
-			// A small batch: wait for more (see archiveFlushBatch).
-			q.stop = q.afterFunc(min(wait, archiveFlushDelay), s.flushArchiveLater)
+			// A small batch: wait for more (see archiveFlushBatch), until
+			// the end of the wait, or until the batch is full
+			// (archiveEnqueue then starts the flush): one wake-up.
+			q.stop = q.afterFunc(wait, s.flushArchiveLater)
 			q.mu.Unlock()
 			return nil
 		}
