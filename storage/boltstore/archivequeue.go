@@ -22,7 +22,7 @@ import (
 // stanza-id, so the message must not wait for a disk commit) and queues
 // the record; a flush commits everything queued in one transaction 25
 // ms later (up to 250 ms while fewer than 512 records wait: see
-// archiveFlushBatch), or at once when much has queued. Every read of the
+// archiveFlushBatch), or at once when 512 have queued. Every read of the
 // archive (and Close) flushes first, so what AppendArchive returned is
 // always visible to queries. A crash can lose the archive copies of
 // that last moment (the messages were delivered all the same).
