@@ -417,11 +417,14 @@ func (s *Store) flush(why int) error {
 // and not yet folded into the users' buckets: key = 8-byte big-endian
 // sequence number of the journal bucket. A value is either records of
 // one batch (up to journalChunk bytes of what one flush committed:
-// journalBatchV1, then for each record the user and the value, each a uvarint length and the bytes,
-// with the record's key, archiveKeyLen bytes, between them), or, as
-// builds before the batch format wrote it, one record: the user (a
-// uvarint length, never zero, and the bytes), the record's key, then
-// its value. Both are read (eachJournalRecord).
+// journalBatchV1, then for each record the user and the value, each a
+// uvarint length and the bytes, with the record's key, archiveKeyLen
+// bytes, between them), or, as builds before the batch format wrote it,
+// one record: the user (a uvarint length, never zero, and the bytes),
+// the record's key, then its value. Both are read (eachJournalRecord).
+// A build from before the batch values, given a file that a crash left
+// with some, fails to open it (its fold finds an empty user name) rather
+// than misread it; after a clean Close there is no journal.
 var bucketArchiveJournal = []byte("archive_journal")
 
 // journalBatchV1 starts a journal value holding a batch of records; a
