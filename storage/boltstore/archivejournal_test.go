@@ -3,6 +3,7 @@ package boltstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -374,5 +375,31 @@ func TestArchiveFullQueueFlush(t *testing.T) {
 	}
 	if n, err := s.CountArchive(context.Background(), "alice@example.org"); err != nil || n != 2*archiveFlushMax+50 {
 		t.Fatalf("CountArchive = %d, %v; want %d", n, err, 2*archiveFlushMax+50)
+	}
+}
+
+// TestEachJournalRecordCorrupt: a journal value cut short or empty is
+// reported as corrupt, not read past its end.
+func TestEachJournalRecordCorrupt(t *testing.T) {
+	rec := binary.AppendUvarint([]byte{journalBatchV1}, 3)
+	rec = append(rec, "a@b"...)
+	rec = append(rec, make([]byte, archiveKeyLen)...)
+	rec = binary.AppendUvarint(rec, 2)
+	rec = append(rec, "xy"...)
+	n := 0
+	if err := eachJournalRecord([]byte{1}, rec, func(user, key, val []byte) error {
+		if string(user) != "a@b" || len(key) != archiveKeyLen || string(val) != "xy" {
+			t.Errorf("record %q %x %q", user, key, val)
+		}
+		n++
+		return nil
+	}); err != nil || n != 1 {
+		t.Fatalf("a whole value: %d records, %v", n, err)
+	}
+	for _, v := range [][]byte{nil, rec[:len(rec)-1], rec[:5], rec[:1+1+3+archiveKeyLen], {5, 'a'}, append([]byte{journalBatchV1, 0}, make([]byte, 20)...)} {
+		err := eachJournalRecord([]byte{1}, v, func(_, _, _ []byte) error { return nil })
+		if !errors.Is(err, errCorrupt) {
+			t.Errorf("value %x: %v, want errCorrupt", v, err)
+		}
 	}
 }

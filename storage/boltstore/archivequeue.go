@@ -501,9 +501,9 @@ func journalArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
 // batch or a single record, see bucketArchiveJournal), in order; the
 // slices point into v. k is the journal key, for errors.
 func eachJournalRecord(k, v []byte, fn func(user, key, val []byte) error) error {
-	bad := fmt.Errorf("archive journal record %x: %w", k, errCorrupt)
+	bad := func() error { return fmt.Errorf("archive journal record %x: %w", k, errCorrupt) }
 	if len(v) == 0 {
-		return bad
+		return bad()
 	}
 	str := func() ([]byte, bool) {
 		n, w := binary.Uvarint(v)
@@ -517,7 +517,7 @@ func eachJournalRecord(k, v []byte, fn func(user, key, val []byte) error) error 
 	if v[0] != journalBatchV1 {
 		user, ok := str()
 		if !ok || len(v) < archiveKeyLen {
-			return bad
+			return bad()
 		}
 		return fn(user, v[:archiveKeyLen:archiveKeyLen], v[archiveKeyLen:])
 	}
@@ -525,13 +525,13 @@ func eachJournalRecord(k, v []byte, fn func(user, key, val []byte) error) error 
 	for len(v) > 0 {
 		user, ok := str()
 		if !ok || len(user) == 0 || len(v) < archiveKeyLen {
-			return bad
+			return bad()
 		}
 		key := v[:archiveKeyLen:archiveKeyLen]
 		v = v[archiveKeyLen:]
 		val, ok := str()
 		if !ok {
-			return bad
+			return bad()
 		}
 		if err := fn(user, key, val); err != nil {
 			return err
