@@ -145,3 +145,32 @@ func TestEditChildrenAfterWithAddresses(t *testing.T) {
 		t.Errorf("the original changed: %s", got)
 	}
 }
+
+// TestEditChildrenRawCapped: after an edit of a stanza whose start tag
+// differs from the one received (its element's new Raw shares the edit's
+// allocation), appending to Raw does not change what Inner and Children
+// read.
+func TestEditChildrenRawCapped(t *testing.T) {
+	st, err := treff.NewStanza([]byte(`<message to='bob@y' id='m1'><body>hello</body></message>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.WithAddresses(jid.MustParse("alice@y/phone"), jid.MustParse("bob@y"))
+	for _, add := range []string{`<a xmlns='u1'/>`, `<b xmlns='u2'/>`} {
+		if err := c.AddChild([]byte(add)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := `<body>hello</body><a xmlns='u1'/><b xmlns='u2'/>`
+	_ = append(c.Raw(), "<garbage/><garbage/><garbage/><garbage/><garbage/><garbage/>"...)
+	if got := c.Inner(); got != want {
+		t.Errorf("inner %s, want %s", got, want)
+	}
+	n := 0
+	for range c.Children() {
+		n++
+	}
+	if n != 3 {
+		t.Errorf("%d children, want 3", n)
+	}
+}

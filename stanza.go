@@ -358,7 +358,20 @@ func (st *Stanza) EditChildren(drop func(stanza.Child) bool, add []byte) error {
 		return nil
 	}
 	trimmed := bytes.TrimRight(raw, " \t\r\n") // NewStanza keeps trailing white space
-	b := make([]byte, 0, len(trimmed)+len(add)+len(st.el.Name)+3)
+	size := len(trimmed) + len(add) + len(st.el.Name) + 3
+	// body is where raw's content begins: the element keeps its start tag
+	// as received (see Attr), which may differ from raw's (the server
+	// stamps 'from', WithAddresses rewrites the addresses); what follows
+	// the start tag is the same in both.
+	body := len(raw) - (len(st.el.Raw) - st.el.StartEnd)
+	extra := 0
+	if !st.el.Empty && !firstGone && st.el.Child != "" && body >= 0 &&
+		!(body == st.el.StartEnd && unsafe.StringData(st.el.Raw) == unsafe.SliceData(raw)) {
+		// The element's new Raw (its start tag and b's content) goes in
+		// the same allocation, after b (see below).
+		extra = st.el.StartEnd + size - body
+	}
+	b := make([]byte, 0, size+extra)
 	last := 0
 	for _, c := range cut {
 		b = append(b, trimmed[last:c[0]]...)
@@ -384,17 +397,17 @@ func (st *Stanza) EditChildren(drop func(stanza.Child) bool, add []byte) error {
 	if firstGone || st.el.Child == "" {
 		return st.Rewrite(b)
 	}
-	// The element keeps its start tag as received (see Attr), which may
-	// differ from raw's (the server stamps 'from', WithAddresses rewrites
-	// the addresses); what follows the start tag is the same in both.
 	el := *st.el
-	tail := len(el.Raw) - el.StartEnd
-	body := len(raw) - tail // where raw's content begins
 	switch {
 	case body < 0 || len(cut) > 0 && cut[0][0] < body || body > end || rawString(raw[body:]) != el.Raw[el.StartEnd:]:
 		return st.Rewrite(b) // not a stanza NewStanza made; cannot happen
 	case body == el.StartEnd && unsafe.StringData(el.Raw) == unsafe.SliceData(raw):
 		el.Raw = rawString(b) // b is not modified again
+	case cap(b)-len(b) >= el.StartEnd+len(b)-body:
+		// In b's array after b, which nothing else uses: b is capped.
+		r := append(b[len(b):len(b)], el.Raw[:el.StartEnd]...)
+		el.Raw = rawString(append(r, b[body:]...))
+		b = b[:len(b):len(b)]
 	default:
 		el.Raw = el.Raw[:el.StartEnd] + rawString(b[body:])
 	}

@@ -119,7 +119,7 @@ func WithoutStanzaIDs(raw []byte, by jid.JID) ([]byte, bool) {
 	if !bytes.Contains(raw, []byte(NSSID)) {
 		return raw, false
 	}
-	ins := inspect(stanza.Children(string(raw), nsClient), by, nil)
+	ins := inspect(raw, by, by.String(), nil)
 	if len(ins.spoofed) == 0 {
 		return raw, false
 	}
@@ -195,5 +195,5 @@ func (a *Archiver) expire(ctx context.Context, srv *treff.Server, now time.Time)
 // <store/> hint, and no <no-store/> or <no-permanent-store/> hint. The
 // message's type is not looked at.
 func Archivable(raw []byte) bool {
-	return mayHaveContent(raw) && inspect(stanza.Children(string(raw), nsClient), jid.JID{}, nil).archivable
+	return mayHaveContent(raw) && inspect(raw, jid.JID{}, "", nil).archivable
 }

@@ -62,10 +62,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"iter"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"mellium.im/xmpp/jid"
 
@@ -222,7 +222,8 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 	// (a local account's, which outbound stamped for the sender's own
 	// copies: carbons, archive) goes: a delivered message carries the
 	// recipient's alone (XEP-0313 3.3). Rooms' stanza-ids stay.
-	ins := inspect(st.Children(), owner, m.srv.IsLocal)
+	user := owner.String()
+	ins := inspect(raw, owner, user, m.srv.IsLocal)
 	// The stanza without those is what is archived; st gets it, with the
 	// owner's stanza-id if it is archived, in one rewrite (each parses
 	// the whole stanza again).
@@ -241,14 +242,14 @@ func (m *Module) inbound(ctx context.Context, st *treff.Stanza) bool {
 		rewrite()
 		return false
 	}
-	user := owner.String()
-	if !m.wanted(ctx, user, st.From) {
+	with := st.From.Bare().String()
+	if !m.wanted(ctx, user, st.From, with) {
 		rewrite()
 		return false
 	}
 	id, err := m.Store.AppendArchive(ctx, user, storage.ArchivedMessage{
 		Time:         m.stamp(),
-		With:         st.From.Bare().String(),
+		With:         with,
 		WithResource: st.From.Resourcepart(),
 		Stanza:       kept,
 	})
@@ -361,11 +362,12 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	if !mayHaveContent(raw) {
 		return false
 	}
-	owner := st.From.Bare()
-	if st.To.Bare().Equal(owner) {
+	owner, peer := st.From.Bare(), st.To.Bare()
+	if peer.Equal(owner) {
 		return false
 	}
-	ins := inspect(st.Children(), owner, nil)
+	user := owner.String()
+	ins := inspect(raw, owner, user, nil)
 	if len(ins.spoofed) > 0 {
 		// Only this server says what is in the sender's archive.
 		if err := st.EditChildren(at(ins.spoofed), nil); err != nil {
@@ -376,13 +378,13 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 	if !ins.archivable {
 		return false
 	}
-	user := owner.String()
-	if !m.wanted(ctx, user, st.To) {
+	with := peer.String()
+	if !m.wanted(ctx, user, st.To, with) {
 		return false
 	}
 	id, err := m.Store.AppendArchive(ctx, user, storage.ArchivedMessage{
 		Time:         m.stamp(),
-		With:         st.To.Bare().String(),
+		With:         with,
 		WithResource: st.To.Resourcepart(),
 		Outgoing:     true,
 		Stanza:       raw,
@@ -399,20 +401,22 @@ func (m *Module) outbound(ctx context.Context, st *treff.Stanza) bool {
 func (m *Module) stamp() time.Time { return m.arch.Stamp() }
 
 // wanted reports whether the user's preferences (or the server's default)
-// archive a conversation with peer.
-func (m *Module) wanted(ctx context.Context, user string, peer jid.JID) bool {
+// archive a conversation with peer, whose bare JID is bare.
+func (m *Module) wanted(ctx context.Context, user string, peer jid.JID, bare string) bool {
 	p, err := m.Store.ArchivePrefs(ctx, user)
 	if err != nil {
 		if ok, n := m.logPrefs.Allow(m.now()); ok {
 			m.srv.Log().Error("mam: reading archiving preferences failed; the server's default applies", "err", err, "failures", n+1)
 		}
 	}
-	bare, full := peer.Bare().String(), peer.String()
-	if slices.Contains(p.Never, bare) || slices.Contains(p.Never, full) {
-		return false
-	}
-	if slices.Contains(p.Always, bare) || slices.Contains(p.Always, full) {
-		return true
+	if len(p.Never) > 0 || len(p.Always) > 0 {
+		full := peer.String()
+		if slices.Contains(p.Never, bare) || slices.Contains(p.Never, full) {
+			return false
+		}
+		if slices.Contains(p.Always, bare) || slices.Contains(p.Always, full) {
+			return true
+		}
 	}
 	switch m.defaultFor(p) {
 	case storage.ArchiveNever:
@@ -464,13 +468,15 @@ type inspection struct {
 	spoofed [][2]int64
 }
 
-// inspect looks at the child elements of a message; owner is the bare JID
-// whose stanza-ids are to be found, and with local set, those of every
-// account of the server's hosts too.
-func inspect(children iter.Seq[stanza.Child], owner jid.JID, local func(string) bool) inspection {
+// inspect looks at the child elements of a message, serialised in raw
+// (which it does not keep: the walk reads it in place); owner is the bare JID
+// whose stanza-ids are to be found (ownerStr its string, or ""), and with
+// local set, those of every account of the server's hosts too.
+func inspect(raw []byte, owner jid.JID, ownerStr string, local func(string) bool) inspection {
 	var ins inspection
 	var content, noStore, store bool
-	for c := range children {
+	// A known iterator, inlined: the loop's variables stay on the stack.
+	for c := range stanza.Children(unsafe.String(unsafe.SliceData(raw), len(raw)), nsClient) {
 		switch c.Name {
 		case xml.Name{Space: nsClient, Local: "body"},
 			xml.Name{Space: nsOMEMO, Local: "encrypted"}, xml.Name{Space: nsOMEMO2, Local: "encrypted"}:
@@ -480,15 +486,61 @@ func inspect(children iter.Seq[stanza.Child], owner jid.JID, local func(string) 
 		case xml.Name{Space: nsHints, Local: "store"}:
 			store = true
 		case xml.Name{Space: NSSID, Local: "stanza-id"}:
-			if by, _ := c.Attr("by"); by != "" {
-				if j, err := jid.Parse(by); err == nil && (j.Equal(owner) || local != nil && j.Localpart() != "" && j.Resourcepart() == "" && local(j.Domainpart())) {
-					ins.spoofed = append(ins.spoofed, [2]int64{int64(c.Offset()), int64(c.Offset() + len(c.Raw()))})
-				}
+			if by, _ := c.Attr("by"); by != "" && claims(by, owner, ownerStr, local) {
+				ins.spoofed = append(ins.spoofed, [2]int64{int64(c.Offset()), int64(c.Offset() + len(c.Raw()))})
 			}
 		}
 	}
 	ins.archivable = (content || store) && !noStore
 	return ins
+}
+
+// claims reports whether a stanza-id by 'by' claims to be by owner (whose
+// string is ownerStr; "" to parse every 'by') or, with local set, by an account of the
+// server's hosts.
+func claims(by string, owner jid.JID, ownerStr string, local func(string) bool) bool {
+	if ownerStr != "" {
+		if by == ownerStr {
+			return true
+		}
+		if _, d, ok := plainBareJID(by); ok {
+			// by is a bare JID as jid.Parse gives it back, so not owner's
+			// (whose string differs).
+			return local != nil && local(d)
+		}
+	}
+	j, err := jid.Parse(by)
+	return err == nil && (j.Equal(owner) || local != nil && j.Localpart() != "" && j.Resourcepart() == "" && local(j.Domainpart()))
+}
+
+// plainBareJID splits s, if it is a bare JID with a localpart that
+// jid.Parse leaves as it is (lower-case ASCII letters, digits, '.', '_'
+// and '-'; a domain of such labels, none an IDNA "xn--" one, none
+// beginning or ending with '-'), into its localpart and domainpart: the
+// server's own accounts, which need no parsing. ok is false for anything
+// else, which the caller must parse.
+func plainBareJID(s string) (local, domain string, ok bool) {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at > 1023 || len(s)-at-1 > 1023 {
+		return "", "", false
+	}
+	local, domain = s[:at], s[at+1:]
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return "", "", false
+		}
+	}
+	for label := range strings.SplitSeq(domain, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' || strings.HasPrefix(label, "xn--") {
+			return "", "", false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "", "", false
+			}
+		}
+	}
+	return local, domain, true
 }
 
 // without returns raw without the byte ranges cut (in increasing order).

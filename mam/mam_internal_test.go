@@ -26,3 +26,30 @@ func TestMayClaim(t *testing.T) {
 		}
 	}
 }
+
+// TestClaims checks that claims, with its shortcut for plain bare JIDs,
+// answers as parsing every 'by' does.
+func TestClaims(t *testing.T) {
+	owner := jid.MustParse("alice@localhost")
+	local := func(d string) bool { return d == "localhost" || d == "example.org" }
+	parsed := func(by string, local func(string) bool) bool {
+		j, err := jid.Parse(by)
+		return err == nil && (j.Equal(owner) || local != nil && j.Localpart() != "" && j.Resourcepart() == "" && local(j.Domainpart()))
+	}
+	for _, by := range []string{
+		"alice@localhost", "Alice@localhost", "alice@LOCALHOST", "alice@localhost.", "bob@localhost",
+		"bob@example.org", "bob@example.org/phone", "localhost", "room@conference.localhost",
+		"bob@xn--bcher-kva.example", "bob@-localhost", "bob@localhost-", "b.o_b-1@localhost", "@localhost",
+		"bob@", "bob@@localhost", "bob@local..host", "bob@127.0.0.1", "bob@[::1]", "ßob@localhost",
+		"alice@xn--localhost", "bob@exa_mple.org", "bob@example.org@localhost", "",
+	} {
+		for _, l := range []func(string) bool{nil, local} {
+			if got, want := claims(by, owner, owner.String(), l), parsed(by, l); got != want {
+				t.Errorf("claims(%q, local %v) = %v, parsing says %v", by, l != nil, got, want)
+			}
+			if got, want := claims(by, owner, "", l), parsed(by, l); got != want {
+				t.Errorf("claims(%q, no owner string, local %v) = %v, parsing says %v", by, l != nil, got, want)
+			}
+		}
+	}
+}

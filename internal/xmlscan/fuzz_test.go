@@ -48,6 +48,9 @@ func FuzzParse(f *testing.F) {
 		`<a b='<'/>`,
 		"<a>\xef\xbf\xbe</a>",
 		`<a:b:c xmlns:a='u'/>`,
+		// Check's fast path (simpleEmpty) and its near misses.
+		`<stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.org' id='AAAAAAAAAAAAAAAA'/>`,
+		`<x a="1" b='2'  />`, `<x a='1' a='2'/>`, `<x xmlns='' b='&amp;'/>`,
 	} {
 		f.Add([]byte(s), uint16(64))
 		f.Add([]byte(s), uint16(4096))

@@ -1046,8 +1046,92 @@ func ParseAttrs(raw []byte, max, maxAttrs int) (*Element, error) {
 // element a caller is about to splice into another, whose only question
 // is whether it is well-formed.
 func Check(raw []byte, max int) error {
+	if simpleEmpty(raw, max) {
+		return nil
+	}
 	_, err := parse(raw, max, DefaultMaxAttrs, true)
 	return err
+}
+
+// simpleEmpty reports whether raw is an empty element of the plainest
+// kind, which Parse accepts: <name a='v' b="w"/>, ASCII names without
+// prefixes (nor starting with "xml", but for xmlns attributes), at most
+// eight attributes, separated by spaces, with distinct names and
+// printable ASCII values without references, and no white space around
+// the element; at most max bytes. The elements the server adds to a
+// stanza (a stanza-id, an occupant-id) are of this kind, and are checked
+// this way in a few tens of nanoseconds instead of by the scanner. A
+// false says nothing: Check then runs the scanner.
+func simpleEmpty(raw []byte, max int) bool {
+	if max <= 0 {
+		max = 256 << 10
+	}
+	n := len(raw)
+	if n > max || n < 4 || raw[0] != '<' || raw[n-2] != '/' || raw[n-1] != '>' {
+		return false
+	}
+	end := n - 2 // the '/'
+	// name reads a plain name at i and returns where it ends (i if none).
+	name := func(i int) int {
+		if i >= end || !(raw[i] >= 'a' && raw[i] <= 'z' || raw[i] >= 'A' && raw[i] <= 'Z' || raw[i] == '_') {
+			return i
+		}
+		j := i + 1
+		for j < end && (raw[j] >= 'a' && raw[j] <= 'z' || raw[j] >= 'A' && raw[j] <= 'Z' || raw[j] == '_' ||
+			raw[j] >= '0' && raw[j] <= '9' || raw[j] == '-' || raw[j] == '.') {
+			j++
+		}
+		return j
+	}
+	hasXML := func(b []byte) bool {
+		return len(b) >= 3 && (b[0]|0x20) == 'x' && (b[1]|0x20) == 'm' && (b[2]|0x20) == 'l'
+	}
+	i := name(1)
+	if i == 1 || hasXML(raw[1:i]) {
+		return false
+	}
+	var attrs [8][]byte
+	count := 0
+	for {
+		spaced := false
+		for i < end && raw[i] == ' ' {
+			i++
+			spaced = true
+		}
+		if i == end {
+			return true
+		}
+		if !spaced || count == len(attrs) {
+			return false
+		}
+		j := name(i)
+		if j == i || j+1 >= end || raw[j] != '=' || raw[j+1] != '\'' && raw[j+1] != '"' {
+			return false
+		}
+		a := raw[i:j]
+		if hasXML(a) && string(a) != "xmlns" {
+			return false
+		}
+		for _, b := range attrs[:count] {
+			if string(b) == string(a) {
+				return false
+			}
+		}
+		attrs[count] = a
+		count++
+		q := raw[j+1]
+		k := j + 2
+		for k < end && raw[k] != q {
+			if c := raw[k]; c < 0x20 || c > 0x7e || c == '<' || c == '&' {
+				return false
+			}
+			k++
+		}
+		if k == end {
+			return false
+		}
+		i = k + 1
+	}
 }
 
 // checked is what the scanner returns for an element in check mode.

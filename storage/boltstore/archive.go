@@ -66,9 +66,15 @@ const (
 // archiveKey makes the key of a message with time t and sequence seq.
 func archiveKey(t time.Time, seq uint64) []byte {
 	k := make([]byte, archiveKeyLen)
+	putArchiveKey(k, t, seq)
+	return k
+}
+
+// putArchiveKey writes the key of a message with time t and sequence seq
+// into k, archiveKeyLen bytes.
+func putArchiveKey(k []byte, t time.Time, seq uint64) {
 	binary.BigEndian.PutUint64(k, uint64(t.UnixNano())^(1<<63))
 	binary.BigEndian.PutUint64(k[8:], seq)
-	return k
 }
 
 // archiveKeyTime returns the time in a key.
@@ -123,7 +129,16 @@ func archiveIDKey(b cipher.Block, id string) []byte {
 }
 
 func encodeArchived(m storage.ArchivedMessage) []byte {
-	b := make([]byte, 0, 2+2*binary.MaxVarintLen16+len(m.With)+len(m.WithResource)+len(m.Stanza))
+	return appendArchived(make([]byte, 0, archivedLen(m)), m)
+}
+
+// archivedLen is the length of m's encoded value, at most.
+func archivedLen(m storage.ArchivedMessage) int {
+	return 2 + 2*binary.MaxVarintLen16 + len(m.With) + len(m.WithResource) + len(m.Stanza)
+}
+
+// appendArchived appends m's encoded value to b.
+func appendArchived(b []byte, m storage.ArchivedMessage) []byte {
 	var flags byte
 	if m.Outgoing {
 		flags |= flagOutgoing
@@ -187,12 +202,13 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 	if err := s.check(ctx); err != nil {
 		return "", fail(err, "append archive")
 	}
-	v := encodeArchived(msg)
-	r := archiveRecord{user: user, val: v}
+	// One buffer holds the record's key (filled in below) and value.
+	buf := appendArchived(make([]byte, archiveKeyLen, archiveKeyLen+archivedLen(msg)), msg)
+	r := archiveRecord{user: user, key: buf[:archiveKeyLen:archiveKeyLen], val: buf[archiveKeyLen:]}
 	q := &s.archive
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := s.archiveWait(ctx, r.size()+archiveKeyLen, msg.Outgoing); err != nil {
+	if err := s.archiveWait(ctx, r.size(), msg.Outgoing); err != nil {
 		return "", err
 	}
 	if err := s.archiveLoad(); err != nil {
@@ -207,7 +223,7 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 		t = lt // keys in arrival order are in time order too
 	}
 	q.seq++
-	r.key = archiveKey(t, q.seq)
+	putArchiveKey(r.key, t, q.seq)
 	q.last[user] = t
 	s.archiveEnqueue(r)
 	return archiveID(q.blk, r.key), nil

@@ -2,7 +2,10 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,13 +14,23 @@ import (
 	"github.com/treff-im/treff/storage"
 )
 
-// journalLen returns the records in the archive journal and those in
+// journalLen returns user's records in the archive journal and those in
 // user's bucket.
 func journalLen(t *testing.T, s *Store, user string) (journal, stored int) {
 	t.Helper()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if j := tx.Bucket(bucketArchiveJournal); j != nil {
-			journal = j.Stats().KeyN
+			err := j.ForEach(func(k, v []byte) error {
+				return eachJournalRecord(k, v, func(u, _, _ []byte) error {
+					if string(u) == user {
+						journal++
+					}
+					return nil
+				})
+			})
+			if err != nil {
+				return err
+			}
 		}
 		if root := tx.Bucket(bucketArchive); root != nil {
 			if ub := root.Bucket([]byte(user)); ub != nil {
@@ -164,10 +177,119 @@ func TestArchiveJournalCrash(t *testing.T) {
 	checkArchive(t, s, append(ids, more))
 }
 
+// TestArchiveJournalOldFormat: a journal left by a crash of a build that
+// wrote one record per value (before the batch values), followed by
+// batch values of this build, is folded by Open with every record in
+// place and the same IDs.
+func TestArchiveJournalOldFormat(t *testing.T) {
+	s, path := openTemp(t, nil)
+	ft := &fakeTimers{}
+	s.archive.afterFunc, s.archive.smallBatch = ft.afterFunc, 0
+	ids := appendN(t, s, 0, 3)
+	ft.fire()
+	// The first batch rewritten as the old build wrote it: one value per
+	// record, under the journal's next keys.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		j := tx.Bucket(bucketArchiveJournal)
+		k, v := j.Cursor().First()
+		var old [][]byte
+		err := eachJournalRecord(k, v, func(user, key, val []byte) error {
+			r := binary.AppendUvarint(nil, uint64(len(user)))
+			r = append(r, user...)
+			r = append(r, key...)
+			old = append(old, append(r, val...))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(old) != 3 {
+			return fmt.Errorf("the batch holds %d records, want 3", len(old))
+		}
+		if err := j.Delete(k); err != nil {
+			return err
+		}
+		for _, r := range old {
+			seq, err := j.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := j.Put(binary.BigEndian.AppendUint64(nil, seq), r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, appendN(t, s, 3, 5)...)
+	ft.fire()
+	if j, _ := journalLen(t, s, "alice@example.org"); j != 5 {
+		t.Fatalf("%d records in the journal, want 5", j)
+	}
+	if err := s.db.Close(); err != nil { // the crash
+		t.Fatal(err)
+	}
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if j, u := journalLen(t, s, "alice@example.org"); j != 0 || u != 5 {
+		t.Fatalf("after Open: %d in the journal, %d in the bucket; want 0, 5", j, u)
+	}
+	if n, err := s.CountArchive(context.Background(), "alice@example.org"); err != nil || n != 5 {
+		t.Fatalf("CountArchive = %d, %v; want 5", n, err)
+	}
+	checkArchive(t, s, ids)
+}
+
+// TestArchiveFoldManyUsers: a fold of records of several users, their
+// appends interleaved, puts each in its user's archive in order, with
+// the counts right.
+func TestArchiveFoldManyUsers(t *testing.T) {
+	s, _ := openTemp(t, &Options{NoSync: true})
+	defer s.Close()
+	ft := &fakeTimers{}
+	s.archive.afterFunc, s.archive.smallBatch = ft.afterFunc, 0
+	ctx := context.Background()
+	users := []string{"carol@example.org", "alice@example.org", "bob@example.org"}
+	want := map[string][]string{}
+	for i := range 30 {
+		u := users[i*7%len(users)]
+		body := fmt.Sprintf("<message type='chat'><body>%d</body></message>", i)
+		if _, err := s.AppendArchive(ctx, u, storage.ArchivedMessage{Time: time.Date(2026, 12, 7, 0, 0, i, 0, time.UTC),
+			With: "dave@example.org", Stanza: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+		want[u] = append(want[u], body)
+		if i%4 == 3 {
+			ft.fire() // to the journal: several batch values
+		}
+	}
+	for _, u := range users {
+		page, err := s.QueryArchive(ctx, u, storage.ArchiveQuery{Limit: 100}) // folds
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range page.Messages {
+			got = append(got, string(m.Stanza))
+		}
+		if !slices.Equal(got, want[u]) {
+			t.Errorf("%s's archive: %q, want %q", u, got, want[u])
+		}
+		if n, err := s.CountArchive(ctx, u); err != nil || n != len(want[u]) {
+			t.Errorf("CountArchive(%s) = %d, %v; want %d", u, n, err, len(want[u]))
+		}
+	}
+}
+
 // TestArchiveSmallBatchWaits: a scheduled flush that finds a small batch
-// waits for more, until archiveFlushWait after its first record; a batch
-// of archiveFlushBatch records is committed at once; a read still sees
-// everything at once.
+// waits for more, until archiveFlushWait after its first record (one
+// timer); a batch of archiveFlushBatch records is committed at once,
+// without the timer; a read still sees everything at once.
 func TestArchiveSmallBatchWaits(t *testing.T) {
 	s, _ := openTemp(t, nil)
 	defer s.Close()
@@ -182,6 +304,10 @@ func TestArchiveSmallBatchWaits(t *testing.T) {
 	if j, u := journalLen(t, s, "alice@example.org"); j+u != 0 {
 		t.Fatalf("a small batch was committed at once: %d in the journal, %d in the bucket", j, u)
 	}
+	// One wake-up for the rest of the wait, not one every 25 ms.
+	if d := ft.delays[len(ft.delays)-1]; d != archiveFlushWait {
+		t.Fatalf("the waiting flush was scheduled in %v, want %v", d, archiveFlushWait)
+	}
 	now = now.Add(archiveFlushWait)
 	if ft.fire() != 1 {
 		t.Fatal("the waiting flush was not scheduled again")
@@ -189,11 +315,17 @@ func TestArchiveSmallBatchWaits(t *testing.T) {
 	if j, u := journalLen(t, s, "alice@example.org"); j+u != 3 {
 		t.Fatalf("after the wait: %d in the journal, %d in the bucket; want 3 in all", j, u)
 	}
-	// A full batch goes at once.
+	// A full batch goes at once, without waiting for the timer.
+	var kicks []func()
+	s.archive.spawn = func(f func()) { kicks = append(kicks, f) }
 	appendN(t, s, 3, 3+archiveFlushBatch)
-	if ft.fire() != 1 {
-		t.Fatal("no flush was scheduled")
+	if len(kicks) != 1 {
+		t.Fatalf("%d flushes started by a full batch, want 1", len(kicks))
 	}
+	if ft.fire() != 0 {
+		t.Fatal("the timer of a full batch was not stopped")
+	}
+	kicks[0]()
 	if j, u := journalLen(t, s, "alice@example.org"); j+u != 3+archiveFlushBatch {
 		t.Fatalf("after a full batch: %d in the journal, %d in the bucket; want %d in all", j, u, 3+archiveFlushBatch)
 	}
@@ -208,5 +340,66 @@ func TestArchiveSmallBatchWaits(t *testing.T) {
 	}
 	if len(page.Messages) != 2 {
 		t.Fatalf("a read found %d of the 2 queued messages", len(page.Messages))
+	}
+}
+
+// TestArchiveFullQueueFlush: archiveFlushMax queued records start one
+// flush (not one per append until it takes the queue), which writes them
+// to the journal without a fold.
+func TestArchiveFullQueueFlush(t *testing.T) {
+	s, _ := openTemp(t, &Options{NoSync: true})
+	defer s.Close()
+	ft := &fakeTimers{}
+	var kicks []func()
+	s.archive.afterFunc = ft.afterFunc
+	s.archive.spawn = func(f func()) { kicks = append(kicks, f) }
+	appendN(t, s, 0, archiveFlushMax+50)
+	if len(kicks) != 1 {
+		t.Fatalf("%d flushes started for a full queue, want 1", len(kicks))
+	}
+	kicks[0]()
+	if j, u := journalLen(t, s, "alice@example.org"); j != archiveFlushMax+50 || u != 0 {
+		t.Fatalf("after the flush: %d in the journal, %d in the bucket; want %d, 0", j, u, archiveFlushMax+50)
+	}
+	if n := s.ArchiveQueued(); n != 0 {
+		t.Fatalf("%d bytes still queued", n)
+	}
+	appendN(t, s, archiveFlushMax+50, 2*archiveFlushMax+50)
+	if len(kicks) != 2 {
+		t.Fatalf("%d flushes started for two full queues, want 2", len(kicks))
+	}
+	kicks[1]()
+	kicks[0]() // a late one finds nothing to do
+	if j, u := journalLen(t, s, "alice@example.org"); j != 2*archiveFlushMax+50 || u != 0 {
+		t.Fatalf("after the second flush: %d in the journal, %d in the bucket; want %d, 0", j, u, 2*archiveFlushMax+50)
+	}
+	if n, err := s.CountArchive(context.Background(), "alice@example.org"); err != nil || n != 2*archiveFlushMax+50 {
+		t.Fatalf("CountArchive = %d, %v; want %d", n, err, 2*archiveFlushMax+50)
+	}
+}
+
+// TestEachJournalRecordCorrupt: a journal value cut short or empty is
+// reported as corrupt, not read past its end.
+func TestEachJournalRecordCorrupt(t *testing.T) {
+	rec := binary.AppendUvarint([]byte{journalBatchV1}, 3)
+	rec = append(rec, "a@b"...)
+	rec = append(rec, make([]byte, archiveKeyLen)...)
+	rec = binary.AppendUvarint(rec, 2)
+	rec = append(rec, "xy"...)
+	n := 0
+	if err := eachJournalRecord([]byte{1}, rec, func(user, key, val []byte) error {
+		if string(user) != "a@b" || len(key) != archiveKeyLen || string(val) != "xy" {
+			t.Errorf("record %q %x %q", user, key, val)
+		}
+		n++
+		return nil
+	}); err != nil || n != 1 {
+		t.Fatalf("a whole value: %d records, %v", n, err)
+	}
+	for _, v := range [][]byte{nil, rec[:len(rec)-1], rec[:5], rec[:1+1+3+archiveKeyLen], {5, 'a'}, append([]byte{journalBatchV1, 0}, make([]byte, 20)...)} {
+		err := eachJournalRecord([]byte{1}, v, func(_, _, _ []byte) error { return nil })
+		if !errors.Is(err, errCorrupt) {
+			t.Errorf("value %x: %v, want errCorrupt", v, err)
+		}
 	}
 }

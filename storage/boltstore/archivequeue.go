@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,13 +21,14 @@ import (
 // key and ID at once (the ID goes into the delivered stanza as its
 // stanza-id, so the message must not wait for a disk commit) and queues
 // the record; a flush commits everything queued in one transaction 25
-// ms later (up to 250 ms while fewer than 64 records wait: see
-// archiveFlushBatch), or at once when much has queued. Every read of the
+// ms later (up to 250 ms while fewer than 512 records wait: see
+// archiveFlushBatch), or at once when 512 have queued. Every read of the
 // archive (and Close) flushes first, so what AppendArchive returned is
 // always visible to queries. A crash can lose the archive copies of
 // that last moment (the messages were delivered all the same).
 //
-// A scheduled flush appends the batch to a journal, the bucket
+// A scheduled flush (or one for a full queue) appends the batch to a
+// journal, the bucket
 // "archive_journal", in one write transaction (synced to disk like every
 // commit unless Options.NoSync): its keys only grow, so a commit touches
 // the journal's last page or two whatever the number of users in the
@@ -67,8 +69,12 @@ const (
 	// archiveFlushWait after the first of them was queued. Each commit
 	// costs about as much CPU as a few dozen appends (and two syncs), so
 	// at a community server's rates (a few hundred messages a second)
-	// committing every 25 ms cost as much as the rest of archiving.
-	archiveFlushBatch = 64
+	// committing every 25 ms cost as much as the rest of archiving; with
+	// 64 records a batch, 15 to 40 commits a second at 500 to 2,000
+	// messages a second still cost a quarter of the store's CPU per
+	// record (BenchmarkArchiveAtRate); with 512, 4 to 8 commits a second.
+	// The wait stays bounded by archiveFlushWait.
+	archiveFlushBatch = 512
 	archiveFlushWait  = 250 * time.Millisecond
 	archiveFlushMax   = 1024 // queued records that trigger a flush at once
 	// archiveRetryFirst and archiveRetryMax bound the delay before a
@@ -107,13 +113,18 @@ type archiveQueue struct {
 	blk     cipher.Block         // the IDs' cipher
 	last    map[string]time.Time // time in the newest key of each user seen
 	pending []archiveRecord
-	first   time.Time // when the first of pending was queued
+	spare   []archiveRecord // the last committed batch's array, for the next pending
+	first   time.Time       // when the first of pending was queued
 	// smallBatch is archiveFlushBatch (tests that fire the timers
 	// themselves set 0: every scheduled flush commits).
 	smallBatch int
 	bytes      int         // size of the queued records, pending or being committed
 	limit      int         // the bound of bytes
 	stop       func() bool // stops the scheduled flush, if any
+	// kicked is set from when an append starts a flush for a full batch
+	// (smallBatch or archiveFlushMax records) until a flush takes the
+	// queue.
+	kicked bool
 	// flushing is set while a commit runs; room is signalled (with mu)
 	// when one ends, for appends that wait for room.
 	flushing bool
@@ -132,6 +143,7 @@ type archiveQueue struct {
 
 	// Set by Open; tests replace them.
 	afterFunc func(time.Duration, func()) (stop func() bool)
+	spawn     func(func()) // runs a flush for a full queue in a goroutine
 	now       func() time.Time
 	log       *slog.Logger
 	logLimit  logevery.Limiter
@@ -264,12 +276,18 @@ func (s *Store) archiveEnqueue(r archiveRecord) {
 	switch {
 	case q.failures > 0:
 		// A retry is scheduled; it takes this record too.
-	case len(q.pending) >= archiveFlushMax:
+	case len(q.pending) >= archiveFlushMax || q.smallBatch > 0 && len(q.pending) >= q.smallBatch:
+		// Enough for a commit now, without waiting for the timer.
 		if q.stop != nil {
 			q.stop()
 			q.stop = nil
 		}
-		go s.flushArchive()
+		if !q.kicked {
+			// One flush at a time: the appends that come before it takes
+			// the queue do not start more.
+			q.kicked = true
+			q.spawn(func() { s.flush(flushFull) })
+		}
 	case q.stop == nil:
 		q.stop = q.afterFunc(archiveFlushDelay, s.flushArchiveLater)
 	}
@@ -277,9 +295,10 @@ func (s *Store) archiveEnqueue(r archiveRecord) {
 
 // Why a flush runs.
 const (
-	flushRead  = iota // a read, or a full queue: not during the retry delay
+	flushRead  = iota // a read, or appends waiting for room: not during the retry delay
 	flushTimer        // the scheduled flush or retry
 	flushClose        // the last one
+	flushFull         // a full batch queued: to the journal, as flushTimer
 )
 
 // flushArchive commits the queued records, for a read; see flush.
@@ -296,10 +315,15 @@ func (s *Store) flush(why int) error {
 	q := &s.archive
 	q.flushMu.Lock()
 	defer q.flushMu.Unlock()
-	if why == flushTimer && s.closed.Load() {
+	if (why == flushTimer || why == flushFull) && s.closed.Load() {
 		return nil // Close made the last attempt
 	}
 	q.mu.Lock()
+	if why == flushFull && q.failures > 0 {
+		q.kicked = false
+		q.mu.Unlock()
+		return nil // the retry scheduled takes the queue
+	}
 	if why == flushRead && q.failures > 0 {
 		err := q.lastErr
 		q.flushing = false // in case an append started this flush
@@ -308,20 +332,23 @@ func (s *Store) flush(why int) error {
 	}
 	if why == flushTimer && q.failures == 0 && len(q.pending) > 0 && len(q.pending) < q.smallBatch {
 		if wait := archiveFlushWait - q.now().Sub(q.first); wait > 0 {
-			// A small batch: wait for more (see archiveFlushBatch).
-			q.stop = q.afterFunc(min(wait, archiveFlushDelay), s.flushArchiveLater)
+			// A small batch: wait for more (see archiveFlushBatch), until
+			// the end of the wait, or until the batch is full
+			// (archiveEnqueue then starts the flush): one wake-up.
+			q.stop = q.afterFunc(wait, s.flushArchiveLater)
 			q.mu.Unlock()
 			return nil
 		}
 	}
 	batch := q.pending
-	q.pending = nil
+	q.pending, q.spare = q.spare, nil
+	q.kicked = false
 	if q.stop != nil {
 		q.stop()
 		q.stop = nil
 	}
 	seq := q.seq
-	if len(batch) == 0 && (why == flushTimer || q.journaled == 0) {
+	if len(batch) == 0 && (why == flushTimer || why == flushFull || q.journaled == 0) {
 		// Nothing to write, nor to fold: a read or Close folds the
 		// journal even with nothing queued.
 		q.flushing = false
@@ -331,10 +358,10 @@ func (s *Store) flush(why int) error {
 	}
 	q.flushing = true
 	q.mu.Unlock()
-	fold := why != flushTimer || q.journaled+len(batch) >= archiveFoldMax || q.now().Sub(q.folded) >= archiveFoldEvery
+	fold := why == flushRead || why == flushClose || q.journaled+len(batch) >= archiveFoldMax || q.now().Sub(q.folded) >= archiveFoldEvery
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if fold {
-			return foldArchive(tx, batch, seq)
+			return foldArchive(tx, batch, seq, q.journaled)
 		}
 		return journalArchive(tx, batch, seq)
 	})
@@ -369,6 +396,10 @@ func (s *Store) flush(why int) error {
 		n += r.size()
 	}
 	q.bytes -= n
+	if q.spare == nil && cap(batch) <= 2*archiveFlushMax {
+		clear(batch) // the records' buffers go
+		q.spare = batch[:0]
+	}
 	failures := q.failures
 	q.failures, q.lastErr = 0, nil
 	if len(q.pending) > 0 && q.stop == nil && why != flushClose {
@@ -384,13 +415,34 @@ func (s *Store) flush(why int) error {
 
 // bucketArchiveJournal holds the records committed by scheduled flushes
 // and not yet folded into the users' buckets: key = 8-byte big-endian
-// sequence number of the journal bucket, value = the user (a uvarint
-// length and the bytes), the record's key (archiveKeyLen bytes), then its
-// value.
+// sequence number of the journal bucket. A value is either records of
+// one batch (up to journalChunk bytes of what one flush committed:
+// journalBatchV1, then for each record the user and the value, each a
+// uvarint length and the bytes, with the record's key, archiveKeyLen
+// bytes, between them), or, as builds before the batch format wrote it,
+// one record: the user (a uvarint length, never zero, and the bytes),
+// the record's key, then its value. Both are read (eachJournalRecord).
+// A build from before the batch values, given a file that a crash left
+// with some, fails to open it (its fold finds an empty user name) rather
+// than misread it; after a clean Close there is no journal.
 var bucketArchiveJournal = []byte("archive_journal")
 
-// journalArchive appends batch to the journal and records seq as the
-// archive's last sequence number.
+// journalBatchV1 starts a journal value holding a batch of records; a
+// single record's value starts with its user's length, never zero.
+const journalBatchV1 = 0
+
+// journalChunk bounds a batch value of the journal (but for a single
+// record larger than it): two fit in a page, so a commit rewrites at
+// most one page of the values before it (bbolt never splits a leaf of
+// four keys or fewer, so four values of a whole batch each would be
+// rewritten by every commit).
+const journalChunk = 1900
+
+// journalArchive appends batch to the journal, in values of up to
+// journalChunk bytes, and records seq as the archive's last sequence
+// number. A Put for a few records instead of one per record: bbolt's
+// per-key work (the search, the node's element, the page's header
+// entry) is shared.
 func journalArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
 	root, err := tx.CreateBucketIfNotExists(bucketArchive)
 	if err != nil {
@@ -405,22 +457,36 @@ func journalArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
 	// the commit.
 	n := 0
 	for _, r := range batch {
-		n += 8 + binary.MaxVarintLen64 + len(r.user) + len(r.key) + len(r.val)
+		n += 8 + 1 + 2*binary.MaxVarintLen64 + len(r.user) + len(r.key) + len(r.val)
 	}
 	buf := make([]byte, 0, n)
 	next := j.Sequence()
+	start := -1 // where the value being filled starts (its key before)
+	put := func() error {
+		if start < 0 {
+			return nil
+		}
+		return j.Put(buf[start-8:start:start], buf[start:len(buf):len(buf)])
+	}
 	for _, r := range batch {
-		next++
-		start := len(buf)
-		buf = binary.BigEndian.AppendUint64(buf, next)
-		mid := len(buf)
+		size := 2*binary.MaxVarintLen64 + len(r.user) + len(r.key) + len(r.val)
+		if start < 0 || len(buf)-start+size > journalChunk {
+			if err := put(); err != nil {
+				return err
+			}
+			next++
+			buf = binary.BigEndian.AppendUint64(buf, next)
+			start = len(buf)
+			buf = append(buf, journalBatchV1)
+		}
 		buf = binary.AppendUvarint(buf, uint64(len(r.user)))
 		buf = append(buf, r.user...)
 		buf = append(buf, r.key...)
+		buf = binary.AppendUvarint(buf, uint64(len(r.val)))
 		buf = append(buf, r.val...)
-		if err := j.Put(buf[start:mid:mid], buf[mid:len(buf):len(buf)]); err != nil {
-			return err
-		}
+	}
+	if err := put(); err != nil {
+		return err
 	}
 	if err := j.SetSequence(next); err != nil {
 		return err
@@ -431,42 +497,80 @@ func journalArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
 	return nil
 }
 
+// eachJournalRecord calls fn with the records of the journal value v (a
+// batch or a single record, see bucketArchiveJournal), in order; the
+// slices point into v. k is the journal key, for errors.
+func eachJournalRecord(k, v []byte, fn func(user, key, val []byte) error) error {
+	bad := func() error { return fmt.Errorf("archive journal record %x: %w", k, errCorrupt) }
+	if len(v) == 0 {
+		return bad()
+	}
+	str := func() ([]byte, bool) {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || uint64(len(v)-w) < n {
+			return nil, false
+		}
+		s := v[w : w+int(n) : w+int(n)]
+		v = v[w+int(n):]
+		return s, true
+	}
+	if v[0] != journalBatchV1 {
+		user, ok := str()
+		if !ok || len(v) < archiveKeyLen {
+			return bad()
+		}
+		return fn(user, v[:archiveKeyLen:archiveKeyLen], v[archiveKeyLen:])
+	}
+	v = v[1:]
+	for len(v) > 0 {
+		user, ok := str()
+		if !ok || len(user) == 0 || len(v) < archiveKeyLen {
+			return bad()
+		}
+		key := v[:archiveKeyLen:archiveKeyLen]
+		v = v[archiveKeyLen:]
+		val, ok := str()
+		if !ok {
+			return bad()
+		}
+		if err := fn(user, key, val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // foldArchive moves the journal's records, then batch's, into the users'
 // buckets, removes the journal and records seq (if higher) as the
-// archive's last sequence number.
-func foldArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
+// archive's last sequence number; hint is the number of records in the
+// journal, if known. The records are grouped by user (in arrival order
+// within each user, which is their keys' order): each user's bucket is
+// looked up, and its count written, once per fold.
+func foldArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64, hint int) error {
 	root, err := tx.CreateBucketIfNotExists(bucketArchive)
 	if err != nil {
 		return err
 	}
-	var (
-		name []byte
-		ub   *bolt.Bucket
-	)
-	put := func(user, key, val []byte) error {
-		if ub == nil || !bytes.Equal(name, user) {
-			if ub, err = root.CreateBucketIfNotExists(user); err != nil {
-				return err
-			}
-			ub.FillPercent = 1 // a user's keys only grow, see AppendArchive
-			name = user
+	type rec struct {
+		user, key, val []byte
+		u              int // the user's number, in order of first appearance
+	}
+	recs := make([]rec, 0, hint+len(batch))
+	users := make(map[string]int)
+	add := func(user, key, val []byte) error {
+		u, ok := users[string(user)]
+		if !ok {
+			u = len(users)
+			users[string(user)] = u
 		}
-		if err := ub.Put(key, val); err != nil {
-			return err
-		}
-		return ub.SetSequence(ub.Sequence() + 1)
+		recs = append(recs, rec{user, key, val, u})
+		return nil
 	}
 	if j := tx.Bucket(bucketArchiveJournal); j != nil {
 		c := j.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			n, w := binary.Uvarint(v)
-			if w <= 0 || uint64(len(v)-w) < n+archiveKeyLen {
-				return fmt.Errorf("archive journal record %x: %w", k, errCorrupt)
-			}
 			// v points into the mmap, which the commit may remap: one copy.
-			v = bytes.Clone(v[w:])
-			user, rest := v[:n:n], v[n:]
-			if err := put(user, rest[:archiveKeyLen:archiveKeyLen], rest[archiveKeyLen:]); err != nil {
+			if err := eachJournalRecord(k, bytes.Clone(v), add); err != nil {
 				return err
 			}
 		}
@@ -475,7 +579,36 @@ func foldArchive(tx *bolt.Tx, batch []archiveRecord, seq uint64) error {
 		}
 	}
 	for _, r := range batch {
-		if err := put([]byte(r.user), r.key, r.val); err != nil {
+		add([]byte(r.user), r.key, r.val)
+	}
+	// Grouped by user with a counting sort, which keeps each user's
+	// records in arrival order, which is their keys' order.
+	start := make([]int, len(users)+1)
+	for _, r := range recs {
+		start[r.u+1]++
+	}
+	for u := range len(users) {
+		start[u+1] += start[u]
+	}
+	grouped := make([]rec, len(recs))
+	next := slices.Clone(start[:len(users)])
+	for _, r := range recs {
+		grouped[next[r.u]] = r
+		next[r.u]++
+	}
+	for u := range len(users) {
+		g := grouped[start[u]:start[u+1]]
+		ub, err := root.CreateBucketIfNotExists(g[0].user)
+		if err != nil {
+			return err
+		}
+		ub.FillPercent = 1 // a user's keys only grow, see AppendArchive
+		for _, r := range g {
+			if err := ub.Put(r.key, r.val); err != nil {
+				return err
+			}
+		}
+		if err := ub.SetSequence(ub.Sequence() + uint64(len(g))); err != nil {
 			return err
 		}
 	}
@@ -491,7 +624,7 @@ func foldArchiveJournal(tx *bolt.Tx) error {
 	if tx.Bucket(bucketArchiveJournal) == nil {
 		return nil
 	}
-	return foldArchive(tx, nil, 0)
+	return foldArchive(tx, nil, 0, 0)
 }
 
 // archiveRetry is the delay before the next attempt after the given

@@ -219,6 +219,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	s.archive.limit = o.ArchiveQueueBytes
 	s.archive.room.L = &s.archive.mu
 	s.archive.afterFunc = afterFunc
+	s.archive.spawn = func(f func()) { go f() }
 	s.archive.smallBatch = archiveFlushBatch
 	s.archive.now = time.Now
 	s.archive.folded = time.Now()
