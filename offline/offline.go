@@ -207,7 +207,11 @@ func (m *Module) storedElsewhere(data []byte) {
 	if err != nil || len(m.waiting(user)) == 0 {
 		return
 	}
-	go m.redeliver(context.Background(), user)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		m.redeliver(ctx, user)
+	}()
 }
 
 // waiting returns the account's sessions on this node that would have
