@@ -27,6 +27,7 @@ const (
 	nodeUsersNum     = nsAdmin + "#get-registered-users-num"
 	nodeUsersList    = nsAdmin + "#get-registered-users-list"
 	nodeOnlineNum    = nsAdmin + "#get-online-users-num"
+	nodeOnlineList   = nsAdmin + "#get-online-users-list"
 	nodeAnnounce     = nsAdmin + "#announce"
 	nodeDisableUser  = nsAdmin + "#disable-user"
 	nodeReenableUser = nsAdmin + "#reenable-user"
@@ -39,7 +40,7 @@ const (
 
 // adminNodes are all the commands an admin may run.
 var adminNodes = []string{nodeAddUser, nodeDeleteUser, nodeChangePass, nodeUsersNum, nodeUsersList,
-	nodeOnlineNum, nodeAnnounce, nodeDisableUser, nodeReenableUser, nodeRegistration, nodeInvite}
+	nodeOnlineNum, nodeOnlineList, nodeAnnounce, nodeDisableUser, nodeReenableUser, nodeRegistration, nodeInvite}
 
 // userNodes are the commands of the example server for every user: the
 // FAST devices and the stranger filter's two (package antispam).
@@ -331,6 +332,9 @@ func TestCommunityAdminCommands(t *testing.T) {
 	checkUserList(t, cmdReply(t, es, "user", nodeUsersList, "execute"), "alice@localhost", "boss@localhost")
 	if got := resultValues(t, cmdReply(t, es, "user", nodeOnlineNum, "execute"), nsAdmin, "onlineusersnum"); !slices.Equal(got, []string{"1"}) {
 		t.Errorf("online users: %q, want 1 (boss)", got)
+	}
+	if got := resultValues(t, cmdReply(t, es, "user", nodeOnlineList, "execute"), nsAdmin, "onlineuserjids"); !slices.Equal(got, []string{"boss@localhost"}) {
+		t.Errorf("online users list: %q, want boss@localhost", got)
 	}
 	links := resultValues(t, cmdReply(t, es, "user", nodeInvite, "execute"), "urn:xmpp:invite", "uri")
 	if len(links) != 1 || !inviteLinkRe.MatchString(links[0]) {
