@@ -22,9 +22,10 @@ type Remote interface {
 	// Shared returns a value its node set with Session.SetShared.
 	Shared(key string) string
 	// Send forwards raw to the session's node, which hands it to the
-	// session. It must not block on the network, except that with
-	// Server.KeepInFlight it waits (for a bounded time) until that node
-	// has kept a message of type chat or normal, so that the message
+	// session. It must not block on the network, except that for a
+	// session whose node keeps messages in flight (Session.KeepsInFlight
+	// there) it waits (for a bounded time) until that node has kept a
+	// message of type chat or normal, so that the message
 	// survives the node's death before its sender is told it was
 	// handled; if the node could not keep it, Send returns NotKept's
 	// error, and ErrSessionClosed if the session is gone.

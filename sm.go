@@ -228,11 +228,12 @@ func (e *AckError) Error() string {
 // ErrSessionClosed if it is closing.
 func (s *Session) Track(reply, ask []byte, resume time.Duration) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch {
 	case s.closed:
+		s.mu.Unlock()
 		return ErrSessionClosed
 	case s.sm.on:
+		s.mu.Unlock()
 		return ErrTracking
 	}
 	// Counting starts with the stanzas queued after reply.
@@ -243,7 +244,21 @@ func (s *Session) Track(reply, ask []byte, resume time.Duration) error {
 	s.sm.resume = max(resume, 0)
 	s.sm.on = true
 	s.smOn.Store(true)
+	s.mu.Unlock()
+	if s.srv.KeepInFlight {
+		// A cluster publishes that the session's messages are kept
+		// (KeepsInFlight): other nodes wait for that when they forward.
+		s.srv.sessionChanged(s)
+	}
 	return nil
+}
+
+// KeepsInFlight reports whether messages sent to s are kept until its
+// client acknowledges them (Server.KeepInFlight and stream management
+// on), so that a node forwarding one should wait until s's node has kept
+// it. A cluster publishes it with the session's row.
+func (s *Session) KeepsInFlight() bool {
+	return s.remote == nil && s.srv.KeepInFlight && s.smOn.Load() && s.srv.mods.keeper != nil
 }
 
 // Handled returns how many stanzas the server handled from the client
@@ -628,14 +643,22 @@ func (srv *Server) redeliver(ctx context.Context, st *Stanza) {
 	var buf, out [8]router.Entry
 	sessions := srv.table.Resources(buf[:0], bare)
 	targets, act, fallback := router.SelectBare(out[:0], sessions, st.Kind, st.Type)
-	switch act {
-	case router.Deliver:
+	if act == router.Deliver {
+		took := false
 		for _, e := range targets {
-			if s, ok := e.(sender); ok {
-				s.Send(st.raw)
+			if s, ok := e.(sender); ok && s.Send(st.raw) == nil {
+				took = true
 			}
 		}
-		return
+		if took {
+			return
+		}
+		// Every target failed (ending too, or on a node that died): as
+		// if there were none, so that the message reaches offline
+		// storage instead of being dropped.
+		_, act, fallback = router.SelectBare(out[:0], nil, st.Kind, st.Type)
+	}
+	switch act {
 	case router.Undeliverable:
 		if srv.stanzaHooks(ctx, srv.mods.undeliver, st) {
 			return

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -74,7 +76,7 @@ func startCluster(t testing.TB, k int, c *testCluster) *testCluster {
 	c.store, c.auth = store, &auth.Store{Accounts: store}
 	addrs := make([]string, k)
 	for i := range addrs {
-		addrs[i] = trefftest.FreeAddr(t)
+		addrs[i] = routeAddr(t)
 	}
 	c.addrs = addrs
 	for i := range k {
@@ -146,6 +148,26 @@ func (c *testCluster) login(t testing.TB, i int, local, res string) *trefftest.C
 	cl := c.nodes[i].Dial(t, c.nodes[i].Addr)
 	cl.Login(local+"@localhost", "pw-"+local, res)
 	return cl
+}
+
+// routeAddr returns a free loopback address for a route listener, on a
+// port below the kernel's ephemeral range: the NATS servers' random
+// client ports and their outgoing connections take ports from that
+// range, and one of them could take a route port picked there before
+// its node started (a server then fails to start).
+func routeAddr(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000)))
+		if err != nil {
+			continue // taken
+		}
+		a := l.Addr().String()
+		l.Close()
+		return a
+	}
+	t.Fatal("no free route port")
+	return ""
 }
 
 // waitFor polls cond (rows travel through NATS and announce themselves
@@ -728,7 +750,7 @@ func TestManyAcrossNodes(t *testing.T) {
 // TestEmbeddedSecret: embedded NATS servers with a route secret form a
 // cluster only with servers that share it.
 func TestEmbeddedSecret(t *testing.T) {
-	a, b, x := trefftest.FreeAddr(t), trefftest.FreeAddr(t), trefftest.FreeAddr(t)
+	a, b, x := routeAddr(t), routeAddr(t), routeAddr(t)
 	start := func(name, listen, secret string, peers ...string) (*server.Server, *nats.Conn) {
 		ns, nc, err := Embedded{Name: name, Listen: listen, Peers: peers, Secret: secret}.Start()
 		if err != nil {

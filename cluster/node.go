@@ -143,7 +143,11 @@ type row struct {
 	Bound  int64             `json:"b"`
 	Pres   string            `json:"x,omitempty"`
 	Shared map[string]string `json:"s,omitempty"`
-	Seq    uint64            `json:"q"`
+	// Keep: messages to the session are kept until its client
+	// acknowledges them (treff.Session.KeepsInFlight), so a node
+	// forwarding one waits for the session's node to have kept it.
+	Keep bool   `json:"k,omitempty"`
+	Seq  uint64 `json:"q"`
 	// Seen is, for a row that changes availability, the sequence number
 	// of each other node's updates its node had applied when publishing
 	// it (see repairLocked).
@@ -673,7 +677,7 @@ func (n *Node) setRowLocked(p *peer, rw row, closing []*treff.Session) []*treff.
 	if r != nil && r.seq >= rw.Seq {
 		return closing
 	}
-	st := &rstate{avail: rw.Avail, prio: rw.Prio, shared: rw.Shared}
+	st := &rstate{avail: rw.Avail, prio: rw.Prio, shared: rw.Shared, keep: rw.Keep}
 	if rw.Pres != "" {
 		st.pres, _ = treff.NewStanza([]byte(rw.Pres))
 	}
@@ -909,7 +913,7 @@ func (n *Node) onSnapshot(msg *nats.Msg) {
 }
 
 func rowOf(full string, o *ownRow) row {
-	rw := row{JID: full, Avail: o.s.Available(), Prio: o.s.Priority(), Bound: o.bound, Shared: o.s.SharedValues()}
+	rw := row{JID: full, Avail: o.s.Available(), Prio: o.s.Priority(), Bound: o.bound, Shared: o.s.SharedValues(), Keep: o.s.KeepsInFlight()}
 	if p := o.s.Presence(); p != nil {
 		rw.Pres = string(p.Raw())
 	}
@@ -1145,6 +1149,7 @@ type remote struct {
 
 type rstate struct {
 	avail  bool
+	keep   bool // messages are kept until acknowledged there (row.Keep)
 	prio   int
 	pres   *treff.Stanza
 	shared map[string]string
@@ -1173,7 +1178,7 @@ func (r *remote) Send(raw []byte) error {
 	bp := bufPool.Get().(*[]byte)
 	b := append(append(append((*bp)[:0], r.full...), '\n'), raw...)
 	var err error
-	if r.n.srv.KeepInFlight && keepable(raw) {
+	if r.st.Load().keep && keepable(raw) {
 		err = r.sendKept(b)
 	} else if nc.Publish(r.p.deliver, b) != nil {
 		err = treff.ErrSessionClosed

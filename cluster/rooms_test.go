@@ -30,7 +30,7 @@ func newRoomCluster(t *testing.T, k int) (*testCluster, []*Rooms) {
 	t.Cleanup(func() { store.Close() })
 	c := &testCluster{store: store, auth: &auth.Store{Accounts: store}}
 	for range k {
-		c.addrs = append(c.addrs, trefftest.FreeAddr(t))
+		c.addrs = append(c.addrs, routeAddr(t))
 	}
 	var rooms []*Rooms
 	for i := range k {
