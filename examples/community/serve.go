@@ -53,6 +53,7 @@ import (
 	"github.com/treff-im/treff/sm"
 	"github.com/treff-im/treff/storage"
 	"github.com/treff-im/treff/storage/boltstore"
+	"github.com/treff-im/treff/storage/pgstore"
 	"github.com/treff-im/treff/upload"
 	"github.com/treff-im/treff/version"
 	"github.com/treff-im/treff/xtime"
@@ -105,7 +106,15 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) error {
 
 	var store fullStore
 	if cfg.Store == storePostgres {
-		store, err = openPostgres(cfg)
+		var pg *pgstore.Store
+		pg, err = openPostgres(cfg)
+		if err == nil {
+			// Archive copies are committed in groups, as the bbolt
+			// store's journal does (same bound on what a crash loses:
+			// docs/benchmarks.md, "What is fsynced when").
+			pg.SetArchiveDelay(pgArchiveDelay, cfg.ArchiveMaxQueue, log)
+			store = pg
+		}
 	} else {
 		store, err = openStore(filepath.Join(cfg.Data, dbFile), "is a server already running with this data folder?",
 			&boltstore.Options{ArchiveQueueBytes: cfg.ArchiveMaxQueue, Logger: log})

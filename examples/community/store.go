@@ -56,6 +56,11 @@ var (
 	_ fullStore = (*pgstore.Store)(nil)
 )
 
+// pgArchiveDelay is how long an archived message may wait in memory
+// before a server on PostgreSQL commits it with others (pgstore's
+// SetArchiveDelay): the bbolt store's flush wait.
+const pgArchiveDelay = 250 * time.Millisecond
+
 // openPostgres opens the PostgreSQL store of cfg.
 func openPostgres(cfg Config) (*pgstore.Store, error) {
 	if cfg.PGDSN == "" {

@@ -53,7 +53,14 @@ func (s *Store) AppendArchive(ctx context.Context, user string, msg storage.Arch
 	if err := s.check(ctx); err != nil {
 		return "", fail(ctx, err, "append archive")
 	}
-	id, err := s.appendBatched(&appendReq{ctx: ctx, user: user, id: newArchiveID(), msg: msg, done: make(chan appendResult, 1)})
+	r := &appendReq{ctx: ctx, user: user, id: newArchiveID(), msg: msg, done: make(chan appendResult, 1)}
+	if s.delayed(r) {
+		// Queued (delay.go): committed with the next flush; the ID is
+		// the one it will have (random, so taken only by chance; then
+		// the flush gives it another).
+		return r.id, nil
+	}
+	id, err := s.appendBatched(r)
 	if err != nil {
 		return "", fail(ctx, err, "append archive")
 	}
@@ -107,6 +114,7 @@ func (s *Store) QueryArchive(ctx context.Context, user string, q storage.Archive
 	if err := noEmpty(user); err != nil {
 		return storage.ArchivePage{}, fail(ctx, err, "query archive")
 	}
+	s.flushArchive(ctx)
 	var page storage.ArchivePage
 	err := s.readTx(ctx, "query archive", func(tx pgx.Tx) error {
 		var err error
@@ -300,12 +308,14 @@ func (s *Store) CountArchive(ctx context.Context, user string) (int, error) {
 	if err := noEmpty(user); err != nil {
 		return 0, fail(ctx, err, "count archive")
 	}
+	s.flushArchive(ctx)
 	return s.count(ctx, "count archive", "SELECT count(*) FROM archive WHERE owner = $1", user)
 }
 
 // DeleteArchiveBefore implements storage.Archive; the BRIN index on at
 // finds the old rows without a scan of the table.
 func (s *Store) DeleteArchiveBefore(ctx context.Context, t time.Time) (int, error) {
+	s.flushArchive(ctx)
 	n, err := s.exec(ctx, "delete archive before", "DELETE FROM archive WHERE at < $1", t.UnixNano())
 	return int(n), err
 }
@@ -315,6 +325,7 @@ func (s *Store) DeleteArchive(ctx context.Context, user string) error {
 	if err := noEmpty(user); err != nil {
 		return fail(ctx, err, "delete archive")
 	}
+	s.flushArchive(ctx)
 	return s.tx(ctx, "delete archive", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM archive WHERE owner = $1", user); err != nil {
 			return err
@@ -374,6 +385,7 @@ func (s *Store) ReplaceArchived(ctx context.Context, user, id string, stanza []b
 	if err := noEmpty(user); err != nil {
 		return fail(ctx, err, "replace archived")
 	}
+	s.flushArchive(ctx)
 	if stanza == nil {
 		stanza = []byte{}
 	}

@@ -45,6 +45,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	closed atomic.Bool
 	batch  archiveBatcher
+	delay  archiveDelay
 }
 
 // Interface guards.
@@ -107,6 +108,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // Close closes the pool, waiting for the calls in progress to return
 // their connections. Later calls return storage.ErrClosed.
 func (s *Store) Close() error {
+	if s.closed.Load() {
+		return nil
+	}
+	s.closeDelay()
 	if s.closed.Swap(true) {
 		return nil
 	}
