@@ -326,6 +326,7 @@ func (s *Store) DeleteArchive(ctx context.Context, user string) error {
 		return fail(ctx, err, "delete archive")
 	}
 	s.flushArchive(ctx)
+	defer s.prefs.drop(user)
 	return s.tx(ctx, "delete archive", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM archive WHERE owner = $1", user); err != nil {
 			return err
@@ -344,9 +345,15 @@ func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchiveP
 	if err := s.check(ctx); err != nil {
 		return p, fail(ctx, err, "archive preferences")
 	}
+	now := time.Now()
+	if p, ok := s.prefs.get(user, now); ok {
+		return p, nil
+	}
+	gen := s.prefs.gen.Load()
 	var def string
 	err := s.pool.QueryRow(ctx, "SELECT default_, always, never FROM archive_prefs WHERE owner = $1", user).Scan(&def, &p.Always, &p.Never)
 	if errors.Is(err, pgx.ErrNoRows) {
+		s.prefs.put(user, storage.ArchivePrefs{}, gen, now)
 		return storage.ArchivePrefs{}, nil
 	}
 	if err != nil {
@@ -359,6 +366,7 @@ func (s *Store) ArchivePrefs(ctx context.Context, user string) (storage.ArchiveP
 	if len(p.Never) == 0 {
 		p.Never = nil
 	}
+	s.prefs.put(user, p, gen, now)
 	return p, nil
 }
 
@@ -374,6 +382,7 @@ func (s *Store) SetArchivePrefs(ctx context.Context, user string, p storage.Arch
 	if never == nil {
 		never = []string{}
 	}
+	defer s.prefs.drop(user) // also if it failed: the row may have changed
 	_, err := s.exec(ctx, "set archive preferences", `INSERT INTO archive_prefs (owner, default_, always, never) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (owner) DO UPDATE SET default_ = excluded.default_, always = excluded.always, never = excluded.never`,
 		user, string(p.Default), always, never)

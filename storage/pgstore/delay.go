@@ -72,7 +72,7 @@ func (s *Store) delayed(r *appendReq) bool {
 		d.mu.Unlock()
 		return false
 	}
-	r.ctx = context.Background() // the flush's, not the caller's
+	r.ctx = context.Background()             // the flush's, not the caller's
 	r.msg.Stanza = bytes.Clone(r.msg.Stanza) // the caller may reuse its own
 	d.reqs = append(d.reqs, r)
 	d.bytes += len(r.msg.Stanza)

@@ -46,6 +46,7 @@ type Store struct {
 	closed atomic.Bool
 	batch  archiveBatcher
 	delay  archiveDelay
+	prefs  prefsCache
 }
 
 // Interface guards.
