@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,6 +72,72 @@ type Module struct {
 	// Memory only: after a crash every stored message is the account's.
 	mu   sync.Mutex
 	held map[heldKey]struct{}
+
+	// Released kept messages wait here to be deleted together (Release):
+	// a client's acknowledgement need not wait for a delete, and at a
+	// few hundred messages a second one delete per acknowledgement was
+	// a commit each. They stay held until deleted.
+	rmu      sync.Mutex
+	released map[string][]uint64
+	nrel     int
+	relTimer *time.Timer
+}
+
+// releaseWait is how long released messages may wait to be deleted
+// together, and releaseBatch how many start the delete at once. A crash
+// meanwhile delivers them once more at the next login: a copy too many,
+// never a loss.
+const (
+	releaseWait  = 100 * time.Millisecond
+	releaseBatch = 256
+)
+
+var _ treff.Stopper = (*Module)(nil)
+
+// Stop implements treff.Stopper: it deletes the released messages that
+// wait, so that a clean restart delivers none of them again.
+func (m *Module) Stop(ctx context.Context) error {
+	m.flushReleased(ctx)
+	return nil
+}
+
+// release queues the deletion of kept messages a client acknowledged.
+func (m *Module) release(user string, ids []uint64) {
+	m.rmu.Lock()
+	if m.released == nil {
+		m.released = make(map[string][]uint64)
+	}
+	m.released[user] = append(m.released[user], ids...)
+	m.nrel += len(ids)
+	now := m.nrel >= releaseBatch
+	if !now && m.relTimer == nil {
+		m.relTimer = time.AfterFunc(releaseWait, func() { m.flushReleased(context.Background()) })
+	}
+	m.rmu.Unlock()
+	if now {
+		go m.flushReleased(context.Background())
+	}
+}
+
+// flushReleased deletes the released messages that wait, and lets go of
+// them.
+func (m *Module) flushReleased(ctx context.Context) {
+	m.rmu.Lock()
+	rel := m.released
+	m.released, m.nrel = nil, 0
+	if m.relTimer != nil {
+		m.relTimer.Stop()
+		m.relTimer = nil
+	}
+	m.rmu.Unlock()
+	for user, ids := range rel {
+		if err := m.Store.DeleteOfflineMessages(ctx, user, ids); err != nil {
+			// They are the account's now: delivered once more at its
+			// next login rather than lost.
+			m.srv.Log().Error("offline: deleting acknowledged kept messages failed", "user", user, "n", len(ids), "err", err)
+		}
+		m.unhold(user, ids)
+	}
 }
 
 type heldKey struct {
@@ -266,15 +333,10 @@ func (k keeper) Keep(ctx context.Context, s *treff.Session, st *treff.Stanza) (u
 }
 
 // Release implements treff.Keeper.
+// The messages are deleted a moment later, with others (release); they
+// stay held until then, so that no other session is given them.
 func (k keeper) Release(ctx context.Context, s *treff.Session, ids []uint64) error {
-	user := s.JID().Bare().String()
-	err := k.m.Store.DeleteOfflineMessages(ctx, user, ids)
-	// Even if the delete failed: the messages are the account's now
-	// (delivered once more at its next login rather than lost).
-	k.m.unhold(user, ids)
-	if err != nil {
-		return fmt.Errorf("offline: releasing kept messages: %w", err)
-	}
+	k.m.release(s.JID().Bare().String(), slices.Clone(ids))
 	return nil
 }
 
