@@ -393,25 +393,7 @@ var abuseAddr = map[string]string{
 // Prosody with libunbound, root, and its addresses free.
 func needAbuseFederation(t *testing.T) {
 	t.Helper()
-	needSlixmpp(t)
-	for _, prog := range []string{"prosody", "prosodyctl", "runuser"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			fedSkip(t, "abuse federation test: %s not found", prog)
-		}
-	}
-	if m, _ := filepath.Glob("/usr/lib/*/lua/*/lunbound.so"); len(m) == 0 {
-		fedSkip(t, "abuse federation test: lua-unbound not installed (Prosody's resolver)")
-	}
-	if os.Geteuid() != 0 {
-		fedSkip(t, "abuse federation test: needs root to run Prosody as its own user")
-	}
-	for _, d := range []string{fedTreff, fedProsody} {
-		for _, port := range []string{"5222", "5269"} {
-			if a := abuseAddr[d] + ":" + port; accepts(a) {
-				fedSkip(t, "abuse federation test: something listens on %s", a)
-			}
-		}
-	}
+	needProsody(t, "abuse federation test", abuseAddr[fedTreff], abuseAddr[fedProsody])
 }
 
 // startAbuseProsody starts Prosody for prosody.test on its abuseAddr

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -50,28 +49,7 @@ const (
 
 // TestClusterFederationProsody: see the top of this file.
 func TestClusterFederationProsody(t *testing.T) {
-	needSlixmpp(t)
-	for _, prog := range []string{"prosody", "prosodyctl", "runuser"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			fedSkip(t, "cluster federation test: %s not found", prog)
-		}
-	}
-	if m, _ := filepath.Glob("/usr/lib/*/lua/*/lunbound.so"); len(m) == 0 {
-		fedSkip(t, "cluster federation test: lua-unbound not installed (Prosody's resolver)")
-	}
-	if os.Geteuid() != 0 {
-		fedSkip(t, "cluster federation test: needs root to run Prosody as its own user")
-	}
-	if _, err := user.Lookup("prosody"); err != nil {
-		fedSkip(t, "cluster federation test: no user prosody: %v", err)
-	}
-	for _, ip := range []string{clFedNodeA, clFedNodeB, clFedProsody} {
-		for _, port := range []string{"5222", "5269"} {
-			if a := ip + ":" + port; accepts(a) {
-				fedSkip(t, "cluster federation test: %s is taken", a)
-			}
-		}
-	}
+	needProsody(t, "cluster federation test", clFedNodeA, clFedNodeB, clFedProsody)
 	pg := pgtest.Start(t)
 	dsn := pg.Database(t)
 

@@ -147,6 +147,36 @@ func needFederation(t *testing.T) {
 	}
 }
 
+// needProsody checks what a test with a Prosody peer (and no ejabberd)
+// needs: slixmpp, Prosody with libunbound, root and the user prosody (to
+// run it as its own user), and ports 5222 and 5269 free on each of the
+// test's addresses. test names the test in the skip message.
+func needProsody(t *testing.T, test string, ips ...string) {
+	t.Helper()
+	needSlixmpp(t)
+	for _, prog := range []string{"prosody", "prosodyctl", "runuser"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			fedSkip(t, "%s: %s not found", test, prog)
+		}
+	}
+	if m, _ := filepath.Glob("/usr/lib/*/lua/*/lunbound.so"); len(m) == 0 {
+		fedSkip(t, "%s: lua-unbound not installed (Prosody's resolver)", test)
+	}
+	if os.Geteuid() != 0 {
+		fedSkip(t, "%s: needs root to run Prosody as its own user", test)
+	}
+	if _, err := user.Lookup("prosody"); err != nil {
+		fedSkip(t, "%s: no user prosody: %v", test, err)
+	}
+	for _, ip := range ips {
+		for _, port := range []string{"5222", "5269"} {
+			if a := ip + ":" + port; accepts(a) {
+				fedSkip(t, "%s: %s is taken", test, a)
+			}
+		}
+	}
+}
+
 // federation is the test's shared setup: a folder every server's user can
 // read, the CA, a certificate per domain, and the DNS server.
 type federation struct {

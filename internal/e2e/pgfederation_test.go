@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,26 +41,7 @@ const (
 
 // TestFederationTwoNodesPostgres: see the top of this file.
 func TestFederationTwoNodesPostgres(t *testing.T) {
-	needSlixmpp(t)
-	for _, prog := range []string{"prosody", "prosodyctl", "runuser"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			fedSkip(t, "two-node federation test: %s not found", prog)
-		}
-	}
-	if m, _ := filepath.Glob("/usr/lib/*/lua/*/lunbound.so"); len(m) == 0 {
-		fedSkip(t, "two-node federation test: lua-unbound not installed (Prosody's resolver)")
-	}
-	if os.Geteuid() != 0 {
-		fedSkip(t, "two-node federation test: needs root to run Prosody as its own user")
-	}
-	if _, err := user.Lookup("prosody"); err != nil {
-		fedSkip(t, "two-node federation test: no user prosody: %v", err)
-	}
-	for _, a := range []string{pgFedNodeA + ":5222", pgFedNodeA + ":5269", pgFedNodeB + ":5222", pgFedNodeB + ":5269", pgFedProsody + ":5222", pgFedProsody + ":5269"} {
-		if accepts(a) {
-			fedSkip(t, "two-node federation test: %s is taken", a)
-		}
-	}
+	needProsody(t, "two-node federation test", pgFedNodeA, pgFedNodeB, pgFedProsody)
 	pg := pgtest.Start(t)
 	dsn := pg.Database(t)
 
