@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,11 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/treff-im/treff/internal/pgtest"
-	"github.com/treff-im/treff/storage"
-	"github.com/treff-im/treff/storage/pgstore"
-	"github.com/treff-im/treff/trefftest"
 )
 
 // twoNodes is two example-server processes run as one cluster (-cluster
@@ -36,58 +30,15 @@ type twoNodes struct {
 }
 
 // startTwoNodes starts the nodes on 127.0.0.2 and 127.0.0.3 with the
-// extra flags and waits until each hears of the other.
+// extra flags (a procCluster of two, without HAProxy) and waits until
+// each hears of the other.
 func startTwoNodes(t *testing.T, flags ...string) *twoNodes {
 	t.Helper()
 	needSlixmpp(t)
-	pg := pgtest.Start(t)
-	dsn := pg.Database(t)
-	bin := buildCommunity(t)
-	dir := t.TempDir()
-	certFile, keyFile := writeCertFiles(t, dir)
-	admin := pgFlags(t, bin, dsn)
-	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", alicePW, "alice@localhost")
-	runCommunity(t, admin, "adduser", "-data", filepath.Join(dir, "admin"), "-password", bobPW, "bob@localhost")
-	ctx := context.Background()
-	st, err := pgstore.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range [][2]string{{"alice@localhost", "bob@localhost"}, {"bob@localhost", "alice@localhost"}} {
-		if _, err := st.PutRosterItem(ctx, p[0], storage.RosterItem{JID: p[1], Subscription: storage.SubBoth}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st.Close()
-
-	pick := addrPicker(t)
-	routes := []string{pick("127.0.0.2"), pick("127.0.0.3")}
-	c := &twoNodes{certFile: certFile, dir: dir, bin: admin, raw: bin}
-	for i := range 2 {
-		host := fmt.Sprintf("127.0.0.%d", i+2)
-		p := &communityProc{logs: new(trefftest.LogBuffer), done: make(chan struct{}),
-			addr: pick(host), tls: pick(host), cert: certFile}
-		n := &communityNode{communityProc: p, name: fmt.Sprintf("node%d", i)}
-		args := []string{"-data", filepath.Join(dir, n.name), "-c2s", p.addr, "-c2s-tls", p.tls,
-			"-s2s", "", "-http", "", "-https", "", "-log-level", "debug", "-new-account-age", "0",
-			"-cert", certFile, "-key", keyFile, "-store", "postgres", "-pg-dsn", dsn,
-			"-cluster", "yes", "-cluster-listen", routes[i], "-cluster-peers", strings.Join(routes, ","), "-node-name", n.name,
-			"-cluster-heartbeat", "250ms", "-cluster-dead-after", "2s"}
-		p.start(t, bin, append(args, flags...)...)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("%s output:\n%s", n.name, p.logs)
-			}
-		})
-		c.nodes = append(c.nodes, n)
-	}
-	for i, n := range c.nodes {
-		waitLogLine(t, n.communityProc, "cluster: node up", "node="+c.nodes[1-i].name)
-		if !accepts(n.addr) {
-			t.Fatalf("%s does not accept on %s", n.name, n.addr)
-		}
-	}
-	return c
+	pc := startProcCluster(t, procClusterSpec{ip: 2, nodes: 2, prefix: "node", noHAProxy: true, flags: flags,
+		accounts: [][2]string{{"alice@localhost", alicePW}, {"bob@localhost", bobPW}}})
+	pc.friends(t, "alice@localhost", "bob@localhost")
+	return &twoNodes{nodes: pc.nodes, certFile: pc.certFile, dir: pc.dir, bin: pgFlags(t, pc.bin, pc.dsn), raw: pc.bin}
 }
 
 // run runs a scenario of clients/cluster.py with --addrs the nodes'

@@ -36,7 +36,7 @@ type procCluster struct {
 
 // procClusterSpec says how to start a procCluster.
 type procClusterSpec struct {
-	// ip: node i listens on 127.0.0.(ip+i), HAProxy on 127.0.0.(ip+3);
+	// ip: node i listens on 127.0.0.(ip+i), HAProxy on 127.0.0.(ip+nodes);
 	// every port is picked free, so tests may share addresses.
 	ip int
 	// prefix names the nodes prefix0, prefix1, prefix2.
@@ -49,6 +49,8 @@ type procClusterSpec struct {
 	// noHAProxy: clients connect to the nodes' own addresses (which then
 	// take no PROXY protocol header).
 	noHAProxy bool
+	// nodes is how many nodes to start; 0 means 3.
+	nodes int
 }
 
 // communityNode is one example-server process of a cluster.
@@ -82,7 +84,10 @@ func startProcCluster(t *testing.T, spec procClusterSpec) *procCluster {
 	}
 
 	pick := addrPicker(t) // every address distinct, picked before any process binds it
-	const k = 3
+	k := spec.nodes
+	if k == 0 {
+		k = 3
+	}
 	lbIP := fmt.Sprintf("127.0.0.%d", spec.ip+k)
 	if !spec.noHAProxy {
 		c.lb = pick(lbIP)
