@@ -388,19 +388,25 @@ func TestClusterCommunity(t *testing.T) {
 	es := run("route", "--jid", "alice@localhost", "--password", alicePW,
 		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body,
 		"--session", "high=5@0", "--session", "low=1@1", "--sender-node", "2")
-	for _, tc := range []struct {
-		res    string
-		bodies []string
-	}{
-		{"high", []string{"bare " + body, "full high " + body}},
-		{"low", []string{"full low " + body}},
-	} {
-		var r clusterReceived
-		es.one(t, "received", tc.res).decode(t, &r)
-		if !slices.Equal(r.Bodies, tc.bodies) {
-			t.Errorf("%s got %q, want %q", tc.res, r.Bodies, tc.bodies)
+	// The bare-JID message goes to the higher priority, each full-JID
+	// one to its resource.
+	checkRouted := func(where, body string, es events) {
+		t.Helper()
+		for _, tc := range []struct {
+			res    string
+			bodies []string
+		}{
+			{"high", []string{"bare " + body, "full high " + body}},
+			{"low", []string{"full low " + body}},
+		} {
+			var r clusterReceived
+			es.one(t, "received", tc.res).decode(t, &r)
+			if !slices.Equal(r.Bodies, tc.bodies) {
+				t.Errorf("%s%s got %q, want %q", where, tc.res, r.Bodies, tc.bodies)
+			}
 		}
 	}
+	checkRouted("", body, es)
 
 	// The same through the round-robin frontend: the three clients land
 	// on the nodes in turn, wherever that is.
@@ -410,19 +416,7 @@ func TestClusterCommunity(t *testing.T) {
 	es = runAt([]string{lb, lb, lb}, "route", "--jid", "alice@localhost", "--password", alicePW,
 		"--peer", "bob@localhost", "--peer-password", bobPW, "--body", body,
 		"--session", "high=5@1", "--session", "low=1@2", "--sender-node", "0")
-	for _, tc := range []struct {
-		res    string
-		bodies []string
-	}{
-		{"high", []string{"bare " + body, "full high " + body}},
-		{"low", []string{"full low " + body}},
-	} {
-		var r clusterReceived
-		es.one(t, "received", tc.res).decode(t, &r)
-		if !slices.Equal(r.Bodies, tc.bodies) {
-			t.Errorf("through the balancer, %s got %q, want %q", tc.res, r.Bodies, tc.bodies)
-		}
-	}
+	checkRouted("through the balancer, ", body, es)
 	used := 0
 	for i, n := range logins() {
 		if n > before[i] {
